@@ -1,0 +1,65 @@
+"""NIfTI reading and writing with nibabel."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from medssl.io.errors import BadFileError
+from medssl.io.volume import Volume
+
+
+def read_nifti(path: str | Path, expect_spatial_dims: int = 3) -> Volume:
+    """Read a ``.nii`` / ``.nii.gz`` file into a :class:`Volume`.
+
+    Args:
+        path: file path.
+        expect_spatial_dims: 3 for volumes; a 4D file with a single volume along axis 4 is
+            accepted, a true 4D series is an error.
+
+    Returns:
+        Volume with array ``(1, X, Y, Z)`` float32 (scl_slope/inter applied), the file's
+        affine (qform/sform as chosen by nibabel) and safe metadata.
+
+    Raises:
+        BadFileError: unreadable, truncated, wrong dimensionality, empty or non-finite data.
+    """
+    path = Path(path)
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.get_fdata(dtype=np.float32))
+    except FileNotFoundError:
+        raise BadFileError(path, "file does not exist") from None
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, nib.filebasedimages.ImageFileError, ValueError) as e:
+        raise BadFileError(path, f"cannot decode NIfTI ({type(e).__name__}: {e}); the file is corrupt or truncated, re-export or re-download it") from None
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != expect_spatial_dims:
+        raise BadFileError(path, f"expected a {expect_spatial_dims}D image, got shape {data.shape}; "
+                           "select one volume (e.g. with fslroi) or use a reader for series")
+    if data.size == 0:
+        raise BadFileError(path, f"image has zero voxels (shape {data.shape})")
+    if not np.isfinite(data).all():
+        n_bad = int((~np.isfinite(data)).sum())
+        raise BadFileError(path, f"{n_bad} voxels are NaN or Inf; fix the file or mask them before use")
+    affine = img.affine if expect_spatial_dims == 3 else img.affine
+    return Volume(array=data[None], affine=affine, meta={"source_format": "nifti", "shape": tuple(data.shape)})
+
+
+def write_nifti(volume: Volume, path: str | Path, dtype: np.dtype | None = None) -> Path:
+    """Write a single-channel 3D :class:`Volume` to ``path`` (gzip when it ends in .gz)."""
+    path = Path(path)
+    if volume.spatial_dims != 3 or volume.array.shape[0] != 1:
+        raise ValueError(f"write_nifti needs a single-channel 3D volume, got array {volume.array.shape}")
+    data = volume.array[0] if dtype is None else volume.array[0].astype(dtype)
+    img = nib.Nifti1Image(data, volume.affine)
+    img.header.set_xyzt_units("mm", "sec")
+    img.set_qform(volume.affine, code=1)
+    img.set_sform(volume.affine, code=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(img, str(path))
+    return path

@@ -1,0 +1,71 @@
+"""The one object every reader returns.
+
+A :class:`Volume` holds a channel-first float32 array, its voxel-to-world affine and a
+small whitelist of *safe* metadata. Nothing that identifies a patient is ever stored here:
+readers copy only the keys in :data:`SAFE_METADATA_KEYS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import nibabel as nib
+import numpy as np
+
+#: Metadata keys a reader may keep. Anything else (names, IDs, dates, institutions…) is dropped.
+SAFE_METADATA_KEYS = frozenset(
+    {"modality", "spacing", "shape", "orientation", "series_hash", "photometric", "source_format",
+     "body_part", "rescaled", "window"}
+)
+
+
+@dataclass
+class Volume:
+    """An image in memory, 2D or 3D.
+
+    Attributes:
+        array: float32 array of shape ``(C, *spatial)``; spatial is ``(X, Y[, Z])`` in the
+            voxel order of ``affine`` (nibabel convention).
+        affine: ``(D+1, D+1)`` voxel-index → world (mm, RAS+) matrix, D = spatial dims.
+        meta: safe metadata only (see :data:`SAFE_METADATA_KEYS`).
+    """
+
+    array: np.ndarray
+    affine: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.array = np.asarray(self.array, dtype=np.float32)
+        self.affine = np.asarray(self.affine, dtype=np.float64)
+        nd = self.array.ndim - 1
+        if nd not in (2, 3):
+            raise ValueError(f"Volume array must be (C, *spatial) with 2 or 3 spatial dims, got shape {self.array.shape}")
+        if self.affine.shape != (nd + 1, nd + 1):
+            raise ValueError(f"affine must be {(nd + 1, nd + 1)} for a {nd}D volume, got {self.affine.shape}")
+        unsafe = set(self.meta) - SAFE_METADATA_KEYS
+        if unsafe:
+            raise ValueError(f"metadata keys {sorted(unsafe)} are not in the safe whitelist {sorted(SAFE_METADATA_KEYS)}")
+
+    @property
+    def spatial_dims(self) -> int:
+        return self.array.ndim - 1
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        return tuple(self.array.shape[1:])
+
+    @property
+    def spacing(self) -> tuple[float, ...]:
+        """Voxel size in mm along each array axis (column norms of the affine)."""
+        lin = self.affine[:-1, :-1]
+        return tuple(float(s) for s in np.sqrt((lin**2).sum(axis=0)))
+
+    @property
+    def orientation(self) -> str:
+        """Axis codes such as ``"RAS"`` (where each array axis points in world space)."""
+        if self.spatial_dims == 3:
+            return "".join(nib.aff2axcodes(self.affine))
+        a3 = np.eye(4)
+        a3[:2, :2] = self.affine[:2, :2]
+        a3[:2, 3] = self.affine[:2, 2]
+        return "".join(nib.aff2axcodes(a3))[:2]
