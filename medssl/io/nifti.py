@@ -19,7 +19,8 @@ def read_nifti(path: str | Path, expect_spatial_dims: int = 3) -> Volume:
     Args:
         path: file path.
         expect_spatial_dims: 3 for volumes; a 4D file with a single volume along axis 4 is
-            accepted, a true 4D series is an error.
+            accepted, a true 4D series is an error. 2 for 2D images (stored as (X, Y) or
+            (X, Y, 1)); the affine is then the in-plane 3x3 part.
 
     Returns:
         Volume with array ``(1, X, Y, Z)`` float32 (scl_slope/inter applied), the file's
@@ -38,6 +39,8 @@ def read_nifti(path: str | Path, expect_spatial_dims: int = 3) -> Volume:
         raise BadFileError(path, f"cannot decode NIfTI ({type(e).__name__}: {e}); the file is corrupt or truncated, re-export or re-download it") from None
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
+    if expect_spatial_dims == 2 and data.ndim == 3 and data.shape[2] == 1:
+        data = data[..., 0]  # a 2D NIfTI is stored as (X, Y, 1)
     if data.ndim != expect_spatial_dims:
         raise BadFileError(path, f"expected a {expect_spatial_dims}D image, got shape {data.shape}; "
                            "select one volume (e.g. with fslroi) or use a reader for series")
@@ -46,7 +49,8 @@ def read_nifti(path: str | Path, expect_spatial_dims: int = 3) -> Volume:
     if not np.isfinite(data).all():
         n_bad = int((~np.isfinite(data)).sum())
         raise BadFileError(path, f"{n_bad} voxels are NaN or Inf; fix the file or mask them before use")
-    affine = img.affine if expect_spatial_dims == 3 else img.affine
+    # a 2D volume needs the in-plane 3x3 affine (rows/cols x, y and translation)
+    affine = img.affine if expect_spatial_dims == 3 else img.affine[np.ix_([0, 1, 3], [0, 1, 3])]
     return Volume(array=data[None], affine=affine, meta={"source_format": "nifti", "shape": tuple(data.shape)})
 
 

@@ -15,7 +15,10 @@ import numpy as np
 #: Metadata keys a reader may keep. Anything else (names, IDs, dates, institutions…) is dropped.
 SAFE_METADATA_KEYS = frozenset(
     {"modality", "spacing", "shape", "orientation", "series_hash", "photometric", "source_format",
-     "body_part", "rescaled", "window"}
+     "body_part", "rescaled", "window",
+     # added with the DICOM / ITK / PNG / MedMNIST readers (see docs/io.md):
+     "spacing_source", "inverted", "transfer_syntax", "patient_orientation", "color",
+     "n_ignored_files", "split", "index", "label"}
 )
 
 

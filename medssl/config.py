@@ -1,0 +1,317 @@
+"""Typed run configuration: dataclass schema, YAML files, ``key=value`` overrides, validation.
+
+A run is described by :class:`RunConfig`. Values come, in order, from the dataclass defaults,
+an optional YAML file (a *partial* nested mapping), then command-line overrides such as
+``train.epochs=5`` or ``augment.crop_size=[32,32,32]`` (values parsed as YAML). Every
+unknown key, wrong type and out-of-range value raises :class:`ConfigError` naming the key and
+the valid choices. Registry-backed names (encoder, method, loss) and the free-form option
+dicts that are passed to their constructors are checked against the registry and the
+constructor signature.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import inspect
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the key and what to do."""
+
+
+@dataclass
+class DataConfig:
+    """Where scans come from and how each is preprocessed (deterministic, once, cached)."""
+
+    card: str = "synthetic"  #: data card name (data_cards/<name>.yaml) or path to a card
+    root: str = ""  #: data root; overrides the card's ``root`` when set
+    cache_dir: str = ""  #: preprocessed-array cache; "" = <output_dir>/cache
+    shape: list[int] = field(default_factory=lambda: [48, 48, 48])  #: crop/pad target (voxels)
+    spacing: list[float] = field(default_factory=list)  #: resample to this spacing (mm); [] = keep
+    normalise: Literal["zscore", "minmax", "none"] = "zscore"
+    test_fraction: float = 0.25  #: subject-level held-out fraction for evaluation
+    on_bad_file: Literal["error", "skip"] = "error"
+    num_workers: int = 0  #: DataLoader workers
+    limit: int = 0  #: use only the first N records (0 = all); for smoke tests
+
+
+@dataclass
+class EncoderConfig:
+    """Which backbone; ``options`` go to the registered encoder's constructor."""
+
+    name: str = "resnet18"
+    spatial_dims: int = 3
+    in_channels: int = 1
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class MethodConfig:
+    """Pretraining method: encoder + projection head + loss + views."""
+
+    name: str = "simclr"
+    n_views: int = 2
+    proj_hidden_dim: int = 512
+    proj_dim: int = 128
+    loss: dict = field(default_factory=dict)  #: options for the method's loss constructor
+    metadata: list[str] = field(default_factory=lambda: ["age"])  #: columns for y-aware / regression
+    label_column: str = ""  #: class column for supervised forms ("" = label-free)
+    bias_column: str = "site"  #: bias labels for FairKL
+    fairkl_weight: float = 0.0
+
+
+@dataclass
+class AugmentConfig:
+    """Batch view generation; ``overrides`` change the preset's parameters."""
+
+    preset: str = "brain_mri"
+    crop_size: list[int] = field(default_factory=lambda: [40, 40, 40])
+    overrides: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation loop."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    grad_clip: float = 0.0  #: max grad norm; 0 = off
+    device: str = "auto"  #: auto | cpu | cuda | cuda:N
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  #: auto = bf16 on GPU, fp32 on CPU
+    keep_checkpoints: int = 2
+    resume: str = ""  #: "" | auto | path to a checkpoint
+    progress: bool = True
+
+
+@dataclass
+class EvalConfig:
+    """Linear probes run after pretraining."""
+
+    targets: list[str] = field(default_factory=lambda: ["age", "site"])
+    random_init_baseline: bool = True
+    batch_size: int = 32
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run; saved as ``config.yaml`` in the run directory."""
+
+    output_dir: str = "runs/default"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _did_you_mean(key: str, valid: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(valid), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _check_value(key: str, value: Any, tp: Any) -> Any:
+    """Return ``value`` coerced to ``tp`` (int→float only) or raise ConfigError."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{key}: {value!r} is not valid. Valid choices: {', '.join(map(str, choices))}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r} ({type(value).__name__})")
+        (item_tp,) = typing.get_args(tp)[:1]
+        return [_check_value(f"{key}[{i}]", v, item_tp) for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _check_value(key, value, option)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is dict and value is None:
+        return {}
+    if tp in (int, float, str, bool, dict):
+        if isinstance(value, bool) and tp is not bool:
+            raise ConfigError(f"{key}: expected {tp.__name__}, got boolean {value!r}")
+        if not isinstance(value, tp):
+            raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r} ({type(value).__name__})")
+        return value
+    raise TypeError(f"unsupported config type {tp} for {key}")  # schema bug, not user error
+
+
+def _build(cls: type, data: dict, prefix: str = "") -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            full = f"{prefix}{key}"
+            raise ConfigError(f"unknown config key {full!r}.{_did_you_mean(key, names)} "
+                              f"Valid keys{' under ' + prefix[:-1] if prefix else ''}: {', '.join(names)}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        tp, value, key = hints[f.name], data[f.name], f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(tp):
+            kwargs[f.name] = _build(tp, value, key + ".")
+        else:
+            kwargs[f.name] = _check_value(key, value, tp)
+    return cls(**kwargs)
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for k, v in update.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("options", "loss", "overrides"):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def parse_override(text: str) -> dict:
+    """``"train.epochs=5"`` → ``{"train": {"epochs": 5}}`` (value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key=value, e.g. train.epochs=5")
+    key, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    # a nested option dict may be addressed directly: method.loss.temperature=0.2
+    out: dict = {}
+    node = out
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return out
+
+
+def _merge_override(base: dict, update: dict) -> dict:
+    """Like :func:`_merge` but merges into option dicts too (overrides address single keys)."""
+    out = dict(base)
+    for k, v in update.items():
+        out[k] = _merge_override(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> RunConfig:
+    """Build a validated :class:`RunConfig` from defaults, a YAML file and overrides."""
+    data = dataclasses.asdict(RunConfig())
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections (data:, train:, …)")
+        try:
+            data = _merge(data, loaded)
+            _build(RunConfig, loaded)  # report unknown keys relative to the file
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+    for text in overrides:
+        data = _merge_override(data, parse_override(text))
+    cfg = _build(RunConfig, data)
+    validate(cfg)
+    return cfg
+
+
+def _check_options(key: str, options: dict, factory: Any, skip: typing.Iterable[str] = ()) -> None:
+    """Check that every option is a keyword argument of ``factory``."""
+    params = inspect.signature(factory).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    valid = [n for n, p in params.items() if n not in ("self", *skip) and p.kind is not p.VAR_POSITIONAL]
+    for name in options:
+        if name not in valid:
+            raise ConfigError(f"unknown option {key}.{name}.{_did_you_mean(name, valid)} Valid options: {', '.join(valid)}")
+
+
+def validate(cfg: RunConfig) -> None:
+    """Value checks that types alone cannot express (ranges, registry names, option names)."""
+    from medssl.registry import ENCODERS, LOSSES, METHODS, _load_all
+
+    _load_all()
+    d, t = cfg.data, cfg.train
+    if cfg.encoder.spatial_dims not in (2, 3):
+        raise ConfigError(f"encoder.spatial_dims must be 2 or 3, got {cfg.encoder.spatial_dims}")
+    for key, shape in (("data.shape", d.shape), ("augment.crop_size", cfg.augment.crop_size)):
+        if len(shape) != cfg.encoder.spatial_dims or min(shape) < 1:
+            raise ConfigError(f"{key} must list {cfg.encoder.spatial_dims} positive sizes, got {shape}")
+    if d.spacing and (len(d.spacing) != cfg.encoder.spatial_dims or min(d.spacing) <= 0):
+        raise ConfigError(f"data.spacing must be [] or {cfg.encoder.spatial_dims} positive values in mm, got {d.spacing}")
+    if any(c > s for c, s in zip(cfg.augment.crop_size, d.shape)):
+        raise ConfigError(f"augment.crop_size {cfg.augment.crop_size} is larger than data.shape {d.shape}")
+    if not 0.0 < d.test_fraction < 1.0:
+        raise ConfigError(f"data.test_fraction must be in (0, 1), got {d.test_fraction}")
+    for key, value in (("train.epochs", t.epochs), ("train.batch_size", t.batch_size), ("method.n_views", cfg.method.n_views)):
+        if value < 1:
+            raise ConfigError(f"{key} must be >= 1, got {value}")
+    if t.batch_size < 2:
+        raise ConfigError("train.batch_size must be >= 2 for contrastive methods")
+    if t.lr <= 0:
+        raise ConfigError(f"train.lr must be > 0, got {t.lr}")
+    if not (t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:")):
+        raise ConfigError(f"train.device {t.device!r} is not valid. Valid choices: auto, cpu, cuda, cuda:N")
+    for key, reg, name in (("encoder.name", ENCODERS, cfg.encoder.name), ("method.name", METHODS, cfg.method.name)):
+        if name not in reg:
+            raise ConfigError(f"{key}: {reg.unknown_message(name)}")
+    _check_options("encoder.options", cfg.encoder.options, ENCODERS.get(cfg.encoder.name), ("spatial_dims", "in_channels"))
+    method = METHODS.get(cfg.method.name)
+    loss_name = cfg.method.loss.get("name", method.default_loss)
+    if loss_name not in LOSSES:
+        raise ConfigError(f"method.loss.name: {LOSSES.unknown_message(loss_name)}")
+    _check_options("method.loss", {k: v for k, v in cfg.method.loss.items() if k != "name"}, LOSSES.get(loss_name))
+    from medssl.transforms.views import build_view_pipeline  # noqa: PLC0415
+
+    try:  # checks the preset name and every override key against the preset's parameters
+        build_view_pipeline(preset=cfg.augment.preset, spatial_dims=cfg.encoder.spatial_dims,
+                            crop_size=tuple(cfg.augment.crop_size), overrides=dict(cfg.augment.overrides))
+    except ValueError as e:
+        raise ConfigError(f"augment: {e}") from None
+    bad_targets = set(cfg.eval.targets) - {"age", "site", "sex", "label"}
+    if bad_targets:
+        raise ConfigError(f"eval.targets: {sorted(bad_targets)} not valid. Valid choices: age, site, sex, label")
+
+
+def to_dict(cfg: RunConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> Path:
+    """Write the resolved config as YAML (what `load_config(path)` reads back identically)."""
+    path = Path(path)
+    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    return path
+
+
+def config_hash(cfg: RunConfig | dict) -> str:
+    """Short stable hash of a config (for export specs and cache keys)."""
+    data = to_dict(cfg) if isinstance(cfg, RunConfig) else cfg
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]

@@ -1,0 +1,322 @@
+"""Single DICOM files: radiographs (DX, CR, MG, …) and single slices, read with pydicom.
+
+Conventions (shared with :mod:`medssl.io.dicom_series`):
+
+* The array follows nibabel / ITK index order: axis 0 runs along a row (DICOM columns),
+  axis 1 down a column (DICOM rows), i.e. the transpose of ``ds.pixel_array``.
+* Nothing that identifies a patient leaves this module: the Volume keeps only whitelisted
+  metadata, the series is kept as a truncated SHA-256 of its UID, and error / warning
+  messages are scrubbed of header values (:func:`safe_reason`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_modality_lut, apply_voi, apply_windowing, get_decoder
+
+from medssl.io.errors import BadFileError, MissingDecoderError, check_array
+from medssl.io.volume import Volume
+
+#: Modalities whose pixel values are display intensities; ``voi="auto"`` windows them.
+RADIOGRAPHIC_MODALITIES = frozenset({"CR", "DX", "MG", "RF", "XA", "IO", "PX", "RG", "DF", "OT"})
+#: Header keywords never copied anywhere and scrubbed from messages (plus every PN element).
+PHI_KEYWORDS = frozenset({
+    "PatientName", "PatientID", "PatientBirthDate", "PatientBirthTime", "OtherPatientIDs",
+    "OtherPatientNames", "PatientAddress", "PatientTelephoneNumbers", "PatientMotherBirthName",
+    "IssuerOfPatientID", "MedicalRecordLocator", "PatientComments", "AccessionNumber",
+    "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName", "StationName",
+    "ReferringPhysicianName", "PerformingPhysicianName", "OperatorsName", "PhysiciansOfRecord",
+    "NameOfPhysiciansReadingStudy", "RequestingPhysician", "StudyID", "StudyDate", "SeriesDate",
+    "AcquisitionDate", "ContentDate", "StudyTime", "DeviceSerialNumber", "StudyInstanceUID",
+    "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID", "StudyDescription",
+})
+CODECS_HINT = 'pip install "medssl[dicom-codecs]"'
+_CS = re.compile(r"^[A-Z0-9 _]{1,16}$")  # DICOM Code String: safe to keep (CHEST, MONOCHROME1…)
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def hash_uid(uid: str) -> str:
+    """Return the first 16 hex digits of SHA-256(uid): a stable, non-reversible series id."""
+    return hashlib.sha256(str(uid).encode()).hexdigest()[:16]
+
+
+def _phi_values(ds: pydicom.Dataset | None) -> list[str]:
+    if ds is None:
+        return []
+    values = []
+    for elem in ds.iterall():
+        if elem.keyword in PHI_KEYWORDS or elem.VR == "PN":
+            with contextlib.suppress(Exception):
+                values += [str(v) for v in (elem.value if elem.VM > 1 else [elem.value])]
+    return sorted({v for v in values if len(v) >= 3}, key=len, reverse=True)
+
+
+def redact(text: str, ds: pydicom.Dataset | None = None) -> str:
+    """Remove quoted substrings and any identifying header value of ``ds`` from ``text``."""
+    text = _QUOTED.sub("<redacted>", text)
+    for value in _phi_values(ds):
+        text = text.replace(value, "<redacted>")
+    return text[:300]
+
+
+def safe_reason(exc: BaseException, ds: pydicom.Dataset | None = None) -> str:
+    """``"TypeName: message"`` of an exception, scrubbed with :func:`redact`."""
+    return f"{type(exc).__name__}: {redact(str(exc), ds)}"
+
+
+@contextlib.contextmanager
+def scrubbed_warnings(ds_holder: list | None = None):
+    """Re-emit warnings raised inside the block with header values redacted."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    ds = ds_holder[0] if ds_holder else None
+    for w in caught:
+        warnings.warn(redact(str(w.message), ds), w.category, stacklevel=3)
+
+
+@contextlib.contextmanager
+def guarded(path: str | Path, holder: list | None = None):
+    """Scrub warnings and turn any unexpected error into a PHI-free :class:`BadFileError`.
+
+    Malformed header values surface as ``ValueError("... 'value'")`` deep inside pydicom or
+    our own ``int()`` / ``float()`` calls; the message is redacted (quoted parts and the
+    identifying values of ``holder[0]``, the header once read) before it is re-raised.
+    """
+    try:
+        with scrubbed_warnings(holder):
+            yield
+    except BadFileError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        ds = holder[0] if holder else None
+        raise BadFileError(path, f"malformed DICOM content ({safe_reason(e, ds)})") from None
+
+
+def cs(ds: pydicom.Dataset, keyword: str, default: str = "?") -> str:
+    """A Code String element (Modality, PhotometricInterpretation…) if well-formed, else ``default``."""
+    value = str(ds.get(keyword, ""))
+    return value if _CS.match(value) else default
+
+
+def read_header(path: str | Path, stop_before_pixels: bool = False) -> pydicom.Dataset:
+    """``pydicom.dcmread`` with errors turned into :class:`BadFileError` (no header values)."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadFileError(path, "file does not exist" if not path.exists() else "is not a regular file")
+    try:
+        with scrubbed_warnings():
+            return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+    except InvalidDicomError:
+        raise BadFileError(path, "not a DICOM file (no 'DICM' marker); check the path or "
+                                 "read it with pydicom.dcmread(force=True) to inspect it") from None
+    except Exception as e:  # noqa: BLE001 - pydicom raises many types for corrupt files
+        raise BadFileError(path, f"cannot parse DICOM ({safe_reason(e)}); the file is corrupt or truncated") from None
+
+
+def transfer_syntax(ds: pydicom.Dataset) -> pydicom.uid.UID | None:
+    meta = getattr(ds, "file_meta", None)
+    return meta.get("TransferSyntaxUID") if meta is not None else None
+
+
+def decode_pixels(ds: pydicom.Dataset, path: str | Path) -> np.ndarray:
+    """Stored pixel values, ``(rows, cols)`` / ``(frames, rows, cols)`` [``, 3``] (RGB).
+
+    Raises:
+        BadFileError: no pixel data, or undecodable / truncated pixel data.
+        MissingDecoderError: compressed transfer syntax without an installed decoder.
+    """
+    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        sop = getattr(ds.get("SOPClassUID"), "name", "unknown SOP class")
+        raise BadFileError(path, f"has no pixel data ({sop}, Modality {cs(ds, 'Modality')}); "
+                                 "it is not an image (e.g. a report or structure set)")
+    ts = transfer_syntax(ds)
+    where = f"transfer syntax {ts.name} ({ts})" if ts else "unknown transfer syntax"
+    if ts is not None and ts.is_compressed:
+        decoder = get_decoder(ts)
+        if decoder is None or not decoder.is_available:
+            raise MissingDecoderError(path, f"no installed decoder for {where}; install the DICOM "
+                                            f"codecs with: {CODECS_HINT}")
+    try:
+        with scrubbed_warnings([ds]):
+            return ds.pixel_array
+    except Exception as e:  # noqa: BLE001
+        hint = f"; more decoders: {CODECS_HINT}" if ts is not None and ts.is_compressed else \
+            "; the file is corrupt or truncated"
+        raise BadFileError(path, f"cannot decode pixel data with {where} ({safe_reason(e, ds)}){hint}") from None
+
+
+def modality_range(ds: pydicom.Dataset) -> tuple[float, float]:
+    """Output range of the Modality LUT / rescale for the stored bit depth (PS3.3 C.11.1)."""
+    if ds.get("ModalityLUTSequence"):
+        return 0.0, float(2 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
+    bits = int(ds.get("BitsStored", 16))
+    lo, hi = (0, 2**bits - 1) if int(ds.get("PixelRepresentation", 0)) == 0 else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    slope, inter = float(ds.get("RescaleSlope", 1.0)), float(ds.get("RescaleIntercept", 0.0))
+    lo, hi = lo * slope + inter, hi * slope + inter
+    return (min(lo, hi), max(lo, hi))
+
+
+def _lut_range(item: pydicom.Dataset) -> tuple[float, float]:
+    data = item.LUTData
+    if isinstance(data, bytes):
+        data = np.frombuffer(data, dtype=np.uint8 if int(item.LUTDescriptor[2]) <= 8 else np.uint16)
+    data = np.asarray(data, dtype=np.float64).ravel()
+    return float(data.min()), float(data.max())
+
+
+def _window_header(ds: pydicom.Dataset, center: float, width: float) -> pydicom.Dataset:
+    """A new header with only what :func:`apply_windowing` reads, plus a LINEAR window."""
+    out = pydicom.Dataset()
+    for kw in ("PhotometricInterpretation", "BitsStored", "PixelRepresentation", "RescaleSlope",
+               "RescaleIntercept", "ModalityLUTSequence"):
+        if kw in ds:
+            setattr(out, kw, ds[kw].value)
+    out.WindowCenter, out.WindowWidth = center, width
+    return out
+
+
+def apply_display(ds: pydicom.Dataset, values: np.ndarray, voi) -> tuple[np.ndarray, str]:
+    """Apply a VOI transform to modality values and map to [0, 1] (see :func:`read_dicom`)."""
+    if isinstance(voi, tuple | list):
+        center, width = (float(v) for v in voi)
+        if width <= 0:
+            raise ValueError(f"window width must be > 0, got {width}")
+        ds = _window_header(ds, center, max(width, 1.0))  # the caller's header is not changed
+        tag = f"c={center:g},w={width:g}"
+    elif voi == "file" and ds.get("VOILUTSequence"):
+        lo, hi = _lut_range(ds.VOILUTSequence[0])
+        out = apply_voi(values, ds, index=0)
+        return (np.asarray(out, np.float64) - lo) / max(hi - lo, 1e-12), "voi_lut"
+    elif voi == "file" and "WindowCenter" in ds and "WindowWidth" in ds:
+        c, w = (ds[k].value[0] if ds[k].VM > 1 else ds[k].value for k in ("WindowCenter", "WindowWidth"))
+        tag = f"c={float(c):g},w={float(w):g}"
+    else:
+        lo, hi = modality_range(ds)
+        return np.clip((values - lo) / max(hi - lo, 1e-12), 0.0, 1.0), "full_range"
+    lo, hi = modality_range(ds)
+    return (apply_windowing(np.asarray(values, np.float64), ds, index=0) - lo) / max(hi - lo, 1e-12), tag
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` over the last axis."""
+    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+
+
+def spacing_2d(ds: pydicom.Dataset) -> tuple[tuple[float, float], str]:
+    """``((col_spacing, row_spacing), source)`` in mm; 1.0 when the header has none."""
+    for kw in ("PixelSpacing", "ImagerPixelSpacing"):
+        if kw in ds and ds[kw].VM == 2:
+            row_sp, col_sp = (float(v) for v in ds[kw].value)
+            return (col_sp, row_sp), kw
+    return (1.0, 1.0), "default"
+
+
+def safe_meta(ds: pydicom.Dataset, **extra) -> dict:
+    """The whitelisted metadata of a header: modality, photometric, hashed series, body part…"""
+    meta = {"source_format": "dicom"}
+    for key, kw in (("modality", "Modality"), ("photometric", "PhotometricInterpretation")):
+        if cs(ds, kw, ""):
+            meta[key] = cs(ds, kw)
+    if ds.get("SeriesInstanceUID"):
+        meta["series_hash"] = hash_uid(ds.SeriesInstanceUID)
+    ts = transfer_syntax(ds)
+    if ts is not None:
+        meta["transfer_syntax"] = ts.name
+    body = str(ds.get("BodyPartExamined", "")).strip().upper()
+    if _CS.match(body):
+        meta["body_part"] = body
+    po = ds.get("PatientOrientation")
+    if po is not None and po.VM >= 2 and all(_CS.match(str(v)) for v in po):
+        meta["patient_orientation"] = "\\".join(str(v) for v in po)
+    meta.update(extra)
+    return {k: v for k, v in meta.items() if v is not None}
+
+
+def read_dicom(path: str | Path, *, voi="auto", color: str = "luminance", spatial_dims: int = 2) -> Volume:
+    """Read one single-frame DICOM image (radiograph or one slice).
+
+    Pipeline for grayscale images: Modality LUT (Rescale Slope/Intercept, e.g. → HU), then
+    the VOI step chosen by ``voi``, then MONOCHROME1 inversion so that high = bright.
+
+    Args:
+        path: a ``.dcm`` file.
+        voi: ``"auto"`` (``"file"`` for radiographic modalities DX/CR/MG/RF/XA/IO/PX/OT,
+            ``"none"`` for CT/MR/PT/… so values stay quantitative); ``"file"``: the file's
+            VOI LUT, else its first window, else the full stored range, output in [0, 1];
+            ``(center, width)``: that linear window, output in [0, 1]; ``"none"``: modality
+            values (HU for CT). The choice made is stored in ``meta["window"]``.
+        color: ``"luminance"`` (RGB → BT.601 luma, 1 channel) or ``"rgb"`` (3 channels,
+            grayscale repeated); colour images are returned as stored (0–255 for 8 bit),
+            without VOI.
+        spatial_dims: 2 → ``(C, cols, rows)`` with an in-plane affine (mm, no patient frame);
+            3 → ``(C, cols, rows, 1)`` with the patient affine (RAS+) from Image Position /
+            Orientation, slice thickness as third spacing (needs those tags).
+
+    Returns:
+        :class:`Volume` (float32), spacing from PixelSpacing, else ImagerPixelSpacing, else
+        1.0 (``meta["spacing_source"]`` says which).
+
+    Raises:
+        BadFileError: missing / not DICOM / no pixel data / multi-frame / corrupt.
+        MissingDecoderError: compressed transfer syntax without a decoder plugin.
+    """
+    if voi not in ("auto", "file", "none") and not (isinstance(voi, tuple | list) and len(voi) == 2):
+        raise ValueError(f"voi must be 'auto', 'file', 'none' or (center, width), got {voi!r}")
+    if color not in ("luminance", "rgb") or spatial_dims not in (2, 3):
+        raise ValueError(f"color must be 'luminance'/'rgb' and spatial_dims 2/3, got {color!r}, {spatial_dims!r}")
+    path, holder = Path(path), []
+    with guarded(path, holder):
+        ds = read_header(path)
+        holder.append(ds)
+        return _read_dicom(path, ds, voi, color, spatial_dims)
+
+
+def _read_dicom(path: Path, ds: pydicom.Dataset, voi, color: str, spatial_dims: int) -> Volume:
+    pixels = decode_pixels(ds, path)
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if n_frames > 1:
+        raise BadFileError(path, f"multi-frame DICOM ({n_frames} frames, Modality {cs(ds, 'Modality')}) "
+                                 "is not supported by read_dicom; export the frames or read it with SimpleITK")
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    meta = {}
+    if int(ds.get("SamplesPerPixel", 1)) > 1 or photometric == "PALETTE COLOR":
+        if photometric == "PALETTE COLOR":
+            pixels = pydicom.pixels.apply_color_lut(pixels, ds)
+        rgb = np.asarray(pixels, np.float64)
+        image = _luminance(rgb)[None] if color == "luminance" else np.moveaxis(rgb, -1, 0)
+        meta.update(color=color, window="none")
+    else:
+        values = np.asarray(apply_modality_lut(pixels, ds), np.float64)
+        mode = voi if voi != "auto" else ("file" if ds.get("Modality") in RADIOGRAPHIC_MODALITIES else "none")
+        if mode == "none":
+            image, meta["window"] = values, "none"
+        else:
+            image, meta["window"] = apply_display(ds, values, mode)
+        if photometric == "MONOCHROME1":
+            lo, hi = (0.0, 1.0) if mode != "none" else modality_range(ds)
+            image, meta["inverted"] = lo + hi - image, True
+        meta["rescaled"] = "RescaleSlope" in ds or "ModalityLUTSequence" in ds
+        image = image[None] if color == "luminance" else np.repeat(image[None], 3, axis=0)
+    image = np.ascontiguousarray(np.swapaxes(image, 1, 2), dtype=np.float32)  # (C, cols, rows)
+    check_array(path, image)
+    (sx, sy), source = spacing_2d(ds)
+    if spatial_dims == 2:
+        affine = np.diag([sx, sy, 1.0])
+    else:
+        from medssl.io.dicom_series import slice_affine  # local: dicom_series imports this module
+
+        affine = slice_affine(ds, path, thickness=float(ds.get("SliceThickness", 0) or 1.0))
+        image = image[..., None]
+    meta.update(shape=tuple(image.shape[1:]), spacing_source=source)
+    vol = Volume(image, affine, safe_meta(ds, **meta))
+    vol.meta["spacing"] = vol.spacing
+    return vol

@@ -1,0 +1,207 @@
+"""A folder of single-frame DICOM slices → one 3D :class:`Volume` (CT in HU, MR as stored).
+
+Rules (also in docs/io.md):
+
+* A file is a *slice* when it is DICOM (``DICM`` marker), its Modality is not a non-image
+  object (:data:`NON_IMAGE_MODALITIES`: SEG, RTSTRUCT, SR, …), it is single-frame and has
+  Rows, Columns, ImagePositionPatient and ImageOrientationPatient. Everything else in the
+  folder (a SEG, a DICOMDIR, a README) is ignored and counted in ``meta["n_ignored_files"]``.
+* Slices are grouped by SeriesInstanceUID; exactly one series must remain (select with
+  ``series_uid=``, the full UID or the 16-digit hash shown in the error).
+* Slices are ordered by their position along the slice normal
+  ``d = ImagePositionPatient · (row_cosines × col_cosines)``, never by file name or
+  InstanceNumber; steps must be uniform within ``spacing_rtol``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.pixels import apply_modality_lut
+
+from medssl.io.dicom import cs, decode_pixels, guarded, hash_uid, read_header, safe_meta
+from medssl.io.errors import BadFileError, check_array
+from medssl.io.volume import Volume
+
+NON_IMAGE_MODALITIES = frozenset({"SEG", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "RTIMAGE", "SR", "PR",
+                                  "KO", "REG", "RWV", "DOC", "FID", "PLAN", "AU", "ECG"})
+#: DICOM patient space (LPS) → nibabel world space (RAS): negate x and y.
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def _direction_cosines(ds: pydicom.Dataset, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        iop = np.asarray([float(v) for v in ds.ImageOrientationPatient], dtype=np.float64)
+    except (AttributeError, TypeError, ValueError):
+        raise BadFileError(path, "ImageOrientationPatient is missing or malformed; the slice has no "
+                                 "patient geometry (read it as a 2D image with read_dicom)") from None
+    row, col = iop[:3], iop[3:]
+    if iop.size != 6 or min(np.linalg.norm(row), np.linalg.norm(col)) < 0.5:
+        raise BadFileError(path, f"ImageOrientationPatient {iop.round(4).tolist()} is not two unit vectors")
+    return row / np.linalg.norm(row), col / np.linalg.norm(col)
+
+
+def _position(ds: pydicom.Dataset, path: Path) -> np.ndarray:
+    try:
+        return np.asarray([float(v) for v in ds.ImagePositionPatient], dtype=np.float64)
+    except (AttributeError, TypeError, ValueError):
+        raise BadFileError(path, "ImagePositionPatient is missing or malformed") from None
+
+
+def _pixel_spacing(ds: pydicom.Dataset) -> tuple[float, float]:
+    """``(row_spacing, col_spacing)`` in mm (PixelSpacing order), 1.0 when absent."""
+    if "PixelSpacing" in ds and ds["PixelSpacing"].VM == 2:
+        return float(ds.PixelSpacing[0]), float(ds.PixelSpacing[1])
+    return 1.0, 1.0
+
+
+def _affine(ds: pydicom.Dataset, path: Path, origin: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """RAS affine for index ``(i along a row, j down a column, k slice)``."""
+    row, col = _direction_cosines(ds, path)
+    row_sp, col_sp = _pixel_spacing(ds)
+    lps = np.eye(4)
+    lps[:3, 0], lps[:3, 1], lps[:3, 2], lps[:3, 3] = row * col_sp, col * row_sp, step, origin
+    return LPS_TO_RAS @ lps
+
+
+def slice_affine(ds: pydicom.Dataset, path: str | Path, thickness: float = 1.0) -> np.ndarray:
+    """4×4 RAS affine of one slice; the third axis is the slice normal × ``thickness`` (mm)."""
+    path = Path(path)
+    row, col = _direction_cosines(ds, path)
+    return _affine(ds, path, _position(ds, path), np.cross(row, col) * thickness)
+
+
+def _is_slice(ds: pydicom.Dataset) -> bool:
+    return (str(ds.get("Modality", "")).upper() not in NON_IMAGE_MODALITIES
+            and int(ds.get("NumberOfFrames", 1) or 1) == 1
+            and all(k in ds for k in ("Rows", "Columns", "ImagePositionPatient", "ImageOrientationPatient")))
+
+
+def _scan(folder: Path, recursive: bool) -> tuple[dict[str, list], int]:
+    files = sorted(p for p in (folder.rglob("*") if recursive else folder.iterdir())
+                   if p.is_file() and not p.name.startswith("."))
+    series: dict[str, list] = {}
+    ignored = 0
+    for p in files:
+        if p.name.upper() == "DICOMDIR" or not pydicom.misc.is_dicom(p):
+            ignored += 1
+            continue
+        with guarded(p):
+            ds = read_header(p, stop_before_pixels=True)
+            keep = _is_slice(ds) and bool(ds.get("SeriesInstanceUID"))
+        if not keep:
+            ignored += 1
+            continue
+        series.setdefault(str(ds.SeriesInstanceUID), []).append((p, ds))
+    return series, ignored
+
+
+def _select(folder: Path, series: dict[str, list], ignored: int, series_uid: str | None) -> list:
+    listing = ", ".join(f"{hash_uid(u)} ({cs(g[0][1], 'Modality')}, {len(g)} files)" for u, g in series.items())
+    if series_uid is not None:
+        for uid, group in series.items():
+            if series_uid in (uid, hash_uid(uid)):
+                return group
+        raise BadFileError(folder, f"no image series matches series_uid={series_uid!r}; "
+                                   f"found: {listing or 'none'}")
+    if not series:
+        raise BadFileError(folder, f"no DICOM image slices found ({ignored} files ignored: not DICOM, "
+                                   f"non-image objects such as {', '.join(sorted(NON_IMAGE_MODALITIES)[:4])}…, "
+                                   "multi-frame, or without ImagePositionPatient)")
+    if len(series) > 1:
+        raise BadFileError(folder, f"contains {len(series)} image series: {listing}; pass "
+                                   "series_uid='<hash>' (one of these) to read one of them")
+    return next(iter(series.values()))
+
+
+def _check_consistent(group: list) -> None:
+    p0, ds0 = group[0]
+    ref = (int(ds0.Rows), int(ds0.Columns), _pixel_spacing(ds0), np.concatenate(_direction_cosines(ds0, p0)))
+    for p, ds in group[1:]:
+        cur = (int(ds.Rows), int(ds.Columns), _pixel_spacing(ds), np.concatenate(_direction_cosines(ds, p)))
+        if cur[:2] != ref[:2]:
+            raise BadFileError(p, f"slice size {cur[:2]} differs from {ref[:2]} of {p0.name}")
+        if not np.allclose(cur[2], ref[2], rtol=1e-4):
+            raise BadFileError(p, f"PixelSpacing {cur[2]} differs from {ref[2]} of {p0.name}")
+        if not np.allclose(cur[3], ref[3], atol=1e-4):
+            raise BadFileError(p, f"ImageOrientationPatient differs from {p0.name}: the series mixes "
+                                  "orientations (e.g. localizer or radial slices); it is not one volume")
+
+
+def _order(folder: Path, group: list, spacing_rtol: float) -> tuple[list, np.ndarray]:
+    """Sort slices along the normal and return ``(group, step_vector_lps)``."""
+    p0, ds0 = group[0]
+    row, col = _direction_cosines(ds0, p0)
+    normal = np.cross(row, col)
+    pos = {id(ds): _position(ds, p) for p, ds in group}
+    group = sorted(group, key=lambda item: float(pos[id(item[1])] @ normal))
+    d = np.array([pos[id(ds)] @ normal for _, ds in group])
+    if len(group) == 1:
+        return group, normal * float(ds0.get("SliceThickness", 0) or 1.0)
+    steps = np.diff(d)
+    k = int(np.argmin(steps))
+    if steps[k] < 1e-4:
+        raise BadFileError(folder, f"{group[k][0].name} and {group[k + 1][0].name} have the same slice position "
+                                   f"({d[k]:.3f} mm along the normal): the series holds several volumes "
+                                   "(echoes, phases, time points) or duplicate files; split it first")
+    med = float(np.median(steps))
+    k = int(np.argmax(np.abs(steps - med)))
+    if abs(steps[k] - med) > max(spacing_rtol * med, 1e-3):
+        raise BadFileError(folder, f"slice spacing is not uniform: steps range {steps.min():.4g}–{steps.max():.4g} mm "
+                                   f"(median {med:.4g}), e.g. {steps[k]:.4g} mm between {group[k][0].name} and "
+                                   f"{group[k + 1][0].name}; a slice is missing or the folder mixes acquisitions")
+    return group, (pos[id(group[-1][1])] - pos[id(group[0][1])]) / (len(group) - 1)
+
+
+def read_dicom_series(folder: str | Path, *, series_uid: str | None = None, spacing_rtol: float = 0.01,
+                      recursive: bool = False) -> Volume:
+    """Read one DICOM series (a folder of single-frame slices) into a 3D volume.
+
+    Args:
+        folder: directory holding the slices (any file names; order comes from positions).
+        series_uid: SeriesInstanceUID or its 16-digit hash (:func:`medssl.io.dicom.hash_uid`),
+            required when the folder holds more than one image series.
+        spacing_rtol: allowed relative deviation of each slice step from the median step.
+        recursive: also look into sub-folders.
+
+    Returns:
+        Volume with array ``(1, cols, rows, n_slices)`` float32 in modality units (Rescale
+        Slope/Intercept applied: Hounsfield units for CT); affine voxel → RAS mm built from
+        ImageOrientationPatient, PixelSpacing and the first/last ImagePositionPatient (so
+        gantry tilt appears as shear), converted from DICOM LPS.
+
+    Raises:
+        BadFileError: folder missing, no slices, several series, mixed geometry, duplicate
+            positions, gaps or non-uniform spacing, undecodable pixels, NaN/Inf values.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BadFileError(folder, "folder does not exist" if not folder.exists() else "is not a folder")
+    with guarded(folder):
+        return _read_series(folder, series_uid, spacing_rtol, recursive)
+
+
+def _read_series(folder: Path, series_uid: str | None, spacing_rtol: float, recursive: bool) -> Volume:
+    series, ignored = _scan(folder, recursive)
+    group = _select(folder, series, ignored, series_uid)
+    _check_consistent(group)
+    group, step = _order(folder, group, spacing_rtol)
+    p0, ds0 = group[0]
+    first = read_header(p0)
+    volume = np.empty((int(ds0.Columns), int(ds0.Rows), len(group)), dtype=np.float32)
+    for k, (p, _) in enumerate(group):
+        with guarded(p, [first]):
+            ds = first if k == 0 else read_header(p)
+            pixels = decode_pixels(ds, p)
+            if pixels.shape != (int(ds0.Rows), int(ds0.Columns)):
+                raise BadFileError(p, f"expected one grayscale {ds0.Rows}x{ds0.Columns} slice, got pixels {pixels.shape}")
+            volume[:, :, k] = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64).T
+    check_array(folder, volume)
+    affine = _affine(ds0, p0, _position(ds0, p0), step)
+    meta = safe_meta(first, shape=volume.shape, window="none", n_ignored_files=ignored,
+                     rescaled="RescaleSlope" in first or "ModalityLUTSequence" in first)
+    vol = Volume(volume[None], affine, meta)
+    vol.meta["spacing"] = vol.spacing
+    return vol

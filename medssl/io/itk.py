@@ -1,0 +1,75 @@
+"""NRRD (``.nrrd``, ``.nhdr``) and MetaImage (``.mha``, ``.mhd``) via SimpleITK."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from medssl.io.errors import BadFileError, check_array
+from medssl.io.volume import Volume
+
+ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
+#: ITK physical space (LPS) → nibabel world space (RAS): negate x and y.
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def itk_affine(image: sitk.Image, dims: int) -> np.ndarray:
+    """Voxel → world affine of the first ``dims`` axes of a SimpleITK image.
+
+    3D: ITK's LPS physical space converted to RAS+. 2D: ITK's in-plane coordinates as
+    stored (a 2D image has no patient frame; see docs/io.md).
+    """
+    n = image.GetDimension()
+    direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(n, n)[:dims, :dims]
+    lin = direction @ np.diag(np.asarray(image.GetSpacing(), dtype=np.float64)[:dims])
+    affine = np.eye(dims + 1)
+    affine[:dims, :dims], affine[:dims, dims] = lin, np.asarray(image.GetOrigin())[:dims]
+    return LPS_TO_RAS @ affine if dims == 3 else affine
+
+
+def read_itk(path: str | Path, *, expect_spatial_dims: int | None = None) -> Volume:
+    """Read an NRRD or MetaImage file with SimpleITK.
+
+    Args:
+        path: ``.nrrd``, ``.nhdr``, ``.mha`` or ``.mhd`` (with its raw data file next to it).
+        expect_spatial_dims: 2 or 3 to require that; ``None`` accepts either. A 4D image
+            with a single time point is read as 3D; a true 4D image is an error.
+
+    Returns:
+        Volume with array ``(C, X, Y[, Z])`` float32 (C = components per pixel, 1 for
+        scalar images), the transpose of ``sitk.GetArrayFromImage``; affine from origin,
+        spacing and direction (LPS → RAS for 3D).
+
+    Raises:
+        BadFileError: missing, unreadable or truncated file, wrong dimensionality, empty
+            or non-finite data.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BadFileError(path, "file does not exist" if not path.exists() else "is not a regular file")
+    try:
+        image = sitk.ReadImage(str(path))
+        data = sitk.GetArrayViewFromImage(image)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[-1][:200] if str(e).strip() else ""
+        raise BadFileError(path, f"SimpleITK cannot read it ({first}); the file is corrupt, truncated "
+                                 "or its data file is missing") from None
+    comps = image.GetNumberOfComponentsPerPixel()
+    data = np.asarray(data, dtype=np.float32)
+    if comps == 1:
+        data = data[..., None]
+    dims = image.GetDimension()
+    if dims == 4 and image.GetSize()[3] == 1:
+        data, dims = data[0], 3
+    if dims not in (2, 3) or (expect_spatial_dims is not None and dims != expect_spatial_dims):
+        want = f"{expect_spatial_dims}D" if expect_spatial_dims else "2D or 3D"
+        raise BadFileError(path, f"expected a {want} image, got {dims}D of size {image.GetSize()}; "
+                                 "select one volume first (e.g. with SimpleITK Extract)")
+    array = np.ascontiguousarray(np.moveaxis(data, -1, 0).transpose(0, *range(dims, 0, -1)))
+    check_array(path, array)
+    source = "nrrd" if path.suffix.lower() in (".nrrd", ".nhdr") else "metaimage"
+    vol = Volume(array, itk_affine(image, dims), {"source_format": source, "shape": tuple(array.shape[1:])})
+    vol.meta["spacing"] = vol.spacing
+    return vol

@@ -1,0 +1,34 @@
+"""The method contract shared by every pretraining method (DESIGN.md §3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class StepOutput:
+    """What a training step returns: a scalar loss and floats to log."""
+
+    loss: torch.Tensor
+    logs: dict = field(default_factory=dict)
+
+
+class Method(nn.Module):
+    """Base class: an ``encoder`` plus whatever the objective needs.
+
+    Subclasses implement ``training_step(batch, generator) -> StepOutput`` where ``batch`` is
+    a dict of tensors already on the right device (``image``: (B, C, *S), ``age``: (B,),
+    ``site``/``sex``/``label``: (B,) int codes) and ``generator`` is the
+    :class:`torch.Generator` (on the batch's device) that drives all randomness of the step.
+    ``on_step_end(step, total)`` is an optional hook for momentum/EMA updates.
+    """
+
+    #: registry name of the loss used when the config does not name one
+    default_loss: str = ""
+    encoder: nn.Module
+
+    def on_step_end(self, step: int, total: int) -> None:
+        """Called after each optimiser step; no-op by default."""

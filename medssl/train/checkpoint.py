@@ -1,0 +1,73 @@
+"""Atomic, safe checkpoints.
+
+Checkpoints are written to a temporary file in the same folder and renamed into place
+(``os.replace`` is atomic on POSIX), so a crash never leaves a half-written file under the
+final name. They contain only tensors and plain Python containers and are loaded with
+``torch.load(weights_only=True)``: nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+_NAME = re.compile(r"step-(\d+)\.pt$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used here (other architecture, other config, corrupt)."""
+
+
+def rng_state() -> dict:
+    """RNG states of torch (CPU, CUDA), numpy and python as weights_only-safe objects."""
+    np_state = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+             "python_pos": random.getstate()[2] if random.getstate()[2] is not None else -1,
+             "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)), "numpy_pos": int(np_state[2])}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), None if state["python_pos"] == -1 else state["python_pos"]))
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(state: dict, folder: str | Path, step: int, keep: int = 2) -> Path:
+    """Write ``state`` as ``folder/step-XXXXXXXX.pt`` atomically and keep the newest ``keep``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"step-{step:08d}.pt"
+    tmp = folder / f".{final.name}.tmp-{os.getpid()}"
+    torch.save(state, tmp)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+    for old in list_checkpoints(folder)[:-keep] if keep > 0 else []:
+        old.unlink(missing_ok=True)
+    return final
+
+
+def list_checkpoints(folder: str | Path) -> list[Path]:
+    """Checkpoints in ``folder`` sorted by step (oldest first)."""
+    folder = Path(folder)
+    found = [p for p in folder.glob("step-*.pt") if _NAME.search(p.name)] if folder.is_dir() else []
+    return sorted(found, key=lambda p: int(_NAME.search(p.name).group(1)))
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load with ``weights_only=True`` (no arbitrary unpickling)."""
+    try:
+        return torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - re-raised with the path and what to do
+        raise CheckpointError(f"{path}: cannot load checkpoint safely ({type(e).__name__}: {e}); "
+                              "it may be corrupt or not a medssl checkpoint") from None

@@ -1,0 +1,232 @@
+"""Intensity batch augmentations (per-sample random parameters, no spatial change).
+
+All transforms take ``(B, C, *spatial)`` batches, 2D or 3D, on any device. Input is assumed
+intensity-normalised already (z-score or [0, 1]). Transforms that model a physical effect
+on *magnitude* images (gamma, bias field, Rician noise) work relative to each sample's
+minimum, so they behave the same on z-scored data (background < 0) and on [0, 1] data.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from medssl.transforms.base import (Params, RandomTransform, draw_seed, generator_from, log_uniform,
+                                    per_sample, uniform)
+
+
+def _sample_min_max(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    flat = x.reshape(x.shape[0], -1)
+    return flat.amin(1), flat.amax(1)
+
+
+class RandomGamma(RandomTransform):
+    """Gamma contrast: ``((x - min) / range) ** gamma * range + min`` per sample.
+
+    Same formula as MONAI ``RandAdjustContrast``; the min and range are those of each
+    sample (all channels), so the intensity range is preserved.
+
+    Args:
+        prob: probability per sample.
+        gamma: range of gamma, sampled log-uniformly (so that 1/g and g are equally likely).
+    """
+
+    name = "gamma"
+
+    def __init__(self, prob: float = 0.5, gamma: tuple[float, float] = (0.7, 1.5)) -> None:
+        super().__init__(prob)
+        self.gamma = (float(gamma[0]), float(gamma[1]))
+
+    def _sample(self, b, spatial_shape, generator, device):
+        return {"gamma": log_uniform(b, *self.gamma, generator, device)}
+
+    def _apply(self, x, params):
+        lo, hi = _sample_min_max(x)
+        lo, rng = per_sample(lo, x), per_sample(hi - lo, x).clamp(min=1e-7)
+        return ((x - lo) / rng).clamp(min=0).pow(per_sample(params["gamma"], x)) * rng + lo
+
+
+class RandomScaleShift(RandomTransform):
+    """Brightness / contrast scaling: ``x * scale + shift`` per sample.
+
+    Args:
+        prob: probability per sample.
+        scale: range of the multiplicative factor.
+        shift: maximum absolute additive shift (units of the normalised input: SDs for
+            z-scored data, fraction of the range for [0, 1] data).
+    """
+
+    name = "scale_shift"
+
+    def __init__(self, prob: float = 0.5, scale: tuple[float, float] = (0.9, 1.1), shift: float = 0.1) -> None:
+        super().__init__(prob)
+        self.scale, self.shift = (float(scale[0]), float(scale[1])), float(shift)
+
+    def _sample(self, b, spatial_shape, generator, device):
+        return {"scale": uniform(b, *self.scale, generator, device),
+                "shift": uniform(b, -self.shift, self.shift, generator, device)}
+
+    def _apply(self, x, params):
+        return x * per_sample(params["scale"], x) + per_sample(params["shift"], x)
+
+
+def legendre_basis(n: int, order: int, device: torch.device) -> torch.Tensor:
+    """(order+1, n) Legendre polynomials P_0..P_order on n points spanning [-1, 1] (cell centres)."""
+    u = (torch.arange(n, device=device, dtype=torch.float32) + 0.5) / n * 2 - 1
+    polys = [torch.ones_like(u), u]
+    for k in range(1, order):
+        polys.append(((2 * k + 1) * u * polys[k] - k * polys[k - 1]) / (k + 1))
+    return torch.stack(polys[: order + 1])
+
+
+class RandomBiasField(RandomTransform):
+    """Smooth multiplicative MRI bias field ``exp(sum_{i+j+k<=order} c_ijk P_i P_j P_k)``.
+
+    Coefficients ``c ~ U(-coeff, coeff)`` over products of Legendre polynomials (as MONAI
+    ``RandBiasField`` and TorchIO ``RandomBiasField``). The field multiplies the magnitude,
+    i.e. ``(x - min) * field + min`` per sample.
+
+    Args:
+        prob: probability per sample.
+        coeff: maximum absolute coefficient.
+        order: maximum total polynomial degree.
+    """
+
+    name = "bias_field"
+
+    def __init__(self, prob: float = 0.3, coeff: float = 0.3, order: int = 3) -> None:
+        super().__init__(prob)
+        self.coeff, self.order = float(coeff), int(order)
+
+    def _sample(self, b, spatial_shape, generator, device):
+        d, n = len(spatial_shape), self.order + 1
+        c = uniform((b,) + (n,) * d, -self.coeff, self.coeff, generator, device)
+        degree = sum(torch.meshgrid(*[torch.arange(n, device=device)] * d, indexing="ij"))
+        return {"coeffs": c * (degree <= self.order)}
+
+    def field(self, params: Params, spatial_shape: tuple[int, ...]) -> torch.Tensor:
+        """(B, *spatial) log-field evaluated separably on the voxel grid."""
+        c = params["coeffs"]
+        bases = [legendre_basis(s, self.order, c.device) for s in spatial_shape]
+        if len(spatial_shape) == 2:
+            return torch.einsum("bij,ix,jy->bxy", c, *bases)
+        return torch.einsum("bijk,ix,jy,kz->bxyz", c, *bases)
+
+    def _apply(self, x, params):
+        logf = self.field(params, tuple(x.shape[2:])).to(x.dtype).unsqueeze(1)
+        lo = per_sample(_sample_min_max(x)[0], x)
+        return (x - lo) * torch.exp(logf) + lo
+
+
+class RandomGaussianNoise(RandomTransform):
+    """Additive Gaussian noise with a per-sample standard deviation ``~ U(std)``.
+
+    Args:
+        prob: probability per sample.
+        std: range of the noise SD in normalised intensity units.
+    """
+
+    name = "gaussian_noise"
+
+    def __init__(self, prob: float = 0.5, std: tuple[float, float] = (0.0, 0.1)) -> None:
+        super().__init__(prob)
+        self.std = (float(std[0]), float(std[1]))
+
+    def _sample(self, b, spatial_shape, generator, device):
+        return {"std": uniform(b, *self.std, generator, device), "seed": draw_seed(generator, device)}
+
+    def _apply(self, x, params):
+        g = generator_from(params["seed"], x.device)
+        noise = torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
+        return x + noise * per_sample(params["std"], x)
+
+
+class RandomRicianNoise(RandomTransform):
+    """Rician noise of magnitude MRI: ``sqrt((m + n1)^2 + n2^2)`` with ``n1, n2 ~ N(0, std^2)``.
+
+    ``m = x - min`` per sample (the magnitude; background at 0), and the minimum is added
+    back, so z-scored input keeps its offset.
+
+    Args:
+        prob: probability per sample.
+        std: range of the noise SD in normalised intensity units.
+    """
+
+    name = "rician_noise"
+
+    def __init__(self, prob: float = 0.2, std: tuple[float, float] = (0.0, 0.05)) -> None:
+        super().__init__(prob)
+        self.std = (float(std[0]), float(std[1]))
+
+    def _sample(self, b, spatial_shape, generator, device):
+        return {"std": uniform(b, *self.std, generator, device), "seed": draw_seed(generator, device)}
+
+    def _apply(self, x, params):
+        g = generator_from(params["seed"], x.device)
+        std = per_sample(params["std"], x)
+        n1 = torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype) * std
+        n2 = torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype) * std
+        lo = per_sample(_sample_min_max(x)[0], x)
+        return torch.sqrt((x - lo + n1) ** 2 + n2**2) + lo
+
+
+def gaussian_kernels(sigma: torch.Tensor, radius: int) -> torch.Tensor:
+    """(N, 2*radius+1) normalised 1D Gaussian kernels; sigma (N,) in voxels, 0 gives a delta."""
+    r = torch.arange(-radius, radius + 1, device=sigma.device, dtype=torch.float32)
+    s = sigma.float().clamp(min=1e-3)[:, None]
+    k = torch.exp(-0.5 * (r[None] / s) ** 2)
+    return k / k.sum(1, keepdim=True)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Separable Gaussian blur with a different sigma per sample and axis.
+
+    Args:
+        x: (B, C, *S).
+        sigma: (B, D) standard deviations in voxels (0 = no blur along that axis).
+
+    Returns:
+        (B, C, *S), edges replicated. One grouped convolution per axis for the whole batch.
+    """
+    b, c, *shape = x.shape
+    d = len(shape)
+    radius = max(1, int(math.ceil(3.0 * float(sigma.max()))))
+    conv = F.conv2d if d == 2 else F.conv3d
+    y = x.reshape(1, b * c, *shape)
+    for axis in range(d):
+        radius_ax = min(radius, shape[axis] - 1)
+        k = gaussian_kernels(sigma[:, axis], radius_ax).to(x.dtype).repeat_interleave(c, 0)
+        kshape = [1] * d
+        kshape[axis] = 2 * radius_ax + 1
+        pad = [0] * (2 * d)
+        pad[2 * (d - 1 - axis)] = pad[2 * (d - 1 - axis) + 1] = radius_ax
+        y = conv(F.pad(y, pad, mode="replicate"), k.reshape(b * c, 1, *kshape), groups=b * c)
+    return y.reshape(x.shape)
+
+
+class RandomGaussianBlur(RandomTransform):
+    """Gaussian smoothing with per-sample, per-axis sigma ``~ U(sigma)`` voxels (like MONAI
+    ``RandGaussianSmooth``).
+
+    Args:
+        prob: probability per sample.
+        sigma: range of the standard deviation in voxels.
+    """
+
+    name = "gaussian_blur"
+
+    def __init__(self, prob: float = 0.2, sigma: tuple[float, float] = (0.25, 1.0)) -> None:
+        super().__init__(prob)
+        self.sigma = (float(sigma[0]), float(sigma[1]))
+
+    def _sample(self, b, spatial_shape, generator, device):
+        return {"sigma": uniform((b, len(spatial_shape)), *self.sigma, generator, device)}
+
+    def _apply(self, x, params):
+        return gaussian_blur(x, params["sigma"])
+
+
+__all__ = ["RandomBiasField", "RandomGamma", "RandomGaussianBlur", "RandomGaussianNoise", "RandomRicianNoise",
+           "RandomScaleShift", "gaussian_blur", "gaussian_kernels", "legendre_basis"]

@@ -1,0 +1,87 @@
+"""Deterministic per-sample preprocessing: orient → resample → crop/pad → normalise.
+
+Runs once per scan on the CPU (and is cached); random augmentation happens later on whole
+batches (:mod:`medssl.transforms.views`). Built on nibabel (exact axis reordering, no
+interpolation) and MONAI (``Spacing``, ``ResizeWithPadOrCrop``, intensity transforms).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+import nibabel as nib
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.transforms import NormalizeIntensity, ResizeWithPadOrCrop, ScaleIntensityRangePercentiles, Spacing
+
+from medssl.io.volume import Volume
+
+
+def to_canonical(volume: Volume, axcodes: str = "RAS") -> Volume:
+    """Reorder/flip array axes (no interpolation) so they point along ``axcodes``.
+
+    Args:
+        volume: 2D or 3D volume.
+        axcodes: target orientation, e.g. "RAS" (3D) — for 2D the first two letters are used.
+    """
+    nd = volume.spatial_dims
+    if nd == 2:
+        aff3 = np.eye(4)
+        aff3[:2, :2], aff3[:2, 3] = volume.affine[:2, :2], volume.affine[:2, 2]
+    else:
+        aff3 = volume.affine
+    ornt = nib.orientations.io_orientation(aff3)[:nd]
+    target = nib.orientations.axcodes2ornt(tuple(axcodes[:nd]) + tuple("RAS"[nd:3]))[:nd]
+    transform = nib.orientations.ornt_transform(ornt, target)
+    arr = np.stack([nib.orientations.apply_orientation(c, transform) for c in volume.array])
+    inv = nib.orientations.inv_ornt_aff(transform, volume.spatial_shape)
+    affine = volume.affine @ inv if nd == 3 else _affine2d(aff3 @ inv)
+    return Volume(arr, affine, dict(volume.meta))
+
+
+def _affine2d(aff3: np.ndarray) -> np.ndarray:
+    out = np.eye(3)
+    out[:2, :2], out[:2, 2] = aff3[:2, :2], aff3[:2, 3]
+    return out
+
+
+@dataclass
+class Preprocessor:
+    """Deterministic preprocessing of one :class:`Volume` into a fixed-shape array.
+
+    Args:
+        shape: output spatial shape (voxels), centre crop or zero pad.
+        spacing: resample to this voxel size in mm (empty = keep the file's spacing).
+        normalise: "zscore" (whole-volume mean/std), "minmax" (0.5–99.5 percentiles → [0, 1],
+            clipped) or "none".
+        orientation: canonical axis codes applied first ("" = keep file orientation).
+
+    Returns (``__call__``): float32 array ``(C, *shape)``.
+    """
+
+    shape: list[int]
+    spacing: list[float] = field(default_factory=list)
+    normalise: str = "zscore"
+    orientation: str = "RAS"
+
+    def __call__(self, volume: Volume) -> np.ndarray:
+        if self.orientation:
+            volume = to_canonical(volume, self.orientation)
+        x = MetaTensor(torch.from_numpy(volume.array), affine=torch.as_tensor(volume.affine))
+        if self.spacing:
+            x = Spacing(pixdim=self.spacing, mode="bilinear")(x)
+        x = ResizeWithPadOrCrop(spatial_size=self.shape, mode="constant")(x)
+        if self.normalise == "zscore":
+            x = NormalizeIntensity(channel_wise=True)(x)
+        elif self.normalise == "minmax":
+            x = ScaleIntensityRangePercentiles(0.5, 99.5, 0.0, 1.0, clip=True, channel_wise=True)(x)
+        elif self.normalise != "none":
+            raise ValueError(f"normalise must be zscore, minmax or none, got {self.normalise!r}")
+        return np.asarray(x.as_tensor() if isinstance(x, MetaTensor) else x, dtype=np.float32)
+
+    def fingerprint(self) -> str:
+        """Hash of the settings; a cache built with other settings is invalid."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]

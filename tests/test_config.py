@@ -1,0 +1,77 @@
+"""Config schema: defaults, YAML, overrides and every kind of validation error."""
+
+import pytest
+import yaml
+
+from medssl.config import ConfigError, RunConfig, load_config, parse_override, save_config
+
+
+def test_defaults_validate_and_round_trip(tmp_path):
+    cfg = load_config()
+    assert isinstance(cfg, RunConfig)
+    path = save_config(cfg, tmp_path / "config.yaml")
+    assert load_config(path) == cfg
+
+
+def test_yaml_and_overrides_merge(tmp_path):
+    f = tmp_path / "run.yaml"
+    f.write_text(yaml.safe_dump({"train": {"epochs": 3}, "method": {"name": "yaware", "loss": {"sigma": 2.0}}}))
+    cfg = load_config(f, ["train.lr=0.01", "augment.crop_size=[32,32,32]", "method.loss.temperature=0.2"])
+    assert cfg.train.epochs == 3 and cfg.train.lr == 0.01
+    assert cfg.augment.crop_size == [32, 32, 32]
+    assert cfg.method.loss == {"sigma": 2.0, "temperature": 0.2}
+    assert cfg.train.batch_size == RunConfig().train.batch_size  # untouched default
+
+
+def test_int_accepted_for_float():
+    assert load_config(overrides=["train.lr=1"]).train.lr == 1.0
+
+
+@pytest.mark.parametrize("override, words", [
+    ("train.epoch=3", ["train.epoch", "Did you mean 'epochs'"]),
+    ("trian.epochs=3", ["trian", "Did you mean 'train'"]),
+    ("train.epochs=three", ["train.epochs", "expected int"]),
+    ("train.epochs=true", ["train.epochs", "boolean"]),
+    ("data.normalise=zcore", ["data.normalise", "zscore", "minmax"]),
+    ("encoder.name=resnet17", ["encoder.name", "Did you mean", "resnet18"]),
+    ("method.name=simclrr", ["method.name", "simclr"]),
+    ("method.loss.temprature=0.1", ["method.loss.temprature", "temperature"]),
+    ("encoder.options.widht=8", ["encoder.options.widht", "width"]),
+    ("augment.crop_size=[64,64,64]", ["crop_size", "larger than data.shape"]),
+    ("data.shape=[48,48]", ["data.shape", "3 positive sizes"]),
+    ("train.batch_size=1", ["train.batch_size"]),
+    ("train.device=tpu", ["train.device", "cuda"]),
+    ("eval.targets=[age,colour]", ["eval.targets", "colour"]),
+    ("augment.preset=brain", ["augment", "brain_mri"]),
+    ("train.epochs", ["key=value"]),
+])
+def test_bad_values_name_the_key(override, words):
+    with pytest.raises(ConfigError) as e:
+        load_config(overrides=[override])
+    for w in words:
+        assert w in str(e.value), (w, str(e.value))
+
+
+def test_unknown_key_in_yaml_names_file(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("train:\n  epocs: 3\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml.*train.epocs.*epochs"):
+        load_config(f)
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config("nope.yaml")
+
+
+def test_parse_override_nested():
+    assert parse_override("a.b.c=[1, 2]") == {"a": {"b": {"c": [1, 2]}}}
+
+
+def test_shipped_configs_validate():
+    from pathlib import Path
+
+    files = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+    assert files
+    for f in files:
+        load_config(f)

@@ -1,0 +1,110 @@
+"""Trainer: exact resume, NaN handling, safe checkpoints, incompatible checkpoints refused."""
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from medssl.losses import NTXentLoss
+from medssl.methods import ContrastiveMethod
+from medssl.train.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
+from medssl.train.trainer import NonFiniteLossError, Trainer, TrainerOptions
+from medssl.transforms.views import build_view_pipeline
+
+
+class TinyEncoder(nn.Module):
+    spatial_dims, in_channels, out_dim = 3, 1, 8
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv3d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 8)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).relu().mean(dim=(2, 3, 4)))
+
+
+class Items(torch.utils.data.Dataset):
+    def __init__(self, n=24, poison=False):
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(n, 1, 12, 12, 12, generator=g)
+        if poison:
+            self.x[:] = float("nan")
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return {"image": self.x[i], "age": torch.tensor(20.0 + i), "site": torch.tensor(i % 3), "index": torch.tensor(i)}
+
+
+def _trainer(run_dir, epochs=3, config=None, poison=False):
+    torch.manual_seed(0)
+    views = build_view_pipeline("brain_mri", 3, (10, 10, 10))
+    method = ContrastiveMethod(TinyEncoder(), NTXentLoss(temperature=0.5), views, proj_hidden_dim=16, proj_dim=8)
+    opts = TrainerOptions(epochs=epochs, batch_size=8, lr=1e-2, progress=False, log_every=1, keep_checkpoints=100)
+    return Trainer(method, Items(poison=poison), run_dir, opts, torch.device("cpu"), config=config or {"encoder": {"n": "tiny"}})
+
+
+def _params(t):
+    return torch.cat([p.detach().flatten() for p in t.method.parameters()])
+
+
+def test_resume_from_any_checkpoint_is_exact(tmp_path):
+    full = _trainer(tmp_path / "full")
+    full.fit()
+    ckpts = list_checkpoints(tmp_path / "full" / "checkpoints")
+    assert [int(p.stem.split("-")[1]) for p in ckpts] == [3, 6, 9]
+    resumed = _trainer(tmp_path / "resumed")
+    assert resumed.resume(str(ckpts[0]))
+    assert resumed.step == 3
+    resumed.fit()
+    assert torch.equal(_params(full), _params(resumed))
+    assert not torch.equal(_params(full), _params(_trainer(tmp_path / "fresh")))
+
+
+def test_metrics_log_and_tensorboard(tmp_path):
+    t = _trainer(tmp_path, epochs=1)
+    t.fit()
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert all(math.isfinite(r["loss"]) and r["views_per_s"] > 0 for r in rows)
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    good = _trainer(tmp_path, epochs=1)
+    good.fit()
+    before = list_checkpoints(tmp_path / "checkpoints")
+    bytes_before = before[-1].read_bytes()
+    bad = _trainer(tmp_path, epochs=2, poison=True)
+    bad.resume("auto")
+    with pytest.raises(NonFiniteLossError, match=r"at step 4"):
+        bad.fit()
+    assert list_checkpoints(tmp_path / "checkpoints") == before
+    assert before[-1].read_bytes() == bytes_before
+
+
+def test_incompatible_checkpoint_is_refused(tmp_path):
+    t = _trainer(tmp_path, epochs=1)
+    t.fit()
+    other = _trainer(tmp_path / "o", config={"encoder": {"n": "other"}})
+    with pytest.raises(CheckpointError, match="incompatible encoder config"):
+        other.resume(str(list_checkpoints(tmp_path / "checkpoints")[-1]))
+
+
+def test_checkpoints_are_atomic_and_pickle_free(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("owned",))
+
+    torch.save({"x": Evil()}, tmp_path / "step-00000001.pt")
+    with pytest.raises(CheckpointError, match="cannot load checkpoint safely"):
+        load_checkpoint(tmp_path / "step-00000001.pt")
+    for step in range(1, 5):
+        save_checkpoint({"w": torch.ones(2) * step}, tmp_path / "ck", step, keep=2)
+    names = sorted(p.name for p in (tmp_path / "ck").iterdir())
+    assert names == ["step-00000003.pt", "step-00000004.pt"]  # no temp files left, last 2 kept
+    assert torch.equal(load_checkpoint(tmp_path / "ck" / "step-00000004.pt")["w"], torch.full((2,), 4.0))
