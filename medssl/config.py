@@ -196,27 +196,22 @@ def _merge(base: dict, update: dict) -> dict:
     return out
 
 
-def parse_override(text: str) -> dict:
-    """``"train.epochs=5"`` → ``{"train": {"epochs": 5}}`` (value parsed as YAML)."""
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.epochs=5"`` → ``(["train", "epochs"], 5)`` (value parsed as YAML)."""
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like key=value, e.g. train.epochs=5")
     key, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw.strip() else ""
-    # a nested option dict may be addressed directly: method.loss.temperature=0.2
-    out: dict = {}
-    node = out
-    parts = key.strip().split(".")
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-    node[parts[-1]] = value
-    return out
+    return key.strip().split("."), (yaml.safe_load(raw) if raw.strip() else "")
 
 
-def _merge_override(base: dict, update: dict) -> dict:
-    """Like :func:`_merge` but merges into option dicts too (overrides address single keys)."""
-    out = dict(base)
-    for k, v in update.items():
-        out[k] = _merge_override(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+def _set_path(data: dict, path: list[str], value: Any) -> dict:
+    """Copy of ``data`` with ``value`` set at ``path`` (an override replaces what it names)."""
+    out = dict(data)
+    if len(path) == 1:
+        out[path[0]] = value
+    else:
+        child = out.get(path[0])
+        out[path[0]] = _set_path(child if isinstance(child, dict) else {}, path[1:], value)
     return out
 
 
@@ -235,8 +230,8 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
             _build(RunConfig, loaded)  # report unknown keys relative to the file
         except ConfigError as e:
             raise ConfigError(f"{path}: {e}") from None
-    for text in overrides:
-        data = _merge_override(data, parse_override(text))
+    for text in overrides:  # `method.loss.sigma=2` sets one option; `method.loss={...}` replaces the dict
+        data = _set_path(data, *parse_override(text))
     cfg = _build(RunConfig, data)
     validate(cfg)
     return cfg

@@ -65,7 +65,14 @@ def test_missing_file():
 
 
 def test_parse_override_nested():
-    assert parse_override("a.b.c=[1, 2]") == {"a": {"b": {"c": [1, 2]}}}
+    assert parse_override("a.b.c=[1, 2]") == (["a", "b", "c"], [1, 2])
+
+
+def test_override_of_a_whole_option_dict_replaces_it(tmp_path):
+    f = tmp_path / "run.yaml"
+    f.write_text("method: {name: yaware, loss: {sigma: 2.0}}\n")
+    cfg = load_config(f, ["method.name=simclr", "method.loss={temperature: 0.3}"])
+    assert cfg.method.loss == {"temperature": 0.3}
 
 
 def test_shipped_configs_validate():

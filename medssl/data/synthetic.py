@@ -116,22 +116,30 @@ class SyntheticSubject:
         return f"sub-{self.traits.index + 1:04d}"
 
 
+def _streams(spec: SyntheticCohortSpec, index: int) -> list[np.random.SeedSequence]:
+    if not 0 <= index < spec.n_subjects:
+        raise IndexError(f"subject index {index} outside 0…{spec.n_subjects - 1}")
+    return np.random.SeedSequence([spec.seed, index]).spawn(3)  # traits, anatomy, scanner
+
+
+def subject_traits(spec: SyntheticCohortSpec, index: int) -> SubjectTraits:
+    """Traits (age, sex, diagnosis, site, …) of subject ``index`` without rendering its image."""
+    site_index = index % spec.n_sites
+    return sample_traits(index, site_index, spec.sites[site_index], np.random.default_rng(_streams(spec, index)[0]))
+
+
 def generate_subject(spec: SyntheticCohortSpec, index: int) -> SyntheticSubject:
     """Generate subject ``index`` (0-based) of the cohort in memory (no disk access).
 
     Uses three independent streams spawned from ``SeedSequence([spec.seed, index])``
     (traits, anatomy, scanner), so each part can change without shifting the others.
     """
-    if not 0 <= index < spec.n_subjects:
-        raise IndexError(f"subject index {index} outside 0…{spec.n_subjects - 1}")
-    s_traits, s_anat, s_scan = np.random.SeedSequence([spec.seed, index]).spawn(3)
-    site_index = index % spec.n_sites
-    site = spec.sites[site_index]
-    traits = sample_traits(index, site_index, site, np.random.default_rng(s_traits))
+    _, s_anat, s_scan = _streams(spec, index)
+    traits = subject_traits(spec, index)
     axes = spec.axes_mm()
     tissue, truth = render_tissue(traits, axes, float(np.mean(spec.spacing_mm)), np.random.default_rng(s_anat))
     image = apply_scanner(tissue, (axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :]),
-                          spec.spacing_mm, site, np.random.default_rng(s_scan))
+                          spec.spacing_mm, spec.sites[traits.site], np.random.default_rng(s_scan))
     return SyntheticSubject(image=image, traits=traits, truth=truth)
 
 

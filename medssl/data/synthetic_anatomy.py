@@ -38,11 +38,11 @@ SULCUS_THRESHOLD_20, SULCUS_THRESHOLD_SLOPE = 1.3, 0.012  #: sulci where field >
 HIPPO_LOSS_PER_YEAR = 0.002             #: relative hippocampal volume loss per year
 HORN_LOG_SLOPE = 0.012                  #: d log(temporal-horn volume) / d age
 
-AD_HIPPO_FACTOR = 0.72                  #: hippocampal volume × 0.72 with AD
-AD_HORN_FACTOR = 2.5                    #: temporal-horn volume × 2.5 with AD
-AD_VENTRICLE_FACTOR = 1.25              #: ventricle volume × 1.25 with AD
-AD_BRAIN_FACTOR = 0.98                  #: brain linear size × 0.98 with AD (≈ −6 % volume)
-AD_TEMPORAL_THINNING = 0.35             #: cortex thinner by up to 35 % around the temporal lobes with AD
+AD_HIPPO_FACTOR = 0.70                  #: hippocampal volume × 0.70 with AD
+AD_HORN_FACTOR = 3.0                    #: temporal-horn volume × 3 with AD
+AD_VENTRICLE_FACTOR = 1.15              #: ventricle volume × 1.15 with AD
+AD_BRAIN_FACTOR = 0.99                  #: brain linear size × 0.99 with AD (≈ −3 % volume)
+AD_TEMPORAL_THINNING = 0.5              #: cortex thinner by up to 50 % around the temporal lobes with AD
 TEMPORAL_CENTRES_MM = ((-45.0, -10.0, -20.0), (45.0, -10.0, -20.0))
 TEMPORAL_SIGMA_MM = 20.0
 

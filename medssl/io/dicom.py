@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi, apply_windowing, get_decoder
 
-from medssl.io.errors import BadFileError, MissingDecoderError, check_array
+from medssl.io.errors import BadFileError, MissingDecoderError, check_array, redact, scrubbed_warnings
 from medssl.io.volume import Volume
 
 #: Modalities whose pixel values are display intensities; ``voi="auto"`` windows them.
@@ -40,7 +39,6 @@ PHI_KEYWORDS = frozenset({
 })
 CODECS_HINT = 'pip install "medssl[dicom-codecs]"'
 _CS = re.compile(r"^[A-Z0-9 _]{1,16}$")  # DICOM Code String: safe to keep (CHEST, MONOCHROME1…)
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 
 
 def hash_uid(uid: str) -> str:
@@ -48,57 +46,37 @@ def hash_uid(uid: str) -> str:
     return hashlib.sha256(str(uid).encode()).hexdigest()[:16]
 
 
-def _phi_values(ds: pydicom.Dataset | None) -> list[str]:
+def phi_values(ds: pydicom.Dataset | None) -> list[str]:
+    """String values (3+ characters) of identifying elements: :data:`PHI_KEYWORDS` and all PN."""
     if ds is None:
         return []
     values = []
-    for elem in ds.iterall():
-        if elem.keyword in PHI_KEYWORDS or elem.VR == "PN":
-            with contextlib.suppress(Exception):
+    with contextlib.suppress(Exception):  # a header too broken to iterate: quotes still redacted
+        for elem in ds.iterall():
+            if elem.keyword in PHI_KEYWORDS or elem.VR == "PN":
                 values += [str(v) for v in (elem.value if elem.VM > 1 else [elem.value])]
-    return sorted({v for v in values if len(v) >= 3}, key=len, reverse=True)
-
-
-def redact(text: str, ds: pydicom.Dataset | None = None) -> str:
-    """Remove quoted substrings and any identifying header value of ``ds`` from ``text``."""
-    text = _QUOTED.sub("<redacted>", text)
-    for value in _phi_values(ds):
-        text = text.replace(value, "<redacted>")
-    return text[:300]
+    return [v for v in set(values) if len(v) >= 3]
 
 
 def safe_reason(exc: BaseException, ds: pydicom.Dataset | None = None) -> str:
     """``"TypeName: message"`` of an exception, scrubbed with :func:`redact`."""
-    return f"{type(exc).__name__}: {redact(str(exc), ds)}"
-
-
-@contextlib.contextmanager
-def scrubbed_warnings(ds_holder: list | None = None):
-    """Re-emit warnings raised inside the block with header values redacted."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    ds = ds_holder[0] if ds_holder else None
-    for w in caught:
-        warnings.warn(redact(str(w.message), ds), w.category, stacklevel=3)
+    return f"{type(exc).__name__}: {redact(str(exc), phi_values(ds))}"
 
 
 @contextlib.contextmanager
 def guarded(path: str | Path, holder: list | None = None):
-    """Scrub warnings and turn any unexpected error into a PHI-free :class:`BadFileError`.
-
-    Malformed header values surface as ``ValueError("... 'value'")`` deep inside pydicom or
-    our own ``int()`` / ``float()`` calls; the message is redacted (quoted parts and the
-    identifying values of ``holder[0]``, the header once read) before it is re-raised.
-    """
+    """Scrub warnings; turn unexpected errors (a malformed header value surfaces as
+    ``ValueError("... 'value'")``) into a :class:`BadFileError` without header values of
+    ``holder[0]`` (the header, once read) or quoted parts."""
     try:
-        with scrubbed_warnings(holder):
+        with scrubbed_warnings(lambda: phi_values(holder[0] if holder else None)):
             yield
     except BadFileError:
         raise
     except Exception as e:  # noqa: BLE001
         ds = holder[0] if holder else None
-        raise BadFileError(path, f"malformed DICOM content ({safe_reason(e, ds)})") from None
+        raise BadFileError(path, f"malformed DICOM content ({safe_reason(e, ds)}); if other tools read "
+                                 "this file, please report it as a medssl bug") from None
 
 
 def cs(ds: pydicom.Dataset, keyword: str, default: str = "?") -> str:
@@ -112,9 +90,11 @@ def read_header(path: str | Path, stop_before_pixels: bool = False) -> pydicom.D
     path = Path(path)
     if not path.is_file():
         raise BadFileError(path, "file does not exist" if not path.exists() else "is not a regular file")
+    holder: list = []
     try:
-        with scrubbed_warnings():
-            return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+        with scrubbed_warnings(lambda: phi_values(holder[0] if holder else None)):
+            holder.append(pydicom.dcmread(path, stop_before_pixels=stop_before_pixels))
+        return holder[0]
     except InvalidDicomError:
         raise BadFileError(path, "not a DICOM file (no 'DICM' marker); check the path or "
                                  "read it with pydicom.dcmread(force=True) to inspect it") from None
@@ -123,6 +103,7 @@ def read_header(path: str | Path, stop_before_pixels: bool = False) -> pydicom.D
 
 
 def transfer_syntax(ds: pydicom.Dataset) -> pydicom.uid.UID | None:
+    """The file's Transfer Syntax UID (``None`` when the file meta lacks it)."""
     meta = getattr(ds, "file_meta", None)
     return meta.get("TransferSyntaxUID") if meta is not None else None
 
@@ -146,11 +127,10 @@ def decode_pixels(ds: pydicom.Dataset, path: str | Path) -> np.ndarray:
             raise MissingDecoderError(path, f"no installed decoder for {where}; install the DICOM "
                                             f"codecs with: {CODECS_HINT}")
     try:
-        with scrubbed_warnings([ds]):
+        with scrubbed_warnings(lambda: phi_values(ds)):
             return ds.pixel_array
     except Exception as e:  # noqa: BLE001
-        hint = f"; more decoders: {CODECS_HINT}" if ts is not None and ts.is_compressed else \
-            "; the file is corrupt or truncated"
+        hint = f"; more decoders: {CODECS_HINT}" if ts and ts.is_compressed else "; the file is corrupt or truncated"
         raise BadFileError(path, f"cannot decode pixel data with {where} ({safe_reason(e, ds)}){hint}") from None
 
 
@@ -159,7 +139,8 @@ def modality_range(ds: pydicom.Dataset) -> tuple[float, float]:
     if ds.get("ModalityLUTSequence"):
         return 0.0, float(2 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
     bits = int(ds.get("BitsStored", 16))
-    lo, hi = (0, 2**bits - 1) if int(ds.get("PixelRepresentation", 0)) == 0 else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    signed = int(ds.get("PixelRepresentation", 0)) == 1
+    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
     slope, inter = float(ds.get("RescaleSlope", 1.0)), float(ds.get("RescaleIntercept", 0.0))
     lo, hi = lo * slope + inter, hi * slope + inter
     return (min(lo, hi), max(lo, hi))
@@ -188,13 +169,11 @@ def apply_display(ds: pydicom.Dataset, values: np.ndarray, voi) -> tuple[np.ndar
     """Apply a VOI transform to modality values and map to [0, 1] (see :func:`read_dicom`)."""
     if isinstance(voi, tuple | list):
         center, width = (float(v) for v in voi)
-        if width <= 0:
-            raise ValueError(f"window width must be > 0, got {width}")
         ds = _window_header(ds, center, max(width, 1.0))  # the caller's header is not changed
         tag = f"c={center:g},w={width:g}"
     elif voi == "file" and ds.get("VOILUTSequence"):
         lo, hi = _lut_range(ds.VOILUTSequence[0])
-        out = apply_voi(values, ds, index=0)
+        out = apply_voi(np.rint(values).astype(np.int64), ds, index=0)  # a LUT is indexed by integers
         return (np.asarray(out, np.float64) - lo) / max(hi - lo, 1e-12), "voi_lut"
     elif voi == "file" and "WindowCenter" in ds and "WindowWidth" in ds:
         c, w = (ds[k].value[0] if ds[k].VM > 1 else ds[k].value for k in ("WindowCenter", "WindowWidth"))
@@ -204,11 +183,6 @@ def apply_display(ds: pydicom.Dataset, values: np.ndarray, voi) -> tuple[np.ndar
         return np.clip((values - lo) / max(hi - lo, 1e-12), 0.0, 1.0), "full_range"
     lo, hi = modality_range(ds)
     return (apply_windowing(np.asarray(values, np.float64), ds, index=0) - lo) / max(hi - lo, 1e-12), tag
-
-
-def _luminance(rgb: np.ndarray) -> np.ndarray:
-    """ITU-R BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` over the last axis."""
-    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
 
 
 def spacing_2d(ds: pydicom.Dataset) -> tuple[tuple[float, float], str]:
@@ -234,9 +208,9 @@ def safe_meta(ds: pydicom.Dataset, **extra) -> dict:
     body = str(ds.get("BodyPartExamined", "")).strip().upper()
     if _CS.match(body):
         meta["body_part"] = body
-    po = ds.get("PatientOrientation")
-    if po is not None and po.VM >= 2 and all(_CS.match(str(v)) for v in po):
-        meta["patient_orientation"] = "\\".join(str(v) for v in po)
+    po = ds["PatientOrientation"] if "PatientOrientation" in ds else None
+    if po is not None and po.VM == 2 and all(_CS.match(str(v)) for v in po.value):
+        meta["patient_orientation"] = "\\".join(str(v) for v in po.value)
     meta.update(extra)
     return {k: v for k, v in meta.items() if v is not None}
 
@@ -255,8 +229,8 @@ def read_dicom(path: str | Path, *, voi="auto", color: str = "luminance", spatia
             ``(center, width)``: that linear window, output in [0, 1]; ``"none"``: modality
             values (HU for CT). The choice made is stored in ``meta["window"]``.
         color: ``"luminance"`` (RGB → BT.601 luma, 1 channel) or ``"rgb"`` (3 channels,
-            grayscale repeated); colour images are returned as stored (0–255 for 8 bit),
-            without VOI.
+            grayscale repeated). Colour images (RGB, YBR → RGB, palette) get no VOI: they
+            are divided by their full range (``2**bits - 1``) unless ``voi="none"``.
         spatial_dims: 2 → ``(C, cols, rows)`` with an in-plane affine (mm, no patient frame);
             3 → ``(C, cols, rows, 1)`` with the patient affine (RAS+) from Image Position /
             Orientation, slice thickness as third spacing (needs those tags).
@@ -269,8 +243,8 @@ def read_dicom(path: str | Path, *, voi="auto", color: str = "luminance", spatia
         BadFileError: missing / not DICOM / no pixel data / multi-frame / corrupt.
         MissingDecoderError: compressed transfer syntax without a decoder plugin.
     """
-    if voi not in ("auto", "file", "none") and not (isinstance(voi, tuple | list) and len(voi) == 2):
-        raise ValueError(f"voi must be 'auto', 'file', 'none' or (center, width), got {voi!r}")
+    if voi not in ("auto", "file", "none") and not (isinstance(voi, tuple | list) and len(voi) == 2 and voi[1] > 0):
+        raise ValueError(f"voi must be 'auto', 'file', 'none' or (center, width > 0), got {voi!r}")
     if color not in ("luminance", "rgb") or spatial_dims not in (2, 3):
         raise ValueError(f"color must be 'luminance'/'rgb' and spatial_dims 2/3, got {color!r}, {spatial_dims!r}")
     path, holder = Path(path), []
@@ -289,11 +263,14 @@ def _read_dicom(path: Path, ds: pydicom.Dataset, voi, color: str, spatial_dims: 
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     meta = {}
     if int(ds.get("SamplesPerPixel", 1)) > 1 or photometric == "PALETTE COLOR":
+        bits = int(ds.get("BitsStored", 8))
         if photometric == "PALETTE COLOR":
             pixels = pydicom.pixels.apply_color_lut(pixels, ds)
-        rgb = np.asarray(pixels, np.float64)
-        image = _luminance(rgb)[None] if color == "luminance" else np.moveaxis(rgb, -1, 0)
-        meta.update(color=color, window="none")
+            bits = int(ds.RedPaletteColorLookupTableDescriptor[2])
+        rgb = np.asarray(pixels, np.float64) / (1.0 if voi == "none" else 2.0**bits - 1)
+        luma = rgb @ np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as in read_png
+        image = luma[None] if color == "luminance" else np.moveaxis(rgb, -1, 0)
+        meta.update(color=color, window="none" if voi == "none" else "full_range")
     else:
         values = np.asarray(apply_modality_lut(pixels, ds), np.float64)
         mode = voi if voi != "auto" else ("file" if ds.get("Modality") in RADIOGRAPHIC_MODALITIES else "none")
@@ -315,7 +292,7 @@ def _read_dicom(path: Path, ds: pydicom.Dataset, voi, color: str, spatial_dims: 
         from medssl.io.dicom_series import slice_affine  # local: dicom_series imports this module
 
         affine = slice_affine(ds, path, thickness=float(ds.get("SliceThickness", 0) or 1.0))
-        image = image[..., None]
+        image, source = image[..., None], ("PixelSpacing" if "PixelSpacing" in ds else "default")
     meta.update(shape=tuple(image.shape[1:]), spacing_source=source)
     vol = Volume(image, affine, safe_meta(ds, **meta))
     vol.meta["spacing"] = vol.spacing

@@ -149,9 +149,10 @@ def _order(folder: Path, group: list, spacing_rtol: float) -> tuple[list, np.nda
     med = float(np.median(steps))
     k = int(np.argmax(np.abs(steps - med)))
     if abs(steps[k] - med) > max(spacing_rtol * med, 1e-3):
-        raise BadFileError(folder, f"slice spacing is not uniform: steps range {steps.min():.4g}–{steps.max():.4g} mm "
-                                   f"(median {med:.4g}), e.g. {steps[k]:.4g} mm between {group[k][0].name} and "
-                                   f"{group[k + 1][0].name}; a slice is missing or the folder mixes acquisitions")
+        raise BadFileError(folder, f"slice spacing is not uniform: steps range {steps.min():.4g}–"
+                                   f"{steps.max():.4g} mm (median {med:.4g}), e.g. {steps[k]:.4g} mm between "
+                                   f"{group[k][0].name} and {group[k + 1][0].name}; a slice is missing or the "
+                                   "folder mixes acquisitions")
     return group, (pos[id(group[-1][1])] - pos[id(group[0][1])]) / (len(group) - 1)
 
 
@@ -196,7 +197,8 @@ def _read_series(folder: Path, series_uid: str | None, spacing_rtol: float, recu
             ds = first if k == 0 else read_header(p)
             pixels = decode_pixels(ds, p)
             if pixels.shape != (int(ds0.Rows), int(ds0.Columns)):
-                raise BadFileError(p, f"expected one grayscale {ds0.Rows}x{ds0.Columns} slice, got pixels {pixels.shape}")
+                raise BadFileError(p, f"expected one grayscale {ds0.Rows}x{ds0.Columns} slice, "
+                                      f"got pixels of shape {pixels.shape}")
             volume[:, :, k] = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64).T
     check_array(folder, volume)
     affine = _affine(ds0, p0, _position(ds0, p0), step)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 
 
 class BadFileError(ValueError):
@@ -45,3 +51,26 @@ def check_array(path: str | Path, array: np.ndarray) -> np.ndarray:
         n_bad = int(array.size - np.count_nonzero(finite))
         raise BadFileError(path, f"{n_bad} voxels are NaN or Inf; fix the file or mask them before use")
     return array
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """Replace quoted substrings and every string in ``secrets`` by ``<redacted>`` (max 300 chars).
+
+    Library messages quote offending values (``invalid literal for int(): 'Smith^J'``); a
+    header value that reaches a message this way must not leak, so quotes go first.
+    """
+    text = _QUOTED.sub("<redacted>", text)
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        text = text.replace(secret, "<redacted>")
+    return text[:300]
+
+
+@contextlib.contextmanager
+def scrubbed_warnings(secrets: Callable[[], Iterable[str]] | None = None):
+    """Re-emit the warnings raised inside the block, passed through :func:`redact`."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    values = list(secrets()) if (caught and secrets) else []
+    for w in caught:
+        warnings.warn(redact(str(w.message), values), w.category, stacklevel=3)

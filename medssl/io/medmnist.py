@@ -20,6 +20,8 @@ from medssl.io.errors import BadFileError
 from medssl.io.volume import Volume
 
 SPLITS = ("train", "val", "test")
+#: uint8 → float32 in [0, 1], correctly rounded (same values as ``v / 255`` in any reader).
+_TO_UNIT = (np.arange(256) / 255.0).astype(np.float32)
 
 
 def _load_raw(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -80,9 +82,7 @@ def load_medmnist_split(path: str | Path, split: str) -> tuple[np.ndarray, np.nd
         BadFileError: missing / corrupt file, missing keys, unexpected dtype or shape.
     """
     images, labels = _load_raw(Path(path), split)
-    out = np.empty(_channel_first(images).shape, dtype=np.float32)
-    np.multiply(_channel_first(images), np.float32(1.0 / 255.0), out=out, casting="unsafe")
-    return out, labels
+    return np.ascontiguousarray(_TO_UNIT[_channel_first(images)]), labels
 
 
 def read_medmnist(path: str | Path, split: str, index: int) -> Volume:
@@ -111,7 +111,7 @@ def read_medmnist(path: str | Path, split: str, index: int) -> Volume:
     images, labels = _cached_raw(str(path.resolve()), stat.st_mtime_ns, stat.st_size, split)
     if not 0 <= int(index) < len(images):
         raise IndexError(f"{path}: index {index} is out of range for split '{split}' with {len(images)} images")
-    array = _channel_first(images[int(index) : int(index) + 1])[0].astype(np.float32) / np.float32(255.0)
+    array = np.ascontiguousarray(_TO_UNIT[_channel_first(images[int(index) : int(index) + 1])[0]])
     label = labels[int(index)]
     meta = {"source_format": "medmnist", "split": split, "index": int(index), "shape": tuple(array.shape[1:]),
             "label": int(label) if np.ndim(label) == 0 else tuple(int(v) for v in label)}

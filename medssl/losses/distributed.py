@@ -7,7 +7,10 @@ Gradient convention (read this before scaling a loss by the world size):
 
 * :func:`gather_with_grad` concatenates the local tensors of all ranks (rank order) and
   keeps the graph: its backward sums, over all ranks, the gradient that each rank's copy of
-  the loss sends to this rank's slice (``torch.distributed.nn.functional.all_gather``).
+  the loss sends to this rank's slice (the semantics of
+  ``torch.distributed.nn.functional.all_gather``; we use our own small autograd function
+  because that one is deprecated and, with gloo, scrambles non-contiguous gradients, which
+  the view-major stacking of the losses produces).
 * Every rank computes the same global loss ``L`` from the same global batch. After the
   backward, rank r holds ``world_size * dL/dz_r`` for its own embeddings and hence
   ``world_size * (its share of dL/dtheta)``.
@@ -45,6 +48,24 @@ def _check_same_size(t: Tensor) -> None:
         )
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather forward; backward = all-reduce (sum) of the full gradient, own slice kept."""
+
+    @staticmethod
+    def forward(ctx, t: Tensor) -> Tensor:  # noqa: D102
+        t = t.contiguous()
+        ctx.rank, ctx.rows = dist.get_rank(), t.shape[0]
+        parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, t)
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # noqa: D102
+        grad = grad.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
+
+
 def gather_with_grad(t: Tensor) -> Tensor:
     """Concatenate ``t`` (B, ...) from all ranks along dim 0, differentiably.
 
@@ -58,10 +79,8 @@ def gather_with_grad(t: Tensor) -> Tensor:
     """
     if not is_distributed():
         return t
-    from torch.distributed.nn.functional import all_gather
-
     _check_same_size(t)
-    return torch.cat(all_gather(t.contiguous()), dim=0)
+    return _GatherWithGrad.apply(t)
 
 
 def gather_no_grad(t: Tensor) -> Tensor:

@@ -87,12 +87,14 @@ def per_sample(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_subset(x: torch.Tensor, mask: torch.Tensor, params: Params,
-                 fn: Callable[[torch.Tensor, Params], torch.Tensor]) -> torch.Tensor:
+                 fn: Callable[[torch.Tensor, Params], torch.Tensor], inplace: bool = False) -> torch.Tensor:
     """Apply ``fn(x_sel, params_sel)`` to the samples where ``mask`` is True.
 
     Selected samples are gathered once, transformed together and scattered back (no per-
     sample loop); unselected samples are returned unchanged. Per-sample entries of
     ``params`` (first dim == B) are indexed alongside; others (seeds) are passed as is.
+    ``fn`` must not modify its input. With ``inplace=True`` the result is scattered into
+    ``x`` itself (for batches the caller owns, e.g. inside a pipeline).
     """
     b = x.shape[0]
     n = int(mask.sum().item())
@@ -102,7 +104,7 @@ def apply_subset(x: torch.Tensor, mask: torch.Tensor, params: Params,
         return x
     idx = mask.nonzero().squeeze(1)
     sub = {k: (v[idx] if v.ndim > 0 and v.shape[0] == b and k != "seed" else v) for k, v in params.items()}
-    out = x.clone()
+    out = x if inplace else x.clone()
     out[idx] = fn(x[idx], sub)
     return out
 
@@ -131,10 +133,14 @@ class RandomTransform:
         params.update(self._sample(b, tuple(int(s) for s in shape[2:]), generator, device))
         return params
 
-    def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
-        """Deterministically apply ``params`` (from :meth:`sample_params`) to ``x``."""
+    def apply(self, x: torch.Tensor, params: Params, inplace: bool = False) -> torch.Tensor:
+        """Deterministically apply ``params`` (from :meth:`sample_params`) to ``x``.
+
+        ``x`` is never modified unless ``inplace=True`` (then unselected samples are left
+        in place and selected ones are overwritten; the result may still be a new tensor).
+        """
         check_batch(x, type(self).__name__)
-        return apply_subset(x, params["apply"], params, self._apply)
+        return apply_subset(x, params["apply"], params, self._apply, inplace)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return self.apply(x, self.sample_params(x.shape, generator, x.device))

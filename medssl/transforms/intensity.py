@@ -18,8 +18,8 @@ from medssl.transforms.base import (Params, RandomTransform, draw_seed, generato
 
 
 def _sample_min_max(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    flat = x.reshape(x.shape[0], -1)
-    return flat.amin(1), flat.amax(1)
+    """(B,) minimum and maximum of each sample (all channels)."""
+    return torch.aminmax(x.reshape(x.shape[0], -1), dim=1)
 
 
 class RandomGamma(RandomTransform):
@@ -45,7 +45,7 @@ class RandomGamma(RandomTransform):
     def _apply(self, x, params):
         lo, hi = _sample_min_max(x)
         lo, rng = per_sample(lo, x), per_sample(hi - lo, x).clamp(min=1e-7)
-        return ((x - lo) / rng).clamp(min=0).pow(per_sample(params["gamma"], x)) * rng + lo
+        return (x - lo).div_(rng).clamp_(min=0).pow_(per_sample(params["gamma"], x)).mul_(rng).add_(lo)
 
 
 class RandomScaleShift(RandomTransform):
@@ -69,7 +69,7 @@ class RandomScaleShift(RandomTransform):
                 "shift": uniform(b, -self.shift, self.shift, generator, device)}
 
     def _apply(self, x, params):
-        return x * per_sample(params["scale"], x) + per_sample(params["shift"], x)
+        return (x * per_sample(params["scale"], x)).add_(per_sample(params["shift"], x))
 
 
 def legendre_basis(n: int, order: int, device: torch.device) -> torch.Tensor:
@@ -117,7 +117,7 @@ class RandomBiasField(RandomTransform):
     def _apply(self, x, params):
         logf = self.field(params, tuple(x.shape[2:])).to(x.dtype).unsqueeze(1)
         lo = per_sample(_sample_min_max(x)[0], x)
-        return (x - lo) * torch.exp(logf) + lo
+        return (x - lo).mul_(logf.exp_()).add_(lo)
 
 
 class RandomGaussianNoise(RandomTransform):
@@ -140,7 +140,7 @@ class RandomGaussianNoise(RandomTransform):
     def _apply(self, x, params):
         g = generator_from(params["seed"], x.device)
         noise = torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
-        return x + noise * per_sample(params["std"], x)
+        return noise.mul_(per_sample(params["std"], x)).add_(x)
 
 
 class RandomRicianNoise(RandomTransform):
@@ -169,7 +169,7 @@ class RandomRicianNoise(RandomTransform):
         n1 = torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype) * std
         n2 = torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype) * std
         lo = per_sample(_sample_min_max(x)[0], x)
-        return torch.sqrt((x - lo + n1) ** 2 + n2**2) + lo
+        return torch.hypot(n1.add_(x).sub_(lo), n2).add_(lo)
 
 
 def gaussian_kernels(sigma: torch.Tensor, radius: int) -> torch.Tensor:
@@ -188,22 +188,27 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         sigma: (B, D) standard deviations in voxels (0 = no blur along that axis).
 
     Returns:
-        (B, C, *S), edges replicated. One grouped convolution per axis for the whole batch.
+        (B, C, *S), edges replicated. Each axis is a weighted sum of ``2r + 1`` shifted
+        copies with per-sample weights (r = ceil(3 max sigma)): the whole batch at once,
+        memory-bound and faster than a grouped convolution on CPU.
     """
     b, c, *shape = x.shape
     d = len(shape)
     radius = max(1, int(math.ceil(3.0 * float(sigma.max()))))
-    conv = F.conv2d if d == 2 else F.conv3d
-    y = x.reshape(1, b * c, *shape)
+    y = x
     for axis in range(d):
-        radius_ax = min(radius, shape[axis] - 1)
-        k = gaussian_kernels(sigma[:, axis], radius_ax).to(x.dtype).repeat_interleave(c, 0)
-        kshape = [1] * d
-        kshape[axis] = 2 * radius_ax + 1
+        r = min(radius, shape[axis] - 1)
+        k = gaussian_kernels(sigma[:, axis], r).to(x.dtype)
         pad = [0] * (2 * d)
-        pad[2 * (d - 1 - axis)] = pad[2 * (d - 1 - axis) + 1] = radius_ax
-        y = conv(F.pad(y, pad, mode="replicate"), k.reshape(b * c, 1, *kshape), groups=b * c)
-    return y.reshape(x.shape)
+        pad[2 * (d - 1 - axis)] = pad[2 * (d - 1 - axis) + 1] = r
+        yp = F.pad(y, pad, mode="replicate")
+        out = None
+        for j in range(2 * r + 1):  # loop over kernel taps, each a whole-batch op
+            w = k[:, j].reshape((-1,) + (1,) * (d + 1))
+            sl = yp.narrow(2 + axis, j, shape[axis])
+            out = sl * w if out is None else out.addcmul_(sl, w)
+        y = out
+    return y
 
 
 class RandomGaussianBlur(RandomTransform):

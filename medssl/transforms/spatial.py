@@ -29,10 +29,74 @@ def _eye(b: int, d: int, x: torch.Tensor) -> torch.Tensor:
     return torch.eye(d, dtype=torch.float32, device=x.device).expand(b, d, d).clone()
 
 
+def sampling_grid(A: torch.Tensor, t: torch.Tensor, in_shape: Sequence[int], out_shape: Sequence[int]) -> torch.Tensor:
+    """Normalised ``grid_sample`` grid of ``p = A q + t``, built separably.
+
+    Equal to ``F.affine_grid(theta, ..., align_corners=False)`` with
+    ``theta = [D_in^-1 A D_out | D_in^-1 t]`` in (x, y, z) order (``D = diag(S / 2)``), but
+    computed as a sum of per-axis terms (about 3x faster than ``affine_grid`` on CPU).
+
+    Args:
+        A: (N, D, D), t: (N, D) in voxels, tensor-axis order.
+
+    Returns:
+        (N, *out_shape, D) with the last dim in (x, y, z) = reversed axis order.
+    """
+    n, d = A.shape[0], len(out_shape)
+    dev = A.device
+    s_in = torch.tensor(list(in_shape), dtype=torch.float32, device=dev)
+    M = A.float() / (s_in / 2)[None, :, None]  # rows: input axis, normalised
+    trans = t.float() / (s_in / 2)[None]
+    grid = None
+    for j, s in enumerate(out_shape):
+        q = torch.arange(s, dtype=torch.float32, device=dev) + 0.5 - s / 2  # output voxels, centred
+        term = M[:, :, j, None] * q[None, None]  # (N, D_in, s)
+        if j == 0:
+            term = term + trans[..., None]
+        shape = [n] + [1] * d + [d]
+        shape[1 + j] = s
+        term = term.flip(1).transpose(1, 2).reshape(shape)
+        grid = term if grid is None else grid + term
+    return grid
+
+
+def _exact_rows(A: torch.Tensor, t: torch.Tensor, in_shape, out_shape, moved: torch.Tensor | None) -> torch.Tensor:
+    """(N,) bool: the map is an integer crop with flips (no interpolation needed)."""
+    d = len(out_shape)
+    eye = torch.eye(d, dtype=torch.bool, device=A.device)
+    diag_ok = (A.abs() == 1.0) | ~eye
+    off_ok = (A == 0.0) | eye
+    s_in = torch.tensor(list(in_shape), dtype=torch.float32, device=A.device)
+    s_out = torch.tensor(list(out_shape), dtype=torch.float32, device=A.device)
+    o = t + (s_in - s_out) / 2
+    ok = diag_ok.all((1, 2)) & off_ok.all((1, 2)) & ((o - o.round()).abs() < 1e-4).all(1)
+    ok &= ((o.round() >= 0) & (o.round() <= s_in - s_out)).all(1)
+    return ok if moved is None else ok & ~moved
+
+
+def _gather_crops(x: torch.Tensor, src: torch.Tensor, A: torch.Tensor, t: torch.Tensor, out_shape) -> torch.Tensor:
+    """Integer crops with flips of rows ``x[src]`` by one advanced-indexing gather: (N, C, *out)."""
+    n, d = src.shape[0], len(out_shape)
+    s_in = torch.tensor(x.shape[2:], dtype=torch.float32, device=x.device)
+    s_out = torch.tensor(list(out_shape), dtype=torch.float32, device=x.device)
+    o = (t + (s_in - s_out) / 2).round().long()
+    index = [src.reshape((n,) + (1,) * d), slice(None)]
+    for a, s in enumerate(out_shape):
+        i = torch.arange(s, device=x.device)[None]
+        idx = o[:, a : a + 1] + torch.where(A[:, a, a : a + 1] > 0, i, s - 1 - i)
+        shape = [n] + [1] * d
+        shape[1 + a] = s
+        index.append(idx.reshape(shape))
+    return x[tuple(index)].movedim(-1, 1).contiguous()  # advanced indices first, channels last
+
+
 def resample(x: torch.Tensor, A: torch.Tensor, t: torch.Tensor, out_shape: Sequence[int],
              displacement: torch.Tensor | None = None, n_views: int = 1, mode: str = "bilinear",
-             padding_mode: str = "border") -> torch.Tensor:
+             padding_mode: str = "border", moved: torch.Tensor | None = None) -> torch.Tensor:
     """Sample ``x`` at ``p = A q + t (+ displacement)`` for every output voxel ``q``.
+
+    Rows whose map is an integer crop with flips are gathered exactly (no interpolation);
+    the others are interpolated by one ``grid_sample`` over all of them.
 
     Args:
         x: (B, C, *S_in) batch.
@@ -40,30 +104,43 @@ def resample(x: torch.Tensor, A: torch.Tensor, t: torch.Tensor, out_shape: Seque
         t: (B*V, D) centre of the view in input voxels relative to the input centre.
         out_shape: output spatial shape ``S_out``.
         displacement: optional (B*V, D, *S_out) extra offset in input voxels.
-        n_views: V views of each sample; the V grids of a sample are stacked along the first
-            output axis so that the input is sampled once without being copied V times.
+        n_views: V views of each sample (row ``r`` reads sample ``r // V``). When every view
+            needs interpolation, the V grids of a sample are stacked along the first output
+            axis so that the input is sampled once without being copied V times.
         mode, padding_mode: as in :func:`torch.nn.functional.grid_sample`.
+        moved: optional (B*V,) bool, rows whose ``displacement`` is non-zero.
 
     Returns:
         (B*V, C, *S_out), views of sample ``b`` at rows ``b*V .. b*V+V-1``.
     """
     b, c = x.shape[:2]
-    s_in = torch.tensor(x.shape[2:], dtype=torch.float32, device=x.device)
-    s_out = torch.tensor(list(out_shape), dtype=torch.float32, device=x.device)
-    d = len(out_shape)
-    lin = A.float() * (s_out / 2)[None, None, :] / (s_in / 2)[None, :, None]  # D_in^-1 A D_out
-    trans = t.float() / (s_in / 2)[None, :]
-    theta = torch.cat([lin.flip(-1).flip(-2), trans.flip(-1)[..., None]], dim=-1)  # (x, y, z) order
-    grid = F.affine_grid(theta.to(x.dtype), [b * n_views, 1, *out_shape], align_corners=False)
+    out_shape, in_shape = tuple(int(s) for s in out_shape), tuple(x.shape[2:])
+    d, rows = len(out_shape), A.shape[0]
+    if displacement is not None and moved is None:
+        moved = torch.ones(rows, dtype=torch.bool, device=x.device)
+    exact = _exact_rows(A.float(), t.float(), in_shape, out_shape, moved)
+    src = torch.arange(rows, device=x.device) // n_views
+    n_exact = int(exact.sum())
+    if n_exact == rows:
+        return _gather_crops(x, src, A, t, out_shape)
+    interp = (~exact).nonzero().squeeze(1) if n_exact else None
+    sel = (lambda v: v) if interp is None else (lambda v: v[interp])
+    grid = sampling_grid(sel(A), sel(t), in_shape, out_shape).to(x.dtype)
     if displacement is not None:
-        disp = displacement.float() / (s_in / 2).reshape((1, d) + (1,) * d)
+        disp = sel(displacement).float() / (torch.tensor(in_shape, device=x.device) / 2).reshape((1, d) + (1,) * d)
         grid = grid + disp.flip(1).movedim(1, -1).to(grid.dtype)
-    if n_views > 1:
-        grid = grid.reshape((b, n_views * out_shape[0]) + tuple(out_shape[1:]) + (d,))
-    out = F.grid_sample(x, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
-    if n_views > 1:
-        out = out.reshape((b, c, n_views) + tuple(out_shape)).transpose(1, 2)
-        out = out.reshape((b * n_views, c) + tuple(out_shape))
+    if interp is None and n_views > 1:  # all rows interpolated: stack the views, no input copy
+        grid = grid.reshape((b, n_views * out_shape[0]) + out_shape[1:] + (d,))
+        out = F.grid_sample(x, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
+        return out.reshape((b, c, n_views) + out_shape).transpose(1, 2).reshape((rows, c) + out_shape)
+    xin = x if interp is None else x.index_select(0, src[interp])
+    out_i = F.grid_sample(xin, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
+    if interp is None:
+        return out_i
+    out = torch.empty((rows, c) + out_shape, dtype=x.dtype, device=x.device)
+    out[interp] = out_i
+    ex = exact.nonzero().squeeze(1)
+    out[ex] = _gather_crops(x, src[ex], A[ex], t[ex], out_shape)
     return out
 
 
@@ -279,7 +356,8 @@ class RandomElastic(SpatialTransform):
     def _apply(self, x, params):
         b, shape = x.shape[0], tuple(x.shape[2:])
         A, t = _eye(b, len(shape), x), x.new_zeros(b, len(shape), dtype=torch.float32)
-        return resample(x, A, t, shape, self.displacement(params, shape), padding_mode=self.padding_mode)
+        return resample(x, A, t, shape, self.displacement(params, shape), padding_mode=self.padding_mode,
+                        moved=params["apply"])
 
 
 def fused_spatial(x: torch.Tensor, crop: RandomResizedCrop, transforms: Sequence[SpatialTransform],
@@ -295,15 +373,16 @@ def fused_spatial(x: torch.Tensor, crop: RandomResizedCrop, transforms: Sequence
     """
     check_batch(x, "fused_spatial")
     A, t = crop.base_map(crop_params)
-    disp = None
+    disp, moved = None, None
     for tr, p in zip(transforms, params):
         if isinstance(tr, RandomElastic):
             dsp = tr.displacement(p, crop.size)
             disp = dsp if disp is None else disp + dsp
+            moved = p["apply"] if moved is None else moved | p["apply"]
         else:
             A, t = tr.compose(A, t, p, crop.size)
-    return resample(x, A, t, crop.size, disp, n_views=n_views, mode=mode, padding_mode=padding_mode)
+    return resample(x, A, t, crop.size, disp, n_views=n_views, mode=mode, padding_mode=padding_mode, moved=moved)
 
 
 __all__ = ["RandomAffine", "RandomElastic", "RandomFlip", "RandomResizedCrop", "SpatialTransform",
-           "fused_spatial", "resample", "rotation_matrix"]
+           "fused_spatial", "resample", "rotation_matrix", "sampling_grid"]

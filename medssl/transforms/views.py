@@ -72,7 +72,7 @@ class ViewPipeline:
         sp = [params[f"{i}:{t.name}"] for i, t in enumerate(self.spatial)]
         y = fused_spatial(x, self.crop, self.spatial, sp, params["crop"], n_views, self.mode, self.padding_mode)
         for i, t in enumerate(self.others):
-            y = t.apply(y, params[f"{n + i}:{t.name}"])
+            y = t.apply(y, params[f"{n + i}:{t.name}"], inplace=True)  # y is ours: no batch copies
         return y
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

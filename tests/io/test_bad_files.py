@@ -1,0 +1,144 @@
+"""Bad input: every case raises BadFileError naming the file and a reason the user can act on."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+
+from medssl.io import BadFileError, read_dicom, read_dicom_series, read_image, read_nifti, reader_for
+from medssl.io.errors import check_array
+
+
+def _assert_names(err, path, *words):
+    msg = str(err.value)
+    assert str(path) in msg, msg
+    for w in words:
+        assert w in msg, msg
+    assert err.value.path == path
+
+
+def test_truncated_nii_gz(nibabel_file, tmp_path):
+    raw = gzip.compress(nibabel_file("anatomical.nii").read_bytes())
+    path = tmp_path / "cut.nii.gz"
+    path.write_bytes(raw[: int(len(raw) * 0.6)])  # header intact, voxel data cut
+    with pytest.raises(BadFileError) as err:
+        read_nifti(path)
+    _assert_names(err, path, "cannot decode NIfTI", "corrupt or truncated")
+
+
+def test_truncated_real_ixi(shared_data, tmp_path):
+    src = sorted((shared_data / "ixi_t1_hh_2mm" / "images").glob("*.nii.gz"))[0]
+    path = tmp_path / "ixi_cut.nii.gz"
+    raw = src.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(BadFileError) as err:
+        read_image(path)
+    _assert_names(err, path, "corrupt or truncated")
+
+
+def test_corrupt_nii_gz(tmp_path):
+    path = tmp_path / "junk.nii.gz"
+    path.write_bytes(np.random.default_rng(0).bytes(2000))
+    with pytest.raises(BadFileError) as err:
+        read_nifti(path)
+    _assert_names(err, path, "cannot decode NIfTI")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_voxels(tmp_path, bad):
+    data = np.zeros((4, 4, 4), np.float32)
+    data[1, 2, 3] = bad
+    data[0, 0, 0] = bad
+    path = tmp_path / "nf.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
+    with pytest.raises(BadFileError) as err:
+        read_nifti(path)
+    _assert_names(err, path, "2 voxels are NaN or Inf")
+
+
+def test_4d_where_3d_expected(nibabel_file):
+    path = nibabel_file("example4d.nii.gz")
+    with pytest.raises(BadFileError) as err:
+        read_image(path)
+    _assert_names(err, path, "expected a 3D image", "(128, 96, 24, 2)")
+
+
+def test_zero_sized_arrays(tmp_path):
+    path = tmp_path / "empty.nii"
+    nib.save(nib.Nifti1Image(np.zeros((4, 0, 3), np.float32), np.eye(4)), str(path))
+    with pytest.raises(BadFileError) as err:
+        read_nifti(path)
+    _assert_names(err, path, "zero voxels")
+    with pytest.raises(BadFileError, match=r"x\.png: image has zero voxels \(shape \(1, 0, 5\)\)"):
+        check_array(tmp_path / "x.png", np.zeros((1, 0, 5)))
+
+
+def test_dicom_without_pixel_data(pydicom_file, tmp_path):
+    with pytest.raises(BadFileError) as err:
+        read_dicom(pydicom_file("rtplan.dcm"))
+    _assert_names(err, pydicom_file("rtplan.dcm"), "has no pixel data", "RT Plan Storage")
+    ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    del ds.PixelData
+    path = tmp_path / "nopix.dcm"
+    ds.save_as(path)
+    with pytest.raises(BadFileError) as err:
+        read_image(path)
+    _assert_names(err, path, "has no pixel data", "Modality CT")
+
+
+def test_truncated_and_non_dicom(pydicom_file, tmp_path):
+    path = pydicom_file("MR_truncated.dcm")  # real file whose pixel data is short
+    with pytest.raises(BadFileError) as err:
+        read_dicom(path)
+    _assert_names(err, path, "cannot decode pixel data", "corrupt or truncated")
+    fake = tmp_path / "fake.dcm"
+    fake.write_text("hello")
+    with pytest.raises(BadFileError) as err:
+        read_dicom(fake)
+    _assert_names(err, fake, "not a DICOM file")
+
+
+def test_two_series_folder(pydicom_file, tmp_path):
+    shutil.copy(pydicom_file("CT_small.dcm"), tmp_path / "a.dcm")
+    shutil.copy(pydicom_file("MR_small.dcm"), tmp_path / "b.dcm")
+    with pytest.raises(BadFileError) as err:
+        read_image(tmp_path)
+    _assert_names(err, tmp_path, "contains 2 image series", "(CT, 1 files)", "(MR, 1 files)", "series_uid=")
+
+
+def test_unsupported_extension(tmp_path):
+    path = tmp_path / "scan.txt"
+    path.write_text("x")
+    with pytest.raises(BadFileError) as err:
+        read_image(path)
+    _assert_names(err, path, "unsupported file type '.txt'", ".nii.gz", ".dcm", ".nrrd", ".png", ".npz")
+
+
+def test_dicom_without_extension_is_detected(pydicom_file, tmp_path):
+    shutil.copy(pydicom_file("CT_small.dcm"), tmp_path / "IM0001")
+    assert reader_for(tmp_path / "IM0001") is read_dicom
+    np.testing.assert_array_equal(read_image(tmp_path / "IM0001").array, read_dicom(pydicom_file("CT_small.dcm")).array)
+
+
+@pytest.mark.parametrize("name", ["gone.nii.gz", "gone.dcm", "gone.nrrd", "gone.png", "gone.npz", "gone_folder"])
+def test_missing_file(tmp_path, name):
+    path = tmp_path / name
+    with pytest.raises(BadFileError) as err:
+        read_image(path, **({"split": "train", "index": 0} if name.endswith(".npz") else {}))
+    _assert_names(err, path, "does not exist")
+
+
+def test_missing_file_in_each_reader(tmp_path):
+    for reader in (read_nifti, read_dicom, read_dicom_series):
+        with pytest.raises(BadFileError, match="does not exist"):
+            reader(tmp_path / "nope")
+
+
+def test_unknown_reader_option(pydicom_file):
+    with pytest.raises(TypeError, match=r"read_dicom .* does not take \['split'\]; its options: voi, color"):
+        read_image(pydicom_file("CT_small.dcm"), split="train")

@@ -1,0 +1,165 @@
+"""Single-file DICOM reader: radiographs, VOI, MONOCHROME1, codecs, single slices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+from pydicom.pixels import get_decoder
+from pydicom.uid import JPEGLSLossless
+
+from medssl.io import BadFileError, MissingDecoderError, read_dicom, read_image
+from medssl.io.dicom_series import LPS_TO_RAS
+
+CR = "dicomdirtests/77654033/CR1/6154"  # real CR, MONOCHROME1, window 1600/2800, slope 0.684
+
+
+def _naive_linear_window(x, center, width):
+    """DICOM PS3.3 C.11.2.1.2.1 (LINEAR), mapped to [0, 1]."""
+    y = ((x - (center - 0.5)) / (width - 1) + 0.5)
+    return np.clip(y, 0.0, 1.0)
+
+
+def test_nih_chest_xray(shared_data):
+    path = next((shared_data / "dicom_cxr_nih_dx").glob("*.dcm"))
+    raw = pydicom.dcmread(path).pixel_array.astype(np.float64)  # (rows, cols) uint8 0..252
+    vol = read_dicom(path)
+    assert vol.array.shape == (1, 1024, 1024) and vol.array.dtype == np.float32
+    # DX without a window in the file: full 8-bit range → [0, 1]; axis 0 runs along a row
+    np.testing.assert_allclose(vol.array[0], raw.T / 255.0, atol=1e-6)
+    assert vol.meta["modality"] == "DX" and vol.meta["window"] == "full_range"
+    assert vol.meta["spacing_source"] == "default" and vol.spacing == (1.0, 1.0)
+    np.testing.assert_array_equal(read_dicom(path, voi="none").array[0], raw.T)
+    np.testing.assert_array_equal(read_image(path).array, vol.array)
+
+
+def test_cr_monochrome1_window_rescale_inversion(pydicom_file):
+    path = pydicom_file(CR)
+    ds = pydicom.dcmread(path)
+    assert ds.PhotometricInterpretation == "MONOCHROME1"
+    hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    expected = 1.0 - _naive_linear_window(hu, float(ds.WindowCenter), float(ds.WindowWidth))
+    vol = read_dicom(path)  # CR → voi="auto" uses the file's window
+    np.testing.assert_allclose(vol.array[0], expected.T, atol=1e-6)
+    assert vol.meta["inverted"] is True and vol.meta["window"] == "c=1600,w=2800"
+    assert vol.meta["spacing_source"] == "ImagerPixelSpacing"
+    np.testing.assert_allclose(vol.spacing, [float(v) for v in ds.ImagerPixelSpacing][::-1])
+    assert vol.meta["patient_orientation"] == "L\\F"
+
+
+def test_cr_no_voi_inverts_within_stored_range(pydicom_file):
+    path = pydicom_file(CR)
+    ds = pydicom.dcmread(path)
+    slope, inter = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+    values = ds.pixel_array * slope + inter
+    lo, hi = inter, (2**ds.BitsStored - 1) * slope + inter  # 12-bit unsigned, rescaled
+    np.testing.assert_allclose(read_dicom(path, voi="none").array[0], (lo + hi - values).T, rtol=1e-6)
+
+
+def test_ct_slice_hounsfield_and_explicit_window(pydicom_file):
+    path = pydicom_file("CT_small.dcm")
+    ds = pydicom.dcmread(path)
+    hu = ds.pixel_array.astype(np.float64) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    vol = read_dicom(path)  # CT → voi="auto" keeps quantitative values
+    np.testing.assert_array_equal(vol.array[0], hu.T)
+    assert vol.meta["window"] == "none" and vol.meta["rescaled"] is True
+    np.testing.assert_allclose(vol.spacing, [float(v) for v in ds.PixelSpacing][::-1])
+    win = read_dicom(path, voi=(40, 400))
+    np.testing.assert_allclose(win.array[0], _naive_linear_window(hu, 40, 400).T, atol=1e-6)
+    assert win.meta["window"] == "c=40,w=400" and 0.0 <= win.array.min() and win.array.max() <= 1.0
+
+
+def test_voi_lut_sequence(pydicom_file, tmp_path):
+    ds = pydicom.dcmread(pydicom_file("MR_small.dcm"))
+    first, n = 100, 1500
+    table = (np.sqrt(np.arange(n) / (n - 1)) * 4095).astype(np.uint16)
+    item = pydicom.Dataset()
+    item.LUTDescriptor = [n, first, 12]
+    item.add_new(0x00283006, "US", table.tolist())  # LUT Data
+    ds.VOILUTSequence = pydicom.Sequence([item])
+    ds.save_as(tmp_path / "lut.dcm")
+    x = ds.pixel_array.astype(np.int64)
+    expected = table[np.clip(x - first, 0, n - 1)] / float(table.max())  # naive table lookup
+    vol = read_dicom(tmp_path / "lut.dcm", voi="file")
+    assert vol.meta["window"] == "voi_lut"
+    np.testing.assert_allclose(vol.array[0], expected.T, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", ["MR_small_bigendian.dcm", "MR_small_implicit.dcm", "MR_small_RLE.dcm",
+                                     "MR_small_jp2klossless.dcm"])
+def test_encodings_decode_to_the_same_pixels(pydicom_file, variant):
+    ref = read_dicom(pydicom_file("MR_small.dcm"))
+    np.testing.assert_array_equal(read_dicom(pydicom_file(variant)).array, ref.array)
+
+
+def test_jpeg_ls_decodes_or_names_syntax_and_extra(pydicom_file):
+    path = pydicom_file("MR_small_jpeg_ls_lossless.dcm")
+    if get_decoder(JPEGLSLossless).is_available:  # codecs installed: must be lossless
+        np.testing.assert_array_equal(read_dicom(path).array, read_dicom(pydicom_file("MR_small.dcm")).array)
+        return
+    with pytest.raises(MissingDecoderError) as err:
+        read_dicom(path)
+    msg = str(err.value)
+    assert str(path) in msg and "JPEG-LS Lossless Image Compression" in msg and "1.2.840.10008.1.2.4.80" in msg
+    assert 'pip install "medssl[dicom-codecs]"' in msg
+
+
+def test_simulated_missing_plugin(pydicom_file, monkeypatch):
+    class NoPlugins:
+        is_available = False
+
+    monkeypatch.setattr("medssl.io.dicom.get_decoder", lambda uid: NoPlugins())
+    with pytest.raises(MissingDecoderError, match=r"RLE Lossless \(1\.2\.840\.10008\.1\.2\.5\).*dicom-codecs"):
+        read_dicom(pydicom_file("MR_small_RLE.dcm"))
+    read_dicom(pydicom_file("MR_small.dcm"))  # uncompressed files never ask for a decoder
+
+
+def test_single_slice_3d_matches_simpleitk(pydicom_file):
+    path = pydicom_file("CT_small.dcm")
+    vol = read_dicom(path, spatial_dims=3)
+    img = sitk.ReadImage(str(path))
+    ref = sitk.GetArrayFromImage(img).transpose(2, 1, 0)  # (z, y, x) → (x, y, z), HU
+    np.testing.assert_array_equal(vol.array[0], ref)
+    lps = np.eye(4)
+    lps[:3, :3] = np.asarray(img.GetDirection()).reshape(3, 3) @ np.diag(img.GetSpacing())
+    lps[:3, 3] = img.GetOrigin()
+    np.testing.assert_allclose(vol.affine, LPS_TO_RAS @ lps, atol=1e-4)
+
+
+def test_color_luminance_and_rgb(pydicom_file):
+    path = pydicom_file("examples_rgb_color.dcm")
+    rgb = pydicom.dcmread(path).pixel_array.astype(np.float64)  # 8-bit RGB
+    lum = read_dicom(path)
+    np.testing.assert_allclose(lum.array[0], (0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]).T / 255,
+                               atol=1e-6)
+    three = read_dicom(path, color="rgb")
+    np.testing.assert_allclose(three.array, rgb.transpose(2, 1, 0) / 255, atol=1e-7)
+    np.testing.assert_array_equal(read_dicom(path, color="rgb", voi="none").array, rgb.transpose(2, 1, 0))
+    gray3 = read_dicom(pydicom_file("CT_small.dcm"), color="rgb")
+    assert gray3.array.shape[0] == 3 and np.array_equal(gray3.array[0], gray3.array[2])
+
+
+def test_palette_color(pydicom_file):
+    path = pydicom_file("examples_palette.dcm")
+    ds = pydicom.dcmread(path)
+    bits = int(ds.RedPaletteColorLookupTableDescriptor[2])
+    assert bits == 16 and ds.original_encoding[1]  # 16-bit entries, little endian
+    red_lut = np.frombuffer(ds.RedPaletteColorLookupTableData, dtype="<u2")
+    first = int(ds.RedPaletteColorLookupTableDescriptor[1])
+    idx = np.clip(ds.pixel_array.astype(np.int64) - first, 0, len(red_lut) - 1)
+    expected_red = red_lut[idx] / (2.0**bits - 1)  # naive palette lookup of the red channel
+    vol = read_dicom(path, color="rgb")
+    np.testing.assert_allclose(vol.array[0], expected_red.T, atol=1e-6)
+
+
+def test_multiframe_is_rejected_with_reason(pydicom_file):
+    with pytest.raises(BadFileError, match=r"rtdose\.dcm: multi-frame DICOM \(15 frames"):
+        read_dicom(pydicom_file("rtdose.dcm"))
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="voi must be"):
+        read_dicom("x.dcm", voi="soft")
+    with pytest.raises(ValueError, match="voi must be"):
+        read_dicom("x.dcm", voi=(40, 0))

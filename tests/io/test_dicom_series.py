@@ -1,0 +1,157 @@
+"""DICOM series folder → 3D volume: position order, one series, uniform spacing, SEG ignored."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+
+from medssl.io import BadFileError, read_dicom_series, read_image
+from medssl.io.dicom import hash_uid
+from medssl.io.dicom_series import LPS_TO_RAS
+
+CT5N = "dicomdirtests/98892001/CT5N"  # 5 real cardiac CT slices, 2.5 mm apart, 16x16
+CT2 = "dicomdirtests/77654033/CT2"  # 4 real head CT slices: one far away (a gap)
+MR700 = "dicomdirtests/98892003/MR700"  # 7 real radial MR slices (orientation changes)
+
+
+def _sitk_reference(folder, uid):
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), uid))
+    img = reader.Execute()
+    lps = np.eye(4)
+    lps[:3, :3] = np.asarray(img.GetDirection()).reshape(3, 3) @ np.diag(img.GetSpacing())
+    lps[:3, 3] = img.GetOrigin()
+    return sitk.GetArrayFromImage(img).transpose(2, 1, 0), LPS_TO_RAS @ lps
+
+
+def _copy_shuffled(src_files, dst, seed):
+    """Copy files under names whose sorted order is a seeded permutation of the input order."""
+    dst.mkdir()
+    perm = np.random.default_rng(seed).permutation(len(src_files))
+    for name_rank, f in zip(perm, src_files, strict=True):
+        shutil.copy(f, dst / f"img_{name_rank:03d}.dcm")
+    return dst
+
+
+def test_real_ct_series_matches_simpleitk_and_ignores_seg(shared_data):
+    folder = shared_data / "dicom_ct_liver_3slice"
+    uid = str(pydicom.dcmread(folder / "01.dcm", stop_before_pixels=True).SeriesInstanceUID)
+    vol = read_dicom_series(folder)
+    ref, ref_affine = _sitk_reference(folder, uid)
+    assert vol.array.shape == (1, 512, 512, 3)
+    np.testing.assert_array_equal(vol.array[0], ref)
+    np.testing.assert_allclose(vol.affine, ref_affine, atol=1e-4)
+    np.testing.assert_allclose(vol.spacing, (0.810547, 0.810547, 1.0), atol=1e-5)
+    assert vol.array.min() == -3024 and vol.array.max() == 1381  # HU range from PROVENANCE.md
+    # liver_seg.dcm (Modality SEG), MD5SUMS and PROVENANCE.md are not slices
+    assert vol.meta["n_ignored_files"] == 3 and vol.meta["modality"] == "CT"
+    assert vol.meta["series_hash"] == hash_uid(uid) and uid not in repr(vol)
+    np.testing.assert_array_equal(read_image(folder).array, vol.array)
+
+
+def test_real_ct_series_order_is_by_position_not_name(shared_data, tmp_path):
+    folder = shared_data / "dicom_ct_liver_3slice"
+    ref = read_dicom_series(folder)
+    dst = tmp_path / "renamed"
+    dst.mkdir()
+    # reverse the name order and hide the SEG in front: name order is now 03, 02, 01 by position
+    for src, name in [("01.dcm", "c.dcm"), ("02.dcm", "b.dcm"), ("03.dcm", "a.dcm"), ("liver_seg.dcm", "0.dcm")]:
+        shutil.copy(folder / src, dst / name)
+    vol = read_dicom_series(dst)
+    np.testing.assert_array_equal(vol.array, ref.array)
+    np.testing.assert_allclose(vol.affine, ref.affine)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_shuffled_names_sorted_by_position(pydicom_file, tmp_path, seed):
+    files = sorted(pydicom_file(CT5N).iterdir())
+    folder = _copy_shuffled(files, tmp_path / "s", seed)
+    vol = read_dicom_series(folder)
+    assert vol.array.shape == (1, 16, 16, 5)
+    # each slice k must hold the file whose ImagePositionPatient maps to voxel (0, 0, k)
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ipp_ras = LPS_TO_RAS[:3, :3] @ np.asarray(ds.ImagePositionPatient, dtype=float)
+        k = np.linalg.solve(vol.affine[:3, :3], ipp_ras - vol.affine[:3, 3])
+        np.testing.assert_allclose(k[:2], 0, atol=1e-6)
+        kk = int(round(k[2]))
+        assert abs(k[2] - kk) < 1e-6
+        hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+        np.testing.assert_array_equal(vol.array[0, :, :, kk], hu.T)
+    np.testing.assert_allclose(vol.spacing[2], 2.5, atol=1e-4)
+    uid = str(pydicom.dcmread(files[0]).SeriesInstanceUID)
+    ref, ref_affine = _sitk_reference(folder, uid)
+    np.testing.assert_array_equal(vol.array[0], ref)
+    np.testing.assert_allclose(vol.affine, ref_affine, atol=1e-4)
+
+
+def test_two_series_error_lists_hashes_and_selects(pydicom_file, tmp_path):
+    ct5n = sorted(pydicom_file(CT5N).iterdir())
+    folder = _copy_shuffled(ct5n + [pydicom_file("CT_small.dcm")], tmp_path / "two", 3)
+    uid_a = str(pydicom.dcmread(ct5n[0]).SeriesInstanceUID)
+    uid_b = str(pydicom.dcmread(pydicom_file("CT_small.dcm")).SeriesInstanceUID)
+    with pytest.raises(BadFileError) as err:
+        read_dicom_series(folder)
+    msg = str(err.value)
+    assert str(folder) in msg and "contains 2 image series" in msg and "series_uid=" in msg
+    assert f"{hash_uid(uid_a)} (CT, 5 files)" in msg and f"{hash_uid(uid_b)} (CT, 1 files)" in msg
+    assert uid_a not in msg and uid_b not in msg
+    by_hash = read_dicom_series(folder, series_uid=hash_uid(uid_a))
+    by_uid = read_dicom_series(folder, series_uid=uid_a)
+    assert by_hash.array.shape == (1, 16, 16, 5)
+    np.testing.assert_array_equal(by_hash.array, by_uid.array)
+    assert read_dicom_series(folder, series_uid=hash_uid(uid_b)).array.shape == (1, 128, 128, 1)
+    with pytest.raises(BadFileError, match="no image series matches series_uid='0000'"):
+        read_dicom_series(folder, series_uid="0000")
+
+
+def test_real_gap_is_an_error(pydicom_file, tmp_path):
+    folder = _copy_shuffled(sorted(pydicom_file(CT2).iterdir()), tmp_path / "gap", 0)
+    with pytest.raises(BadFileError, match=r"slice spacing is not uniform: steps range 1\.25–202\.5 mm"):
+        read_dicom_series(folder)
+
+
+def test_missing_middle_slice_is_an_error(pydicom_file, tmp_path):
+    files = sorted(pydicom_file(CT5N).iterdir(), key=lambda f: float(pydicom.dcmread(f).ImagePositionPatient[2]))
+    folder = _copy_shuffled(files[:2] + files[3:], tmp_path / "hole", 0)
+    with pytest.raises(BadFileError, match=r"not uniform.*a slice is missing"):
+        read_dicom_series(folder)
+    assert read_dicom_series(folder, spacing_rtol=1.5).array.shape == (1, 16, 16, 4)  # tolerance is honoured
+
+
+def test_mixed_orientation_is_an_error(pydicom_file, tmp_path):
+    folder = _copy_shuffled(sorted(pydicom_file(MR700).iterdir()), tmp_path / "radial", 0)
+    with pytest.raises(BadFileError, match="mixes orientations"):
+        read_dicom_series(folder)
+
+
+def test_duplicate_position_is_an_error(pydicom_file, tmp_path):
+    files = sorted(pydicom_file(CT5N).iterdir())
+    folder = _copy_shuffled(files, tmp_path / "dup", 0)
+    shutil.copy(files[2], folder / "zz_copy.dcm")
+    with pytest.raises(BadFileError, match="same slice position"):
+        read_dicom_series(folder)
+
+
+def test_inconsistent_pixel_spacing_names_the_file(pydicom_file, tmp_path):
+    files = sorted(pydicom_file(CT5N).iterdir())
+    folder = _copy_shuffled(files, tmp_path / "ps", 0)
+    victim = sorted(folder.iterdir())[1]
+    ds = pydicom.dcmread(victim)
+    ds.PixelSpacing = [0.6, 0.6]
+    ds.save_as(victim)
+    with pytest.raises(BadFileError, match=rf"{victim.name}: PixelSpacing"):
+        read_dicom_series(folder)
+
+
+def test_folder_without_slices(tmp_path, pydicom_file):
+    (tmp_path / "notes.txt").write_text("not an image")
+    shutil.copy(pydicom_file("liver_1frame.dcm"), tmp_path / "seg.dcm")  # a real DICOM SEG
+    with pytest.raises(BadFileError, match=r"no DICOM image slices found \(2 files ignored"):
+        read_dicom_series(tmp_path)
+    with pytest.raises(BadFileError, match="folder does not exist"):
+        read_dicom_series(tmp_path / "missing")

@@ -1,0 +1,100 @@
+"""NRRD / MetaImage reader: SimpleITK round trips (values, spacing, orientation)."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from medssl.io import BadFileError, read_image, read_itk, read_nifti
+
+
+def _rotation(deg: float) -> np.ndarray:
+    t = np.deg2rad(deg)
+    return np.array([[np.cos(t), 0, np.sin(t)], [0, 1, 0], [-np.sin(t), 0, np.cos(t)]])
+
+
+def _write(array_zyx, path, spacing, origin, direction):
+    img = sitk.GetImageFromArray(array_zyx)
+    img.SetSpacing(spacing)
+    img.SetOrigin(origin)
+    img.SetDirection(tuple(np.asarray(direction, dtype=float).ravel()))
+    sitk.WriteImage(img, str(path))
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".nrrd", ".mha", ".mhd"])
+def test_round_trip_values_spacing_orientation(tmp_path, suffix):
+    data = np.random.default_rng(0).normal(size=(4, 6, 5)).astype(np.float32)  # (z, y, x) in ITK
+    spacing, origin, direction = (0.7, 1.3, 2.0), (10.0, -20.0, 5.0), _rotation(25)
+    path = _write(data, tmp_path / f"img{suffix}", spacing, origin, direction)
+    vol = read_itk(path)
+    assert vol.array.shape == (1, 5, 6, 4)
+    np.testing.assert_array_equal(vol.array[0], data.transpose(2, 1, 0))
+    np.testing.assert_allclose(vol.spacing, spacing, atol=1e-6)
+    # naive LPS → RAS: world_ras = diag(-1,-1,1) (direction · diag(spacing) · ijk + origin)
+    flip = np.diag([-1.0, -1.0, 1.0])
+    np.testing.assert_allclose(vol.affine[:3, :3], flip @ direction @ np.diag(spacing), atol=1e-6)
+    np.testing.assert_allclose(vol.affine[:3, 3], flip @ np.asarray(origin), atol=1e-6)
+    np.testing.assert_array_equal(read_image(path).array, vol.array)
+
+
+def test_identity_direction_is_lps(tmp_path):
+    """ITK's index axes with identity direction point to patient Left, Posterior, Superior."""
+    path = _write(np.zeros((2, 3, 4), np.int16) + 1, tmp_path / "id.nrrd", (1, 1, 1), (0, 0, 0), np.eye(3))
+    assert read_itk(path).orientation == "LPS"
+
+
+def test_same_geometry_as_nibabel_through_itk(nibabel_file, tmp_path):
+    """SimpleITK reads a real NIfTI, writes NRRD; read_itk must agree with read_nifti (nibabel)."""
+    src = nibabel_file("anatomical.nii")
+    sitk.WriteImage(sitk.ReadImage(str(src)), str(tmp_path / "anat.nrrd"))
+    a, b = read_itk(tmp_path / "anat.nrrd"), read_nifti(src)
+    np.testing.assert_array_equal(a.array, b.array)
+    np.testing.assert_allclose(a.affine, b.affine, atol=1e-4)
+    assert a.orientation == b.orientation == "".join(nib.aff2axcodes(b.affine))
+
+
+def test_2d_and_vector_images(tmp_path):
+    gray = np.arange(12, dtype=np.uint8).reshape(3, 4)  # (y, x)
+    img = sitk.GetImageFromArray(gray)
+    img.SetSpacing((0.5, 0.25))
+    sitk.WriteImage(img, str(tmp_path / "g.mha"))
+    vol = read_itk(tmp_path / "g.mha")
+    assert vol.spatial_dims == 2 and vol.array.shape == (1, 4, 3)
+    np.testing.assert_array_equal(vol.array[0], gray.T)
+    np.testing.assert_allclose(vol.affine, np.diag([0.5, 0.25, 1.0]))
+    rgb = np.random.default_rng(1).integers(0, 255, size=(3, 4, 3), dtype=np.uint8)
+    sitk.WriteImage(sitk.GetImageFromArray(rgb, isVector=True), str(tmp_path / "c.mha"))
+    vol = read_itk(tmp_path / "c.mha")
+    assert vol.array.shape == (3, 4, 3)
+    np.testing.assert_array_equal(vol.array, rgb.transpose(2, 1, 0))
+
+
+def test_4d_single_time_point_and_true_4d(tmp_path):
+    vol3 = np.random.default_rng(2).random((3, 4, 5)).astype(np.float32)  # (z, y, x)
+    one = sitk.JoinSeries([sitk.GetImageFromArray(vol3)])  # 4D image, size (5, 4, 3, 1)
+    assert one.GetDimension() == 4
+    sitk.WriteImage(one, str(tmp_path / "one.nrrd"))
+    np.testing.assert_array_equal(read_itk(tmp_path / "one.nrrd").array[0], vol3.transpose(2, 1, 0))
+    two = sitk.JoinSeries([sitk.GetImageFromArray(vol3), sitk.GetImageFromArray(vol3)])
+    sitk.WriteImage(two, str(tmp_path / "two.nrrd"))
+    with pytest.raises(BadFileError, match=r"two\.nrrd: expected a 2D or 3D image, got 4D"):
+        read_itk(tmp_path / "two.nrrd")
+    with pytest.raises(BadFileError, match="expected a 2D image"):
+        read_itk(tmp_path / "one.nrrd", expect_spatial_dims=2)
+
+
+def test_bad_itk_files(tmp_path):
+    data = np.ones((3, 4, 5), np.float32)
+    data[1, 2, 3] = np.nan
+    sitk.WriteImage(sitk.GetImageFromArray(data), str(tmp_path / "nan.mha"))
+    with pytest.raises(BadFileError, match=r"nan\.mha: 1 voxels are NaN or Inf"):
+        read_itk(tmp_path / "nan.mha")
+    sitk.WriteImage(sitk.GetImageFromArray(np.ones((3, 4, 5), np.float32)), str(tmp_path / "h.mhd"))
+    (tmp_path / "h.raw").unlink()
+    with pytest.raises(BadFileError, match=r"h\.mhd: SimpleITK cannot read it"):
+        read_itk(tmp_path / "h.mhd")
+    with pytest.raises(BadFileError, match="file does not exist"):
+        read_itk(tmp_path / "missing.nrrd")

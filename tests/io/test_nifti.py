@@ -1,0 +1,95 @@
+"""NIfTI reader: round trips, orientation of real IXI scans, nibabel's own test files."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from medssl.io import BadFileError, Volume, read_image, read_nifti, write_nifti
+
+
+def _oblique_affine() -> np.ndarray:
+    theta = np.deg2rad(20.0)
+    rot = np.array([[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0], [0, 0, 1]])
+    affine = np.eye(4)
+    affine[:3, :3] = rot @ np.diag([0.9, 1.1, 2.5]) @ np.diag([-1, 1, 1])
+    affine[:3, 3] = [12.5, -30.0, 7.25]
+    return affine
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_round_trip_values_affine_spacing(tmp_path, suffix):
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(7, 9, 5)).astype(np.float32)
+    vol = Volume(data[None], _oblique_affine())
+    path = write_nifti(vol, tmp_path / f"x{suffix}")
+    back = read_nifti(path)
+    np.testing.assert_array_equal(back.array, data[None])
+    np.testing.assert_allclose(back.affine, _oblique_affine(), atol=1e-5)
+    np.testing.assert_allclose(back.spacing, (0.9, 1.1, 2.5), atol=1e-5)
+    assert back.orientation == "".join(nib.aff2axcodes(_oblique_affine()))
+    assert back.meta["source_format"] == "nifti" and back.meta["shape"] == (7, 9, 5)
+
+
+def test_round_trip_integer_dtype(tmp_path):
+    data = np.arange(4 * 3 * 2, dtype=np.float32).reshape(4, 3, 2) - 5
+    path = write_nifti(Volume(data[None], np.diag([2.0, 2.0, 3.0, 1.0])), tmp_path / "i.nii.gz", dtype=np.int16)
+    assert nib.load(str(path)).get_data_dtype() == np.int16
+    np.testing.assert_array_equal(read_nifti(path).array[0], data)
+
+
+def test_ixi_real_files_are_psr_2mm(shared_data):
+    files = sorted((shared_data / "ixi_t1_hh_2mm" / "images").glob("*.nii.gz"))[:3]
+    assert files, "no IXI images found"
+    for f in files:
+        vol = read_nifti(f)
+        img = nib.load(str(f))
+        # independent reference: raw stored uint8 values times scl_slope plus scl_inter
+        raw = np.asarray(img.dataobj.get_unscaled(), dtype=np.float64)
+        assert img.get_data_dtype() == np.uint8 and img.dataobj.slope != 1.0  # scaled uint8, per README
+        expected = raw * float(img.dataobj.slope) + float(img.dataobj.inter)
+        assert vol.array.shape == (1, 120, 120, 90)
+        assert vol.orientation == "PSR"  # documented in shared/data/README.md
+        np.testing.assert_allclose(vol.spacing, (2.0, 2.0, 2.0), atol=1e-4)
+        np.testing.assert_allclose(vol.array[0], expected, rtol=1e-6, atol=1e-4)
+
+
+def test_read_image_dispatches_nifti(shared_data):
+    f = sorted((shared_data / "ixi_t1_hh_2mm" / "images").glob("*.nii.gz"))[0]
+    np.testing.assert_array_equal(read_image(f).array, read_nifti(f).array)
+
+
+def test_nibabel_anatomical(nibabel_file):
+    path = nibabel_file("anatomical.nii")
+    vol = read_nifti(path)
+    hdr = nib.load(str(path)).header
+    assert vol.spatial_shape == (33, 41, 25)
+    np.testing.assert_allclose(vol.spacing, hdr.get_zooms()[:3], atol=1e-6)
+    np.testing.assert_allclose(vol.affine, hdr.get_best_affine(), atol=1e-6)
+    assert vol.orientation == "".join(nib.aff2axcodes(hdr.get_best_affine()))
+
+
+@pytest.mark.parametrize("name, shape", [("example4d.nii.gz", (128, 96, 24, 2)), ("functional.nii", (17, 21, 3, 20))])
+def test_true_4d_is_an_error(nibabel_file, name, shape):
+    with pytest.raises(BadFileError) as err:
+        read_nifti(nibabel_file(name))
+    assert name in str(err.value) and "expected a 3D image" in str(err.value) and str(shape) in str(err.value)
+
+
+def test_4d_with_one_volume_reads_as_3d(tmp_path):
+    data = np.random.default_rng(1).random((5, 6, 7, 1)).astype(np.float32)
+    nib.save(nib.Nifti1Image(data, np.diag([1.5, 1.5, 1.5, 1])), str(tmp_path / "one.nii.gz"))
+    vol = read_nifti(tmp_path / "one.nii.gz")
+    assert vol.array.shape == (1, 5, 6, 7)
+    np.testing.assert_array_equal(vol.array[0], data[..., 0])
+
+
+def test_2d_nifti_gets_in_plane_affine(tmp_path):
+    data = np.arange(12, dtype=np.float32).reshape(4, 3, 1)
+    affine = np.array([[0.5, 0, 0, 10], [0, 0.7, 0, -4], [0, 0, 3, 2], [0, 0, 0, 1.0]])
+    nib.save(nib.Nifti1Image(data, affine), str(tmp_path / "slice.nii"))
+    vol = read_nifti(tmp_path / "slice.nii", expect_spatial_dims=2)
+    assert vol.array.shape == (1, 4, 3)
+    np.testing.assert_allclose(vol.affine, [[0.5, 0, 10], [0, 0.7, -4], [0, 0, 1]])
+    np.testing.assert_allclose(vol.spacing, (0.5, 0.7))

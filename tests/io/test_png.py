@@ -1,0 +1,94 @@
+"""PNG / JPEG reader: bit depths, colour handling, axis order, spacing, damaged files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medssl.io import BadFileError, read_image, read_medmnist, read_png
+
+
+def _luma(rgb):
+    return 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
+
+
+def test_gray8_values_and_axis_order(tmp_path):
+    img = np.random.default_rng(0).integers(0, 256, size=(5, 7), dtype=np.uint8)  # (H, W)
+    Image.fromarray(img).save(tmp_path / "g.png")
+    vol = read_png(tmp_path / "g.png")
+    assert vol.array.shape == (1, 7, 5) and vol.array.dtype == np.float32
+    np.testing.assert_allclose(vol.array[0], img.T / 255.0, atol=1e-7)
+    assert vol.array[0, 6, 2] == np.float32(img[2, 6] / 255.0)  # pixel (row 2, col 6) → index (6, 2)
+    assert vol.spacing == (1.0, 1.0) and vol.meta["source_format"] == "png"
+
+
+def test_gray16(tmp_path):
+    img = np.random.default_rng(1).integers(0, 65536, size=(4, 6), dtype=np.uint16)
+    Image.fromarray(img).save(tmp_path / "g16.png")
+    np.testing.assert_allclose(read_png(tmp_path / "g16.png").array[0], img.T / 65535.0, rtol=1e-6)
+
+
+def test_rgb_luminance_rgb_and_alpha(tmp_path):
+    rgb = np.random.default_rng(2).integers(0, 256, size=(6, 4, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "c.png")
+    np.testing.assert_allclose(read_png(tmp_path / "c.png").array[0], _luma(rgb / 255.0).T, atol=1e-6)
+    three = read_png(tmp_path / "c.png", color="rgb")
+    np.testing.assert_allclose(three.array, rgb.transpose(2, 1, 0) / 255.0, atol=1e-7)
+    rgba = np.concatenate([rgb, np.full((6, 4, 1), 7, np.uint8)], axis=-1)
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    np.testing.assert_array_equal(read_png(tmp_path / "a.png", color="rgb").array, three.array)
+    gray = read_png(tmp_path / "c.png", color="luminance")
+    gray_as_rgb = (np.asarray(Image.open(tmp_path / "c.png").convert("L")).T / 255.0)
+    assert np.abs(gray.array[0] - gray_as_rgb).max() <= 1 / 255 + 1e-6  # Pillow's rounded BT.601
+
+
+def test_gray_as_rgb_and_palette(tmp_path):
+    img = np.arange(20, dtype=np.uint8).reshape(4, 5) * 12
+    Image.fromarray(img).save(tmp_path / "g.png")
+    vol = read_png(tmp_path / "g.png", color="rgb")
+    assert vol.array.shape == (3, 5, 4) and all(np.array_equal(vol.array[c], img.T / np.float32(255)) for c in range(3))
+    pal = Image.fromarray(img).convert("P")
+    pal.save(tmp_path / "p.png")
+    expected = np.asarray(pal.convert("RGB"), dtype=np.float64) / 255.0
+    np.testing.assert_allclose(read_png(tmp_path / "p.png", color="rgb").array, expected.transpose(2, 1, 0), atol=1e-7)
+
+
+def test_jpeg_close_to_source_and_equal_to_pillow(tmp_path):
+    yy, xx = np.mgrid[0:32, 0:48]
+    img = (127 + 100 * np.sin(xx / 7.0) * np.cos(yy / 9.0)).astype(np.uint8)
+    Image.fromarray(img).save(tmp_path / "s.jpg", quality=95)
+    vol = read_image(tmp_path / "s.jpg")
+    np.testing.assert_array_equal(vol.array[0], np.asarray(Image.open(tmp_path / "s.jpg")).T / np.float32(255))
+    assert np.abs(vol.array[0] - img.T / 255.0).mean() < 0.01  # lossy but close
+    assert vol.meta["source_format"] == "jpeg"
+
+
+def test_spacing_option(tmp_path):
+    Image.fromarray(np.zeros((3, 4), np.uint8)).save(tmp_path / "z.png")
+    assert read_png(tmp_path / "z.png", spacing=0.5).spacing == (0.5, 0.5)
+    vol = read_png(tmp_path / "z.png", spacing=(0.2, 0.3))
+    np.testing.assert_allclose(vol.affine, np.diag([0.2, 0.3, 1.0]))
+    assert vol.meta["spacing_source"] == "given"
+
+
+def test_medmnist_image_exported_as_png_reads_back_identically(shared_data, tmp_path):
+    """The same chest X-ray through two readers must give the same array and axis order."""
+    path = shared_data / "medmnist_pneumoniamnist_reconstructed" / "pneumoniamnist.npz"
+    with np.load(path) as npz:
+        raw = npz["test_images"][17]  # (H, W) uint8, as stored
+    Image.fromarray(raw).save(tmp_path / "x.png")
+    np.testing.assert_array_equal(read_png(tmp_path / "x.png").array, read_medmnist(path, "test", 17).array)
+
+
+def test_damaged_png(tmp_path):
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (64, 64), dtype=np.uint8)).save(tmp_path / "ok.png")
+    raw = (tmp_path / "ok.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(BadFileError, match=r"cut\.png: cannot decode image .*corrupt or truncated"):
+        read_png(tmp_path / "cut.png")
+    (tmp_path / "junk.png").write_bytes(b"definitely not a png" * 4)
+    with pytest.raises(BadFileError, match=r"junk\.png: not a PNG/JPEG image"):
+        read_png(tmp_path / "junk.png")
+    with pytest.raises(ValueError, match="color must be"):
+        read_png(tmp_path / "ok.png", color="cmyk")
