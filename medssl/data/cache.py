@@ -4,25 +4,42 @@ Layout of a cache folder::
 
     images.npy    (N, C, *shape) float16, written with numpy's open_memmap
     done.npy      (N,) bool; which rows are written (makes building resumable)
-    index.json    fingerprint (preprocessing settings + source files), record paths, skipped
+    index.json    fingerprint (preprocessing settings + source files), keys, skipped files
+    .lock         held while a process builds (DDP ranks / concurrent runs wait on it)
 
 Reading uses ``np.load(mmap_mode="r")``: pages are shared through the OS page cache, so
 DataLoader workers and DDP ranks on one node do not copy the array into their own RAM.
+
+Building is idempotent and resumable: progress (``done.npy``, ``index.json``) is saved
+atomically every ``checkpoint_every`` scans and when the build stops on an exception or
+Ctrl-C; rows are written into the shared file mapping before they are marked done, so
+even a killed build (SIGKILL) resumes from its last checkpoint. A change of the
+preprocessing settings or of any source file (path, size, mtime) changes the fingerprint
+and rebuilds from scratch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import multiprocessing
 import os
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from medssl.io.errors import BadFileError
+
+try:  # POSIX advisory lock; without it concurrent builders are not serialised
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 
 @dataclass
@@ -30,59 +47,196 @@ class CacheResult:
     images: np.ndarray  #: memory-mapped (N, C, *shape) float16
     valid: np.ndarray  #: (N,) bool; False for skipped bad files
     skipped: list[dict]  #: [{"path", "reason"}] for every file skipped
+    n_built: int = 0  #: scans preprocessed by this call (0 when everything was cached)
+    cache_dir: Path = field(default_factory=Path)
 
 
-def cache_fingerprint(paths: list[str], settings: str) -> str:
+def item_key(item: Any) -> str:
+    """Identity of a cache item: a path string, or ``item.key`` (e.g. a Record)."""
+    return item if isinstance(item, str) else item.key
+
+
+def _item_file(item: Any) -> str:
+    return item if isinstance(item, str) else item.path
+
+
+def cache_fingerprint(items: Sequence[Any], settings: str) -> str:
+    """Hash of the preprocessing settings and every source (key, file size, mtime)."""
     h = hashlib.sha256(settings.encode())
-    for p in paths:
-        st = os.stat(p)
-        h.update(f"{p}|{st.st_size}|{int(st.st_mtime)}".encode())
+    stats: dict[str, str] = {}
+    for it in items:
+        f = _item_file(it)
+        if f not in stats:
+            try:
+                st = os.stat(f)
+                stats[f] = f"{st.st_size}|{st.st_mtime_ns}"
+            except OSError:
+                stats[f] = "missing"
+        h.update(f"{item_key(it)}|{stats[f]}\n".encode())
     return h.hexdigest()[:20]
 
 
-def build_cache(paths: list[str], load: Callable[[str], np.ndarray], out_shape: tuple[int, ...], cache_dir: str | Path,
-                settings: str, on_bad_file: str = "error", progress: bool = True) -> CacheResult:
-    """Preprocess every path once into ``cache_dir`` (idempotent, resumable).
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _locked(cache_dir: Path) -> Iterator[None]:
+    if fcntl is None:
+        yield
+        return
+    with open(cache_dir / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# ------------------------------------------------------------------ one scan (in any process)
+
+_WORKER_LOAD: Callable | None = None
+
+
+def _init_worker(load: Callable) -> None:
+    global _WORKER_LOAD
+    _WORKER_LOAD = load
+    try:  # one process per core: keep each single-threaded
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _load_one(load: Callable, i: int, item: Any) -> tuple[int, np.ndarray | None, dict | None]:
+    try:
+        return i, np.asarray(load(item), dtype=np.float16), None
+    except BadFileError as e:
+        return i, None, {"path": str(e.path), "reason": e.reason}
+
+
+def _worker_load_one(i: int, item: Any) -> tuple[int, np.ndarray | None, dict | None]:
+    return _load_one(_WORKER_LOAD, i, item)
+
+
+def _results(items: Sequence[Any], todo: list[int], load: Callable, workers: int) -> Iterator[tuple]:
+    """Yield ``(i, array | None, skipped | None)`` for every index in ``todo`` (any order)."""
+    if workers <= 1:
+        for i in todo:
+            yield _load_one(load, i, items[i])
+        return
+    ctx = multiprocessing.get_context("spawn")  # fork is unsafe with torch / OpenMP threads
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(load,)) as pool:
+        pending: set[Future] = set()
+        queue = iter(todo)
+        try:
+            while True:
+                while len(pending) < 2 * workers:
+                    i = next(queue, None)
+                    if i is None:
+                        break
+                    pending.add(pool.submit(_worker_load_one, i, items[i]))
+                if not pending:
+                    return
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    yield fut.result()
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
+# ------------------------------------------------------------------ build
+
+
+def build_cache(items: Sequence[Any], load: Callable[[Any], np.ndarray], out_shape: tuple[int, ...],
+                cache_dir: str | Path, settings: str, on_bad_file: str = "error", progress: bool = True,
+                workers: int = 1, checkpoint_every: int = 32) -> CacheResult:
+    """Preprocess every item once into ``cache_dir`` (idempotent, resumable, parallel).
 
     Args:
-        paths: source files, one per record.
-        load: path → preprocessed float32 array of shape ``out_shape`` (C, *shape).
+        items: source paths (``str``) or objects with ``.path`` and ``.key`` (e.g.
+            :class:`~medssl.data.manifest.Record`), one per cache row.
+        load: item → preprocessed float32 array of shape ``out_shape`` (C, *shape). With
+            ``workers > 1`` it must be picklable (a module-level function or a dataclass
+            such as :class:`medssl.data.prepare.ScanLoader`).
         out_shape: (C, *shape).
         cache_dir: folder for the cache.
         settings: a string identifying the preprocessing (e.g. ``Preprocessor.fingerprint()``).
-        on_bad_file: "error" re-raises :class:`BadFileError`; "skip" records it and goes on.
+        on_bad_file: "error" re-raises :class:`BadFileError` (also for a file a previous
+            ``skip`` build left out); "skip" records it and goes on.
+        progress: show a progress bar.
+        workers: processes decoding in parallel (1 = in this process).
+        checkpoint_every: save progress after this many scans.
+
+    Returns:
+        :class:`CacheResult` with the read-only memory map.
+
+    Raises:
+        BadFileError: with ``on_bad_file="error"``.
+        ValueError: ``load`` returned an array of another shape than ``out_shape``.
     """
+    if on_bad_file not in ("error", "skip"):
+        raise ValueError(f"on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    fp = cache_fingerprint(paths, settings)
+    out_shape = tuple(int(s) for s in out_shape)
+    with _locked(cache_dir):
+        return _build(items, load, out_shape, cache_dir, settings, on_bad_file, progress, workers, checkpoint_every)
+
+
+def _build(items, load, out_shape, cache_dir, settings, on_bad_file, progress, workers, checkpoint_every) -> CacheResult:
+    keys = [item_key(it) for it in items]
+    fp = cache_fingerprint(items, settings)
     index_path, img_path, done_path = cache_dir / "index.json", cache_dir / "images.npy", cache_dir / "done.npy"
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
     fresh = index.get("fingerprint") != fp or not img_path.exists() or not done_path.exists()
     if fresh:
-        images = np.lib.format.open_memmap(img_path, mode="w+", dtype=np.float16, shape=(len(paths), *out_shape))
-        done = np.zeros(len(paths), dtype=bool)
-        skipped: list[dict] = []
-        index = {"fingerprint": fp, "paths": paths, "shape": list(out_shape), "skipped": skipped}
-        index_path.write_text(json.dumps(index))
+        img_path.unlink(missing_ok=True)  # a reader still mapping the old file keeps its (unlinked) copy
+        images = np.lib.format.open_memmap(img_path, mode="w+", dtype=np.float16, shape=(len(items), *out_shape))
+        done = np.zeros(len(items), dtype=bool)
+        index = {"fingerprint": fp, "shape": list(out_shape), "settings": settings, "paths": keys, "skipped": []}
+        _atomic_write(done_path, lambda p: np.save(p, done))
+        _atomic_write(index_path, lambda p: p.write_text(json.dumps(index)))
     else:
         images = np.load(img_path, mmap_mode="r+")
         done = np.load(done_path)
-        skipped = index.get("skipped", [])
-    todo = [i for i in range(len(paths)) if not done[i] and paths[i] not in {s["path"] for s in skipped}]
-    for n, i in enumerate(tqdm(todo, desc="preprocess", disable=not progress or not todo, unit="scan")):
-        try:
-            images[i] = load(paths[i])
-            done[i] = True
-        except BadFileError as e:
-            if on_bad_file == "error":
-                raise
-            skipped.append({"path": str(e.path), "reason": e.reason})
-        if n % 32 == 31 or n == len(todo) - 1:  # checkpoint progress so an interrupted build resumes
-            images.flush()
-            np.save(done_path, done)
-            index["skipped"] = skipped
-            index_path.write_text(json.dumps(index))
-    if not todo:
-        np.save(done_path, done)
-    del images
-    return CacheResult(images=np.load(img_path, mmap_mode="r"), valid=done.copy(), skipped=skipped)
+    skipped: list[dict] = index.get("skipped", [])
+    if skipped and on_bad_file == "error":
+        raise BadFileError(skipped[0]["path"], f"{skipped[0]['reason']} (left out by an earlier build with "
+                                               f"on_bad_file=skip; {len(skipped)} file(s) listed in {index_path})")
+    skipped_keys = {s.get("key", s["path"]) for s in skipped}
+    todo = [i for i in range(len(items)) if not done[i] and keys[i] not in skipped_keys]
+
+    def checkpoint() -> None:
+        images.flush()
+        index["skipped"] = skipped
+        _atomic_write(done_path, lambda p: np.save(p, done))
+        _atomic_write(index_path, lambda p: p.write_text(json.dumps(index)))
+
+    n_built = 0
+    bar = tqdm(total=len(todo), desc="preprocess", disable=not progress or not todo, unit="scan")
+    try:
+        for n, (i, array, bad) in enumerate(_results(items, todo, load, workers), start=1):
+            if bad is not None:
+                if on_bad_file == "error":
+                    raise BadFileError(bad["path"], bad["reason"])
+                skipped.append({**bad, "key": keys[i]})
+            elif array.shape != out_shape:
+                raise ValueError(f"preprocessing returned shape {array.shape} for {keys[i]}; the cache expects {out_shape}")
+            else:
+                images[i] = array
+                done[i] = True
+                n_built += 1
+            bar.update()
+            if n % checkpoint_every == 0:
+                checkpoint()
+    finally:  # also on Ctrl-C / errors: what is done stays done
+        bar.close()
+        checkpoint()
+        del images
+    return CacheResult(images=np.load(img_path, mmap_mode="r"), valid=done.copy(), skipped=skipped, n_built=n_built,
+                       cache_dir=cache_dir)

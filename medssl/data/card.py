@@ -2,11 +2,23 @@
 
 The schema is documented in ``data_cards/README.md``. A card is looked up by name in
 ``./data_cards`` and in the ``data_cards`` folder shipped next to the package, or given as a
-path.
+path. Every key is checked when the card is loaded, so a typo fails early with the card's
+path, the key and the valid choices.
+
+A card locates its scans in one of three ways:
+
+* ``manifest`` (a TSV/CSV table, optionally ``.gz``) with ``path_template`` or a
+  ``columns.path`` column: one scan per row;
+* ``files`` (a glob under the data root) with ``path_regex`` giving the subject (and
+  optionally session, site, label) from each path; an optional ``manifest`` then adds
+  per-subject metadata (the BIDS layout: ``participants.tsv`` + ``sub-*/ses-*/anat/*``);
+* ``npz`` (``format: medmnist``): one MedMNIST file, one record per image of each split.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -15,6 +27,11 @@ import yaml
 from medssl.config import ConfigError, _did_you_mean
 
 ROLES = ("subject", "session", "site", "age", "sex", "label", "path", "split")
+FORMATS = ("auto", "nifti", "dicom", "dicom_series", "itk", "png", "medmnist", "npy")
+SPLIT_ROLES = ("train", "val", "test")
+PREPROCESSING_KEYS = ("shape", "spacing", "normalise", "note")
+GEOMETRY_KEYS = ("reference", "spacing")
+REQUIRED = ("name", "modality", "dimensionality")
 
 
 @dataclass
@@ -24,19 +41,50 @@ class DataCard:
     name: str
     modality: str
     dimensionality: int
-    manifest: str  #: table relative to the data root (TSV or CSV)
-    columns: dict  #: role → column name (roles: subject, session, site, age, sex, label, path, split)
-    path_template: str = ""  #: e.g. "{participant_id}/anat/{participant_id}_T1w.nii.gz" (or a `path` column)
-    root: str = ""
+    manifest: str = ""  #: metadata table relative to the data root (.tsv/.csv, optionally .gz)
+    columns: dict = field(default_factory=dict)  #: role → column name
+    path_template: str | list = ""  #: format string(s) over a row's columns; the first that exists is used
+    files: str = ""  #: glob under the root, e.g. "sub-*/**/anat/*_T1w.nii.gz" (instead of one row per scan)
+    path_regex: str = ""  #: named groups (subject, session, site, label) matched against each file's relative path
+    npz: str = ""  #: MedMNIST .npz relative to the root (format: medmnist)
+    root: str = ""  #: default data root; relative roots are resolved against the card's folder
     description: str = ""
-    format: str = "auto"  #: reader to use: auto (by extension), nifti, dicom, dicom_series, itk, png
-    preprocessing: dict = field(default_factory=dict)
-    splits: dict = field(default_factory=dict)
+    format: str = "auto"  #: reader (see FORMATS); auto = by file extension
+    reader_options: dict = field(default_factory=dict)  #: keyword options for the reader, e.g. {voi: auto}
+    geometry: dict = field(default_factory=dict)  #: for format npy: {reference: image.nii.gz} or {spacing: [..]}
+    preprocessing: dict = field(default_factory=dict)  #: recommended shape / spacing (mm) / normalise
+    splits: dict = field(default_factory=dict)  #: official split value(s) per role: {train: [..], val: [..], test: [..]}
     licence: str = ""
     citation: str = ""
     obtain: str = ""
     phi: str = ""
     source_file: str = ""
+
+    def resolve_root(self, root: str | Path | None = None) -> Path:
+        """The data root: ``root`` if given, else the card's ``root`` (relative to the card file)."""
+        if root:
+            return Path(os.path.expandvars(str(root))).expanduser().resolve()
+        if not self.root:
+            return Path.cwd().resolve()
+        p = Path(os.path.expandvars(self.root)).expanduser()
+        if not p.is_absolute() and self.source_file:
+            p = Path(self.source_file).parent / p
+        return p.resolve()
+
+    def split_role(self, value: str) -> str | None:
+        """Map an official split value (as in the table or the .npz) to train / val / test.
+
+        Without a ``splits`` mapping the values must already be train / val / test. Returns
+        ``""`` for an empty value and ``None`` for a value the card does not know.
+        """
+        if not value:
+            return ""
+        if not self.splits:
+            return value if value in SPLIT_ROLES else None
+        for role, values in self.splits.items():
+            if value in values:
+                return role
+        return None
 
 
 def card_search_paths() -> list[Path]:
@@ -51,32 +99,98 @@ def list_cards() -> list[str]:
     return sorted(names)
 
 
-def load_card(name_or_path: str | Path) -> DataCard:
-    """Load a card by name (``"ixi"``) or path (``"my_cards/site.yaml"``)."""
+def _locate(name_or_path: str | Path) -> Path:
     p = Path(name_or_path)
-    if p.suffix not in (".yaml", ".yml"):
-        for d in card_search_paths():
-            if (d / f"{name_or_path}.yaml").is_file():
-                p = d / f"{name_or_path}.yaml"
-                break
-        else:
-            raise ConfigError(f"unknown data card {str(name_or_path)!r}.{_did_you_mean(str(name_or_path), list_cards())} "
-                              f"Valid cards: {', '.join(list_cards())}; or pass a path to a .yaml card")
-    if not p.is_file():
-        raise ConfigError(f"data card file {p} does not exist")
-    raw = yaml.safe_load(p.read_text()) or {}
-    valid = [f.name for f in fields(DataCard) if f.name != "source_file"]
-    for key in raw:
+    if p.suffix in (".yaml", ".yml"):
+        if not p.is_file():
+            raise ConfigError(f"data card file {p} does not exist")
+        return p
+    for d in card_search_paths():
+        if (d / f"{name_or_path}.yaml").is_file():
+            return d / f"{name_or_path}.yaml"
+    raise ConfigError(f"unknown data card {str(name_or_path)!r}.{_did_you_mean(str(name_or_path), list_cards())} "
+                      f"Valid cards: {', '.join(list_cards())}; or pass a path to a .yaml card")
+
+
+def _check_keys(p: Path, where: str, given, valid) -> None:
+    for key in given:
         if key not in valid:
-            raise ConfigError(f"{p}: unknown card key {key!r}.{_did_you_mean(key, valid)} Valid keys: {', '.join(valid)}")
-    for key in ("name", "modality", "dimensionality", "manifest", "columns"):
+            raise ConfigError(f"{p}: unknown key {where}{key!r}.{_did_you_mean(str(key), valid)} "
+                              f"Valid keys: {', '.join(valid)}")
+
+
+def _validate(p: Path, raw: dict) -> None:
+    valid = [f.name for f in fields(DataCard) if f.name != "source_file"]
+    _check_keys(p, "", raw, valid)
+    for key in REQUIRED:
         if key not in raw:
             raise ConfigError(f"{p}: required card key {key!r} is missing (see data_cards/README.md)")
-    for role in raw["columns"]:
+    if raw["dimensionality"] not in (2, 3):
+        raise ConfigError(f"{p}: dimensionality must be 2 or 3, got {raw['dimensionality']!r}")
+    fmt = raw.get("format", "auto")
+    if fmt not in FORMATS:
+        raise ConfigError(f"{p}: format {fmt!r} is not known.{_did_you_mean(str(fmt), FORMATS)} Valid: {', '.join(FORMATS)}")
+    for key in ("columns", "reader_options", "geometry", "preprocessing", "splits"):
+        if not isinstance(raw.get(key, {}), dict):
+            raise ConfigError(f"{p}: {key} must be a mapping, got {raw[key]!r}")
+    columns = raw.get("columns", {})
+    for role in columns:
         if role not in ROLES:
             raise ConfigError(f"{p}: columns.{role} is not a known role.{_did_you_mean(role, ROLES)} Valid roles: {', '.join(ROLES)}")
-    if "subject" not in raw["columns"]:
+    _check_keys(p, "preprocessing.", raw.get("preprocessing", {}), PREPROCESSING_KEYS)
+    _check_keys(p, "geometry.", raw.get("geometry", {}), GEOMETRY_KEYS)
+    _check_keys(p, "splits.", raw.get("splits", {}), SPLIT_ROLES)
+    for role, values in raw.get("splits", {}).items():
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise ConfigError(f"{p}: splits.{role} must be a list of split values, e.g. [train], got {values!r}")
+    shape = raw.get("preprocessing", {}).get("shape")
+    if shape is not None and len(shape) != raw["dimensionality"]:
+        raise ConfigError(f"{p}: preprocessing.shape {shape} has {len(shape)} axes but dimensionality is {raw['dimensionality']}")
+    sources = [k for k in ("files", "npz") if raw.get(k)]
+    if fmt == "medmnist" or raw.get("npz"):
+        if fmt != "medmnist" or not raw.get("npz"):
+            raise ConfigError(f"{p}: a MedMNIST card needs both `format: medmnist` and `npz: <file>.npz`")
+        if raw.get("files") or raw.get("manifest"):
+            raise ConfigError(f"{p}: a MedMNIST card takes its records from `npz`; remove `files` / `manifest`")
+        return
+    if fmt == "npy" and not raw.get("geometry"):
+        raise ConfigError(f"{p}: format npy needs geometry: {{reference: <a NIfTI on the same grid>}} or {{spacing: [..]}}")
+    if raw.get("files"):
+        if not raw.get("path_regex") or "(?P<subject>" not in raw["path_regex"]:
+            raise ConfigError(f"{p}: `files` needs `path_regex` with a (?P<subject>...) group that names each "
+                              "file's subject, e.g. '(?P<subject>sub-[^/_]+)'")
+        try:
+            groups = set(re.compile(raw["path_regex"]).groupindex)
+        except re.error as e:
+            raise ConfigError(f"{p}: path_regex is not a valid regular expression: {e}") from None
+        unknown = groups - set(ROLES)
+        if unknown:
+            raise ConfigError(f"{p}: path_regex groups {sorted(unknown)} are not roles; valid: {', '.join(ROLES)}")
+        if raw.get("manifest") and "subject" not in columns:
+            raise ConfigError(f"{p}: with `files`, the manifest is joined on subject: set columns.subject")
+        return
+    if not sources and not raw.get("manifest"):
+        raise ConfigError(f"{p}: give `manifest` (a table), `files` (a glob + path_regex) or `npz` (MedMNIST) "
+                          "to locate the scans (see data_cards/README.md)")
+    if "subject" not in columns:
         raise ConfigError(f"{p}: columns.subject is required (subject-level splits need it)")
-    if not raw.get("path_template") and "path" not in raw["columns"]:
+    if not raw.get("path_template") and "path" not in columns:
         raise ConfigError(f"{p}: give either path_template or a columns.path column to locate each scan")
-    return DataCard(**raw, source_file=str(p))
+
+
+def load_card(name_or_path: str | Path) -> DataCard:
+    """Load a card by name (``"ixi"``) or path (``"my_cards/site.yaml"``).
+
+    Raises:
+        ConfigError: unknown card (with did-you-mean), unknown or missing keys, invalid values;
+            the message names the card file and the key.
+    """
+    p = _locate(name_or_path)
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: a data card is a YAML mapping of keys (see data_cards/README.md)")
+    _validate(p, raw)
+    return DataCard(**raw, source_file=str(p.resolve()))

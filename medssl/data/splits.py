@@ -1,32 +1,117 @@
-"""Subject-level, seeded, stratified splits (never the same subject on both sides)."""
+"""Subject-level, seeded, stratified splits (never the same subject on both sides).
+
+* :func:`subject_split` — hold out a fraction of subjects, stratified by site and/or label.
+* :func:`assign_splits` — keep official splits, fill the rest with :func:`subject_split`.
+* :func:`leave_site_out_folds` — one fold per site: train on the others, test on it.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
 from medssl.data.manifest import Record
 
 
-def subject_split(records: list[Record], test_fraction: float, seed: int, stratify: str = "site") -> list[str]:
-    """Assign "train" or "test" to every record, whole subjects at a time.
-
-    Subjects are grouped by the ``stratify`` attribute of their first record (e.g. site) and
-    ``round(test_fraction · n)`` subjects of each group go to test, so every site keeps its
-    share on both sides. Returns one split name per record (same order).
-    """
-    rng = np.random.default_rng(seed)
+def _strata(records: list[Record], stratify: str | Sequence[str]) -> dict[tuple, list[str]]:
+    keys = (stratify,) if isinstance(stratify, str) else tuple(stratify)
     first: dict[str, Record] = {}
     for r in records:
         first.setdefault(r.subject, r)
-    strata: dict[str, list[str]] = {}
+    strata: dict[tuple, list[str]] = {}
     for subject, r in first.items():
-        strata.setdefault(str(getattr(r, stratify, "")), []).append(subject)
+        strata.setdefault(tuple(str(getattr(r, k, "")) for k in keys), []).append(subject)
+    return strata
+
+
+def subject_split(records: list[Record], test_fraction: float, seed: int,
+                  stratify: str | Sequence[str] = "site") -> list[str]:
+    """Assign "train" or "test" to every record, whole subjects at a time.
+
+    Subjects are grouped by the ``stratify`` attribute(s) of their first record (e.g.
+    ``"site"`` or ``("site", "label")``). The number of test subjects per group is
+    ``test_fraction · n_group`` rounded by largest remainder (so the total is
+    ``round(test_fraction · n_subjects)``), then clamped so that every group with at least
+    two subjects has at least one on each side. Seeded: same seed → same split.
+
+    Args:
+        records: scans (several per subject allowed).
+        test_fraction: in [0, 1).
+        seed: NumPy seed for the shuffles.
+        stratify: record attribute name(s).
+
+    Returns:
+        One split name per record, same order.
+    """
+    if not 0 <= test_fraction < 1:
+        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    rng = np.random.default_rng(seed)
+    strata = _strata(records, stratify)
+    keys = sorted(strata)
+    groups = {k: sorted(strata[k]) for k in keys}
+    for k in keys:
+        rng.shuffle(groups[k])
+    ideal = np.array([test_fraction * len(groups[k]) for k in keys])
+    n_test = np.floor(ideal).astype(int)
+    left = int(round(test_fraction * sum(len(g) for g in groups.values()))) - int(n_test.sum())
+    order = sorted(range(len(keys)), key=lambda j: (-(ideal[j] - n_test[j]), rng.random()))
+    for j in order[: max(left, 0)]:
+        n_test[j] += 1
     test_subjects: set[str] = set()
-    for key in sorted(strata):
-        subjects = sorted(strata[key])
-        rng.shuffle(subjects)
-        n_test = int(round(test_fraction * len(subjects)))
-        if len(subjects) > 1:
-            n_test = min(max(n_test, 1), len(subjects) - 1)
-        test_subjects.update(subjects[:n_test])
+    for j, k in enumerate(keys):
+        n = len(groups[k])
+        if test_fraction > 0 and n > 1:
+            n_test[j] = min(max(n_test[j], 1), n - 1)
+        test_subjects.update(groups[k][: n_test[j]])
     return ["test" if r.subject in test_subjects else "train" for r in records]
+
+
+def assign_splits(records: list[Record], test_fraction: float, seed: int,
+                  stratify: str | Sequence[str] = ("site", "label")) -> list[str]:
+    """Splits for a run: official ones are kept, the others drawn by :func:`subject_split`.
+
+    A subject with an official split on any record takes it for all its records; subjects
+    without one are split among themselves (stratified, seeded).
+
+    Returns:
+        One of "train" / "val" / "test" per record.
+    """
+    official: dict[str, str] = {}
+    for r in records:
+        if r.split:
+            if official.setdefault(r.subject, r.split) != r.split:
+                raise ValueError(f"subject {r.subject!r} has records in both {official[r.subject]!r} and {r.split!r} "
+                                 "official splits; splits must be per subject")
+    rest = [i for i, r in enumerate(records) if r.subject not in official]
+    drawn = subject_split([records[i] for i in rest], test_fraction, seed, stratify) if rest else []
+    out = [official.get(r.subject, "") for r in records]
+    for i, s in zip(rest, drawn):
+        out[i] = s
+    return out
+
+
+def leave_site_out_folds(records: list[Record]) -> list[tuple[list[int], list[int]]]:
+    """One ``(train, test)`` pair of record indices per site, sites in sorted order.
+
+    Fold *k* tests on every record of site *k* and trains on the records of the other
+    sites, minus any record whose subject was also scanned at site *k* (so no subject is on
+    both sides).
+
+    Raises:
+        ValueError: a record has no site, or there are fewer than two sites.
+    """
+    no_site = [r.path for r in records if not r.site]
+    if no_site:
+        raise ValueError(f"leave-site-out needs a site for every record; {len(no_site)} have none (first: {no_site[0]}); "
+                         "set columns.site in the card")
+    sites = sorted({r.site for r in records})
+    if len(sites) < 2:
+        raise ValueError(f"leave-site-out needs at least two sites, found {sites}")
+    folds = []
+    for site in sites:
+        test = [i for i, r in enumerate(records) if r.site == site]
+        held = {records[i].subject for i in test}
+        train = [i for i, r in enumerate(records) if r.site != site and r.subject not in held]
+        folds.append((train, test))
+    return folds

@@ -151,6 +151,18 @@ def _rotation(deg: tuple[float, float, float]) -> np.ndarray:
     return rz @ ry @ rx
 
 
+def _template_coordinates(t: SubjectTraits, axes: tuple[np.ndarray, ...], rng: np.random.Generator,
+                          half: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Template coordinates of every voxel: ``p = R^T (world − shift) / size + deformation``."""
+    size = t.head_scale * np.asarray(t.head_aspect)
+    rot = _rotation(t.pose_rotation_deg)
+    w = [a - np.float32(s) for a, s in zip(axes, t.pose_shift_mm)]
+    w = [w[0][:, None, None], w[1][None, :, None], w[2][None, None, :]]
+    warp = [smooth_field(axes, 40.0, rng, half) * np.float32(WARP_SD_MM) for _ in range(3)]
+    return tuple(sum(np.float32(rot[j, i] / size[i]) * w[j] for j in range(3)) + warp[i]  # type: ignore[return-value]
+                 for i in range(3))
+
+
 def render_tissue(t: SubjectTraits, axes_mm: tuple[np.ndarray, np.ndarray, np.ndarray],
                   voxel_mm: float, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     """Noiseless tissue image (white matter = 1) and ground-truth measures of one subject.
@@ -159,31 +171,22 @@ def render_tissue(t: SubjectTraits, axes_mm: tuple[np.ndarray, np.ndarray, np.nd
         t: the subject's traits.
         axes_mm: world coordinates (mm, RAS) of the voxel centres along x, y and z.
         voxel_mm: mean voxel size (mm); partial-volume ramps are one voxel wide.
-        rng: the subject's anatomy stream (deformation, sulci, texture).
+        rng: the subject's anatomy stream (deformation, folding, sulci, texture, in that order).
 
     Returns:
         ``(tissue (X, Y, Z) float32, truth)`` where truth holds volumes in mL (from the
-        partial-volume maps) and the cortical thickness in mm.
+        partial-volume maps, before scanner effects) and the cortical thickness in mm.
     """
-    xs, ys, zs = (np.asarray(a, dtype=np.float32) for a in axes_mm)
-    half = float(max(np.abs(a).max() for a in (xs, ys, zs))) + 10.0
-    size = t.head_scale * np.asarray(t.head_aspect)
-    rot = _rotation(t.pose_rotation_deg)
-    wx, wy, wz = xs[:, None, None] - t.pose_shift_mm[0], ys[None, :, None] - t.pose_shift_mm[1], zs[None, None, :] - t.pose_shift_mm[2]
-    warp = [smooth_field(axes_mm, 40.0, rng, half) * np.float32(WARP_SD_MM) for _ in range(3)]
-    # template p = R^T (world - shift) / size + deformation
-    p = tuple(((np.float32(rot[0, i]) * wx + np.float32(rot[1, i]) * wy + np.float32(rot[2, i]) * wz)
-               / np.float32(size[i]) + warp[i]) for i in range(3))
-    w = np.float32(voxel_mm / t.head_scale)
+    axes = tuple(np.asarray(a, dtype=np.float32) for a in axes_mm)
+    half = float(max(np.abs(a).max() for a in axes)) + 10.0
+    p = _template_coordinates(t, axes, rng, half)
+    w = np.float32(voxel_mm / t.head_scale)  # one voxel, in template mm
 
-    def ramp(d: np.ndarray) -> np.ndarray:
+    def ramp(d: np.ndarray) -> np.ndarray:  # partial volume from a signed distance
         return np.clip(np.float32(0.5) - d / w, 0.0, 1.0)
 
     def paint(img: np.ndarray, alpha: np.ndarray, value: float) -> None:
         img += alpha * (np.float32(value) - img)
-
-    def sub(b: tuple[slice, slice, slice]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return p[0][b], p[1][b], p[2][b]
 
     years = t.age - AGE_MIN
     ad = t.diagnosis == "AD"
@@ -195,7 +198,8 @@ def render_tissue(t: SubjectTraits, axes_mm: tuple[np.ndarray, np.ndarray, np.nd
     paint(img, a_ic, T_CSF)
     brain_f = (1.0 - BRAIN_SHRINK_PER_YEAR * years) * (1.0 + t.brain_noise) * (AD_BRAIN_FACTOR if ad else 1.0)
     semi_b = [(s - SCALP_MM - SKULL_MM - CSF_GAP_MM) * brain_f for s in HEAD_SEMI_AXES_MM]
-    d_brain = _ellipsoid_sdf(p, (0, 0, 0), semi_b) + np.float32(FOLD_AMPLITUDE_MM) * smooth_field(axes_mm, 12.0, rng, half)
+    d_brain = _ellipsoid_sdf(p, (0, 0, 0), semi_b)
+    d_brain += np.float32(FOLD_AMPLITUDE_MM) * smooth_field(axes, 12.0, rng, half)
     a_brain = ramp(d_brain)
     paint(img, a_brain, T_GM)
     thick = GM_THICKNESS_MM * (1.0 - GM_THINNING_PER_YEAR * years) * math.exp(t.gm_noise)
@@ -207,38 +211,67 @@ def render_tissue(t: SubjectTraits, axes_mm: tuple[np.ndarray, np.ndarray, np.nd
     a_wm = ramp(d_brain + t_eff)
     paint(img, a_wm, T_WM)
     theta = SULCUS_THRESHOLD_20 - SULCUS_THRESHOLD_SLOPE * years
-    a_sulc = np.clip((smooth_field(axes_mm, 8.0, rng, half) - np.float32(theta)) / np.float32(0.25), 0.0, 1.0)
+    a_sulc = np.clip((smooth_field(axes, 8.0, rng, half) - np.float32(theta)) / np.float32(0.25), 0.0, 1.0)
     a_sulc *= a_brain * (np.float32(1.0) - a_wm)
     paint(img, a_sulc, T_CSF)
+    a_hip, a_vent = _paint_deep(img, p, t, axes, ramp, paint)
+    img *= np.float32(1.0) + np.float32(0.04) * smooth_field(axes, 20.0, rng, half)
 
+    ml = float(np.prod([abs(a[1] - a[0]) for a in axes])) / 1000.0
+    truth = {
+        "icv_ml": float(a_ic.sum(dtype=np.float64)) * ml,
+        "brain_ml": float((a_brain - a_sulc).sum(dtype=np.float64)) * ml,
+        "gm_ml": float((a_brain * (1 - a_wm) - a_sulc).sum(dtype=np.float64)) * ml,
+        "ventricle_ml": float(a_vent.sum(dtype=np.float64)) * ml,
+        "hippocampus_ml": float(sum(a.sum(dtype=np.float64) for a in a_hip)) * ml,
+        "gm_thickness_mm": thick * t.head_scale,
+    }
+    return img, truth
+
+
+def _paint_deep(img, p, t: SubjectTraits, axes, ramp, paint) -> tuple[list[np.ndarray], np.ndarray]:
+    """Paint thalami, hippocampi, temporal horns and lateral ventricles (in that order).
+
+    Each bilateral pair is evaluated only inside a grid box around it, which keeps the
+    cost of these small structures low. Returns the hippocampus and ventricle
+    partial-volume maps (for the truth table).
+    """
+    years = t.age - AGE_MIN
+    ad = t.diagnosis == "AD"
     v_lin = math.exp((VENTRICLE_LOG_SLOPE * years + (math.log(AD_VENTRICLE_FACTOR) if ad else 0.0)
                       + t.ventricle_noise) / 3.0)
-    h_lin = ((1.0 - HIPPO_LOSS_PER_YEAR * years) * (AD_HIPPO_FACTOR if ad else 1.0) * math.exp(t.hippo_noise)) ** (1 / 3)
+    h_vol = (1.0 - HIPPO_LOSS_PER_YEAR * years) * (AD_HIPPO_FACTOR if ad else 1.0) * math.exp(t.hippo_noise)
+    h_lin = h_vol ** (1 / 3)
     horn_lin = math.exp((HORN_LOG_SLOPE * years + (math.log(AD_HORN_FACTOR) if ad else 0.0)) / 3.0)
-    margin = 4 * WARP_SD_MM * float(size.max()) + 2 * float(w)
+    size = t.head_scale * np.asarray(t.head_aspect)
+    rot = _rotation(t.pose_rotation_deg)
+    margin = 4 * WARP_SD_MM * float(size.max()) + 2 * float(np.mean([abs(a[1] - a[0]) for a in axes]))
 
     def box(*balls: tuple[tuple[float, float, float], float]) -> tuple[slice, slice, slice]:
-        """Grid slices holding every template ball (centre, radius): deep structures are
-        evaluated only there (the deformation is < 4 SD = 10 mm)."""
+        """Grid slices covering template balls (centre, radius), plus the deformation (< 4 SD)."""
         lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
         for c, r in balls:
             cw = rot @ (np.asarray(c) * size) + np.asarray(t.pose_shift_mm)
-            lo, hi = np.minimum(lo, cw - r * size.max() - margin), np.maximum(hi, cw + r * size.max() + margin)
+            lo = np.minimum(lo, cw - r * size.max() - margin)
+            hi = np.maximum(hi, cw + r * size.max() + margin)
         return tuple(slice(int(np.searchsorted(a, l)), int(np.searchsorted(a, h, side="right")))
-                     for a, l, h in zip((xs, ys, zs), lo, hi))  # type: ignore[return-value]
+                     for a, l, h in zip(axes, lo, hi))  # type: ignore[return-value]
+
+    def sdf(b, centre, semi, bend=0.0):
+        return _ellipsoid_sdf((p[0][b], p[1][b], p[2][b]), centre, semi, bend)
 
     sides = (-1.0, 1.0)
     b = box(*(((s * 11, -10, 0), 15.0) for s in sides))
     for side in sides:
-        paint(img[b], ramp(_ellipsoid_sdf(sub(b), (side * 11, -10, 0), (9, 15, 9))), T_DEEP_GM)
+        paint(img[b], ramp(sdf(b, (side * 11, -10, 0), (9, 15, 9))), T_DEEP_GM)
     hip = [((s * 27, -18, -16), (6 * h_lin, 17 * h_lin, 6 * h_lin)) for s in sides]
     horn = [((s * 33, -16, -11), (3 * horn_lin, 12 * horn_lin, 3 * horn_lin)) for s in sides]
     b = box(*((c, max(a)) for c, a in hip + horn))
-    a_hip = [ramp(_ellipsoid_sdf(sub(b), c, a)) for c, a in hip]
+    a_hip = [ramp(sdf(b, c, a)) for c, a in hip]
     for ah in a_hip:
         paint(img[b], ah, T_HIPPO)
     for ah, (c, a) in zip(a_hip, horn):
-        a_horn = ramp(_ellipsoid_sdf(sub(b), c, a))
+        a_horn = ramp(sdf(b, c, a))
         paint(img[b], a_horn, T_CSF)
         ah *= np.float32(1.0) - a_horn
     vent = []
@@ -249,18 +282,7 @@ def render_tissue(t: SubjectTraits, axes_mm: tuple[np.ndarray, np.ndarray, np.nd
     b = box(*((c, max(a) + bend * a[1] ** 2) for c, a, bend in vent))
     a_vent = np.zeros(img[b].shape, dtype=np.float32)
     for c, a, bend in vent:
-        av = ramp(_ellipsoid_sdf(sub(b), c, a, bend=bend))
+        av = ramp(sdf(b, c, a, bend))
         paint(img[b], av, T_CSF)
         np.maximum(a_vent, av, out=a_vent)
-    img *= np.float32(1.0) + np.float32(0.04) * smooth_field(axes_mm, 20.0, rng, half)
-
-    ml = float(np.prod([abs(a[1] - a[0]) for a in (xs, ys, zs)])) / 1000.0
-    truth = {
-        "icv_ml": float(a_ic.sum(dtype=np.float64)) * ml,
-        "brain_ml": float((a_brain - a_sulc).sum(dtype=np.float64)) * ml,
-        "gm_ml": float((a_brain * (1 - a_wm) - a_sulc).sum(dtype=np.float64)) * ml,
-        "ventricle_ml": float(a_vent.sum(dtype=np.float64)) * ml,
-        "hippocampus_ml": float(sum(a.sum(dtype=np.float64) for a in a_hip)) * ml,
-        "gm_thickness_mm": thick * t.head_scale,
-    }
-    return img, truth
+    return a_hip, a_vent

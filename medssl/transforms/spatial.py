@@ -1,11 +1,12 @@
-"""Spatial batch augmentations fused into one ``affine_grid`` + ``grid_sample``.
+"""Spatial batch augmentations fused into one sampling grid + ``grid_sample`` per batch.
 
 Each spatial transform describes a map from output voxel coordinates ``q`` to input voxel
 coordinates ``p`` (both relative to the image centre, in voxels, tensor-axis order):
 ``p = A q + t`` with ``A`` (B, D, D) and ``t`` (B, D), plus, for the elastic transform, a
 smooth displacement field. A random resized crop sets the output grid; flips and the
-affine act on the cropped view. :func:`resample` composes everything and samples the
-batch once, so a view costs one interpolation whatever the number of spatial transforms.
+affine act on the cropped view. :func:`fused_spatial` composes everything and
+:func:`~medssl.transforms.resample.resample` samples the batch once, so a view costs one
+interpolation whatever the number of spatial transforms (and none for plain crops/flips).
 Each transform is also usable alone (``apply`` then keeps the input size, except the crop).
 
 Conventions: ``align_corners=False`` (a voxel is a cell; an identity map samples voxel
@@ -23,125 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from medssl.transforms.base import Params, RandomTransform, check_batch, log_uniform, uniform
-
-
-def _eye(b: int, d: int, x: torch.Tensor) -> torch.Tensor:
-    return torch.eye(d, dtype=torch.float32, device=x.device).expand(b, d, d).clone()
-
-
-def sampling_grid(A: torch.Tensor, t: torch.Tensor, in_shape: Sequence[int], out_shape: Sequence[int]) -> torch.Tensor:
-    """Normalised ``grid_sample`` grid of ``p = A q + t``, built separably.
-
-    Equal to ``F.affine_grid(theta, ..., align_corners=False)`` with
-    ``theta = [D_in^-1 A D_out | D_in^-1 t]`` in (x, y, z) order (``D = diag(S / 2)``), but
-    computed as a sum of per-axis terms (about 3x faster than ``affine_grid`` on CPU).
-
-    Args:
-        A: (N, D, D), t: (N, D) in voxels, tensor-axis order.
-
-    Returns:
-        (N, *out_shape, D) with the last dim in (x, y, z) = reversed axis order.
-    """
-    n, d = A.shape[0], len(out_shape)
-    dev = A.device
-    s_in = torch.tensor(list(in_shape), dtype=torch.float32, device=dev)
-    M = A.float() / (s_in / 2)[None, :, None]  # rows: input axis, normalised
-    trans = t.float() / (s_in / 2)[None]
-    grid = None
-    for j, s in enumerate(out_shape):
-        q = torch.arange(s, dtype=torch.float32, device=dev) + 0.5 - s / 2  # output voxels, centred
-        term = M[:, :, j, None] * q[None, None]  # (N, D_in, s)
-        if j == 0:
-            term = term + trans[..., None]
-        shape = [n] + [1] * d + [d]
-        shape[1 + j] = s
-        term = term.flip(1).transpose(1, 2).reshape(shape)
-        grid = term if grid is None else grid + term
-    return grid
-
-
-def _exact_rows(A: torch.Tensor, t: torch.Tensor, in_shape, out_shape, moved: torch.Tensor | None) -> torch.Tensor:
-    """(N,) bool: the map is an integer crop with flips (no interpolation needed)."""
-    d = len(out_shape)
-    eye = torch.eye(d, dtype=torch.bool, device=A.device)
-    diag_ok = (A.abs() == 1.0) | ~eye
-    off_ok = (A == 0.0) | eye
-    s_in = torch.tensor(list(in_shape), dtype=torch.float32, device=A.device)
-    s_out = torch.tensor(list(out_shape), dtype=torch.float32, device=A.device)
-    o = t + (s_in - s_out) / 2
-    ok = diag_ok.all((1, 2)) & off_ok.all((1, 2)) & ((o - o.round()).abs() < 1e-4).all(1)
-    ok &= ((o.round() >= 0) & (o.round() <= s_in - s_out)).all(1)
-    return ok if moved is None else ok & ~moved
-
-
-def _gather_crops(x: torch.Tensor, src: torch.Tensor, A: torch.Tensor, t: torch.Tensor, out_shape) -> torch.Tensor:
-    """Integer crops with flips of rows ``x[src]`` by one advanced-indexing gather: (N, C, *out)."""
-    n, d = src.shape[0], len(out_shape)
-    s_in = torch.tensor(x.shape[2:], dtype=torch.float32, device=x.device)
-    s_out = torch.tensor(list(out_shape), dtype=torch.float32, device=x.device)
-    o = (t + (s_in - s_out) / 2).round().long()
-    index = [src.reshape((n,) + (1,) * d), slice(None)]
-    for a, s in enumerate(out_shape):
-        i = torch.arange(s, device=x.device)[None]
-        idx = o[:, a : a + 1] + torch.where(A[:, a, a : a + 1] > 0, i, s - 1 - i)
-        shape = [n] + [1] * d
-        shape[1 + a] = s
-        index.append(idx.reshape(shape))
-    return x[tuple(index)].movedim(-1, 1).contiguous()  # advanced indices first, channels last
-
-
-def resample(x: torch.Tensor, A: torch.Tensor, t: torch.Tensor, out_shape: Sequence[int],
-             displacement: torch.Tensor | None = None, n_views: int = 1, mode: str = "bilinear",
-             padding_mode: str = "border", moved: torch.Tensor | None = None) -> torch.Tensor:
-    """Sample ``x`` at ``p = A q + t (+ displacement)`` for every output voxel ``q``.
-
-    Rows whose map is an integer crop with flips are gathered exactly (no interpolation);
-    the others are interpolated by one ``grid_sample`` over all of them.
-
-    Args:
-        x: (B, C, *S_in) batch.
-        A: (B*V, D, D) linear part, input voxels per output voxel, tensor-axis order.
-        t: (B*V, D) centre of the view in input voxels relative to the input centre.
-        out_shape: output spatial shape ``S_out``.
-        displacement: optional (B*V, D, *S_out) extra offset in input voxels.
-        n_views: V views of each sample (row ``r`` reads sample ``r // V``). When every view
-            needs interpolation, the V grids of a sample are stacked along the first output
-            axis so that the input is sampled once without being copied V times.
-        mode, padding_mode: as in :func:`torch.nn.functional.grid_sample`.
-        moved: optional (B*V,) bool, rows whose ``displacement`` is non-zero.
-
-    Returns:
-        (B*V, C, *S_out), views of sample ``b`` at rows ``b*V .. b*V+V-1``.
-    """
-    b, c = x.shape[:2]
-    out_shape, in_shape = tuple(int(s) for s in out_shape), tuple(x.shape[2:])
-    d, rows = len(out_shape), A.shape[0]
-    if displacement is not None and moved is None:
-        moved = torch.ones(rows, dtype=torch.bool, device=x.device)
-    exact = _exact_rows(A.float(), t.float(), in_shape, out_shape, moved)
-    src = torch.arange(rows, device=x.device) // n_views
-    n_exact = int(exact.sum())
-    if n_exact == rows:
-        return _gather_crops(x, src, A, t, out_shape)
-    interp = (~exact).nonzero().squeeze(1) if n_exact else None
-    sel = (lambda v: v) if interp is None else (lambda v: v[interp])
-    grid = sampling_grid(sel(A), sel(t), in_shape, out_shape).to(x.dtype)
-    if displacement is not None:
-        disp = sel(displacement).float() / (torch.tensor(in_shape, device=x.device) / 2).reshape((1, d) + (1,) * d)
-        grid = grid + disp.flip(1).movedim(1, -1).to(grid.dtype)
-    if interp is None and n_views > 1:  # all rows interpolated: stack the views, no input copy
-        grid = grid.reshape((b, n_views * out_shape[0]) + out_shape[1:] + (d,))
-        out = F.grid_sample(x, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
-        return out.reshape((b, c, n_views) + out_shape).transpose(1, 2).reshape((rows, c) + out_shape)
-    xin = x if interp is None else x.index_select(0, src[interp])
-    out_i = F.grid_sample(xin, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
-    if interp is None:
-        return out_i
-    out = torch.empty((rows, c) + out_shape, dtype=x.dtype, device=x.device)
-    out[interp] = out_i
-    ex = exact.nonzero().squeeze(1)
-    out[ex] = _gather_crops(x, src[ex], A[ex], t[ex], out_shape)
-    return out
+from medssl.transforms.resample import _eye, resample, sampling_grid  # noqa: F401 (re-exported)
 
 
 class SpatialTransform(RandomTransform):

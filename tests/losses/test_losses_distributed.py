@@ -63,6 +63,7 @@ def pick(all_labels, which, rows):
 
 
 def worker(rank, port, out_dir):
+    torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
     try:
         x, labels = global_batch()
