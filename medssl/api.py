@@ -83,6 +83,8 @@ def build_method(cfg: RunConfig) -> torch.nn.Module:
     """Encoder + method (+ loss + views) from the config."""
     method_cls = METHODS.get(cfg.method.name)
     encoder = build_encoder(cfg.encoder.name, cfg.encoder.spatial_dims, cfg.encoder.in_channels, **cfg.encoder.options)
+    if not getattr(method_cls, "default_loss", ""):  # generative methods (MAE, Models Genesis): own options
+        return method_cls(encoder=encoder, **cfg.method.options)
     loss_opts = dict(cfg.method.loss)
     loss = LOSSES.get(loss_opts.pop("name", method_cls.default_loss))(**loss_opts)
     views = build_view_pipeline(preset=cfg.augment.preset, spatial_dims=cfg.encoder.spatial_dims,

@@ -68,6 +68,7 @@ class MethodConfig:
     label_column: str = ""  #: class column for supervised forms ("" = label-free)
     bias_column: str = "site"  #: bias labels for FairKL
     fairkl_weight: float = 0.0
+    options: dict = field(default_factory=dict)  #: constructor options of non-contrastive methods (e.g. mask_ratio)
 
 
 @dataclass
@@ -278,11 +279,21 @@ def validate(cfg: RunConfig) -> None:
         if name not in reg:
             raise ConfigError(f"{key}: {reg.unknown_message(name)}")
     _check_options("encoder.options", cfg.encoder.options, ENCODERS.get(cfg.encoder.name), ("spatial_dims", "in_channels"))
+    _validate_targets(cfg)
+    _validate_views(cfg)
     method = METHODS.get(cfg.method.name)
+    if not getattr(method, "default_loss", ""):  # non-contrastive (generative) methods take options instead of a loss
+        _check_options("method.options", cfg.method.options, method, ("encoder",))
+        return
+    if cfg.method.options:
+        raise ConfigError(f"method.options is for generative methods; {cfg.method.name} is configured with method.loss")
     loss_name = cfg.method.loss.get("name", method.default_loss)
     if loss_name not in LOSSES:
         raise ConfigError(f"method.loss.name: {LOSSES.unknown_message(loss_name)}")
     _check_options("method.loss", {k: v for k, v in cfg.method.loss.items() if k != "name"}, LOSSES.get(loss_name))
+
+
+def _validate_views(cfg: RunConfig) -> None:
     from medssl.transforms.views import build_view_pipeline  # noqa: PLC0415
 
     try:  # checks the preset name and every override key against the preset's parameters
@@ -290,6 +301,9 @@ def validate(cfg: RunConfig) -> None:
                             crop_size=tuple(cfg.augment.crop_size), overrides=dict(cfg.augment.overrides))
     except ValueError as e:
         raise ConfigError(f"augment: {e}") from None
+
+
+def _validate_targets(cfg: RunConfig) -> None:
     bad_targets = set(cfg.eval.targets) - {"age", "site", "sex", "label"}
     if bad_targets:
         raise ConfigError(f"eval.targets: {sorted(bad_targets)} not valid. Valid choices: age, site, sex, label")

@@ -1,0 +1,169 @@
+"""Decode → orient → resample → crop/pad → normalise every scan of a card, once, into the cache.
+
+:class:`ScanLoader` turns one :class:`~medssl.data.manifest.Record` into the preprocessed
+``(C, *shape)`` array (it is picklable, so a process pool can run it);
+:func:`cache_records` builds the memory-mapped cache of a list of records with it, and
+:func:`prepare_card` is ``medssl data prepare``: card → manifest → cache.
+
+The cache written by ``medssl data prepare CARD --out DIR`` is the one a run reuses with
+``data.cache_dir=DIR`` when the records and the settings (shape, spacing, normalise,
+channels) are the same: both go through :func:`cache_records`, whose fingerprint covers
+exactly those.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from medssl.data.cache import CacheResult, build_cache
+from medssl.data.card import DataCard
+from medssl.data.manifest import Record, build_manifest, write_manifest
+from medssl.io.errors import BadFileError
+from medssl.io.volume import Volume
+from medssl.transforms.preprocess import Preprocessor
+
+
+def make_preprocessor(card: DataCard, shape=None, spacing=None, normalise: str | None = None) -> Preprocessor:
+    """The :class:`Preprocessor` for a card; unset arguments come from ``card.preprocessing``.
+
+    3D scans are reoriented to RAS first. 2D images keep their file orientation: a
+    radiograph has no patient frame to reorient to (docs/io.md).
+
+    Raises:
+        ValueError: no shape given and none in the card, or a shape / spacing whose length
+            is not the card's dimensionality.
+    """
+    pre = card.preprocessing
+    shape = list(shape or pre.get("shape") or [])
+    spacing = list(spacing if spacing is not None else pre.get("spacing") or [])
+    nd = card.dimensionality
+    if len(shape) != nd:
+        raise ValueError(f"card {card.name!r} is {nd}D: give a shape with {nd} values (got {shape or 'none'}); "
+                         f"e.g. --shape {' '.join(['64'] * nd)} or data.shape=[{','.join(['64'] * nd)}]")
+    if spacing and len(spacing) != nd:
+        raise ValueError(f"card {card.name!r} is {nd}D: spacing needs {nd} values (mm), got {spacing}")
+    return Preprocessor(shape=[int(s) for s in shape], spacing=[float(s) for s in spacing],
+                        normalise=normalise or pre.get("normalise", "zscore"), orientation="RAS" if nd == 3 else "")
+
+
+@dataclass
+class ScanReader:
+    """Record → :class:`Volume` (decoding only), picklable for process pools.
+
+    Args:
+        fmt: the card's ``format`` (``medmnist`` and ``npy`` need more than the path).
+        reader_options: keyword options for :func:`medssl.io.read_image`.
+        geometry: for ``npy``: ``(affine, expected spatial shape or None)``.
+    """
+
+    fmt: str = "auto"
+    reader_options: dict = field(default_factory=dict)
+    geometry: tuple | None = None
+
+    def __call__(self, record: Record) -> Volume:
+        if record.index >= 0:
+            from medssl.io.medmnist import read_medmnist
+
+            return read_medmnist(record.path, record.npz_split, record.index)
+        if self.fmt == "npy":
+            from medssl.data.npy import read_npy
+
+            return read_npy(record.path, *self.geometry)
+        from medssl.io.read import read_image
+
+        return read_image(record.path, **self.reader_options)
+
+
+def make_reader(card: DataCard, root=None) -> ScanReader:
+    """The :class:`ScanReader` of a card (resolves ``geometry`` for ``format: npy``)."""
+    geometry = None
+    if card.format == "npy":
+        from medssl.data.npy import npy_geometry
+
+        geometry = npy_geometry(card.geometry, card.resolve_root(root), card.dimensionality)
+    return ScanReader(card.format, dict(card.reader_options), geometry)
+
+
+@dataclass
+class ScanLoader:
+    """Record → preprocessed float32 array ``(channels, *preprocessor.shape)``.
+
+    Args:
+        reader: decodes the record.
+        preprocessor: the deterministic per-scan preprocessing.
+        dimensionality: 2 or 3; other images are bad files.
+        channels: expected channel count (``encoder.in_channels``).
+
+    Raises (``__call__``):
+        BadFileError: unreadable file, wrong dimensionality or channel count, or a file the
+            preprocessing cannot handle.
+    """
+
+    reader: ScanReader
+    preprocessor: Preprocessor
+    dimensionality: int
+    channels: int = 1
+
+    def __call__(self, record: Record) -> np.ndarray:
+        volume = self.reader(record)
+        if volume.spatial_dims != self.dimensionality or volume.array.shape[0] != self.channels:
+            raise BadFileError(record.path, f"image is {volume.spatial_dims}D with {volume.array.shape[0]} channel(s); "
+                                            f"expected {self.dimensionality}D with {self.channels} (card dimensionality, "
+                                            "encoder.in_channels)")
+        try:
+            return self.preprocessor(volume)
+        except (ValueError, RuntimeError, IndexError) as e:
+            raise BadFileError(record.path, f"preprocessing failed ({type(e).__name__}: {str(e)[:200]}); "
+                                            f"shape {volume.spatial_shape}, spacing {volume.spacing}") from None
+
+    def settings(self) -> str:
+        """Everything that changes the cached arrays (hashed into the cache fingerprint)."""
+        g = self.reader.geometry
+        geometry = None if g is None else [np.asarray(g[0]).round(6).tolist(), g[1]]
+        return json.dumps({"preprocessing": asdict(self.preprocessor), "dims": self.dimensionality,
+                           "channels": self.channels, "format": self.reader.fmt, "reader": self.reader.reader_options,
+                           "geometry": geometry}, sort_keys=True, default=str)
+
+
+def make_loader(card: DataCard, preprocessor: Preprocessor, channels: int = 1, root=None) -> ScanLoader:
+    """The :class:`ScanLoader` for a card."""
+    return ScanLoader(make_reader(card, root), preprocessor, card.dimensionality, channels)
+
+
+def cache_records(records: list[Record], loader: ScanLoader, cache_dir: str | Path, *, on_bad_file: str = "error",
+                  workers: int = 1, progress: bool = True) -> CacheResult:
+    """Build (or reuse) the memory-mapped cache of ``records`` with ``loader``."""
+    out_shape = (loader.channels, *loader.preprocessor.shape)
+    return build_cache(records, loader, out_shape, cache_dir, settings=loader.settings(), on_bad_file=on_bad_file,
+                       progress=progress, workers=workers)
+
+
+@dataclass
+class PrepareResult:
+    records: list[Record]
+    cache: CacheResult
+
+
+def prepare_card(card: DataCard, out: str | Path, *, root=None, shape=None, spacing=None, normalise=None,
+                 channels: int = 1, workers: int = 1, on_bad_file: str = "error", progress: bool = True) -> PrepareResult:
+    """``medssl data prepare``: every record of ``card`` preprocessed into the cache at ``out``.
+
+    Missing files count as bad files (``on_bad_file`` decides). Writes ``out/manifest.tsv``
+    (records in cache order) and, when files were skipped, ``out/skipped_files.json``.
+
+    Returns:
+        :class:`PrepareResult` (records and the cache; ``cache.n_built`` scans were
+        preprocessed by this call, the others were already cached).
+    """
+    out = Path(out)
+    records = build_manifest(card, root, check_files=False)
+    loader = make_loader(card, make_preprocessor(card, shape, spacing, normalise), channels, root)
+    cache = cache_records(records, loader, out, on_bad_file=on_bad_file, workers=workers, progress=progress)
+    write_manifest(records, out / "manifest.tsv")
+    if cache.skipped:
+        (out / "skipped_files.json").write_text(json.dumps(cache.skipped, indent=2))
+    return PrepareResult(records, cache)
