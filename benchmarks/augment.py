@@ -121,7 +121,18 @@ def timed(fn, repeats: int, sync=lambda: None) -> tuple[float, float]:
 
 
 def cpu_comparison(args) -> dict:
+    import monai
+
+    threads, track = torch.get_num_threads(), monai.data.get_track_meta()
     torch.set_num_threads(1)
+    try:
+        return _cpu_comparison(args)
+    finally:  # leave the process as we found it (this also runs inside the test suite)
+        torch.set_num_threads(threads)
+        monai.data.set_track_meta(track)
+
+
+def _cpu_comparison(args) -> dict:
     x = resize_batch(load_ixi(args.batch), args.shape, args.batch)
     ours = build_view_pipeline("none", 3, args.crop, overrides=COMPARED)
     full = build_view_pipeline("brain_mri", 3, args.crop)

@@ -15,21 +15,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medssl.config import RunConfig, config_hash, load_config, save_config, to_dict
-from medssl.data.cache import build_cache
+from medssl.config import ConfigError, RunConfig, config_hash, load_config, save_config, to_dict
 from medssl.data.card import load_card
 from medssl.data.dataset import CachedScans, MetadataCoder
 from medssl.data.manifest import Record, build_manifest, write_manifest
-from medssl.data.splits import subject_split
+from medssl.data.prepare import cache_records, make_loader, make_preprocessor
+from medssl.data.splits import assign_splits
 from medssl.encoders import build_encoder
 from medssl.eval.features import extract_features
 from medssl.eval.probes import classification_probe, mean_predictor_mae, regression_probe
 from medssl.eval.report import format_table, write_report
-from medssl.io.errors import BadFileError
-from medssl.io.read import read_image
 from medssl.registry import LOSSES, METHODS
 from medssl.train.trainer import Trainer, TrainerOptions, resolve_device
-from medssl.transforms.preprocess import Preprocessor
 from medssl.transforms.views import build_view_pipeline
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -48,28 +45,32 @@ class PreparedData:
 
 
 def prepare_data(cfg: RunConfig, run_dir: Path, progress: bool = True) -> PreparedData:
-    """Card → manifest → subject split → preprocessing cache (built once, then memory-mapped)."""
+    """Card → manifest → subject split → preprocessing cache (built once, then memory-mapped).
+
+    Official splits of the card are kept; the other subjects are split per subject (seeded
+    by ``cfg.seed``, stratified by site and label). The records with their split are saved
+    as ``run_dir/manifest.tsv``. The cache (``data.cache_dir`` or ``run_dir/cache``) is
+    built with ``max(1, data.num_workers)`` processes and reused when its fingerprint
+    matches (e.g. one written by ``medssl data prepare``). With ``data.on_bad_file=skip``
+    every skipped file and its reason is written to ``run_dir/skipped_files.json``.
+    """
     card = load_card(cfg.data.card)
+    nd = card.dimensionality
+    if len(cfg.data.shape) != nd or cfg.encoder.spatial_dims != nd:
+        raise ConfigError(f"data card {card.name!r} is {nd}D but data.shape={list(cfg.data.shape)} and "
+                          f"encoder.spatial_dims={cfg.encoder.spatial_dims}; set both for {nd}D images "
+                          f"(e.g. data.shape=[{','.join(['64'] * nd)}] encoder.spatial_dims={nd})")
     records = build_manifest(card, cfg.data.root or None, check_files=cfg.data.on_bad_file == "error")
     if cfg.data.limit:
         records = records[: cfg.data.limit]
-    splits = subject_split(records, cfg.data.test_fraction, cfg.seed, stratify="site")
-    for r, s in zip(records, splits):
-        r.split = r.split or s
+    for r, s in zip(records, assign_splits(records, cfg.data.test_fraction, cfg.seed, stratify=("site", "label"))):
+        r.split = s
     write_manifest(records, run_dir / "manifest.tsv")
-    pre = Preprocessor(shape=list(cfg.data.shape), spacing=list(cfg.data.spacing), normalise=cfg.data.normalise)
-    in_ch = cfg.encoder.in_channels
+    pre = make_preprocessor(card, cfg.data.shape, cfg.data.spacing, cfg.data.normalise)
+    loader = make_loader(card, pre, cfg.encoder.in_channels, cfg.data.root or None)
     cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else run_dir / "cache"
-
-    def load(path: str) -> np.ndarray:
-        volume = read_image(path)
-        if volume.spatial_dims != card.dimensionality or volume.array.shape[0] != in_ch:
-            raise BadFileError(path, f"image is {volume.spatial_dims}D with {volume.array.shape[0]} channel(s); card "
-                               f"{card.name!r} expects {card.dimensionality}D and encoder.in_channels={in_ch}")
-        return pre(volume)
-
-    cache = build_cache([r.path for r in records], load, (in_ch, *cfg.data.shape), cache_dir,
-                        settings=pre.fingerprint(), on_bad_file=cfg.data.on_bad_file, progress=progress)
+    cache = cache_records(records, loader, cache_dir, on_bad_file=cfg.data.on_bad_file,
+                          workers=max(1, cfg.data.num_workers), progress=progress)
     if cache.skipped:
         (run_dir / "skipped_files.json").write_text(json.dumps(cache.skipped, indent=2))
         print(f"skipped {len(cache.skipped)} bad file(s); see {run_dir / 'skipped_files.json'}")
@@ -113,25 +114,65 @@ def _pretrain_indices(cfg: RunConfig, data: PreparedData, run_dir: Path) -> list
     return keep
 
 
+def _build_monitor(cfg: RunConfig, data: PreparedData, device: torch.device):
+    """Online probe for ``train.monitor_every``: Ridge on age (or logistic on label) fitted on 80% of the
+    TRAINING subjects and scored on the other 20% (never on the test split). Lower ``best_metric`` is better."""
+    if not cfg.train.monitor_every:
+        return None
+    records = [data.records[i] for i in data.train]
+    inner = subject_split(records, 0.2, cfg.seed + 1, stratify="site")
+    fit_idx = [i for i, s in zip(data.train, inner) if s == "train"]
+    val_idx = [i for i, s in zip(data.train, inner) if s == "test"]
+    fit_ds, val_ds = (CachedScans(data.images, data.records, idx, data.coder) for idx in (fit_idx, val_idx))
+    target = "age" if not all(math.isnan(r.age) for r in records) else "label"
+
+    def monitor(encoder: torch.nn.Module) -> dict:
+        a, b = (extract_features(encoder, ds, cfg.eval.batch_size, device) for ds in (fit_ds, val_ds))
+        if target == "age":
+            ok_a, ok_b = ~np.isnan(a["age"]), ~np.isnan(b["age"])
+            mae = regression_probe(a["features"][ok_a], a["age"][ok_a], b["features"][ok_b], b["age"][ok_b])["mae"]
+            return {"val_age_mae": mae, "best_metric": mae}
+        bacc = classification_probe(a["features"], a["label"], b["features"], b["label"], cfg.seed)["balanced_accuracy"]
+        return {"val_label_bacc": bacc, "best_metric": -bacc}
+
+    return monitor
+
+
 def pretrain(cfg: RunConfig, progress: bool = True) -> Path:
-    """Pretrain per ``cfg``; writes the run directory and returns its path."""
+    """Pretrain per ``cfg``; writes the run directory and returns its path.
+
+    Under ``torchrun`` every process calls this; rank 0 prepares the data cache and writes
+    files while the others wait, then all train together (DDP).
+    """
+    from medssl.train.distributed import barrier, init_distributed
+
+    dist_info, device = init_distributed(resolve_device(cfg.train.device))
     run_dir = Path(cfg.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
+    if dist_info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+        data = prepare_data(cfg, run_dir, progress)
+    barrier(dist_info)
+    if not dist_info.is_main:
+        data = prepare_data(cfg, run_dir, progress=False)  # the cache exists now: memory-mapped, not rebuilt
     torch.manual_seed(cfg.seed)
-    data = prepare_data(cfg, run_dir, progress)
     method = build_method(cfg)
     dataset = CachedScans(data.images, data.records, _pretrain_indices(cfg, data, run_dir), data.coder)
     t = cfg.train
-    opts = TrainerOptions(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay,
+    opts = TrainerOptions(epochs=t.epochs, batch_size=t.batch_size, grad_accum_steps=t.grad_accum_steps,
+                          optimizer=t.optimizer, lr=t.lr, weight_decay=t.weight_decay, momentum=t.momentum,
                           warmup_epochs=t.warmup_epochs, grad_clip=t.grad_clip, precision=t.precision,
-                          keep_checkpoints=t.keep_checkpoints, num_workers=cfg.data.num_workers, seed=cfg.seed,
+                          keep_checkpoints=t.keep_checkpoints, checkpoint_every=t.checkpoint_every,
+                          monitor_every=t.monitor_every, num_workers=cfg.data.num_workers, seed=cfg.seed,
                           progress=progress and t.progress)
-    trainer = Trainer(method, dataset, run_dir, opts, resolve_device(t.device), config=to_dict(cfg))
-    if trainer.resume(t.resume):
+    trainer = Trainer(method, dataset, run_dir, opts, device, config=to_dict(cfg), dist_info=dist_info,
+                      monitor=_build_monitor(cfg, data, device) if dist_info.is_main else None)
+    if trainer.resume(t.resume) and dist_info.is_main:
         print(f"resumed at step {trainer.step}/{trainer.total_steps}")
     summary = trainer.fit()
-    (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    if dist_info.is_main:
+        (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    barrier(dist_info)
     return run_dir
 
 

@@ -50,6 +50,64 @@ def _cmd_list(a: argparse.Namespace) -> None:
         print(f"{what}: {', '.join(lists[what]())}")
 
 
+def _cmd_data_check(a: argparse.Namespace) -> int:
+    from medssl.data.card import load_card
+    from medssl.data.check import check_card, format_report
+
+    report = check_card(load_card(a.card), a.root, read_files=not a.no_read, workers=a.workers, progress=True)
+    print(format_report(report))
+    return 1 if a.strict and not report.ok else 0
+
+
+def _cmd_data_prepare(a: argparse.Namespace) -> int:
+    from medssl.data.card import load_card
+    from medssl.data.prepare import prepare_card
+
+    card = load_card(a.card)
+    try:
+        res = prepare_card(card, a.out, root=a.root, shape=a.shape, spacing=a.spacing, normalise=a.normalise,
+                           channels=a.channels, workers=a.workers, on_bad_file=a.on_bad_file, progress=True)
+    except KeyboardInterrupt:
+        print(f"interrupted; progress is saved: rerun the same command to continue ({a.out})", file=sys.stderr)
+        return 130
+    c = res.cache
+    n, shape = len(res.records), "×".join(map(str, c.images.shape[1:]))
+    print(f"cache {c.cache_dir}: {n} scans of {shape} float16 ({c.images.nbytes / 2**20:.1f} MiB); "
+          f"{c.n_built} preprocessed now, {int(c.valid.sum()) - c.n_built} already cached, {len(c.skipped)} skipped")
+    for s in c.skipped:
+        print(f"  skipped {s['path']}: {s['reason']}")
+    sp = list(card.preprocessing.get("spacing", [])) if a.spacing is None else a.spacing
+    print(f"use it with: medssl pretrain CONFIG data.card={a.card} data.cache_dir={c.cache_dir} "
+          f"data.shape=[{','.join(map(str, c.images.shape[2:]))}] data.spacing=[{','.join(map(str, sp))}] ...")
+    return 0
+
+
+def _add_data_commands(sub) -> None:
+    dp = sub.add_parser("data", help="check a data set against its card, or preprocess it into the shared cache",
+                        description="Data preparation: `data check` validates every row and file of a card; "
+                                    "`data prepare` preprocesses every scan once into the memory-mapped cache.")
+    dsub = dp.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    c = dsub.add_parser("check", help="validate every row and file of a card and print a report")
+    c.add_argument("card", help="card name (data_cards/<name>.yaml) or path to a card")
+    c.add_argument("--root", default=None, help="data root (overrides the card's root)")
+    c.add_argument("--strict", action="store_true", help="exit with status 1 when any row or file is bad")
+    c.add_argument("--workers", type=int, default=1, help="processes reading files in parallel (default: 1)")
+    c.add_argument("--no-read", action="store_true", help="check the table and file existence only (no decoding)")
+    c.set_defaults(func=_cmd_data_check)
+    p = dsub.add_parser("prepare", help="decode, orient, resample, crop/pad and normalise every scan once into a cache")
+    p.add_argument("card", help="card name (data_cards/<name>.yaml) or path to a card")
+    p.add_argument("--out", required=True, help="cache folder (reuse it in a run with data.cache_dir=OUT)")
+    p.add_argument("--workers", type=int, default=1, help="preprocessing processes (default: 1)")
+    p.add_argument("--root", default=None, help="data root (overrides the card's root)")
+    p.add_argument("--shape", type=int, nargs="+", default=None, help="output shape in voxels (default: the card's)")
+    p.add_argument("--spacing", type=float, nargs="+", default=None, help="resample to this spacing in mm (default: the card's)")
+    p.add_argument("--normalise", choices=["zscore", "minmax", "none"], default=None, help="default: the card's")
+    p.add_argument("--channels", type=int, default=1, help="image channels, = encoder.in_channels (default: 1)")
+    p.add_argument("--on-bad-file", choices=["error", "skip"], default="error",
+                   help="stop at the first bad file, or skip and list bad files (default: error)")
+    p.set_defaults(func=_cmd_data_prepare)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="medssl", description="Self-supervised learning for 2D and 3D medical scans.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -84,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list registered encoders, methods, losses and data cards")
     ls.add_argument("what", nargs="?", choices=["encoders", "methods", "losses", "cards"])
     ls.set_defaults(func=_cmd_list)
+    _add_data_commands(sub)
     return p
 
 
@@ -95,11 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     from medssl.registry import UnknownNameError
 
     try:
-        args.func(args)
+        status = args.func(args)
     except (ConfigError, ManifestError, BadFileError, UnknownNameError) as e:
         print(f"medssl {args.command}: error: {e}", file=sys.stderr)
         return 2
-    return 0
+    return status if isinstance(status, int) else 0
 
 
 if __name__ == "__main__":

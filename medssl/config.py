@@ -85,14 +85,19 @@ class TrainConfig:
     """Optimisation loop."""
 
     epochs: int = 10
-    batch_size: int = 32
+    batch_size: int = 32  #: GLOBAL batch (all GPUs together); per-GPU = batch_size / world size
+    grad_accum_steps: int = 1  #: micro-batches of batch_size per optimiser step
+    optimizer: Literal["adamw", "sgd", "lars"] = "adamw"
     lr: float = 1e-3
     weight_decay: float = 1e-4
+    momentum: float = 0.9  #: for sgd / lars
     warmup_epochs: float = 1.0
     grad_clip: float = 0.0  #: max grad norm; 0 = off
     device: str = "auto"  #: auto | cpu | cuda | cuda:N
     precision: Literal["auto", "bf16", "fp32"] = "auto"  #: auto = bf16 on GPU, fp32 on CPU
     keep_checkpoints: int = 2
+    checkpoint_every: int = 0  #: also checkpoint every N steps (0: at the end of each epoch only)
+    monitor_every: int = 0  #: linear age/label probe on a validation split every N epochs (0: off)
     resume: str = ""  #: "" | auto | path to a checkpoint
     progress: bool = True
 
@@ -266,7 +271,8 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"augment.crop_size {cfg.augment.crop_size} is larger than data.shape {d.shape}")
     if not 0.0 < d.test_fraction < 1.0:
         raise ConfigError(f"data.test_fraction must be in (0, 1), got {d.test_fraction}")
-    for key, value in (("train.epochs", t.epochs), ("train.batch_size", t.batch_size), ("method.n_views", cfg.method.n_views)):
+    for key, value in (("train.epochs", t.epochs), ("train.batch_size", t.batch_size), ("method.n_views", cfg.method.n_views),
+                       ("train.grad_accum_steps", t.grad_accum_steps), ("train.keep_checkpoints", t.keep_checkpoints)):
         if value < 1:
             raise ConfigError(f"{key} must be >= 1, got {value}")
     if t.batch_size < 2:

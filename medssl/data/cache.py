@@ -77,7 +77,7 @@ def cache_fingerprint(items: Sequence[Any], settings: str) -> str:
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # np.save appends .npy to other names
     write(tmp)
     os.replace(tmp, path)
 

@@ -41,11 +41,13 @@ class DataCard:
     name: str
     modality: str
     dimensionality: int
-    manifest: str = ""  #: metadata table relative to the data root (.tsv/.csv, optionally .gz)
+    manifest: str | list = ""  #: metadata table(s) relative to the data root (.tsv/.csv, optionally .gz)
     columns: dict = field(default_factory=dict)  #: role → column name
+    join: list = field(default_factory=list)  #: [{table: file, on: column(s)}] tables whose columns are added
+    select: dict = field(default_factory=dict)  #: {column: [values]} keep only these rows
     path_template: str | list = ""  #: format string(s) over a row's columns; the first that exists is used
     files: str = ""  #: glob under the root, e.g. "sub-*/**/anat/*_T1w.nii.gz" (instead of one row per scan)
-    path_regex: str = ""  #: named groups (subject, session, site, label) matched against each file's relative path
+    path_regex: str = ""  #: named groups (subject, session, site, label, split) searched in each scan's relative path
     npz: str = ""  #: MedMNIST .npz relative to the root (format: medmnist)
     root: str = ""  #: default data root; relative roots are resolved against the card's folder
     description: str = ""
@@ -54,6 +56,7 @@ class DataCard:
     geometry: dict = field(default_factory=dict)  #: for format npy: {reference: image.nii.gz} or {spacing: [..]}
     preprocessing: dict = field(default_factory=dict)  #: recommended shape / spacing (mm) / normalise
     splits: dict = field(default_factory=dict)  #: official split value(s) per role: {train: [..], val: [..], test: [..]}
+    split_files: dict = field(default_factory=dict)  #: {official split value: list file}, one file name per line
     licence: str = ""
     citation: str = ""
     obtain: str = ""
@@ -130,9 +133,24 @@ def _validate(p: Path, raw: dict) -> None:
     fmt = raw.get("format", "auto")
     if fmt not in FORMATS:
         raise ConfigError(f"{p}: format {fmt!r} is not known.{_did_you_mean(str(fmt), FORMATS)} Valid: {', '.join(FORMATS)}")
-    for key in ("columns", "reader_options", "geometry", "preprocessing", "splits"):
+    for key in ("columns", "reader_options", "geometry", "preprocessing", "splits", "select", "split_files"):
         if not isinstance(raw.get(key, {}), dict):
             raise ConfigError(f"{p}: {key} must be a mapping, got {raw[key]!r}")
+    manifest = raw.get("manifest", "")
+    if not (isinstance(manifest, str) or isinstance(manifest, list) and all(isinstance(m, str) for m in manifest)):
+        raise ConfigError(f"{p}: manifest must be a table file or a list of table files, got {manifest!r}")
+    join = raw.get("join", [])
+    if not isinstance(join, list) or not all(isinstance(j, dict) and set(j) == {"table", "on"} for j in join):
+        raise ConfigError(f"{p}: join must be a list of {{table: <file>, on: <column or [columns]>}}, got {join!r}")
+    if (join or raw.get("select")) and not manifest:
+        raise ConfigError(f"{p}: join / select apply to the manifest table; give `manifest` too")
+    if raw.get("path_regex"):
+        try:
+            groups = set(re.compile(raw["path_regex"]).groupindex)
+        except re.error as e:
+            raise ConfigError(f"{p}: path_regex is not a valid regular expression: {e}") from None
+        if groups - set(ROLES):
+            raise ConfigError(f"{p}: path_regex groups {sorted(groups - set(ROLES))} are not roles; valid: {', '.join(ROLES)}")
     columns = raw.get("columns", {})
     for role in columns:
         if role not in ROLES:
@@ -159,21 +177,15 @@ def _validate(p: Path, raw: dict) -> None:
         if not raw.get("path_regex") or "(?P<subject>" not in raw["path_regex"]:
             raise ConfigError(f"{p}: `files` needs `path_regex` with a (?P<subject>...) group that names each "
                               "file's subject, e.g. '(?P<subject>sub-[^/_]+)'")
-        try:
-            groups = set(re.compile(raw["path_regex"]).groupindex)
-        except re.error as e:
-            raise ConfigError(f"{p}: path_regex is not a valid regular expression: {e}") from None
-        unknown = groups - set(ROLES)
-        if unknown:
-            raise ConfigError(f"{p}: path_regex groups {sorted(unknown)} are not roles; valid: {', '.join(ROLES)}")
         if raw.get("manifest") and "subject" not in columns:
             raise ConfigError(f"{p}: with `files`, the manifest is joined on subject: set columns.subject")
         return
     if not sources and not raw.get("manifest"):
         raise ConfigError(f"{p}: give `manifest` (a table), `files` (a glob + path_regex) or `npz` (MedMNIST) "
                           "to locate the scans (see data_cards/README.md)")
-    if "subject" not in columns:
-        raise ConfigError(f"{p}: columns.subject is required (subject-level splits need it)")
+    if "subject" not in columns and "(?P<subject>" not in raw.get("path_regex", ""):
+        raise ConfigError(f"{p}: columns.subject (or a (?P<subject>...) group in path_regex) is required "
+                          "(subject-level splits need it)")
     if not raw.get("path_template") and "path" not in columns:
         raise ConfigError(f"{p}: give either path_template or a columns.path column to locate each scan")
 

@@ -11,6 +11,16 @@ from torch.utils.data import Dataset
 from medssl.data.manifest import Record
 
 
+def _is_whole_npy(images: np.memmap) -> bool:
+    """True when ``images`` maps a whole ``.npy`` file (not a slice or view of it)."""
+    try:
+        whole = np.load(images.filename, mmap_mode="r")
+    except (OSError, ValueError):
+        return False
+    return (whole.shape == images.shape and whole.dtype == images.dtype and whole.offset == images.offset
+            and images.flags.c_contiguous)
+
+
 class MetadataCoder:
     """Maps categorical metadata (site, sex, label) to integer codes, fixed for a run.
 
@@ -39,6 +49,28 @@ class CachedScans(Dataset):
 
     def __init__(self, images: np.ndarray, records: list[Record], indices: list[int], coder: MetadataCoder) -> None:
         self.images, self.records, self.indices, self.coder = images, records, list(indices), coder
+
+    def __getstate__(self) -> dict:
+        """Pickle a memory-mapped cache as its file name, not its data.
+
+        DataLoader workers started with ``spawn``/``forkserver`` (macOS, Windows, some
+        clusters) receive the dataset by pickling; an ``np.memmap`` would be copied whole into
+        every worker. Re-opening the ``.npy`` read-only shares the OS page cache instead.
+        """
+        state = dict(self.__dict__)
+        images = self.images
+        if isinstance(images, np.memmap) and images.filename and _is_whole_npy(images):
+            state["images"] = ("__npy_memmap__", str(images.filename), images.shape)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        images = state["images"]
+        if isinstance(images, tuple) and images and images[0] == "__npy_memmap__":
+            state["images"] = np.load(images[1], mmap_mode="r")
+            if state["images"].shape != tuple(images[2]):
+                raise RuntimeError(f"cache {images[1]} changed while the dataset was being sent to a worker "
+                                   f"(shape {state['images'].shape}, expected {tuple(images[2])}); rerun")
+        self.__dict__.update(state)
 
     def __len__(self) -> int:
         return len(self.indices)

@@ -9,8 +9,6 @@ data root, non-numeric age, unknown split value, …), each naming the table row
 from __future__ import annotations
 
 import csv
-import gzip
-import io
 import math
 import os
 import re
@@ -19,12 +17,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from medssl.data.card import DataCard
+from medssl.data.tables import ManifestError, Row, id_key, load_rows, load_split_files, read_table
 
 MISSING_AGE = ("", "n/a", "na", "nan", "none", "null")
-
-
-class ManifestError(ValueError):
-    """A problem in the metadata table; the message names the table, row and column."""
 
 
 @dataclass
@@ -79,22 +74,6 @@ class ManifestScan:
     source: str = ""  #: the table, glob or .npz the records came from
 
 
-def read_table(path: Path) -> tuple[list[str], list[dict]]:
-    """Read a TSV (``.tsv``/``.tab``) or CSV table, optionally gzip-compressed (``.gz``)."""
-    name = path.name[:-3] if path.name.endswith(".gz") else path.name
-    delimiter = "\t" if name.endswith((".tsv", ".tab")) else ","
-    try:
-        raw = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
-    except FileNotFoundError:
-        raise ManifestError(f"metadata table {path} does not exist; check data.root / the card's manifest") from None
-    except (OSError, EOFError) as e:
-        raise ManifestError(f"metadata table {path} cannot be read ({e}); is it a complete .gz file?") from None
-    text = raw.decode("utf-8-sig")
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-    rows = list(reader)
-    return [h.strip() for h in reader.fieldnames or []], [{(k or "").strip(): v for k, v in r.items()} for r in rows]
-
-
 def parse_age(text: str) -> float:
     """Age in years from a table cell; empty / n/a → NaN. Raises ValueError if not a number."""
     text = (text or "").strip()
@@ -140,79 +119,103 @@ def _role_values(card: DataCard, row: dict) -> dict:
     return {role: row.get(col, "") for role, col in card.columns.items()}
 
 
-def _table(card: DataCard, root: Path) -> tuple[Path, list[str], list[dict]]:
-    table = root / card.manifest
-    header, rows = read_table(table)
+class _Roles:
+    """Role values of one scan: columns, then path_regex groups, then official split lists."""
+
+    def __init__(self, card: DataCard, root: Path) -> None:
+        self.card, self.root = card, root
+        self.regex = re.compile(card.path_regex) if card.path_regex else None
+        self.split_of = load_split_files(card.split_files, root)
+
+    def __call__(self, values: dict, path: Path) -> dict | str:
+        """Completed role values, or the reason why the path does not match path_regex."""
+        rel = path.relative_to(self.root).as_posix() if self.root in path.parents else str(path)
+        out = dict(values)
+        if self.regex is not None:
+            m = self.regex.search(rel)
+            if m is None:
+                return f"{rel} does not match path_regex {self.card.path_regex!r}; fix the regex or the selection"
+            for role, v in m.groupdict().items():
+                if v is not None and not (out.get(role) or "").strip():
+                    out[role] = v
+        if self.split_of and not (out.get("split") or "").strip():
+            out["split"] = self.split_of.get(rel, self.split_of.get(path.name, ""))
+        return out
+
+
+def _rows(card: DataCard, root: Path) -> tuple[list[Row], list[str], str]:
+    rows, header, source = load_rows(card.manifest, root, card.join, card.select)
     for role, col in card.columns.items():
         if col not in header:
-            raise ManifestError(f"{table}: column {col!r} (role {role!r} in card {card.name}) not found; columns are {header}")
-    return table, header, rows
+            raise ManifestError(f"{source}: column {col!r} (role {role!r} in card {card.name}) not found; columns are {header}")
+    return rows, header, source
 
 
 def _scan_table(card: DataCard, root: Path, problems: list[Problem]) -> tuple[list[Record], str]:
-    table, header, rows = _table(card, root)
+    rows, header, source = _rows(card, root)
     templates = [card.path_template] if isinstance(card.path_template, str) else list(card.path_template)
     templates = [t for t in templates if t]
     for t in templates:
         missing = _template_fields(t) - set(header)
         if missing:
-            raise ManifestError(f"card {card.name}: path_template {t!r} uses {sorted(missing)} but {table} has columns {header}")
+            raise ManifestError(f"card {card.name}: path_template {t!r} uses {sorted(missing)} but {source} has columns {header}")
+    roles = _Roles(card, root)
     records = []
-    for i, row in enumerate(rows, start=2):
-        where = f"{table} row {i}"
-        values = _role_values(card, row)
-        rels = [values["path"].strip()] if (values.get("path") or "").strip() else [t.format(**row) for t in templates]
+    for row in rows:
+        values = _role_values(card, row.values)
+        rels = [values["path"].strip()] if (values.get("path") or "").strip() else [t.format(**row.values) for t in templates]
         if not rels:
-            problems.append(Problem(where, f"empty path in column {card.columns.get('path')!r}"))
+            problems.append(Problem(row.where, f"empty path in column {card.columns.get('path')!r}"))
             continue
         paths = [_inside(root, rel) for rel in rels]
         if any(p is None for p in paths):
-            problems.append(Problem(where, f"path {rels[0]!r} escapes the data root {root}; paths must stay inside it"))
+            problems.append(Problem(row.where, f"path {rels[0]!r} escapes the data root {root}; paths must stay inside it"))
             continue
         path = next((p for p in paths if p.exists()), paths[0])
-        rec = _record(card, values, path, where, problems)
+        values = roles(values, path)
+        if isinstance(values, str):
+            problems.append(Problem(row.where, values, str(path)))
+            continue
+        rec = _record(card, values, path, row.where, problems)
         if rec is None:
             continue
         if not path.exists():
-            problems.append(Problem(where, f"file {path} does not exist (subject {rec.subject!r})", str(path), "missing"))
+            problems.append(Problem(row.where, f"file {path} does not exist (subject {rec.subject!r})", str(path), "missing"))
         records.append(rec)
     if not rows:
-        raise ManifestError(f"{table}: no rows")
-    return records, str(table)
+        raise ManifestError(f"{source}: no rows left after select {card.select}")
+    return records, source
 
 
 def _scan_files(card: DataCard, root: Path, problems: list[Problem]) -> tuple[list[Record], str]:
     by_subject: dict[str, dict] = {}
     if card.manifest:
-        table, _, rows = _table(card, root)
-        for i, row in enumerate(rows, start=2):
-            subject = (row.get(card.columns["subject"]) or "").strip()
-            if subject in by_subject:
-                problems.append(Problem(f"{table} row {i}", f"subject {subject!r} is listed twice; with `files` the table "
-                                                            "must have one row per subject"))
-            by_subject[subject] = _role_values(card, row)
-    pattern = re.compile(card.path_regex)
+        rows, _, source = _rows(card, root)
+        for row in rows:
+            key = id_key(row.values.get(card.columns["subject"], ""))
+            if key in by_subject:
+                problems.append(Problem(row.where, f"subject {key!r} is listed twice; with `files` the table must have "
+                                                   "one row per subject"))
+            by_subject[key] = _role_values(card, row.values)
+    roles = _Roles(card, root)
     records = []
     for f in sorted(root.glob(card.files)):
         rel = f.relative_to(root).as_posix()
         path = _inside(root, rel)
-        m = pattern.search(rel)
         if path is None:
             problems.append(Problem(rel, f"escapes the data root {root}", str(f)))
             continue
-        if m is None:
-            problems.append(Problem(rel, f"does not match path_regex {card.path_regex!r}; fix the regex or narrow `files`",
-                                    str(path)))
+        values = roles({}, path)
+        if isinstance(values, str):
+            problems.append(Problem(rel, values, str(path)))
             continue
-        groups = {k: v for k, v in m.groupdict().items() if v is not None}
-        values = dict(groups)
         if card.manifest:
-            row = by_subject.get(groups["subject"])
+            row = by_subject.get(id_key(values["subject"]))
             if row is None:
-                problems.append(Problem(rel, f"subject {groups['subject']!r} (from path_regex) has no row in {card.manifest}",
-                                        str(path)))
+                problems.append(Problem(rel, f"subject {values['subject']!r} (from path_regex) has no row in "
+                                             f"{card.manifest}", str(path)))
                 continue
-            values = {**row, **groups}
+            values = {**row, **{k: v for k, v in values.items() if (v or "").strip()}}
         rec = _record(card, values, path, rel, problems)
         if rec is not None:
             records.append(rec)

@@ -22,8 +22,8 @@ import numpy as np
 from medssl.data.cache import CacheResult, build_cache
 from medssl.data.card import DataCard
 from medssl.data.manifest import Record, build_manifest, write_manifest
+from medssl.data.reader import ScanReader, make_reader
 from medssl.io.errors import BadFileError
-from medssl.io.volume import Volume
 from medssl.transforms.preprocess import Preprocessor
 
 
@@ -48,44 +48,6 @@ def make_preprocessor(card: DataCard, shape=None, spacing=None, normalise: str |
         raise ValueError(f"card {card.name!r} is {nd}D: spacing needs {nd} values (mm), got {spacing}")
     return Preprocessor(shape=[int(s) for s in shape], spacing=[float(s) for s in spacing],
                         normalise=normalise or pre.get("normalise", "zscore"), orientation="RAS" if nd == 3 else "")
-
-
-@dataclass
-class ScanReader:
-    """Record → :class:`Volume` (decoding only), picklable for process pools.
-
-    Args:
-        fmt: the card's ``format`` (``medmnist`` and ``npy`` need more than the path).
-        reader_options: keyword options for :func:`medssl.io.read_image`.
-        geometry: for ``npy``: ``(affine, expected spatial shape or None)``.
-    """
-
-    fmt: str = "auto"
-    reader_options: dict = field(default_factory=dict)
-    geometry: tuple | None = None
-
-    def __call__(self, record: Record) -> Volume:
-        if record.index >= 0:
-            from medssl.io.medmnist import read_medmnist
-
-            return read_medmnist(record.path, record.npz_split, record.index)
-        if self.fmt == "npy":
-            from medssl.data.npy import read_npy
-
-            return read_npy(record.path, *self.geometry)
-        from medssl.io.read import read_image
-
-        return read_image(record.path, **self.reader_options)
-
-
-def make_reader(card: DataCard, root=None) -> ScanReader:
-    """The :class:`ScanReader` of a card (resolves ``geometry`` for ``format: npy``)."""
-    geometry = None
-    if card.format == "npy":
-        from medssl.data.npy import npy_geometry
-
-        geometry = npy_geometry(card.geometry, card.resolve_root(root), card.dimensionality)
-    return ScanReader(card.format, dict(card.reader_options), geometry)
 
 
 @dataclass

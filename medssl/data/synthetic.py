@@ -95,7 +95,8 @@ class SyntheticCohortSpec:
     def axes_mm(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """World coordinates (mm) of the voxel centres along x, y and z."""
         aff = self.affine
-        return tuple(aff[i, 3] + aff[i, i] * np.arange(self.shape[i]) for i in range(3))  # type: ignore[return-value]
+        axes = tuple(aff[i, 3] + aff[i, i] * np.arange(self.shape[i]) for i in range(3))
+        return axes  # type: ignore[return-value]
 
     def parameters(self) -> dict:
         """JSON-able parameters, stored in ``dataset_description.json``."""
@@ -126,7 +127,8 @@ def _streams(spec: SyntheticCohortSpec, index: int) -> list[np.random.SeedSequen
 def subject_traits(spec: SyntheticCohortSpec, index: int) -> SubjectTraits:
     """Traits (age, sex, diagnosis, site, …) of subject ``index`` without rendering its image."""
     site_index = index % spec.n_sites
-    return sample_traits(index, site_index, spec.sites[site_index], np.random.default_rng(_streams(spec, index)[0]))
+    rng = np.random.default_rng(_streams(spec, index)[0])
+    return sample_traits(index, site_index, spec.sites[site_index], rng)
 
 
 def generate_subject(spec: SyntheticCohortSpec, index: int) -> SyntheticSubject:
@@ -159,9 +161,9 @@ def _write_one(args: tuple[SyntheticCohortSpec, int, str]) -> dict:
     t = subj.traits
     row = {"participant_id": pid, "age": f"{t.age:.1f}", "sex": t.sex,
            "site": spec.sites[t.site].name, "diagnosis": t.diagnosis}
-    extra = {"head_scale": t.head_scale, "pose_shift_x_mm": t.pose_shift_mm[0], "pose_shift_y_mm": t.pose_shift_mm[1],
-             "pose_shift_z_mm": t.pose_shift_mm[2], "pose_rot_x_deg": t.pose_rotation_deg[0],
-             "pose_rot_y_deg": t.pose_rotation_deg[1], "pose_rot_z_deg": t.pose_rotation_deg[2], **subj.truth}
+    extra = {"head_scale": t.head_scale,
+             **{f"pose_shift_{a}_mm": v for a, v in zip("xyz", t.pose_shift_mm)},
+             **{f"pose_rot_{a}_deg": v for a, v in zip("xyz", t.pose_rotation_deg)}, **subj.truth}
     row.update({k: f"{v:.4f}" for k, v in extra.items()})
     return row
 
@@ -192,6 +194,8 @@ _PARTICIPANTS_JSON = {
 
 def _check_out_dir(out_dir: Path, spec: SyntheticCohortSpec, overwrite: bool) -> bool:
     """Return True when ``out_dir`` already holds exactly this cohort (nothing to do)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir} is a file, not a folder; choose a folder path for the cohort")
     if not out_dir.exists() or not any(out_dir.iterdir()):
         return False
     desc_path = out_dir / "dataset_description.json"
@@ -209,7 +213,8 @@ def _check_out_dir(out_dir: Path, spec: SyntheticCohortSpec, overwrite: bool) ->
         return True
     if not overwrite:
         raise FileExistsError(f"{out_dir} holds a different or incomplete synthetic cohort "
-                              f"({gen.get('Parameters')}); pass overwrite=True to replace it or choose another folder")
+                              f"({gen.get('Parameters')}); pass overwrite=True to replace it "
+                              "or choose another folder")
     for sub in out_dir.glob("sub-*"):
         shutil.rmtree(sub)
     for name in ("participants.tsv", "participants.json", "dataset_description.json"):
@@ -225,7 +230,7 @@ def write_synthetic_cohort(out_dir: str | Path, n_subjects: int = 200, n_sites: 
 
     Args:
         out_dir: destination folder; created if missing. If it already holds the same
-            cohort (same parameters, complete), nothing is done.
+            cohort (same parameters, complete) and ``overwrite`` is False, nothing is done.
         n_subjects: number of subjects.
         n_sites: number of sites (``site-A``, ``site-B``, …).
         shape: grid ``(X, Y, Z)``; voxel size (mm) is ``fov_mm / shape``.

@@ -28,7 +28,7 @@ MALE_HEAD_SCALE = 1.04                  #: male/female head size ratio (linear; 
 HEAD_SCALE_SD = 0.03                    #: between-subject log head size SD (linear)
 
 BRAIN_SHRINK_PER_YEAR = 0.0011          #: linear brain shrinkage per year after 20 (≈ −20 % volume at 85)
-GM_THICKNESS_MM = 7.0                   #: cortical shell thickness at age 20 (exaggerated ×2.5 for 3–7 mm voxels)
+GM_THICKNESS_MM = 7.0                   #: cortex thickness at age 20 (×2.5 real, visible at 3–7 mm voxels)
 GM_THINNING_PER_YEAR = 0.004            #: relative cortical thinning per year (−26 % at 85)
 VENTRICLE_LOG_SLOPE = 0.018             #: d log(ventricle volume) / d age, per year (×3.2 from 20 to 85)
 VENTRICLE_LOG_SD = 0.15                 #: between-subject SD of log ventricle volume at fixed age
@@ -48,7 +48,10 @@ TEMPORAL_SIGMA_MM = 20.0
 
 
 def ad_probability(age: float) -> float:
-    """P(diagnosis = AD | age): ``0.02 + 0.5 / (1 + exp(-(age - 72) / 6))`` (0.02 at 30 y, 0.44 at 85 y)."""
+    """P(diagnosis = AD | age in years) = ``0.02 + 0.5 / (1 + exp(-(age - 72) / 6))``.
+
+    0.02 at 30 y, 0.27 at 72 y, 0.47 at 85 y.
+    """
     return 0.02 + 0.5 / (1.0 + math.exp(-(age - 72.0) / 6.0))
 
 
@@ -111,7 +114,8 @@ def smooth_field(axes_mm: tuple[np.ndarray, ...], lattice_mm: float, rng: np.ran
     ``f(x) = Σ c_ijk φ_i(x) φ_j(y) φ_k(z)``, ``c ~ N(0, 1)``, Gaussian bumps φ every
     ``lattice_mm`` (width 0.6 × lattice) over ``±half_extent_mm``; each axis basis is
     normalised so ``Var f(x) = 1`` at every point. The coefficients depend only on the
-    lattice, not on the grid, so a subject looks the same at any resolution.
+    lattice (``half_extent_mm``), not on the voxel grid, so the field at a world point is
+    the same at any resolution.
     """
     n_c = int(math.ceil(half_extent_mm / lattice_mm)) + 1
     centres = lattice_mm * np.arange(-n_c, n_c + 1, dtype=np.float64)
@@ -159,8 +163,8 @@ def _template_coordinates(t: SubjectTraits, axes: tuple[np.ndarray, ...], rng: n
     w = [a - np.float32(s) for a, s in zip(axes, t.pose_shift_mm)]
     w = [w[0][:, None, None], w[1][None, :, None], w[2][None, None, :]]
     warp = [smooth_field(axes, 40.0, rng, half) * np.float32(WARP_SD_MM) for _ in range(3)]
-    return tuple(sum(np.float32(rot[j, i] / size[i]) * w[j] for j in range(3)) + warp[i]  # type: ignore[return-value]
-                 for i in range(3))
+    p = tuple(sum(np.float32(rot[j, i] / size[i]) * w[j] for j in range(3)) + warp[i] for i in range(3))
+    return p  # type: ignore[return-value]
 
 
 def render_tissue(t: SubjectTraits, axes_mm: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -178,7 +182,9 @@ def render_tissue(t: SubjectTraits, axes_mm: tuple[np.ndarray, np.ndarray, np.nd
         partial-volume maps, before scanner effects) and the cortical thickness in mm.
     """
     axes = tuple(np.asarray(a, dtype=np.float32) for a in axes_mm)
-    half = float(max(np.abs(a).max() for a in axes)) + 10.0
+    # lattice extent from the field of view (not the voxel count), so the random fields
+    # and hence the subject are the same at every resolution
+    half = float(max(np.abs(a).max() + abs(a[1] - a[0]) / 2 for a in axes)) + 10.0
     p = _template_coordinates(t, axes, rng, half)
     w = np.float32(voxel_mm / t.head_scale)  # one voxel, in template mm
 

@@ -30,5 +30,9 @@ class Method(nn.Module):
     default_loss: str = ""
     encoder: nn.Module
 
+    def forward(self, batch: dict, generator: torch.Generator) -> StepOutput:
+        """Calls ``training_step`` (so DistributedDataParallel can wrap any method)."""
+        return self.training_step(batch, generator)
+
     def on_step_end(self, step: int, total: int) -> None:
         """Called after each optimiser step; no-op by default."""

@@ -42,16 +42,22 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(state: dict, folder: str | Path, step: int, keep: int = 2) -> Path:
-    """Write ``state`` as ``folder/step-XXXXXXXX.pt`` atomically and keep the newest ``keep``."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"step-{step:08d}.pt"
-    tmp = folder / f".{final.name}.tmp-{os.getpid()}"
+def write_atomic(state: dict, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
     torch.save(state, tmp)
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
-    os.replace(tmp, final)
+    os.replace(tmp, path)
+    return path
+
+
+def save_checkpoint(state: dict, folder: str | Path, step: int, keep: int = 2) -> Path:
+    """Write ``state`` as ``folder/step-XXXXXXXX.pt`` atomically and keep the newest ``keep``."""
+    folder = Path(folder)
+    final = write_atomic(state, folder / f"step-{step:08d}.pt")
     for old in list_checkpoints(folder)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
     return final

@@ -1,11 +1,12 @@
-"""Method-agnostic training loop with exact resume, safe checkpoints and progress logging.
+"""Method-agnostic training loop: DDP, bf16, exact resume, safe checkpoints, progress, logging.
 
-The trainer knows nothing about contrastive vs. reconstruction objectives: it calls
-``method.training_step(batch, generator)`` and optimises the returned loss.
+The trainer knows nothing about contrastive vs. reconstruction objectives: it calls the
+method (``method(batch, generator)`` = ``training_step``) and optimises the returned loss.
 
-Determinism: the data order of epoch ``e`` is a permutation drawn from ``seed`` and ``e``;
-the view generator is re-seeded from ``(seed, step)`` before every step. A run resumed from a
-checkpoint at any step therefore sees exactly the batches and views of an uninterrupted run.
+Determinism: the global batches of epoch ``e`` come from a permutation drawn from
+``(seed, e)``; the view generator is re-seeded from ``(seed, step, rank)`` before every step.
+A run resumed from a checkpoint at any step therefore sees exactly the batches and views of an
+uninterrupted run, and ends with identical parameters on CPU.
 """
 
 from __future__ import annotations
@@ -14,16 +15,21 @@ import contextlib
 import json
 import math
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from medssl.train.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from medssl.train.optim import param_groups, warmup_cosine
+from medssl.train.checkpoint import (CheckpointError, list_checkpoints, load_checkpoint, rng_state, save_checkpoint,
+                                     set_rng_state, write_atomic)
+from medssl.train.distributed import DistInfo, shard
+from medssl.train.optim import build_optimizer, warmup_cosine
 
 
 class NonFiniteLossError(RuntimeError):
@@ -35,13 +41,18 @@ class TrainerOptions:
     """Loop settings (a plain copy of the config's ``train`` section)."""
 
     epochs: int = 10
-    batch_size: int = 32
+    batch_size: int = 32  #: global batch (all ranks together) per micro-step
+    grad_accum_steps: int = 1  #: micro-batches per optimiser step
+    optimizer: str = "adamw"  #: adamw | sgd | lars
     lr: float = 1e-3
     weight_decay: float = 1e-4
+    momentum: float = 0.9
     warmup_epochs: float = 1.0
     grad_clip: float = 0.0
     precision: str = "auto"  #: auto | bf16 | fp32
     keep_checkpoints: int = 2
+    checkpoint_every: int = 0  #: also checkpoint every N optimiser steps (0: end of epoch only)
+    monitor_every: int = 0  #: run the monitor every N epochs (0: never)
     num_workers: int = 0
     seed: int = 0
     progress: bool = True
@@ -58,42 +69,51 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Trainer:
-    """Runs pretraining for ``method`` on ``dataset`` and writes into ``run_dir``.
+    """Runs pretraining for ``method`` on ``dataset`` and writes into ``run_dir`` (rank 0 only).
 
-    Writes ``checkpoints/step-*.pt`` (atomic), ``metrics.jsonl`` (one JSON object per logged
-    step) and TensorBoard events under ``tensorboard/``.
+    Writes ``checkpoints/step-*.pt`` (atomic; last K kept), ``checkpoints/best.pt`` when a
+    monitor reports ``best_metric`` (lower is better), ``metrics.jsonl`` and TensorBoard events.
 
     Args:
         method: a :class:`medssl.methods.Method`.
         dataset: map-style dataset of dict items (see :class:`medssl.data.dataset.CachedScans`).
         run_dir: output folder.
         options: loop settings.
-        device: torch device.
-        config: resolved config dict stored in checkpoints (checked on resume).
+        device: torch device of this process.
+        config: resolved config dict stored in checkpoints (encoder/method sections are checked on resume).
+        dist_info: rank/world size (from :func:`medssl.train.distributed.init_distributed`).
+        monitor: optional ``encoder -> {"metric": value, …, "best_metric": value}`` run on rank 0.
     """
 
     def __init__(self, method: torch.nn.Module, dataset: Dataset, run_dir: str | Path, options: TrainerOptions,
-                 device: torch.device, config: dict | None = None) -> None:
-        self.method, self.dataset, self.opt = method.to(device), dataset, options
+                 device: torch.device, config: dict | None = None, dist_info: DistInfo | None = None,
+                 monitor: Callable[[torch.nn.Module], dict] | None = None) -> None:
+        self.dist = dist_info or DistInfo()
+        self.opt, self.dataset, self.monitor = options, dataset, monitor
         self.run_dir, self.device, self.config = Path(run_dir), device, config or {}
         self.ckpt_dir = self.run_dir / "checkpoints"
-        n = len(dataset)
-        if n < options.batch_size:
-            raise ValueError(f"the training set has {n} scans, fewer than train.batch_size={options.batch_size}; "
-                             "lower the batch size or add data")
-        self.steps_per_epoch = n // options.batch_size
+        per_step = options.batch_size * options.grad_accum_steps
+        if len(dataset) < per_step:
+            raise ValueError(f"the training set has {len(dataset)} scans, fewer than train.batch_size × "
+                             f"train.grad_accum_steps = {per_step}; lower them or add data")
+        self.steps_per_epoch = len(dataset) // per_step
         self.total_steps = self.steps_per_epoch * options.epochs
-        self.optimizer = torch.optim.AdamW(param_groups(method, options.weight_decay), lr=options.lr)
+        if self.dist.enabled and device.type == "cuda":
+            method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)  # BN statistics over the global batch
+        self.method = method.to(device)
+        self.model = DistributedDataParallel(self.method, device_ids=[device.index] if device.type == "cuda" else None) \
+            if self.dist.enabled else self.method
+        self.optimizer = build_optimizer(self.method, options.optimizer, options.lr, options.weight_decay, options.momentum)
         self.scheduler = warmup_cosine(self.optimizer, int(options.warmup_epochs * self.steps_per_epoch), self.total_steps)
         use_bf16 = options.precision == "bf16" or (options.precision == "auto" and device.type == "cuda")
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
-        self.step = 0
+        self.step, self.best = 0, math.inf
         self._stop_requested = False
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
         return {"model": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "step": self.step, "rng": rng_state(),
+                "scheduler": self.scheduler.state_dict(), "step": self.step, "best": self.best, "rng": rng_state(),
                 "config": json.dumps(self.config, sort_keys=True), "method_class": type(self.method).__name__}
 
     def load_state_dict(self, state: dict, source: str = "checkpoint") -> None:
@@ -111,7 +131,7 @@ class Trainer:
             raise CheckpointError(f"{source}: weights do not fit this model ({e})") from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.step = int(state["step"])
+        self.step, self.best = int(state["step"]), float(state.get("best", math.inf))
         set_rng_state(state["rng"])
 
     def resume(self, how: str) -> bool:
@@ -124,85 +144,124 @@ class Trainer:
         self.load_state_dict(load_checkpoint(path), source=str(path))
         return True
 
-    def save(self) -> Path:
+    def save(self) -> Path | None:
+        if not self.dist.is_main:
+            return None
         return save_checkpoint(self.state_dict(), self.ckpt_dir, self.step, self.opt.keep_checkpoints)
 
     # ------------------------------------------------------------------ loop
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        """Global micro-batches of ``epoch``: (steps_per_epoch × grad_accum_steps) lists of indices."""
         g = torch.Generator().manual_seed(self.opt.seed * 100_003 + epoch)
-        perm = torch.randperm(len(self.dataset), generator=g)[: self.steps_per_epoch * self.opt.batch_size]
-        return perm.view(self.steps_per_epoch, self.opt.batch_size).tolist()
+        n = self.steps_per_epoch * self.opt.grad_accum_steps * self.opt.batch_size
+        perm = torch.randperm(len(self.dataset), generator=g)[:n]
+        return perm.view(-1, self.opt.batch_size).tolist()
 
     def _request_stop(self, signum, frame) -> None:  # noqa: ARG002 - signal handler signature
         self._stop_requested = True
 
     def fit(self) -> dict:
-        """Train until ``epochs`` are done (or SIGTERM). Returns a summary dict."""
+        """Train until ``epochs`` are done (or SIGTERM: checkpoint, then return). Returns a summary."""
         from torch.utils.tensorboard import SummaryWriter
 
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        writer = SummaryWriter(str(self.run_dir / "tensorboard"))
-        previous = signal.signal(signal.SIGTERM, self._request_stop) if _main_thread() else None
+        main = self.dist.is_main
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        writer = SummaryWriter(str(self.run_dir / "tensorboard")) if main else None
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, self._request_stop) if on_main_thread else None
         gen = torch.Generator(device=self.device)
-        bar = tqdm(total=self.total_steps, initial=self.step, desc="pretrain", disable=not self.opt.progress,
+        bar = tqdm(total=self.total_steps, initial=self.step, desc="pretrain", disable=not (self.opt.progress and main),
                    dynamic_ncols=True, unit="step")
         t_start, views_done, last_loss = time.time(), 0, math.nan
+        k = self.opt.grad_accum_steps
         self.method.train()
+        log = (self.run_dir / "metrics.jsonl").open("a") if main else None
         try:
-            with (self.run_dir / "metrics.jsonl").open("a") as log:
-                while self.step < self.total_steps and not self._stop_requested:
-                    epoch, first = divmod(self.step, self.steps_per_epoch)
-                    loader = DataLoader(self.dataset, batch_sampler=self._epoch_batches(epoch)[first:],
-                                        num_workers=self.opt.num_workers, pin_memory=self.device.type == "cuda",
-                                        persistent_workers=False)
-                    for batch in loader:
-                        last_loss, logs = self._train_step(batch, gen)
-                        views_done += batch["image"].shape[0] * getattr(self.method, "n_views", 1)
-                        rate = views_done / max(time.time() - t_start, 1e-9)
-                        lr = self.scheduler.get_last_lr()[0]
-                        bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.2e}", views_s=f"{rate:.1f}")
-                        bar.update(1)
-                        if self.step % self.opt.log_every == 0 or self.step == self.total_steps:
-                            row = {"step": self.step, "epoch": epoch, "loss": last_loss, "lr": lr, "views_per_s": rate, **logs}
-                            log.write(json.dumps(row) + "\n")
-                            log.flush()
-                            for k, v in row.items():
-                                if k not in ("step", "epoch"):
-                                    writer.add_scalar(f"train/{k}", v, self.step)
-                        if self._stop_requested:
-                            break
-                    self.save()  # end of epoch, or the step at which SIGTERM arrived
+            while self.step < self.total_steps and not self._stop_requested:
+                epoch, first = divmod(self.step, self.steps_per_epoch)
+                micro = [shard(b, self.dist) for b in self._epoch_batches(epoch)[first * k:]]
+                loader = iter(DataLoader(self.dataset, batch_sampler=micro, num_workers=self.opt.num_workers,
+                                         pin_memory=self.device.type == "cuda"))
+                for _ in range(self.steps_per_epoch - first):
+                    last_loss, logs, n_views = self._optimizer_step([next(loader) for _ in range(k)], gen)
+                    views_done += n_views * self.dist.world_size
+                    rate = views_done / max(time.time() - t_start, 1e-9)
+                    lr = self.scheduler.get_last_lr()[0]
+                    bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.2e}", views_s=f"{rate:.1f}")
+                    bar.update(1)
+                    if main and (self.step % self.opt.log_every == 0 or self.step == self.total_steps):
+                        self._log(log, writer, {"step": self.step, "epoch": epoch, "loss": last_loss, "lr": lr,
+                                                "views_per_s": rate, **logs})
+                    if self._stop_requested or (self.opt.checkpoint_every and self.step % self.opt.checkpoint_every == 0):
+                        self.save()
+                    if self._stop_requested:
+                        break
+                else:  # end of epoch
+                    self.save()
+                    if main and self.monitor and self.opt.monitor_every and (epoch + 1) % self.opt.monitor_every == 0:
+                        self._run_monitor(log, writer, epoch)
         finally:
             bar.close()
-            writer.close()
+            if main:
+                log.close()
+                writer.close()
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
         return {"steps": self.step, "final_loss": last_loss, "seconds": time.time() - t_start,
-                "stopped_early": self._stop_requested}
+                "stopped_early": self._stop_requested, "best_metric": self.best if self.best < math.inf else None}
 
-    def _train_step(self, batch: dict, gen: torch.Generator) -> tuple[float, dict]:
-        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        gen.manual_seed(self.opt.seed * 1_000_003 + self.step)
-        ctx = torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype else contextlib.nullcontext()
-        with ctx:
-            out = self.method.training_step(batch, gen)
-        loss = out.loss.float()
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"loss is {loss.item()} at step {self.step + 1}; training stopped. The last good "
-                                     f"checkpoint in {self.ckpt_dir} was kept. Lower train.lr, enable train.grad_clip, "
-                                     "or check the inputs for NaN")
+    def _log(self, log, writer, row: dict) -> None:
+        log.write(json.dumps(row) + "\n")
+        log.flush()
+        for key, value in row.items():
+            if key not in ("step", "epoch"):
+                writer.add_scalar(f"train/{key}", value, self.step)
+
+    def _run_monitor(self, log, writer, epoch: int) -> None:
+        encoder = self.method.encoder
+        metrics = self.monitor(encoder)
+        encoder.train()
+        self._log(log, writer, {"step": self.step, "epoch": epoch, **{f"monitor/{k}": v for k, v in metrics.items()}})
+        if metrics.get("best_metric", math.inf) < self.best:
+            self.best = metrics["best_metric"]
+            write_atomic(self.state_dict(), self.ckpt_dir / "best.pt")
+
+    def _optimizer_step(self, micro_batches: list[dict], gen: torch.Generator) -> tuple[float, dict, int]:
+        """One optimiser step over ``grad_accum_steps`` micro-batches; returns (loss, logs, views)."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        total, logs, views = 0.0, {}, 0
+        for i, batch in enumerate(micro_batches):
+            batch = {key: v.to(self.device, non_blocking=True) for key, v in batch.items()}
+            gen.manual_seed(((self.opt.seed * 1_000_003 + self.step) * 64 + i) * 4096 + self.dist.rank)
+            sync = i == len(micro_batches) - 1 or not self.dist.enabled
+            with (contextlib.nullcontext() if sync else self.model.no_sync()), self._oom_context(batch):
+                with torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype else contextlib.nullcontext():
+                    out = self.model(batch, gen)
+                loss = out.loss.float()
+                if not torch.isfinite(loss):
+                    raise NonFiniteLossError(
+                        f"loss is {loss.item()} at step {self.step + 1}; training stopped. The last good checkpoint in "
+                        f"{self.ckpt_dir} was kept. Lower train.lr, enable train.grad_clip, or check the inputs for NaN")
+                (loss / len(micro_batches)).backward()
+            total += float(loss.detach()) / len(micro_batches)
+            logs = out.logs
+            views += batch["image"].shape[0] * getattr(self.method, "n_views", 1)
         if self.opt.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.method.parameters(), self.opt.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
         self.method.on_step_end(self.step, self.total_steps)
-        return float(loss.detach()), out.logs
+        return total, logs, views
 
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
+    @contextlib.contextmanager
+    def _oom_context(self, batch: dict):
+        try:
+            yield
+        except torch.cuda.OutOfMemoryError:
+            shape = tuple(batch["image"].shape)
+            raise RuntimeError(
+                f"CUDA out of memory at step {self.step + 1} with a per-GPU batch of {shape[0]} scans of shape "
+                f"{shape[1:]} (× {getattr(self.method, 'n_views', 1)} views). Reduce train.batch_size (or raise "
+                "train.grad_accum_steps), reduce augment.crop_size, use a smaller encoder, or train.precision=bf16") from None

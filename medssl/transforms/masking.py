@@ -44,8 +44,9 @@ def random_patch_mask(batch_size: int, num_patches: int, mask_ratio: float = 0.7
     """Independent random patch masks for ``batch_size`` samples of ``num_patches`` patches.
 
     Args:
-        mask_ratio: fraction of patches masked, in [0, 1); exactly
-            ``num_patches - int(num_patches * (1 - mask_ratio))`` are masked per sample.
+        mask_ratio: fraction of patches masked, in [0, 1); ``L_keep = int(L * (1 - ratio))``
+            patches are kept per sample (at least one; float round-off such as
+            10 * (1 - 0.9) = 0.9999 is not truncated to 0), the rest are masked.
         generator: explicit randomness (same seed -> same masks).
     """
     if not 0.0 <= mask_ratio < 1.0:
@@ -54,7 +55,7 @@ def random_patch_mask(batch_size: int, num_patches: int, mask_ratio: float = 0.7
         generator = torch.Generator(device=device or "cpu")
         generator.seed()
     device = resolve_device(generator, device)
-    len_keep = max(1, int(num_patches * (1 - mask_ratio)))
+    len_keep = max(1, int(num_patches * (1 - mask_ratio) + 1e-6))  # MAE's int(L(1-r)), robust to 0.9999
     noise = torch.rand((batch_size, num_patches), generator=generator, device=device)
     order = noise.argsort(1)
     ids_keep = order[:, :len_keep].sort(1).values  # kept patches in grid order

@@ -113,12 +113,13 @@ def resample(x: torch.Tensor, A: torch.Tensor, t: torch.Tensor, out_shape: Seque
         A: (B*V, D, D) linear part, input voxels per output voxel, tensor-axis order.
         t: (B*V, D) centre of the view in input voxels relative to the input centre.
         out_shape: output spatial shape ``S_out``.
-        displacement: optional (B*V, D, *S_out) extra offset in input voxels.
+        displacement: optional (M, D, *S_out) extra offset in input voxels for the M rows
+            where ``moved`` is True (all rows when ``moved`` is None).
         n_views: V views of each sample (row ``r`` reads sample ``r // V``). When every view
             needs interpolation, the V grids of a sample are stacked along the first output
             axis so that the input is sampled once without being copied V times.
         mode, padding_mode: as in :func:`torch.nn.functional.grid_sample`.
-        moved: optional (B*V,) bool, rows whose ``displacement`` is non-zero.
+        moved: optional (B*V,) bool, the rows that ``displacement`` belongs to.
 
     Returns:
         (B*V, C, *S_out), views of sample ``b`` at rows ``b*V .. b*V+V-1``.
@@ -136,9 +137,14 @@ def resample(x: torch.Tensor, A: torch.Tensor, t: torch.Tensor, out_shape: Seque
     interp = (~exact).nonzero().squeeze(1) if n_exact else None
     sel = (lambda v: v) if interp is None else (lambda v: v[interp])
     grid = sampling_grid(sel(A), sel(t), in_shape, out_shape).to(x.dtype)
-    if displacement is not None:
-        disp = sel(displacement).float() / (torch.tensor(in_shape, device=x.device) / 2).reshape((1, d) + (1,) * d)
-        grid = grid + disp.flip(1).movedim(1, -1).to(grid.dtype)
+    if displacement is not None and displacement.shape[0] > 0:
+        pos = torch.arange(rows, device=x.device)
+        if interp is not None:
+            pos = torch.full((rows,), -1, dtype=torch.long, device=x.device)
+            pos[interp] = torch.arange(interp.shape[0], device=x.device)
+        target = pos[moved.nonzero().squeeze(1)]  # moved rows are never exact, so all >= 0
+        disp = displacement.float() / (torch.tensor(in_shape, device=x.device) / 2).reshape((1, d) + (1,) * d)
+        grid[target] += disp.flip(1).movedim(1, -1).to(grid.dtype)
     if interp is None and n_views > 1:  # all rows interpolated: stack the views, no input copy
         grid = grid.reshape((b, n_views * out_shape[0]) + out_shape[1:] + (d,))
         out = F.grid_sample(x, grid, mode=mode, padding_mode=padding_mode, align_corners=False)

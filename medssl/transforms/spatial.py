@@ -227,8 +227,8 @@ class RandomElastic(SpatialTransform):
         return {"control": ctrl}
 
     def displacement(self, params: Params, out_shape: tuple[int, ...]) -> torch.Tensor:
-        """(B, D, *out_shape) offsets in input voxels (zero where not applied)."""
-        ctrl = params["control"] * params["apply"].reshape((-1,) + (1,) * (params["control"].ndim - 1))
+        """(M, D, *out_shape) offsets in input voxels of the M samples where it applies."""
+        ctrl = params["control"][params["apply"]]
         mode = "bicubic" if len(out_shape) == 2 else "trilinear"
         return F.interpolate(ctrl, size=tuple(out_shape), mode=mode, align_corners=True)
 
@@ -259,9 +259,9 @@ def fused_spatial(x: torch.Tensor, crop: RandomResizedCrop, transforms: Sequence
     disp, moved = None, None
     for tr, p in zip(transforms, params):
         if isinstance(tr, RandomElastic):
-            dsp = tr.displacement(p, crop.size)
-            disp = dsp if disp is None else disp + dsp
-            moved = p["apply"] if moved is None else moved | p["apply"]
+            if disp is not None:
+                raise ValueError("fused_spatial supports one RandomElastic per pipeline; merge them into one")
+            disp, moved = tr.displacement(p, crop.size), p["apply"]
         else:
             A, t = tr.compose(A, t, p, crop.size)
     return resample(x, A, t, crop.size, disp, n_views=n_views, mode=mode, padding_mode=padding_mode, moved=moved)

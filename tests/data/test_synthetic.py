@@ -131,6 +131,16 @@ def test_subjects_do_not_depend_on_cohort_size_and_match_the_files(cohort):
         assert f"{s.traits.age:.1f}" == rows[i]["age"] and s.participant_id == rows[i]["participant_id"]
 
 
+def test_a_subject_is_the_same_anatomy_at_any_resolution():
+    def image(shape, index):
+        return generate_subject(SyntheticCohortSpec(n_subjects=5, shape=shape, seed=2), index).image.astype(float)
+
+    pooled = image((64, 64, 64), 1).reshape(32, 2, 32, 2, 32, 2).mean(axis=(1, 3, 5))  # 3.5 → 7 mm
+    same, other = image((32, 32, 32), 1), image((32, 32, 32), 4)  # subject 4: same site, other person
+    r_same, r_other = (np.corrcoef(pooled.ravel(), x.ravel())[0, 1] for x in (same, other))
+    assert r_same > 0.95 and r_same > r_other + 0.05, (r_same, r_other)
+
+
 # ---------------------------------------------------------------- planted effects
 def test_ventricle_volume_measured_from_images_tracks_age(cohort):
     _, rows, images, vols = cohort
@@ -164,8 +174,9 @@ def test_ventricle_growth_with_age_matches_the_documented_rate():
     def ventricle_voxels(age: float) -> float:
         # partial-volume CSF fraction (white matter 1.0, CSF 0.12) minus the same subject
         # with vanishing ventricles: what remains is the ventricles' own volume
-        csf = [np.clip((1.0 - im[box]) / 0.88, 0, 1).sum() for im in (render(age=age), render(age=age, ventricle_noise=-9.0))]
-        return csf[0] - csf[1]
+        csf = [np.clip((1.0 - render(age=age, **kw)[box]) / 0.88, 0, 1).sum()
+               for kw in ({}, {"ventricle_noise": -9.0})]
+        return float(csf[0] - csf[1])
 
     log_ratio = math.log(ventricle_voxels(80.0) / ventricle_voxels(30.0))
     assert abs(log_ratio - 0.018 * 50) < 0.1, log_ratio  # documented: volume × exp(0.018 / year)
@@ -237,6 +248,8 @@ def test_existing_folder_rules(tmp_path, capsys):
     with pytest.raises(FileExistsError, match="not a medssl synthetic cohort"):
         write_synthetic_cohort(foreign, n_subjects=2, shape=(16, 16, 16), progress=False)
     assert (foreign / "notes.txt").read_text() == "keep me"
+    with pytest.raises(FileExistsError, match="is a file"):
+        write_synthetic_cohort(foreign / "notes.txt", n_subjects=2, shape=(16, 16, 16), progress=False)
 
     out = write_synthetic_cohort(tmp_path / "c", n_subjects=3, shape=(16, 16, 16), progress=True)
     assert "synthetic cohort" in capsys.readouterr().err  # the tqdm bar

@@ -13,6 +13,9 @@ from medssl.losses.core import contrastive_core, lower_logsumexp
 from medssl.registry import LOSSES, UnknownNameError
 
 
+ALL = ["ntxent", "supcon", "eps_supinfonce", "eps_supcon", "yaware", "threshold", "exp", "decoupled", "fairkl"]
+
+
 def inputs(seed=0, n=12, v=2, d=8, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
     features = torch.randn(n, v, d, generator=g, dtype=dtype)
@@ -32,9 +35,7 @@ def call(name, loss, features, ages, classes):
 
 
 def test_registry_names_and_contract():
-    assert LOSSES.list() == sorted(
-        ["ntxent", "supcon", "eps_supinfonce", "eps_supcon", "yaware", "threshold", "exp", "decoupled", "fairkl"]
-    )
+    assert LOSSES.list() == sorted(ALL)
     with pytest.raises(UnknownNameError, match="Did you mean 'yaware'"):
         LOSSES.get("yawre")
     features, ages, classes = inputs()
@@ -122,7 +123,7 @@ def test_gradcheck_core_configurations():
     assert torch.autograd.gradcheck(lambda x: contrastive_core(x, (w > 0.5).double(), combine="inside").sum(), (s,))
 
 
-@pytest.mark.parametrize("name", sorted(["ntxent", "supcon", "eps_supinfonce", "eps_supcon", "yaware", "threshold", "exp", "decoupled", "fairkl"]))
+@pytest.mark.parametrize("name", ALL)
 def test_finite_in_bf16_autocast_at_low_temperature(name):
     features, ages, classes = inputs(6, n=16, d=16, dtype=torch.float32)
     encoder = torch.nn.Linear(16, 16)

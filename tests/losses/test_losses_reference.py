@@ -65,7 +65,8 @@ def run(loss, features, *args, dtype=torch.float64):
 
 
 def close(a, b, rtol):
-    torch.testing.assert_close(torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64), rtol=rtol, atol=rtol * 1e-2)
+    a, b = (torch.as_tensor(x, dtype=torch.float64) for x in (a, b))
+    torch.testing.assert_close(a, b, rtol=rtol, atol=rtol * 1e-2)
 
 
 # --------------------------------------------------------------------------- EIDOSLAB ε-losses
@@ -233,10 +234,12 @@ def test_cross_checks_on_peer_inputs():
             close(EpsSupInfoNCELoss(t, denominator_eps=1e-6)(features), check[key], 1e-10)
             close(EpsSupConLoss(t, denominator_eps=1e-6)(features), check["EIDOSLAB_EpsilonSupCon_out_eps0_baseT=T"], 1e-10)
             close(NTXentLoss(t)(features), check["EIDOSLAB_EpsilonSupInfoNCE_in_eps0_baseT=T"], 1e-10)
-            close(SupConLoss(t, base_temperature=0.07)(features), check["EIDOSLAB_KernelizedSupCon_supcon_default_baseT=0.07"], 1e-10)
+            key = "EIDOSLAB_KernelizedSupCon_supcon_default_baseT=0.07"
+            close(SupConLoss(t, base_temperature=0.07)(features), check[key], 1e-10)
             close(2 * NTXentLoss(t)(features), check["Duplums_NTXenLoss"], 1e-10)
         else:
             ages, sigma = t64(s["ages"]), check["sigma"]
             key = "EIDOSLAB_KernelizedSupCon_yaware_rbf_baseT=T (unit-norm views stacked [N,2,D])"
             close(YAwareLoss(t, sigma)(features, ages), check[key], 1e-10)
-            close(2 * YAwareLoss(t, sigma, weight_normalisation="column")(features, ages), check["Duplums_GeneralizedSupervisedNTXenLoss_rbf"], 1e-10)
+            column = YAwareLoss(t, sigma, weight_normalisation="column")(features, ages)
+            close(2 * column, check["Duplums_GeneralizedSupervisedNTXenLoss_rbf"], 1e-10)

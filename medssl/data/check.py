@@ -1,0 +1,192 @@
+"""``medssl data check``: validate every row and every file of a card, and summarise.
+
+The report counts records per site / label / split / sex, summarises ages, lists the image
+shapes, spacings, orientations and channel counts seen, and names every bad row or file
+with the reason. It prints only safe information: paths, counts and geometry (readers
+never expose header identifiers; see docs/io.md).
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from medssl.data.card import DataCard
+from medssl.data.manifest import ManifestError, Problem, Record, scan_manifest
+from medssl.data.reader import ScanReader, make_reader
+from medssl.io.errors import BadFileError
+
+COUNTED = ("site", "label", "split", "sex")
+
+
+@dataclass
+class CheckReport:
+    """What :func:`check_card` found. ``ok`` is False when any row or file is bad."""
+
+    card: str
+    root: str
+    source: str = ""
+    n_records: int = 0
+    n_subjects: int = 0
+    n_files_read: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    counts: dict[str, Counter] = field(default_factory=dict)
+    ages: dict = field(default_factory=dict)
+    geometry: dict[str, Counter] = field(default_factory=dict)  #: shape / spacing / orientation / channels → counts
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _inspect(reader: ScanReader, dims: int, record: Record) -> tuple[dict | None, Problem | None]:
+    try:
+        vol = reader(record)
+    except BadFileError as e:
+        return None, Problem(record.key, e.reason, record.path, "file")
+    except (IndexError, TypeError) as e:  # MedMNIST index out of range, wrong reader options
+        return None, Problem(record.key, str(e), record.path, "file")
+    info = {"shape": "×".join(map(str, vol.spatial_shape)),
+            "spacing": "×".join(f"{s:.2f}" for s in vol.spacing) + " mm",
+            "orientation": vol.orientation if vol.spatial_dims == 3 else "2D (no patient frame)",
+            "channels": str(vol.array.shape[0])}
+    if vol.spatial_dims != dims:
+        return info, Problem(record.key, f"image is {vol.spatial_dims}D but the card says dimensionality {dims}",
+                             record.path, "file")
+    return info, None
+
+
+_READER: ScanReader | None = None
+
+
+def _init(reader: ScanReader) -> None:
+    global _READER
+    _READER = reader
+
+
+def _inspect_in_worker(dims: int, record: Record):
+    return _inspect(_READER, dims, record)
+
+
+def _age_summary(records: list[Record]) -> dict:
+    ages = [r.age for r in records if not math.isnan(r.age)]
+    return {"n": len(ages), "missing": len(records) - len(ages), "min": min(ages, default=math.nan),
+            "max": max(ages, default=math.nan)}
+
+
+def _duplicates(records: list[Record]) -> list[Problem]:
+    seen = Counter(r.key for r in records)
+    return [Problem(key, f"the same scan is listed {n} times; each scan must appear once", key, "row")
+            for key, n in seen.items() if n > 1]
+
+
+def _warnings(records: list[Record]) -> list[str]:
+    out = []
+    sites: dict[str, set] = {}
+    for r in records:
+        sites.setdefault(r.subject, set()).add(r.site)
+    multi = sorted(s for s, v in sites.items() if len(v) > 1)
+    if multi:
+        out.append(f"{len(multi)} subject(s) appear at more than one site (e.g. {multi[0]!r}); leave-site-out folds "
+                   "drop them from training when their other site is tested")
+    small = sorted(s for s, n in Counter(r.site for r in records if r.site).items() if n < 2)
+    if small:
+        out.append(f"site(s) with a single scan: {', '.join(small[:5])}{' …' if len(small) > 5 else ''}")
+    return out
+
+
+def check_card(card: DataCard, root: str | Path | None = None, *, read_files: bool = True, workers: int = 1,
+               progress: bool = True) -> CheckReport:
+    """Validate every row and file of ``card`` and summarise the data set.
+
+    Args:
+        card: the data card.
+        root: data root (overrides ``card.root``).
+        read_files: decode every image (finds truncated / corrupt files, wrong
+            dimensionality); ``False`` checks the table and file existence only.
+        workers: processes decoding in parallel.
+        progress: progress bar while reading files.
+
+    Returns:
+        :class:`CheckReport`; ``report.ok`` is False when anything is bad.
+    """
+    root_path = card.resolve_root(root)
+    report = CheckReport(card=card.name, root=str(root_path))
+    try:
+        scan = scan_manifest(card, root)
+    except ManifestError as e:
+        report.problems.append(Problem(card.manifest or card.npz or card.files or card.name, str(e)))
+        return report
+    records = scan.records
+    report.source, report.n_records = scan.source, len(records)
+    report.n_subjects = len({r.subject for r in records})
+    report.problems = list(scan.problems) + _duplicates(records)
+    report.warnings = _warnings(records)
+    report.counts = {k: Counter(getattr(r, k) or "(empty)" for r in records) for k in COUNTED}
+    report.ages = _age_summary(records)
+    report.geometry = {k: Counter() for k in ("shape", "spacing", "orientation", "channels")}
+    missing = {p.path for p in scan.problems if p.kind == "missing"}
+    todo = [r for r in records if r.path not in missing]
+    if not read_files or not todo:
+        return report
+    try:
+        reader = make_reader(card, root)
+    except (BadFileError, ValueError) as e:
+        report.problems.append(Problem("geometry", str(e)))
+        return report
+    bar = tqdm(total=len(todo), desc="check", unit="file", disable=not progress)
+    if workers > 1:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init, initargs=(reader,)) as pool:
+            results = pool.map(_inspect_in_worker, [card.dimensionality] * len(todo), todo, chunksize=8)
+            outcomes = [(bar.update(), res)[1] for res in results]
+    else:
+        outcomes = [(bar.update(), _inspect(reader, card.dimensionality, r))[1] for r in todo]
+    bar.close()
+    for info, problem in outcomes:
+        if info is not None:
+            for k, v in info.items():
+                report.geometry[k][v] += 1
+        if problem is not None:
+            report.problems.append(problem)
+    report.n_files_read = len(todo)
+    return report
+
+
+def _counter_line(counter: Counter, limit: int = 12) -> str:
+    if not counter:
+        return "—"
+    items = counter.most_common()
+    text = ", ".join(f"{k}: {n}" for k, n in items[:limit])
+    return text + (f", … ({len(items) - limit} more)" if len(items) > limit else "")
+
+
+def format_report(report: CheckReport, max_problems: int = 200) -> str:
+    """Human-readable text of a :class:`CheckReport`."""
+    a = report.ages
+    lines = [f"data check: card {report.card}", f"root:    {report.root}", f"source:  {report.source}",
+             f"records: {report.n_records} ({report.n_subjects} subjects); files read: {report.n_files_read}"]
+    if a:
+        ages = f"{a['n']} with age" + (f" ({a['min']:.1f}–{a['max']:.1f} y)" if a["n"] else "") + f", {a['missing']} missing"
+        lines.append(f"age:     {ages}")
+    for k in COUNTED:
+        if k in report.counts:
+            lines.append(f"{k + ':':<9}{_counter_line(report.counts[k])}")
+    for k, counter in report.geometry.items():
+        lines.append(f"{k + ':':<13}{_counter_line(counter)}")
+    for w in report.warnings:
+        lines.append(f"warning: {w}")
+    if report.problems:
+        lines.append(f"\nbad rows / files ({len(report.problems)}):")
+        lines += [f"  {p}" for p in report.problems[:max_problems]]
+        if len(report.problems) > max_problems:
+            lines.append(f"  … and {len(report.problems) - max_problems} more")
+    lines.append(f"\nresult: {'OK' if report.ok else f'{len(report.problems)} problem(s)'}")
+    return "\n".join(lines)

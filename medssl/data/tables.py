@@ -1,0 +1,130 @@
+"""Metadata tables of a card: read, concatenate, join, select rows, official split lists.
+
+A card's ``manifest`` is one table or a list of tables with the same columns (e.g.
+CheXpert's ``train.csv`` + ``valid.csv``). ``join`` adds the columns of other tables
+matched on key column(s) (left join: unmatched rows get empty values), e.g. MIMIC-CXR's
+split and metadata tables on ``dicom_id``. ``select`` keeps rows whose column holds one of
+the listed values (e.g. frontal views only). ``split_files`` reads official split lists
+(one file name per line, as NIH ChestX-ray14's ``train_val_list.txt``).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ManifestError(ValueError):
+    """A problem in the metadata table; the message names the table, row and column."""
+
+
+@dataclass
+class Row:
+    where: str  #: "<table> row <n>" (1-based, header = row 1)
+    values: dict  #: column → text
+
+
+def read_table(path: Path) -> tuple[list[str], list[dict]]:
+    """Read a TSV (``.tsv``/``.tab``) or CSV table, optionally gzip-compressed (``.gz``)."""
+    name = path.name[:-3] if path.name.endswith(".gz") else path.name
+    delimiter = "\t" if name.endswith((".tsv", ".tab")) else ","
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
+    except FileNotFoundError:
+        raise ManifestError(f"metadata table {path} does not exist; check data.root / the card's manifest") from None
+    except (OSError, EOFError) as e:
+        raise ManifestError(f"metadata table {path} cannot be read ({e}); is it a complete .gz file?") from None
+    reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig"), newline=""), delimiter=delimiter)
+    rows = [{(k or "").strip(): (v or "") for k, v in r.items()} for r in reader]
+    return [h.strip() for h in reader.fieldnames or []], rows
+
+
+def id_key(value: str) -> str:
+    """Join key of an id: stripped, and numeric ids compared as numbers ("002" ↔ "2")."""
+    value = (value or "").strip()
+    return str(int(value)) if value.isdigit() else value
+
+
+def _key(row: dict, on: list[str]) -> tuple:
+    return tuple(id_key(row.get(c, "")) for c in on)
+
+
+def _join(rows: list[Row], header: list[str], root: Path, spec: dict) -> list[str]:
+    if not isinstance(spec, dict) or set(spec) - {"table", "on"} or not spec.get("table") or not spec.get("on"):
+        raise ManifestError(f"join entry {spec!r} must be {{table: <file>, on: <column or [columns]>}}")
+    on = [spec["on"]] if isinstance(spec["on"], str) else list(spec["on"])
+    table = root / spec["table"]
+    jheader, jrows = read_table(table)
+    for col, hdr, name in [(c, h, n) for c in on for h, n in ((header, "manifest"), (jheader, str(table)))]:
+        if col not in hdr:
+            raise ManifestError(f"join on {col!r}: column not in {name} (columns: {hdr})")
+    index: dict[tuple, dict] = {}
+    for i, jr in enumerate(jrows, start=2):
+        k = _key(jr, on)
+        if k in index:
+            raise ManifestError(f"{table} row {i}: key {dict(zip(on, k))} appears twice; a joined table needs one row per key")
+        index[k] = jr
+    added = [c for c in jheader if c not in header]
+    for row in rows:
+        match = index.get(_key(row.values, on), {})
+        for c in added:
+            row.values[c] = match.get(c, "")
+    return header + added
+
+
+def load_rows(manifest: str | list, root: Path, join: list | None = None, select: dict | None = None
+              ) -> tuple[list[Row], list[str], str]:
+    """Rows of the card's table(s) after ``join`` and ``select``.
+
+    Returns:
+        ``(rows, header, source)``; ``source`` names the table(s).
+
+    Raises:
+        ManifestError: a missing or unreadable table, tables with different columns, a
+            join / select column that does not exist, duplicate join keys.
+    """
+    tables = [manifest] if isinstance(manifest, str) else list(manifest)
+    rows: list[Row] = []
+    header: list[str] = []
+    for t in tables:
+        path = root / t
+        h, rs = read_table(path)
+        if header and h != header:
+            raise ManifestError(f"{path}: columns {h} differ from those of {tables[0]} ({header}); "
+                                "the tables of one manifest must have the same columns")
+        header = header or h
+        rows += [Row(f"{path} row {i}", r) for i, r in enumerate(rs, start=2)]
+        if not rs:
+            raise ManifestError(f"{path}: no rows")
+    for spec in join or []:
+        header = _join(rows, header, root, spec)
+    for col, values in (select or {}).items():
+        if col not in header:
+            raise ManifestError(f"select: column {col!r} not found; columns are {header}")
+        keep = {str(v) for v in (values if isinstance(values, list) else [values])}
+        rows = [r for r in rows if r.values.get(col, "").strip() in keep]
+    return rows, header, ", ".join(str(root / t) for t in tables)
+
+
+def load_split_files(split_files: dict, root: Path) -> dict[str, str]:
+    """``{file name or relative path: official split value}`` from the card's split lists.
+
+    Raises:
+        ManifestError: a list file is missing, or a name is listed under two splits.
+    """
+    out: dict[str, str] = {}
+    for value, name in (split_files or {}).items():
+        path = root / name
+        try:
+            lines = path.read_text().splitlines()
+        except FileNotFoundError:
+            raise ManifestError(f"split list {path} (split {value!r}) does not exist; check data.root") from None
+        for line in lines:
+            entry = line.strip()
+            if entry:
+                if out.setdefault(entry, value) != value:
+                    raise ManifestError(f"{entry!r} is listed in two split files ({out[entry]!r} and {value!r})")
+    return out

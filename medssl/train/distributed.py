@@ -1,0 +1,67 @@
+"""torchrun integration: process-group setup, rank info and batch sharding.
+
+Launch with ``torchrun --nproc_per_node=N -m medssl.cli pretrain CONFIG ...`` (see
+docs/distributed.md). ``train.batch_size`` is always the GLOBAL batch: every step each of the
+W ranks takes a contiguous 1/W slice of the same global batch, so the data seen per step does
+not depend on the number of GPUs. Contrastive losses gather embeddings from all ranks with
+gradients (:mod:`medssl.losses.distributed`), so the loss is the one of the whole global batch.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits in the job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device: torch.device) -> tuple[DistInfo, torch.device]:
+    """Join the process group described by torchrun's environment (no-op without it).
+
+    Uses NCCL on CUDA and gloo on CPU; on CUDA each process takes GPU ``LOCAL_RANK``.
+    Returns the rank info and the device this process must use.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo(), device
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(minutes=30))
+    return DistInfo(rank, world, local), device
+
+
+def shard(batch_indices: list[int], info: DistInfo) -> list[int]:
+    """This rank's contiguous slice of a global batch (its length must divide evenly)."""
+    n = len(batch_indices)
+    if n % info.world_size:
+        raise ValueError(f"train.batch_size={n} is not divisible by the {info.world_size} processes; "
+                         f"use a multiple of {info.world_size}")
+    per = n // info.world_size
+    return batch_indices[info.rank * per:(info.rank + 1) * per]
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled and dist.is_initialized():
+        dist.barrier()

@@ -1,0 +1,64 @@
+"""MAE random patch masking (He et al., CVPR 2022 conventions)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from aug_helpers import gen
+
+from medssl.transforms.masking import (RandomPatchMasking, keep_tokens, mask_to_image, patch_grid, patchify,
+                                       random_patch_mask, unpatchify)
+
+
+@pytest.mark.parametrize("num_patches,ratio,keep", [(196, 0.75, 49), (216, 0.75, 54), (64, 0.5, 32), (10, 0.9, 1),
+                                                    (50, 0.0, 50), (7, 0.75, 1)])
+def test_mask_has_the_requested_ratio(num_patches, ratio, keep):
+    pm = random_patch_mask(5, num_patches, ratio, gen(0))
+    assert pm.ids_keep.shape == (5, keep) and pm.mask.shape == (5, num_patches)
+    assert torch.all(pm.mask.sum(1) == num_patches - keep)
+    assert torch.all(pm.mask.gather(1, pm.ids_keep) == 0)
+
+
+def test_ids_restore_inverts_the_shuffle_like_mae():
+    b, n, d = 3, 48, 5
+    tokens = torch.randn(b, n, d)
+    pm = random_patch_mask(b, n, 0.75, gen(1))
+    kept = keep_tokens(tokens, pm.ids_keep)
+    mask_tok = torch.zeros(b, n - kept.shape[1], d)
+    full = torch.cat([kept, mask_tok], 1).gather(1, pm.ids_restore[..., None].expand(-1, -1, d))
+    visible = pm.mask[..., None] == 0
+    assert torch.equal(torch.where(visible, full, 0.0), torch.where(visible, tokens, 0.0))
+    assert torch.equal(pm.ids_shuffle.gather(1, pm.ids_restore), torch.arange(n).expand(b, n))
+
+
+def test_masks_are_deterministic_and_vary():
+    a, b, c = (random_patch_mask(4, 100, 0.75, gen(s)).mask for s in (3, 3, 4))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert not torch.equal(a[0], a[1])  # independent per sample
+
+
+@pytest.mark.parametrize("shape,patch", [((32, 48), 16), ((16, 24, 8), (8, 8, 4))])
+def test_patchify_round_trip_and_patch_content(shape, patch):
+    x = torch.randn((2, 3) + shape)
+    tok = patchify(x, patch)
+    ps = (patch,) * len(shape) if isinstance(patch, int) else patch
+    assert tok.shape == (2, int(torch.tensor(patch_grid(shape, patch)).prod()), 3 * int(torch.tensor(ps).prod()))
+    assert torch.equal(unpatchify(tok, patch, shape, 3), x)
+    first = x[(slice(None), slice(None)) + tuple(slice(0, p) for p in ps)]  # patch 0, channels last
+    assert torch.equal(tok[:, 0], first.movedim(1, -1).reshape(2, -1))
+
+
+def test_mask_to_image_and_module():
+    x = torch.randn(2, 1, 32, 32, 32)
+    kept, pm = RandomPatchMasking(patch_size=8, mask_ratio=0.75)(x, gen(0))
+    assert kept.shape == (2, 16, 512)
+    img = mask_to_image(pm.mask, (4, 4, 4), 8)
+    assert img.shape == (2, 1, 32, 32, 32) and torch.allclose(img.mean((1, 2, 3, 4)), torch.full((2,), 0.75))
+    assert torch.equal(patchify(img, 8)[..., 0], pm.mask)
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="divisible"):
+        patchify(torch.zeros(1, 1, 30, 32), 16)
+    with pytest.raises(ValueError, match="mask_ratio"):
+        random_patch_mask(1, 10, 1.0, gen(0))

@@ -1,0 +1,165 @@
+"""Spatial augmentations: exact crops/flips, affine against independent references."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from aug_helpers import blob_phantom, gen
+
+from medssl.transforms.resample import _gather_crops, resample, sampling_grid
+from medssl.transforms.spatial import (RandomAffine, RandomElastic, RandomFlip, RandomResizedCrop, fused_spatial,
+                                       rotation_matrix)
+
+
+def _affine_params(aff, x, angles=None, zoom=None, shift=None):
+    p = aff.sample_params(x.shape, gen(0))
+    p["apply"][:] = True
+    if angles is not None:
+        p["angles"][:] = torch.tensor(angles)
+    if zoom is not None:
+        p["zoom"][:] = zoom
+    if shift is not None:
+        p["shift"][:] = torch.tensor(shift)
+    return p
+
+
+@pytest.mark.parametrize("shape,crop", [((20, 22, 24), (10, 12, 8)), ((30, 26), (16, 20))])
+def test_random_crop_is_an_exact_slice(shape, crop):
+    x = torch.randn((3, 2) + shape)
+    tr = RandomResizedCrop(crop)
+    p = tr.sample_params(x.shape, gen(3))
+    y = tr.apply(x, p)
+    assert y.shape == (3, 2) + crop and y.dtype == x.dtype
+    start = (p["centre"] - p["region"] / 2 + torch.tensor(shape) / 2).round().long()
+    for b in range(3):
+        sl = tuple(slice(int(s), int(s) + k) for s, k in zip(start[b], crop))
+        assert torch.equal(y[b], x[(b, slice(None)) + sl])
+
+
+def test_crops_vary_with_seed_and_repeat_with_same_seed():
+    x = torch.randn(4, 1, 40, 40, 40)
+    tr = RandomResizedCrop((16, 16, 16), scale=(0.7, 1.2), ratio=(0.8, 1.25))
+    a, b, c = tr(x, gen(1)), tr(x, gen(1)), tr(x, gen(2))
+    assert torch.equal(a, b) and not torch.allclose(a, c)
+
+
+def test_flip_equals_torch_flip():
+    x = torch.randn(4, 2, 9, 10, 11)
+    fl = RandomFlip(0.5)
+    p = fl.sample_params(x.shape, gen(5))
+    y = fl.apply(x, p)
+    for b in range(4):
+        dims = [1 + a for a in range(3) if p["flip"][b, a]]
+        assert torch.equal(y[b], x[b].flip(dims) if dims else x[b])
+
+
+def test_flip_axes_restricts_flips():
+    p = RandomFlip(1.0, axes=(0,)).sample_params((6, 1, 8, 8, 8), gen(0))
+    assert p["flip"][:, 0].all() and not p["flip"][:, 1:].any()
+
+
+def test_affine_rotation_zero_scale_one_is_identity():
+    x = blob_phantom((20, 24, 22))
+    aff = RandomAffine(1.0, rotate=0.0, scale=(1.0, 1.0))
+    y = aff(x, gen(0))
+    assert torch.allclose(y, x, atol=1e-5)
+
+
+def test_affine_90_degrees_matches_rot90_2d_and_3d():
+    x2 = torch.randn(2, 1, 16, 16)
+    aff = RandomAffine(1.0, rotate=0.0, scale=(1.0, 1.0))
+    y2 = aff.apply(x2, _affine_params(aff, x2, angles=[[math.pi / 2]] * 2))
+    assert torch.allclose(y2, torch.rot90(x2, 3, (2, 3)), atol=1e-5)
+    x3 = torch.randn(2, 1, 12, 12, 12)
+    y3 = aff.apply(x3, _affine_params(aff, x3, angles=[[0.0, 0.0, math.pi / 2]] * 2))  # plane (0, 1)
+    assert torch.allclose(y3, torch.rot90(x3, 3, (2, 3)), atol=1e-5)
+
+
+def test_affine_integer_translation_matches_roll_inside():
+    x = torch.randn(1, 1, 20, 20)
+    aff = RandomAffine(1.0, rotate=0.0, scale=(1.0, 1.0), translate=0.5)
+    y = aff.apply(x, _affine_params(aff, x, angles=[[0.0]], shift=[[0.1, 0.0]]))  # 2 voxels along axis 0
+    assert torch.allclose(y[..., 2:, :], x[..., :-2, :], atol=1e-5)
+
+
+def test_zoom_enlarges_anatomy():
+    x = blob_phantom((32, 32), batch=1)
+    mask = (x > 0.3).float()
+    aff = RandomAffine(1.0, rotate=0.0, scale=(1.5, 1.5))
+    y = aff.apply(mask, _affine_params(aff, mask))
+    assert 1.8 < (y > 0.5).float().sum() / mask.sum() < 2.7  # area x 1.5^2
+
+
+def test_rotation_preserves_the_histogram():
+    x = blob_phantom((28, 28, 28), batch=1)
+    aff = RandomAffine(1.0)
+    y = aff.apply(x, _affine_params(aff, x, angles=[[0.5, -0.3, 0.4]], zoom=1.0))
+    q = torch.linspace(0.5, 0.99, 12)
+    assert torch.allclose(torch.quantile(y.flatten(), q), torch.quantile(x.flatten(), q), atol=0.03)
+    gamma = (x.clamp(min=0) ** 2).flatten()  # an intensity change moves quantiles far more
+    assert (torch.quantile(gamma, q) - torch.quantile(x.flatten(), q)).abs().max() > 0.1
+
+
+def test_rotation_matrix_orthonormal():
+    R = rotation_matrix(torch.randn(5, 3), 3)
+    assert torch.allclose(R @ R.transpose(1, 2), torch.eye(3).expand(5, 3, 3), atol=1e-6)
+    assert torch.allclose(torch.linalg.det(R), torch.ones(5), atol=1e-6)
+
+
+def test_sampling_grid_equals_affine_grid():
+    A, t = rotation_matrix(torch.rand(4, 3), 3) * 1.1, torch.randn(4, 3) * 3
+    s_in, s_out = torch.tensor([20.0, 22, 24]), torch.tensor([10.0, 12, 8])
+    lin = A * (s_out / 2)[None, None] / (s_in / 2)[None, :, None]
+    theta = torch.cat([lin.flip(-1).flip(-2), (t / (s_in / 2)).flip(-1)[..., None]], -1)
+    ref = F.affine_grid(theta, [4, 1, 10, 12, 8], align_corners=False)
+    assert torch.allclose(sampling_grid(A, t, (20, 22, 24), (10, 12, 8)), ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("padding", ["border", "zeros"])
+def test_resample_mixed_exact_and_interpolated_rows(padding):
+    x = torch.randn(3, 2, 20, 22, 24)
+    A, t = rotation_matrix(torch.rand(6, 3), 3) * 1.1, torch.randn(6, 3) * 4
+    A[1], t[1] = torch.eye(3), 0.0  # exact crop
+    A[4], t[4] = torch.diag(torch.tensor([-1.0, 1, 1])), torch.tensor([1.0, 0, 0])  # exact crop + flip
+    out = resample(x, A, t, (10, 12, 8), n_views=2, padding_mode=padding)
+    src = torch.arange(6) // 2
+    ref = F.grid_sample(x[src], sampling_grid(A, t, (20, 22, 24), (10, 12, 8)), padding_mode=padding,
+                        align_corners=False)
+    assert torch.allclose(out, ref, atol=1e-5)
+
+
+def test_gather_methods_agree():
+    x = torch.randn(3, 2, 12, 13, 14)
+    A = torch.diag_embed(torch.tensor([[1.0, -1, 1], [-1, -1, 1], [1, 1, -1]]))
+    t = torch.tensor([[0.0, 1, -1], [1, 0, 0], [-2, 0, 1]])
+    src = torch.tensor([2, 0, 1])
+    a = _gather_crops(x, src, A, t, (6, 7, 8), method="slices")
+    b = _gather_crops(x, src, A, t, (6, 7, 8), method="index")
+    assert torch.equal(a, b)
+
+
+def test_fused_views_read_their_own_sample():
+    x = torch.arange(3.0).reshape(3, 1, 1, 1, 1).expand(3, 1, 16, 16, 16).contiguous()
+    crop, aff = RandomResizedCrop((8, 8, 8), scale=(0.8, 1.0)), RandomAffine(1.0, rotate=20)
+    shape = (12, 1, 8, 8, 8)
+    y = fused_spatial(x, crop, [aff], [aff.sample_params(shape, gen(1))], crop.sample_params(shape, gen(2)), n_views=4)
+    assert torch.allclose(y.reshape(3, 4, -1), torch.arange(3.0).reshape(3, 1, 1).expand(3, 4, 512), atol=1e-5)
+
+
+def test_elastic_zero_magnitude_is_identity_and_nonzero_moves():
+    x = blob_phantom((24, 24, 24))
+    assert torch.allclose(RandomElastic(1.0, magnitude=0.0)(x, gen(0)), x, atol=1e-5)
+    y = RandomElastic(1.0, magnitude=2.0)(x, gen(0))
+    assert (y - x).abs().max() > 0.05
+
+
+def test_errors_are_explicit():
+    with pytest.raises(ValueError, match="crop size"):
+        RandomResizedCrop((8, 8))(torch.randn(1, 1, 10, 10, 10), gen(0))
+    with pytest.raises(ValueError, match="prob"):
+        RandomFlip(1.5)
+    with pytest.raises(TypeError, match="floating"):
+        RandomFlip(0.5)(torch.zeros(1, 1, 4, 4, dtype=torch.int64), gen(0))
