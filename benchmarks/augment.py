@@ -47,37 +47,63 @@ def zscore_head(vol: np.ndarray) -> np.ndarray:
 
 
 def load_ixi(n: int) -> list[torch.Tensor]:
-    """``n`` real IXI T1 volumes as (1, X, Y, Z) z-scored tensors."""
+    """``n`` real IXI T1 volumes as (1, X, Y, Z) z-scored tensors, RAS+ (axis 0 = left-right)."""
     from medssl.io import read_nifti
+    from medssl.transforms.preprocess import to_canonical
 
     files = sorted(glob.glob(IXI_GLOB))[:n]
     if not files:
         raise SystemExit(f"no IXI volumes at {IXI_GLOB}; set MEDSSL_SHARED to the shared data folder")
-    return [torch.from_numpy(zscore_head(read_nifti(f).array[0]))[None] for f in files]
+    return [torch.from_numpy(zscore_head(to_canonical(read_nifti(f)).array[0]))[None] for f in files]
 
 
 def load_cxr(size: int = 256) -> torch.Tensor:
-    """The real NIH chest X-ray DICOM as (1, size, size) in [0, 1] (MONOCHROME2)."""
+    """The real NIH chest X-ray DICOM as (1, X, Y) = (1, size, size) in [0, 1] (MONOCHROME2),
+    in the medssl Volume convention (axis 0 = columns, axis 1 = rows)."""
     path = sorted(CXR_DIR.glob("*.dcm"))[0]
     try:
         from medssl.io import read_image
 
         img = read_image(path).array[0].astype(np.float32)
-    except Exception:  # reader not available: minimal pydicom handling
+    except ImportError:  # reader not available: minimal pydicom handling
         import pydicom
 
         ds = pydicom.dcmread(path)
         img = ds.pixel_array.astype(np.float32) * float(getattr(ds, "RescaleSlope", 1)) + float(getattr(ds, "RescaleIntercept", 0))
         if ds.PhotometricInterpretation == "MONOCHROME1":
             img = img.max() - img
+        img = img.T  # (rows, columns) -> (X, Y)
     img = (img - img.min()) / (img.max() - img.min() + 1e-6)
-    t = torch.from_numpy(img)[None, None]
+    t = torch.from_numpy(np.ascontiguousarray(img))[None, None]
     return F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
 
 
-def resize_batch(vols: list[torch.Tensor], shape, batch: int) -> torch.Tensor:
-    x = torch.stack([vols[i % len(vols)] for i in range(batch)])
-    return F.interpolate(x, size=tuple(shape), mode="trilinear", align_corners=False).contiguous()
+def resize_batch(vols: list[torch.Tensor], shape, batch: int, device="cpu") -> torch.Tensor:
+    """(batch, 1, *shape): the volumes resized once each, then repeated to fill the batch."""
+    unique = [F.interpolate(v[None].to(device), size=tuple(shape), mode="trilinear", align_corners=False)[0]
+              for v in vols[:batch]]
+    return torch.stack([unique[i % len(unique)] for i in range(batch)]).contiguous()
+
+
+def stage_times(pipe, x: torch.Tensor, g: torch.Generator, sync) -> dict:
+    """Seconds per batch of the fused spatial step and of each later transform (one draw)."""
+    from medssl.transforms.spatial import fused_spatial
+
+    params = pipe.sample_params(x.shape, g, x.device)
+    n = len(pipe.spatial)
+    sync()
+    t0 = time.perf_counter()
+    y = fused_spatial(x, pipe.crop, pipe.spatial, [params[f"{i}:{t.name}"] for i, t in enumerate(pipe.spatial)],
+                      params["crop"], 1, pipe.mode, pipe.padding_mode)
+    sync()
+    out = {"spatial": time.perf_counter() - t0}
+    for i, t in enumerate(pipe.others):
+        p = params[f"{n + i}:{t.name}"]
+        t0 = time.perf_counter()
+        y = t.apply(y, p, inplace=True)
+        sync()
+        out[f"{t.name} ({int(p['apply'].sum())}/{x.shape[0]})"] = time.perf_counter() - t0
+    return out
 
 
 def monai_compose(crop, seed: int):
@@ -160,22 +186,27 @@ def _cpu_comparison(args) -> dict:
 
 def cuda_throughput(args) -> dict:
     dev = torch.device(args.device)
-    vols = load_ixi(min(args.batch, 16))
-    x = resize_batch(vols, args.shape, args.batch).to(dev)
+    x = resize_batch(load_ixi(min(args.batch, 16)), args.shape, args.batch, dev)
     sync = lambda: torch.cuda.synchronize(dev)  # noqa: E731
     res = {"device": torch.cuda.get_device_name(dev), "shape": list(args.shape), "crop": list(args.crop),
            "batch": args.batch}
     for name, overrides, preset in [("compared_subset", COMPARED, "none"), ("brain_mri_full", {}, "brain_mri")]:
         pipe = build_view_pipeline(preset, 3, args.crop, overrides=overrides)
         g = torch.Generator(device=dev).manual_seed(0)
-        for _ in range(3):  # warm-up (cuDNN/cuFFT plans, allocator)
+        for _ in range(3):  # warm-up (cuFFT plans, allocator, kernels)
+            pipe(x, g)
             pipe.views(x, 2, g)
         t1 = timed(lambda: pipe(x, g), args.repeats, sync)[0]
         t2 = timed(lambda: pipe.views(x, 2, g), args.repeats, sync)[0]
-        res[name] = {"views_per_s_1view": args.batch / t1, "views_per_s_2views": 2 * args.batch / t2}
+        stages = stage_times(pipe, x, g, sync)
+        res[name] = {"views_per_s_1view": args.batch / t1, "views_per_s_2views": 2 * args.batch / t2,
+                     "stage_ms": {k: 1000 * v for k, v in stages.items()}}
         print(f"{res['device']}: {name}: {args.batch / t1:8.0f} views/s (1 view/sample), "
-              f"{2 * args.batch / t2:8.0f} views/s (2 views/sample), {tuple(args.crop)} from {tuple(args.shape)}")
+              f"{2 * args.batch / t2:8.0f} views/s (2 views/sample), {tuple(args.crop)} from {tuple(args.shape)}, "
+              f"batch {args.batch}")
+        print("    stages (ms/batch): " + ", ".join(f"{k} {1000 * v:.1f}" for k, v in stages.items()))
     res["peak_memory_GiB"] = torch.cuda.max_memory_allocated(dev) / 2**30
+    print(f"peak GPU memory {res['peak_memory_GiB']:.1f} GiB")
     return res
 
 
@@ -183,7 +214,7 @@ def write_grid(path: str) -> None:
     from medssl.transforms.views import save_view_grid
 
     brain = load_ixi(1)[0]
-    pipes = [build_view_pipeline("brain_mri", 3, (96, 96, 80)), build_view_pipeline("chest_xray", 2, (224, 224))]
+    pipes = [build_view_pipeline("brain_mri", 3, (80, 96, 96)), build_view_pipeline("chest_xray", 2, (224, 224))]
     out = save_view_grid([("IXI T1 brain_mri", brain), ("NIH CXR chest_xray", load_cxr(256))], pipes, path,
                          n_views=5, seed=0, title="medssl views (seed 0): original | random views")
     print(f"wrote {out}")

@@ -208,13 +208,13 @@ def _check_out_dir(out_dir: Path, spec: SyntheticCohortSpec, overwrite: bool) ->
     if not ours:
         raise FileExistsError(f"{out_dir} is not empty and is not a medssl synthetic cohort; "
                               "choose an empty or new folder (nothing was written)")
-    complete = (out_dir / "participants.tsv").exists() and gen.get("Parameters") == spec.parameters()
+    complete = (out_dir / "participants.tsv").exists()
     if complete and not overwrite:
-        return True
-    if not overwrite:
-        raise FileExistsError(f"{out_dir} holds a different or incomplete synthetic cohort "
-                              f"({gen.get('Parameters')}); pass overwrite=True to replace it "
-                              "or choose another folder")
+        if gen.get("Parameters") == spec.parameters():
+            return True
+        raise FileExistsError(f"{out_dir} holds a different synthetic cohort ({gen.get('Parameters')}); "
+                              "pass overwrite=True to replace it or choose another folder")
+    # our own cohort, to be replaced (overwrite=True) or interrupted before it finished
     for sub in out_dir.glob("sub-*"):
         shutil.rmtree(sub)
     for name in ("participants.tsv", "participants.json", "dataset_description.json"):
@@ -230,7 +230,8 @@ def write_synthetic_cohort(out_dir: str | Path, n_subjects: int = 200, n_sites: 
 
     Args:
         out_dir: destination folder; created if missing. If it already holds the same
-            cohort (same parameters, complete) and ``overwrite`` is False, nothing is done.
+            cohort (same parameters, complete) and ``overwrite`` is False, nothing is done;
+            an interrupted cohort (no ``participants.tsv``) is regenerated.
         n_subjects: number of subjects.
         n_sites: number of sites (``site-A``, ``site-B``, …).
         shape: grid ``(X, Y, Z)``; voxel size (mm) is ``fov_mm / shape``.
@@ -238,7 +239,8 @@ def write_synthetic_cohort(out_dir: str | Path, n_subjects: int = 200, n_sites: 
         workers: processes for generation (> 1 uses a spawn process pool; output identical).
         progress: show a tqdm progress bar.
         fov_mm: field of view (mm) along each axis.
-        overwrite: replace a different or incomplete synthetic cohort in ``out_dir``.
+        overwrite: replace a complete synthetic cohort in ``out_dir`` (only the
+            generator's own files are removed).
 
     Returns:
         ``Path(out_dir)``.

@@ -1,8 +1,12 @@
 """Encoders: ``nn.Module`` with ``spatial_dims``, ``in_channels``, ``out_dim``,
-``forward(x: (B, C, *S)) -> (B, out_dim)`` and ``forward_features``. Build by name with
-:func:`build_encoder`."""
+``forward(x: (B, C, *S)) -> (B, out_dim)`` and ``forward_features`` (feature maps for CNNs,
+tokens for ViTs). CNN encoders also give ``forward_pyramid`` (multi-scale maps for
+U-Net-style decoders). Build by name with :func:`build_encoder`; see docs/encoders.md."""
 
-from medssl.encoders.resnet import ResNetEncoder
+from medssl.encoders.alexnet import AlexNetEncoder
+from medssl.encoders.densenet import DenseNetEncoder
+from medssl.encoders.resnet import ResNetEncoder, StagedConvEncoder
+from medssl.encoders.vit import ViTEncoder
 from medssl.registry import ENCODERS
 
 
@@ -11,4 +15,4 @@ def build_encoder(name: str, spatial_dims: int = 3, in_channels: int = 1, **opti
     return ENCODERS.get(name)(spatial_dims=spatial_dims, in_channels=in_channels, **options)
 
 
-__all__ = ["ResNetEncoder", "build_encoder"]
+__all__ = ["AlexNetEncoder", "DenseNetEncoder", "ResNetEncoder", "StagedConvEncoder", "ViTEncoder", "build_encoder"]

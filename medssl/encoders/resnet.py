@@ -1,16 +1,20 @@
-"""ResNet encoders in 2D and 3D, wrapping MONAI's :class:`monai.networks.nets.ResNet`.
+"""ResNet encoders in 2D and 3D, wrapping MONAI's :class:`monai.networks.nets.ResNet`, and the
+small base class shared by every CNN encoder (:class:`StagedConvEncoder`).
 
 The MONAI network is kept as ``self.net`` with ``feed_forward=False`` (no classifier), so
 its state dict loads with ``strict=True`` into a plain MONAI ResNet built with the same
-arguments (see :meth:`monai_kwargs`). Reference: He et al., "Deep Residual Learning for
-Image Recognition", CVPR 2016; 3D variants after Hara et al., CVPR 2018.
+arguments (see :meth:`ResNetEncoder.monai_kwargs`). Reference: He et al., "Deep Residual
+Learning for Image Recognition", CVPR 2016; 3D variants after Hara et al., CVPR 2018.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from monai.networks.nets import ResNet
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from medssl.registry import ENCODERS
 
@@ -18,7 +22,75 @@ _DEPTHS = {10: ("basic", [1, 1, 1, 1]), 18: ("basic", [2, 2, 2, 2]), 34: ("basic
            50: ("bottleneck", [3, 4, 6, 3])}
 
 
-class ResNetEncoder(nn.Module):
+class StagedConvEncoder(nn.Module):
+    """Base of the CNN encoders: a stem and stages run in order, global average pooling.
+
+    Subclasses set ``spatial_dims``, ``in_channels``, ``out_dim`` and ``pyramid_channels``
+    and implement :meth:`stages`. The base gives the rest of the encoder contract plus
+    ``forward_pyramid`` (the skip connections of U-Net-style decoders, Models Genesis) and
+    two memory options for large 3D crops:
+
+    * ``checkpointing``: activation checkpointing of every stage while training (stage
+      inputs are kept, activations recomputed in the backward pass). BatchNorm running
+      statistics then receive a second, identical momentum update during recomputation.
+    * ``channels_last``: weights and inputs in ``channels_last`` (2D) /
+      ``channels_last_3d`` (3D) memory format, which lets cuDNN pick faster NDHWC kernels
+      (bf16 on recent GPUs); measure with ``benchmarks/encoders.py``.
+    """
+
+    spatial_dims: int
+    in_channels: int
+    out_dim: int
+    pyramid_channels: tuple[int, ...]  #: channels of each :meth:`forward_pyramid` map, fine → coarse
+
+    def __init__(self, checkpointing: bool = False, channels_last: bool = False) -> None:
+        super().__init__()
+        self.checkpointing, self.channels_last = bool(checkpointing), bool(channels_last)
+
+    def _finish_init(self) -> None:
+        """Call at the end of a subclass ``__init__`` (after the layers exist)."""
+        if self.channels_last:
+            self.to(memory_format=self._memory_format())
+
+    def _memory_format(self) -> torch.memory_format:
+        return torch.channels_last_3d if self.spatial_dims == 3 else torch.channels_last
+
+    def stages(self) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+        """Callables applied in order; each output is one level of :meth:`forward_pyramid`."""
+        raise NotImplementedError
+
+    def forward_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(B, C, *S) → feature maps of every stage, fine → coarse: [(B, c_i, *S_i)]."""
+        if x.ndim != self.spatial_dims + 2 or x.shape[1] != self.in_channels:
+            raise ValueError(f"{type(self).__name__} expects a (B, {self.in_channels}, *S) batch with "
+                             f"{self.spatial_dims} spatial axes, got shape {tuple(x.shape)}")
+        if self.channels_last:
+            x = x.contiguous(memory_format=self._memory_format())
+        use_ckpt = self.checkpointing and self.training and torch.is_grad_enabled()
+        out = []
+        for stage in self.stages():
+            x = checkpoint(stage, x, use_reentrant=False) if use_ckpt else stage(x)
+            out.append(x)
+        return out
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, *S) → last feature map (B, out_dim, *S')."""
+        return self.forward_pyramid(x)[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, *S) → globally average-pooled embedding (B, out_dim)."""
+        return self.forward_features(x).flatten(2).mean(-1)
+
+    def plain_module(self) -> nn.Module:
+        """The module whose state dict is exported (the MONAI network where one is wrapped)."""
+        return self.net if hasattr(self, "net") else self
+
+    def monai_network(self) -> dict | None:
+        """How to build the plain MONAI network the exported weights load into, or None."""
+        return None
+
+
+class ResNetEncoder(StagedConvEncoder):
     """ResNet-{10,18,34,50} returning a global-average-pooled embedding.
 
     Args:
@@ -29,22 +101,29 @@ class ResNetEncoder(nn.Module):
         conv1_kernel: stem kernel size (7 in the paper; 3 suits small inputs such as 28³).
         conv1_stride: stem stride (2 in the paper; 1 for small inputs).
         no_max_pool: skip the stem max-pool (useful for inputs ≤ 64 voxels per side).
+        checkpointing, channels_last: memory options (see :class:`StagedConvEncoder`).
 
     Shapes:
         ``forward``: (B, C, *S) → (B, out_dim) with out_dim = 8·width·expansion.
         ``forward_features``: (B, C, *S) → (B, out_dim, *S/32) last feature map.
+        ``forward_pyramid``: stem (/2), layer1 (/4), layer2 (/8), layer3 (/16), layer4 (/32)
+        with the paper's strides.
     """
 
     def __init__(self, depth: int = 18, spatial_dims: int = 3, in_channels: int = 1, width: int = 64,
-                 conv1_kernel: int = 7, conv1_stride: int = 2, no_max_pool: bool = False) -> None:
-        super().__init__()
+                 conv1_kernel: int = 7, conv1_stride: int = 2, no_max_pool: bool = False,
+                 checkpointing: bool = False, channels_last: bool = False) -> None:
+        super().__init__(checkpointing, channels_last)
         if depth not in _DEPTHS:
             raise ValueError(f"ResNet depth must be one of {sorted(_DEPTHS)}, got {depth}")
         self.spatial_dims, self.in_channels, self.depth = spatial_dims, in_channels, depth
         self._monai_kwargs = self._build_kwargs(depth, spatial_dims, in_channels, width, conv1_kernel,
                                                 conv1_stride, no_max_pool)
         self.net = ResNet(**self._monai_kwargs)
-        self.out_dim = 8 * width * (4 if _DEPTHS[depth][0] == "bottleneck" else 1)
+        expansion = 4 if _DEPTHS[depth][0] == "bottleneck" else 1
+        self.out_dim = 8 * width * expansion
+        self.pyramid_channels = (width, width * expansion, 2 * width * expansion, 4 * width * expansion, self.out_dim)
+        self._finish_init()
 
     @staticmethod
     def _build_kwargs(depth, spatial_dims, in_channels, width, conv1_kernel, conv1_stride, no_max_pool) -> dict:
@@ -57,21 +136,27 @@ class ResNetEncoder(nn.Module):
         """Arguments that rebuild the same plain ``monai.networks.nets.ResNet`` (for export)."""
         return dict(self._monai_kwargs)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        n = self.net
-        x = n.act(n.bn1(n.conv1(x)))
-        if not n.no_max_pool:
-            x = n.maxpool(x)
-        return n.layer4(n.layer3(n.layer2(n.layer1(x))))
+    def monai_network(self) -> dict:
+        return {"class": "monai.networks.nets.ResNet", "kwargs": self.monai_kwargs(), "identity": []}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    def stages(self) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+        n = self.net
+
+        def stem(x):
+            return n.act(n.bn1(n.conv1(x)))
+
+        def stage1(x):
+            return n.layer1(x if n.no_max_pool else n.maxpool(x))
+
+        return [stem, stage1, n.layer2, n.layer3, n.layer4]
 
 
 def _register(depth: int) -> None:
     def factory(spatial_dims: int = 3, in_channels: int = 1, width: int = 64, conv1_kernel: int = 7,
-                conv1_stride: int = 2, no_max_pool: bool = False) -> ResNetEncoder:
-        return ResNetEncoder(depth, spatial_dims, in_channels, width, conv1_kernel, conv1_stride, no_max_pool)
+                conv1_stride: int = 2, no_max_pool: bool = False, checkpointing: bool = False,
+                channels_last: bool = False) -> ResNetEncoder:
+        return ResNetEncoder(depth, spatial_dims, in_channels, width, conv1_kernel, conv1_stride, no_max_pool,
+                             checkpointing, channels_last)
 
     factory.__name__ = f"resnet{depth}"
     factory.__doc__ = f"ResNet-{depth} encoder (see :class:`ResNetEncoder`)."

@@ -1,55 +1,213 @@
-"""Linear probes on frozen embeddings (scikit-learn).
+"""Probes on frozen embeddings (scikit-learn): ridge / logistic, kNN and a small MLP.
 
-Standardisation and the regularisation strength are fitted on the training split only
-(inner cross-validation); the test split is used once, for the reported metrics.
+Every probe is a pipeline whose first step is a :class:`~sklearn.preprocessing.StandardScaler`,
+so standardisation — like the hyper-parameter choice (cross-validation inside the training
+split, folds grouped by subject so that scans of one subject never sit on both sides of an
+inner fold) — sees the training rows only. The test rows are used once, to score.
+``tests/eval/test_probes.py`` checks this with a spy on ``fit`` and with shuffled labels.
+
+Each probe returns a dict of metrics (with bootstrap 95 % intervals ``<metric>_ci``), the
+chosen hyper-parameter, and ``"pred"`` (test predictions; dropped from metrics.json).
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
-from sklearn.linear_model import LogisticRegression, RidgeCV
-from sklearn.metrics import balanced_accuracy_score, mean_absolute_error, r2_score, roc_auc_score
-from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.compose import TransformedTargetRegressor
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
+from sklearn.model_selection import GridSearchCV, GroupKFold, StratifiedGroupKFold, cross_val_predict
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import Normalizer, StandardScaler
+
+from medssl.eval import metrics as M
 
 RIDGE_ALPHAS = np.logspace(-2, 5, 15)
 LOGISTIC_CS = np.logspace(-3, 2, 6)
+KNN_KS = (1, 3, 5, 10, 20, 50)
+MLP_ALPHAS = (1e-3, 1e-1, 10.0)
+REGRESSION_CI = {"mae": M.mae, "rmse": M.rmse, "r2": M.r2, "pearson_r": M.pearson_r}
+CLASSIFICATION_CI = {"balanced_accuracy": M.balanced_accuracy, "f1_macro": M.f1_macro}
 
 
-def regression_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> dict:
-    """Ridge regression, α by efficient leave-one-out CV on the training split.
+def inner_folds(y: np.ndarray, groups: np.ndarray | None, classification: bool, seed: int = 0,
+                n_splits: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Subject-grouped inner CV folds over the training rows (stratified for classes when possible).
 
-    Returns: ``{"mae", "r2", "pearson_r", "alpha", "pred"}`` (MAE in the target's unit, e.g. years).
+    Args:
+        y: (N,) training targets.
+        groups: (N,) subject ids (None: one subject per row).
+        classification: stratify by class (each fold keeps every class when counts allow).
+        seed: shuffling seed.
+        n_splits: at most this many folds (fewer when there are few subjects / small classes).
     """
-    model = make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS))
-    model.fit(x_train, y_train)
+    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+    n_groups = len(np.unique(groups))
+    k = min(n_splits, n_groups)
+    if classification:
+        _, counts = np.unique(y, return_counts=True)
+        k_strat = min(k, int(counts.min()))
+        if k_strat >= 2:
+            return list(StratifiedGroupKFold(k_strat, shuffle=True, random_state=seed).split(y, y, groups))
+    if k < 2:
+        raise ValueError(f"a probe needs at least 2 training subjects for its inner cross-validation, got {n_groups}")
+    return list(GroupKFold(k, shuffle=True, random_state=seed).split(y, y, groups))
+
+
+def _search(model, grid: dict, x, y, folds, scoring: str) -> GridSearchCV:
+    search = GridSearchCV(model, grid, scoring=scoring, cv=folds, error_score="raise")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(x, y)
+    return search
+
+
+def _regression_report(y_test, pred, n_boot: int, seed: int, groups_test) -> dict:
+    out = M.regression_metrics(y_test, pred)
+    if n_boot:
+        M.with_ci(out, REGRESSION_CI, y_test, pred, n_boot=n_boot, seed=seed, groups=groups_test)
+    out["pred"] = pred
+    return out
+
+
+def _classification_report(y_test, pred, proba, classes, n_boot: int, seed: int, groups_test) -> dict:
+    out = M.classification_metrics(y_test, pred, proba, classes)
+    out["chance"] = 1.0 / len(classes)
+    out["classes"] = [int(c) if np.issubdtype(np.asarray(classes).dtype, np.integer) else str(c) for c in classes]
+    out["confusion"] = [[int(np.sum((y_test == a) & (pred == b))) for b in classes] for a in classes]
+    if n_boot:
+        M.with_ci(out, CLASSIFICATION_CI, y_test, pred, n_boot=n_boot, seed=seed, groups=groups_test)
+        if proba is not None and len(classes) == 2:
+            out["auc_ci"] = list(M.bootstrap_ci(M.binary_auc, y_test == classes[1], proba[:, 1], n_boot=n_boot,
+                                                seed=seed, groups=groups_test))
+    out["pred"] = pred
+    return out
+
+
+def regression_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                     groups: np.ndarray | None = None, seed: int = 0, n_boot: int = 1000,
+                     bias_correction: bool = False, groups_test: np.ndarray | None = None) -> dict:
+    """Standardisation + ridge regression; α ∈ :data:`RIDGE_ALPHAS` chosen on the training split.
+
+    With one row per subject (``groups`` None or all distinct) α is chosen by efficient
+    leave-one-subject-out CV (``RidgeCV``); otherwise by 5-fold subject-grouped CV.
+
+    Args:
+        x_train, x_test: (N, D) embeddings. y_train, y_test: (N,) targets (e.g. age, years).
+        groups, groups_test: subject ids of the rows (grouped CV / cluster bootstrap).
+        seed: CV shuffling and bootstrap seed. n_boot: bootstrap replicates (0: no intervals).
+        bias_correction: add ``"brain_age_gap"`` with the linear bias correction fitted on
+            out-of-fold predictions of the *training* rows (:func:`medssl.eval.metrics.brain_age_gap`).
+
+    Returns:
+        ``{"mae", "rmse", "r2", "pearson_r", "<metric>_ci", "alpha", "pred"}`` (+ ``"brain_age_gap"``).
+    """
+    unique = groups is None or len(np.unique(groups)) == len(groups)
+    if unique:
+        model = make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS)).fit(x_train, y_train)
+        alpha = float(model[-1].alpha_)
+    else:
+        search = _search(make_pipeline(StandardScaler(), Ridge()), {"ridge__alpha": RIDGE_ALPHAS}, x_train, y_train,
+                         inner_folds(y_train, groups, False, seed), "neg_mean_absolute_error")
+        model, alpha = search.best_estimator_, float(search.best_params_["ridge__alpha"])
     pred = model.predict(x_test)
-    return {"mae": float(mean_absolute_error(y_test, pred)), "r2": float(r2_score(y_test, pred)),
-            "pearson_r": float(np.corrcoef(y_test, pred)[0, 1]) if np.std(pred) > 0 else 0.0,
-            "alpha": float(model[-1].alpha_), "pred": pred}
+    out = _regression_report(y_test, pred, n_boot, seed, groups_test)
+    out["alpha"] = alpha
+    if bias_correction:
+        oof = cross_val_predict(make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS)), x_train, y_train,
+                                cv=inner_folds(y_train, groups, False, seed))
+        out["brain_age_gap"] = M.brain_age_gap(y_test, pred, M.fit_age_bias(y_train, oof))
+    return out
 
 
 def classification_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-                         seed: int = 0) -> dict:
-    """Logistic regression, C by stratified 5-fold CV (balanced accuracy) on the training split.
+                         seed: int = 0, groups: np.ndarray | None = None, n_boot: int = 1000,
+                         groups_test: np.ndarray | None = None) -> dict:
+    """Standardisation + logistic regression; C ∈ :data:`LOGISTIC_CS` by subject-grouped,
+    stratified CV (balanced accuracy) on the training split.
 
-    Returns: ``{"balanced_accuracy", "chance", "auc" (binary only), "C", "pred"}``.
+    Returns:
+        ``{"balanced_accuracy", "f1_macro", "accuracy", "auc", "chance" (1/#training classes),
+        "classes", "confusion" (rows: true, columns: predicted), "<metric>_ci", "C", "pred"}``.
     """
-    n_classes = len(np.unique(y_train))
-    folds = min(5, int(np.bincount(y_train).min()) if n_classes > 1 else 2)
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    search = GridSearchCV(model, {"logisticregression__C": LOGISTIC_CS}, scoring="balanced_accuracy",
-                          cv=StratifiedKFold(max(folds, 2), shuffle=True, random_state=seed))
-    search.fit(x_train, y_train)
-    pred = search.predict(x_test)
-    out = {"balanced_accuracy": float(balanced_accuracy_score(y_test, pred)), "chance": 1.0 / n_classes,
-           "C": float(search.best_params_["logisticregression__C"]), "pred": pred}
-    if n_classes == 2 and len(np.unique(y_test)) == 2:
-        out["auc"] = float(roc_auc_score(y_test, search.predict_proba(x_test)[:, 1]))
+    search = _search(make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
+                     {"logisticregression__C": LOGISTIC_CS}, x_train, y_train,
+                     inner_folds(y_train, groups, True, seed), "balanced_accuracy")
+    proba = search.predict_proba(x_test)
+    classes = search.classes_
+    pred = classes[proba.argmax(1)]
+    out = _classification_report(np.asarray(y_test), pred, proba, classes, n_boot, seed, groups_test)
+    out["C"] = float(search.best_params_["logisticregression__C"])
     return out
+
+
+def knn_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, task: str,
+              seed: int = 0, groups: np.ndarray | None = None, n_boot: int = 1000,
+              groups_test: np.ndarray | None = None) -> dict:
+    """k-nearest neighbours on standardised, L2-normalised embeddings (cosine neighbourhoods).
+
+    k ∈ :data:`KNN_KS` (those smaller than the inner training folds) is chosen by grouped CV
+    (MAE for ``task="regression"``, balanced accuracy for ``"classification"``).
+
+    Returns:
+        The metrics of :func:`regression_probe` / :func:`classification_probe`, with ``"k"``.
+    """
+    classification = _check_task(task)
+    folds = inner_folds(y_train, groups, classification, seed)
+    ks = [k for k in KNN_KS if k <= min(len(tr) for tr, _ in folds)] or [1]
+    est = KNeighborsClassifier() if classification else KNeighborsRegressor()
+    name = type(est).__name__.lower()
+    search = _search(make_pipeline(StandardScaler(), Normalizer(), est), {f"{name}__n_neighbors": ks}, x_train,
+                     y_train, folds, "balanced_accuracy" if classification else "neg_mean_absolute_error")
+    out = _predict_report(search, x_test, y_test, classification, n_boot, seed, groups_test)
+    out["k"] = int(search.best_params_[f"{name}__n_neighbors"])
+    return out
+
+
+def mlp_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, task: str,
+              seed: int = 0, groups: np.ndarray | None = None, n_boot: int = 1000, hidden: int = 256,
+              groups_test: np.ndarray | None = None) -> dict:
+    """One-hidden-layer MLP (ReLU, Adam, early stopping on a slice of the training rows).
+
+    The L2 penalty ∈ :data:`MLP_ALPHAS` is chosen by grouped CV; regression targets are
+    standardised with training statistics (``TransformedTargetRegressor``). Seeded.
+
+    Returns:
+        The metrics of :func:`regression_probe` / :func:`classification_probe`, with ``"alpha"``.
+    """
+    classification = _check_task(task)
+    kw = dict(hidden_layer_sizes=(hidden,), max_iter=500, early_stopping=True, n_iter_no_change=20,
+              random_state=seed)
+    if classification:
+        model, key = make_pipeline(StandardScaler(), MLPClassifier(**kw)), "mlpclassifier__alpha"
+    else:
+        model = TransformedTargetRegressor(make_pipeline(StandardScaler(), MLPRegressor(**kw)), transformer=StandardScaler())
+        key = "regressor__mlpregressor__alpha"
+    search = _search(model, {key: MLP_ALPHAS}, x_train, y_train, inner_folds(y_train, groups, classification, seed),
+                     "balanced_accuracy" if classification else "neg_mean_absolute_error")
+    out = _predict_report(search, x_test, y_test, classification, n_boot, seed, groups_test)
+    out["alpha"] = float(search.best_params_[key])
+    return out
+
+
+def _check_task(task: str) -> bool:
+    if task not in ("regression", "classification"):
+        raise ValueError(f"task must be 'regression' or 'classification', got {task!r}")
+    return task == "classification"
+
+
+def _predict_report(search, x_test, y_test, classification: bool, n_boot: int, seed: int, groups_test) -> dict:
+    if not classification:
+        return _regression_report(y_test, search.predict(x_test), n_boot, seed, groups_test)
+    proba = search.predict_proba(x_test)
+    return _classification_report(np.asarray(y_test), search.classes_[proba.argmax(1)], proba, search.classes_,
+                                  n_boot, seed, groups_test)
 
 
 def mean_predictor_mae(y_train: np.ndarray, y_test: np.ndarray) -> float:
     """MAE of always predicting the training mean (the floor any probe must beat)."""
-    return float(mean_absolute_error(y_test, np.full_like(y_test, y_train.mean())))
+    return M.mae(y_test, np.full(len(y_test), float(np.mean(y_train))))

@@ -16,8 +16,8 @@ neither as a positive nor in a denominator. A loss only chooses:
     ``u`` (default ``s``); or
   - ``"lower"``: one per positive, ``D_ab = exp(s_ab - margin) + sum_{k != a, P_ak < P_ab}
     exp(s_ak)``: only pairs attracting less than the positive repel it (ε-SupInfoNCE with
-    binary weights, L^thr with kernel weights). Computed with a sort per row and a
-    log-cumsum-exp, so memory is O(M^2), never an O(M^3) mask.
+    binary weights, L^thr with kernel weights). Computed with one sort per row, tie-aware
+    ranks and a log-cumsum-exp, so memory is O(M^2), never an O(M^3) mask.
 * how several positives are combined: ``"outside"`` (weighted mean of log-ratios,
   ``-sum_b P~_ab (s_ab - log D_ab)``) or ``"inside"`` (log of the weighted mean,
   ``-(log sum_b P~_ab exp(s_ab) - log D_a)``).
@@ -82,12 +82,32 @@ def weighted_logsumexp(x: Tensor, weight: Tensor, extra: Tensor | None = None) -
     return torch.log(total) + m, nonempty
 
 
+def strict_rank(key: Tensor) -> tuple[Tensor, Tensor]:
+    """Per row, how many entries are strictly smaller than each entry (ties share a rank).
+
+    Args:
+        key: (M, K) values compared within each row.
+
+    Returns:
+        ``(rank, order)``: (M, K) int64 counts in the original positions, and the (M, K)
+        permutation that sorts each row (``key.sort(dim=1).indices``).
+    """
+    sorted_key, order = key.sort(dim=1)
+    position = torch.arange(key.shape[1], device=key.device, dtype=torch.int32).expand(key.shape)
+    starts_group = torch.ones_like(sorted_key, dtype=torch.bool)
+    starts_group[:, 1:] = sorted_key[:, 1:] != sorted_key[:, :-1]
+    # Position of the first member of each tie group = number of strictly smaller entries.
+    first = torch.where(starts_group, position, torch.zeros_like(position)).cummax(dim=1).values
+    rank = torch.empty(key.shape, dtype=torch.int64, device=key.device).scatter_(1, order, first.long())
+    return rank, order
+
+
 def lower_logsumexp(logits: Tensor, pos_weight: Tensor, binary: bool) -> tuple[Tensor, Tensor]:
     """``log sum_{k != a, P_ak < P_ab} exp(s_ak)`` for every pair (a, b), in O(M^2) memory.
 
     Each row's weights are sorted once; ``logcumsumexp`` of the logits in that order gives,
-    for every threshold, the log-sum over all strictly lower-weighted pairs, and
-    ``searchsorted`` finds how many pairs lie strictly below ``P_ab`` (ties are not lower).
+    for every threshold, the log-sum over all strictly lower-weighted pairs, and the rank of
+    ``P_ab`` in its row (ties are not lower) says where to read it.
 
     Args:
         logits: (M, M) ``s``; diagonal ignored.
@@ -106,12 +126,10 @@ def lower_logsumexp(logits: Tensor, pos_weight: Tensor, binary: bool) -> tuple[T
         value, nonempty = weighted_logsumexp(logits, negatives.to(logits.dtype))
         return value[:, None].expand(m, m), nonempty[:, None].expand(m, m)
     # The anchor itself sorts last (+inf key) and is never strictly below any finite weight.
-    key = pos_weight.detach().masked_fill(~offdiag, math.inf)
-    sorted_key, order = key.sort(dim=1)
+    rank, order = strict_rank(pos_weight.detach().masked_fill(~offdiag, math.inf))
     cumulative = torch.logcumsumexp(logits.gather(1, order), dim=1)
-    count = torch.searchsorted(sorted_key, pos_weight.detach().contiguous(), side="left")
-    nonempty = count > 0
-    value = cumulative.gather(1, (count - 1).clamp_min(0))
+    nonempty = rank > 0
+    value = cumulative.gather(1, (rank - 1).clamp_min_(0))
     return torch.where(nonempty, value, torch.zeros_like(value)), nonempty
 
 

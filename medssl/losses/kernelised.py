@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from medssl.losses.base import ContrastiveLoss, views_positive
-from medssl.losses.core import contrastive_core, off_diagonal, tile_labels
+from medssl.losses.core import contrastive_core, off_diagonal, strict_rank, tile_labels
 from medssl.losses.kernels import KERNELS, bandwidths, kernel_weights
 from medssl.registry import LOSSES
 
@@ -126,8 +126,8 @@ class ThresholdLoss(_KernelLoss):
             return contrastive_core(logits, weights, denominator="lower")
         m = logits.shape[0]
         key = weights.masked_fill(~off_diagonal(m, logits.device), math.inf)  # self never counts
-        below = torch.searchsorted(key.sort(dim=1).values, weights.T.contiguous(), side="left")
-        counts = below.T.to(logits.dtype)  # counts[a, b] = #{c != b : w_bc < w_ab}
+        # rank[b, a] = #{c != b : w_bc < w_ba}; kernel weights are symmetric, so w_ba = w_ab.
+        counts = strict_rank(key)[0].T.to(logits.dtype)  # counts[a, b] = #{c : w_bc < w_ab}
         if self.delta_reduction == "mean":
             counts = counts / m
         return contrastive_core(logits, weights, denom_weight=counts)

@@ -142,6 +142,10 @@ class Trainer:
         if path is None:
             return False
         self.load_state_dict(load_checkpoint(path), source=str(path))
+        log = self.run_dir / "metrics.jsonl"
+        if self.dist.is_main and log.exists():  # drop rows logged after the checkpoint (they will be redone)
+            rows = [x for x in log.read_text().splitlines() if x.strip() and json.loads(x)["step"] <= self.step]
+            log.write_text("".join(r + "\n" for r in rows))
         return True
 
     def save(self) -> Path | None:

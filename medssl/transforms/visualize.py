@@ -13,9 +13,10 @@ def _mid_slices(img: torch.Tensor) -> list[tuple[str, np.ndarray]]:
     """(C, *S) -> [(plane name, 2D array)] of the first channel: the image itself in 2D,
     the three central orthogonal slices in 3D."""
     a = img[0].detach().float().cpu().numpy()
-    if a.ndim == 2:
-        return [("", a)]
-    return [(f"axis {k}", np.take(a, a.shape[k] // 2, axis=k)) for k in range(3)]
+    if a.ndim == 2:  # medssl Volume convention (X, Y): X to the right, Y (DICOM rows) down
+        return [("", a.T)]
+    # central slice across axis k, rotated so that the last remaining axis points up
+    return [(f"axis {k}", np.rot90(np.take(a, a.shape[k] // 2, axis=k))) for k in range(3)]
 
 
 def save_view_grid(images: Sequence[tuple[str, torch.Tensor]], pipelines, path: str | Path, n_views: int = 4,
@@ -55,7 +56,7 @@ def save_view_grid(images: Sequence[tuple[str, torch.Tensor]], pipelines, path: 
     for r, (label, orig, views, (lo, hi)) in enumerate(rows):
         for c, panel in enumerate([orig] + views):
             ax = axes[r, c]
-            ax.imshow(np.rot90(panel), cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+            ax.imshow(panel, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:

@@ -262,6 +262,10 @@ def test_existing_folder_rules(tmp_path, capsys):
     write_synthetic_cohort(out, n_subjects=2, shape=(16, 16, 16), progress=False, overwrite=True)
     assert sorted(p.name for p in out.glob("sub-*")) == ["sub-0001", "sub-0002"]
     assert len(_read_tsv(out / "participants.tsv")) == 2
+    # an interrupted run (no participants.tsv yet) is simply regenerated
+    (out / "participants.tsv").unlink()
+    write_synthetic_cohort(out, n_subjects=3, shape=(16, 16, 16), progress=False)
+    assert len(_read_tsv(out / "participants.tsv")) == 3
 
 
 @pytest.mark.parametrize("kwargs, name", [

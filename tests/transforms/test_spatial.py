@@ -163,3 +163,23 @@ def test_errors_are_explicit():
         RandomFlip(1.5)
     with pytest.raises(TypeError, match="floating"):
         RandomFlip(0.5)(torch.zeros(1, 1, 4, 4, dtype=torch.int64), gen(0))
+
+
+def test_fused_elastic_on_some_rows_matches_a_full_field_reference():
+    x = blob_phantom((16, 18, 20), batch=4)
+    crop, el = RandomResizedCrop((10, 12, 14)), RandomElastic(0.5, magnitude=1.5, grid=4)
+    shape = (4, 1, 10, 12, 14)
+    cp, ep = crop.sample_params(shape, gen(1)), el.sample_params(shape, gen(2))
+    ep["apply"] = torch.tensor([True, False, True, False])
+    y = fused_spatial(x, crop, [el], [ep], cp)
+    A, t = crop.base_map(cp)
+    full = F.interpolate(ep["control"] * ep["apply"].reshape(-1, 1, 1, 1, 1).float(), size=(10, 12, 14),
+                         mode="trilinear", align_corners=True)
+    grid = sampling_grid(A, t, (16, 18, 20), (10, 12, 14))
+    grid = grid + (full / (torch.tensor([16.0, 18, 20]) / 2).reshape(1, 3, 1, 1, 1)).flip(1).movedim(1, -1)
+    ref = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    assert torch.allclose(y, ref, atol=1e-5)
+    start = (cp["centre"] - cp["region"] / 2 + torch.tensor([16.0, 18, 20]) / 2).round().long()
+    for b in (1, 3):  # rows without deformation are exact crops
+        s0, s1, s2 = start[b].tolist()
+        assert torch.equal(y[b], x[b, :, s0:s0 + 10, s1:s1 + 12, s2:s2 + 14])

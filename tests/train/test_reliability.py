@@ -1,0 +1,87 @@
+"""Kill/resume, SIGTERM and DDP equivalence, each in real subprocesses."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+SCRIPT = str(Path(__file__).with_name("tiny_run.py"))
+
+
+def _run(*args, env=None, **kw):
+    return subprocess.Popen([sys.executable, SCRIPT, *map(str, args)], env={**os.environ, **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def _steps_logged(run_dir: Path) -> int:
+    log = run_dir / "metrics.jsonl"
+    if not log.exists():
+        return 0
+    rows = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
+    return max((r["step"] for r in rows), default=0)
+
+
+def _wait_for_step(proc, run_dir, step, timeout=120):
+    t0 = time.time()
+    while _steps_logged(run_dir) < step:
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.time() - t0 < timeout
+        time.sleep(0.05)
+
+
+def _same(a: Path, b: Path) -> None:
+    pa, pb = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+    assert pa.keys() == pb.keys()
+    for k in pa:
+        assert torch.allclose(pa[k], pb[k], atol=1e-6, rtol=0), k
+
+
+def test_sigkill_at_an_arbitrary_step_then_resume_equals_uninterrupted(tmp_path):
+    ref = _run(tmp_path / "ref", "--epochs", 3, "--params", tmp_path / "ref.pt")
+    assert ref.wait(timeout=300) == 0, ref.stdout.read()
+    victim = _run(tmp_path / "run", "--epochs", 3, "--checkpoint-every", 1, "--sleep", 0.3)
+    _wait_for_step(victim, tmp_path / "run", 7)  # mid-epoch 2 (4 steps per epoch)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert _steps_logged(tmp_path / "run") < 12
+    resumed = _run(tmp_path / "run", "--epochs", 3, "--resume", "auto", "--params", tmp_path / "resumed.pt")
+    assert resumed.wait(timeout=300) == 0, resumed.stdout.read()
+    _same(tmp_path / "ref.pt", tmp_path / "resumed.pt")
+    steps = [json.loads(x)["step"] for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 13))  # the log was cut back to the checkpoint: no duplicated steps
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    proc = _run(tmp_path, "--epochs", 50, "--sleep", 0.2)
+    _wait_for_step(proc, tmp_path, 2)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert "'stopped_early': True" in out
+    ckpts = sorted((tmp_path / "checkpoints").glob("step-*.pt"))
+    assert ckpts and 2 <= int(ckpts[-1].stem.split("-")[1]) < 200
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path):
+    single = _run(tmp_path / "one", "--epochs", 2, "--params", tmp_path / "one.pt")
+    assert single.wait(timeout=300) == 0, single.stdout.read()
+    port = str(_free_port())
+    procs = [_run(tmp_path / "two", "--epochs", 2, "--params", tmp_path / "two.pt",
+                  env={"RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": port, "OMP_NUM_THREADS": "1"}) for r in range(2)]
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stdout.read()
+    _same(tmp_path / "one.pt", tmp_path / "two.pt")
+    assert not (tmp_path / "two.pt").with_name("two.pt.rank1").exists()
