@@ -25,7 +25,7 @@ def _cmd_pretrain(a: argparse.Namespace) -> None:
     from medssl.config import load_config
     from medssl.eval.report import format_table
 
-    cfg = load_config(a.config, a.overrides)
+    cfg = load_config(a.config, [*a.overrides, *([f"train.resume={a.resume}"] if a.resume else [])])
     run_dir = pretrain(cfg)
     print(f"pretraining done: {run_dir}")
     if a.evaluate:
@@ -102,7 +102,8 @@ def _add_data_commands(sub) -> None:
     p.add_argument("--shape", type=int, nargs="+", default=None, help="output shape in voxels (default: the card's)")
     p.add_argument("--spacing", type=float, nargs="+", default=None, help="resample to this spacing in mm (default: the card's)")
     p.add_argument("--normalise", choices=["zscore", "minmax", "none"], default=None, help="default: the card's")
-    p.add_argument("--channels", type=int, default=1, help="image channels, = encoder.in_channels (default: 1)")
+    p.add_argument("--channels", type=int, default=None,
+                   help="image channels, = encoder.in_channels (default: the card's preprocessing.channels, else 1)")
     p.add_argument("--on-bad-file", choices=["error", "skip"], default="error",
                    help="stop at the first bad file, or skip and list bad files (default: error)")
     p.set_defaults(func=_cmd_data_prepare)
@@ -133,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("config", nargs="?", default=None, help="YAML run file, e.g. configs/pretrain/yaware.yaml")
     t.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.epochs=5 data.root=/data/ixi")
     t.add_argument("--evaluate", action="store_true", help="run the linear probes afterwards")
+    t.add_argument("--resume", default="", metavar="auto|CKPT",
+                   help="continue from the latest checkpoint in output_dir (auto) or from a checkpoint file")
     t.set_defaults(func=_cmd_pretrain)
 
     e = sub.add_parser("evaluate", help="linear probes (age, site, …) of a run's encoder vs random init; writes report.md")

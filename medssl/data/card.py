@@ -29,7 +29,7 @@ from medssl.config import ConfigError, _did_you_mean
 ROLES = ("subject", "session", "site", "age", "sex", "label", "path", "split")
 FORMATS = ("auto", "nifti", "dicom", "dicom_series", "itk", "png", "medmnist", "npy")
 SPLIT_ROLES = ("train", "val", "test")
-PREPROCESSING_KEYS = ("shape", "spacing", "normalise", "note")
+PREPROCESSING_KEYS = ("shape", "spacing", "normalise", "channels")
 GEOMETRY_KEYS = ("reference", "spacing")
 REQUIRED = ("name", "modality", "dimensionality")
 
@@ -43,7 +43,7 @@ class DataCard:
     dimensionality: int
     manifest: str | list = ""  #: metadata table(s) relative to the data root (.tsv/.csv, optionally .gz)
     columns: dict = field(default_factory=dict)  #: role → column name
-    join: list = field(default_factory=list)  #: [{table: file, on: column(s)}] tables whose columns are added
+    join: list = field(default_factory=list)  #: [{table: file, key: column(s)}] tables whose columns are added
     select: dict = field(default_factory=dict)  #: {column: [values]} keep only these rows
     path_template: str | list = ""  #: format string(s) over a row's columns; the first that exists is used
     files: str = ""  #: glob under the root, e.g. "sub-*/**/anat/*_T1w.nii.gz" (instead of one row per scan)
@@ -140,8 +140,8 @@ def _validate(p: Path, raw: dict) -> None:
     if not (isinstance(manifest, str) or isinstance(manifest, list) and all(isinstance(m, str) for m in manifest)):
         raise ConfigError(f"{p}: manifest must be a table file or a list of table files, got {manifest!r}")
     join = raw.get("join", [])
-    if not isinstance(join, list) or not all(isinstance(j, dict) and set(j) == {"table", "on"} for j in join):
-        raise ConfigError(f"{p}: join must be a list of {{table: <file>, on: <column or [columns]>}}, got {join!r}")
+    if not isinstance(join, list) or not all(isinstance(j, dict) and set(j) == {"table", "key"} for j in join):
+        raise ConfigError(f"{p}: join must be a list of {{table: <file>, key: <column or [columns]>}}, got {join!r}")
     if (join or raw.get("select")) and not manifest:
         raise ConfigError(f"{p}: join / select apply to the manifest table; give `manifest` too")
     if raw.get("path_regex"):

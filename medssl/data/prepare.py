@@ -14,11 +14,12 @@ exactly those.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from medssl.config import ConfigError
 from medssl.data.cache import CacheResult, build_cache
 from medssl.data.card import DataCard
 from medssl.data.manifest import Record, build_manifest, write_manifest
@@ -34,7 +35,7 @@ def make_preprocessor(card: DataCard, shape=None, spacing=None, normalise: str |
     radiograph has no patient frame to reorient to (docs/io.md).
 
     Raises:
-        ValueError: no shape given and none in the card, or a shape / spacing whose length
+        ConfigError: no shape given and none in the card, or a shape / spacing whose length
             is not the card's dimensionality.
     """
     pre = card.preprocessing
@@ -42,10 +43,10 @@ def make_preprocessor(card: DataCard, shape=None, spacing=None, normalise: str |
     spacing = list(spacing if spacing is not None else pre.get("spacing") or [])
     nd = card.dimensionality
     if len(shape) != nd:
-        raise ValueError(f"card {card.name!r} is {nd}D: give a shape with {nd} values (got {shape or 'none'}); "
+        raise ConfigError(f"card {card.name!r} is {nd}D: give a shape with {nd} values (got {shape or 'none'}); "
                          f"e.g. --shape {' '.join(['64'] * nd)} or data.shape=[{','.join(['64'] * nd)}]")
     if spacing and len(spacing) != nd:
-        raise ValueError(f"card {card.name!r} is {nd}D: spacing needs {nd} values (mm), got {spacing}")
+        raise ConfigError(f"card {card.name!r} is {nd}D: spacing needs {nd} values (mm), got {spacing}")
     return Preprocessor(shape=[int(s) for s in shape], spacing=[float(s) for s in spacing],
                         normalise=normalise or pre.get("normalise", "zscore"), orientation="RAS" if nd == 3 else "")
 
@@ -111,10 +112,11 @@ class PrepareResult:
 
 
 def prepare_card(card: DataCard, out: str | Path, *, root=None, shape=None, spacing=None, normalise=None,
-                 channels: int = 1, workers: int = 1, on_bad_file: str = "error", progress: bool = True) -> PrepareResult:
+                 channels: int | None = None, workers: int = 1, on_bad_file: str = "error", progress: bool = True) -> PrepareResult:
     """``medssl data prepare``: every record of ``card`` preprocessed into the cache at ``out``.
 
-    Missing files count as bad files (``on_bad_file`` decides). Writes ``out/manifest.tsv``
+    Unset ``shape`` / ``spacing`` / ``normalise`` / ``channels`` come from the card's
+    ``preprocessing``. Missing files count as bad files (``on_bad_file`` decides). Writes ``out/manifest.tsv``
     (records in cache order) and, when files were skipped, ``out/skipped_files.json``.
 
     Returns:
@@ -122,6 +124,7 @@ def prepare_card(card: DataCard, out: str | Path, *, root=None, shape=None, spac
         preprocessed by this call, the others were already cached).
     """
     out = Path(out)
+    channels = channels or int(card.preprocessing.get("channels", 1))
     records = build_manifest(card, root, check_files=False)
     loader = make_loader(card, make_preprocessor(card, shape, spacing, normalise), channels, root)
     cache = cache_records(records, loader, out, on_bad_file=on_bad_file, workers=workers, progress=progress)

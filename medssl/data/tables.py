@@ -2,7 +2,7 @@
 
 A card's ``manifest`` is one table or a list of tables with the same columns (e.g.
 CheXpert's ``train.csv`` + ``valid.csv``). ``join`` adds the columns of other tables
-matched on key column(s) (left join: unmatched rows get empty values), e.g. MIMIC-CXR's
+matched on ``key`` column(s) (left join: unmatched rows get empty values), e.g. MIMIC-CXR's
 split and metadata tables on ``dicom_id``. ``select`` keeps rows whose column holds one of
 the listed values (e.g. frontal views only). ``split_files`` reads official split lists
 (one file name per line, as NIH ChestX-ray14's ``train_val_list.txt``).
@@ -53,9 +53,9 @@ def _key(row: dict, on: list[str]) -> tuple:
 
 
 def _join(rows: list[Row], header: list[str], root: Path, spec: dict) -> list[str]:
-    if not isinstance(spec, dict) or set(spec) - {"table", "on"} or not spec.get("table") or not spec.get("on"):
-        raise ManifestError(f"join entry {spec!r} must be {{table: <file>, on: <column or [columns]>}}")
-    on = [spec["on"]] if isinstance(spec["on"], str) else list(spec["on"])
+    if not isinstance(spec, dict) or set(spec) - {"table", "key"} or not spec.get("table") or not spec.get("key"):
+        raise ManifestError(f"join entry {spec!r} must be {{table: <file>, key: <column or [columns]>}}")
+    on = [spec["key"]] if isinstance(spec["key"], str) else list(spec["key"])
     table = root / spec["table"]
     jheader, jrows = read_table(table)
     for col, hdr, name in [(c, h, n) for c in on for h, n in ((header, "manifest"), (jheader, str(table)))]:
