@@ -2,5 +2,8 @@
 
 from medssl.methods.base import Method, StepOutput
 from medssl.methods.contrastive import ContrastiveMethod, ContrastiveRegression, SimCLR, SupInfoNCE, YAware
+from medssl.methods.genesis import ModelsGenesis
+from medssl.methods.mae import MAE
 
-__all__ = ["ContrastiveMethod", "ContrastiveRegression", "Method", "SimCLR", "StepOutput", "SupInfoNCE", "YAware"]
+__all__ = ["MAE", "ContrastiveMethod", "ContrastiveRegression", "Method", "ModelsGenesis", "SimCLR", "StepOutput",
+           "SupInfoNCE", "YAware"]

@@ -1,0 +1,81 @@
+"""Models Genesis: self-supervised restoration of corrupted images (Zhou et al., "Models
+Genesis", Medical Image Analysis 67:101840, 2021; MICCAI 2019).
+
+An encoder–decoder learns to restore the original sub-volume from a corrupted one
+(non-linear Bézier intensity transform, local pixel shuffling, in-/out-painting; see
+:class:`medssl.transforms.genesis.GenesisCorruption`). The decoder is a U-Net expanding path
+(:class:`~medssl.heads.decoders.UNetDecoder`) on the registered CNN encoder's feature
+pyramid, with a sigmoid output and the mean squared error to the uncorrupted image, as in
+the paper. Only the encoder is kept for downstream use (``medssl export``).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from medssl.heads.decoders import UNetDecoder
+from medssl.methods.base import Method, StepOutput
+from medssl.registry import METHODS
+from medssl.transforms.genesis import GenesisCorruption
+
+
+def minmax_per_sample(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Rescale each sample of (B, C, *S) to [0, 1] (its own min and max; constant samples → 0)."""
+    flat = x.flatten(1)
+    lo, hi = flat.min(1).values, flat.max(1).values
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    return (x - lo.view(shape)) / (hi - lo).clamp(min=eps).view(shape)
+
+
+@METHODS.register("genesis")
+class ModelsGenesis(Method):
+    """Models Genesis restoration pretraining of a CNN encoder.
+
+    Args:
+        encoder: a CNN encoder with ``forward_pyramid`` (resnet*, densenet*, alexnet).
+        views: optional :class:`~medssl.transforms.views.ViewPipeline` (random sub-volume crops,
+            flips; the API passes the ``augment`` section) applied before corrupting.
+        rescale: min-max rescale every sample to [0, 1] first (the corruptions and the sigmoid
+            output assume [0, 1]; keep True unless the data are already in [0, 1]).
+        nonlinear_prob, shuffle_prob, paint_prob, outpaint_prob: corruption probabilities
+            (paper defaults 0.9, 0.5, 0.9, 0.8; see :class:`GenesisCorruption`).
+        decoder_channels: decoder channels per level, fine → coarse (default: the encoder's).
+
+    ``training_step`` logs ``mse_restore`` (the loss). ``restore`` maps corrupted → restored.
+    """
+
+    uses = "none"
+
+    def __init__(self, encoder: nn.Module, views=None, rescale: bool = True, nonlinear_prob: float = 0.9,
+                 shuffle_prob: float = 0.5, paint_prob: float = 0.9, outpaint_prob: float = 0.8,
+                 decoder_channels: Sequence[int] | None = None) -> None:
+        super().__init__()
+        if not hasattr(encoder, "forward_pyramid"):
+            raise ValueError(f"Models Genesis needs a CNN encoder with feature maps at several scales (resnet*, "
+                             f"densenet*, alexnet), got {type(encoder).__name__}; ViT encoders can use method.name=mae")
+        self.encoder, self.views, self.rescale = encoder, views, bool(rescale)
+        self.corruption = GenesisCorruption(nonlinear_prob=nonlinear_prob, shuffle_prob=shuffle_prob,
+                                            paint_prob=paint_prob, outpaint_prob=outpaint_prob)
+        self.decoder = UNetDecoder(encoder.pyramid_channels, encoder.in_channels, encoder.spatial_dims,
+                                   decoder_channels)
+
+    def restore(self, corrupted: torch.Tensor) -> torch.Tensor:
+        """(B, C, *S) corrupted in [0, 1] → restored (B, C, *S) in (0, 1)."""
+        return torch.sigmoid(self.decoder(self.encoder.forward_pyramid(corrupted), corrupted.shape[2:]))
+
+    def corrupt(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Views (if any), rescaling and corruption: (B, C, *S) → (corrupted, target)."""
+        if self.views is not None:
+            x = self.views(x, generator)
+        if self.rescale:
+            x = minmax_per_sample(x.float())
+        return self.corruption(x, generator)
+
+    def training_step(self, batch: dict, generator: torch.Generator) -> StepOutput:
+        corrupted, target = self.corrupt(batch["image"], generator)
+        loss = F.mse_loss(self.restore(corrupted).float(), target.float())
+        return StepOutput(loss=loss, logs={"mse_restore": float(loss.detach())})
