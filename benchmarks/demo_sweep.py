@@ -1,11 +1,16 @@
-"""Choose the demo recipe on an independent synthetic cohort (not the one the demo reports).
+"""Run variants of the demo recipe × seeds on a synthetic cohort; report mean ± sd of the probes.
 
-Runs several override sets of ``configs/pretrain/demo.yaml`` on a cohort written with
-``--cohort-seed`` (default 1; the demo itself uses seed 0), in parallel processes, and prints
-age MAE / site balanced accuracy of the pretrained and random-init encoders for each.
+Used for two things (results in docs/benchmarks.md):
 
-    python benchmarks/demo_sweep.py --out /tmp/sweep --jobs 4 \
-        --variant "method.name=simclr;method.loss={temperature: 0.1}" --variant "train.epochs=60"
+* choosing the demo recipe on an independent cohort (``--cohort-seed 1``; the demo itself
+  reports on the seed-0 cohort), and
+* the loss-family study: SimCLR vs y-aware vs L^exp vs L^thr vs ε-SupInfoNCE + FairKL(site)
+  at the same budget over 3 training seeds (``--study``).
+
+Each variant is ``label=override;override;…`` (overrides of configs/pretrain/demo.yaml).
+
+    python benchmarks/demo_sweep.py --out /tmp/sweep --jobs 4 --variant "simclr=method.name=simclr;method.loss={temperature: 0.1}"
+    python benchmarks/demo_sweep.py --study --seeds 0 1 2 --common "train.device=cuda" --out /tmp/study
 """
 
 from __future__ import annotations
@@ -16,24 +21,73 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 
-def _run(args: tuple[str, str, list[str]]) -> dict:
+STUDY = {
+    "SimCLR": "method.name=simclr;method.loss={temperature: 0.1}",
+    "y-aware": "method.name=yaware",
+    "L^exp": "method.name=contrastive_regression;method.loss={temperature: 0.1, sigma: 2.0}",
+    "L^thr": "method.name=contrastive_regression;method.loss={name: threshold, temperature: 0.1, sigma: 2.0}",
+    "eps-SupInfoNCE + FairKL(site)": "method.name=supinfonce;method.loss={temperature: 0.1, epsilon: 0.25};method.fairkl_weight=1.0",
+}
+
+
+def _run(job: tuple[str, str, str, list[str]]) -> dict:
     import torch
 
     torch.set_num_threads(2)
     from medssl.api import REPO_ROOT, evaluate, pretrain
     from medssl.config import load_config
 
-    cohort, out, overrides = args
+    label, cohort, out, overrides = job
     t0 = time.time()
     cfg = load_config(REPO_ROOT / "configs" / "pretrain" / "demo.yaml",
                       [f"data.root={cohort}", f"output_dir={out}", "train.progress=false", *overrides])
-    run = pretrain(cfg, progress=False)
-    res = evaluate(run, progress=False)
+    res = evaluate(pretrain(cfg, progress=False), progress=False)
     p = res["probes"]
-    return {"overrides": " ".join(overrides) or "(demo.yaml)", "pre_mae": p["pretrained"]["age"]["mae"],
-            "rand_mae": p["random init"]["age"]["mae"], "pre_site": p["pretrained"]["site"]["balanced_accuracy"],
-            "rand_site": p["random init"]["site"]["balanced_accuracy"], "seconds": time.time() - t0}
+    return {"label": label, "overrides": overrides, "seed": cfg.seed, "seconds": time.time() - t0,
+            "age_mae": p["pretrained"]["age"]["mae"], "site_bacc": p["pretrained"]["site"]["balanced_accuracy"],
+            "random_age_mae": p["random init"]["age"]["mae"], "random_site_bacc": p["random init"]["site"]["balanced_accuracy"]}
+
+
+def parse_variant(text: str) -> tuple[str, str]:
+    """``"label=a.b=1;c.d=2"`` → (label, overrides); without a label the overrides name themselves."""
+    head, sep, rest = text.partition("=")
+    if sep and "." not in head and head not in ("seed", "output_dir"):
+        return head, rest
+    return text or "demo.yaml", text
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean ± sd (ddof=1 when n > 1) per label, in first-seen order."""
+    out = []
+    for label in dict.fromkeys(r["label"] for r in rows):
+        sel = [r for r in rows if r["label"] == label]
+        agg = {"label": label, "n": len(sel)}
+        for key in ("age_mae", "site_bacc", "random_age_mae", "random_site_bacc"):
+            v = np.array([r[key] for r in sel])
+            agg[key] = (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0)
+        out.append(agg)
+    return out
+
+
+def plot(summary: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [s["label"] for s in summary] + ["random init"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, key, title in ((axes[0], "age_mae", "age MAE (years) ↓"), (axes[1], "site_bacc", "site balanced accuracy ↓")):
+        means = [s[key][0] for s in summary] + [summary[0]["random_" + key][0]]
+        sds = [s[key][1] for s in summary] + [summary[0]["random_" + key][1]]
+        ax.barh(labels, means, xerr=sds, color=["C0"] * len(summary) + ["C7"])
+        ax.set_title(title)
+        ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -42,8 +96,10 @@ def main() -> None:
     ap.add_argument("--cohort-seed", type=int, default=1)
     ap.add_argument("--subjects", type=int, default=300)
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--variant", action="append", default=[], help="overrides separated by ;  (repeat the flag for more variants)")
-    ap.add_argument("--common", default="", help="overrides added to every variant (e.g. train.device=cuda)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--variant", action="append", default=[], help="label=override;override;…  (repeatable)")
+    ap.add_argument("--study", action="store_true", help="run the loss-family study variants")
+    ap.add_argument("--common", default="", help="overrides added to every variant, separated by ;")
     a = ap.parse_args()
     from medssl.data.synthetic import write_synthetic_cohort
 
@@ -51,14 +107,25 @@ def main() -> None:
     cohort = out / f"cohort-seed{a.cohort_seed}"
     if not (cohort / "participants.tsv").exists():
         write_synthetic_cohort(cohort, n_subjects=a.subjects, n_sites=3, shape=(48, 48, 48), seed=a.cohort_seed, progress=False)
-    variants = [[o.strip() for o in v.split(";") if o.strip()] for v in (a.variant or [""])]
-    jobs = [(str(cohort), str(out / f"run{i}"), [*a.common.split(), *v]) for i, v in enumerate(variants)]
+    variants = dict(STUDY) if a.study else {}
+    for v in a.variant or ([] if a.study else [""]):
+        variants.update([parse_variant(v)])
+    common = [o.strip() for o in a.common.split(";") if o.strip()]
+    jobs = [(label, str(cohort), str(out / f"run{i}-seed{s}"), [*common, *[o.strip() for o in spec.split(";") if o.strip()],
+                                                                 f"seed={s}"])
+            for i, (label, spec) in enumerate(variants.items()) for s in a.seeds]
     with ProcessPoolExecutor(a.jobs) as ex:
         rows = list(ex.map(_run, jobs))
-    print(f"{'variant':60s} {'MAE pre':>8s} {'MAE rand':>8s} {'site pre':>8s} {'site rand':>9s} {'s':>5s}")
-    for r in rows:
-        print(f"{r['overrides'][:60]:60s} {r['pre_mae']:8.2f} {r['rand_mae']:8.2f} {r['pre_site']:8.3f} {r['rand_site']:9.3f} {r['seconds']:5.0f}")
-    (out / "sweep.json").write_text(json.dumps(rows, indent=2))
+    summary = summarise(rows)
+    print(f"\ncohort seed {a.cohort_seed}, {a.subjects} subjects, training seeds {a.seeds}; common: {' '.join(common) or '-'}")
+    print(f"{'variant':34s} {'age MAE (y)':>16s} {'site BAcc':>16s}")
+    for s in summary:
+        print(f"{s['label'][:34]:34s} {s['age_mae'][0]:8.2f} ± {s['age_mae'][1]:4.2f} {s['site_bacc'][0]:9.3f} ± {s['site_bacc'][1]:.3f}")
+    r = summary[0]
+    print(f"{'random init (same encoder)':34s} {r['random_age_mae'][0]:8.2f} ± {r['random_age_mae'][1]:4.2f} "
+          f"{r['random_site_bacc'][0]:9.3f} ± {r['random_site_bacc'][1]:.3f}")
+    (out / "sweep.json").write_text(json.dumps({"rows": rows, "summary": summary}, indent=2))
+    plot(summary, out / "sweep.png")
 
 
 if __name__ == "__main__":
