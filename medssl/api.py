@@ -85,7 +85,17 @@ def build_method(cfg: RunConfig) -> torch.nn.Module:
     method_cls = METHODS.get(cfg.method.name)
     encoder = build_encoder(cfg.encoder.name, cfg.encoder.spatial_dims, cfg.encoder.in_channels, **cfg.encoder.options)
     if not getattr(method_cls, "default_loss", ""):  # generative methods (MAE, Models Genesis): own options
-        return method_cls(encoder=encoder, **cfg.method.options)
+        import inspect  # noqa: PLC0415 - kept inside the generative branch
+
+        options = dict(cfg.method.options)
+        if "views" in inspect.signature(method_cls).parameters:  # random crops/flips from the augment section
+            if "views" in options:
+                raise ConfigError("method.options.views: views are built from the augment section "
+                                  "(augment.preset, augment.crop_size, augment.overrides); remove method.options.views")
+            options["views"] = build_view_pipeline(preset=cfg.augment.preset, spatial_dims=cfg.encoder.spatial_dims,
+                                                   crop_size=tuple(cfg.augment.crop_size),
+                                                   overrides=dict(cfg.augment.overrides))
+        return method_cls(encoder=encoder, **options)
     loss_opts = dict(cfg.method.loss)
     loss = LOSSES.get(loss_opts.pop("name", method_cls.default_loss))(**loss_opts)
     views = build_view_pipeline(preset=cfg.augment.preset, spatial_dims=cfg.encoder.spatial_dims,
@@ -176,22 +186,6 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> Path:
     return run_dir
 
 
-def _probe_all(features: dict, train_mask: np.ndarray, targets: list[str], seed: int) -> dict:
-    out = {}
-    x = features["features"]
-    for target in targets:
-        y = features[target]
-        valid = ~np.isnan(y) if target == "age" else y >= 0
-        tr, te = train_mask & valid, ~train_mask & valid
-        if tr.sum() < 5 or te.sum() < 2 or (target != "age" and len(np.unique(y[tr])) < 2):
-            continue
-        if target == "age":
-            out[target] = regression_probe(x[tr], y[tr], x[te], y[te])
-        else:
-            out[target] = classification_probe(x[tr], y[tr].astype(int), x[te], y[te].astype(int), seed)
-    return out
-
-
 def load_run_encoder(run_dir: str | Path) -> tuple[RunConfig, torch.nn.Module]:
     """The pretrained encoder of a run (latest checkpoint), with the run's config."""
     from medssl.train.checkpoint import list_checkpoints, load_checkpoint
@@ -206,33 +200,108 @@ def load_run_encoder(run_dir: str | Path) -> tuple[RunConfig, torch.nn.Module]:
     return cfg, method.encoder
 
 
-def evaluate(run_dir: str | Path, progress: bool = True) -> dict:
-    """Linear probes (age, site, …) for the run's encoder and a random-init twin; writes the report."""
+def _evaluation_source(path: Path, protocol: str, data: str | None, root: str | None):
+    """``(cfg, encoder, prep_dir, out_dir, kind)`` for a run directory or an encoder export.
+
+    The default protocol on a run's own data writes into the run directory (as always);
+    other protocols write into ``RUN/eval-<protocol>``, and evaluations on another data card
+    (``data``) into ``RUN/eval-<protocol>-<card>`` with their own manifest and cache.
+    """
+    if (path / "config.yaml").is_file():
+        cfg, encoder = load_run_encoder(path)
+        kind = "run"
+    elif (path / "encoder.json").is_file():
+        from medssl.export import load_encoder, read_spec
+
+        if not data:
+            raise ConfigError(f"{path} is an encoder export: pass --data CARD (and --root DIR) to choose the data set")
+        spec = read_spec(path)
+        encoder, cfg, kind = load_encoder(path), load_config(None), "export"
+        args, inp = dict(spec["arguments"]), spec.get("input", {})
+        cfg.encoder.name = spec["architecture"]
+        cfg.encoder.spatial_dims = int(args.pop("spatial_dims", inp.get("spatial_dims", 3)))
+        cfg.encoder.in_channels = int(args.pop("in_channels", inp.get("in_channels", 1)))
+        cfg.encoder.options = args
+        cfg.data.shape = list(inp.get("shape") or cfg.data.shape)
+        cfg.data.spacing = list(inp.get("spacing_mm") or [])
+        cfg.data.normalise = inp.get("normalise", cfg.data.normalise)
+    else:
+        raise FileNotFoundError(f"{path} is neither a run directory (config.yaml) nor an encoder export (encoder.json)")
+    if data:
+        cfg.data.card, cfg.data.cache_dir, cfg.data.limit = data, "", 0
+    if root:
+        cfg.data.root = root
+    if protocol == "default" and kind == "run" and not data:
+        return cfg, encoder, path, path, kind
+    card_name = Path(str(cfg.data.card)).stem
+    out_dir = path / (f"eval-{protocol}" + (f"-{card_name}" if data else ""))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return cfg, encoder, (path if kind == "run" and not data and not root else out_dir), out_dir, kind
+
+
+def evaluate(run_dir: str | Path, progress: bool = True, protocol: str = "default", data: str | None = None,
+             root: str | None = None, options=None, device: str | None = None) -> dict:
+    """Evaluate a run's encoder (or an exported one) with one protocol; write metrics.json + report.md.
+
+    Args:
+        run_dir: run directory (``medssl pretrain``) or export folder (``medssl export``).
+        progress: progress bars for feature extraction.
+        protocol: default | linear | knn | mlp | site | openbhb | fewshot | finetune
+            (:mod:`medssl.eval.driver`); ``default`` = linear probes + PCA map, fast.
+        data, root: evaluate on this data card / data root instead of the run's (required
+            for exports).
+        options: :class:`medssl.eval.driver.EvalOptions` (its ``protocol`` is overridden).
+        device: "cpu" / "cuda" / "auto" (default: the run's ``train.device``).
+
+    Returns:
+        The results dict (see :mod:`medssl.eval.report`); ``info["output directory"]`` says
+        where the report went.
+    """
+    from dataclasses import replace as _replace
+
+    from medssl.eval.driver import EvalOptions, multilabel_matrix, run_protocol
+    from medssl.eval.features import feature_cache_path
+
+    t0 = time.time()
+    opts = _replace(options or EvalOptions(), protocol=protocol)
     run_dir = Path(run_dir)
-    cfg, encoder = load_run_encoder(run_dir)
-    data = prepare_data(cfg, run_dir, progress=False)
-    idx = data.train + data.test
-    ds = CachedScans(data.images, data.records, idx, data.coder)
-    train_mask = np.array([data.records[i].split == "train" for i in idx])
-    device = resolve_device(cfg.train.device)
+    cfg, encoder, prep_dir, out_dir, kind = _evaluation_source(run_dir, protocol, data, root)
+    seed = cfg.seed if opts.seed is None else opts.seed
+    prepared = prepare_data(cfg, prep_dir, progress=False)
+    idx = prepared.train + prepared.test
+    ds = CachedScans(prepared.images, prepared.records, idx, prepared.coder)
+    train_mask = np.array([prepared.records[i].split == "train" for i in idx])
+    dev = resolve_device(device or cfg.train.device)
     encoders = {"pretrained": encoder}
-    if cfg.eval.random_init_baseline:
-        torch.manual_seed(cfg.seed)
+    if cfg.eval.random_init_baseline if opts.random_init is None else opts.random_init:
+        torch.manual_seed(seed)
         encoders["random init"] = build_encoder(cfg.encoder.name, cfg.encoder.spatial_dims, cfg.encoder.in_channels,
                                                 **cfg.encoder.options)
-    results: dict = {"probes": {}, "baselines": {}}
+    vocab = {k: list(v) for k, v in prepared.coder.vocab.items()}
+    multilabel = any("|" in prepared.records[i].label for i in idx)
+    feats = {}
     for name, enc in encoders.items():
-        feats = extract_features(enc, ds, cfg.eval.batch_size, device, progress)
-        results["probes"][name] = _probe_all(feats, train_mask, list(cfg.eval.targets), cfg.seed)
-    ages = feats["age"]
-    if "age" in cfg.eval.targets and not np.isnan(ages).all():
-        ok = ~np.isnan(ages)
-        results["baselines"]["mean_predictor_mae"] = mean_predictor_mae(ages[train_mask & ok], ages[~train_mask & ok])
-        results["test_age"] = ages[~train_mask & ok]
-    results["info"] = {"method": cfg.method.name, "encoder": cfg.encoder.name, "train subjects": len(data.train),
-                       "test subjects": len(data.test), "sites": len(data.coder.vocab["site"]), "config hash": config_hash(cfg)}
-    results["skipped_files"] = data.skipped
-    write_report(run_dir, results)
+        tag = name.replace(" ", "_") + ("-flip" if opts.tta_flip else "")
+        feats[name] = extract_features(enc, ds, cfg.eval.batch_size, dev, progress, tta_flip=opts.tta_flip,
+                                       cache=feature_cache_path(prep_dir, enc, tag))
+        if multilabel:
+            feats[name]["label"], vocab["label"] = multilabel_matrix([prepared.records[i].label for i in idx])
+    targets = list(opts.targets or cfg.eval.targets)
+    if protocol in ("finetune", "fewshot") and not opts.targets:  # downstream tasks: age and diagnosis, not site
+        targets = [t for t in targets if t != "site"] + (["label"] if "label" not in targets and vocab["label"] else [])
+    results = run_protocol(opts, feats, train_mask, vocab, seed, targets, encoders, {"all": ds}, str(dev))
+    results["info"] = {"protocol": protocol, "source": f"{kind} {run_dir}", "method": cfg.method.name if kind == "run"
+                       else "(export)", "encoder": cfg.encoder.name, "data card": Path(str(cfg.data.card)).stem,
+                       "train subjects": len(set(prepared.records[i].subject for i in prepared.train)),
+                       "test subjects": len(set(prepared.records[i].subject for i in prepared.test)),
+                       "sites": len(vocab["site"]), "targets": ", ".join(targets), "seed": seed,
+                       "test-time flip": opts.tta_flip, "device": str(dev), "run directory": str(run_dir),
+                       "output directory": str(out_dir)}
+    if kind == "run":
+        results["info"]["config hash"] = config_hash(cfg)
+    results["skipped_files"] = prepared.skipped
+    results["info"]["evaluation time (s)"] = round(time.time() - t0, 1)
+    write_report(out_dir, results)
     return results
 
 

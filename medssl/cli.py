@@ -32,12 +32,56 @@ def _cmd_pretrain(a: argparse.Namespace) -> None:
         print(format_table(evaluate(run_dir)))
 
 
-def _cmd_evaluate(a: argparse.Namespace) -> None:
+def _cmd_evaluate(a: argparse.Namespace) -> int:
     from medssl.api import evaluate
+    from medssl.eval.driver import EvalOptions
+    from medssl.eval.finetune import FinetuneOptions
     from medssl.eval.report import format_table
 
-    print(format_table(evaluate(a.run)))
-    print(f"report: {a.run}/report.md")
+    try:
+        ft = FinetuneOptions(mode=a.finetune_mode, last_blocks=a.last_blocks, lr_encoder=a.lr_encoder, lr_head=a.lr_head,
+                             epochs=a.epochs, batch_size=a.batch_size, patience=a.patience)
+        opts = EvalOptions(protocol=a.protocol, targets=tuple(a.targets or ()), seed=a.seed, n_boot=a.n_boot,
+                           fractions=tuple(a.fractions), seeds=tuple(a.seeds), external_sites=tuple(a.external_sites or ()),
+                           map_method=a.map, tta_flip=a.tta_flip, random_init=False if a.no_random_init else None,
+                           finetune=ft)
+        results = evaluate(a.run, protocol=a.protocol, data=a.data, root=a.root, options=opts, device=a.device)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"medssl evaluate: error: {e}", file=sys.stderr)
+        return 2
+    print(format_table(results))
+    print(f"report: {results['info']['output directory']}/report.md")
+    return 0
+
+
+def _cmd_compare(a: argparse.Namespace) -> int:
+    from medssl.eval.compare import compare_table, plot_compare
+
+    encoders = ("pretrained", "random init") if a.random_init else ("pretrained",)
+    try:
+        print(compare_table(a.runs, encoders))
+        path = plot_compare(a.runs, a.plot, encoders)
+    except FileNotFoundError as e:
+        print(f"medssl compare: error: {e}", file=sys.stderr)
+        return 2
+    if path:
+        print(f"plot: {path}")
+    return 0
+
+
+def _cmd_export(a: argparse.Namespace) -> int:
+    from medssl.export import ExportError, export_run, read_spec
+    from medssl.train.checkpoint import CheckpointError
+
+    try:
+        out = export_run(a.run, a.out, a.checkpoint or None)
+    except (FileNotFoundError, CheckpointError, ExportError) as e:
+        print(f"medssl export: error: {e}", file=sys.stderr)
+        return 2
+    spec = read_spec(out)
+    print(f"exported {spec['architecture']} (step {spec['pretraining'].get('checkpoint_step')}) to {out}: "
+          f"encoder.safetensors + encoder.json; load with medssl.load_encoder({str(out)!r})")
+    return 0
 
 
 def _cmd_list(a: argparse.Namespace) -> None:
@@ -138,9 +182,54 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue from the latest checkpoint in output_dir (auto) or from a checkpoint file")
     t.set_defaults(func=_cmd_pretrain)
 
-    e = sub.add_parser("evaluate", help="linear probes (age, site, …) of a run's encoder vs random init; writes report.md")
-    e.add_argument("run", help="run directory written by `medssl pretrain`")
+    e = sub.add_parser("evaluate", help="evaluate a run's (or an export's) encoder: probes, site effect, OpenBHB, "
+                                         "few-label curves, fine-tuning; writes metrics.json + report.md",
+                       description="Without --protocol: linear probes (age, site, …) of the run's encoder vs a "
+                                   "random-init twin, written into the run directory. With --protocol P: into "
+                                   "RUN/eval-P[-CARD]/. See docs/evaluation.md for what each protocol measures.")
+    e.add_argument("run", metavar="RUN_OR_EXPORT", help="run directory (`medssl pretrain`) or export folder (`medssl export`)")
+    e.add_argument("--protocol", default="default",
+                   choices=["default", "linear", "knn", "mlp", "site", "openbhb", "fewshot", "finetune"])
+    e.add_argument("--data", default=None, metavar="CARD", help="evaluate on this data card (required for an export)")
+    e.add_argument("--root", default=None, help="data root for the card")
+    e.add_argument("--targets", nargs="+", default=None, help="metadata to predict (default: the run's eval.targets)")
+    e.add_argument("--seed", type=int, default=None, help="seed for CV, bootstrap and fine-tuning (default: the run's)")
+    e.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for 95%% CIs (0: none)")
+    e.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.1, 1.0], help="fewshot label fractions")
+    e.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="fewshot subsampling seeds")
+    e.add_argument("--external-sites", nargs="+", default=None, help="openbhb: external (unseen) site names "
+                                                                      "(default: the last site)")
+    e.add_argument("--map", default="", choices=["", "tsne", "pca", "none"], help="2D embedding map "
+                                                                                 "(default: pca for default, else tsne)")
+    e.add_argument("--tta-flip", action="store_true", help="average embeddings with left-right flipped scans")
+    e.add_argument("--no-random-init", action="store_true", help="skip the random-init encoder baseline")
+    e.add_argument("--device", default=None, help="cpu | cuda | auto (default: the run's train.device)")
+    f = e.add_argument_group("fine-tuning (--protocol finetune)")
+    f.add_argument("--finetune-mode", default="full", choices=["full", "last", "head"])
+    f.add_argument("--last-blocks", type=int, default=1, help="trained blocks with --finetune-mode last")
+    f.add_argument("--lr-encoder", type=float, default=1e-4)
+    f.add_argument("--lr-head", type=float, default=1e-3)
+    f.add_argument("--epochs", type=int, default=30)
+    f.add_argument("--batch-size", type=int, default=16)
+    f.add_argument("--patience", type=int, default=5, help="early-stopping patience (epochs)")
     e.set_defaults(func=_cmd_evaluate)
+
+    cmp_ = sub.add_parser("compare", help="one table (and a plot) of the same metrics across runs / methods",
+                          description="Read metrics.json of each run (and its eval-* protocol folders) and print the "
+                                      "metrics side by side, with 95% CIs where available.")
+    cmp_.add_argument("runs", nargs="+", metavar="RUN", help="run directories or metrics.json files")
+    cmp_.add_argument("--plot", default="compare.png", help="bar-chart output (default: compare.png)")
+    cmp_.add_argument("--random-init", action="store_true", help="also show each run's random-init baseline")
+    cmp_.set_defaults(func=_cmd_compare)
+
+    x = sub.add_parser("export", help="write a run's encoder as safetensors + JSON spec (loads into plain MONAI nets)",
+                       description="Export the pretrained encoder of a run: encoder.safetensors (keys of the plain "
+                                   "network, strict-loadable) and encoder.json (architecture, input preprocessing, "
+                                   "method, config hash, medssl version). Load with medssl.load_encoder(DIR).")
+    x.add_argument("run", help="run directory written by `medssl pretrain`")
+    x.add_argument("--out", required=True, help="output folder")
+    x.add_argument("--checkpoint", default="", help="checkpoint file (default: the run's latest step-*.pt)")
+    x.set_defaults(func=_cmd_export)
 
     ls = sub.add_parser("list", help="list registered encoders, methods, losses and data cards")
     ls.add_argument("what", nargs="?", choices=["encoders", "methods", "losses", "cards"])

@@ -25,6 +25,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -103,12 +104,9 @@ _WORKER_LOAD: Callable | None = None
 def _init_worker(load: Callable) -> None:
     global _WORKER_LOAD
     _WORKER_LOAD = load
-    try:  # one process per core: keep each single-threaded
-        import torch
-
+    torch = sys.modules.get("torch")  # imported by ``load``'s module if it uses torch (e.g. MONAI)
+    if torch is not None:  # one process per core: keep each single-threaded
         torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover
-        pass
 
 
 def _load_one(load: Callable, i: int, item: Any) -> tuple[int, np.ndarray | None, dict | None]:

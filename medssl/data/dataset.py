@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from medssl.data.manifest import Record
+
+
+def _as_float_tensor(row: np.ndarray) -> torch.Tensor:
+    """float32 tensor of a cache row (float16 → float32 in torch: ~10× faster than NumPy's cast)."""
+    with warnings.catch_warnings():  # a read-only memmap row: .float() copies it, nothing writes to the file
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(np.asarray(row)).float()
 
 
 def _is_whole_npy(images: np.memmap) -> bool:
@@ -79,7 +87,7 @@ class CachedScans(Dataset):
         j = self.indices[i]
         r = self.records[j]
         return {
-            "image": torch.from_numpy(np.asarray(self.images[j], dtype=np.float32)),
+            "image": _as_float_tensor(self.images[j]),
             "age": torch.tensor(r.age if not math.isnan(r.age) else math.nan, dtype=torch.float32),
             "site": torch.tensor(self.coder.code("site", r.site)),
             "sex": torch.tensor(self.coder.code("sex", r.sex)),

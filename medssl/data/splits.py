@@ -31,9 +31,10 @@ def subject_split(records: list[Record], test_fraction: float, seed: int,
 
     Subjects are grouped by the ``stratify`` attribute(s) of their first record (e.g.
     ``"site"`` or ``("site", "label")``). The number of test subjects per group is
-    ``test_fraction · n_group`` rounded by largest remainder (so the total is
-    ``round(test_fraction · n_subjects)``), then clamped so that every group with at least
-    two subjects has at least one on each side. Seeded: same seed → same split.
+    ``floor(test_fraction · n_group)``, raised to at least one (and kept below
+    ``n_group``) for every group with two or more subjects so that each group is on both
+    sides; the subjects still missing to reach ``round(test_fraction · n_subjects)`` go to
+    the groups with the largest remainders. Seeded: same seed → same split.
 
     Args:
         records: scans (several per subject allowed).
@@ -52,17 +53,18 @@ def subject_split(records: list[Record], test_fraction: float, seed: int,
     groups = {k: sorted(strata[k]) for k in keys}
     for k in keys:
         rng.shuffle(groups[k])
-    ideal = np.array([test_fraction * len(groups[k]) for k in keys])
+    sizes = np.array([len(groups[k]) for k in keys])
+    ideal = test_fraction * sizes
     n_test = np.floor(ideal).astype(int)
-    left = int(round(test_fraction * sum(len(g) for g in groups.values()))) - int(n_test.sum())
+    if test_fraction > 0:  # every group with >= 2 subjects keeps one subject on each side
+        two = sizes > 1
+        n_test[two] = np.clip(n_test[two], 1, sizes[two] - 1)
+    left = int(round(test_fraction * sizes.sum())) - int(n_test.sum())
     order = sorted(range(len(keys)), key=lambda j: (-(ideal[j] - n_test[j]), rng.random()))
-    for j in order[: max(left, 0)]:
+    for j in [j for j in order if n_test[j] < max(sizes[j] - 1, 1 if sizes[j] == 1 else 0)][: max(left, 0)]:
         n_test[j] += 1
     test_subjects: set[str] = set()
     for j, k in enumerate(keys):
-        n = len(groups[k])
-        if test_fraction > 0 and n > 1:
-            n_test[j] = min(max(n_test[j], 1), n - 1)
         test_subjects.update(groups[k][: n_test[j]])
     return ["test" if r.subject in test_subjects else "train" for r in records]
 

@@ -102,5 +102,6 @@ def _register(depth: int) -> None:
     ENCODERS.register(f"densenet{depth}")(factory)
 
 
-for _d in _BLOCKS:
-    _register(_d)
+# Only DenseNet-121 is registered (the 3D brain-MRI baseline); build 169/201 with
+# DenseNetEncoder(block_config=(6, 12, 32, 32)) or (6, 12, 48, 32).
+_register(121)

@@ -17,6 +17,7 @@ written here (with MONAI's modules) so that it can
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Sequence
 
 import torch
@@ -90,7 +91,9 @@ class ViTEncoder(nn.Module):
                                   classification=False, dropout_rate=dropout, spatial_dims=spatial_dims,
                                   qkv_bias=qkv_bias)
         try:
-            self.net = ViT(**self._monai_kwargs)
+            with warnings.catch_warnings():  # MONAI's sin-cos builder calls torch.meshgrid without indexing=
+                warnings.filterwarnings("ignore", message="torch.meshgrid", category=UserWarning)
+                self.net = ViT(**self._monai_kwargs)
         except ImportError as e:  # MONAI's attention block needs einops
             raise ImportError(f"ViT encoders need the 'einops' package (pip install einops): {e}") from None
         for blk in self.net.blocks:

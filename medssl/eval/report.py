@@ -1,4 +1,11 @@
-"""Run report: metrics.json, a Markdown report with plots, and the terminal summary table."""
+"""Run report: metrics.json, a Markdown report with plots, and the terminal summary table.
+
+``results`` (from :func:`medssl.api.evaluate`) may hold any of these sections, keyed by
+encoder ("pretrained", "random init"): ``probes`` ({target: metrics}), ``site``,
+``openbhb``, ``fewshot``, ``finetune``; plus ``info``, ``vocab`` (code → name tables),
+``baselines`` and, for the figures only, ``maps`` and ``test_age`` (arrays are not written
+to metrics.json).
+"""
 
 from __future__ import annotations
 
@@ -7,111 +14,203 @@ from pathlib import Path
 
 import numpy as np
 
+from medssl.eval import plots
+from medssl.eval.embedding_map import plot_embedding_map
+
+ARRAY_KEYS = {"pred", "pred_int", "pred_ext", "site_pred_int", "gap", "corrected_gap", "maps", "test_age", "age_int",
+              "age_ext"}
+
 
 def _plain(obj):
-    """JSON-safe copy (numpy → lists/floats); prediction arrays are dropped from metrics.json."""
+    """JSON-safe copy (numpy → lists/floats, NaN → null); prediction arrays are dropped."""
     if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items() if k != "pred"}
+        return {str(k): _plain(v) for k, v in obj.items() if k not in ARRAY_KEYS}
     if isinstance(obj, (list, tuple)):
         return [_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
     if isinstance(obj, np.ndarray):
-        return obj.tolist()
+        return _plain(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
     return obj
 
 
-def summary_rows(results: dict) -> list[tuple[str, str, str]]:
-    """(encoder, metric, value) rows in a stable order."""
-    rows = []
-    for enc, probes in results["probes"].items():
-        if "age" in probes:
-            rows.append((enc, "age MAE (years) ↓", f"{probes['age']['mae']:.2f}"))
-            rows.append((enc, "age R² ↑", f"{probes['age']['r2']:.3f}"))
-        for target in ("site", "sex", "label"):
-            if target in probes:
-                p = probes[target]
-                rows.append((enc, f"{target} balanced acc. (chance {p['chance']:.2f})", f"{p['balanced_accuracy']:.3f}"))
-    if "mean_predictor_mae" in results.get("baselines", {}):
-        rows.append(("predict train mean", "age MAE (years) ↓", f"{results['baselines']['mean_predictor_mae']:.2f}"))
+def _entry(enc: str, metric: str, value, ci=None, better: str = "") -> dict:
+    return {"encoder": enc, "metric": metric, "value": None if value is None else float(value),
+            "ci": list(ci) if ci is not None else None, "better": better}
+
+
+def _probe_entries(enc: str, target: str, m: dict, full: bool) -> list[dict]:
+    if "mae" in m:
+        rows = [_entry(enc, f"{target} MAE (years) ↓", m["mae"], m.get("mae_ci"), "lower"),
+                _entry(enc, f"{target} R² ↑", m["r2"], m.get("r2_ci"), "higher")]
+        if full:
+            rows += [_entry(enc, f"{target} RMSE (years) ↓", m["rmse"], m.get("rmse_ci"), "lower"),
+                     _entry(enc, f"{target} Pearson r ↑", m["pearson_r"], m.get("pearson_r_ci"), "higher")]
+            gap = m.get("brain_age_gap", {})
+            if "corrected_gap_std" in gap:
+                rows.append(_entry(enc, f"{target} gap SD, bias-corrected (years) ↓", gap["corrected_gap_std"], None, "lower"))
+        return rows
+    if "auc_macro" in m:
+        return [_entry(enc, f"{target} macro AUC ↑", m["auc_macro"], m.get("auc_macro_ci"), "higher")]
+    rows = [_entry(enc, f"{target} balanced acc. (chance {m['chance']:.2f})", m["balanced_accuracy"],
+                   m.get("balanced_accuracy_ci"), "lower" if target == "site" else "higher")]
+    if full and m.get("auc") is not None and np.isfinite(m["auc"]):
+        rows.append(_entry(enc, f"{target} AUC ↑", m["auc"], m.get("auc_ci"), "higher"))
+    if full:
+        rows.append(_entry(enc, f"{target} macro F1 ↑", m["f1_macro"], m.get("f1_macro_ci"), "higher"))
     return rows
 
 
-def format_table(results: dict) -> str:
-    rows = [("encoder", "metric", "value")] + summary_rows(results)
-    w = [max(len(r[i]) for r in rows) for i in range(3)]
+def summary_entries(results: dict, full: bool = False) -> list[dict]:
+    """Every headline number as ``{"encoder", "metric", "value", "ci", "better"}``, stable order."""
+    rows: list[dict] = []
+    for enc, per in results.get("probes", {}).items():
+        for target, m in per.items():
+            rows += _probe_entries(enc, target, m, full)
+    for enc, s in results.get("site", {}).items():
+        if "prediction" in s:
+            p = s["prediction"]
+            rows.append(_entry(enc, f"site balanced acc. (chance {p['chance']:.2f}) ↓", p["balanced_accuracy"],
+                               p.get("balanced_accuracy_ci"), "lower"))
+        for target, lso in s.get("leave_site_out", {}).items():
+            if "pooled" in lso and "mae" in lso["pooled"]:
+                rows.append(_entry(enc, f"{target} MAE, leave-site-out (years) ↓", lso["pooled"]["mae"], None, "lower"))
+            elif "pooled" in lso:
+                rows.append(_entry(enc, f"{target} balanced acc., leave-site-out ↑", lso["pooled"]["balanced_accuracy"]))
+        for target, m in s.get("harmonisation", {}).get("combat", {}).items():
+            rows += [dict(r, metric=r["metric"] + " after ComBat") for r in _probe_entries(enc, target, m, False)[:1]]
+    for enc, o in results.get("openbhb", {}).items():
+        rows += [_entry(enc, "OpenBHB L_c = MAE_ext·BAcc^0.3 ↓", o["challenge_metric"], None, "lower"),
+                 _entry(enc, "internal age MAE (years) ↓", o["mae_age"], None, "lower"),
+                 _entry(enc, "internal age RMSE (years) ↓", o["rmse_age"], None, "lower"),
+                 _entry(enc, f"internal site BAcc (chance {o['site_chance']:.2f}) ↓", o["bacc_site"], None, "lower"),
+                 _entry(enc, "external age MAE (years) ↓", o["ext_mae_age"], None, "lower")]
+    for enc, per in results.get("fewshot", {}).items():
+        for target, curve in per.items():
+            for s in curve["summary"]:
+                rows.append(_entry(enc, f"{target} {curve['metric']} @ {s['fraction']:.0%} labels ({s['n_subjects']} subj.)",
+                                   s["mean"], None, "lower" if curve["metric"] == "mae" else "higher") | {"std": s["std"]})
+    for enc, per in results.get("finetune", {}).items():
+        for target, m in per.items():
+            rows += [dict(r, metric=r["metric"] + " (fine-tuned)") for r in _probe_entries(enc, target, m, full)]
+    if "mean_predictor_mae" in results.get("baselines", {}):
+        rows.append(_entry("predict train mean", "age MAE (years) ↓", results["baselines"]["mean_predictor_mae"], None, "lower"))
+    return rows
+
+
+def _fmt(e: dict) -> str:
+    if e["value"] is None:
+        return "n/a"
+    text = f"{e['value']:.3f}" if abs(e["value"]) < 10 else f"{e['value']:.2f}"
+    if e.get("ci") and e["ci"][0] is not None:
+        text += f" [{e['ci'][0]:.3f}, {e['ci'][1]:.3f}]" if abs(e["value"]) < 10 else f" [{e['ci'][0]:.2f}, {e['ci'][1]:.2f}]"
+    if e.get("std"):
+        text += f" ± {e['std']:.3f}"
+    return text
+
+
+def summary_rows(results: dict, full: bool = False) -> list[tuple[str, str, str]]:
+    """(encoder, metric, value [95 % CI]) rows in a stable order."""
+    return [(e["encoder"], e["metric"], _fmt(e)) for e in summary_entries(results, full)]
+
+
+def ascii_table(rows: list[tuple[str, ...]]) -> str:
+    w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     line = "+" + "+".join("-" * (x + 2) for x in w) + "+"
     out = [line]
     for i, r in enumerate(rows):
         out.append("| " + " | ".join(c.ljust(w[j]) for j, c in enumerate(r)) + " |")
         if i == 0:
             out.append(line)
-    out.append(line)
-    return "\n".join(out)
+    return "\n".join(out + [line])
 
 
-def _plot_age(results: dict, path: Path) -> bool:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    encs = [e for e, p in results["probes"].items() if "age" in p]
-    if not encs:
-        return False
-    y = np.asarray(results["test_age"])
-    fig, axes = plt.subplots(1, len(encs), figsize=(4.2 * len(encs), 4), squeeze=False)
-    lo, hi = float(y.min()) - 5, float(y.max()) + 5
-    for ax, enc in zip(axes[0], encs):
-        p = results["probes"][enc]["age"]
-        ax.scatter(y, p["pred"], s=14, alpha=0.7)
-        ax.plot([lo, hi], [lo, hi], "k--", lw=1)
-        ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="true age (years)", ylabel="predicted age (years)",
-               title=f"{enc}: MAE {p['mae']:.2f} y")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+def format_table(results: dict) -> str:
+    """The terminal summary: encoder | metric | value [95 % CI]."""
+    return ascii_table([("encoder", "metric", "value [95% CI]")] + summary_rows(results))
 
 
-def _plot_curve(run_dir: Path, path: Path) -> bool:
-    log = run_dir / "metrics.jsonl"
-    if not log.exists():
-        return False
-    rows = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
-    if not rows:
-        return False
-    import matplotlib
+def _names(results: dict, field: str, codes) -> list[str]:
+    vocab = results.get("vocab", {}).get(field, [])
+    return [vocab[c] if isinstance(c, int) and 0 <= c < len(vocab) else str(c) for c in codes]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows])
-    ax.set(xlabel="step", ylabel="training loss", title="pretraining loss")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+def _figures(run_dir: Path, results: dict) -> list[str]:
+    lines: list[str] = []
+    for enc, m in results.get("maps", {}).items():
+        colours = {"age": (m["age"], None)} if "age" in m else {}
+        for field, title in (("site", "site"), ("label", "diagnosis")):
+            if field in m and (m[field] >= 0).any():
+                colours[title] = (m[field], _names(results, field, range(int(m[field].max()) + 1)))
+        name = f"embedding_map_{enc.replace(' ', '_')}.png"
+        plot_embedding_map(m["xy"], colours or {"-": (np.zeros(len(m["xy"])), None)}, run_dir / name, enc)
+        lines += [f"### Embedding map ({m['method'].upper()}): {enc}", "", f"![map]({name})", ""]
+    panels = [(enc, results["test_age"], per["age"]["pred"]) for enc, per in results.get("probes", {}).items()
+              if "age" in per and "pred" in per["age"] and "test_age" in results]
+    panels += [(f"{enc} fine-tuned", results["test_age"], per["age"]["pred"]) for enc, per in results.get("finetune", {}).items()
+               if "age" in per and "pred" in per["age"] and "test_age" in results]
+    for enc, o in results.get("openbhb", {}).items():
+        if "pred_int" in o:
+            panels += [(f"{enc} internal", o["age_int"], o["pred_int"]), (f"{enc} external", o["age_ext"], o["pred_ext"])]
+    if plots.plot_pred_vs_true(panels, run_dir / "age_pred_vs_true.png"):
+        lines += ["### Predicted vs true age (held-out subjects)", "", "![age](age_pred_vs_true.png)", ""]
+    cms = [(enc, per["site"]["confusion"], _names(results, "site", per["site"]["classes"]))
+           for enc, per in results.get("probes", {}).items() if "site" in per and "confusion" in per["site"]]
+    cms += [(enc, s["prediction"]["confusion"], _names(results, "site", s["prediction"]["classes"]))
+            for enc, s in results.get("site", {}).items() if "prediction" in s]
+    if plots.plot_confusion(cms, run_dir / "site_confusion.png"):
+        lines += ["### Site confusion matrix (site probe, held-out subjects)", "", "![site](site_confusion.png)", ""]
+    if plots.plot_fewshot(results.get("fewshot", {}), run_dir / "fewshot_curves.png"):
+        lines += ["### Few-label curves (mean ± SD over seeds)", "", "![fewshot](fewshot_curves.png)", ""]
+    hist = {f"{enc} {t}": m.get("history", []) for enc, per in results.get("finetune", {}).items() for t, m in per.items()}
+    if plots.plot_training_curves(results.get("info", {}).get("run directory", run_dir), hist, run_dir / "training_curve.png"):
+        lines += ["### Training curves", "", "![curves](training_curve.png)", ""]
+    return lines
+
+
+def _site_tables(results: dict) -> list[str]:
+    lines = []
+    for enc, s in results.get("site", {}).items():
+        for target, lso in s.get("leave_site_out", {}).items():
+            lines += [f"Leave-site-out {target} ({enc}): probe fitted on the other sites, scored on the held-out one.", "",
+                      "| held-out site | n test | n train | metric |", "|---|---|---|---|"]
+            for site, m in lso["per_site"].items():
+                name = _names(results, "site", [int(site)])[0] if str(site).lstrip("-").isdigit() else site
+                val = f"MAE {m['mae']:.2f} y" if "mae" in m else f"BAcc {m['balanced_accuracy']:.3f}"
+                lines.append(f"| {name} | {m['n_test']} | {m['n_train']} | {val} |")
+            lines.append("")
+        h = s.get("harmonisation")
+        if h:
+            lines += [f"ComBat baseline ({enc}; fitted on training subjects; covariates kept: "
+                      f"{ {t: c for t, c in h['covariates'].items()} }).", "", "| target | raw | ComBat |", "|---|---|---|"]
+            for target in h["raw"]:
+                r, c = h["raw"][target], h["combat"][target]
+                key = "mae" if "mae" in r else "balanced_accuracy"
+                lines.append(f"| {target} {key} | {r[key]:.3f} | {c[key]:.3f} |")
+            lines.append("")
+    return lines
 
 
 def write_report(run_dir: str | Path, results: dict) -> Path:
-    """Write ``metrics.json``, ``report.md`` and plots into ``run_dir``; return the report path."""
+    """Write ``metrics.json``, ``report.md`` and the figures into ``run_dir``; return the report path."""
     run_dir = Path(run_dir)
-    (run_dir / "metrics.json").write_text(json.dumps(_plain({k: v for k, v in results.items() if k != "test_age"}), indent=2))
-    lines = ["# medssl run report", "", f"Run directory: `{run_dir}`", ""]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.json").write_text(json.dumps(_plain(results), indent=2))
+    protocol = results.get("protocol", "default")
+    lines = [f"# medssl evaluation report — protocol `{protocol}`", "", f"Output directory: `{run_dir}`", ""]
     info = results.get("info", {})
     if info:
         lines += ["| setting | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in info.items()] + [""]
-    lines += ["## Linear probes on frozen embeddings (held-out subjects)", "", "| encoder | metric | value |", "|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} |" for a, b, c in summary_rows(results)] + [""]
-    lines += ["Probes: standardisation + Ridge (α by leave-one-out CV) for age; standardisation + logistic "
-              "regression (C by 5-fold CV, balanced accuracy) for site/sex/label; fitted on the training "
-              "subjects only and scored once on the held-out subjects.", ""]
-    if _plot_age(results, run_dir / "age_pred_vs_true.png"):
-        lines += ["## Predicted vs true age", "", "![age](age_pred_vs_true.png)", ""]
-    if _plot_curve(run_dir, run_dir / "training_curve.png"):
-        lines += ["## Training curve", "", "![loss](training_curve.png)", ""]
+    lines += ["## Metrics (held-out subjects; 95 % bootstrap CI over subjects)", "", "| encoder | metric | value |",
+              "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in summary_rows(results, full=True)] + [""]
+    if results.get("notes"):
+        lines += ["## How these numbers were obtained", ""] + [f"- {n}" for n in results["notes"]] + [""]
+    lines += _site_tables(results)
+    figures = _figures(run_dir, results)
+    if figures:
+        lines += ["## Figures", ""] + figures
     skipped = results.get("skipped_files", [])
     if skipped:
         lines += ["## Skipped files", ""] + [f"- `{s['path']}`: {s['reason']}" for s in skipped] + [""]

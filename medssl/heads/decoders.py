@@ -106,7 +106,8 @@ class UNetDecoder(nn.Module):
 
     Starting from the coarsest map, each level upsamples (linear interpolation to the skip's
     size, so any encoder strides work), concatenates the skip map and applies two 3×3 conv–BN–
-    ReLU layers. A last block at the input resolution and a 1×1 convolution give the output.
+    ReLU layers. A last block at the input resolution (half the finest level's channels) and a
+    1×1 convolution give the output.
 
     Args:
         skip_channels: channels of the encoder maps, fine → coarse (``encoder.pyramid_channels``).
@@ -135,8 +136,9 @@ class UNetDecoder(nn.Module):
         for i in reversed(range(len(skip_channels) - 1)):  # coarse → fine
             self.levels.append(_conv_block(spatial_dims, prev + skip_channels[i], channels[i]))
             prev = channels[i]
-        self.final = _conv_block(spatial_dims, prev, prev)
-        self.out = (nn.Conv3d if spatial_dims == 3 else nn.Conv2d)(prev, out_channels, 1)
+        final = max(1, prev // 2)  # the full-resolution block is the costliest in 3D: half the channels
+        self.final = _conv_block(spatial_dims, prev, final)
+        self.out = (nn.Conv3d if spatial_dims == 3 else nn.Conv2d)(final, out_channels, 1)
 
     def _up(self, x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         if tuple(x.shape[2:]) == tuple(size):

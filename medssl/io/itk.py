@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 
 from medssl.io.errors import BadFileError, check_array
 from medssl.io.volume import Volume
@@ -15,7 +14,7 @@ ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
-def itk_affine(image: sitk.Image, dims: int) -> np.ndarray:
+def itk_affine(image, dims: int) -> np.ndarray:
     """Voxel → world affine of the first ``dims`` axes of a SimpleITK image.
 
     3D: ITK's LPS physical space converted to RAS+. 2D: ITK's in-plane coordinates as
@@ -50,6 +49,8 @@ def read_itk(path: str | Path, *, expect_spatial_dims: int | None = None) -> Vol
     if not path.is_file():
         raise BadFileError(path, "file does not exist" if not path.exists() else "is not a regular file")
     try:
+        import SimpleITK as sitk  # imported here: only NRRD/MetaImage reading needs it
+
         image = sitk.ReadImage(str(path))
         data = sitk.GetArrayViewFromImage(image)
     except RuntimeError as e:

@@ -14,8 +14,9 @@ authors' released function we use the moment-matching form::
         - mu_pc + mu_na
 
 (p/n = positive/negative, a/c = aligned/conflicting); the last two terms pull conflicting
-positives together and push aligned negatives apart. It is a regulariser: add it, with a
-weight, to a contrastive loss.
+positives together and push aligned negatives apart. Terms that involve a group absent from
+the batch (or, for a std, with fewer than 2 pairs) are dropped. It is a regulariser: add it,
+with a weight, to a contrastive loss.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from medssl.losses.distributed import gather_no_grad, gather_with_grad
 from medssl.registry import LOSSES
 
 
-def _group_stats(sim: Tensor, mask: Tensor, std_over: str) -> tuple[Tensor, Tensor]:
-    """Mean and unbiased std of ``sim`` over ``mask`` (see :class:`FairKLLoss` for std_over)."""
+def _group_stats(sim: Tensor, mask: Tensor, std_over: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Mean and unbiased std of ``sim`` over ``mask``, and whether each is defined (0/1)."""
     maskf = mask.to(sim.dtype)
     count = maskf.sum()
     masked = sim * maskf
@@ -40,7 +41,7 @@ def _group_stats(sim: Tensor, mask: Tensor, std_over: str) -> tuple[Tensor, Tens
         var = masked.var()
     else:
         var = ((sim - mean).square() * maskf).sum() / (count - 1).clamp_min(1)
-    return mean, torch.sqrt(var.clamp_min(1e-12))
+    return mean, torch.sqrt(var.clamp_min(1e-12)), (count > 0).to(sim.dtype), (count > 1).to(sim.dtype)
 
 
 @LOSSES.register("fairkl")
@@ -77,12 +78,13 @@ class FairKLLoss(nn.Module):
         self.include_self, self.std_over = include_self, std_over
         self.gather_distributed = gather_distributed
 
-    def forward(self, features: Tensor, labels: Tensor, bias_labels: Tensor) -> Tensor:
+    def forward(self, features: Tensor, labels: Tensor | None, bias_labels: Tensor) -> Tensor:
         """Compute the regulariser.
 
         Args:
             features: (N, V, D) or (N, D) embeddings (normalised here).
-            labels: (N,) int target classes.
+            labels: (N,) int target classes, or None: each sample is its own class (its
+                views are the positives), numbered over the global batch under DDP.
             bias_labels: (N,) int bias classes (e.g. site ids).
 
         Returns:
@@ -95,12 +97,16 @@ class FairKLLoss(nn.Module):
         n = features.shape[0]
         labels = check_labels(labels, n, "FairKLLoss (labels)")
         bias_labels = check_labels(bias_labels, n, "FairKLLoss (bias_labels)")
-        if labels is None or bias_labels is None or labels.dim() != 1 or bias_labels.dim() != 1:
-            raise ValueError("FairKLLoss: labels and bias_labels must both be given as (N,) class tensors")
-        labels, bias_labels = labels.to(features.device), bias_labels.to(features.device)
+        if bias_labels is None or bias_labels.dim() != 1 or (labels is not None and labels.dim() != 1):
+            raise ValueError("FairKLLoss: bias_labels must be given as an (N,) class tensor, labels as (N,) or None")
+        bias_labels = bias_labels.to(features.device)
+        labels = None if labels is None else labels.to(features.device)
         if self.gather_distributed:
             features = gather_with_grad(features)
-            labels, bias_labels = gather_no_grad(labels), gather_no_grad(bias_labels)
+            bias_labels = gather_no_grad(bias_labels)
+            labels = None if labels is None else gather_no_grad(labels)
+        if labels is None:  # sample identity, numbered after gathering so it is global
+            labels = torch.arange(features.shape[0], device=features.device)
         n_views = features.shape[1]
         with torch.autocast(device_type=features.device.type, enabled=False):
             if features.dtype in LOW_PRECISION:
@@ -113,10 +119,11 @@ class FairKLLoss(nn.Module):
             pos, neg = same_label, ~same_label  # the self pair is a same-label, aligned pair
             if not self.include_self:
                 pos = pos & off_diagonal(z.shape[0], z.device)
-            mu_pa, sd_pa = _group_stats(sim, pos & aligned, self.std_over)
-            mu_pc, sd_pc = _group_stats(sim, pos & ~aligned, self.std_over)
-            mu_na, sd_na = _group_stats(sim, neg & aligned, self.std_over)
-            mu_nc, sd_nc = _group_stats(sim, neg & ~aligned, self.std_over)
-            mu_loss = (mu_pc - mu_pa).square() + (mu_na - mu_nc).square()
-            sd_loss = (sd_pa - sd_pc).square() + (sd_na - sd_nc).square()
-            return mu_loss + self.kld * sd_loss - mu_pc + mu_na
+            # Terms that involve a group absent from the batch are dropped (their factor is 0).
+            mu_pa, sd_pa, has_pa, two_pa = _group_stats(sim, pos & aligned, self.std_over)
+            mu_pc, sd_pc, has_pc, two_pc = _group_stats(sim, pos & ~aligned, self.std_over)
+            mu_na, sd_na, has_na, two_na = _group_stats(sim, neg & aligned, self.std_over)
+            mu_nc, sd_nc, has_nc, two_nc = _group_stats(sim, neg & ~aligned, self.std_over)
+            mu_loss = has_pc * has_pa * (mu_pc - mu_pa).square() + has_na * has_nc * (mu_na - mu_nc).square()
+            sd_loss = two_pa * two_pc * (sd_pa - sd_pc).square() + two_na * two_nc * (sd_na - sd_nc).square()
+            return mu_loss + self.kld * sd_loss - has_pc * mu_pc + has_na * mu_na

@@ -122,8 +122,8 @@ class ThresholdLoss(_KernelLoss):
 
     def anchor_losses(self, logits: Tensor, labels: Tensor | None, n: int, n_views: int) -> Tensor:
         weights = self.positive_weights(logits, labels, n, n_views)
-        if self.form == "paper":
-            return contrastive_core(logits, weights, denominator="lower")
+        if self.form == "paper":  # labels=None: identity weights, so the sort can be skipped
+            return contrastive_core(logits, weights, denominator="lower", binary=labels is None)
         m = logits.shape[0]
         key = weights.masked_fill(~off_diagonal(m, logits.device), math.inf)  # self never counts
         # rank[b, a] = #{c != b : w_bc < w_ba}; kernel weights are symmetric, so w_ba = w_ab.

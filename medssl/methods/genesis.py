@@ -63,6 +63,11 @@ class ModelsGenesis(Method):
         self.decoder = UNetDecoder(encoder.pyramid_channels, encoder.in_channels, encoder.spatial_dims,
                                    decoder_channels)
 
+    @property
+    def input_rescaling(self) -> str:
+        """How the encoder's inputs were rescaled during pretraining (recorded by ``medssl export``)."""
+        return "per-sample min-max to [0, 1]" if self.rescale else ""
+
     def restore(self, corrupted: torch.Tensor) -> torch.Tensor:
         """(B, C, *S) corrupted in [0, 1] → restored (B, C, *S) in (0, 1)."""
         return torch.sigmoid(self.decoder(self.encoder.forward_pyramid(corrupted), corrupted.shape[2:]))

@@ -91,7 +91,8 @@ def apply_subset(x: torch.Tensor, mask: torch.Tensor, params: Params,
     """Apply ``fn(x_sel, params_sel)`` to the samples where ``mask`` is True.
 
     Selected samples are gathered once, transformed together and scattered back (no per-
-    sample loop); unselected samples are returned unchanged. Per-sample entries of
+    sample loop; on CPU, runs of consecutive selected samples are transformed through views
+    instead, which saves the gather copy); unselected samples are returned unchanged. Per-sample entries of
     ``params`` (first dim == B) are indexed alongside; others (seeds) are passed as is.
     ``fn`` must not modify its input. With ``inplace=True`` the result is scattered into
     ``x`` itself (for batches the caller owns, e.g. inside a pipeline).
@@ -103,8 +104,18 @@ def apply_subset(x: torch.Tensor, mask: torch.Tensor, params: Params,
     if n == 0:
         return x
     idx = mask.nonzero().squeeze(1)
-    sub = {k: (v[idx] if v.ndim > 0 and v.shape[0] == b and k != "seed" else v) for k, v in params.items()}
     out = x if inplace else x.clone()
+    if x.device.type == "cpu" and "seed" not in params:
+        # CPU: transform runs of consecutive selected samples through views (no gather copy).
+        # Transforms with a seeded random field keep the single gather so that the field is
+        # drawn once for the whole selection.
+        from medssl.transforms.resample import contiguous_runs
+
+        for start, stop in contiguous_runs(idx):
+            sub = {k: (v[start:stop] if v.ndim > 0 and v.shape[0] == b else v) for k, v in params.items()}
+            out[start:stop] = fn(x[start:stop], sub)
+        return out
+    sub = {k: (v[idx] if v.ndim > 0 and v.shape[0] == b and k != "seed" else v) for k, v in params.items()}
     out[idx] = fn(x[idx], sub)
     return out
 

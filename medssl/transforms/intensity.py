@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from medssl.transforms.base import (Params, RandomTransform, draw_seed, generator_from, log_uniform,
                                     per_sample, uniform)
@@ -180,6 +179,28 @@ def gaussian_kernels(sigma: torch.Tensor, radius: int) -> torch.Tensor:
     return k / k.sum(1, keepdim=True)
 
 
+def _shifted_sum(y: torch.Tensor, axis: int, k: torch.Tensor) -> torch.Tensor:
+    """``sum_j k[:, j] * y[i + j - r]`` along ``axis`` with edge replication, without padding.
+
+    Args:
+        y: (B, C, *S); k: (B, 2r + 1) per-sample weights.
+    """
+    n, r = y.shape[axis], (k.shape[1] - 1) // 2
+    view = (-1,) + (1,) * (y.ndim - 1)
+    out = y * k[:, r].reshape(view)
+    for j in range(2 * r + 1):  # loop over taps; each is a whole-batch op
+        o = j - r
+        if o == 0:
+            continue
+        w = k[:, j].reshape(view)
+        m = n - abs(o)
+        if m > 0:  # interior: out[i] += w * y[i + o]
+            out.narrow(axis, max(0, -o), m).addcmul_(y.narrow(axis, max(0, o), m), w)
+        edge = y.narrow(axis, n - 1 if o > 0 else 0, 1)  # clamped part reads the edge slice
+        out.narrow(axis, max(m, 0) if o > 0 else 0, min(abs(o), n)).addcmul_(edge, w)
+    return out
+
+
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Separable Gaussian blur with a different sigma per sample and axis.
 
@@ -192,22 +213,12 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         copies with per-sample weights (r = ceil(3 max sigma)): the whole batch at once,
         memory-bound and faster than a grouped convolution on CPU.
     """
-    b, c, *shape = x.shape
-    d = len(shape)
+    d = x.ndim - 2
     radius = max(1, int(math.ceil(3.0 * float(sigma.max()))))
     y = x
     for axis in range(d):
-        r = min(radius, shape[axis] - 1)
-        k = gaussian_kernels(sigma[:, axis], r).to(x.dtype)
-        pad = [0] * (2 * d)
-        pad[2 * (d - 1 - axis)] = pad[2 * (d - 1 - axis) + 1] = r
-        yp = F.pad(y, pad, mode="replicate")
-        out = None
-        for j in range(2 * r + 1):  # loop over kernel taps, each a whole-batch op
-            w = k[:, j].reshape((-1,) + (1,) * (d + 1))
-            sl = yp.narrow(2 + axis, j, shape[axis])
-            out = sl * w if out is None else out.addcmul_(sl, w)
-        y = out
+        k = gaussian_kernels(sigma[:, axis], radius).to(x.dtype)
+        y = _shifted_sum(y, 2 + axis, k)
     return y
 
 

@@ -52,6 +52,17 @@ def sampling_grid(A: torch.Tensor, t: torch.Tensor, in_shape: Sequence[int], out
     return grid
 
 
+def contiguous_runs(idx: torch.Tensor) -> list[tuple[int, int]]:
+    """Sorted 1D indices -> [(start, stop)] runs of consecutive values, e.g. [0,1,2,5] -> [(0,3),(5,6)]."""
+    runs: list[tuple[int, int]] = []
+    for i in idx.tolist():
+        if runs and runs[-1][1] == i:
+            runs[-1] = (runs[-1][0], i + 1)
+        else:
+            runs.append((i, i + 1))
+    return runs
+
+
 def _exact_rows(A: torch.Tensor, t: torch.Tensor, in_shape, out_shape, moved: torch.Tensor | None) -> torch.Tensor:
     """(N,) bool: the map is an integer crop with flips (no interpolation needed)."""
     d = len(out_shape)
@@ -151,10 +162,17 @@ def resample(x: torch.Tensor, A: torch.Tensor, t: torch.Tensor, out_shape: Seque
         return out.reshape((b, c, n_views) + out_shape).transpose(1, 2).reshape((rows, c) + out_shape)
     if interp is None:
         return F.grid_sample(x, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
-    out_i = F.grid_sample(x.index_select(0, src[interp]), grid, mode=mode, padding_mode=padding_mode,
-                          align_corners=False)
     out = torch.empty((rows, c) + out_shape, dtype=x.dtype, device=x.device)
-    out[interp] = out_i
+    if x.device.type == "cpu" and n_views == 1:
+        # CPU: sample each run of consecutive rows from a view of x (no copy of the inputs)
+        k = 0
+        for start, stop in contiguous_runs(interp):
+            out[start:stop] = F.grid_sample(x[start:stop], grid[k : k + stop - start], mode=mode,
+                                            padding_mode=padding_mode, align_corners=False)
+            k += stop - start
+    else:  # GPU: one call over a gathered copy of the inputs
+        out[interp] = F.grid_sample(x.index_select(0, src[interp]), grid, mode=mode, padding_mode=padding_mode,
+                                    align_corners=False)
     ex = exact.nonzero().squeeze(1)
     return _gather_crops(x, src[ex], A[ex], t[ex], out_shape, out, ex)
 

@@ -1,9 +1,19 @@
-"""Preprocessing cache: values, memory mapping, resume, invalidation, bad-file policy."""
+"""Preprocessing cache: values, memory mapping, resume after Ctrl-C and after SIGKILL, invalidation,
+parallel build, bad-file policy."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 
 import numpy as np
 import pytest
 
 from medssl.data.cache import build_cache
+from medssl.data.manifest import Record
 from medssl.io.errors import BadFileError
 
 
@@ -21,22 +31,40 @@ def test_values_and_memmap(tmp_path):
     res = build_cache(paths, np.load, (1, 4, 4), tmp_path / "c", settings="a", progress=False)
     assert isinstance(res.images, np.memmap) and res.images.dtype == np.float16
     assert [float(res.images[i].mean()) for i in range(5)] == [0, 1, 2, 3, 4]
-    assert res.valid.all() and res.skipped == []
+    assert res.valid.all() and res.skipped == [] and res.n_built == 5
+    again = np.load(tmp_path / "c" / "images.npy", mmap_mode="r")  # what every worker / rank opens
+    assert np.array_equal(again, res.images)
 
 
-def test_second_build_reuses_and_settings_invalidate(tmp_path):
+def test_second_build_reuses_and_settings_or_files_invalidate(tmp_path):
     paths = _files(tmp_path)
     calls = []
     load = lambda p: calls.append(p) or np.load(p)  # noqa: E731
     build_cache(paths, load, (1, 4, 4), tmp_path / "c", settings="a", progress=False)
     assert len(calls) == 5
-    build_cache(paths, load, (1, 4, 4), tmp_path / "c", settings="a", progress=False)
+    assert build_cache(paths, load, (1, 4, 4), tmp_path / "c", settings="a", progress=False).n_built == 0
     assert len(calls) == 5  # nothing decoded again
     build_cache(paths, load, (1, 4, 4), tmp_path / "c", settings="b", progress=False)
     assert len(calls) == 10  # other preprocessing settings → rebuilt
+    np.save(paths[2], np.full((1, 4, 4), 7, dtype=np.float32))
+    os.utime(paths[2], ns=(time.time_ns(), time.time_ns() + 10**9))
+    res = build_cache(paths, load, (1, 4, 4), tmp_path / "c", settings="b", progress=False)
+    assert len(calls) == 15 and float(res.images[2].mean()) == 7  # a changed source file → rebuilt
 
 
-def test_interrupted_build_resumes(tmp_path):
+def test_items_with_keys_share_a_file(tmp_path):
+    """MedMNIST-like records: one .npz, many rows; keys, not paths, identify the cache rows."""
+    path = tmp_path / "set.npz"
+    np.savez(path, train_images=np.arange(3 * 16, dtype=np.float32).reshape(3, 1, 4, 4))
+    recs = [Record(str(path), f"s{i}", index=i, npz_split="train") for i in range(3)]
+    res = build_cache(recs, lambda r: np.load(r.path)[f"{r.npz_split}_images"][r.index], (1, 4, 4), tmp_path / "c",
+                      settings="a", progress=False)
+    assert [float(res.images[i, 0, 0, 0]) for i in range(3)] == [0, 16, 32]
+    index = json.loads((tmp_path / "c" / "index.json").read_text())
+    assert index["paths"] == [f"{path}::train[{i}]" for i in range(3)]
+
+
+def test_interrupted_build_resumes_where_it_stopped(tmp_path):
     paths = _files(tmp_path, 40)
 
     def flaky(p):
@@ -48,8 +76,63 @@ def test_interrupted_build_resumes(tmp_path):
         build_cache(paths, flaky, (1, 4, 4), tmp_path / "c", settings="a", progress=False)
     calls = []
     res = build_cache(paths, lambda p: calls.append(p) or np.load(p), (1, 4, 4), tmp_path / "c", settings="a", progress=False)
-    assert len(calls) == 8  # rows 0-31 were checkpointed; 32-39 are redone
-    assert float(res.images[39].mean()) == 39
+    assert calls == paths[35:]  # progress saved on the interrupt: only 35-39 are redone
+    assert [float(res.images[i].mean()) for i in range(40)] == list(range(40))
+
+
+SLOW_LOADER = """
+import time
+import numpy as np
+
+def slow_load(path):
+    time.sleep(0.08)
+    return np.load(path) * 2
+"""
+
+
+def test_killed_parallel_build_resumes(tmp_path):
+    """SIGKILL a 2-worker build mid-way: a rerun redoes only what was not checkpointed, same values."""
+    paths = _files(tmp_path, 48)
+    (tmp_path / "slowmod.py").write_text(SLOW_LOADER)
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        from slowmod import slow_load
+        from medssl.data.cache import build_cache
+        if __name__ == "__main__":
+            build_cache({paths!r}, slow_load, (1, 4, 4), {str(tmp_path / 'c')!r}, settings="s", progress=False,
+                        workers=2, checkpoint_every=4)
+    """)
+    (tmp_path / "run.py").write_text(script)
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "run.py")], start_new_session=True)
+    done_path = tmp_path / "c" / "done.npy"
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"the build finished (rc={proc.returncode}) before it could be killed")
+            try:
+                if np.load(done_path).sum() >= 8:
+                    break
+            except (FileNotFoundError, ValueError, EOFError, OSError):
+                pass
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)  # the group this test started: parent and its 2 workers
+    finally:
+        proc.wait(30)
+    saved = np.load(done_path)
+    assert 8 <= saved.sum() < 48
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from slowmod import slow_load
+    finally:
+        sys.path.remove(str(tmp_path))
+    calls = []
+    res = build_cache(paths, lambda p: calls.append(p) or slow_load(p), (1, 4, 4), tmp_path / "c", settings="s",
+                      progress=False)
+    assert sorted(calls) == sorted(p for p, ok in zip(paths, saved) if not ok)
+    assert res.valid.all()
+    assert [float(res.images[i].mean()) for i in range(48)] == [2.0 * i for i in range(48)]
 
 
 def test_bad_file_policy(tmp_path):
@@ -64,4 +147,13 @@ def test_bad_file_policy(tmp_path):
         build_cache(paths, load, (1, 4, 4), tmp_path / "c1", settings="a", on_bad_file="error", progress=False)
     res = build_cache(paths, load, (1, 4, 4), tmp_path / "c2", settings="a", on_bad_file="skip", progress=False)
     assert res.valid.tolist() == [True, False, True]
-    assert res.skipped == [{"path": paths[1], "reason": "truncated"}]
+    assert res.skipped == [{"path": paths[1], "reason": "truncated", "key": paths[1]}]
+    # a later strict run must not silently use a cache that left a file out
+    with pytest.raises(BadFileError, match="f1.npy: truncated .left out by an earlier build with on_bad_file=skip"):
+        build_cache(paths, load, (1, 4, 4), tmp_path / "c2", settings="a", on_bad_file="error", progress=False)
+
+
+def test_wrong_shape_from_the_loader_is_an_error(tmp_path):
+    paths = _files(tmp_path, 2)
+    with pytest.raises(ValueError, match=r"returned shape \(1, 4, 4\).*expects \(1, 5, 5\)"):
+        build_cache(paths, np.load, (1, 5, 5), tmp_path / "c", settings="a", progress=False)

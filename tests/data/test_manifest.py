@@ -98,3 +98,146 @@ def test_write_manifest(tmp_path):
     _table(tmp_path, ["s1\t30\tA\tF"])
     out = write_manifest(build_manifest(_card(), tmp_path), tmp_path / "m.tsv")
     assert out.read_text().splitlines()[0].split("\t")[:3] == ["path", "subject", "session"]
+
+
+# ----------------------------------------------------------------- sources: tables, globs, npz
+
+import csv  # noqa: E402
+import gzip  # noqa: E402
+
+from medssl.data.manifest import Record, read_manifest, scan_manifest  # noqa: E402
+
+
+def _csv(path, header, rows, gz=False):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "\n".join([",".join(header), *(",".join(map(str, r)) for r in rows)]) + "\n"
+    path.write_bytes(gzip.compress(text.encode()) if gz else text.encode())
+
+
+def test_tables_concat_join_select_and_path_regex(tmp_path):
+    """CheXpert-like: two tables, subject/session/split from the path, a gz table joined on a zero-padded id."""
+    rows = {"train": [("X/train/patient00001/study1/view1_frontal.jpg", 41, "Frontal"),
+                      ("X/train/patient00001/study2/view1_frontal.jpg", 42, "Frontal"),
+                      ("X/train/patient00002/study1/view2_lateral.jpg", 70, "Lateral")],
+            "valid": [("X/valid/patient00003/study1/view1_frontal.jpg", 55, "Frontal")]}
+    for split, rs in rows.items():
+        _csv(tmp_path / "X" / f"{split}.csv", ["Path", "Age", "View"], rs)
+        for r in rs:
+            (tmp_path / r[0]).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / r[0]).write_bytes(b"x")
+    _csv(tmp_path / "extra.csv.gz", ["pid", "site"], [(1, "north"), (3, "south")], gz=True)
+    card = DataCard(name="t", modality="DX", dimensionality=2, manifest=["X/train.csv", "X/valid.csv"],
+                    columns={"path": "Path", "age": "Age"}, select={"View": ["Frontal"]},
+                    path_regex=r"(?P<split>train|valid)/(?P<subject>patient\d+)/(?P<session>study\d+)/",
+                    splits={"train": ["train"], "test": ["valid"]})
+    recs = build_manifest(card, tmp_path)
+    assert [(r.subject, r.session, r.split, r.age) for r in recs] == [
+        ("patient00001", "study1", "train", 41), ("patient00001", "study2", "train", 42),
+        ("patient00003", "study1", "test", 55)]  # the lateral view is not selected
+    # join: the joined table's numeric id "1" matches the zero-padded "00001"
+    table = tmp_path / "t.csv"
+    _csv(table, ["pid", "file", "age"], [("00001", "a.png", 30), ("00002", "b.png", 31), ("00003", "c.png", 32)])
+    for f in "abc":
+        (tmp_path / f"{f}.png").write_bytes(b"x")
+    card = DataCard(name="j", modality="DX", dimensionality=2, manifest="t.csv", join=[{"table": "extra.csv.gz", "key": "pid"}],
+                    columns={"subject": "pid", "path": "file", "site": "site", "age": "age"})
+    assert [(r.subject, r.site) for r in build_manifest(card, tmp_path)] == [("00001", "north"), ("00002", ""),
+                                                                            ("00003", "south")]
+
+
+def test_split_files_and_split_mapping(tmp_path):
+    _table(tmp_path, ["s1\t30\tA\tF", "s2\t31\tA\tM", "s3\t32\tB\tF"])
+    (tmp_path / "train_val_list.txt").write_text("s1.nii.gz\ns2.nii.gz\n")
+    (tmp_path / "test_list.txt").write_text("s3.nii.gz\n")
+    card = _card(split_files={"train_val": "train_val_list.txt", "test": "test_list.txt"},
+                 splits={"train": ["train_val"], "test": ["test"]})
+    assert [r.split for r in build_manifest(card, tmp_path)] == ["train", "train", "test"]
+    card = _card(split_files={"train_val": "train_val_list.txt", "test": "test_list.txt"})  # no mapping
+    with pytest.raises(ManifestError, match=r"row 2: split value 'train_val' is not one of"):
+        build_manifest(card, tmp_path)
+    (tmp_path / "test_list.txt").write_text("s1.nii.gz\n")
+    with pytest.raises(ManifestError, match="listed in two split files"):
+        build_manifest(_card(split_files={"train": "train_val_list.txt", "test": "test_list.txt"}), tmp_path)
+
+
+def test_files_mode_bids_layout(tmp_path):
+    """BIDS: sessions found by the glob, metadata joined from participants.tsv, every mismatch reported."""
+    files = ["sub-01/ses-1/anat/sub-01_ses-1_T1w.nii.gz", "sub-01/ses-2/anat/sub-01_ses-2_T1w.nii.gz",
+             "sub-02/anat/sub-02_T1w.nii.gz", "sub-03/anat/sub-03_T1w.nii.gz", "sub-04/anat/sub-04_T2w.nii.gz"]
+    for f in files:
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_bytes(b"x")
+    (tmp_path / "participants.tsv").write_text("participant_id\tage\tsex\nsub-01\t20.5\tF\nsub-02\tn/a\tM\n")
+    card = DataCard(name="bids", modality="MR", dimensionality=3, files="sub-*/**/anat/sub-*_T1w.nii.gz",
+                    path_regex=r"(?P<subject>sub-[^/_]+)/(?:(?P<session>ses-[^/_]+)/)?anat/",
+                    manifest="participants.tsv", columns={"subject": "participant_id", "age": "age", "sex": "sex"})
+    scan = scan_manifest(card, tmp_path)
+    got = [(r.subject, r.session, r.age if r.age == r.age else None, r.sex) for r in scan.records]
+    assert got == [("sub-01", "ses-1", 20.5, "F"), ("sub-01", "ses-2", 20.5, "F"), ("sub-02", "", None, "M")]
+    assert [(p.where, "no row in participants.tsv" in p.reason) for p in scan.problems] == [
+        ("sub-03/anat/sub-03_T1w.nii.gz", True)]  # T2w is not globbed; sub-03 lacks a table row
+    with pytest.raises(ManifestError, match="sub-03.*has no row"):
+        build_manifest(card, tmp_path)
+
+
+def test_scan_collects_every_problem_and_build_raises_the_first(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "participants.tsv").write_text(
+        "participant_id\tage\tpath\n"
+        "s1\t30\ts1.nii.gz\n"          # row 2 fine
+        "s2\tforty\ts2.nii.gz\n"       # row 3 bad age
+        "s3\t33\t../s3.nii.gz\n"       # row 4 escapes the root
+        "\t34\ts4.nii.gz\n"            # row 5 empty subject
+        "s5\t35\tmissing.nii.gz\n"     # row 6 missing file
+        "s6\t36\t/etc/hostname\n")     # row 7 absolute path outside the root
+    for f in ("s1", "s2", "s4"):
+        (root / f"{f}.nii.gz").write_bytes(b"x")
+    card = DataCard(name="t", modality="MR", dimensionality=3, manifest="participants.tsv",
+                    columns={"subject": "participant_id", "age": "age", "path": "path"})
+    scan = scan_manifest(card, root)
+    where = [(p.where.rsplit(" ", 1)[-1], p.kind) for p in scan.problems]
+    assert where == [("3", "row"), ("4", "row"), ("5", "row"), ("6", "missing"), ("7", "row")]
+    assert "escapes the data root" in scan.problems[1].reason and "escapes" in scan.problems[4].reason
+    assert [r.subject for r in scan.records] == ["s1", "s5"]  # the missing file is kept as a record
+    with pytest.raises(ManifestError, match=r"row 3: age 'forty'"):
+        build_manifest(card, root, check_files=False)
+
+
+def test_manifest_round_trip(tmp_path):
+    recs = [Record("/d/a.nii.gz", "s1", "ses-1", "A", 31.5, "F", "AD", "train"),
+            Record("/d/b.npz", "train-000002", label="1", split="val", index=2, npz_split="train")]
+    back = read_manifest(write_manifest(recs, tmp_path / "m.tsv"))
+    assert [r.to_dict() for r in back] == [r.to_dict() for r in recs]
+    missing = read_manifest(write_manifest([Record("/d/c.nii.gz", "s3")], tmp_path / "n.tsv"))[0]
+    assert math.isnan(missing.age) and missing.index == -1
+
+
+def test_medmnist_records(tmp_path, medmnist_file):
+    arrays = medmnist_file(tmp_path / "set.npz", sizes=(5, 2, 3))
+    card = DataCard(name="m", modality="CT", dimensionality=2, format="medmnist", npz="set.npz")
+    recs = build_manifest(card, tmp_path)
+    assert [(r.npz_split, r.index) for r in recs] == [(s, i) for s, n in (("train", 5), ("val", 2), ("test", 3))
+                                                      for i in range(n)]
+    assert [r.split for r in recs] == [r.npz_split for r in recs]
+    assert [r.label for r in recs] == [str(int(v)) for s in ("train", "val", "test") for v in arrays[f"{s}_labels"][:, 0]]
+    assert len({r.subject for r in recs}) == 10 and all(r.path == str(tmp_path / "set.npz") for r in recs)
+    medmnist_file(tmp_path / "multi.npz", sizes=(2, 1, 1), multilabel=14)
+    card.npz = "multi.npz"
+    assert {r.label for r in build_manifest(card, tmp_path)} == {""}
+    card.npz = "absent.npz"
+    with pytest.raises(ManifestError, match="absent.npz does not exist"):
+        build_manifest(card, tmp_path)
+
+
+def test_shared_ixi_card_matches_its_table(shared):
+    root = shared("data", "ixi_t1_hh_2mm")
+    with open(root / "participants.tsv", newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    recs = build_manifest(load_card("shared_ixi"), root)
+    assert [r.subject for r in recs] == [row["subject_id"] for row in rows]
+    assert [r.path for r in recs] == [str(root / row["filename"]) for row in rows]
+    ages = [r.age for r in recs]
+    assert sum(not math.isnan(a) for a in ages) == 138
+    assert all(math.isnan(a) if not row["age"] else a == float(row["age"]) for a, row in zip(ages, rows))
+    assert {r.site for r in recs} == {"HH"}

@@ -174,9 +174,17 @@ def fairkl_group(features, labels, bias, temperature=1.0, kld=1.0):
                 groups[("p" if same else "n") + ("a" if aligned else "c")].append(s[a, b])
     stats = {}
     for key, vals in groups.items():
-        mu = sum(vals) / len(vals)
-        var = sum((x - mu) ** 2 for x in vals) / (len(vals) - 1)
-        stats[key] = (mu, torch.sqrt(var))
-    mu_loss = (stats["pc"][0] - stats["pa"][0]) ** 2 + (stats["na"][0] - stats["nc"][0]) ** 2
-    sd_loss = (stats["pa"][1] - stats["pc"][1]) ** 2 + (stats["na"][1] - stats["nc"][1]) ** 2
-    return mu_loss + kld * sd_loss - stats["pc"][0] + stats["na"][0]
+        mu = sum(vals) / len(vals) if vals else None
+        sd = torch.sqrt(sum((x - mu) ** 2 for x in vals) / (len(vals) - 1)) if len(vals) > 1 else None
+        stats[key] = (mu, sd)
+    total = 0
+    for x, y in (("pc", "pa"), ("na", "nc")):  # terms with a missing group are dropped
+        if stats[x][0] is not None and stats[y][0] is not None:
+            total = total + (stats[x][0] - stats[y][0]) ** 2
+        if stats[x][1] is not None and stats[y][1] is not None:
+            total = total + kld * (stats[x][1] - stats[y][1]) ** 2
+    if stats["pc"][0] is not None:
+        total = total - stats["pc"][0]
+    if stats["na"][0] is not None:
+        total = total + stats["na"][0]
+    return total

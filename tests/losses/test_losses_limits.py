@@ -186,5 +186,5 @@ def test_helpful_errors():
         L.EpsSupInfoNCELoss(form="middle")
     with pytest.raises(ValueError, match="epsilon"):
         L.EpsSupConLoss(epsilon=math.inf)
-    with pytest.raises(ValueError, match="both be given"):
+    with pytest.raises(ValueError, match="bias_labels must be given"):
         L.FairKLLoss()(features, classes, None)

@@ -120,3 +120,12 @@ def test_fairkl_matches_naive_group_statistics(seed):
     bias = torch.tensor([0, 1, 0, 1, 0, 1, 1, 0, 0, 1])
     for t, kld in ((1.0, 1.0), (0.5, 0.0)):
         check(lambda f: FairKLLoss(t, kld)(f, labels, bias), lambda f: naive.fairkl_group(f, labels, bias, t, kld), features)
+    # Missing groups: bias is a function of the label (no bias-conflicting positive pair)...
+    labels3 = torch.tensor([0, 0, 1, 1, 2, 2, 0, 1, 2, 0])
+    sites3 = (labels3 == 2).long()
+    check(lambda f: FairKLLoss()(f, labels3, sites3), lambda f: naive.fairkl_group(f, labels3, sites3), features)
+    # labels=None means sample identity (positives = the other view).
+    distinct = torch.arange(10)
+    check(lambda f: FairKLLoss()(f, None, bias), lambda f: naive.fairkl_group(f, distinct, bias), features)
+    # ...and one view with all labels distinct: no positive pair at all.
+    check(lambda f: FairKLLoss()(f[:, :1], distinct, bias), lambda f: naive.fairkl_group(f[:, :1], distinct, bias), features)

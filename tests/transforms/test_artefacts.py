@@ -85,6 +85,13 @@ def test_cutout_boxes_and_fill():
     assert torch.all(box == 7.0)
 
 
+def test_cutout_cpu_and_gpu_code_paths_agree():
+    x = torch.randn(3, 2, 12, 14, 10)
+    tr = RandomCutout(1.0, holes=5, size=(0.1, 0.5))
+    p = tr.sample_params(x.shape, gen(2))
+    assert torch.equal(tr.apply_slices(x, p), tr.apply_mask(x, p))
+
+
 def test_cutout_mean_fill_is_the_sample_mean():
     x = torch.randn(2, 1, 16, 16) + torch.tensor([0.0, 5.0]).reshape(2, 1, 1, 1)
     tr = RandomCutout(1.0, holes=1, size=(0.3, 0.3))

@@ -111,6 +111,17 @@ def test_blur_matches_scipy_per_sample_sigma():
         assert np.allclose(y[b, 0], ref, atol=1e-5)
 
 
+def test_blur_on_axes_shorter_than_the_kernel():
+    x = torch.randn(2, 1, 2, 3, 9)
+    y = gaussian_blur(x, torch.tensor([[1.0, 1.0, 0.0], [0.5, 0.0, 1.0]])).numpy()
+    for b, sig in enumerate([[1.0, 1.0, 0.0], [0.5, 0.0, 1.0]]):
+        ref = x[b, 0].numpy().astype(np.float64)
+        for a, s in enumerate(sig):
+            if s > 0:
+                ref = gaussian_filter1d(ref, s, axis=a, mode="nearest", radius=3)
+        assert np.allclose(y[b, 0], ref, atol=1e-5)
+
+
 def test_gaussian_noise_has_the_sampled_std():
     x = torch.zeros(3, 1, 32, 32, 32)
     tr = RandomGaussianNoise(1.0)
@@ -129,3 +140,16 @@ def test_rician_noise_bias_on_flat_signal():
     assert abs(y[..., 4:].mean().item() - (a**2 + s**2) ** 0.5) < 0.01
     assert abs(y[..., :2].mean().item() - s * (np.pi / 2) ** 0.5) < 0.01
     assert y.min() >= 0
+
+
+@pytest.mark.parametrize("tr", [RandomGamma(0.5), RandomBiasField(0.5), RandomGaussianBlur(0.5), RandomScaleShift(0.5)],
+                         ids=lambda t: t.name)
+def test_subset_application_equals_transforming_the_selected_samples_alone(tr):
+    x = blob_phantom((10, 12, 14), batch=7) - 0.2
+    p = tr.sample_params(x.shape, gen(11))
+    p["apply"] = torch.tensor([True, True, False, True, False, False, True])  # runs (0,2), (3,4), (6,7)
+    y = tr.apply(x, p)
+    idx = p["apply"].nonzero().squeeze(1)
+    sub = {k: v[idx] for k, v in p.items()}
+    assert torch.allclose(y[idx], tr._apply(x[idx], sub), atol=1e-6)
+    assert torch.equal(y[~p["apply"]], x[~p["apply"]])

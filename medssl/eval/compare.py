@@ -1,0 +1,98 @@
+"""``medssl compare RUN1 RUN2 …``: the same metrics side by side across runs and methods.
+
+Reads ``metrics.json`` of each run directory (``medssl evaluate RUN``) and of its protocol
+sub-directories (``RUN/eval-<protocol>[-<card>]/metrics.json``), lines up the metrics that
+the report shows, prints one table (metric rows × run columns) and draws one bar chart per
+metric (with 95 % intervals where the metric has them).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from medssl.eval.report import ascii_table, summary_entries
+
+
+def find_metrics(run: str | Path) -> dict[str, Path]:
+    """``{label: metrics.json}`` for a run directory (its own file, then each ``eval-*`` folder)
+    or for a ``metrics.json`` path given directly."""
+    run = Path(run)
+    if run.is_file():
+        return {run.parent.name: run}
+    found = {}
+    if (run / "metrics.json").is_file():
+        found[run.name] = run / "metrics.json"
+    for sub in sorted(run.glob("eval-*/metrics.json")):
+        found[f"{run.name}/{sub.parent.name[5:]}"] = sub
+    if not found:
+        raise FileNotFoundError(f"{run}: no metrics.json (nor eval-*/metrics.json); run `medssl evaluate {run}` first")
+    return found
+
+
+def collect(runs: list[str | Path], encoders: tuple[str, ...] = ("pretrained",)) -> tuple[list[str], dict]:
+    """Columns (one per run/protocol [× encoder]) and ``{metric: {column: entry}}``.
+
+    Args:
+        runs: run directories or metrics.json files.
+        encoders: which encoders of each run to show (e.g. add ``"random init"``);
+            baselines ("predict train mean") are always shown once per run.
+    """
+    columns, table = [], {}
+    labels: dict[str, Path] = {}
+    for run in runs:
+        for label, path in find_metrics(run).items():
+            if label in labels:  # two runs with the same folder name: disambiguate
+                label = f"{Path(run)}:{label}"
+            labels[label] = path
+    for label, path in labels.items():
+        results = json.loads(path.read_text())
+        for e in summary_entries(results, full=True):
+            if e["encoder"] not in encoders and not e["encoder"].startswith("predict"):
+                continue
+            col = label if len(encoders) == 1 and not e["encoder"].startswith("predict") else f"{label} [{e['encoder']}]"
+            if col not in columns:
+                columns.append(col)
+            table.setdefault(e["metric"], {})[col] = e
+    return columns, table
+
+
+def compare_table(runs: list[str | Path], encoders: tuple[str, ...] = ("pretrained",)) -> str:
+    """One text table: a row per metric, a column per run (value [95 % CI] where available)."""
+    from medssl.eval.report import _fmt
+
+    columns, table = collect(runs, encoders)
+    rows = [("metric", *columns)]
+    for metric, per in table.items():
+        rows.append((metric, *(_fmt(per[c]) if c in per else "—" for c in columns)))
+    return ascii_table(rows)
+
+
+def plot_compare(runs: list[str | Path], path: str | Path, encoders: tuple[str, ...] = ("pretrained",),
+                 max_metrics: int = 12) -> Path | None:
+    """Bar chart per metric shared by at least two columns (error bars: 95 % CI)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    columns, table = collect(runs, encoders)
+    shared = [(m, per) for m, per in table.items() if sum(per[c]["value"] is not None for c in per) >= 2][:max_metrics]
+    if not shared:
+        return None
+    fig, axes = plt.subplots(1, len(shared), figsize=(2.2 + 1.1 * len(columns) * len(shared), 3.8), squeeze=False)
+    for ax, (metric, per) in zip(axes[0], shared):
+        cols = [c for c in columns if c in per and per[c]["value"] is not None]
+        vals = np.array([per[c]["value"] for c in cols])
+        err = np.array([[v - per[c]["ci"][0], per[c]["ci"][1] - v] if per[c].get("ci") and per[c]["ci"][0] is not None
+                        else [0.0, 0.0] for c, v in zip(cols, vals)]).T
+        ax.bar(range(len(cols)), vals, yerr=err, capsize=3, color=plt.get_cmap("tab10")(np.arange(len(cols)) % 10))
+        ax.set_xticks(range(len(cols)))
+        ax.set_xticklabels(cols, rotation=60, ha="right", fontsize=7)
+        ax.set_title(metric, fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

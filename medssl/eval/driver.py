@@ -1,0 +1,182 @@
+"""Run one evaluation protocol for a set of encoders and assemble the results dict.
+
+:func:`medssl.api.evaluate` loads the encoder(s) and the data; this module decides, per
+protocol, what is fitted on which rows and what goes into the report. Protocols:
+
+========= ==============================================================================
+default   linear probes (ridge age / logistic site…) + PCA map: what ``medssl evaluate RUN`` does
+linear    the same probes with a t-SNE map
+knn       k-nearest-neighbour probes;  mlp: one-hidden-layer MLP probes
+site      site prediction, leave-site-out evaluation, ComBat baseline
+openbhb   the OpenBHB challenge protocol (internal / external sites, L_c score)
+fewshot   linear-probe curves at 1 %, 10 %, 100 % of the training labels (several seeds)
+finetune  encoder + new head trained on the training subjects (early stopping on a validation split)
+========= ==============================================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from torch.utils.data import Dataset, Subset
+
+from medssl.eval import protocols as PR
+from medssl.eval.fewshot import DEFAULT_FRACTIONS, DEFAULT_SEEDS
+from medssl.eval.finetune import FinetuneOptions, finetune_and_score
+from medssl.eval.probes import mean_predictor_mae
+
+NOTES = {
+    "probes": "Probes: standardisation + ridge (age; α by leave-one-subject-out CV) or logistic regression (site, sex, "
+              "label; C by subject-grouped stratified 5-fold CV, balanced accuracy), fitted on the training subjects only "
+              "and scored once on the held-out subjects. Brain-age gap: linear bias correction fitted on out-of-fold "
+              "predictions of the training subjects.",
+    "knn": "kNN probe: standardised, L2-normalised embeddings; k chosen by subject-grouped CV on the training subjects.",
+    "mlp": "MLP probe: one hidden layer (256 ReLU units), Adam (300 epochs) on standardised embeddings; L2 penalty by "
+           "grouped CV.",
+    "site": "Site effect: logistic site probe (chance = 1/#sites; lower = less site information); leave-site-out: the "
+            "probe is fitted on all other sites and scored on the held-out one; ComBat: fitted on training subjects "
+            "(covariates kept, never the probed target), applied to held-out subjects of the same sites.",
+    "openbhb": "OpenBHB protocol (Dufumier et al. 2022 kit): Ridge α ∈ {1e-2…1e2} (5-fold, R²) and LogisticRegression "
+               "(saga, max_iter 150) C ∈ {1e-2…1e2} (5-fold, balanced accuracy) on unscaled training embeddings of the "
+               "internal sites; L_c = MAE_ext · BAcc^0.3 (lower is better).",
+    "fewshot": "Few-label curves: subject-level subsets of the training labels (stratified for classes, nested across "
+               "fractions); each point is scored on the full held-out split; mean ± SD over seeds.",
+    "finetune": "Fine-tuning: a copy of the encoder + a new linear head, AdamW with separate encoder/head learning "
+                "rates, early stopping on the validation loss of a subject-level validation split of the training "
+                "subjects; scored once on the held-out subjects.",
+}
+
+
+@dataclass
+class EvalOptions:
+    """What to evaluate and how (CLI flags of ``medssl evaluate``)."""
+
+    protocol: str = "default"
+    targets: tuple[str, ...] = ()  #: () → the run config's eval.targets (+ "label" for finetune/fewshot when present)
+    seed: int | None = None  #: None → the run's seed
+    n_boot: int = 1000  #: bootstrap replicates for the 95 % intervals (0: none)
+    fractions: tuple[float, ...] = DEFAULT_FRACTIONS
+    seeds: tuple[int, ...] = DEFAULT_SEEDS
+    external_sites: tuple[str, ...] = ()  #: OpenBHB external site names (default: the last site)
+    map_method: str = ""  #: "" → pca for default, tsne otherwise; "none" → no map
+    tta_flip: bool = False
+    random_init: bool | None = None  #: None → the run config's eval.random_init_baseline
+    val_fraction: float = 0.2  #: fine-tuning validation subjects (from the training split)
+    finetune: FinetuneOptions = field(default_factory=FinetuneOptions)
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PR.PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.protocol!r}; valid: {', '.join(PR.PROTOCOLS)}")
+
+
+def _site_codes(names: list[str], vocab: list[str]) -> list[int]:
+    missing = [n for n in names if n not in vocab]
+    if missing:
+        raise ValueError(f"external site(s) {missing} not in the data; sites are {vocab}")
+    return [vocab.index(n) for n in names]
+
+
+def run_protocol(opts: EvalOptions, feats: dict[str, dict], train_mask: np.ndarray, vocab: dict, seed: int,
+                 targets: list[str], encoders=None, datasets: dict | None = None, device: str = "cpu") -> dict:
+    """The results of ``opts.protocol`` for every encoder.
+
+    Args:
+        opts: protocol and settings.
+        feats: ``{encoder name: extract_features output}`` over the same rows.
+        train_mask: (N,) True for training-split rows.
+        vocab: code → name tables (``site``, ``sex``, ``label``).
+        seed: seed for CV shuffles, bootstrap and fine-tuning.
+        targets: metadata columns to evaluate.
+        encoders: ``{name: nn.Module}`` (fine-tuning only).
+        datasets: ``{"all": dataset over the rows of feats}`` (fine-tuning only).
+        device: fine-tuning device.
+
+    Returns:
+        The results dict for :func:`medssl.eval.report.write_report` (minus ``info``).
+    """
+    p, results = opts.protocol, {"protocol": opts.protocol, "vocab": vocab, "notes": []}
+    first = next(iter(feats.values()))
+    if p in ("default", "linear", "knn", "mlp"):
+        kind = "linear" if p in ("default", "linear") else p
+        results["probes"] = {n: PR.probe_targets(f, train_mask, targets, kind, seed, opts.n_boot) for n, f in feats.items()}
+        results["notes"].append(NOTES["probes" if kind == "linear" else kind])
+    elif p == "site":
+        results["site"] = {n: PR.site_effect(f, train_mask, seed, opts.n_boot, [t for t in targets if t != "site"])
+                           for n, f in feats.items()}
+    elif p == "openbhb":
+        ext = _site_codes(list(opts.external_sites), vocab.get("site", [])) if opts.external_sites else None
+        results["openbhb"] = {n: PR.openbhb_protocol(f, train_mask, ext) for n, f in feats.items()}
+        seen = bool(np.any(train_mask & np.isin(first["site"], next(iter(results["openbhb"].values()))["external_sites"])))
+        if seen:
+            results["notes"].append("The encoder's pretraining split contained scans of the external site(s) (without "
+                                    "labels); in the OpenBHB challenge those sites are unseen at every stage.")
+    elif p == "fewshot":
+        results["fewshot"] = {n: PR.fewshot_protocol(f, train_mask, targets, opts.fractions, opts.seeds)
+                              for n, f in feats.items()}
+    elif p == "finetune":
+        results["finetune"] = {n: _finetune_targets(opts, enc, first, train_mask, targets, datasets["all"], seed, device,
+                                                    vocab.get("label"))
+                               for n, enc in encoders.items()}
+    results["notes"].append(NOTES.get(p, ""))
+    results["notes"] = [n for n in results["notes"] if n]
+    age = np.asarray(first.get("age", np.zeros(0)), float)
+    if "age" in targets and age.size and not np.isnan(age).all():
+        ok = ~np.isnan(age)
+        results["baselines"] = {"mean_predictor_mae": mean_predictor_mae(age[train_mask & ok], age[~train_mask & ok])}
+        results["test_age"] = age[~train_mask & ok]
+    method = opts.map_method or ("pca" if p == "default" else "tsne")
+    if method != "none" and p != "finetune":
+        results["maps"] = {n: PR.embedding_maps(f, method, seed) for n, f in feats.items()}
+    return results
+
+
+def _finetune_targets(opts: EvalOptions, encoder, feats: dict, train_mask: np.ndarray, targets: list[str],
+                      dataset: Dataset, seed: int, device: str, label_names: list[str] | None = None) -> dict:
+    """Fine-tune one copy of ``encoder`` per target (age → regression, label → classes / findings)."""
+    from medssl.data.manifest import Record
+    from medssl.data.splits import subject_split
+
+    subjects = np.asarray(feats["subject"])
+    site = np.asarray(feats.get("site", np.zeros(len(subjects), int)))
+    out = {}
+    for target in targets:
+        if target not in ("age", "label") or target not in feats:
+            continue
+        ok = PR.valid_rows(feats, target)
+        tr_rows, te_rows = np.flatnonzero(train_mask & ok), np.flatnonzero(~train_mask & ok)
+        if len(tr_rows) < 4 or len(te_rows) < 2:
+            continue
+        recs = [Record(path=str(i), subject=str(subjects[i]), site=str(site[i])) for i in tr_rows]
+        inner = np.array(subject_split(recs, opts.val_fraction, seed + 1, stratify="site"))
+        fit_rows, val_rows = tr_rows[inner == "train"], tr_rows[inner == "test"]
+        task = PR.task_of(feats, target)
+        y = np.asarray(feats[target])
+        y = y if task == "regression" else y.astype(int)
+        fo = replace(opts.finetune, task=task, seed=seed, device=device)
+        names = label_names if task == "multilabel" else None
+        out[target] = finetune_and_score(encoder, Subset(dataset, fit_rows.tolist()), y[fit_rows],
+                                         Subset(dataset, val_rows.tolist()), y[val_rows],
+                                         Subset(dataset, te_rows.tolist()), y[te_rows], fo, subjects[te_rows],
+                                         opts.n_boot, names)
+        out[target]["n_fit"], out[target]["n_val"] = int(len(fit_rows)), int(len(val_rows))
+    return out
+
+
+def multilabel_matrix(labels: list[str], sep: str = "|", negatives: tuple[str, ...] = ("No Finding", "none", "normal")
+                      ) -> tuple[np.ndarray, list[str]]:
+    """(N, K) 0/1 finding matrix from label strings such as ``"Effusion|Infiltration"``.
+
+    Empty labels give a row of −1 (unknown); ``negatives`` (e.g. ChestX-ray14's "No Finding")
+    give a row of zeros. Findings are sorted by name.
+    """
+    parts = [[p.strip() for p in (lab or "").split(sep) if p.strip()] for lab in labels]
+    names = sorted({p for ps in parts for p in ps if p not in negatives})
+    y = np.zeros((len(labels), len(names)), int)
+    for i, ps in enumerate(parts):
+        if not ps:
+            y[i] = -1
+        for p in ps:
+            if p in names:
+                y[i, names.index(p)] = 1
+    return y, names

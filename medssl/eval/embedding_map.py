@@ -1,0 +1,77 @@
+"""2D maps of embeddings (t-SNE or PCA), coloured by age, site and diagnosis.
+
+A map is a picture, not a metric: use it to *see* whether scans cluster by site (a site
+effect) or order by age; the numbers come from the probes. t-SNE (van der Maaten & Hinton,
+JMLR 2008) shows local neighbourhoods but distorts global distances; PCA is linear, exact and
+instant. Both run on standardised embeddings, seeded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+from sklearn.preprocessing import StandardScaler
+
+METHODS = ("tsne", "pca")
+
+
+def embed_2d(x: np.ndarray, method: str = "tsne", seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
+    """(N, D) embeddings → (N, 2) map coordinates.
+
+    Args:
+        x: embeddings. method: ``"tsne"`` (PCA-initialised, perplexity capped at (N−1)/3)
+            or ``"pca"``. seed: random state. perplexity: t-SNE neighbourhood size.
+    """
+    if method not in METHODS:
+        raise ValueError(f"embedding map method must be one of {METHODS}, got {method!r}")
+    z = StandardScaler().fit_transform(np.asarray(x, float))
+    z = np.nan_to_num(z)
+    if len(z) < 3:
+        raise ValueError(f"an embedding map needs at least 3 scans, got {len(z)}")
+    if method == "pca" or z.shape[1] < 2:
+        xy = PCA(n_components=min(2, z.shape[1]), random_state=seed).fit_transform(z)
+        return np.pad(xy, ((0, 0), (0, 2 - xy.shape[1])))
+    if z.shape[1] > 50:  # the usual PCA pre-reduction: faster, less noise
+        z = PCA(n_components=50, random_state=seed).fit_transform(z)
+    return TSNE(2, init="pca", perplexity=min(perplexity, (len(z) - 1) / 3), random_state=seed).fit_transform(z)
+
+
+def plot_embedding_map(xy: np.ndarray, colours: dict[str, tuple[np.ndarray, list[str] | None]], path: str | Path,
+                       title: str = "") -> Path:
+    """One panel per colouring; continuous values (age) get a colour bar, categories a legend.
+
+    Args:
+        xy: (N, 2) map coordinates.
+        colours: ``{name: (values, category_names)}``; ``category_names`` None for continuous
+            values (NaN = missing, drawn grey), else int codes (−1 = missing) with their names.
+        path: output PNG.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(colours), figsize=(4.2 * len(colours), 3.8), squeeze=False)
+    for ax, (name, (values, names)) in zip(axes[0], colours.items()):
+        values = np.asarray(values)
+        if names is None:
+            ok = np.isfinite(values.astype(float))
+            ax.scatter(xy[~ok, 0], xy[~ok, 1], s=8, c="lightgrey")
+            sc = ax.scatter(xy[ok, 0], xy[ok, 1], s=10, c=values[ok].astype(float), cmap="viridis")
+            fig.colorbar(sc, ax=ax, shrink=0.8)
+        else:
+            cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+            for code, label in [(-1, "missing"), *enumerate(names)]:
+                m = values == code
+                if m.any():
+                    ax.scatter(xy[m, 0], xy[m, 1], s=10, label=label, c="lightgrey" if code < 0 else [cmap(code % cmap.N)])
+            ax.legend(fontsize=7, markerscale=1.5, loc="best")
+        ax.set(title=f"{title} coloured by {name}".strip(), xticks=[], yticks=[])
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,297 @@
+"""Fine-tuning: a pretrained encoder + a new linear head, trained end to end (or partly).
+
+Takes any encoder ``nn.Module`` (``(B, C, *S) → (B, D)``, attribute ``out_dim``), so it works
+from a run (:func:`medssl.api.load_run_encoder`) or an export (``medssl.export.load_encoder``).
+The encoder is deep-copied; the caller's module is never changed.
+
+* ``mode="full"``: every encoder parameter is trained; ``"last"``: only the last
+  ``last_blocks`` blocks (:func:`encoder_blocks`) — earlier blocks are frozen *and* kept in
+  eval mode, so their BatchNorm statistics stay the pretrained ones; ``"head"``: the encoder is
+  frozen (a linear probe trained by gradient descent).
+* AdamW with separate learning rates for the encoder and the head (no decay on biases/norms).
+* Early stopping on the validation loss (``patience`` epochs); the best epoch's weights are kept.
+* Tasks: ``"regression"`` (targets standardised with training mean/std, Huber loss, predictions
+  back in target units, e.g. years), ``"classification"`` (cross-entropy, K classes coded
+  0..K-1), ``"multilabel"`` ((N, K) 0/1 targets, e.g. chest X-ray findings; BCE-with-logits).
+
+Randomness is explicit: the head initialisation and the batch order come from ``seed``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+TASKS = ("regression", "classification", "multilabel")
+MODES = ("full", "last", "head")
+
+
+@dataclass
+class FinetuneOptions:
+    """Settings of one fine-tuning run (learning rates per AdamW step; epochs are full passes)."""
+
+    task: str = "regression"
+    mode: str = "full"
+    last_blocks: int = 1  #: trained blocks when mode="last"
+    lr_encoder: float = 1e-4
+    lr_head: float = 1e-3
+    weight_decay: float = 1e-4
+    epochs: int = 30
+    batch_size: int = 16
+    patience: int = 5  #: epochs without validation-loss improvement before stopping
+    device: str = "cpu"
+    seed: int = 0
+    bf16: bool = True  #: bf16 autocast on CUDA (ignored on CPU)
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"fine-tuning task must be one of {TASKS}, got {self.task!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"fine-tuning mode must be one of {MODES}, got {self.mode!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
+            raise ValueError("epochs, batch_size and patience must be >= 1")
+
+
+@dataclass
+class FinetuneResult:
+    model: nn.Module  #: encoder + head, best validation epoch, eval mode
+    history: list[dict]  #: per epoch: epoch, train_loss, val_loss, val_metric
+    best_epoch: int
+    options: FinetuneOptions
+    target_mean: float = 0.0  #: regression target standardisation (training rows)
+    target_std: float = 1.0
+    n_trainable: int = 0  #: trained encoder parameters (elements)
+    extra: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        return {"best_epoch": self.best_epoch, "epochs_run": len(self.history), "n_trainable_encoder": self.n_trainable,
+                **{k: v for k, v in asdict(self.options).items() if k not in ("device", "num_workers")}}
+
+
+class EncoderWithHead(nn.Module):
+    """``head(encoder(x))``: (B, C, *S) → (B, n_outputs)."""
+
+    def __init__(self, encoder: nn.Module, n_outputs: int, generator: torch.Generator) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(encoder.out_dim, n_outputs)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.randn(self.head.weight.shape, generator=generator) * 0.01)
+            self.head.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x))
+
+
+def encoder_blocks(encoder: nn.Module) -> list[nn.Module]:
+    """The encoder's blocks, input to output, for ``mode="last"``.
+
+    ``encoder.blocks()`` when the encoder defines it; otherwise the children with parameters
+    of ``encoder.net`` (or of the encoder), expanding ``nn.ModuleList`` children (transformer
+    blocks). For :class:`~medssl.encoders.resnet.ResNetEncoder`: conv1, bn1, layer1 … layer4.
+    """
+    if callable(getattr(encoder, "blocks", None)):
+        return list(encoder.blocks())
+    root = getattr(encoder, "net", encoder)
+    blocks: list[nn.Module] = []
+    for child in root.children():
+        if isinstance(child, nn.ModuleList):
+            blocks.extend(c for c in child if any(True for _ in c.parameters()))
+        elif any(True for _ in child.parameters()):
+            blocks.append(child)
+    return blocks
+
+
+class _Rows(Dataset):
+    """(image, row) pairs; targets are looked up by row outside the dataset."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        item = self.dataset[i]
+        return (item["image"] if isinstance(item, dict) else item[0]), i
+
+
+def _frozen_blocks(encoder: nn.Module, opt: FinetuneOptions) -> list[nn.Module]:
+    if opt.mode == "full":
+        return []
+    if opt.mode == "head":
+        return [encoder]
+    blocks = encoder_blocks(encoder)
+    if not 1 <= opt.last_blocks <= len(blocks):
+        raise ValueError(f"last_blocks={opt.last_blocks} but the encoder has {len(blocks)} blocks")
+    return blocks[: len(blocks) - opt.last_blocks] + [m for m in encoder.children() if m is not getattr(encoder, "net", None)
+                                                       and m not in blocks]
+
+
+def _targets(y: np.ndarray, opt: FinetuneOptions, mean: float, std: float) -> torch.Tensor:
+    if opt.task == "regression":
+        return torch.as_tensor((np.asarray(y, float) - mean) / std, dtype=torch.float32)
+    if opt.task == "classification":
+        return torch.as_tensor(np.asarray(y), dtype=torch.long)
+    return torch.as_tensor(np.asarray(y), dtype=torch.float32)
+
+
+def _loss_fn(task: str) -> nn.Module:
+    return {"regression": nn.HuberLoss(), "classification": nn.CrossEntropyLoss(),
+            "multilabel": nn.BCEWithLogitsLoss()}[task]
+
+
+def _autocast(device: torch.device, opt: FinetuneOptions):
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and opt.bf16)
+
+
+@torch.no_grad()
+def _outputs(model: nn.Module, dataset: Dataset, opt: FinetuneOptions, device: torch.device) -> torch.Tensor:
+    model.eval()
+    outs = []
+    for image, _ in DataLoader(_Rows(dataset), batch_size=opt.batch_size, shuffle=False, num_workers=opt.num_workers):
+        with _autocast(device, opt):
+            outs.append(model(image.to(device)).float().cpu())
+    return torch.cat(outs)
+
+
+def finetune(encoder: nn.Module, train: Dataset, y_train: np.ndarray, val: Dataset, y_val: np.ndarray,
+             options: FinetuneOptions | None = None) -> FinetuneResult:
+    """Train a copy of ``encoder`` with a new head on ``train``; early-stop on ``val``.
+
+    Args:
+        encoder: pretrained encoder with ``out_dim``.
+        train, val: datasets of images (items ``{"image": (C, *S)}`` or ``(image, …)``).
+        y_train, y_val: targets aligned with the datasets: (N,) floats (regression, e.g. years),
+            (N,) int class codes 0..K-1, or (N, K) 0/1 (multilabel).
+        options: :class:`FinetuneOptions`.
+
+    Returns:
+        :class:`FinetuneResult` with the best-validation model (eval mode) and the history.
+    """
+    opt = options or FinetuneOptions()
+    device = torch.device(opt.device)
+    y_train, y_val = np.asarray(y_train), np.asarray(y_val)
+    if len(y_train) != len(train) or len(y_val) != len(val):
+        raise ValueError(f"targets ({len(y_train)}, {len(y_val)}) do not match the datasets ({len(train)}, {len(val)})")
+    gen = torch.Generator().manual_seed(opt.seed)
+    if opt.task == "regression":
+        mean, std = float(y_train.mean()), float(y_train.std()) or 1.0
+        n_out = 1
+    else:
+        mean, std = 0.0, 1.0
+        n_out = int(max(y_train.max(), y_val.max())) + 1 if opt.task == "classification" else y_train.shape[1]
+    model = EncoderWithHead(copy.deepcopy(encoder), n_out, gen).to(device)
+    frozen = _frozen_blocks(model.encoder, opt)
+    for block in frozen:
+        block.requires_grad_(False)
+    enc_params = [p for p in model.encoder.parameters() if p.requires_grad]
+    groups = [{"params": list(model.head.parameters()), "lr": opt.lr_head}]
+    if enc_params:
+        groups.append({"params": enc_params, "lr": opt.lr_encoder})
+    optimizer = torch.optim.AdamW(groups, weight_decay=opt.weight_decay)
+    loss_fn = _loss_fn(opt.task)
+    t_train, t_val = _targets(y_train, opt, mean, std), _targets(y_val, opt, mean, std)
+    history, best, best_state, best_epoch, bad = [], math.inf, None, 0, 0
+    for epoch in range(opt.epochs):
+        model.train()
+        for block in frozen:
+            block.eval()
+        total, seen = 0.0, 0
+        loader = DataLoader(_Rows(train), batch_size=opt.batch_size, shuffle=True, generator=gen, drop_last=len(train) > opt.batch_size,
+                            num_workers=opt.num_workers)
+        for image, rows in loader:
+            target = t_train[rows].to(device)
+            with _autocast(device, opt):
+                out = model(image.to(device)).float()
+            loss = loss_fn(out.squeeze(1) if opt.task == "regression" else out, target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total, seen = total + loss.item() * len(rows), seen + len(rows)
+        val_out = _outputs(model, val, opt, device)
+        val_loss = float(loss_fn(val_out.squeeze(1) if opt.task == "regression" else val_out, t_val))
+        if not math.isfinite(val_loss):
+            raise FloatingPointError(f"fine-tuning: validation loss is {val_loss} at epoch {epoch + 1}; lower lr_encoder/"
+                                     f"lr_head (now {opt.lr_encoder}/{opt.lr_head})")
+        history.append({"epoch": epoch + 1, "train_loss": total / max(seen, 1), "val_loss": val_loss,
+                        "val_metric": _val_metric(val_out, y_val, opt, mean, std)})
+        if val_loss < best - 1e-12:
+            best, bad = val_loss, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_epoch = epoch + 1
+        else:
+            bad += 1
+            if bad >= opt.patience:
+                break
+    model.load_state_dict(best_state)
+    model.eval()
+    return FinetuneResult(model, history, best_epoch, opt, mean, std, sum(p.numel() for p in enc_params))
+
+
+def _val_metric(out: torch.Tensor, y: np.ndarray, opt: FinetuneOptions, mean: float, std: float) -> float:
+    from medssl.eval import metrics as M
+
+    if opt.task == "regression":
+        return M.mae(y, out.squeeze(1).numpy() * std + mean)
+    if opt.task == "classification":
+        return M.balanced_accuracy(y, out.argmax(1).numpy())
+    return M.multilabel_metrics(y, torch.sigmoid(out).numpy())["auc_macro"]
+
+
+def predict(result: FinetuneResult, dataset: Dataset) -> np.ndarray:
+    """Predictions of a fine-tuned model: (N,) in target units (regression), (N, K) class
+    probabilities (classification) or (N, K) per-label probabilities (multilabel)."""
+    device = next(result.model.parameters()).device
+    out = _outputs(result.model, dataset, result.options, device)
+    if result.options.task == "regression":
+        return out.squeeze(1).numpy() * result.target_std + result.target_mean
+    if result.options.task == "classification":
+        return torch.softmax(out, dim=1).numpy()
+    return torch.sigmoid(out).numpy()
+
+
+def finetune_and_score(encoder: nn.Module, train: Dataset, y_train: np.ndarray, val: Dataset, y_val: np.ndarray,
+                       test: Dataset, y_test: np.ndarray, options: FinetuneOptions | None = None,
+                       groups_test: np.ndarray | None = None, n_boot: int = 1000, class_names: list[str] | None = None) -> dict:
+    """:func:`finetune`, then score once on ``test``.
+
+    Returns:
+        Regression: MAE, RMSE, R², Pearson r (+ ``_ci``); classification: balanced accuracy,
+        F1, accuracy, AUC, chance (+ ``_ci``); multilabel: macro and per-class AUC / F1 (+
+        ``auc_macro_ci``). Plus ``"history"``, ``"finetune"`` (settings, best epoch) and ``"pred"``.
+    """
+    from medssl.eval import metrics as M
+
+    result = finetune(encoder, train, y_train, val, y_val, options)
+    pred = predict(result, test)
+    y_test = np.asarray(y_test)
+    seed = result.options.seed
+    if result.options.task == "regression":
+        out = M.with_ci(M.regression_metrics(y_test, pred), {"mae": M.mae, "rmse": M.rmse, "r2": M.r2}, y_test, pred,
+                        n_boot=n_boot, seed=seed, groups=groups_test) if n_boot else M.regression_metrics(y_test, pred)
+        out["pred"] = pred
+    elif result.options.task == "classification":
+        labels = pred.argmax(1)
+        out = M.classification_metrics(y_test, labels, pred)
+        out["chance"] = 1.0 / pred.shape[1]
+        if n_boot:
+            M.with_ci(out, {"balanced_accuracy": M.balanced_accuracy}, y_test, labels, n_boot=n_boot, seed=seed,
+                      groups=groups_test)
+        out["pred"] = labels
+    else:
+        out = M.multilabel_metrics(y_test, pred, names=class_names)
+        if n_boot:
+            out["auc_macro_ci"] = list(M.bootstrap_ci(lambda y, p: M.multilabel_metrics(y, p)["auc_macro"], y_test, pred,
+                                                      n_boot=n_boot, seed=seed, groups=groups_test))
+        out["pred"] = pred
+    out["history"] = result.history
+    out["finetune"] = result.summary()
+    return out

@@ -1,0 +1,171 @@
+"""Evaluation protocols on extracted features: which probes run on which rows.
+
+Each function takes the output of :func:`~medssl.eval.features.extract_features` (``feats``:
+``"features"`` plus metadata columns ``age`` (years, NaN = missing), ``site``/``sex``/``label``
+(int codes, −1 = missing; ``label`` may be an (N, K) 0/1 matrix for multi-label findings) and
+``subject``) and a boolean ``train_mask`` (the run's subject-level split). Rows outside the
+mask are test rows: they are scored, never fitted on. ``docs/evaluation.md`` says when to
+use which protocol.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from medssl.eval import probes as P
+from medssl.eval.embedding_map import embed_2d
+from medssl.eval.fewshot import DEFAULT_FRACTIONS, DEFAULT_SEEDS, label_fraction_curve
+from medssl.eval.openbhb import internal_external_split, run_openbhb
+from medssl.eval.site import harmonisation_baseline, leave_site_out, site_prediction
+
+PROTOCOLS = ("default", "linear", "knn", "mlp", "site", "openbhb", "fewshot", "finetune")
+REGRESSION_TARGETS = ("age",)
+KIND_OF_PROBE = {"linear": "ridge / logistic regression", "knn": "k-nearest neighbours", "mlp": "one-hidden-layer MLP"}
+
+
+def task_of(feats: dict, target: str) -> str:
+    """``"regression"`` (age), ``"multilabel"`` ((N, K) label matrix) or ``"classification"``."""
+    if target in REGRESSION_TARGETS:
+        return "regression"
+    return "multilabel" if np.ndim(feats[target]) == 2 else "classification"
+
+
+def valid_rows(feats: dict, target: str) -> np.ndarray:
+    """Rows whose ``target`` is known."""
+    y = np.asarray(feats[target])
+    if y.ndim == 2:
+        return np.all(y >= 0, axis=1)
+    return ~np.isnan(y.astype(float)) if target in REGRESSION_TARGETS else y >= 0
+
+
+def _split(feats: dict, target: str, train_mask: np.ndarray, min_train: int = 5):
+    ok = valid_rows(feats, target)
+    tr, te = train_mask & ok, ~train_mask & ok
+    y = np.asarray(feats[target])
+    task = task_of(feats, target)
+    if tr.sum() < min_train or te.sum() < 2 or (task == "classification" and len(np.unique(y[tr])) < 2):
+        return None
+    return tr, te, y, task
+
+
+def probe_targets(feats: dict, train_mask: np.ndarray, targets: list[str], kind: str = "linear", seed: int = 0,
+                  n_boot: int = 1000) -> dict:
+    """One probe per target (``kind``: linear | knn | mlp); targets lacking data are skipped.
+
+    Returns:
+        ``{target: metrics}`` (see :mod:`medssl.eval.probes`); age probes include the
+        bias-corrected brain-age gap for linear probes.
+    """
+    out = {}
+    for target in targets:
+        if target not in feats or (split := _split(feats, target, train_mask)) is None:
+            continue
+        tr, te, y, task = split
+        out[target] = _probe(feats["features"], y, tr, te, feats.get("subject"), task, kind, seed, n_boot,
+                             bias_correction=target == "age")
+    return out
+
+
+def _probe(x, y, tr, te, subjects, task: str, kind: str, seed: int, n_boot: int, bias_correction: bool = False) -> dict:
+    """Fit the ``kind`` probe on rows ``tr`` (mask or indices), score on rows ``te``."""
+    if kind not in KIND_OF_PROBE:
+        raise ValueError(f"unknown probe kind {kind!r}; valid: {sorted(KIND_OF_PROBE)}")
+    g_tr, g_te = (subjects[tr], subjects[te]) if subjects is not None else (None, None)
+    common = dict(seed=seed, groups=g_tr, n_boot=n_boot, groups_test=g_te)
+    if task == "multilabel":
+        return P.multilabel_probe(x[tr], y[tr], x[te], y[te], **common)
+    if task == "classification":
+        y = np.asarray(y).astype(int)
+    if kind == "linear" and task == "regression":
+        return P.regression_probe(x[tr], y[tr], x[te], y[te], bias_correction=bias_correction, **common)
+    if kind == "linear":
+        return P.classification_probe(x[tr], y[tr], x[te], y[te], **common)
+    return (P.knn_probe if kind == "knn" else P.mlp_probe)(x[tr], y[tr], x[te], y[te], task, **common)
+
+
+def site_effect(feats: dict, train_mask: np.ndarray, seed: int = 0, n_boot: int = 1000, targets=("age",)) -> dict:
+    """Site prediction, leave-site-out evaluation of each target and the ComBat baseline.
+
+    Returns:
+        ``{"prediction": site probe metrics, "leave_site_out": {target: …},
+        "harmonisation": {"raw"|"combat": {target: metrics}, "covariates": …}}``; parts that
+        the data cannot support (one site, no labels) are left out.
+    """
+    x, site, subjects = feats["features"], np.asarray(feats["site"]), np.asarray(feats["subject"])
+    out: dict = {}
+    split = _split(feats, "site", train_mask)
+    if split is None:
+        return out
+    tr, te, _, _ = split
+    out["prediction"] = site_prediction(x[tr], site[tr], x[te], site[te], subjects[tr], subjects[te], seed, n_boot)
+    out["prediction"].pop("pred")
+    known = site >= 0
+    out["leave_site_out"] = {}
+    for target in targets:
+        if target not in feats or task_of(feats, target) == "multilabel":
+            continue
+        rows = known & valid_rows(feats, target)
+        if len(np.unique(site[rows])) >= 2:
+            y = np.asarray(feats[target])[rows]
+            out["leave_site_out"][target] = leave_site_out(x[rows], y if target == "age" else y.astype(int), site[rows],
+                                                           subjects[rows], task_of(feats, target), seed)
+    te_seen = te & np.isin(site, np.unique(site[tr]))
+    probe_targets_ = {t: (np.asarray(feats[t])[tr], np.asarray(feats[t])[te_seen], task_of(feats, t)) for t in targets
+                      if t in feats and t != "site" and task_of(feats, t) != "multilabel" and valid_rows(feats, t)[tr | te_seen].all()}
+    covariates = {c: (np.asarray(feats[c])[tr].astype(float), np.asarray(feats[c])[te_seen].astype(float))
+                  for c in ("age", "sex") if c in feats and valid_rows(feats, c)[tr | te_seen].all()}
+    counts = np.unique(site[tr], return_counts=True)[1]
+    if len(counts) >= 2 and counts.min() >= 2 and te_seen.sum() >= 2:
+        out["harmonisation"] = harmonisation_baseline(x[tr], x[te_seen], site[tr], site[te_seen], probe_targets_, covariates,
+                                                      subjects[tr], seed)
+    return out
+
+
+def openbhb_protocol(feats: dict, train_mask: np.ndarray, external_sites: list[int] | None = None) -> dict:
+    """The OpenBHB challenge protocol (:func:`~medssl.eval.openbhb.run_openbhb`) on a run's split.
+
+    Training rows: training-split rows of internal sites; internal test: test-split rows of
+    internal sites; external test: every row of ``external_sites`` (site codes; default: the
+    last site code). Rows without age or site are dropped.
+    """
+    ok = valid_rows(feats, "age") & valid_rows(feats, "site")
+    site = np.asarray(feats["site"])
+    sites = sorted(np.unique(site[ok]).tolist())
+    if len(sites) < 2:
+        raise ValueError(f"the OpenBHB protocol needs at least 2 sites (internal + external), found {len(sites)}")
+    external = list(external_sites) if external_sites else [sites[-1]]
+    m = internal_external_split(site[ok], train_mask[ok], external)
+    x, age = feats["features"][ok], np.asarray(feats["age"])[ok]
+    res = run_openbhb(x[m["train"]], age[m["train"]], site[ok][m["train"]], x[m["internal"]], age[m["internal"]],
+                      site[ok][m["internal"]], x[m["external"]], age[m["external"]])
+    res["external_sites"] = [int(s) for s in external]
+    res["age_int"], res["age_ext"] = age[m["internal"]], age[m["external"]]
+    return res
+
+
+def fewshot_protocol(feats: dict, train_mask: np.ndarray, targets: list[str], fractions=DEFAULT_FRACTIONS,
+                     seeds=DEFAULT_SEEDS, kind: str = "linear") -> dict:
+    """Few-label curves of the ``kind`` probes: ``{target: curve}`` (see :func:`label_fraction_curve`)."""
+    out = {}
+    x, subjects = feats["features"], np.asarray(feats["subject"])
+    for target in targets:
+        if target not in feats or (split := _split(feats, target, train_mask)) is None or split[3] == "multilabel":
+            continue
+        tr, te, y, task = split
+        metric = "mae" if task == "regression" else "balanced_accuracy"
+
+        def fit_score(rows, seed, te=te, y=y, task=task):
+            return _probe(x, y, rows, te, subjects, task, kind, seed, n_boot=0)
+
+        out[target] = label_fraction_curve(fit_score, np.flatnonzero(tr), subjects, metric, fractions, seeds,
+                                           None if task == "regression" else y)
+    return out
+
+
+def embedding_maps(feats: dict, method: str, seed: int = 0) -> dict:
+    """``{"xy": (N, 2), "age", "site", "label"}`` for :func:`~medssl.eval.embedding_map.plot_embedding_map`."""
+    out = {"xy": embed_2d(feats["features"], method, seed), "method": method}
+    for k in ("age", "site", "label"):
+        if k in feats and np.ndim(feats[k]) == 1:
+            out[k] = np.asarray(feats[k])
+    return out

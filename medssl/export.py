@@ -1,0 +1,195 @@
+"""Clean encoder export: safetensors weights plus a JSON spec, and loading them back.
+
+An export folder holds
+
+* ``encoder.safetensors`` — the encoder's weights with the keys of the plain network
+  (for ResNet/DenseNet/ViT: the MONAI network, no ``module.``/``encoder.``/``net.``
+  prefixes), so they load with ``strict=True`` into ``monai.networks.nets.<class>(**kwargs)``
+  as given in the spec's ``monai`` entry (DenseNet: after ``class_layers.out = nn.Identity()``);
+* ``encoder.json`` — the architecture (registry name and arguments), the input it was
+  trained with (spatial dims, channels, shape, crop, spacing in mm, orientation,
+  normalisation, modality, data card name), the pretraining method, config hash,
+  checkpoint step, medssl version and the SHA-256 of the weights file.
+
+The spec never holds patient data: no file paths, data roots, subject ids or metadata
+values. Loading never unpickles (safetensors; run checkpoints are read with
+``torch.load(weights_only=True)``).
+
+>>> export_run("runs/mae3d_brain", "exports/mae3d_brain")      # or: medssl export RUN --out DIR
+>>> encoder = medssl.load_encoder("exports/mae3d_brain")        # eval mode, ready for features
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+FORMAT = "medssl-encoder"
+FORMAT_VERSION = 1
+SPEC_FILE = "encoder.json"
+WEIGHTS_FILE = "encoder.safetensors"
+
+
+class ExportError(RuntimeError):
+    """An export folder that cannot be read or does not fit the architecture it names."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def encoder_state_dict(encoder: nn.Module) -> dict[str, torch.Tensor]:
+    """Weights of the plain network (``encoder.plain_module()``): detached, CPU, contiguous."""
+    plain = encoder.plain_module() if hasattr(encoder, "plain_module") else encoder
+    return {k: v.detach().cpu().contiguous() for k, v in plain.state_dict().items()}
+
+
+def save_encoder(encoder: nn.Module, out_dir: str | Path, architecture: str, arguments: dict,
+                 input_spec: dict | None = None, pretraining: dict | None = None) -> Path:
+    """Write ``encoder.safetensors`` and ``encoder.json`` into ``out_dir``.
+
+    Args:
+        encoder: a registered encoder.
+        architecture: its registry name (e.g. ``"resnet18"``).
+        arguments: keyword arguments of :func:`medssl.encoders.build_encoder` that rebuild it
+            (``spatial_dims``, ``in_channels`` and the encoder options).
+        input_spec: what the encoder expects as input (see :func:`input_spec_from_config`).
+        pretraining: method, config hash, checkpoint step, … (no patient data).
+
+    Returns:
+        ``out_dir``.
+    """
+    from medssl import __version__
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = out_dir / WEIGHTS_FILE
+    tmp = out_dir / f".{WEIGHTS_FILE}.tmp-{os.getpid()}"
+    save_file(encoder_state_dict(encoder), str(tmp), metadata={"format": FORMAT, "architecture": architecture})
+    os.replace(tmp, weights)
+    spec = {"format": FORMAT, "format_version": FORMAT_VERSION, "medssl_version": __version__,
+            "architecture": architecture, "arguments": dict(arguments), "out_dim": int(encoder.out_dim),
+            "monai": encoder.monai_network() if hasattr(encoder, "monai_network") else None,
+            "weights": {"file": WEIGHTS_FILE, "sha256": _sha256(weights)},
+            "input": input_spec or {}, "pretraining": pretraining or {}}
+    tmp = out_dir / f".{SPEC_FILE}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(spec, indent=2) + "\n")
+    os.replace(tmp, out_dir / SPEC_FILE)
+    return out_dir
+
+
+def input_spec_from_config(cfg) -> dict:
+    """Input geometry and intensity preprocessing of a run (from its config and data card)."""
+    from medssl.config import ConfigError
+    from medssl.data.card import load_card
+    from medssl.data.prepare import make_preprocessor
+
+    d = cfg.data
+    spec = {"spatial_dims": cfg.encoder.spatial_dims, "in_channels": cfg.encoder.in_channels,
+            "shape": list(d.shape), "crop_size": list(cfg.augment.crop_size),
+            "spacing_mm": list(d.spacing) or None, "normalise": d.normalise, "augment_preset": cfg.augment.preset}
+    try:  # the card gives modality, orientation and name; a card that moved away is not fatal
+        card = load_card(d.card)
+        pre = make_preprocessor(card, d.shape, d.spacing, d.normalise)
+        spec.update(orientation=pre.orientation or "file", modality=card.modality, data_card=card.name)
+    except (ConfigError, OSError):
+        spec.update(data_card=Path(str(d.card)).stem)  # the name only, never the card's path
+    return spec
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str | Path | None = None) -> Path:
+    """Export the encoder of a pretraining run (latest ``checkpoints/step-*.pt`` by default).
+
+    Raises:
+        FileNotFoundError: no ``config.yaml`` or no checkpoint in the run.
+        CheckpointError: the checkpoint cannot be read safely or does not fit the config.
+    """
+    from medssl.api import build_method
+    from medssl.config import config_hash, load_config
+    from medssl.train.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir} has no config.yaml; pass a run directory written by `medssl pretrain`")
+    cfg = load_config(run_dir / "config.yaml")
+    if checkpoint is None:
+        found = list_checkpoints(run_dir / "checkpoints")
+        if not found:
+            raise FileNotFoundError(f"{run_dir}/checkpoints holds no step-*.pt checkpoint; run `medssl pretrain` first")
+        checkpoint = found[-1]
+    state = load_checkpoint(checkpoint)
+    method = build_method(cfg)
+    try:
+        method.load_state_dict(state["model"])
+    except (KeyError, RuntimeError) as e:
+        raise CheckpointError(f"{checkpoint}: weights do not fit the run's config ({e})") from None
+    pretraining = {"method": cfg.method.name, "method_options": dict(cfg.method.options),
+                   "loss": dict(cfg.method.loss), "config_hash": config_hash(cfg),
+                   "checkpoint_step": int(state.get("step", -1)), "seed": cfg.seed}
+    arguments = {"spatial_dims": cfg.encoder.spatial_dims, "in_channels": cfg.encoder.in_channels,
+                 **cfg.encoder.options}
+    input_spec = input_spec_from_config(cfg)
+    if getattr(method, "input_rescaling", ""):  # e.g. Models Genesis rescales each sample to [0, 1]
+        input_spec["method_rescaling"] = method.input_rescaling
+    return save_encoder(method.encoder, out_dir, cfg.encoder.name, arguments, input_spec, pretraining)
+
+
+def read_spec(path: str | Path) -> dict:
+    """The JSON spec of an export folder (or of the ``encoder.json`` file itself)."""
+    path = Path(path)
+    spec_path = path / SPEC_FILE if path.is_dir() else path
+    if not spec_path.is_file():
+        raise ExportError(f"{spec_path} not found; pass a folder written by `medssl export`")
+    try:
+        spec = json.loads(spec_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ExportError(f"{spec_path} is not valid JSON ({e})") from None
+    if not isinstance(spec, dict) or spec.get("format") != FORMAT:
+        raise ExportError(f"{spec_path} is not a medssl encoder spec (format {FORMAT!r} expected)")
+    if spec.get("format_version", 0) > FORMAT_VERSION:
+        raise ExportError(f"{spec_path} has format_version {spec['format_version']}; this medssl reads up to "
+                          f"{FORMAT_VERSION}. Upgrade medssl")
+    return spec
+
+
+def load_encoder(path: str | Path, **overrides) -> nn.Module:
+    """Rebuild an exported encoder and load its weights strictly; returned in eval mode.
+
+    Args:
+        path: export folder (or its ``encoder.json``).
+        overrides: encoder arguments to change, e.g. ``checkpointing=True`` for fine-tuning.
+
+    Raises:
+        ExportError: missing/corrupt files (checksum mismatch), or weights that do not fit.
+    """
+    from medssl.encoders import build_encoder
+
+    spec = read_spec(path)
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    weights = folder / spec["weights"]["file"]
+    if not weights.is_file():
+        raise ExportError(f"{weights} not found (named in {folder / SPEC_FILE})")
+    if _sha256(weights) != spec["weights"]["sha256"]:
+        raise ExportError(f"{weights} does not match the SHA-256 in {folder / SPEC_FILE}; the file is corrupt or "
+                          "was replaced. Export again")
+    encoder = build_encoder(spec["architecture"], **{**spec["arguments"], **overrides})
+    plain = encoder.plain_module() if hasattr(encoder, "plain_module") else encoder
+    try:
+        plain.load_state_dict(load_file(str(weights)), strict=True)
+    except RuntimeError as e:
+        raise ExportError(f"{weights} does not fit {spec['architecture']}({spec['arguments']}): {e}") from None
+    return encoder.eval()
+
+
+__all__ = ["ExportError", "encoder_state_dict", "export_run", "input_spec_from_config", "load_encoder", "read_spec",
+           "save_encoder"]

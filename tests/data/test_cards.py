@@ -1,0 +1,100 @@
+"""Every shipped data card is schema-valid and documented; card validation errors; shared cards on real data."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from medssl.config import ConfigError
+from medssl.data.card import load_card
+from medssl.data.manifest import build_manifest
+
+CARDS = Path(__file__).resolve().parents[2] / "data_cards"
+CARD_FILES = sorted(CARDS.glob("*.yaml"))
+
+
+def test_cards_folder_holds_the_required_data_sets():
+    names = {p.stem for p in CARD_FILES}
+    required = {"synthetic", "openbhb_quasiraw", "openbhb_vbm", "ukbiobank_t1", "ixi", "bids_t1w", "chexpert",
+                "nih_chestxray14", "mimic_cxr", "shared_ixi"}
+    assert required <= names, required - names
+    assert sum(n.startswith("medmnist_") and n.endswith("3d") for n in names) == 6
+    assert sum(n.startswith("medmnist_") and not n.endswith("3d") for n in names) == 12
+
+
+@pytest.mark.parametrize("path", CARD_FILES, ids=[p.stem for p in CARD_FILES])
+def test_every_card_loads_and_is_documented(path):
+    card = load_card(path)
+    assert card.name == path.stem
+    for key in ("description", "licence", "citation", "obtain", "phi"):
+        assert str(getattr(card, key)).strip(), f"{path.name}: `{key}` is empty"
+    shape = card.preprocessing.get("shape")
+    assert shape is None or len(shape) == card.dimensionality
+    readme = (CARDS / "README.md").read_text()
+    assert card.name in readme or (card.name.startswith("medmnist_") and "medmnist_*" in readme)
+
+
+def _write(tmp_path, text: str) -> Path:
+    p = tmp_path / "card.yaml"
+    p.write_text(text)
+    return p
+
+
+BASE = "name: x\nmodality: MR\ndimensionality: 3\n"
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("format: nfiti\nmanifest: t.tsv\ncolumns: {subject: id}\npath_template: a\n", r"format 'nfiti'.*Did you mean 'nifti'"),
+    ("manifest: t.tsv\ncolumns: {subject: id}\npath_template: a\njoin: [{table: b.csv, on: id}]\n", "key: <column"),
+    ("files: '*.nii.gz'\npath_regex: '(?P<site>x)'\n", r"\(\?P<subject>\.\.\.\) group"),
+    ("files: '*.nii.gz'\npath_regex: '(?P<subject>x)(?P<colour>y)'\n", r"groups \['colour'\] are not roles"),
+    ("format: medmnist\n", "needs both `format: medmnist` and `npz"),
+    ("manifest: t.tsv\ncolumns: {subject: id}\npath_template: a\npreprocessing: {shape: [8, 8]}\n", "has 2 axes"),
+    ("manifest: t.tsv\ncolumns: {subject: id}\npath_template: a\npreprocessing: {shap: [8]}\n", "Did you mean 'shape'"),
+    ("manifest: t.tsv\ncolumns: {subject: id}\npath_template: a\nsplits: {training: [train]}\n", "Did you mean 'train'"),
+    ("format: npy\nmanifest: t.tsv\ncolumns: {subject: id}\npath_template: a\n", "format npy needs geometry"),
+    ("columns: {subject: id}\n", "give `manifest`"),
+    ("dimensionality: 4\n", "dimensionality must be 2 or 3"),
+])
+def test_card_validation_errors(tmp_path, extra, message):
+    text = BASE.replace("dimensionality: 3\n", "") if extra.startswith("dimensionality") else BASE
+    with pytest.raises(ConfigError, match=message) as err:
+        load_card(_write(tmp_path, text + extra))
+    assert str(tmp_path / "card.yaml") in str(err.value)
+
+
+def test_relative_root_is_resolved_against_the_card_folder(tmp_path, monkeypatch):
+    (tmp_path / "cards").mkdir()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "t.tsv").write_text("id\nA\n")
+    (tmp_path / "data" / "A.nii.gz").write_bytes(b"x")
+    p = tmp_path / "cards" / "c.yaml"
+    p.write_text(BASE + "root: ../data\nmanifest: t.tsv\ncolumns: {subject: id}\npath_template: '{id}.nii.gz'\n")
+    monkeypatch.chdir(tmp_path / "cards")
+    card = load_card(p)
+    assert card.resolve_root() == (tmp_path / "data").resolve()
+    monkeypatch.setenv("MY_DATA", str(tmp_path / "data"))
+    assert card.resolve_root("$MY_DATA") == (tmp_path / "data").resolve()
+    assert build_manifest(card)[0].path == str((tmp_path / "data" / "A.nii.gz").resolve())
+
+
+def test_shared_medmnist_cards_match_the_published_split_sizes(shared):
+    shared("data", "medmnist_adrenalmnist3d")
+    recs = build_manifest(load_card("shared_adrenalmnist3d"), shared("data", "medmnist_adrenalmnist3d"))
+    for split, n, n_pos in (("train", 1188, 259), ("val", 98, 22), ("test", 298, 69)):
+        part = [r for r in recs if r.split == split]
+        assert len(part) == n and sum(r.label == "1" for r in part) == n_pos
+    recs = build_manifest(load_card("shared_pneumoniamnist"), shared("data", "medmnist_pneumoniamnist_reconstructed"))
+    sizes = {s: (sum(r.split == s for r in recs), sum(r.split == s and r.label == "0" for r in recs))
+             for s in ("train", "val", "test")}
+    assert sizes == {"train": (4708, 1214), "val": (524, 135), "test": (624, 234)}
+
+
+def test_medmnist_cards_state_the_official_sizes():
+    """Each MedMNIST card's description carries its split sizes; DermaMNIST alone is non-commercial."""
+    for path in CARDS.glob("medmnist_*.yaml"):
+        card = load_card(path)
+        assert re.search(r"train/val/test = \d+/\d+/\d+", card.description), path.name
+        assert ("NC" in card.licence) == (card.name == "medmnist_dermamnist"), path.name

@@ -1,0 +1,85 @@
+"""Subject-level splits: stratification by site and label, official splits kept, leave-site-out folds."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from medssl.data.manifest import Record
+from medssl.data.splits import assign_splits, leave_site_out_folds, subject_split
+
+
+def _records(n_per=(12, 8, 5), labels="AB", sessions=2):
+    recs = []
+    for s, n in zip("XYZ", n_per):
+        for i in range(n):
+            for ses in range(sessions if i % 3 == 0 else 1):
+                recs.append(Record(f"/d/{s}{i}_{ses}.nii.gz", f"{s}{i}", f"ses-{ses}", f"site-{s}",
+                                   label=labels[i % len(labels)]))
+    return recs
+
+
+def _per_subject(recs, split):
+    out: dict[str, set] = {}
+    for r, s in zip(recs, split):
+        out.setdefault(r.subject, set()).add(s)
+    return out
+
+
+def test_stratified_by_site_and_label_with_exact_total():
+    recs = _records()
+    split = subject_split(recs, 0.25, seed=0, stratify=("site", "label"))
+    per_subject = _per_subject(recs, split)
+    assert all(len(v) == 1 for v in per_subject.values())  # subject level
+    n_test = sum(v == {"test"} for v in per_subject.values())
+    assert n_test == round(0.25 * 25)  # largest remainder keeps the overall fraction
+    strata = Counter((r.site, r.label) for r in {r.subject: r for r in recs}.values())
+    test_strata = Counter((r.site, r.label) for r in {r.subject: r for r, s in zip(recs, split) if s == "test"}.values())
+    for key, n in strata.items():  # every stratum with >= 2 subjects is on both sides
+        assert 1 <= test_strata[key] <= n - 1
+        assert abs(test_strata[key] - 0.25 * n) < 1 + 1e-9
+    assert split == subject_split(recs, 0.25, seed=0, stratify=("site", "label"))
+    assert split != subject_split(recs, 0.25, seed=1, stratify=("site", "label"))
+    assert set(subject_split(recs, 0.0, seed=0)) == {"train"}
+    with pytest.raises(ValueError, match="test_fraction"):
+        subject_split(recs, 1.0, seed=0)
+
+
+def test_assign_splits_keeps_official_splits_and_fills_the_rest():
+    recs = _records(sessions=1)
+    for r in recs:
+        if r.site == "site-Z":
+            r.split = "test"  # an official external test site
+    split = assign_splits(recs, 0.25, seed=3)
+    assert all(s == "test" for r, s in zip(recs, split) if r.site == "site-Z")
+    drawn = [s for r, s in zip(recs, split) if r.site != "site-Z"]
+    assert Counter(drawn)["test"] == round(0.25 * 20)
+    recs[0].split, recs[1].split = "train", ""
+    recs.append(Record("/d/again.nii.gz", recs[0].subject, "ses-9", recs[0].site, split="test"))
+    with pytest.raises(ValueError, match="both 'train' and 'test'"):
+        assign_splits(recs, 0.25, seed=3)
+
+
+def test_assign_splits_gives_official_split_to_other_sessions_of_the_subject():
+    recs = [Record("/a1", "a", split="test"), Record("/a2", "a"), Record("/b1", "b"), Record("/c1", "c")]
+    split = assign_splits(recs, 0.5, seed=0, stratify="site")
+    assert split[:2] == ["test", "test"]
+
+
+def test_leave_site_out_folds():
+    recs = _records(sessions=1)
+    recs.append(Record("/d/X0_other.nii.gz", "X0", "ses-9", "site-Y"))  # X0 also scanned at site Y
+    folds = leave_site_out_folds(recs)
+    assert len(folds) == 3
+    for (train, test), site in zip(folds, ["site-X", "site-Y", "site-Z"]):
+        assert {recs[i].site for i in test} == {site}
+        assert len(test) == sum(r.site == site for r in recs)
+        assert site not in {recs[i].site for i in train}
+        assert not {recs[i].subject for i in train} & {recs[i].subject for i in test}
+    # the X0 scan at site Y is tested in fold Y and dropped from training in fold X
+    assert len(folds[0][0]) == len(recs) - 12 - 1 and len(folds[2][0]) == 20 + 1
+    with pytest.raises(ValueError, match="needs a site for every record"):
+        leave_site_out_folds(recs + [Record("/d/n.nii.gz", "n")])
+    with pytest.raises(ValueError, match="at least two sites"):
+        leave_site_out_folds([r for r in recs if r.site == "site-X"])

@@ -1,0 +1,58 @@
+"""Fixtures for the evaluator tests: ../shared files (skipped when absent) and the real IXI table."""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:  # --import-mode=importlib: make eval_helpers importable
+    sys.path.insert(0, _HERE)
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("MEDSSL_SHARED", REPO.parent / "shared"))
+
+
+def _shared(*parts: str) -> Path:
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"{p} not found: the shared folder is absent (set MEDSSL_SHARED to use it)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def openbhb_reference() -> dict:
+    import json
+
+    return json.loads(_shared("reference_vectors", "openbhb_metric.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def ixi_table() -> dict:
+    """Real DLMUSE regional volumes (mm³) of 291 IXI subjects from 3 sites, with age and sex.
+
+    Returns ``{"x": (291, 260), "age": years, "sex": 1 = M, "site": Guys/HH/IOP, "subject": IDs}``.
+    """
+    root = _shared("data", "ixi_dlmuse_roi_multisite")
+    rows = list(csv.DictReader((root / "IXI_DLMUSE.csv").open()))
+    demog = {r["ID"]: r for r in csv.DictReader((root / "IXI_demog.csv").open())}
+    cols = [c for c in rows[0] if c != "ID"]
+    return {"x": np.array([[float(r[c]) for c in cols] for r in rows]),
+            "age": np.array([float(demog[r["ID"]]["Age"]) for r in rows]),
+            "sex": np.array([demog[r["ID"]]["Sex"] == "M" for r in rows], float),
+            "site": np.array([r["ID"].split("-")[1] for r in rows]),
+            "subject": np.array([r["ID"] for r in rows])}
+
+
+@pytest.fixture(autouse=True)
+def _single_threaded_blas():
+    """The probes here are small: one BLAS thread is faster than two competing ones on a shared CI machine."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield

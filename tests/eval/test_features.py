@@ -1,0 +1,51 @@
+"""Feature extraction: deterministic, batch-size invariant, flip averaging, cached per encoder weights."""
+
+import numpy as np
+import torch
+
+from eval_helpers import make_image_dataset, make_tiny_encoder
+from medssl.eval.features import encoder_fingerprint, extract_features, feature_cache_path
+
+
+def test_features_are_deterministic_batch_invariant_and_leave_the_encoder_mode_alone():
+    enc = make_tiny_encoder()
+    ds, age = make_image_dataset(20)
+    enc.train()
+    a = extract_features(enc, ds, batch_size=3)
+    b = extract_features(enc, ds, batch_size=20)
+    assert enc.training  # mode restored
+    np.testing.assert_allclose(a["features"], b["features"], rtol=1e-5, atol=1e-6)
+    assert a["features"].shape == (20, 8) and a["features"].dtype == np.float32
+    np.testing.assert_allclose(a["age"], age, rtol=1e-6)
+    np.testing.assert_array_equal(a["index"], np.arange(20))
+    with torch.no_grad():  # eval mode: BatchNorm running statistics, not batch statistics
+        ref = enc.eval()(torch.stack([d["image"] for d in ds])).numpy()
+    np.testing.assert_allclose(a["features"], ref, rtol=1e-5, atol=1e-6)
+
+
+def test_flip_averaging_is_the_mean_of_the_two_mirrored_embeddings():
+    enc = make_tiny_encoder().eval()
+    ds, _ = make_image_dataset(6)
+    out = extract_features(enc, ds, tta_flip=True)["features"]
+    x = torch.stack([d["image"] for d in ds])
+    with torch.no_grad():
+        ref = 0.5 * (enc(x) + enc(torch.flip(x, dims=(2,))))  # spatial axis 0 (left-right of RAS volumes)
+    np.testing.assert_allclose(out, ref.numpy(), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(out, extract_features(enc, ds)["features"])
+
+
+def test_cache_is_reused_and_invalidated_by_new_weights(tmp_path, monkeypatch):
+    enc = make_tiny_encoder()
+    ds, _ = make_image_dataset(8)
+    path = feature_cache_path(tmp_path, enc, "pretrained")
+    assert path.parent == tmp_path / "features" and encoder_fingerprint(enc)[:12] in path.name
+    first = extract_features(enc, ds, cache=path)
+    calls = []
+    monkeypatch.setattr(type(enc), "forward", lambda self, x: calls.append(1) or torch.zeros(len(x), 8))
+    again = extract_features(enc, ds, cache=path)  # cache hit: the encoder is not run
+    assert calls == [] and np.array_equal(again["features"], first["features"])
+    with torch.no_grad():
+        next(enc.parameters()).add_(1.0)
+    changed = extract_features(enc, ds, cache=path)  # new weights, same file name: the key differs → recomputed
+    assert calls and np.all(changed["features"] == 0)
+    assert extract_features(enc, ds, cache=path, tta_flip=True) is not None and len(calls) > 1

@@ -1,0 +1,97 @@
+"""Fine-tuning: learns, freezes what it should, separate learning rates, early stopping, deterministic."""
+
+import numpy as np
+import pytest
+import torch
+
+from eval_helpers import make_image_dataset, make_tiny_encoder
+from medssl.eval.finetune import FinetuneOptions, encoder_blocks, finetune, finetune_and_score, predict
+from medssl.eval.probes import mean_predictor_mae
+
+
+@pytest.fixture(scope="module")
+def data():
+    ds, age = make_image_dataset(60, seed=1)
+    return ds[:36], age[:36], ds[36:48], age[36:48], ds[48:], age[48:]
+
+
+def _params(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_full_finetuning_learns_age_and_leaves_the_callers_encoder_untouched(data):
+    tr, ytr, va, yva, te, yte = data
+    enc = make_tiny_encoder()
+    before = _params(enc)
+    res = finetune_and_score(enc, tr, ytr, va, yva, te, yte,
+                             FinetuneOptions(epochs=12, lr_encoder=3e-3, lr_head=3e-2, batch_size=12, patience=12), n_boot=50)
+    assert res["mae"] < 0.5 * mean_predictor_mae(ytr, yte)
+    assert res["mae_ci"][0] <= res["mae"] <= res["mae_ci"][1]
+    assert all(torch.equal(before[k], v) for k, v in enc.state_dict().items())
+    assert res["finetune"]["best_epoch"] >= 1 and len(res["history"]) == 12
+
+
+def test_head_mode_freezes_the_encoder_and_last_mode_trains_only_the_last_blocks(data):
+    tr, ytr, va, yva, *_ = data
+    enc = make_tiny_encoder()
+    before = _params(enc)
+    head = finetune(enc, tr, ytr, va, yva, FinetuneOptions(mode="head", epochs=2, lr_head=1e-2))
+    assert head.n_trainable == 0
+    assert all(torch.equal(before[k], v) for k, v in head.model.encoder.state_dict().items())  # incl. BN statistics
+    last = finetune(enc, tr, ytr, va, yva, FinetuneOptions(mode="last", last_blocks=2, epochs=2, lr_encoder=1e-2))
+    blocks = encoder_blocks(enc)
+    assert [type(b).__name__ for b in blocks] == ["Conv3d", "BatchNorm3d", "Conv3d", "BatchNorm3d"]
+    after = last.model.encoder.state_dict()
+    frozen = [k for k in before if k.startswith(("net.0.", "net.1."))]
+    trained = [k for k in before if k.startswith(("net.3.weight", "net.4.weight"))]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)  # BN stats of frozen blocks too
+    assert trained and all(not torch.equal(before[k], after[k]) for k in trained)
+    with pytest.raises(ValueError, match="blocks"):
+        finetune(enc, tr, ytr, va, yva, FinetuneOptions(mode="last", last_blocks=9, epochs=1))
+
+
+def test_separate_learning_rates_and_determinism(data, monkeypatch):
+    tr, ytr, va, yva, te, _ = data
+    seen = {}
+    original = torch.optim.AdamW.__init__
+
+    def spy(self, groups, **kw):
+        seen["lrs"] = sorted(g["lr"] for g in groups)
+        original(self, groups, **kw)
+
+    monkeypatch.setattr(torch.optim.AdamW, "__init__", spy)
+    opts = FinetuneOptions(epochs=2, lr_encoder=1e-4, lr_head=5e-3, seed=3)
+    a = predict(finetune(make_tiny_encoder(), tr, ytr, va, yva, opts), te)
+    assert seen["lrs"] == [1e-4, 5e-3]
+    b = predict(finetune(make_tiny_encoder(), tr, ytr, va, yva, opts), te)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_early_stopping_keeps_the_best_epoch(data):
+    tr, ytr, va, yva, *_ = data
+    res = finetune(make_tiny_encoder(), tr, ytr, va, yva,
+                   FinetuneOptions(epochs=40, lr_encoder=0.3, lr_head=0.3, patience=2, batch_size=8))
+    losses = [h["val_loss"] for h in res.history]
+    assert len(losses) < 40 and res.best_epoch == int(np.argmin(losses)) + 1
+    assert len(losses) - res.best_epoch == 2  # stopped after `patience` epochs without improvement
+    with torch.no_grad():
+        out = res.model(torch.stack([d["image"] for d in va])).squeeze(1)
+    val_loss = torch.nn.functional.huber_loss(out, torch.as_tensor((yva - res.target_mean) / res.target_std,
+                                                                   dtype=torch.float32))
+    assert float(val_loss) == pytest.approx(min(losses), rel=1e-5)
+
+
+def test_classification_and_multilabel_heads(data):
+    tr, ytr, va, yva, te, yte = data
+    cls = lambda y: (y > 50).astype(int)  # noqa: E731
+    res = finetune_and_score(make_tiny_encoder(), tr, cls(ytr), va, cls(yva), te, cls(yte),
+                             FinetuneOptions(task="classification", epochs=15, lr_encoder=3e-3, lr_head=3e-2), n_boot=20)
+    assert res["balanced_accuracy"] > 0.7 and res["chance"] == 0.5
+    ml = lambda y: np.c_[y > 50, y > 35].astype(int)  # noqa: E731
+    res = finetune_and_score(make_tiny_encoder(), tr, ml(ytr), va, ml(yva), te, ml(yte),
+                             FinetuneOptions(task="multilabel", epochs=15, lr_encoder=3e-3, lr_head=3e-2), n_boot=20,
+                             class_names=["old", "middle"])
+    assert set(res["per_class"]) == {"old", "middle"} and res["auc_macro"] > 0.7
+    assert res["pred"].shape == (len(te), 2) and np.all((res["pred"] >= 0) & (res["pred"] <= 1))
+    with pytest.raises(ValueError, match="task"):
+        FinetuneOptions(task="segmentation")

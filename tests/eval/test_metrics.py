@@ -1,0 +1,107 @@
+"""Metrics against scikit-learn / hand-computed values; bootstrap intervals."""
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from medssl.eval import metrics as M
+
+
+@pytest.fixture
+def reg():
+    rng = np.random.default_rng(0)
+    y = rng.uniform(20, 80, 50)
+    return y, y + rng.normal(0, 5, 50)
+
+
+def test_regression_metrics_match_sklearn(reg):
+    y, p = reg
+    m = M.regression_metrics(y, p)
+    assert m["mae"] == pytest.approx(skm.mean_absolute_error(y, p), rel=1e-12)
+    assert m["rmse"] == pytest.approx(np.sqrt(skm.mean_squared_error(y, p)), rel=1e-12)
+    assert m["r2"] == pytest.approx(skm.r2_score(y, p), rel=1e-12)
+    assert m["pearson_r"] == pytest.approx(np.corrcoef(y, p)[0, 1], rel=1e-12)
+
+
+def test_regression_metrics_hand_values():
+    m = M.regression_metrics([1.0, 2.0, 3.0], [2.0, 2.0, 5.0])
+    assert m["mae"] == pytest.approx(1.0) and m["rmse"] == pytest.approx(np.sqrt(5 / 3))
+    assert m["r2"] == pytest.approx(1 - 5 / 2)  # SS_res = 1 + 0 + 4, SS_tot = 2
+    assert M.pearson_r([1, 2, 3], [5, 5, 5]) == 0.0
+
+
+def test_brain_age_gap_bias_correction_hand_computed():
+    age_tr = np.array([20.0, 40.0, 60.0, 80.0])
+    pred_tr = 0.5 * age_tr + 25  # regression to the mean: slope 0.5
+    slope, intercept = M.fit_age_bias(age_tr, pred_tr)
+    assert (slope, intercept) == pytest.approx((0.5, 25.0))
+    age_te = np.array([30.0, 70.0])
+    pred_te = np.array([42.0, 58.0])  # 0.5*age+25 = 40, 60 → corrected gaps +2, −2
+    g = M.brain_age_gap(age_te, pred_te, (slope, intercept))
+    np.testing.assert_allclose(g["gap"], [12.0, -12.0])
+    np.testing.assert_allclose(g["corrected_gap"], [2.0, -2.0])
+    assert g["gap_age_r"] == pytest.approx(-1.0) and g["corrected_gap_mean"] == pytest.approx(0.0)
+
+
+def test_bias_correction_removes_age_dependence_of_the_gap():
+    rng = np.random.default_rng(1)
+    age = rng.uniform(20, 80, 400)
+    pred = 0.6 * age + 20 + rng.normal(0, 3, 400)
+    g = M.brain_age_gap(age[200:], pred[200:], M.fit_age_bias(age[:200], pred[:200]))
+    assert g["gap_age_r"] < -0.8 and abs(g["corrected_gap_age_r"]) < 0.15
+    with pytest.raises(ValueError, match="two training subjects"):
+        M.fit_age_bias([30.0, 30.0], [1.0, 2.0])
+
+
+def test_classification_metrics_match_sklearn():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 3, 80)
+    p = np.where(rng.random(80) < 0.6, y, rng.integers(0, 3, 80))
+    p[0] = 3  # a predicted class absent from y_true
+    assert M.balanced_accuracy(y, p) == pytest.approx(skm.balanced_accuracy_score(y, p))
+    assert M.f1_macro(y, p) == pytest.approx(skm.f1_score(y, p, average="macro"))
+    proba = rng.dirichlet(np.ones(3), 80)
+    assert M.multiclass_auc(y, proba) == pytest.approx(skm.roc_auc_score(y, proba, multi_class="ovr", average="macro"))
+
+
+def test_binary_auc_with_ties_matches_sklearn():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 60)
+    s = np.round(rng.random(60) + 0.3 * y, 1)  # many ties
+    assert M.binary_auc(y, s) == pytest.approx(skm.roc_auc_score(y, s), rel=1e-12)
+    assert np.isnan(M.binary_auc(np.ones(5), np.arange(5.0)))
+    two = np.c_[1 - s, s]
+    assert M.multiclass_auc(y, two) == pytest.approx(skm.roc_auc_score(y, s))
+
+
+def test_multilabel_metrics_match_sklearn_per_class():
+    rng = np.random.default_rng(4)
+    y = (rng.random((70, 4)) < [0.5, 0.3, 0.1, 0.0]).astype(int)  # last finding never present
+    s = np.clip(y * 0.3 + rng.random((70, 4)) * 0.8, 0, 1)
+    m = M.multilabel_metrics(y, s, names=["a", "b", "c", "d"])
+    for k, name in enumerate("abc"):
+        assert m["per_class"][name]["auc"] == pytest.approx(skm.roc_auc_score(y[:, k], s[:, k]))
+        assert m["per_class"][name]["f1"] == pytest.approx(skm.f1_score(y[:, k], s[:, k] >= 0.5))
+    assert np.isnan(m["per_class"]["d"]["auc"])
+    assert m["auc_macro"] == pytest.approx(skm.roc_auc_score(y[:, :3], s[:, :3], average="macro"))
+
+
+def test_bootstrap_ci_is_seeded_and_covers_the_estimate(reg):
+    y, p = reg
+    lo, hi = M.bootstrap_ci(M.mae, y, p, n_boot=500, seed=0)
+    assert lo < M.mae(y, p) < hi and hi - lo < 5
+    assert (lo, hi) == M.bootstrap_ci(M.mae, y, p, n_boot=500, seed=0)
+    assert (lo, hi) != M.bootstrap_ci(M.mae, y, p, n_boot=500, seed=1)
+    # the interval shrinks like 1/sqrt(n): 4x the rows → about half the width
+    y4, p4 = np.tile(y, 4), np.tile(p, 4)
+    lo4, hi4 = M.bootstrap_ci(M.mae, y4, p4, n_boot=500, seed=0)
+    assert 0.35 < (hi4 - lo4) / (hi - lo) < 0.7
+
+
+def test_cluster_bootstrap_ignores_repeated_scans(reg):
+    """Two identical scans per subject, resampled by subject, give the interval of one scan each."""
+    y, p = reg
+    groups = np.repeat(np.arange(len(y)), 2)
+    single = M.bootstrap_ci(M.mae, y, p, n_boot=300, seed=5)
+    clustered = M.bootstrap_ci(M.mae, np.repeat(y, 2), np.repeat(p, 2), n_boot=300, seed=5, groups=groups)
+    assert clustered == pytest.approx(single)

@@ -1,0 +1,134 @@
+"""Probes: they learn what is there, and they never see test rows while fitting."""
+
+import numpy as np
+import pytest
+import sklearn.linear_model
+import sklearn.pipeline
+import sklearn.preprocessing
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from medssl.eval import probes as P
+
+
+def _data(n=120, d=12, seed=0, classes=3):
+    """Embeddings with age along one direction and class along another; 2 scans per subject."""
+    rng = np.random.default_rng(seed)
+    subjects = np.repeat(np.arange(n // 2), 2)
+    age = rng.uniform(20, 80, n // 2)[subjects]
+    cls = rng.integers(0, classes, n // 2)[subjects]
+    x = rng.normal(0, 1, (n, d))
+    x[:, 0] += (age - 50) / 10
+    x[np.arange(n), 1 + cls] += 3.0  # one direction per class
+    return x, age, cls, subjects
+
+
+def _split(n, seed=0):
+    """Subject-level split: the last quarter of subjects is the test set."""
+    tr = np.arange(n) < int(0.75 * n) // 2 * 2
+    return tr, ~tr
+
+
+def test_regression_probe_learns_age_and_equals_an_independent_pipeline():
+    x, age, _, subj = _data()
+    tr, te = _split(len(x))
+    res = P.regression_probe(x[tr], age[tr], x[te], age[te], n_boot=100)
+    assert res["mae"] < 0.5 * P.mean_predictor_mae(age[tr], age[te])
+    assert res["mae_ci"][0] < res["mae"] < res["mae_ci"][1]
+    ref = make_pipeline(StandardScaler(), sklearn.linear_model.RidgeCV(alphas=P.RIDGE_ALPHAS)).fit(x[tr], age[tr])
+    np.testing.assert_allclose(res["pred"], ref.predict(x[te]), rtol=1e-10)
+    grouped = P.regression_probe(x[tr], age[tr], x[te], age[te], groups=subj[tr], n_boot=0, bias_correction=True)
+    assert grouped["mae"] < 0.5 * P.mean_predictor_mae(age[tr], age[te]) and grouped["alpha"] in P.RIDGE_ALPHAS
+    assert "corrected_gap_std" in grouped["brain_age_gap"]
+
+
+@pytest.mark.parametrize("probe", ["logistic", "knn", "mlp"])
+def test_classification_probes_learn_the_class(probe):
+    x, _, cls, subj = _data()
+    tr, te = _split(len(x))
+    args = (x[tr], cls[tr], x[te], cls[te])
+    res = {"logistic": lambda: P.classification_probe(*args, groups=subj[tr], n_boot=50),
+           "knn": lambda: P.knn_probe(*args, "classification", groups=subj[tr], n_boot=50),
+           "mlp": lambda: P.mlp_probe(*args, "classification", groups=subj[tr], n_boot=0, hidden=16)}[probe]()
+    assert res["balanced_accuracy"] > 0.7 and res["chance"] == pytest.approx(1 / 3)
+    assert np.sum(res["confusion"]) == te.sum()
+
+
+def test_inner_folds_never_split_a_subject():
+    _, _, cls, subj = _data()
+    for classification in (False, True):
+        for fit, val in P.inner_folds(cls, subj, classification, seed=1):
+            assert not set(subj[fit]) & set(subj[val])
+
+
+class _FitSpy:
+    """Records the rows that reach fit() of every pipeline and of the scaler (the first step of every
+    probe, so it sees raw rows): wraps fit on the classes themselves, so clones made by
+    GridSearchCV / cross_val_predict are spied on too."""
+
+    CLASSES = (sklearn.pipeline.Pipeline, sklearn.preprocessing.StandardScaler)
+
+    def __init__(self, monkeypatch):
+        self.seen: list[np.ndarray] = []
+        for cls in self.CLASSES:
+            original = cls.fit
+
+            def fit(est, X, *a, _orig=original, **k):
+                self.seen.append(np.asarray(X).copy())
+                return _orig(est, X, *a, **k)
+
+            monkeypatch.setattr(cls, "fit", fit)
+
+
+@pytest.mark.parametrize("probe", ["ridge", "ridge_grouped", "logistic", "knn_reg", "knn_cls", "mlp_reg", "multilabel"])
+def test_fit_only_ever_receives_training_rows(monkeypatch, probe):
+    x, age, cls, subj = _data(n=60)
+    tr, te = _split(len(x))
+    spy = _FitSpy(monkeypatch)
+    ml = np.c_[cls == 1, cls == 2].astype(int)
+    run = {"ridge": lambda: P.regression_probe(x[tr], age[tr], x[te], age[te], n_boot=0, bias_correction=True),
+           "ridge_grouped": lambda: P.regression_probe(x[tr], age[tr], x[te], age[te], groups=subj[tr], n_boot=0),
+           "logistic": lambda: P.classification_probe(x[tr], cls[tr], x[te], cls[te], groups=subj[tr], n_boot=0),
+           "knn_reg": lambda: P.knn_probe(x[tr], age[tr], x[te], age[te], "regression", n_boot=0),
+           "knn_cls": lambda: P.knn_probe(x[tr], cls[tr], x[te], cls[te], "classification", n_boot=0),
+           "mlp_reg": lambda: P.mlp_probe(x[tr], age[tr], x[te], age[te], "regression", n_boot=0, hidden=8),
+           "multilabel": lambda: P.multilabel_probe(x[tr], ml[tr], x[te], ml[te], n_boot=0)}[probe]
+    run()
+    assert spy.seen, "the spy saw no fit call"
+    train_rows = {r.tobytes() for r in x[tr]}
+    test_rows = {r.tobytes() for r in x[te]}
+    for X in spy.seen:
+        if X.ndim == 1 or X.shape[1] != x.shape[1]:  # the target scaler of the MLP regressor sees y, not x
+            continue
+        rows = {r.tobytes() for r in X}
+        assert not rows & test_rows, "a test row reached fit()"
+        assert rows <= train_rows
+
+
+def test_shuffled_test_labels_give_chance_and_a_leaky_probe_would_not():
+    """With test labels shuffled, an honest probe scores at chance; one fitted on test rows does not."""
+    x, age, cls, _ = _data(n=400, seed=3)
+    tr, te = _split(len(x))
+    rng = np.random.default_rng(0)
+    cls_shuf, age_shuf = cls[te].copy(), age[te].copy()
+    rng.shuffle(cls_shuf)
+    rng.shuffle(age_shuf)
+    honest = P.classification_probe(x[tr], cls[tr], x[te], cls_shuf, n_boot=0)["balanced_accuracy"]
+    assert abs(honest - 1 / 3) < 0.12
+    reg = P.regression_probe(x[tr], age[tr], x[te], age_shuf, n_boot=0)
+    assert reg["r2"] < 0.05 and abs(reg["pearson_r"]) < 0.25
+    leaky = P.classification_probe(x[te], cls_shuf, x[te], cls_shuf, n_boot=0)["balanced_accuracy"]
+    assert leaky > honest + 0.1  # the detector would catch a probe that fits on test rows
+
+
+def test_shuffled_training_ages_give_no_skill():
+    """Ages shuffled among training subjects carry no signal: the probe must not beat the mean predictor."""
+    x, age, _, subj = _data(n=400, seed=4)
+    tr, te = _split(len(x))
+    rng = np.random.default_rng(1)
+    perm = rng.permutation(np.unique(subj[tr]))  # shuffle whole subjects: both scans keep one (wrong) age
+    shuffled = age[tr].copy()
+    for s_old, s_new in zip(np.unique(subj[tr]), perm):
+        shuffled[subj[tr] == s_old] = age[subj == s_new][0]
+    res = P.regression_probe(x[tr], shuffled, x[te], age[te], groups=subj[tr], n_boot=0)
+    assert res["r2"] < 0.05 and res["mae"] > 0.9 * P.mean_predictor_mae(shuffled, age[te])

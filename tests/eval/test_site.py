@@ -1,0 +1,106 @@
+"""Site effect: ComBat against neuroCombat, leave-site-out folds, site probes, harmonisation on real data."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medssl.eval.combat import ComBat
+from medssl.eval.site import harmonisation_baseline, leave_site_out, leave_site_out_splits, site_prediction
+
+REFERENCE = Path(__file__).with_name("data") / "combat_reference.json"
+
+
+@pytest.mark.parametrize("eb", [True, False])
+def test_combat_matches_neurocombat(eb):
+    """Reference outputs of neuroCombat 0.2.12 (tests/eval/data/make_combat_reference.py)."""
+    for case in json.loads(REFERENCE.read_text())["cases"]:
+        x, site = np.array(case["x"]), np.array(case["site"])
+        cov = np.c_[case["age"], case["sex"]].astype(np.float32).astype(float)  # neuroCombat's float32 covariates
+        cb = ComBat(empirical_bayes=eb).fit(x, site, cov)
+        key = f"eb_{eb}".lower()
+        np.testing.assert_allclose(cb.transform(x, site, cov), case[f"harmonised_{key}"], rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(cb.gamma_star_, case[f"gamma_star_{key}"], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(cb.delta_star_, case[f"delta_star_{key}"], rtol=1e-10)
+
+
+def test_location_scale_combat_equalises_site_means_and_variances():
+    """Without covariates and shrinkage, every site ends with the pooled mean and variance (hand check)."""
+    rng = np.random.default_rng(0)
+    site = np.repeat(["a", "b", "c"], [30, 20, 25])
+    k = np.unique(site, return_inverse=True)[1]
+    x = rng.normal(0, 1, (75, 4)) * np.array([1.0, 2.0, 3.0])[k][:, None] + np.array([0.0, 5.0, -3.0])[k][:, None]
+    h = ComBat(empirical_bayes=False).fit_transform(x, site)
+    site_means = np.array([x[site == s].mean(0) for s in "abc"])
+    grand = np.array([30, 20, 25]) / 75 @ site_means  # ComBat's reference: the sample-weighted mean of site means
+    np.testing.assert_allclose(np.array([h[site == s].mean(0) for s in "abc"]), np.tile(grand, (3, 1)), atol=1e-10)
+    sds = np.array([h[site == s].std(0, ddof=1) for s in "abc"])
+    np.testing.assert_allclose(sds, np.tile(sds[0], (3, 1)), rtol=1e-10)
+
+
+def test_combat_fit_on_train_applies_to_new_rows_and_refuses_unseen_sites():
+    rng = np.random.default_rng(1)
+    site = np.repeat(["a", "b"], 40)
+    x = rng.normal(0, 1, (80, 3)) + (site == "b")[:, None] * 4.0
+    x[:, 2] = 7.0  # a constant feature is left as it is
+    cb = ComBat().fit(x[::2], site[::2])
+    h = cb.transform(x[1::2], site[1::2])
+    gap_before = abs(x[1::2][site[1::2] == "a", 0].mean() - x[1::2][site[1::2] == "b", 0].mean())
+    gap_after = abs(h[site[1::2] == "a", 0].mean() - h[site[1::2] == "b", 0].mean())
+    assert gap_before > 3 and gap_after < 0.6 and np.all(h[:, 2] == 7.0)
+    with pytest.raises(ValueError, match="unseen site"):
+        cb.transform(x[:2], np.array(["a", "z"]))
+
+
+def test_leave_site_out_folds_never_train_on_the_test_site():
+    rng = np.random.default_rng(2)
+    sites = rng.choice(["s1", "s2", "s3", "s4"], 60)
+    subjects = np.array([f"p{i // 2}" for i in range(60)])  # some subjects scanned at two sites
+    folds = leave_site_out_splits(sites, subjects)
+    assert [f[0] for f in folds] == ["s1", "s2", "s3", "s4"]
+    for name, tr, te in folds:
+        assert set(sites[te]) == {name} and name not in set(sites[tr])
+        assert not set(subjects[tr]) & set(subjects[te])
+        assert len(te) == np.sum(sites == name)
+
+
+def _site_data(shift: float, n=150, seed=3):
+    rng = np.random.default_rng(seed)
+    site = np.arange(n) % 3
+    age = rng.uniform(20, 80, n)
+    x = rng.normal(0, 1, (n, 8))
+    x[:, 0] += (age - 50) / 10
+    x[:, 1:4] += shift * np.eye(3)[site]
+    return x, age, site, np.arange(n).astype(str)
+
+
+def test_site_prediction_sees_planted_site_effects_and_only_those():
+    x, _, site, subj = _site_data(shift=3.0)
+    tr = np.arange(len(x)) < 100
+    strong = site_prediction(x[tr], site[tr], x[~tr], site[~tr], n_boot=0)
+    x0, _, _, _ = _site_data(shift=0.0)
+    none = site_prediction(x0[tr], site[tr], x0[~tr], site[~tr], n_boot=0)
+    assert strong["balanced_accuracy"] > 0.9 and strong["chance"] == pytest.approx(1 / 3)
+    assert abs(none["balanced_accuracy"] - 1 / 3) < 0.2
+
+
+def test_leave_site_out_evaluation_scores_every_site():
+    x, age, site, subj = _site_data(shift=1.0)
+    res = leave_site_out(x, age, site, subj)
+    assert sorted(res["per_site"]) == ["0", "1", "2"] and res["skipped"] == []
+    assert all(m["n_test"] == 50 and m["n_train"] == 100 for m in res["per_site"].values())
+    assert res["pooled"]["mae"] < 8
+
+
+def test_combat_removes_real_scanner_effects_from_ixi_volumes(ixi_table):
+    """Real data: site is decodable from IXI ROI volumes; ComBat (fitted on training subjects) removes most of it
+    while age prediction survives. The probed target is never a ComBat covariate (it would leak test labels)."""
+    x, age, sex, site = np.log(ixi_table["x"]), ixi_table["age"], ixi_table["sex"], ixi_table["site"]
+    tr = np.random.default_rng(0).random(len(x)) < 0.7
+    res = harmonisation_baseline(x[tr], x[~tr], site[tr], site[~tr], {"age": (age[tr], age[~tr], "regression")},
+                                 {"age": (age[tr], age[~tr]), "sex": (sex[tr], sex[~tr])})
+    assert res["covariates"] == {"site": ["age", "sex"], "age": ["sex"]}
+    raw, hb = res["raw"], res["combat"]
+    assert raw["site"]["balanced_accuracy"] > 0.75 and hb["site"]["balanced_accuracy"] < 0.55
+    assert hb["age"]["mae"] < raw["age"]["mae"] + 1.0

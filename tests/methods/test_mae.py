@@ -1,0 +1,140 @@
+"""MAE (He et al., CVPR 2022): loss on masked patches only, encoder sees visible patches only,
+decoder position embeddings, reconstruction images, and a few training steps in 2D and 3D."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from monai.networks.blocks.pos_embed_utils import build_sincos_position_embedding
+
+from medssl.encoders import build_encoder
+from medssl.heads.decoders import sincos_position_embedding
+from medssl.methods.mae import MAE, masked_patch_mse, normalise_patches
+from medssl.transforms.masking import patchify, unpatchify
+
+VIT = {"img_size": 16, "patch_size": 4, "hidden_size": 48, "num_layers": 2, "num_heads": 2}
+DECODER = {"decoder_dim": 32, "decoder_depth": 1, "decoder_heads": 2}
+
+
+def make_mae(dims: int = 3, **kw) -> MAE:
+    torch.manual_seed(0)
+    return MAE(build_encoder("vit_tiny", spatial_dims=dims, in_channels=1, **VIT), **DECODER, **kw)
+
+
+def naive_loss(pred: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, patch: int, norm: bool) -> float:
+    """The paper's loss written out patch by patch with numpy (masked patches only)."""
+    nd = x.ndim - 2
+    grid = [s // patch for s in x.shape[2:]]
+    total, count = 0.0, 0
+    for b in range(x.shape[0]):
+        for idx, cell in enumerate(np.ndindex(*grid)):  # row-major, last axis fastest
+            if mask[b, idx] == 0:
+                continue
+            sl = tuple(slice(c * patch, (c + 1) * patch) for c in cell)
+            target = x[b, 0][sl].numpy().ravel()  # one channel: voxel order within a patch is row-major too
+            if norm:
+                target = (target - target.mean()) / math.sqrt(target.var(ddof=1) + 1e-6)
+            total += float(((pred[b, idx].numpy() - target) ** 2).mean())
+            count += 1
+    assert count == mask.sum() and nd in (2, 3)
+    return total / count
+
+
+@pytest.mark.parametrize("norm", [False, True])
+def test_loss_is_the_paper_formula_on_masked_patches(norm):
+    mae = make_mae(norm_pix_loss=norm)
+    x = torch.randn(2, 1, 16, 16, 16)
+    out = mae.training_step({"image": x}, torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        pred, pm, _ = mae.forward_masked(x, torch.Generator().manual_seed(5))
+    assert pm.mask.sum() == 2 * (64 - 16)  # ratio 0.75 of 4³ patches
+    assert out.loss.item() == pytest.approx(naive_loss(pred, x, pm.mask, 4, norm), rel=1e-4)
+
+
+def test_loss_ignores_visible_patch_targets():
+    mae = make_mae()
+    x = torch.randn(2, 1, 16, 16, 16)
+    with torch.no_grad():
+        pred, pm, _ = mae.forward_masked(x, torch.Generator().manual_seed(1))
+    target = mae.targets(x)
+    changed = target + 10.0 * (1 - pm.mask)[..., None] * torch.randn_like(target)  # visible patches only
+    assert torch.equal(masked_patch_mse(pred, changed, pm.mask), masked_patch_mse(pred, target, pm.mask))
+    worse = target + pm.mask[..., None]  # masked patches changed: the loss moves
+    assert masked_patch_mse(pred, worse, pm.mask) != masked_patch_mse(pred, target, pm.mask)
+
+
+def test_encoder_sees_only_visible_patches():
+    mae = make_mae().eval()
+    lengths = []
+    mae.encoder.net.blocks[0].register_forward_pre_hook(lambda m, args: lengths.append(args[0].shape[1]))
+    x = torch.randn(2, 1, 16, 16, 16)
+    with torch.no_grad():
+        pred_a, pm, _ = mae.forward_masked(x, torch.Generator().manual_seed(3))
+        assert lengths == [16]  # int(64 · 0.25) visible tokens enter the transformer
+        patches = patchify(x, 4)
+        noise = torch.randn_like(patches) * pm.mask[..., None]  # change the masked patches' voxels only
+        pred_b, pm_b, _ = mae.forward_masked(unpatchify(patches + noise, 4, (16, 16, 16), 1),
+                                             torch.Generator().manual_seed(3))
+    assert torch.equal(pm.mask, pm_b.mask) and torch.equal(pred_a, pred_b)
+
+
+def test_normalised_targets_and_decoder_positions():
+    p = torch.randn(3, 5, 64) * 4 + 2
+    n = normalise_patches(p)
+    assert torch.allclose(n.mean(-1), torch.zeros(3, 5), atol=1e-5)
+    assert torch.allclose(n.std(-1), torch.ones(3, 5), atol=1e-4)
+    for grid, dim in (([3, 4, 5], 48), ([6, 7], 32)):  # same as MONAI's builder where it applies
+        assert torch.equal(sincos_position_embedding(grid, dim), build_sincos_position_embedding(grid, dim, len(grid)))
+    odd = sincos_position_embedding([2, 3, 4], 50)  # any width: leftover channels are zero
+    assert odd.shape == (1, 24, 50) and not odd[..., 48:].any() and odd[..., :48].abs().sum() > 0
+
+
+def test_reconstruction_keeps_visible_patches():
+    mae = make_mae(dims=2, norm_pix_loss=True).eval()
+    x = torch.randn(2, 1, 16, 16)
+    rec = mae.reconstruct(x, torch.Generator().manual_seed(0))
+    visible = rec["mask"] == 0
+    assert rec["mask"].mean().item() == pytest.approx(0.75)
+    assert torch.allclose(rec["reconstruction"][visible], x[visible])
+    assert torch.equal(rec["masked"][~visible], torch.zeros_like(x[~visible]))
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(dims):
+    mae = make_mae(dims=dims, norm_pix_loss=False)
+    x = torch.randn(4, 1, *[16] * dims, generator=torch.Generator().manual_seed(1)).cumsum(-1) / 4  # ramps
+    opt = torch.optim.AdamW(mae.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(12):
+        out = mae.training_step({"image": x}, torch.Generator().manual_seed(0))
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        losses.append(out.loss.item())
+    assert losses[-1] < 0.75 * losses[0], losses
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(ValueError, match="needs a ViT encoder"):
+        MAE(build_encoder("resnet10", width=4))
+    with pytest.raises(ValueError, match="mask_ratio"):
+        make_mae(mask_ratio=0.0)
+
+
+def test_built_from_config_with_views_from_the_augment_section():
+    from medssl.api import build_method
+    from medssl.config import ConfigError, load_config
+
+    base = ["encoder.name=vit_tiny", "method.name=mae", "data.shape=[24,24,24]", "augment.preset=none",
+            "augment.crop_size=[16,16,16]", "encoder.options={img_size: 16, patch_size: 8, hidden_size: 48, "
+            "num_layers: 1, num_heads: 2}", "method.options={mask_ratio: 0.5, decoder_dim: 32, decoder_depth: 1, "
+            "decoder_heads: 2}"]
+    mae = build_method(load_config(None, base))
+    assert isinstance(mae, MAE) and mae.mask_ratio == 0.5 and mae.views.crop_size == (16, 16, 16)
+    out = mae.training_step({"image": torch.randn(2, 1, 24, 24, 24)}, torch.Generator().manual_seed(0))
+    assert torch.isfinite(out.loss) and set(out.logs) == {"mse_masked"}
+    with pytest.raises(ConfigError, match="method.options.mask_ration.*mask_ratio"):
+        load_config(None, base + ["method.options.mask_ration=0.5"])
+    with pytest.raises(ConfigError, match="views are built from the augment section"):
+        build_method(load_config(None, base + ["method.options.views=1"]))

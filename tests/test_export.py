@@ -1,0 +1,133 @@
+"""Encoder export: `medssl export RUN --out DIR` → safetensors + JSON spec; the weights load
+strictly into the plain MONAI networks; `medssl.load_encoder` rebuilds the encoder without
+unpickling; the spec holds no patient data."""
+
+import json
+
+import pytest
+import torch
+from monai.networks.nets import DenseNet121, ResNet, ViT
+from safetensors.torch import load_file
+from torch import nn
+
+import medssl
+from medssl.api import pretrain
+from medssl.cli import main
+from medssl.config import config_hash, load_config
+from medssl.encoders import build_encoder
+from medssl.export import ExportError, read_spec, save_encoder
+
+RUN = ("data.shape=[24,24,24]", "augment.preset=none", "augment.crop_size=[16,16,16]", "train.epochs=1",
+       "train.batch_size=8", "train.progress=false", "data.test_fraction=0.3", "method.name=genesis",
+       "encoder.name=resnet10", "encoder.options={width: 4}", "method.options={rescale: true}")
+
+
+@pytest.fixture(scope="module")
+def exported(small_cohort, tmp_path_factory):
+    """A one-epoch Models Genesis run on the synthetic cohort, exported with the CLI."""
+    tmp = tmp_path_factory.mktemp("export")
+    run, out = tmp / "run", tmp / "exported"
+    pretrain(load_config(None, [f"data.root={small_cohort}", f"output_dir={run}", *RUN]), progress=False)
+    assert main(["export", str(run), "--out", str(out)]) == 0
+    return run, out, small_cohort
+
+
+def test_exported_resnet_loads_strictly_into_plain_monai_resnet(exported):
+    from medssl.api import load_run_encoder
+
+    run, out, _ = exported
+    spec = read_spec(out)
+    weights = load_file(str(out / "encoder.safetensors"))
+    assert not [k for k in weights if k.split(".")[0] in ("module", "encoder", "net", "decoder")]
+    plain = ResNet(block="basic", layers=[1, 1, 1, 1], block_inplanes=[4, 8, 16, 32], spatial_dims=3,
+                   n_input_channels=1, conv1_t_size=7, conv1_t_stride=2, shortcut_type="B", feed_forward=False)
+    plain.load_state_dict(weights, strict=True)
+    assert spec["monai"]["class"] == "monai.networks.nets.ResNet"
+    assert ResNet(**spec["monai"]["kwargs"]).load_state_dict(weights, strict=True) is not None
+    _, trained = load_run_encoder(run)
+    loaded = medssl.load_encoder(out)
+    x = torch.randn(2, 1, 24, 24, 24)
+    with torch.no_grad():
+        ref = trained.eval()(x)
+        assert torch.allclose(plain.eval()(x), ref, atol=1e-6) and torch.allclose(loaded(x), ref, atol=1e-6)
+    assert not loaded.training
+
+
+def test_spec_describes_architecture_input_and_provenance_without_patient_data(exported):
+    run, out, cohort = exported
+    spec = read_spec(out)
+    assert spec["architecture"] == "resnet10" and spec["arguments"] == {"spatial_dims": 3, "in_channels": 1, "width": 4}
+    assert spec["out_dim"] == 32 and spec["medssl_version"] == medssl.__version__
+    assert spec["input"]["shape"] == [24, 24, 24] and spec["input"]["crop_size"] == [16, 16, 16]
+    assert spec["input"]["normalise"] == "zscore" and spec["input"]["modality"] == "MR"
+    assert spec["input"]["orientation"] == "RAS" and spec["input"]["data_card"] == "synthetic"
+    assert spec["input"]["method_rescaling"] == "per-sample min-max to [0, 1]"  # Models Genesis saw [0, 1] crops
+    assert spec["pretraining"]["config_hash"] == config_hash(load_config(run / "config.yaml"))
+    assert spec["pretraining"]["method"] == "genesis" and spec["pretraining"]["checkpoint_step"] > 0
+    text = (out / "encoder.json").read_text()
+    manifest = (run / "manifest.tsv").read_text().splitlines()
+    header = manifest[0].split("\t")
+    subjects = {row.split("\t")[header.index("subject")] for row in manifest[1:]}
+    assert str(cohort) not in text and str(run) not in text and "/" not in text.replace("monai.networks", "")
+    assert not [s for s in subjects if s in text]
+
+
+def test_loading_never_unpickles_and_checks_the_files(exported, tmp_path, monkeypatch):
+    _, out, _ = exported
+
+    def no_pickle(*args, **kwargs):
+        raise AssertionError("torch.load called")
+
+    monkeypatch.setattr(torch, "load", no_pickle)
+    assert medssl.load_encoder(out).out_dim == 32
+    monkeypatch.undo()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "encoder.json").write_text((out / "encoder.json").read_text())
+    data = bytearray((out / "encoder.safetensors").read_bytes())
+    data[-1] ^= 1
+    (bad / "encoder.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ExportError, match="SHA-256"):
+        medssl.load_encoder(bad)
+    with pytest.raises(ExportError, match="does not fit resnet10"):
+        medssl.load_encoder(out, width=8)
+    with pytest.raises(ExportError, match="medssl export"):
+        medssl.load_encoder(tmp_path)
+
+
+def test_export_cli_errors_are_clean(tmp_path, capsys):
+    assert main(["export", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "no config.yaml" in capsys.readouterr().err
+
+
+def test_densenet_export_loads_strictly_into_plain_monai_densenet121(tmp_path):
+    torch.manual_seed(0)
+    enc = build_encoder("densenet121", spatial_dims=3, in_channels=1, width=2).eval()
+    save_encoder(enc, tmp_path, "densenet121", {"spatial_dims": 3, "in_channels": 1, "width": 2})
+    plain = DenseNet121(spatial_dims=3, in_channels=1, out_channels=1, init_features=4, growth_rate=2)
+    plain.class_layers.out = nn.Identity()
+    plain.load_state_dict(load_file(str(tmp_path / "encoder.safetensors")), strict=True)
+    assert read_spec(tmp_path)["monai"]["identity"] == ["class_layers.out"]
+    x = torch.randn(1, 1, 32, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(plain.eval()(x), enc(x), atol=1e-5)
+        assert torch.allclose(medssl.load_encoder(tmp_path)(x), enc(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("name, options, side", [
+    ("vit_tiny", {"img_size": 16, "patch_size": 8, "hidden_size": 48, "num_layers": 1, "num_heads": 2}, 16),
+    ("alexnet", {"width": 2, "channels_last": True}, 72),
+])
+def test_round_trip_of_vit_and_alexnet(tmp_path, name, options, side):
+    torch.manual_seed(0)
+    enc = build_encoder(name, spatial_dims=2, in_channels=1, **options).eval()
+    save_encoder(enc, tmp_path, name, {"spatial_dims": 2, "in_channels": 1, **options})
+    spec = json.loads((tmp_path / "encoder.json").read_text())
+    x = torch.randn(2, 1, side, side)
+    with torch.no_grad():
+        assert torch.allclose(medssl.load_encoder(tmp_path)(x), enc(x), atol=1e-6)
+    if name == "vit_tiny":
+        plain = ViT(**spec["monai"]["kwargs"])
+        plain.load_state_dict(load_file(str(tmp_path / "encoder.safetensors")), strict=True)
+    else:
+        assert spec["monai"] is None and next(iter(load_file(str(tmp_path / "encoder.safetensors")))).startswith("features.")
