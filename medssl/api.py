@@ -17,10 +17,10 @@ import torch
 
 from medssl.config import ConfigError, RunConfig, config_hash, load_config, save_config, to_dict
 from medssl.data.card import load_card
-from medssl.data.dataset import CachedScans, MetadataCoder
+from medssl.data.dataset import CachedScans, MetadataCoder, preload
 from medssl.data.manifest import Record, build_manifest, write_manifest
 from medssl.data.prepare import cache_records, make_loader, make_preprocessor
-from medssl.data.splits import assign_splits
+from medssl.data.splits import assign_splits, subject_split
 from medssl.encoders import build_encoder
 from medssl.eval.features import extract_features
 from medssl.eval.probes import classification_probe, mean_predictor_mae, regression_probe
@@ -167,13 +167,15 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> Path:
         data = prepare_data(cfg, run_dir, progress=False)  # the cache exists now: memory-mapped, not rebuilt
     torch.manual_seed(cfg.seed)
     method = build_method(cfg)
-    dataset = CachedScans(data.images, data.records, _pretrain_indices(cfg, data, run_dir), data.coder)
+    images = preload(data.images, cfg.data.preload, device)
+    dataset = CachedScans(images, data.records, _pretrain_indices(cfg, data, run_dir), data.coder)
     t = cfg.train
     opts = TrainerOptions(epochs=t.epochs, batch_size=t.batch_size, grad_accum_steps=t.grad_accum_steps,
                           optimizer=t.optimizer, lr=t.lr, weight_decay=t.weight_decay, momentum=t.momentum,
                           warmup_epochs=t.warmup_epochs, grad_clip=t.grad_clip, precision=t.precision,
                           keep_checkpoints=t.keep_checkpoints, checkpoint_every=t.checkpoint_every,
-                          monitor_every=t.monitor_every, num_workers=cfg.data.num_workers, seed=cfg.seed,
+                          monitor_every=t.monitor_every, seed=cfg.seed,
+                          num_workers=0 if torch.is_tensor(images) else cfg.data.num_workers,
                           progress=progress and t.progress)
     trainer = Trainer(method, dataset, run_dir, opts, device, config=to_dict(cfg), dist_info=dist_info,
                       monitor=_build_monitor(cfg, data, device) if dist_info.is_main else None)

@@ -25,7 +25,10 @@ def _cmd_pretrain(a: argparse.Namespace) -> None:
     from medssl.config import load_config
     from medssl.eval.report import format_table
 
-    cfg = load_config(a.config, [*a.overrides, *([f"train.resume={a.resume}"] if a.resume else [])])
+    config, overrides = a.config, list(a.overrides)
+    if config is not None and "=" in config and not config.endswith((".yaml", ".yml")):
+        config, overrides = None, [config, *overrides]  # `medssl pretrain key=value …` without a YAML file
+    cfg = load_config(config, [*overrides, *([f"train.resume={a.resume}"] if a.resume else [])])
     run_dir = pretrain(cfg)
     print(f"pretraining done: {run_dir}")
     if a.evaluate:

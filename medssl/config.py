@@ -41,7 +41,8 @@ class DataConfig:
     normalise: Literal["zscore", "minmax", "none"] = "zscore"
     test_fraction: float = 0.25  #: subject-level held-out fraction for evaluation
     on_bad_file: Literal["error", "skip"] = "error"
-    num_workers: int = 0  #: DataLoader workers
+    num_workers: int = 0  #: DataLoader workers (and cache-building processes)
+    preload: Literal["none", "ram", "gpu"] = "none"  #: where the preprocessed cache is held while training
     limit: int = 0  #: use only the first N records (0 = all); for smoke tests
 
 

@@ -49,7 +49,9 @@ class CachedScans(Dataset):
     int code (-1 if missing), "index": int}``.
 
     Args:
-        images: (N, C, *S) array, typically the memory-mapped cache.
+        images: (N, C, *S) array, typically the memory-mapped cache, or a tensor already on a
+            device (the GPU-resident cache of ``data.preload=gpu``, see :func:`preload`; then
+            items are views on that device and the DataLoader must use ``num_workers=0``).
         records: N records aligned with ``images``.
         indices: which rows to expose (e.g. the training split).
         coder: categorical code tables shared by all splits of a run.
@@ -87,10 +89,35 @@ class CachedScans(Dataset):
         j = self.indices[i]
         r = self.records[j]
         return {
-            "image": _as_float_tensor(self.images[j]),
+            "image": self.images[j].float() if torch.is_tensor(self.images) else _as_float_tensor(self.images[j]),
             "age": torch.tensor(r.age if not math.isnan(r.age) else math.nan, dtype=torch.float32),
             "site": torch.tensor(self.coder.code("site", r.site)),
             "sex": torch.tensor(self.coder.code("sex", r.sex)),
             "label": torch.tensor(self.coder.code("label", r.label)),
             "index": torch.tensor(j),
         }
+
+
+def preload(images: np.ndarray, where: str, device: torch.device) -> np.ndarray | torch.Tensor:
+    """Keep the cache where batches are read fastest.
+
+    Args:
+        images: the (N, C, *S) float16 memory-mapped cache.
+        where: "none" (memory-mapped, read by DataLoader workers), "ram" (one copy in this
+            process's memory) or "gpu" (one float16 tensor on ``device``: no loader, no host
+            copies per step; see docs/benchmarks.md for what it buys on an H200).
+
+    Raises:
+        ValueError: "gpu" without a CUDA device, or a cache larger than 80 % of the free GPU memory.
+    """
+    if where == "none":
+        return images
+    if where == "ram":
+        return np.ascontiguousarray(images)
+    if device.type != "cuda":
+        raise ValueError(f"data.preload=gpu needs a CUDA device (train.device is {device}); use data.preload=ram or none")
+    free, _ = torch.cuda.mem_get_info(device)
+    if images.nbytes > 0.8 * free:
+        raise ValueError(f"the cache needs {images.nbytes / 2**30:.1f} GiB but only {free / 2**30:.1f} GiB of GPU memory "
+                         "is free; use data.preload=ram or none, or a smaller data.shape")
+    return torch.from_numpy(np.ascontiguousarray(images)).to(device)

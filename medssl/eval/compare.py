@@ -36,7 +36,7 @@ def collect(runs: list[str | Path], encoders: tuple[str, ...] = ("pretrained",))
     Args:
         runs: run directories or metrics.json files.
         encoders: which encoders of each run to show (e.g. add ``"random init"``);
-            baselines ("predict train mean") are always shown once per run.
+            baselines ("predict train mean") are shown as their own metric rows.
     """
     columns, table = [], {}
     labels: dict[str, Path] = {}
@@ -48,12 +48,14 @@ def collect(runs: list[str | Path], encoders: tuple[str, ...] = ("pretrained",))
     for label, path in labels.items():
         results = json.loads(path.read_text())
         for e in summary_entries(results, full=True):
-            if e["encoder"] not in encoders and not e["encoder"].startswith("predict"):
+            baseline = e["encoder"].startswith("predict")
+            if e["encoder"] not in encoders and not baseline:
                 continue
-            col = label if len(encoders) == 1 and not e["encoder"].startswith("predict") else f"{label} [{e['encoder']}]"
+            col = label if len(encoders) == 1 or baseline else f"{label} [{e['encoder']}]"
+            metric = f"{e['metric']}, baseline: {e['encoder']}" if baseline else e["metric"]
             if col not in columns:
                 columns.append(col)
-            table.setdefault(e["metric"], {})[col] = e
+            table.setdefault(metric, {})[col] = e
     return columns, table
 
 

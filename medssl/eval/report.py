@@ -37,7 +37,8 @@ def _plain(obj):
 
 
 def _entry(enc: str, metric: str, value, ci=None, better: str = "") -> dict:
-    return {"encoder": enc, "metric": metric, "value": None if value is None else float(value),
+    value = None if value is None or not np.isfinite(float(value)) else float(value)  # NaN → n/a, null in JSON
+    return {"encoder": enc, "metric": metric, "value": value,
             "ci": list(ci) if ci is not None else None, "better": better}
 
 

@@ -186,7 +186,7 @@ class Trainer:
                 epoch, first = divmod(self.step, self.steps_per_epoch)
                 micro = [shard(b, self.dist) for b in self._epoch_batches(epoch)[first * k:]]
                 loader = iter(DataLoader(self.dataset, batch_sampler=micro, num_workers=self.opt.num_workers,
-                                         pin_memory=self.device.type == "cuda"))
+                                         pin_memory=self.device.type == "cuda" and self.opt.num_workers > 0))
                 for _ in range(self.steps_per_epoch - first):
                     last_loss, logs, n_views = self._optimizer_step([next(loader) for _ in range(k)], gen)
                     views_done += n_views * self.dist.world_size

@@ -37,15 +37,8 @@ def to_canonical(volume: Volume, axcodes: str = "RAS") -> Volume:
     target = nib.orientations.axcodes2ornt(tuple(axcodes[:nd]) + tuple("RAS"[nd:3]))[:nd]
     transform = nib.orientations.ornt_transform(ornt, target)
     arr = np.stack([nib.orientations.apply_orientation(c, transform) for c in volume.array])
-    inv = nib.orientations.inv_ornt_aff(transform, volume.spatial_shape)
-    affine = volume.affine @ inv if nd == 3 else _affine2d(aff3 @ inv)
-    return Volume(arr, affine, dict(volume.meta))
-
-
-def _affine2d(aff3: np.ndarray) -> np.ndarray:
-    out = np.eye(3)
-    out[:2, :2], out[:2, 2] = aff3[:2, :2], aff3[:2, 3]
-    return out
+    inv = nib.orientations.inv_ornt_aff(transform, volume.spatial_shape)  # (nd+1, nd+1)
+    return Volume(arr, volume.affine @ inv, dict(volume.meta))
 
 
 @dataclass

@@ -27,6 +27,7 @@ def _nii(cohort: Path, sid: str) -> Path:
     return cohort / sid / "anat" / f"{sid}_T1w.nii.gz"
 
 
+@pytest.mark.slow
 def test_skip_policy_lists_every_skipped_file_in_the_run_directory(small_cohort, cohort_copy, tmp_path, capsys):
     ids = _ids(cohort_copy)
     corrupt, missing = _nii(cohort_copy, ids[5]), _nii(cohort_copy, ids[7])

@@ -101,6 +101,8 @@ def test_npy_card_uses_the_reference_geometry(tmp_path):
 def test_loader_rejects_wrong_dimensionality_and_channels(cohort_copy):
     card = load_card("synthetic")
     rec = build_manifest(card, cohort_copy)[0]
+    loader = make_loader(card, make_preprocessor(card, [8, 8, 8]))
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(loader))(rec), loader(rec))  # what a process pool needs
     loader = make_loader(card, make_preprocessor(card, [8, 8, 8]), channels=3)
     with pytest.raises(BadFileError, match=r"image is 3D with 1 channel\(s\); expected 3D with 3"):
         loader(rec)
@@ -131,6 +133,7 @@ def test_cli_help_of_the_data_commands(capsys):
         assert e.value.code == 0 and f"usage: medssl data {sub}" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_ctrl_c_then_rerun_continues(cohort_copy, tmp_path, capsys):
     """Interrupt `medssl data prepare` with SIGINT (Ctrl-C) mid-way; the rerun only does the rest."""
     import os

@@ -1,0 +1,104 @@
+"""`medssl evaluate` / `medssl compare` end to end on a tiny pretrained run (every protocol)."""
+
+import json
+
+import pytest
+
+from medssl.cli import main
+
+TINY = ("data.shape=[16,16,16]", "augment.crop_size=[14,14,14]", "train.epochs=1", "train.batch_size=8",
+        "train.progress=false", "encoder.options.width=4", "data.test_fraction=0.3", "train.device=cpu")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from medssl.api import REPO_ROOT, pretrain
+    from medssl.config import load_config
+    from medssl.data.synthetic import write_synthetic_cohort
+
+    import torch
+
+    tmp = tmp_path_factory.mktemp("evalrun")
+    cohort = write_synthetic_cohort(tmp / "cohort", n_subjects=36, n_sites=3, shape=(16, 16, 16), seed=2, progress=False)
+    cfg = load_config(REPO_ROOT / "configs" / "pretrain" / "simclr.yaml",
+                      [f"data.root={cohort}", f"output_dir={tmp / 'run'}", *TINY])
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # module fixtures run before the single-thread autouse fixture
+    try:
+        return pretrain(cfg, progress=False), cohort
+    finally:
+        torch.set_num_threads(n)
+
+
+def _metrics(path):
+    return json.loads((path / "metrics.json").read_text())
+
+
+def test_default_evaluate_writes_metrics_report_figures_and_feature_cache(run, capsys):
+    run_dir, _ = run
+    assert main(["evaluate", str(run_dir), "--n-boot", "50"]) == 0
+    m = _metrics(run_dir)
+    for enc in ("pretrained", "random init"):
+        age, site = m["probes"][enc]["age"], m["probes"][enc]["site"]
+        assert age["mae_ci"][0] <= age["mae"] <= age["mae_ci"][1] and "corrected_gap_std" in age["brain_age_gap"]
+        assert site["chance"] == pytest.approx(1 / 3) and len(site["confusion"]) == 3
+        assert "pred" not in age  # arrays stay out of metrics.json
+    report = (run_dir / "report.md").read_text()
+    for fig in ("embedding_map_pretrained.png", "site_confusion.png", "age_pred_vs_true.png", "training_curve.png"):
+        assert (run_dir / fig).is_file() and fig in report
+    assert len(list((run_dir / "features").glob("*.npz"))) == 2
+    out = capsys.readouterr().out
+    assert "age MAE (years)" in out and "random init" in out and "[" in out  # CI shown
+
+
+@pytest.mark.parametrize("protocol,extra", [
+    ("site", []), ("openbhb", ["--external-sites", "site-C"]), ("fewshot", ["--fractions", "0.1", "1", "--seeds", "0", "1"]),
+    ("knn", []), ("finetune", ["--epochs", "1", "--batch-size", "8"])])
+def test_every_protocol_writes_its_own_report(run, protocol, extra):
+    run_dir, _ = run
+    args = ["evaluate", str(run_dir), "--protocol", protocol, "--n-boot", "20", "--map", "pca", "--no-random-init"]
+    assert main(args + extra) == 0
+    out_dir = run_dir / f"eval-{protocol}"
+    m = _metrics(out_dir)
+    assert m["protocol"] == protocol and (out_dir / "report.md").is_file()
+    assert list(m[{"knn": "probes"}.get(protocol, protocol)]) == ["pretrained"]
+    if protocol == "site":
+        s = m["site"]["pretrained"]
+        assert len(s["leave_site_out"]["age"]["per_site"]) == 3 and "combat" in s["harmonisation"]
+    if protocol == "openbhb":
+        o = m["openbhb"]["pretrained"]
+        assert o["external_sites"] == [2] and o["n_sites_train"] == 2 and o["n_external"] == 12
+        assert any("external site" in n for n in m["notes"])  # pretraining saw site-C: said in the report
+    if protocol == "fewshot":
+        assert {"age", "label"} <= set(m["fewshot"]["pretrained"]) and "site" not in m["fewshot"]["pretrained"]
+    if protocol == "finetune":
+        ft = m["finetune"]["pretrained"]["age"]
+        assert ft["finetune"]["epochs_run"] == 1 and ft["n_val"] >= 1 and "mae" in ft
+
+
+def test_compare_prints_one_table_across_runs_and_protocols(run, tmp_path, capsys):
+    run_dir, _ = run
+    assert main(["evaluate", str(run_dir), "--protocol", "linear", "--n-boot", "0", "--map", "none"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(run_dir), str(run_dir / "eval-linear" / "metrics.json"), "--plot",
+                 str(tmp_path / "cmp.png")]) == 0
+    out = capsys.readouterr().out
+    assert "age MAE (years) ↓" in out and "run/linear" in out and (tmp_path / "cmp.png").is_file()
+    assert main(["compare", str(tmp_path / "nowhere")]) == 2
+
+
+def test_evaluate_an_export_on_a_data_card(run):
+    export = pytest.importorskip("medssl.export")
+    run_dir, cohort = run
+    out = export.export_run(run_dir, run_dir.parent / "export")
+    assert main(["evaluate", str(out), "--n-boot", "0", "--no-random-init"]) == 2  # an export needs --data
+    assert main(["evaluate", str(out), "--data", "synthetic", "--root", str(cohort), "--n-boot", "0",
+                 "--no-random-init", "--map", "none"]) == 0
+    m = _metrics(out / "eval-default-synthetic")
+    assert m["info"]["source"].startswith("export") and "age" in m["probes"]["pretrained"]
+
+
+def test_unknown_external_site_is_a_clean_error(run, capsys):
+    run_dir, _ = run
+    assert main(["evaluate", str(run_dir), "--protocol", "openbhb", "--external-sites", "site-Z", "--no-random-init"]) == 2
+    assert "site-Z" in capsys.readouterr().err

@@ -1,0 +1,57 @@
+"""Few-label curves: subject-level, nested, stratified subsets; fits see training rows only."""
+
+import numpy as np
+import pytest
+
+from medssl.eval.fewshot import label_fraction_curve, subsample_subjects
+
+
+def _table(n_subjects=100, seed=0):
+    rng = np.random.default_rng(seed)
+    subjects = np.repeat(np.arange(n_subjects), 2)  # two scans per subject
+    cls = np.repeat(rng.integers(0, 3, n_subjects), 2)
+    return subjects, cls
+
+
+def test_subsets_are_whole_subjects_nested_and_sized():
+    subjects, _ = _table()
+    rows = np.arange(150)  # training rows: the first 75 subjects
+    sizes = []
+    prev = set()
+    for fraction in (0.01, 0.1, 0.5, 1.0):
+        sub = subsample_subjects(rows, subjects, fraction, seed=4)
+        chosen = set(subjects[sub])
+        assert set(sub) <= set(rows)
+        assert all(np.sum(subjects[sub] == s) == 2 for s in chosen)  # both scans of a chosen subject
+        assert prev <= chosen  # nested across fractions
+        prev = chosen
+        sizes.append(len(chosen))
+    assert sizes == [3, 8, 38, 75]  # ceil(f·75), at least 3 subjects
+    assert set(subjects[subsample_subjects(rows, subjects, 0.1, seed=5)]) != set(subjects[subsample_subjects(rows, subjects, 0.1, seed=4)])
+
+
+def test_classification_subsets_keep_every_class():
+    subjects, cls = _table()
+    rows = np.arange(150)
+    sub = subsample_subjects(rows, subjects, 0.01, seed=0, y=cls)
+    counts = np.bincount(cls[sub][::2], minlength=3)  # one count per subject
+    assert np.all(counts >= 2)
+    with pytest.raises(ValueError, match="fraction"):
+        subsample_subjects(rows, subjects, 0.0, seed=0)
+
+
+def test_curve_fits_only_on_training_rows_and_summarises_seeds():
+    subjects, cls = _table()
+    train_rows, test_rows = np.arange(150), np.arange(150, 200)
+    calls = []
+
+    def fit_score(rows, seed):
+        assert not set(rows) & set(test_rows)
+        calls.append((len(rows), seed))
+        return {"mae": 10.0 / np.sqrt(len(rows)) + seed}
+
+    curve = label_fraction_curve(fit_score, train_rows, subjects, "mae", (0.1, 1.0), seeds=(0, 1, 2))
+    assert [c[1] for c in calls] == [0, 1, 2, 0]  # fraction 1.0: the same rows for every seed → one run
+    s = {p["fraction"]: p for p in curve["summary"]}
+    assert s[0.1]["n_seeds"] == 3 and s[0.1]["std"] == pytest.approx(1.0) and s[1.0]["n_subjects"] == 75
+    assert s[1.0]["mean"] == pytest.approx(10 / np.sqrt(150))
