@@ -102,11 +102,13 @@ def run_protocol(opts: EvalOptions, feats: dict[str, dict], train_mask: np.ndarr
         results["probes"] = {n: PR.probe_targets(f, train_mask, targets, kind, seed, opts.n_boot) for n, f in feats.items()}
         results["notes"].append(NOTES["probes" if kind == "linear" else kind])
     elif p == "site":
-        results["site"] = {n: PR.site_effect(f, train_mask, seed, opts.n_boot, [t for t in targets if t != "site"])
-                           for n, f in feats.items()}
+        results["site"] = {n: PR.site_effect(f, train_mask, seed, opts.n_boot, [t for t in targets if t != "site"],
+                                             vocab.get("site")) for n, f in feats.items()}
     elif p == "openbhb":
         ext = _site_codes(list(opts.external_sites), vocab.get("site", [])) if opts.external_sites else None
         results["openbhb"] = {n: PR.openbhb_protocol(f, train_mask, ext) for n, f in feats.items()}
+        for o in results["openbhb"].values():
+            o["external_site_names"] = [vocab["site"][c] for c in o["external_sites"]] if vocab.get("site") else []
         seen = bool(np.any(train_mask & np.isin(first["site"], next(iter(results["openbhb"].values()))["external_sites"])))
         if seen:
             results["notes"].append("The encoder's pretraining split contained scans of the external site(s) (without "

@@ -41,12 +41,18 @@ def embed_2d(x: np.ndarray, method: str = "tsne", seed: int = 0, perplexity: flo
 
 def plot_embedding_map(xy: np.ndarray, colours: dict[str, tuple[np.ndarray, list[str] | None]], path: str | Path,
                        title: str = "") -> Path:
-    """One panel per colouring; continuous values (age) get a colour bar, categories a legend.
+    """One row of panels, one per colouring (see :func:`plot_embedding_maps`)."""
+    return plot_embedding_maps([(title, xy, colours)], path)
+
+
+def plot_embedding_maps(rows: list[tuple[str, np.ndarray, dict[str, tuple[np.ndarray, list[str] | None]]]],
+                        path: str | Path) -> Path:
+    """A grid of maps: a row per ``(title, xy, colours)`` (e.g. per encoder), a panel per colouring.
 
     Args:
-        xy: (N, 2) map coordinates.
-        colours: ``{name: (values, category_names)}``; ``category_names`` None for continuous
-            values (NaN = missing, drawn grey), else int codes (−1 = missing) with their names.
+        rows: ``xy`` (N, 2) map coordinates; ``colours`` ``{name: (values, category_names)}`` with
+            ``category_names`` None for continuous values (NaN = missing, drawn grey), else int
+            codes (−1 = missing) and their names.
         path: output PNG.
     """
     import matplotlib
@@ -54,24 +60,31 @@ def plot_embedding_map(xy: np.ndarray, colours: dict[str, tuple[np.ndarray, list
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(colours), figsize=(4.2 * len(colours), 3.8), squeeze=False)
-    for ax, (name, (values, names)) in zip(axes[0], colours.items()):
-        values = np.asarray(values)
-        if names is None:
-            ok = np.isfinite(values.astype(float))
-            ax.scatter(xy[~ok, 0], xy[~ok, 1], s=8, c="lightgrey")
-            sc = ax.scatter(xy[ok, 0], xy[ok, 1], s=10, c=values[ok].astype(float), cmap="viridis")
-            fig.colorbar(sc, ax=ax, shrink=0.8)
-        else:
-            cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
-            for code, label in [(-1, "missing"), *enumerate(names)]:
-                m = values == code
-                if m.any():
-                    ax.scatter(xy[m, 0], xy[m, 1], s=10, label=label, c="lightgrey" if code < 0 else [cmap(code % cmap.N)])
-            ax.legend(fontsize=7, markerscale=1.5, loc="best")
-        ax.set(title=f"{title} coloured by {name}".strip(), xticks=[], yticks=[])
+    n_cols = max(len(c) for _, _, c in rows)
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(4.2 * n_cols, 3.8 * len(rows)), squeeze=False)
+    for ax_row, (title, xy, colours) in zip(axes, rows):
+        for ax in ax_row[len(colours):]:
+            ax.axis("off")
+        for ax, (name, (values, names)) in zip(ax_row, colours.items()):
+            _panel(ax, fig, plt, xy, np.asarray(values), names)
+            ax.set(title=f"{title} coloured by {name}".strip(), xticks=[], yticks=[])
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def _panel(ax, fig, plt, xy: np.ndarray, values: np.ndarray, names: list[str] | None) -> None:
+    if names is None:
+        ok = np.isfinite(values.astype(float))
+        ax.scatter(xy[~ok, 0], xy[~ok, 1], s=8, c="lightgrey")
+        sc = ax.scatter(xy[ok, 0], xy[ok, 1], s=10, c=values[ok].astype(float), cmap="viridis")
+        fig.colorbar(sc, ax=ax, shrink=0.8)
+        return
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    for code, label in [(-1, "missing"), *enumerate(names)]:
+        m = values == code
+        if m.any():
+            ax.scatter(xy[m, 0], xy[m, 1], s=10, label=label, c="lightgrey" if code < 0 else [cmap(code % cmap.N)])
+    ax.legend(fontsize=7, markerscale=1.5, loc="best")

@@ -208,7 +208,13 @@ def bootstrap_ci(metric: Callable[..., float], *arrays: np.ndarray, n_boot: int 
         members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]
         picks = rng.integers(0, len(members), size=(n_boot, len(members)))
         draws = [np.concatenate([members[g] for g in row]) for row in picks]
-    values = np.array([metric(*(a[d] for a in arrays)) for d in draws], float)
+        if all(len(m) == 1 for m in members):  # one row per subject: same draws as a row bootstrap
+            draws = np.array(draws)
+    fast = _VECTORISED.get(metric)
+    if fast is not None and isinstance(draws, np.ndarray) and len(arrays) == 2 and arrays[0].ndim == 1:
+        values = fast(arrays[0][draws], arrays[1][draws])
+    else:
+        values = np.array([metric(*(a[d] for a in arrays)) for d in draws], float)
     values = values[np.isfinite(values)]
     if values.size == 0:
         return float("nan"), float("nan")
@@ -222,3 +228,47 @@ def with_ci(metrics: dict, fns: dict[str, Callable[..., float]], *arrays: np.nda
     for name, fn in fns.items():
         metrics[f"{name}_ci"] = list(bootstrap_ci(fn, *arrays, n_boot=n_boot, seed=seed, groups=groups))
     return metrics
+
+
+def _r2_rows(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    ss_res = np.sum((y - p) ** 2, axis=1)
+    ss_tot = np.sum((y - y.mean(1, keepdims=True)) ** 2, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(ss_tot > 0, 1 - ss_res / ss_tot, np.where(ss_res == 0, 1.0, 0.0))
+
+
+def _pearson_rows(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    y, p = y - y.mean(1, keepdims=True), p - p.mean(1, keepdims=True)
+    den = np.sqrt(np.sum(y * y, 1) * np.sum(p * p, 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, np.sum(y * p, 1) / den, 0.0)
+
+
+def _bacc_rows(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    classes = np.unique(y)
+    hits = np.stack([np.sum((y == c) & (p == c), 1) for c in classes])
+    counts = np.stack([np.sum(y == c, 1) for c in classes])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recall = np.where(counts > 0, hits / counts, np.nan)
+    return np.nanmean(recall, axis=0)  # mean over the classes present in each replicate
+
+
+def _f1_rows(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    scores = []
+    for c in np.union1d(np.unique(y), np.unique(p)):
+        tp, fp, fn = (np.sum(a & b, 1) for a, b in (((p == c), (y == c)), ((p == c), (y != c)), ((p != c), (y == c))))
+        den = 2 * tp + fp + fn
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scores.append(np.where(den > 0, 2 * tp / den, np.nan))  # absent from y and p of a replicate: left out
+    return np.nanmean(np.stack(scores), axis=0)
+
+
+#: row-wise (one bootstrap replicate per row) versions of the metrics above, same values
+_VECTORISED = {
+    mae: lambda y, p: np.mean(np.abs(y.astype(float) - p), axis=1),
+    rmse: lambda y, p: np.sqrt(np.mean((y.astype(float) - p) ** 2, axis=1)),
+    r2: lambda y, p: _r2_rows(y.astype(float), p.astype(float)),
+    pearson_r: lambda y, p: _pearson_rows(y.astype(float), p.astype(float)),
+    balanced_accuracy: _bacc_rows,
+    f1_macro: _f1_rows,
+}

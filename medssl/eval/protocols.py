@@ -83,13 +83,15 @@ def _probe(x, y, tr, te, subjects, task: str, kind: str, seed: int, n_boot: int,
     return (P.knn_probe if kind == "knn" else P.mlp_probe)(x[tr], y[tr], x[te], y[te], task, **common)
 
 
-def site_effect(feats: dict, train_mask: np.ndarray, seed: int = 0, n_boot: int = 1000, targets=("age",)) -> dict:
+def site_effect(feats: dict, train_mask: np.ndarray, seed: int = 0, n_boot: int = 1000, targets=("age",),
+                site_names: list[str] | None = None) -> dict:
     """Site prediction, leave-site-out evaluation of each target and the ComBat baseline.
 
     Returns:
         ``{"prediction": site probe metrics, "leave_site_out": {target: …},
         "harmonisation": {"raw"|"combat": {target: metrics}, "covariates": …}}``; parts that
-        the data cannot support (one site, no labels) are left out.
+        the data cannot support (one site, no labels) are left out. Leave-site-out results are
+        keyed by ``site_names[code]`` when given.
     """
     x, site, subjects = feats["features"], np.asarray(feats["site"]), np.asarray(feats["subject"])
     out: dict = {}
@@ -107,7 +109,8 @@ def site_effect(feats: dict, train_mask: np.ndarray, seed: int = 0, n_boot: int 
         rows = known & valid_rows(feats, target)
         if len(np.unique(site[rows])) >= 2:
             y = np.asarray(feats[target])[rows]
-            out["leave_site_out"][target] = leave_site_out(x[rows], y if target == "age" else y.astype(int), site[rows],
+            names = np.asarray(site_names)[site[rows]] if site_names else site[rows]
+            out["leave_site_out"][target] = leave_site_out(x[rows], y if target == "age" else y.astype(int), names,
                                                            subjects[rows], task_of(feats, target), seed)
     te_seen = te & np.isin(site, np.unique(site[tr]))
     probe_targets_ = {t: (np.asarray(feats[t])[tr], np.asarray(feats[t])[te_seen], task_of(feats, t)) for t in targets

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from medssl.eval import plots
-from medssl.eval.embedding_map import plot_embedding_map
+from medssl.eval.embedding_map import plot_embedding_maps
 
 ARRAY_KEYS = {"pred", "pred_int", "pred_ext", "site_pred_int", "gap", "corrected_gap", "maps", "test_age", "age_int",
               "age_ext"}
@@ -140,14 +140,17 @@ def _names(results: dict, field: str, codes) -> list[str]:
 
 def _figures(run_dir: Path, results: dict) -> list[str]:
     lines: list[str] = []
+    map_rows = []
     for enc, m in results.get("maps", {}).items():
         colours = {"age": (m["age"], None)} if "age" in m else {}
         for field, title in (("site", "site"), ("label", "diagnosis")):
             if field in m and (m[field] >= 0).any():
                 colours[title] = (m[field], _names(results, field, range(int(m[field].max()) + 1)))
-        name = f"embedding_map_{enc.replace(' ', '_')}.png"
-        plot_embedding_map(m["xy"], colours or {"-": (np.zeros(len(m["xy"])), None)}, run_dir / name, enc)
-        lines += [f"### Embedding map ({m['method'].upper()}): {enc}", "", f"![map]({name})", ""]
+        map_rows.append((enc, m["xy"], colours or {"-": (np.zeros(len(m["xy"])), None)}))
+    if map_rows:
+        plot_embedding_maps(map_rows, run_dir / "embedding_map.png")
+        method = next(iter(results["maps"].values()))["method"].upper()
+        lines += [f"### Embedding maps ({method}; a row per encoder)", "", "![maps](embedding_map.png)", ""]
     panels = [(enc, results["test_age"], per["age"]["pred"]) for enc, per in results.get("probes", {}).items()
               if "age" in per and "pred" in per["age"] and "test_age" in results]
     panels += [(f"{enc} fine-tuned", results["test_age"], per["age"]["pred"]) for enc, per in results.get("finetune", {}).items()
@@ -178,9 +181,8 @@ def _site_tables(results: dict) -> list[str]:
             lines += [f"Leave-site-out {target} ({enc}): probe fitted on the other sites, scored on the held-out one.", "",
                       "| held-out site | n test | n train | metric |", "|---|---|---|---|"]
             for site, m in lso["per_site"].items():
-                name = _names(results, "site", [int(site)])[0] if str(site).lstrip("-").isdigit() else site
                 val = f"MAE {m['mae']:.2f} y" if "mae" in m else f"BAcc {m['balanced_accuracy']:.3f}"
-                lines.append(f"| {name} | {m['n_test']} | {m['n_train']} | {val} |")
+                lines.append(f"| {site} | {m['n_test']} | {m['n_train']} | {val} |")
             lines.append("")
         h = s.get("harmonisation")
         if h:

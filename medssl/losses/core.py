@@ -68,16 +68,18 @@ def weighted_logsumexp(x: Tensor, weight: Tensor, extra: Tensor | None = None) -
         ``nonempty=False`` (the caller must drop them); their gradient is 0, never NaN.
     """
     use = weight > 0
+    nonempty = use.any(dim=1) if extra is None else torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
     m = torch.where(use, x, torch.full_like(x, -math.inf)).amax(dim=1).detach()
     if extra is not None:
         m = torch.maximum(m, extra.detach())
-    nonempty = torch.isfinite(m)
+    # Emptiness comes from the weights, never from the values: NaN/Inf logits must propagate
+    # (a diverging run has to be seen by the trainer), not be dropped as "empty" rows.
     m = torch.where(nonempty, m, torch.zeros_like(m))
     shifted = torch.where(use, x - m[:, None], torch.zeros_like(x))
     total = (weight * torch.exp(shifted)).sum(dim=1)
     if extra is not None:
         total = total + torch.exp(extra - m)
-    nonempty = total > 0
+    nonempty = nonempty & (total != 0)  # weights that underflow to 0; NaN != 0 keeps NaN rows
     total = torch.where(nonempty, total, torch.ones_like(total))
     return torch.log(total) + m, nonempty
 

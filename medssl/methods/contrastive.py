@@ -72,8 +72,9 @@ class ContrastiveMethod(Method):
         loss = self.loss(z, labels)
         logs = {"contrastive": float(loss.detach())}
         if self.fairkl is not None and self.fairkl_weight > 0:
-            # FairKL needs target labels: class labels when given, else the sample identity.
-            target = labels if labels is not None and not self.continuous else torch.arange(z.shape[0], device=z.device)
+            # FairKL targets: class labels when given, else None = each sample its own class (FairKL numbers
+            # the samples after gathering across ranks, so ids never collide under DDP).
+            target = labels if labels is not None and not self.continuous else None
             reg = self.fairkl(z, target, batch[self.bias_key])
             loss = loss + self.fairkl_weight * reg
             logs["fairkl"] = float(reg.detach())

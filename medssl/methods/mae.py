@@ -68,6 +68,8 @@ class MAE(Method):
                              f"{type(encoder).__name__}; CNN encoders can use method.name=genesis instead")
         if not 0.0 < mask_ratio < 1.0:
             raise ValueError(f"MAE mask_ratio must be in (0, 1), got {mask_ratio}")
+        if views is not None:
+            encoder.patch_grid(views.crop_size)  # fail now, not at the first step, if crops do not fit the patches
         self.encoder, self.views = encoder, views
         self.mask_ratio, self.norm_pix_loss = float(mask_ratio), bool(norm_pix_loss)
         self.decoder = MAEDecoder(encoder.out_dim, encoder.patch_dim, decoder_dim, decoder_depth, decoder_heads)

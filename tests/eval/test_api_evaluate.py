@@ -44,7 +44,7 @@ def test_default_evaluate_writes_metrics_report_figures_and_feature_cache(run, c
         assert site["chance"] == pytest.approx(1 / 3) and len(site["confusion"]) == 3
         assert "pred" not in age  # arrays stay out of metrics.json
     report = (run_dir / "report.md").read_text()
-    for fig in ("embedding_map_pretrained.png", "site_confusion.png", "age_pred_vs_true.png", "training_curve.png"):
+    for fig in ("embedding_map.png", "site_confusion.png", "age_pred_vs_true.png", "training_curve.png"):
         assert (run_dir / fig).is_file() and fig in report
     assert len(list((run_dir / "features").glob("*.npz"))) == 2
     out = capsys.readouterr().out
@@ -64,10 +64,12 @@ def test_every_protocol_writes_its_own_report(run, protocol, extra):
     assert list(m[{"knn": "probes"}.get(protocol, protocol)]) == ["pretrained"]
     if protocol == "site":
         s = m["site"]["pretrained"]
-        assert len(s["leave_site_out"]["age"]["per_site"]) == 3 and "combat" in s["harmonisation"]
+        assert sorted(s["leave_site_out"]["age"]["per_site"]) == ["site-A", "site-B", "site-C"]
+        assert "combat" in s["harmonisation"] and "| site-C |" in (out_dir / "report.md").read_text()
     if protocol == "openbhb":
         o = m["openbhb"]["pretrained"]
-        assert o["external_sites"] == [2] and o["n_sites_train"] == 2 and o["n_external"] == 12
+        assert o["external_sites"] == [2] and o["external_site_names"] == ["site-C"]
+        assert o["n_sites_train"] == 2 and o["n_external"] == 12
         assert any("external site" in n for n in m["notes"])  # pretraining saw site-C: said in the report
     if protocol == "fewshot":
         assert {"age", "label"} <= set(m["fewshot"]["pretrained"]) and "site" not in m["fewshot"]["pretrained"]

@@ -105,3 +105,16 @@ def test_cluster_bootstrap_ignores_repeated_scans(reg):
     single = M.bootstrap_ci(M.mae, y, p, n_boot=300, seed=5)
     clustered = M.bootstrap_ci(M.mae, np.repeat(y, 2), np.repeat(p, 2), n_boot=300, seed=5, groups=groups)
     assert clustered == pytest.approx(single)
+
+
+@pytest.mark.parametrize("metric", [M.mae, M.rmse, M.r2, M.pearson_r, M.balanced_accuracy, M.f1_macro])
+def test_vectorised_bootstrap_equals_the_plain_loop(metric, monkeypatch):
+    rng = np.random.default_rng(6)
+    if metric in (M.balanced_accuracy, M.f1_macro):
+        y, p = rng.integers(0, 3, 40), rng.integers(0, 4, 40)  # class 3 only ever predicted
+    else:
+        y, p = rng.normal(size=40), rng.normal(size=40)
+    fast = M.bootstrap_ci(metric, y, p, n_boot=300, seed=2)
+    monkeypatch.setattr(M, "_VECTORISED", {})
+    slow = M.bootstrap_ci(metric, y, p, n_boot=300, seed=2)
+    assert fast == pytest.approx(slow, rel=1e-12, abs=1e-12)

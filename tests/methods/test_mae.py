@@ -138,3 +138,5 @@ def test_built_from_config_with_views_from_the_augment_section():
         load_config(None, base + ["method.options.mask_ration=0.5"])
     with pytest.raises(ConfigError, match="views are built from the augment section"):
         build_method(load_config(None, base + ["method.options.views=1"]))
+    with pytest.raises(ValueError, match="divisible by patch_size"):
+        build_method(load_config(None, base + ["augment.crop_size=[12,16,16]"]))
