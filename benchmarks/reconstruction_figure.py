@@ -15,7 +15,7 @@ baseline on all held-out scans (masked-patch MSE vs. filling masked patches with
 the visible voxels; restoration MSE vs. returning the corrupted input).
 
     python benchmarks/reconstruction_figure.py                 # writes docs/img/recon_ixi.png
-    python benchmarks/reconstruction_figure.py --steps 100     # quicker, rougher
+    python benchmarks/reconstruction_figure.py --mae-steps 100 --genesis-steps 100   # quicker, rougher
 """
 
 from __future__ import annotations
@@ -51,10 +51,10 @@ GENESIS = ["method.name=genesis", "encoder.name=resnet10", "data.normalise=minma
            "encoder.options={width: 8}", "method.options={rescale: false}", "augment.crop_size=[32,48,48]"]
 
 
-def run(name: str, extra: list[str], args) -> tuple:
+def run(name: str, extra: list[str], steps: int, args) -> tuple:
     """Pretrain (or reuse a finished run) and return (cfg, method in eval mode, held-out images, losses)."""
     out = Path(args.work) / name
-    epochs = max(1, round(args.steps / ((args.subjects - round(args.subjects * 0.25)) // 4)))
+    epochs = max(1, round(steps / ((args.subjects - round(args.subjects * 0.25)) // 4)))
     cfg = load_config(None, [*COMMON, *extra, f"data.root={args.data}", f"data.limit={args.subjects}",
                              f"output_dir={out}", f"train.epochs={epochs}"])
     if not list_checkpoints(out / "checkpoints"):
@@ -76,15 +76,16 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(shared / "data" / "ixi_t1_hh_2mm"))
     p.add_argument("--subjects", type=int, default=24)
-    p.add_argument("--steps", type=int, default=300, help="optimiser steps per method (about)")
+    p.add_argument("--mae-steps", type=int, default=300, help="MAE optimiser steps (about)")
+    p.add_argument("--genesis-steps", type=int, default=1000, help="Models Genesis optimiser steps (about)")
     p.add_argument("--work", default="/tmp/medssl_recon_figure", help="run directories (reused when present)")
     p.add_argument("--out", default=str(REPO / "docs" / "img" / "recon_ixi.png"))
     args = p.parse_args()
     if not Path(args.data).is_dir():
         sys.exit(f"{args.data} not found: set MEDSSL_SHARED or --data to the IXI 2 mm folder")
     torch.manual_seed(0)
-    _, mae, x_mae, loss_mae, step_mae = run("mae", MAE, args)
-    _, gen, x_gen, loss_gen, step_gen = run("genesis", GENESIS, args)
+    _, mae, x_mae, loss_mae, step_mae = run("mae", MAE, args.mae_steps, args)
+    _, gen, x_gen, loss_gen, step_gen = run("genesis", GENESIS, args.genesis_steps, args)
 
     with torch.no_grad():
         rec = mae.reconstruct(x_mae, torch.Generator().manual_seed(0))

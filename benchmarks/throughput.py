@@ -68,6 +68,11 @@ class MonaiViews(CachedVolumes):
         return {"views": torch.stack([torch.as_tensor(self.compose(x)) for _ in range(2)])}
 
 
+def one_thread_per_worker(_: int) -> None:
+    """DataLoader workers each use one intra-op thread (16 workers × 16 threads would oversubscribe)."""
+    torch.set_num_threads(1)
+
+
 def make_cache(path: Path, n: int, shape) -> Path:
     """n smooth random head-like volumes (content does not change the cost of these ops)."""
     if path.exists():
@@ -177,7 +182,8 @@ def main(argv=None) -> dict:
         return model_step(method.make_views(x, g))
 
     loader = DataLoader(CachedVolumes(cache), batch_size=a.batch, shuffle=True, num_workers=min(a.workers, 8),
-                        pin_memory=dev.type == "cuda", persistent_workers=a.workers > 0, drop_last=True)
+                        pin_memory=dev.type == "cuda", persistent_workers=a.workers > 0, drop_last=True,
+                        worker_init_fn=one_thread_per_worker)
     res["b_end_to_end"] = run_steps(e2e_step, _cycle(loader), 3, a.steps, dev)
     resident = torch.from_numpy(np.load(cache, mmap_mode="r")[:]).to(dev)  # float16, whole cache on the device
     order = torch.Generator(device=dev).manual_seed(1)
@@ -185,7 +191,8 @@ def main(argv=None) -> dict:
     res["b2_gpu_resident"] = run_steps(e2e_step, batches, 3, a.steps, dev)
     del resident
     monai_loader = DataLoader(MonaiViews(cache, a.crop), batch_size=a.batch, shuffle=True, num_workers=a.workers,
-                              pin_memory=dev.type == "cuda", persistent_workers=a.workers > 0, drop_last=True)
+                              pin_memory=dev.type == "cuda", persistent_workers=a.workers > 0, drop_last=True,
+                              worker_init_fn=one_thread_per_worker)
     res["c_monai_cpu_workers"] = run_steps(lambda b: model_step(b["views"].to(dev, non_blocking=True)),
                                            _cycle(monai_loader), 2, max(2, a.steps // 2), dev)
     ceiling = matmul_ceiling(dev)

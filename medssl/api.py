@@ -23,7 +23,7 @@ from medssl.data.prepare import cache_records, make_loader, make_preprocessor
 from medssl.data.splits import assign_splits, subject_split
 from medssl.encoders import build_encoder
 from medssl.eval.features import extract_features
-from medssl.eval.probes import classification_probe, mean_predictor_mae, regression_probe
+from medssl.eval.probes import classification_probe, regression_probe
 from medssl.eval.report import format_table, write_report
 from medssl.registry import LOSSES, METHODS
 from medssl.train.trainer import Trainer, TrainerOptions, resolve_device

@@ -47,7 +47,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
         opts = EvalOptions(protocol=a.protocol, targets=tuple(a.targets or ()), seed=a.seed, n_boot=a.n_boot,
                            fractions=tuple(a.fractions), seeds=tuple(a.seeds), external_sites=tuple(a.external_sites or ()),
                            map_method=a.map, tta_flip=a.tta_flip, random_init=False if a.no_random_init else None,
-                           finetune=ft)
+                           fewshot_finetune=a.fewshot_finetune, finetune=ft)
         results = evaluate(a.run, protocol=a.protocol, data=a.data, root=a.root, options=opts, device=a.device)
     except (FileNotFoundError, ValueError) as e:
         print(f"medssl evaluate: error: {e}", file=sys.stderr)
@@ -200,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for 95%% CIs (0: none)")
     e.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.1, 1.0], help="fewshot label fractions")
     e.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="fewshot subsampling seeds")
+    e.add_argument("--fewshot-finetune", action="store_true", help="fewshot: also fine-tuning curves (slow)")
     e.add_argument("--external-sites", nargs="+", default=None, help="openbhb: external (unseen) site names "
                                                                       "(default: the last site)")
     e.add_argument("--map", default="", choices=["", "tsne", "pca", "none"], help="2D embedding map "

@@ -82,6 +82,11 @@ class AlexNetEncoder(StagedConvEncoder):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         self._finish_init()
 
+    def blocks(self) -> list[nn.Module]:
+        """The five conv + BN pairs, input to output, for partial fine-tuning."""
+        starts = [0] + self._ends[:-1]
+        return [self.features[a:a + 2] for a in starts]
+
     def stages(self) -> list[Callable[[torch.Tensor], torch.Tensor]]:
         starts = [0] + self._ends[:-1]
         return [self.features[a:b] for a, b in zip(starts, self._ends)]

@@ -73,6 +73,11 @@ class DenseNetEncoder(StagedConvEncoder):
     def monai_network(self) -> dict:
         return {"class": "monai.networks.nets.DenseNet", "kwargs": self.monai_kwargs(), "identity": ["class_layers.out"]}
 
+    def blocks(self) -> list[nn.Module]:
+        """Modules with parameters, input to output (conv0, norm0, denseblock1, transition1, …, norm5),
+        for partial fine-tuning (:func:`medssl.eval.finetune.encoder_blocks`)."""
+        return [m for m in self.net.features.children() if any(True for _ in m.parameters())]
+
     def stages(self) -> list[Callable[[torch.Tensor], torch.Tensor]]:
         f = self.net.features
         n_blocks = len(self._monai_kwargs["block_config"])

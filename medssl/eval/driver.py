@@ -63,6 +63,7 @@ class EvalOptions:
     tta_flip: bool = False
     random_init: bool | None = None  #: None → the run config's eval.random_init_baseline
     val_fraction: float = 0.2  #: fine-tuning validation subjects (from the training split)
+    fewshot_finetune: bool = False  #: fewshot protocol: also fine-tuning curves (one run per fraction × seed)
     finetune: FinetuneOptions = field(default_factory=FinetuneOptions)
 
     def __post_init__(self) -> None:
@@ -99,7 +100,8 @@ def run_protocol(opts: EvalOptions, feats: dict[str, dict], train_mask: np.ndarr
     first = next(iter(feats.values()))
     if p in ("default", "linear", "knn", "mlp"):
         kind = "linear" if p in ("default", "linear") else p
-        results["probes"] = {n: PR.probe_targets(f, train_mask, targets, kind, seed, opts.n_boot) for n, f in feats.items()}
+        results["probes"] = {n: PR.probe_targets(f, train_mask, targets, kind, seed, opts.n_boot, {"label": vocab.get("label")})
+                             for n, f in feats.items()}
         results["notes"].append(NOTES["probes" if kind == "linear" else kind])
     elif p == "site":
         results["site"] = {n: PR.site_effect(f, train_mask, seed, opts.n_boot, [t for t in targets if t != "site"],
@@ -116,6 +118,11 @@ def run_protocol(opts: EvalOptions, feats: dict[str, dict], train_mask: np.ndarr
     elif p == "fewshot":
         results["fewshot"] = {n: PR.fewshot_protocol(f, train_mask, targets, opts.fractions, opts.seeds)
                               for n, f in feats.items()}
+        if opts.fewshot_finetune:
+            for n, enc in encoders.items():
+                results["fewshot"][f"{n} fine-tuned"] = _finetune_curves(opts, enc, first, train_mask, targets,
+                                                                         datasets["all"], device)
+            results["notes"].append(NOTES["finetune"])
     elif p == "finetune":
         results["finetune"] = {n: _finetune_targets(opts, enc, first, train_mask, targets, datasets["all"], seed, device,
                                                     vocab.get("label"))
@@ -133,35 +140,64 @@ def run_protocol(opts: EvalOptions, feats: dict[str, dict], train_mask: np.ndarr
     return results
 
 
-def _finetune_targets(opts: EvalOptions, encoder, feats: dict, train_mask: np.ndarray, targets: list[str],
-                      dataset: Dataset, seed: int, device: str, label_names: list[str] | None = None) -> dict:
-    """Fine-tune one copy of ``encoder`` per target (age → regression, label → classes / findings)."""
+def _finetune_rows(opts: EvalOptions, encoder, feats: dict, target: str, train_rows: np.ndarray, test_rows: np.ndarray,
+                   dataset: Dataset, seed: int, device: str, label_names: list[str] | None, n_boot: int) -> dict:
+    """Fine-tune on ``train_rows`` (split by subject into fit / validation), score on ``test_rows``."""
     from medssl.data.manifest import Record
     from medssl.data.splits import subject_split
 
     subjects = np.asarray(feats["subject"])
     site = np.asarray(feats.get("site", np.zeros(len(subjects), int)))
+    recs = [Record(path=str(i), subject=str(subjects[i]), site=str(site[i])) for i in train_rows]
+    inner = np.array(subject_split(recs, opts.val_fraction, seed + 1, stratify="site"))
+    if not (inner == "test").any():  # tiny subsets: keep at least one validation subject
+        inner[subjects[train_rows] == subjects[train_rows][-1]] = "test"
+    fit_rows, val_rows = train_rows[inner == "train"], train_rows[inner == "test"]
+    task = PR.task_of(feats, target)
+    y = np.asarray(feats[target])
+    y = y if task == "regression" else y.astype(int)
+    fo = replace(opts.finetune, task=task, seed=seed, device=device)
+    out = finetune_and_score(encoder, Subset(dataset, fit_rows.tolist()), y[fit_rows], Subset(dataset, val_rows.tolist()),
+                             y[val_rows], Subset(dataset, test_rows.tolist()), y[test_rows], fo, subjects[test_rows], n_boot,
+                             label_names if task == "multilabel" else None)
+    out["n_fit"], out["n_val"] = int(len(fit_rows)), int(len(val_rows))
+    return out
+
+
+def _finetune_targets(opts: EvalOptions, encoder, feats: dict, train_mask: np.ndarray, targets: list[str],
+                      dataset: Dataset, seed: int, device: str, label_names: list[str] | None = None) -> dict:
+    """Fine-tune one copy of ``encoder`` per target (age → regression, label → classes / findings)."""
     out = {}
     for target in targets:
         if target not in ("age", "label") or target not in feats:
             continue
         ok = PR.valid_rows(feats, target)
         tr_rows, te_rows = np.flatnonzero(train_mask & ok), np.flatnonzero(~train_mask & ok)
-        if len(tr_rows) < 4 or len(te_rows) < 2:
+        if len(np.unique(np.asarray(feats["subject"])[tr_rows])) >= 3 and len(te_rows) >= 2:
+            out[target] = _finetune_rows(opts, encoder, feats, target, tr_rows, te_rows, dataset, seed, device,
+                                         label_names, opts.n_boot)
+    return out
+
+
+def _finetune_curves(opts: EvalOptions, encoder, feats: dict, train_mask: np.ndarray, targets: list[str],
+                     dataset: Dataset, device: str) -> dict:
+    """Few-label curves of fine-tuning (age, single-label diagnosis): :func:`label_fraction_curve`."""
+    from medssl.eval.fewshot import label_fraction_curve
+
+    out = {}
+    for target in targets:
+        if target not in ("age", "label") or target not in feats or PR.task_of(feats, target) == "multilabel":
             continue
-        recs = [Record(path=str(i), subject=str(subjects[i]), site=str(site[i])) for i in tr_rows]
-        inner = np.array(subject_split(recs, opts.val_fraction, seed + 1, stratify="site"))
-        fit_rows, val_rows = tr_rows[inner == "train"], tr_rows[inner == "test"]
+        ok = PR.valid_rows(feats, target)
+        tr_rows, te_rows = np.flatnonzero(train_mask & ok), np.flatnonzero(~train_mask & ok)
         task = PR.task_of(feats, target)
-        y = np.asarray(feats[target])
-        y = y if task == "regression" else y.astype(int)
-        fo = replace(opts.finetune, task=task, seed=seed, device=device)
-        names = label_names if task == "multilabel" else None
-        out[target] = finetune_and_score(encoder, Subset(dataset, fit_rows.tolist()), y[fit_rows],
-                                         Subset(dataset, val_rows.tolist()), y[val_rows],
-                                         Subset(dataset, te_rows.tolist()), y[te_rows], fo, subjects[te_rows],
-                                         opts.n_boot, names)
-        out[target]["n_fit"], out[target]["n_val"] = int(len(fit_rows)), int(len(val_rows))
+        metric = "mae" if task == "regression" else "balanced_accuracy"
+
+        def fit_score(rows, s, target=target, te_rows=te_rows):
+            return _finetune_rows(opts, encoder, feats, target, rows, te_rows, dataset, s, device, None, 0)
+
+        out[target] = label_fraction_curve(fit_score, tr_rows, np.asarray(feats["subject"]), metric, opts.fractions,
+                                           opts.seeds, None if task == "regression" else np.asarray(feats[target]))
     return out
 
 

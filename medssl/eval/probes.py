@@ -55,7 +55,10 @@ def inner_folds(y: np.ndarray, groups: np.ndarray | None, classification: bool, 
             return list(StratifiedGroupKFold(k_strat, shuffle=True, random_state=seed).split(y, y, groups))
     if k < 2:
         raise ValueError(f"a probe needs at least 2 training subjects for its inner cross-validation, got {n_groups}")
-    return list(GroupKFold(k, shuffle=True, random_state=seed).split(y, y, groups))
+    # seeded shuffle of the subjects (GroupKFold's own shuffle needs scikit-learn >= 1.6)
+    _, inverse = np.unique(groups, return_inverse=True)
+    relabelled = np.random.default_rng(seed).permutation(n_groups)[inverse]
+    return list(GroupKFold(k).split(y, y, relabelled))
 
 
 def _search(model, grid: dict, x, y, folds, scoring: str, error_score="raise") -> GridSearchCV:

@@ -49,8 +49,10 @@ def _split(feats: dict, target: str, train_mask: np.ndarray, min_train: int = 5)
 
 
 def probe_targets(feats: dict, train_mask: np.ndarray, targets: list[str], kind: str = "linear", seed: int = 0,
-                  n_boot: int = 1000) -> dict:
+                  n_boot: int = 1000, names: dict[str, list[str]] | None = None) -> dict:
     """One probe per target (``kind``: linear | knn | mlp); targets lacking data are skipped.
+
+    ``names`` (``{target: class names}``) labels the per-finding results of multi-label targets.
 
     Returns:
         ``{target: metrics}`` (see :mod:`medssl.eval.probes`); age probes include the
@@ -62,18 +64,19 @@ def probe_targets(feats: dict, train_mask: np.ndarray, targets: list[str], kind:
             continue
         tr, te, y, task = split
         out[target] = _probe(feats["features"], y, tr, te, feats.get("subject"), task, kind, seed, n_boot,
-                             bias_correction=target == "age")
+                             bias_correction=target == "age", names=(names or {}).get(target))
     return out
 
 
-def _probe(x, y, tr, te, subjects, task: str, kind: str, seed: int, n_boot: int, bias_correction: bool = False) -> dict:
+def _probe(x, y, tr, te, subjects, task: str, kind: str, seed: int, n_boot: int, bias_correction: bool = False,
+           names: list[str] | None = None) -> dict:
     """Fit the ``kind`` probe on rows ``tr`` (mask or indices), score on rows ``te``."""
     if kind not in KIND_OF_PROBE:
         raise ValueError(f"unknown probe kind {kind!r}; valid: {sorted(KIND_OF_PROBE)}")
     g_tr, g_te = (subjects[tr], subjects[te]) if subjects is not None else (None, None)
     common = dict(seed=seed, groups=g_tr, n_boot=n_boot, groups_test=g_te)
     if task == "multilabel":
-        return P.multilabel_probe(x[tr], y[tr], x[te], y[te], **common)
+        return P.multilabel_probe(x[tr], y[tr], x[te], y[te], names=names, **common)
     if task == "classification":
         y = np.asarray(y).astype(int)
     if kind == "linear" and task == "regression":

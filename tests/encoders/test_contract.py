@@ -145,3 +145,13 @@ def test_bad_depth_and_unknown_name():
         ResNetEncoder(depth=12)
     with pytest.raises(UnknownNameError, match="Did you mean 'resnet50'"):
         build_encoder("resnet05")
+
+
+@pytest.mark.parametrize("name", list_encoders())
+def test_fine_tuning_blocks_cover_every_parameter(name):
+    from medssl.eval.finetune import encoder_blocks
+
+    enc = build_encoder(name, spatial_dims=3, **small(name)[0])
+    blocks = encoder_blocks(enc)
+    assert len(blocks) >= 4
+    assert sum(p.numel() for b in blocks for p in b.parameters()) == sum(p.numel() for p in enc.parameters())

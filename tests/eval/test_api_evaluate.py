@@ -52,7 +52,7 @@ def test_default_evaluate_writes_metrics_report_figures_and_feature_cache(run, c
 
 
 @pytest.mark.parametrize("protocol,extra", [
-    ("site", []), ("openbhb", ["--external-sites", "site-C"]), ("fewshot", ["--fractions", "0.1", "1", "--seeds", "0", "1"]),
+    ("site", []), ("openbhb", ["--external-sites", "site-C"]), ("fewshot", ["--fractions", "0.1", "1", "--seeds", "0", "1", "--fewshot-finetune", "--epochs", "1"]),
     ("knn", []), ("finetune", ["--epochs", "1", "--batch-size", "8"])])
 def test_every_protocol_writes_its_own_report(run, protocol, extra):
     run_dir, _ = run
@@ -61,7 +61,7 @@ def test_every_protocol_writes_its_own_report(run, protocol, extra):
     out_dir = run_dir / f"eval-{protocol}"
     m = _metrics(out_dir)
     assert m["protocol"] == protocol and (out_dir / "report.md").is_file()
-    assert list(m[{"knn": "probes"}.get(protocol, protocol)]) == ["pretrained"]
+    assert list(m[{"knn": "probes"}.get(protocol, protocol)])[0] == "pretrained"
     if protocol == "site":
         s = m["site"]["pretrained"]
         assert sorted(s["leave_site_out"]["age"]["per_site"]) == ["site-A", "site-B", "site-C"]
@@ -73,6 +73,8 @@ def test_every_protocol_writes_its_own_report(run, protocol, extra):
         assert any("external site" in n for n in m["notes"])  # pretraining saw site-C: said in the report
     if protocol == "fewshot":
         assert {"age", "label"} <= set(m["fewshot"]["pretrained"]) and "site" not in m["fewshot"]["pretrained"]
+        ft = m["fewshot"]["pretrained fine-tuned"]["age"]
+        assert [p["fraction"] for p in ft["points"]] == [0.1, 0.1, 1.0] and (out_dir / "fewshot_curves.png").is_file()
     if protocol == "finetune":
         ft = m["finetune"]["pretrained"]["age"]
         assert ft["finetune"]["epochs_run"] == 1 and ft["n_val"] >= 1 and "mae" in ft

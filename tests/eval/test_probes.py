@@ -132,3 +132,18 @@ def test_shuffled_training_ages_give_no_skill():
         shuffled[subj[tr] == s_old] = age[subj == s_new][0]
     res = P.regression_probe(x[tr], shuffled, x[te], age[te], groups=subj[tr], n_boot=0)
     assert res["r2"] < 0.05 and res["mae"] > 0.9 * P.mean_predictor_mae(shuffled, age[te])
+
+
+def test_multilabel_findings_from_label_strings_are_probed_per_finding():
+    from medssl.eval.driver import multilabel_matrix
+    from medssl.eval.protocols import probe_targets
+
+    y, names = multilabel_matrix(["Effusion|Mass", "No Finding", "", "Mass"])
+    assert names == ["Effusion", "Mass"] and y.tolist() == [[1, 1], [0, 0], [-1, -1], [0, 1]]
+    x, _, cls, subj = _data(n=120, seed=5)
+    labels = ["|".join(n for n, on in (("Effusion", c == 1), ("Mass", c == 2)) if on) or "No Finding" for c in cls]
+    y, names = multilabel_matrix(labels)
+    tr, _ = _split(len(x))
+    res = probe_targets({"features": x, "label": y, "subject": subj}, tr, ["label"], n_boot=0,
+                        names={"label": names})["label"]
+    assert set(res["per_class"]) == {"Effusion", "Mass"} and res["auc_macro"] > 0.9
