@@ -6,7 +6,7 @@ padded to 48×64×64 (the whole head; random left-right flips as the only augmen
 
 * MAE: a 6-block, 192-d ViT with 8³-voxel patches (384 patches, 96 visible), 2-block
   128-d decoder, raw-voxel targets (so the reconstruction can be shown directly).
-* Models Genesis: ResNet-10 (width 8) + U-Net decoder on random 32×48×48 sub-volumes (as in
+* Models Genesis: ResNet-10 (width 16) + U-Net decoder on random 32×48×48 sub-volumes (as in
   the paper, which restores sub-volumes), min-max normalised scans; shown on the whole scan.
 
 The figure shows an axial slice of a held-out scan: input / masked or corrupted /
@@ -48,7 +48,7 @@ MAE = ["method.name=mae", "encoder.name=vit_tiny", "data.normalise=zscore", "tra
        "encoder.options={img_size: [48, 64, 64], patch_size: 8, num_layers: 6}",
        "method.options={mask_ratio: 0.75, norm_pix_loss: false, decoder_dim: 128, decoder_depth: 2, decoder_heads: 4}"]
 GENESIS = ["method.name=genesis", "encoder.name=resnet10", "data.normalise=minmax", "train.lr=0.001",
-           "encoder.options={width: 8}", "method.options={rescale: false}", "augment.crop_size=[32,48,48]"]
+           "encoder.options={width: 16}", "method.options={rescale: false}", "augment.crop_size=[32,48,48]"]
 
 
 def run(name: str, extra: list[str], steps: int, args) -> tuple:

@@ -290,7 +290,7 @@ def validate(cfg: RunConfig) -> None:
     _validate_views(cfg)
     method = METHODS.get(cfg.method.name)
     if not getattr(method, "default_loss", ""):  # non-contrastive (generative) methods take options instead of a loss
-        _check_options("method.options", cfg.method.options, method, ("encoder",))
+        _check_options("method.options", cfg.method.options, method, ("encoder", "views"))
         return
     if cfg.method.options:
         raise ConfigError(f"method.options is for generative methods; {cfg.method.name} is configured with method.loss")

@@ -10,6 +10,8 @@ per-patch normalised targets (the paper's best setting).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -77,10 +79,7 @@ class MAE(Method):
     def forward_masked(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, PatchMask, tuple]:
         """(B, C, *S) → predicted patches (B, L, P), the mask and the patch grid."""
         grid = self.encoder.patch_grid(x.shape[2:])
-        n = 1
-        for g in grid:
-            n *= g
-        pm = random_patch_mask(x.shape[0], n, self.mask_ratio, generator, x.device)
+        pm = random_patch_mask(x.shape[0], math.prod(grid), self.mask_ratio, generator, x.device)
         latent = self.encoder.forward_tokens(x, pm.ids_keep)  # visible patches only
         return self.decoder(latent, pm.ids_restore, grid), pm, grid
 
@@ -103,7 +102,7 @@ class MAE(Method):
         ``reconstruction`` (visible patches from the input, masked ones predicted; with
         ``norm_pix_loss`` predictions are mapped back with each true patch's mean/std, as in
         the paper's figures), ``mask`` (1 where masked)."""
-        pred, pm, grid = self.forward_masked(x, generator)
+        pred, pm, _ = self.forward_masked(x, generator)
         patches = patchify(x, self.encoder.patch_size)
         if self.norm_pix_loss:
             mean, std = patches.mean(-1, keepdim=True), (patches.var(-1, keepdim=True) + 1e-6).sqrt()
