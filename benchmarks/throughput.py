@@ -189,7 +189,7 @@ def main(argv=None) -> dict:
     order = torch.Generator(device=dev).manual_seed(1)
     batches = iter(lambda: {"image": resident[torch.randint(len(resident), (a.batch,), device=dev, generator=order)]}, None)
     res["b2_gpu_resident"] = run_steps(e2e_step, batches, 3, a.steps, dev)
-    del resident
+    batches = resident = None  # free the device copy before the MONAI baseline
     monai_loader = DataLoader(MonaiViews(cache, a.crop), batch_size=a.batch, shuffle=True, num_workers=a.workers,
                               pin_memory=dev.type == "cuda", persistent_workers=a.workers > 0, drop_last=True,
                               worker_init_fn=one_thread_per_worker)

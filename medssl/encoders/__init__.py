@@ -5,7 +5,8 @@ U-Net-style decoders). Build by name with :func:`build_encoder`; see docs/encode
 
 from medssl.encoders.alexnet import AlexNetEncoder
 from medssl.encoders.densenet import DenseNetEncoder
-from medssl.encoders.resnet import ResNetEncoder, StagedConvEncoder
+from medssl.encoders.base import StagedConvEncoder
+from medssl.encoders.resnet import ResNetEncoder
 from medssl.encoders.vit import ViTEncoder
 from medssl.registry import ENCODERS
 

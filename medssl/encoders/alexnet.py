@@ -30,7 +30,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from medssl.encoders.resnet import StagedConvEncoder
+from medssl.encoders.base import StagedConvEncoder
 from medssl.registry import ENCODERS
 
 #: (kernel, stride, padding, channel multiple of width, max-pool after)

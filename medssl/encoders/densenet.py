@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from monai.networks.nets import DenseNet
 from torch import nn
 
-from medssl.encoders.resnet import StagedConvEncoder
+from medssl.encoders.base import StagedConvEncoder
 from medssl.registry import ENCODERS
 
 _BLOCKS = {121: (6, 12, 24, 16), 169: (6, 12, 32, 32), 201: (6, 12, 48, 32)}

@@ -22,8 +22,9 @@ def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float,
     from medssl.train.lars import LARS
 
     groups = param_groups(model, weight_decay)
+    on_gpu = any(p.is_cuda for p in model.parameters())
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr)
+        return torch.optim.AdamW(groups, lr=lr, fused=on_gpu or None)  # one fused kernel per step on GPU
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
     if name == "lars":

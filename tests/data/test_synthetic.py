@@ -114,7 +114,7 @@ def test_same_seed_same_data_for_any_workers_other_seed_differs(tmp_path):
     a = write_synthetic_cohort(tmp_path / "a", seed=5, workers=1, **kw)
     b = write_synthetic_cohort(tmp_path / "b", seed=5, workers=2, **kw)
     c = write_synthetic_cohort(tmp_path / "c", seed=6, workers=1, **kw)
-    (ra, ia, _), (rb, ib, _), (rc, ic, _) = _load(a), _load(b), _load(c)
+    (ra, ia, _), (_, ib, _), (rc, ic, _) = _load(a), _load(b), _load(c)
     assert (a / "participants.tsv").read_bytes() == (b / "participants.tsv").read_bytes()
     assert ia.tobytes() == ib.tobytes()
     assert [r["age"] for r in ra] != [r["age"] for r in rc]

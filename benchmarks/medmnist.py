@@ -1,0 +1,347 @@
+"""Quality benchmark on real MedMNIST scans: SimCLR pretraining → linear probe and fine-tuning.
+
+Per seed, on the official splits of the shared data cards (``shared_pneumoniamnist`` 2D chest
+X-ray 28², ``shared_adrenalmnist3d`` 3D adrenal shape masks 28³):
+
+1. SimCLR (Chen et al., ICML 2020; NT-Xent, τ = 0.1) on the **training images without labels**,
+   with a ResNet-18 whose stem suits 28-pixel inputs (3×3 kernel, no max-pool);
+2. linear probe on frozen embeddings (standardisation + logistic regression; C chosen by
+   **validation** AUC, refitted on train) for the pretrained encoder and its random-init twin;
+3. fine-tuning (full, early stopping on the **validation** loss) of the pretrained encoder and
+   of the same CNN from random init (= supervised training from scratch);
+4. few-label curve: 1 %, 10 %, 100 % of the training labels (class-stratified subsets, nested),
+   SSL (probe and fine-tuning) vs from scratch.
+
+The test split is scored once per model. AUC is the Mann–Whitney AUC of the positive class,
+ACC the accuracy of argmax predictions (as in MedMNIST v2, Yang et al., Sci Data 2023).
+Numbers are mean ± SD over seeds with the 95 % bootstrap interval of each test score in the JSON.
+
+    python benchmarks/medmnist.py --dataset pneumonia --seeds 0 1 --out runs/medmnist_pneumonia
+    python benchmarks/medmnist.py --dataset adrenal --seeds 0 1 --out runs/medmnist_adrenal
+    python benchmarks/medmnist.py --dataset pneumonia --quick --json /tmp/q.json    # CI smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from medssl.data.card import load_card  # noqa: E402
+from medssl.encoders import build_encoder  # noqa: E402
+from medssl.eval import metrics as M  # noqa: E402
+from medssl.eval.features import extract_features  # noqa: E402
+from medssl.eval.fewshot import subsample_subjects  # noqa: E402
+from medssl.eval.finetune import FinetuneOptions, finetune, predict  # noqa: E402
+from medssl.io import load_medmnist_split  # noqa: E402
+from medssl.methods.contrastive import SimCLR  # noqa: E402
+from medssl.registry import LOSSES  # noqa: E402
+from medssl.train.trainer import Trainer, TrainerOptions  # noqa: E402
+from medssl.transforms.views import build_view_pipeline  # noqa: E402
+
+#: Published MedMNIST v2 test numbers (Yang et al., Sci Data 10:41, 2023, Table 3): (AUC, ACC).
+PAPER = {
+    "pneumonia": {"MedMNIST v2 ResNet-18 (28)": (0.944, 0.854), "MedMNIST v2 ResNet-50 (224)": (0.962, 0.884)},
+    "adrenal": {"MedMNIST v2 ResNet-18+3D": (0.827, 0.721), "MedMNIST v2 ResNet-50+3D": (0.828, 0.745)},
+}
+TARGETS = {"pneumonia": {"probe": 0.96, "finetune": 0.97}, "adrenal": {"probe": 0.90, "finetune": 0.92}}
+CARDS = {"pneumonia": "shared_pneumoniamnist", "adrenal": "shared_adrenalmnist3d"}
+FRACTIONS = (0.01, 0.1, 1.0)
+PROBE_CS = tuple(10.0 ** k for k in range(-4, 3))
+
+
+@dataclass
+class Budget:
+    """Compute budget of one benchmark run (all of it is printed and stored in the JSON)."""
+
+    width: int = 16  #: ResNet-18 base width (channels of layer1)
+    conv1_stride: int = 1  #: stem stride (1 keeps 28² / 28³ resolution in layer1)
+    ssl_epochs: int = 12
+    ssl_batch: int = 256
+    ssl_lr: float = 2e-3
+    crop: int = 28  #: side of each SimCLR view (random resized crop, resized to this)
+    preset: str = "chest_xray"
+    ft_epochs: int = 8  #: fine-tuning epochs at 100 % labels (more at fewer labels, see few_label_epochs)
+    ft_batch: int = 128
+    ft_lr: float = 1e-3
+    patience: int = 3
+    limit: int = 0  #: use only the first N images of each split (0 = all; --quick)
+    fractions: tuple = FRACTIONS
+
+
+DEFAULTS = {
+    "pneumonia": Budget(),
+    "adrenal": Budget(width=8, conv1_stride=2, ssl_epochs=8, ssl_batch=64, preset="ct", ft_epochs=10, ft_batch=32),
+}
+QUICK = {"pneumonia": dict(width=8, ssl_epochs=1, ssl_batch=64, ft_epochs=1, limit=256, fractions=(0.1, 1.0)),
+         "adrenal": dict(width=4, ssl_epochs=1, ssl_batch=16, ft_epochs=1, limit=48, fractions=(0.25, 1.0))}
+
+
+class Images(Dataset):
+    """Items ``{"image": (C, *S) float32 in [0, 1]}`` (+ ``"label"`` when labels are given)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray | None = None) -> None:
+        self.images, self.labels = torch.from_numpy(images), labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict:
+        item = {"image": self.images[i]}
+        if self.labels is not None:
+            item["label"] = torch.tensor(int(self.labels[i]))
+        return item
+
+
+def load_splits(dataset: str, data_root: Path, limit: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Official train / val / test splits of the shared card: ``{split: (images (N, 1, *S), labels (N,))}``."""
+    card = load_card(CARDS[dataset])
+    path = Path(data_root) / Path(card.root).name / card.npz
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found (data card {card.name}); pass --data-root to the folder that holds "
+                                f"{Path(card.root).name}/ (default ../shared/data)")
+    out = {}
+    for split in ("train", "val", "test"):
+        x, y = load_medmnist_split(path, split)
+        y = y.reshape(-1)
+        if limit:  # class-balanced enough for a smoke run: every limit-th image of a shuffled order
+            keep = np.sort(np.random.default_rng(0).permutation(len(y))[:limit])
+            x, y = x[keep], y[keep]
+        out[split] = (np.ascontiguousarray(x, dtype=np.float32), y.astype(np.int64))
+    return out
+
+
+def make_encoder(spatial_dims: int, b: Budget, seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_encoder("resnet18", spatial_dims, 1, width=b.width, conv1_kernel=3, conv1_stride=b.conv1_stride,
+                         no_max_pool=True)
+
+
+def pretrain_simclr(train_x: np.ndarray, spatial_dims: int, b: Budget, seed: int, run_dir: Path, device: str) -> dict:
+    """SimCLR on the training images (no labels). Returns the encoder and the trainer summary."""
+    encoder = make_encoder(spatial_dims, b, seed)
+    views = build_view_pipeline(b.preset, spatial_dims, (b.crop,) * spatial_dims)
+    method = SimCLR(encoder, LOSSES.get("ntxent")(temperature=0.1), views, proj_hidden_dim=4 * encoder.out_dim,
+                    proj_dim=64)
+    opts = TrainerOptions(epochs=b.ssl_epochs, batch_size=b.ssl_batch, lr=b.ssl_lr, weight_decay=1e-4,
+                          warmup_epochs=min(1.0, b.ssl_epochs / 4), keep_checkpoints=1, seed=seed, progress=False)
+    trainer = Trainer(method, Images(train_x), run_dir, opts, torch.device(device))
+    summary = trainer.fit()
+    return {"encoder": method.encoder, "summary": summary}
+
+
+def score(y: np.ndarray, p1: np.ndarray, seed: int, n_boot: int) -> dict:
+    """Test AUC (positive-class score ``p1``) and ACC (p1 ≥ 0.5) with 95 % bootstrap intervals."""
+    pred = (p1 >= 0.5).astype(int)
+    acc = lambda t, p: float(np.mean(t == p))  # noqa: E731
+    return {"auc": M.binary_auc(y, p1), "acc": acc(y, pred),
+            "auc_ci": list(M.bootstrap_ci(M.binary_auc, y, p1, n_boot=n_boot, seed=seed)),
+            "acc_ci": list(M.bootstrap_ci(acc, y, pred, n_boot=n_boot, seed=seed)), "n_test": int(len(y))}
+
+
+def linear_probe(feats: dict, rows: np.ndarray, seed: int, n_boot: int) -> dict:
+    """Standardisation + logistic regression on ``rows`` of train; C by validation AUC; scored on test."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    (xt, yt), (xv, yv), (xs, ys) = feats["train"], feats["val"], feats["test"]
+    xt, yt = xt[rows], yt[rows]
+    best = (-math.inf, None, None)
+    for c in PROBE_CS:
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000, random_state=seed)).fit(xt, yt)
+        auc = M.binary_auc(yv, model.predict_proba(xv)[:, 1])
+        if auc > best[0]:
+            best = (auc, c, model)
+    out = score(ys, best[2].predict_proba(xs)[:, 1], seed, n_boot)
+    out.update(C=best[1], val_auc=best[0], n_train=int(len(rows)))
+    return out
+
+
+def few_label_epochs(b: Budget, fraction: float) -> int:
+    """More passes over fewer labels (about the same number of optimiser steps as ~1/√fraction)."""
+    return int(min(60, round(b.ft_epochs / math.sqrt(fraction))))
+
+
+def finetune_score(encoder, data: dict, rows: np.ndarray, b: Budget, fraction: float, seed: int, device: str,
+                   n_boot: int) -> dict:
+    """Full fine-tuning on ``rows`` of train, early stopping on the official val loss, scored once on test."""
+    (xt, yt), (xv, yv), (xs, ys) = data["train"], data["val"], data["test"]
+    epochs = few_label_epochs(b, fraction)
+    opts = FinetuneOptions(task="classification", mode="full", lr_encoder=b.ft_lr, lr_head=b.ft_lr, epochs=epochs,
+                           batch_size=b.ft_batch, patience=max(b.patience, epochs // 4), device=device, seed=seed)
+    t0 = time.time()
+    result = finetune(encoder, Images(xt[rows]), yt[rows], Images(xv), yv, opts)
+    out = score(ys, predict(result, Images(xs))[:, 1], seed, n_boot)
+    out.update(best_epoch=result.best_epoch, epochs_run=len(result.history), n_train=int(len(rows)),
+               seconds=round(time.time() - t0, 1), history=result.history)
+    return out
+
+
+def run_seed(data: dict, dataset: str, b: Budget, seed: int, out_dir: Path, device: str, n_boot: int) -> dict:
+    spatial_dims = data["train"][0].ndim - 2
+    t0 = time.time()
+    ssl = pretrain_simclr(data["train"][0], spatial_dims, b, seed, out_dir / f"simclr_seed{seed}", device)
+    t_ssl = time.time() - t0
+    encoders = {"ssl": ssl["encoder"], "random": make_encoder(spatial_dims, b, 10_000 + seed)}
+    feats = {}
+    for name, enc in encoders.items():
+        feats[name] = {s: (extract_features(enc, Images(x), 256, device)["features"], y) for s, (x, y) in data.items()}
+    y_train = data["train"][1]
+    all_rows = np.arange(len(y_train))
+    res = {"seed": seed, "ssl_pretrain": {"seconds": round(t_ssl, 1), **{k: v for k, v in ssl["summary"].items()}},
+           "few_label": {}}
+    for fraction in b.fractions:
+        rows = all_rows if fraction >= 1 else subsample_subjects(all_rows, all_rows.astype(str), fraction, seed, y=y_train)
+        point = {"n_train": int(len(rows)),
+                 "ssl_probe": linear_probe(feats["ssl"], rows, seed, n_boot),
+                 "random_probe": linear_probe(feats["random"], rows, seed, n_boot),
+                 "ssl_finetune": finetune_score(encoders["ssl"], data, rows, b, fraction, seed, device, n_boot),
+                 "scratch": finetune_score(encoders["random"], data, rows, b, fraction, seed, device, n_boot)}
+        res["few_label"][str(fraction)] = point
+        print(f"  seed {seed} labels {fraction:>5.0%} (n={len(rows)}): "
+              + "  ".join(f"{k} AUC {v['auc']:.3f}" for k, v in point.items() if isinstance(v, dict)), flush=True)
+    res["seconds"] = round(time.time() - t0, 1)
+    return res
+
+
+ROWS = (("ssl_probe", "SimCLR + linear probe"), ("ssl_finetune", "SimCLR + fine-tuning"),
+        ("random_probe", "random init + linear probe"), ("scratch", "supervised from scratch (same CNN)"))
+
+
+def summarise(per_seed: list[dict], fraction: str = "1.0") -> dict:
+    """``{row: {"auc_mean", "auc_sd", "acc_mean", "acc_sd", "auc_per_seed", …}}`` at one label fraction."""
+    out = {}
+    for key, _ in ROWS:
+        for m in ("auc", "acc"):
+            v = np.array([s["few_label"][fraction][key][m] for s in per_seed], float)
+            out.setdefault(key, {})[f"{m}_per_seed"] = v.round(4).tolist()
+            out[key][f"{m}_mean"] = float(v.mean())
+            out[key][f"{m}_sd"] = float(v.std(ddof=1)) if len(v) > 1 else float("nan")
+    return out
+
+
+def format_table(dataset: str, summary: dict, n_seeds: int) -> str:
+    pm = lambda d, m: f"{d[m + '_mean']:.3f} ± {d[m + '_sd']:.3f}" if n_seeds > 1 else f"{d[m + '_mean']:.3f}"  # noqa: E731
+    lines = [f"| method ({dataset}, test split, {n_seeds} seed(s)) | AUC | ACC |", "|---|---|---|"]
+    lines += [f"| {label} | {pm(summary[key], 'auc')} | {pm(summary[key], 'acc')} |" for key, label in ROWS]
+    lines += [f"| {name} (published) | {auc:.3f} | {acc:.3f} |" for name, (auc, acc) in PAPER[dataset].items()]
+    return "\n".join(lines)
+
+
+def format_curve(per_seed: list[dict], fractions) -> str:
+    lines = ["| labels | n train | SimCLR probe AUC | SimCLR fine-tune AUC | random-init probe AUC | scratch AUC |",
+             "|---|---|---|---|---|---|"]
+    for f in fractions:
+        pts = [s["few_label"][str(f)] for s in per_seed]
+        cell = lambda k: f"{np.mean([p[k]['auc'] for p in pts]):.3f} ± {np.std([p[k]['auc'] for p in pts], ddof=1) if len(pts) > 1 else 0:.3f}"  # noqa: E731
+        lines.append(f"| {f:.0%} | {pts[0]['n_train']} | {cell('ssl_probe')} | {cell('ssl_finetune')} | "
+                     f"{cell('random_probe')} | {cell('scratch')} |")
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: Path) -> None:
+    """Left: test AUC at 100 % labels (mean ± SD over seeds) with the published numbers; right: few-label curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ds, summ, per_seed = result["dataset"], result["summary"], result["per_seed"]
+    fig, (a, c) = plt.subplots(1, 2, figsize=(11, 4))
+    labels = [lab for _, lab in ROWS]
+    means = [summ[k]["auc_mean"] for k, _ in ROWS]
+    sds = [0 if math.isnan(summ[k]["auc_sd"]) else summ[k]["auc_sd"] for k, _ in ROWS]
+    a.barh(range(len(ROWS)), means, xerr=sds, color=["C0", "C0", "C7", "C3"], alpha=0.8)
+    for (name, (auc, _)), style in zip(PAPER[ds].items(), ("--", ":")):
+        a.axvline(auc, color="k", ls=style, label=name)
+    for name, t in TARGETS[ds].items():
+        a.axvline(t, color="C2", ls="-", lw=0.8, alpha=0.6)
+    a.set_yticks(range(len(ROWS)), labels)
+    a.set_xlim(min(means + [v[0] for v in PAPER[ds].values()]) - 0.05, 1.0)
+    a.set_xlabel("test AUC (green: issue targets)")
+    a.legend(fontsize=7, loc="lower right")
+    a.set_title(f"{ds}MNIST: 100 % labels, {len(per_seed)} seed(s)")
+    fr = result["budget"]["fractions"]
+    for key, label, col in (("ssl_probe", "SimCLR probe", "C0"), ("ssl_finetune", "SimCLR fine-tune", "C1"),
+                            ("scratch", "from scratch", "C3")):
+        v = np.array([[s["few_label"][str(f)][key]["auc"] for f in fr] for s in per_seed])
+        c.errorbar(fr, v.mean(0), yerr=v.std(0, ddof=1) if len(v) > 1 else None, marker="o", label=label, color=col,
+                   capsize=3)
+    c.set_xscale("log")
+    c.set_xticks(fr, [f"{f:.0%}" for f in fr])
+    c.set_xlabel("fraction of training labels")
+    c.set_ylabel("test AUC")
+    c.legend(fontsize=8)
+    c.set_title("few-label curve (mean ± SD over seeds)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", choices=sorted(CARDS), required=True)
+    p.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
+    p.add_argument("--quick", action="store_true", help="tiny smoke run (subset, 1 epoch, narrow CNN)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--out", default="", help="run folder (checkpoints, result.json); default runs/medmnist_<dataset>")
+    p.add_argument("--json", default="", help="also write the result JSON here")
+    p.add_argument("--figure", default="", help="figure path (default docs/img/medmnist_<dataset>.png; "
+                                                "--quick: <out>/medmnist_<dataset>.png)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a Budget field, e.g. ssl_epochs=20")
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    b = replace(DEFAULTS[a.dataset], **(QUICK[a.dataset] if a.quick else {}))
+    for kv in a.set:
+        k, v = kv.split("=", 1)
+        if k not in asdict(b):
+            raise SystemExit(f"--set {kv}: unknown budget key {k!r}; keys: {', '.join(asdict(b))}")
+        b = replace(b, **{k: type(getattr(b, k))(v) if k != "fractions" else tuple(map(float, v.split(",")))})
+    out = Path(a.out or REPO / "runs" / f"medmnist_{a.dataset}{'_quick' if a.quick else ''}")
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    data = load_splits(a.dataset, Path(a.data_root), b.limit)
+    print(f"{a.dataset}MNIST: train/val/test = {', '.join(str(len(v[1])) for v in data.values())}; budget {asdict(b)}",
+          flush=True)
+    per_seed = [run_seed(data, a.dataset, b, s, out, a.device, a.n_boot) for s in a.seeds]
+    summary = summarise(per_seed)
+    result = {"dataset": a.dataset, "card": CARDS[a.dataset], "budget": asdict(b), "seeds": a.seeds,
+              "summary": summary, "published": {k: {"auc": v[0], "acc": v[1]} for k, v in PAPER[a.dataset].items()},
+              "targets": TARGETS[a.dataset], "per_seed": per_seed, "quick": a.quick,
+              "machine": {"device": a.device, "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+                          "torch": torch.__version__},
+              "command": " ".join(["python benchmarks/medmnist.py", *(argv if argv is not None else sys.argv[1:])]),
+              "wall_seconds": round(time.time() - t0, 1)}
+    fig = Path(a.figure) if a.figure else (out if a.quick else REPO / "docs" / "img") / f"medmnist_{a.dataset}.png"
+    plot(result, fig)
+    result["figure"] = str(fig)
+    text = json.dumps(result, indent=1, default=float)
+    (out / "result.json").write_text(text)
+    if a.json:
+        Path(a.json).write_text(text)
+    print(f"\n{format_table(a.dataset, summary, len(a.seeds))}\n\nfew-label curve (test AUC, mean ± SD over seeds)\n"
+          f"{format_curve(per_seed, b.fractions)}\n\nbudget: {asdict(b)}\nwall time {result['wall_seconds']:.0f} s "
+          f"on {a.device} ({torch.get_num_threads()} threads); JSON {out / 'result.json'}; figure {fig}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
