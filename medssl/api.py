@@ -89,9 +89,6 @@ def build_method(cfg: RunConfig) -> torch.nn.Module:
 
         options = dict(cfg.method.options)
         if "views" in inspect.signature(method_cls).parameters:  # random crops/flips from the augment section
-            if "views" in options:
-                raise ConfigError("method.options.views: views are built from the augment section "
-                                  "(augment.preset, augment.crop_size, augment.overrides); remove method.options.views")
             options["views"] = build_view_pipeline(preset=cfg.augment.preset, spatial_dims=cfg.encoder.spatial_dims,
                                                    crop_size=tuple(cfg.augment.crop_size),
                                                    overrides=dict(cfg.augment.overrides))

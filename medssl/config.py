@@ -290,6 +290,9 @@ def validate(cfg: RunConfig) -> None:
     _validate_views(cfg)
     method = METHODS.get(cfg.method.name)
     if not getattr(method, "default_loss", ""):  # non-contrastive (generative) methods take options instead of a loss
+        if "views" in cfg.method.options:
+            raise ConfigError("method.options.views: views are built from the augment section "
+                              "(augment.preset, augment.crop_size, augment.overrides); remove method.options.views")
         _check_options("method.options", cfg.method.options, method, ("encoder", "views"))
         return
     if cfg.method.options:
