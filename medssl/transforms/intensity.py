@@ -142,11 +142,12 @@ class RandomGaussianNoise(RandomTransform):
         return noise.mul_(per_sample(params["std"], x)).add_(x)
 
 
-class RandomRicianNoise(RandomTransform):
+class RandomRicianNoise(RandomGaussianNoise):
     """Rician noise of magnitude MRI: ``sqrt((m + n1)^2 + n2^2)`` with ``n1, n2 ~ N(0, std^2)``.
 
     ``m = x - min`` per sample (the magnitude; background at 0), and the minimum is added
-    back, so z-scored input keeps its offset.
+    back, so z-scored input keeps its offset. Parameters are drawn as for
+    :class:`RandomGaussianNoise`.
 
     Args:
         prob: probability per sample.
@@ -156,11 +157,7 @@ class RandomRicianNoise(RandomTransform):
     name = "rician_noise"
 
     def __init__(self, prob: float = 0.2, std: tuple[float, float] = (0.0, 0.05)) -> None:
-        super().__init__(prob)
-        self.std = (float(std[0]), float(std[1]))
-
-    def _sample(self, b, spatial_shape, generator, device):
-        return {"std": uniform(b, *self.std, generator, device), "seed": draw_seed(generator, device)}
+        super().__init__(prob, std)
 
     def _apply(self, x, params):
         g = generator_from(params["seed"], x.device)

@@ -2,10 +2,11 @@
 
 import json
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from medssl.losses import NTXentLoss
 from medssl.methods import ContrastiveMethod
@@ -13,17 +14,8 @@ from medssl.train.checkpoint import CheckpointError, list_checkpoints, load_chec
 from medssl.train.trainer import NonFiniteLossError, Trainer, TrainerOptions
 from medssl.transforms.views import build_view_pipeline
 
-
-class TinyEncoder(nn.Module):
-    spatial_dims, in_channels, out_dim = 3, 1, 8
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv3d(1, 4, 3, padding=1)
-        self.fc = nn.Linear(4, 8)
-
-    def forward(self, x):
-        return self.fc(self.conv(x).relu().mean(dim=(2, 3, 4)))
+sys.path.insert(0, str(Path(__file__).parent))
+from tiny_run import TinyEncoder  # noqa: E402  (the tiny BN-free encoder shared with the subprocess tests)
 
 
 class Items(torch.utils.data.Dataset):
