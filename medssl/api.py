@@ -84,21 +84,20 @@ def build_method(cfg: RunConfig) -> torch.nn.Module:
     """Encoder + method (+ loss + views) from the config."""
     method_cls = METHODS.get(cfg.method.name)
     encoder = build_encoder(cfg.encoder.name, cfg.encoder.spatial_dims, cfg.encoder.in_channels, **cfg.encoder.options)
-    if not getattr(method_cls, "default_loss", ""):  # generative methods (MAE, Models Genesis): own options
+    views = build_view_pipeline(preset=cfg.augment.preset, spatial_dims=cfg.encoder.spatial_dims,
+                                crop_size=tuple(cfg.augment.crop_size), overrides=dict(cfg.augment.overrides))
+    if not method_cls.default_loss:  # generative methods (MAE, Models Genesis) take their own options
         import inspect  # noqa: PLC0415 - kept inside the generative branch
 
         options = dict(cfg.method.options)
         if "views" in inspect.signature(method_cls).parameters:  # random crops/flips from the augment section
-            options["views"] = build_view_pipeline(preset=cfg.augment.preset, spatial_dims=cfg.encoder.spatial_dims,
-                                                   crop_size=tuple(cfg.augment.crop_size),
-                                                   overrides=dict(cfg.augment.overrides))
+            options["views"] = views
         return method_cls(encoder=encoder, **options)
     loss_opts = dict(cfg.method.loss)
     loss = LOSSES.get(loss_opts.pop("name", method_cls.default_loss))(**loss_opts)
-    views = build_view_pipeline(preset=cfg.augment.preset, spatial_dims=cfg.encoder.spatial_dims,
-                                crop_size=tuple(cfg.augment.crop_size), overrides=dict(cfg.augment.overrides))
     uses = method_cls.uses
-    label_keys = cfg.method.metadata if uses == "metadata" else (["label"] if uses == "class" and cfg.method.label_column else [])
+    label_keys = cfg.method.metadata if uses == "metadata" else (
+        [cfg.method.label_column] if uses == "class" and cfg.method.label_column else [])
     fairkl = LOSSES.get("fairkl")() if cfg.method.fairkl_weight > 0 else None
     return method_cls(encoder, loss, views, n_views=cfg.method.n_views, proj_hidden_dim=cfg.method.proj_hidden_dim,
                       proj_dim=cfg.method.proj_dim, label_keys=label_keys, continuous=uses == "metadata",

@@ -65,9 +65,9 @@ class MethodConfig:
     proj_hidden_dim: int = 512
     proj_dim: int = 128
     loss: dict = field(default_factory=dict)  #: options for the method's loss constructor
-    metadata: list[str] = field(default_factory=lambda: ["age"])  #: columns for y-aware / regression
-    label_column: str = ""  #: class column for supervised forms ("" = label-free)
-    bias_column: str = "site"  #: bias labels for FairKL
+    metadata: list[Literal["age", "sex", "site"]] = field(default_factory=lambda: ["age"])  #: card roles for y-aware / regression
+    label_column: Literal["", "label", "sex", "site"] = ""  #: card role used as class labels ("" = label-free)
+    bias_column: Literal["site", "sex", "label"] = "site"  #: card role used as FairKL bias labels
     fairkl_weight: float = 0.0
     options: dict = field(default_factory=dict)  #: constructor options of non-contrastive methods (e.g. mask_ratio)
 
@@ -144,7 +144,8 @@ def _check_value(key: str, value: Any, tp: Any) -> Any:
     if origin is Literal:
         choices = typing.get_args(tp)
         if value not in choices:
-            raise ConfigError(f"{key}: {value!r} is not valid. Valid choices: {', '.join(map(str, choices))}")
+            shown = ", ".join('"" (empty)' if c == "" else str(c) for c in choices)
+            raise ConfigError(f"{key}: {value!r} is not valid. Valid choices: {shown}")
         return value
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):

@@ -26,8 +26,10 @@ class Method(nn.Module):
     ``on_step_end(step, total)`` is an optional hook for momentum/EMA updates.
     """
 
-    #: registry name of the loss used when the config does not name one
+    #: registry name of the loss used when the config does not name one ("" = not a contrastive method)
     default_loss: str = ""
+    #: which batch metadata the objective consumes: "none", "metadata" (continuous) or "class"
+    uses: str = "none"
     encoder: nn.Module
 
     def forward(self, batch: dict, generator: torch.Generator) -> StepOutput:

@@ -86,7 +86,6 @@ class SimCLR(ContrastiveMethod):
     """SimCLR (Chen et al., ICML 2020): NT-Xent between views, no metadata."""
 
     default_loss = "ntxent"
-    uses = "none"
 
 
 @METHODS.register("yaware")

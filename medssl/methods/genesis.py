@@ -48,7 +48,6 @@ class ModelsGenesis(Method):
     ``training_step`` logs ``mse_restore`` (the loss). ``restore`` maps corrupted → restored.
     """
 
-    uses = "none"
 
     def __init__(self, encoder: nn.Module, views=None, rescale: bool = True, nonlinear_prob: float = 0.9,
                  shuffle_prob: float = 0.5, paint_prob: float = 0.9, outpaint_prob: float = 0.8,

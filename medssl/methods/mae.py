@@ -60,7 +60,6 @@ class MAE(Method):
     ``training_step`` logs ``mse_masked`` (the loss). ``reconstruct`` gives images for figures.
     """
 
-    uses = "none"
 
     def __init__(self, encoder: nn.Module, views=None, mask_ratio: float = 0.75, norm_pix_loss: bool = True,
                  decoder_dim: int = 512, decoder_depth: int = 8, decoder_heads: int = 16) -> None:
