@@ -149,6 +149,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--cache", default="/tmp/medssl_throughput_cache.npy")
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--pipelines", nargs="+", default=["a", "b", "b2", "c"], choices=["a", "b", "b2", "c"],
+                    help="which pipelines to measure (ratios need a, b/b2 and c)")
     ap.add_argument("--quick", action="store_true", help="tiny CPU smoke run")
     ap.add_argument("--json", default="")
     a = ap.parse_args(argv)
@@ -176,6 +178,13 @@ def main(argv=None) -> dict:
     fixed = torch.randn(a.batch, 2, 1, *a.crop, device=dev)
     res = {"encoder": a.encoder, "options": a.encoder_options, "crop": a.crop, "batch": a.batch, "device": str(dev)}
     res["a_model_only"] = run_steps(model_step, iter(lambda: fixed, None), 3, a.steps, dev)
+    if a.pipelines == ["a"]:
+        fpv = flops_per_view(method.encoder, a.crop, dev)
+        ceiling = matmul_ceiling(dev)
+        print(f"{a.encoder} {a.encoder_options} crop {tuple(a.crop)} batch {a.batch}{' channels_last_3d' if a.channels_last else ''}"
+              f"{' compiled' if a.compile else ''}: (a) model only {res['a_model_only']:.1f} views/s, "
+              f"MFU {100 * res['a_model_only'] * fpv / ceiling:.1f}%")
+        return res
 
     def e2e_step(batch: dict) -> int:
         x = batch["image"].to(dev, non_blocking=True).float()
