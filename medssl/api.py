@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -316,6 +317,9 @@ def demo(out_dir: str | Path = "demo_run", overrides: tuple[str, ...] = (), subj
     if not (cohort / "participants.tsv").exists():
         print(f"[1/4] writing a synthetic cohort of {subjects} subjects ({'x'.join(map(str, shape))}) to {cohort}")
         write_synthetic_cohort(cohort, n_subjects=subjects, n_sites=3, shape=shape, seed=cfg.seed, progress=True)
+    previous = Path(cfg.output_dir)
+    if (previous / "config.yaml").is_file() and (previous / "checkpoints").is_dir():  # only an earlier demo run
+        shutil.rmtree(previous)  # the cohort is reused; the run itself starts fresh every time
     print(f"[2/4] pretraining {cfg.encoder.name} with {cfg.method.name} for {cfg.train.epochs} epochs")
     run_dir = pretrain(cfg)
     print("[3/4] linear probes on frozen embeddings: pretrained vs random init")

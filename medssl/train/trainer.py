@@ -180,7 +180,7 @@ class Trainer:
         t_start, views_done, last_loss = time.time(), 0, math.nan
         k = self.opt.grad_accum_steps
         self.method.train()
-        log = (self.run_dir / "metrics.jsonl").open("a") if main else None
+        log = (self.run_dir / "metrics.jsonl").open("a" if self.step else "w") if main else None  # fresh run: new log
         try:
             while self.step < self.total_steps and not self._stop_requested:
                 epoch, first = divmod(self.step, self.steps_per_epoch)
