@@ -64,6 +64,8 @@ def test_metrics_log_and_tensorboard(tmp_path):
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert all(math.isfinite(r["loss"]) and r["views_per_s"] > 0 for r in rows)
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    _trainer(tmp_path, epochs=1).fit()  # a fresh (not resumed) run in the same directory starts a new log
+    assert [json.loads(x)["step"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
