@@ -34,7 +34,7 @@ def embed_2d(x: np.ndarray, method: str = "tsne", seed: int = 0, perplexity: flo
     if method == "pca" or z.shape[1] < 2:
         xy = PCA(n_components=min(2, z.shape[1]), random_state=seed).fit_transform(z)
         return np.pad(xy, ((0, 0), (0, 2 - xy.shape[1])))
-    if z.shape[1] > 50:  # the usual PCA pre-reduction: faster, less noise
+    if z.shape[1] > 50 and len(z) > 50:  # the usual PCA pre-reduction: faster, less noise
         z = PCA(n_components=50, random_state=seed).fit_transform(z)
     return TSNE(2, init="pca", perplexity=min(perplexity, (len(z) - 1) / 3), random_state=seed).fit_transform(z)
 

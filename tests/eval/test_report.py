@@ -47,3 +47,13 @@ def test_compare_lines_up_the_same_metric_across_runs(tmp_path):
     text = compare_table([tmp_path / "simclr", tmp_path / "yaware"])
     row = next(line for line in text.splitlines() if "age MAE" in line and "predict" not in line)
     assert "5.000 [4.000, 6.000]" in row and "3.500 [2.500, 4.500]" in row
+
+
+def test_embedding_map_with_fewer_scans_than_pca_components():
+    """t-SNE pre-reduction must not ask PCA for more components than there are scans."""
+    import numpy as np
+
+    from medssl.eval.embedding_map import embed_2d
+
+    xy = embed_2d(np.random.default_rng(0).normal(size=(30, 64)), method="tsne")
+    assert xy.shape == (30, 2) and np.isfinite(xy).all()
