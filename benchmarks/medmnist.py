@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -36,20 +37,20 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import medssl.losses  # noqa: F401 - registers the losses
+from medssl.data.card import load_card
+from medssl.encoders import build_encoder
+from medssl.eval import metrics as M
+from medssl.eval.features import extract_features
+from medssl.eval.fewshot import subsample_subjects
+from medssl.eval.finetune import FinetuneOptions, finetune, predict
+from medssl.io import load_medmnist_split
+from medssl.methods.contrastive import SimCLR
+from medssl.registry import LOSSES
+from medssl.train.trainer import Trainer, TrainerOptions
+from medssl.transforms.views import build_view_pipeline
 
-from medssl.data.card import load_card  # noqa: E402
-from medssl.encoders import build_encoder  # noqa: E402
-from medssl.eval import metrics as M  # noqa: E402
-from medssl.eval.features import extract_features  # noqa: E402
-from medssl.eval.fewshot import subsample_subjects  # noqa: E402
-from medssl.eval.finetune import FinetuneOptions, finetune, predict  # noqa: E402
-from medssl.io import load_medmnist_split  # noqa: E402
-from medssl.methods.contrastive import SimCLR  # noqa: E402
-from medssl.registry import LOSSES  # noqa: E402
-from medssl.train.trainer import Trainer, TrainerOptions  # noqa: E402
-from medssl.transforms.views import build_view_pipeline  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 #: Published MedMNIST v2 test numbers (Yang et al., Sci Data 10:41, 2023, Table 3): (AUC, ACC).
 PAPER = {
@@ -68,15 +69,15 @@ class Budget:
 
     width: int = 16  #: ResNet-18 base width (channels of layer1)
     conv1_stride: int = 1  #: stem stride (1 keeps 28² / 28³ resolution in layer1)
-    ssl_epochs: int = 12
+    ssl_epochs: int = 4
     ssl_batch: int = 256
     ssl_lr: float = 2e-3
     crop: int = 28  #: side of each SimCLR view (random resized crop, resized to this)
     preset: str = "chest_xray"
-    ft_epochs: int = 8  #: fine-tuning epochs at 100 % labels (more at fewer labels, see few_label_epochs)
+    ft_epochs: int = 4  #: fine-tuning epochs at 100 % labels (more at fewer labels, see few_label_epochs)
     ft_batch: int = 128
     ft_lr: float = 1e-3
-    patience: int = 3
+    patience: int = 2
     limit: int = 0  #: use only the first N images of each split (0 = all; --quick)
     fractions: tuple = FRACTIONS
 
@@ -85,8 +86,8 @@ DEFAULTS = {
     "pneumonia": Budget(),
     "adrenal": Budget(width=8, conv1_stride=2, ssl_epochs=8, ssl_batch=64, preset="ct", ft_epochs=10, ft_batch=32),
 }
-QUICK = {"pneumonia": dict(width=8, ssl_epochs=1, ssl_batch=64, ft_epochs=1, limit=256, fractions=(0.1, 1.0)),
-         "adrenal": dict(width=4, ssl_epochs=1, ssl_batch=16, ft_epochs=1, limit=48, fractions=(0.25, 1.0))}
+QUICK = {"pneumonia": {"width": 8, "ssl_epochs": 1, "ssl_batch": 64, "ft_epochs": 1, "limit": 256, "fractions": (0.1, 1.0)},
+         "adrenal": {"width": 4, "ssl_epochs": 1, "ssl_batch": 16, "ft_epochs": 1, "limit": 48, "fractions": (0.25, 1.0)}}
 
 
 class Images(Dataset):
@@ -145,10 +146,13 @@ def pretrain_simclr(train_x: np.ndarray, spatial_dims: int, b: Budget, seed: int
 def score(y: np.ndarray, p1: np.ndarray, seed: int, n_boot: int) -> dict:
     """Test AUC (positive-class score ``p1``) and ACC (p1 ≥ 0.5) with 95 % bootstrap intervals."""
     pred = (p1 >= 0.5).astype(int)
-    acc = lambda t, p: float(np.mean(t == p))  # noqa: E731
-    return {"auc": M.binary_auc(y, p1), "acc": acc(y, pred),
+    return {"auc": M.binary_auc(y, p1), "acc": _accuracy(y, pred),
             "auc_ci": list(M.bootstrap_ci(M.binary_auc, y, p1, n_boot=n_boot, seed=seed)),
-            "acc_ci": list(M.bootstrap_ci(acc, y, pred, n_boot=n_boot, seed=seed)), "n_test": int(len(y))}
+            "acc_ci": list(M.bootstrap_ci(_accuracy, y, pred, n_boot=n_boot, seed=seed)), "n_test": len(y)}
+
+
+def _accuracy(y: np.ndarray, pred: np.ndarray) -> float:
+    return float(np.mean(y == pred))
 
 
 def linear_probe(feats: dict, rows: np.ndarray, seed: int, n_boot: int) -> dict:
@@ -166,13 +170,13 @@ def linear_probe(feats: dict, rows: np.ndarray, seed: int, n_boot: int) -> dict:
         if auc > best[0]:
             best = (auc, c, model)
     out = score(ys, best[2].predict_proba(xs)[:, 1], seed, n_boot)
-    out.update(C=best[1], val_auc=best[0], n_train=int(len(rows)))
+    out.update(C=best[1], val_auc=best[0], n_train=len(rows))
     return out
 
 
 def few_label_epochs(b: Budget, fraction: float) -> int:
     """More passes over fewer labels (about the same number of optimiser steps as ~1/√fraction)."""
-    return int(min(60, round(b.ft_epochs / math.sqrt(fraction))))
+    return int(min(30, round(b.ft_epochs / math.sqrt(fraction))))
 
 
 def finetune_score(encoder, data: dict, rows: np.ndarray, b: Budget, fraction: float, seed: int, device: str,
@@ -185,7 +189,7 @@ def finetune_score(encoder, data: dict, rows: np.ndarray, b: Budget, fraction: f
     t0 = time.time()
     result = finetune(encoder, Images(xt[rows]), yt[rows], Images(xv), yv, opts)
     out = score(ys, predict(result, Images(xs))[:, 1], seed, n_boot)
-    out.update(best_epoch=result.best_epoch, epochs_run=len(result.history), n_train=int(len(rows)),
+    out.update(best_epoch=result.best_epoch, epochs_run=len(result.history), n_train=len(rows),
                seconds=round(time.time() - t0, 1), history=result.history)
     return out
 
@@ -205,7 +209,7 @@ def run_seed(data: dict, dataset: str, b: Budget, seed: int, out_dir: Path, devi
            "few_label": {}}
     for fraction in b.fractions:
         rows = all_rows if fraction >= 1 else subsample_subjects(all_rows, all_rows.astype(str), fraction, seed, y=y_train)
-        point = {"n_train": int(len(rows)),
+        point = {"n_train": len(rows),
                  "ssl_probe": linear_probe(feats["ssl"], rows, seed, n_boot),
                  "random_probe": linear_probe(feats["random"], rows, seed, n_boot),
                  "ssl_finetune": finetune_score(encoders["ssl"], data, rows, b, fraction, seed, device, n_boot),
@@ -234,11 +238,20 @@ def summarise(per_seed: list[dict], fraction: str = "1.0") -> dict:
 
 
 def format_table(dataset: str, summary: dict, n_seeds: int) -> str:
-    pm = lambda d, m: f"{d[m + '_mean']:.3f} ± {d[m + '_sd']:.3f}" if n_seeds > 1 else f"{d[m + '_mean']:.3f}"  # noqa: E731
     lines = [f"| method ({dataset}, test split, {n_seeds} seed(s)) | AUC | ACC |", "|---|---|---|"]
-    lines += [f"| {label} | {pm(summary[key], 'auc')} | {pm(summary[key], 'acc')} |" for key, label in ROWS]
+    lines += [f"| {label} | {_mean_sd(summary[key]['auc_per_seed'])} | {_mean_sd(summary[key]['acc_per_seed'])} |"
+              for key, label in ROWS]
     lines += [f"| {name} (published) | {auc:.3f} | {acc:.3f} |" for name, (auc, acc) in PAPER[dataset].items()]
     return "\n".join(lines)
+
+
+CURVE_KEYS = ("ssl_probe", "ssl_finetune", "random_probe", "scratch")
+
+
+def _mean_sd(values: list[float]) -> str:
+    """``mean ± SD`` (sample SD); the mean alone for a single value (no fake ± 0)."""
+    v = np.asarray(values, float)
+    return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}"
 
 
 def format_curve(per_seed: list[dict], fractions) -> str:
@@ -246,9 +259,8 @@ def format_curve(per_seed: list[dict], fractions) -> str:
              "|---|---|---|---|---|---|"]
     for f in fractions:
         pts = [s["few_label"][str(f)] for s in per_seed]
-        cell = lambda k: f"{np.mean([p[k]['auc'] for p in pts]):.3f} ± {np.std([p[k]['auc'] for p in pts], ddof=1) if len(pts) > 1 else 0:.3f}"  # noqa: E731
-        lines.append(f"| {f:.0%} | {pts[0]['n_train']} | {cell('ssl_probe')} | {cell('ssl_finetune')} | "
-                     f"{cell('random_probe')} | {cell('scratch')} |")
+        lines.append(f"| {f:.0%} | {pts[0]['n_train']} | "
+                     + " | ".join(_mean_sd([p[k]["auc"] for p in pts]) for k in CURVE_KEYS) + " |")
     return "\n".join(lines)
 
 
@@ -270,6 +282,7 @@ def plot(result: dict, path: Path) -> None:
     for name, t in TARGETS[ds].items():
         a.axvline(t, color="C2", ls="-", lw=0.8, alpha=0.6)
     a.set_yticks(range(len(ROWS)), labels)
+    a.invert_yaxis()  # table order, top to bottom
     a.set_xlim(min(means + [v[0] for v in PAPER[ds].values()]) - 0.05, 1.0)
     a.set_xlabel("test AUC (green: issue targets)")
     a.legend(fontsize=7, loc="lower right")
@@ -292,10 +305,34 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def merge_runs(paths: list[str], dataset: str) -> tuple[list[dict], Budget, bool, dict]:
+    """Per-seed results of earlier result JSONs (checked to share dataset and budget), sorted by seed."""
+    per_seed, budget, quick, walls = [], None, None, {}
+    for path in paths:
+        r = json.loads(Path(path).read_text())
+        if r["dataset"] != dataset:
+            raise SystemExit(f"--merge {path}: dataset {r['dataset']!r}, not {dataset!r}")
+        if budget is not None and r["budget"] != budget:
+            raise SystemExit(f"--merge {path}: budget {r['budget']} differs from {budget} of {paths[0]}")
+        budget, quick = r["budget"], r["quick"]
+        per_seed += r["per_seed"]
+        walls[path] = r["wall_seconds"]
+    seeds = [s["seed"] for s in per_seed]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"--merge: seed(s) repeated across {paths}: {seeds}")
+    budget["fractions"] = tuple(budget["fractions"])
+    return sorted(per_seed, key=lambda s: s["seed"]), Budget(**budget), quick, walls
+
+
+def walls_machine(paths: list[str]) -> dict:
+    return json.loads(Path(paths[0]).read_text())["machine"]
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", choices=sorted(CARDS), required=True)
-    p.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
+    p.add_argument("--data-root", default=str(Path(os.environ.get("MEDSSL_SHARED", REPO.parent / "shared")) / "data"),
+                   help="folder holding medmnist_* (default $MEDSSL_SHARED/data or ../shared/data)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (subset, 1 epoch, narrow CNN)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--out", default="", help="run folder (checkpoints, result.json); default runs/medmnist_<dataset>")
@@ -305,6 +342,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--merge", nargs="+", default=[], metavar="JSON",
+                   help="no training: merge the per-seed results of earlier runs (same dataset and budget) into one "
+                        "table, JSON and figure (e.g. seeds run as parallel processes)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a Budget field, e.g. ssl_epochs=20")
     a = p.parse_args(argv)
     if a.threads:
@@ -318,10 +358,14 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(a.out or REPO / "runs" / f"medmnist_{a.dataset}{'_quick' if a.quick else ''}")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    data = load_splits(a.dataset, Path(a.data_root), b.limit)
-    print(f"{a.dataset}MNIST: train/val/test = {', '.join(str(len(v[1])) for v in data.values())}; budget {asdict(b)}",
-          flush=True)
-    per_seed = [run_seed(data, a.dataset, b, s, out, a.device, a.n_boot) for s in a.seeds]
+    if a.merge:
+        per_seed, b, a.quick, walls = merge_runs(a.merge, a.dataset)
+        a.seeds = [s["seed"] for s in per_seed]
+    else:
+        data = load_splits(a.dataset, Path(a.data_root), b.limit)
+        print(f"{a.dataset}MNIST: train/val/test = {', '.join(str(len(v[1])) for v in data.values())}; "
+              f"budget {asdict(b)}", flush=True)
+        per_seed = [run_seed(data, a.dataset, b, s, out, a.device, a.n_boot) for s in a.seeds]
     summary = summarise(per_seed)
     result = {"dataset": a.dataset, "card": CARDS[a.dataset], "budget": asdict(b), "seeds": a.seeds,
               "summary": summary, "published": {k: {"auc": v[0], "acc": v[1]} for k, v in PAPER[a.dataset].items()},
@@ -330,6 +374,9 @@ def main(argv: list[str] | None = None) -> dict:
                           "torch": torch.__version__},
               "command": " ".join(["python benchmarks/medmnist.py", *(argv if argv is not None else sys.argv[1:])]),
               "wall_seconds": round(time.time() - t0, 1)}
+    if a.merge:
+        result.update(merged_from=a.merge, wall_seconds_per_run=walls,
+                      machine={**walls_machine(a.merge), "note": "merged from separate runs"})
     fig = Path(a.figure) if a.figure else (out if a.quick else REPO / "docs" / "img") / f"medmnist_{a.dataset}.png"
     plot(result, fig)
     result["figure"] = str(fig)
@@ -337,9 +384,12 @@ def main(argv: list[str] | None = None) -> dict:
     (out / "result.json").write_text(text)
     if a.json:
         Path(a.json).write_text(text)
+    m = result["machine"]
+    wall = (f"wall time per merged run {', '.join(f'{v:.0f} s' for v in result['wall_seconds_per_run'].values())}"
+            if a.merge else f"wall time {result['wall_seconds']:.0f} s")
     print(f"\n{format_table(a.dataset, summary, len(a.seeds))}\n\nfew-label curve (test AUC, mean ± SD over seeds)\n"
-          f"{format_curve(per_seed, b.fractions)}\n\nbudget: {asdict(b)}\nwall time {result['wall_seconds']:.0f} s "
-          f"on {a.device} ({torch.get_num_threads()} threads); JSON {out / 'result.json'}; figure {fig}")
+          f"{format_curve(per_seed, b.fractions)}\n\nbudget: {asdict(b)}\n{wall} on {m['device']} "
+          f"({m['torch_threads']} torch thread(s)); JSON {out / 'result.json'}; figure {fig}")
     return result
 
 

@@ -10,7 +10,7 @@ import json
 import math
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,7 @@ class PreparedData:
     test: list[int]  #: indices of usable held-out records
     coder: MetadataCoder
     skipped: list[dict]
+    val: list[int] = field(default_factory=list)  #: official validation split (kept out of pretraining and test)
 
 
 def prepare_data(cfg: RunConfig, run_dir: Path, progress: bool = True) -> PreparedData:
@@ -78,7 +79,10 @@ def prepare_data(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Prepar
     ok = [i for i in range(len(records)) if cache.valid[i]]
     train = [i for i in ok if records[i].split == "train"]
     test = [i for i in ok if records[i].split == "test"]
-    return PreparedData(records, cache.images, train, test, MetadataCoder(records), cache.skipped)
+    val = [i for i in ok if records[i].split == "val"]
+    if val and progress:
+        print(f"{len(val)} scan(s) of the official validation split are kept out of pretraining and test")
+    return PreparedData(records, cache.images, train, test, MetadataCoder(records), cache.skipped, val)
 
 
 def build_method(cfg: RunConfig) -> torch.nn.Module:

@@ -44,6 +44,8 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         """Return the object registered as ``name`` or raise :class:`UnknownNameError`."""
+        if name not in self._items:
+            _load_all()  # registries fill when their packages are imported; make sure they are
         try:
             return self._items[name]
         except KeyError:
@@ -56,9 +58,12 @@ class Registry(Generic[T]):
 
     def list(self) -> list[str]:
         """Sorted registered names."""
+        _load_all()
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
+        if name not in self._items:
+            _load_all()
         return name in self._items
 
 

@@ -33,3 +33,13 @@ def test_duplicate_registration_is_an_error():
     r.register("a")(object)
     with pytest.raises(ValueError, match="already registered"):
         r.register("a")(object)
+
+
+def test_lookup_works_without_importing_the_packages_first():
+    """A fresh interpreter: get() fills the registries instead of listing no valid choices."""
+    import subprocess
+    import sys
+
+    code = "from medssl.registry import LOSSES; print(LOSSES.get('ntxent').__name__, 'yaware' in LOSSES)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["NTXentLoss", "True"]

@@ -1,0 +1,78 @@
+"""Smoke test of ``benchmarks/medmnist.py --quick`` on the real PneumoniaMNIST file, plus its scoring."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("MEDSSL_SHARED", REPO.parent / "shared"))
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_medmnist", REPO / "benchmarks" / "medmnist.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _data_root() -> Path:
+    root = SHARED / "data"
+    if not (root / "medmnist_pneumoniamnist_reconstructed" / "pneumoniamnist.npz").is_file():
+        pytest.skip(f"{root}/medmnist_pneumoniamnist_reconstructed not found: the shared real-data folder is absent "
+                    "(set MEDSSL_SHARED to use it)")
+    return root
+
+
+def test_score_matches_sklearn():
+    """AUC / ACC of the benchmark equal scikit-learn's on random scores, with intervals around them."""
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    bench = _bench()
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 300)
+    p = np.clip(0.3 * y + rng.uniform(0, 0.7, 300), 0, 1)
+    s = bench.score(y, p, seed=0, n_boot=200)
+    assert s["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert s["acc"] == pytest.approx(accuracy_score(y, p >= 0.5), abs=1e-12)
+    assert s["auc_ci"][0] < s["auc"] < s["auc_ci"][1] and s["acc_ci"][0] < s["acc"] < s["acc_ci"][1]
+
+
+def test_official_splits_loaded():
+    """Split sizes and class counts of the shared card are those of the official file (README of ../shared)."""
+    data = _bench().load_splits("pneumonia", _data_root())
+    counts = {k: (len(y), int((y == 0).sum()), int((y == 1).sum())) for k, (x, y) in data.items()}
+    assert counts == {"train": (4708, 1214, 3494), "val": (524, 135, 389), "test": (624, 234, 390)}
+    x = data["train"][0]
+    assert x.shape[1:] == (1, 28, 28) and x.dtype == np.float32 and 0.0 <= x.min() and x.max() <= 1.0
+
+
+def test_quick_run_end_to_end(tmp_path):
+    """--quick pretrains, probes, fine-tunes, writes JSON + figure and a table; every score is a valid one."""
+    out = tmp_path / "run"
+    res = _bench().main(["--dataset", "pneumonia", "--quick", "--seeds", "0", "--threads", "2", "--n-boot", "50",
+                         "--data-root", str(_data_root()), "--out", str(out), "--json", str(tmp_path / "r.json")])
+    on_disk = json.loads((tmp_path / "r.json").read_text())
+    assert on_disk["dataset"] == "pneumonia" and on_disk["quick"] and on_disk["seeds"] == [0]
+    assert Path(res["figure"]).is_file() and Path(res["figure"]).stat().st_size > 10_000
+    assert (out / "simclr_seed0" / "metrics.jsonl").is_file()  # the SimCLR trainer really ran
+    assert on_disk["per_seed"][0]["ssl_pretrain"]["steps"] >= 1
+    assert math.isfinite(on_disk["per_seed"][0]["ssl_pretrain"]["final_loss"])
+    for fraction, point in on_disk["per_seed"][0]["few_label"].items():
+        for key in ("ssl_probe", "random_probe", "ssl_finetune", "scratch"):
+            r = point[key]
+            assert 0.0 <= r["auc"] <= 1.0 and 0.0 <= r["acc"] <= 1.0, (fraction, key, r)
+            assert r["n_test"] == 256 and r["n_train"] == point["n_train"]
+    assert on_disk["per_seed"][0]["few_label"]["0.1"]["n_train"] < on_disk["per_seed"][0]["few_label"]["1.0"]["n_train"]
+    s = on_disk["summary"]["ssl_probe"]
+    assert s["auc_mean"] == on_disk["per_seed"][0]["few_label"]["1.0"]["ssl_probe"]["auc"]
+    assert s["auc_sd"] is None or math.isnan(s["auc_sd"])  # one seed: no SD, never a fake 0
+    assert on_disk["budget"]["ssl_epochs"] == 1 and on_disk["wall_seconds"] > 0
