@@ -135,17 +135,15 @@ def _add_data_commands(sub) -> None:
                                     "`data prepare` preprocesses every scan once into the memory-mapped cache.")
     dsub = dp.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     c = dsub.add_parser("check", help="validate every row and file of a card and print a report")
-    c.add_argument("card", help="card name (data_cards/<name>.yaml) or path to a card")
-    c.add_argument("--root", default=None, help="data root (overrides the card's root)")
+    _add_card_arguments(c)
     c.add_argument("--strict", action="store_true", help="exit with status 1 when any row or file is bad")
     c.add_argument("--workers", type=int, default=1, help="processes reading files in parallel (default: 1)")
     c.add_argument("--no-read", action="store_true", help="check the table and file existence only (no decoding)")
     c.set_defaults(func=_cmd_data_check)
     p = dsub.add_parser("prepare", help="decode, orient, resample, crop/pad and normalise every scan once into a cache")
-    p.add_argument("card", help="card name (data_cards/<name>.yaml) or path to a card")
+    _add_card_arguments(p)
     p.add_argument("--out", required=True, help="cache folder (reuse it in a run with data.cache_dir=OUT)")
     p.add_argument("--workers", type=int, default=1, help="preprocessing processes (default: 1)")
-    p.add_argument("--root", default=None, help="data root (overrides the card's root)")
     p.add_argument("--shape", type=int, nargs="+", default=None, help="output shape in voxels (default: the card's)")
     p.add_argument("--spacing", type=float, nargs="+", default=None, help="resample to this spacing in mm (default: the card's)")
     p.add_argument("--normalise", choices=["zscore", "minmax", "none"], default=None, help="default: the card's")
@@ -156,11 +154,16 @@ def _add_data_commands(sub) -> None:
     p.set_defaults(func=_cmd_data_prepare)
 
 
+def _add_card_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("card", help="card name (data_cards/<name>.yaml) or path to a card")
+    parser.add_argument("--root", default=None, help="data root (overrides the card's root)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="medssl", description="Self-supervised learning for 2D and 3D medical scans.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    d = sub.add_parser("demo", help="end-to-end demo on a synthetic multi-site brain cohort (~5 min on 2 CPU cores)",
+    d = sub.add_parser("demo", help="end-to-end demo on a synthetic multi-site brain cohort (~3 min on 2 CPU cores)",
                        description="Write a synthetic cohort, pretrain a 3D CNN, probe age and site against a random-init "
                                    "encoder, and write a report.")
     d.add_argument("--out", default="demo_run", help="output folder (default: demo_run)")

@@ -1,25 +1,17 @@
-"""Shared test helpers: where ../shared lives, small synthetic cohorts."""
+"""Shared test set-up: helper modules importable from every folder, small synthetic cohorts."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MEDSSL_SHARED", REPO.parent / "shared"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # test helper modules (shared_data, …) import by name
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-
-
-def shared_path(*parts: str) -> Path:
-    """Path under ../shared, or skip the test with the reason when it is absent."""
-    p = SHARED.joinpath(*parts)
-    if not p.exists():
-        pytest.skip(f"{p} not found: the shared real-data folder is absent (set MEDSSL_SHARED to use it)")
-    return p
 
 
 @pytest.fixture(scope="session")

@@ -55,7 +55,7 @@ def write_atomic(state: dict, path: str | Path) -> Path:
 
 
 def save_checkpoint(state: dict, folder: str | Path, step: int, keep: int = 2) -> Path:
-    """Write ``state`` as ``folder/step-XXXXXXXX.pt`` atomically and keep the newest ``keep``."""
+    """Write ``state`` as ``folder/step-<8-digit step>.pt`` atomically and keep the newest ``keep``."""
     folder = Path(folder)
     final = write_atomic(state, folder / f"step-{step:08d}.pt")
     for old in list_checkpoints(folder)[:-keep] if keep > 0 else []:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("MEDSSL_SHARED", REPO.parent / "shared"))
+from shared_data import SHARED, shared_path  # noqa: E402
 
 
 def _bench():
@@ -25,11 +24,8 @@ def _bench():
 
 
 def _data_root() -> Path:
-    root = SHARED / "data"
-    if not (root / "medmnist_pneumoniamnist_reconstructed" / "pneumoniamnist.npz").is_file():
-        pytest.skip(f"{root}/medmnist_pneumoniamnist_reconstructed not found: the shared real-data folder is absent "
-                    "(set MEDSSL_SHARED to use it)")
-    return root
+    shared_path("data", "medmnist_pneumoniamnist_reconstructed", "pneumoniamnist.npz")
+    return SHARED / "data"
 
 
 def test_score_matches_sklearn():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 
 
-SHARED = Path(os.environ.get("MEDSSL_SHARED", Path(__file__).resolve().parents[2] / ".." / "shared")).resolve()
+from shared_data import SHARED, shared_path
 
 
 @pytest.fixture(scope="session")
@@ -23,13 +22,7 @@ def shared_root() -> Path:
 def shared():
     """``shared("data", "ixi_t1_hh_2mm")`` → path under ../shared, or skip when it is absent."""
 
-    def get(*parts: str) -> Path:
-        p = SHARED.joinpath(*parts)
-        if not p.exists():
-            pytest.skip(f"{p} not found: the shared real-data folder is absent (set MEDSSL_SHARED to use it)")
-        return p
-
-    return get
+    return shared_path
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 import sys
 from pathlib import Path
 
@@ -15,14 +14,7 @@ if _HERE not in sys.path:  # --import-mode=importlib: make eval_helpers importab
     sys.path.insert(0, _HERE)
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("MEDSSL_SHARED", REPO.parent / "shared"))
-
-
-def _shared(*parts: str) -> Path:
-    p = SHARED.joinpath(*parts)
-    if not p.exists():
-        pytest.skip(f"{p} not found: the shared folder is absent (set MEDSSL_SHARED to use it)")
-    return p
+from shared_data import shared_path as _shared  # noqa: E402  (after the sys.path set-up above)
 
 
 @pytest.fixture(scope="session")

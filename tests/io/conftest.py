@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 from pydicom.data import get_testdata_file
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("MEDSSL_SHARED", REPO / ".." / "shared")).resolve()
+from shared_data import SHARED
 
 
 @pytest.fixture(scope="session")

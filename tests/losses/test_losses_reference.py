@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from functools import lru_cache
-from pathlib import Path
 
 import losses_naive as naive
 import pytest
@@ -30,8 +28,8 @@ from medssl.losses import (
     YAwareLoss,
 )
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("MEDSSL_SHARED", REPO / ".." / "shared"))
+from shared_data import SHARED  # noqa: E402
+
 VECTORS = SHARED / "reference_vectors"
 
 

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
-import pytest
 import torch
 
-SHARED = Path(os.environ.get("MEDSSL_SHARED", Path(__file__).resolve().parents[2] / ".." / "shared"))
-
-
-def real_path(*parts: str) -> Path:
-    """Path under the shared data folder, or skip with the reason."""
-    p = SHARED.joinpath(*parts)
-    if not p.exists():
-        pytest.skip(f"{p} not found: the shared real-data folder is absent (set MEDSSL_SHARED to use it)")
-    return p
+from shared_data import SHARED  # noqa: F401  (re-exported for the augmentation tests)
+from shared_data import shared_path as real_path  # noqa: F401
 
 
 def blob_phantom(shape, batch: int = 2, seed: int = 0) -> torch.Tensor:
@@ -37,3 +27,12 @@ def blob_phantom(shape, batch: int = 2, seed: int = 0) -> torch.Tensor:
 
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+def forced_params(tr, x, seed=0, **values):
+    """``tr``'s random parameters for batch ``x`` with every sample applied and ``values`` fixed."""
+    p = tr.sample_params(x.shape, gen(seed))
+    p["apply"][:] = True
+    for k, v in values.items():
+        p[k] = torch.as_tensor(v, dtype=p[k].dtype).expand_as(p[k]).clone()
+    return p

@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from aug_helpers import blob_phantom, gen
+from aug_helpers import blob_phantom, forced_params as _forced, gen
 
 from medssl.transforms.artefacts import RandomCutout, RandomGhosting, RandomLowResolution, RandomMotion
-
-
-def _forced(tr, x, seed=0, **values):
-    p = tr.sample_params(x.shape, gen(seed))
-    p["apply"][:] = True
-    for k, v in values.items():
-        p[k] = torch.as_tensor(v, dtype=p[k].dtype).expand_as(p[k]).clone()
-    return p
 
 
 def _hf_energy(x: torch.Tensor, axis: int) -> torch.Tensor:

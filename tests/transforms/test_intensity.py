@@ -5,20 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from aug_helpers import blob_phantom, gen
+from aug_helpers import blob_phantom, forced_params as _forced, gen
 from numpy.polynomial import legendre
 from scipy.ndimage import gaussian_filter1d
 
 from medssl.transforms.intensity import (RandomBiasField, RandomGamma, RandomGaussianBlur, RandomGaussianNoise,
                                          RandomRicianNoise, RandomScaleShift, gaussian_blur)
-
-
-def _forced(tr, x, seed=0, **values):
-    p = tr.sample_params(x.shape, gen(seed))
-    p["apply"][:] = True
-    for k, v in values.items():
-        p[k] = torch.as_tensor(v, dtype=p[k].dtype).expand_as(p[k]).clone()
-    return p
 
 
 def _centre_of_mass(m: torch.Tensor) -> torch.Tensor:
