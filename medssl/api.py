@@ -174,7 +174,9 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> Path:
     opts = TrainerOptions(epochs=t.epochs, batch_size=t.batch_size, grad_accum_steps=t.grad_accum_steps,
                           optimizer=t.optimizer, lr=t.lr, weight_decay=t.weight_decay, momentum=t.momentum,
                           warmup_epochs=t.warmup_epochs, grad_clip=t.grad_clip, precision=t.precision,
+                          compile=t.compile,
                           keep_checkpoints=t.keep_checkpoints, checkpoint_every=t.checkpoint_every,
+                          checkpoint_epochs=t.checkpoint_epochs,
                           monitor_every=t.monitor_every, seed=cfg.seed,
                           num_workers=0 if torch.is_tensor(images) else cfg.data.num_workers,
                           progress=progress and t.progress)

@@ -96,8 +96,10 @@ class TrainConfig:
     grad_clip: float = 0.0  #: max grad norm; 0 = off
     device: str = "auto"  #: auto | cpu | cuda | cuda:N
     precision: Literal["auto", "bf16", "fp32"] = "auto"  #: auto = bf16 on GPU, fp32 on CPU
+    compile: bool = False  #: torch.compile the encoder in place (pays for ViTs on GPU, see docs/training.md)
     keep_checkpoints: int = 2
     checkpoint_every: int = 0  #: also checkpoint every N steps (0: at the end of each epoch only)
+    checkpoint_epochs: int = 1  #: checkpoint at the end of every N-th epoch (and of the last one)
     monitor_every: int = 0  #: linear age/label probe on a validation split every N epochs (0: off)
     resume: str = ""  #: "" | auto | path to a checkpoint
     progress: bool = True
@@ -274,7 +276,8 @@ def validate(cfg: RunConfig) -> None:
     if not 0.0 < d.test_fraction < 1.0:
         raise ConfigError(f"data.test_fraction must be in (0, 1), got {d.test_fraction}")
     for key, value in (("train.epochs", t.epochs), ("train.batch_size", t.batch_size), ("method.n_views", cfg.method.n_views),
-                       ("train.grad_accum_steps", t.grad_accum_steps), ("train.keep_checkpoints", t.keep_checkpoints)):
+                       ("train.grad_accum_steps", t.grad_accum_steps), ("train.keep_checkpoints", t.keep_checkpoints),
+                       ("train.checkpoint_epochs", t.checkpoint_epochs)):
         if value < 1:
             raise ConfigError(f"{key} must be >= 1, got {value}")
     if t.batch_size < 2:

@@ -10,6 +10,9 @@ The encoder is deep-copied; the caller's module is never changed.
   frozen (a linear probe trained by gradient descent).
 * AdamW with separate learning rates for the encoder and the head (no decay on biases/norms).
 * Early stopping on the validation loss (``patience`` epochs); the best epoch's weights are kept.
+* Optional training augmentation: a batch transform ``augment(x, generator)`` (e.g. a
+  :class:`medssl.transforms.views.ViewPipeline` whose crop size is the input size) applied on
+  the device to every training batch; validation and test images are never augmented.
 * Tasks: ``"regression"`` (targets standardised with training mean/std, Huber loss, predictions
   back in target units, e.g. years), ``"classification"`` (cross-entropy, K classes coded
   0..K-1), ``"multilabel"`` ((N, K) 0/1 targets, e.g. chest X-ray findings; BCE-with-logits).
@@ -163,7 +166,7 @@ def _outputs(model: nn.Module, dataset: Dataset, opt: FinetuneOptions, device: t
 
 
 def finetune(encoder: nn.Module, train: Dataset, y_train: np.ndarray, val: Dataset, y_val: np.ndarray,
-             options: FinetuneOptions | None = None) -> FinetuneResult:
+             options: FinetuneOptions | None = None, augment=None) -> FinetuneResult:
     """Train a copy of ``encoder`` with a new head on ``train``; early-stop on ``val``.
 
     Args:
@@ -172,6 +175,8 @@ def finetune(encoder: nn.Module, train: Dataset, y_train: np.ndarray, val: Datas
         y_train, y_val: targets aligned with the datasets: (N,) floats (regression, e.g. years),
             (N,) int class codes 0..K-1, or (N, K) 0/1 (multilabel).
         options: :class:`FinetuneOptions`.
+        augment: ``(x (B, C, *S), generator) → (B, C, *S)`` applied to training batches on the
+            device (its generator is seeded from ``options.seed``); ``None``: no augmentation.
 
     Returns:
         :class:`FinetuneResult` with the best-validation model (eval mode) and the history.
@@ -182,6 +187,7 @@ def finetune(encoder: nn.Module, train: Dataset, y_train: np.ndarray, val: Datas
     if len(y_train) != len(train) or len(y_val) != len(val):
         raise ValueError(f"targets ({len(y_train)}, {len(y_val)}) do not match the datasets ({len(train)}, {len(val)})")
     gen = torch.Generator().manual_seed(opt.seed)
+    aug_gen = torch.Generator(device=device).manual_seed(opt.seed + 1) if augment is not None else None
     if opt.task == "regression":
         mean, std = float(y_train.mean()), float(y_train.std()) or 1.0
         n_out = 1
@@ -209,8 +215,12 @@ def finetune(encoder: nn.Module, train: Dataset, y_train: np.ndarray, val: Datas
                             num_workers=opt.num_workers)
         for image, rows in loader:
             target = t_train[rows].to(device)
+            image = image.to(device)
+            if augment is not None:
+                with torch.no_grad():
+                    image = augment(image, aug_gen)
             with _autocast(device, opt):
-                out = model(image.to(device)).float()
+                out = model(image).float()
             loss = loss_fn(out.squeeze(1) if opt.task == "regression" else out, target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -260,7 +270,8 @@ def predict(result: FinetuneResult, dataset: Dataset) -> np.ndarray:
 
 def finetune_and_score(encoder: nn.Module, train: Dataset, y_train: np.ndarray, val: Dataset, y_val: np.ndarray,
                        test: Dataset, y_test: np.ndarray, options: FinetuneOptions | None = None,
-                       groups_test: np.ndarray | None = None, n_boot: int = 1000, class_names: list[str] | None = None) -> dict:
+                       groups_test: np.ndarray | None = None, n_boot: int = 1000, class_names: list[str] | None = None,
+                       augment=None) -> dict:
     """:func:`finetune`, then score once on ``test``.
 
     Returns:
@@ -270,7 +281,7 @@ def finetune_and_score(encoder: nn.Module, train: Dataset, y_train: np.ndarray, 
     """
     from medssl.eval import metrics as M
 
-    result = finetune(encoder, train, y_train, val, y_val, options)
+    result = finetune(encoder, train, y_train, val, y_val, options, augment)
     pred = predict(result, test)
     y_test = np.asarray(y_test)
     seed = result.options.seed

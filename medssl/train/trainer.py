@@ -50,8 +50,10 @@ class TrainerOptions:
     warmup_epochs: float = 1.0
     grad_clip: float = 0.0
     precision: str = "auto"  #: auto | bf16 | fp32
+    compile: bool = False  #: ``torch.compile`` the encoder in place (``nn.Module.compile``: state-dict keys unchanged)
     keep_checkpoints: int = 2
     checkpoint_every: int = 0  #: also checkpoint every N optimiser steps (0: end of epoch only)
+    checkpoint_epochs: int = 1  #: checkpoint at the end of every N-th epoch and of the last (many short epochs)
     monitor_every: int = 0  #: run the monitor every N epochs (0: never)
     num_workers: int = 0
     seed: int = 0
@@ -101,6 +103,8 @@ class Trainer:
         if self.dist.enabled and device.type == "cuda":
             method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)  # BN statistics over the global batch
         self.method = method.to(device)
+        if options.compile:  # in place: checkpoints and exports keep the plain parameter names
+            self.method.encoder.compile()
         self.model = DistributedDataParallel(self.method, device_ids=[device.index] if device.type == "cuda" else None) \
             if self.dist.enabled else self.method
         self.optimizer = build_optimizer(self.method, options.optimizer, options.lr, options.weight_decay, options.momentum)
@@ -202,7 +206,8 @@ class Trainer:
                     if self._stop_requested:
                         break
                 else:  # end of epoch
-                    self.save()
+                    if (epoch + 1) % self.opt.checkpoint_epochs == 0 or self.step >= self.total_steps:
+                        self.save()
                     if main and self.monitor and self.opt.monitor_every and (epoch + 1) % self.opt.monitor_every == 0:
                         self._run_monitor(log, writer, epoch)
         finally:

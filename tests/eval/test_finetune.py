@@ -95,3 +95,21 @@ def test_classification_and_multilabel_heads(data):
     assert res["pred"].shape == (len(te), 2) and np.all((res["pred"] >= 0) & (res["pred"] <= 1))
     with pytest.raises(ValueError, match="task"):
         FinetuneOptions(task="segmentation")
+
+
+def test_augmentation_sees_every_training_batch_and_never_validation_images(data):
+    """The batch transform runs on each training batch (seeded, so two runs agree) and not on val/test."""
+    tr, ytr, va, yva, *_ = data
+    seen = []
+
+    def augment(x, generator):
+        seen.append(x.shape[0])
+        return x + 0.05 * torch.randn(x.shape, generator=generator, device=x.device)
+
+    opts = FinetuneOptions(epochs=2, batch_size=12, patience=5)
+    a = finetune(make_tiny_encoder(), tr, ytr, va, yva, opts, augment=augment)
+    assert sum(seen) == 2 * len(tr)  # 2 epochs x 36 training images, none of the 12 validation ones
+    b = finetune(make_tiny_encoder(), tr, ytr, va, yva, opts, augment=augment)
+    c = finetune(make_tiny_encoder(), tr, ytr, va, yva, opts)
+    assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+    assert not all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), c.model.state_dict().values()))

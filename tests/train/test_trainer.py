@@ -32,11 +32,12 @@ class Items(torch.utils.data.Dataset):
         return {"image": self.x[i], "age": torch.tensor(20.0 + i), "site": torch.tensor(i % 3), "index": torch.tensor(i)}
 
 
-def _trainer(run_dir, epochs=3, config=None, poison=False):
+def _trainer(run_dir, epochs=3, config=None, poison=False, checkpoint_epochs=1, compile=False):
     torch.manual_seed(0)
     views = build_view_pipeline("brain_mri", 3, (10, 10, 10))
     method = ContrastiveMethod(TinyEncoder(), NTXentLoss(temperature=0.5), views, proj_hidden_dim=16, proj_dim=8)
-    opts = TrainerOptions(epochs=epochs, batch_size=8, lr=1e-2, progress=False, log_every=1, keep_checkpoints=100)
+    opts = TrainerOptions(epochs=epochs, batch_size=8, lr=1e-2, progress=False, log_every=1, keep_checkpoints=100,
+                          checkpoint_epochs=checkpoint_epochs, compile=compile)
     return Trainer(method, Items(poison=poison), run_dir, opts, torch.device("cpu"), config=config or {"encoder": {"n": "tiny"}})
 
 
@@ -55,6 +56,31 @@ def test_resume_from_any_checkpoint_is_exact(tmp_path):
     resumed.fit()
     assert torch.equal(_params(full), _params(resumed))
     assert not torch.equal(_params(full), _params(_trainer(tmp_path / "fresh")))
+
+
+def test_checkpoint_epochs_saves_every_nth_epoch_and_the_last(tmp_path):
+    t = _trainer(tmp_path / "run", epochs=5, checkpoint_epochs=2)  # 3 steps per epoch
+    t.fit()
+    assert [int(p.stem.split("-")[1]) for p in list_checkpoints(tmp_path / "run" / "checkpoints")] == [6, 12, 15]
+    resumed = _trainer(tmp_path / "resumed", epochs=5, checkpoint_epochs=2)
+    assert resumed.resume(str(list_checkpoints(tmp_path / "run" / "checkpoints")[0]))
+    resumed.fit()
+    assert torch.equal(_params(t), _params(resumed))
+
+
+def test_compiled_encoder_trains_like_eager_and_keeps_checkpoint_keys(tmp_path, monkeypatch):
+    """train.compile=True compiles the encoder in place (dynamo; the aot_eager backend keeps this test fast and
+    exact), trains to the same parameters as eager mode, and writes the same checkpoint keys (no _orig_mod.)."""
+    original = torch.nn.Module.compile
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: original(self, backend="aot_eager", **kw))
+    torch._dynamo.reset()
+    eager, compiled = _trainer(tmp_path / "eager", epochs=1), _trainer(tmp_path / "compiled", epochs=1, compile=True)
+    assert compiled.method.encoder._compiled_call_impl is not None and eager.method.encoder._compiled_call_impl is None
+    eager.fit()
+    compiled.fit()
+    torch.testing.assert_close(_params(compiled), _params(eager), rtol=1e-5, atol=1e-6)
+    keys = lambda run: set(load_checkpoint(list_checkpoints(tmp_path / run / "checkpoints")[-1])["model"])  # noqa: E731
+    assert keys("compiled") == keys("eager") and not any("_orig_mod" in k for k in keys("compiled"))
 
 
 def test_metrics_log_and_tensorboard(tmp_path):

@@ -1,0 +1,460 @@
+"""Brain age on real MRI: IXI T1 (Hammersmith, one site, 138 subjects with an age), 5-fold subject CV.
+
+Per seed (``--seeds``), on the ``shared_ixi`` data card (143 real T1w head scans, 2 mm, not
+skull-stripped; 138 with an age; see ../shared/data/ixi_t1_hh_2mm/PROVENANCE.md):
+
+1. **Label-free pretraining on all 143 scans** (the issue's protocol: no age is read):
+   SimCLR (Chen et al., ICML 2020; NT-Xent τ = 0.1) and Models Genesis (Zhou et al., MedIA 2021)
+   with a 3D ResNet-18, MAE (He et al., CVPR 2022; mask ratio 0.75) with a 3D ViT.
+2. **y-aware contrastive pretraining inside each CV fold** (Dufumier et al., MICCAI 2021; RBF
+   kernel on age, σ in years): it reads ages, so it is pretrained five times per seed, each time
+   on the training subjects of that fold only. The fold's test subjects are never seen (not even
+   their images): the JSON lists, per fold, the subjects each y-aware run was trained on, and the
+   CI test checks they are disjoint from the fold's test subjects.
+3. **Age prediction with 5-fold subject-level CV** (folds stratified on age quintiles, one scan
+   per subject): a Ridge probe on frozen embeddings (standardisation + RidgeCV, α by efficient
+   leave-one-out CV on the fold's training subjects) and full fine-tuning (Huber loss, AdamW,
+   flips + small affine augmentation, early stopping on 20 % of the fold's training subjects).
+4. **Baselines in the same run**: the training-fold mean age; Ridge on downsampled raw voxels;
+   the same encoders randomly initialised (+ Ridge probe); the same CNN trained supervised from
+   scratch with the same fine-tuning recipe.
+
+Every hyper-parameter is fixed in :class:`Budget` before looking at any test fold; the only
+data-driven choices (Ridge α, fine-tuning epoch) use the training subjects of the fold. The
+reported MAE of a seed is over the pooled out-of-fold predictions of all 138 subjects; tables
+give mean ± SD over seeds.
+
+    python benchmarks/brain_age_ixi.py --quick --json /tmp/q.json          # CI smoke run (seconds)
+    python benchmarks/brain_age_ixi.py --device cuda --seeds 0 1 2         # full run (GPU)
+    python benchmarks/brain_age_ixi.py --merge runs/ixi0/result.json runs/ixi1/result.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import medssl.losses  # noqa: F401 - registers the losses
+from medssl.data.card import load_card
+from medssl.data.dataset import CachedScans, MetadataCoder
+from medssl.data.manifest import build_manifest
+from medssl.data.prepare import cache_records, make_loader, make_preprocessor
+from medssl.encoders import build_encoder
+from medssl.eval.features import extract_features
+from medssl.eval.finetune import FinetuneOptions, finetune, predict
+from medssl.eval.probes import regression_probe
+from medssl.methods.contrastive import SimCLR, YAware
+from medssl.methods.genesis import ModelsGenesis
+from medssl.methods.mae import MAE
+from medssl.registry import LOSSES
+from medssl.train.trainer import Trainer, TrainerOptions
+from medssl.transforms.views import build_view_pipeline
+
+REPO = Path(__file__).resolve().parents[1]
+TARGETS = {"probe": 5.0, "finetune": 4.5}  #: issue #9: best SSL probe / fine-tuned SSL model, MAE in years
+
+
+@dataclass
+class Budget:
+    """Compute budget and fixed hyper-parameters (all printed and stored in the JSON)."""
+
+    spacing: float = 6.0  #: mm; the card's 96×120×120 grid at 2 mm becomes 32×40×40 at 6 mm (sized for 2 CPU cores)
+    crop: int = 28  #: side of the contrastive / Genesis views (random resized crops, voxels)
+    width: int = 16  #: ResNet-18 base width (layer1 channels; out_dim = 8·width)
+    vit: str = "vit_tiny"
+    patch: int = 8  #: ViT patch side (voxels); must divide the grid; MAE crops are patch multiples
+    ssl_epochs: int = 40  #: SimCLR / y-aware / Genesis epochs (MAE: 2×)
+    ssl_batch: int = 32
+    ssl_lr: float = 1e-3
+    sigma: float = 5.0  #: y-aware RBF kernel width on age (years), fixed a priori
+    folds: int = 5
+    ft_epochs: int = 20
+    ft_patience: int = 6
+    ft_batch: int = 16
+    ft_lr_encoder: float = 3e-4
+    ft_lr_head: float = 1e-3
+    voxel_pool: int = 2  #: Ridge-on-voxels baseline: average-pool the scan by this factor (6 mm → 12 mm)
+    limit: int = 0  #: use only the first N labelled scans (0 = all; --quick)
+
+
+QUICK = {"spacing": 8.0, "crop": 20, "width": 4, "vit": "vit_tiny", "patch": 6, "ssl_epochs": 1, "ssl_batch": 8,
+         "folds": 3, "ft_epochs": 1, "ft_patience": 1, "ft_batch": 8, "voxel_pool": 2, "limit": 24}
+
+ROWS = (  # key, label, kind
+    ("mean", "training-fold mean age", "baseline"),
+    ("voxels", "Ridge on downsampled raw voxels", "baseline"),
+    ("random_cnn_probe", "random-init ResNet-18 + Ridge probe", "baseline"),
+    ("random_vit_probe", "random-init ViT + Ridge probe", "baseline"),
+    ("scratch_ft", "ResNet-18 supervised from scratch", "baseline"),
+    ("simclr_probe", "SimCLR + Ridge probe", "probe"),
+    ("genesis_probe", "Models Genesis + Ridge probe", "probe"),
+    ("mae_probe", "MAE (ViT) + Ridge probe", "probe"),
+    ("yaware_probe", "y-aware (in-fold) + Ridge probe", "probe"),
+    ("simclr_ft", "SimCLR + fine-tuning", "finetune"),
+    ("genesis_ft", "Models Genesis + fine-tuning", "finetune"),
+    ("mae_ft", "MAE (ViT) + fine-tuning", "finetune"),
+    ("yaware_ft", "y-aware (in-fold) + fine-tuning", "finetune"),
+)
+
+
+class MinMaxInput(torch.nn.Module):
+    """Feeds an encoder the per-sample min-max rescaled input it was pretrained on (Genesis)."""
+
+    def __init__(self, encoder: torch.nn.Module) -> None:
+        super().__init__()
+        self.encoder, self.out_dim = encoder, encoder.out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(1)
+        lo, hi = flat.min(1).values, flat.max(1).values
+        shape = (-1,) + (1,) * (x.ndim - 1)
+        return self.encoder((x - lo.view(shape)) / (hi - lo).clamp_min(1e-6).view(shape))
+
+
+def load_ixi(data_root: Path, b: Budget, cache_dir: Path) -> dict:
+    """All scans of the card at ``b.spacing`` mm (z-scored), with subject ids and ages (NaN = unknown)."""
+    card = load_card("shared_ixi")
+    root = Path(data_root) / "ixi_t1_hh_2mm"
+    if not (root / "participants.tsv").is_file():
+        raise FileNotFoundError(f"{root}/participants.tsv not found; pass --data-root to the folder holding "
+                                f"ixi_t1_hh_2mm/ (default ../shared/data)")
+    records = build_manifest(card, root)
+    if b.limit:  # a smoke run: the first N labelled scans
+        records = [r for r in records if np.isfinite(r.age)][: b.limit]
+    shape = [int(round(s * 2.0 / b.spacing)) for s in card.preprocessing["shape"]]
+    pre = make_preprocessor(card, shape, [b.spacing] * 3, "zscore")
+    cache = cache_records(records, make_loader(card, pre, 1, root), cache_dir, workers=min(8, os.cpu_count() or 1),
+                          progress=False)
+    images = np.ascontiguousarray(cache.images)
+    ages = np.array([r.age for r in records], float)
+    return {"records": records, "images": images, "ages": ages, "coder": MetadataCoder(records), "shape": shape,
+            "labelled": np.flatnonzero(np.isfinite(ages))}
+
+
+def write_resampled_copy(data_root: Path, dst: Path, spacing: float) -> None:
+    """A copy of ixi_t1_hh_2mm/ already on the benchmark's grid, small enough to carry to a GPU machine.
+
+    Each scan goes through the benchmark's own preprocessing without the intensity normalisation
+    (RAS, ``spacing`` mm trilinear, crop/pad) and is stored as uint8 with a slope, like the
+    originals (3 mm: ~20 MB instead of 80 MB). The affine is a plain RAS ``spacing`` grid at the
+    origin, so reading the copy again resamples nothing: the benchmark on the copy sees the same
+    volumes up to the uint8 rounding (< 0.2 % of the intensity range).
+    """
+    import shutil
+
+    import nibabel as nib
+
+    card = load_card("shared_ixi")
+    src = Path(data_root) / "ixi_t1_hh_2mm"
+    shape = [int(round(s * 2.0 / spacing)) for s in card.preprocessing["shape"]]
+    load = make_loader(card, make_preprocessor(card, shape, [spacing] * 3, "none"), 1, src)
+    (dst / "images").mkdir(parents=True, exist_ok=True)
+    shutil.copy(src / "participants.tsv", dst / "participants.tsv")
+    for record in build_manifest(card, src):
+        out = nib.Nifti1Image(np.clip(load(record)[0], 0, None), np.diag([spacing] * 3 + [1.0]))
+        out.set_data_dtype(np.uint8)
+        nib.save(out, dst / "images" / Path(record.path).name)
+
+
+def age_folds(ages: np.ndarray, n_folds: int, seed: int) -> list[np.ndarray]:
+    """Test rows of each fold: subject-level (one scan per subject), stratified on age quintiles."""
+    from sklearn.model_selection import StratifiedKFold
+
+    bins = np.digitize(ages, np.quantile(ages, [0.2, 0.4, 0.6, 0.8]))
+    skf = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
+    return [test for _, test in skf.split(np.zeros(len(ages)), bins)]
+
+
+def inner_split(ages: np.ndarray, seed: int, fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """(fit rows, validation rows) of a training fold, stratified on age tertiles."""
+    from sklearn.model_selection import train_test_split
+
+    bins = np.digitize(ages, np.quantile(ages, [1 / 3, 2 / 3]))
+    rows = np.arange(len(ages))
+    stratify = bins if len(ages) * fraction >= 3 else None  # tiny smoke runs: too few rows to stratify
+    return train_test_split(rows, test_size=fraction, random_state=seed, stratify=stratify)
+
+
+def cnn(b: Budget, seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_encoder("resnet18", 3, 1, width=b.width)
+
+
+def vit(b: Budget, seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_encoder(b.vit, 3, 1, img_size=mae_crop(b), patch_size=b.patch)
+
+
+def mae_crop(b: Budget) -> tuple[int, int, int]:
+    return (max(b.patch, b.crop // b.patch * b.patch),) * 3
+
+
+def pretrain(name: str, data: dict, rows: np.ndarray, b: Budget, seed: int, run_dir: Path, device: str) -> dict:
+    """One pretraining run on scans ``rows``: returns the encoder (for evaluation) and the trainer summary."""
+    crop = (b.crop,) * 3
+    epochs = b.ssl_epochs
+    if name in ("simclr", "yaware"):
+        encoder = cnn(b, seed)
+        views = build_view_pipeline("brain_mri", 3, crop)
+        if name == "simclr":
+            method = SimCLR(encoder, LOSSES.get("ntxent")(temperature=0.1), views, proj_hidden_dim=encoder.out_dim,
+                            proj_dim=128)
+        else:
+            method = YAware(encoder, LOSSES.get("yaware")(temperature=0.1, sigma=b.sigma), views,
+                            proj_hidden_dim=encoder.out_dim, proj_dim=128, label_keys=["age"], continuous=True)
+    elif name == "genesis":
+        encoder = cnn(b, seed)
+        method = ModelsGenesis(encoder, build_view_pipeline("none", 3, crop, {"flip_prob": 0.5, "flip_axes": (0,)}))
+    elif name == "mae":
+        encoder = vit(b, seed)
+        epochs = 2 * b.ssl_epochs
+        method = MAE(encoder, build_view_pipeline("none", 3, mae_crop(b), {"crop_scale": (0.8, 1.0), "flip_prob": 0.5,
+                                                                            "flip_axes": (0,)}),
+                     decoder_dim=192, decoder_depth=2, decoder_heads=6)
+    else:
+        raise ValueError(name)
+    dataset = CachedScans(data["images"], data["records"], rows, data["coder"])
+    opts = TrainerOptions(epochs=epochs, batch_size=min(b.ssl_batch, len(rows)), lr=b.ssl_lr,
+                          weight_decay=0.05 if name == "mae" else 1e-4, warmup_epochs=max(1.0, epochs / 20),
+                          keep_checkpoints=1, checkpoint_epochs=epochs, seed=seed, progress=False,
+                          log_every=50)
+    summary = Trainer(method, dataset, run_dir, opts, torch.device(device)).fit()
+    enc = MinMaxInput(method.encoder) if name == "genesis" else method.encoder
+    return {"encoder": enc, "summary": {k: v for k, v in summary.items() if isinstance(v, (int, float, str))}}
+
+
+def features(encoder: torch.nn.Module, data: dict, device: str) -> np.ndarray:
+    """(N, D) embeddings of every labelled scan (no augmentation)."""
+    ds = CachedScans(data["images"], data["records"], data["labelled"], data["coder"])
+    return extract_features(encoder, ds, 16, device)["features"]
+
+
+def voxel_features(data: dict, pool: int) -> np.ndarray:
+    """(N, V) average-pooled raw voxels of every labelled scan (the Ridge-on-voxels baseline)."""
+    x = torch.from_numpy(data["images"][data["labelled"]].astype(np.float32))
+    return F.avg_pool3d(x, pool, ceil_mode=True).flatten(1).numpy()
+
+
+def ft_augment(shape) -> object:
+    """Fine-tuning augmentation: left-right flips and a small affine, output at the input size."""
+    return build_view_pipeline("none", 3, shape, {"flip_prob": 0.5, "flip_axes": (0,), "affine_prob": 0.8,
+                                                  "rotate": 5.0, "scale": (0.95, 1.05), "translate": 0.03})
+
+
+def finetune_fold(encoder, data: dict, tr: np.ndarray, te: np.ndarray, b: Budget, seed: int, device: str) -> np.ndarray:
+    """Fine-tune on the fold's training rows (early stopping on 20 % of them); predictions for ``te``."""
+    ages, lab = data["ages"], data["labelled"]
+    fit, val = inner_split(ages[lab[tr]], seed)
+    ds = lambda rows: CachedScans(data["images"], data["records"], lab[rows], data["coder"])  # noqa: E731
+    opts = FinetuneOptions(task="regression", mode="full", lr_encoder=b.ft_lr_encoder, lr_head=b.ft_lr_head,
+                           epochs=b.ft_epochs, batch_size=b.ft_batch, patience=b.ft_patience, device=device, seed=seed)
+    result = finetune(encoder, ds(tr[fit]), ages[lab[tr[fit]]], ds(tr[val]), ages[lab[tr[val]]], opts,
+                      augment=ft_augment(data["shape"]))
+    return predict(result, ds(te)), result.best_epoch
+
+
+def run_seed(data: dict, b: Budget, seed: int, out: Path, device: str) -> dict:
+    """All rows of one seed: pooled out-of-fold predictions → MAE per row."""
+    t0 = time.time()
+    ages = data["ages"][data["labelled"]]
+    n, all_rows = len(ages), np.arange(len(data["ages"]))
+    times, pre = {}, {}
+    for name in ("simclr", "genesis", "mae"):  # label-free, on every scan (labelled or not)
+        t = time.time()
+        pre[name] = pretrain(name, data, all_rows, b, seed, out / f"seed{seed}_{name}", device)
+        times[f"pretrain_{name}"] = round(time.time() - t, 1)
+        print(f"  seed {seed}: {name} pretrained in {times[f'pretrain_{name}']:.0f} s", flush=True)
+    random_cnn, random_vit = cnn(b, 10_000 + seed), vit(b, 10_000 + seed)
+    feats = {"random_cnn_probe": features(random_cnn, data, device), "random_vit_probe": features(random_vit, data, device),
+             "voxels": voxel_features(data, b.voxel_pool),
+             **{f"{k}_probe": features(v["encoder"], data, device) for k, v in pre.items()}}
+    ft_encoders = {"scratch_ft": random_cnn, **{f"{k}_ft": v["encoder"] for k, v in pre.items()}}
+    pred = {key: np.full(n, np.nan) for key, _, _ in ROWS}
+    folds, fold_info = age_folds(ages, b.folds, seed), []
+    for k, te in enumerate(folds):
+        tr = np.setdiff1d(np.arange(n), te)
+        pred["mean"][te] = ages[tr].mean()
+        for key, x in feats.items():
+            pred[key][te] = regression_probe(x[tr], ages[tr], x[te], ages[te], n_boot=0)["pred"]
+        t = time.time()
+        ya_rows = data["labelled"][tr]  # y-aware reads ages: this fold's training subjects only
+        ya = pretrain("yaware", data, ya_rows, b, seed, out / f"seed{seed}_yaware_fold{k}", device)
+        times.setdefault("pretrain_yaware_folds", []).append(round(time.time() - t, 1))
+        x = features(ya["encoder"], data, device)
+        pred["yaware_probe"][te] = regression_probe(x[tr], ages[tr], x[te], ages[te], n_boot=0)["pred"]
+        best_epochs = {}
+        t = time.time()
+        for key, enc in {**ft_encoders, "yaware_ft": ya["encoder"]}.items():
+            pred[key][te], best_epochs[key] = finetune_fold(enc, data, tr, te, b, seed, device)
+        times.setdefault("finetune_folds", []).append(round(time.time() - t, 1))
+        fold_info.append({"test_subjects": [data["records"][i].subject for i in data["labelled"][te]],
+                          "yaware_pretrained_on": [data["records"][i].subject for i in ya_rows],
+                          "finetune_best_epoch": best_epochs})
+        print(f"  seed {seed} fold {k + 1}/{b.folds}: " + "  ".join(
+            f"{key} {np.abs(pred[key][te] - ages[te]).mean():.2f}" for key, _, _ in ROWS), flush=True)
+    mae = {key: float(np.abs(pred[key] - ages).mean()) for key, _, _ in ROWS}
+    return {"seed": seed, "mae": mae, "pred": {k: v.round(3).tolist() for k, v in pred.items()},
+            "age": ages.tolist(), "subjects": [data["records"][i].subject for i in data["labelled"]],
+            "folds": fold_info, "pretrain": {k: v["summary"] for k, v in pre.items()}, "seconds": times,
+            "wall_seconds": round(time.time() - t0, 1)}
+
+
+def summarise(per_seed: list[dict]) -> dict:
+    out = {}
+    for key, _, _ in ROWS:
+        v = np.array([s["mae"][key] for s in per_seed])
+        out[key] = {"mae_mean": float(v.mean()), "mae_sd": float(v.std(ddof=1)) if len(v) > 1 else float("nan"),
+                    "mae_per_seed": v.round(3).tolist()}
+    return out
+
+
+def verdict(summary: dict) -> dict:
+    """The issue's targets, read off the means over seeds."""
+    probes = {k: summary[k]["mae_mean"] for k, _, kind in ROWS if kind == "probe"}
+    fts = {k: summary[k]["mae_mean"] for k, _, kind in ROWS if kind == "finetune"}
+    rand = {"simclr_probe": "random_cnn_probe", "genesis_probe": "random_cnn_probe", "yaware_probe": "random_cnn_probe",
+            "mae_probe": "random_vit_probe"}
+    best_p, best_f = min(probes, key=probes.get), min(fts, key=fts.get)
+    return {"every SSL probe beats its random-init encoder": all(probes[k] < summary[r]["mae_mean"] for k, r in rand.items()),
+            f"best SSL probe <= {TARGETS['probe']} y": f"{best_p} {probes[best_p]:.2f}: {probes[best_p] <= TARGETS['probe']}",
+            f"best fine-tuned SSL <= {TARGETS['finetune']} y": f"{best_f} {fts[best_f]:.2f}: {fts[best_f] <= TARGETS['finetune']}"}
+
+
+def format_table(summary: dict, n_seeds: int) -> str:
+    lines = [f"| method (IXI T1, {n_seeds} seed(s), 5-fold CV MAE in years) | MAE | per seed |", "|---|---|---|"]
+    for key, label, _ in ROWS:
+        s = summary[key]
+        sd = f" ± {s['mae_sd']:.2f}" if n_seeds > 1 else ""
+        lines.append(f"| {label} | {s['mae_mean']:.2f}{sd} | {' / '.join(f'{v:.2f}' for v in s['mae_per_seed'])} |")
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: Path) -> None:
+    """Left: CV MAE per method (mean ± SD over seeds) with the targets; right: predicted vs true age of
+    the best fine-tuned SSL model (pooled out-of-fold predictions, first seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summ, per_seed = result["summary"], result["per_seed"]
+    fig, (a, c) = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [1.6, 1]})
+    colours = {"baseline": "C7", "probe": "C0", "finetune": "C1"}
+    means = [summ[k]["mae_mean"] for k, _, _ in ROWS]
+    sds = [0 if np.isnan(summ[k]["mae_sd"]) else summ[k]["mae_sd"] for k, _, _ in ROWS]
+    a.barh(range(len(ROWS)), means, xerr=sds, color=[colours[kind] for _, _, kind in ROWS], alpha=0.85, capsize=3)
+    for t, style in ((TARGETS["probe"], "--"), (TARGETS["finetune"], ":")):
+        a.axvline(t, color="C2", ls=style, lw=1)
+    a.set_yticks(range(len(ROWS)), [label for _, label, _ in ROWS], fontsize=8)
+    a.invert_yaxis()
+    a.set_xlabel("age MAE (years), 5-fold CV (green: targets 5.0 probe / 4.5 fine-tuned)")
+    a.set_title(f"IXI brain age, {len(per_seed)} seed(s): grey baselines, blue probes, orange fine-tuned")
+    fts = [k for k, _, kind in ROWS if kind == "finetune"]
+    best = min(fts, key=lambda k: summ[k]["mae_mean"])
+    s0 = per_seed[0]
+    age, p = np.array(s0["age"]), np.array(s0["pred"][best])
+    c.scatter(age, p, s=12, alpha=0.7, label=f"{best} (seed {s0['seed']}), MAE {np.abs(p - age).mean():.2f}")
+    c.scatter(age, np.array(s0["pred"]["random_cnn_probe"]), s=8, alpha=0.4, color="C7", label="random-init + probe")
+    lim = [age.min() - 3, age.max() + 3]
+    c.plot(lim, lim, "k--", lw=0.8)
+    c.set_xlabel("age (years)")
+    c.set_ylabel("predicted age (out of fold)")
+    c.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def merge(paths: list[str]) -> tuple[list[dict], dict, dict]:
+    """Per-seed results of earlier runs (same budget) → one list sorted by seed."""
+    per_seed, budget, machine = [], None, None
+    for path in paths:
+        r = json.loads(Path(path).read_text())
+        if budget is not None and r["budget"] != budget:
+            raise SystemExit(f"--merge {path}: budget differs from {paths[0]}")
+        budget, machine = r["budget"], r["machine"]
+        per_seed += r["per_seed"]
+    seeds = [s["seed"] for s in per_seed]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"--merge: seed(s) repeated across {paths}: {seeds}")
+    return sorted(per_seed, key=lambda s: s["seed"]), budget, machine
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data-root", default=str(Path(os.environ.get("MEDSSL_SHARED", REPO.parent / "shared")) / "data"),
+                   help="folder holding ixi_t1_hh_2mm/ (default $MEDSSL_SHARED/data or ../shared/data)")
+    p.add_argument("--quick", action="store_true", help="smoke run: 24 scans at 8 mm, 3 folds, 1 epoch, tiny networks")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--out", default="", help="run folder (default runs/brain_age_ixi[_quick])")
+    p.add_argument("--json", default="", help="also write the result JSON here")
+    p.add_argument("--figure", default="", help="default docs/img/brain_age_ixi.png (--quick: <out>/brain_age_ixi.png)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    p.add_argument("--merge", nargs="+", default=[], metavar="JSON", help="no training: merge earlier runs' seeds")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a Budget field")
+    p.add_argument("--cache", default="", help="preprocessed-scan cache folder (default <out>/cache); runs in parallel "
+                   "can share one built beforehand with --prepare-only")
+    p.add_argument("--prepare-only", action="store_true", help="only build the cache, then exit")
+    p.add_argument("--write-copy", default="", metavar="DIR", help="only write DIR/ixi_t1_hh_2mm resampled to "
+                   "--set spacing (uint8, as the originals) to carry to another machine, then exit")
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    b = replace(Budget(), **(QUICK if a.quick else {}))
+    for kv in a.set:
+        k, v = kv.split("=", 1)
+        if k not in asdict(b):
+            raise SystemExit(f"--set {kv}: unknown budget key {k!r}; keys: {', '.join(asdict(b))}")
+        b = replace(b, **{k: type(getattr(b, k))(v)})
+    if a.write_copy:
+        write_resampled_copy(Path(a.data_root), Path(a.write_copy) / "ixi_t1_hh_2mm", b.spacing)
+        return {}
+    out = Path(a.out or REPO / "runs" / f"brain_age_ixi{'_quick' if a.quick else ''}")
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    machine = {"device": a.device, "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+               "torch": torch.__version__}
+    if a.device.startswith("cuda"):
+        machine["gpu"] = torch.cuda.get_device_name()
+    if a.merge:
+        per_seed, budget, machine = merge(a.merge)
+        b = Budget(**budget)
+    else:
+        data = load_ixi(Path(a.data_root), b, Path(a.cache) if a.cache else out / "cache")
+        if a.prepare_only:
+            return {}
+        print(f"IXI: {len(data['records'])} scans, {len(data['labelled'])} with an age, grid {data['shape']} at "
+              f"{b.spacing} mm; budget {asdict(b)}", flush=True)
+        per_seed = [run_seed(data, b, s, out, a.device) for s in a.seeds]
+    summary = summarise(per_seed)
+    result = {"benchmark": "brain_age_ixi", "budget": asdict(b), "seeds": [s["seed"] for s in per_seed],
+              "summary": summary, "verdict": verdict(summary), "targets": TARGETS, "per_seed": per_seed,
+              "quick": a.quick, "machine": machine, "wall_seconds": round(time.time() - t0, 1),
+              "command": " ".join(["python benchmarks/brain_age_ixi.py", *(argv if argv is not None else sys.argv[1:])])}
+    fig = Path(a.figure) if a.figure else (out if a.quick else REPO / "docs" / "img") / "brain_age_ixi.png"
+    plot(result, fig)
+    result["figure"] = str(fig)
+    text = json.dumps(result, indent=1, default=float)
+    (out / "result.json").write_text(text)
+    if a.json:
+        Path(a.json).write_text(text)
+    print(f"\n{format_table(summary, len(per_seed))}\n\n" + "\n".join(f"{k}: {v}" for k, v in result["verdict"].items())
+          + f"\n\nbudget: {asdict(b)}\nwall time {result['wall_seconds']:.0f} s on {machine['device']}; "
+            f"JSON {out / 'result.json'}; figure {fig}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
