@@ -229,6 +229,8 @@ def pretrain(name: str, data: dict, rows: np.ndarray, b: Budget, seed: int, run_
                           keep_checkpoints=1, checkpoint_epochs=epochs, seed=seed, progress=False,
                           log_every=50)
     summary = Trainer(method, dataset, run_dir, opts, torch.device(device)).fit()
+    if summary["stopped_early"]:  # SIGTERM: the trainer saved a checkpoint; stop the whole benchmark
+        raise SystemExit(f"stopped by SIGTERM during {name} pretraining (checkpoint in {run_dir})")
     enc = MinMaxInput(method.encoder) if name == "genesis" else method.encoder
     return {"encoder": enc, "summary": {k: v for k, v in summary.items() if isinstance(v, (int, float, str))}}
 
