@@ -85,25 +85,46 @@ def resize_batch(vols: list[torch.Tensor], shape, batch: int, device="cpu") -> t
     return torch.stack([unique[i % len(unique)] for i in range(batch)]).contiguous()
 
 
-def stage_times(pipe, x: torch.Tensor, g: torch.Generator, sync) -> dict:
+def stage_times(pipe, x: torch.Tensor, g: torch.Generator, sync, clock=time.perf_counter) -> dict:
     """Seconds per batch of the fused spatial step and of each later transform (one draw)."""
     from medssl.transforms.spatial import fused_spatial
 
     params = pipe.sample_params(x.shape, g, x.device)
     n = len(pipe.spatial)
+    moved = [int(p["apply"].sum()) for k, p in params.items() if k.endswith(("affine", "elastic"))]
     sync()
-    t0 = time.perf_counter()
+    t0 = clock()
     y = fused_spatial(x, pipe.crop, pipe.spatial, [params[f"{i}:{t.name}"] for i, t in enumerate(pipe.spatial)],
                       params["crop"], 1, pipe.mode, pipe.padding_mode)
     sync()
-    out = {"spatial": time.perf_counter() - t0}
+    out = {f"spatial ({'+'.join(map(str, moved)) or 0} moved/{x.shape[0]})": clock() - t0}
     for i, t in enumerate(pipe.others):
         p = params[f"{n + i}:{t.name}"]
-        t0 = time.perf_counter()
+        t0 = clock()
         y = t.apply(y, p, inplace=True)
         sync()
-        out[f"{t.name} ({int(p['apply'].sum())}/{x.shape[0]})"] = time.perf_counter() - t0
+        out[f"{t.name} ({int(p['apply'].sum())}/{x.shape[0]})"] = clock() - t0
     return out
+
+
+def resampler_times(x: torch.Tensor, crop, repeats: int) -> tuple[float, float]:
+    """CPU seconds of one interpolated view (10° rotations, zoom 1.05) of ``x[0]``: 3D
+    ``grid_sample`` on the grid of the map vs medssl's ``affine_trilinear_`` (same values)."""
+    from medssl.transforms.resample import sampling_grid
+    from medssl.transforms.spatial import rotation_matrix
+    from medssl.transforms.trilinear import affine_trilinear_
+
+    A = rotation_matrix(torch.full((1, 3), math.radians(10.0)), 3) / 1.05
+    t = torch.tensor([[2.0, -3.0, 1.0]])
+    out = torch.empty((1, x.shape[1]) + tuple(crop))
+
+    def with_grid_sample():
+        grid = sampling_grid(A, t, x.shape[2:], crop)
+        return F.grid_sample(x[:1], grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+    gs = timed(with_grid_sample, repeats)[1]
+    fast = timed(lambda: affine_trilinear_(x[0], A[0], t[0], out[0]), repeats)[1]
+    return gs, fast
 
 
 def monai_compose(crop, seed: int):
@@ -146,6 +167,16 @@ def timed(fn, repeats: int, sync=lambda: None) -> tuple[float, float]:
     return best_wall, best_cpu
 
 
+def timed_rounds(fns: dict, repeats: int) -> dict:
+    """(wall, process CPU) seconds of each call, ``repeats`` rounds with the functions
+    interleaved, so that every function sees the same (shared-machine) conditions."""
+    times: dict = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(timed(fn, 1))
+    return times
+
+
 def cpu_comparison(args) -> dict:
     import monai
 
@@ -166,21 +197,33 @@ def _cpu_comparison(args) -> dict:
     ours(x[:2], g)  # warm-up
     comp = monai_compose(args.crop, 0)
     comp(x[0])
-    t_ours = [v / args.batch for v in timed(lambda: ours(x, g), args.repeats)]
-    t_monai = [v / args.batch for v in timed(lambda: [comp(x[i]) for i in range(args.batch)], args.repeats)]
-    t_full = [v / args.batch for v in timed(lambda: full(x, g), args.repeats)]
+    rounds = timed_rounds({"ours": lambda: ours(x, g), "monai": lambda: [comp(x[i]) for i in range(args.batch)],
+                           "full": lambda: full(x, g)}, args.repeats)
+    t_ours, t_monai, t_full = ([min(r[k] for r in rounds[n]) / args.batch for k in (0, 1)]
+                               for n in ("ours", "monai", "full"))
+    per_round = [m[1] / o[1] for o, m in zip(rounds["ours"], rounds["monai"])]  # CPU-time ratio of each round
+    stages = stage_times(ours, x, torch.Generator().manual_seed(1), lambda: None, time.process_time)
+    t_gs, t_fast = resampler_times(x, tuple(args.crop), args.repeats)
     res = {"device": "cpu", "threads": 1, "shape": list(args.shape), "crop": list(args.crop), "batch": args.batch,
            "repeats": args.repeats, "medssl_cpu_s_per_view": t_ours[1], "monai_cpu_s_per_view": t_monai[1],
-           "speedup_cpu_time": t_monai[1] / t_ours[1], "medssl_wall_s_per_view": t_ours[0],
+           "speedup_cpu_time": t_monai[1] / t_ours[1], "speedup_cpu_time_per_round": per_round,
+           "medssl_wall_s_per_view": t_ours[0],
            "monai_wall_s_per_view": t_monai[0], "speedup_wall": t_monai[0] / t_ours[0],
-           "medssl_brain_mri_full_preset_cpu_s_per_view": t_full[1]}
+           "medssl_brain_mri_full_preset_cpu_s_per_view": t_full[1],
+           "medssl_stage_cpu_ms_per_view": {k: 1000 * v / args.batch for k, v in stages.items()},
+           "one_view_grid_sample_cpu_s": t_gs, "one_view_affine_trilinear_cpu_s": t_fast}
     print(f"CPU 1 thread, batch {args.batch}, views {tuple(args.crop)} from {tuple(args.shape)} (real IXI T1), "
-          f"best of {args.repeats}:")
+          f"best of {args.repeats} interleaved rounds:")
     print(f"  {'':34s} {'CPU ms/view':>12s} {'wall ms/view':>13s}")
     print(f"  {'medssl batch pipeline':34s} {1000 * t_ours[1]:12.1f} {1000 * t_ours[0]:13.1f}")
     print(f"  {'MONAI Compose (per sample)':34s} {1000 * t_monai[1]:12.1f} {1000 * t_monai[0]:13.1f}")
-    print(f"  {'speed-up per core':34s} {t_monai[1] / t_ours[1]:11.2f}x {t_monai[0] / t_ours[0]:12.2f}x")
+    print(f"  {'speed-up per core':34s} {t_monai[1] / t_ours[1]:11.2f}x {t_monai[0] / t_ours[0]:12.2f}x"
+          f"   (CPU-time ratio of each round: {min(per_round):.2f}x-{max(per_round):.2f}x)")
     print(f"  {'medssl brain_mri preset (13 transf.)':34s} {1000 * t_full[1]:12.1f} {1000 * t_full[0]:13.1f}")
+    print(f"  one interpolated view: 3D grid_sample {1000 * t_gs:.1f} ms, medssl affine_trilinear_ "
+          f"{1000 * t_fast:.1f} ms ({t_gs / t_fast:.2f}x)")
+    print("  medssl stages, one draw (CPU ms/view; samples applied/batch): "
+          + ", ".join(f"{k} {v:.1f}" for k, v in res["medssl_stage_cpu_ms_per_view"].items()))
     return res
 
 

@@ -210,9 +210,11 @@ class RandomCutout(RandomTransform):
         """Vectorised version (used on GPUs): one ``where`` with the union mask."""
         return torch.where(self.mask(params, tuple(x.shape[2:])), self._fill(x), x)
 
-    def apply_slices(self, x: torch.Tensor, params: Params) -> torch.Tensor:
-        """CPU version: fills each small box in place of a copy (far fewer bytes than a mask)."""
-        out, fill = x.clone(), self._fill(x)
+    def apply_slices(self, x: torch.Tensor, params: Params, out: torch.Tensor | None = None) -> torch.Tensor:
+        """CPU version: fills each small box (far fewer bytes than a mask), in ``out`` if given
+        (``out`` may be ``x``: in place), else in a copy of ``x``."""
+        fill = self._fill(x)
+        out = x.clone() if out is None else (out if out is x else out.copy_(x))
         starts, sizes = params["start"].long().tolist(), params["size"].long().tolist()
         for b, (st_b, sz_b) in enumerate(zip(starts, sizes)):  # small loop: B x holes box fills
             for st, sz in zip(st_b, sz_b):
@@ -221,6 +223,9 @@ class RandomCutout(RandomTransform):
 
     def _apply(self, x, params):
         return self.apply_slices(x, params) if x.device.type == "cpu" else self.apply_mask(x, params)
+
+    def _apply_into(self, x, params, out):
+        return self.apply_slices(x, params, out)
 
 
 __all__ = ["RandomCutout", "RandomGhosting", "RandomLowResolution", "RandomMotion", "kspace_magnitude"]

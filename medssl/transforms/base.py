@@ -15,6 +15,8 @@ the parameters stay small.
 
 from __future__ import annotations
 
+import math
+import threading
 from typing import Callable, Sequence
 
 import torch
@@ -86,35 +88,92 @@ def per_sample(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return v.to(x.dtype).reshape((-1,) + (1,) * (x.ndim - 1))
 
 
+#: CPU: a transform runs on chunks of whole samples of at most this many elements (8 MB of
+#: float32), so that its temporaries are recycled by the allocator (larger blocks come as
+#: fresh pages, whose first touch costs ~0.5 ms per MB) and stay in the last-level cache.
+CPU_CHUNK_ELEMENTS = 1 << 21
+
+
+_SCRATCH = threading.local()
+
+
+def scratch_like(x: torch.Tensor, slot: int = 0, shape: Sequence[int] | None = None) -> torch.Tensor:
+    """An uninitialised tensor shaped like ``x`` (or ``shape``), with its dtype and device, for
+    temporaries that never leave a transform.
+
+    On CPU the memory of each ``slot`` is kept (per thread) and reused by later calls: a fresh
+    8 MB block costs ~4 ms of page faults on first touch, more than most transforms spend
+    computing on it, and the allocator returns large blocks to the OS. Two live scratch
+    tensors must use different slots. Elsewhere (GPUs, with their caching allocator) this is
+    ``torch.empty``. :func:`clear_scratch` releases the memory.
+    """
+    shape = tuple(x.shape) if shape is None else tuple(shape)
+    if x.device.type != "cpu":
+        return torch.empty(shape, dtype=x.dtype, device=x.device)
+    n = math.prod(shape)
+    bufs = _SCRATCH.__dict__.setdefault("bufs", {})
+    buf = bufs.get((slot, x.dtype))
+    if buf is None or buf.numel() < n:
+        buf = bufs[(slot, x.dtype)] = torch.empty(n, dtype=x.dtype)
+    return buf[:n].view(shape)
+
+
+def clear_scratch() -> None:
+    """Release this thread's CPU scratch memory (see :func:`scratch_like`)."""
+    _SCRATCH.__dict__.pop("bufs", None)
+
+
+def cpu_chunks(mask: torch.Tensor, x: torch.Tensor) -> list[tuple[int, int]]:
+    """(start, stop) chunks of consecutive selected samples of ``x``, each at most
+    ``CPU_CHUNK_ELEMENTS`` elements (but at least one sample)."""
+    from medssl.transforms.resample import contiguous_runs
+
+    step = max(1, CPU_CHUNK_ELEMENTS // max(1, x[0].numel()))
+    return [(i, min(i + step, stop)) for start, stop in contiguous_runs(mask.nonzero().squeeze(1))
+            for i in range(start, stop, step)]
+
+
+def _rows(params: Params, b: int, start: int, stop: int) -> Params:
+    return {k: (v[start:stop] if v.ndim > 0 and v.shape[0] == b and k != "seed" else v) for k, v in params.items()}
+
+
 def apply_subset(x: torch.Tensor, mask: torch.Tensor, params: Params,
-                 fn: Callable[[torch.Tensor, Params], torch.Tensor], inplace: bool = False) -> torch.Tensor:
+                 fn: Callable[[torch.Tensor, Params], torch.Tensor], inplace: bool = False,
+                 fn_into: Callable[[torch.Tensor, Params, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Apply ``fn(x_sel, params_sel)`` to the samples where ``mask`` is True.
 
     Selected samples are gathered once, transformed together and scattered back (no per-
-    sample loop; on CPU, runs of consecutive selected samples are transformed through views
-    instead, which saves the gather copy); unselected samples are returned unchanged. Per-sample entries of
+    sample loop); unselected samples are returned unchanged. Per-sample entries of
     ``params`` (first dim == B) are indexed alongside; others (seeds) are passed as is.
     ``fn`` must not modify its input. With ``inplace=True`` the result is scattered into
     ``x`` itself (for batches the caller owns, e.g. inside a pipeline).
+
+    On CPU, no gather copy: chunks of consecutive selected samples (:func:`cpu_chunks`) are
+    transformed through views — in place by ``fn_into(x_sel, params_sel, out=x_sel)`` when
+    the transform provides it, else by ``fn`` and copied back. Transforms with a seeded
+    random field then receive the generator of the whole selection as ``params["_generator"]``,
+    so the field is drawn once, in sample order, whatever the chunking.
     """
     b = x.shape[0]
     n = int(mask.sum().item())
-    if n == b:
-        return fn(x, params)
     if n == 0:
         return x
+    if n == b and fn_into is None:  # (``fn`` may change the shape: crops)
+        return fn(x, params)
+    if x.device.type == "cpu" and (fn_into is not None or "seed" not in params):
+        out = x if inplace else x.clone()
+        shared = {"_generator": generator_from(params["seed"], x.device)} if "seed" in params else {}
+        for start, stop in cpu_chunks(mask, x):
+            sub = {**_rows(params, b, start, stop), **shared}
+            if fn_into is not None:
+                fn_into(out[start:stop], sub, out[start:stop])
+            else:
+                out[start:stop] = fn(x[start:stop], sub)
+        return out
+    if n == b:
+        return fn(x, params)
     idx = mask.nonzero().squeeze(1)
     out = x if inplace else x.clone()
-    if x.device.type == "cpu" and "seed" not in params:
-        # CPU: transform runs of consecutive selected samples through views (no gather copy).
-        # Transforms with a seeded random field keep the single gather so that the field is
-        # drawn once for the whole selection.
-        from medssl.transforms.resample import contiguous_runs
-
-        for start, stop in contiguous_runs(idx):
-            sub = {k: (v[start:stop] if v.ndim > 0 and v.shape[0] == b else v) for k, v in params.items()}
-            out[start:stop] = fn(x[start:stop], sub)
-        return out
     sub = {k: (v[idx] if v.ndim > 0 and v.shape[0] == b and k != "seed" else v) for k, v in params.items()}
     out[idx] = fn(x[idx], sub)
     return out
@@ -124,7 +183,8 @@ class RandomTransform:
     """Base class: ``prob`` per sample, ``sample_params`` / ``apply`` / ``__call__``.
 
     Subclasses implement ``_sample(b, spatial_shape, generator, device) -> Params`` (without
-    ``"apply"``) and ``_apply(x, params) -> x`` on the selected samples only.
+    ``"apply"``) and ``_apply(x, params) -> x`` on the selected samples only, or instead
+    ``_apply_into(x, params, out) -> out`` (which may run in place, ``out is x``).
     """
 
     #: name used in reprs and error messages
@@ -151,7 +211,8 @@ class RandomTransform:
         in place and selected ones are overwritten; the result may still be a new tensor).
         """
         check_batch(x, type(self).__name__)
-        return apply_subset(x, params["apply"], params, self._apply, inplace)
+        into = self._apply_into if type(self)._apply_into is not RandomTransform._apply_into else None
+        return apply_subset(x, params["apply"], params, self._apply, inplace, into)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return self.apply(x, self.sample_params(x.shape, generator, x.device))
@@ -161,6 +222,14 @@ class RandomTransform:
         raise NotImplementedError
 
     def _apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        if type(self)._apply_into is RandomTransform._apply_into:
+            raise NotImplementedError
+        return self._apply_into(x, params, torch.empty_like(x))
+
+    def _apply_into(self, x: torch.Tensor, params: Params, out: torch.Tensor) -> torch.Tensor:
+        """Optional: write the result for the selected samples ``x`` into ``out`` (same
+        shape, possibly ``x`` itself, so read each element before writing it) and return it.
+        Used in place on CPU (see :func:`apply_subset`); ``_apply`` then defaults to it."""
         raise NotImplementedError
 
     def __repr__(self) -> str:

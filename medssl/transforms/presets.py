@@ -36,7 +36,7 @@ class AugmentParams:
     z-scored data) for noise, shifts and fill values.
     """
 
-    # spatial (fused into one grid_sample)
+    # spatial (fused into one resampling)
     crop_scale: Range = (1.0, 1.0)  #: region side / crop side (<1 zooms in)
     crop_ratio: Range = (1.0, 1.0)  #: per-axis aspect jitter (log-uniform)
     flip_prob: float = 0.0  #: per-axis flip probability

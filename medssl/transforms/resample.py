@@ -3,7 +3,9 @@
 A spatial view is the map ``p = A q + t (+ displacement)`` from output voxel coordinates
 ``q`` to input voxel coordinates ``p`` (both centred on the image centre, in voxels, tensor
 axis order). :func:`resample` evaluates it for a whole batch: rows that are integer crops
-with flips are copied exactly, all others are interpolated by one ``grid_sample``.
+with flips are copied exactly, all others are interpolated — by one ``grid_sample``, or for
+3D float32 batches on CPU with the default trilinear/border settings by
+:func:`~medssl.transforms.trilinear.affine_trilinear_` (same values, ~2.5-3x faster there).
 
 Conventions: ``align_corners=False`` (a voxel is a cell, so an identity map samples voxel
 centres exactly).
@@ -15,6 +17,8 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+
+from medssl.transforms.trilinear import affine_trilinear_, supports_fast_trilinear
 
 
 def _eye(b: int, d: int, x: torch.Tensor) -> torch.Tensor:
@@ -111,13 +115,34 @@ def _gather_crops(x: torch.Tensor, src: torch.Tensor, A: torch.Tensor, t: torch.
     return out
 
 
+def _resample_cpu_trilinear(x: torch.Tensor, A: torch.Tensor, t: torch.Tensor, out_shape: tuple[int, ...],
+                            src: torch.Tensor, exact: torch.Tensor, displacement: torch.Tensor | None,
+                            moved: torch.Tensor | None) -> torch.Tensor:
+    """CPU 3D path of :func:`resample`: each interpolated row by :func:`affine_trilinear_`
+    straight into its output row (no grid, no per-view temporaries), exact rows copied."""
+    rows, c = A.shape[0], x.shape[1]
+    out = torch.empty((rows, c) + out_shape, dtype=x.dtype, device=x.device)
+    moved_l = moved.tolist() if displacement is not None else [False] * rows
+    disp_row = (moved.long().cumsum(0) - 1).tolist() if displacement is not None else None  # row -> its field
+    A, t, src_l = A.float(), t.float(), src.tolist()
+    for r in (~exact).nonzero().squeeze(1).tolist():
+        affine_trilinear_(x[src_l[r]], A[r], t[r], out[r], displacement[disp_row[r]] if moved_l[r] else None)
+    ex = exact.nonzero().squeeze(1)
+    if ex.numel():
+        _gather_crops(x, src[ex], A[ex], t[ex], out_shape, out, ex)
+    return out
+
+
 def resample(x: torch.Tensor, A: torch.Tensor, t: torch.Tensor, out_shape: Sequence[int],
              displacement: torch.Tensor | None = None, n_views: int = 1, mode: str = "bilinear",
              padding_mode: str = "border", moved: torch.Tensor | None = None) -> torch.Tensor:
     """Sample ``x`` at ``p = A q + t (+ displacement)`` for every output voxel ``q``.
 
     Rows whose map is an integer crop with flips are gathered exactly (no interpolation);
-    the others are interpolated by one ``grid_sample`` over all of them.
+    the others are interpolated by one ``grid_sample`` over all of them, except for 3D
+    float32 batches on CPU with ``mode="bilinear", padding_mode="border"``: there each row
+    is interpolated by :func:`~medssl.transforms.trilinear.affine_trilinear_` (the same
+    trilinear values without a grid, ~2.5-3x faster than the 3D CPU ``grid_sample``).
 
     Args:
         x: (B, C, *S_in) batch.
@@ -145,6 +170,8 @@ def resample(x: torch.Tensor, A: torch.Tensor, t: torch.Tensor, out_shape: Seque
     n_exact = int(exact.sum())
     if n_exact == rows:
         return _gather_crops(x, src, A, t, out_shape)
+    if supports_fast_trilinear(x, mode, padding_mode):
+        return _resample_cpu_trilinear(x, A, t, out_shape, src, exact, displacement, moved)
     interp = (~exact).nonzero().squeeze(1) if n_exact else None
     sel = (lambda v: v) if interp is None else (lambda v: v[interp])
     grid = sampling_grid(sel(A), sel(t), in_shape, out_shape).to(x.dtype)

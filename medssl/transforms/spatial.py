@@ -1,4 +1,4 @@
-"""Spatial batch augmentations fused into one sampling grid + ``grid_sample`` per batch.
+"""Spatial batch augmentations fused into one resampling per batch (one map per view).
 
 Each spatial transform describes a map from output voxel coordinates ``q`` to input voxel
 coordinates ``p`` (both relative to the image centre, in voxels, tensor-axis order):
@@ -6,7 +6,9 @@ coordinates ``p`` (both relative to the image centre, in voxels, tensor-axis ord
 smooth displacement field. A random resized crop sets the output grid; flips and the
 affine act on the cropped view. :func:`fused_spatial` composes everything and
 :func:`~medssl.transforms.resample.resample` samples the batch once, so a view costs one
-interpolation whatever the number of spatial transforms (and none for plain crops/flips).
+interpolation whatever the number of spatial transforms (and none for plain crops/flips):
+one ``grid_sample`` per batch, or on CPU for 3D views
+:func:`~medssl.transforms.trilinear.affine_trilinear_` per view (same values).
 Each transform is also usable alone (``apply`` then keeps the input size, except the crop).
 
 Conventions: ``align_corners=False`` (a voxel is a cell; an identity map samples voxel
@@ -246,7 +248,7 @@ class RandomElastic(SpatialTransform):
 def fused_spatial(x: torch.Tensor, crop: RandomResizedCrop, transforms: Sequence[SpatialTransform],
                   params: Sequence[Params], crop_params: Params, n_views: int = 1,
                   mode: str = "bilinear", padding_mode: str = "border") -> torch.Tensor:
-    """Crop + flips/affine/elastic of V views per sample in one ``grid_sample``.
+    """Crop + flips/affine/elastic of V views per sample in one resampling (see :func:`resample`).
 
     Args:
         x: (B, C, *S) batch; ``crop_params`` and each of ``params`` are drawn for B*V samples.

@@ -7,7 +7,7 @@
 
 A :class:`ViewPipeline` runs on the batch's device (DataLoader worker CPU or the GPU right
 after transfer). Crop, flips, affine and elastic deformation are fused into one
-``grid_sample`` per batch (all V views at once, without copying the input V times); the
+resampling per batch (all V views at once, without copying the input V times); the
 intensity and artefact transforms follow in a fixed, physically ordered sequence: bias
 field, gamma, scale/shift, blur, low resolution, motion, ghosting, noise, cutout.
 """
@@ -33,7 +33,7 @@ class ViewPipeline:
         crop: the random (resized) crop that fixes the output size.
         spatial: flips / affine / elastic, applied to the cropped view (in order).
         others: intensity and artefact transforms, applied after resampling (in order).
-        mode, padding_mode: interpolation of the fused ``grid_sample``.
+        mode, padding_mode: interpolation of the fused resampling (``grid_sample`` names).
         params: the :class:`AugmentParams` it was built from (for logging), if any.
     """
 
