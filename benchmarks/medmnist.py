@@ -10,7 +10,10 @@ X-ray 28², ``shared_adrenalmnist3d`` 3D adrenal shape masks 28³):
 3. fine-tuning (full, early stopping on the **validation** loss) of the pretrained encoder and
    of the same CNN from random init (= supervised training from scratch);
 4. few-label curve: 1 %, 10 %, 100 % of the training labels (class-stratified subsets, nested),
-   SSL (probe and fine-tuning) vs from scratch.
+   SSL (probe and fine-tuning) vs from scratch;
+5. with ``--peers``: the same SimCLR budget (epochs, batch, lr, crop, network, initial weights)
+   run by peer recipes (``benchmarks/peers``: the stock MONAI recipe, lightly, nidl), each scored
+   by the same linear probe ("<peer> + linear probe" rows).
 
 The test split is scored once per model. AUC is the Mann–Whitney AUC of the positive class,
 ACC the accuracy of argmax predictions (as in MedMNIST v2, Yang et al., Sci Data 2023).
@@ -19,6 +22,7 @@ Numbers are mean ± SD over seeds with the 95 % bootstrap interval of each test 
     python benchmarks/medmnist.py --dataset pneumonia --seeds 0 1 --out runs/medmnist_pneumonia
     python benchmarks/medmnist.py --dataset adrenal --seeds 0 1 --out runs/medmnist_adrenal
     python benchmarks/medmnist.py --dataset pneumonia --quick --json /tmp/q.json    # CI smoke run
+    python benchmarks/medmnist.py --dataset pneumonia --seeds 0 --peers monai_stock lightly --set fractions=1.0
 """
 
 from __future__ import annotations
@@ -194,12 +198,34 @@ def finetune_score(encoder, data: dict, rows: np.ndarray, b: Budget, fraction: f
     return out
 
 
-def run_seed(data: dict, dataset: str, b: Budget, seed: int, out_dir: Path, device: str, n_boot: int) -> dict:
+def peer_encoder_kwargs(b: Budget) -> dict:
+    """``monai.networks.nets.resnet18`` arguments giving the network of :func:`make_encoder` (same weights per seed)."""
+    return {"widen_factor": b.width / 64, "conv1_t_size": 3, "conv1_t_stride": b.conv1_stride, "no_max_pool": True}
+
+
+def pretrain_peers(train_x: np.ndarray, spatial_dims: int, b: Budget, seed: int, device: str, peers) -> dict:
+    """``{peer: {"encoder", "seconds", "history"}}``: each peer's SimCLR under medssl's SSL budget."""
+    out = {}
+    for name in peers:
+        t0, history = time.time(), []
+        encoder = peer_registry()[name].pretrain(train_x, spatial_dims, b.ssl_epochs, b.ssl_batch, b.ssl_lr, seed,
+                                                 device, b.crop, encoder_kwargs=peer_encoder_kwargs(b), history=history)
+        out[name] = {"encoder": encoder, "seconds": round(time.time() - t0, 1), "history": history}
+        losses = " → ".join(f"{h['loss']:.3f}" for h in history)
+        print(f"  seed {seed} peer {name}: {len(history)} epoch(s) in {out[name]['seconds']:.0f} s, loss {losses}",
+              flush=True)
+    return out
+
+
+def run_seed(data: dict, dataset: str, b: Budget, seed: int, out_dir: Path, device: str, n_boot: int,
+             peers: tuple = ()) -> dict:
     spatial_dims = data["train"][0].ndim - 2
     t0 = time.time()
     ssl = pretrain_simclr(data["train"][0], spatial_dims, b, seed, out_dir / f"simclr_seed{seed}", device)
     t_ssl = time.time() - t0
-    encoders = {"ssl": ssl["encoder"], "random": make_encoder(spatial_dims, b, 10_000 + seed)}
+    peer_runs = pretrain_peers(data["train"][0], spatial_dims, b, seed, device, peers)
+    encoders = {"ssl": ssl["encoder"], "random": make_encoder(spatial_dims, b, 10_000 + seed),
+                **{f"peer:{name}": run["encoder"] for name, run in peer_runs.items()}}
     feats = {}
     for name, enc in encoders.items():
         feats[name] = {s: (extract_features(enc, Images(x), 256, device)["features"], y) for s, (x, y) in data.items()}
@@ -207,13 +233,17 @@ def run_seed(data: dict, dataset: str, b: Budget, seed: int, out_dir: Path, devi
     all_rows = np.arange(len(y_train))
     res = {"seed": seed, "ssl_pretrain": {"seconds": round(t_ssl, 1), **{k: v for k, v in ssl["summary"].items()}},
            "few_label": {}}
+    if peer_runs:
+        res["peer_pretrain"] = {name: {"seconds": run["seconds"], "history": run["history"],
+                                       "encoder_kwargs": peer_encoder_kwargs(b)} for name, run in peer_runs.items()}
     for fraction in b.fractions:
         rows = all_rows if fraction >= 1 else subsample_subjects(all_rows, all_rows.astype(str), fraction, seed, y=y_train)
         point = {"n_train": len(rows),
                  "ssl_probe": linear_probe(feats["ssl"], rows, seed, n_boot),
                  "random_probe": linear_probe(feats["random"], rows, seed, n_boot),
                  "ssl_finetune": finetune_score(encoders["ssl"], data, rows, b, fraction, seed, device, n_boot),
-                 "scratch": finetune_score(encoders["random"], data, rows, b, fraction, seed, device, n_boot)}
+                 "scratch": finetune_score(encoders["random"], data, rows, b, fraction, seed, device, n_boot),
+                 **{f"{name}_probe": linear_probe(feats[f"peer:{name}"], rows, seed, n_boot) for name in peer_runs}}
         res["few_label"][str(fraction)] = point
         print(f"  seed {seed} labels {fraction:>5.0%} (n={len(rows)}): "
               + "  ".join(f"{k} AUC {v['auc']:.3f}" for k, v in point.items() if isinstance(v, dict)), flush=True)
@@ -225,10 +255,21 @@ ROWS = (("ssl_probe", "SimCLR + linear probe"), ("ssl_finetune", "SimCLR + fine-
         ("random_probe", "random init + linear probe"), ("scratch", "supervised from scratch (same CNN)"))
 
 
+def peer_names(per_seed: list[dict]) -> list[str]:
+    """Peers scored in every seed (``per_seed[i]["peer_pretrain"]``), in run order."""
+    names = [set(s.get("peer_pretrain", {})) for s in per_seed]
+    return [n for n in per_seed[0].get("peer_pretrain", {}) if all(n in x for x in names)]
+
+
+def table_rows(per_seed: list[dict]) -> tuple:
+    """:data:`ROWS` plus one ``("<peer>_probe", "<peer> + linear probe")`` row per peer."""
+    return ROWS + tuple((f"{n}_probe", f"{n} + linear probe") for n in peer_names(per_seed))
+
+
 def summarise(per_seed: list[dict], fraction: str = "1.0") -> dict:
     """``{row: {"auc_mean", "auc_sd", "acc_mean", "acc_sd", "auc_per_seed", …}}`` at one label fraction."""
     out = {}
-    for key, _ in ROWS:
+    for key, _ in table_rows(per_seed):
         for m in ("auc", "acc"):
             v = np.array([s["few_label"][fraction][key][m] for s in per_seed], float)
             out.setdefault(key, {})[f"{m}_per_seed"] = v.round(4).tolist()
@@ -237,10 +278,10 @@ def summarise(per_seed: list[dict], fraction: str = "1.0") -> dict:
     return out
 
 
-def format_table(dataset: str, summary: dict, n_seeds: int) -> str:
+def format_table(dataset: str, summary: dict, n_seeds: int, rows: tuple = ROWS) -> str:
     lines = [f"| method ({dataset}, test split, {n_seeds} seed(s)) | AUC | ACC |", "|---|---|---|"]
     lines += [f"| {label} | {_mean_sd(summary[key]['auc_per_seed'])} | {_mean_sd(summary[key]['acc_per_seed'])} |"
-              for key, label in ROWS]
+              for key, label in rows]
     lines += [f"| {name} (published) | {auc:.3f} | {acc:.3f} |" for name, (auc, acc) in PAPER[dataset].items()]
     return "\n".join(lines)
 
@@ -255,12 +296,14 @@ def _mean_sd(values: list[float]) -> str:
 
 
 def format_curve(per_seed: list[dict], fractions) -> str:
-    lines = ["| labels | n train | SimCLR probe AUC | SimCLR fine-tune AUC | random-init probe AUC | scratch AUC |",
-             "|---|---|---|---|---|---|"]
+    peers = peer_names(per_seed)
+    keys = CURVE_KEYS + tuple(f"{n}_probe" for n in peers)
+    lines = ["| labels | n train | SimCLR probe AUC | SimCLR fine-tune AUC | random-init probe AUC | scratch AUC |"
+             + "".join(f" {n} probe AUC |" for n in peers), "|---|---|---|---|---|---|" + "---|" * len(peers)]
     for f in fractions:
         pts = [s["few_label"][str(f)] for s in per_seed]
         lines.append(f"| {f:.0%} | {pts[0]['n_train']} | "
-                     + " | ".join(_mean_sd([p[k]["auc"] for p in pts]) for k in CURVE_KEYS) + " |")
+                     + " | ".join(_mean_sd([p[k]["auc"] for p in pts]) for k in keys) + " |")
     return "\n".join(lines)
 
 
@@ -272,24 +315,26 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     ds, summ, per_seed = result["dataset"], result["summary"], result["per_seed"]
-    fig, (a, c) = plt.subplots(1, 2, figsize=(11, 4))
-    labels = [lab for _, lab in ROWS]
-    means = [summ[k]["auc_mean"] for k, _ in ROWS]
-    sds = [0 if math.isnan(summ[k]["auc_sd"]) else summ[k]["auc_sd"] for k, _ in ROWS]
-    a.barh(range(len(ROWS)), means, xerr=sds, color=["C0", "C0", "C7", "C3"], alpha=0.8)
+    rows, peers = table_rows(per_seed), peer_names(per_seed)
+    fig, (a, c) = plt.subplots(1, 2, figsize=(11, 4 + 0.35 * len(peers)))
+    labels = [lab for _, lab in rows]
+    means = [summ[k]["auc_mean"] for k, _ in rows]
+    sds = [0 if math.isnan(summ[k]["auc_sd"]) else summ[k]["auc_sd"] for k, _ in rows]
+    a.barh(range(len(rows)), means, xerr=sds, color=["C0", "C0", "C7", "C3"] + ["C4"] * len(peers), alpha=0.8)
     for (name, (auc, _)), style in zip(PAPER[ds].items(), ("--", ":")):
         a.axvline(auc, color="k", ls=style, label=name)
     for name, t in TARGETS[ds].items():
         a.axvline(t, color="C2", ls="-", lw=0.8, alpha=0.6)
-    a.set_yticks(range(len(ROWS)), labels)
+    a.set_yticks(range(len(rows)), labels)
     a.invert_yaxis()  # table order, top to bottom
     a.set_xlim(min(means + [v[0] for v in PAPER[ds].values()]) - 0.05, 1.0)
     a.set_xlabel("test AUC (green: issue targets)")
     a.legend(fontsize=7, loc="lower right")
     a.set_title(f"{ds}MNIST: 100 % labels, {len(per_seed)} seed(s)")
     fr = result["budget"]["fractions"]
-    for key, label, col in (("ssl_probe", "SimCLR probe", "C0"), ("ssl_finetune", "SimCLR fine-tune", "C1"),
-                            ("scratch", "from scratch", "C3")):
+    curves = [("ssl_probe", "SimCLR probe", "C0"), ("ssl_finetune", "SimCLR fine-tune", "C1"),
+              ("scratch", "from scratch", "C3")] + [(f"{n}_probe", f"{n} probe", f"C{4 + i}") for i, n in enumerate(peers)]
+    for key, label, col in curves:
         v = np.array([[s["few_label"][str(f)][key]["auc"] for f in fr] for s in per_seed])
         c.errorbar(fr, v.mean(0), yerr=v.std(0, ddof=1) if len(v) > 1 else None, marker="o", label=label, color=col,
                    capsize=3)
@@ -328,6 +373,52 @@ def walls_machine(paths: list[str]) -> dict:
     return json.loads(Path(paths[0]).read_text())["machine"]
 
 
+def peer_registry() -> dict:
+    """``benchmarks/peers.PEERS``, imported from its folder next to this script as package ``peers``
+    (without putting ``benchmarks/`` on ``sys.path``: this script may itself be loaded from a file path)."""
+    if "peers" not in sys.modules:
+        import importlib.util
+
+        folder = Path(__file__).resolve().parent / "peers"
+        spec = importlib.util.spec_from_file_location("peers", folder / "__init__.py",
+                                                      submodule_search_locations=[str(folder)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["peers"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["peers"].PEERS
+
+
+def usable_peers(names: list[str], spatial_dims: int) -> tuple[tuple[str, ...], dict[str, str]]:
+    """Split requested peers into those that can run here and ``{name: reason}`` for the others."""
+    if not names:
+        return (), {}
+    registry = peer_registry()
+    unknown = [n for n in names if n not in registry]
+    if unknown:
+        raise SystemExit(f"--peers: unknown peer(s) {unknown}; known: {', '.join(registry)}")
+    ok, skipped = [], {}
+    for n in dict.fromkeys(names):  # keep order, drop repeats
+        usable, why = registry[n].available(spatial_dims)
+        if usable:
+            ok.append(n)
+        else:
+            skipped[n] = why
+    return tuple(ok), skipped
+
+
+def peer_versions() -> dict:
+    """Versions of the optional packages the peers use (None: not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("monai", "lightly", "nidl", "torchvision", "pytorch_lightning", "timm"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", choices=sorted(CARDS), required=True)
@@ -346,6 +437,10 @@ def main(argv: list[str] | None = None) -> dict:
                    help="no training: merge the per-seed results of earlier runs (same dataset and budget) into one "
                         "table, JSON and figure (e.g. seeds run as parallel processes)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a Budget field, e.g. ssl_epochs=20")
+    p.add_argument("--peers", nargs="*", default=[], metavar="PEER",
+                   help="also run these peer SimCLR recipes (benchmarks/peers: monai_stock, lightly, nidl) with the same "
+                        "SSL budget and score them with the same linear probe; a peer that cannot run here is skipped "
+                        "with its reason")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -363,9 +458,10 @@ def main(argv: list[str] | None = None) -> dict:
         a.seeds = [s["seed"] for s in per_seed]
     else:
         data = load_splits(a.dataset, Path(a.data_root), b.limit)
+        peers, skipped = usable_peers(a.peers, data["train"][0].ndim - 2)
         print(f"{a.dataset}MNIST: train/val/test = {', '.join(str(len(v[1])) for v in data.values())}; "
-              f"budget {asdict(b)}", flush=True)
-        per_seed = [run_seed(data, a.dataset, b, s, out, a.device, a.n_boot) for s in a.seeds]
+              f"budget {asdict(b)}" + "".join(f"\n  peer {k} skipped: {v}" for k, v in skipped.items()), flush=True)
+        per_seed = [run_seed(data, a.dataset, b, s, out, a.device, a.n_boot, peers) for s in a.seeds]
     summary = summarise(per_seed)
     result = {"dataset": a.dataset, "card": CARDS[a.dataset], "budget": asdict(b), "seeds": a.seeds,
               "summary": summary, "published": {k: {"auc": v[0], "acc": v[1]} for k, v in PAPER[a.dataset].items()},
@@ -374,10 +470,14 @@ def main(argv: list[str] | None = None) -> dict:
                           "torch": torch.__version__},
               "command": " ".join(["python benchmarks/medmnist.py", *(argv if argv is not None else sys.argv[1:])]),
               "wall_seconds": round(time.time() - t0, 1)}
+    if a.peers and not a.merge:
+        result.update(peers=peer_names(per_seed), peers_skipped=skipped)
+        result["machine"]["peer_packages"] = peer_versions()
     if a.merge:
         result.update(merged_from=a.merge, wall_seconds_per_run=walls,
                       machine={**walls_machine(a.merge), "note": "merged from separate runs"})
-    fig = Path(a.figure) if a.figure else (out if a.quick else REPO / "docs" / "img") / f"medmnist_{a.dataset}.png"
+    suffix = "_peers" if peer_names(per_seed) else ""
+    fig = Path(a.figure) if a.figure else (out if a.quick else REPO / "docs" / "img") / f"medmnist_{a.dataset}{suffix}.png"
     plot(result, fig)
     result["figure"] = str(fig)
     text = json.dumps(result, indent=1, default=float)
@@ -387,7 +487,7 @@ def main(argv: list[str] | None = None) -> dict:
     m = result["machine"]
     wall = (f"wall time per merged run {', '.join(f'{v:.0f} s' for v in result['wall_seconds_per_run'].values())}"
             if a.merge else f"wall time {result['wall_seconds']:.0f} s")
-    print(f"\n{format_table(a.dataset, summary, len(a.seeds))}\n\nfew-label curve (test AUC, mean ± SD over seeds)\n"
+    print(f"\n{format_table(a.dataset, summary, len(a.seeds), table_rows(per_seed))}\n\nfew-label curve (test AUC, mean ± SD over seeds)\n"
           f"{format_curve(per_seed, b.fractions)}\n\nbudget: {asdict(b)}\n{wall} on {m['device']} "
           f"({m['torch_threads']} torch thread(s)); JSON {out / 'result.json'}; figure {fig}")
     return result

@@ -1,0 +1,91 @@
+"""Pieces shared by the peer recipes: input checks, the MONAI ResNet-18 backbone, two-view datasets.
+
+Every peer trains the same backbone, a plain ``monai.networks.nets.resnet18`` without classifier
+(``feed_forward=False``), so that a benchmark row differs from medssl's SimCLR row only in the
+recipe (views, loss code, optimiser loop), not in the network. ``encoder_kwargs`` are passed to
+MONAI's factory; ``None`` gives MONAI's stock network (7-wide stride-2 stem, max-pool, width 64).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+
+def check_images(train_images: np.ndarray, spatial_dims: int) -> torch.Tensor:
+    """``(N, 1, *S)`` float array in [0, 1] → float32 tensor (shared memory, no copy when possible)."""
+    x = np.asarray(train_images)
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+    if x.ndim != spatial_dims + 2 or x.shape[1] != 1:
+        raise ValueError(f"train_images must have shape (N, 1, *S) with {spatial_dims} spatial axes, got {x.shape}")
+    if len(x) < 2:
+        raise ValueError(f"a contrastive loss needs at least 2 images, got {len(x)}")
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+
+def as_shape(crop: int | tuple, spatial_dims: int) -> tuple[int, ...]:
+    """``crop`` (int or per-axis tuple) → tuple of ``spatial_dims`` view sides (voxels)."""
+    shape = (int(crop),) * spatial_dims if np.isscalar(crop) else tuple(int(c) for c in crop)
+    if len(shape) != spatial_dims:
+        raise ValueError(f"crop {crop} does not have {spatial_dims} entries")
+    return shape
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (the generators that per-sample transform libraries use)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def monai_resnet18(spatial_dims: int, encoder_kwargs: dict | None = None) -> torch.nn.Module:
+    """``monai.networks.nets.resnet18`` for 1-channel input without its classifier: (B, 1, *S) → (B, D)."""
+    from monai.networks.nets import resnet18
+
+    kwargs = dict(encoder_kwargs or {})
+    for fixed in ("spatial_dims", "n_input_channels", "feed_forward"):
+        if fixed in kwargs:
+            raise ValueError(f"encoder_kwargs must not set {fixed!r} (fixed by the peer recipe)")
+    return resnet18(spatial_dims=spatial_dims, n_input_channels=1, feed_forward=False, **kwargs)
+
+
+def embedding_dim(encoder: torch.nn.Module, shape: tuple[int, ...]) -> int:
+    """Output width D of ``encoder`` on a (2, 1, *shape) input (train/eval mode restored)."""
+    was_training = encoder.training
+    encoder.eval()
+    with torch.no_grad():
+        d = encoder(torch.zeros(2, 1, *shape)).shape[-1]
+    encoder.train(was_training)
+    return int(d)
+
+
+def frozen(encoder: torch.nn.Module) -> torch.nn.Module:
+    """Eval mode, no gradients, on the CPU: ready for ``medssl.eval.features.extract_features``."""
+    encoder = encoder.cpu().eval()
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    return encoder
+
+
+class TwoViews(Dataset):
+    """Items ``(view(x), view(x))``: two independent draws of a per-sample augmentation ``view``."""
+
+    def __init__(self, images: torch.Tensor, view: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.images, self.view = images, view
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.images[i]
+        return self.view(x), self.view(x)
+
+
+def loader_generator(seed: int) -> torch.Generator:
+    """Generator for the DataLoader's shuffling (one per run, seeded)."""
+    return torch.Generator().manual_seed(seed)
