@@ -83,6 +83,7 @@ class Budget:
     ft_batch: int = 16
     ft_lr_encoder: float = 3e-4
     ft_lr_head: float = 1e-3
+    methods: str = "simclr,genesis,mae,yaware"  #: SSL methods to run (comma-separated); baselines always run
     voxel_pool: int = 2  #: Ridge-on-voxels baseline: average-pool the scan by this factor (6 mm → 12 mm)
     limit: int = 0  #: use only the first N labelled scans (0 = all; --quick)
 
@@ -105,6 +106,21 @@ ROWS = (  # key, label, kind
     ("mae_ft", "MAE (ViT) + fine-tuning", "finetune"),
     ("yaware_ft", "y-aware (in-fold) + fine-tuning", "finetune"),
 )
+
+
+LABEL_FREE = ("simclr", "genesis", "mae")
+
+
+def active_rows(methods: str) -> tuple:
+    """The rows of :data:`ROWS` that a run with these SSL ``methods`` produces (baselines always; the random ViT
+    only with MAE)."""
+    chosen = set(methods.split(","))
+    unknown = chosen - set(LABEL_FREE) - {"yaware"}
+    if unknown:
+        raise SystemExit(f"unknown method(s) {sorted(unknown)} in Budget.methods; choose from {LABEL_FREE + ('yaware',)}")
+    keep = lambda key, kind: (kind == "baseline" and (key != "random_vit_probe" or "mae" in chosen)  # noqa: E731
+                              or key.rsplit("_", 1)[0] in chosen)
+    return tuple(r for r in ROWS if keep(r[0], r[2]))
 
 
 class MinMaxInput(torch.nn.Module):
@@ -270,50 +286,58 @@ def run_seed(data: dict, b: Budget, seed: int, out: Path, device: str) -> dict:
     t0 = time.time()
     ages = data["ages"][data["labelled"]]
     n, all_rows = len(ages), np.arange(len(data["ages"]))
-    times, pre = {}, {}
-    for name in ("simclr", "genesis", "mae"):  # label-free, on every scan (labelled or not)
+    times, pre, rows = {}, {}, active_rows(b.methods)
+    for name in [m for m in LABEL_FREE if m in b.methods.split(",")]:  # label-free, on every scan (labelled or not)
         t = time.time()
         pre[name] = pretrain(name, data, all_rows, b, seed, out / f"seed{seed}_{name}", device)
         times[f"pretrain_{name}"] = round(time.time() - t, 1)
         print(f"  seed {seed}: {name} pretrained in {times[f'pretrain_{name}']:.0f} s", flush=True)
-    random_cnn, random_vit = cnn(b, 10_000 + seed), vit(b, 10_000 + seed)
-    feats = {"random_cnn_probe": features(random_cnn, data, device), "random_vit_probe": features(random_vit, data, device),
-             "voxels": voxel_features(data, b.voxel_pool),
+    random_cnn = cnn(b, 10_000 + seed)
+    feats = {"random_cnn_probe": features(random_cnn, data, device), "voxels": voxel_features(data, b.voxel_pool),
              **{f"{k}_probe": features(v["encoder"], data, device) for k, v in pre.items()}}
+    if "mae" in pre:
+        feats["random_vit_probe"] = features(vit(b, 10_000 + seed), data, device)
     ft_encoders = {"scratch_ft": random_cnn, **{f"{k}_ft": v["encoder"] for k, v in pre.items()}}
-    pred = {key: np.full(n, np.nan) for key, _, _ in ROWS}
+    pred = {key: np.full(n, np.nan) for key, _, _ in rows}
     folds, fold_info = age_folds(ages, b.folds, seed), []
     for k, te in enumerate(folds):
         tr = np.setdiff1d(np.arange(n), te)
         pred["mean"][te] = ages[tr].mean()
         for key, x in feats.items():
             pred[key][te] = regression_probe(x[tr], ages[tr], x[te], ages[te], n_boot=0)["pred"]
-        t = time.time()
-        ya_rows = data["labelled"][tr]  # y-aware reads ages: this fold's training subjects only
-        ya = pretrain("yaware", data, ya_rows, b, seed, out / f"seed{seed}_yaware_fold{k}", device)
-        times.setdefault("pretrain_yaware_folds", []).append(round(time.time() - t, 1))
-        x = features(ya["encoder"], data, device)
-        pred["yaware_probe"][te] = regression_probe(x[tr], ages[tr], x[te], ages[te], n_boot=0)["pred"]
+        t, fold_encoders, ya_rows = time.time(), dict(ft_encoders), []
+        if "yaware_probe" in pred:
+            ya_rows = data["labelled"][tr]  # y-aware reads ages: this fold's training subjects only
+            ya = pretrain("yaware", data, ya_rows, b, seed, out / f"seed{seed}_yaware_fold{k}", device)
+            times.setdefault("pretrain_yaware_folds", []).append(round(time.time() - t, 1))
+            x = features(ya["encoder"], data, device)
+            pred["yaware_probe"][te] = regression_probe(x[tr], ages[tr], x[te], ages[te], n_boot=0)["pred"]
+            fold_encoders["yaware_ft"] = ya["encoder"]
         best_epochs = {}
         t = time.time()
-        for key, enc in {**ft_encoders, "yaware_ft": ya["encoder"]}.items():
+        for key, enc in fold_encoders.items():
             pred[key][te], best_epochs[key] = finetune_fold(enc, data, tr, te, b, seed, device)
         times.setdefault("finetune_folds", []).append(round(time.time() - t, 1))
         fold_info.append({"test_subjects": [data["records"][i].subject for i in data["labelled"][te]],
                           "yaware_pretrained_on": [data["records"][i].subject for i in ya_rows],
                           "finetune_best_epoch": best_epochs})
         print(f"  seed {seed} fold {k + 1}/{b.folds}: " + "  ".join(
-            f"{key} {np.abs(pred[key][te] - ages[te]).mean():.2f}" for key, _, _ in ROWS), flush=True)
-    mae = {key: float(np.abs(pred[key] - ages).mean()) for key, _, _ in ROWS}
+            f"{key} {np.abs(pred[key][te] - ages[te]).mean():.2f}" for key in pred), flush=True)
+    mae = {key: float(np.abs(pred[key] - ages).mean()) for key in pred}
     return {"seed": seed, "mae": mae, "pred": {k: v.round(3).tolist() for k, v in pred.items()},
             "age": ages.tolist(), "subjects": [data["records"][i].subject for i in data["labelled"]],
             "folds": fold_info, "pretrain": {k: v["summary"] for k, v in pre.items()}, "seconds": times,
             "wall_seconds": round(time.time() - t0, 1)}
 
 
+def rows_of(summary: dict) -> tuple:
+    """The rows of :data:`ROWS` present in a summary (or a seed's ``mae``), in table order."""
+    return tuple(r for r in ROWS if r[0] in summary)
+
+
 def summarise(per_seed: list[dict]) -> dict:
     out = {}
-    for key, _, _ in ROWS:
+    for key, _, _ in rows_of(per_seed[0]["mae"]):
         v = np.array([s["mae"][key] for s in per_seed])
         out[key] = {"mae_mean": float(v.mean()), "mae_sd": float(v.std(ddof=1)) if len(v) > 1 else float("nan"),
                     "mae_per_seed": v.round(3).tolist()}
@@ -322,19 +346,19 @@ def summarise(per_seed: list[dict]) -> dict:
 
 def verdict(summary: dict) -> dict:
     """The issue's targets, read off the means over seeds."""
-    probes = {k: summary[k]["mae_mean"] for k, _, kind in ROWS if kind == "probe"}
-    fts = {k: summary[k]["mae_mean"] for k, _, kind in ROWS if kind == "finetune"}
+    probes = {k: summary[k]["mae_mean"] for k, _, kind in rows_of(summary) if kind == "probe"}
+    fts = {k: summary[k]["mae_mean"] for k, _, kind in rows_of(summary) if kind == "finetune"}
     rand = {"simclr_probe": "random_cnn_probe", "genesis_probe": "random_cnn_probe", "yaware_probe": "random_cnn_probe",
             "mae_probe": "random_vit_probe"}
     best_p, best_f = min(probes, key=probes.get), min(fts, key=fts.get)
-    return {"every SSL probe beats its random-init encoder": all(probes[k] < summary[r]["mae_mean"] for k, r in rand.items()),
+    return {"every SSL probe beats its random-init encoder": all(v < summary[rand[k]]["mae_mean"] for k, v in probes.items()),
             f"best SSL probe <= {TARGETS['probe']} y": f"{best_p} {probes[best_p]:.2f}: {probes[best_p] <= TARGETS['probe']}",
             f"best fine-tuned SSL <= {TARGETS['finetune']} y": f"{best_f} {fts[best_f]:.2f}: {fts[best_f] <= TARGETS['finetune']}"}
 
 
 def format_table(summary: dict, n_seeds: int) -> str:
     lines = [f"| method (IXI T1, {n_seeds} seed(s), 5-fold CV MAE in years) | MAE | per seed |", "|---|---|---|"]
-    for key, label, _ in ROWS:
+    for key, label, _ in rows_of(summary):
         s = summary[key]
         sd = f" ± {s['mae_sd']:.2f}" if n_seeds > 1 else ""
         lines.append(f"| {label} | {s['mae_mean']:.2f}{sd} | {' / '.join(f'{v:.2f}' for v in s['mae_per_seed'])} |")
@@ -350,18 +374,19 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     summ, per_seed = result["summary"], result["per_seed"]
+    rows = rows_of(summ)
     fig, (a, c) = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [1.6, 1]})
     colours = {"baseline": "C7", "probe": "C0", "finetune": "C1"}
-    means = [summ[k]["mae_mean"] for k, _, _ in ROWS]
-    sds = [0 if np.isnan(summ[k]["mae_sd"]) else summ[k]["mae_sd"] for k, _, _ in ROWS]
-    a.barh(range(len(ROWS)), means, xerr=sds, color=[colours[kind] for _, _, kind in ROWS], alpha=0.85, capsize=3)
+    means = [summ[k]["mae_mean"] for k, _, _ in rows]
+    sds = [0 if np.isnan(summ[k]["mae_sd"]) else summ[k]["mae_sd"] for k, _, _ in rows]
+    a.barh(range(len(rows)), means, xerr=sds, color=[colours[kind] for _, _, kind in rows], alpha=0.85, capsize=3)
     for t, style in ((TARGETS["probe"], "--"), (TARGETS["finetune"], ":")):
         a.axvline(t, color="C2", ls=style, lw=1)
-    a.set_yticks(range(len(ROWS)), [label for _, label, _ in ROWS], fontsize=8)
+    a.set_yticks(range(len(rows)), [label for _, label, _ in rows], fontsize=8)
     a.invert_yaxis()
     a.set_xlabel("age MAE (years), 5-fold CV (green: targets 5.0 probe / 4.5 fine-tuned)")
     a.set_title(f"IXI brain age, {len(per_seed)} seed(s): grey baselines, blue probes, orange fine-tuned")
-    fts = [k for k, _, kind in ROWS if kind == "finetune"]
+    fts = [k for k, _, kind in rows if kind == "finetune"]
     best = min(fts, key=lambda k: summ[k]["mae_mean"])
     s0 = per_seed[0]
     age, p = np.array(s0["age"]), np.array(s0["pred"][best])

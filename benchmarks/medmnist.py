@@ -60,9 +60,12 @@ REPO = Path(__file__).resolve().parents[1]
 PAPER = {
     "pneumonia": {"MedMNIST v2 ResNet-18 (28)": (0.944, 0.854), "MedMNIST v2 ResNet-50 (224)": (0.962, 0.884)},
     "adrenal": {"MedMNIST v2 ResNet-18+3D": (0.827, 0.721), "MedMNIST v2 ResNet-50+3D": (0.828, 0.745)},
+    "adrenal64": {"MedMNIST v2 ResNet-18+3D (28³)": (0.827, 0.721), "MedMNIST v2 ResNet-50+3D (28³)": (0.828, 0.745)},
 }
-TARGETS = {"pneumonia": {"probe": 0.96, "finetune": 0.97}, "adrenal": {"probe": 0.90, "finetune": 0.92}}
-CARDS = {"pneumonia": "shared_pneumoniamnist", "adrenal": "shared_adrenalmnist3d"}
+TARGETS = {"pneumonia": {"probe": 0.96, "finetune": 0.97}, "adrenal": {"probe": 0.90, "finetune": 0.92},
+           "adrenal64": {"probe": 0.90, "finetune": 0.92}}
+CARDS = {"pneumonia": "shared_pneumoniamnist", "adrenal": "shared_adrenalmnist3d", "adrenal64": "shared_adrenalmnist3d"}
+NPZ = {"adrenal64": "adrenalmnist3d_64.npz"}  #: the 64³ file of the same card (same subjects, splits and labels)
 FRACTIONS = (0.01, 0.1, 1.0)
 PROBE_CS = tuple(10.0 ** k for k in range(-4, 3))
 
@@ -89,9 +92,12 @@ class Budget:
 DEFAULTS = {
     "pneumonia": Budget(),
     "adrenal": Budget(width=8, conv1_stride=2, ssl_epochs=8, ssl_batch=64, preset="ct", ft_epochs=10, ft_batch=32),
+    "adrenal64": Budget(width=8, conv1_stride=2, ssl_epochs=8, ssl_batch=64, crop=64, preset="ct", ft_epochs=10,
+                        ft_batch=32),
 }
 QUICK = {"pneumonia": {"width": 8, "ssl_epochs": 1, "ssl_batch": 64, "ft_epochs": 1, "limit": 256, "fractions": (0.1, 1.0)},
-         "adrenal": {"width": 4, "ssl_epochs": 1, "ssl_batch": 16, "ft_epochs": 1, "limit": 48, "fractions": (0.25, 1.0)}}
+         "adrenal": {"width": 4, "ssl_epochs": 1, "ssl_batch": 16, "ft_epochs": 1, "limit": 48, "fractions": (0.25, 1.0)},
+         "adrenal64": {"width": 4, "ssl_epochs": 1, "ssl_batch": 8, "ft_epochs": 1, "limit": 24, "fractions": (1.0,)}}
 
 
 class Images(Dataset):
@@ -113,7 +119,7 @@ class Images(Dataset):
 def load_splits(dataset: str, data_root: Path, limit: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Official train / val / test splits of the shared card: ``{split: (images (N, 1, *S), labels (N,))}``."""
     card = load_card(CARDS[dataset])
-    path = Path(data_root) / Path(card.root).name / card.npz
+    path = Path(data_root) / Path(card.root).name / NPZ.get(dataset, card.npz)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found (data card {card.name}); pass --data-root to the folder that holds "
                                 f"{Path(card.root).name}/ (default ../shared/data)")
