@@ -70,6 +70,7 @@ class Budget:
 
     spacing: float = 6.0  #: mm; the card's 96×120×120 grid at 2 mm becomes 32×40×40 at 6 mm (sized for 2 CPU cores)
     crop: int = 28  #: side of the contrastive / Genesis views (random resized crops, voxels)
+    preset: str = "brain_mri"  #: augmentation preset of the contrastive views (its strengths are in voxels, see docs)
     width: int = 16  #: ResNet-18 base width (layer1 channels; out_dim = 8·width)
     vit: str = "vit_tiny"
     patch: int = 8  #: ViT patch side (voxels); must divide the grid; MAE crops are patch multiples
@@ -114,7 +115,7 @@ LABEL_FREE = ("simclr", "genesis", "mae")
 def active_rows(methods: str) -> tuple:
     """The rows of :data:`ROWS` that a run with these SSL ``methods`` produces (baselines always; the random ViT
     only with MAE)."""
-    chosen = set(methods.split(","))
+    chosen = set(filter(None, methods.split(",")))  # "" = baselines only
     unknown = chosen - set(LABEL_FREE) - {"yaware"}
     if unknown:
         raise SystemExit(f"unknown method(s) {sorted(unknown)} in Budget.methods; choose from {LABEL_FREE + ('yaware',)}")
@@ -171,7 +172,9 @@ def write_resampled_copy(data_root: Path, dst: Path, spacing: float) -> None:
     import nibabel as nib
 
     card = load_card("shared_ixi")
-    src = Path(data_root) / "ixi_t1_hh_2mm"
+    src, dst = (Path(data_root) / "ixi_t1_hh_2mm").resolve(), Path(dst).resolve()
+    if dst == src or src in dst.parents or dst in src.parents:
+        raise SystemExit(f"--write-copy {dst}: must be a folder outside the data set {src} (never overwrite the originals)")
     shape = [int(round(s * 2.0 / spacing)) for s in card.preprocessing["shape"]]
     load = make_loader(card, make_preprocessor(card, shape, [spacing] * 3, "none"), 1, src)
     (dst / "images").mkdir(parents=True, exist_ok=True)
@@ -179,7 +182,9 @@ def write_resampled_copy(data_root: Path, dst: Path, spacing: float) -> None:
     for record in build_manifest(card, src):
         out = nib.Nifti1Image(np.clip(load(record)[0], 0, None), np.diag([spacing] * 3 + [1.0]))
         out.set_data_dtype(np.uint8)
-        nib.save(out, dst / "images" / Path(record.path).name)
+        target = dst / "images" / Path(record.path).name
+        assert target.parent == dst / "images", target  # only ever inside dst
+        nib.save(out, target)
 
 
 def age_folds(ages: np.ndarray, n_folds: int, seed: int) -> list[np.ndarray]:
@@ -221,7 +226,7 @@ def pretrain(name: str, data: dict, rows: np.ndarray, b: Budget, seed: int, run_
     epochs = b.ssl_epochs
     if name in ("simclr", "yaware"):
         encoder = cnn(b, seed)
-        views = build_view_pipeline("brain_mri", 3, crop)
+        views = build_view_pipeline(b.preset, 3, crop)
         if name == "simclr":
             method = SimCLR(encoder, LOSSES.get("ntxent")(temperature=0.1), views, proj_hidden_dim=encoder.out_dim,
                             proj_dim=128)
@@ -350,6 +355,8 @@ def verdict(summary: dict) -> dict:
     fts = {k: summary[k]["mae_mean"] for k, _, kind in rows_of(summary) if kind == "finetune"}
     rand = {"simclr_probe": "random_cnn_probe", "genesis_probe": "random_cnn_probe", "yaware_probe": "random_cnn_probe",
             "mae_probe": "random_vit_probe"}
+    if not probes:  # baselines only
+        return {}
     best_p, best_f = min(probes, key=probes.get), min(fts, key=fts.get)
     return {"every SSL probe beats its random-init encoder": all(v < summary[rand[k]]["mae_mean"] for k, v in probes.items()),
             f"best SSL probe <= {TARGETS['probe']} y": f"{best_p} {probes[best_p]:.2f}: {probes[best_p] <= TARGETS['probe']}",
@@ -386,7 +393,7 @@ def plot(result: dict, path: Path) -> None:
     a.invert_yaxis()
     a.set_xlabel("age MAE (years), 5-fold CV (green: targets 5.0 probe / 4.5 fine-tuned)")
     a.set_title(f"IXI brain age, {len(per_seed)} seed(s): grey baselines, blue probes, orange fine-tuned")
-    fts = [k for k, _, kind in rows if kind == "finetune"]
+    fts = [k for k, _, kind in rows if kind == "finetune"] or ["scratch_ft"]  # baselines only: from scratch
     best = min(fts, key=lambda k: summ[k]["mae_mean"])
     s0 = per_seed[0]
     age, p = np.array(s0["age"]), np.array(s0["pred"][best])

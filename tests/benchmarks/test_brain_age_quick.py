@@ -61,3 +61,14 @@ def test_quick_run_end_to_end_without_label_leakage(tmp_path):
     assert math.isclose(seed["mae"]["mean"], np.abs(mean_pred - age).mean(), abs_tol=2e-3)
     assert (out / "seed0_simclr" / "metrics.jsonl").is_file() and (out / "seed0_yaware_fold2" / "metrics.jsonl").is_file()
     assert math.isnan(on_disk["summary"]["mean"]["mae_sd"])  # one seed: no SD, never a fake 0
+
+
+def test_write_copy_never_writes_into_the_data_set():
+    """--write-copy refuses a destination that is (or is inside, or contains) the original folder."""
+    import pytest
+
+    src = shared_path("data", "ixi_t1_hh_2mm")
+    bench = _bench()
+    for dst in (src, src / "images", src.parent):
+        with pytest.raises(SystemExit, match="outside the data set"):
+            bench.write_resampled_copy(src.parent, dst, 3.0)
