@@ -119,7 +119,7 @@ def active_rows(methods: str) -> tuple:
     unknown = chosen - set(LABEL_FREE) - {"yaware"}
     if unknown:
         raise SystemExit(f"unknown method(s) {sorted(unknown)} in Budget.methods; choose from {LABEL_FREE + ('yaware',)}")
-    keep = lambda key, kind: (kind == "baseline" and (key != "random_vit_probe" or "mae" in chosen)  # noqa: E731
+    keep = lambda key, kind: (kind == "baseline" and (key != "random_vit_probe" or "mae" in chosen)
                               or key.rsplit("_", 1)[0] in chosen)
     return tuple(r for r in ROWS if keep(r[0], r[2]))
 
@@ -138,6 +138,11 @@ class MinMaxInput(torch.nn.Module):
         return self.encoder((x - lo.view(shape)) / (hi - lo).clamp_min(1e-6).view(shape))
 
 
+def grid_shape(card, spacing: float) -> list[int]:
+    """The card's 2 mm grid (96×120×120 voxels, the same field of view) at ``spacing`` mm."""
+    return [round(s * 2.0 / spacing) for s in card.preprocessing["shape"]]
+
+
 def load_ixi(data_root: Path, b: Budget, cache_dir: Path) -> dict:
     """All scans of the card at ``b.spacing`` mm (z-scored), with subject ids and ages (NaN = unknown)."""
     card = load_card("shared_ixi")
@@ -148,7 +153,7 @@ def load_ixi(data_root: Path, b: Budget, cache_dir: Path) -> dict:
     records = build_manifest(card, root)
     if b.limit:  # a smoke run: the first N labelled scans
         records = [r for r in records if np.isfinite(r.age)][: b.limit]
-    shape = [int(round(s * 2.0 / b.spacing)) for s in card.preprocessing["shape"]]
+    shape = grid_shape(card, b.spacing)
     pre = make_preprocessor(card, shape, [b.spacing] * 3, "zscore")
     cache = cache_records(records, make_loader(card, pre, 1, root), cache_dir, workers=min(8, os.cpu_count() or 1),
                           progress=False)
@@ -175,7 +180,7 @@ def write_resampled_copy(data_root: Path, dst: Path, spacing: float) -> None:
     src, dst = (Path(data_root) / "ixi_t1_hh_2mm").resolve(), Path(dst).resolve()
     if dst == src or src in dst.parents or dst in src.parents:
         raise SystemExit(f"--write-copy {dst}: must be a folder outside the data set {src} (never overwrite the originals)")
-    shape = [int(round(s * 2.0 / spacing)) for s in card.preprocessing["shape"]]
+    shape = grid_shape(card, spacing)
     load = make_loader(card, make_preprocessor(card, shape, [spacing] * 3, "none"), 1, src)
     (dst / "images").mkdir(parents=True, exist_ok=True)
     shutil.copy(src / "participants.tsv", dst / "participants.tsv")
@@ -278,7 +283,7 @@ def finetune_fold(encoder, data: dict, tr: np.ndarray, te: np.ndarray, b: Budget
     """Fine-tune on the fold's training rows (early stopping on 20 % of them); predictions for ``te``."""
     ages, lab = data["ages"], data["labelled"]
     fit, val = inner_split(ages[lab[tr]], seed)
-    ds = lambda rows: CachedScans(data["images"], data["records"], lab[rows], data["coder"])  # noqa: E731
+    ds = lambda rows: CachedScans(data["images"], data["records"], lab[rows], data["coder"])
     opts = FinetuneOptions(task="regression", mode="full", lr_encoder=b.ft_lr_encoder, lr_head=b.ft_lr_head,
                            epochs=b.ft_epochs, batch_size=b.ft_batch, patience=b.ft_patience, device=device, seed=seed)
     result = finetune(encoder, ds(tr[fit]), ages[lab[tr[fit]]], ds(tr[val]), ages[lab[tr[val]]], opts,

@@ -9,6 +9,7 @@ MONAI's factory; ``None`` gives MONAI's stock network (7-wide stride-2 stem, max
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -89,3 +90,21 @@ class TwoViews(Dataset):
 def loader_generator(seed: int) -> torch.Generator:
     """Generator for the DataLoader's shuffling (one per run, seeded)."""
     return torch.Generator().manual_seed(seed)
+
+
+def train_two_views(encoder: torch.nn.Module, head: torch.nn.Module, loss_fn, optimiser, loader, epochs: int,
+                    device: str, history: list | None = None) -> None:
+    """The plain loop of a two-view SimCLR recipe: ``loss_fn(head(encoder(v1)), head(encoder(v2)))`` per batch
+    of ``(v1, v2)`` views; per-epoch mean loss, steps and seconds appended to ``history``."""
+    for epoch in range(epochs):
+        t0, total, steps = time.time(), 0.0, 0
+        for v1, v2 in loader:
+            v1, v2 = v1.to(device, non_blocking=True), v2.to(device, non_blocking=True)
+            loss = loss_fn(head(encoder(v1)), head(encoder(v2)))
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            total, steps = total + loss.item(), steps + 1
+        if history is not None:
+            history.append({"epoch": epoch, "loss": total / max(steps, 1), "steps": steps,
+                            "seconds": round(time.time() - t0, 2)})

@@ -32,7 +32,6 @@ warm-up/cosine schedule, LARS, mixed precision, gathering across GPUs.
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import torch
@@ -46,6 +45,7 @@ from .common import (
     loader_generator,
     monai_resnet18,
     seed_everything,
+    train_two_views,
 )
 
 SPATIAL_DIMS = (2, 3)
@@ -119,16 +119,5 @@ def pretrain_monai_stock(train_images: np.ndarray, spatial_dims: int, epochs: in
     batch = min(batch, len(images))
     loader = DataLoader(TwoViews(images, build_views(spatial_dims, crop, seed)), batch_size=batch, shuffle=True,
                         drop_last=True, num_workers=workers, generator=loader_generator(seed))
-    for epoch in range(epochs):
-        t0, total, steps = time.time(), 0.0, 0
-        for v1, v2 in loader:
-            v1, v2 = v1.to(device, non_blocking=True), v2.to(device, non_blocking=True)
-            loss = loss_fn(head(encoder(v1)), head(encoder(v2)))
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            total, steps = total + loss.item(), steps + 1
-        if history is not None:
-            history.append({"epoch": epoch, "loss": total / max(steps, 1), "steps": steps,
-                            "seconds": round(time.time() - t0, 2)})
+    train_two_views(encoder, head, loss_fn, optimiser, loader, epochs, device, history)
     return frozen(encoder)

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[2]
-from shared_data import SHARED, shared_path  # noqa: E402
+from benchmark_module import load_benchmark
+from shared_data import SHARED, shared_path
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_brain_age_ixi", REPO / "benchmarks" / "brain_age_ixi.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("brain_age_ixi", "bench_brain_age_ixi")
 
 
 def test_folds_partition_the_subjects_and_balance_ages():

@@ -3,35 +3,20 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
+from benchmark_module import load_benchmark
 from shared_data import shared_path
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_multisite", REPO / "benchmarks" / "multisite_study.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("multisite_study", "bench_multisite")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _check_scores(row: dict) -> None:
