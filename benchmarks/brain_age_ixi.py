@@ -279,8 +279,10 @@ def ft_augment(shape) -> object:
                                                   "rotate": 5.0, "scale": (0.95, 1.05), "translate": 0.03})
 
 
-def finetune_fold(encoder, data: dict, tr: np.ndarray, te: np.ndarray, b: Budget, seed: int, device: str) -> np.ndarray:
-    """Fine-tune on the fold's training rows (early stopping on 20 % of them); predictions for ``te``."""
+def finetune_fold(encoder, data: dict, tr: np.ndarray, te: np.ndarray, b: Budget, seed: int,
+                  device: str) -> tuple[np.ndarray, int]:
+    """Fine-tune on the fold's training rows (early stopping on 20 % of them): (predictions for ``te`` in
+    years, best epoch)."""
     ages, lab = data["ages"], data["labelled"]
     fit, val = inner_split(ages[lab[tr]], seed)
     ds = lambda rows: CachedScans(data["images"], data["records"], lab[rows], data["coder"])
