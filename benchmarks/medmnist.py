@@ -150,6 +150,8 @@ def pretrain_simclr(train_x: np.ndarray, spatial_dims: int, b: Budget, seed: int
                           warmup_epochs=min(1.0, b.ssl_epochs / 4), keep_checkpoints=1, seed=seed, progress=False)
     trainer = Trainer(method, Images(train_x), run_dir, opts, torch.device(device))
     summary = trainer.fit()
+    if summary["stopped_early"]:  # SIGTERM: the trainer saved a checkpoint; stop the whole benchmark
+        raise SystemExit(f"stopped by SIGTERM during SimCLR pretraining (checkpoint in {run_dir})")
     return {"encoder": method.encoder, "summary": summary}
 
 
