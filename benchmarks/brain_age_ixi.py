@@ -187,9 +187,7 @@ def write_resampled_copy(data_root: Path, dst: Path, spacing: float) -> None:
     for record in build_manifest(card, src):
         out = nib.Nifti1Image(np.clip(load(record)[0], 0, None), np.diag([spacing] * 3 + [1.0]))
         out.set_data_dtype(np.uint8)
-        target = dst / "images" / Path(record.path).name
-        assert target.parent == dst / "images", target  # only ever inside dst
-        nib.save(out, target)
+        nib.save(out, dst / "images" / Path(record.path).name)  # a bare file name: always inside dst
 
 
 def age_folds(ages: np.ndarray, n_folds: int, seed: int) -> list[np.ndarray]:
@@ -299,7 +297,7 @@ def run_seed(data: dict, b: Budget, seed: int, out: Path, device: str) -> dict:
     ages = data["ages"][data["labelled"]]
     n, all_rows = len(ages), np.arange(len(data["ages"]))
     times, pre, rows = {}, {}, active_rows(b.methods)
-    for name in [m for m in LABEL_FREE if m in b.methods.split(",")]:  # label-free, on every scan (labelled or not)
+    for name in [m for m in LABEL_FREE if any(r[0] == f"{m}_probe" for r in rows)]:  # label-free: on every scan
         t = time.time()
         pre[name] = pretrain(name, data, all_rows, b, seed, out / f"seed{seed}_{name}", device)
         times[f"pretrain_{name}"] = round(time.time() - t, 1)
