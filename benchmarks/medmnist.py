@@ -85,6 +85,7 @@ class Budget:
     ft_batch: int = 128
     ft_lr: float = 1e-3
     patience: int = 2
+    ft_augment: bool = True  #: flips (3D only) + small affine on fine-tuning batches (see ft_augment)
     limit: int = 0  #: use only the first N images of each split (0 = all; --quick)
     fractions: tuple = FRACTIONS
 
@@ -186,6 +187,14 @@ def linear_probe(feats: dict, rows: np.ndarray, seed: int, n_boot: int) -> dict:
     return out
 
 
+def ft_augment(spatial_dims: int, size: int):
+    """Fine-tuning augmentation: a small affine (±10°, scale 0.9–1.1, shift 5 %) at the input size; flips on
+    all axes for the 3D shape masks only (a left-right flip of a chest X-ray swaps the heart's side)."""
+    flips = {"flip_prob": 0.5} if spatial_dims == 3 else {}
+    return build_view_pipeline("none", spatial_dims, (size,) * spatial_dims,
+                               {"affine_prob": 0.8, "rotate": 10.0, "scale": (0.9, 1.1), "translate": 0.05, **flips})
+
+
 def few_label_epochs(b: Budget, fraction: float) -> int:
     """More passes over fewer labels (about the same number of optimiser steps as ~1/√fraction)."""
     return int(min(30, round(b.ft_epochs / math.sqrt(fraction))))
@@ -199,7 +208,8 @@ def finetune_score(encoder, data: dict, rows: np.ndarray, b: Budget, fraction: f
     opts = FinetuneOptions(task="classification", mode="full", lr_encoder=b.ft_lr, lr_head=b.ft_lr, epochs=epochs,
                            batch_size=b.ft_batch, patience=max(b.patience, epochs // 4), device=device, seed=seed)
     t0 = time.time()
-    result = finetune(encoder, Images(xt[rows]), yt[rows], Images(xv), yv, opts)
+    augment = ft_augment(xt.ndim - 2, xt.shape[-1]) if b.ft_augment else None
+    result = finetune(encoder, Images(xt[rows]), yt[rows], Images(xv), yv, opts, augment=augment)
     out = score(ys, predict(result, Images(xs))[:, 1], seed, n_boot)
     out.update(best_epoch=result.best_epoch, epochs_run=len(result.history), n_train=len(rows),
                seconds=round(time.time() - t0, 1), history=result.history)
@@ -427,6 +437,17 @@ def peer_versions() -> dict:
     return out
 
 
+def parse_budget_value(key: str, text: str, current):
+    """``--set`` value with the type of the budget field (``fractions``: comma list; bools: true/false/1/0)."""
+    if key == "fractions":
+        return tuple(map(float, text.split(",")))
+    if isinstance(current, bool):
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise SystemExit(f"--set {key}={text}: expected true or false")
+        return text.lower() in ("true", "1")
+    return type(current)(text)
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", choices=sorted(CARDS), required=True)
@@ -457,7 +478,7 @@ def main(argv: list[str] | None = None) -> dict:
         k, v = kv.split("=", 1)
         if k not in asdict(b):
             raise SystemExit(f"--set {kv}: unknown budget key {k!r}; keys: {', '.join(asdict(b))}")
-        b = replace(b, **{k: type(getattr(b, k))(v) if k != "fractions" else tuple(map(float, v.split(",")))})
+        b = replace(b, **{k: parse_budget_value(k, v, getattr(b, k))})
     out = Path(a.out or REPO / "runs" / f"medmnist_{a.dataset}{'_quick' if a.quick else ''}")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()

@@ -65,3 +65,24 @@ def test_quick_run_end_to_end(tmp_path):
     assert s["auc_mean"] == on_disk["per_seed"][0]["few_label"]["1.0"]["ssl_probe"]["auc"]
     assert s["auc_sd"] is None or math.isnan(s["auc_sd"])  # one seed: no SD, never a fake 0
     assert on_disk["budget"]["ssl_epochs"] == 1 and on_disk["wall_seconds"] > 0
+
+
+def test_budget_values_parse_with_their_field_type():
+    """``--set ft_augment=false`` turns the augmentation off (``bool("false")`` would be True)."""
+    parse = _bench().parse_budget_value
+    assert parse("ft_augment", "false", True) is False and parse("ft_augment", "1", False) is True
+    assert parse("ssl_epochs", "24", 4) == 24 and parse("fractions", "0.1,1", ()) == (0.1, 1.0)
+    with pytest.raises(SystemExit, match="expected true or false"):
+        parse("ft_augment", "yes please", True)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_finetune_augmentation_keeps_size_and_changes_images(spatial_dims):
+    """The fine-tuning views keep the input size, move the pixels, and flip only 3D volumes."""
+    import torch
+
+    pipe = _bench().ft_augment(spatial_dims, 28)
+    x = torch.rand((4, 1) + (28,) * spatial_dims)
+    y = pipe(x, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and not torch.allclose(x, y)
+    assert (pipe.params.flip_prob > 0) == (spatial_dims == 3)
