@@ -71,6 +71,7 @@ class Budget:
     spacing: float = 6.0  #: mm; the card's 96×120×120 grid at 2 mm becomes 32×40×40 at 6 mm (sized for 2 CPU cores)
     crop: int = 28  #: side of the contrastive / Genesis views (random resized crops, voxels)
     preset: str = "brain_mri"  #: augmentation preset of the contrastive views (its strengths are in voxels, see docs)
+    physical_units: bool = False  #: rescale the preset's voxel strengths to `spacing` (docs/augmentations.md)
     width: int = 16  #: ResNet-18 base width (layer1 channels; out_dim = 8·width)
     vit: str = "vit_tiny"
     patch: int = 8  #: ViT patch side (voxels); must divide the grid; MAE crops are patch multiples
@@ -229,7 +230,7 @@ def pretrain(name: str, data: dict, rows: np.ndarray, b: Budget, seed: int, run_
     epochs = b.ssl_epochs
     if name in ("simclr", "yaware"):
         encoder = cnn(b, seed)
-        views = build_view_pipeline(b.preset, 3, crop)
+        views = build_view_pipeline(b.preset, 3, crop, spacing=(b.spacing,) * 3 if b.physical_units else None)
         if name == "simclr":
             method = SimCLR(encoder, LOSSES.get("ntxent")(temperature=0.1), views, proj_hidden_dim=encoder.out_dim,
                             proj_dim=128)
@@ -456,7 +457,9 @@ def main(argv: list[str] | None = None) -> dict:
         k, v = kv.split("=", 1)
         if k not in asdict(b):
             raise SystemExit(f"--set {kv}: unknown budget key {k!r}; keys: {', '.join(asdict(b))}")
-        b = replace(b, **{k: type(getattr(b, k))(v)})
+        if isinstance(getattr(b, k), bool) and v.lower() not in ("true", "false", "1", "0"):
+            raise SystemExit(f"--set {kv}: expected true or false")
+        b = replace(b, **{k: v.lower() in ("true", "1") if isinstance(getattr(b, k), bool) else type(getattr(b, k))(v)})
     if a.write_copy:
         write_resampled_copy(Path(a.data_root), Path(a.write_copy) / "ixi_t1_hh_2mm", b.spacing)
         return {}

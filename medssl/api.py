@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medssl.config import ConfigError, RunConfig, config_hash, load_config, save_config, to_dict
+from medssl.config import ConfigError, RunConfig, config_hash, load_config, save_config, to_dict, view_spacing
 from medssl.data.card import load_card
 from medssl.data.dataset import CachedScans, MetadataCoder, preload
 from medssl.data.manifest import Record, build_manifest, write_manifest
@@ -90,7 +90,8 @@ def build_method(cfg: RunConfig) -> torch.nn.Module:
     method_cls = METHODS.get(cfg.method.name)
     encoder = build_encoder(cfg.encoder.name, cfg.encoder.spatial_dims, cfg.encoder.in_channels, **cfg.encoder.options)
     views = build_view_pipeline(preset=cfg.augment.preset, spatial_dims=cfg.encoder.spatial_dims,
-                                crop_size=tuple(cfg.augment.crop_size), overrides=dict(cfg.augment.overrides))
+                                crop_size=tuple(cfg.augment.crop_size), overrides=dict(cfg.augment.overrides),
+                                spacing=view_spacing(cfg))  # data.spacing (mm) if augment.physical_units, else None
     if not method_cls.default_loss:  # generative methods (MAE, Models Genesis) take their own options
         import inspect  # noqa: PLC0415 - kept inside the generative branch
 
@@ -260,7 +261,10 @@ def evaluate(run_dir: str | Path, progress: bool = True, protocol: str = "defaul
 
     Returns:
         The results dict (see :mod:`medssl.eval.report`); ``info["output directory"]`` says
-        where the report went.
+        where the report went, ``info["hyper-parameter selection"]`` how probe hyper-parameters and
+        the fine-tuning epoch were chosen: on the card's official validation split when it has one
+        (its scans are embedded too, never fitted on or scored as test scans), otherwise by
+        cross-validation / an inner split of train.
     """
     from dataclasses import replace as _replace
 
@@ -273,9 +277,10 @@ def evaluate(run_dir: str | Path, progress: bool = True, protocol: str = "defaul
     cfg, encoder, prep_dir, out_dir, kind = _evaluation_source(run_dir, protocol, data, root)
     seed = cfg.seed if opts.seed is None else opts.seed
     prepared = prepare_data(cfg, prep_dir, progress=False)
-    idx = prepared.train + prepared.test
+    idx = prepared.train + prepared.test + prepared.val  # no val rows: the rows (and feature cache) as before
     ds = CachedScans(prepared.images, prepared.records, idx, prepared.coder)
     train_mask = np.array([prepared.records[i].split == "train" for i in idx])
+    val_mask = np.array([prepared.records[i].split == "val" for i in idx])
     dev = resolve_device(device or cfg.train.device)
     encoders = {"pretrained": encoder}
     if cfg.eval.random_init_baseline if opts.random_init is None else opts.random_init:
@@ -294,12 +299,15 @@ def evaluate(run_dir: str | Path, progress: bool = True, protocol: str = "defaul
     targets = list(opts.targets or cfg.eval.targets)
     if protocol in ("finetune", "fewshot") and not opts.targets:  # downstream tasks: age and diagnosis, not site
         targets = [t for t in targets if t != "site"] + (["label"] if "label" not in targets and vocab["label"] else [])
-    results = run_protocol(opts, feats, train_mask, vocab, seed, targets, encoders, {"all": ds}, str(dev))
+    results = run_protocol(opts, feats, train_mask, vocab, seed, targets, encoders, {"all": ds}, str(dev), val_mask)
     results["info"] = {"protocol": protocol, "source": f"{kind} {run_dir}", "method": cfg.method.name if kind == "run"
                        else "(export)", "encoder": cfg.encoder.name, "data card": Path(str(cfg.data.card)).stem,
                        "train subjects": len(set(prepared.records[i].subject for i in prepared.train)),
                        "test subjects": len(set(prepared.records[i].subject for i in prepared.test)),
-                       "sites": len(vocab["site"]), "targets": ", ".join(targets), "seed": seed,
+                       **({"validation subjects": len({prepared.records[i].subject for i in prepared.val})}
+                          if prepared.val else {}),
+                       "hyper-parameter selection": results.pop("selection"), "sites": len(vocab["site"]),
+                       "targets": ", ".join(targets), "seed": seed,
                        "test-time flip": opts.tta_flip, "device": str(dev), "run directory": str(run_dir),
                        "output directory": str(out_dir)}
     if kind == "run":

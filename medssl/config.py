@@ -79,6 +79,10 @@ class AugmentConfig:
     preset: str = "brain_mri"
     crop_size: list[int] = field(default_factory=lambda: [40, 40, 40])
     overrides: dict = field(default_factory=dict)
+    #: rescale the preset's voxel-unit strengths (blur, elastic, motion, low resolution) from its
+    #: reference spacing to data.spacing, so views have the same strength in mm on any grid;
+    #: needs data.spacing (docs/augmentations.md, "Voxels or millimetres")
+    physical_units: bool = False
 
 
 @dataclass
@@ -307,12 +311,31 @@ def validate(cfg: RunConfig) -> None:
     _check_options("method.loss", {k: v for k, v in cfg.method.loss.items() if k != "name"}, LOSSES.get(loss_name))
 
 
+def view_spacing(cfg: RunConfig) -> list[float] | None:
+    """The ``spacing`` argument of ``build_view_pipeline``: ``data.spacing`` (mm) when
+    ``augment.physical_units`` is on, else None (strengths in voxels).
+
+    Raises:
+        ConfigError: ``augment.physical_units`` is on but ``data.spacing`` is [] (native
+            spacing, which may differ from scan to scan).
+    """
+    if not cfg.augment.physical_units:
+        return None
+    if not cfg.data.spacing:
+        raise ConfigError("augment.physical_units=true needs data.spacing (the voxel size in mm the views are drawn "
+                          "on); data.spacing is [] (each scan's native spacing). Set data.spacing=[...] or "
+                          "augment.physical_units=false")
+    return list(cfg.data.spacing)
+
+
 def _validate_views(cfg: RunConfig) -> None:
     from medssl.transforms.views import build_view_pipeline  # noqa: PLC0415
 
+    spacing = view_spacing(cfg)
     try:  # checks the preset name and every override key against the preset's parameters
         build_view_pipeline(preset=cfg.augment.preset, spatial_dims=cfg.encoder.spatial_dims,
-                            crop_size=tuple(cfg.augment.crop_size), overrides=dict(cfg.augment.overrides))
+                            crop_size=tuple(cfg.augment.crop_size), overrides=dict(cfg.augment.overrides),
+                            spacing=spacing)
     except ValueError as e:
         raise ConfigError(f"augment: {e}") from None
 

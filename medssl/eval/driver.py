@@ -12,6 +12,11 @@ openbhb   the OpenBHB challenge protocol (internal / external sites, L_c score)
 fewshot   linear-probe curves at 1 %, 10 %, 100 % of the training labels (several seeds)
 finetune  encoder + new head trained on the training subjects (early stopping on a validation split)
 ========= ==============================================================================
+
+With an official validation split (``val_mask``: a data card's ``val`` rows) the probes of
+default / linear / knn / mlp / fewshot choose their hyper-parameter on it and fine-tuning
+early-stops on it; site and openbhb leave those rows out. Validation rows are never fitted
+on and never scored as test rows. ``results["selection"]`` says what was used.
 """
 
 from __future__ import annotations
@@ -45,6 +50,13 @@ NOTES = {
     "finetune": "Fine-tuning: a copy of the encoder + a new linear head, AdamW with separate encoder/head learning "
                 "rates, early stopping on the validation loss of a subject-level validation split of the training "
                 "subjects; scored once on the held-out subjects.",
+    "val_probes": "Official validation split ({n} scans), instead of the cross-validation named above: each value of "
+                  "the probe's hyper-parameter (α, C, k or MLP penalty; same grid and score) is fitted on the training "
+                  "subjects and scored on the validation scans; the best is refitted on the training subjects. "
+                  "Validation scans are never fitted on and never scored as test scans.",
+    "val_finetune": "Fine-tuning early-stops on the validation loss of the official validation split ({n} scans) "
+                    "instead of an inner split of the training subjects (which are all trained on).",
+    "val_left_out": "The {n} scans of the official validation split are left out of this protocol.",
 }
 
 
@@ -78,30 +90,62 @@ def _site_codes(names: list[str], vocab: list[str]) -> list[int]:
     return [vocab.index(n) for n in names]
 
 
+def _selection(p: str, opts: EvalOptions, n_val: int) -> str:
+    """How hyper-parameters / the fine-tuning epoch were chosen, in words (report ``info``)."""
+    if p in ("site", "openbhb"):
+        return "cross-validation on train" + (f" (the {n_val} official validation scans are left out)" if n_val else "")
+    if n_val:
+        return f"official validation split (n={n_val})"
+    if p == "finetune":
+        return f"{opts.val_fraction:.0%} inner subject split of train"
+    return "cross-validation on train" + (f"; fine-tuning: {opts.val_fraction:.0%} inner subject split of train"
+                                          if p == "fewshot" and opts.fewshot_finetune else "")
+
+
+def _without(feats: dict[str, dict], drop: np.ndarray) -> dict[str, dict]:
+    """``feats`` without the rows ``drop`` (every per-row array)."""
+    return {n: {k: np.asarray(v)[~drop] for k, v in f.items()} for n, f in feats.items()}
+
+
 def run_protocol(opts: EvalOptions, feats: dict[str, dict], train_mask: np.ndarray, vocab: dict, seed: int,
-                 targets: list[str], encoders=None, datasets: dict | None = None, device: str = "cpu") -> dict:
+                 targets: list[str], encoders=None, datasets: dict | None = None, device: str = "cpu",
+                 val_mask: np.ndarray | None = None) -> dict:
     """The results of ``opts.protocol`` for every encoder.
 
     Args:
         opts: protocol and settings.
         feats: ``{encoder name: extract_features output}`` over the same rows.
-        train_mask: (N,) True for training-split rows.
+        train_mask: (N,) True for training-split rows; the other rows are test rows, except
+            those of ``val_mask``.
         vocab: code → name tables (``site``, ``sex``, ``label``).
         seed: seed for CV shuffles, bootstrap and fine-tuning.
         targets: metadata columns to evaluate.
         encoders: ``{name: nn.Module}`` (fine-tuning only).
         datasets: ``{"all": dataset over the rows of feats}`` (fine-tuning only).
         device: fine-tuning device.
+        val_mask: (N,) True for rows of an official validation split (None / all False: none).
+            The probes choose their hyper-parameter on them, fine-tuning early-stops on them;
+            site / openbhb leave them out.
 
     Returns:
-        The results dict for :func:`medssl.eval.report.write_report` (minus ``info``).
+        The results dict for :func:`medssl.eval.report.write_report` (minus ``info``), with
+        ``"selection"``: how hyper-parameters were chosen, in words.
     """
     p, results = opts.protocol, {"protocol": opts.protocol, "vocab": vocab, "notes": []}
+    val_mask = np.zeros(len(train_mask), bool) if val_mask is None else np.asarray(val_mask, bool)
+    if (val_mask & train_mask).any():
+        raise ValueError("run_protocol: a row is in both train_mask and val_mask")
+    n_val = int(val_mask.sum())
+    results["selection"] = _selection(p, opts, n_val)
+    if n_val and p in ("site", "openbhb"):  # these protocols refit on other row sets: keep them to train + test
+        feats, train_mask = _without(feats, val_mask), train_mask[~val_mask]
+        val_mask = np.zeros(len(train_mask), bool)
+    val = val_mask if val_mask.any() else None
     first = next(iter(feats.values()))
     if p in ("default", "linear", "knn", "mlp"):
         kind = "linear" if p in ("default", "linear") else p
-        results["probes"] = {n: PR.probe_targets(f, train_mask, targets, kind, seed, opts.n_boot, {"label": vocab.get("label")})
-                             for n, f in feats.items()}
+        results["probes"] = {n: PR.probe_targets(f, train_mask, targets, kind, seed, opts.n_boot, {"label": vocab.get("label")},
+                                                 val_mask=val) for n, f in feats.items()}
         results["notes"].append(NOTES["probes" if kind == "linear" else kind])
     elif p == "site":
         results["site"] = {n: PR.site_effect(f, train_mask, seed, opts.n_boot, [t for t in targets if t != "site"],
@@ -116,24 +160,28 @@ def run_protocol(opts: EvalOptions, feats: dict[str, dict], train_mask: np.ndarr
             results["notes"].append("The encoder's pretraining split contained scans of the external site(s) (without "
                                     "labels); in the OpenBHB challenge those sites are unseen at every stage.")
     elif p == "fewshot":
-        results["fewshot"] = {n: PR.fewshot_protocol(f, train_mask, targets, opts.fractions, opts.seeds)
+        results["fewshot"] = {n: PR.fewshot_protocol(f, train_mask, targets, opts.fractions, opts.seeds, val_mask=val)
                               for n, f in feats.items()}
         if opts.fewshot_finetune:
             for n, enc in encoders.items():
                 results["fewshot"][f"{n} fine-tuned"] = _finetune_curves(opts, enc, first, train_mask, targets,
-                                                                         datasets["all"], device)
+                                                                         datasets["all"], device, val)
             results["notes"].append(NOTES["finetune"])
     elif p == "finetune":
         results["finetune"] = {n: _finetune_targets(opts, enc, first, train_mask, targets, datasets["all"], seed, device,
-                                                    vocab.get("label"))
+                                                    vocab.get("label"), val)
                                for n, enc in encoders.items()}
     results["notes"].append(NOTES.get(p, ""))
+    if n_val:
+        finetuned = p == "finetune" or (p == "fewshot" and opts.fewshot_finetune)
+        keys = ["val_left_out"] if p in ("site", "openbhb") else ["val_probes"] * (p != "finetune") + ["val_finetune"] * finetuned
+        results["notes"] += [NOTES[k].format(n=n_val) for k in keys]
     results["notes"] = [n for n in results["notes"] if n]
     age = np.asarray(first.get("age", np.zeros(0)), float)
     if "age" in targets and age.size and not np.isnan(age).all():
-        ok = ~np.isnan(age)
-        results["baselines"] = {"mean_predictor_mae": mean_predictor_mae(age[train_mask & ok], age[~train_mask & ok])}
-        results["test_age"] = age[~train_mask & ok]
+        ok, test = ~np.isnan(age), ~train_mask & ~val_mask
+        results["baselines"] = {"mean_predictor_mae": mean_predictor_mae(age[train_mask & ok], age[test & ok])}
+        results["test_age"] = age[test & ok]
     method = opts.map_method or ("pca" if p == "default" else "tsne")
     if method != "none" and p != "finetune":
         results["maps"] = {n: PR.embedding_maps(f, method, seed) for n, f in feats.items()}
@@ -141,18 +189,24 @@ def run_protocol(opts: EvalOptions, feats: dict[str, dict], train_mask: np.ndarr
 
 
 def _finetune_rows(opts: EvalOptions, encoder, feats: dict, target: str, train_rows: np.ndarray, test_rows: np.ndarray,
-                   dataset: Dataset, seed: int, device: str, label_names: list[str] | None, n_boot: int) -> dict:
-    """Fine-tune on ``train_rows`` (split by subject into fit / validation), score on ``test_rows``."""
+                   dataset: Dataset, seed: int, device: str, label_names: list[str] | None, n_boot: int,
+                   val_rows: np.ndarray | None = None) -> dict:
+    """Fine-tune on ``train_rows``, early-stop on ``val_rows`` (official validation rows) or, when None,
+    on a subject-level inner split of ``train_rows`` (``opts.val_fraction``); score on ``test_rows``."""
     from medssl.data.manifest import Record
     from medssl.data.splits import subject_split
 
     subjects = np.asarray(feats["subject"])
-    site = np.asarray(feats.get("site", np.zeros(len(subjects), int)))
-    recs = [Record(path=str(i), subject=str(subjects[i]), site=str(site[i])) for i in train_rows]
-    inner = np.array(subject_split(recs, opts.val_fraction, seed + 1, stratify="site"))
-    if not (inner == "test").any():  # tiny subsets: keep at least one validation subject
-        inner[subjects[train_rows] == subjects[train_rows][-1]] = "test"
-    fit_rows, val_rows = train_rows[inner == "train"], train_rows[inner == "test"]
+    if val_rows is not None:
+        fit_rows, early_stopping = train_rows, f"official validation split (n={len(val_rows)})"
+    else:
+        site = np.asarray(feats.get("site", np.zeros(len(subjects), int)))
+        recs = [Record(path=str(i), subject=str(subjects[i]), site=str(site[i])) for i in train_rows]
+        inner = np.array(subject_split(recs, opts.val_fraction, seed + 1, stratify="site"))
+        if not (inner == "test").any():  # tiny subsets: keep at least one validation subject
+            inner[subjects[train_rows] == subjects[train_rows][-1]] = "test"
+        fit_rows, val_rows = train_rows[inner == "train"], train_rows[inner == "test"]
+        early_stopping = f"{opts.val_fraction:.0%} inner subject split of train"
     task = PR.task_of(feats, target)
     y = np.asarray(feats[target])
     y = y if task == "regression" else y.astype(int)
@@ -160,41 +214,49 @@ def _finetune_rows(opts: EvalOptions, encoder, feats: dict, target: str, train_r
     out = finetune_and_score(encoder, Subset(dataset, fit_rows.tolist()), y[fit_rows], Subset(dataset, val_rows.tolist()),
                              y[val_rows], Subset(dataset, test_rows.tolist()), y[test_rows], fo, subjects[test_rows], n_boot,
                              label_names if task == "multilabel" else None)
-    out["n_fit"], out["n_val"] = int(len(fit_rows)), int(len(val_rows))
+    out["n_fit"], out["n_val"], out["early_stopping"] = int(len(fit_rows)), int(len(val_rows)), early_stopping
     return out
 
 
+def _target_rows(feats: dict, target: str, train_mask: np.ndarray, val_mask: np.ndarray | None):
+    """``(train rows, test rows, validation rows or None)`` (indices) of the rows with a known ``target``."""
+    ok = PR.valid_rows(feats, target)
+    va = PR.val_rows(feats, target, val_mask)
+    test = ~train_mask if val_mask is None else ~train_mask & ~val_mask
+    return np.flatnonzero(train_mask & ok), np.flatnonzero(test & ok), None if va is None else np.flatnonzero(va)
+
+
 def _finetune_targets(opts: EvalOptions, encoder, feats: dict, train_mask: np.ndarray, targets: list[str],
-                      dataset: Dataset, seed: int, device: str, label_names: list[str] | None = None) -> dict:
+                      dataset: Dataset, seed: int, device: str, label_names: list[str] | None = None,
+                      val_mask: np.ndarray | None = None) -> dict:
     """Fine-tune one copy of ``encoder`` per target (age → regression, label → classes / findings)."""
     out = {}
     for target in targets:
         if target not in ("age", "label") or target not in feats:
             continue
-        ok = PR.valid_rows(feats, target)
-        tr_rows, te_rows = np.flatnonzero(train_mask & ok), np.flatnonzero(~train_mask & ok)
+        tr_rows, te_rows, va_rows = _target_rows(feats, target, train_mask, val_mask)
         if len(np.unique(np.asarray(feats["subject"])[tr_rows])) >= 3 and len(te_rows) >= 2:
             out[target] = _finetune_rows(opts, encoder, feats, target, tr_rows, te_rows, dataset, seed, device,
-                                         label_names, opts.n_boot)
+                                         label_names, opts.n_boot, va_rows)
     return out
 
 
 def _finetune_curves(opts: EvalOptions, encoder, feats: dict, train_mask: np.ndarray, targets: list[str],
-                     dataset: Dataset, device: str) -> dict:
-    """Few-label curves of fine-tuning (age, single-label diagnosis): :func:`label_fraction_curve`."""
+                     dataset: Dataset, device: str, val_mask: np.ndarray | None = None) -> dict:
+    """Few-label curves of fine-tuning (age, single-label diagnosis): :func:`label_fraction_curve`.
+    With ``val_mask`` every point early-stops on the full validation split."""
     from medssl.eval.fewshot import label_fraction_curve
 
     out = {}
     for target in targets:
         if target not in ("age", "label") or target not in feats or PR.task_of(feats, target) == "multilabel":
             continue
-        ok = PR.valid_rows(feats, target)
-        tr_rows, te_rows = np.flatnonzero(train_mask & ok), np.flatnonzero(~train_mask & ok)
+        tr_rows, te_rows, va_rows = _target_rows(feats, target, train_mask, val_mask)
         task = PR.task_of(feats, target)
         metric = "mae" if task == "regression" else "balanced_accuracy"
 
-        def fit_score(rows, s, target=target, te_rows=te_rows):
-            return _finetune_rows(opts, encoder, feats, target, rows, te_rows, dataset, s, device, None, 0)
+        def fit_score(rows, s, target=target, te_rows=te_rows, va_rows=va_rows):
+            return _finetune_rows(opts, encoder, feats, target, rows, te_rows, dataset, s, device, None, 0, va_rows)
 
         out[target] = label_fraction_curve(fit_score, tr_rows, np.asarray(feats["subject"]), metric, opts.fractions,
                                            opts.seeds, None if task == "regression" else np.asarray(feats[target]))

@@ -6,8 +6,15 @@ split, folds grouped by subject so that scans of one subject never sit on both s
 inner fold) — sees the training rows only. The test rows are used once, to score.
 ``tests/eval/test_probes.py`` checks this with a spy on ``fit`` and with shuffled labels.
 
+With ``val=(x_val, y_val)`` (a data set's official validation split) the hyper-parameter is
+chosen on those rows instead: each grid value is fitted on the training rows and scored once
+on the validation rows (same grid, same score as the cross-validation); the best (the first
+on ties) is refitted on the training rows alone. Validation rows never enter a fit.
+``tests/test_eval_official_val.py`` checks the choice against a naive loop.
+
 Each probe returns a dict of metrics (with bootstrap 95 % intervals ``<metric>_ci``), the
-chosen hyper-parameter, and ``"pred"`` (test predictions; dropped from metrics.json).
+chosen hyper-parameter, ``"selection"`` (how it was chosen, in words) and ``"pred"`` (test
+predictions; dropped from metrics.json).
 """
 
 from __future__ import annotations
@@ -15,10 +22,12 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from sklearn.base import clone
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
-from sklearn.model_selection import GridSearchCV, GroupKFold, StratifiedGroupKFold, cross_val_predict
+from sklearn.model_selection import (GridSearchCV, GroupKFold, PredefinedSplit, StratifiedGroupKFold,
+                                     cross_val_predict)
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
@@ -61,12 +70,27 @@ def inner_folds(y: np.ndarray, groups: np.ndarray | None, classification: bool, 
     return list(GroupKFold(k).split(y, y, relabelled))
 
 
-def _search(model, grid: dict, x, y, folds, scoring: str, error_score="raise") -> GridSearchCV:
-    search = GridSearchCV(model, grid, scoring=scoring, cv=folds, error_score=error_score)
+def _search(model, grid: dict, x, y, folds, scoring: str, error_score="raise", val=None) -> tuple:
+    """Grid search → ``(model fitted on (x, y) with the best value, best params, selection in words)``.
+
+    Without ``val``: :class:`GridSearchCV` over ``folds`` (inner CV of the training rows), refitted
+    on all of them. With ``val=(x_val, y_val)``: one :class:`PredefinedSplit` (fit on ``x``, score
+    on ``x_val``), then the best value is refitted on ``(x, y)`` alone — never on ``x_val``.
+    """
+    if val is not None:
+        n_val = len(val[0])
+        folds = PredefinedSplit(np.r_[np.full(len(x), -1), np.zeros(n_val, int)])
+        x_all, y_all = np.concatenate([x, val[0]]), np.concatenate([np.asarray(y), np.asarray(val[1])])
+    else:
+        x_all, y_all = x, y
+    search = GridSearchCV(model, grid, scoring=scoring, cv=folds, error_score=error_score, refit=val is None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        search.fit(x, y)
-    return search
+        search.fit(x_all, y_all)
+        if val is None:
+            return search.best_estimator_, search.best_params_, f"cross-validation on train ({len(folds)} folds)"
+        best = clone(model).set_params(**search.best_params_).fit(x, y)
+    return best, search.best_params_, f"official validation split (n={n_val})"
 
 
 def _regression_report(y_test, pred, n_boot: int, seed: int, groups_test) -> dict:
@@ -93,11 +117,12 @@ def _classification_report(y_test, pred, proba, classes, n_boot: int, seed: int,
 
 def regression_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
                      groups: np.ndarray | None = None, seed: int = 0, n_boot: int = 1000,
-                     bias_correction: bool = False, groups_test: np.ndarray | None = None) -> dict:
+                     bias_correction: bool = False, groups_test: np.ndarray | None = None, val=None) -> dict:
     """Standardisation + ridge regression; α ∈ :data:`RIDGE_ALPHAS` chosen on the training split.
 
     With one row per subject (``groups`` None or all distinct) α is chosen by efficient
-    leave-one-subject-out CV (``RidgeCV``); otherwise by 5-fold subject-grouped CV.
+    leave-one-subject-out CV (``RidgeCV``); otherwise by 5-fold subject-grouped CV; with
+    ``val=(x_val, y_val)`` by the MAE on those validation rows.
 
     Args:
         x_train, x_test: (N, D) embeddings. y_train, y_test: (N,) targets (e.g. age, years).
@@ -105,21 +130,23 @@ def regression_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarra
         seed: CV shuffling and bootstrap seed. n_boot: bootstrap replicates (0: no intervals).
         bias_correction: add ``"brain_age_gap"`` with the linear bias correction fitted on
             out-of-fold predictions of the *training* rows (:func:`medssl.eval.metrics.brain_age_gap`).
+        val: ``(x_val (M, D), y_val (M,))`` validation rows for choosing α (module docstring).
 
     Returns:
-        ``{"mae", "rmse", "r2", "pearson_r", "<metric>_ci", "alpha", "pred"}`` (+ ``"brain_age_gap"``).
+        ``{"mae", "rmse", "r2", "pearson_r", "<metric>_ci", "alpha", "selection", "pred"}`` (+ ``"brain_age_gap"``).
     """
     unique = groups is None or len(np.unique(groups)) == len(groups)
-    if unique:
+    if unique and val is None:
         model = make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS)).fit(x_train, y_train)
-        alpha = float(model[-1].alpha_)
+        alpha, selection = float(model[-1].alpha_), "leave-one-subject-out CV on train"
     else:
-        search = _search(make_pipeline(StandardScaler(), Ridge()), {"ridge__alpha": RIDGE_ALPHAS}, x_train, y_train,
-                         inner_folds(y_train, groups, False, seed), "neg_mean_absolute_error")
-        model, alpha = search.best_estimator_, float(search.best_params_["ridge__alpha"])
+        folds = None if val is not None else inner_folds(y_train, groups, False, seed)
+        model, params, selection = _search(make_pipeline(StandardScaler(), Ridge()), {"ridge__alpha": RIDGE_ALPHAS},
+                                           x_train, y_train, folds, "neg_mean_absolute_error", val=val)
+        alpha = float(params["ridge__alpha"])
     pred = model.predict(x_test)
     out = _regression_report(y_test, pred, n_boot, seed, groups_test)
-    out["alpha"] = alpha
+    out["alpha"], out["selection"] = alpha, selection
     if bias_correction:
         oof = cross_val_predict(make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS)), x_train, y_train,
                                 cv=inner_folds(y_train, groups, False, seed))
@@ -129,55 +156,60 @@ def regression_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarra
 
 def classification_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
                          seed: int = 0, groups: np.ndarray | None = None, n_boot: int = 1000,
-                         groups_test: np.ndarray | None = None) -> dict:
+                         groups_test: np.ndarray | None = None, val=None) -> dict:
     """Standardisation + logistic regression; C ∈ :data:`LOGISTIC_CS` by subject-grouped,
-    stratified CV (balanced accuracy) on the training split.
+    stratified CV (balanced accuracy) on the training split, or by the balanced accuracy on
+    ``val=(x_val, y_val)`` when given.
 
     Returns:
         ``{"balanced_accuracy", "f1_macro", "accuracy", "auc", "chance" (1/#training classes),
-        "classes", "confusion" (rows: true, columns: predicted), "<metric>_ci", "C", "pred"}``.
+        "classes", "confusion" (rows: true, columns: predicted), "<metric>_ci", "C", "selection", "pred"}``.
     """
-    search = _search(make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
-                     {"logisticregression__C": LOGISTIC_CS}, x_train, y_train,
-                     inner_folds(y_train, groups, True, seed), "balanced_accuracy")
-    proba = search.predict_proba(x_test)
-    classes = search.classes_
+    folds = None if val is not None else inner_folds(y_train, groups, True, seed)
+    model, params, selection = _search(make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
+                                       {"logisticregression__C": LOGISTIC_CS}, x_train, y_train, folds,
+                                       "balanced_accuracy", val=val)
+    proba = model.predict_proba(x_test)
+    classes = model.classes_
     pred = classes[proba.argmax(1)]
     out = _classification_report(np.asarray(y_test), pred, proba, classes, n_boot, seed, groups_test)
-    out["C"] = float(search.best_params_["logisticregression__C"])
+    out["C"], out["selection"] = float(params["logisticregression__C"]), selection
     return out
 
 
 def knn_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, task: str,
               seed: int = 0, groups: np.ndarray | None = None, n_boot: int = 1000,
-              groups_test: np.ndarray | None = None) -> dict:
+              groups_test: np.ndarray | None = None, val=None) -> dict:
     """k-nearest neighbours on standardised, L2-normalised embeddings (cosine neighbourhoods).
 
     k ∈ :data:`KNN_KS` (those smaller than the inner training folds) is chosen by grouped CV
-    (MAE for ``task="regression"``, balanced accuracy for ``"classification"``).
+    (MAE for ``task="regression"``, balanced accuracy for ``"classification"``), or by the
+    same score on ``val=(x_val, y_val)`` when given.
 
     Returns:
         The metrics of :func:`regression_probe` / :func:`classification_probe`, with ``"k"``.
     """
     classification = _check_task(task)
-    folds = inner_folds(y_train, groups, classification, seed)
-    ks = [k for k in KNN_KS if k <= min(len(tr) for tr, _ in folds)] or [1]
+    folds = None if val is not None else inner_folds(y_train, groups, classification, seed)
+    n_fit = len(y_train) if val is not None else min(len(tr) for tr, _ in folds)
+    ks = [k for k in KNN_KS if k <= n_fit] or [1]
     est = KNeighborsClassifier() if classification else KNeighborsRegressor()
     name = type(est).__name__.lower()
-    search = _search(make_pipeline(StandardScaler(), Normalizer(), est), {f"{name}__n_neighbors": ks}, x_train,
-                     y_train, folds, "balanced_accuracy" if classification else "neg_mean_absolute_error")
-    out = _predict_report(search, x_test, y_test, classification, n_boot, seed, groups_test)
-    out["k"] = int(search.best_params_[f"{name}__n_neighbors"])
+    model, params, selection = _search(make_pipeline(StandardScaler(), Normalizer(), est), {f"{name}__n_neighbors": ks},
+                                       x_train, y_train, folds,
+                                       "balanced_accuracy" if classification else "neg_mean_absolute_error", val=val)
+    out = _predict_report(model, x_test, y_test, classification, n_boot, seed, groups_test)
+    out["k"], out["selection"] = int(params[f"{name}__n_neighbors"]), selection
     return out
 
 
 def mlp_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, task: str,
               seed: int = 0, groups: np.ndarray | None = None, n_boot: int = 1000, hidden: int = 256,
-              groups_test: np.ndarray | None = None) -> dict:
+              groups_test: np.ndarray | None = None, val=None) -> dict:
     """One-hidden-layer MLP (ReLU, Adam, 300 epochs; no early stopping — too noisy on small sets).
 
-    The L2 penalty ∈ :data:`MLP_ALPHAS` is chosen by grouped CV; regression targets are
-    standardised with training statistics (``TransformedTargetRegressor``). Seeded.
+    The L2 penalty ∈ :data:`MLP_ALPHAS` is chosen by grouped CV (or on ``val=(x_val, y_val)``);
+    regression targets are standardised with training statistics (``TransformedTargetRegressor``). Seeded.
 
     Returns:
         The metrics of :func:`regression_probe` / :func:`classification_probe`, with ``"alpha"``.
@@ -189,39 +221,42 @@ def mlp_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_te
     else:
         model = TransformedTargetRegressor(make_pipeline(StandardScaler(), MLPRegressor(**kw)), transformer=StandardScaler())
         key = "regressor__mlpregressor__alpha"
-    search = _search(model, {key: MLP_ALPHAS}, x_train, y_train, inner_folds(y_train, groups, classification, seed),
-                     "balanced_accuracy" if classification else "neg_mean_absolute_error")
-    out = _predict_report(search, x_test, y_test, classification, n_boot, seed, groups_test)
-    out["alpha"] = float(search.best_params_[key])
+    folds = None if val is not None else inner_folds(y_train, groups, classification, seed)
+    model, params, selection = _search(model, {key: MLP_ALPHAS}, x_train, y_train, folds,
+                                       "balanced_accuracy" if classification else "neg_mean_absolute_error", val=val)
+    out = _predict_report(model, x_test, y_test, classification, n_boot, seed, groups_test)
+    out["alpha"], out["selection"] = float(params[key]), selection
     return out
 
 
 def multilabel_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
                      seed: int = 0, groups: np.ndarray | None = None, n_boot: int = 1000,
-                     groups_test: np.ndarray | None = None, names: list[str] | None = None) -> dict:
+                     groups_test: np.ndarray | None = None, names: list[str] | None = None, val=None) -> dict:
     """One logistic regression per finding (one-vs-rest) on standardised embeddings.
 
     Args:
         y_train, y_test: (N, K) 0/1 matrices (e.g. chest X-ray findings). A shared C ∈
-            :data:`LOGISTIC_CS` is chosen by grouped CV on the macro ROC AUC of the training rows.
+            :data:`LOGISTIC_CS` is chosen by grouped CV on the macro ROC AUC of the training rows
+            (or on ``val=(x_val, y_val (M, K))`` when given).
         names: K finding names for the per-class table.
 
     Returns:
-        ``{"auc_macro", "f1_macro", "per_class", "auc_macro_ci", "C", "pred" ((N, K) probabilities)}``.
+        ``{"auc_macro", "f1_macro", "per_class", "auc_macro_ci", "C", "selection", "pred" ((N, K) probabilities)}``.
     """
     from sklearn.multiclass import OneVsRestClassifier
 
     y_train, y_test = np.asarray(y_train).astype(int), np.asarray(y_test).astype(int)
-    folds = inner_folds(y_train[:, 0], groups, False, seed)
-    search = _search(make_pipeline(StandardScaler(), OneVsRestClassifier(LogisticRegression(max_iter=2000))),
-                     {"onevsrestclassifier__estimator__C": LOGISTIC_CS}, x_train, y_train, folds, "roc_auc",
-                     error_score=np.nan)  # a rare finding may be absent from a validation fold
-    proba = search.predict_proba(x_test)
+    folds = None if val is not None else inner_folds(y_train[:, 0], groups, False, seed)
+    model, params, selection = _search(
+        make_pipeline(StandardScaler(), OneVsRestClassifier(LogisticRegression(max_iter=2000))),
+        {"onevsrestclassifier__estimator__C": LOGISTIC_CS}, x_train, y_train, folds, "roc_auc",
+        error_score=np.nan, val=val)  # a rare finding may be absent from a validation fold
+    proba = model.predict_proba(x_test)
     out = M.multilabel_metrics(y_test, proba, names=names)
     if n_boot:
         out["auc_macro_ci"] = list(M.bootstrap_ci(lambda y, p: M.multilabel_metrics(y, p)["auc_macro"], y_test, proba,
                                                   n_boot=n_boot, seed=seed, groups=groups_test))
-    out["C"] = float(search.best_params_["onevsrestclassifier__estimator__C"])
+    out["C"], out["selection"] = float(params["onevsrestclassifier__estimator__C"]), selection
     out["pred"] = proba
     return out
 
@@ -232,11 +267,11 @@ def _check_task(task: str) -> bool:
     return task == "classification"
 
 
-def _predict_report(search, x_test, y_test, classification: bool, n_boot: int, seed: int, groups_test) -> dict:
+def _predict_report(model, x_test, y_test, classification: bool, n_boot: int, seed: int, groups_test) -> dict:
     if not classification:
-        return _regression_report(y_test, search.predict(x_test), n_boot, seed, groups_test)
-    proba = search.predict_proba(x_test)
-    return _classification_report(np.asarray(y_test), search.classes_[proba.argmax(1)], proba, search.classes_,
+        return _regression_report(y_test, model.predict(x_test), n_boot, seed, groups_test)
+    proba = model.predict_proba(x_test)
+    return _classification_report(np.asarray(y_test), model.classes_[proba.argmax(1)], proba, model.classes_,
                                   n_boot, seed, groups_test)
 
 

@@ -4,8 +4,10 @@ Each function takes the output of :func:`~medssl.eval.features.extract_features`
 ``"features"`` plus metadata columns ``age`` (years, NaN = missing), ``site``/``sex``/``label``
 (int codes, −1 = missing; ``label`` may be an (N, K) 0/1 matrix for multi-label findings) and
 ``subject``) and a boolean ``train_mask`` (the run's subject-level split). Rows outside the
-mask are test rows: they are scored, never fitted on. ``docs/evaluation.md`` says when to
-use which protocol.
+mask are test rows: they are scored, never fitted on. An optional ``val_mask`` marks the
+rows of an official validation split: they are neither training nor test rows, and the
+probes choose their hyper-parameter on them (:func:`val_rows`). ``docs/evaluation.md`` says
+when to use which protocol.
 """
 
 from __future__ import annotations
@@ -38,9 +40,28 @@ def valid_rows(feats: dict, target: str) -> np.ndarray:
     return ~np.isnan(y.astype(float)) if target in REGRESSION_TARGETS else y >= 0
 
 
-def _split(feats: dict, target: str, train_mask: np.ndarray, min_train: int = 5):
+def val_rows(feats: dict, target: str, val_mask: np.ndarray | None) -> np.ndarray | None:
+    """Validation rows usable to choose a hyper-parameter for ``target``, or None (then: CV on train).
+
+    Usable: at least 2 rows with a known ``target``, with 2 classes (categories) or both values
+    of every finding (multi-label), so that the selection score is defined.
+    """
+    if val_mask is None or not np.any(val_mask):
+        return None
+    va = np.asarray(val_mask, bool) & valid_rows(feats, target)
+    y = np.asarray(feats[target])[va]
+    task = task_of(feats, target)
+    if va.sum() < 2 or (task == "classification" and len(np.unique(y)) < 2) or (
+            task == "multilabel" and not np.all((y.min(0) == 0) & (y.max(0) == 1))):
+        return None
+    return va
+
+
+def _split(feats: dict, target: str, train_mask: np.ndarray, min_train: int = 5, val_mask: np.ndarray | None = None):
     ok = valid_rows(feats, target)
     tr, te = train_mask & ok, ~train_mask & ok
+    if val_mask is not None:
+        te = te & ~np.asarray(val_mask, bool)
     y = np.asarray(feats[target])
     task = task_of(feats, target)
     if tr.sum() < min_train or te.sum() < 2 or (task == "classification" and len(np.unique(y[tr])) < 2):
@@ -49,10 +70,13 @@ def _split(feats: dict, target: str, train_mask: np.ndarray, min_train: int = 5)
 
 
 def probe_targets(feats: dict, train_mask: np.ndarray, targets: list[str], kind: str = "linear", seed: int = 0,
-                  n_boot: int = 1000, names: dict[str, list[str]] | None = None) -> dict:
+                  n_boot: int = 1000, names: dict[str, list[str]] | None = None,
+                  val_mask: np.ndarray | None = None) -> dict:
     """One probe per target (``kind``: linear | knn | mlp); targets lacking data are skipped.
 
     ``names`` (``{target: class names}``) labels the per-finding results of multi-label targets.
+    ``val_mask`` (N,): official validation rows; where usable for a target (:func:`val_rows`)
+    the probe's hyper-parameter is chosen on them, otherwise by CV on the training rows.
 
     Returns:
         ``{target: metrics}`` (see :mod:`medssl.eval.probes`); age probes include the
@@ -60,25 +84,27 @@ def probe_targets(feats: dict, train_mask: np.ndarray, targets: list[str], kind:
     """
     out = {}
     for target in targets:
-        if target not in feats or (split := _split(feats, target, train_mask)) is None:
+        if target not in feats or (split := _split(feats, target, train_mask, val_mask=val_mask)) is None:
             continue
         tr, te, y, task = split
         out[target] = _probe(feats["features"], y, tr, te, feats.get("subject"), task, kind, seed, n_boot,
-                             bias_correction=target == "age", names=(names or {}).get(target))
+                             bias_correction=target == "age", names=(names or {}).get(target),
+                             va=val_rows(feats, target, val_mask))
     return out
 
 
 def _probe(x, y, tr, te, subjects, task: str, kind: str, seed: int, n_boot: int, bias_correction: bool = False,
-           names: list[str] | None = None) -> dict:
-    """Fit the ``kind`` probe on rows ``tr`` (mask or indices), score on rows ``te``."""
+           names: list[str] | None = None, va=None) -> dict:
+    """Fit the ``kind`` probe on rows ``tr`` (mask or indices), score on rows ``te``; with rows ``va``,
+    the hyper-parameter is chosen on them (never fitted on)."""
     if kind not in KIND_OF_PROBE:
         raise ValueError(f"unknown probe kind {kind!r}; valid: {sorted(KIND_OF_PROBE)}")
     g_tr, g_te = (subjects[tr], subjects[te]) if subjects is not None else (None, None)
-    common = dict(seed=seed, groups=g_tr, n_boot=n_boot, groups_test=g_te)
-    if task == "multilabel":
-        return P.multilabel_probe(x[tr], y[tr], x[te], y[te], names=names, **common)
     if task == "classification":
         y = np.asarray(y).astype(int)
+    common = dict(seed=seed, groups=g_tr, n_boot=n_boot, groups_test=g_te, val=None if va is None else (x[va], y[va]))
+    if task == "multilabel":
+        return P.multilabel_probe(x[tr], y[tr], x[te], y[te], names=names, **common)
     if kind == "linear" and task == "regression":
         return P.regression_probe(x[tr], y[tr], x[te], y[te], bias_correction=bias_correction, **common)
     if kind == "linear":
@@ -150,18 +176,24 @@ def openbhb_protocol(feats: dict, train_mask: np.ndarray, external_sites: list[i
 
 
 def fewshot_protocol(feats: dict, train_mask: np.ndarray, targets: list[str], fractions=DEFAULT_FRACTIONS,
-                     seeds=DEFAULT_SEEDS, kind: str = "linear") -> dict:
-    """Few-label curves of the ``kind`` probes: ``{target: curve}`` (see :func:`label_fraction_curve`)."""
+                     seeds=DEFAULT_SEEDS, kind: str = "linear", val_mask: np.ndarray | None = None) -> dict:
+    """Few-label curves of the ``kind`` probes: ``{target: curve}`` (see :func:`label_fraction_curve`).
+
+    Only the training labels are subsampled; with ``val_mask`` every point chooses its
+    hyper-parameter on the full validation split (as in the MedMNIST protocol).
+    """
     out = {}
     x, subjects = feats["features"], np.asarray(feats["subject"])
     for target in targets:
-        if target not in feats or (split := _split(feats, target, train_mask)) is None or split[3] == "multilabel":
+        split = _split(feats, target, train_mask, val_mask=val_mask) if target in feats else None
+        if split is None or split[3] == "multilabel":
             continue
         tr, te, y, task = split
         metric = "mae" if task == "regression" else "balanced_accuracy"
+        va = val_rows(feats, target, val_mask)
 
-        def fit_score(rows, seed, te=te, y=y, task=task):
-            return _probe(x, y, rows, te, subjects, task, kind, seed, n_boot=0)
+        def fit_score(rows, seed, te=te, y=y, task=task, va=va):
+            return _probe(x, y, rows, te, subjects, task, kind, seed, n_boot=0, va=va)
 
         out[target] = label_fraction_curve(fit_score, np.flatnonzero(tr), subjects, metric, fractions, seeds,
                                            None if task == "regression" else y)

@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from medssl.transforms.base import Params, RandomTransform, per_sample, uniform
+from medssl.transforms.base import Params, RandomTransform, check_voxel_scale, per_sample, uniform, voxel_scale_tensor
 
 
 def kspace_magnitude(x: torch.Tensor, fn) -> torch.Tensor:
@@ -49,19 +49,28 @@ class RandomLowResolution(RandomTransform):
     Args:
         prob: probability per sample.
         factor: range of the resolution loss per axis (1 = unchanged, 2 = half the
-            frequencies kept along that axis).
+            frequencies kept along that axis); with ``voxel_scale``, relative to the
+            reference spacing (target resolution = factor × reference spacing, in mm).
         anisotropic: if True only one random axis per sample loses resolution (thick slices).
+        voxel_scale: optional per-axis factor (reference spacing / data spacing) multiplying
+            the drawn factor; the result is clamped to >= 1, so a target resolution finer
+            than the data's grid leaves that axis unchanged. ``None`` = factor on the data's grid.
     """
 
     name = "low_resolution"
 
-    def __init__(self, prob: float = 0.1, factor: tuple[float, float] = (1.5, 3.0), anisotropic: bool = False) -> None:
+    def __init__(self, prob: float = 0.1, factor: tuple[float, float] = (1.5, 3.0), anisotropic: bool = False,
+                 voxel_scale: tuple[float, ...] | None = None) -> None:
         super().__init__(prob)
         self.factor, self.anisotropic = (float(factor[0]), float(factor[1])), bool(anisotropic)
+        self.voxel_scale = check_voxel_scale("RandomLowResolution", voxel_scale)
 
     def _sample(self, b, spatial_shape, generator, device):
         d = len(spatial_shape)
         f = uniform((b, d), *self.factor, generator, device)
+        scale = voxel_scale_tensor("RandomLowResolution", self.voxel_scale, d, device)
+        if scale is not None:
+            f = (f * scale).clamp(min=1.0)
         if self.anisotropic:
             axis = _sample_axis(b, None, d, generator, device)
             f = torch.where(torch.arange(d, device=device)[None] == axis[:, None], f, torch.ones_like(f))
@@ -90,23 +99,31 @@ class RandomMotion(RandomTransform):
 
     Args:
         prob: probability per sample.
-        shift: maximum absolute translation in voxels of each segment.
+        shift: maximum absolute translation in voxels of each segment (at the reference
+            spacing when ``voxel_scale`` is given).
         segments: number of acquisition segments (each with its own position).
         axes: spatial axes that may be the phase-encoding direction (None = all).
+        voxel_scale: optional per-axis factor (reference spacing / data spacing) multiplying
+            the drawn translations (same mm on any grid); ``None`` = voxels of the data's grid.
     """
 
     name = "motion"
 
-    def __init__(self, prob: float = 0.1, shift: float = 2.0, segments: int = 3, axes=None) -> None:
+    def __init__(self, prob: float = 0.1, shift: float = 2.0, segments: int = 3, axes=None,
+                 voxel_scale: tuple[float, ...] | None = None) -> None:
         super().__init__(prob)
         if segments < 2:
             raise ValueError(f"RandomMotion: segments must be >= 2 (one movement needs two positions), got {segments}")
         self.shift, self.segments, self.axes = float(shift), int(segments), axes
+        self.voxel_scale = check_voxel_scale("RandomMotion", voxel_scale)
 
     def _sample(self, b, spatial_shape, generator, device):
         d = len(spatial_shape)
         cuts = torch.rand((b, self.segments - 1), generator=generator, device=device).sort(1).values
         shifts = uniform((b, self.segments, d), -self.shift, self.shift, generator, device)
+        scale = voxel_scale_tensor("RandomMotion", self.voxel_scale, d, device)
+        if scale is not None:
+            shifts = shifts * scale
         return {"cuts": cuts, "shifts": shifts, "axis": _sample_axis(b, self.axes, d, generator, device)}
 
     def _apply(self, x, params):

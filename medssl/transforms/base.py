@@ -78,6 +78,33 @@ def draw_seed(generator: torch.Generator, device: torch.device) -> torch.Tensor:
     return torch.randint(0, 2**62, (1,), generator=generator, device=device, dtype=torch.int64)
 
 
+def check_voxel_scale(name: str, voxel_scale: Sequence[float] | None) -> tuple[float, ...] | None:
+    """Validate the per-axis multiplier of a transform's voxel-unit strengths.
+
+    ``voxel_scale[a]`` = reference spacing / data spacing along spatial axis ``a`` (tensor
+    order): a strength tuned as ``s`` voxels at the reference spacing is ``s * voxel_scale[a]``
+    voxels on the data's grid (the same millimetres). ``None`` = no rescaling.
+    """
+    if voxel_scale is None:
+        return None
+    scale = tuple(float(v) for v in voxel_scale)
+    if not scale or not all(math.isfinite(v) and v > 0 for v in scale):
+        raise ValueError(f"{name}: voxel_scale must be positive finite numbers (one per spatial axis), "
+                         f"got {voxel_scale!r}")
+    return scale
+
+
+def voxel_scale_tensor(name: str, voxel_scale: tuple[float, ...] | None, d: int,
+                       device: torch.device) -> torch.Tensor | None:
+    """(D,) float32 tensor of ``voxel_scale`` for a ``d``-dimensional batch (None stays None)."""
+    if voxel_scale is None:
+        return None
+    if len(voxel_scale) != d:
+        raise ValueError(f"{name}: voxel_scale has {len(voxel_scale)} entries but the batch is {d}D; "
+                         f"give one entry per spatial axis")
+    return torch.tensor(voxel_scale, dtype=torch.float32, device=device)
+
+
 def generator_from(seed: torch.Tensor, device: torch.device) -> torch.Generator:
     """A fresh generator on ``device`` seeded from a ``draw_seed`` tensor."""
     return torch.Generator(device=device).manual_seed(int(seed.reshape(-1)[0].item()))

@@ -12,8 +12,8 @@ import math
 
 import torch
 
-from medssl.transforms.base import (Params, RandomTransform, draw_seed, generator_from, log_uniform,
-                                    per_sample, scratch_like, uniform)
+from medssl.transforms.base import (Params, RandomTransform, check_voxel_scale, draw_seed, generator_from,
+                                    log_uniform, per_sample, scratch_like, uniform, voxel_scale_tensor)
 
 
 def _sample_min_max(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -252,17 +252,25 @@ class RandomGaussianBlur(RandomTransform):
 
     Args:
         prob: probability per sample.
-        sigma: range of the standard deviation in voxels.
+        sigma: range of the standard deviation in voxels (at the reference spacing when
+            ``voxel_scale`` is given).
+        voxel_scale: optional per-axis factor (reference spacing / data spacing) multiplying
+            the drawn sigma, so that the blur has the same width in mm on any grid; ``None``
+            = sigma in voxels of the data's grid.
     """
 
     name = "gaussian_blur"
 
-    def __init__(self, prob: float = 0.2, sigma: tuple[float, float] = (0.25, 1.0)) -> None:
+    def __init__(self, prob: float = 0.2, sigma: tuple[float, float] = (0.25, 1.0),
+                 voxel_scale: tuple[float, ...] | None = None) -> None:
         super().__init__(prob)
         self.sigma = (float(sigma[0]), float(sigma[1]))
+        self.voxel_scale = check_voxel_scale("RandomGaussianBlur", voxel_scale)
 
     def _sample(self, b, spatial_shape, generator, device):
-        return {"sigma": uniform((b, len(spatial_shape)), *self.sigma, generator, device)}
+        sigma = uniform((b, len(spatial_shape)), *self.sigma, generator, device)
+        scale = voxel_scale_tensor("RandomGaussianBlur", self.voxel_scale, len(spatial_shape), device)
+        return {"sigma": sigma if scale is None else sigma * scale}
 
     def _apply_into(self, x, params, out):
         return gaussian_blur(x, params["sigma"], out)

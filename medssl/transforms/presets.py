@@ -16,6 +16,13 @@ What each preset assumes about its input (the output of ``medssl.transforms.prep
   No flips by default (they swap cardiac laterality); resized crops, small rotations,
   gamma, blur, noise.
 * ``none`` — crop to size only (evaluation, or a no-augmentation baseline).
+
+**Voxels or millimetres.** Blur sigmas, elastic offsets, motion shifts and the
+low-resolution factor are in voxels. ``reference_spacing_mm`` records the voxel size they
+were tuned for (brain_mri 1 mm, ct 1.5 mm; chest_xray and none: ``None``, nothing to
+rescale). ``build_view_pipeline(..., spacing=...)`` multiplies those strengths by
+reference / data spacing per axis, so a view has the same strength in mm on any grid
+(config: ``augment.physical_units``); without ``spacing`` the voxel values are used as is.
 """
 
 from __future__ import annotations
@@ -33,8 +40,13 @@ class AugmentParams:
 
     Units: voxels for sigmas/magnitudes/shifts, degrees for rotations, fractions of the
     view extent for translations and cutout sizes, normalised intensity units (SDs for
-    z-scored data) for noise, shifts and fill values.
+    z-scored data) for noise, shifts and fill values. The voxel-unit strengths
+    (``elastic_magnitude``, ``blur_sigma``, ``lowres_factor``, ``motion_shift``) are voxels
+    of ``reference_spacing_mm`` when the pipeline is built with a data ``spacing``.
     """
+
+    #: voxel size (mm) the voxel-unit strengths were tuned for; ``None`` = never rescaled
+    reference_spacing_mm: float | None = None
 
     # spatial (fused into one resampling)
     crop_scale: Range = (1.0, 1.0)  #: region side / crop side (<1 zooms in)
@@ -90,6 +102,10 @@ class AugmentParams:
             raise ValueError(f"augmentation parameter interpolation={self.interpolation!r}: use 'bilinear' or 'nearest'")
         if self.padding_mode not in ("border", "zeros", "reflection"):
             raise ValueError(f"augmentation parameter padding_mode={self.padding_mode!r}: use 'border', 'zeros' or 'reflection'")
+        ref = self.reference_spacing_mm
+        if ref is not None and not (isinstance(ref, (int, float)) and not isinstance(ref, bool) and 0 < ref < float("inf")):
+            raise ValueError(f"augmentation parameter reference_spacing_mm={ref!r}: use a positive number of mm, "
+                             f"or None (strengths never rescaled to the data spacing)")
         if not (self.dropout_fill == "mean" or isinstance(self.dropout_fill, (int, float))):
             raise ValueError(f"augmentation parameter dropout_fill={self.dropout_fill!r}: use a number or 'mean'")
 
@@ -100,7 +116,7 @@ class AugmentParams:
 PRESETS: dict[str, AugmentParams] = {
     "none": AugmentParams(),
     "brain_mri": AugmentParams(
-        crop_scale=(0.8, 1.0), crop_ratio=(0.9, 1.1), flip_prob=0.5, flip_axes=(0,),
+        reference_spacing_mm=1.0, crop_scale=(0.8, 1.0), crop_ratio=(0.9, 1.1), flip_prob=0.5, flip_axes=(0,),
         affine_prob=0.5, rotate=10.0, scale=(0.9, 1.1), elastic_prob=0.2, elastic_magnitude=2.0,
         bias_prob=0.3, bias_coeff=0.3, gamma_prob=0.3, gamma=(0.7, 1.5),
         scale_shift_prob=0.5, intensity_scale=(0.9, 1.1), intensity_shift=0.1,
@@ -109,7 +125,7 @@ PRESETS: dict[str, AugmentParams] = {
         noise_prob=0.3, noise_std=(0.0, 0.1), rician_prob=0.1, rician_std=(0.0, 0.05),
         dropout_prob=0.3, dropout_holes=4, dropout_size=(0.1, 0.25)),
     "ct": AugmentParams(
-        crop_scale=(0.8, 1.0), crop_ratio=(0.9, 1.1), flip_prob=0.5,
+        reference_spacing_mm=1.5, crop_scale=(0.8, 1.0), crop_ratio=(0.9, 1.1), flip_prob=0.5,
         affine_prob=0.5, rotate=15.0, scale=(0.9, 1.1), elastic_prob=0.1,
         gamma_prob=0.3, gamma=(0.8, 1.25), scale_shift_prob=0.3, intensity_scale=(0.95, 1.05),
         intensity_shift=0.03, blur_prob=0.2, blur_sigma=(0.5, 1.0), lowres_prob=0.1,

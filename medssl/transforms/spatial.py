@@ -25,7 +25,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from medssl.transforms.base import Params, RandomTransform, check_batch, log_uniform, uniform
+from medssl.transforms.base import (Params, RandomTransform, check_batch, check_voxel_scale, log_uniform, uniform,
+                                    voxel_scale_tensor)
 from medssl.transforms.resample import _eye, resample, sampling_grid  # noqa: F401 (re-exported)
 
 
@@ -211,21 +212,30 @@ class RandomElastic(SpatialTransform):
 
     Args:
         prob: probability per sample.
-        magnitude: standard deviation of the control-point offsets in input voxels.
-        grid: control points per axis (>= 2); fewer points give smoother fields.
+        magnitude: standard deviation of the control-point offsets in input voxels (at the
+            reference spacing when ``voxel_scale`` is given).
+        grid: control points per axis (>= 2); fewer points give smoother fields. The lattice
+            spans the view, so its spacing is a fraction of the view, not a voxel count.
+        voxel_scale: optional per-axis factor (reference spacing / data spacing) multiplying
+            the offsets along each axis (same mm on any grid); ``None`` = voxels of the data's grid.
     """
 
     name = "elastic"
 
-    def __init__(self, prob: float = 0.3, magnitude: float = 2.0, grid: int = 5) -> None:
+    def __init__(self, prob: float = 0.3, magnitude: float = 2.0, grid: int = 5,
+                 voxel_scale: tuple[float, ...] | None = None) -> None:
         super().__init__(prob)
         if grid < 2:
             raise ValueError(f"RandomElastic: grid must be >= 2 control points per axis, got {grid}")
         self.magnitude, self.grid = float(magnitude), int(grid)
+        self.voxel_scale = check_voxel_scale("RandomElastic", voxel_scale)
 
     def _sample(self, b, spatial_shape, generator, device):
         d = len(spatial_shape)
         ctrl = torch.randn((b, d) + (self.grid,) * d, generator=generator, device=device) * self.magnitude
+        scale = voxel_scale_tensor("RandomElastic", self.voxel_scale, d, device)
+        if scale is not None:  # channel a = offset along tensor axis a
+            ctrl = ctrl * scale.reshape((1, d) + (1,) * d)
         return {"control": ctrl}
 
     def displacement(self, params: Params, out_shape: tuple[int, ...]) -> torch.Tensor:

@@ -14,6 +14,7 @@ field, gamma, scale/shift, blur, low resolution, motion, ghosting, noise, cutout
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -91,13 +92,51 @@ class ViewPipeline:
         return f"ViewPipeline(crop_size={self.crop_size}, transforms={names})"
 
 
-def pipeline_from_params(p: AugmentParams, spatial_dims: int, crop_size: Sequence[int]) -> ViewPipeline:
-    """Build a :class:`ViewPipeline` from explicit :class:`AugmentParams`."""
+def voxel_scale_for(p: AugmentParams, spacing: Sequence[float] | None, spatial_dims: int) -> tuple[float, ...] | None:
+    """Per-axis multiplier ``p.reference_spacing_mm / spacing`` of the voxel-unit strengths.
+
+    Args:
+        spacing: the data's voxel size in mm, one value per spatial axis (tensor order), or
+            ``None`` (strengths in voxels of the data's grid, unchanged).
+
+    Returns:
+        ``None`` when ``spacing`` is None or the preset has no reference spacing (nothing to
+        rescale), else ``spatial_dims`` factors (1.0 where the data is at the reference spacing).
+
+    Raises:
+        ValueError: ``spacing`` has the wrong length or a value that is not a positive number.
+    """
+    if spacing is None:
+        return None
+    if isinstance(spacing, (str, bytes)) or not hasattr(spacing, "__len__"):
+        raise ValueError(f"spacing={spacing!r}: give the voxel size in mm as {spatial_dims} numbers, one per spatial axis")
+    try:
+        values = tuple(float(v) for v in spacing)
+    except (TypeError, ValueError):
+        raise ValueError(f"spacing={spacing!r}: give the voxel size in mm as {spatial_dims} numbers") from None
+    if len(values) != spatial_dims:
+        raise ValueError(f"spacing={list(spacing)} has {len(values)} values but the views are {spatial_dims}D; "
+                         f"give one voxel size in mm per spatial axis")
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        raise ValueError(f"spacing={list(spacing)}: voxel sizes must be positive finite numbers of mm")
+    if p.reference_spacing_mm is None:
+        return None
+    return tuple(float(p.reference_spacing_mm) / v for v in values)
+
+
+def pipeline_from_params(p: AugmentParams, spatial_dims: int, crop_size: Sequence[int],
+                         spacing: Sequence[float] | None = None) -> ViewPipeline:
+    """Build a :class:`ViewPipeline` from explicit :class:`AugmentParams`.
+
+    ``spacing`` (mm per axis) rescales the voxel-unit strengths to the same physical size as at
+    ``p.reference_spacing_mm`` (see :func:`voxel_scale_for` and :func:`build_view_pipeline`).
+    """
     crop_size = tuple(int(s) for s in crop_size)
     if spatial_dims not in (2, 3) or len(crop_size) != spatial_dims:
         raise ValueError(f"crop_size {crop_size} must have spatial_dims={spatial_dims} entries (2 or 3)")
     if p.flip_axes is not None and any(not 0 <= a < spatial_dims for a in p.flip_axes):
         raise ValueError(f"flip_axes={p.flip_axes} has an axis outside 0..{spatial_dims - 1}")
+    vs = voxel_scale_for(p, spacing, spatial_dims)
     crop = RandomResizedCrop(crop_size, p.crop_scale, p.crop_ratio)
     spatial: list[RandomTransform] = []
     if p.flip_prob > 0:
@@ -105,14 +144,14 @@ def pipeline_from_params(p: AugmentParams, spatial_dims: int, crop_size: Sequenc
     if p.affine_prob > 0:
         spatial.append(RandomAffine(p.affine_prob, p.rotate, p.scale, p.translate))
     if p.elastic_prob > 0:
-        spatial.append(RandomElastic(p.elastic_prob, p.elastic_magnitude, p.elastic_grid))
+        spatial.append(RandomElastic(p.elastic_prob, p.elastic_magnitude, p.elastic_grid, voxel_scale=vs))
     candidates = [
         (p.bias_prob, lambda: RandomBiasField(p.bias_prob, p.bias_coeff)),
         (p.gamma_prob, lambda: RandomGamma(p.gamma_prob, p.gamma)),
         (p.scale_shift_prob, lambda: RandomScaleShift(p.scale_shift_prob, p.intensity_scale, p.intensity_shift)),
-        (p.blur_prob, lambda: RandomGaussianBlur(p.blur_prob, p.blur_sigma)),
-        (p.lowres_prob, lambda: RandomLowResolution(p.lowres_prob, p.lowres_factor)),
-        (p.motion_prob, lambda: RandomMotion(p.motion_prob, p.motion_shift, p.motion_segments)),
+        (p.blur_prob, lambda: RandomGaussianBlur(p.blur_prob, p.blur_sigma, voxel_scale=vs)),
+        (p.lowres_prob, lambda: RandomLowResolution(p.lowres_prob, p.lowres_factor, voxel_scale=vs)),
+        (p.motion_prob, lambda: RandomMotion(p.motion_prob, p.motion_shift, p.motion_segments, voxel_scale=vs)),
         (p.ghosting_prob, lambda: RandomGhosting(p.ghosting_prob, p.ghosting_count, p.ghosting_intensity)),
         (p.noise_prob, lambda: RandomGaussianNoise(p.noise_prob, p.noise_std)),
         (p.rician_prob, lambda: RandomRicianNoise(p.rician_prob, p.rician_std)),
@@ -123,7 +162,8 @@ def pipeline_from_params(p: AugmentParams, spatial_dims: int, crop_size: Sequenc
 
 
 def build_view_pipeline(preset: str = "brain_mri", spatial_dims: int = 3, crop_size: Sequence[int] = (96, 96, 96),
-                        overrides: Mapping[str, Any] | None = None) -> ViewPipeline:
+                        overrides: Mapping[str, Any] | None = None,
+                        spacing: Sequence[float] | None = None) -> ViewPipeline:
     """The view pipeline of a named preset (see :mod:`medssl.transforms.presets`).
 
     Args:
@@ -131,16 +171,25 @@ def build_view_pipeline(preset: str = "brain_mri", spatial_dims: int = 3, crop_s
         spatial_dims: 2 or 3; must match the preset's design (chest_xray is 2D).
         crop_size: output spatial size of each view (voxels).
         overrides: ``{AugmentParams field: value}``; unknown keys raise ValueError.
+        spacing: the voxel size of the batches in mm, one value per spatial axis. When given,
+            every voxel-unit strength (blur sigma, elastic offsets, motion shifts,
+            low-resolution factor) is multiplied by ``reference_spacing_mm / spacing`` per
+            axis, so the view has the same physical strength as at the preset's reference
+            spacing (e.g. brain_mri at 6 mm: blur, warps and motion 6x fewer voxels; the
+            low-resolution factor clamped to >= 1, i.e. off where the target resolution is
+            finer than the grid). ``None`` (default) or a preset without a reference spacing:
+            voxel values as is.
 
     Raises:
-        ValueError: unknown preset or key, invalid value, or a dimensionality mismatch.
+        ValueError: unknown preset or key, invalid value, a dimensionality mismatch, or a
+            ``spacing`` with the wrong length or a non-positive value.
     """
     params = get_preset(preset, overrides)
     want = PRESET_DIMS.get(preset)
     if want is not None and want != spatial_dims:
         raise ValueError(f"augmentation preset {preset!r} is designed for {want}D images but spatial_dims={spatial_dims}; "
                          f"use a {want}D crop_size or another preset (presets: brain_mri/ct 3D, chest_xray 2D, none any)")
-    return pipeline_from_params(params, spatial_dims, crop_size)
+    return pipeline_from_params(params, spatial_dims, crop_size, spacing)
 
 
 def make_views(pipe: ViewPipeline, x: torch.Tensor, n_views: int = 2,
@@ -163,4 +212,4 @@ def save_view_grid(*args, **kwargs):
     return _save(*args, **kwargs)
 
 
-__all__ = ["ViewPipeline", "build_view_pipeline", "make_views", "pipeline_from_params", "save_view_grid"]
+__all__ = ["ViewPipeline", "build_view_pipeline", "make_views", "pipeline_from_params", "save_view_grid", "voxel_scale_for"]
