@@ -351,7 +351,7 @@ def plot(result: dict, path: Path) -> None:
     a.set_title(f"{ds}MNIST: 100 % labels, {len(per_seed)} seed(s)")
     fr = result["budget"]["fractions"]
     curves = [("ssl_probe", "SimCLR probe", "C0"), ("ssl_finetune", "SimCLR fine-tune", "C1"),
-              ("scratch", "from scratch", "C3")] + [(f"{n}_probe", f"{n} probe", f"C{4 + i}") for i, n in enumerate(peers)]
+              ("random_probe", "random-init probe", "C7"), ("scratch", "from scratch", "C3")] + [(f"{n}_probe", f"{n} probe", f"C{4 + i}") for i, n in enumerate(peers)]
     for key, label, col in curves:
         v = np.array([[s["few_label"][str(f)][key]["auc"] for f in fr] for s in per_seed])
         c.errorbar(fr, v.mean(0), yerr=v.std(0, ddof=1) if len(v) > 1 else None, marker="o", label=label, color=col,
