@@ -10,7 +10,7 @@ With ``val=(x_val, y_val)`` (a data set's official validation split) the hyper-p
 chosen on those rows instead: each grid value is fitted on the training rows and scored once
 on the validation rows (same grid, same score as the cross-validation); the best (the first
 on ties) is refitted on the training rows alone. Validation rows never enter a fit.
-``tests/test_eval_official_val.py`` checks the choice against a naive loop.
+``tests/eval/test_official_val.py`` checks the choice against a naive loop.
 
 Each probe returns a dict of metrics (with bootstrap 95 % intervals ``<metric>_ci``), the
 chosen hyper-parameter, ``"selection"`` (how it was chosen, in words) and ``"pred"`` (test

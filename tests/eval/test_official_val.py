@@ -16,23 +16,11 @@ import torch
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
 
 from medssl.eval import probes as P
 from medssl.eval.driver import EvalOptions, run_protocol
 from medssl.eval.finetune import FinetuneOptions
 from medssl.eval.protocols import fewshot_protocol, probe_targets, site_effect
-
-
-@pytest.fixture(autouse=True)
-def _single_threaded():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(1):
-            yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def _feats(seed: int = 0, n: int = 240, d: int = 12) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -229,7 +217,7 @@ def test_evaluate_uses_the_split_column_of_a_card(tmp_path):
         w = csv.DictWriter(f, list(rows[0]), delimiter="\t")
         w.writeheader()
         w.writerows(rows)
-    card = (Path(__file__).resolve().parents[1] / "data_cards" / "synthetic.yaml").read_text()
+    card = (Path(__file__).resolve().parents[2] / "data_cards" / "synthetic.yaml").read_text()
     (tmp_path / "with_val.yaml").write_text(card.replace("name: synthetic", "name: with_val").replace(
         "  label: diagnosis", "  label: diagnosis\n  split: split"))
     export = _export(tmp_path / "export", 3, [16, 16, 16], width=4)
