@@ -11,7 +11,11 @@ X-ray 28², ``shared_adrenalmnist3d`` 3D adrenal shape masks 28³):
    of the same CNN from random init (= supervised training from scratch);
 4. few-label curve: 1 %, 10 %, 100 % of the training labels (class-stratified subsets, nested),
    SSL (probe and fine-tuning) vs from scratch;
-5. with ``--peers``: the same SimCLR budget (epochs, batch, lr, crop, network, initial weights)
+5. with ``methods`` containing ``mae`` (``--set methods=mae`` or ``simclr,mae``): MAE (He et al.,
+   CVPR 2022; mask ratio 0.75, per-patch normalised targets) of a ViT on the same training images,
+   scored by the same probe and fine-tuning, with its random-init ViT and the same ViT trained from
+   scratch as baselines;
+6. with ``--peers``: the same SimCLR budget (epochs, batch, lr, crop, network, initial weights)
    run by peer recipes (``benchmarks/peers``: the stock MONAI recipe, lightly, nidl), each scored
    by the same linear probe ("<peer> + linear probe" rows).
 
@@ -50,6 +54,7 @@ from medssl.eval.fewshot import subsample_subjects
 from medssl.eval.finetune import FinetuneOptions, finetune, predict
 from medssl.io import load_medmnist_split
 from medssl.methods.contrastive import SimCLR
+from medssl.methods.mae import MAE
 from medssl.registry import LOSSES
 from medssl.train.trainer import Trainer, TrainerOptions
 from medssl.transforms.views import build_view_pipeline
@@ -88,6 +93,13 @@ class Budget:
     ft_augment: bool = True  #: flips (3D only) + small affine on fine-tuning batches (see ft_augment)
     limit: int = 0  #: use only the first N images of each split (0 = all; --quick)
     fractions: tuple = FRACTIONS
+    methods: str = "simclr"  #: SSL methods (comma-separated): simclr (ResNet-18), mae (ViT); baselines follow them
+    vit: str = "vit_tiny"  #: MAE encoder (192-dim tokens, 3 heads)
+    vit_layers: int = 6  #: transformer blocks of the ViT (vit_tiny has 12; 6 halves the CPU cost on 28² inputs)
+    patch: int = 4  #: ViT patch side (28 → a 7×7 grid of 49 tokens)
+    mae_epochs: int = 24
+    mae_lr: float = 1e-3
+    vit_ft_lr: float = 5e-4  #: fine-tuning lr of the ViT rows (MAE and from scratch; MAE paper: 5e-4 per 256 images)
 
 
 DEFAULTS = {
@@ -96,7 +108,8 @@ DEFAULTS = {
     "adrenal64": Budget(width=8, conv1_stride=2, ssl_epochs=8, ssl_batch=64, crop=64, preset="ct", ft_epochs=10,
                         ft_batch=32),
 }
-QUICK = {"pneumonia": {"width": 8, "ssl_epochs": 1, "ssl_batch": 64, "ft_epochs": 1, "limit": 256, "fractions": (0.1, 1.0)},
+QUICK = {"pneumonia": {"width": 8, "ssl_epochs": 1, "ssl_batch": 64, "ft_epochs": 1, "limit": 256, "fractions": (0.1, 1.0),
+                       "vit_layers": 1, "mae_epochs": 1},
          "adrenal": {"width": 4, "ssl_epochs": 1, "ssl_batch": 16, "ft_epochs": 1, "limit": 48, "fractions": (0.25, 1.0)},
          "adrenal64": {"width": 4, "ssl_epochs": 1, "ssl_batch": 8, "ft_epochs": 1, "limit": 24, "fractions": (1.0,)}}
 
@@ -141,6 +154,40 @@ def make_encoder(spatial_dims: int, b: Budget, seed: int) -> torch.nn.Module:
                          no_max_pool=True)
 
 
+def make_vit(spatial_dims: int, size: int, b: Budget, seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_encoder(b.vit, spatial_dims, 1, img_size=size, patch_size=b.patch, num_layers=b.vit_layers)
+
+
+def method_names(b: Budget) -> tuple[str, ...]:
+    """The SSL methods of ``b.methods`` (checked: simclr and/or mae)."""
+    names = tuple(m.strip() for m in b.methods.split(",") if m.strip())
+    if not names or set(names) - {"simclr", "mae"}:
+        raise SystemExit(f"budget methods={b.methods!r}: expected simclr, mae or simclr,mae")
+    return names
+
+
+def fit(method, train_x: np.ndarray, opts: TrainerOptions, run_dir: Path, device: str) -> dict:
+    """Run the trainer; a SIGTERM stop (checkpoint saved) ends the whole benchmark."""
+    summary = Trainer(method, Images(train_x), run_dir, opts, torch.device(device)).fit()
+    if summary["stopped_early"]:
+        raise SystemExit(f"stopped by SIGTERM during pretraining (checkpoint in {run_dir})")
+    return summary
+
+
+def pretrain_mae(train_x: np.ndarray, spatial_dims: int, b: Budget, seed: int, run_dir: Path, device: str) -> dict:
+    """MAE of a ViT on the training images (no labels): light random crops (scale 0.8–1, 3D also flips),
+    mask ratio 0.75, decoder 128-dim × 2 blocks, AdamW (weight decay 0.05), warm-up + cosine."""
+    size = train_x.shape[-1]
+    encoder = make_vit(spatial_dims, size, b, seed)
+    views = build_view_pipeline("none", spatial_dims, (size,) * spatial_dims,
+                                {"crop_scale": (0.8, 1.0), **({"flip_prob": 0.5} if spatial_dims == 3 else {})})
+    method = MAE(encoder, views, decoder_dim=128, decoder_depth=2, decoder_heads=4)
+    opts = TrainerOptions(epochs=b.mae_epochs, batch_size=b.ssl_batch, lr=b.mae_lr, weight_decay=0.05,
+                          warmup_epochs=min(2.0, b.mae_epochs / 4), keep_checkpoints=1, seed=seed, progress=False)
+    return {"encoder": method.encoder, "summary": fit(method, train_x, opts, run_dir, device)}
+
+
 def pretrain_simclr(train_x: np.ndarray, spatial_dims: int, b: Budget, seed: int, run_dir: Path, device: str) -> dict:
     """SimCLR on the training images (no labels). Returns the encoder and the trainer summary."""
     encoder = make_encoder(spatial_dims, b, seed)
@@ -149,11 +196,7 @@ def pretrain_simclr(train_x: np.ndarray, spatial_dims: int, b: Budget, seed: int
                     proj_dim=64)
     opts = TrainerOptions(epochs=b.ssl_epochs, batch_size=b.ssl_batch, lr=b.ssl_lr, weight_decay=1e-4,
                           warmup_epochs=min(1.0, b.ssl_epochs / 4), keep_checkpoints=1, seed=seed, progress=False)
-    trainer = Trainer(method, Images(train_x), run_dir, opts, torch.device(device))
-    summary = trainer.fit()
-    if summary["stopped_early"]:  # SIGTERM: the trainer saved a checkpoint; stop the whole benchmark
-        raise SystemExit(f"stopped by SIGTERM during SimCLR pretraining (checkpoint in {run_dir})")
-    return {"encoder": method.encoder, "summary": summary}
+    return {"encoder": method.encoder, "summary": fit(method, train_x, opts, run_dir, device)}
 
 
 def score(y: np.ndarray, p1: np.ndarray, seed: int, n_boot: int) -> dict:
@@ -201,11 +244,13 @@ def few_label_epochs(b: Budget, fraction: float) -> int:
 
 
 def finetune_score(encoder, data: dict, rows: np.ndarray, b: Budget, fraction: float, seed: int, device: str,
-                   n_boot: int) -> dict:
-    """Full fine-tuning on ``rows`` of train, early stopping on the official val loss, scored once on test."""
+                   n_boot: int, lr: float = 0.0) -> dict:
+    """Full fine-tuning on ``rows`` of train (learning rate ``lr``, default ``b.ft_lr``), early stopping on the
+    official val loss, scored once on test."""
     (xt, yt), (xv, yv), (xs, ys) = data["train"], data["val"], data["test"]
     epochs = few_label_epochs(b, fraction)
-    opts = FinetuneOptions(task="classification", mode="full", lr_encoder=b.ft_lr, lr_head=b.ft_lr, epochs=epochs,
+    lr = lr or b.ft_lr
+    opts = FinetuneOptions(task="classification", mode="full", lr_encoder=lr, lr_head=lr, epochs=epochs,
                            batch_size=b.ft_batch, patience=max(b.patience, epochs // 4), device=device, seed=seed)
     t0 = time.time()
     augment = ft_augment(xt.ndim - 2, xt.shape[-1]) if b.ft_augment else None
@@ -237,31 +282,39 @@ def pretrain_peers(train_x: np.ndarray, spatial_dims: int, b: Budget, seed: int,
 
 def run_seed(data: dict, dataset: str, b: Budget, seed: int, out_dir: Path, device: str, n_boot: int,
              peers: tuple = ()) -> dict:
-    spatial_dims = data["train"][0].ndim - 2
+    spatial_dims, size = data["train"][0].ndim - 2, data["train"][0].shape[-1]
+    methods = method_names(b)
     t0 = time.time()
-    ssl = pretrain_simclr(data["train"][0], spatial_dims, b, seed, out_dir / f"simclr_seed{seed}", device)
-    t_ssl = time.time() - t0
+    res, encoders, ft_lr = {"seed": seed, "few_label": {}}, {}, {}
+    if "simclr" in methods:
+        ssl = pretrain_simclr(data["train"][0], spatial_dims, b, seed, out_dir / f"simclr_seed{seed}", device)
+        res["ssl_pretrain"] = {"seconds": round(time.time() - t0, 1), **ssl["summary"]}
+        encoders.update(ssl=ssl["encoder"], random=make_encoder(spatial_dims, b, 10_000 + seed))
+        ft_lr.update(ssl_finetune=("ssl", b.ft_lr), scratch=("random", b.ft_lr))
+    if "mae" in methods:
+        t1 = time.time()
+        mae = pretrain_mae(data["train"][0], spatial_dims, b, seed, out_dir / f"mae_seed{seed}", device)
+        res["mae_pretrain"] = {"seconds": round(time.time() - t1, 1), **mae["summary"]}
+        encoders.update(mae=mae["encoder"], random_vit=make_vit(spatial_dims, size, b, 10_000 + seed))
+        ft_lr.update(mae_finetune=("mae", b.vit_ft_lr), vit_scratch=("random_vit", b.vit_ft_lr))
     peer_runs = pretrain_peers(data["train"][0], spatial_dims, b, seed, device, peers)
-    encoders = {"ssl": ssl["encoder"], "random": make_encoder(spatial_dims, b, 10_000 + seed),
-                **{f"peer:{name}": run["encoder"] for name, run in peer_runs.items()}}
+    encoders.update({f"peer:{name}": run["encoder"] for name, run in peer_runs.items()})
+    probe_key = {"ssl": "ssl_probe", "random": "random_probe", "mae": "mae_probe", "random_vit": "random_vit_probe",
+                 **{f"peer:{n}": f"{n}_probe" for n in peer_runs}}
     feats = {}
     for name, enc in encoders.items():
         feats[name] = {s: (extract_features(enc, Images(x), 256, device)["features"], y) for s, (x, y) in data.items()}
     y_train = data["train"][1]
     all_rows = np.arange(len(y_train))
-    res = {"seed": seed, "ssl_pretrain": {"seconds": round(t_ssl, 1), **{k: v for k, v in ssl["summary"].items()}},
-           "few_label": {}}
     if peer_runs:
         res["peer_pretrain"] = {name: {"seconds": run["seconds"], "history": run["history"],
                                        "encoder_kwargs": peer_encoder_kwargs(b)} for name, run in peer_runs.items()}
     for fraction in b.fractions:
         rows = all_rows if fraction >= 1 else subsample_subjects(all_rows, all_rows.astype(str), fraction, seed, y=y_train)
         point = {"n_train": len(rows),
-                 "ssl_probe": linear_probe(feats["ssl"], rows, seed, n_boot),
-                 "random_probe": linear_probe(feats["random"], rows, seed, n_boot),
-                 "ssl_finetune": finetune_score(encoders["ssl"], data, rows, b, fraction, seed, device, n_boot),
-                 "scratch": finetune_score(encoders["random"], data, rows, b, fraction, seed, device, n_boot),
-                 **{f"{name}_probe": linear_probe(feats[f"peer:{name}"], rows, seed, n_boot) for name in peer_runs}}
+                 **{probe_key[name]: linear_probe(f, rows, seed, n_boot) for name, f in feats.items()},
+                 **{key: finetune_score(encoders[enc], data, rows, b, fraction, seed, device, n_boot, lr)
+                    for key, (enc, lr) in ft_lr.items()}}
         res["few_label"][str(fraction)] = point
         print(f"  seed {seed} labels {fraction:>5.0%} (n={len(rows)}): "
               + "  ".join(f"{k} AUC {v['auc']:.3f}" for k, v in point.items() if isinstance(v, dict)), flush=True)
@@ -270,7 +323,12 @@ def run_seed(data: dict, dataset: str, b: Budget, seed: int, out_dir: Path, devi
 
 
 ROWS = (("ssl_probe", "SimCLR + linear probe"), ("ssl_finetune", "SimCLR + fine-tuning"),
-        ("random_probe", "random init + linear probe"), ("scratch", "supervised from scratch (same CNN)"))
+        ("random_probe", "random init + linear probe"), ("scratch", "supervised from scratch (same CNN)"),
+        ("mae_probe", "MAE (ViT) + linear probe"), ("mae_finetune", "MAE (ViT) + fine-tuning"),
+        ("random_vit_probe", "random-init ViT + linear probe"), ("vit_scratch", "supervised from scratch (same ViT)"))
+#: bar / curve colour of each row (SSL blue/orange, baselines grey/red, peers from C4 on)
+COLOURS = {"ssl_probe": "C0", "ssl_finetune": "C1", "random_probe": "C7", "scratch": "C3", "mae_probe": "C9",
+           "mae_finetune": "C8", "random_vit_probe": "0.75", "vit_scratch": "C6"}
 
 
 def peer_names(per_seed: list[dict]) -> list[str]:
@@ -280,8 +338,11 @@ def peer_names(per_seed: list[dict]) -> list[str]:
 
 
 def table_rows(per_seed: list[dict]) -> tuple:
-    """:data:`ROWS` plus one ``("<peer>_probe", "<peer> + linear probe")`` row per peer."""
-    return ROWS + tuple((f"{n}_probe", f"{n} + linear probe") for n in peer_names(per_seed))
+    """The :data:`ROWS` this run scored (they follow its ``methods``) plus one ``("<peer>_probe",
+    "<peer> + linear probe")`` row per peer."""
+    scored = next(iter(per_seed[0]["few_label"].values()))
+    return (tuple(r for r in ROWS if r[0] in scored)
+            + tuple((f"{n}_probe", f"{n} + linear probe") for n in peer_names(per_seed)))
 
 
 def summarise(per_seed: list[dict], fraction: str = "1.0") -> dict:
@@ -304,9 +365,6 @@ def format_table(dataset: str, summary: dict, n_seeds: int, rows: tuple = ROWS) 
     return "\n".join(lines)
 
 
-CURVE_KEYS = ("ssl_probe", "ssl_finetune", "random_probe", "scratch")
-
-
 def _mean_sd(values: list[float]) -> str:
     """``mean ± SD`` (sample SD); the mean alone for a single value (no fake ± 0)."""
     v = np.asarray(values, float)
@@ -314,10 +372,10 @@ def _mean_sd(values: list[float]) -> str:
 
 
 def format_curve(per_seed: list[dict], fractions) -> str:
-    peers = peer_names(per_seed)
-    keys = CURVE_KEYS + tuple(f"{n}_probe" for n in peers)
-    lines = ["| labels | n train | SimCLR probe AUC | SimCLR fine-tune AUC | random-init probe AUC | scratch AUC |"
-             + "".join(f" {n} probe AUC |" for n in peers), "|---|---|---|---|---|---|" + "---|" * len(peers)]
+    rows = table_rows(per_seed)
+    keys = [k for k, _ in rows]
+    lines = ["| labels | n train | " + " | ".join(f"{label} AUC" for _, label in rows) + " |",
+             "|---|---|" + "---|" * len(rows)]
     for f in fractions:
         pts = [s["few_label"][str(f)] for s in per_seed]
         lines.append(f"| {f:.0%} | {pts[0]['n_train']} | "
@@ -338,7 +396,8 @@ def plot(result: dict, path: Path) -> None:
     labels = [lab for _, lab in rows]
     means = [summ[k]["auc_mean"] for k, _ in rows]
     sds = [0 if math.isnan(summ[k]["auc_sd"]) else summ[k]["auc_sd"] for k, _ in rows]
-    a.barh(range(len(rows)), means, xerr=sds, color=["C0", "C0", "C7", "C3"] + ["C4"] * len(peers), alpha=0.8)
+    colours = [COLOURS.get(k, f"C{4 + i % 4}") for i, (k, _) in enumerate(rows)]
+    a.barh(range(len(rows)), means, xerr=sds, color=colours, alpha=0.8)
     for (name, (auc, _)), style in zip(PAPER[ds].items(), ("--", ":")):
         a.axvline(auc, color="k", ls=style, label=name)
     for name, t in TARGETS[ds].items():
@@ -350,9 +409,7 @@ def plot(result: dict, path: Path) -> None:
     a.legend(fontsize=7, loc="lower right")
     a.set_title(f"{ds}MNIST: 100 % labels, {len(per_seed)} seed(s)")
     fr = result["budget"]["fractions"]
-    curves = [("ssl_probe", "SimCLR probe", "C0"), ("ssl_finetune", "SimCLR fine-tune", "C1"),
-              ("random_probe", "random-init probe", "C7"), ("scratch", "from scratch", "C3")] + [(f"{n}_probe", f"{n} probe", f"C{4 + i}") for i, n in enumerate(peers)]
-    for key, label, col in curves:
+    for (key, label), col in zip(rows, colours):
         v = np.array([[s["few_label"][str(f)][key]["auc"] for f in fr] for s in per_seed])
         c.errorbar(fr, v.mean(0), yerr=v.std(0, ddof=1) if len(v) > 1 else None, marker="o", label=label, color=col,
                    capsize=3)
@@ -457,7 +514,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--out", default="", help="run folder (checkpoints, result.json); default runs/medmnist_<dataset>")
     p.add_argument("--json", default="", help="also write the result JSON here")
-    p.add_argument("--figure", default="", help="figure path (default docs/img/medmnist_<dataset>.png; "
+    p.add_argument("--figure", default="", help="figure path (default docs/img/medmnist_<dataset>[_mae][_peers].png; "
                                                 "--quick: <out>/medmnist_<dataset>.png)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
@@ -479,6 +536,7 @@ def main(argv: list[str] | None = None) -> dict:
         if k not in asdict(b):
             raise SystemExit(f"--set {kv}: unknown budget key {k!r}; keys: {', '.join(asdict(b))}")
         b = replace(b, **{k: parse_budget_value(k, v, getattr(b, k))})
+    method_names(b)  # fail on a typo before loading data
     out = Path(a.out or REPO / "runs" / f"medmnist_{a.dataset}{'_quick' if a.quick else ''}")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -505,7 +563,7 @@ def main(argv: list[str] | None = None) -> dict:
     if a.merge:
         result.update(merged_from=a.merge, wall_seconds_per_run=walls,
                       machine={**walls_machine(a.merge), "note": "merged from separate runs"})
-    suffix = "_peers" if peer_names(per_seed) else ""
+    suffix = "".join(f"_{m}" for m in method_names(b) if m != "simclr") + ("_peers" if peer_names(per_seed) else "")
     fig = Path(a.figure) if a.figure else (out if a.quick else REPO / "docs" / "img") / f"medmnist_{a.dataset}{suffix}.png"
     plot(result, fig)
     result["figure"] = str(fig)

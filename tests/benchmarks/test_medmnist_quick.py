@@ -45,18 +45,22 @@ def test_official_splits_loaded():
 
 
 def test_quick_run_end_to_end(tmp_path):
-    """--quick pretrains, probes, fine-tunes, writes JSON + figure and a table; every score is a valid one."""
+    """--quick pretrains (SimCLR and MAE), probes, fine-tunes, writes JSON + figure and a table; every score is valid."""
     out = tmp_path / "run"
     res = _bench().main(["--dataset", "pneumonia", "--quick", "--seeds", "0", "--threads", "2", "--n-boot", "50",
-                         "--data-root", str(_data_root()), "--out", str(out), "--json", str(tmp_path / "r.json")])
+                         "--data-root", str(_data_root()), "--out", str(out), "--json", str(tmp_path / "r.json"),
+                         "--set", "methods=simclr,mae"])
     on_disk = json.loads((tmp_path / "r.json").read_text())
     assert on_disk["dataset"] == "pneumonia" and on_disk["quick"] and on_disk["seeds"] == [0]
     assert Path(res["figure"]).is_file() and Path(res["figure"]).stat().st_size > 10_000
     assert (out / "simclr_seed0" / "metrics.jsonl").is_file()  # the SimCLR trainer really ran
+    assert (out / "mae_seed0" / "metrics.jsonl").is_file() and on_disk["per_seed"][0]["mae_pretrain"]["steps"] >= 1
+    assert res["figure"].endswith("medmnist_pneumonia_mae.png")  # never overwrites the SimCLR-only figure
     assert on_disk["per_seed"][0]["ssl_pretrain"]["steps"] >= 1
     assert math.isfinite(on_disk["per_seed"][0]["ssl_pretrain"]["final_loss"])
     for fraction, point in on_disk["per_seed"][0]["few_label"].items():
-        for key in ("ssl_probe", "random_probe", "ssl_finetune", "scratch"):
+        for key in ("ssl_probe", "random_probe", "ssl_finetune", "scratch", "mae_probe", "mae_finetune",
+                    "random_vit_probe", "vit_scratch"):
             r = point[key]
             assert 0.0 <= r["auc"] <= 1.0 and 0.0 <= r["acc"] <= 1.0, (fraction, key, r)
             assert r["n_test"] == 256 and r["n_train"] == point["n_train"]
@@ -86,3 +90,14 @@ def test_finetune_augmentation_keeps_size_and_changes_images(spatial_dims):
     y = pipe(x, torch.Generator().manual_seed(0))
     assert y.shape == x.shape and not torch.allclose(x, y)
     assert (pipe.params.flip_prob > 0) == (spatial_dims == 3)
+
+
+def test_rows_follow_the_methods_run():
+    """Table rows are those a run scored: a MAE-only run has the four ViT rows and no CNN rows; typos fail."""
+    bench = _bench()
+    point = {k: {"auc": 0.5, "acc": 0.5} for k in ("mae_probe", "mae_finetune", "random_vit_probe", "vit_scratch")}
+    rows = bench.table_rows([{"few_label": {"1.0": {"n_train": 10, **point}}}])
+    assert [k for k, _ in rows] == ["mae_probe", "mae_finetune", "random_vit_probe", "vit_scratch"]
+    assert bench.method_names(bench.Budget(methods="simclr, mae")) == ("simclr", "mae")
+    with pytest.raises(SystemExit, match="expected simclr, mae"):
+        bench.method_names(bench.Budget(methods="simclr,byol"))
