@@ -86,6 +86,7 @@ class Budget:
     ft_lr_encoder: float = 3e-4
     ft_lr_head: float = 1e-3
     methods: str = "simclr,genesis,mae,yaware"  #: SSL methods to run (comma-separated); baselines always run
+    scratch: bool = True  #: also train the from-scratch CNN (false + ``methods=``: only the cheap probe baselines)
     voxel_pool: int = 2  #: Ridge-on-voxels baseline: average-pool the scan by this factor (6 mm → 12 mm)
     limit: int = 0  #: use only the first N labelled scans (0 = all; --quick)
 
@@ -113,15 +114,15 @@ ROWS = (  # key, label, kind
 LABEL_FREE = ("simclr", "genesis", "mae")
 
 
-def active_rows(methods: str) -> tuple:
+def active_rows(methods: str, scratch: bool = True) -> tuple:
     """The rows of :data:`ROWS` that a run with these SSL ``methods`` produces (baselines always; the random ViT
-    only with MAE)."""
+    only with MAE; the from-scratch CNN only with ``scratch``)."""
     chosen = set(filter(None, methods.split(",")))  # "" = baselines only
     unknown = chosen - set(LABEL_FREE) - {"yaware"}
     if unknown:
         raise SystemExit(f"unknown method(s) {sorted(unknown)} in Budget.methods; choose from {LABEL_FREE + ('yaware',)}")
-    keep = lambda key, kind: (kind == "baseline" and (key != "random_vit_probe" or "mae" in chosen)
-                              or key.rsplit("_", 1)[0] in chosen)
+    optional = {"random_vit_probe": "mae" in chosen, "scratch_ft": scratch}
+    keep = lambda key, kind: kind == "baseline" and optional.get(key, True) or key.rsplit("_", 1)[0] in chosen
     return tuple(r for r in ROWS if keep(r[0], r[2]))
 
 
@@ -297,7 +298,7 @@ def run_seed(data: dict, b: Budget, seed: int, out: Path, device: str) -> dict:
     t0 = time.time()
     ages = data["ages"][data["labelled"]]
     n, all_rows = len(ages), np.arange(len(data["ages"]))
-    times, pre, rows = {}, {}, active_rows(b.methods)
+    times, pre, rows = {}, {}, active_rows(b.methods, b.scratch)
     for name in [m for m in LABEL_FREE if any(r[0] == f"{m}_probe" for r in rows)]:  # label-free: on every scan
         t = time.time()
         pre[name] = pretrain(name, data, all_rows, b, seed, out / f"seed{seed}_{name}", device)
@@ -308,7 +309,7 @@ def run_seed(data: dict, b: Budget, seed: int, out: Path, device: str) -> dict:
              **{f"{k}_probe": features(v["encoder"], data, device) for k, v in pre.items()}}
     if "mae" in pre:
         feats["random_vit_probe"] = features(vit(b, 10_000 + seed), data, device)
-    ft_encoders = {"scratch_ft": random_cnn, **{f"{k}_ft": v["encoder"] for k, v in pre.items()}}
+    ft_encoders = {**({"scratch_ft": random_cnn} if b.scratch else {}), **{f"{k}_ft": v["encoder"] for k, v in pre.items()}}
     pred = {key: np.full(n, np.nan) for key, _, _ in rows}
     folds, fold_info = age_folds(ages, b.folds, seed), []
     for k, te in enumerate(folds):
@@ -328,7 +329,8 @@ def run_seed(data: dict, b: Budget, seed: int, out: Path, device: str) -> dict:
         t = time.time()
         for key, enc in fold_encoders.items():
             pred[key][te], best_epochs[key] = finetune_fold(enc, data, tr, te, b, seed, device)
-        times.setdefault("finetune_folds", []).append(round(time.time() - t, 1))
+        if fold_encoders:
+            times.setdefault("finetune_folds", []).append(round(time.time() - t, 1))
         fold_info.append({"test_subjects": [data["records"][i].subject for i in data["labelled"][te]],
                           "yaware_pretrained_on": [data["records"][i].subject for i in ya_rows],
                           "finetune_best_epoch": best_epochs})
@@ -399,7 +401,8 @@ def plot(result: dict, path: Path) -> None:
     a.invert_yaxis()
     a.set_xlabel("age MAE (years), 5-fold CV (green: targets 5.0 probe / 4.5 fine-tuned)")
     a.set_title(f"IXI brain age, {len(per_seed)} seed(s): grey baselines, blue probes, orange fine-tuned")
-    fts = [k for k, _, kind in rows if kind == "finetune"] or ["scratch_ft"]  # baselines only: from scratch
+    # baselines only: the from-scratch CNN, or without it the random-init probe
+    fts = [k for k, _, kind in rows if kind == "finetune"] or [k for k in ("scratch_ft", "random_cnn_probe") if k in summ][:1]
     best = min(fts, key=lambda k: summ[k]["mae_mean"])
     s0 = per_seed[0]
     age, p = np.array(s0["age"]), np.array(s0["pred"][best])

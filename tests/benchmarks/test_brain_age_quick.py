@@ -65,3 +65,27 @@ def test_write_copy_never_writes_into_the_data_set():
     for dst in (src, src / "images", src.parent):
         with pytest.raises(SystemExit, match="outside the data set"):
             bench.write_resampled_copy(src.parent, dst, 3.0)
+
+
+def test_rows_follow_methods_and_scratch_switch():
+    """``methods=`` plus ``scratch=false`` leaves only the baselines that train nothing."""
+    import pytest
+
+    rows = lambda *a: [key for key, _, _ in _bench().active_rows(*a)]
+    assert rows("", False) == ["mean", "voxels", "random_cnn_probe"]
+    assert rows("") == ["mean", "voxels", "random_cnn_probe", "scratch_ft"]
+    assert rows("mae,yaware", False) == ["mean", "voxels", "random_cnn_probe", "random_vit_probe", "mae_probe",
+                                         "yaware_probe", "mae_ft", "yaware_ft"]
+    with pytest.raises(SystemExit, match="simclrr"):
+        rows("simclrr")
+
+
+def test_baselines_only_run_trains_nothing(tmp_path):
+    """A probe-baselines run (the resolution/width study in docs/benchmarks_brain_age.md) writes no training
+    run folder and still gives a table, a figure and an empty verdict."""
+    shared_path("data", "ixi_t1_hh_2mm", "participants.tsv")
+    out = tmp_path / "run"
+    res = _bench().main(["--quick", "--threads", "2", "--data-root", str(SHARED / "data"), "--out", str(out),
+                         "--set", "methods=", "scratch=false"])
+    assert list(res["summary"]) == ["mean", "voxels", "random_cnn_probe"] and res["verdict"] == {}
+    assert not list(out.glob("seed*")) and Path(res["figure"]).is_file()
