@@ -140,14 +140,15 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    colour = {"histogram": "C7", "mean": "k", **{v: f"C{i}" for i, v in enumerate(VARIANTS)}}
     lines = sorted({(r["variant"], r["width"]) for r in rows}, key=lambda k: (k[1] or 0, k[0]))
     for variant, width in lines:
         pts = sorted((r["spacing"], r["mae_mean"], 0 if np.isnan(r["mae_sd"]) else r["mae_sd"]) for r in rows
                      if (r["variant"], r["width"]) == (variant, width))
         s, m, e = map(np.array, zip(*pts))
-        style = {"mean": dict(color="k", ls=":"), "histogram": dict(color="C7", ls="--")}.get(variant, {})
-        ax.errorbar(s, m, yerr=e, marker="o", capsize=3, label=f"{variant}" + (f", width {width}" if width else ""),
-                    **style)
+        style = ":" if width is None else "-" if width == max(r["width"] or 0 for r in rows) else "--"
+        ax.errorbar(s, m, yerr=e, marker="o", capsize=3, color=colour[variant], ls=style,
+                    label=f"{variant}" + (f", width {width}" if width else ""))
     ax.axhline(6.0, color="C3", lw=0.8, ls="-.", label="~6 y quoted in issue #9")
     ax.set_xlabel("grid spacing (mm)")
     ax.set_ylabel("age MAE (years), 5-fold CV")
@@ -172,6 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--json", default="")
     p.add_argument("--figure", default="", help="default <out>/brain_age_baselines.png")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--from-json", default="", metavar="JSON", help="no computation: table and figure of an earlier run")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -179,9 +181,14 @@ def main(argv: list[str] | None = None) -> dict:
         a.spacings, a.widths = [bm.QUICK["spacing"]], [bm.QUICK["width"]]
     out = Path(a.out or REPO / "runs" / f"brain_age_baselines{'_quick' if a.quick else ''}")
     out.mkdir(parents=True, exist_ok=True)
+    fig = Path(a.figure) if a.figure else out / "brain_age_baselines.png"
+    if a.from_json:
+        result = json.loads(Path(a.from_json).read_text())
+        plot(result["rows"], fig)
+        print(format_table(result["rows"]))
+        return result
     t0 = time.time()
     rows = run(Path(a.data_root), Path(a.cache) if a.cache else out / "cache", a.spacings, a.widths, a.seeds, a.quick)
-    fig = Path(a.figure) if a.figure else out / "brain_age_baselines.png"
     plot(rows, fig)
     result = {"benchmark": "brain_age_baselines", "rows": rows, "seeds": a.seeds, "quick": a.quick, "figure": str(fig),
               "machine": {"torch_threads": torch.get_num_threads(), "platform": platform.platform(),

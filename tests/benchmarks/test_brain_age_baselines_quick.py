@@ -14,8 +14,10 @@ def test_quick_run_matches_the_main_benchmarks_random_probe(tmp_path):
     output, same seed, folds and Ridge), so both MAEs agree; every MAE is the pooled out-of-fold error."""
     shared_path("data", "ixi_t1_hh_2mm", "participants.tsv")
     data = ["--data-root", str(SHARED / "data")]
-    res = load_benchmark("brain_age_baselines").main(["--quick", "--threads", "2", "--seeds", "0", "1",
-                                                       "--out", str(tmp_path / "b"), *data])
+    bench = load_benchmark("brain_age_baselines")
+    res = bench.main(["--quick", "--threads", "2", "--seeds", "0", "1", "--out", str(tmp_path / "b"), *data])
+    again = bench.main(["--from-json", str(tmp_path / "b" / "result.json"), "--figure", str(tmp_path / "f.png")])
+    assert again["rows"] == res["rows"] and (tmp_path / "f.png").stat().st_size > 10_000
     rows = {(r["variant"], r["width"]): r for r in res["rows"]}
     assert set(v for v, _ in rows) == {"mean", "histogram", "layer4", "layer2", "layers1-4", "layer4_minmax"}
     for r in res["rows"]:
