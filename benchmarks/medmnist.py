@@ -384,7 +384,8 @@ def format_curve(per_seed: list[dict], fractions) -> str:
 
 
 def plot(result: dict, path: Path) -> None:
-    """Left: test AUC at 100 % labels (mean ± SD over seeds) with the published numbers; right: few-label curve."""
+    """Left: test AUC at 100 % labels (mean ± SD over seeds) with the published numbers; right: few-label curve
+    (or, with one label fraction, each seed's AUC)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -409,16 +410,24 @@ def plot(result: dict, path: Path) -> None:
     a.legend(fontsize=7, loc="lower right")
     a.set_title(f"{ds}MNIST: 100 % labels, {len(per_seed)} seed(s)")
     fr = result["budget"]["fractions"]
-    for (key, label), col in zip(rows, colours):
-        v = np.array([[s["few_label"][str(f)][key]["auc"] for f in fr] for s in per_seed])
-        c.errorbar(fr, v.mean(0), yerr=v.std(0, ddof=1) if len(v) > 1 else None, marker="o", label=label, color=col,
-                   capsize=3)
-    c.set_xscale("log")
-    c.set_xticks(fr, [f"{f:.0%}" for f in fr])
-    c.set_xlabel("fraction of training labels")
-    c.set_ylabel("test AUC")
-    c.legend(fontsize=8)
-    c.set_title("few-label curve (mean ± SD over seeds)")
+    if len(fr) == 1:  # no curve to draw: each seed's AUC per row instead
+        for i, ((key, label), col) in enumerate(zip(rows, colours)):
+            c.scatter([s["few_label"][str(fr[0])][key]["auc"] for s in per_seed], [i] * len(per_seed), color=col)
+        c.set_yticks(range(len(rows)), [""] * len(rows))
+        c.invert_yaxis()
+        c.set_xlabel("test AUC")
+        c.set_title(f"each seed ({fr[0]:.0%} labels)")
+    else:
+        for (key, label), col in zip(rows, colours):
+            v = np.array([[s["few_label"][str(f)][key]["auc"] for f in fr] for s in per_seed])
+            c.errorbar(fr, v.mean(0), yerr=v.std(0, ddof=1) if len(v) > 1 else None, marker="o", label=label, color=col,
+                       capsize=3)
+        c.set_xscale("log")
+        c.set_xticks(fr, [f"{f:.0%}" for f in fr])
+        c.set_xlabel("fraction of training labels")
+        c.set_ylabel("test AUC")
+        c.legend(fontsize=8)
+        c.set_title("few-label curve (mean ± SD over seeds)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

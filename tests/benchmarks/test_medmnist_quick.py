@@ -69,6 +69,9 @@ def test_quick_run_end_to_end(tmp_path):
     assert s["auc_mean"] == on_disk["per_seed"][0]["few_label"]["1.0"]["ssl_probe"]["auc"]
     assert s["auc_sd"] is None or math.isnan(s["auc_sd"])  # one seed: no SD, never a fake 0
     assert on_disk["budget"]["ssl_epochs"] == 1 and on_disk["wall_seconds"] > 0
+    one_fraction = {**on_disk, "budget": {**on_disk["budget"], "fractions": [1.0]}}  # no curve: a per-seed panel
+    _bench().plot(one_fraction, tmp_path / "one.png")
+    assert (tmp_path / "one.png").stat().st_size > 10_000
 
 
 def test_budget_values_parse_with_their_field_type():
