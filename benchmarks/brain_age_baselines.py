@@ -49,21 +49,13 @@ LABELS = {"layer4": "random ResNet-18, layer4 pooled (the benchmark's embedding)
 
 
 def pooled_layers(encoder: torch.nn.Module, x: torch.Tensor, batch: int = 8) -> list[np.ndarray]:
-    """Global-average-pooled outputs of the MONAI ResNet's layer1–layer4: four (N, C_k) arrays."""
-    taps: list[torch.Tensor] = []
-    hooks = [getattr(encoder.net, f"layer{k}").register_forward_hook(lambda m, i, o: taps.append(o.mean((2, 3, 4))))
-             for k in (1, 2, 3, 4)]
+    """Global-average-pooled layer1–layer4 maps (the encoder's :meth:`forward_pyramid` after the stem): four
+    (N, C_k) arrays; the last is the encoder's embedding."""
     out = [[] for _ in range(4)]
-    try:
-        with torch.no_grad():
-            for i in range(0, len(x), batch):
-                taps.clear()
-                encoder(x[i:i + batch])
-                for k in range(4):
-                    out[k].append(taps[k])
-    finally:
-        for h in hooks:
-            h.remove()
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            for k, level in enumerate(encoder.forward_pyramid(x[i:i + batch])[1:]):
+                out[k].append(level.flatten(2).mean(-1))
     return [torch.cat(o).numpy() for o in out]
 
 
