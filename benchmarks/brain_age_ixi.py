@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -59,6 +58,9 @@ from medssl.methods.mae import MAE
 from medssl.registry import LOSSES
 from medssl.train.trainer import Trainer, TrainerOptions
 from medssl.transforms.views import build_view_pipeline
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from seed_runs import apply_set, machine, merge_seeds  # next to this script
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = {"probe": 5.0, "finetune": 4.5}  #: issue #9: best SSL probe / fine-tuned SSL model, MAE in years
@@ -419,21 +421,6 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def merge(paths: list[str]) -> tuple[list[dict], dict, dict]:
-    """Per-seed results of earlier runs (same budget) → one list sorted by seed."""
-    per_seed, budget, machine = [], None, None
-    for path in paths:
-        r = json.loads(Path(path).read_text())
-        if budget is not None and r["budget"] != budget:
-            raise SystemExit(f"--merge {path}: budget differs from {paths[0]}")
-        budget, machine = r["budget"], r["machine"]
-        per_seed += r["per_seed"]
-    seeds = [s["seed"] for s in per_seed]
-    if len(set(seeds)) != len(seeds):
-        raise SystemExit(f"--merge: seed(s) repeated across {paths}: {seeds}")
-    return sorted(per_seed, key=lambda s: s["seed"]), budget, machine
-
-
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-root", default=str(Path(os.environ.get("MEDSSL_SHARED", REPO.parent / "shared")) / "data"),
@@ -455,27 +442,17 @@ def main(argv: list[str] | None = None) -> dict:
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    b = replace(Budget(), **(QUICK if a.quick else {}))
-    for kv in a.set:
-        k, v = kv.split("=", 1)
-        if k not in asdict(b):
-            raise SystemExit(f"--set {kv}: unknown budget key {k!r}; keys: {', '.join(asdict(b))}")
-        if isinstance(getattr(b, k), bool) and v.lower() not in ("true", "false", "1", "0"):
-            raise SystemExit(f"--set {kv}: expected true or false")
-        b = replace(b, **{k: v.lower() in ("true", "1") if isinstance(getattr(b, k), bool) else type(getattr(b, k))(v)})
+    b = apply_set(replace(Budget(), **(QUICK if a.quick else {})), a.set)
     if a.write_copy:
         write_resampled_copy(Path(a.data_root), Path(a.write_copy) / "ixi_t1_hh_2mm", b.spacing)
         return {}
     out = Path(a.out or REPO / "runs" / f"brain_age_ixi{'_quick' if a.quick else ''}")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    machine = {"device": a.device, "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-               "torch": torch.__version__}
-    if a.device.startswith("cuda"):
-        machine["gpu"] = torch.cuda.get_device_name()
+    info = machine(a.device)
     if a.merge:
-        per_seed, budget, machine = merge(a.merge)
-        b = Budget(**budget)
+        per_seed, results = merge_seeds(a.merge)
+        b, info = Budget(**results[0]["budget"]), results[0]["machine"]
     else:
         data = load_ixi(Path(a.data_root), b, Path(a.cache) if a.cache else out / "cache")
         if a.prepare_only:
@@ -486,7 +463,7 @@ def main(argv: list[str] | None = None) -> dict:
     summary = summarise(per_seed)
     result = {"benchmark": "brain_age_ixi", "budget": asdict(b), "seeds": [s["seed"] for s in per_seed],
               "summary": summary, "verdict": verdict(summary), "targets": TARGETS, "per_seed": per_seed,
-              "quick": a.quick, "machine": machine, "wall_seconds": round(time.time() - t0, 1),
+              "quick": a.quick, "machine": info, "wall_seconds": round(time.time() - t0, 1),
               "command": " ".join(["python benchmarks/brain_age_ixi.py", *(argv if argv is not None else sys.argv[1:])])}
     fig = Path(a.figure) if a.figure else (out if a.quick else REPO / "docs" / "img") / "brain_age_ixi.png"
     plot(result, fig)
@@ -496,7 +473,7 @@ def main(argv: list[str] | None = None) -> dict:
     if a.json:
         Path(a.json).write_text(text)
     print(f"\n{format_table(summary, len(per_seed))}\n\n" + "\n".join(f"{k}: {v}" for k, v in result["verdict"].items())
-          + f"\n\nbudget: {asdict(b)}\nwall time {result['wall_seconds']:.0f} s on {machine['device']}; "
+          + f"\n\nbudget: {asdict(b)}\nwall time {result['wall_seconds']:.0f} s on {info['device']}; "
             f"JSON {out / 'result.json'}; figure {fig}")
     return result
 

@@ -35,7 +35,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -58,6 +57,9 @@ from medssl.methods.mae import MAE
 from medssl.registry import LOSSES
 from medssl.train.trainer import Trainer, TrainerOptions
 from medssl.transforms.views import build_view_pipeline
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from seed_runs import apply_set, machine, merge_seeds  # next to this script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -434,42 +436,20 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def merge_runs(paths: list[str], dataset: str) -> tuple[list[dict], Budget, bool, dict]:
-    """Per-seed results of earlier result JSONs (checked to share dataset and budget), sorted by seed."""
-    per_seed, budget, quick, walls = [], None, None, {}
-    for path in paths:
-        r = json.loads(Path(path).read_text())
-        if r["dataset"] != dataset:
-            raise SystemExit(f"--merge {path}: dataset {r['dataset']!r}, not {dataset!r}")
-        if budget is not None and r["budget"] != budget:
-            raise SystemExit(f"--merge {path}: budget {r['budget']} differs from {budget} of {paths[0]}")
-        budget, quick = r["budget"], r["quick"]
-        per_seed += r["per_seed"]
-        walls[path] = r["wall_seconds"]
-    seeds = [s["seed"] for s in per_seed]
-    if len(set(seeds)) != len(seeds):
-        raise SystemExit(f"--merge: seed(s) repeated across {paths}: {seeds}")
-    budget["fractions"] = tuple(budget["fractions"])
-    return sorted(per_seed, key=lambda s: s["seed"]), Budget(**budget), quick, walls
-
-
-def walls_machine(paths: list[str]) -> dict:
-    return json.loads(Path(paths[0]).read_text())["machine"]
+def merge_runs(paths: list[str], dataset: str) -> tuple[list[dict], Budget, bool, dict, dict]:
+    """Per-seed results of earlier result JSONs (checked to share dataset and budget) sorted by seed, their
+    budget, quick flag, ``{path: wall seconds}`` and the first run's machine record."""
+    per_seed, results = merge_seeds(paths, same=("dataset", "budget", "quick"))
+    budget = {**results[0]["budget"], "fractions": tuple(results[0]["budget"]["fractions"])}
+    walls = {p: r["wall_seconds"] for p, r in zip(paths, results)}
+    return per_seed, Budget(**budget), results[0]["quick"], walls, results[0]["machine"]
 
 
 def peer_registry() -> dict:
-    """``benchmarks/peers.PEERS``, imported from its folder next to this script as package ``peers``
-    (without putting ``benchmarks/`` on ``sys.path``: this script may itself be loaded from a file path)."""
-    if "peers" not in sys.modules:
-        import importlib.util
+    """``benchmarks/peers.PEERS`` (package ``peers`` next to this script; its optional imports happen on use)."""
+    from peers import PEERS
 
-        folder = Path(__file__).resolve().parent / "peers"
-        spec = importlib.util.spec_from_file_location("peers", folder / "__init__.py",
-                                                      submodule_search_locations=[str(folder)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["peers"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["peers"].PEERS
+    return PEERS
 
 
 def usable_peers(names: list[str], spatial_dims: int) -> tuple[tuple[str, ...], dict[str, str]]:
@@ -503,17 +483,6 @@ def peer_versions() -> dict:
     return out
 
 
-def parse_budget_value(key: str, text: str, current):
-    """``--set`` value with the type of the budget field (``fractions``: comma list; bools: true/false/1/0)."""
-    if key == "fractions":
-        return tuple(map(float, text.split(",")))
-    if isinstance(current, bool):
-        if text.lower() not in ("true", "false", "1", "0"):
-            raise SystemExit(f"--set {key}={text}: expected true or false")
-        return text.lower() in ("true", "1")
-    return type(current)(text)
-
-
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", choices=sorted(CARDS), required=True)
@@ -539,18 +508,13 @@ def main(argv: list[str] | None = None) -> dict:
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    b = replace(DEFAULTS[a.dataset], **(QUICK[a.dataset] if a.quick else {}))
-    for kv in a.set:
-        k, v = kv.split("=", 1)
-        if k not in asdict(b):
-            raise SystemExit(f"--set {kv}: unknown budget key {k!r}; keys: {', '.join(asdict(b))}")
-        b = replace(b, **{k: parse_budget_value(k, v, getattr(b, k))})
+    b = apply_set(replace(DEFAULTS[a.dataset], **(QUICK[a.dataset] if a.quick else {})), a.set)
     method_names(b)  # fail on a typo before loading data
     out = Path(a.out or REPO / "runs" / f"medmnist_{a.dataset}{'_quick' if a.quick else ''}")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     if a.merge:
-        per_seed, b, a.quick, walls = merge_runs(a.merge, a.dataset)
+        per_seed, b, a.quick, walls, merged_machine = merge_runs(a.merge, a.dataset)
         a.seeds = [s["seed"] for s in per_seed]
     else:
         data = load_splits(a.dataset, Path(a.data_root), b.limit)
@@ -562,8 +526,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"dataset": a.dataset, "card": CARDS[a.dataset], "budget": asdict(b), "seeds": a.seeds,
               "summary": summary, "published": {k: {"auc": v[0], "acc": v[1]} for k, v in PAPER[a.dataset].items()},
               "targets": TARGETS[a.dataset], "per_seed": per_seed, "quick": a.quick,
-              "machine": {"device": a.device, "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-                          "torch": torch.__version__},
+              "machine": machine(a.device),
               "command": " ".join(["python benchmarks/medmnist.py", *(argv if argv is not None else sys.argv[1:])]),
               "wall_seconds": round(time.time() - t0, 1)}
     if a.peers and not a.merge:
@@ -571,7 +534,7 @@ def main(argv: list[str] | None = None) -> dict:
         result["machine"]["peer_packages"] = peer_versions()
     if a.merge:
         result.update(merged_from=a.merge, wall_seconds_per_run=walls,
-                      machine={**walls_machine(a.merge), "note": "merged from separate runs"})
+                      machine={**merged_machine, "note": "merged from separate runs"})
     suffix = "".join(f"_{m}" for m in method_names(b) if m != "simclr") + ("_peers" if peer_names(per_seed) else "")
     fig = Path(a.figure) if a.figure else (out if a.quick else REPO / "docs" / "img") / f"medmnist_{a.dataset}{suffix}.png"
     plot(result, fig)

@@ -19,7 +19,7 @@ def test_quick_run_matches_the_main_benchmarks_random_probe(tmp_path):
     again = bench.main(["--from-json", str(tmp_path / "b" / "result.json"), "--figure", str(tmp_path / "f.png")])
     assert again["rows"] == res["rows"] and (tmp_path / "f.png").stat().st_size > 10_000
     rows = {(r["variant"], r["width"]): r for r in res["rows"]}
-    assert set(v for v, _ in rows) == {"mean", "histogram", "layer4", "layer2", "layers1-4", "layer4_minmax"}
+    assert {v for v, _ in rows} == {"mean", "histogram", "layer4", "layer2", "layers1-4", "layer4_minmax"}
     for r in res["rows"]:
         age = np.array(r["age"])
         for p, m in zip(r["pred"], r["mae_per_seed"]):

@@ -89,3 +89,11 @@ def test_baselines_only_run_trains_nothing(tmp_path):
                          "--set", "methods=", "scratch=false"])
     assert list(res["summary"]) == ["mean", "voxels", "random_cnn_probe"] and res["verdict"] == {}
     assert not list(out.glob("seed*")) and Path(res["figure"]).is_file()
+    # --merge of two processes' seeds (here the same run relabelled seed 3): one table over both, no training
+    twin = json.loads((out / "result.json").read_text())
+    twin["per_seed"] = [{**twin["per_seed"][0], "seed": 3}]
+    (tmp_path / "twin.json").write_text(json.dumps(twin))
+    merged = _bench().main(["--merge", str(out / "result.json"), str(tmp_path / "twin.json"),
+                            "--out", str(tmp_path / "merged"), "--figure", str(tmp_path / "merged.png")])
+    assert merged["seeds"] == [0, 3] and merged["summary"]["voxels"]["mae_sd"] == 0
+    assert merged["summary"]["voxels"]["mae_mean"] == res["summary"]["voxels"]["mae_mean"]

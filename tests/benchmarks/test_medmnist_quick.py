@@ -72,15 +72,14 @@ def test_quick_run_end_to_end(tmp_path):
     one_fraction = {**on_disk, "budget": {**on_disk["budget"], "fractions": [1.0]}}  # no curve: a per-seed panel
     _bench().plot(one_fraction, tmp_path / "one.png")
     assert (tmp_path / "one.png").stat().st_size > 10_000
-
-
-def test_budget_values_parse_with_their_field_type():
-    """``--set ft_augment=false`` turns the augmentation off (``bool("false")`` would be True)."""
-    parse = _bench().parse_budget_value
-    assert parse("ft_augment", "false", True) is False and parse("ft_augment", "1", False) is True
-    assert parse("ssl_epochs", "24", 4) == 24 and parse("fractions", "0.1,1", ()) == (0.1, 1.0)
-    with pytest.raises(SystemExit, match="expected true or false"):
-        parse("ft_augment", "yes please", True)
+    # --merge: a second process's seed (here the same result relabelled seed 1) joins the table
+    twin = {**on_disk, "seeds": [1], "per_seed": [{**on_disk["per_seed"][0], "seed": 1}]}
+    (tmp_path / "twin.json").write_text(json.dumps(twin))
+    merged = _bench().main(["--dataset", "pneumonia", "--merge", str(tmp_path / "twin.json"), str(tmp_path / "r.json"),
+                            "--out", str(tmp_path / "merged"), "--figure", str(tmp_path / "merged.png")])
+    assert merged["seeds"] == [0, 1] and merged["quick"] and json.loads(json.dumps(merged["budget"])) == on_disk["budget"]
+    assert merged["summary"]["ssl_probe"]["auc_mean"] == s["auc_mean"] and merged["summary"]["ssl_probe"]["auc_sd"] == 0
+    assert merged["machine"]["note"] == "merged from separate runs" and len(merged["wall_seconds_per_run"]) == 2
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])

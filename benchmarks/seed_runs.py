@@ -1,0 +1,73 @@
+"""What the seeded benchmark scripts share (``medmnist.py``, ``brain_age_ixi.py``).
+
+* :func:`apply_set` — ``--set KEY=VALUE`` overrides of a budget dataclass, each value parsed to the
+  field's type, with an error naming the pair when it cannot be;
+* :func:`merge_seeds` — ``--merge`` of per-seed result JSONs written by separate processes (one seed
+  each, e.g. run in parallel), refusing runs with different budgets or a repeated seed;
+* :func:`machine` — the machine record stored next to every result.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import fields, replace
+from pathlib import Path
+
+import torch
+
+TRUE, FALSE = ("true", "1"), ("false", "0")
+
+
+def parse_value(key: str, text: str, current):
+    """``text`` as the type of ``current``: bools take true/false/1/0, tuples a comma list of their element type."""
+    try:
+        if isinstance(current, bool):
+            if text.lower() not in TRUE + FALSE:
+                raise ValueError("expected true or false")
+            return text.lower() in TRUE
+        if isinstance(current, tuple):
+            kind = type(current[0]) if current else float
+            return tuple(kind(t) for t in text.split(",") if t.strip())
+        return type(current)(text)
+    except ValueError as e:
+        raise SystemExit(f"--set {key}={text}: not a valid {type(current).__name__} ({e})") from None
+
+
+def apply_set(budget, pairs: list[str]):
+    """``budget`` (a dataclass) with each ``KEY=VALUE`` of ``pairs`` applied in order."""
+    keys = [f.name for f in fields(budget)]
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or key not in keys:
+            raise SystemExit(f"--set {pair}: expected KEY=VALUE with KEY one of {', '.join(keys)}")
+        budget = replace(budget, **{key: parse_value(key, text, getattr(budget, key))})
+    return budget
+
+
+def merge_seeds(paths: list[str], same: tuple[str, ...] = ("budget",)) -> tuple[list[dict], list[dict]]:
+    """Per-seed rows of the result JSONs at ``paths`` sorted by seed, and the JSONs themselves.
+
+    Every JSON must agree with the first on the keys ``same`` (the budget, and e.g. the dataset) and no
+    seed may appear twice; otherwise the merge stops naming the file.
+    """
+    results = [json.loads(Path(p).read_text()) for p in paths]
+    for path, r in zip(paths, results):
+        for key in same:
+            if r[key] != results[0][key]:
+                raise SystemExit(f"--merge {path}: {key} {r[key]} differs from {results[0][key]} of {paths[0]}")
+    per_seed = [s for r in results for s in r["per_seed"]]
+    seeds = [s["seed"] for s in per_seed]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"--merge: seed(s) repeated across {paths}: {seeds}")
+    return sorted(per_seed, key=lambda s: s["seed"]), results
+
+
+def machine(device: str) -> dict:
+    """Device, torch threads, platform and torch version (and the GPU's name on CUDA)."""
+    info = {"device": device, "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+            "torch": torch.__version__}
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+

@@ -1,0 +1,60 @@
+"""``benchmarks/seed_runs.py``: ``--set`` overrides and ``--merge`` of per-seed result JSONs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+from benchmark_module import load_benchmark
+
+
+@dataclass(frozen=True)
+class Toy:
+    epochs: int = 4
+    lr: float = 1e-3
+    augment: bool = True
+    methods: str = "simclr,mae"
+    fractions: tuple = (0.01, 0.1, 1.0)
+
+
+def _seed_runs():
+    return load_benchmark("seed_runs")
+
+
+def test_values_parse_with_their_field_type():
+    """``augment=false`` turns a flag off (``bool("false")`` would be True); tuples take comma lists."""
+    b = _seed_runs().apply_set(Toy(), ["augment=false", "epochs=24", "lr=3e-4", "fractions=0.1,1", "methods="])
+    assert b == Toy(epochs=24, lr=3e-4, augment=False, methods="", fractions=(0.1, 1.0))
+    assert _seed_runs().apply_set(Toy(augment=False), ["augment=1"]).augment is True
+
+
+@pytest.mark.parametrize(("pair", "message"), [
+    ("augment=yes please", "augment=yes please: not a valid bool"),
+    ("epochs=ten", "epochs=ten: not a valid int"),
+    ("fractions=0.1,x", "fractions=0.1,x: not a valid tuple"),
+    ("epoch=3", "KEY one of epochs, lr, augment, methods, fractions"),
+    ("epochs", "expected KEY=VALUE"),
+])
+def test_bad_pairs_are_refused_by_name(pair, message):
+    with pytest.raises(SystemExit, match=message):
+        _seed_runs().apply_set(Toy(), [pair])
+
+
+def _write(path, seeds, budget=None, **extra):
+    path.write_text(json.dumps({"budget": budget or {"epochs": 4}, "per_seed": [{"seed": s} for s in seeds], **extra}))
+    return str(path)
+
+
+def test_merge_sorts_seeds_and_refuses_mixed_runs(tmp_path):
+    sr = _seed_runs()
+    a, b = _write(tmp_path / "a.json", [2]), _write(tmp_path / "b.json", [0, 1])
+    per_seed, results = sr.merge_seeds([a, b])
+    assert [s["seed"] for s in per_seed] == [0, 1, 2] and len(results) == 2
+    with pytest.raises(SystemExit, match="seed\\(s\\) repeated"):
+        sr.merge_seeds([a, _write(tmp_path / "c.json", [2])])
+    with pytest.raises(SystemExit, match="d.json: budget"):
+        sr.merge_seeds([a, _write(tmp_path / "d.json", [3], budget={"epochs": 8})])
+    x, y = _write(tmp_path / "x.json", [0], dataset="adrenal"), _write(tmp_path / "y.json", [1], dataset="pneumonia")
+    with pytest.raises(SystemExit, match="y.json: dataset"):
+        sr.merge_seeds([x, y], same=("budget", "dataset"))
