@@ -1,5 +1,5 @@
 # Two entry points, each sets up (or reuses) a local virtual environment first:
-#   make demo   - end-to-end demo on a synthetic multi-site brain cohort (CPU, ~5 min)
+#   make demo   - end-to-end demo on a synthetic multi-site brain cohort (~3 min on 2 CPU cores)
 #   make test   - the test suite
 # TORCH_SPEC picks the PyTorch build; e.g. for CUDA 12.6 wheels:
 #   make demo TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu126"

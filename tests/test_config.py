@@ -4,6 +4,7 @@ import pytest
 import yaml
 
 from medssl.config import ConfigError, RunConfig, load_config, parse_override, save_config
+from medssl.data.card import load_card
 
 
 def test_defaults_validate_and_round_trip(tmp_path):
@@ -81,4 +82,7 @@ def test_shipped_configs_validate():
     files = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
     assert files
     for f in files:
-        load_config(f)
+        cfg = load_config(f)
+        card = getattr(getattr(cfg, "data", None), "card", None)
+        if card:  # the card a config names must exist (a typo only surfaced at `medssl pretrain` before)
+            load_card(card)
