@@ -97,3 +97,15 @@ def test_baselines_only_run_trains_nothing(tmp_path):
                             "--out", str(tmp_path / "merged"), "--figure", str(tmp_path / "merged.png")])
     assert merged["seeds"] == [0, 3] and merged["summary"]["voxels"]["mae_sd"] == 0
     assert merged["summary"]["voxels"]["mae_mean"] == res["summary"]["voxels"]["mae_mean"]
+
+
+def test_verdict_needs_a_win_on_every_seed():
+    """A lower mean MAE carried by one seed is not "beats the random-init encoder"."""
+    def row(*maes):
+        return {"mae_mean": sum(maes) / len(maes), "mae_per_seed": list(maes)}
+
+    summary = {"random_cnn_probe": row(11.2, 11.2, 10.0), "simclr_probe": row(13.7, 9.0, 9.4), "simclr_ft": row(9.8, 9.0, 10.8)}
+    v = _bench().verdict(summary)["every SSL probe beats its random-init encoder"]
+    assert v.endswith("(lower on 2/3 seeds): False") and summary["simclr_probe"]["mae_mean"] < summary["random_cnn_probe"]["mae_mean"]
+    summary["simclr_probe"] = row(10.9, 9.0, 9.4)
+    assert _bench().verdict(summary)["every SSL probe beats its random-init encoder"].endswith("3/3 seeds): True")
