@@ -440,6 +440,8 @@ def merge_runs(paths: list[str], dataset: str) -> tuple[list[dict], Budget, bool
     """Per-seed results of earlier result JSONs (checked to share dataset and budget) sorted by seed, their
     budget, quick flag, ``{path: wall seconds}`` and the first run's machine record."""
     per_seed, results = merge_seeds(paths, same=("dataset", "budget", "quick"))
+    if results[0]["dataset"] != dataset:
+        raise SystemExit(f"--merge {paths[0]}: dataset {results[0]['dataset']!r}, not --dataset {dataset!r}")
     budget = {**results[0]["budget"], "fractions": tuple(results[0]["budget"]["fractions"])}
     walls = {p: r["wall_seconds"] for p, r in zip(paths, results)}
     return per_seed, Budget(**budget), results[0]["quick"], walls, results[0]["machine"]

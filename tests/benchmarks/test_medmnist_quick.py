@@ -80,6 +80,8 @@ def test_quick_run_end_to_end(tmp_path):
     assert merged["seeds"] == [0, 1] and merged["quick"] and json.loads(json.dumps(merged["budget"])) == on_disk["budget"]
     assert merged["summary"]["ssl_probe"]["auc_mean"] == s["auc_mean"] and merged["summary"]["ssl_probe"]["auc_sd"] == 0
     assert merged["machine"]["note"] == "merged from separate runs" and len(merged["wall_seconds_per_run"]) == 2
+    with pytest.raises(SystemExit, match="dataset 'pneumonia', not --dataset 'adrenal'"):
+        _bench().main(["--dataset", "adrenal", "--merge", str(tmp_path / "r.json"), "--out", str(tmp_path / "bad")])
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
