@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from dataclasses import replace
@@ -35,6 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import brain_age_ixi as bm  # noqa: E402 - the data loading, folds and encoder of the main benchmark
+from seed_runs import machine  # noqa: E402 - the machine record every benchmark stores
 
 from medssl.eval.probes import regression_probe  # noqa: E402
 
@@ -183,8 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = run(Path(a.data_root), Path(a.cache) if a.cache else out / "cache", a.spacings, a.widths, a.seeds, a.quick)
     plot(rows, fig)
     result = {"benchmark": "brain_age_baselines", "rows": rows, "seeds": a.seeds, "quick": a.quick, "figure": str(fig),
-              "machine": {"torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-                          "torch": torch.__version__},
+              "machine": machine("cpu"),
               "wall_seconds": round(time.time() - t0, 1),
               "command": " ".join(["python benchmarks/brain_age_baselines.py", *(argv if argv is not None else sys.argv[1:])])}
     text = json.dumps(result, indent=1)
