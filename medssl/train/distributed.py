@@ -3,8 +3,9 @@
 Launch with ``torchrun --nproc_per_node=N -m medssl.cli pretrain CONFIG ...`` (see
 docs/training.md, "Multi-GPU on one node (torchrun)"). ``train.batch_size`` is always the
 GLOBAL batch: every step each of the W ranks takes a contiguous 1/W slice of the same global
-batch, so the data seen per step does not depend on the number of GPUs. Contrastive losses gather embeddings from all ranks with
-gradients (:mod:`medssl.losses.distributed`), so the loss is the one of the whole global batch.
+batch, so the data seen per step does not depend on the number of GPUs. Contrastive losses
+gather embeddings from all ranks with gradients (:mod:`medssl.losses.distributed`), so the loss
+is the one of the whole global batch.
 """
 
 from __future__ import annotations
