@@ -91,6 +91,7 @@ class Budget:
     ft_epochs: int = 4  #: fine-tuning epochs at 100 % labels (more at fewer labels, see few_label_epochs)
     ft_batch: int = 128
     ft_lr: float = 1e-3
+    ft_encoder_lrs: tuple = ()  #: encoder lrs of the CNN fine-tuning rows; the best official-val AUC is kept (empty: ft_lr)
     patience: int = 2
     ft_augment: bool = True  #: flips (3D only) + small affine on fine-tuning batches (see ft_augment)
     limit: int = 0  #: use only the first N images of each split (0 = all; --quick)
@@ -169,15 +170,22 @@ def method_names(b: Budget) -> tuple[str, ...]:
     return names
 
 
-def fit(method, train_x: np.ndarray, opts: TrainerOptions, run_dir: Path, device: str) -> dict:
-    """Run the trainer; a SIGTERM stop (checkpoint saved) ends the whole benchmark."""
-    summary = Trainer(method, Images(train_x), run_dir, opts, torch.device(device)).fit()
+def fit(method, train_x: np.ndarray, opts: TrainerOptions, run_dir: Path, device: str, resume: bool = False) -> dict:
+    """Run the trainer; a SIGTERM stop (checkpoint saved) ends the whole benchmark, and ``resume`` continues
+    from the latest checkpoint in ``run_dir`` (a finished run: its weights, no further step)."""
+    trainer = Trainer(method, Images(train_x), run_dir, opts, torch.device(device))
+    resumed_at = trainer.step if resume and trainer.resume("auto") else None
+    summary = trainer.fit()
     if summary["stopped_early"]:
-        raise SystemExit(f"stopped by SIGTERM during pretraining (checkpoint in {run_dir})")
+        raise SystemExit(f"stopped by SIGTERM during pretraining (checkpoint in {run_dir}; rerun with --resume)")
+    if resumed_at is not None:
+        rows = [json.loads(r) for r in (run_dir / "metrics.jsonl").read_text().splitlines() if r.strip()]
+        summary.update(resumed_at_step=resumed_at, final_loss=[r for r in rows if "loss" in r][-1]["loss"])
     return summary
 
 
-def pretrain_mae(train_x: np.ndarray, spatial_dims: int, b: Budget, seed: int, run_dir: Path, device: str) -> dict:
+def pretrain_mae(train_x: np.ndarray, spatial_dims: int, b: Budget, seed: int, run_dir: Path, device: str,
+                 resume: bool = False) -> dict:
     """MAE of a ViT on the training images (no labels): light random crops (scale 0.8–1, 3D also flips),
     mask ratio 0.75, decoder 128-dim × 2 blocks, AdamW (weight decay 0.05), warm-up + cosine."""
     size = train_x.shape[-1]
@@ -187,10 +195,11 @@ def pretrain_mae(train_x: np.ndarray, spatial_dims: int, b: Budget, seed: int, r
     method = MAE(encoder, views, decoder_dim=128, decoder_depth=2, decoder_heads=4)
     opts = TrainerOptions(epochs=b.mae_epochs, batch_size=b.ssl_batch, lr=b.mae_lr, weight_decay=0.05,
                           warmup_epochs=min(2.0, b.mae_epochs / 4), keep_checkpoints=1, seed=seed, progress=False)
-    return {"encoder": method.encoder, "summary": fit(method, train_x, opts, run_dir, device)}
+    return {"encoder": method.encoder, "summary": fit(method, train_x, opts, run_dir, device, resume)}
 
 
-def pretrain_simclr(train_x: np.ndarray, spatial_dims: int, b: Budget, seed: int, run_dir: Path, device: str) -> dict:
+def pretrain_simclr(train_x: np.ndarray, spatial_dims: int, b: Budget, seed: int, run_dir: Path, device: str,
+                    resume: bool = False) -> dict:
     """SimCLR on the training images (no labels). Returns the encoder and the trainer summary."""
     encoder = make_encoder(spatial_dims, b, seed)
     views = build_view_pipeline(b.preset, spatial_dims, (b.crop,) * spatial_dims)
@@ -198,7 +207,7 @@ def pretrain_simclr(train_x: np.ndarray, spatial_dims: int, b: Budget, seed: int
                     proj_dim=64)
     opts = TrainerOptions(epochs=b.ssl_epochs, batch_size=b.ssl_batch, lr=b.ssl_lr, weight_decay=1e-4,
                           warmup_epochs=min(1.0, b.ssl_epochs / 4), keep_checkpoints=1, seed=seed, progress=False)
-    return {"encoder": method.encoder, "summary": fit(method, train_x, opts, run_dir, device)}
+    return {"encoder": method.encoder, "summary": fit(method, train_x, opts, run_dir, device, resume)}
 
 
 def score(y: np.ndarray, p1: np.ndarray, seed: int, n_boot: int) -> dict:
@@ -246,20 +255,32 @@ def few_label_epochs(b: Budget, fraction: float) -> int:
 
 
 def finetune_score(encoder, data: dict, rows: np.ndarray, b: Budget, fraction: float, seed: int, device: str,
-                   n_boot: int, lr: float = 0.0) -> dict:
-    """Full fine-tuning on ``rows`` of train (learning rate ``lr``, default ``b.ft_lr``), early stopping on the
-    official val loss, scored once on test."""
+                   n_boot: int, lr: float = 0.0, encoder_lrs: tuple = ()) -> dict:
+    """Full fine-tuning on ``rows`` of train (head learning rate ``lr``, default ``b.ft_lr``), early stopping on
+    the official val loss, scored once on test.
+
+    With several ``encoder_lrs`` (default: the head's), each starts from the same ``encoder`` weights and the
+    one with the best official-val AUC is scored; the test split is never seen by the choice.
+    """
     (xt, yt), (xv, yv), (xs, ys) = data["train"], data["val"], data["test"]
     epochs = few_label_epochs(b, fraction)
     lr = lr or b.ft_lr
-    opts = FinetuneOptions(task="classification", mode="full", lr_encoder=lr, lr_head=lr, epochs=epochs,
-                           batch_size=b.ft_batch, patience=max(b.patience, epochs // 4), device=device, seed=seed)
-    t0 = time.time()
     augment = ft_augment(xt.ndim - 2, xt.shape[-1]) if b.ft_augment else None
-    result = finetune(encoder, Images(xt[rows]), yt[rows], Images(xv), yv, opts, augment=augment)
+    t0, best, val_auc = time.time(), None, {}
+    for lr_encoder in encoder_lrs or (lr,):
+        opts = FinetuneOptions(task="classification", mode="full", lr_encoder=lr_encoder, lr_head=lr, epochs=epochs,
+                               batch_size=b.ft_batch, patience=max(b.patience, epochs // 4), device=device, seed=seed)
+        result = finetune(encoder, Images(xt[rows]), yt[rows], Images(xv), yv, opts, augment=augment)  # trains a copy
+        val_auc[lr_encoder] = M.binary_auc(yv, predict(result, Images(xv))[:, 1])
+        if best is None or val_auc[lr_encoder] > val_auc[best[0]]:
+            best = (lr_encoder, result)
+    lr_encoder, result = best
     out = score(ys, predict(result, Images(xs))[:, 1], seed, n_boot)
     out.update(best_epoch=result.best_epoch, epochs_run=len(result.history), n_train=len(rows),
-               seconds=round(time.time() - t0, 1), history=result.history)
+               seconds=round(time.time() - t0, 1), history=result.history, lr_encoder=lr_encoder,
+               val_auc=val_auc[lr_encoder])
+    if len(val_auc) > 1:
+        out["val_auc_per_encoder_lr"] = {str(k): v for k, v in val_auc.items()}
     return out
 
 
@@ -283,22 +304,23 @@ def pretrain_peers(train_x: np.ndarray, spatial_dims: int, b: Budget, seed: int,
 
 
 def run_seed(data: dict, dataset: str, b: Budget, seed: int, out_dir: Path, device: str, n_boot: int,
-             peers: tuple = ()) -> dict:
+             peers: tuple = (), resume: bool = False) -> dict:
     spatial_dims, size = data["train"][0].ndim - 2, data["train"][0].shape[-1]
     methods = method_names(b)
     t0 = time.time()
     res, encoders, ft_lr = {"seed": seed, "few_label": {}}, {}, {}
     if "simclr" in methods:
-        ssl = pretrain_simclr(data["train"][0], spatial_dims, b, seed, out_dir / f"simclr_seed{seed}", device)
+        ssl = pretrain_simclr(data["train"][0], spatial_dims, b, seed, out_dir / f"simclr_seed{seed}", device,
+                              resume)
         res["ssl_pretrain"] = {"seconds": round(time.time() - t0, 1), **ssl["summary"]}
         encoders.update(ssl=ssl["encoder"], random=make_encoder(spatial_dims, b, 10_000 + seed))
-        ft_lr.update(ssl_finetune=("ssl", b.ft_lr), scratch=("random", b.ft_lr))
+        ft_lr.update(ssl_finetune=("ssl", b.ft_lr, b.ft_encoder_lrs), scratch=("random", b.ft_lr, b.ft_encoder_lrs))
     if "mae" in methods:
         t1 = time.time()
-        mae = pretrain_mae(data["train"][0], spatial_dims, b, seed, out_dir / f"mae_seed{seed}", device)
+        mae = pretrain_mae(data["train"][0], spatial_dims, b, seed, out_dir / f"mae_seed{seed}", device, resume)
         res["mae_pretrain"] = {"seconds": round(time.time() - t1, 1), **mae["summary"]}
         encoders.update(mae=mae["encoder"], random_vit=make_vit(spatial_dims, size, b, 10_000 + seed))
-        ft_lr.update(mae_finetune=("mae", b.vit_ft_lr), vit_scratch=("random_vit", b.vit_ft_lr))
+        ft_lr.update(mae_finetune=("mae", b.vit_ft_lr, ()), vit_scratch=("random_vit", b.vit_ft_lr, ()))
     peer_runs = pretrain_peers(data["train"][0], spatial_dims, b, seed, device, peers)
     encoders.update({f"peer:{name}": run["encoder"] for name, run in peer_runs.items()})
     probe_key = {"ssl": "ssl_probe", "random": "random_probe", "mae": "mae_probe", "random_vit": "random_vit_probe",
@@ -315,8 +337,8 @@ def run_seed(data: dict, dataset: str, b: Budget, seed: int, out_dir: Path, devi
         rows = all_rows if fraction >= 1 else subsample_subjects(all_rows, all_rows.astype(str), fraction, seed, y=y_train)
         point = {"n_train": len(rows),
                  **{probe_key[name]: linear_probe(f, rows, seed, n_boot) for name, f in feats.items()},
-                 **{key: finetune_score(encoders[enc], data, rows, b, fraction, seed, device, n_boot, lr)
-                    for key, (enc, lr) in ft_lr.items()}}
+                 **{key: finetune_score(encoders[enc], data, rows, b, fraction, seed, device, n_boot, lr, enc_lrs)
+                    for key, (enc, lr, enc_lrs) in ft_lr.items()}}
         res["few_label"][str(fraction)] = point
         print(f"  seed {seed} labels {fraction:>5.0%} (n={len(rows)}): "
               + "  ".join(f"{k} AUC {v['auc']:.3f}" for k, v in point.items() if isinstance(v, dict)), flush=True)
@@ -502,6 +524,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--merge", nargs="+", default=[], metavar="JSON",
                    help="no training: merge the per-seed results of earlier runs (same dataset and budget) into one "
                         "table, JSON and figure (e.g. seeds run as parallel processes)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue SSL pretraining from the latest checkpoint in <out>/<method>_seed<S>/checkpoints "
+                        "(after a SIGTERM stop; a finished run's encoder is reused without further steps)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a Budget field, e.g. ssl_epochs=20")
     p.add_argument("--peers", nargs="*", default=[], metavar="PEER",
                    help="also run these peer SimCLR recipes (benchmarks/peers: monai_stock, lightly, nidl) with the same "
@@ -523,7 +548,7 @@ def main(argv: list[str] | None = None) -> dict:
         peers, skipped = usable_peers(a.peers, data["train"][0].ndim - 2)
         print(f"{a.dataset}MNIST: train/val/test = {', '.join(str(len(v[1])) for v in data.values())}; "
               f"budget {asdict(b)}" + "".join(f"\n  peer {k} skipped: {v}" for k, v in skipped.items()), flush=True)
-        per_seed = [run_seed(data, a.dataset, b, s, out, a.device, a.n_boot, peers) for s in a.seeds]
+        per_seed = [run_seed(data, a.dataset, b, s, out, a.device, a.n_boot, peers, a.resume) for s in a.seeds]
     summary = summarise(per_seed)
     result = {"dataset": a.dataset, "card": CARDS[a.dataset], "budget": asdict(b), "seeds": a.seeds,
               "summary": summary, "published": {k: {"auc": v[0], "acc": v[1]} for k, v in PAPER[a.dataset].items()},

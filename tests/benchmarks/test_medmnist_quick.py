@@ -84,6 +84,28 @@ def test_quick_run_end_to_end(tmp_path):
         _bench().main(["--dataset", "adrenal", "--merge", str(tmp_path / "r.json"), "--out", str(tmp_path / "bad")])
 
 
+def test_resume_reuses_the_encoder_and_encoder_lr_is_chosen_on_validation(tmp_path):
+    """--resume on a finished run trains no step and gives the same probe; with two encoder learning rates the
+    fine-tuning keeps the one with the best validation AUC, and the run at the default rate is the first run's."""
+    common = ["--dataset", "pneumonia", "--quick", "--seeds", "0", "--threads", "2", "--n-boot", "20",
+              "--data-root", str(_data_root()), "--out", str(tmp_path / "run")]
+    first = _bench().main([*common, "--set", "fractions=1.0", "--figure", str(tmp_path / "a.png")])["per_seed"][0]
+    again = _bench().main([*common, "--resume", "--set", "fractions=1.0", "ft_encoder_lrs=1e-5,1e-3",
+                           "--figure", str(tmp_path / "b.png")])["per_seed"][0]
+    steps = first["ssl_pretrain"]["steps"]
+    assert again["ssl_pretrain"]["resumed_at_step"] == steps == again["ssl_pretrain"]["steps"] >= 1
+    assert again["ssl_pretrain"]["final_loss"] == first["ssl_pretrain"]["final_loss"]
+    a, b = first["few_label"]["1.0"], again["few_label"]["1.0"]
+    assert b["ssl_probe"]["auc"] == a["ssl_probe"]["auc"]  # the same encoder weights
+    for key in ("ssl_finetune", "scratch"):
+        per_lr = b[key]["val_auc_per_encoder_lr"]
+        assert set(per_lr) == {"0.001", "1e-05"} and a[key]["lr_encoder"] == 0.001
+        assert per_lr["0.001"] == pytest.approx(a[key]["val_auc"], abs=1e-12)  # the second rate starts from the same weights
+        assert b[key]["val_auc"] == max(per_lr.values()) == per_lr[str(b[key]["lr_encoder"])]
+    with pytest.raises(SystemExit, match="ft_encoder_lrs=fast"):
+        _bench().main([*common, "--set", "ft_encoder_lrs=fast"])
+
+
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 def test_finetune_augmentation_keeps_size_and_changes_images(spatial_dims):
     """The fine-tuning views keep the input size, move the pixels, and flip only 3D volumes."""
