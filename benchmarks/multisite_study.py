@@ -15,13 +15,15 @@ Parts (mean ± sd over training seeds; each seed also redraws the subject split)
   external site-D (middle-aged) and site-E (old). Each run is ``medssl.api.pretrain`` of the
   demo recipe (``configs/pretrain/demo.yaml``) on the internal training subjects, then
   ``medssl.api.evaluate(protocol="openbhb")`` on all subjects. Budgets: ``full`` (the demo
-  recipe: 100 subjects/site, 48³, 60 epochs; GPU), ``cpu`` (50/site, 32³, 30 epochs), ``quick``.
+  recipe: 100 subjects/site, 48³, 60 epochs; 47 min on 2 CPU cores), ``cpu`` (50/site, 32³, 30
+  epochs), ``quick``.
 * ``ixi`` — real DLMUSE ROI volumes of 291 IXI subjects (``../shared/data/ixi_dlmuse_roi_multisite``):
   internal Guys + HH (70/30 subject split stratified by site), external IOP (GE 1.5 T). Log
   volumes standardised with training statistics; a small MLP encoder trained with the same
   losses on feature-space views (Gaussian noise + feature dropout); baselines: Ridge on the
   ROI features, Ridge after ComBat (sex kept as covariate), the random-init MLP.
 
+    python benchmarks/multisite_study.py synthetic --jobs 2 --threads 1          # full, 2 CPU cores
     python benchmarks/multisite_study.py synthetic --jobs 8 --threads 2 \\
         --common "train.device=cuda;train.precision=fp32"                       # full, GPU
     python benchmarks/multisite_study.py synthetic --budget cpu --jobs 2          # reduced, CPU
@@ -485,7 +487,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("part", choices=("synthetic", "ixi"))
     ap.add_argument("--quick", action="store_true", help="smoke run (seconds; CI)")
-    ap.add_argument("--budget", choices=("full", "cpu"), default="full", help="synthetic part: full (GPU) or cpu")
+    ap.add_argument("--budget", choices=("full", "cpu"), default="full", help="synthetic part: full (47 min on 2 CPU cores) or cpu (11 min)")
     ap.add_argument("--seeds", type=int, nargs="+", default=None,
                     help="training/split seeds (default 0 1 2; quick: 0 1)")
     ap.add_argument("--variants", nargs="+", default=None, help=f"subset of {list(STUDY)}")
