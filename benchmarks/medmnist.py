@@ -91,7 +91,7 @@ class Budget:
     ft_epochs: int = 4  #: fine-tuning epochs at 100 % labels (more at fewer labels, see few_label_epochs)
     ft_batch: int = 128
     ft_lr: float = 1e-3
-    ft_encoder_lrs: tuple = ()  #: encoder lrs of the CNN fine-tuning rows; the best official-val AUC is kept (empty: ft_lr)
+    ft_encoder_lrs: tuple = ()  #: CNN fine-tuning encoder lrs; the best official-val AUC is kept (empty: ft_lr)
     patience: int = 2
     ft_augment: bool = True  #: flips (3D only) + small affine on fine-tuning batches (see ft_augment)
     limit: int = 0  #: use only the first N images of each split (0 = all; --quick)

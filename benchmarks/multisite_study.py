@@ -487,7 +487,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("part", choices=("synthetic", "ixi"))
     ap.add_argument("--quick", action="store_true", help="smoke run (seconds; CI)")
-    ap.add_argument("--budget", choices=("full", "cpu"), default="full", help="synthetic part: full (47 min on 2 CPU cores) or cpu (11 min)")
+    ap.add_argument("--budget", choices=("full", "cpu"), default="full",
+                    help="synthetic part: full (47 min on 2 CPU cores) or cpu (11 min)")
     ap.add_argument("--seeds", type=int, nargs="+", default=None,
                     help="training/split seeds (default 0 1 2; quick: 0 1)")
     ap.add_argument("--variants", nargs="+", default=None, help=f"subset of {list(STUDY)}")
