@@ -1,0 +1,51 @@
+"""Smoke test of ``benchmarks/throughput.py --quick`` (CPU), and of its side-stream augmentation on a CUDA GPU."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from benchmark_module import load_benchmark
+
+PIPELINES = ("a_model_only", "b_end_to_end", "b2_gpu_resident", "c_monai_cpu_workers")
+
+
+@pytest.mark.parametrize("extra", [[], ["--aug-stream"]])
+def test_quick_run_measures_every_pipeline_and_its_ratios(tmp_path, extra):
+    res = load_benchmark("throughput").main(["--quick", "--cache", str(tmp_path / "cache.npy"),
+                                             "--json", str(tmp_path / "r.json"), *extra])
+    assert all(math.isfinite(res[k]) and res[k] > 0 for k in PIPELINES)
+    assert res["ratio_b_over_a"] == pytest.approx(res["b_end_to_end"] / res["a_model_only"])
+    assert res["ratio_b2_over_c"] == pytest.approx(res["b2_gpu_resident"] / res["c_monai_cpu_workers"])
+    assert res["gflop_per_view_fwd_bwd"] > 0 and math.isnan(res["matmul_ceiling_tflops"])  # no ceiling on CPU
+    on_disk = json.loads((tmp_path / "r.json").read_text())
+    assert all(on_disk[k] == res[k] for k in (*PIPELINES, "ratio_b_over_a", "crop", "batch"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="side CUDA streams need a GPU (none here)")
+def test_views_ahead_on_a_side_stream_gives_the_sequential_views():
+    """Views made one batch ahead on a side stream equal those made in order, even while the default
+    stream is busy with a long step on each batch (a race would show up as different values)."""
+    views_ahead = load_benchmark("throughput").views_ahead
+    dev = torch.device("cuda")
+    data = [{"image": torch.rand(8, 1, 48, 48, 48, device=dev)} for _ in range(6)]
+    busy = torch.randn(4096, 4096, device=dev)
+
+    def run(ahead: bool) -> list[torch.Tensor]:
+        g = torch.Generator(device=dev).manual_seed(0)
+
+        def make(batch):
+            x = batch["image"].float()
+            return torch.nn.functional.avg_pool3d(x, 3, 1, 1) + torch.rand(x.shape, device=dev, generator=g)
+
+        out = []
+        for views in (views_ahead(iter(data), make, dev) if ahead else map(make, data)):
+            for _ in range(20):
+                busy @ busy  # a long "step" on the default stream
+            out.append((views * 2).cpu())
+        return out
+
+    for seq, ahead in zip(run(False), run(True), strict=True):
+        assert torch.equal(seq, ahead)
