@@ -256,13 +256,19 @@ def views_ahead(batches, make, device):
         with torch.cuda.stream(side):
             return make(batch)
 
-    ahead = enqueue(next(batches))
-    for batch in batches:
+    def hand_over(views: torch.Tensor) -> torch.Tensor:
         main.wait_stream(side)
-        views = ahead
         views.record_stream(main)
-        ahead = enqueue(batch)
-        yield views
+        return views
+
+    ahead = None
+    for batch in batches:
+        ready = None if ahead is None else hand_over(ahead)
+        ahead = enqueue(batch)  # batch k+1 goes onto the side stream before the caller's step on batch k
+        if ready is not None:
+            yield ready
+    if ahead is not None:
+        yield hand_over(ahead)
 
 
 def _cycle(loader):

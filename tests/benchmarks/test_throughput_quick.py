@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import types
 
 import pytest
 import torch
@@ -22,6 +24,39 @@ def test_quick_run_measures_every_pipeline_and_its_ratios(tmp_path, extra):
     assert res["gflop_per_view_fwd_bwd"] > 0 and math.isnan(res["matmul_ceiling_tflops"])  # no ceiling on CPU
     on_disk = json.loads((tmp_path / "r.json").read_text())
     assert all(on_disk[k] == res[k] for k in (*PIPELINES, "ratio_b_over_a", "crop", "batch"))
+
+
+def test_views_ahead_schedules_batch_k_plus_1_before_step_k_and_yields_every_batch(monkeypatch):
+    """The CUDA branch's bookkeeping, run on CPU with stand-in streams: every batch once, in order, and
+    the views of batch k+1 are enqueued before the caller's step on batch k (that is the overlap)."""
+    bench = load_benchmark("throughput")
+
+    class Stream:
+        def wait_stream(self, other):
+            pass
+
+    class Views(int):
+        is_cuda = False
+
+        def record_stream(self, stream):
+            pass
+
+    monkeypatch.setattr(bench.torch.cuda, "current_stream", lambda device: Stream())
+    monkeypatch.setattr(bench.torch.cuda, "Stream", lambda device: Stream())
+    monkeypatch.setattr(bench.torch.cuda, "stream", lambda stream: contextlib.nullcontext())
+    cuda = types.SimpleNamespace(type="cuda")
+    expected = {0: [], 1: ["views 0", "step 0"],
+                4: ["views 0", "views 1", "step 0", "views 2", "step 1", "views 3", "step 2", "step 3"]}
+    for n, want in expected.items():
+        events = []
+
+        def make(batch):
+            events.append(f"views {batch['image']}")
+            return Views(batch["image"])
+
+        for views in bench.views_ahead(iter([{"image": Views(i)} for i in range(n)]), make, cuda):
+            events.append(f"step {views}")
+        assert events == want
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="side CUDA streams need a GPU (none here)")
