@@ -261,14 +261,16 @@ def views_ahead(batches, make, device):
         views.record_stream(main)
         return views
 
-    ahead = None
+    batches = iter(batches)
+    first = next(batches, None)
+    if first is None:
+        return
+    ahead = enqueue(first)
     for batch in batches:
-        ready = None if ahead is None else hand_over(ahead)
+        ready = hand_over(ahead)
         ahead = enqueue(batch)  # batch k+1 goes onto the side stream before the caller's step on batch k
-        if ready is not None:
-            yield ready
-    if ahead is not None:
-        yield hand_over(ahead)
+        yield ready
+    yield hand_over(ahead)
 
 
 def _cycle(loader):
