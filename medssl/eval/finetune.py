@@ -10,6 +10,11 @@ The encoder is deep-copied; the caller's module is never changed.
   frozen (a linear probe trained by gradient descent).
 * AdamW with separate learning rates for the encoder and the head (no decay on biases/norms).
 * Early stopping on the validation loss (``patience`` epochs); the best epoch's weights are kept.
+* Head initialisation: ``head_init="random"`` (small Gaussian weights) or ``"probe"`` — LP-FT
+  (Kumar et al., ICLR 2022): the linear probe is fitted on the frozen embeddings of the training
+  rows first (:func:`medssl.eval.probe_head.fit_probe_head`, hyper-parameter chosen on the
+  validation rows) and fine-tuning starts from it. The probe itself is then "epoch 0" of the
+  history, so early stopping keeps it when no fine-tuning epoch improves the validation loss.
 * Optional training augmentation: a batch transform ``augment(x, generator)`` (e.g. a
   :class:`medssl.transforms.views.ViewPipeline` whose crop size is the input size) applied on
   the device to every training batch; validation and test images are never augmented.
@@ -33,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 
 TASKS = ("regression", "classification", "multilabel")
 MODES = ("full", "last", "head")
+HEAD_INITS = ("random", "probe")
 
 
 @dataclass
@@ -52,12 +58,15 @@ class FinetuneOptions:
     seed: int = 0
     bf16: bool = True  #: bf16 autocast on CUDA (ignored on CPU)
     num_workers: int = 0
+    head_init: str = "random"  #: "random" or "probe" (LP-FT, module docstring)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise ValueError(f"fine-tuning task must be one of {TASKS}, got {self.task!r}")
         if self.mode not in MODES:
             raise ValueError(f"fine-tuning mode must be one of {MODES}, got {self.mode!r}")
+        if self.head_init not in HEAD_INITS:
+            raise ValueError(f"fine-tuning head_init must be one of {HEAD_INITS}, got {self.head_init!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
             raise ValueError("epochs, batch_size and patience must be >= 1")
 
@@ -65,8 +74,8 @@ class FinetuneOptions:
 @dataclass
 class FinetuneResult:
     model: nn.Module  #: encoder + head, best validation epoch, eval mode
-    history: list[dict]  #: per epoch: epoch, train_loss, val_loss, val_metric
-    best_epoch: int
+    history: list[dict]  #: per epoch: epoch, train_loss, val_loss, val_metric (epoch 0: the probe, LP-FT)
+    best_epoch: int  #: 0: the probe-initialised model before any fine-tuning step was best
     options: FinetuneOptions
     target_mean: float = 0.0  #: regression target standardisation (training rows)
     target_std: float = 1.0
@@ -74,8 +83,8 @@ class FinetuneResult:
     extra: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
-        return {"best_epoch": self.best_epoch, "epochs_run": len(self.history), "n_trainable_encoder": self.n_trainable,
-                **{k: v for k, v in asdict(self.options).items() if k not in ("device", "num_workers")}}
+        return {"best_epoch": self.best_epoch, "epochs_run": sum(h["epoch"] > 0 for h in self.history), "n_trainable_encoder": self.n_trainable,
+                **self.extra, **{k: v for k, v in asdict(self.options).items() if k not in ("device", "num_workers")}}
 
 
 class EncoderWithHead(nn.Module):
@@ -195,6 +204,8 @@ def finetune(encoder: nn.Module, train: Dataset, y_train: np.ndarray, val: Datas
         mean, std = 0.0, 1.0
         n_out = int(max(y_train.max(), y_val.max())) + 1 if opt.task == "classification" else y_train.shape[1]
     model = EncoderWithHead(copy.deepcopy(encoder), n_out, gen).to(device)
+    t_train, t_val = _targets(y_train, opt, mean, std), _targets(y_val, opt, mean, std)
+    extra = _init_head_from_probe(model, train, t_train, val, t_val, opt, device) if opt.head_init == "probe" else {}
     frozen = _frozen_blocks(model.encoder, opt)
     for block in frozen:
         block.requires_grad_(False)
@@ -204,9 +215,28 @@ def finetune(encoder: nn.Module, train: Dataset, y_train: np.ndarray, val: Datas
         groups.append({"params": enc_params, "lr": opt.lr_encoder})
     optimizer = torch.optim.AdamW(groups, weight_decay=opt.weight_decay)
     loss_fn = _loss_fn(opt.task)
-    t_train, t_val = _targets(y_train, opt, mean, std), _targets(y_val, opt, mean, std)
     history, best, best_state, best_epoch, bad = [], math.inf, None, 0, 0
-    for epoch in range(opt.epochs):
+
+    def validate(epoch: int, train_loss: float) -> bool:
+        """Score the model on ``val``; keep it if best. Returns True when patience is used up."""
+        nonlocal best, best_state, best_epoch, bad
+        val_out = _outputs(model, val, opt, device)
+        val_loss = float(loss_fn(val_out.squeeze(1) if opt.task == "regression" else val_out, t_val))
+        if not math.isfinite(val_loss):
+            raise FloatingPointError(f"fine-tuning: validation loss is {val_loss} at epoch {epoch}; lower lr_encoder/"
+                                     f"lr_head (now {opt.lr_encoder}/{opt.lr_head})")
+        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                        "val_metric": _val_metric(val_out, y_val, opt, mean, std)})
+        if val_loss < best - 1e-12:
+            best, bad, best_epoch = val_loss, 0, epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            return False
+        bad += 1
+        return bad >= opt.patience
+
+    if opt.head_init == "probe":
+        validate(0, math.nan)
+    for epoch in range(1, opt.epochs + 1):
         model.train()
         for block in frozen:
             block.eval()
@@ -226,24 +256,24 @@ def finetune(encoder: nn.Module, train: Dataset, y_train: np.ndarray, val: Datas
             loss.backward()
             optimizer.step()
             total, seen = total + loss.item() * len(rows), seen + len(rows)
-        val_out = _outputs(model, val, opt, device)
-        val_loss = float(loss_fn(val_out.squeeze(1) if opt.task == "regression" else val_out, t_val))
-        if not math.isfinite(val_loss):
-            raise FloatingPointError(f"fine-tuning: validation loss is {val_loss} at epoch {epoch + 1}; lower lr_encoder/"
-                                     f"lr_head (now {opt.lr_encoder}/{opt.lr_head})")
-        history.append({"epoch": epoch + 1, "train_loss": total / max(seen, 1), "val_loss": val_loss,
-                        "val_metric": _val_metric(val_out, y_val, opt, mean, std)})
-        if val_loss < best - 1e-12:
-            best, bad = val_loss, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            best_epoch = epoch + 1
-        else:
-            bad += 1
-            if bad >= opt.patience:
-                break
+        if validate(epoch, total / max(seen, 1)):
+            break
     model.load_state_dict(best_state)
     model.eval()
-    return FinetuneResult(model, history, best_epoch, opt, mean, std, sum(p.numel() for p in enc_params))
+    return FinetuneResult(model, history, best_epoch, opt, mean, std, sum(p.numel() for p in enc_params), extra)
+
+
+def _init_head_from_probe(model: EncoderWithHead, train: Dataset, t_train: torch.Tensor, val: Dataset,
+                          t_val: torch.Tensor, opt: FinetuneOptions, device: torch.device) -> dict:
+    """LP-FT: fit the linear probe on the frozen (eval-mode) embeddings and copy it into ``model.head``."""
+    from medssl.eval.probe_head import fit_probe_head
+
+    x, x_val = (_outputs(model.encoder, ds, opt, device).numpy() for ds in (train, val))
+    w, b, info = fit_probe_head(x, t_train.numpy(), x_val, t_val.numpy(), opt.task, model.head.out_features)
+    with torch.no_grad():
+        model.head.weight.copy_(torch.from_numpy(w))
+        model.head.bias.copy_(torch.from_numpy(b))
+    return {"probe_" + k: v for k, v in info.items()}
 
 
 def _val_metric(out: torch.Tensor, y: np.ndarray, opt: FinetuneOptions, mean: float, std: float) -> float:
