@@ -60,7 +60,7 @@ from medssl.train.trainer import Trainer, TrainerOptions
 from medssl.transforms.views import build_view_pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_runs import apply_set, machine, merge_seeds  # next to this script
+from seed_runs import apply_set, fit_resumable, machine, merge_seeds  # next to this script
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = {"probe": 5.0, "finetune": 4.5}  #: issue #9: best SSL probe / fine-tuned SSL model, MAE in years
@@ -87,6 +87,7 @@ class Budget:
     ft_batch: int = 16
     ft_lr_encoder: float = 3e-4
     ft_lr_head: float = 1e-3
+    ft_head_init: str = "random"  #: fine-tuning head: "random" or "probe" (LP-FT, medssl.eval.finetune)
     methods: str = "simclr,genesis,mae,yaware"  #: SSL methods to run (comma-separated); baselines always run
     scratch: bool = True  #: also train the from-scratch CNN (false + ``methods=``: only the cheap probe baselines)
     voxel_pool: int = 2  #: Ridge-on-voxels baseline: average-pool the scan by this factor (6 mm → 12 mm)
@@ -227,8 +228,10 @@ def mae_crop(b: Budget) -> tuple[int, int, int]:
     return (max(b.patch, b.crop // b.patch * b.patch),) * 3
 
 
-def pretrain(name: str, data: dict, rows: np.ndarray, b: Budget, seed: int, run_dir: Path, device: str) -> dict:
-    """One pretraining run on scans ``rows``: returns the encoder (for evaluation) and the trainer summary."""
+def pretrain(name: str, data: dict, rows: np.ndarray, b: Budget, seed: int, run_dir: Path, device: str,
+             resume: bool = False) -> dict:
+    """One pretraining run on scans ``rows``: returns the encoder (for evaluation) and the trainer summary.
+    ``resume``: continue from the latest checkpoint in ``run_dir`` (a finished run: its weights, no step)."""
     crop = (b.crop,) * 3
     epochs = b.ssl_epochs
     if name in ("simclr", "yaware"):
@@ -256,9 +259,7 @@ def pretrain(name: str, data: dict, rows: np.ndarray, b: Budget, seed: int, run_
                           weight_decay=0.05 if name == "mae" else 1e-4, warmup_epochs=max(1.0, epochs / 20),
                           keep_checkpoints=1, checkpoint_epochs=epochs, seed=seed, progress=False,
                           log_every=50)
-    summary = Trainer(method, dataset, run_dir, opts, torch.device(device)).fit()
-    if summary["stopped_early"]:  # SIGTERM: the trainer saved a checkpoint; stop the whole benchmark
-        raise SystemExit(f"stopped by SIGTERM during {name} pretraining (checkpoint in {run_dir})")
+    summary = fit_resumable(Trainer(method, dataset, run_dir, opts, torch.device(device)), resume)
     enc = MinMaxInput(method.encoder) if name == "genesis" else method.encoder
     return {"encoder": enc, "summary": {k: v for k, v in summary.items() if isinstance(v, (int, float, str))}}
 
@@ -282,20 +283,21 @@ def ft_augment(shape) -> object:
 
 
 def finetune_fold(encoder, data: dict, tr: np.ndarray, te: np.ndarray, b: Budget, seed: int,
-                  device: str) -> tuple[np.ndarray, int]:
+                  device: str) -> tuple[np.ndarray, int, list[float]]:
     """Fine-tune on the fold's training rows (early stopping on 20 % of them): (predictions for ``te`` in
-    years, best epoch)."""
+    years, best epoch, validation MAE per epoch in years; with ``ft_head_init=probe`` epoch 0 is the probe)."""
     ages, lab = data["ages"], data["labelled"]
     fit, val = inner_split(ages[lab[tr]], seed)
     ds = lambda rows: CachedScans(data["images"], data["records"], lab[rows], data["coder"])
     opts = FinetuneOptions(task="regression", mode="full", lr_encoder=b.ft_lr_encoder, lr_head=b.ft_lr_head,
-                           epochs=b.ft_epochs, batch_size=b.ft_batch, patience=b.ft_patience, device=device, seed=seed)
+                           epochs=b.ft_epochs, batch_size=b.ft_batch, patience=b.ft_patience, device=device, seed=seed,
+                           head_init=b.ft_head_init)
     result = finetune(encoder, ds(tr[fit]), ages[lab[tr[fit]]], ds(tr[val]), ages[lab[tr[val]]], opts,
                       augment=ft_augment(data["shape"]))
-    return predict(result, ds(te)), result.best_epoch
+    return predict(result, ds(te)), result.best_epoch, [round(h["val_metric"], 3) for h in result.history]
 
 
-def run_seed(data: dict, b: Budget, seed: int, out: Path, device: str) -> dict:
+def run_seed(data: dict, b: Budget, seed: int, out: Path, device: str, resume: bool = False) -> dict:
     """All rows of one seed: pooled out-of-fold predictions → MAE per row."""
     t0 = time.time()
     ages = data["ages"][data["labelled"]]
@@ -303,7 +305,7 @@ def run_seed(data: dict, b: Budget, seed: int, out: Path, device: str) -> dict:
     times, pre, rows = {}, {}, active_rows(b.methods, b.scratch)
     for name in [m for m in LABEL_FREE if any(r[0] == f"{m}_probe" for r in rows)]:  # label-free: on every scan
         t = time.time()
-        pre[name] = pretrain(name, data, all_rows, b, seed, out / f"seed{seed}_{name}", device)
+        pre[name] = pretrain(name, data, all_rows, b, seed, out / f"seed{seed}_{name}", device, resume)
         times[f"pretrain_{name}"] = round(time.time() - t, 1)
         print(f"  seed {seed}: {name} pretrained in {times[f'pretrain_{name}']:.0f} s", flush=True)
     random_cnn = cnn(b, 10_000 + seed)
@@ -322,20 +324,20 @@ def run_seed(data: dict, b: Budget, seed: int, out: Path, device: str) -> dict:
         t, fold_encoders, ya_rows = time.time(), dict(ft_encoders), []
         if "yaware_probe" in pred:
             ya_rows = data["labelled"][tr]  # y-aware reads ages: this fold's training subjects only
-            ya = pretrain("yaware", data, ya_rows, b, seed, out / f"seed{seed}_yaware_fold{k}", device)
+            ya = pretrain("yaware", data, ya_rows, b, seed, out / f"seed{seed}_yaware_fold{k}", device, resume)
             times.setdefault("pretrain_yaware_folds", []).append(round(time.time() - t, 1))
             x = features(ya["encoder"], data, device)
             pred["yaware_probe"][te] = regression_probe(x[tr], ages[tr], x[te], ages[te], n_boot=0)["pred"]
             fold_encoders["yaware_ft"] = ya["encoder"]
-        best_epochs = {}
+        best_epochs, val_mae = {}, {}
         t = time.time()
         for key, enc in fold_encoders.items():
-            pred[key][te], best_epochs[key] = finetune_fold(enc, data, tr, te, b, seed, device)
+            pred[key][te], best_epochs[key], val_mae[key] = finetune_fold(enc, data, tr, te, b, seed, device)
         if fold_encoders:
             times.setdefault("finetune_folds", []).append(round(time.time() - t, 1))
         fold_info.append({"test_subjects": [data["records"][i].subject for i in data["labelled"][te]],
                           "yaware_pretrained_on": [data["records"][i].subject for i in ya_rows],
-                          "finetune_best_epoch": best_epochs})
+                          "finetune_best_epoch": best_epochs, "finetune_val_mae": val_mae})
         print(f"  seed {seed} fold {k + 1}/{b.folds}: " + "  ".join(
             f"{key} {np.abs(pred[key][te] - ages[te]).mean():.2f}" for key in pred), flush=True)
     mae = {key: float(np.abs(pred[key] - ages).mean()) for key in pred}
@@ -440,6 +442,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     p.add_argument("--merge", nargs="+", default=[], metavar="JSON", help="no training: merge earlier runs' seeds")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a Budget field")
+    p.add_argument("--resume", action="store_true",
+                   help="continue each pretraining from the latest checkpoint in <out>/seed<S>_<method>[_fold<K>] "
+                        "(after a SIGTERM stop; a finished run's encoder is reused without further steps)")
     p.add_argument("--cache", default="", help="preprocessed-scan cache folder (default <out>/cache); runs in parallel "
                    "can share one built beforehand with --prepare-only")
     p.add_argument("--prepare-only", action="store_true", help="only build the cache, then exit")
@@ -449,6 +454,10 @@ def main(argv: list[str] | None = None) -> dict:
     if a.threads:
         torch.set_num_threads(a.threads)
     b = apply_set(replace(Budget(), **(QUICK if a.quick else {})), a.set)
+    try:
+        FinetuneOptions(head_init=b.ft_head_init)
+    except ValueError as e:
+        raise SystemExit(f"--set ft_head_init={b.ft_head_init}: {e}") from None
     if a.write_copy:
         write_resampled_copy(Path(a.data_root), Path(a.write_copy) / "ixi_t1_hh_2mm", b.spacing)
         return {}
@@ -465,7 +474,7 @@ def main(argv: list[str] | None = None) -> dict:
             return {}
         print(f"IXI: {len(data['records'])} scans, {len(data['labelled'])} with an age, grid {data['shape']} at "
               f"{b.spacing} mm; budget {asdict(b)}", flush=True)
-        per_seed = [run_seed(data, b, s, out, a.device) for s in a.seeds]
+        per_seed = [run_seed(data, b, s, out, a.device, a.resume) for s in a.seeds]
     summary = summarise(per_seed)
     result = {"benchmark": "brain_age_ixi", "budget": asdict(b), "seeds": [s["seed"] for s in per_seed],
               "summary": summary, "verdict": verdict(summary), "targets": TARGETS, "per_seed": per_seed,

@@ -59,7 +59,7 @@ from medssl.train.trainer import Trainer, TrainerOptions
 from medssl.transforms.views import build_view_pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_runs import apply_set, machine, merge_seeds  # next to this script
+from seed_runs import apply_set, fit_resumable, machine, merge_seeds  # next to this script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,6 +92,8 @@ class Budget:
     ft_batch: int = 128
     ft_lr: float = 1e-3
     ft_encoder_lrs: tuple = ()  #: CNN fine-tuning encoder lrs; the best official-val AUC is kept (empty: ft_lr)
+    ft_head_init: str = "random"  #: fine-tuning head: "random" or "probe" (LP-FT, medssl.eval.finetune)
+    scratch: bool = True  #: also train the same CNN / ViT from scratch (false: only the SSL fine-tuning rows)
     patience: int = 2
     ft_augment: bool = True  #: flips (3D only) + small affine on fine-tuning batches (see ft_augment)
     limit: int = 0  #: use only the first N images of each split (0 = all; --quick)
@@ -171,17 +173,8 @@ def method_names(b: Budget) -> tuple[str, ...]:
 
 
 def fit(method, train_x: np.ndarray, opts: TrainerOptions, run_dir: Path, device: str, resume: bool = False) -> dict:
-    """Run the trainer; a SIGTERM stop (checkpoint saved) ends the whole benchmark, and ``resume`` continues
-    from the latest checkpoint in ``run_dir`` (a finished run: its weights, no further step)."""
-    trainer = Trainer(method, Images(train_x), run_dir, opts, torch.device(device))
-    resumed_at = trainer.step if resume and trainer.resume("auto") else None
-    summary = trainer.fit()
-    if summary["stopped_early"]:
-        raise SystemExit(f"stopped by SIGTERM during pretraining (checkpoint in {run_dir}; rerun with --resume)")
-    if resumed_at is not None:
-        rows = [json.loads(r) for r in (run_dir / "metrics.jsonl").read_text().splitlines() if r.strip()]
-        summary.update(resumed_at_step=resumed_at, final_loss=[r for r in rows if "loss" in r][-1]["loss"])
-    return summary
+    """Pretrain ``method`` on ``train_x`` (:func:`seed_runs.fit_resumable`)."""
+    return fit_resumable(Trainer(method, Images(train_x), run_dir, opts, torch.device(device)), resume)
 
 
 def pretrain_mae(train_x: np.ndarray, spatial_dims: int, b: Budget, seed: int, run_dir: Path, device: str,
@@ -269,7 +262,8 @@ def finetune_score(encoder, data: dict, rows: np.ndarray, b: Budget, fraction: f
     t0, best, val_auc = time.time(), None, {}
     for lr_encoder in encoder_lrs or (lr,):
         opts = FinetuneOptions(task="classification", mode="full", lr_encoder=lr_encoder, lr_head=lr, epochs=epochs,
-                               batch_size=b.ft_batch, patience=max(b.patience, epochs // 4), device=device, seed=seed)
+                               batch_size=b.ft_batch, patience=max(b.patience, epochs // 4), device=device, seed=seed,
+                               head_init=b.ft_head_init)
         result = finetune(encoder, Images(xt[rows]), yt[rows], Images(xv), yv, opts, augment=augment)  # trains a copy
         val_auc[lr_encoder] = M.binary_auc(yv, predict(result, Images(xv))[:, 1])
         if best is None or val_auc[lr_encoder] > val_auc[best[0]]:
@@ -314,13 +308,15 @@ def run_seed(data: dict, dataset: str, b: Budget, seed: int, out_dir: Path, devi
                               resume)
         res["ssl_pretrain"] = {"seconds": round(time.time() - t0, 1), **ssl["summary"]}
         encoders.update(ssl=ssl["encoder"], random=make_encoder(spatial_dims, b, 10_000 + seed))
-        ft_lr.update(ssl_finetune=("ssl", b.ft_lr, b.ft_encoder_lrs), scratch=("random", b.ft_lr, b.ft_encoder_lrs))
+        ft_lr.update(ssl_finetune=("ssl", b.ft_lr, b.ft_encoder_lrs),
+                     **({"scratch": ("random", b.ft_lr, b.ft_encoder_lrs)} if b.scratch else {}))
     if "mae" in methods:
         t1 = time.time()
         mae = pretrain_mae(data["train"][0], spatial_dims, b, seed, out_dir / f"mae_seed{seed}", device, resume)
         res["mae_pretrain"] = {"seconds": round(time.time() - t1, 1), **mae["summary"]}
         encoders.update(mae=mae["encoder"], random_vit=make_vit(spatial_dims, size, b, 10_000 + seed))
-        ft_lr.update(mae_finetune=("mae", b.vit_ft_lr, ()), vit_scratch=("random_vit", b.vit_ft_lr, ()))
+        ft_lr.update(mae_finetune=("mae", b.vit_ft_lr, ()),
+                     **({"vit_scratch": ("random_vit", b.vit_ft_lr, ())} if b.scratch else {}))
     peer_runs = pretrain_peers(data["train"][0], spatial_dims, b, seed, device, peers)
     encoders.update({f"peer:{name}": run["encoder"] for name, run in peer_runs.items()})
     probe_key = {"ssl": "ssl_probe", "random": "random_probe", "mae": "mae_probe", "random_vit": "random_vit_probe",
@@ -537,6 +533,10 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(a.threads)
     b = apply_set(replace(DEFAULTS[a.dataset], **(QUICK[a.dataset] if a.quick else {})), a.set)
     method_names(b)  # fail on a typo before loading data
+    try:
+        FinetuneOptions(head_init=b.ft_head_init)
+    except ValueError as e:
+        raise SystemExit(f"--set ft_head_init={b.ft_head_init}: {e}") from None
     out = Path(a.out or REPO / "runs" / f"medmnist_{a.dataset}{'_quick' if a.quick else ''}")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()

@@ -4,6 +4,8 @@
   field's type, with an error naming the pair when it cannot be;
 * :func:`merge_seeds` — ``--merge`` of per-seed result JSONs written by separate processes (one seed
   each, e.g. run in parallel), refusing runs with different budgets or a repeated seed;
+* :func:`fit_resumable` — one pretraining run that a SIGTERM stops cleanly and ``--resume`` continues
+  (a finished run's weights are reused without further steps);
 * :func:`machine` — the machine record stored next to every result.
 """
 
@@ -61,6 +63,22 @@ def merge_seeds(paths: list[str], same: tuple[str, ...] = ("budget",)) -> tuple[
     if len(set(seeds)) != len(seeds):
         raise SystemExit(f"--merge: seed(s) repeated across {paths}: {seeds}")
     return sorted(per_seed, key=lambda s: s["seed"]), results
+
+
+def fit_resumable(trainer, resume: bool = False) -> dict:
+    """``trainer.fit()`` after resuming from the latest checkpoint in its run folder when ``resume``.
+
+    A SIGTERM stop (the trainer saved a checkpoint) ends the whole benchmark with a message saying how
+    to continue. A resumed run's summary gets ``resumed_at_step`` and the last logged ``final_loss``.
+    """
+    resumed_at = trainer.step if resume and trainer.resume("auto") else None
+    summary = trainer.fit()
+    if summary["stopped_early"]:
+        raise SystemExit(f"stopped by SIGTERM during pretraining (checkpoint in {trainer.run_dir}; rerun with --resume)")
+    if resumed_at is not None:
+        rows = [json.loads(r) for r in (trainer.run_dir / "metrics.jsonl").read_text().splitlines() if r.strip()]
+        summary.update(resumed_at_step=resumed_at, final_loss=[r for r in rows if "loss" in r][-1]["loss"])
+    return summary
 
 
 def machine(device: str) -> dict:

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pytest
 from benchmark_module import load_benchmark
 from shared_data import SHARED, shared_path
 
@@ -109,3 +110,22 @@ def test_verdict_needs_a_win_on_every_seed():
     assert v.endswith("(lower on 2/3 seeds): False") and summary["simclr_probe"]["mae_mean"] < summary["random_cnn_probe"]["mae_mean"]
     summary["simclr_probe"] = row(10.9, 9.0, 9.4)
     assert _bench().verdict(summary)["every SSL probe beats its random-init encoder"].endswith("3/3 seeds): True")
+
+
+def test_resume_reuses_the_fold_encoders_and_lpft_keeps_the_probe_rows(tmp_path):
+    """--resume on finished y-aware fold runs trains no step (same probe predictions, same logs); with
+    ``ft_head_init=probe`` fine-tuning starts from the in-fold probe (LP-FT); a typo is refused before any work."""
+    shared_path("data", "ixi_t1_hh_2mm", "participants.tsv")
+    common = ["--quick", "--threads", "2", "--data-root", str(SHARED / "data"), "--out", str(tmp_path / "run"),
+              "--figure", str(tmp_path / "f.png")]
+    first = _bench().main([*common, "--set", "methods=yaware", "scratch=false"])["per_seed"][0]
+    logs = {p: p.read_text() for p in (tmp_path / "run").glob("seed0_yaware_fold*/metrics.jsonl")}
+    again = _bench().main([*common, "--resume", "--set", "methods=yaware", "scratch=false",
+                           "ft_head_init=probe"])["per_seed"][0]
+    assert len(logs) == 3 and all(p.read_text() == text for p, text in logs.items())  # no further step
+    assert again["pred"]["yaware_probe"] == first["pred"]["yaware_probe"]
+    assert np.all(np.isfinite(again["pred"]["yaware_ft"]))
+    for fold in again["folds"]:  # epoch 0 (the probe) + at least one fine-tuning epoch, in years
+        assert len(fold["finetune_val_mae"]["yaware_ft"]) >= 2 and 0 <= fold["finetune_best_epoch"]["yaware_ft"]
+    with pytest.raises(SystemExit, match="ft_head_init=zeros"):
+        _bench().main([*common, "--set", "ft_head_init=zeros"])

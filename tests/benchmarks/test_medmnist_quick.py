@@ -104,6 +104,11 @@ def test_resume_reuses_the_encoder_and_encoder_lr_is_chosen_on_validation(tmp_pa
         assert b[key]["val_auc"] == max(per_lr.values()) == per_lr[str(b[key]["lr_encoder"])]
     with pytest.raises(SystemExit, match="ft_encoder_lrs=fast"):
         _bench().main([*common, "--set", "ft_encoder_lrs=fast"])
+    # LP-FT without the from-scratch row: fine-tuning starts from the probe (its "epoch 0")
+    lpft = _bench().main([*common, "--resume", "--set", "fractions=1.0", "ft_head_init=probe", "scratch=false",
+                          "--figure", str(tmp_path / "c.png")])["per_seed"][0]["few_label"]["1.0"]
+    assert "scratch" not in lpft and lpft["ssl_probe"]["auc"] == a["ssl_probe"]["auc"]
+    assert lpft["ssl_finetune"]["history"][0]["epoch"] == 0 and lpft["ssl_finetune"]["best_epoch"] >= 0
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
