@@ -1,0 +1,38 @@
+"""Smoke test of ``benchmarks/brain_age_sensitivity.py --quick`` on real IXI scans, plus its blur."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from benchmark_module import load_benchmark
+from shared_data import SHARED, shared_path
+
+
+def test_blur_is_a_normalised_gaussian_along_every_axis():
+    bench = load_benchmark("brain_age_sensitivity")
+    x = torch.zeros(1, 1, 9, 9, 9)
+    x[0, 0, 4, 4, 4] = 1.0
+    y = bench.gaussian_blur(x, 0.5)
+    k = np.exp(-np.arange(-2, 3) ** 2 / 0.5)
+    k /= k.sum()
+    np.testing.assert_allclose(y[0, 0, 2:7, 2:7, 2:7].numpy(), np.einsum("i,j,k->ijk", k, k, k), atol=1e-6)
+    assert float(y.sum()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_quick_run_the_copy_changes_nothing_and_every_perturbation_is_measured(tmp_path):
+    shared_path("data", "ixi_t1_hh_2mm", "participants.tsv")
+    bench = load_benchmark("brain_age_sensitivity")
+    res = bench.main(["--quick", "--threads", "2", "--data-root", str(SHARED / "data"), "--out", str(tmp_path / "s")])
+    rows = res["per_seed"][0]["rows"]
+    assert list(rows) == list(bench.PERTURBATIONS)
+    copy = rows["identity (copy)"]["random-init"]
+    assert copy["feature_shift_sd"] == 0 and copy["prediction_change_y"] == 0
+    assert copy["test_mae_y"] == pytest.approx(res["per_seed"][0]["probe_test_mae_y"]["random-init"])
+    for label, row in rows.items():
+        assert -1 <= row["image_corr"] <= 1 and np.isfinite(row["random-init"]["prediction_change_y"]), label
+        if label != "identity (copy)":
+            assert row["image_corr"] < 1 and row["random-init"]["feature_shift_sd"] > 0, label
+    with pytest.raises(SystemExit, match="no checkpoint"):
+        bench.main(["--quick", "--data-root", str(SHARED / "data"), "--out", str(tmp_path / "s"),
+                    "--run", str(tmp_path / "nothing")])
