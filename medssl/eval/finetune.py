@@ -15,6 +15,8 @@ The encoder is deep-copied; the caller's module is never changed.
   rows first (:func:`medssl.eval.probe_head.fit_probe_head`, hyper-parameter chosen on the
   validation rows) and fine-tuning starts from it. The probe itself is then "epoch 0" of the
   history, so early stopping keeps it when no fine-tuning epoch improves the validation loss.
+  The probe sees eval-mode embeddings (BatchNorm running statistics); training batches that look
+  unlike them (other statistics, interpolating augmentation) move the features away from the probe.
 * Optional training augmentation: a batch transform ``augment(x, generator)`` (e.g. a
   :class:`medssl.transforms.views.ViewPipeline` whose crop size is the input size) applied on
   the device to every training batch; validation and test images are never augmented.
@@ -83,8 +85,8 @@ class FinetuneResult:
     extra: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
-        return {"best_epoch": self.best_epoch, "epochs_run": sum(h["epoch"] > 0 for h in self.history), "n_trainable_encoder": self.n_trainable,
-                **self.extra, **{k: v for k, v in asdict(self.options).items() if k not in ("device", "num_workers")}}
+        return {"best_epoch": self.best_epoch, "epochs_run": sum(h["epoch"] > 0 for h in self.history),
+                "n_trainable_encoder": self.n_trainable, **self.extra, **{k: v for k, v in asdict(self.options).items() if k not in ("device", "num_workers")}}
 
 
 class EncoderWithHead(nn.Module):
