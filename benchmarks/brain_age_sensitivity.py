@@ -117,12 +117,12 @@ def run_seed(data: dict, b, seed: int, run: Path | None) -> dict:
                          "prediction_change_y": float(np.abs(pred - probes[name]["pred"]).mean()),
                          "test_mae_y": float(np.abs(pred - ages[te]).mean())}
         rows[label] = row
-    return {"seed": seed, "n_train": len(tr), "n_test": len(te), "rows": rows,
+    return {"seed": seed, "n_train": len(tr), "n_test": len(te), "encoders": list(encoders), "rows": rows,
             "probe_test_mae_y": {k: float(v["mae"]) for k, v in probes.items()}}
 
 
 def format_table(per_seed: list[dict]) -> str:
-    encoders = [k for k in per_seed[0]["rows"]["identity (copy)"] if isinstance(per_seed[0]["rows"]["identity (copy)"][k], dict)]
+    encoders = per_seed[0]["encoders"]
     head = " | ".join(f"{e}: feature shift / SD | {e}: mean abs. Δ prediction (y)" for e in encoders)
     lines = [f"| perturbation of every scan | image corr. | {head} |", "|---|---|" + "---|---|" * len(encoders)]
     for label in PERTURBATIONS:
