@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import brain_age_ixi as bm  # noqa: E402 - the data loading, folds and encoder of the main benchmark
-from seed_runs import machine  # noqa: E402 - the machine record every benchmark stores
+from seed_runs import command_line, machine, write_result  # noqa: E402 - the machine record every benchmark stores
 
 from medssl.eval.probes import regression_probe  # noqa: E402
 
@@ -185,11 +185,8 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"benchmark": "brain_age_baselines", "rows": rows, "seeds": a.seeds, "quick": a.quick, "figure": str(fig),
               "machine": machine("cpu"),
               "wall_seconds": round(time.time() - t0, 1),
-              "command": " ".join(["python benchmarks/brain_age_baselines.py", *(argv if argv is not None else sys.argv[1:])])}
-    text = json.dumps(result, indent=1)
-    (out / "result.json").write_text(text)
-    if a.json:
-        Path(a.json).write_text(text)
+              "command": command_line("brain_age_baselines.py", argv)}
+    write_result(result, out, a.json)
     print(f"\n{format_table(rows)}\n\nwall time {result['wall_seconds']:.0f} s; JSON {out / 'result.json'}; figure {fig}")
     return result
 

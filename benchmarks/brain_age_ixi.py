@@ -32,7 +32,6 @@ give mean ± SD over seeds.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -60,7 +59,7 @@ from medssl.train.trainer import Trainer, TrainerOptions
 from medssl.transforms.views import build_view_pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_runs import apply_set, fit_resumable, machine, merge_seeds  # next to this script
+from seed_runs import apply_set, command_line, fit_resumable, machine, merge_seeds, write_result  # next to this script
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = {"probe": 5.0, "finetune": 4.5}  #: issue #9: best SSL probe / fine-tuned SSL model, MAE in years
@@ -479,14 +478,11 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"benchmark": "brain_age_ixi", "budget": asdict(b), "seeds": [s["seed"] for s in per_seed],
               "summary": summary, "verdict": verdict(summary), "targets": TARGETS, "per_seed": per_seed,
               "quick": a.quick, "machine": info, "wall_seconds": round(time.time() - t0, 1),
-              "command": " ".join(["python benchmarks/brain_age_ixi.py", *(argv if argv is not None else sys.argv[1:])])}
+              "command": command_line("brain_age_ixi.py", argv)}
     fig = Path(a.figure) if a.figure else (out if a.quick else REPO / "docs" / "img") / "brain_age_ixi.png"
     plot(result, fig)
     result["figure"] = str(fig)
-    text = json.dumps(result, indent=1, default=float)
-    (out / "result.json").write_text(text)
-    if a.json:
-        Path(a.json).write_text(text)
+    write_result(result, out, a.json)
     print(f"\n{format_table(summary, len(per_seed))}\n\n" + "\n".join(f"{k}: {v}" for k, v in result["verdict"].items())
           + f"\n\nbudget: {asdict(b)}\nwall time {result['wall_seconds']:.0f} s on {info['device']}; "
             f"JSON {out / 'result.json'}; figure {fig}")

@@ -23,7 +23,6 @@ themselves, so no result here depends on their ages except the MAE column shown 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -36,7 +35,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import brain_age_ixi as bm  # noqa: E402 - data, folds, encoders and fine-tuning augmentation of the main benchmark
-from seed_runs import apply_set, machine  # noqa: E402
+from seed_runs import apply_set, command_line, machine, write_result  # noqa: E402
 
 from medssl.eval.probes import regression_probe  # noqa: E402
 from medssl.transforms.views import build_view_pipeline  # noqa: E402
@@ -157,11 +156,8 @@ def main(argv: list[str] | None = None) -> dict:
     per_seed = [run_seed(data, b, s, Path(a.run) if a.run else None) for s in a.seeds]
     result = {"benchmark": "brain_age_sensitivity", "budget": bm.asdict(b), "seeds": a.seeds, "run": a.run,
               "per_seed": per_seed, "machine": machine("cpu"), "wall_seconds": round(time.time() - t0, 1),
-              "command": " ".join(["python benchmarks/brain_age_sensitivity.py", *(argv if argv is not None else sys.argv[1:])])}
-    text = json.dumps(result, indent=1)
-    (out / "result.json").write_text(text)
-    if a.json:
-        Path(a.json).write_text(text)
+              "command": command_line("brain_age_sensitivity.py", argv)}
+    write_result(result, out, a.json)
     print(f"{format_table(per_seed)}\n\nwall time {result['wall_seconds']:.0f} s; JSON {out / 'result.json'}")
     return result
 

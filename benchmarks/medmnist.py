@@ -32,7 +32,6 @@ Numbers are mean ± SD over seeds with the 95 % bootstrap interval of each test 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -59,7 +58,7 @@ from medssl.train.trainer import Trainer, TrainerOptions
 from medssl.transforms.views import build_view_pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_runs import apply_set, fit_resumable, machine, merge_seeds  # next to this script
+from seed_runs import apply_set, command_line, fit_resumable, machine, merge_seeds, write_result  # next to this script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -554,7 +553,7 @@ def main(argv: list[str] | None = None) -> dict:
               "summary": summary, "published": {k: {"auc": v[0], "acc": v[1]} for k, v in PAPER[a.dataset].items()},
               "targets": TARGETS[a.dataset], "per_seed": per_seed, "quick": a.quick,
               "machine": machine(a.device),
-              "command": " ".join(["python benchmarks/medmnist.py", *(argv if argv is not None else sys.argv[1:])]),
+              "command": command_line("medmnist.py", argv),
               "wall_seconds": round(time.time() - t0, 1)}
     if a.peers and not a.merge:
         result.update(peers=peer_names(per_seed), peers_skipped=skipped)
@@ -566,10 +565,7 @@ def main(argv: list[str] | None = None) -> dict:
     fig = Path(a.figure) if a.figure else (out if a.quick else REPO / "docs" / "img") / f"medmnist_{a.dataset}{suffix}.png"
     plot(result, fig)
     result["figure"] = str(fig)
-    text = json.dumps(result, indent=1, default=float)
-    (out / "result.json").write_text(text)
-    if a.json:
-        Path(a.json).write_text(text)
+    write_result(result, out, a.json)
     m = result["machine"]
     wall = (f"wall time per merged run {', '.join(f'{v:.0f} s' for v in result['wall_seconds_per_run'].values())}"
             if a.merge else f"wall time {result['wall_seconds']:.0f} s")

@@ -6,13 +6,16 @@
   each, e.g. run in parallel), refusing runs with different budgets or a repeated seed;
 * :func:`fit_resumable` — one pretraining run that a SIGTERM stops cleanly and ``--resume`` continues
   (a finished run's weights are reused without further steps);
-* :func:`machine` — the machine record stored next to every result.
+* :func:`machine` — the machine record stored next to every result;
+* :func:`command_line` and :func:`write_result` — the command stored in a result, and the result
+  written to ``<out>/result.json`` (and to ``--json`` when given).
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -79,6 +82,22 @@ def fit_resumable(trainer, resume: bool = False) -> dict:
         rows = [json.loads(r) for r in (trainer.run_dir / "metrics.jsonl").read_text().splitlines() if r.strip()]
         summary.update(resumed_at_step=resumed_at, final_loss=[r for r in rows if "loss" in r][-1]["loss"])
     return summary
+
+
+def command_line(script: str, argv: list[str] | None) -> str:
+    """``python benchmarks/<script> <arguments>`` as run (``argv`` None: the process's own arguments)."""
+    return " ".join([f"python benchmarks/{script}", *(argv if argv is not None else sys.argv[1:])])
+
+
+def write_result(result: dict, out: Path, also: str = "") -> Path:
+    """Write ``result`` as JSON to ``out/result.json`` and, when ``also`` is given, there too (NumPy
+    scalars as floats). Returns the path under ``out``."""
+    text = json.dumps(result, indent=1, default=float)
+    path = Path(out) / "result.json"
+    path.write_text(text)
+    if also:
+        Path(also).write_text(text)
+    return path
 
 
 def machine(device: str) -> dict:

@@ -50,6 +50,9 @@ from medssl.registry import LOSSES
 from medssl.train.trainer import Trainer, TrainerOptions
 from medssl.transforms.views import build_view_pipeline
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from seed_runs import command_line, write_result  # noqa: E402 - next to this script
+
 REPO = Path(__file__).resolve().parents[1]
 
 #: row key -> (description, preset, overrides, strengths rescaled to the data spacing)
@@ -238,7 +241,7 @@ def main(argv: list[str] | None = None) -> dict:
                                "physical_units": VARIANTS[k][3]} for k in a.variants},
               "machine": {"torch_threads": torch.get_num_threads(), "platform": platform.platform(),
                           "cpu_count": os.cpu_count(), "torch": torch.__version__},
-              "command": " ".join(["python benchmarks/view_strength.py", *(argv if argv is not None else sys.argv[1:])])}
+              "command": command_line("view_strength.py", argv)}
     for seed in a.seeds:
         for key in a.variants:
             pipe = make_pipeline(key, b.crop, b.spacing)
@@ -253,10 +256,7 @@ def main(argv: list[str] | None = None) -> dict:
     fig = Path(a.figure) if a.figure else out / "view_strength.png"
     plot(result, fig)
     result["figure"] = str(fig)
-    text = json.dumps(result, indent=1)
-    (out / "result.json").write_text(text)
-    if a.json:
-        Path(a.json).write_text(text)
+    write_result(result, out, a.json)
     print(f"\n{format_table(result)}\n\nwall time {result['wall_seconds']:.0f} s; JSON {out / 'result.json'}; "
           f"figure {fig}")
     return result

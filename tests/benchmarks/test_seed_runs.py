@@ -58,3 +58,15 @@ def test_merge_sorts_seeds_and_refuses_mixed_runs(tmp_path):
     x, y = _write(tmp_path / "x.json", [0], dataset="adrenal"), _write(tmp_path / "y.json", [1], dataset="pneumonia")
     with pytest.raises(SystemExit, match="y.json: dataset"):
         sr.merge_seeds([x, y], same=("budget", "dataset"))
+
+
+def test_write_result_writes_both_copies_and_the_command_is_the_one_run(tmp_path):
+    import numpy as np
+
+    sr = _seed_runs()
+    path = sr.write_result({"mae": np.float32(7.5), "seeds": [0, 1]}, tmp_path, str(tmp_path / "also.json"))
+    assert path == tmp_path / "result.json"
+    assert json.loads(path.read_text()) == json.loads((tmp_path / "also.json").read_text()) == {"mae": 7.5, "seeds": [0, 1]}
+    sr.write_result({"x": 1}, tmp_path)  # no --json: only result.json
+    assert json.loads(path.read_text()) == {"x": 1} and json.loads((tmp_path / "also.json").read_text())["mae"] == 7.5
+    assert sr.command_line("medmnist.py", ["--quick", "--seeds", "0"]) == "python benchmarks/medmnist.py --quick --seeds 0"
