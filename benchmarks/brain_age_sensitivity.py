@@ -79,17 +79,16 @@ def embed(encoder: torch.nn.Module, x: torch.Tensor, batch: int = 16) -> np.ndar
         return torch.cat([encoder(x[i:i + batch]) for i in range(0, len(x), batch)]).numpy()
 
 
-def fold0_encoders(data: dict, b, seed: int, run: Path | None) -> dict:
+def fold0_encoders(data: dict, b, seed: int, run: Path | None, tr: np.ndarray) -> dict:
     """``{"random-init": …, "y-aware (fold 0)": …}``: the seed's random ResNet-18 and, with ``run``, the
-    finished y-aware run of fold 0 (refused if its checkpoint is missing, so nothing is trained here)."""
+    finished y-aware run of fold 0, trained on rows ``tr`` of the labelled scans (refused if its checkpoint
+    is missing, so nothing is trained here)."""
     encoders = {"random-init": bm.cnn(b, 10_000 + seed).eval()}
     if run is not None:
         folder = run / f"s{seed}" / f"seed{seed}_yaware_fold0"
         if not list((folder / "checkpoints").glob("*.pt")):
             raise SystemExit(f"--run {run}: no checkpoint in {folder}/checkpoints; run benchmarks/brain_age_ixi.py "
                              f"with --out {run}/s{seed} first")
-        ages = data["ages"][data["labelled"]]
-        tr = np.setdiff1d(np.arange(len(ages)), bm.age_folds(ages, b.folds, seed)[0])
         enc = bm.pretrain("yaware", data, data["labelled"][tr], b, seed, folder, "cpu", resume=True)["encoder"]
         encoders["y-aware (fold 0)"] = enc.eval()
     return encoders
@@ -101,7 +100,7 @@ def run_seed(data: dict, b, seed: int, run: Path | None) -> dict:
     te = bm.age_folds(ages, b.folds, seed)[0]
     tr = np.setdiff1d(np.arange(len(ages)), te)
     x = torch.from_numpy(data["images"][data["labelled"]].astype(np.float32))
-    encoders = fold0_encoders(data, b, seed, run)
+    encoders = fold0_encoders(data, b, seed, run, tr)
     base = {name: embed(enc, x) for name, enc in encoders.items()}
     probes = {name: regression_probe(f[tr], ages[tr], f[te], ages[te], n_boot=0) for name, f in base.items()}
     rows = {}
