@@ -24,6 +24,7 @@ demo: $(STAMP)
 	$(VENV)/bin/medssl demo
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check --quiet .
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 clean:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from dataclasses import replace
@@ -34,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import brain_age_ixi as bm  # noqa: E402 - the data loading, folds and encoder of the main benchmark
-from seed_runs import command_line, machine, write_result  # noqa: E402 - the machine record every benchmark stores
+from seed_runs import add_data_root, command_line, machine, pyplot, save_figure, write_result  # noqa: E402 - the machine record every benchmark stores
 
 from medssl.eval.probes import regression_probe  # noqa: E402
 
@@ -126,10 +125,7 @@ def format_table(rows: list[dict]) -> str:
 def plot(rows: list[dict], path: Path) -> None:
     """MAE (mean ± SD over seeds) against grid spacing: one line per network variant and width, plus the
     histogram and the mean-age rows."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     colour = {"histogram": "C7", "mean": "k", **{v: f"C{i}" for i, v in enumerate(VARIANTS)}}
@@ -147,15 +143,12 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_title("IXI brain age without training: random-init ResNet-18 + Ridge")
     ax.invert_xaxis()
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data-root", default=str(Path(os.environ.get("MEDSSL_SHARED", REPO.parent / "shared")) / "data"))
+    add_data_root(p, "ixi_t1_hh_2mm/")
     p.add_argument("--quick", action="store_true", help="smoke run: the main benchmark's --quick data (24 scans, 8 mm)")
     p.add_argument("--spacings", type=float, nargs="+", default=[6.0, 3.0])
     p.add_argument("--widths", type=int, nargs="+", default=[16, 64])

@@ -59,7 +59,8 @@ from medssl.train.trainer import Trainer, TrainerOptions
 from medssl.transforms.views import build_view_pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_runs import apply_set, command_line, fit_resumable, machine, merge_seeds, write_result  # next to this script
+from seed_runs import (add_data_root, apply_set, command_line, fit_resumable, machine, merge_seeds,  # next to this script
+                       pyplot, save_figure, write_result)
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = {"probe": 5.0, "finetune": 4.5}  #: issue #9: best SSL probe / fine-tuned SSL model, MAE in years
@@ -392,10 +393,7 @@ def format_table(summary: dict, n_seeds: int) -> str:
 def plot(result: dict, path: Path) -> None:
     """Left: CV MAE per method (mean ± SD over seeds) with the targets; right: predicted vs true age of
     the best fine-tuned SSL model (pooled out-of-fold predictions, first seed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     summ, per_seed = result["summary"], result["per_seed"]
     rows = rows_of(summ)
@@ -422,16 +420,12 @@ def plot(result: dict, path: Path) -> None:
     c.set_xlabel("age (years)")
     c.set_ylabel("predicted age (out of fold)")
     c.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data-root", default=str(Path(os.environ.get("MEDSSL_SHARED", REPO.parent / "shared")) / "data"),
-                   help="folder holding ixi_t1_hh_2mm/ (default $MEDSSL_SHARED/data or ../shared/data)")
+    add_data_root(p, "ixi_t1_hh_2mm/")
     p.add_argument("--quick", action="store_true", help="smoke run: 24 scans at 8 mm, 3 folds, 1 epoch, tiny networks")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--out", default="", help="run folder (default runs/brain_age_ixi[_quick])")

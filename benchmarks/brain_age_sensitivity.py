@@ -23,7 +23,6 @@ themselves, so no result here depends on their ages except the MAE column shown 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from dataclasses import replace
@@ -35,7 +34,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import brain_age_ixi as bm  # noqa: E402 - data, folds, encoders and fine-tuning augmentation of the main benchmark
-from seed_runs import apply_set, command_line, machine, write_result  # noqa: E402
+from seed_runs import add_data_root, apply_set, command_line, machine, write_result  # noqa: E402
 
 from medssl.eval.probes import regression_probe  # noqa: E402
 from medssl.transforms.views import build_view_pipeline  # noqa: E402
@@ -135,7 +134,7 @@ def format_table(per_seed: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data-root", default=str(Path(os.environ.get("MEDSSL_SHARED", REPO.parent / "shared")) / "data"))
+    add_data_root(p, "ixi_t1_hh_2mm/")
     p.add_argument("--quick", action="store_true", help="smoke run: the main benchmark's --quick data (24 scans, 8 mm)")
     p.add_argument("--run", default="", help="folder of brain_age_ixi.py runs, one per seed: <run>/s<S>/seed<S>_yaware_fold0")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])

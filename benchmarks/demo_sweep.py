@@ -22,6 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from seed_runs import pyplot, save_figure  # next to this script
 
 STUDY = {
     "SimCLR": "method.name=simclr;method.loss={temperature: 0.1}",
@@ -72,10 +73,7 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def plot(summary: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     labels = [s["label"] for s in summary] + ["random init"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -85,9 +83,7 @@ def plot(summary: list[dict], path: Path) -> None:
         ax.barh(labels, means, xerr=sds, color=["C0"] * len(summary) + ["C7"])
         ax.set_title(title)
         ax.invert_yaxis()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:

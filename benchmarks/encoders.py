@@ -81,11 +81,11 @@ def measure(name: str, options: dict, dims: int, crop: int, batch: int, device: 
         sync()
         seconds = time.perf_counter() - t0
     except torch.OutOfMemoryError:
-        del enc, x
+        enc = x = None  # free the GPU memory the step closure holds
         torch.cuda.empty_cache()
         return {"status": "OOM", "params_m": n_params / 1e6}
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    del enc, x
+    enc = x = None
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return {"status": "ok", "samples_per_s": batch * steps / seconds, "ms_per_step": 1000 * seconds / steps,

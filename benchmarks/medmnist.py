@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -58,7 +57,8 @@ from medssl.train.trainer import Trainer, TrainerOptions
 from medssl.transforms.views import build_view_pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_runs import apply_set, command_line, fit_resumable, machine, merge_seeds, write_result  # next to this script
+from seed_runs import (add_data_root, apply_set, command_line, fit_resumable, machine, merge_seeds,  # next to this script
+                       pyplot, save_figure, write_result)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -93,6 +93,7 @@ class Budget:
     ft_encoder_lrs: tuple = ()  #: CNN fine-tuning encoder lrs; the best official-val AUC is kept (empty: ft_lr)
     ft_head_init: str = "random"  #: fine-tuning head: "random" or "probe" (LP-FT, medssl.eval.finetune)
     scratch: bool = True  #: also train the same CNN / ViT from scratch (false: only the SSL fine-tuning rows)
+    ssl_finetune: bool = True  #: fine-tune the SSL encoders (false: only the from-scratch rows, e.g. with --resume)
     patience: int = 2
     ft_augment: bool = True  #: flips (3D only) + small affine on fine-tuning batches (see ft_augment)
     limit: int = 0  #: use only the first N images of each split (0 = all; --quick)
@@ -307,14 +308,14 @@ def run_seed(data: dict, dataset: str, b: Budget, seed: int, out_dir: Path, devi
                               resume)
         res["ssl_pretrain"] = {"seconds": round(time.time() - t0, 1), **ssl["summary"]}
         encoders.update(ssl=ssl["encoder"], random=make_encoder(spatial_dims, b, 10_000 + seed))
-        ft_lr.update(ssl_finetune=("ssl", b.ft_lr, b.ft_encoder_lrs),
+        ft_lr.update(**({"ssl_finetune": ("ssl", b.ft_lr, b.ft_encoder_lrs)} if b.ssl_finetune else {}),
                      **({"scratch": ("random", b.ft_lr, b.ft_encoder_lrs)} if b.scratch else {}))
     if "mae" in methods:
         t1 = time.time()
         mae = pretrain_mae(data["train"][0], spatial_dims, b, seed, out_dir / f"mae_seed{seed}", device, resume)
         res["mae_pretrain"] = {"seconds": round(time.time() - t1, 1), **mae["summary"]}
         encoders.update(mae=mae["encoder"], random_vit=make_vit(spatial_dims, size, b, 10_000 + seed))
-        ft_lr.update(mae_finetune=("mae", b.vit_ft_lr, ()),
+        ft_lr.update(**({"mae_finetune": ("mae", b.vit_ft_lr, ())} if b.ssl_finetune else {}),
                      **({"vit_scratch": ("random_vit", b.vit_ft_lr, ())} if b.scratch else {}))
     peer_runs = pretrain_peers(data["train"][0], spatial_dims, b, seed, device, peers)
     encoders.update({f"peer:{name}": run["encoder"] for name, run in peer_runs.items()})
@@ -405,10 +406,7 @@ def format_curve(per_seed: list[dict], fractions) -> str:
 def plot(result: dict, path: Path) -> None:
     """Left: test AUC at 100 % labels (mean ± SD over seeds) with the published numbers; right: few-label curve
     (or, with one label fraction, each seed's AUC)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ds, summ, per_seed = result["dataset"], result["summary"], result["per_seed"]
     rows, peers = table_rows(per_seed), peer_names(per_seed)
@@ -447,10 +445,7 @@ def plot(result: dict, path: Path) -> None:
         c.set_ylabel("test AUC")
         c.legend(fontsize=8)
         c.set_title("few-label curve (mean ± SD over seeds)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def merge_runs(paths: list[str], dataset: str) -> tuple[list[dict], Budget, bool, dict, dict]:
@@ -505,8 +500,7 @@ def peer_versions() -> dict:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", choices=sorted(CARDS), required=True)
-    p.add_argument("--data-root", default=str(Path(os.environ.get("MEDSSL_SHARED", REPO.parent / "shared")) / "data"),
-                   help="folder holding medmnist_* (default $MEDSSL_SHARED/data or ../shared/data)")
+    add_data_root(p, "medmnist_*")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (subset, 1 epoch, narrow CNN)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--out", default="", help="run folder (checkpoints, result.json); default runs/medmnist_<dataset>")

@@ -47,7 +47,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from demo_sweep import STUDY
+from demo_sweep import STUDY  # noqa: E402
+from seed_runs import pyplot, save_figure  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "configs" / "pretrain" / "demo.yaml"
@@ -104,10 +105,7 @@ def print_table(title: str, summary: list[dict], chance: float) -> None:
 
 def plot(summary: list[dict], path: Path, title: str, chance: float) -> None:
     """Horizontal bars (mean ± sd, dots = seeds) of the four metrics, one row per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 4, figsize=(17, 0.45 * len(summary) + 1.6), sharey=True)
     labels = [s["label"] for s in summary]
@@ -124,10 +122,7 @@ def plot(summary: list[dict], path: Path, title: str, chance: float) -> None:
         ax.set_yticks(range(len(labels)), labels)
     axes[0].invert_yaxis()
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def _is_baseline(label: str) -> bool:

@@ -1,4 +1,4 @@
-"""What the seeded benchmark scripts share (``medmnist.py``, ``brain_age_ixi.py``).
+"""Helpers the benchmark scripts share (medmnist, brain_age_*, view_strength, multisite_study, demo_sweep).
 
 * :func:`apply_set` — ``--set KEY=VALUE`` overrides of a budget dataclass, each value parsed to the
   field's type, with an error naming the pair when it cannot be;
@@ -8,12 +8,16 @@
   (a finished run's weights are reused without further steps);
 * :func:`machine` — the machine record stored next to every result;
 * :func:`command_line` and :func:`write_result` — the command stored in a result, and the result
-  written to ``<out>/result.json`` (and to ``--json`` when given).
+  written to ``<out>/result.json`` (and to ``--json`` when given);
+* :func:`add_data_root` — the ``--data-root`` argument (default ``$MEDSSL_SHARED/data`` or ``../shared/data``);
+* :func:`pyplot` and :func:`save_figure` — matplotlib without a display, and a figure written to its path.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import platform
 import sys
 from dataclasses import fields, replace
@@ -22,6 +26,7 @@ from pathlib import Path
 import torch
 
 TRUE, FALSE = ("true", "1"), ("false", "0")
+SHARED = Path(os.environ.get("MEDSSL_SHARED", Path(__file__).resolve().parents[2] / "shared"))  #: the shared data folder
 
 
 def parse_value(key: str, text: str, current):
@@ -108,3 +113,27 @@ def machine(device: str) -> dict:
         info["gpu"] = torch.cuda.get_device_name()
     return info
 
+
+
+def add_data_root(parser: argparse.ArgumentParser, holds: str) -> None:
+    """``--data-root``: the folder holding ``holds`` (default ``$MEDSSL_SHARED/data`` or ``../shared/data``)."""
+    parser.add_argument("--data-root", default=str(SHARED / "data"),
+                        help=f"folder holding {holds} (default $MEDSSL_SHARED/data or ../shared/data)")
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (benchmarks write figures to files and never open a window)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: Path, dpi: int = 110) -> None:
+    """Lay out ``fig``, write it to ``path`` (creating its folder) and close it."""
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)

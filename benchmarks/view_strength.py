@@ -51,7 +51,7 @@ from medssl.train.trainer import Trainer, TrainerOptions
 from medssl.transforms.views import build_view_pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_runs import command_line, write_result  # noqa: E402 - next to this script
+from seed_runs import add_data_root, command_line, pyplot, save_figure, write_result  # noqa: E402 - next to this script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -184,10 +184,7 @@ def format_table(result: dict) -> str:
 
 def plot(result: dict, path: Path) -> None:
     """NT-Xent per step of every row (mean over seeds), with the chance level."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for i, (key, per_seed) in enumerate(result["rows"].items()):
@@ -199,16 +196,12 @@ def plot(result: dict, path: Path) -> None:
     ax.set_ylabel("NT-Xent (τ = 0.1)")
     ax.set_title("SimCLR on IXI T1 at 6 mm: which views let it learn")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data-root", default=str(Path(os.environ.get("MEDSSL_SHARED", REPO.parent / "shared")) / "data"),
-                   help="folder holding ixi_t1_hh_2mm/ (default $MEDSSL_SHARED/data or ../shared/data)")
+    add_data_root(p, "ixi_t1_hh_2mm/")
     p.add_argument("--cache", default="", help="preprocessed-scan cache folder (default <out>/cache); the brain-age "
                    "benchmark's cache at the same spacing can be reused")
     p.add_argument("--out", default="", help="run folder (default runs/view_strength[_quick])")

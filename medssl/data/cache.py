@@ -235,6 +235,6 @@ def _build(items, load, out_shape, cache_dir, settings, on_bad_file, progress, w
     finally:  # also on Ctrl-C / errors: what is done stays done
         bar.close()
         checkpoint()
-        del images
+        images = None  # drop the writable memmap before reopening the file read-only
     return CacheResult(images=np.load(img_path, mmap_mode="r"), valid=done.copy(), skipped=skipped, n_built=n_built,
                        cache_dir=cache_dir)

@@ -109,6 +109,11 @@ def test_resume_reuses_the_encoder_and_encoder_lr_is_chosen_on_validation(tmp_pa
                           "--figure", str(tmp_path / "c.png")])["per_seed"][0]["few_label"]["1.0"]
     assert "scratch" not in lpft and lpft["ssl_probe"]["auc"] == a["ssl_probe"]["auc"]
     assert lpft["ssl_finetune"]["history"][0]["epoch"] == 0 and lpft["ssl_finetune"]["best_epoch"] >= 0
+    # only the from-scratch row (added to a finished run): the same row as in the first run
+    only = _bench().main([*common, "--resume", "--set", "fractions=1.0", "ssl_finetune=false",
+                          "--figure", str(tmp_path / "d.png")])["per_seed"][0]["few_label"]["1.0"]
+    assert "ssl_finetune" not in only and only["ssl_probe"]["auc"] == a["ssl_probe"]["auc"]
+    assert only["scratch"]["val_auc"] == pytest.approx(a["scratch"]["val_auc"], abs=1e-12)
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
