@@ -114,7 +114,6 @@ def machine(device: str) -> dict:
     return info
 
 
-
 def add_data_root(parser: argparse.ArgumentParser, holds: str) -> None:
     """``--data-root``: the folder holding ``holds`` (default ``$MEDSSL_SHARED/data`` or ``../shared/data``)."""
     parser.add_argument("--data-root", default=str(SHARED / "data"),
