@@ -86,7 +86,8 @@ class FinetuneResult:
 
     def summary(self) -> dict:
         return {"best_epoch": self.best_epoch, "epochs_run": sum(h["epoch"] > 0 for h in self.history),
-                "n_trainable_encoder": self.n_trainable, **self.extra, **{k: v for k, v in asdict(self.options).items() if k not in ("device", "num_workers")}}
+                "n_trainable_encoder": self.n_trainable, **self.extra,
+                **{k: v for k, v in asdict(self.options).items() if k not in ("device", "num_workers")}}
 
 
 class EncoderWithHead(nn.Module):

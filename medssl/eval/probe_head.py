@@ -81,7 +81,9 @@ def fit_probe_head(x: np.ndarray, t: np.ndarray, x_val: np.ndarray, t_val: np.nd
                 raise ValueError(f"head_init='probe': label {k} has a single value in the training rows; "
                                  "use head_init='random' or more labelled rows")
             w, b, info = fit_probe_head(x, t[:, k], x_val, t_val[:, k], "classification", 2)
-            weights.append(w[1]), biases.append(b[1]), cs.append(info["C"])
+            weights.append(w[1])
+            biases.append(b[1])
+            cs.append(info["C"])
         return np.stack(weights), np.asarray(biases, np.float32), {"C": cs}
     missing = sorted(set(range(n_outputs)) - set(np.unique(t).tolist()))
     if missing:
