@@ -86,8 +86,11 @@ class Budget:
     ft_patience: int = 6
     ft_batch: int = 16
     ft_lr_encoder: float = 3e-4
+    ft_lr_encoders: tuple = ()  #: encoder lrs tried in every fold; the best validation loss is kept (empty: ft_lr_encoder)
     ft_lr_head: float = 1e-3
     ft_head_init: str = "random"  #: fine-tuning head: "random" or "probe" (LP-FT, medssl.eval.finetune)
+    ft_augment: str = "affine"  #: fine-tuning augmentation: "affine" (flips + affine), "flip" (no interpolation), "none"
+    ft_freeze_bn: bool = False  #: BatchNorm keeps its pretrained running statistics while fine-tuning
     methods: str = "simclr,genesis,mae,yaware"  #: SSL methods to run (comma-separated); baselines always run
     scratch: bool = True  #: also train the from-scratch CNN (false + ``methods=``: only the cheap probe baselines)
     voxel_pool: int = 2  #: Ridge-on-voxels baseline: average-pool the scan by this factor (6 mm → 12 mm)
@@ -276,25 +279,45 @@ def voxel_features(data: dict, pool: int) -> np.ndarray:
     return F.avg_pool3d(x, pool, ceil_mode=True).flatten(1).numpy()
 
 
-def ft_augment(shape) -> object:
-    """Fine-tuning augmentation: left-right flips and a small affine, output at the input size."""
-    return build_view_pipeline("none", 3, shape, {"flip_prob": 0.5, "flip_axes": (0,), "affine_prob": 0.8,
-                                                  "rotate": 5.0, "scale": (0.95, 1.05), "translate": 0.03})
+FT_AUGMENTS = ("affine", "flip", "none")
 
 
-def finetune_fold(encoder, data: dict, tr: np.ndarray, te: np.ndarray, b: Budget, seed: int,
-                  device: str) -> tuple[np.ndarray, int, list[float]]:
-    """Fine-tune on the fold's training rows (early stopping on 20 % of them): (predictions for ``te`` in
-    years, best epoch, validation MAE per epoch in years; with ``ft_head_init=probe`` epoch 0 is the probe)."""
+def ft_augment(shape, kind: str = "affine") -> object | None:
+    """Fine-tuning augmentation at the input size: ``"affine"``: left-right flips (p 0.5) and a small
+    trilinear affine (p 0.8; ±5°, ±5 % scale, ±3 % shift); ``"flip"``: the flips only, which move voxels
+    without interpolating; ``"none"``: no augmentation (returns None)."""
+    if kind not in FT_AUGMENTS:
+        raise ValueError(f"ft_augment must be one of {FT_AUGMENTS}, got {kind!r}")
+    if kind == "none":
+        return None
+    affine = {"affine_prob": 0.8, "rotate": 5.0, "scale": (0.95, 1.05), "translate": 0.03} if kind == "affine" else {}
+    return build_view_pipeline("none", 3, shape, {"flip_prob": 0.5, "flip_axes": (0,), **affine})
+
+
+def finetune_fold(encoder, data: dict, tr: np.ndarray, te: np.ndarray, b: Budget, seed: int, device: str) -> dict:
+    """Fine-tune on the fold's training rows, early stopping on 20 % of them, once per encoder lr of
+    ``b.ft_lr_encoders`` (or ``b.ft_lr_encoder``); the run with the lowest validation loss is kept.
+
+    Returns ``{"pred": (len(te),) years, "best_epoch": int, "val_mae": validation MAE per epoch in years
+    (with ``ft_head_init=probe`` epoch 0 is the probe), "lr_encoder": the kept encoder lr, "val_loss_by_lr":
+    {lr: best validation loss (Huber, standardised age)}}``. Ties keep the first lr: with LP-FT, when no
+    lr beats the probe (epoch 0 everywhere) the model is the probe and the grid's first lr is listed."""
     ages, lab = data["ages"], data["labelled"]
     fit, val = inner_split(ages[lab[tr]], seed)
     ds = lambda rows: CachedScans(data["images"], data["records"], lab[rows], data["coder"])
-    opts = FinetuneOptions(task="regression", mode="full", lr_encoder=b.ft_lr_encoder, lr_head=b.ft_lr_head,
-                           epochs=b.ft_epochs, batch_size=b.ft_batch, patience=b.ft_patience, device=device, seed=seed,
-                           head_init=b.ft_head_init)
-    result = finetune(encoder, ds(tr[fit]), ages[lab[tr[fit]]], ds(tr[val]), ages[lab[tr[val]]], opts,
-                      augment=ft_augment(data["shape"]))
-    return predict(result, ds(te)), result.best_epoch, [round(h["val_metric"], 3) for h in result.history]
+    best, val_loss_by_lr = None, {}
+    for lr in b.ft_lr_encoders or (b.ft_lr_encoder,):
+        opts = FinetuneOptions(task="regression", mode="full", lr_encoder=float(lr), lr_head=b.ft_lr_head,
+                               epochs=b.ft_epochs, batch_size=b.ft_batch, patience=b.ft_patience, device=device,
+                               seed=seed, head_init=b.ft_head_init, freeze_norm_stats=b.ft_freeze_bn)
+        result = finetune(encoder, ds(tr[fit]), ages[lab[tr[fit]]], ds(tr[val]), ages[lab[tr[val]]], opts,
+                          augment=ft_augment(data["shape"], b.ft_augment))
+        val_loss = val_loss_by_lr[str(lr)] = min(h["val_loss"] for h in result.history)
+        if best is None or val_loss < best[0]:
+            best = (val_loss, result, float(lr))
+    _, result, lr = best
+    return {"pred": predict(result, ds(te)), "best_epoch": result.best_epoch, "lr_encoder": lr,
+            "val_mae": [round(h["val_metric"], 3) for h in result.history], "val_loss_by_lr": val_loss_by_lr}
 
 
 def run_seed(data: dict, b: Budget, seed: int, out: Path, device: str, resume: bool = False) -> dict:
@@ -329,15 +352,16 @@ def run_seed(data: dict, b: Budget, seed: int, out: Path, device: str, resume: b
             x = features(ya["encoder"], data, device)
             pred["yaware_probe"][te] = regression_probe(x[tr], ages[tr], x[te], ages[te], n_boot=0)["pred"]
             fold_encoders["yaware_ft"] = ya["encoder"]
-        best_epochs, val_mae = {}, {}
         t = time.time()
-        for key, enc in fold_encoders.items():
-            pred[key][te], best_epochs[key], val_mae[key] = finetune_fold(enc, data, tr, te, b, seed, device)
+        ft = {key: finetune_fold(enc, data, tr, te, b, seed, device) for key, enc in fold_encoders.items()}
+        for key, run in ft.items():
+            pred[key][te] = run["pred"]
         if fold_encoders:
             times.setdefault("finetune_folds", []).append(round(time.time() - t, 1))
         fold_info.append({"test_subjects": [data["records"][i].subject for i in data["labelled"][te]],
                           "yaware_pretrained_on": [data["records"][i].subject for i in ya_rows],
-                          "finetune_best_epoch": best_epochs, "finetune_val_mae": val_mae})
+                          **{f"finetune_{k}": {key: run[k] for key, run in ft.items()}
+                             for k in ("best_epoch", "val_mae", "lr_encoder", "val_loss_by_lr")}})
         print(f"  seed {seed} fold {k + 1}/{b.folds}: " + "  ".join(
             f"{key} {np.abs(pred[key][te] - ages[te]).mean():.2f}" for key in pred), flush=True)
     mae = {key: float(np.abs(pred[key] - ages).mean()) for key in pred}
@@ -447,10 +471,12 @@ def main(argv: list[str] | None = None) -> dict:
     if a.threads:
         torch.set_num_threads(a.threads)
     b = apply_set(replace(Budget(), **(QUICK if a.quick else {})), a.set)
-    try:
-        FinetuneOptions(head_init=b.ft_head_init)
-    except ValueError as e:
-        raise SystemExit(f"--set ft_head_init={b.ft_head_init}: {e}") from None
+    for key, check in (("ft_head_init", lambda: FinetuneOptions(head_init=b.ft_head_init)),
+                       ("ft_augment", lambda: ft_augment((8, 8, 8), b.ft_augment))):
+        try:
+            check()
+        except ValueError as e:
+            raise SystemExit(f"--set {key}={getattr(b, key)}: {e}") from None
     if a.write_copy:
         write_resampled_copy(Path(a.data_root), Path(a.write_copy) / "ixi_t1_hh_2mm", b.spacing)
         return {}

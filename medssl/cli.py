@@ -43,7 +43,8 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 
     try:
         ft = FinetuneOptions(mode=a.finetune_mode, last_blocks=a.last_blocks, lr_encoder=a.lr_encoder, lr_head=a.lr_head,
-                             epochs=a.epochs, batch_size=a.batch_size, patience=a.patience, head_init=a.head_init)
+                             epochs=a.epochs, batch_size=a.batch_size, patience=a.patience, head_init=a.head_init,
+                             freeze_norm_stats=a.freeze_norm_stats)
         opts = EvalOptions(protocol=a.protocol, targets=tuple(a.targets or ()), seed=a.seed, n_boot=a.n_boot,
                            fractions=tuple(a.fractions), seeds=tuple(a.seeds), external_sites=tuple(a.external_sites or ()),
                            map_method=a.map, tta_flip=a.tta_flip, random_init=False if a.no_random_init else None,
@@ -218,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--lr-head", type=float, default=1e-3)
     f.add_argument("--head-init", default="random", choices=["random", "probe"],
                    help="fine-tuning head: random, or the linear probe fitted first (LP-FT)")
+    f.add_argument("--freeze-norm-stats", action="store_true",
+                   help="BatchNorm keeps the pretrained running statistics (small or augmented batches)")
     f.add_argument("--epochs", type=int, default=30)
     f.add_argument("--batch-size", type=int, default=16)
     f.add_argument("--patience", type=int, default=5, help="early-stopping patience (epochs)")

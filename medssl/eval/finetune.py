@@ -20,6 +20,11 @@ The encoder is deep-copied; the caller's module is never changed.
 * Optional training augmentation: a batch transform ``augment(x, generator)`` (e.g. a
   :class:`medssl.transforms.views.ViewPipeline` whose crop size is the input size) applied on
   the device to every training batch; validation and test images are never augmented.
+* ``freeze_norm_stats=True``: every BatchNorm layer of the encoder normalises with its pretrained
+  running statistics during training too, and never updates them (its scale and shift are still
+  trained), as detectron2's ``FrozenBatchNorm2d`` does. Training batches are then normalised like
+  the validation scans, which matters when batches are small (a few 3D scans) or augmented; by
+  default (``False``) BatchNorm uses batch statistics while training, as in plain PyTorch.
 * Tasks: ``"regression"`` (targets standardised with training mean/std, Huber loss, predictions
   back in target units, e.g. years), ``"classification"`` (cross-entropy, K classes coded
   0..K-1), ``"multilabel"`` ((N, K) 0/1 targets, e.g. chest X-ray findings; BCE-with-logits).
@@ -61,6 +66,7 @@ class FinetuneOptions:
     bf16: bool = True  #: bf16 autocast on CUDA (ignored on CPU)
     num_workers: int = 0
     head_init: str = "random"  #: "random" or "probe" (LP-FT, module docstring)
+    freeze_norm_stats: bool = False  #: BatchNorm keeps its pretrained running statistics (module docstring)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -150,6 +156,11 @@ def _frozen_blocks(encoder: nn.Module, opt: FinetuneOptions) -> list[nn.Module]:
                                                        and m not in blocks]
 
 
+def _norm_layers(encoder: nn.Module) -> list[nn.Module]:
+    """The encoder's BatchNorm layers (1D/2D/3D and SyncBatchNorm)."""
+    return [m for m in encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 def _targets(y: np.ndarray, opt: FinetuneOptions, mean: float, std: float) -> torch.Tensor:
     if opt.task == "regression":
         return torch.as_tensor((np.asarray(y, float) - mean) / std, dtype=torch.float32)
@@ -212,6 +223,7 @@ def finetune(encoder: nn.Module, train: Dataset, y_train: np.ndarray, val: Datas
     frozen = _frozen_blocks(model.encoder, opt)
     for block in frozen:
         block.requires_grad_(False)
+    eval_mode = frozen + (_norm_layers(model.encoder) if opt.freeze_norm_stats else [])
     enc_params = [p for p in model.encoder.parameters() if p.requires_grad]
     groups = [{"params": list(model.head.parameters()), "lr": opt.lr_head}]
     if enc_params:
@@ -241,8 +253,8 @@ def finetune(encoder: nn.Module, train: Dataset, y_train: np.ndarray, val: Datas
         validate(0, math.nan)
     for epoch in range(1, opt.epochs + 1):
         model.train()
-        for block in frozen:
-            block.eval()
+        for module in eval_mode:
+            module.eval()
         total, seen = 0.0, 0
         loader = DataLoader(_Rows(train), batch_size=opt.batch_size, shuffle=True, generator=gen, drop_last=len(train) > opt.batch_size,
                             num_workers=opt.num_workers)

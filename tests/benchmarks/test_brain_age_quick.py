@@ -129,3 +129,44 @@ def test_resume_reuses_the_fold_encoders_and_lpft_keeps_the_probe_rows(tmp_path)
         assert len(fold["finetune_val_mae"]["yaware_ft"]) >= 2 and 0 <= fold["finetune_best_epoch"]["yaware_ft"]
     with pytest.raises(SystemExit, match="ft_head_init=zeros"):
         _bench().main([*common, "--set", "ft_head_init=zeros"])
+    with pytest.raises(SystemExit, match="ft_augment=rotate"):
+        _bench().main([*common, "--set", "ft_augment=rotate"])
+
+
+def test_flip_augmentation_moves_voxels_without_interpolating():
+    """ft_augment=flip returns each scan or its left-right mirror exactly; "affine" interpolates; "none" is None."""
+    import torch
+
+    x = torch.rand(16, 1, 6, 7, 8)
+    flip = _bench().ft_augment((6, 7, 8), "flip")(x, torch.Generator().manual_seed(0))
+    same = [torch.equal(a, b) for a, b in zip(flip, x)]
+    mirrored = [torch.equal(a, b.flip(1)) for a, b in zip(flip, x)]
+    assert all(s != m for s, m in zip(same, mirrored)) and 0 < sum(mirrored) < 16
+    affine = _bench().ft_augment((6, 7, 8), "affine")(x, torch.Generator().manual_seed(0))
+    assert sum(not (torch.equal(a, b) or torch.equal(a, b.flip(1))) for a, b in zip(affine, x)) >= 8
+    assert _bench().ft_augment((6, 7, 8), "none") is None
+
+
+def test_encoder_lr_grid_keeps_the_run_with_the_lowest_validation_loss(tmp_path):
+    """With ``ft_lr_encoders`` each fold keeps the lr of the grid whose run had the lowest validation loss;
+    the losses and test predictions are exactly those of runs with each lr alone (replayed here)."""
+    shared_path("data", "ixi_t1_hh_2mm", "participants.tsv")
+
+    def run(*pairs):
+        return _bench().main(["--quick", "--threads", "2", "--data-root", str(SHARED / "data"), "--out",
+                              str(tmp_path / "run"), "--figure", str(tmp_path / "f.png"),
+                              "--set", "methods=", "ft_epochs=2", "ft_patience=2", *pairs])["per_seed"][0]
+
+    grid = run("ft_lr_encoders=1e-2,1e-6")
+    alone = {lr: run(f"ft_lr_encoder={lr}") for lr in (1e-2, 1e-6)}
+    assert all(f["finetune_lr_encoder"]["scratch_ft"] == 1e-2 for f in alone[1e-2]["folds"])
+    chosen = [f["finetune_lr_encoder"]["scratch_ft"] for f in grid["folds"]]
+    for k, fold in enumerate(grid["folds"]):
+        losses = fold["finetune_val_loss_by_lr"]["scratch_ft"]
+        assert losses == {str(lr): alone[lr]["folds"][k]["finetune_val_loss_by_lr"]["scratch_ft"][str(lr)]
+                          for lr in (1e-2, 1e-6)}
+        assert chosen[k] == float(min(losses, key=losses.get))
+    fold_of = {s: k for k, f in enumerate(grid["folds"]) for s in f["test_subjects"]}
+    expected = [alone[chosen[fold_of[s]]]["pred"]["scratch_ft"][i] for i, s in enumerate(grid["subjects"])]
+    assert grid["pred"]["scratch_ft"] == expected
+    assert alone[1e-2]["pred"]["scratch_ft"] != alone[1e-6]["pred"]["scratch_ft"]

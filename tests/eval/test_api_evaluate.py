@@ -53,7 +53,7 @@ def test_default_evaluate_writes_metrics_report_figures_and_feature_cache(run, c
 
 @pytest.mark.parametrize("protocol,extra", [
     ("site", []), ("openbhb", ["--external-sites", "site-C"]), ("fewshot", ["--fractions", "0.1", "1", "--seeds", "0", "1", "--fewshot-finetune", "--epochs", "1"]),
-    ("knn", []), ("finetune", ["--epochs", "1", "--batch-size", "8", "--head-init", "probe"])])
+    ("knn", []), ("finetune", ["--epochs", "1", "--batch-size", "8", "--head-init", "probe", "--freeze-norm-stats"])])
 def test_every_protocol_writes_its_own_report(run, protocol, extra):
     run_dir, _ = run
     args = ["evaluate", str(run_dir), "--protocol", protocol, "--n-boot", "20", "--map", "pca", "--no-random-init"]
@@ -79,6 +79,7 @@ def test_every_protocol_writes_its_own_report(run, protocol, extra):
         ft = m["finetune"]["pretrained"]["age"]
         assert ft["finetune"]["epochs_run"] == 1 and ft["n_val"] >= 1 and "mae" in ft
         assert ft["finetune"]["head_init"] == "probe" and ft["finetune"]["probe_alpha"] > 0  # LP-FT
+        assert ft["finetune"]["freeze_norm_stats"] is True
 
 
 def test_compare_prints_one_table_across_runs_and_protocols(run, tmp_path, capsys):

@@ -50,6 +50,24 @@ def test_head_mode_freezes_the_encoder_and_last_mode_trains_only_the_last_blocks
         finetune(enc, tr, ytr, va, yva, FinetuneOptions(mode="last", last_blocks=9, epochs=1))
 
 
+def test_frozen_norm_stats_keep_the_pretrained_statistics_and_train_the_rest(data):
+    """freeze_norm_stats: BatchNorm running statistics stay the pretrained ones (they move by default,
+    even at lr 0), while BatchNorm scale/shift and the convolutions are trained."""
+    tr, ytr, va, yva, *_ = data
+    enc = make_tiny_encoder()
+    before = _params(enc)
+    stats = [k for k in before if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert len(stats) == 6
+    still = finetune(enc, tr, ytr, va, yva, FinetuneOptions(epochs=1, lr_encoder=0.0, lr_head=0.0, weight_decay=0.0))
+    assert all(not torch.equal(before[k], still.model.encoder.state_dict()[k]) for k in stats)  # default: batch stats
+    frozen = finetune(enc, tr, ytr, va, yva, FinetuneOptions(epochs=3, lr_encoder=1e-2, patience=3,
+                                                             freeze_norm_stats=True))
+    after = frozen.model.encoder.state_dict()
+    assert frozen.best_epoch >= 1 and all(torch.equal(before[k], after[k]) for k in stats)
+    trained = [k for k in before if k not in stats]
+    assert any(".1.weight" in k for k in trained) and all(not torch.equal(before[k], after[k]) for k in trained)
+
+
 def test_separate_learning_rates_and_determinism(data, monkeypatch):
     tr, ytr, va, yva, te, _ = data
     seen = {}
