@@ -49,7 +49,7 @@ from medssl.data.manifest import build_manifest
 from medssl.data.prepare import cache_records, make_loader, make_preprocessor
 from medssl.encoders import build_encoder
 from medssl.eval.features import extract_features
-from medssl.eval.finetune import FinetuneOptions, finetune, predict
+from medssl.eval.finetune import FinetuneOptions, finetune_encoder_lrs, predict
 from medssl.eval.probes import regression_probe
 from medssl.methods.contrastive import SimCLR, YAware
 from medssl.methods.genesis import ModelsGenesis
@@ -305,19 +305,15 @@ def finetune_fold(encoder, data: dict, tr: np.ndarray, te: np.ndarray, b: Budget
     ages, lab = data["ages"], data["labelled"]
     fit, val = inner_split(ages[lab[tr]], seed)
     ds = lambda rows: CachedScans(data["images"], data["records"], lab[rows], data["coder"])
-    best, val_loss_by_lr = None, {}
-    for lr in b.ft_lr_encoders or (b.ft_lr_encoder,):
-        opts = FinetuneOptions(task="regression", mode="full", lr_encoder=float(lr), lr_head=b.ft_lr_head,
-                               epochs=b.ft_epochs, batch_size=b.ft_batch, patience=b.ft_patience, device=device,
-                               seed=seed, head_init=b.ft_head_init, freeze_norm_stats=b.ft_freeze_bn)
-        result = finetune(encoder, ds(tr[fit]), ages[lab[tr[fit]]], ds(tr[val]), ages[lab[tr[val]]], opts,
-                          augment=ft_augment(data["shape"], b.ft_augment))
-        val_loss = val_loss_by_lr[str(lr)] = min(h["val_loss"] for h in result.history)
-        if best is None or val_loss < best[0]:
-            best = (val_loss, result, float(lr))
-    _, result, lr = best
-    return {"pred": predict(result, ds(te)), "best_epoch": result.best_epoch, "lr_encoder": lr,
-            "val_mae": [round(h["val_metric"], 3) for h in result.history], "val_loss_by_lr": val_loss_by_lr}
+    opts = FinetuneOptions(task="regression", mode="full", lr_head=b.ft_lr_head, epochs=b.ft_epochs,
+                           batch_size=b.ft_batch, patience=b.ft_patience, device=device, seed=seed,
+                           head_init=b.ft_head_init, freeze_norm_stats=b.ft_freeze_bn)
+    result, val_loss_by_lr = finetune_encoder_lrs(encoder, ds(tr[fit]), ages[lab[tr[fit]]], ds(tr[val]), ages[lab[tr[val]]],
+                                                  b.ft_lr_encoders or (b.ft_lr_encoder,), opts,
+                                                  ft_augment(data["shape"], b.ft_augment))
+    return {"pred": predict(result, ds(te)), "best_epoch": result.best_epoch, "lr_encoder": result.options.lr_encoder,
+            "val_mae": [round(h["val_metric"], 3) for h in result.history],
+            "val_loss_by_lr": {str(lr): v for lr, v in val_loss_by_lr.items()}}
 
 
 def run_seed(data: dict, b: Budget, seed: int, out: Path, device: str, resume: bool = False) -> dict:

@@ -48,7 +48,7 @@ from medssl.encoders import build_encoder
 from medssl.eval import metrics as M
 from medssl.eval.features import extract_features
 from medssl.eval.fewshot import subsample_subjects
-from medssl.eval.finetune import FinetuneOptions, finetune, predict
+from medssl.eval.finetune import FinetuneOptions, finetune_encoder_lrs, predict
 from medssl.io import load_medmnist_split
 from medssl.methods.contrastive import SimCLR
 from medssl.methods.mae import MAE
@@ -259,16 +259,13 @@ def finetune_score(encoder, data: dict, rows: np.ndarray, b: Budget, fraction: f
     epochs = few_label_epochs(b, fraction)
     lr = lr or b.ft_lr
     augment = ft_augment(xt.ndim - 2, xt.shape[-1]) if b.ft_augment else None
-    t0, best, val_auc = time.time(), None, {}
-    for lr_encoder in encoder_lrs or (lr,):
-        opts = FinetuneOptions(task="classification", mode="full", lr_encoder=lr_encoder, lr_head=lr, epochs=epochs,
-                               batch_size=b.ft_batch, patience=max(b.patience, epochs // 4), device=device, seed=seed,
-                               head_init=b.ft_head_init)
-        result = finetune(encoder, Images(xt[rows]), yt[rows], Images(xv), yv, opts, augment=augment)  # trains a copy
-        val_auc[lr_encoder] = M.binary_auc(yv, predict(result, Images(xv))[:, 1])
-        if best is None or val_auc[lr_encoder] > val_auc[best[0]]:
-            best = (lr_encoder, result)
-    lr_encoder, result = best
+    t0 = time.time()
+    opts = FinetuneOptions(task="classification", mode="full", lr_head=lr, epochs=epochs, batch_size=b.ft_batch,
+                           patience=max(b.patience, epochs // 4), device=device, seed=seed, head_init=b.ft_head_init)
+    result, val_auc = finetune_encoder_lrs(encoder, Images(xt[rows]), yt[rows], Images(xv), yv, encoder_lrs or (lr,),
+                                           opts, augment, lambda r: M.binary_auc(yv, predict(r, Images(xv))[:, 1]),
+                                           maximise=True)  # each run trains a copy of the encoder
+    lr_encoder = result.options.lr_encoder
     out = score(ys, predict(result, Images(xs))[:, 1], seed, n_boot)
     out.update(best_epoch=result.best_epoch, epochs_run=len(result.history), n_train=len(rows),
                seconds=round(time.time() - t0, 1), history=result.history, lr_encoder=lr_encoder,

@@ -10,6 +10,7 @@ The encoder is deep-copied; the caller's module is never changed.
   frozen (a linear probe trained by gradient descent).
 * AdamW with separate learning rates for the encoder and the head (no decay on biases/norms).
 * Early stopping on the validation loss (``patience`` epochs); the best epoch's weights are kept.
+* :func:`finetune_encoder_lrs`: one run per encoder learning rate of a grid, the best on validation kept.
 * Head initialisation: ``head_init="random"`` (small Gaussian weights) or ``"probe"`` — LP-FT
   (Kumar et al., ICLR 2022): the linear probe is fitted on the frozen embeddings of the training
   rows first (:func:`medssl.eval.probe_head.fit_probe_head`, hyper-parameter chosen on the
@@ -36,7 +37,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -276,6 +277,35 @@ def finetune(encoder: nn.Module, train: Dataset, y_train: np.ndarray, val: Datas
     model.load_state_dict(best_state)
     model.eval()
     return FinetuneResult(model, history, best_epoch, opt, mean, std, sum(p.numel() for p in enc_params), extra)
+
+
+def finetune_encoder_lrs(encoder: nn.Module, train: Dataset, y_train: np.ndarray, val: Dataset, y_val: np.ndarray,
+                         lrs, options: FinetuneOptions | None = None, augment=None, criterion=None,
+                         maximise: bool = False) -> tuple[FinetuneResult, dict[float, float]]:
+    """:func:`finetune` once per encoder learning rate of ``lrs`` (same start weights and seed); keep the best run.
+
+    Args:
+        lrs: encoder learning rates (``options.lr_encoder`` is replaced by each).
+        criterion: ``FinetuneResult → float`` scored on the validation rows only; default: the best
+            validation loss of the run (``min`` over its history, epoch 0 included with LP-FT).
+        maximise: True when a higher criterion is better (e.g. validation AUC).
+
+    Returns:
+        The kept run (its ``options.lr_encoder`` is the chosen lr; ties keep the earlier lr) and
+        ``{lr: criterion}`` for every lr.
+    """
+    opt = options or FinetuneOptions()
+    criterion = criterion or (lambda r: min(h["val_loss"] for h in r.history))
+    best, scores = None, {}
+    for lr in lrs:
+        result = finetune(encoder, train, y_train, val, y_val, replace(opt, lr_encoder=float(lr)), augment)
+        scores[float(lr)] = value = float(criterion(result))
+        kept = None if best is None else scores[best.options.lr_encoder]
+        if kept is None or (value > kept if maximise else value < kept):
+            best = result
+    if best is None:
+        raise ValueError("finetune_encoder_lrs: lrs is empty")
+    return best, scores
 
 
 def _init_head_from_probe(model: EncoderWithHead, train: Dataset, t_train: torch.Tensor, val: Dataset,

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from eval_helpers import make_image_dataset, make_tiny_encoder
-from medssl.eval.finetune import FinetuneOptions, encoder_blocks, finetune, finetune_and_score, predict
+from medssl.eval.finetune import (FinetuneOptions, encoder_blocks, finetune, finetune_and_score, finetune_encoder_lrs,
+                                  predict)
 from medssl.eval.probes import mean_predictor_mae
 
 
@@ -66,6 +67,24 @@ def test_frozen_norm_stats_keep_the_pretrained_statistics_and_train_the_rest(dat
     assert frozen.best_epoch >= 1 and all(torch.equal(before[k], after[k]) for k in stats)
     trained = [k for k in before if k not in stats]
     assert any(".1.weight" in k for k in trained) and all(not torch.equal(before[k], after[k]) for k in trained)
+
+
+def test_encoder_lr_grid_keeps_the_best_validation_run_and_replays_exactly(data):
+    """finetune_encoder_lrs: one run per lr, scored on validation (default: lowest validation loss; or a
+    criterion to maximise); the kept run predicts exactly like a run with that lr alone."""
+    tr, ytr, va, yva, te, _ = data
+    enc, opts, lrs = make_tiny_encoder(), FinetuneOptions(epochs=2, patience=2, seed=1), (3e-2, 1e-6)
+    alone = {lr: finetune(enc, tr, ytr, va, yva, FinetuneOptions(epochs=2, patience=2, seed=1, lr_encoder=lr)) for lr in lrs}
+    loss = {lr: min(h["val_loss"] for h in r.history) for lr, r in alone.items()}
+    assert loss[3e-2] != loss[1e-6]
+    best, scores = finetune_encoder_lrs(enc, tr, ytr, va, yva, lrs, opts)
+    assert scores == loss and best.options.lr_encoder == min(loss, key=loss.get)
+    np.testing.assert_array_equal(predict(best, te), predict(alone[best.options.lr_encoder], te))
+    worst, _ = finetune_encoder_lrs(enc, tr, ytr, va, yva, lrs, opts, criterion=lambda r: loss[r.options.lr_encoder],
+                                    maximise=True)
+    assert worst.options.lr_encoder == max(loss, key=loss.get)
+    with pytest.raises(ValueError, match="empty"):
+        finetune_encoder_lrs(enc, tr, ytr, va, yva, (), opts)
 
 
 def test_separate_learning_rates_and_determinism(data, monkeypatch):
