@@ -18,6 +18,11 @@ skull-stripped; 138 with an age; see ../shared/data/ixi_t1_hh_2mm/PROVENANCE.md)
 4. **Baselines in the same run**: the training-fold mean age; Ridge on downsampled raw voxels;
    the same encoders randomly initialised (+ Ridge probe); the same CNN trained supervised from
    scratch with the same fine-tuning recipe.
+5. With ``--peers``: the same SimCLR budget (epochs, batch, lr, crop, network, initial weights) run
+   by peer recipes (``benchmarks/peers``: the stock MONAI recipe, nidl) on all scans without ages,
+   and nidl's y-aware estimator inside each fold like medssl's y-aware row, each scored by the same
+   Ridge probe ("<peer> + Ridge probe" rows). The peers see each scan min-max rescaled to [0, 1],
+   their input convention, at pretraining and at the probe.
 
 Every hyper-parameter is fixed in :class:`Budget` before looking at any test fold; the only
 data-driven choices (Ridge α, fine-tuning epoch) use the training subjects of the fold. The
@@ -61,6 +66,8 @@ from medssl.transforms.views import build_view_pipeline
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from seed_runs import (add_data_root, apply_set, command_line, fit_resumable, machine, merge_seeds,  # next to this script
                        pyplot, save_figure, write_result)
+from peers import PEERS, usable, versions  # benchmarks/peers; optional packages are imported only when a peer runs
+from peers.common import unit_range  # the peers' input: each scan min-max rescaled to [0, 1] (as MinMaxInput)
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = {"probe": 5.0, "finetune": 4.5}  #: issue #9: best SSL probe / fine-tuned SSL model, MAE in years
@@ -93,6 +100,7 @@ class Budget:
     ft_freeze_bn: bool = False  #: BatchNorm keeps its pretrained running statistics while fine-tuning
     methods: str = "simclr,genesis,mae,yaware"  #: SSL methods to run (comma-separated); baselines always run
     scratch: bool = True  #: also train the from-scratch CNN (false + ``methods=``: only the cheap probe baselines)
+    finetune: bool = True  #: fine-tune the SSL encoders (false: probe rows only, and no from-scratch CNN)
     voxel_pool: int = 2  #: Ridge-on-voxels baseline: average-pool the scan by this factor (6 mm → 12 mm)
     limit: int = 0  #: use only the first N labelled scans (0 = all; --quick)
 
@@ -110,6 +118,9 @@ ROWS = (  # key, label, kind
     ("genesis_probe", "Models Genesis + Ridge probe", "probe"),
     ("mae_probe", "MAE (ViT) + Ridge probe", "probe"),
     ("yaware_probe", "y-aware (in-fold) + Ridge probe", "probe"),
+    ("monai_stock_probe", "stock MONAI SimCLR recipe + Ridge probe", "peer"),
+    ("nidl_probe", "nidl SimCLR + Ridge probe", "peer"),
+    ("nidl_yaware_probe", "nidl y-aware (in-fold) + Ridge probe", "peer"),
     ("simclr_ft", "SimCLR + fine-tuning", "finetune"),
     ("genesis_ft", "Models Genesis + fine-tuning", "finetune"),
     ("mae_ft", "MAE (ViT) + fine-tuning", "finetune"),
@@ -118,26 +129,37 @@ ROWS = (  # key, label, kind
 
 
 LABEL_FREE = ("simclr", "genesis", "mae")
+YAWARE_PEERS = ("nidl",)  #: peers with a y-aware estimator: with ``yaware`` in ``methods`` they also pretrain in-fold
 
 
-def active_rows(methods: str, scratch: bool = True) -> tuple:
+def active_rows(methods: str, scratch: bool = True, finetune: bool = True) -> tuple:
     """The rows of :data:`ROWS` that a run with these SSL ``methods`` produces (baselines always; the random ViT
-    only with MAE; the from-scratch CNN only with ``scratch``)."""
+    only with MAE; the from-scratch CNN only with ``scratch`` and ``finetune``; fine-tuned rows only with
+    ``finetune``)."""
     chosen = set(filter(None, methods.split(",")))  # "" = baselines only
     unknown = chosen - set(LABEL_FREE) - {"yaware"}
     if unknown:
         raise SystemExit(f"unknown method(s) {sorted(unknown)} in Budget.methods; choose from {LABEL_FREE + ('yaware',)}")
-    optional = {"random_vit_probe": "mae" in chosen, "scratch_ft": scratch}
-    keep = lambda key, kind: kind == "baseline" and optional.get(key, True) or key.rsplit("_", 1)[0] in chosen
+    optional = {"random_vit_probe": "mae" in chosen, "scratch_ft": scratch and finetune}
+    keep = lambda key, kind: (kind == "baseline" and optional.get(key, True)
+                              or key.rsplit("_", 1)[0] in chosen and (finetune or kind != "finetune"))
     return tuple(r for r in ROWS if keep(r[0], r[2]))
 
 
+def peer_rows(peers: tuple, methods: str) -> tuple:
+    """The peer rows of :data:`ROWS` for these ``peers``: SimCLR on all scans for each, and in-fold y-aware for
+    the :data:`YAWARE_PEERS` when ``methods`` has ``yaware``."""
+    yaware = "yaware" in methods.split(",")
+    keys = [f"{n}_probe" for n in peers] + [f"{n}_yaware_probe" for n in peers if yaware and n in YAWARE_PEERS]
+    return tuple(r for r in ROWS if r[0] in keys)
+
+
 class MinMaxInput(torch.nn.Module):
-    """Feeds an encoder the per-sample min-max rescaled input it was pretrained on (Genesis)."""
+    """Feeds an encoder the per-sample min-max rescaled input it was pretrained on (Genesis, the peers)."""
 
     def __init__(self, encoder: torch.nn.Module) -> None:
         super().__init__()
-        self.encoder, self.out_dim = encoder, encoder.out_dim
+        self.encoder, self.out_dim = encoder, getattr(encoder, "out_dim", None)  # a peer's MONAI net has none
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.flatten(1)
@@ -267,6 +289,28 @@ def pretrain(name: str, data: dict, rows: np.ndarray, b: Budget, seed: int, run_
     return {"encoder": enc, "summary": {k: v for k, v in summary.items() if isinstance(v, (int, float, str))}}
 
 
+def peer_encoder_kwargs(b: Budget) -> dict:
+    """``monai.networks.nets.resnet18`` arguments giving the network of :func:`cnn` (same weights per seed):
+    MONAI's stock stem (7³ conv, stride 2, max-pool) at ``b.width``."""
+    return {"widen_factor": b.width / 64}
+
+
+def pretrain_peer(name: str, data: dict, rows: np.ndarray, b: Budget, seed: int, device: str,
+                  yaware: bool = False) -> dict:
+    """Peer ``name``'s SimCLR (or, with ``yaware``, its y-aware estimator on the rows' ages, kernel σ = ``b.sigma``)
+    on scans ``rows`` under the SimCLR budget; returns the encoder wrapped in :class:`MinMaxInput`, seconds and
+    the per-epoch loss history."""
+    t0, history = time.time(), []
+    extra = {"aux": data["ages"][rows], "bandwidth": b.sigma ** 2} if yaware else {}
+    encoder = PEERS[name].pretrain(unit_range(data["images"][rows]), 3, b.ssl_epochs, min(b.ssl_batch, len(rows)),
+                                   b.ssl_lr, seed, device, b.crop, encoder_kwargs=peer_encoder_kwargs(b),
+                                   history=history, **extra)
+    seconds = round(time.time() - t0, 1)
+    print(f"  seed {seed} peer {name}{' y-aware' if yaware else ''}: {len(history)} epoch(s) in {seconds:.0f} s, "
+          f"loss {history[0]['loss']:.3f} → {history[-1]['loss']:.3f}", flush=True)
+    return {"encoder": MinMaxInput(encoder), "seconds": seconds, "history": history}
+
+
 def features(encoder: torch.nn.Module, data: dict, device: str) -> np.ndarray:
     """(N, D) embeddings of every labelled scan (no augmentation)."""
     ds = CachedScans(data["images"], data["records"], data["labelled"], data["coder"])
@@ -316,24 +360,27 @@ def finetune_fold(encoder, data: dict, tr: np.ndarray, te: np.ndarray, b: Budget
             "val_loss_by_lr": {str(lr): v for lr, v in val_loss_by_lr.items()}}
 
 
-def run_seed(data: dict, b: Budget, seed: int, out: Path, device: str, resume: bool = False) -> dict:
+def run_seed(data: dict, b: Budget, seed: int, out: Path, device: str, resume: bool = False,
+             peers: tuple = ()) -> dict:
     """All rows of one seed: pooled out-of-fold predictions → MAE per row."""
     t0 = time.time()
     ages = data["ages"][data["labelled"]]
     n, all_rows = len(ages), np.arange(len(data["ages"]))
-    times, pre, rows = {}, {}, active_rows(b.methods, b.scratch)
+    times, pre, rows = {}, {}, active_rows(b.methods, b.scratch, b.finetune) + peer_rows(peers, b.methods)
     for name in [m for m in LABEL_FREE if any(r[0] == f"{m}_probe" for r in rows)]:  # label-free: on every scan
         t = time.time()
         pre[name] = pretrain(name, data, all_rows, b, seed, out / f"seed{seed}_{name}", device, resume)
         times[f"pretrain_{name}"] = round(time.time() - t, 1)
         print(f"  seed {seed}: {name} pretrained in {times[f'pretrain_{name}']:.0f} s", flush=True)
+    peer_runs = {name: pretrain_peer(name, data, all_rows, b, seed, device) for name in peers}  # no ages read
     random_cnn = cnn(b, 10_000 + seed)
     feats = {"random_cnn_probe": features(random_cnn, data, device), "voxels": voxel_features(data, b.voxel_pool),
-             **{f"{k}_probe": features(v["encoder"], data, device) for k, v in pre.items()}}
+             **{f"{k}_probe": features(v["encoder"], data, device) for k, v in {**pre, **peer_runs}.items()}}
     if "mae" in pre:
         feats["random_vit_probe"] = features(vit(b, 10_000 + seed), data, device)
-    ft_encoders = {**({"scratch_ft": random_cnn} if b.scratch else {}), **{f"{k}_ft": v["encoder"] for k, v in pre.items()}}
     pred = {key: np.full(n, np.nan) for key, _, _ in rows}
+    ft_encoders = {key: enc for key, enc in (("scratch_ft", random_cnn), *((f"{k}_ft", v["encoder"]) for k, v in pre.items()))
+                   if key in pred}
     folds, fold_info = age_folds(ages, b.folds, seed), []
     for k, te in enumerate(folds):
         tr = np.setdiff1d(np.arange(n), te)
@@ -347,7 +394,13 @@ def run_seed(data: dict, b: Budget, seed: int, out: Path, device: str, resume: b
             times.setdefault("pretrain_yaware_folds", []).append(round(time.time() - t, 1))
             x = features(ya["encoder"], data, device)
             pred["yaware_probe"][te] = regression_probe(x[tr], ages[tr], x[te], ages[te], n_boot=0)["pred"]
-            fold_encoders["yaware_ft"] = ya["encoder"]
+            if "yaware_ft" in pred:
+                fold_encoders["yaware_ft"] = ya["encoder"]
+        for name in [r[0][: -len("_yaware_probe")] for r in rows if r[0].endswith("_yaware_probe")]:
+            run = pretrain_peer(name, data, data["labelled"][tr], b, seed, device, yaware=True)  # as y-aware: no test subject
+            peer_runs.setdefault(f"{name}_yaware_folds", []).append({f: run[f] for f in ("seconds", "history")})
+            x = features(run["encoder"], data, device)
+            pred[f"{name}_yaware_probe"][te] = regression_probe(x[tr], ages[tr], x[te], ages[te], n_boot=0)["pred"]
         t = time.time()
         ft = {key: finetune_fold(enc, data, tr, te, b, seed, device) for key, enc in fold_encoders.items()}
         for key, run in ft.items():
@@ -361,10 +414,15 @@ def run_seed(data: dict, b: Budget, seed: int, out: Path, device: str, resume: b
         print(f"  seed {seed} fold {k + 1}/{b.folds}: " + "  ".join(
             f"{key} {np.abs(pred[key][te] - ages[te]).mean():.2f}" for key in pred), flush=True)
     mae = {key: float(np.abs(pred[key] - ages).mean()) for key in pred}
-    return {"seed": seed, "mae": mae, "pred": {k: v.round(3).tolist() for k, v in pred.items()},
-            "age": ages.tolist(), "subjects": [data["records"][i].subject for i in data["labelled"]],
-            "folds": fold_info, "pretrain": {k: v["summary"] for k, v in pre.items()}, "seconds": times,
-            "wall_seconds": round(time.time() - t0, 1)}
+    out = {"seed": seed, "mae": mae, "pred": {k: v.round(3).tolist() for k, v in pred.items()},
+           "age": ages.tolist(), "subjects": [data["records"][i].subject for i in data["labelled"]],
+           "folds": fold_info, "pretrain": {k: v["summary"] for k, v in pre.items()}, "seconds": times,
+           "wall_seconds": round(time.time() - t0, 1)}
+    if peers:
+        out["peer_pretrain"] = {k: v if isinstance(v, list) else {"seconds": v["seconds"], "history": v["history"]}
+                                for k, v in peer_runs.items()}
+        out["peer_encoder_kwargs"] = peer_encoder_kwargs(b)
+    return out
 
 
 def rows_of(summary: dict) -> tuple:
@@ -394,11 +452,14 @@ def verdict(summary: dict) -> dict:
     n = len(summary[next(iter(probes))]["mae_per_seed"])
     beats = ", ".join(f"{k} {v:.2f} vs {summary[rand[k]]['mae_mean']:.2f} (lower on {wins[k]}/{n} seeds)"
                       for k, v in probes.items())
-    best_p, best_f = min(probes, key=probes.get), min(fts, key=fts.get)
-    return {"every SSL probe beats its random-init encoder":
-            f"{beats}: {all(wins[k] == n and v < summary[rand[k]]['mae_mean'] for k, v in probes.items())}",
-            f"best SSL probe <= {TARGETS['probe']} y": f"{best_p} {probes[best_p]:.2f}: {probes[best_p] <= TARGETS['probe']}",
-            f"best fine-tuned SSL <= {TARGETS['finetune']} y": f"{best_f} {fts[best_f]:.2f}: {fts[best_f] <= TARGETS['finetune']}"}
+    best_p = min(probes, key=probes.get)
+    out = {"every SSL probe beats its random-init encoder":
+           f"{beats}: {all(wins[k] == n and v < summary[rand[k]]['mae_mean'] for k, v in probes.items())}",
+           f"best SSL probe <= {TARGETS['probe']} y": f"{best_p} {probes[best_p]:.2f}: {probes[best_p] <= TARGETS['probe']}"}
+    if fts:  # not with finetune=false
+        best_f = min(fts, key=fts.get)
+        out[f"best fine-tuned SSL <= {TARGETS['finetune']} y"] = f"{best_f} {fts[best_f]:.2f}: {fts[best_f] <= TARGETS['finetune']}"
+    return out
 
 
 def format_table(summary: dict, n_seeds: int) -> str:
@@ -412,13 +473,14 @@ def format_table(summary: dict, n_seeds: int) -> str:
 
 def plot(result: dict, path: Path) -> None:
     """Left: CV MAE per method (mean ± SD over seeds) with the targets; right: predicted vs true age of
-    the best fine-tuned SSL model (pooled out-of-fold predictions, first seed)."""
+    the best fine-tuned SSL model, or with ``finetune=false`` the best probe (pooled out-of-fold predictions,
+    first seed)."""
     plt = pyplot()
 
     summ, per_seed = result["summary"], result["per_seed"]
     rows = rows_of(summ)
     fig, (a, c) = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [1.6, 1]})
-    colours = {"baseline": "C7", "probe": "C0", "finetune": "C1"}
+    colours = {"baseline": "C7", "probe": "C0", "peer": "C4", "finetune": "C1"}
     means = [summ[k]["mae_mean"] for k, _, _ in rows]
     sds = [0 if np.isnan(summ[k]["mae_sd"]) else summ[k]["mae_sd"] for k, _, _ in rows]
     a.barh(range(len(rows)), means, xerr=sds, color=[colours[kind] for _, _, kind in rows], alpha=0.85, capsize=3)
@@ -427,9 +489,11 @@ def plot(result: dict, path: Path) -> None:
     a.set_yticks(range(len(rows)), [label for _, label, _ in rows], fontsize=8)
     a.invert_yaxis()
     a.set_xlabel("age MAE (years), 5-fold CV (green: targets 5.0 probe / 4.5 fine-tuned)")
-    a.set_title(f"IXI brain age, {len(per_seed)} seed(s): grey baselines, blue probes, orange fine-tuned")
-    # baselines only: the from-scratch CNN, or without it the random-init probe
-    fts = [k for k, _, kind in rows if kind == "finetune"] or [k for k in ("scratch_ft", "random_cnn_probe") if k in summ][:1]
+    a.set_title(f"IXI brain age, {len(per_seed)} seed(s): grey baselines, blue probes, purple peers, "
+                f"orange fine-tuned", fontsize=9)
+    # the fine-tuned rows; with finetune=false the probes; baselines only: the CNN from scratch, or the random probe
+    fts = ([k for k, _, kind in rows if kind == "finetune"] or [k for k, _, kind in rows if kind in ("probe", "peer")]
+           or [k for k in ("scratch_ft", "random_cnn_probe") if k in summ][:1])
     best = min(fts, key=lambda k: summ[k]["mae_mean"])
     s0 = per_seed[0]
     age, p = np.array(s0["age"]), np.array(s0["pred"][best])
@@ -461,6 +525,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--cache", default="", help="preprocessed-scan cache folder (default <out>/cache); runs in parallel "
                    "can share one built beforehand with --prepare-only")
     p.add_argument("--prepare-only", action="store_true", help="only build the cache, then exit")
+    p.add_argument("--peers", nargs="*", default=[], metavar="PEER",
+                   help="also run these peer recipes (benchmarks/peers: monai_stock, nidl) with the SimCLR budget on "
+                        "all scans, nidl also y-aware in-fold when methods has yaware, each scored by the same Ridge "
+                        "probe; a peer that cannot run here is skipped with the reason (not retrained by --resume)")
     p.add_argument("--write-copy", default="", metavar="DIR", help="only write DIR/ixi_t1_hh_2mm resampled to "
                    "--set spacing (uint8, as the originals) to carry to another machine, then exit")
     a = p.parse_args(argv)
@@ -489,12 +557,20 @@ def main(argv: list[str] | None = None) -> dict:
             return {}
         print(f"IXI: {len(data['records'])} scans, {len(data['labelled'])} with an age, grid {data['shape']} at "
               f"{b.spacing} mm; budget {asdict(b)}", flush=True)
-        per_seed = [run_seed(data, b, s, out, a.device, a.resume) for s in a.seeds]
+        peers, skipped = usable(a.peers, 3)
+        for name, why in skipped.items():
+            print(f"  peer {name} skipped: {why}", flush=True)
+        per_seed = [run_seed(data, b, s, out, a.device, a.resume, peers) for s in a.seeds]
     summary = summarise(per_seed)
     result = {"benchmark": "brain_age_ixi", "budget": asdict(b), "seeds": [s["seed"] for s in per_seed],
               "summary": summary, "verdict": verdict(summary), "targets": TARGETS, "per_seed": per_seed,
               "quick": a.quick, "machine": info, "wall_seconds": round(time.time() - t0, 1),
               "command": command_line("brain_age_ixi.py", argv)}
+    if a.merge:  # the peers of the merged runs (their machine record already lists the packages)
+        result.update({k: results[0][k] for k in ("peers", "peers_skipped") if k in results[0]})
+    elif a.peers:
+        result.update(peers=list(peers), peers_skipped=skipped)
+        result["machine"]["peer_packages"] = versions()
     fig = Path(a.figure) if a.figure else (out if a.quick else REPO / "docs" / "img") / "brain_age_ixi.png"
     plot(result, fig)
     result["figure"] = str(fig)

@@ -59,6 +59,7 @@ from medssl.transforms.views import build_view_pipeline
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from seed_runs import (add_data_root, apply_set, command_line, fit_resumable, machine, merge_seeds,  # next to this script
                        pyplot, save_figure, write_result)
+from peers import PEERS, usable, versions  # benchmarks/peers; optional packages are imported only when a peer runs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -458,40 +459,7 @@ def merge_runs(paths: list[str], dataset: str) -> tuple[list[dict], Budget, bool
 
 def peer_registry() -> dict:
     """``benchmarks/peers.PEERS`` (package ``peers`` next to this script; its optional imports happen on use)."""
-    from peers import PEERS
-
     return PEERS
-
-
-def usable_peers(names: list[str], spatial_dims: int) -> tuple[tuple[str, ...], dict[str, str]]:
-    """Split requested peers into those that can run here and ``{name: reason}`` for the others."""
-    if not names:
-        return (), {}
-    registry = peer_registry()
-    unknown = [n for n in names if n not in registry]
-    if unknown:
-        raise SystemExit(f"--peers: unknown peer(s) {unknown}; known: {', '.join(registry)}")
-    ok, skipped = [], {}
-    for n in dict.fromkeys(names):  # keep order, drop repeats
-        usable, why = registry[n].available(spatial_dims)
-        if usable:
-            ok.append(n)
-        else:
-            skipped[n] = why
-    return tuple(ok), skipped
-
-
-def peer_versions() -> dict:
-    """Versions of the optional packages the peers use (None: not installed)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("monai", "lightly", "nidl", "torchvision", "pytorch_lightning", "timm"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -535,7 +503,7 @@ def main(argv: list[str] | None = None) -> dict:
         a.seeds = [s["seed"] for s in per_seed]
     else:
         data = load_splits(a.dataset, Path(a.data_root), b.limit)
-        peers, skipped = usable_peers(a.peers, data["train"][0].ndim - 2)
+        peers, skipped = usable(a.peers, data["train"][0].ndim - 2)
         print(f"{a.dataset}MNIST: train/val/test = {', '.join(str(len(v[1])) for v in data.values())}; "
               f"budget {asdict(b)}" + "".join(f"\n  peer {k} skipped: {v}" for k, v in skipped.items()), flush=True)
         per_seed = [run_seed(data, a.dataset, b, s, out, a.device, a.n_boot, peers, a.resume) for s in a.seeds]
@@ -548,7 +516,7 @@ def main(argv: list[str] | None = None) -> dict:
               "wall_seconds": round(time.time() - t0, 1)}
     if a.peers and not a.merge:
         result.update(peers=peer_names(per_seed), peers_skipped=skipped)
-        result["machine"]["peer_packages"] = peer_versions()
+        result["machine"]["peer_packages"] = versions()
     if a.merge:
         result.update(merged_from=a.merge, wall_seconds_per_run=walls,
                       machine={**merged_machine, "note": "merged from separate runs"})

@@ -16,7 +16,9 @@ Parts (mean ± sd over training seeds; each seed also redraws the subject split)
   demo recipe (``configs/pretrain/demo.yaml``) on the internal training subjects, then
   ``medssl.api.evaluate(protocol="openbhb")`` on all subjects. Budgets: ``full`` (the demo
   recipe: 100 subjects/site, 48³, 60 epochs; 47 min on 2 CPU cores), ``cpu`` (50/site, 32³, 30
-  epochs), ``quick``.
+  epochs), ``quick``. With ``--peers`` (``benchmarks/peers``): the stock MONAI SimCLR recipe and
+  nidl (SimCLR, and y-aware on the training subjects' ages) with the SimCLR row's budget (epochs,
+  batch, lr, crop, network and initial weights) on the same subjects, scored by the same probes.
 * ``ixi`` — real DLMUSE ROI volumes of 291 IXI subjects (``../shared/data/ixi_dlmuse_roi_multisite``):
   internal Guys + HH (70/30 subject split stratified by site), external IOP (GE 1.5 T). Log
   volumes standardised with training statistics; a small MLP encoder trained with the same
@@ -50,9 +52,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from demo_sweep import STUDY  # noqa: E402
 from seed_runs import pyplot, save_figure  # noqa: E402
 
+from peers import PEERS, usable, versions  # noqa: E402 - benchmarks/peers; optional packages load on use
+from peers.common import frozen, monai_resnet18, unit_range  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "configs" / "pretrain" / "demo.yaml"
 RANDOM = "random init (same encoder)"
+PEER_LABELS = {"monai_stock": "stock MONAI SimCLR recipe (peer)", "nidl": "nidl SimCLR (peer)",
+               "nidl_yaware": "nidl y-aware (peer)",  #: ``--peers`` rows; nidl also runs its y-aware estimator
+               "": "random init, min-max input (peer control)"}  #: the random row's weights on the peers' input
 METRICS = ("mae_int", "mae_ext", "bacc_site", "score")
 TITLES = {"mae_int": "internal age MAE (y) ↓", "mae_ext": "external age MAE (y) ↓",
           "bacc_site": "site balanced accuracy ↓", "score": "OpenBHB L_c = MAE_ext·BAcc^0.3 ↓"}
@@ -111,7 +119,8 @@ def plot(summary: list[dict], path: Path, title: str, chance: float) -> None:
     labels = [s["label"] for s in summary]
     for ax, key in zip(axes, METRICS):
         rows = [(i, s[key]) for i, s in enumerate(summary) if key in s]
-        color = ["C7" if _is_baseline(summary[i]["label"]) else "C0" for i, _ in rows]
+        color = ["C7" if _is_baseline(summary[i]["label"]) else "C4" if "(peer)" in summary[i]["label"] else "C0"
+                 for i, _ in rows]
         ax.barh([i for i, _ in rows], [m["mean"] for _, m in rows], xerr=[np.nan_to_num(m["sd"]) for _, m in rows],
                 color=color, alpha=0.8)
         for i, m in rows:
@@ -269,6 +278,63 @@ def _synthetic_run(job: dict) -> list[dict]:
     return rows
 
 
+def _synthetic_peer_run(job: dict) -> list[dict]:
+    """Peer ``job["peer"]`` (benchmarks/peers; y-aware when ``job["yaware"]``) on the internal training subjects of
+    one seed, under the SimCLR row's budget and network, then the same OpenBHB probes (worker).
+
+    The scans are the evaluation card's at the budget's grid (the demo recipe's z-scored preprocessing), each
+    min-max rescaled to [0, 1] for the peer (its input convention), at pretraining and for the embeddings.
+    ``job["peer"] == ""`` is the control: the random-init row's network and weights, untrained, on that input."""
+    import torch
+
+    torch.set_num_threads(job["threads"])
+    from threadpoolctl import threadpool_limits
+
+    from medssl.api import prepare_data
+    from medssl.config import load_config
+    from medssl.eval.openbhb import run_openbhb
+
+    t0 = time.time()
+    cfg = load_config(DEMO_CONFIG, job["overrides"])
+    options = dict(cfg.encoder.options)
+    if cfg.encoder.name != "resnet18" or set(options) - {"width"}:
+        raise SystemExit(f"--peers: the peers train MONAI's stock resnet18 at a width; the recipe's encoder is "
+                         f"{cfg.encoder.name} {options}")
+    run_dir = Path(cfg.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data = prepare_data(cfg, run_dir, progress=False)  # the eval card's split: internal train / test, external test
+    site = np.array([r.site for r in data.records])
+    age = np.array([r.age for r in data.records], float)
+    codes = np.unique(site, return_inverse=True)[1]
+    train = np.array(data.train)
+    internal = np.array([i for i in data.test if site[i] in SYN_INTERNAL])
+    external = np.array([i for i in data.test if site[i] in SYN_EXTERNAL])
+    x = unit_range(data.images)
+    extra = {"aux": age[train], "bandwidth": float(cfg.method.loss["sigma"]) ** 2} if job["yaware"] else {}
+    history, kwargs = [], {"widen_factor": options.get("width", 64) / 64}
+    with threadpool_limits(job["threads"]):
+        if job["peer"]:
+            encoder = PEERS[job["peer"]].pretrain(x[train], 3, job["epochs"], min(job["batch"], len(train)),
+                                                  cfg.train.lr, cfg.seed, "cpu", job["crop"], history=history,
+                                                  encoder_kwargs=kwargs, **extra)
+        else:  # seeded like evaluate()'s random-init encoder: the same weights (tests/benchmarks/test_multisite_quick.py)
+            torch.manual_seed(cfg.seed)
+            encoder = frozen(monai_resnet18(3, kwargs))
+        t1 = time.time()
+        with torch.no_grad():
+            f = torch.cat([encoder(torch.from_numpy(x[i:i + 64])) for i in range(0, len(x), 64)]).numpy()
+        o = run_openbhb(f[train], age[train], codes[train], f[internal], age[internal], codes[internal], f[external],
+                        age[external])
+    label = PEER_LABELS[f"{job['peer']}_yaware" if job["yaware"] else job["peer"]]
+    trained = {"steps": sum(h["steps"] for h in history), "final_loss": history[-1]["loss"]} if history else {}
+    return [{"label": label, "seed": cfg.seed, **_scores(o, age[external]), "pretrain_seconds": t1 - t0,
+             "job_seconds": time.time() - t0, **trained, "history": history, "run_dir": str(run_dir)}]
+
+
+def _job(job: dict) -> list[dict]:
+    return _synthetic_peer_run(job) if "peer" in job else _synthetic_run(job)
+
+
 def run_synthetic(a: argparse.Namespace) -> dict:
     from medssl.config import load_config
     from medssl.data.synthetic import write_synthetic_cohort
@@ -294,15 +360,25 @@ def run_synthetic(a: argparse.Namespace) -> dict:
             jobs.append({"label": label, "cohort": str(cohort), "eval_card": str(eval_card), "threads": a.threads,
                          "random_init": i == 0, "reuse": a.reuse_runs,
                          "overrides": [*budget, *common, *_overrides(spec), f"seed={s}"]})
+        for name in [*a.peers, ""] if a.peers else []:  # "": the min-max-input control of the random row
+            for yaware in (False, True) if name == "nidl" else (False,):
+                run_dir = out / f"peer-{name or 'control'}{'-yaware' if yaware else ''}-seed{s}"
+                jobs.append({"peer": name, "yaware": yaware, "threads": a.threads, "epochs": b["epochs"],
+                             "batch": b["batch"], "crop": b["crop"], "overrides": [
+                                 f"data.card={eval_card}", f"data.root={cohort}", f"seed={s}", f"output_dir={run_dir}",
+                                 f"data.shape=[{b['shape']},{b['shape']},{b['shape']}]",
+                                 f"augment.crop_size=[{b['crop']},{b['crop']},{b['crop']}]", *common]})
     if a.jobs > 1:
         with ProcessPoolExecutor(a.jobs) as ex:
-            rows = [r for rs in ex.map(_synthetic_run, jobs) for r in rs]
+            rows = [r for rs in ex.map(_job, jobs) for r in rs]
     else:
-        rows = [r for job in jobs for r in _synthetic_run(job)]
-    rows = [r for r in rows if r["label"] != RANDOM] + [r for r in rows if r["label"] == RANDOM] + baselines
+        rows = [r for job in jobs for r in _job(job)]
+    last = (RANDOM, PEER_LABELS[""])  # the random encoder, on the methods' input and on the peers'
+    rows = [r for r in rows if r["label"] not in last] + [r for lab in last for r in rows if r["label"] == lab] + baselines
     return {"budget": {**b, "subjects": 5 * b["per_site"], "internal_sites": SYN_INTERNAL,
                        "external_sites": SYN_EXTERNAL, "cohort_seed": a.cohort_seed, "test_fraction": test_fraction,
-                       "recipe": str(DEMO_CONFIG.relative_to(REPO)), "common_overrides": common, "variants": variants},
+                       "recipe": str(DEMO_CONFIG.relative_to(REPO)), "common_overrides": common, "variants": variants,
+                       "peers": list(a.peers)},
             "rows": rows, "chance": 1 / len(SYN_INTERNAL)}
 
 
@@ -499,7 +575,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--ixi-dir", default=str(Path(os.environ.get("MEDSSL_SHARED", REPO.parent / "shared"))
                                           / "data" / "ixi_dlmuse_roi_multisite"))
     ap.add_argument("--test-fraction", type=float, default=0.3, help="ixi: internal held-out fraction")
+    ap.add_argument("--peers", nargs="*", default=[], metavar="PEER",
+                    help="synthetic: also run these peer recipes (benchmarks/peers: monai_stock, nidl; nidl also "
+                         "y-aware) with the SimCLR row's budget; a peer that cannot run here is skipped with the reason")
     a = ap.parse_args(argv)
+    if a.peers and a.part != "synthetic":
+        raise SystemExit("--peers: the peers pretrain on images; the ixi part is a table of ROI volumes")
+    a.peers, skipped = usable(a.peers, 3)
+    for name, why in skipped.items():
+        print(f"peer {name} skipped: {why}", flush=True)
     a.seeds = a.seeds or ([0, 1] if a.quick else [0, 1, 2])
     a.out = a.out or str(REPO / "runs" / f"multisite_{a.part}")
     t0 = time.time()
@@ -514,6 +598,7 @@ def main(argv: list[str] | None = None) -> dict:
     title = f"{where}; {budget} budget; mean ± sd over seeds {a.seeds} (dots: seeds)"
     result = {"part": a.part, "quick": a.quick, "seeds": a.seeds, **res, "summary": summary,
               "wall_seconds": time.time() - t0, "machine": machine(a.threads),
+              **({"peers_skipped": skipped, "peer_packages": versions()} if a.peers or skipped else {}),
               "command": " ".join(["python benchmarks/multisite_study.py",
                                    *(argv if argv is not None else sys.argv[1:])])}
     print_table(title, summary, res["chance"])

@@ -24,6 +24,9 @@ Usage from a benchmark script in ``benchmarks/`` (run as ``python benchmarks/x.p
     from peers import PEERS
     ok, why = PEERS["lightly"].available()
     encoder = PEERS["monai_stock"].pretrain(x, 2, epochs=4, batch=256, lr=2e-3, seed=0)
+
+``usable(names, spatial_dims)`` splits a ``--peers`` list into runnable peers and reasons for the
+others; ``versions()`` lists the optional packages' versions for a result JSON.
 """
 
 from __future__ import annotations
@@ -73,6 +76,35 @@ PEERS: dict[str, Peer] = {name: Peer(name, module) for name, module in
                           (("monai_stock", "monai_stock"), ("lightly", "lightly_simclr"), ("nidl", "nidl_ssl"))}
 
 
+def usable(names: list[str], spatial_dims: int) -> tuple[tuple[str, ...], dict[str, str]]:
+    """Split requested peer ``names`` into those that can run here (in order, repeats dropped) and
+    ``{name: reason}`` for the others; an unknown name stops the benchmark with the known ones."""
+    unknown = [n for n in names if n not in PEERS]
+    if unknown:
+        raise SystemExit(f"--peers: unknown peer(s) {unknown}; known: {', '.join(PEERS)}")
+    ok, skipped = [], {}
+    for n in dict.fromkeys(names):
+        usable_here, why = PEERS[n].available(spatial_dims)
+        if usable_here:
+            ok.append(n)
+        else:
+            skipped[n] = why
+    return tuple(ok), skipped
+
+
+def versions() -> dict:
+    """Versions of the optional packages the peers use (None: not installed), for a result's ``machine``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("monai", "lightly", "nidl", "torchvision", "pytorch_lightning", "timm"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
 def pretrain_monai_stock(*args, **kwargs) -> torch.nn.Module:
     return PEERS["monai_stock"].pretrain(*args, **kwargs)
 
@@ -85,4 +117,4 @@ def pretrain_nidl(*args, **kwargs) -> torch.nn.Module:
     return PEERS["nidl"].pretrain(*args, **kwargs)
 
 
-__all__ = ["PEERS", "Peer", "pretrain_lightly", "pretrain_monai_stock", "pretrain_nidl"]
+__all__ = ["PEERS", "Peer", "pretrain_lightly", "pretrain_monai_stock", "pretrain_nidl", "usable", "versions"]

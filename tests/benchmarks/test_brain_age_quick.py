@@ -77,8 +77,58 @@ def test_rows_follow_methods_and_scratch_switch():
     assert rows("") == ["mean", "voxels", "random_cnn_probe", "scratch_ft"]
     assert rows("mae,yaware", False) == ["mean", "voxels", "random_cnn_probe", "random_vit_probe", "mae_probe",
                                          "yaware_probe", "mae_ft", "yaware_ft"]
+    assert rows("simclr,yaware", True, False) == ["mean", "voxels", "random_cnn_probe", "simclr_probe", "yaware_probe"]
     with pytest.raises(SystemExit, match="simclrr"):
         rows("simclrr")
+    peers = lambda *a: [key for key, _, _ in _bench().peer_rows(*a)]
+    assert peers(("monai_stock", "nidl"), "simclr") == ["monai_stock_probe", "nidl_probe"]
+    assert peers(("nidl", "monai_stock"), "simclr,yaware") == ["monai_stock_probe", "nidl_probe", "nidl_yaware_probe"]
+
+
+def test_peers_start_from_the_benchmark_cnn_and_see_unit_range_scans():
+    """``peer_encoder_kwargs`` rebuilds :func:`cnn` with MONAI's factory weight for weight, and a peer's probe
+    features are its network applied to each scan min-max rescaled to [0, 1] (what it was pretrained on)."""
+    import torch
+
+    bench = _bench()  # puts benchmarks/ on sys.path, so its `peers` package imports
+    from peers.common import monai_resnet18
+
+    b = bench.Budget(width=8)
+    ours = bench.cnn(b, 5).net.state_dict()
+    torch.manual_seed(5)
+    peer = monai_resnet18(3, bench.peer_encoder_kwargs(b))
+    theirs = peer.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    x = np.random.default_rng(0).normal(3.0, 2.0, (2, 1, 12, 12, 12)).astype(np.float32)
+    unit = bench.unit_range(x)  # benchmarks/peers/common.py
+    assert np.allclose(unit.reshape(2, -1).min(1), 0) and np.allclose(unit.reshape(2, -1).max(1), 1)
+    assert np.allclose(unit[1], (x[1] - x[1].min()) / (x[1].max() - x[1].min()), atol=1e-6)
+    peer.eval()
+    with torch.no_grad():
+        assert torch.allclose(bench.MinMaxInput(peer)(torch.from_numpy(x)), peer(torch.from_numpy(unit)), atol=1e-5)
+
+
+def test_quick_run_with_peers_and_probes_only(tmp_path):
+    """--peers adds '<peer> + Ridge probe' rows (a peer that cannot run here is skipped with its reason);
+    ``finetune=false`` leaves out every fine-tuned row and the verdict's fine-tuning line."""
+    shared_path("data", "ixi_t1_hh_2mm", "participants.tsv")
+    bench = _bench()
+    res = bench.main(["--quick", "--threads", "2", "--data-root", str(SHARED / "data"), "--out", str(tmp_path / "run"),
+                      "--figure", str(tmp_path / "f.png"), "--set", "methods=simclr,yaware", "finetune=false",
+                      "--peers", "monai_stock", "nidl"])
+    nidl_here = bench.PEERS["nidl"].available(3)[0]
+    assert res["peers"] == ["monai_stock", "nidl"] if nidl_here else (res["peers"] == ["monai_stock"]
+                                                                      and "nidl" in res["peers_skipped"])
+    expected = ["mean", "voxels", "random_cnn_probe", "simclr_probe", "yaware_probe", "monai_stock_probe"]
+    expected += ["nidl_probe", "nidl_yaware_probe"] if nidl_here else []
+    assert list(res["summary"]) == expected
+    assert not any(k.endswith("_ft") for k in res["per_seed"][0]["pred"]) and len(res["verdict"]) == 2
+    seed = res["per_seed"][0]
+    history = seed["peer_pretrain"]["monai_stock"]["history"]
+    assert len(history) == res["budget"]["ssl_epochs"] and history[0]["steps"] == 24 // res["budget"]["ssl_batch"]
+    assert np.all(np.isfinite(seed["pred"]["monai_stock_probe"])) and "monai" in res["machine"]["peer_packages"]
+    if nidl_here:  # in-fold, like medssl's y-aware: one run per fold on the fold's training subjects
+        assert len(seed["peer_pretrain"]["nidl_yaware_folds"]) == res["budget"]["folds"]
 
 
 def test_baselines_only_run_trains_nothing(tmp_path):

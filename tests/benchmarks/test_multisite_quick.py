@@ -87,3 +87,41 @@ def test_synthetic_quick(tmp_path):
     assert {r["site"] for r in seen} == set(bench.SYN_INTERNAL) and len(seen) == 3 * n_site
     assert {r["site"] for r in seen if r["split"] == "train"} == set(bench.SYN_INTERNAL)
     assert json.loads((tmp_path / "result.json").read_text())["summary"][0]["label"] == "y-aware"
+
+
+def test_synthetic_quick_with_peers(tmp_path):
+    """--peers adds '(peer)' rows probed on the same subjects as the SimCLR row; the peers pretrain only on the
+    internal training subjects, from the recipe's network and initial weights; ``ixi`` refuses --peers."""
+    import torch
+
+    bench = _bench()
+    res = bench.main(["synthetic", "--quick", "--seeds", "0", "--variants", "SimCLR", "--out", str(tmp_path),
+                      "--peers", "monai_stock", "nidl"])
+    rows = {r["label"]: r for r in res["rows"]}
+    nidl_here = bench.PEERS["nidl"].available(3)[0]
+    peers = ["stock MONAI SimCLR recipe (peer)"] + (["nidl SimCLR (peer)", "nidl y-aware (peer)"] if nidl_here else [])
+    control = bench.PEER_LABELS[""]
+    assert [s["label"] for s in res["summary"]] == ["SimCLR", *peers, bench.RANDOM, control, "training-mean predictor"]
+    assert nidl_here or "nidl" in res["peers_skipped"]
+    for label in [*peers, control]:
+        _check_scores(rows[label])
+        assert all(rows[label][k] == rows["SimCLR"][k] for k in ("n_train", "n_internal", "n_external"))
+        if label == control:  # untrained
+            assert rows[label]["history"] == [] and "final_loss" not in rows[label]
+            continue
+        assert len(rows[label]["history"]) == res["budget"]["epochs"] and math.isfinite(rows[label]["final_loss"])
+        with open(Path(rows[label]["run_dir"]) / "manifest.tsv", newline="") as f:
+            seen = list(csv.DictReader(f, delimiter="\t"))
+        assert {r["site"] for r in seen if r["split"] == "train"} == set(bench.SYN_INTERNAL)
+        assert sum(r["split"] == "train" for r in seen) == rows[label]["n_train"]
+    from medssl.api import build_method
+    from medssl.config import load_config
+    from peers.common import monai_resnet18
+
+    torch.manual_seed(3)
+    ours = build_method(load_config(bench.DEMO_CONFIG)).encoder.net.state_dict()
+    torch.manual_seed(3)
+    theirs = monai_resnet18(3, {"widen_factor": 16 / 64}).state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    with pytest.raises(SystemExit, match="ROI volumes"):
+        bench.main(["ixi", "--quick", "--peers", "monai_stock", "--out", str(tmp_path / "ixi")])
