@@ -67,7 +67,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from seed_runs import (add_data_root, apply_set, command_line, fit_resumable, machine, merge_seeds,  # next to this script
                        pyplot, save_figure, write_result)
 from peers import PEERS, usable, versions  # benchmarks/peers; optional packages are imported only when a peer runs
-from peers.common import unit_range  # the peers' input: each scan min-max rescaled to [0, 1] (as MinMaxInput)
+from peers.common import resnet_kwargs_of, unit_range  # the peers' input: each scan min-max rescaled to [0, 1] (as MinMaxInput)
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = {"probe": 5.0, "finetune": 4.5}  #: issue #9: best SSL probe / fine-tuned SSL model, MAE in years
@@ -290,9 +290,10 @@ def pretrain(name: str, data: dict, rows: np.ndarray, b: Budget, seed: int, run_
 
 
 def peer_encoder_kwargs(b: Budget) -> dict:
-    """``monai.networks.nets.resnet18`` arguments giving the network of :func:`cnn` (same weights per seed):
-    MONAI's stock stem (7³ conv, stride 2, max-pool) at ``b.width``."""
-    return {"widen_factor": b.width / 64}
+    """``monai.networks.nets.resnet18`` arguments giving the network of :func:`cnn` (same weights per seed, same
+    function): width ``b.width``, 7³ stem conv with stride 2, max-pool."""
+    with torch.random.fork_rng(devices=[]):  # cnn() seeds torch; leave the caller's random state alone
+        return resnet_kwargs_of(cnn(b, 0))
 
 
 def pretrain_peer(name: str, data: dict, rows: np.ndarray, b: Budget, seed: int, device: str,

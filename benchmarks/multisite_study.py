@@ -53,7 +53,7 @@ from demo_sweep import STUDY  # noqa: E402
 from seed_runs import pyplot, save_figure  # noqa: E402
 
 from peers import PEERS, usable, versions  # noqa: E402 - benchmarks/peers; optional packages load on use
-from peers.common import frozen, monai_resnet18, unit_range  # noqa: E402
+from peers.common import frozen, monai_resnet18, resnet_kwargs_of, unit_range  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "configs" / "pretrain" / "demo.yaml"
@@ -292,14 +292,14 @@ def _synthetic_peer_run(job: dict) -> list[dict]:
 
     from medssl.api import prepare_data
     from medssl.config import load_config
+    from medssl.encoders import build_encoder
     from medssl.eval.openbhb import run_openbhb
 
     t0 = time.time()
     cfg = load_config(DEMO_CONFIG, job["overrides"])
-    options = dict(cfg.encoder.options)
-    if cfg.encoder.name != "resnet18" or set(options) - {"width"}:
-        raise SystemExit(f"--peers: the peers train MONAI's stock resnet18 at a width; the recipe's encoder is "
-                         f"{cfg.encoder.name} {options}")
+    if cfg.encoder.name != "resnet18":
+        raise SystemExit(f"--peers: the peers train MONAI's resnet18; the recipe's encoder is {cfg.encoder.name}")
+    kwargs = resnet_kwargs_of(build_encoder(cfg.encoder.name, 3, 1, **cfg.encoder.options))  # the same network
     run_dir = Path(cfg.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     data = prepare_data(cfg, run_dir, progress=False)  # the eval card's split: internal train / test, external test
@@ -311,7 +311,7 @@ def _synthetic_peer_run(job: dict) -> list[dict]:
     external = np.array([i for i in data.test if site[i] in SYN_EXTERNAL])
     x = unit_range(data.images)
     extra = {"aux": age[train], "bandwidth": float(cfg.method.loss["sigma"]) ** 2} if job["yaware"] else {}
-    history, kwargs = [], {"widen_factor": options.get("width", 64) / 64}
+    history = []
     with threadpool_limits(job["threads"]):
         if job["peer"]:
             encoder = PEERS[job["peer"]].pretrain(x[train], 3, job["epochs"], min(job["batch"], len(train)),

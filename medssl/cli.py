@@ -147,7 +147,7 @@ def _add_data_commands(sub) -> None:
     p.add_argument("--workers", type=int, default=1, help="preprocessing processes (default: 1)")
     p.add_argument("--shape", type=int, nargs="+", default=None, help="output shape in voxels (default: the card's)")
     p.add_argument("--spacing", type=float, nargs="+", default=None, help="resample to this spacing in mm (default: the card's)")
-    p.add_argument("--normalise", choices=["zscore", "minmax", "none"], default=None, help="default: the card's")
+    p.add_argument("--normalise", choices=["zscore", "minmax", "range", "none"], default=None, help="default: the card's")
     p.add_argument("--channels", type=int, default=None,
                    help="image channels, = encoder.in_channels (default: the card's preprocessing.channels, else 1)")
     p.add_argument("--on-bad-file", choices=["error", "skip"], default="error",

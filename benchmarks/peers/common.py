@@ -52,6 +52,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def resnet_kwargs_of(encoder) -> dict:
+    """``monai.networks.nets.resnet18`` arguments that rebuild medssl's ResNet-18 ``encoder`` (a
+    ``ResNetEncoder``): its width, stem kernel, stem stride and max-pool. MONAI's factory defaults to a
+    stride-1 stem, medssl's to stride 2, so both are always passed."""
+    kw = encoder.monai_kwargs()
+    if kw["block"] != "basic" or list(kw["layers"]) != [2, 2, 2, 2]:
+        raise ValueError(f"the peers train a ResNet-18; the benchmark's encoder is {kw['block']} {kw['layers']}")
+    return {"widen_factor": kw["block_inplanes"][0] / 64, "conv1_t_size": kw["conv1_t_size"],
+            "conv1_t_stride": kw["conv1_t_stride"], "no_max_pool": kw["no_max_pool"]}
+
+
 def monai_resnet18(spatial_dims: int, encoder_kwargs: dict | None = None) -> torch.nn.Module:
     """``monai.networks.nets.resnet18`` for 1-channel input without its classifier: (B, 1, *S) → (B, D)."""
     from monai.networks.nets import resnet18

@@ -15,7 +15,8 @@ import nibabel as nib
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.transforms import NormalizeIntensity, ResizeWithPadOrCrop, ScaleIntensityRangePercentiles, Spacing
+from monai.transforms import (NormalizeIntensity, ResizeWithPadOrCrop, ScaleIntensity, ScaleIntensityRangePercentiles,
+                               Spacing)
 
 from medssl.io.volume import Volume
 
@@ -49,7 +50,8 @@ class Preprocessor:
         shape: output spatial shape (voxels), centre crop or zero pad.
         spacing: resample to this voxel size in mm (empty = keep the file's spacing).
         normalise: "zscore" (whole-volume mean/std), "minmax" (0.5–99.5 percentiles → [0, 1],
-            clipped) or "none".
+            clipped), "range" (the volume's own min and max → [0, 1], no clipping: MONAI's
+            ``ScaleIntensity``, what MONAI/nidl-style recipes feed their networks) or "none".
         orientation: canonical axis codes applied first ("" = keep file orientation).
 
     Returns (``__call__``): float32 array ``(C, *shape)``.
@@ -71,8 +73,10 @@ class Preprocessor:
             x = NormalizeIntensity(channel_wise=True)(x)
         elif self.normalise == "minmax":
             x = ScaleIntensityRangePercentiles(0.5, 99.5, 0.0, 1.0, clip=True, channel_wise=True)(x)
+        elif self.normalise == "range":
+            x = ScaleIntensity(minv=0.0, maxv=1.0, channel_wise=True)(x)
         elif self.normalise != "none":
-            raise ValueError(f"normalise must be zscore, minmax or none, got {self.normalise!r}")
+            raise ValueError(f"normalise must be zscore, minmax, range or none, got {self.normalise!r}")
         return np.asarray(x.as_tensor() if isinstance(x, MetaTensor) else x, dtype=np.float32)
 
     def fingerprint(self) -> str:

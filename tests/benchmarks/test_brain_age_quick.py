@@ -100,6 +100,9 @@ def test_peers_start_from_the_benchmark_cnn_and_see_unit_range_scans():
     theirs = peer.state_dict()
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
     x = np.random.default_rng(0).normal(3.0, 2.0, (2, 1, 12, 12, 12)).astype(np.float32)
+    with torch.no_grad():  # the same function too, not only the same weights (MONAI's default stem stride is 1)
+        assert torch.allclose(bench.cnn(b, 5).eval()(torch.from_numpy(x)), peer.eval()(torch.from_numpy(x)), atol=1e-5)
+    assert bench.peer_encoder_kwargs(b)["conv1_t_stride"] == 2
     unit = bench.unit_range(x)  # benchmarks/peers/common.py
     assert np.allclose(unit.reshape(2, -1).min(1), 0) and np.allclose(unit.reshape(2, -1).max(1), 1)
     assert np.allclose(unit[1], (x[1] - x[1].min()) / (x[1].max() - x[1].min()), atol=1e-6)

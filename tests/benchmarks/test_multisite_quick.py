@@ -116,12 +116,15 @@ def test_synthetic_quick_with_peers(tmp_path):
         assert sum(r["split"] == "train" for r in seen) == rows[label]["n_train"]
     from medssl.api import build_method
     from medssl.config import load_config
-    from peers.common import monai_resnet18
+    from peers.common import monai_resnet18, resnet_kwargs_of
 
     torch.manual_seed(3)
-    ours = build_method(load_config(bench.DEMO_CONFIG)).encoder.net.state_dict()
+    ours = build_method(load_config(bench.DEMO_CONFIG)).encoder.eval()
     torch.manual_seed(3)
-    theirs = monai_resnet18(3, {"widen_factor": 16 / 64}).state_dict()
-    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    theirs = monai_resnet18(3, resnet_kwargs_of(ours)).eval()
+    assert all(torch.equal(v, theirs.state_dict()[k]) for k, v in ours.net.state_dict().items())
+    x = torch.randn(2, 1, 16, 16, 16)
+    with torch.no_grad():  # the same function, not only the same weights (MONAI's default stem stride is 1)
+        assert torch.allclose(ours(x), theirs(x), atol=1e-5)
     with pytest.raises(SystemExit, match="ROI volumes"):
         bench.main(["ixi", "--quick", "--peers", "monai_stock", "--out", str(tmp_path / "ixi")])

@@ -127,11 +127,15 @@ def test_peers_get_the_network_and_initial_weights_of_the_medssl_row():
     for dataset in ("pneumonia", "adrenal"):
         b = bench.DEFAULTS[dataset]
         dims = 2 if dataset == "pneumonia" else 3
-        medssl_net = bench.make_encoder(dims, b, seed=7).net.state_dict()
+        medssl_enc = bench.make_encoder(dims, b, seed=7).eval()
         torch.manual_seed(7)
-        peer_net = monai_resnet18(dims, bench.peer_encoder_kwargs(b)).state_dict()
+        peer = monai_resnet18(dims, bench.peer_encoder_kwargs(b)).eval()
+        medssl_net, peer_net = medssl_enc.net.state_dict(), peer.state_dict()
         assert medssl_net.keys() == peer_net.keys()
         assert all(torch.equal(medssl_net[k], peer_net[k]) for k in medssl_net)
+        x = torch.randn(2, 1, *(16,) * dims)
+        with torch.no_grad():  # the same function too (stem stride and pooling are not in the state dict)
+            assert torch.allclose(medssl_enc(x), peer(x), atol=1e-5)
 
 
 def test_medmnist_quick_with_peers(tmp_path):

@@ -43,6 +43,18 @@ def test_crop_pad_and_normalise(normalise):
         assert out.min() >= 0 and out.max() <= 1
 
 
+def test_range_is_plain_min_max_without_clipping():
+    """``range`` maps the (cropped/padded) volume's own min and max to 0 and 1, keeping outliers in between: the
+    naive (x - min) / (max - min), unlike ``minmax``, which clips at the 0.5/99.5 percentiles."""
+    x = np.random.default_rng(2).normal(5, 2, (1, 8, 8, 8)).astype(np.float32)
+    x[0, 0, 0, 0] = 40.0  # an outlier
+    vol = Volume(x, np.eye(4))
+    out = Preprocessor(shape=[8, 8, 8], normalise="range")(vol)
+    np.testing.assert_allclose(out, (x - x.min()) / (x.max() - x.min()), atol=1e-6)
+    clipped = Preprocessor(shape=[8, 8, 8], normalise="minmax")(vol)
+    assert clipped[0, 0, 0, 0] == 1.0 and np.median(clipped) > 2 * np.median(out)
+
+
 def test_fingerprint_changes_with_settings():
     assert Preprocessor([8, 8, 8]).fingerprint() != Preprocessor([8, 8, 9]).fingerprint()
     assert Preprocessor([8, 8, 8]).fingerprint() == Preprocessor([8, 8, 8]).fingerprint()
