@@ -57,7 +57,7 @@ from medssl.eval.features import extract_features
 from medssl.eval.finetune import FinetuneOptions, finetune_encoder_lrs, predict
 from medssl.eval.probes import regression_probe
 from medssl.methods.contrastive import SimCLR, YAware
-from medssl.methods.genesis import ModelsGenesis
+from medssl.methods.genesis import ModelsGenesis, minmax_per_sample
 from medssl.methods.mae import MAE
 from medssl.registry import LOSSES
 from medssl.train.trainer import Trainer, TrainerOptions
@@ -162,10 +162,7 @@ class MinMaxInput(torch.nn.Module):
         self.encoder, self.out_dim = encoder, getattr(encoder, "out_dim", None)  # a peer's MONAI net has none
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.flatten(1)
-        lo, hi = flat.min(1).values, flat.max(1).values
-        shape = (-1,) + (1,) * (x.ndim - 1)
-        return self.encoder((x - lo.view(shape)) / (hi - lo).clamp_min(1e-6).view(shape))
+        return self.encoder(minmax_per_sample(x))
 
 
 def grid_shape(card, spacing: float) -> list[int]:

@@ -60,6 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from seed_runs import (add_data_root, apply_set, command_line, fit_resumable, machine, merge_seeds,  # next to this script
                        pyplot, save_figure, write_result)
 from peers import PEERS, usable, versions  # benchmarks/peers; optional packages are imported only when a peer runs
+from peers.common import resnet_kwargs_of
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -277,8 +278,10 @@ def finetune_score(encoder, data: dict, rows: np.ndarray, b: Budget, fraction: f
 
 
 def peer_encoder_kwargs(b: Budget) -> dict:
-    """``monai.networks.nets.resnet18`` arguments giving the network of :func:`make_encoder` (same weights per seed)."""
-    return {"widen_factor": b.width / 64, "conv1_t_size": 3, "conv1_t_stride": b.conv1_stride, "no_max_pool": True}
+    """``monai.networks.nets.resnet18`` arguments giving the network of :func:`make_encoder` (same weights per seed,
+    same function)."""
+    with torch.random.fork_rng(devices=[]):  # make_encoder() seeds torch; leave the caller's random state alone
+        return resnet_kwargs_of(make_encoder(2, b, 0))
 
 
 def pretrain_peers(train_x: np.ndarray, spatial_dims: int, b: Budget, seed: int, device: str, peers) -> dict:
@@ -286,7 +289,7 @@ def pretrain_peers(train_x: np.ndarray, spatial_dims: int, b: Budget, seed: int,
     out = {}
     for name in peers:
         t0, history = time.time(), []
-        encoder = peer_registry()[name].pretrain(train_x, spatial_dims, b.ssl_epochs, b.ssl_batch, b.ssl_lr, seed,
+        encoder = PEERS[name].pretrain(train_x, spatial_dims, b.ssl_epochs, b.ssl_batch, b.ssl_lr, seed,
                                                  device, b.crop, encoder_kwargs=peer_encoder_kwargs(b), history=history)
         out[name] = {"encoder": encoder, "seconds": round(time.time() - t0, 1), "history": history}
         losses = " → ".join(f"{h['loss']:.3f}" for h in history)
@@ -455,11 +458,6 @@ def merge_runs(paths: list[str], dataset: str) -> tuple[list[dict], Budget, bool
     budget = {**results[0]["budget"], "fractions": tuple(results[0]["budget"]["fractions"])}
     walls = {p: r["wall_seconds"] for p, r in zip(paths, results)}
     return per_seed, Budget(**budget), results[0]["quick"], walls, results[0]["machine"]
-
-
-def peer_registry() -> dict:
-    """``benchmarks/peers.PEERS`` (package ``peers`` next to this script; its optional imports happen on use)."""
-    return PEERS
 
 
 def main(argv: list[str] | None = None) -> dict:

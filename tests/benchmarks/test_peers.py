@@ -17,7 +17,7 @@ def _bench():
     return load_benchmark("medmnist", "bench_medmnist_peers")
 
 
-PEERS = _bench().peer_registry()  # benchmarks/peers, imported as package `peers` (benchmarks/ is not a package)
+PEERS = _bench().PEERS  # benchmarks/peers, imported as package `peers` (benchmarks/ is not a package)
 
 
 
