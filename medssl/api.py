@@ -107,7 +107,8 @@ def build_method(cfg: RunConfig) -> torch.nn.Module:
     fairkl = LOSSES.get("fairkl")() if cfg.method.fairkl_weight > 0 else None
     return method_cls(encoder, loss, views, n_views=cfg.method.n_views, proj_hidden_dim=cfg.method.proj_hidden_dim,
                       proj_dim=cfg.method.proj_dim, label_keys=label_keys, continuous=uses == "metadata",
-                      fairkl=fairkl, fairkl_weight=cfg.method.fairkl_weight, bias_key=cfg.method.bias_column)
+                      fairkl=fairkl, fairkl_weight=cfg.method.fairkl_weight, bias_key=cfg.method.bias_column,
+                      views_per_pass=cfg.method.views_per_pass)
 
 
 def _pretrain_indices(cfg: RunConfig, data: PreparedData, run_dir: Path) -> list[int]:
@@ -174,8 +175,8 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> Path:
     t = cfg.train
     opts = TrainerOptions(epochs=t.epochs, batch_size=t.batch_size, grad_accum_steps=t.grad_accum_steps,
                           optimizer=t.optimizer, lr=t.lr, weight_decay=t.weight_decay, momentum=t.momentum,
-                          warmup_epochs=t.warmup_epochs, grad_clip=t.grad_clip, precision=t.precision,
-                          compile=t.compile,
+                          warmup_epochs=t.warmup_epochs, final_lr_fraction=t.final_lr_fraction,
+                          grad_clip=t.grad_clip, precision=t.precision, compile=t.compile,
                           keep_checkpoints=t.keep_checkpoints, checkpoint_every=t.checkpoint_every,
                           checkpoint_epochs=t.checkpoint_epochs,
                           monitor_every=t.monitor_every, seed=cfg.seed,

@@ -69,6 +69,9 @@ class MethodConfig:
     label_column: Literal["", "label", "sex", "site"] = ""  #: card role used as class labels ("" = label-free)
     bias_column: Literal["site", "sex", "label"] = "site"  #: card role used as FairKL bias labels
     fairkl_weight: float = 0.0
+    #: contrastive methods: "joint" = one encoder pass over all views (BatchNorm statistics span both
+    #: views), "separate" = one pass per view (the stock MONAI recipe, nidl)
+    views_per_pass: Literal["joint", "separate"] = "joint"
     options: dict = field(default_factory=dict)  #: constructor options of non-contrastive methods (e.g. mask_ratio)
 
 
@@ -97,6 +100,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     momentum: float = 0.9  #: for sgd / lars
     warmup_epochs: float = 1.0
+    final_lr_fraction: float = 0.01  #: cosine decay ends at this × lr; 1.0 = constant lr after warm-up
     grad_clip: float = 0.0  #: max grad norm; 0 = off
     device: str = "auto"  #: auto | cpu | cuda | cuda:N
     precision: Literal["auto", "bf16", "fp32"] = "auto"  #: auto = bf16 on GPU, fp32 on CPU

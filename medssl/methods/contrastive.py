@@ -32,18 +32,24 @@ class ContrastiveMethod(Method):
         fairkl: optional FairKL regulariser ``(features, labels, bias) -> scalar``.
         fairkl_weight: its weight λ.
         bias_key: batch key of the bias labels (e.g. "site").
+        views_per_pass: "joint" encodes all B·V views in one pass, so BatchNorm statistics span every
+            view; "separate" runs one pass per view (B samples each), as the stock MONAI recipe and
+            nidl do.
     """
 
     def __init__(self, encoder: nn.Module, loss: nn.Module, views, n_views: int = 2,
                  proj_hidden_dim: int = 512, proj_dim: int = 128, label_keys: Sequence[str] = (),
                  continuous: bool = False, fairkl: nn.Module | None = None, fairkl_weight: float = 0.0,
-                 bias_key: str = "site") -> None:
+                 bias_key: str = "site", views_per_pass: str = "joint") -> None:
         super().__init__()
         self.encoder = encoder
         self.projector = ProjectionHead(encoder.out_dim, proj_hidden_dim, proj_dim)
         self.loss, self.views, self.n_views = loss, views, n_views
         self.label_keys, self.continuous = list(label_keys), continuous
         self.fairkl, self.fairkl_weight, self.bias_key = fairkl, fairkl_weight, bias_key
+        if views_per_pass not in ("joint", "separate"):
+            raise ValueError(f"views_per_pass must be 'joint' or 'separate', got {views_per_pass!r}")
+        self.views_per_pass = views_per_pass
 
     def make_views(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """(B, C, *S) → (B, V, C, *crop), independent random parameters per sample and view."""
@@ -63,6 +69,8 @@ class ContrastiveMethod(Method):
     def embed(self, views: torch.Tensor) -> torch.Tensor:
         """(B, V, C, *S) → projections (B, V, D)."""
         b, v = views.shape[:2]
+        if self.views_per_pass == "separate":
+            return torch.stack([self.projector(self.encoder(views[:, i])) for i in range(v)], dim=1)
         z = self.projector(self.encoder(views.flatten(0, 1)))
         return z.view(b, v, -1)
 

@@ -48,6 +48,7 @@ class TrainerOptions:
     weight_decay: float = 1e-4
     momentum: float = 0.9
     warmup_epochs: float = 1.0
+    final_lr_fraction: float = 0.01
     grad_clip: float = 0.0
     precision: str = "auto"  #: auto | bf16 | fp32
     compile: bool = False  #: ``torch.compile`` the encoder in place (``nn.Module.compile``: state-dict keys unchanged)
@@ -108,7 +109,8 @@ class Trainer:
         self.model = DistributedDataParallel(self.method, device_ids=[device.index] if device.type == "cuda" else None) \
             if self.dist.enabled else self.method
         self.optimizer = build_optimizer(self.method, options.optimizer, options.lr, options.weight_decay, options.momentum)
-        self.scheduler = warmup_cosine(self.optimizer, int(options.warmup_epochs * self.steps_per_epoch), self.total_steps)
+        self.scheduler = warmup_cosine(self.optimizer, int(options.warmup_epochs * self.steps_per_epoch), self.total_steps,
+                                      options.final_lr_fraction)
         use_bf16 = options.precision == "bf16" or (options.precision == "auto" and device.type == "cuda")
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
         self.step, self.best = 0, math.inf

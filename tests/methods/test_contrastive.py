@@ -1,0 +1,50 @@
+"""ContrastiveMethod.embed: one encoder pass over all views, or one pass per view."""
+
+import pytest
+import torch
+from torch import nn
+
+from medssl.losses import NTXentLoss
+from medssl.methods import ContrastiveMethod
+from medssl.transforms.views import build_view_pipeline
+
+
+class BatchNormEncoder(nn.Module):
+    """Conv → BatchNorm → mean pool: its output depends on which samples share the batch."""
+
+    spatial_dims, in_channels, out_dim = 3, 1, 6
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn = nn.Conv3d(1, 6, 3, padding=1), nn.BatchNorm3d(6)
+
+    def forward(self, x):
+        return self.bn(self.conv(x)).relu().mean(dim=(2, 3, 4))
+
+
+def _method(views_per_pass):
+    torch.manual_seed(0)
+    views = build_view_pipeline("none", 3, (8, 8, 8))
+    return ContrastiveMethod(BatchNormEncoder(), NTXentLoss(), views, proj_hidden_dim=12, proj_dim=4,
+                             views_per_pass=views_per_pass)
+
+
+def test_separate_passes_normalise_each_view_on_its_own():
+    views = torch.randn(5, 2, 1, 8, 8, 8, generator=torch.Generator().manual_seed(1))
+    joint, separate = _method("joint"), _method("separate")
+    separate.load_state_dict(joint.state_dict())
+    z_sep = separate.embed(views)
+    assert z_sep.shape == (5, 2, 4)
+    fresh = _method("joint")  # same weights, fresh BatchNorm running statistics
+    for v in range(2):  # naive: view v alone through encoder and head, batch statistics of those 5 samples only
+        assert torch.allclose(z_sep[:, v], fresh.projector(fresh.encoder(views[:, v])), atol=1e-6)
+    z_joint = joint.embed(views)
+    assert not torch.allclose(z_joint, z_sep, atol=1e-3), "BatchNorm over 10 views must differ from over 5"
+    separate.load_state_dict(joint.state_dict())  # the same running statistics (two updates differ from one)
+    joint.eval(), separate.eval()  # running statistics: the batch grouping no longer matters
+    assert torch.allclose(joint.embed(views), separate.embed(views), atol=1e-6)
+
+
+def test_unknown_views_per_pass_is_refused():
+    with pytest.raises(ValueError, match="views_per_pass"):
+        _method("both")
