@@ -16,6 +16,7 @@ import numpy as np
 
 from medssl.eval import plots
 from medssl.eval.embedding_map import plot_embedding_maps
+from medssl.eval.site import UNSEEN_SPREAD_RATIO
 
 ARRAY_KEYS = {"pred", "pred_int", "pred_ext", "site_pred_int", "gap", "corrected_gap", "maps", "test_age", "age_int",
               "age_ext"}
@@ -179,11 +180,13 @@ def _site_tables(results: dict) -> list[str]:
     for enc, s in results.get("site", {}).items():
         for target, lso in s.get("leave_site_out", {}).items():
             lines += [f"Leave-site-out {target} ({enc}): probe fitted on the other sites, scored on the held-out one.", "",
-                      "| held-out site | n test | n train | metric |", "|---|---|---|---|"]
+                      "| held-out site | n test | n train | metric | unseen features* |", "|---|---|---|---|---|"]
             for site, m in lso["per_site"].items():
                 val = f"MAE {m['mae']:.2f} y" if "mae" in m else f"BAcc {m['balanced_accuracy']:.3f}"
-                lines.append(f"| {site} | {m['n_test']} | {m['n_train']} | {val} |")
-            lines.append("")
+                lines.append(f"| {site} | {m['n_test']} | {m['n_train']} | {val} | {m.get('n_unseen_features', '—')} |")
+            lines += ["", f"\\* features whose spread on the held-out site is ≥ {UNSEEN_SPREAD_RATIO:g}× their spread on the "
+                      "training sites (e.g. channels silent on the training sites); the probe standardises with the "
+                      "training spread, so they can inflate that site's error far beyond the other sites'.", ""]
         h = s.get("harmonisation")
         if h:
             lines += [f"ComBat baseline ({enc}; fitted on training subjects; covariates kept: "

@@ -18,6 +18,10 @@ from medssl.eval import metrics as M
 from medssl.eval.combat import ComBat
 from medssl.eval.probes import classification_probe, regression_probe
 
+#: a feature whose SD on the held-out site is at least this many times its SD on the training sites
+#: is one the standardised probe extrapolates on (see :func:`unseen_features`)
+UNSEEN_SPREAD_RATIO = 10.0
+
 
 def site_prediction(x_train: np.ndarray, site_train: np.ndarray, x_test: np.ndarray, site_test: np.ndarray,
                     groups: np.ndarray | None = None, groups_test: np.ndarray | None = None, seed: int = 0,
@@ -45,6 +49,18 @@ def leave_site_out_splits(sites: np.ndarray, subjects: np.ndarray) -> list[tuple
     return [(name, np.asarray(tr, int), np.asarray(te, int)) for name, (tr, te) in zip(names, folds)]
 
 
+def unseen_features(x_train: np.ndarray, x_test: np.ndarray, ratio: float = UNSEEN_SPREAD_RATIO) -> np.ndarray:
+    """Indices of features that vary on the test rows ≥ ``ratio`` × as much as on the training rows.
+
+    Typically a ReLU channel of the encoder that is silent on the training sites and fires on the
+    held-out one. The probes standardise with the training SD, so such a feature enters the
+    held-out predictions multiplied by up to ``SD_test / SD_train``; one of them can move the
+    leave-site-out MAE by hundreds of years. Shapes: (N, D), (M, D) → (K,) column indices.
+    """
+    sd_train, sd_test = np.std(x_train, axis=0), np.std(x_test, axis=0)
+    return np.flatnonzero(sd_test > ratio * sd_train)
+
+
 def leave_site_out(x: np.ndarray, y: np.ndarray, sites: np.ndarray, subjects: np.ndarray, task: str = "regression",
                    seed: int = 0, n_boot: int = 0, min_train: int = 5) -> dict:
     """Fit the probe on all sites but one, score on the held-out site; repeat for each site.
@@ -57,8 +73,10 @@ def leave_site_out(x: np.ndarray, y: np.ndarray, sites: np.ndarray, subjects: np
         min_train: skip folds with fewer training rows (reported in ``"skipped"``).
 
     Returns:
-        ``{"per_site": {site: metrics + "n_test"}, "pooled": metrics over all held-out
-        predictions, "skipped": [sites]}``; metrics as the ridge / logistic probes.
+        ``{"per_site": {site: metrics + "n_test", "n_train", "n_unseen_features"}, "pooled": metrics
+        over all held-out predictions, "skipped": [sites]}``; metrics as the ridge / logistic probes;
+        ``n_unseen_features`` counts :func:`unseen_features` (a large error with a non-zero count is
+        the encoder's site-specific channels, amplified by the probe's standardisation).
     """
     y, subjects = np.asarray(y), np.asarray(subjects)
     per_site, skipped, preds, truths = {}, [], [], []
@@ -74,7 +92,8 @@ def leave_site_out(x: np.ndarray, y: np.ndarray, sites: np.ndarray, subjects: np
                                        groups_test=subjects[te])
         preds.append(res.pop("pred"))
         truths.append(y[te])
-        per_site[site] = {**res, "n_test": int(len(te)), "n_train": int(len(tr))}
+        per_site[site] = {**res, "n_test": int(len(te)), "n_train": int(len(tr)),
+                          "n_unseen_features": int(len(unseen_features(x[tr], x[te])))}
     out: dict = {"per_site": per_site, "skipped": skipped}
     if preds:
         t, p = np.concatenate(truths), np.concatenate(preds)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from medssl.eval.combat import ComBat
+from medssl.eval.report import _site_tables
 from medssl.eval.site import harmonisation_baseline, leave_site_out, leave_site_out_splits, site_prediction
 
 REFERENCE = Path(__file__).with_name("data") / "combat_reference.json"
@@ -91,6 +92,22 @@ def test_leave_site_out_evaluation_scores_every_site():
     assert sorted(res["per_site"]) == ["0", "1", "2"] and res["skipped"] == []
     assert all(m["n_test"] == 50 and m["n_train"] == 100 for m in res["per_site"].values())
     assert res["pooled"]["mae"] < 8
+    assert all(m["n_unseen_features"] == 0 for m in res["per_site"].values())
+
+
+def test_leave_site_out_flags_a_channel_silent_on_the_training_sites():
+    """A feature that fires on site 2 only (and once, weakly, elsewhere): standardising it with the
+    training SD multiplies site 2's values ~1000×, which is what the count must point at."""
+    x, age, site, subj = _site_data(shift=1.0)
+    silent = np.where(site == 2, np.random.default_rng(0).uniform(0.5, 1.5, len(x)), 0.0)
+    silent[0] = 1e-2  # site 0
+    res = leave_site_out(np.c_[x, silent], age, site, subj)
+    counts = {s: m["n_unseen_features"] for s, m in res["per_site"].items()}
+    assert counts == {"0": 0, "1": 0, "2": 1}
+    clean = leave_site_out(x, age, site, subj)
+    assert res["per_site"]["2"]["mae"] > 3 * clean["per_site"]["2"]["mae"]  # the inflation the count explains
+    report = "\n".join(_site_tables({"site": {"pretrained": {"leave_site_out": {"age": res}}}}))
+    assert "| 2 | 50 | 100 | MAE" in report and "unseen features" in report
 
 
 def test_combat_removes_real_scanner_effects_from_ixi_volumes(ixi_table):
