@@ -8,7 +8,7 @@ closest match.
 What each preset assumes about its input (the output of ``medssl.transforms.preprocess``):
 
 * ``brain_mri`` — 3D T1w head MRI, RAS+ (axis 0 = left-right), ~1-2 mm voxels, z-scored
-  inside the head (background negative). Flips only left-right. MRI physics: bias field,
+  over the whole volume (``data.normalise=zscore``; background negative). Flips only left-right. MRI physics: bias field,
   Rician noise, motion and ghosting (k-space), low resolution (k-space truncation).
 * ``ct`` — 3D CT, HU windowed and scaled to [0, 1]. No MRI artefacts; mild noise and blur,
   simulated thick slices, flips on all axes.
