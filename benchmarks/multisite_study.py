@@ -19,6 +19,8 @@ Parts (mean ± sd over training seeds; each seed also redraws the subject split)
   epochs), ``quick``. With ``--peers`` (``benchmarks/peers``): the stock MONAI SimCLR recipe and
   nidl (SimCLR, and y-aware on the training subjects' ages) with the SimCLR row's budget (epochs,
   batch, lr, crop, network and initial weights) on the same subjects, scored by the same probes.
+  With ``--validation``: a 7-site cohort whose unseen sites are site-F and site-G (site-D and
+  site-E left out), so that recipes can be compared on unseen sites that are not the test sites.
 * ``ixi`` — real DLMUSE ROI volumes of 291 IXI subjects (``../shared/data/ixi_dlmuse_roi_multisite``):
   internal Guys + HH (70/30 subject split stratified by site), external IOP (GE 1.5 T). Log
   volumes standardised with training statistics; a small MLP encoder trained with the same
@@ -29,6 +31,8 @@ Parts (mean ± sd over training seeds; each seed also redraws the subject split)
     python benchmarks/multisite_study.py synthetic --jobs 8 --threads 2 \\
         --common "train.device=cuda;train.precision=fp32"                       # full, GPU
     python benchmarks/multisite_study.py synthetic --budget cpu --jobs 2          # reduced, CPU
+    python benchmarks/multisite_study.py synthetic --budget cpu --jobs 2 \
+        --validation --cohort-seed 1                                             # F, G unseen: choose recipes
     python benchmarks/multisite_study.py ixi                                      # CPU, minutes
     python benchmarks/multisite_study.py ixi --quick                              # CI smoke run
 """
@@ -65,6 +69,12 @@ METRICS = ("mae_int", "mae_ext", "bacc_site", "score")
 TITLES = {"mae_int": "internal age MAE (y) ↓", "mae_ext": "external age MAE (y) ↓",
           "bacc_site": "site balanced accuracy ↓", "score": "OpenBHB L_c = MAE_ext·BAcc^0.3 ↓"}
 SYN_INTERNAL, SYN_EXTERNAL = ["site-A", "site-B", "site-C"], ["site-D", "site-E"]
+SYN_VALIDATION = ["site-F", "site-G"]  #: unseen sites of the --validation cohort (7 sites, D and E left out)
+
+
+def synthetic_sites(validation: bool) -> tuple[int, list[str]]:
+    """``(sites in the cohort, unseen sites)``: 5 sites with D, E unseen (the test), or 7 with F, G unseen."""
+    return (7, SYN_VALIDATION) if validation else (5, SYN_EXTERNAL)
 SYN_BUDGETS = {  # subjects per site, cohort grid = data.shape, view crop, epochs, batch
     "full": {"per_site": 100, "shape": 48, "crop": 40, "epochs": 60, "batch": 32},
     "cpu": {"per_site": 50, "shape": 32, "crop": 28, "epochs": 30, "batch": 32},
@@ -192,12 +202,14 @@ def _variants(names: list[str] | None) -> dict[str, str]:
 # --------------------------------------------------------------------------- part 1: synthetic images
 
 
-def write_split_cards(cohort: Path, out: Path, seed: int, test_fraction: float) -> tuple[Path, Path, dict]:
+def write_split_cards(cohort: Path, out: Path, seed: int, test_fraction: float,
+                      external: list[str] = SYN_EXTERNAL) -> tuple[Path, Path, dict]:
     """Data cards with an official split for ``seed``: one for pretraining (internal sites only), one for evaluation.
 
     Internal subjects are split by :func:`medssl.data.splits.subject_split` (stratified by site and
-    diagnosis, as a run would); external subjects are all "test". Returns ``(pretrain card, eval
-    card, {"age", "train", "internal", "external"} arrays over the cohort's rows)``.
+    diagnosis, as a run would); ``external`` subjects are all "test"; subjects of other sites are
+    left out of both cards. Returns ``(pretrain card, eval card, {"age", "train", "internal",
+    "external"} arrays over the kept rows)``.
     """
     import yaml
 
@@ -205,7 +217,7 @@ def write_split_cards(cohort: Path, out: Path, seed: int, test_fraction: float) 
     from medssl.data.splits import subject_split
 
     with open(cohort / "participants.tsv", newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
+        rows = [r for r in csv.DictReader(f, delimiter="\t") if r["site"] in SYN_INTERNAL + list(external)]
     internal = [r for r in rows if r["site"] in SYN_INTERNAL]
     recs = [Record(path=r["participant_id"], subject=r["participant_id"], site=r["site"], label=r["diagnosis"])
             for r in internal]
@@ -227,7 +239,7 @@ def write_split_cards(cohort: Path, out: Path, seed: int, test_fraction: float) 
         paths.append(p)
     site = np.array([r["site"] for r in rows])
     is_train = np.array([split.get(r["participant_id"]) == "train" for r in rows])
-    ext = np.isin(site, SYN_EXTERNAL)
+    ext = np.isin(site, external)
     masks = {"age": np.array([float(r["age"]) for r in rows]), "train": is_train & ~ext, "internal": ~is_train & ~ext,
              "external": ext}
     return paths[0], paths[1], masks
@@ -263,7 +275,7 @@ def _synthetic_run(job: dict) -> list[dict]:
         if not reused:
             pretrain(cfg, progress=False)
         t1 = time.time()
-        opts = EvalOptions(external_sites=tuple(SYN_EXTERNAL), map_method="none", n_boot=0,
+        opts = EvalOptions(external_sites=tuple(job["external"]), map_method="none", n_boot=0,
                            random_init=job["random_init"])
         res = evaluate(run_dir, progress=False, protocol="openbhb", data=job["eval_card"], root=job["cohort"],
                        options=opts)
@@ -308,7 +320,7 @@ def _synthetic_peer_run(job: dict) -> list[dict]:
     codes = np.unique(site, return_inverse=True)[1]
     train = np.array(data.train)
     internal = np.array([i for i in data.test if site[i] in SYN_INTERNAL])
-    external = np.array([i for i in data.test if site[i] in SYN_EXTERNAL])
+    external = np.array([i for i in data.test if site[i] in job["external"]])
     x = unit_range(data.images)
     extra = {"aux": age[train], "bandwidth": float(cfg.method.loss["sigma"]) ** 2} if job["yaware"] else {}
     history = []
@@ -342,15 +354,16 @@ def run_synthetic(a: argparse.Namespace) -> dict:
     b = SYN_BUDGETS["quick" if a.quick else a.budget]
     variants = _variants(a.variants)
     out = Path(a.out)
-    cohort = out / f"cohort-seed{a.cohort_seed}-{b['per_site']}x5-{b['shape']}"
+    n_sites, external = synthetic_sites(a.validation)
+    cohort = out / f"cohort-seed{a.cohort_seed}-{b['per_site']}x{n_sites}-{b['shape']}"
     workers = 1 if (os.cpu_count() or 1) <= 2 else min(8, os.cpu_count())
-    write_synthetic_cohort(cohort, n_subjects=5 * b["per_site"], n_sites=5, shape=(b["shape"],) * 3,
+    write_synthetic_cohort(cohort, n_subjects=n_sites * b["per_site"], n_sites=n_sites, shape=(b["shape"],) * 3,
                            seed=a.cohort_seed, workers=workers, progress=False)
     test_fraction = load_config(DEMO_CONFIG).data.test_fraction
     common = _overrides(a.common)
     jobs, baselines = [], []
     for s in a.seeds:
-        pre_card, eval_card, masks = write_split_cards(cohort, out, s, test_fraction)
+        pre_card, eval_card, masks = write_split_cards(cohort, out, s, test_fraction, external)
         baselines.append(_mean_predictor(s, masks["age"], masks))
         for i, (label, spec) in enumerate(variants.items()):
             budget = [f"data.card={pre_card}", f"data.root={cohort}", f"output_dir={out / f'run{i}-seed{s}'}",
@@ -358,12 +371,13 @@ def run_synthetic(a: argparse.Namespace) -> dict:
                       f"augment.crop_size=[{b['crop']},{b['crop']},{b['crop']}]", f"train.epochs={b['epochs']}",
                       f"train.batch_size={b['batch']}"]
             jobs.append({"label": label, "cohort": str(cohort), "eval_card": str(eval_card), "threads": a.threads,
+                         "external": external,
                          "random_init": i == 0, "reuse": a.reuse_runs,
                          "overrides": [*budget, *common, *_overrides(spec), f"seed={s}"]})
         for name in [*a.peers, ""] if a.peers else []:  # "": the min-max-input control of the random row
             for yaware in (False, True) if name == "nidl" else (False,):
                 run_dir = out / f"peer-{name or 'control'}{'-yaware' if yaware else ''}-seed{s}"
-                jobs.append({"peer": name, "yaware": yaware, "threads": a.threads, "epochs": b["epochs"],
+                jobs.append({"peer": name, "yaware": yaware, "external": external, "threads": a.threads, "epochs": b["epochs"],
                              "batch": b["batch"], "crop": b["crop"], "overrides": [
                                  f"data.card={eval_card}", f"data.root={cohort}", f"seed={s}", f"output_dir={run_dir}",
                                  f"data.shape=[{b['shape']},{b['shape']},{b['shape']}]",
@@ -375,8 +389,8 @@ def run_synthetic(a: argparse.Namespace) -> dict:
         rows = [r for job in jobs for r in _job(job)]
     last = (RANDOM, PEER_LABELS[""])  # the random encoder, on the methods' input and on the peers'
     rows = [r for r in rows if r["label"] not in last] + [r for lab in last for r in rows if r["label"] == lab] + baselines
-    return {"budget": {**b, "subjects": 5 * b["per_site"], "internal_sites": SYN_INTERNAL,
-                       "external_sites": SYN_EXTERNAL, "cohort_seed": a.cohort_seed, "test_fraction": test_fraction,
+    return {"budget": {**b, "subjects": len(masks["age"]), "internal_sites": SYN_INTERNAL,
+                       "external_sites": external, "validation": a.validation, "cohort_seed": a.cohort_seed, "test_fraction": test_fraction,
                        "recipe": str(DEMO_CONFIG.relative_to(REPO)), "common_overrides": common, "variants": variants,
                        "peers": list(a.peers)},
             "rows": rows, "chance": 1 / len(SYN_INTERNAL)}
@@ -570,6 +584,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--jobs", type=int, default=1, help="synthetic: parallel runs (processes)")
     ap.add_argument("--common", default="", help="synthetic: config overrides for every run, separated by ;")
     ap.add_argument("--cohort-seed", type=int, default=0)
+    ap.add_argument("--validation", action="store_true",
+                    help="synthetic: unseen sites F and G of a 7-site cohort (D and E left out), to compare recipes "
+                         "without the test sites; use another --cohort-seed than the test run's")
     ap.add_argument("--reuse-runs", action="store_true",
                     help="synthetic: evaluate finished runs in OUT with an identical resolved config, not retrain")
     ap.add_argument("--ixi-dir", default=str(Path(os.environ.get("MEDSSL_SHARED", REPO.parent / "shared"))
@@ -579,6 +596,8 @@ def main(argv: list[str] | None = None) -> dict:
                     help="synthetic: also run these peer recipes (benchmarks/peers: monai_stock, nidl; nidl also "
                          "y-aware) with the SimCLR row's budget; a peer that cannot run here is skipped with the reason")
     a = ap.parse_args(argv)
+    if a.validation and a.part != "synthetic":
+        raise SystemExit("--validation: the ixi part has one unseen site (IOP) and no validation sites")
     if a.peers and a.part != "synthetic":
         raise SystemExit("--peers: the peers pretrain on images; the ixi part is a table of ROI volumes")
     a.peers, skipped = usable(a.peers, 3)
@@ -593,7 +612,8 @@ def main(argv: list[str] | None = None) -> dict:
         res = run_synthetic(a) if a.part == "synthetic" else run_ixi(a)
     summary = summarise(res["rows"])
     budget = "quick" if a.quick else a.budget if a.part == "synthetic" else "full"
-    where = ("synthetic cohort: sites A, B, C internal, D, E external" if a.part == "synthetic"
+    where = ((f"synthetic cohort: sites A, B, C internal, {', '.join(synthetic_sites(a.validation)[1])} external"
+              + (" (validation: D, E left out)" if a.validation else "")) if a.part == "synthetic"
              else "IXI DLMUSE ROI volumes: Guys + HH internal, IOP external")
     title = f"{where}; {budget} budget; mean ± sd over seeds {a.seeds} (dots: seeds)"
     result = {"part": a.part, "quick": a.quick, "seeds": a.seeds, **res, "summary": summary,

@@ -89,6 +89,28 @@ def test_synthetic_quick(tmp_path):
     assert json.loads((tmp_path / "result.json").read_text())["summary"][0]["label"] == "y-aware"
 
 
+def test_validation_cards_leave_the_test_sites_out(tmp_path):
+    """--validation: F and G are the unseen sites; D and E (the test sites) are in neither card."""
+    import yaml
+
+    bench = _bench()
+    n_sites, unseen = bench.synthetic_sites(validation=True)
+    assert (n_sites, unseen) == (7, ["site-F", "site-G"]) and bench.synthetic_sites(False) == (5, bench.SYN_EXTERNAL)
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    with open(cohort / "participants.tsv", "w", newline="") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        w.writerow(["participant_id", "age", "sex", "site", "diagnosis"])
+        w.writerows([f"sub-{i:03d}", 30 + i, "MF"[i % 2], f"site-{'ABCDEFG'[i % 7]}", "CN"] for i in range(70))
+    pre, ev, masks = bench.write_split_cards(cohort, tmp_path, 0, 0.3, unseen)
+    assert len(masks["age"]) == 50 and masks["external"].sum() == 20 and masks["train"].sum() + masks["internal"].sum() == 30
+    with open(yaml.safe_load(ev.read_text())["manifest"], newline="") as f:
+        kept = list(csv.DictReader(f, delimiter="\t"))
+    assert {r["site"] for r in kept} == {"site-A", "site-B", "site-C", "site-F", "site-G"}
+    assert {r["split"] for r in kept if r["site"] in unseen} == {"test"}
+    assert yaml.safe_load(pre.read_text())["select"] == {"site": bench.SYN_INTERNAL}
+
+
 def test_synthetic_quick_with_peers(tmp_path):
     """--peers adds '(peer)' rows probed on the same subjects as the SimCLR row; the peers pretrain only on the
     internal training subjects, from the recipe's network and initial weights; ``ixi`` refuses --peers."""
