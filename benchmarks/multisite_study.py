@@ -31,7 +31,7 @@ Parts (mean ± sd over training seeds; each seed also redraws the subject split)
     python benchmarks/multisite_study.py synthetic --jobs 8 --threads 2 \\
         --common "train.device=cuda;train.precision=fp32"                       # full, GPU
     python benchmarks/multisite_study.py synthetic --budget cpu --jobs 2          # reduced, CPU
-    python benchmarks/multisite_study.py synthetic --budget cpu --jobs 2 \
+    python benchmarks/multisite_study.py synthetic --budget cpu --jobs 2 \\
         --validation --cohort-seed 1                                             # F, G unseen: choose recipes
     python benchmarks/multisite_study.py ixi                                      # CPU, minutes
     python benchmarks/multisite_study.py ixi --quick                              # CI smoke run
@@ -70,11 +70,6 @@ TITLES = {"mae_int": "internal age MAE (y) ↓", "mae_ext": "external age MAE (y
           "bacc_site": "site balanced accuracy ↓", "score": "OpenBHB L_c = MAE_ext·BAcc^0.3 ↓"}
 SYN_INTERNAL, SYN_EXTERNAL = ["site-A", "site-B", "site-C"], ["site-D", "site-E"]
 SYN_VALIDATION = ["site-F", "site-G"]  #: unseen sites of the --validation cohort (7 sites, D and E left out)
-
-
-def synthetic_sites(validation: bool) -> tuple[int, list[str]]:
-    """``(sites in the cohort, unseen sites)``: 5 sites with D, E unseen (the test), or 7 with F, G unseen."""
-    return (7, SYN_VALIDATION) if validation else (5, SYN_EXTERNAL)
 SYN_BUDGETS = {  # subjects per site, cohort grid = data.shape, view crop, epochs, batch
     "full": {"per_site": 100, "shape": 48, "crop": 40, "epochs": 60, "batch": 32},
     "cpu": {"per_site": 50, "shape": 32, "crop": 28, "epochs": 30, "batch": 32},
@@ -87,6 +82,11 @@ IXI_BUDGETS = {  # MLP encoder and its training; fixed before any run, the same 
     "quick": {"hidden": 64, "out_dim": 32, "proj_hidden": 32, "proj_dim": 16, "noise": 0.2, "dropout": 0.2,
               "epochs": 3, "batch": 64, "lr": 1e-3, "weight_decay": 1e-4, "warmup_epochs": 1},
 }
+
+
+def synthetic_sites(validation: bool) -> tuple[int, list[str]]:
+    """``(sites in the cohort, unseen sites)``: 5 sites with D, E unseen (the test), or 7 with F, G unseen."""
+    return (7, SYN_VALIDATION) if validation else (5, SYN_EXTERNAL)
 
 
 # --------------------------------------------------------------------------- shared
@@ -377,8 +377,8 @@ def run_synthetic(a: argparse.Namespace) -> dict:
         for name in [*a.peers, ""] if a.peers else []:  # "": the min-max-input control of the random row
             for yaware in (False, True) if name == "nidl" else (False,):
                 run_dir = out / f"peer-{name or 'control'}{'-yaware' if yaware else ''}-seed{s}"
-                jobs.append({"peer": name, "yaware": yaware, "external": external, "threads": a.threads, "epochs": b["epochs"],
-                             "batch": b["batch"], "crop": b["crop"], "overrides": [
+                jobs.append({"peer": name, "yaware": yaware, "external": external, "threads": a.threads,
+                             "epochs": b["epochs"], "batch": b["batch"], "crop": b["crop"], "overrides": [
                                  f"data.card={eval_card}", f"data.root={cohort}", f"seed={s}", f"output_dir={run_dir}",
                                  f"data.shape=[{b['shape']},{b['shape']},{b['shape']}]",
                                  f"augment.crop_size=[{b['crop']},{b['crop']},{b['crop']}]", *common]})
@@ -390,7 +390,8 @@ def run_synthetic(a: argparse.Namespace) -> dict:
     last = (RANDOM, PEER_LABELS[""])  # the random encoder, on the methods' input and on the peers'
     rows = [r for r in rows if r["label"] not in last] + [r for lab in last for r in rows if r["label"] == lab] + baselines
     return {"budget": {**b, "subjects": len(masks["age"]), "internal_sites": SYN_INTERNAL,
-                       "external_sites": external, "validation": a.validation, "cohort_seed": a.cohort_seed, "test_fraction": test_fraction,
+                       "external_sites": external, "validation": a.validation, "cohort_seed": a.cohort_seed,
+                       "test_fraction": test_fraction,
                        "recipe": str(DEMO_CONFIG.relative_to(REPO)), "common_overrides": common, "variants": variants,
                        "peers": list(a.peers)},
             "rows": rows, "chance": 1 / len(SYN_INTERNAL)}
