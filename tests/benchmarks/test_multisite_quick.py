@@ -111,6 +111,26 @@ def test_validation_cards_leave_the_test_sites_out(tmp_path):
     assert yaml.safe_load(pre.read_text())["select"] == {"site": bench.SYN_INTERNAL}
 
 
+def test_site_swap_reproduces_the_study_and_alters_only_the_swapped_site(tmp_path):
+    """multisite_site_swap.py: 'none' regenerates the site unchanged (the study's errors come back);
+    a real swap changes the swapped site's scans and nothing else (site-D's errors stay)."""
+    study = tmp_path / "study"
+    _bench().main(["synthetic", "--quick", "--seeds", "0", "--variants", "SimCLR", "--out", str(study)])
+    swap = load_benchmark("multisite_site_swap", "bench_site_swap")
+    res = swap.main([str(study), "--site", "site-E", "--donor", "site-F", "--swaps", "none", "intensity",
+                     "--out", str(tmp_path / "swap")])
+    original = next(study.glob("run0-seed0/eval-openbhb-*"))
+    codes = {"site-D": 3, "site-E": 4}
+    for label, kind in (("SimCLR", "pretrained"), ("random init", "random_init")):
+        bias, mae = swap.site_errors(original, kind, codes["site-E"], [0, 1, 2])
+        assert res["summary"]["none"][label]["bias"] == pytest.approx(bias, abs=1e-9)
+        assert res["summary"]["none"][label]["mae"] == pytest.approx(mae, abs=1e-9)
+        assert res["summary"]["intensity"][label]["mae"] != pytest.approx(mae, abs=1e-6)
+        swapped = next((tmp_path / "swap").glob("intensity-run0-seed0/eval-openbhb-*"))
+        assert swap.site_errors(swapped, kind, codes["site-D"], [0, 1, 2]) == pytest.approx(
+            swap.site_errors(original, kind, codes["site-D"], [0, 1, 2]), abs=1e-9)
+
+
 def test_synthetic_quick_with_peers(tmp_path):
     """--peers adds '(peer)' rows probed on the same subjects as the SimCLR row; the peers pretrain only on the
     internal training subjects, from the recipe's network and initial weights; ``ixi`` refuses --peers."""
