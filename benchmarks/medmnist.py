@@ -290,7 +290,7 @@ def pretrain_peers(train_x: np.ndarray, spatial_dims: int, b: Budget, seed: int,
     for name in peers:
         t0, history = time.time(), []
         encoder = PEERS[name].pretrain(train_x, spatial_dims, b.ssl_epochs, b.ssl_batch, b.ssl_lr, seed,
-                                                 device, b.crop, encoder_kwargs=peer_encoder_kwargs(b), history=history)
+                                       device, b.crop, encoder_kwargs=peer_encoder_kwargs(b), history=history)
         out[name] = {"encoder": encoder, "seconds": round(time.time() - t0, 1), "history": history}
         losses = " → ".join(f"{h['loss']:.3f}" for h in history)
         print(f"  seed {seed} peer {name}: {len(history)} epoch(s) in {out[name]['seconds']:.0f} s, loss {losses}",

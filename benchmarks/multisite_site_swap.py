@@ -23,11 +23,15 @@ import csv
 import glob
 import json
 import shutil
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from multisite_study import RANDOM  # noqa: E402 - the study's row label of the random-init encoder
 
 SWAPS = {"none": (), "blur": ("blur_sigma_mm",), "noise": ("noise_sigma",), "bias": ("bias_linear", "bias_quadratic"),
          "intensity": ("intensity_scale", "intensity_offset", "gamma"), "pose": ("pose_shift_mm", "pose_rotation_deg")}
@@ -95,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = json.loads((study / "result.json").read_text())
     cohorts = sorted(study.glob("cohort-*"))
     labels = {Path(r["run_dir"]).name: r["label"] for r in result["rows"]
-              if Path(r.get("run_dir", "")).name.startswith("run") and r["label"] != "random init (same encoder)"}
+              if Path(r.get("run_dir", "")).name.startswith("run") and r["label"] != RANDOM}
     runs = sorted(r for r, lab in labels.items() if a.variants is None or lab in a.variants)
     if len(cohorts) != 1 or not runs:
         raise SystemExit(f"{study}: expected one cohort-* folder and finished run*-seed* folders "

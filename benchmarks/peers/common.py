@@ -32,9 +32,9 @@ def check_images(train_images: np.ndarray, spatial_dims: int) -> torch.Tensor:
 def unit_range(images: np.ndarray) -> np.ndarray:
     """(N, C, *S) images, each min-max rescaled to [0, 1] (float32): the peers' input convention, for a
     benchmark whose own scans are z-scored."""
-    flat = np.asarray(images).reshape(len(images), -1).astype(np.float32)
-    lo, hi = flat.min(1, keepdims=True), flat.max(1, keepdims=True)
-    return ((flat - lo) / np.maximum(hi - lo, 1e-6)).reshape(np.shape(images))
+    from medssl.methods.genesis import minmax_per_sample
+
+    return minmax_per_sample(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))).numpy()
 
 
 def as_shape(crop: int | tuple, spatial_dims: int) -> tuple[int, ...]:
