@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -44,6 +45,8 @@ def _run(job: tuple[str, str, str, list[str]]) -> dict:
     t0 = time.time()
     cfg = load_config(REPO_ROOT / "configs" / "pretrain" / "demo.yaml",
                       [f"data.root={cohort}", f"output_dir={out}", "train.progress=false", *overrides])
+    if (Path(out) / "config.yaml").is_file():  # an earlier sweep's run here: start it again from scratch
+        shutil.rmtree(out)
     res = evaluate(pretrain(cfg, progress=False), progress=False)
     p = res["probes"]
     return {"label": label, "overrides": overrides, "seed": cfg.seed, "seconds": time.time() - t0,

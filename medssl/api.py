@@ -27,7 +27,7 @@ from medssl.eval.features import extract_features
 from medssl.eval.probes import classification_probe, regression_probe
 from medssl.eval.report import format_table, write_report
 from medssl.registry import LOSSES, METHODS
-from medssl.train.trainer import Trainer, TrainerOptions, resolve_device
+from medssl.train.trainer import Trainer, TrainerOptions, check_compatible, resolve_device
 from medssl.transforms.views import build_view_pipeline
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -73,9 +73,10 @@ def prepare_data(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Prepar
     cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else run_dir / "cache"
     cache = cache_records(records, loader, cache_dir, on_bad_file=cfg.data.on_bad_file,
                           workers=max(1, cfg.data.num_workers), progress=progress)
-    if cache.skipped:
-        (run_dir / "skipped_files.json").write_text(json.dumps(cache.skipped, indent=2))
-        print(f"skipped {len(cache.skipped)} bad file(s); see {run_dir / 'skipped_files.json'}")
+    listing, text = run_dir / "skipped_files.json", json.dumps(cache.skipped, indent=2)
+    if cache.skipped and not (listing.is_file() and listing.read_text() == text):  # said once per run directory
+        listing.write_text(text)
+        print(f"skipped {len(cache.skipped)} bad file(s); see {listing}")
     ok = [i for i in range(len(records)) if cache.valid[i]]
     train = [i for i in ok if records[i].split == "train"]
     test = [i for i in ok if records[i].split == "test"]
@@ -162,6 +163,7 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> Path:
     dist_info, device = init_distributed(resolve_device(cfg.train.device))
     run_dir = Path(cfg.output_dir)
     if dist_info.is_main:
+        check_run_dir(cfg, run_dir)  # before anything is written: a refused run leaves the directory as it was
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
         data = prepare_data(cfg, run_dir, progress)
@@ -193,9 +195,27 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> Path:
     return run_dir
 
 
+def check_run_dir(cfg: RunConfig, run_dir: Path) -> None:
+    """Refuse a fresh run into a directory that holds checkpoints (they would be mixed with the new ones), and a
+    resume whose checkpoint another encoder / method config wrote, before the run writes anything."""
+    from medssl.train.checkpoint import list_checkpoints, load_checkpoint
+
+    ckpts = list_checkpoints(run_dir / "checkpoints")
+    how = cfg.train.resume
+    if not how:
+        if ckpts:
+            raise ConfigError(f"output_dir {run_dir} already holds checkpoints (latest: {ckpts[-1].name}); continue "
+                              "that run with --resume auto, or choose another output_dir")
+        return
+    path = Path(how) if how != "auto" else (ckpts[-1] if ckpts else None)
+    if path is None:
+        return  # --resume auto with nothing to resume: a fresh start
+    check_compatible(load_checkpoint(path), to_dict(cfg), str(path))
+
+
 def load_run_encoder(run_dir: str | Path) -> tuple[RunConfig, torch.nn.Module]:
     """The pretrained encoder of a run (latest checkpoint), with the run's config."""
-    from medssl.train.checkpoint import list_checkpoints, load_checkpoint
+    from medssl.train.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
 
     run_dir = Path(run_dir)
     cfg = load_config(run_dir / "config.yaml")
@@ -203,7 +223,11 @@ def load_run_encoder(run_dir: str | Path) -> tuple[RunConfig, torch.nn.Module]:
     if not ckpts:
         raise FileNotFoundError(f"{run_dir}/checkpoints holds no checkpoint; run `medssl pretrain` first")
     method = build_method(cfg)
-    method.load_state_dict(load_checkpoint(ckpts[-1])["model"])
+    try:
+        method.load_state_dict(load_checkpoint(ckpts[-1])["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{ckpts[-1]}: the weights do not fit {run_dir / 'config.yaml'} ({str(e)[:300]}); "
+                              "was the config edited after pretraining?") from None
     return cfg, method.encoder
 
 
@@ -276,13 +300,13 @@ def evaluate(run_dir: str | Path, progress: bool = True, protocol: str = "defaul
     opts = _replace(options or EvalOptions(), protocol=protocol)
     run_dir = Path(run_dir)
     cfg, encoder, prep_dir, out_dir, kind = _evaluation_source(run_dir, protocol, data, root)
+    dev = resolve_device(device, "--device") if device else resolve_device(cfg.train.device, "the run's train.device")
     seed = cfg.seed if opts.seed is None else opts.seed
     prepared = prepare_data(cfg, prep_dir, progress=False)
     idx = prepared.train + prepared.test + prepared.val  # no val rows: the rows (and feature cache) as before
     ds = CachedScans(prepared.images, prepared.records, idx, prepared.coder)
     train_mask = np.array([prepared.records[i].split == "train" for i in idx])
     val_mask = np.array([prepared.records[i].split == "val" for i in idx])
-    dev = resolve_device(device or cfg.train.device)
     encoders = {"pretrained": encoder}
     if cfg.eval.random_init_baseline if opts.random_init is None else opts.random_init:
         torch.manual_seed(seed)
@@ -302,7 +326,7 @@ def evaluate(run_dir: str | Path, progress: bool = True, protocol: str = "defaul
         targets = [t for t in targets if t != "site"] + (["label"] if "label" not in targets and vocab["label"] else [])
     results = run_protocol(opts, feats, train_mask, vocab, seed, targets, encoders, {"all": ds}, str(dev), val_mask)
     results["info"] = {"protocol": protocol, "source": f"{kind} {run_dir}", "method": cfg.method.name if kind == "run"
-                       else "(export)", "encoder": cfg.encoder.name, "data card": Path(str(cfg.data.card)).stem,
+                       else "(export)", "encoder": cfg.encoder.name, "data card": load_card(cfg.data.card).name,
                        "train subjects": len(set(prepared.records[i].subject for i in prepared.train)),
                        "test subjects": len(set(prepared.records[i].subject for i in prepared.test)),
                        **({"validation subjects": len({prepared.records[i].subject for i in prepared.val})}

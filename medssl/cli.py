@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def _cmd_demo(a: argparse.Namespace) -> None:
@@ -12,12 +13,17 @@ def _cmd_demo(a: argparse.Namespace) -> None:
     demo(a.out, tuple(a.overrides), subjects=a.subjects)
 
 
-def _cmd_synth(a: argparse.Namespace) -> None:
+def _cmd_synth(a: argparse.Namespace) -> int:
     from medssl.data.synthetic import write_synthetic_cohort
 
-    out = write_synthetic_cohort(a.out, n_subjects=a.subjects, n_sites=a.sites, shape=tuple(a.shape), seed=a.seed,
-                                 workers=a.workers, progress=True)
+    try:
+        out = write_synthetic_cohort(a.out, n_subjects=a.subjects, n_sites=a.sites, shape=tuple(a.shape), seed=a.seed,
+                                     workers=a.workers, progress=True)
+    except ValueError as e:
+        print(f"medssl synth: error: {e}", file=sys.stderr)
+        return 2
     print(f"wrote {a.subjects} subjects from {a.sites} sites to {out}")
+    return 0
 
 
 def _cmd_pretrain(a: argparse.Namespace) -> None:
@@ -26,7 +32,7 @@ def _cmd_pretrain(a: argparse.Namespace) -> None:
     from medssl.eval.report import format_table
 
     config, overrides = a.config, list(a.overrides)
-    if config is not None and "=" in config and not config.endswith((".yaml", ".yml")):
+    if config is not None and "=" in config and not Path(config).is_file():
         config, overrides = None, [config, *overrides]  # `medssl pretrain key=value …` without a YAML file
     cfg = load_config(config, [*overrides, *([f"train.resume={a.resume}"] if a.resume else [])])
     run_dir = pretrain(cfg)
@@ -47,7 +53,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
                              freeze_norm_stats=a.freeze_norm_stats)
         opts = EvalOptions(protocol=a.protocol, targets=tuple(a.targets or ()), seed=a.seed, n_boot=a.n_boot,
                            fractions=tuple(a.fractions), seeds=tuple(a.seeds), external_sites=tuple(a.external_sites or ()),
-                           map_method=a.map, tta_flip=a.tta_flip, random_init=False if a.no_random_init else None,
+                           map_method=a.map or "", tta_flip=a.tta_flip, random_init=False if a.no_random_init else None,
                            fewshot_finetune=a.fewshot_finetune, finetune=ft)
         results = evaluate(a.run, protocol=a.protocol, data=a.data, root=a.root, options=opts, device=a.device)
     except (FileNotFoundError, ValueError) as e:
@@ -124,10 +130,19 @@ def _cmd_data_prepare(a: argparse.Namespace) -> int:
           f"{c.n_built} preprocessed now, {int(c.valid.sum()) - c.n_built} already cached, {len(c.skipped)} skipped")
     for s in c.skipped:
         print(f"  skipped {s['path']}: {s['reason']}")
-    sp = list(card.preprocessing.get("spacing", [])) if a.spacing is None else a.spacing
-    print(f"use it with: medssl pretrain CONFIG data.card={a.card} data.cache_dir={c.cache_dir} "
-          f"data.shape=[{','.join(map(str, c.images.shape[2:]))}] data.spacing=[{','.join(map(str, sp))}] ...")
+    print("use it with: medssl pretrain CONFIG " + " ".join(_cache_overrides(a, card, c.images.shape)) + " ...")
     return 0
+
+
+def _cache_overrides(a: argparse.Namespace, card, shape: tuple) -> list[str]:
+    """The ``key=value`` overrides under which a run finds (and does not rebuild) the cache ``data prepare`` wrote:
+    every ``data.*`` value of its fingerprint, plus ``encoder.in_channels`` for multi-channel scans."""
+    spacing = list(card.preprocessing.get("spacing", [])) if a.spacing is None else a.spacing
+    normalise = a.normalise or card.preprocessing.get("normalise", "zscore")  # as make_preprocessor resolves it
+    out = [f"data.card={a.card}", *([f"data.root={a.root}"] if a.root else []), f"data.cache_dir={Path(a.out)}",
+           f"data.shape=[{','.join(map(str, shape[2:]))}]", f"data.spacing=[{','.join(map(str, spacing))}]",
+           f"data.normalise={normalise}"]
+    return out + ([f"encoder.in_channels={shape[1]}"] if shape[1] != 1 else [])
 
 
 def _add_data_commands(sub) -> None:
@@ -174,11 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("synth", help="write a synthetic multi-site brain cohort (BIDS-like NIfTI + participants.tsv)")
     s.add_argument("out", help="output folder")
-    s.add_argument("--subjects", type=int, default=200)
-    s.add_argument("--sites", type=int, default=3)
-    s.add_argument("--shape", type=int, nargs=3, default=[64, 64, 64], metavar=("D", "H", "W"))
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--workers", type=int, default=1)
+    s.add_argument("--subjects", type=int, default=200, help="number of subjects, one scan each (default: 200)")
+    s.add_argument("--sites", type=int, default=3, help="scanner sites with their own artefacts (default: 3)")
+    s.add_argument("--shape", type=int, nargs=3, default=[64, 64, 64], metavar=("D", "H", "W"),
+                   help="volume shape in voxels (default: 64 64 64)")
+    s.add_argument("--seed", type=int, default=0, help="cohort seed: the same seed writes the same cohort (default: 0)")
+    s.add_argument("--workers", type=int, default=1, help="processes writing volumes in parallel (default: 1)")
     s.set_defaults(func=_cmd_synth)
 
     t = sub.add_parser("pretrain", help="pretrain an encoder from a YAML config (+ key=value overrides)")
@@ -207,8 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--fewshot-finetune", action="store_true", help="fewshot: also fine-tuning curves (slow)")
     e.add_argument("--external-sites", nargs="+", default=None, help="openbhb: external (unseen) site names "
                                                                       "(default: the last site)")
-    e.add_argument("--map", default="", choices=["", "tsne", "pca", "none"], help="2D embedding map "
-                                                                                 "(default: pca for default, else tsne)")
+    e.add_argument("--map", default=None, choices=["tsne", "pca", "none"],
+                   help="2D embedding map (default: pca for the default protocol, else tsne)")
     e.add_argument("--tta-flip", action="store_true", help="average embeddings with left-right flipped scans")
     e.add_argument("--no-random-init", action="store_true", help="skip the random-init encoder baseline")
     e.add_argument("--device", default=None, help="cpu | cuda | auto (default: the run's train.device)")
@@ -254,12 +270,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from medssl.config import ConfigError
     from medssl.data.manifest import ManifestError
+    from medssl.export import ExportError
     from medssl.io.errors import BadFileError
     from medssl.registry import UnknownNameError
+    from medssl.train.checkpoint import CheckpointError
+    from medssl.train.trainer import DeviceError, NonFiniteLossError
 
     try:
         status = args.func(args)
-    except (ConfigError, ManifestError, BadFileError, UnknownNameError) as e:
+    except (ConfigError, ManifestError, BadFileError, UnknownNameError, CheckpointError, DeviceError, ExportError,
+            NonFiniteLossError) as e:
         print(f"medssl {args.command}: error: {e}", file=sys.stderr)
         return 2
     return status if isinstance(status, int) else 0

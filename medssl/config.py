@@ -25,6 +25,10 @@ from typing import Any, Literal
 import yaml
 
 
+#: metadata an evaluation can predict (``eval.targets``, ``medssl evaluate --targets``)
+EVAL_TARGETS = ("age", "site", "sex", "label")
+
+
 class ConfigError(ValueError):
     """A configuration problem; the message names the key and what to do."""
 
@@ -219,7 +223,19 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like key=value, e.g. train.epochs=5")
     key, raw = text.split("=", 1)
-    return key.strip().split("."), (yaml.safe_load(raw) if raw.strip() else "")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({_first_line(e)}); "
+                          "quote lists like 'data.shape=[32,32,32]' and close every bracket") from None
+    return key.strip().split("."), value
+
+
+def _first_line(error: yaml.YAMLError) -> str:
+    """PyYAML's message on one line, with the line/column where it found the problem."""
+    mark = getattr(error, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{getattr(error, 'problem', None) or error}{where}"
 
 
 def _set_path(data: dict, path: list[str], value: Any) -> dict:
@@ -240,7 +256,10 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
-        loaded = yaml.safe_load(path.read_text()) or {}
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({_first_line(e)}); check the indentation there") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections (data:, train:, …)")
         try:
@@ -345,9 +364,14 @@ def _validate_views(cfg: RunConfig) -> None:
 
 
 def _validate_targets(cfg: RunConfig) -> None:
-    bad_targets = set(cfg.eval.targets) - {"age", "site", "sex", "label"}
+    check_targets("eval.targets", cfg.eval.targets)
+
+
+def check_targets(key: str, targets: typing.Iterable[str]) -> None:
+    """Refuse target names outside :data:`EVAL_TARGETS` (``key`` names the setting in the message)."""
+    bad_targets = set(targets) - set(EVAL_TARGETS)
     if bad_targets:
-        raise ConfigError(f"eval.targets: {sorted(bad_targets)} not valid. Valid choices: age, site, sex, label")
+        raise ConfigError(f"{key}: {sorted(bad_targets)} not valid. Valid choices: {', '.join(EVAL_TARGETS)}")
 
 
 def to_dict(cfg: RunConfig) -> dict:

@@ -186,6 +186,11 @@ def build_cache(items: Sequence[Any], load: Callable[[Any], np.ndarray], out_sha
         return _build(items, load, out_shape, cache_dir, settings, on_bad_file, progress, workers, checkpoint_every)
 
 
+#: the way out named by every "bad file" error of a strict build
+SKIP_HINT = ("fix or remove the file, or leave bad files out and list them: data.on_bad_file=skip "
+             "(medssl data prepare --on-bad-file skip)")
+
+
 def _build(items, load, out_shape, cache_dir, settings, on_bad_file, progress, workers, checkpoint_every) -> CacheResult:
     keys = [item_key(it) for it in items]
     fp = cache_fingerprint(items, settings)
@@ -221,7 +226,7 @@ def _build(items, load, out_shape, cache_dir, settings, on_bad_file, progress, w
         for n, (i, array, bad) in enumerate(_results(items, todo, load, workers), start=1):
             if bad is not None:
                 if on_bad_file == "error":
-                    raise BadFileError(bad["path"], bad["reason"])
+                    raise BadFileError(bad["path"], f"{bad['reason']}; {SKIP_HINT}")
                 skipped.append({**bad, "key": keys[i]})
             elif array.shape != out_shape:
                 raise ValueError(f"preprocessing returned shape {array.shape} for {keys[i]}; the cache expects {out_shape}")

@@ -269,7 +269,8 @@ def build_manifest(card: DataCard, root: str | Path | None = None, check_files: 
     scan = scan_manifest(card, root)
     for p in scan.problems:
         if p.kind != "missing" or check_files:
-            raise ManifestError(str(p))
+            raise ManifestError(str(p) + ("; or set data.on_bad_file=skip to leave missing files out and list them"
+                                          if p.kind == "missing" else ""))
     if not scan.records:
         raise ManifestError(f"{scan.source}: no usable records")
     return scan.records

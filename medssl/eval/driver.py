@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from torch.utils.data import Dataset, Subset
 
+from medssl.config import check_targets
 from medssl.eval import protocols as PR
 from medssl.eval.fewshot import DEFAULT_FRACTIONS, DEFAULT_SEEDS
 from medssl.eval.finetune import FinetuneOptions, finetune_and_score
@@ -81,6 +82,7 @@ class EvalOptions:
     def __post_init__(self) -> None:
         if self.protocol not in PR.PROTOCOLS:
             raise ValueError(f"unknown protocol {self.protocol!r}; valid: {', '.join(PR.PROTOCOLS)}")
+        check_targets("--targets", self.targets)
 
 
 def _site_codes(names: list[str], vocab: list[str]) -> list[int]:
@@ -172,6 +174,9 @@ def run_protocol(opts: EvalOptions, feats: dict[str, dict], train_mask: np.ndarr
                                                     vocab.get("label"), val)
                                for n, enc in encoders.items()}
     results["notes"].append(NOTES.get(p, ""))
+    if p not in ("site", "openbhb"):
+        results["skipped_targets"] = skipped_targets(p, first, targets, train_mask, val)
+        results["notes"] += [f"Target {t!r} was not evaluated: {why}." for t, why in results["skipped_targets"].items()]
     if n_val:
         finetuned = p == "finetune" or (p == "fewshot" and opts.fewshot_finetune)
         keys = ["val_left_out"] if p in ("site", "openbhb") else ["val_probes"] * (p != "finetune") + ["val_finetune"] * finetuned
@@ -186,6 +191,20 @@ def run_protocol(opts: EvalOptions, feats: dict[str, dict], train_mask: np.ndarr
     if method != "none" and p != "finetune":
         results["maps"] = {n: PR.embedding_maps(f, method, seed) for n, f in feats.items()}
     return results
+
+
+def skipped_targets(protocol: str, feats: dict, targets: list[str], train_mask: np.ndarray,
+                    val_mask: np.ndarray | None = None) -> dict[str, str]:
+    """``{target: why}`` for the requested targets that ``protocol`` leaves out (reported, never silent)."""
+    out = {t: why for t in targets if (why := PR.why_skipped(feats, t, train_mask, val_mask=val_mask))}
+    for t in targets:
+        if t in out:
+            continue
+        if protocol == "finetune" and t not in ("age", "label"):
+            out[t] = "fine-tuning covers age and label only"
+        elif protocol == "fewshot" and PR.task_of(feats, t) == "multilabel":
+            out[t] = "few-label curves cover single-label targets only"
+    return out
 
 
 def _finetune_rows(opts: EvalOptions, encoder, feats: dict, target: str, train_rows: np.ndarray, test_rows: np.ndarray,

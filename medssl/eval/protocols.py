@@ -58,15 +58,30 @@ def val_rows(feats: dict, target: str, val_mask: np.ndarray | None) -> np.ndarra
 
 
 def _split(feats: dict, target: str, train_mask: np.ndarray, min_train: int = 5, val_mask: np.ndarray | None = None):
-    ok = valid_rows(feats, target)
-    tr, te = train_mask & ok, ~train_mask & ok
-    if val_mask is not None:
-        te = te & ~np.asarray(val_mask, bool)
-    y = np.asarray(feats[target])
-    task = task_of(feats, target)
-    if tr.sum() < min_train or te.sum() < 2 or (task == "classification" and len(np.unique(y[tr])) < 2):
+    """``(train rows, test rows, y, task)`` of ``target``, or None when it cannot be evaluated (:func:`why_skipped`)."""
+    if why_skipped(feats, target, train_mask, min_train, val_mask) is not None:
         return None
-    return tr, te, y, task
+    ok = valid_rows(feats, target)
+    te = ~train_mask & ok & (True if val_mask is None else ~np.asarray(val_mask, bool))
+    return train_mask & ok, te, np.asarray(feats[target]), task_of(feats, target)
+
+
+def why_skipped(feats: dict, target: str, train_mask: np.ndarray, min_train: int = 5,
+                val_mask: np.ndarray | None = None) -> str | None:
+    """Why ``target`` cannot be evaluated on these rows, in words (None: it can): it is absent, fewer than
+    ``min_train`` training or 2 held-out scans have a value, or the training scans hold one class only."""
+    if target not in feats:
+        return "the data have no such column"
+    ok = valid_rows(feats, target)
+    n_tr = int((train_mask & ok).sum())
+    n_te = int((~train_mask & ok & (True if val_mask is None else ~np.asarray(val_mask, bool))).sum())
+    if n_tr < min_train:
+        return f"{n_tr} training scan(s) have a value, at least {min_train} are needed"
+    if n_te < 2:
+        return f"{n_te} held-out scan(s) have a value, at least 2 are needed (a larger data.test_fraction?)"
+    if task_of(feats, target) == "classification" and len(np.unique(np.asarray(feats[target])[train_mask & ok])) < 2:
+        return "the training scans hold a single class"
+    return None
 
 
 def probe_targets(feats: dict, train_mask: np.ndarray, targets: list[str], kind: str = "linear", seed: int = 0,
@@ -84,7 +99,7 @@ def probe_targets(feats: dict, train_mask: np.ndarray, targets: list[str], kind:
     """
     out = {}
     for target in targets:
-        if target not in feats or (split := _split(feats, target, train_mask, val_mask=val_mask)) is None:
+        if (split := _split(feats, target, train_mask, val_mask=val_mask)) is None:
             continue
         tr, te, y, task = split
         out[target] = _probe(feats["features"], y, tr, te, feats.get("subject"), task, kind, seed, n_boot,
@@ -185,7 +200,7 @@ def fewshot_protocol(feats: dict, train_mask: np.ndarray, targets: list[str], fr
     out = {}
     x, subjects = feats["features"], np.asarray(feats["subject"])
     for target in targets:
-        split = _split(feats, target, train_mask, val_mask=val_mask) if target in feats else None
+        split = _split(feats, target, train_mask, val_mask=val_mask)
         if split is None or split[3] == "multilabel":
             continue
         tr, te, y, task = split

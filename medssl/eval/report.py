@@ -131,7 +131,10 @@ def ascii_table(rows: list[tuple[str, ...]]) -> str:
 
 def format_table(results: dict) -> str:
     """The terminal summary: encoder | metric | value [95 % CI]."""
-    return ascii_table([("encoder", "metric", "value [95% CI]")] + summary_rows(results))
+    rows = summary_rows(results)
+    header = "value [95% CI]" if any("[" in r[2] for r in rows) else "value"
+    skipped = [f"not evaluated: {t} ({why})" for t, why in results.get("skipped_targets", {}).items()]
+    return "\n".join([ascii_table([("encoder", "metric", header)] + rows), *skipped])
 
 
 def _names(results: dict, field: str, codes) -> list[str]:

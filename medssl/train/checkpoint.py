@@ -72,6 +72,9 @@ def list_checkpoints(folder: str | Path) -> list[Path]:
 
 def load_checkpoint(path: str | Path) -> dict:
     """Load with ``weights_only=True`` (no arbitrary unpickling)."""
+    if not Path(path).is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; give a step-*.pt file of a run's checkpoints/ "
+                              "folder, or --resume auto to continue from the latest one in output_dir")
     try:
         return torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the path and what to do

@@ -62,12 +62,31 @@ class TrainerOptions:
     log_every: int = 10
 
 
-def resolve_device(name: str) -> torch.device:
+def check_compatible(state: dict, config: dict, source: str = "checkpoint") -> None:
+    """Refuse a checkpoint ``state`` whose encoder or method config differs from the run's ``config``."""
+    saved = json.loads(state.get("config", "{}"))
+    for section in ("encoder", "method"):
+        if saved.get(section) != config.get(section):
+            raise CheckpointError(f"{source} has an incompatible {section} config {saved.get(section)} "
+                                  f"(this run: {config.get(section)}); resume with the same config or start fresh "
+                                  "in another output_dir")
+
+
+class DeviceError(ValueError):
+    """The requested device does not exist on this machine."""
+
+
+def resolve_device(name: str, key: str = "train.device") -> torch.device:
+    """``"auto"`` (CUDA when visible, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; ``key`` names the
+    setting in the error message (``train.device`` or a command-line flag)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise DeviceError(f"{key}={name!r} is not a device; use cpu, cuda, cuda:N or auto") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device={name} but no CUDA GPU is visible; use train.device=cpu or auto")
+        raise DeviceError(f"{key}={name} but no CUDA GPU is visible; use {key}=cpu or auto")
     return dev
 
 
@@ -126,11 +145,7 @@ class Trainer:
         if state.get("method_class") != type(self.method).__name__:
             raise CheckpointError(f"{source} was written by method {state.get('method_class')!r}, "
                                   f"this run uses {type(self.method).__name__!r}; start a new run directory")
-        saved = json.loads(state.get("config", "{}"))
-        for section in ("encoder", "method"):
-            if saved.get(section) != self.config.get(section):
-                raise CheckpointError(f"{source} has an incompatible {section} config {saved.get(section)} "
-                                      f"(this run: {self.config.get(section)}); resume with the same config or start fresh")
+        check_compatible(state, self.config, source)
         try:
             self.method.load_state_dict(state["model"])
         except RuntimeError as e:

@@ -256,3 +256,25 @@ def test_pneumoniamnist_card_probe_c_is_chosen_on_the_official_val_split(tmp_pat
     c = _naive_choice(x, y, rows == "train", rows == "val", P.LOGISTIC_CS, _logistic, _balanced_accuracy)
     assert probe["C"] == c and len(probe["pred"]) == 624
     np.testing.assert_array_equal(probe["pred"], _logistic(c).fit(x[rows == "train"], y[rows == "train"]).predict(x[rows == "test"]))
+
+
+def test_targets_that_cannot_be_evaluated_are_reported_with_the_reason_never_dropped_silently():
+    from medssl.eval.report import format_table
+
+    feats, tr, va = _feats(3)
+    feats["age"] = feats["age"].copy()
+    feats["age"][~tr & ~va] = np.nan  # no test scan has an age
+    feats["age"][np.flatnonzero(~tr & ~va)[0]] = 60.0  # … but one
+    feats["sex"] = np.where(tr, 0, 1)  # the training scans are all one class
+    res = run_protocol(EvalOptions(n_boot=0, map_method="none"), {"e": feats}, tr, {"label": ["no", "yes"]}, 0,
+                       ["label", "age", "sex", "site"], val_mask=va)
+    assert set(res["probes"]["e"]) == {"label", "site"}
+    assert res["skipped_targets"] == {"age": "1 held-out scan(s) have a value, at least 2 are needed "
+                                             "(a larger data.test_fraction?)",
+                                      "sex": "the training scans hold a single class"}
+    assert any(n.startswith("Target 'age' was not evaluated: 1 held-out scan(s)") for n in res["notes"])
+    res["info"] = {}
+    assert "not evaluated: sex (the training scans hold a single class)" in format_table(res)
+    ft = run_protocol(EvalOptions(protocol="fewshot", n_boot=0, map_method="none", seeds=(0,), fractions=(1.0,)),
+                      {"e": feats}, tr, {}, 0, ["label", "nothing"], val_mask=va)
+    assert ft["skipped_targets"] == {"nothing": "the data have no such column"}

@@ -1,0 +1,117 @@
+"""Mistakes a user makes at the command line: each is refused with a message naming what is wrong and what
+to do, exit status 2, no traceback, and nothing in an existing run directory is changed or lost."""
+
+import argparse
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from medssl.cli import _cache_overrides, main
+from medssl.data.card import load_card
+from medssl.train.trainer import DeviceError, resolve_device
+
+SMALL = ("data.shape=[24,24,24]", "augment.crop_size=[20,20,20]", "train.batch_size=8", "train.progress=false",
+         "encoder.options.width=8", "method.name=simclr", "data.test_fraction=0.3")
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    """md5 of every file under ``folder`` (what a refused command must leave as it was)."""
+    return {str(p.relative_to(folder)): hashlib.md5(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    assert main(["synth", str(tmp / "c"), "--subjects", "20", "--sites", "2", "--shape", "24", "24", "24"]) == 0
+    args = [f"data.root={tmp / 'c'}", f"output_dir={tmp / 'r'}", *SMALL]
+    assert main(["pretrain", *args, "train.epochs=1"]) == 0
+    return tmp / "r", args
+
+
+def test_a_fresh_run_into_a_directory_with_checkpoints_is_refused_and_leaves_it_untouched(tiny_run, capsys):
+    run, args = tiny_run
+    before = _digest(run)
+    assert main(["pretrain", *args, "train.epochs=2", "seed=7"]) == 2
+    err = capsys.readouterr().err
+    assert f"output_dir {run} already holds checkpoints" in err and "--resume auto" in err
+    assert _digest(run) == before
+
+
+def test_a_resume_with_another_encoder_is_refused_before_anything_is_written(tiny_run, capsys):
+    run, args = tiny_run
+    before = _digest(run)
+    assert main(["pretrain", *args, "train.epochs=1", "encoder.name=resnet10", "--resume", "auto"]) == 2
+    err = capsys.readouterr().err
+    assert "incompatible encoder config" in err and "Traceback" not in err
+    assert _digest(run) == before  # config.yaml still describes the checkpoints: export / evaluate keep working
+
+
+def test_a_missing_resume_checkpoint_is_named(tiny_run, tmp_path, capsys):
+    _, args = tiny_run
+    missing = tmp_path / "nope.pt"
+    assert main(["pretrain", *args, f"output_dir={tmp_path / 'r2'}", "--resume", str(missing)]) == 2
+    assert f"checkpoint {missing} does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "r2").exists()
+
+
+def test_an_unknown_evaluation_target_is_refused_and_the_results_are_kept(tiny_run, capsys):
+    run, _ = tiny_run
+    before = (run / "metrics.json").read_bytes() if (run / "metrics.json").exists() else None
+    assert main(["evaluate", str(run), "--targets", "agee"]) == 2
+    err = capsys.readouterr().err
+    assert "--targets: ['agee'] not valid" in err and "age, site, sex, label" in err
+    assert ((run / "metrics.json").read_bytes() if (run / "metrics.json").exists() else None) == before
+
+
+def test_malformed_yaml_names_the_file_or_the_override(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  epochs: 3\n   lr: 0.1\n")
+    assert main(["pretrain", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: not valid YAML" in err and "line 3" in err
+    assert main(["pretrain", "data.shape=[32,32,32"]) == 2
+    assert "override 'data.shape=[32,32,32': the value is not valid YAML" in capsys.readouterr().err
+
+
+def test_an_override_ending_in_yaml_is_not_taken_for_the_config_file(tmp_path, capsys):
+    card = tmp_path / "card.yaml"  # a card given by path ends in .yaml but is an override's value
+    assert main(["pretrain", f"data.card={card}"]) == 2
+    err = capsys.readouterr().err
+    assert "config file" not in err and str(card) in err
+
+
+def test_bad_synth_arguments_are_refused_without_a_traceback(tmp_path, capsys):
+    assert main(["synth", str(tmp_path / "x"), "--sites", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("medssl synth: error:") and "Traceback" not in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_a_missing_gpu_names_the_setting_the_user_gave():
+    with pytest.raises(DeviceError, match=r"--device=cuda but no CUDA GPU is visible; use --device=cpu or auto"):
+        resolve_device("cuda", "--device")
+    with pytest.raises(DeviceError, match=r"train.device='gpu' is not a device"):
+        resolve_device("gpu")
+
+
+def test_the_data_prepare_hint_names_every_setting_of_the_cache_fingerprint():
+    card = load_card("synthetic")
+    a = argparse.Namespace(card="synthetic", root="/data/cohort", out="/tmp/cache", spacing=None, normalise="minmax")
+    hint = _cache_overrides(a, card, (10, 2, 32, 32, 32))
+    assert hint == ["data.card=synthetic", "data.root=/data/cohort", "data.cache_dir=/tmp/cache",
+                    "data.shape=[32,32,32]", f"data.spacing=[{','.join(map(str, card.preprocessing.get('spacing', [])))}]",
+                    "data.normalise=minmax", "encoder.in_channels=2"]
+    a.normalise, a.root = None, None  # the card's normalisation (as `data prepare` used it) is spelled out
+    hint = _cache_overrides(a, card, (10, 1, 32, 32, 32))
+    assert f"data.normalise={card.preprocessing.get('normalise', 'zscore')}" in hint
+    assert not any(h.startswith(("data.root=", "encoder.in_channels=")) for h in hint)
+
+
+def test_python_dash_m_medssl_is_the_command():
+    r = subprocess.run([sys.executable, "-m", "medssl", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("usage: medssl")
