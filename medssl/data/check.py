@@ -121,8 +121,9 @@ def check_card(card: DataCard, root: str | Path | None = None, *, read_files: bo
     report = CheckReport(card=card.name, root=str(root_path))
     try:
         scan = scan_manifest(card, root)
-    except ManifestError as e:
-        report.problems.append(Problem(card.manifest or card.npz or card.files or card.name, str(e)))
+    except ManifestError as e:  # the message names the table (and row): no prefix of our own
+        report.source = str(card.manifest or card.npz or card.files or card.name)
+        report.problems.append(Problem("cannot read the records", str(e)))
         return report
     records = scan.records
     report.source, report.n_records = scan.source, len(records)

@@ -70,7 +70,9 @@ def test_cli_check_exit_status(cohort_copy, capsys):
     assert main(["data", "check", "synthetic", "--root", str(cohort_copy), "--strict"]) == 1
     assert "result: 5 problem(s)" in capsys.readouterr().out
     assert main(["data", "check", "synthetic", "--root", str(cohort_copy / "absent")]) == 0
-    assert "does not exist" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "does not exist" in out and "source:  participants.tsv" in out
+    assert f"  cannot read the records: metadata table {cohort_copy / 'absent' / 'participants.tsv'} does not" in out
 
 
 def test_check_on_the_real_ixi_files(shared):
