@@ -175,7 +175,10 @@ def run_protocol(opts: EvalOptions, feats: dict[str, dict], train_mask: np.ndarr
                                for n, enc in encoders.items()}
     results["notes"].append(NOTES.get(p, ""))
     if p not in ("site", "openbhb"):
-        results["skipped_targets"] = skipped_targets(p, first, targets, train_mask, val)
+        section = results["probes" if p in ("default", "linear", "knn", "mlp") else p]
+        evaluated = set().union(*(set(per) for per in section.values()))
+        results["skipped_targets"] = {t: why for t, why in skipped_targets(p, first, targets, train_mask, val).items()
+                                      if t not in evaluated}
         results["notes"] += [f"Target {t!r} was not evaluated: {why}." for t, why in results["skipped_targets"].items()]
     if n_val:
         finetuned = p == "finetune" or (p == "fewshot" and opts.fewshot_finetune)
@@ -204,6 +207,8 @@ def skipped_targets(protocol: str, feats: dict, targets: list[str], train_mask: 
             out[t] = "fine-tuning covers age and label only"
         elif protocol == "fewshot" and PR.task_of(feats, t) == "multilabel":
             out[t] = "few-label curves cover single-label targets only"
+        elif protocol == "finetune":
+            out[t] = "fewer than 3 training subjects or 2 held-out scans have a value"
     return out
 
 
