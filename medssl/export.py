@@ -170,7 +170,8 @@ def load_encoder(path: str | Path, **overrides) -> nn.Module:
         overrides: encoder arguments to change, e.g. ``checkpointing=True`` for fine-tuning.
 
     Raises:
-        ExportError: missing/corrupt files (checksum mismatch), or weights that do not fit.
+        ExportError: missing/corrupt files (checksum mismatch), an override the encoder does not take, or
+            weights that do not fit.
     """
     from medssl.encoders import build_encoder
 
@@ -182,7 +183,11 @@ def load_encoder(path: str | Path, **overrides) -> nn.Module:
     if _sha256(weights) != spec["weights"]["sha256"]:
         raise ExportError(f"{weights} does not match the SHA-256 in {folder / SPEC_FILE}; the file is corrupt or "
                           "was replaced. Export again")
-    encoder = build_encoder(spec["architecture"], **{**spec["arguments"], **overrides})
+    try:
+        encoder = build_encoder(spec["architecture"], **{**spec["arguments"], **overrides})
+    except TypeError as e:
+        raise ExportError(f"{spec['architecture']} does not take the override(s) {sorted(overrides)} ({e}); "
+                          f"its arguments in this export: {sorted(spec['arguments'])}") from None
     plain = encoder.plain_module() if hasattr(encoder, "plain_module") else encoder
     try:
         plain.load_state_dict(load_file(str(weights)), strict=True)

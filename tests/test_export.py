@@ -91,6 +91,8 @@ def test_loading_never_unpickles_and_checks_the_files(exported, tmp_path, monkey
         medssl.load_encoder(bad)
     with pytest.raises(ExportError, match="does not fit resnet10"):
         medssl.load_encoder(out, width=8)
+    with pytest.raises(ExportError, match=r"resnet10 does not take the override\(s\) \['bogus'\]"):
+        medssl.load_encoder(out, bogus=1)
     with pytest.raises(ExportError, match="medssl export"):
         medssl.load_encoder(tmp_path)
 
