@@ -184,9 +184,10 @@ def run_protocol(opts: EvalOptions, feats: dict[str, dict], train_mask: np.ndarr
         finetuned = p == "finetune" or (p == "fewshot" and opts.fewshot_finetune)
         keys = ["val_left_out"] if p in ("site", "openbhb") else ["val_probes"] * (p != "finetune") + ["val_finetune"] * finetuned
         results["notes"] += [NOTES[k].format(n=n_val) for k in keys]
-    results["notes"] = [n for n in results["notes"] if n]
+    results["notes"] = list(dict.fromkeys(n for n in results["notes"] if n))  # each note once (knn, mlp)
     age = np.asarray(first.get("age", np.zeros(0)), float)
-    if "age" in targets and age.size and not np.isnan(age).all():
+    if "age" in targets and age.size and not np.isnan(age).all() and p not in ("site", "openbhb"):
+        # (site / openbhb score other row sets: their own baselines are in their results)
         ok, test = ~np.isnan(age), ~train_mask & ~val_mask
         results["baselines"] = {"mean_predictor_mae": mean_predictor_mae(age[train_mask & ok], age[test & ok])}
         results["test_age"] = age[test & ok]

@@ -105,7 +105,7 @@ def plot_training_curves(run_dir: str | Path, histories: dict[str, list[dict]], 
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
     for ax, (title, lines, xlabel) in zip(axes[0], panels):
         for label, (x, y) in lines.items():
-            ax.plot(x, y, label=label)
+            ax.plot(x, y, label=label, marker="o" if len(x) < 20 else None, ms=3)  # a lone point stays visible
         ax.set(xlabel=xlabel, ylabel="loss", title=title)
         if len(lines) > 1:
             ax.legend(fontsize=8)

@@ -187,6 +187,9 @@ def openbhb_protocol(feats: dict, train_mask: np.ndarray, external_sites: list[i
                       site[ok][m["internal"]], x[m["external"]], age[m["external"]])
     res["external_sites"] = [int(s) for s in external]
     res["age_int"], res["age_ext"] = age[m["internal"]], age[m["external"]]
+    train_mean = float(age[m["train"]].mean())  # the naive baseline on the protocol's own test sets
+    res["mean_predictor_mae_int"] = float(np.abs(age[m["internal"]] - train_mean).mean())
+    res["mean_predictor_mae_ext"] = float(np.abs(age[m["external"]] - train_mean).mean())
     return res
 
 

@@ -89,6 +89,10 @@ def summary_entries(results: dict, full: bool = False) -> list[dict]:
                  _entry(enc, "internal age RMSE (years) ↓", o["rmse_age"], None, "lower"),
                  _entry(enc, f"internal site BAcc (chance {o['site_chance']:.2f}) ↓", o["bacc_site"], None, "lower"),
                  _entry(enc, "external age MAE (years) ↓", o["ext_mae_age"], None, "lower")]
+    if results.get("openbhb"):
+        o = next(iter(results["openbhb"].values()))
+        rows += [_entry("predict train mean", f"{part} age MAE (years) ↓", o[f"mean_predictor_mae_{key}"], None, "lower")
+                 for part, key in (("internal", "int"), ("external", "ext")) if f"mean_predictor_mae_{key}" in o]
     for enc, per in results.get("fewshot", {}).items():
         for target, curve in per.items():
             for s in curve["summary"]:
@@ -108,7 +112,7 @@ def _fmt(e: dict) -> str:
     text = f"{e['value']:.3f}" if abs(e["value"]) < 10 else f"{e['value']:.2f}"
     if e.get("ci") and e["ci"][0] is not None:
         text += f" [{e['ci'][0]:.3f}, {e['ci'][1]:.3f}]" if abs(e["value"]) < 10 else f" [{e['ci'][0]:.2f}, {e['ci'][1]:.2f}]"
-    if e.get("std"):
+    if e.get("std") is not None:
         text += f" ± {e['std']:.3f}"
     return text
 
@@ -132,7 +136,7 @@ def ascii_table(rows: list[tuple[str, ...]]) -> str:
 def format_table(results: dict) -> str:
     """The terminal summary: encoder | metric | value [95 % CI]."""
     rows = summary_rows(results)
-    header = "value [95% CI]" if any("[" in r[2] for r in rows) else "value"
+    header = "value [95% CI]" if any("[" in r[2] for r in rows) else "value"  # as write_report's legend
     skipped = [f"not evaluated: {t} ({why})" for t, why in results.get("skipped_targets", {}).items()]
     return "\n".join([ascii_table([("encoder", "metric", header)] + rows), *skipped])
 
@@ -202,6 +206,13 @@ def _site_tables(results: dict) -> list[str]:
     return lines
 
 
+def _legend(rows: list[tuple[str, str, str]]) -> str:
+    """What the brackets and ± in the value column mean, for the ones that occur (``""`` if neither)."""
+    parts = (["[…]: 95 % bootstrap CI over test subjects"] * any("[" in r[2] for r in rows)
+             + ["±: SD over subsampling seeds"] * any("±" in r[2] for r in rows))
+    return "".join(f"; {p}" for p in parts)
+
+
 def write_report(run_dir: str | Path, results: dict) -> Path:
     """Write ``metrics.json``, ``report.md`` and the figures into ``run_dir``; return the report path."""
     run_dir = Path(run_dir)
@@ -212,8 +223,9 @@ def write_report(run_dir: str | Path, results: dict) -> Path:
     info = results.get("info", {})
     if info:
         lines += ["| setting | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in info.items()] + [""]
-    lines += ["## Metrics (held-out subjects; 95 % bootstrap CI over subjects)", "", "| encoder | metric | value |",
-              "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in summary_rows(results, full=True)] + [""]
+    rows = summary_rows(results, full=True)
+    lines += [f"## Metrics (held-out subjects{_legend(rows)})", "", "| encoder | metric | value |",
+              "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows] + [""]
     if results.get("notes"):
         lines += ["## How these numbers were obtained", ""] + [f"- {n}" for n in results["notes"]] + [""]
     lines += _site_tables(results)

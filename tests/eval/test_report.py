@@ -57,3 +57,48 @@ def test_embedding_map_with_fewer_scans_than_pca_components():
 
     xy = embed_2d(np.random.default_rng(0).normal(size=(30, 64)), method="tsne")
     assert xy.shape == (30, 2) and np.isfinite(xy).all()
+
+
+def test_openbhb_report_has_its_own_baselines_and_claims_no_intervals_it_lacks(tmp_path):
+    from medssl.eval.driver import EvalOptions, run_protocol
+
+    rng = np.random.default_rng(0)
+    n = 90
+    site, age = np.repeat([0, 1, 2], 30), rng.uniform(20, 80, n)
+    feats = {"features": rng.normal(size=(n, 6)).astype(np.float32), "age": age, "site": site,
+             "subject": np.array([f"s{i}" for i in range(n)])}
+    train = np.arange(n) % 3 != 0
+    res = run_protocol(EvalOptions(protocol="openbhb", n_boot=0, map_method="none"), {"pretrained": feats}, train,
+                       {"site": ["A", "B", "C"]}, 0, ["age", "site"])
+    o = res["openbhb"]["pretrained"]
+    fit = train & (site != 2)  # naive: the internal sites' training ages, scored on each test set
+    assert o["mean_predictor_mae_int"] == np.abs(age[~train & (site != 2)] - age[fit].mean()).mean()
+    assert o["mean_predictor_mae_ext"] == np.abs(age[site == 2] - age[fit].mean()).mean()
+    assert "baselines" not in res  # the default split's baseline scored other subjects
+    res["info"] = {}
+    write_report(tmp_path, res)
+    report = (tmp_path / "report.md").read_text()
+    assert "## Metrics (held-out subjects)\n" in report and "bootstrap" not in report
+    assert f"| predict train mean | external age MAE (years) ↓ | {o['mean_predictor_mae_ext']:.2f} |" in report
+
+
+def test_the_legend_names_intervals_and_seed_sd_only_where_they_occur(tmp_path):
+    r = _results(5.0)
+    r["fewshot"] = {"pretrained": {"age": {"metric": "mae", "summary": [{"fraction": 0.1, "n_subjects": 4, "mean": 9.0,
+                                                                          "std": 0.0}]}}}
+    write_report(tmp_path, r)
+    report = (tmp_path / "report.md").read_text()
+    assert ("## Metrics (held-out subjects; […]: 95 % bootstrap CI over test subjects; ±: SD over subsampling seeds)"
+            in report)
+    assert "| 9.000 ± 0.000 |" in report  # an SD of 0 is shown, not dropped
+
+
+def test_each_note_is_stated_once():
+    from medssl.eval.driver import NOTES, EvalOptions, run_protocol
+
+    rng = np.random.default_rng(1)
+    feats = {"features": rng.normal(size=(40, 4)).astype(np.float32), "age": rng.uniform(20, 80, 40),
+             "subject": np.array([f"s{i}" for i in range(40)])}
+    res = run_protocol(EvalOptions(protocol="knn", n_boot=0, map_method="none"), {"e": feats}, np.arange(40) % 4 != 0,
+                       {}, 0, ["age"])
+    assert res["notes"].count(NOTES["knn"]) == 1 and len(res["notes"]) == len(set(res["notes"]))
