@@ -71,8 +71,11 @@ def compare_table(runs: list[str | Path], encoders: tuple[str, ...] = ("pretrain
 
 
 def plot_compare(runs: list[str | Path], path: str | Path, encoders: tuple[str, ...] = ("pretrained",),
-                 max_metrics: int = 12) -> Path | None:
-    """Bar chart per metric shared by at least two columns (error bars: 95 % CI)."""
+                 per_row: int = 4) -> Path | None:
+    """One bar chart per metric shared by at least two columns, ``per_row`` panels a row (every such metric;
+    error bars: the 95 % CI, or ± SD over seeds for few-label points)."""
+    import math
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -80,21 +83,34 @@ def plot_compare(runs: list[str | Path], path: str | Path, encoders: tuple[str, 
     import numpy as np
 
     columns, table = collect(runs, encoders)
-    shared = [(m, per) for m, per in table.items() if sum(per[c]["value"] is not None for c in per) >= 2][:max_metrics]
+    shared = [(m, per) for m, per in table.items() if sum(per[c]["value"] is not None for c in per) >= 2]
     if not shared:
         return None
-    fig, axes = plt.subplots(1, len(shared), figsize=(2.2 + 1.1 * len(columns) * len(shared), 3.8), squeeze=False)
-    for ax, (metric, per) in zip(axes[0], shared):
+    ncols = min(per_row, len(shared))
+    nrows = math.ceil(len(shared) / ncols)
+    width = 1.2 + 0.32 * max(len(per) for _, per in shared)  # inches per panel
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, 3.6 * nrows), squeeze=False)
+    for ax, (metric, per) in zip(axes.flat, shared):
         cols = [c for c in columns if c in per and per[c]["value"] is not None]
         vals = np.array([per[c]["value"] for c in cols])
-        err = np.array([[v - per[c]["ci"][0], per[c]["ci"][1] - v] if per[c].get("ci") and per[c]["ci"][0] is not None
-                        else [0.0, 0.0] for c, v in zip(cols, vals)]).T
+        err = np.array([_error_bar(per[c], v) for c, v in zip(cols, vals)]).T
         ax.bar(range(len(cols)), vals, yerr=err, capsize=3, color=plt.get_cmap("tab10")(np.arange(len(cols)) % 10))
         ax.set_xticks(range(len(cols)))
         ax.set_xticklabels(cols, rotation=60, ha="right", fontsize=7)
-        ax.set_title(metric, fontsize=8)
+        ax.set_title(metric, fontsize=8, wrap=True)
+    for ax in list(axes.flat)[len(shared):]:
+        ax.axis("off")
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _error_bar(entry: dict, value: float) -> list[float]:
+    """``[below, above]``: the 95 % CI where the entry has one, else its SD over seeds, else none."""
+    ci = entry.get("ci")
+    if ci and ci[0] is not None:
+        return [value - ci[0], ci[1] - value]
+    sd = entry.get("std")
+    return [sd, sd] if sd is not None else [0.0, 0.0]

@@ -65,6 +65,10 @@ def _probe_entries(enc: str, target: str, m: dict, full: bool) -> list[dict]:
     return rows
 
 
+#: few-label curve metrics as the tables name them (unit and direction)
+FEWSHOT_METRICS = {"mae": "MAE (years) ↓", "balanced_accuracy": "balanced acc. ↑"}
+
+
 def summary_entries(results: dict, full: bool = False) -> list[dict]:
     """Every headline number as ``{"encoder", "metric", "value", "ci", "better"}``, stable order."""
     rows: list[dict] = []
@@ -96,7 +100,8 @@ def summary_entries(results: dict, full: bool = False) -> list[dict]:
     for enc, per in results.get("fewshot", {}).items():
         for target, curve in per.items():
             for s in curve["summary"]:
-                rows.append(_entry(enc, f"{target} {curve['metric']} @ {s['fraction']:.0%} labels ({s['n_subjects']} subj.)",
+                name = FEWSHOT_METRICS.get(curve["metric"], curve["metric"])
+                rows.append(_entry(enc, f"{target} {name} @ {s['fraction']:.0%} labels ({s['n_subjects']} subj.)",
                                    s["mean"], None, "lower" if curve["metric"] == "mae" else "higher") | {"std": s["std"]})
     for enc, per in results.get("finetune", {}).items():
         for target, m in per.items():

@@ -90,7 +90,7 @@ def test_the_legend_names_intervals_and_seed_sd_only_where_they_occur(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert ("## Metrics (held-out subjects; […]: 95 % bootstrap CI over test subjects; ±: SD over subsampling seeds)"
             in report)
-    assert "| 9.000 ± 0.000 |" in report  # an SD of 0 is shown, not dropped
+    assert "| pretrained | age MAE (years) ↓ @ 10% labels (4 subj.) | 9.000 ± 0.000 |" in report  # SD 0 is shown
 
 
 def test_each_note_is_stated_once():
@@ -102,3 +102,25 @@ def test_each_note_is_stated_once():
     res = run_protocol(EvalOptions(protocol="knn", n_boot=0, map_method="none"), {"e": feats}, np.arange(40) % 4 != 0,
                        {}, 0, ["age"])
     assert res["notes"].count(NOTES["knn"]) == 1 and len(res["notes"]) == len(set(res["notes"]))
+
+
+def test_compare_plot_draws_every_shared_metric_on_a_readable_grid(tmp_path):
+    import matplotlib.image
+
+    from medssl.eval.compare import _error_bar, plot_compare
+
+    for name, mae in (("simclr", 5.0), ("yaware", 3.5)):
+        r = _results(mae)
+        r["fewshot"] = {"pretrained": {"age": {"metric": "mae", "summary": [
+            {"fraction": f / 20, "n_subjects": f, "mean": mae + f, "std": 0.5} for f in range(1, 15)]}}}
+        (tmp_path / name).mkdir()
+        write_report(tmp_path / name, r)
+    columns, table = collect([tmp_path / "simclr", tmp_path / "yaware"])
+    n_shared = sum(1 for per in table.values() if len(per) >= 2)
+    assert n_shared > 14  # more than the 12 panels the plot used to keep
+    path = plot_compare([tmp_path / "simclr", tmp_path / "yaware"], tmp_path / "cmp.png")
+    height, width = matplotlib.image.imread(path).shape[:2]
+    rows = -(-n_shared // 4)
+    assert width <= 4 * (1.2 + 0.32 * 2) * 100 + 1 and height == rows * 360  # 4 panels a row, 3.6 in per row
+    assert _error_bar({"ci": [4.0, 6.0]}, 5.0) == [1.0, 1.0] and _error_bar({"std": 0.5}, 9.0) == [0.5, 0.5]
+    assert _error_bar({"ci": None}, 1.0) == [0.0, 0.0]
