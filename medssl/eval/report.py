@@ -83,6 +83,9 @@ def summary_entries(results: dict, full: bool = False) -> list[dict]:
         for target, lso in s.get("leave_site_out", {}).items():
             if "pooled" in lso and "mae" in lso["pooled"]:
                 rows.append(_entry(enc, f"{target} MAE, leave-site-out (years) ↓", lso["pooled"]["mae"], None, "lower"))
+                if "mean_predictor_mae" in lso["pooled"] and enc == next(iter(results["site"])):
+                    rows.append(_entry("predict train mean", f"{target} MAE, leave-site-out (years) ↓",
+                                       lso["pooled"]["mean_predictor_mae"], None, "lower"))
             elif "pooled" in lso:
                 rows.append(_entry(enc, f"{target} balanced acc., leave-site-out ↑", lso["pooled"]["balanced_accuracy"]))
         for target, m in s.get("harmonisation", {}).get("combat", {}).items():
@@ -191,11 +194,15 @@ def _site_tables(results: dict) -> list[str]:
     lines = []
     for enc, s in results.get("site", {}).items():
         for target, lso in s.get("leave_site_out", {}).items():
-            lines += [f"Leave-site-out {target} ({enc}): probe fitted on the other sites, scored on the held-out one.", "",
-                      "| held-out site | n test | n train | metric | unseen features* |", "|---|---|---|---|---|"]
+            lines += [f"Leave-site-out {target} ({enc}): probe fitted on the other sites, scored on the held-out one; "
+                      "the folds use every subject, the run's test split included.", "",
+                      "| held-out site | n test | n train | metric | predict train mean | unseen features* |",
+                      "|---|---|---|---|---|---|"]
             for site, m in lso["per_site"].items():
                 val = f"MAE {m['mae']:.2f} y" if "mae" in m else f"BAcc {m['balanced_accuracy']:.3f}"
-                lines.append(f"| {site} | {m['n_test']} | {m['n_train']} | {val} | {m.get('n_unseen_features', '—')} |")
+                naive = f"MAE {m['mean_predictor_mae']:.2f} y" if "mean_predictor_mae" in m else "—"
+                lines.append(f"| {site} | {m['n_test']} | {m['n_train']} | {val} | {naive} | "
+                             f"{m.get('n_unseen_features', '—')} |")
             lines += ["", f"\\* features whose spread on the held-out site is ≥ {UNSEEN_SPREAD_RATIO:g}× their spread on the "
                       "training sites (e.g. channels silent on the training sites); the probe standardises with the "
                       "training spread, so they can inflate that site's error far beyond the other sites'.", ""]

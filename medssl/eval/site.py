@@ -16,7 +16,7 @@ from medssl.data.manifest import Record
 from medssl.data.splits import leave_site_out_folds
 from medssl.eval import metrics as M
 from medssl.eval.combat import ComBat
-from medssl.eval.probes import classification_probe, regression_probe
+from medssl.eval.probes import classification_probe, mean_predictor_mae, regression_probe
 
 #: a feature whose SD on the held-out site is at least this many times its SD on the training sites
 #: is one the standardised probe extrapolates on (see :func:`unseen_features`)
@@ -74,12 +74,13 @@ def leave_site_out(x: np.ndarray, y: np.ndarray, sites: np.ndarray, subjects: np
 
     Returns:
         ``{"per_site": {site: metrics + "n_test", "n_train", "n_unseen_features"}, "pooled": metrics
-        over all held-out predictions, "skipped": [sites]}``; metrics as the ridge / logistic probes;
+        over all held-out predictions, "skipped": [sites]}``; metrics as the ridge / logistic probes, and for
+        regression ``"mean_predictor_mae"`` (predicting the training sites' mean) per site and pooled;
         ``n_unseen_features`` counts :func:`unseen_features` (a large error with a non-zero count is
         the encoder's site-specific channels, amplified by the probe's standardisation).
     """
     y, subjects = np.asarray(y), np.asarray(subjects)
-    per_site, skipped, preds, truths = {}, [], [], []
+    per_site, skipped, preds, truths, naive = {}, [], [], [], []
     for site, tr, te in leave_site_out_splits(sites, subjects):
         if len(tr) < min_train or (task == "classification" and len(np.unique(y[tr])) < 2):
             skipped.append(site)
@@ -94,10 +95,15 @@ def leave_site_out(x: np.ndarray, y: np.ndarray, sites: np.ndarray, subjects: np
         truths.append(y[te])
         per_site[site] = {**res, "n_test": int(len(te)), "n_train": int(len(tr)),
                           "n_unseen_features": int(len(unseen_features(x[tr], x[te])))}
+        if task == "regression":  # the fold's own floor: the training sites' mean age
+            per_site[site]["mean_predictor_mae"] = mean_predictor_mae(y[tr], y[te])
+            naive.append(np.full(len(te), float(np.mean(y[tr]))))
     out: dict = {"per_site": per_site, "skipped": skipped}
     if preds:
         t, p = np.concatenate(truths), np.concatenate(preds)
         out["pooled"] = M.regression_metrics(t, p) if task == "regression" else M.classification_metrics(t, p)
+        if task == "regression":
+            out["pooled"]["mean_predictor_mae"] = M.mae(t, np.concatenate(naive))
     return out
 
 

@@ -93,6 +93,14 @@ def test_leave_site_out_evaluation_scores_every_site():
     assert all(m["n_test"] == 50 and m["n_train"] == 100 for m in res["per_site"].values())
     assert res["pooled"]["mae"] < 8
     assert all(m["n_unseen_features"] == 0 for m in res["per_site"].values())
+    site_names = np.asarray(site).astype(str)
+    naive = {s: np.abs(age[site_names == s] - age[site_names != s].mean()) for s in ("0", "1", "2")}
+    for s, errors in naive.items():  # each fold's floor: the other sites' mean age
+        assert res["per_site"][s]["mean_predictor_mae"] == pytest.approx(errors.mean())
+    assert res["pooled"]["mean_predictor_mae"] == pytest.approx(np.concatenate(list(naive.values())).mean())
+    table = "\n".join(_site_tables({"site": {"e": {"leave_site_out": {"age": res}}}}))
+    m0 = res["per_site"]["0"]
+    assert f"| 0 | 50 | 100 | MAE {m0['mae']:.2f} y | MAE {m0['mean_predictor_mae']:.2f} y | 0 |" in table
 
 
 def test_leave_site_out_flags_a_channel_silent_on_the_training_sites():
