@@ -94,7 +94,8 @@ class FinetuneResult:
     def summary(self) -> dict:
         return {"best_epoch": self.best_epoch, "epochs_run": sum(h["epoch"] > 0 for h in self.history),
                 "n_trainable_encoder": self.n_trainable, **self.extra,
-                **{k: v for k, v in asdict(self.options).items() if k not in ("device", "num_workers")}}
+                **{k: v for k, v in asdict(self.options).items() if k not in ("device", "num_workers")},
+                "bf16": self.options.bf16 and str(self.options.device).startswith("cuda")}  # as used, not as asked
 
 
 class EncoderWithHead(nn.Module):

@@ -218,6 +218,49 @@ def _site_tables(results: dict) -> list[str]:
     return lines
 
 
+def _openbhb_table(results: dict) -> list[str]:
+    """The OpenBHB protocol's own rows (not the run's train/test split) and the probes' chosen settings."""
+    rows = [f"| {enc} | {o['n_train']} | {o['n_internal']} | {o['n_external']} | "
+            f"{', '.join(map(str, o.get('external_site_names') or o.get('external_sites', [])))} | "
+            f"{o['selected_age_alpha']:g} | {o['selected_site_C']:g} |"
+            for enc, o in results.get("openbhb", {}).items() if "n_train" in o]
+    if not rows:
+        return []
+    return ["## OpenBHB split and probe settings", "", "Training: training-split scans of the internal sites; internal "
+            "test: test-split scans of the internal sites; external test: every scan of the external site(s). Ridge α "
+            "and logistic C chosen by cross-validation on the training scans.", "",
+            "| encoder | n train | n internal test | n external test | external site(s) | ridge α | site C |",
+            "|---|---|---|---|---|---|---|"] + rows + [""]
+
+
+def _finetune_tables(results: dict) -> list[str]:
+    """Fine-tuning settings per encoder and target (the learning rates are set, only the epoch is chosen), and a
+    warning where a regression model predicts nearly the same value for every test scan."""
+    rows, warnings = [], []
+    for enc, per in results.get("finetune", {}).items():
+        for target, m in per.items():
+            f = m.get("finetune", {})
+            rows.append(f"| {enc} | {target} | {f.get('mode', '—')} | {f.get('lr_encoder', '—')} / {f.get('lr_head', '—')} "
+                        f"| {f.get('batch_size', '—')} | {f.get('best_epoch', '—')} of {f.get('epochs_run', '—')} "
+                        f"(max {f.get('epochs', '—')}) | {m.get('n_fit', '—')} / {m.get('n_val', '—')} |")
+            pred, truth = np.asarray(m.get("pred", []), float), np.asarray(results.get("test_age", []), float)
+            if target == "age" and pred.ndim == 1 and pred.size > 1 and truth.size > 1 \
+                    and pred.std() < COLLAPSE_SD_RATIO * truth.std():
+                warnings.append(f"- **{enc}, {target}: the fine-tuned model predicts nearly one value** (prediction SD "
+                                f"{pred.std():.2f} y against {truth.std():.2f} y among the test subjects); its error is "
+                                "that of a constant, not of a model (more epochs, another lr, or the probe).")
+    if not rows:
+        return []
+    return (["## Fine-tuning settings", "", "Learning rates, batch and maximum epochs are set; the epoch is chosen on "
+             "the validation rows (early stopping).", "",
+             "| encoder | target | mode | lr encoder / head | batch | best epoch of run (max) | n fit / n val |",
+             "|---|---|---|---|---|---|---|"] + rows + [""] + warnings + ([""] if warnings else []))
+
+
+#: a fine-tuned age model whose prediction SD is below this fraction of the test ages' SD is flagged as collapsed
+COLLAPSE_SD_RATIO = 0.1
+
+
 def _legend(rows: list[tuple[str, str, str]]) -> str:
     """What the brackets and ± in the value column mean, for the ones that occur (``""`` if neither)."""
     parts = (["[…]: 95 % bootstrap CI over test subjects"] * any("[" in r[2] for r in rows)
@@ -240,7 +283,7 @@ def write_report(run_dir: str | Path, results: dict) -> Path:
               "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows] + [""]
     if results.get("notes"):
         lines += ["## How these numbers were obtained", ""] + [f"- {n}" for n in results["notes"]] + [""]
-    lines += _site_tables(results)
+    lines += _site_tables(results) + _openbhb_table(results) + _finetune_tables(results)
     figures = _figures(run_dir, results)
     if figures:
         lines += ["## Figures", ""] + figures

@@ -80,6 +80,9 @@ def test_openbhb_report_has_its_own_baselines_and_claims_no_intervals_it_lacks(t
     report = (tmp_path / "report.md").read_text()
     assert "## Metrics (held-out subjects)\n" in report and "bootstrap" not in report
     assert f"| predict train mean | external age MAE (years) ↓ | {o['mean_predictor_mae_ext']:.2f} |" in report
+    n_int, n_ext = int((~train & (site != 2)).sum()), int((site == 2).sum())
+    assert (f"| pretrained | {int(fit.sum())} | {n_int} | {n_ext} | C | {o['selected_age_alpha']:g} | "
+            f"{o['selected_site_C']:g} |") in report
 
 
 def test_the_legend_names_intervals_and_seed_sd_only_where_they_occur(tmp_path):
@@ -124,3 +127,18 @@ def test_compare_plot_draws_every_shared_metric_on_a_readable_grid(tmp_path):
     assert width <= 4 * (1.2 + 0.32 * 2) * 100 + 1 and height == rows * 360  # 4 panels a row, 3.6 in per row
     assert _error_bar({"ci": [4.0, 6.0]}, 5.0) == [1.0, 1.0] and _error_bar({"std": 0.5}, 9.0) == [0.5, 0.5]
     assert _error_bar({"ci": None}, 1.0) == [0.0, 0.0]
+
+
+def test_finetune_report_states_its_settings_and_flags_a_collapsed_age_model(tmp_path):
+    settings = {"mode": "full", "lr_encoder": 1e-4, "lr_head": 1e-3, "batch_size": 16, "best_epoch": 2, "epochs_run": 2,
+                "epochs": 30}
+    age = np.array([20.0, 40.0, 60.0, 80.0])
+    r = {"protocol": "finetune", "info": {}, "test_age": age,
+         "finetune": {"pretrained": {"age": {"mae": 20.0, "r2": -0.1, "rmse": 22.0, "pearson_r": 0.1, "pred": np.full(4, 53.0) + [0, 0.1, 0, 0.1],
+                                              "finetune": settings, "n_fit": 34, "n_val": 8}},
+                      "random init": {"age": {"mae": 9.0, "r2": 0.5, "rmse": 10.0, "pearson_r": 0.8, "pred": age + 5, "finetune": settings, "n_fit": 34, "n_val": 8}}}}
+    write_report(tmp_path, r)
+    report = (tmp_path / "report.md").read_text()
+    assert "| pretrained | age | full | 0.0001 / 0.001 | 16 | 2 of 2 (max 30) | 34 / 8 |" in report
+    assert "**pretrained, age: the fine-tuned model predicts nearly one value** (prediction SD 0.05 y" in report
+    assert "random init, age: the fine-tuned" not in report
