@@ -56,12 +56,13 @@ def _probe_entries(enc: str, target: str, m: dict, full: bool) -> list[dict]:
         return rows
     if "auc_macro" in m:
         return [_entry(enc, f"{target} macro AUC ↑", m["auc_macro"], m.get("auc_macro_ci"), "higher")]
-    rows = [_entry(enc, f"{target} balanced acc. (chance {m['chance']:.2f})", m["balanced_accuracy"],
-                   m.get("balanced_accuracy_ci"), "lower" if target == "site" else "higher")]
+    better, arrow = ("lower", "↓") if target == "site" else ("higher", "↑")  # site: less scanner leakage is better
+    rows = [_entry(enc, f"{target} balanced acc. (chance {m['chance']:.2f}) {arrow}", m["balanced_accuracy"],
+                   m.get("balanced_accuracy_ci"), better)]
     if full and m.get("auc") is not None and np.isfinite(m["auc"]):
-        rows.append(_entry(enc, f"{target} AUC ↑", m["auc"], m.get("auc_ci"), "higher"))
+        rows.append(_entry(enc, f"{target} AUC {arrow}", m["auc"], m.get("auc_ci"), better))
     if full:
-        rows.append(_entry(enc, f"{target} macro F1 ↑", m["f1_macro"], m.get("f1_macro_ci"), "higher"))
+        rows.append(_entry(enc, f"{target} macro F1 {arrow}", m["f1_macro"], m.get("f1_macro_ci"), better))
     return rows
 
 
@@ -212,8 +213,8 @@ def _site_tables(results: dict) -> list[str]:
                       f"{ {t: c for t, c in h['covariates'].items()} }).", "", "| target | raw | ComBat |", "|---|---|---|"]
             for target in h["raw"]:
                 r, c = h["raw"][target], h["combat"][target]
-                key = "mae" if "mae" in r else "balanced_accuracy"
-                lines.append(f"| {target} {key} | {r[key]:.3f} | {c[key]:.3f} |")
+                key, name = ("mae", "MAE (years)") if "mae" in r else ("balanced_accuracy", "balanced acc.")
+                lines.append(f"| {target} {name} | {r[key]:.3f} | {c[key]:.3f} |")
             lines.append("")
     return lines
 
