@@ -34,9 +34,10 @@ def plot_pred_vs_true(panels: list[tuple[str, np.ndarray, np.ndarray]], path: st
         return None
     plt = _plt()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 3.8), squeeze=False)
+    values = np.concatenate([np.r_[np.asarray(y, float), np.asarray(p, float)] for _, y, p in panels])
+    lo, hi = float(values.min()) - 3, float(values.max()) + 3  # one scale for every panel: they compare by eye
     for ax, (title, y, pred) in zip(axes[0], panels):
         y, pred = np.asarray(y, float), np.asarray(pred, float)
-        lo, hi = float(min(y.min(), pred.min())) - 3, float(max(y.max(), pred.max())) + 3
         ax.scatter(y, pred, s=12, alpha=0.7)
         ax.plot([lo, hi], [lo, hi], "k--", lw=1)
         ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel=f"true ({unit})", ylabel=f"predicted ({unit})",
@@ -80,7 +81,10 @@ def plot_fewshot(curves: dict[str, dict[str, dict]], path: str | Path) -> Path |
             m, sd = np.array([p["mean"] for p in s]), np.array([p["std"] for p in s])
             ax.errorbar(f, m, yerr=sd, marker="o", capsize=3, label=enc)
             metric = per[target]["metric"]
-        ax.set(xscale="log", xlabel="labelled training subjects (%)", ylabel=metric, title=target)
+        ax.set(xscale="log", xlabel="labelled training subjects (%)", title=target,
+               ylabel={"mae": "MAE (years) ↓", "balanced_accuracy": "balanced accuracy ↑"}.get(metric, metric))
+        ax.set_xticks(f, [f"{x:g}%" for x in f])  # the fractions that were run, not powers of ten
+        ax.minorticks_off()
         ax.legend(fontsize=8)
     return _save(fig, Path(path))
 
