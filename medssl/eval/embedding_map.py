@@ -16,6 +16,7 @@ from sklearn.manifold import TSNE
 from sklearn.preprocessing import StandardScaler
 
 METHODS = ("tsne", "pca")
+AXIS_NAMES = {"pca": "PC", "tsne": "t-SNE "}  #: axis label prefix per method
 
 
 def embed_2d(x: np.ndarray, method: str = "tsne", seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
@@ -46,7 +47,7 @@ def plot_embedding_map(xy: np.ndarray, colours: dict[str, tuple[np.ndarray, list
 
 
 def plot_embedding_maps(rows: list[tuple[str, np.ndarray, dict[str, tuple[np.ndarray, list[str] | None]]]],
-                        path: str | Path) -> Path:
+                        path: str | Path, method: str = "") -> Path:
     """A grid of maps: a row per ``(title, xy, colours)`` (e.g. per encoder), a panel per colouring.
 
     Args:
@@ -54,6 +55,8 @@ def plot_embedding_maps(rows: list[tuple[str, np.ndarray, dict[str, tuple[np.nda
             ``category_names`` None for continuous values (NaN = missing, drawn grey), else int
             codes (−1 = missing) and their names.
         path: output PNG.
+        method: ``"pca"`` or ``"tsne"``, named on the axes (PC1/PC2: directions of most variance;
+            t-SNE 1/2: arbitrary directions, only neighbourhoods count).
     """
     import matplotlib
 
@@ -66,8 +69,9 @@ def plot_embedding_maps(rows: list[tuple[str, np.ndarray, dict[str, tuple[np.nda
         for ax in ax_row[len(colours):]:
             ax.axis("off")
         for ax, (name, (values, names)) in zip(ax_row, colours.items()):
-            _panel(ax, fig, plt, xy, np.asarray(values), names)
-            ax.set(title=f"{title} coloured by {name}".strip(), xticks=[], yticks=[])
+            _panel(ax, fig, plt, xy, np.asarray(values), names, name)
+            ax.set(title=f"{title} coloured by {name}".strip(), xticks=[], yticks=[],
+                   **({"xlabel": f"{AXIS_NAMES[method]}1", "ylabel": f"{AXIS_NAMES[method]}2"} if method in AXIS_NAMES else {}))
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=90)
@@ -75,12 +79,12 @@ def plot_embedding_maps(rows: list[tuple[str, np.ndarray, dict[str, tuple[np.nda
     return path
 
 
-def _panel(ax, fig, plt, xy: np.ndarray, values: np.ndarray, names: list[str] | None) -> None:
+def _panel(ax, fig, plt, xy: np.ndarray, values: np.ndarray, names: list[str] | None, name: str = "") -> None:
     if names is None:
         ok = np.isfinite(values.astype(float))
         ax.scatter(xy[~ok, 0], xy[~ok, 1], s=8, c="lightgrey")
         sc = ax.scatter(xy[ok, 0], xy[ok, 1], s=10, c=values[ok].astype(float), cmap="viridis")
-        fig.colorbar(sc, ax=ax, shrink=0.8)
+        fig.colorbar(sc, ax=ax, shrink=0.8, label=f"{name} (years)" if name == "age" else name)
         return
     cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
     for code, label in [(-1, "missing"), *enumerate(names)]:

@@ -165,8 +165,9 @@ def _figures(run_dir: Path, results: dict) -> list[str]:
                 colours[title] = (m[field], _names(results, field, range(int(m[field].max()) + 1)))
         map_rows.append((enc, m["xy"], colours or {"-": (np.zeros(len(m["xy"])), None)}))
     if map_rows:
-        plot_embedding_maps(map_rows, run_dir / "embedding_map.png")
-        method = next(iter(results["maps"].values()))["method"].upper()
+        method = next(iter(results["maps"].values()))["method"]
+        plot_embedding_maps(map_rows, run_dir / "embedding_map.png", method)
+        method = method.upper()
         lines += [f"### Embedding maps ({method}; a row per encoder)", "", "![maps](embedding_map.png)", ""]
     panels = [(enc, results["test_age"], per["age"]["pred"]) for enc, per in results.get("probes", {}).items()
               if "age" in per and "pred" in per["age"] and "test_age" in results]
