@@ -80,7 +80,9 @@ def plot_fewshot(curves: dict[str, dict[str, dict]], path: str | Path) -> Path |
             f = np.array([p["fraction"] for p in s]) * 100
             m, sd = np.array([p["mean"] for p in s]), np.array([p["std"] for p in s])
             ax.errorbar(f, m, yerr=sd, marker="o", capsize=3, label=enc)
-            metric = per[target]["metric"]
+            metric, chance = per[target]["metric"], per[target].get("chance")
+        if chance is not None:
+            ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
         ax.set(xscale="log", xlabel="labelled training subjects (%)", title=target,
                ylabel={"mae": "MAE (years) ↓", "balanced_accuracy": "balanced accuracy ↑"}.get(metric, metric))
         ax.set_xticks(f, [f"{x:g}%" for x in f])  # the fractions that were run, not powers of ten

@@ -215,6 +215,8 @@ def fewshot_protocol(feats: dict, train_mask: np.ndarray, targets: list[str], fr
 
         out[target] = label_fraction_curve(fit_score, np.flatnonzero(tr), subjects, metric, fractions, seeds,
                                            None if task == "regression" else y)
+        if task == "classification":  # as the probes state it: 1 / training classes
+            out[target]["chance"] = 1.0 / len(np.unique(np.asarray(y)[tr]))
     return out
 
 

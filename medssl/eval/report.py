@@ -105,6 +105,8 @@ def summary_entries(results: dict, full: bool = False) -> list[dict]:
         for target, curve in per.items():
             for s in curve["summary"]:
                 name = FEWSHOT_METRICS.get(curve["metric"], curve["metric"])
+                if "chance" in curve:
+                    name = name.replace(" ↑", f" (chance {curve['chance']:.2f}) ↑")
                 rows.append(_entry(enc, f"{target} {name} @ {s['fraction']:.0%} labels ({s['n_subjects']} subj.)",
                                    s["mean"], None, "lower" if curve["metric"] == "mae" else "higher") | {"std": s["std"]})
     for enc, per in results.get("finetune", {}).items():

@@ -142,3 +142,17 @@ def test_finetune_report_states_its_settings_and_flags_a_collapsed_age_model(tmp
     assert "| pretrained | age | full | 0.0001 / 0.001 | 16 | 2 of 2 (max 30) | 34 / 8 |" in report
     assert "**pretrained, age: the fine-tuned model predicts nearly one value** (prediction SD 0.05 y" in report
     assert "random init, age: the fine-tuned" not in report
+
+
+def test_few_label_balanced_accuracy_states_its_chance_level():
+    from medssl.eval.driver import EvalOptions, run_protocol
+
+    rng = np.random.default_rng(2)
+    n = 60
+    feats = {"features": rng.normal(size=(n, 4)).astype(np.float32), "label": np.arange(n) % 3,
+             "subject": np.array([f"s{i}" for i in range(n)])}
+    res = run_protocol(EvalOptions(protocol="fewshot", n_boot=0, map_method="none", seeds=(0,), fractions=(1.0,)),
+                       {"e": feats}, np.arange(n) % 4 != 0, {}, 0, ["label"])
+    assert res["fewshot"]["e"]["label"]["chance"] == 1 / 3
+    assert any(e["metric"].startswith("label balanced acc. (chance 0.33) ↑ @ 100% labels")
+               for e in summary_entries(res))
