@@ -222,6 +222,21 @@ def _site_tables(results: dict) -> list[str]:
     return lines
 
 
+#: the hyper-parameter each probe chose, as the report names it
+PROBE_SETTINGS = {"alpha": "α", "C": "C", "k": "k"}
+
+
+def _probe_settings_table(results: dict) -> list[str]:
+    """The hyper-parameter each probe chose and how (the selection rule), per encoder and target."""
+    rows = [f"| {enc} | {target} | {', '.join(f'{PROBE_SETTINGS[k]} = {m[k]:g}' for k in PROBE_SETTINGS if k in m)} | "
+            f"{m.get('selection', '—')} |"
+            for enc, per in results.get("probes", {}).items() for target, m in per.items()
+            if any(k in m for k in PROBE_SETTINGS)]
+    if not rows:
+        return []
+    return ["## Probe settings chosen", "", "| encoder | target | chosen | how |", "|---|---|---|---|"] + rows + [""]
+
+
 def _openbhb_table(results: dict) -> list[str]:
     """The OpenBHB protocol's own rows (not the run's train/test split) and the probes' chosen settings."""
     rows = [f"| {enc} | {o['n_train']} | {o['n_internal']} | {o['n_external']} | "
@@ -287,7 +302,8 @@ def write_report(run_dir: str | Path, results: dict) -> Path:
               "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows] + [""]
     if results.get("notes"):
         lines += ["## How these numbers were obtained", ""] + [f"- {n}" for n in results["notes"]] + [""]
-    lines += _site_tables(results) + _openbhb_table(results) + _finetune_tables(results)
+    lines += (_probe_settings_table(results) + _site_tables(results) + _openbhb_table(results)
+              + _finetune_tables(results))
     figures = _figures(run_dir, results)
     if figures:
         lines += ["## Figures", ""] + figures

@@ -156,3 +156,14 @@ def test_few_label_balanced_accuracy_states_its_chance_level():
     assert res["fewshot"]["e"]["label"]["chance"] == 1 / 3
     assert any(e["metric"].startswith("label balanced acc. (chance 0.33) ↑ @ 100% labels")
                for e in summary_entries(res))
+
+
+def test_report_lists_the_setting_each_probe_chose(tmp_path):
+    r = _results(5.0)
+    r["probes"]["pretrained"]["age"].update(alpha=10.0, selection="leave-one-subject-out CV on train")
+    r["probes"]["pretrained"]["site"] = {"balanced_accuracy": 0.9, "chance": 0.5, "f1_macro": 0.9, "C": 0.01,
+                                         "selection": "5-fold CV on train"}
+    write_report(tmp_path, r)
+    report = (tmp_path / "report.md").read_text()
+    assert "| pretrained | age | α = 10 | leave-one-subject-out CV on train |" in report
+    assert "| pretrained | site | C = 0.01 | 5-fold CV on train |" in report
