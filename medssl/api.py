@@ -44,6 +44,7 @@ class PreparedData:
     coder: MetadataCoder
     skipped: list[dict]
     val: list[int] = field(default_factory=list)  #: official validation split (kept out of pretraining and test)
+    card_name: str = ""  #: the data card's ``name``
 
 
 def prepare_data(cfg: RunConfig, run_dir: Path, progress: bool = True) -> PreparedData:
@@ -83,7 +84,7 @@ def prepare_data(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Prepar
     val = [i for i in ok if records[i].split == "val"]
     if val and progress:
         print(f"{len(val)} scan(s) of the official validation split are kept out of pretraining and test")
-    return PreparedData(records, cache.images, train, test, MetadataCoder(records), cache.skipped, val)
+    return PreparedData(records, cache.images, train, test, MetadataCoder(records), cache.skipped, val, card.name)
 
 
 def build_method(cfg: RunConfig) -> torch.nn.Module:
@@ -161,9 +162,9 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> Path:
     from medssl.train.distributed import barrier, init_distributed
 
     dist_info, device = init_distributed(resolve_device(cfg.train.device))
-    run_dir = Path(cfg.output_dir)
+    run_dir, resume_from = Path(cfg.output_dir), None
     if dist_info.is_main:
-        check_run_dir(cfg, run_dir)  # before anything is written: a refused run leaves the directory as it was
+        resume_from = check_run_dir(cfg, run_dir)  # before anything is written: a refused run leaves it as it was
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
         data = prepare_data(cfg, run_dir, progress)
@@ -186,7 +187,9 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> Path:
                           progress=progress and t.progress)
     trainer = Trainer(method, dataset, run_dir, opts, device, config=to_dict(cfg), dist_info=dist_info,
                       monitor=_build_monitor(cfg, data, device) if dist_info.is_main else None)
-    if trainer.resume(t.resume) and dist_info.is_main:
+    resumed = trainer.resume(t.resume, resume_from)  # other ranks read the checkpoint themselves
+    del resume_from  # the checkpoint's tensors are in the model now: do not hold a second copy while training
+    if resumed and dist_info.is_main:
         print(f"resumed at step {trainer.step}/{trainer.total_steps}")
     summary = trainer.fit()
     if dist_info.is_main:
@@ -195,22 +198,26 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> Path:
     return run_dir
 
 
-def check_run_dir(cfg: RunConfig, run_dir: Path) -> None:
+def check_run_dir(cfg: RunConfig, run_dir: Path) -> tuple[Path, dict] | None:
     """Refuse a fresh run into a directory that holds checkpoints (they would be mixed with the new ones), and a
-    resume whose checkpoint another encoder / method config wrote, before the run writes anything."""
-    from medssl.train.checkpoint import list_checkpoints, load_checkpoint
+    resume whose checkpoint another encoder / method config wrote, before the run writes anything.
+
+    Returns:
+        ``(path, state)`` of the checkpoint to resume from (handed to :meth:`Trainer.resume`, so it is read
+        once), or None for a fresh start.
+    """
+    from medssl.train.checkpoint import list_checkpoints, load_checkpoint, resume_path
 
     ckpts = list_checkpoints(run_dir / "checkpoints")
-    how = cfg.train.resume
-    if not how:
-        if ckpts:
-            raise ConfigError(f"output_dir {run_dir} already holds checkpoints (latest: {ckpts[-1].name}); continue "
-                              "that run with --resume auto, or choose another output_dir")
-        return
-    path = Path(how) if how != "auto" else (ckpts[-1] if ckpts else None)
+    if not cfg.train.resume and ckpts:
+        raise ConfigError(f"output_dir {run_dir} already holds checkpoints (latest: {ckpts[-1].name}); continue "
+                          "that run with --resume auto, or choose another output_dir")
+    path = resume_path(cfg.train.resume, run_dir / "checkpoints")
     if path is None:
-        return  # --resume auto with nothing to resume: a fresh start
-    check_compatible(load_checkpoint(path), to_dict(cfg), str(path))
+        return None  # no --resume, or --resume auto with nothing to resume: a fresh start
+    state = load_checkpoint(path)
+    check_compatible(state, to_dict(cfg), str(path))
+    return path, state
 
 
 def load_run_encoder(run_dir: str | Path) -> tuple[RunConfig, torch.nn.Module]:
@@ -300,7 +307,8 @@ def evaluate(run_dir: str | Path, progress: bool = True, protocol: str = "defaul
     opts = _replace(options or EvalOptions(), protocol=protocol)
     run_dir = Path(run_dir)
     cfg, encoder, prep_dir, out_dir, kind = _evaluation_source(run_dir, protocol, data, root)
-    dev = resolve_device(device, "--device") if device else resolve_device(cfg.train.device, "the run's train.device")
+    dev = resolve_device(device, "--device") if device else \
+        resolve_device(cfg.train.device, "the run's train.device", "--device cpu (or auto) for this evaluation")
     seed = cfg.seed if opts.seed is None else opts.seed
     prepared = prepare_data(cfg, prep_dir, progress=False)
     idx = prepared.train + prepared.test + prepared.val  # no val rows: the rows (and feature cache) as before
@@ -326,7 +334,7 @@ def evaluate(run_dir: str | Path, progress: bool = True, protocol: str = "defaul
         targets = [t for t in targets if t != "site"] + (["label"] if "label" not in targets and vocab["label"] else [])
     results = run_protocol(opts, feats, train_mask, vocab, seed, targets, encoders, {"all": ds}, str(dev), val_mask)
     results["info"] = {"protocol": protocol, "source": f"{kind} {run_dir}", "method": cfg.method.name if kind == "run"
-                       else "(export)", "encoder": cfg.encoder.name, "data card": load_card(cfg.data.card).name,
+                       else "(export)", "encoder": cfg.encoder.name, "data card": prepared.card_name,
                        "train subjects": len(set(prepared.records[i].subject for i in prepared.train)),
                        "test subjects": len(set(prepared.records[i].subject for i in prepared.test)),
                        **({"validation subjects": len({prepared.records[i].subject for i in prepared.val})}

@@ -97,6 +97,8 @@ def test_a_missing_gpu_names_the_setting_the_user_gave():
         resolve_device("cuda", "--device")
     with pytest.raises(DeviceError, match=r"train.device='gpu' is not a device"):
         resolve_device("gpu")
+    with pytest.raises(DeviceError, match=r"the run's train.device=cuda but .* use --device cpu \(or auto\)"):
+        resolve_device("cuda", "the run's train.device", "--device cpu (or auto) for this evaluation")
 
 
 def test_the_data_prepare_hint_names_every_setting_of_the_cache_fingerprint():

@@ -46,6 +46,7 @@ def test_cli_synth_then_pretrain_then_evaluate(tmp_path, capsys):
     assert main(args) == 0
     assert main(["evaluate", str(tmp_path / "r")]) == 0
     assert "pretrained" in capsys.readouterr().out
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["info"]["data card"] == "synthetic"  # its name
 
 
 def test_cli_reports_config_errors_cleanly(capsys):

@@ -70,6 +70,14 @@ def list_checkpoints(folder: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: int(_NAME.search(p.name).group(1)))
 
 
+def resume_path(how: str, folder: str | Path) -> Path | None:
+    """The checkpoint ``--resume how`` names: ``"auto"`` → the latest in ``folder`` (None if there is none),
+    ``""`` → None, anything else → that file."""
+    if not how:
+        return None
+    return Path(how) if how != "auto" else (list_checkpoints(folder) or [None])[-1]
+
+
 def load_checkpoint(path: str | Path) -> dict:
     """Load with ``weights_only=True`` (no arbitrary unpickling)."""
     if not Path(path).is_file():

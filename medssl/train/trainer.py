@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from medssl.train.checkpoint import (CheckpointError, list_checkpoints, load_checkpoint, rng_state, save_checkpoint,
+from medssl.train.checkpoint import (CheckpointError, load_checkpoint, resume_path, rng_state, save_checkpoint,
                                      set_rng_state, write_atomic)
 from medssl.train.distributed import DistInfo, shard
 from medssl.train.optim import build_optimizer, warmup_cosine
@@ -76,9 +76,10 @@ class DeviceError(ValueError):
     """The requested device does not exist on this machine."""
 
 
-def resolve_device(name: str, key: str = "train.device") -> torch.device:
+def resolve_device(name: str, key: str = "train.device", fix: str = "") -> torch.device:
     """``"auto"`` (CUDA when visible, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; ``key`` names the
-    setting in the error message (``train.device`` or a command-line flag)."""
+    setting in the error message, ``fix`` what to do (default: ``{key}=cpu or auto``)."""
+    fix = fix or f"{key}=cpu or auto"
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -86,7 +87,7 @@ def resolve_device(name: str, key: str = "train.device") -> torch.device:
     except RuntimeError:
         raise DeviceError(f"{key}={name!r} is not a device; use cpu, cuda, cuda:N or auto") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"{key}={name} but no CUDA GPU is visible; use {key}=cpu or auto")
+        raise DeviceError(f"{key}={name} but no CUDA GPU is visible; use {fix}")
     return dev
 
 
@@ -155,14 +156,13 @@ class Trainer:
         self.step, self.best = int(state["step"]), float(state.get("best", math.inf))
         set_rng_state(state["rng"])
 
-    def resume(self, how: str) -> bool:
-        """``how`` = "auto" (latest in run_dir, if any) or a checkpoint path. Returns True if resumed."""
-        if not how:
-            return False
-        path = Path(how) if how != "auto" else (list_checkpoints(self.ckpt_dir) or [None])[-1]
+    def resume(self, how: str, loaded: tuple[Path, dict] | None = None) -> bool:
+        """``how`` = "auto" (latest in run_dir, if any) or a checkpoint path; ``loaded`` = ``(path, state)``
+        already read by the caller (not read again). Returns True if resumed."""
+        path, state = loaded or (resume_path(how, self.ckpt_dir), None)
         if path is None:
             return False
-        self.load_state_dict(load_checkpoint(path), source=str(path))
+        self.load_state_dict(load_checkpoint(path) if state is None else state, source=str(path))
         log = self.run_dir / "metrics.jsonl"
         if self.dist.is_main and log.exists():  # drop rows logged after the checkpoint (they will be redone)
             rows = [x for x in log.read_text().splitlines() if x.strip() and json.loads(x)["step"] <= self.step]
