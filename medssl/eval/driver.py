@@ -245,10 +245,9 @@ def _finetune_rows(opts: EvalOptions, encoder, feats: dict, target: str, train_r
 
 def _target_rows(feats: dict, target: str, train_mask: np.ndarray, val_mask: np.ndarray | None):
     """``(train rows, test rows, validation rows or None)`` (indices) of the rows with a known ``target``."""
-    ok = PR.valid_rows(feats, target)
+    tr, te = PR.target_rows(feats, target, train_mask, val_mask)
     va = PR.val_rows(feats, target, val_mask)
-    test = ~train_mask if val_mask is None else ~train_mask & ~val_mask
-    return np.flatnonzero(train_mask & ok), np.flatnonzero(test & ok), None if va is None else np.flatnonzero(va)
+    return np.flatnonzero(tr), np.flatnonzero(te), None if va is None else np.flatnonzero(va)
 
 
 def _finetune_targets(opts: EvalOptions, encoder, feats: dict, train_mask: np.ndarray, targets: list[str],

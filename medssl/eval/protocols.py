@@ -61,9 +61,14 @@ def _split(feats: dict, target: str, train_mask: np.ndarray, min_train: int = 5,
     """``(train rows, test rows, y, task)`` of ``target``, or None when it cannot be evaluated (:func:`why_skipped`)."""
     if why_skipped(feats, target, train_mask, min_train, val_mask) is not None:
         return None
+    return (*target_rows(feats, target, train_mask, val_mask), np.asarray(feats[target]), task_of(feats, target))
+
+
+def target_rows(feats: dict, target: str, train_mask: np.ndarray, val_mask: np.ndarray | None):
+    """Boolean (train, test) rows with a value of ``target``; validation rows are never test rows."""
     ok = valid_rows(feats, target)
-    te = ~train_mask & ok & (True if val_mask is None else ~np.asarray(val_mask, bool))
-    return train_mask & ok, te, np.asarray(feats[target]), task_of(feats, target)
+    held_out = ~train_mask if val_mask is None else ~train_mask & ~np.asarray(val_mask, bool)
+    return train_mask & ok, held_out & ok
 
 
 def why_skipped(feats: dict, target: str, train_mask: np.ndarray, min_train: int = 5,
@@ -72,14 +77,12 @@ def why_skipped(feats: dict, target: str, train_mask: np.ndarray, min_train: int
     ``min_train`` training or 2 held-out scans have a value, or the training scans hold one class only."""
     if target not in feats:
         return "the data have no such column"
-    ok = valid_rows(feats, target)
-    n_tr = int((train_mask & ok).sum())
-    n_te = int((~train_mask & ok & (True if val_mask is None else ~np.asarray(val_mask, bool))).sum())
-    if n_tr < min_train:
-        return f"{n_tr} training scan(s) have a value, at least {min_train} are needed"
-    if n_te < 2:
-        return f"{n_te} held-out scan(s) have a value, at least 2 are needed (a larger data.test_fraction?)"
-    if task_of(feats, target) == "classification" and len(np.unique(np.asarray(feats[target])[train_mask & ok])) < 2:
+    tr, te = target_rows(feats, target, train_mask, val_mask)
+    if tr.sum() < min_train:
+        return f"{int(tr.sum())} training scan(s) have a value, at least {min_train} are needed"
+    if te.sum() < 2:
+        return f"{int(te.sum())} held-out scan(s) have a value, at least 2 are needed (a larger data.test_fraction?)"
+    if task_of(feats, target) == "classification" and len(np.unique(np.asarray(feats[target])[tr])) < 2:
         return "the training scans hold a single class"
     return None
 
