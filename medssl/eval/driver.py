@@ -154,7 +154,7 @@ def run_protocol(opts: EvalOptions, feats: dict[str, dict], train_mask: np.ndarr
                                              vocab.get("site")) for n, f in feats.items()}
     elif p == "openbhb":
         ext = _site_codes(list(opts.external_sites), vocab.get("site", [])) if opts.external_sites else None
-        results["openbhb"] = {n: PR.openbhb_protocol(f, train_mask, ext) for n, f in feats.items()}
+        results["openbhb"] = {n: PR.openbhb_protocol(f, train_mask, ext, opts.n_boot, seed) for n, f in feats.items()}
         for o in results["openbhb"].values():
             o["external_site_names"] = [vocab["site"][c] for c in o["external_sites"]] if vocab.get("site") else []
         seen = bool(np.any(train_mask & np.isin(first["site"], next(iter(results["openbhb"].values()))["external_sites"])))

@@ -177,13 +177,45 @@ def multilabel_metrics(y_true: np.ndarray, score: np.ndarray, threshold: float =
             "f1_macro": float(np.mean([v["f1"] for v in per.values()])), "per_class": per}
 
 
+def bootstrap_draws(n: int, n_boot: int, rng: np.random.Generator, groups: np.ndarray | None = None):
+    """Row indices of ``n_boot`` bootstrap resamples of ``n`` rows.
+
+    Rows are drawn with replacement, or whole subjects at a time when ``groups`` holds
+    (n,) subject ids (a cluster bootstrap: repeated scans do not narrow the interval).
+
+    Returns:
+        an (n_boot, n) int array, or a list of ``n_boot`` index arrays of varying length
+        when subjects have different numbers of rows.
+    """
+    if groups is None:
+        return rng.integers(0, n, size=(n_boot, n))
+    _, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]
+    picks = rng.integers(0, len(members), size=(n_boot, len(members)))
+    draws = [np.concatenate([members[g] for g in row]) for row in picks]
+    if all(len(m) == 1 for m in members):  # one row per subject: same draws as a row bootstrap
+        draws = np.array(draws)
+    return draws
+
+
+def percentile_interval(values, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of bootstrap replicates, ignoring undefined (NaN) ones; ``(nan, nan)`` if none."""
+    values = np.asarray(values, float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return float("nan"), float("nan")
+    tail = 100 * (1 - level) / 2
+    return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
+
+
 def bootstrap_ci(metric: Callable[..., float], *arrays: np.ndarray, n_boot: int = 1000, level: float = 0.95,
                  seed: int = 0, groups: np.ndarray | None = None) -> tuple[float, float]:
     """Percentile bootstrap confidence interval of ``metric(*arrays)`` over test rows.
 
     Rows are resampled with replacement (whole subjects at a time when ``groups`` holds
-    subject ids, so repeated scans do not narrow the interval). Replicates where the metric
-    is undefined (NaN, e.g. an AUC whose resample lacks a class) are ignored.
+    subject ids, so repeated scans do not narrow the interval; :func:`bootstrap_draws`).
+    Replicates where the metric is undefined (NaN, e.g. an AUC whose resample lacks a class)
+    are ignored.
 
     Args:
         metric: function of the arrays (e.g. :func:`mae`), returning a float.
@@ -200,26 +232,13 @@ def bootstrap_ci(metric: Callable[..., float], *arrays: np.ndarray, n_boot: int 
     n = len(arrays[0])
     if n < 2:
         return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    if groups is None:
-        draws = rng.integers(0, n, size=(n_boot, n))
-    else:
-        _, inverse = np.unique(np.asarray(groups), return_inverse=True)
-        members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]
-        picks = rng.integers(0, len(members), size=(n_boot, len(members)))
-        draws = [np.concatenate([members[g] for g in row]) for row in picks]
-        if all(len(m) == 1 for m in members):  # one row per subject: same draws as a row bootstrap
-            draws = np.array(draws)
+    draws = bootstrap_draws(n, n_boot, np.random.default_rng(seed), groups)
     fast = _VECTORISED.get(metric)
     if fast is not None and isinstance(draws, np.ndarray) and len(arrays) == 2 and arrays[0].ndim == 1:
         values = fast(arrays[0][draws], arrays[1][draws])
     else:
         values = np.array([metric(*(a[d] for a in arrays)) for d in draws], float)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return float("nan"), float("nan")
-    tail = 100 * (1 - level) / 2
-    return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
+    return percentile_interval(values, level)
 
 
 def with_ci(metrics: dict, fns: dict[str, Callable[..., float]], *arrays: np.ndarray, n_boot: int = 1000,

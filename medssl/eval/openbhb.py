@@ -76,6 +76,37 @@ def openbhb_scores(age_int: np.ndarray, pred_int: np.ndarray, site_int: np.ndarr
             "ext_mae_age": ext_mae}
 
 
+def openbhb_intervals(age_int: np.ndarray, pred_int: np.ndarray, site_int: np.ndarray, site_pred_int: np.ndarray,
+                      age_ext: np.ndarray | None = None, pred_ext: np.ndarray | None = None,
+                      groups_int: np.ndarray | None = None, groups_ext: np.ndarray | None = None,
+                      n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, list[float]]:
+    """Percentile bootstrap intervals of the five scores of :func:`openbhb_scores` over test subjects.
+
+    Not part of the kit, which reports point estimates. The internal and external test sets
+    hold different subjects, so each replicate resamples both, independently (whole subjects
+    when ``groups_*`` hold subject ids), and scores it with :func:`openbhb_scores`: ``L_c``'s
+    interval combines each replicate's external MAE with the same replicate's internal site BAcc.
+
+    Args: as :func:`openbhb_scores`; ``groups_int`` / ``groups_ext``: (N_int,) / (N_ext,)
+        subject ids; ``n_boot`` replicates; ``level`` coverage.
+
+    Returns:
+        ``{"<score>_ci": [low, high]}`` for each score (NaN bounds when a test set has < 2 rows).
+    """
+    arrays_int = [np.asarray(a) for a in (age_int, pred_int, site_int, site_pred_int)]
+    has_ext = age_ext is not None and len(age_ext) > 0
+    arrays_ext = [np.asarray(a) for a in (age_ext, pred_ext)] if has_ext else []
+    keys = ("challenge_metric", "mae_age", "rmse_age", "bacc_site", "ext_mae_age")
+    if len(arrays_int[0]) < 2 or (has_ext and len(arrays_ext[0]) < 2):
+        return {f"{k}_ci": [float("nan")] * 2 for k in keys}
+    rng = np.random.default_rng(seed)
+    draws_int = M.bootstrap_draws(len(arrays_int[0]), n_boot, rng, groups_int)
+    draws_ext = M.bootstrap_draws(len(arrays_ext[0]), n_boot, rng, groups_ext) if has_ext else [None] * n_boot
+    reps = [openbhb_scores(*(a[i] for a in arrays_int), *(a[e] for a in arrays_ext))
+            for i, e in zip(draws_int, draws_ext)]
+    return {f"{k}_ci": list(M.percentile_interval([r[k] for r in reps], level)) for k in keys}
+
+
 def check_features(x: np.ndarray, where: str = "embeddings") -> np.ndarray:
     """(N, D) float array with D ≤ :data:`MAX_FEATURES`; raises a clear error otherwise."""
     x = np.asarray(x, dtype=float)

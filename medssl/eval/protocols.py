@@ -17,7 +17,7 @@ import numpy as np
 from medssl.eval import probes as P
 from medssl.eval.embedding_map import embed_2d
 from medssl.eval.fewshot import DEFAULT_FRACTIONS, DEFAULT_SEEDS, label_fraction_curve
-from medssl.eval.openbhb import internal_external_split, run_openbhb
+from medssl.eval.openbhb import internal_external_split, openbhb_intervals, run_openbhb
 from medssl.eval.site import harmonisation_baseline, leave_site_out, site_prediction
 
 PROTOCOLS = ("default", "linear", "knn", "mlp", "site", "openbhb", "fewshot", "finetune")
@@ -171,12 +171,14 @@ def site_effect(feats: dict, train_mask: np.ndarray, seed: int = 0, n_boot: int 
     return out
 
 
-def openbhb_protocol(feats: dict, train_mask: np.ndarray, external_sites: list[int] | None = None) -> dict:
+def openbhb_protocol(feats: dict, train_mask: np.ndarray, external_sites: list[int] | None = None,
+                     n_boot: int = 0, seed: int = 0) -> dict:
     """The OpenBHB challenge protocol (:func:`~medssl.eval.openbhb.run_openbhb`) on a run's split.
 
     Training rows: training-split rows of internal sites; internal test: test-split rows of
     internal sites; external test: every row of ``external_sites`` (site codes; default: the
-    last site code). Rows without age or site are dropped.
+    last site code). Rows without age or site are dropped. With ``n_boot`` > 0 the scores get
+    95 % bootstrap intervals over test subjects (:func:`~medssl.eval.openbhb.openbhb_intervals`).
     """
     ok = valid_rows(feats, "age") & valid_rows(feats, "site")
     site = np.asarray(feats["site"])
@@ -188,6 +190,11 @@ def openbhb_protocol(feats: dict, train_mask: np.ndarray, external_sites: list[i
     x, age = feats["features"][ok], np.asarray(feats["age"])[ok]
     res = run_openbhb(x[m["train"]], age[m["train"]], site[ok][m["train"]], x[m["internal"]], age[m["internal"]],
                       site[ok][m["internal"]], x[m["external"]], age[m["external"]])
+    if n_boot:
+        subject = np.asarray(feats["subject"])[ok]
+        res.update(openbhb_intervals(age[m["internal"]], res["pred_int"], site[ok][m["internal"]], res["site_pred_int"],
+                                     age[m["external"]], res["pred_ext"], subject[m["internal"]], subject[m["external"]],
+                                     n_boot, seed))
     res["external_sites"] = [int(s) for s in external]
     res["age_int"], res["age_ext"] = age[m["internal"]], age[m["external"]]
     train_mean = float(age[m["train"]].mean())  # the naive baseline on the protocol's own test sets

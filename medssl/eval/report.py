@@ -92,11 +92,11 @@ def summary_entries(results: dict, full: bool = False) -> list[dict]:
         for target, m in s.get("harmonisation", {}).get("combat", {}).items():
             rows += [dict(r, metric=r["metric"] + " after ComBat") for r in _probe_entries(enc, target, m, False)[:1]]
     for enc, o in results.get("openbhb", {}).items():
-        rows += [_entry(enc, "OpenBHB L_c = MAE_ext·BAcc^0.3 ↓", o["challenge_metric"], None, "lower"),
-                 _entry(enc, "internal age MAE (years) ↓", o["mae_age"], None, "lower"),
-                 _entry(enc, "internal age RMSE (years) ↓", o["rmse_age"], None, "lower"),
-                 _entry(enc, f"internal site BAcc (chance {o['site_chance']:.2f}) ↓", o["bacc_site"], None, "lower"),
-                 _entry(enc, "external age MAE (years) ↓", o["ext_mae_age"], None, "lower")]
+        rows += [_entry(enc, name, o[key], o.get(f"{key}_ci"), "lower") for key, name in (
+            ("challenge_metric", "OpenBHB L_c = MAE_ext·BAcc^0.3 ↓"), ("mae_age", "internal age MAE (years) ↓"),
+            ("rmse_age", "internal age RMSE (years) ↓"),
+            ("bacc_site", f"internal site BAcc (chance {o['site_chance']:.2f}) ↓"),
+            ("ext_mae_age", "external age MAE (years) ↓"))]
     if results.get("openbhb"):
         o = next(iter(results["openbhb"].values()))
         rows += [_entry("predict train mean", f"{part} age MAE (years) ↓", o[f"mean_predictor_mae_{key}"], None, "lower")

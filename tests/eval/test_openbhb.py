@@ -96,3 +96,45 @@ def test_protocol_on_the_real_ixi_multisite_table(ixi_table):
     assert res["bacc_site"] > 0.7  # scanner (Philips 1.5T vs 3T) is visible in regional volumes
     assert res["ext_mae_age"] > res["mae_age"]  # an unseen scanner costs accuracy
     assert res["challenge_metric"] == pytest.approx(res["ext_mae_age"] * res["bacc_site"] ** 0.3)
+
+
+def _scored_sets(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    age_int, age_ext = rng.uniform(20, 80, 40), rng.uniform(20, 80, 15)
+    site = np.repeat([0, 1], 20)
+    site_pred = np.where(rng.random(40) < 0.3, 1 - site, site)
+    return age_int, age_int + rng.normal(0, 5, 40), site, site_pred, age_ext, age_ext + rng.normal(3, 6, 15)
+
+
+def test_intervals_of_the_internal_scores_are_the_plain_bootstrap_over_the_same_draws():
+    """The internal test is resampled first from the seed, so its intervals equal :func:`bootstrap_ci`'s
+    (vectorised metrics, another code path); every interval holds its point estimate."""
+    from medssl.eval import metrics as M
+    from medssl.eval.openbhb import openbhb_intervals
+
+    a_int, p_int, s_int, sp_int, a_ext, p_ext = _scored_sets()
+    ci = openbhb_intervals(a_int, p_int, s_int, sp_int, a_ext, p_ext, n_boot=400, seed=3)
+    assert ci["mae_age_ci"] == list(M.bootstrap_ci(M.mae, a_int, p_int, n_boot=400, seed=3))
+    assert ci["rmse_age_ci"] == list(M.bootstrap_ci(M.rmse, a_int, p_int, n_boot=400, seed=3))
+    assert ci["bacc_site_ci"] == list(M.bootstrap_ci(M.balanced_accuracy, s_int, sp_int, n_boot=400, seed=3))
+    scores = openbhb_scores(a_int, p_int, s_int, sp_int, a_ext, p_ext)
+    for k, v in scores.items():
+        lo, hi = ci[f"{k}_ci"]
+        assert lo < v < hi, k
+
+
+def test_with_perfect_site_predictions_the_score_interval_is_the_external_mae_interval():
+    """BAcc = 1 in every replicate, so L_c = MAE_ext per replicate (a known limit); subjects with two
+    scans each give the same intervals as one scan each when resampled by subject."""
+    from medssl.eval.openbhb import openbhb_intervals
+
+    a_int, p_int, s_int, _, a_ext, p_ext = _scored_sets(1)
+    ci = openbhb_intervals(a_int, p_int, s_int, s_int, a_ext, p_ext, n_boot=300, seed=0)
+    assert ci["challenge_metric_ci"] == ci["ext_mae_age_ci"] and ci["bacc_site_ci"] == [1.0, 1.0]
+    twice = [np.repeat(a, 2) for a in (a_int, p_int, s_int, s_int, a_ext, p_ext)]
+    grouped = openbhb_intervals(*twice, groups_int=np.repeat(np.arange(40), 2), groups_ext=np.repeat(np.arange(15), 2),
+                                n_boot=300, seed=0)
+    assert grouped["ext_mae_age_ci"] == pytest.approx(ci["ext_mae_age_ci"])
+    assert grouped["mae_age_ci"] == pytest.approx(ci["mae_age_ci"])
+    none = openbhb_intervals(a_int, p_int, s_int, s_int, n_boot=50)
+    assert np.isnan(none["ext_mae_age_ci"]).all() and np.isnan(none["challenge_metric_ci"]).all()

@@ -59,7 +59,7 @@ def test_embedding_map_with_fewer_scans_than_pca_components():
     assert xy.shape == (30, 2) and np.isfinite(xy).all()
 
 
-def test_openbhb_report_has_its_own_baselines_and_claims_no_intervals_it_lacks(tmp_path):
+def test_openbhb_report_has_its_own_baselines_and_intervals_only_when_asked(tmp_path):
     from medssl.eval.driver import EvalOptions, run_protocol
 
     rng = np.random.default_rng(0)
@@ -83,6 +83,15 @@ def test_openbhb_report_has_its_own_baselines_and_claims_no_intervals_it_lacks(t
     n_int, n_ext = int((~train & (site != 2)).sum()), int((site == 2).sum())
     assert (f"| pretrained | {int(fit.sum())} | {n_int} | {n_ext} | C | {o['selected_age_alpha']:g} | "
             f"{o['selected_site_C']:g} |") in report
+    with_ci = run_protocol(EvalOptions(protocol="openbhb", n_boot=200, map_method="none"), {"pretrained": feats}, train,
+                           {"site": ["A", "B", "C"]}, 0, ["age", "site"])
+    o = with_ci["openbhb"]["pretrained"]
+    with_ci["info"] = {}
+    write_report(tmp_path, with_ci)
+    report = (tmp_path / "report.md").read_text()
+    assert "## Metrics (held-out subjects; […]: 95 % bootstrap CI over test subjects)" in report
+    lo, hi = o["challenge_metric_ci"]
+    assert f"| pretrained | OpenBHB L_c = MAE_ext·BAcc^0.3 ↓ | {o['challenge_metric']:.3f} [{lo:.3f}, {hi:.3f}] |" in report
 
 
 def test_the_legend_names_intervals_and_seed_sd_only_where_they_occur(tmp_path):
