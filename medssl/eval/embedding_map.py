@@ -19,25 +19,47 @@ METHODS = ("tsne", "pca")
 AXIS_NAMES = {"pca": "PC", "tsne": "t-SNE "}  #: axis label prefix per method
 
 
+def _standardised(x: np.ndarray) -> np.ndarray:
+    z = np.nan_to_num(StandardScaler().fit_transform(np.asarray(x, float)))
+    if len(z) < 3:
+        raise ValueError(f"an embedding map needs at least 3 scans, got {len(z)}")
+    return z
+
+
+def pca_2d(x: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(N, D) embeddings → (N, 2) PCA coordinates of the standardised embeddings, and the (2,)
+    fraction of their total variance each axis explains (0 for the padded axis when D = 1)."""
+    z = _standardised(x)
+    pca = PCA(n_components=min(2, z.shape[1]), random_state=seed)
+    xy = pca.fit_transform(z)
+    pad = 2 - xy.shape[1]
+    return np.pad(xy, ((0, 0), (0, pad))), np.pad(np.nan_to_num(pca.explained_variance_ratio_), (0, pad))
+
+
 def embed_2d(x: np.ndarray, method: str = "tsne", seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
     """(N, D) embeddings → (N, 2) map coordinates.
 
     Args:
         x: embeddings. method: ``"tsne"`` (PCA-initialised, perplexity capped at (N−1)/3)
-            or ``"pca"``. seed: random state. perplexity: t-SNE neighbourhood size.
+            or ``"pca"`` (:func:`pca_2d`). seed: random state. perplexity: t-SNE neighbourhood size.
     """
     if method not in METHODS:
         raise ValueError(f"embedding map method must be one of {METHODS}, got {method!r}")
-    z = StandardScaler().fit_transform(np.asarray(x, float))
-    z = np.nan_to_num(z)
-    if len(z) < 3:
-        raise ValueError(f"an embedding map needs at least 3 scans, got {len(z)}")
+    z = _standardised(x)
     if method == "pca" or z.shape[1] < 2:
-        xy = PCA(n_components=min(2, z.shape[1]), random_state=seed).fit_transform(z)
-        return np.pad(xy, ((0, 0), (0, 2 - xy.shape[1])))
+        return pca_2d(z, seed)[0]
     if z.shape[1] > 50 and len(z) > 50:  # the usual PCA pre-reduction: faster, less noise
         z = PCA(n_components=50, random_state=seed).fit_transform(z)
     return TSNE(2, init="pca", perplexity=min(perplexity, (len(z) - 1) / 3), random_state=seed).fit_transform(z)
+
+
+def axis_labels(method: str, explained: np.ndarray | None = None) -> tuple[str, str]:
+    """Axis names of a map: ``("PC1 (23 % of variance)", …)`` for PCA with its explained variance
+    ratios, ``("t-SNE 1", "t-SNE 2")`` for t-SNE (arbitrary directions: only neighbourhoods count)."""
+    names = [f"{AXIS_NAMES.get(method, '')}{i}" for i in (1, 2)]
+    if explained is not None:
+        names = [f"{n} ({100 * r:.0f} % of variance)" for n, r in zip(names, explained)]
+    return names[0], names[1]
 
 
 def plot_embedding_map(xy: np.ndarray, colours: dict[str, tuple[np.ndarray, list[str] | None]], path: str | Path,
@@ -47,7 +69,7 @@ def plot_embedding_map(xy: np.ndarray, colours: dict[str, tuple[np.ndarray, list
 
 
 def plot_embedding_maps(rows: list[tuple[str, np.ndarray, dict[str, tuple[np.ndarray, list[str] | None]]]],
-                        path: str | Path, method: str = "") -> Path:
+                        path: str | Path, axes_names: list[tuple[str, str]] | None = None) -> Path:
     """A grid of maps: a row per ``(title, xy, colours)`` (e.g. per encoder), a panel per colouring.
 
     Args:
@@ -55,8 +77,7 @@ def plot_embedding_maps(rows: list[tuple[str, np.ndarray, dict[str, tuple[np.nda
             ``category_names`` None for continuous values (NaN = missing, drawn grey), else int
             codes (−1 = missing) and their names.
         path: output PNG.
-        method: ``"pca"`` or ``"tsne"``, named on the axes (PC1/PC2: directions of most variance;
-            t-SNE 1/2: arbitrary directions, only neighbourhoods count).
+        axes_names: per row, the (x, y) axis names (:func:`axis_labels`); none if not given.
     """
     import matplotlib
 
@@ -65,13 +86,13 @@ def plot_embedding_maps(rows: list[tuple[str, np.ndarray, dict[str, tuple[np.nda
 
     n_cols = max(len(c) for _, _, c in rows)
     fig, axes = plt.subplots(len(rows), n_cols, figsize=(4.2 * n_cols, 3.8 * len(rows)), squeeze=False)
-    for ax_row, (title, xy, colours) in zip(axes, rows):
+    for r, (ax_row, (title, xy, colours)) in enumerate(zip(axes, rows)):
         for ax in ax_row[len(colours):]:
             ax.axis("off")
         for ax, (name, (values, names)) in zip(ax_row, colours.items()):
             _panel(ax, fig, plt, xy, np.asarray(values), names, name)
             ax.set(title=f"{title} coloured by {name}".strip(), xticks=[], yticks=[],
-                   **({"xlabel": f"{AXIS_NAMES[method]}1", "ylabel": f"{AXIS_NAMES[method]}2"} if method in AXIS_NAMES else {}))
+                   **(dict(zip(("xlabel", "ylabel"), axes_names[r])) if axes_names else {}))
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=90)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from medssl.eval import probes as P
-from medssl.eval.embedding_map import embed_2d
+from medssl.eval.embedding_map import embed_2d, pca_2d
 from medssl.eval.fewshot import DEFAULT_FRACTIONS, DEFAULT_SEEDS, label_fraction_curve
 from medssl.eval.openbhb import internal_external_split, openbhb_intervals, run_openbhb
 from medssl.eval.site import harmonisation_baseline, leave_site_out, site_prediction
@@ -231,8 +231,14 @@ def fewshot_protocol(feats: dict, train_mask: np.ndarray, targets: list[str], fr
 
 
 def embedding_maps(feats: dict, method: str, seed: int = 0) -> dict:
-    """``{"xy": (N, 2), "age", "site", "label"}`` for :func:`~medssl.eval.embedding_map.plot_embedding_map`."""
-    out = {"xy": embed_2d(feats["features"], method, seed), "method": method}
+    """``{"xy": (N, 2), "method", "explained", "age", "site", "label"}`` for
+    :func:`~medssl.eval.embedding_map.plot_embedding_maps` (``explained``: each PCA axis's share of
+    the variance of the standardised embeddings; None for t-SNE)."""
+    if method == "pca":
+        xy, explained = pca_2d(feats["features"], seed)
+    else:
+        xy, explained = embed_2d(feats["features"], method, seed), None
+    out = {"xy": xy, "method": method, "explained": explained}
     for k in ("age", "site", "label"):
         if k in feats and np.ndim(feats[k]) == 1:
             out[k] = np.asarray(feats[k])

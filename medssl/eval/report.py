@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from medssl.eval import plots
-from medssl.eval.embedding_map import plot_embedding_maps
+from medssl.eval.embedding_map import axis_labels, plot_embedding_maps
 from medssl.eval.site import UNSEEN_SPREAD_RATIO
 
 ARRAY_KEYS = {"pred", "pred_int", "pred_ext", "site_pred_int", "gap", "corrected_gap", "maps", "test_age", "age_int",
@@ -167,10 +167,15 @@ def _figures(run_dir: Path, results: dict) -> list[str]:
                 colours[title] = (m[field], _names(results, field, range(int(m[field].max()) + 1)))
         map_rows.append((enc, m["xy"], colours or {"-": (np.zeros(len(m["xy"])), None)}))
     if map_rows:
-        method = next(iter(results["maps"].values()))["method"]
-        plot_embedding_maps(map_rows, run_dir / "embedding_map.png", method)
-        method = method.upper()
-        lines += [f"### Embedding maps ({method}; a row per encoder)", "", "![maps](embedding_map.png)", ""]
+        maps = results["maps"]
+        method = next(iter(maps.values()))["method"]
+        plot_embedding_maps(map_rows, run_dir / "embedding_map.png",
+                            [axis_labels(m["method"], m.get("explained")) for m in maps.values()])
+        lines += [f"### Embedding maps ({method.upper()}; a row per encoder)", "", "![maps](embedding_map.png)", ""]
+        shares = [f"{enc} {100 * m['explained'][0]:.0f} % / {100 * m['explained'][1]:.0f} %"
+                  for enc, m in maps.items() if m.get("explained") is not None]
+        if shares:
+            lines += ["Share of the standardised embeddings' variance on PC1 / PC2: " + "; ".join(shares) + ".", ""]
     panels = [(enc, results["test_age"], per["age"]["pred"]) for enc, per in results.get("probes", {}).items()
               if "age" in per and "pred" in per["age"] and "test_age" in results]
     panels += [(f"{enc} fine-tuned", results["test_age"], per["age"]["pred"]) for enc, per in results.get("finetune", {}).items()

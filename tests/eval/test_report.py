@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from medssl.eval.compare import collect, compare_table
 from medssl.eval.report import format_table, summary_entries, write_report
@@ -176,3 +177,27 @@ def test_report_lists_the_setting_each_probe_chose(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "| pretrained | age | α = 10 | leave-one-subject-out CV on train |" in report
     assert "| pretrained | site | C = 0.01 | 5-fold CV on train |" in report
+
+
+def test_pca_map_axes_state_their_share_of_the_variance(tmp_path):
+    """PC shares are the top eigenvalues of the correlation matrix over its trace (standardised
+    embeddings); a rank-one embedding puts all of it on PC1. The report states them."""
+    from medssl.eval.driver import EvalOptions, run_protocol
+    from medssl.eval.embedding_map import axis_labels, pca_2d
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 5)) @ rng.normal(size=(5, 5))
+    eig = np.sort(np.linalg.eigvalsh(np.corrcoef(x.T)))[::-1]
+    xy, explained = pca_2d(x)
+    assert xy.shape == (60, 2) and explained == pytest.approx(eig[:2] / eig.sum())
+    assert pca_2d(np.outer(rng.normal(size=20), [1.0, -2.0, 3.0]))[1] == pytest.approx([1.0, 0.0], abs=1e-12)
+    assert axis_labels("pca", [0.234, 0.1]) == ("PC1 (23 % of variance)", "PC2 (10 % of variance)")
+    assert axis_labels("tsne") == ("t-SNE 1", "t-SNE 2")
+    feats = {"features": x.astype(np.float32), "age": rng.uniform(20, 80, 60), "subject": np.arange(60).astype(str)}
+    res = run_protocol(EvalOptions(protocol="default", n_boot=0, map_method="pca"), {"pretrained": feats},
+                       np.arange(60) % 3 != 0, {}, 0, ["age"])
+    res["info"] = {}
+    write_report(tmp_path, res)
+    share = res["maps"]["pretrained"]["explained"]
+    assert (f"variance on PC1 / PC2: pretrained {100 * share[0]:.0f} % / {100 * share[1]:.0f} %."
+            in (tmp_path / "report.md").read_text())
