@@ -53,6 +53,39 @@ def check_array(path: str | Path, array: np.ndarray) -> np.ndarray:
     return array
 
 
+#: smallest voxel size accepted (mm): 1 µm; anything finer is a broken header for a medical scan
+MIN_SPACING_MM = 1e-3
+
+
+def check_affine(path: str | Path, affine: np.ndarray) -> np.ndarray:
+    """Reject voxel → world matrices that no resampling can use.
+
+    Args:
+        path: file the affine came from (named in the error).
+        affine: ``(D+1, D+1)`` matrix, D = 2 or 3 spatial dims (mm).
+
+    Returns:
+        ``affine`` unchanged.
+
+    Raises:
+        BadFileError: non-finite entries, a voxel size (column norm) below
+            :data:`MIN_SPACING_MM`, or a singular (degenerate) orientation.
+    """
+    affine = np.asarray(affine, float)
+    if not np.isfinite(affine).all():
+        raise BadFileError(path, "its voxel-to-world matrix (affine) contains NaN or Inf; fix the header's "
+                                 "orientation (e.g. the NIfTI sform/qform) before use")
+    lin = affine[:-1, :-1]
+    spacing = np.sqrt((lin**2).sum(axis=0))
+    if (spacing < MIN_SPACING_MM).any():
+        raise BadFileError(path, f"voxel size {tuple(round(float(s), 6) for s in spacing)} mm is zero or below "
+                                 f"{MIN_SPACING_MM} mm; the header's spacing (pixdim / PixelSpacing) is broken")
+    if abs(np.linalg.det(lin / spacing)) < 1e-6:
+        raise BadFileError(path, "its voxel axes are parallel (singular affine), so the image has no valid "
+                                 "orientation; fix the header's orientation before use")
+    return affine
+
+
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """Replace quoted substrings and every string in ``secrets`` by ``<redacted>`` (max 300 chars).
 

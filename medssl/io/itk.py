@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medssl.io.errors import BadFileError, check_array
+from medssl.io.errors import BadFileError, check_affine, check_array
 from medssl.io.volume import Volume
 
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
@@ -71,6 +71,6 @@ def read_itk(path: str | Path, *, expect_spatial_dims: int | None = None) -> Vol
     array = np.ascontiguousarray(np.moveaxis(data, -1, 0).transpose(0, *range(dims, 0, -1)))
     check_array(path, array)
     source = "nrrd" if path.suffix.lower() in (".nrrd", ".nhdr") else "metaimage"
-    vol = Volume(array, itk_affine(image, dims), {"source_format": source, "shape": tuple(array.shape[1:])})
+    vol = Volume(array, check_affine(path, itk_affine(image, dims)), {"source_format": source, "shape": tuple(array.shape[1:])})
     vol.meta["spacing"] = vol.spacing
     return vol

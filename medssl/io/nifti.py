@@ -9,7 +9,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from medssl.io.errors import BadFileError
+from medssl.io.errors import BadFileError, check_affine, check_array
 from medssl.io.volume import Volume
 
 
@@ -27,30 +27,42 @@ def read_nifti(path: str | Path, expect_spatial_dims: int = 3) -> Volume:
         affine (qform/sform as chosen by nibabel) and safe metadata.
 
     Raises:
-        BadFileError: unreadable, truncated, wrong dimensionality, empty or non-finite data.
+        BadFileError: unreadable, truncated, wrong dimensionality, empty or non-finite data,
+            RGB or complex voxels, a header larger than memory, a broken affine
+            (:func:`~medssl.io.errors.check_affine`).
     """
     path = Path(path)
     try:
         img = nib.load(str(path))
-        data = np.asarray(img.get_fdata(dtype=np.float32))
     except FileNotFoundError:
         raise BadFileError(path, "file does not exist") from None
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile, nib.filebasedimages.ImageFileError, ValueError) as e:
+        raise BadFileError(path, f"cannot decode NIfTI ({type(e).__name__}: {e}); the file is corrupt or truncated, re-export or re-download it") from None
+    dtype = img.get_data_dtype()
+    if dtype.fields is not None or dtype.kind == "c":
+        raise BadFileError(path, f"voxels are of type {dtype} ({'complex' if dtype.kind == 'c' else 'RGB / structured'}); "
+                                 "medssl reads real-valued scalar images: convert it to one real channel first "
+                                 "(e.g. the magnitude, or a grey-scale image)")
+    try:
+        data = np.asarray(img.get_fdata(dtype=np.float32))
+    except MemoryError:
+        raise BadFileError(path, f"its header declares shape {img.shape} ({np.prod(img.shape) * 4 / 2**30:.1f} GiB as "
+                                 "float32), more than memory allows; the header is corrupt, or the image needs cropping") from None
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as e:
         raise BadFileError(path, f"cannot decode NIfTI ({type(e).__name__}: {e}); the file is corrupt or truncated, re-export or re-download it") from None
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if expect_spatial_dims == 2 and data.ndim == 3 and data.shape[2] == 1:
         data = data[..., 0]  # a 2D NIfTI is stored as (X, Y, 1)
+    if data.size == 0:
+        raise BadFileError(path, f"image has zero voxels (header shape {img.shape})")
     if data.ndim != expect_spatial_dims:
         raise BadFileError(path, f"expected a {expect_spatial_dims}D image, got shape {data.shape}; "
                            "select one volume (e.g. with fslroi) or use a reader for series")
-    if data.size == 0:
-        raise BadFileError(path, f"image has zero voxels (shape {data.shape})")
-    if not np.isfinite(data).all():
-        n_bad = int((~np.isfinite(data)).sum())
-        raise BadFileError(path, f"{n_bad} voxels are NaN or Inf; fix the file or mask them before use")
+    check_array(path, data)
     # a 2D volume needs the in-plane 3x3 affine (rows/cols x, y and translation)
     affine = img.affine if expect_spatial_dims == 3 else img.affine[np.ix_([0, 1, 3], [0, 1, 3])]
+    check_affine(path, affine)
     return Volume(array=data[None], affine=affine, meta={"source_format": "nifti", "shape": tuple(data.shape)})
 
 

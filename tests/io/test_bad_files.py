@@ -142,3 +142,53 @@ def test_missing_file_in_each_reader(tmp_path):
 def test_unknown_reader_option(pydicom_file):
     with pytest.raises(TypeError, match=r"read_dicom .* does not take \['split'\]; its options: voi, color"):
         read_image(pydicom_file("CT_small.dcm"), split="train")
+
+
+def _nifti_with_sform(tmp_path, name, sform):
+    """A 4³ NIfTI whose only orientation is ``sform`` (written into the header as given)."""
+    img = nib.Nifti1Image(np.ones((4, 4, 4), np.float32), None)
+    img.header.set_qform(None, code=0)
+    img.header["sform_code"] = 1
+    for row, key in zip(np.asarray(sform, float)[:3], ("srow_x", "srow_y", "srow_z")):
+        img.header[key] = row
+    path = tmp_path / name
+    nib.save(img, str(path))
+    return path
+
+
+@pytest.mark.parametrize("sform, words", [
+    (np.diag([1.0, np.nan, 1.0, 1.0]), ["NaN or Inf", "sform"]),
+    (np.diag([1.0, 1.0, 0.0, 1.0]), ["voxel size", "zero or below"]),
+    (np.diag([1.0, 1e-9, 1.0, 1.0]), ["voxel size", "broken"]),
+    ([[1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], ["parallel", "singular"]),
+])
+def test_broken_affines_are_named_not_crashed_on(tmp_path, sform, words):
+    path = _nifti_with_sform(tmp_path, "aff.nii.gz", sform)
+    with pytest.raises(BadFileError) as err:
+        read_nifti(path)
+    _assert_names(err, path, *words)
+
+
+def test_rgb_and_complex_nifti_are_refused_with_the_fix(tmp_path):
+    rgb = np.zeros((4, 4, 4), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    for name, data, word in (("rgb.nii.gz", rgb, "RGB"), ("cplx.nii.gz", np.full((4, 4, 4), 1 + 2j, np.complex64), "complex")):
+        path = tmp_path / name
+        nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
+        with pytest.raises(BadFileError) as err:
+            read_nifti(path)
+        _assert_names(err, path, word, "one real channel")
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_header_larger_than_the_file_or_memory(tmp_path, suffix):
+    """A header that declares 30000³ voxels in a file of a few hundred bytes."""
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape((30000, 30000, 30000))
+    hdr.set_data_dtype(np.uint8)
+    hdr["vox_offset"] = 352
+    raw = hdr.binaryblock + b"\0" * 4 + b"\1" * 100
+    path = tmp_path / f"huge{suffix}"
+    path.write_bytes(gzip.compress(raw) if suffix.endswith(".gz") else raw)
+    with pytest.raises(BadFileError) as err:
+        read_nifti(path)
+    _assert_names(err, path)
