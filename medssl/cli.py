@@ -146,6 +146,8 @@ def _cache_overrides(a: argparse.Namespace, card, shape: tuple) -> list[str]:
 
 
 def _add_data_commands(sub) -> None:
+    from medssl.config import NORMALISATIONS  # light: yaml and the standard library
+
     dp = sub.add_parser("data", help="check a data set against its card, or preprocess it into the shared cache",
                         description="Data preparation: `data check` validates every row and file of a card; "
                                     "`data prepare` preprocesses every scan once into the memory-mapped cache.")
@@ -162,7 +164,7 @@ def _add_data_commands(sub) -> None:
     p.add_argument("--workers", type=int, default=1, help="preprocessing processes (default: 1)")
     p.add_argument("--shape", type=int, nargs="+", default=None, help="output shape in voxels (default: the card's)")
     p.add_argument("--spacing", type=float, nargs="+", default=None, help="resample to this spacing in mm (default: the card's)")
-    p.add_argument("--normalise", choices=["zscore", "minmax", "range", "none"], default=None, help="default: the card's")
+    p.add_argument("--normalise", choices=NORMALISATIONS, default=None, help="default: the card's")
     p.add_argument("--channels", type=int, default=None,
                    help="image channels, = encoder.in_channels (default: the card's preprocessing.channels, else 1)")
     p.add_argument("--on-bad-file", choices=["error", "skip"], default="error",

@@ -29,6 +29,10 @@ import yaml
 EVAL_TARGETS = ("age", "site", "sex", "label")
 
 
+#: intensity normalisations of the preprocessing (``data.normalise``, a card's ``preprocessing.normalise``)
+NORMALISATIONS = ("zscore", "minmax", "range", "none")
+
+
 class ConfigError(ValueError):
     """A configuration problem; the message names the key and what to do."""
 
@@ -42,7 +46,7 @@ class DataConfig:
     cache_dir: str = ""  #: preprocessed-array cache; "" = <output_dir>/cache
     shape: list[int] = field(default_factory=lambda: [48, 48, 48])  #: crop/pad target (voxels)
     spacing: list[float] = field(default_factory=list)  #: resample to this spacing (mm); [] = keep
-    normalise: Literal["zscore", "minmax", "range", "none"] = "zscore"
+    normalise: Literal["zscore", "minmax", "range", "none"] = "zscore"  #: one of NORMALISATIONS
     test_fraction: float = 0.25  #: subject-level held-out fraction for evaluation
     on_bad_file: Literal["error", "skip"] = "error"
     num_workers: int = 0  #: DataLoader workers (and cache-building processes)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from medssl.config import ConfigError, _did_you_mean
+from medssl.config import NORMALISATIONS, ConfigError, _did_you_mean
 
 ROLES = ("subject", "session", "site", "age", "sex", "label", "path", "split")
 FORMATS = ("auto", "nifti", "dicom", "dicom_series", "itk", "png", "medmnist", "npy")
@@ -161,9 +161,9 @@ def _validate(p: Path, raw: dict) -> None:
     for role, values in raw.get("splits", {}).items():
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise ConfigError(f"{p}: splits.{role} must be a list of split values, e.g. [train], got {values!r}")
-    shape = raw.get("preprocessing", {}).get("shape")
-    if shape is not None and len(shape) != raw["dimensionality"]:
-        raise ConfigError(f"{p}: preprocessing.shape {shape} has {len(shape)} axes but dimensionality is {raw['dimensionality']}")
+    _validate_strings(p, raw)
+    _validate_preprocessing(p, raw.get("preprocessing", {}), raw["dimensionality"])
+    _validate_reader_options(p, fmt, raw.get("reader_options", {}))
     sources = [k for k in ("files", "npz") if raw.get(k)]
     if fmt == "medmnist" or raw.get("npz"):
         if fmt != "medmnist" or not raw.get("npz"):
@@ -188,6 +188,61 @@ def _validate(p: Path, raw: dict) -> None:
                           "(subject-level splits need it)")
     if not raw.get("path_template") and "path" not in columns:
         raise ConfigError(f"{p}: give either path_template or a columns.path column to locate each scan")
+
+
+def _validate_strings(p: Path, raw: dict) -> None:
+    """Text keys are text (``path_template`` may be a list of templates); ``files`` is relative to the root."""
+    for key in ("name", "modality", "files", "path_regex", "npz", "root", "description", "licence", "citation",
+                "obtain", "phi"):
+        if key in raw and not isinstance(raw[key], str):
+            raise ConfigError(f"{p}: {key} must be text, got {raw[key]!r}")
+    template = raw.get("path_template", "")
+    if not (isinstance(template, str) or isinstance(template, list) and all(isinstance(t, str) for t in template)):
+        raise ConfigError(f"{p}: path_template must be a format string or a list of them, e.g. "
+                          f"'{{subject}}/t1.nii.gz', got {template!r}")
+    if Path(raw.get("files", "")).is_absolute():
+        raise ConfigError(f"{p}: files {raw['files']!r} must be a glob relative to the data root; put the folder "
+                          "in `root` (or pass --root) and the pattern in `files`")
+
+
+def _validate_preprocessing(p: Path, pre: dict, dims: int) -> None:
+    """shape: ``dims`` positive ints; spacing: ``dims`` positive mm; normalise: a known name; channels ≥ 1."""
+    def numbers(key, kind, example):
+        value = pre.get(key)
+        if value is None:
+            return
+        ok = isinstance(value, list) and len(value) == dims and all(
+            isinstance(v, kind) and not isinstance(v, bool) and v > 0 for v in value)
+        if not ok:
+            raise ConfigError(f"{p}: preprocessing.{key} must be a list of {dims} positive "
+                              f"{'integers' if kind is int else 'numbers'} (dimensionality {dims}), e.g. "
+                              f"{example[:dims]}, got {value!r}")
+
+    numbers("shape", int, [96, 96, 96])
+    numbers("spacing", (int, float), [1.5, 1.5, 1.5])
+    if "normalise" in pre and pre["normalise"] not in NORMALISATIONS:
+        raise ConfigError(f"{p}: preprocessing.normalise {pre['normalise']!r} is not known."
+                          f"{_did_you_mean(str(pre['normalise']), NORMALISATIONS)} Valid: {', '.join(NORMALISATIONS)}")
+    channels = pre.get("channels", 1)
+    if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
+        raise ConfigError(f"{p}: preprocessing.channels must be a positive integer (1 for grey-scale, 3 for RGB), "
+                          f"got {channels!r}")
+
+
+def _validate_reader_options(p: Path, fmt: str, options: dict) -> None:
+    """Every option is a parameter of the reader the format forces (of at least one reader for ``auto``)."""
+    if not options:
+        return
+    from medssl.io.read import FORMAT_READERS, reader_options
+
+    if fmt not in FORMAT_READERS and fmt != "auto":
+        raise ConfigError(f"{p}: reader_options do not apply to format {fmt!r}; remove them")
+    readers = [FORMAT_READERS[fmt]] if fmt in FORMAT_READERS else list(FORMAT_READERS.values())
+    valid = sorted({name for r in readers for name in reader_options(r)})
+    for key in options:
+        if key not in valid:
+            raise ConfigError(f"{p}: unknown key reader_options.{key!r} for format {fmt!r}."
+                              f"{_did_you_mean(str(key), valid)} Valid: {', '.join(valid)}")
 
 
 def load_card(name_or_path: str | Path) -> DataCard:

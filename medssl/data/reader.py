@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from medssl.config import ConfigError
 from medssl.data.card import DataCard
 from medssl.data.manifest import Record
 from medssl.io.volume import Volume
@@ -38,11 +39,13 @@ class ScanReader:
             from medssl.data.npy import read_npy
 
             return read_npy(record.path, *self.geometry)
-        import medssl.io as mio
+        from medssl.io.read import FORMAT_READERS, ReaderOptionError, read_image
 
-        readers = {"nifti": mio.read_nifti, "dicom": mio.read_dicom, "dicom_series": mio.read_dicom_series,
-                   "itk": mio.read_itk, "png": mio.read_png}
-        return readers.get(self.fmt, mio.read_image)(record.path, **self.reader_options)
+        try:
+            return FORMAT_READERS.get(self.fmt, read_image)(record.path, **self.reader_options)
+        except ReaderOptionError as e:  # the card's settings, not the file: stop rather than skip every scan
+            raise ConfigError(f"data card reader_options: {e}; set the card's `format` to the reader the options "
+                              "are meant for, or remove them") from None
 
 
 def make_reader(card: DataCard, root=None) -> ScanReader:

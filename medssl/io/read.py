@@ -24,6 +24,21 @@ READERS: dict[str, Callable[..., Volume]] = {
 }
 
 
+#: A card's ``format`` → the reader it forces (``auto`` picks one of :data:`READERS` per path).
+FORMAT_READERS: dict[str, Callable[..., Volume]] = {
+    "nifti": read_nifti, "dicom": read_dicom, "dicom_series": read_dicom_series, "itk": read_itk, "png": read_png,
+}
+
+
+class ReaderOptionError(TypeError):
+    """Options that the reader chosen for a path does not take (a settings error, not a bad file)."""
+
+
+def reader_options(reader: Callable[..., Volume]) -> dict[str, inspect.Parameter]:
+    """The keyword options of a reader: its parameters after the path."""
+    return dict(list(inspect.signature(reader).parameters.items())[1:])
+
+
 def reader_for(path: str | Path) -> Callable[..., Volume]:
     """The reader :func:`read_image` would use for ``path``.
 
@@ -62,16 +77,17 @@ def read_image(path: str | Path, **kw) -> Volume:
 
     Raises:
         BadFileError: missing path, unsupported type, or the reader's own errors.
-        TypeError: an option the chosen reader does not take, or a missing required one.
+        ReaderOptionError: (a TypeError) an option the chosen reader does not take, or a
+            missing required one.
     """
     reader = reader_for(path)
-    params = dict(list(inspect.signature(reader).parameters.items())[1:])  # all but the path
+    params = reader_options(reader)
     unknown = sorted(set(kw) - set(params))
     if unknown:
-        raise TypeError(f"{reader.__name__} (chosen for {path}) does not take {unknown}; "
-                        f"its options: {', '.join(params)}")
+        raise ReaderOptionError(f"{reader.__name__} (chosen for {path}) does not take {unknown}; "
+                                f"its options: {', '.join(params)}")
     missing = [n for n, p in params.items() if p.default is p.empty and n not in kw]
     if missing:
-        raise TypeError(f"{reader.__name__} (chosen for {path}) needs {missing}, e.g. "
+        raise ReaderOptionError(f"{reader.__name__} (chosen for {path}) needs {missing}, e.g. "
                         "read_image(path, split='train', index=0) for a MedMNIST .npz")
     return reader(path, **kw)

@@ -172,3 +172,13 @@ def test_ctrl_c_then_rerun_continues(cohort_copy, tmp_path, capsys):
     capsys.readouterr()
     assert main(cmd[3:]) == 0
     assert f"{40 - saved} preprocessed now, {saved} already cached" in capsys.readouterr().out
+
+
+def test_reader_options_that_do_not_fit_the_files_stop_prepare_even_when_skipping(cohort_copy, tmp_path):
+    """`voi` is a DICOM option; with `format: auto` on NIfTI files it is a settings error of the card,
+    not a bad file: skipping would have marked every scan bad and cached nothing."""
+    import dataclasses
+
+    card = dataclasses.replace(load_card("synthetic"), reader_options={"voi": "auto"})
+    with pytest.raises(ConfigError, match=r"reader_options: read_nifti .* does not take \['voi'\].*set the card's `format`"):
+        prepare_card(card, tmp_path / "c", root=cohort_copy, shape=[8, 8, 8], on_bad_file="skip", progress=False)
