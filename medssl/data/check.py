@@ -81,12 +81,6 @@ def _age_summary(records: list[Record]) -> dict:
             "max": max(ages, default=math.nan)}
 
 
-def _duplicates(records: list[Record]) -> list[Problem]:
-    seen = Counter(r.key for r in records)
-    return [Problem(key, f"the same scan is listed {n} times; each scan must appear once", key, "row")
-            for key, n in seen.items() if n > 1]
-
-
 def _warnings(records: list[Record]) -> list[str]:
     out = []
     sites: dict[str, set] = {}
@@ -128,7 +122,7 @@ def check_card(card: DataCard, root: str | Path | None = None, *, read_files: bo
     records = scan.records
     report.source, report.n_records = scan.source, len(records)
     report.n_subjects = len({r.subject for r in records})
-    report.problems = list(scan.problems) + _duplicates(records)
+    report.problems = list(scan.problems)  # (scans listed twice among them)
     report.warnings = _warnings(records)
     report.counts = {k: Counter(getattr(r, k) or "(empty)" for r in records) for k in COUNTED}
     report.ages = _age_summary(records)

@@ -74,10 +74,27 @@ class ManifestScan:
     source: str = ""  #: the table, glob or .npz the records came from
 
 
+#: oldest plausible age (years); anything above is a unit or typing error
+MAX_AGE = 130.0
+_DECIMAL = re.compile(r"\d+(\.\d*)?|\.\d+")
+
+
 def parse_age(text: str) -> float:
-    """Age in years from a table cell; empty / n/a → NaN. Raises ValueError if not a number."""
+    """Age in years from a table cell; empty / n/a → NaN.
+
+    Raises:
+        ValueError: (with the reason) not a plain decimal number such as ``45`` or ``45.5``
+            (``45Y``, ``4_5``, ``-3``, ``inf``), or above :data:`MAX_AGE`.
+    """
     text = (text or "").strip()
-    return math.nan if text.lower() in MISSING_AGE else float(text)
+    if text.lower() in MISSING_AGE:
+        return math.nan
+    if not _DECIMAL.fullmatch(text):
+        raise ValueError("is not a plain number of years (digits and one decimal point)")
+    age = float(text)
+    if age > MAX_AGE:
+        raise ValueError(f"is above {MAX_AGE:g} years (months or days instead of years?)")
+    return age
 
 
 def _inside(root: Path, rel: str) -> Path | None:
@@ -99,9 +116,9 @@ def _record(card: DataCard, values: dict, path: Path, where: str, problems: list
         return None
     try:
         age = parse_age(values.get("age", ""))
-    except ValueError:
-        problems.append(Problem(where, f"age {values.get('age')!r} in column {card.columns.get('age')!r} is not a "
-                                       "number (use years, or leave empty / n/a when unknown)", str(path)))
+    except ValueError as e:
+        problems.append(Problem(where, f"age {values.get('age')!r} in column {card.columns.get('age')!r} {e} "
+                                       "(use years, or leave empty / n/a when unknown)", str(path)))
         return None
     raw_split = (values.get("split") or "").strip()
     split = card.split_role(raw_split)
@@ -249,7 +266,17 @@ def scan_manifest(card: DataCard, root: str | Path | None = None) -> ManifestSca
         records, source = _scan_files(card, root, problems)
     else:
         records, source = _scan_table(card, root, problems)
-    return ManifestScan(records, problems, root, source)
+    return ManifestScan(records, problems + _listed_twice(records), root, source)
+
+
+def _listed_twice(records: list[Record]) -> list[Problem]:
+    """One problem per scan that more than one row names (it could land on both sides of a split)."""
+    rows: dict[str, list[Record]] = {}
+    for r in records:
+        rows.setdefault(r.key, []).append(r)
+    return [Problem(key, f"the same scan is listed {len(rs)} times (subjects {sorted({r.subject for r in rs})}); each scan "
+                         "must appear once, or a subject-level split can put it in training and test", key, "row")
+            for key, rs in rows.items() if len(rs) > 1]
 
 
 def build_manifest(card: DataCard, root: str | Path | None = None, check_files: bool = True) -> list[Record]:

@@ -28,7 +28,14 @@ class Row:
 
 
 def read_table(path: Path) -> tuple[list[str], list[dict]]:
-    """Read a TSV (``.tsv``/``.tab``) or CSV table, optionally gzip-compressed (``.gz``)."""
+    """Read a TSV (``.tsv``/``.tab``) or CSV table, optionally gzip-compressed (``.gz``).
+
+    Returns ``(header, rows)``; rows as ``{column: text}``, blank lines left out.
+
+    Raises:
+        ManifestError: missing or unreadable file, text that is not UTF-8, a column name
+            given twice, a row with more or fewer fields than the header (named by number).
+    """
     name = path.name[:-3] if path.name.endswith(".gz") else path.name
     delimiter = "\t" if name.endswith((".tsv", ".tab")) else ","
     try:
@@ -37,15 +44,31 @@ def read_table(path: Path) -> tuple[list[str], list[dict]]:
         raise ManifestError(f"metadata table {path} does not exist; check data.root / the card's manifest") from None
     except (OSError, EOFError) as e:
         raise ManifestError(f"metadata table {path} cannot be read ({e}); is it a complete .gz file?") from None
-    reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig"), newline=""), delimiter=delimiter)
-    rows = [{(k or "").strip(): (v or "") for k, v in r.items()} for r in reader]
-    return [h.strip() for h in reader.fieldnames or []], rows
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ManifestError(f"metadata table {path} is not UTF-8 text (byte {e.start}: {raw[e.start:e.start + 1]!r}); "
+                            "re-save it as UTF-8 (e.g. 'CSV UTF-8' in a spreadsheet)") from None
+    lines = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    header = [h.strip() for h in (lines[0] if lines else [])]
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise ManifestError(f"metadata table {path}: column(s) {twice} appear more than once in the header; rename them")
+    rows = []
+    for number, cells in enumerate(lines[1:], start=2):
+        if not any(c.strip() for c in cells):
+            continue  # blank line
+        if len(cells) != len(header):
+            raise ManifestError(f"metadata table {path} row {number}: {len(cells)} fields but the header has "
+                                f"{len(header)}; a field holding the delimiter must be quoted")
+        rows.append(dict(zip(header, cells)))
+    return header, rows
 
 
 def id_key(value: str) -> str:
     """Join key of an id: stripped, and numeric ids compared as numbers ("002" ↔ "2")."""
     value = (value or "").strip()
-    return str(int(value)) if value.isdigit() else value
+    return str(int(value)) if value.isascii() and value.isdigit() else value
 
 
 def _key(row: dict, on: list[str]) -> tuple:

@@ -241,3 +241,46 @@ def test_shared_ixi_card_matches_its_table(shared):
     assert sum(not math.isnan(a) for a in ages) == 138
     assert all(math.isnan(a) if not row["age"] else a == float(row["age"]) for a, row in zip(ages, rows))
     assert {r.site for r in recs} == {"HH"}
+
+
+@pytest.mark.parametrize("age, reason", [("45Y", "not a plain number"), ("4_5", "not a plain number"),
+                                         ("-3", "not a plain number"), ("inf", "not a plain number"),
+                                         ("1e3", "not a plain number"), ("200", "above 130 years")])
+def test_impossible_ages_name_the_row_and_why(tmp_path, age, reason):
+    _table(tmp_path, ["s1\t30\tA\tF", f"s2\t{age}\tA\tM"])
+    with pytest.raises(ManifestError, match=rf"row 3: age '{age}' in column 'age' (is )?{reason}"):
+        build_manifest(_card(), tmp_path)
+
+
+def test_decimal_ages_are_read(tmp_path):
+    _table(tmp_path, ["s1\t45.5\tA\tF", "s2\t.5\tA\tM", "s3\t0\tA\tM", "s4\t130\tA\tF"])
+    assert [r.age for r in build_manifest(_card(), tmp_path)] == [45.5, 0.5, 0.0, 130.0]
+
+
+def test_a_scan_listed_for_two_subjects_is_refused(tmp_path):
+    (tmp_path / "a.nii.gz").write_bytes(b"x")
+    (tmp_path / "participants.tsv").write_text("participant_id\tpath\ns01\ta.nii.gz\ns02\ta.nii.gz\n")
+    card = _card(columns={"subject": "participant_id", "path": "path"}, path_template="")
+    with pytest.raises(ManifestError, match=r"a.nii.gz: the same scan is listed 2 times \(subjects \['s01', 's02'\]\)"):
+        build_manifest(card, tmp_path)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("participant_id\tage\tsite\tsex\ns1\t30\tZürich\tF\n".encode("latin-1"), r"not UTF-8 text \(byte \d+: b'\\xfc'\).*re-save it as UTF-8"),
+    ("participant_id\tage\tsite\tsex\ns1\t30\tA\tF\n".encode("utf-16"), "not UTF-8 text"),
+    (b"participant_id\tage\tsite\tsex\ns1\t30\tA\tF\textra\n", r"row 2: 5 fields but the header has 4; a field holding"),
+    (b"participant_id\tage\tsite\tsex\ns1\t30\tA\n", r"row 2: 3 fields but the header has 4"),
+    (b"participant_id\tage\tsite\tage\ns1\t30\tA\t31\n", r"column\(s\) \['age'\] appear more than once"),
+])
+def test_malformed_tables_name_the_table_and_row(tmp_path, content, message):
+    (tmp_path / "participants.tsv").write_bytes(content)
+    (tmp_path / "s1.nii.gz").write_bytes(b"x")
+    with pytest.raises(ManifestError, match=message):
+        build_manifest(_card(), tmp_path)
+
+
+def test_utf8_tables_with_bom_crlf_and_blank_lines_still_read(tmp_path):
+    (tmp_path / "participants.tsv").write_bytes("\ufeffparticipant_id\tage\tsite\tsex\r\ns1\t30\tZürich\tF\r\n\r\n".encode())
+    (tmp_path / "s1.nii.gz").write_bytes(b"x")
+    [rec] = build_manifest(_card(), tmp_path)
+    assert (rec.subject, rec.age, rec.site) == ("s1", 30.0, "Zürich")
