@@ -130,6 +130,10 @@ def _cmd_data_prepare(a: argparse.Namespace) -> int:
           f"{c.n_built} preprocessed now, {int(c.valid.sum()) - c.n_built} already cached, {len(c.skipped)} skipped")
     for s in c.skipped:
         print(f"  skipped {s['path']}: {s['reason']}")
+    if not c.valid.any():
+        print(f"error: every scan was skipped, the cache holds nothing usable; fix the reasons above (`medssl data "
+              f"check {a.card}` lists them all)", file=sys.stderr)
+        return 1
     print("use it with: medssl pretrain CONFIG " + " ".join(_cache_overrides(a, card, c.images.shape)) + " ...")
     return 0
 

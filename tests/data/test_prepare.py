@@ -182,3 +182,13 @@ def test_reader_options_that_do_not_fit_the_files_stop_prepare_even_when_skippin
     card = dataclasses.replace(load_card("synthetic"), reader_options={"voi": "auto"})
     with pytest.raises(ConfigError, match=r"reader_options: read_nifti .* does not take \['voi'\].*set the card's `format`"):
         prepare_card(card, tmp_path / "c", root=cohort_copy, shape=[8, 8, 8], on_bad_file="skip", progress=False)
+
+
+def test_cli_prepare_fails_when_every_scan_was_skipped(cohort_copy, tmp_path, capsys):
+    """Skipping is for a few bad files; a cache with nothing usable is an error, not a success."""
+    args = ["data", "prepare", "synthetic", "--root", str(cohort_copy), "--out", str(tmp_path / "c"),
+            "--shape", "8", "8", "8", "--channels", "3", "--on-bad-file", "skip"]
+    assert main(args) == 1
+    out = capsys.readouterr()
+    assert "40 skipped" in out.out and "expected 3D with 3" in out.out
+    assert "every scan was skipped, the cache holds nothing usable" in out.err and "use it with" not in out.out
