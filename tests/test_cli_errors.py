@@ -76,6 +76,9 @@ def test_malformed_yaml_names_the_file_or_the_override(tmp_path, capsys):
     assert f"{bad}: not valid YAML" in err and "line 3" in err
     assert main(["pretrain", "data.shape=[32,32,32"]) == 2
     assert "override 'data.shape=[32,32,32': the value is not valid YAML" in capsys.readouterr().err
+    bad.write_text("train:\n  epochs: 3\ntrain:\n  lr: 0.1\n")  # PyYAML alone would keep only the second
+    assert main(["pretrain", str(bad)]) == 2
+    assert "key 'train' appears twice in one mapping at line 3" in capsys.readouterr().err
 
 
 def test_an_override_ending_in_yaml_is_not_taken_for_the_config_file(tmp_path, capsys):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from medssl.config import NORMALISATIONS, ConfigError, _did_you_mean
+from medssl.config import NORMALISATIONS, ConfigError, _did_you_mean, _first_line, load_yaml
 
 ROLES = ("subject", "session", "site", "age", "sex", "label", "path", "split")
 FORMATS = ("auto", "nifti", "dicom", "dicom_series", "itk", "png", "medmnist", "npy")
@@ -254,9 +254,9 @@ def load_card(name_or_path: str | Path) -> DataCard:
     """
     p = _locate(name_or_path)
     try:
-        raw = yaml.safe_load(p.read_text()) or {}
+        raw = load_yaml(p.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+        raise ConfigError(f"{p}: not valid YAML ({_first_line(e)})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: a data card is a YAML mapping of keys (see data_cards/README.md)")
     _validate(p, raw)

@@ -107,3 +107,9 @@ def test_medmnist_cards_state_the_official_sizes():
         card = load_card(path)
         assert re.search(r"train/val/test = \d+/\d+/\d+", card.description), path.name
         assert ("NC" in card.licence) == (card.name == "medmnist_dermamnist"), path.name
+
+
+def test_a_key_given_twice_is_named_with_its_line(tmp_path):
+    text = BASE + "manifest: t.tsv\ncolumns: {subject: id}\npath_template: a\ncolumns: {subject: sid}\n"
+    with pytest.raises(ConfigError, match=r"key 'columns' appears twice in one mapping at line 7, column 1"):
+        load_card(_write(tmp_path, text))
