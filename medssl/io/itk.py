@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,14 @@ def itk_affine(image, dims: int) -> np.ndarray:
     affine = np.eye(dims + 1)
     affine[:dims, :dims], affine[:dims, dims] = lin, np.asarray(image.GetOrigin())[:dims]
     return LPS_TO_RAS @ affine if dims == 3 else affine
+
+
+def _itk_reason(message: str) -> str:
+    """The informative line of an ITK exception: not the C++ source location, not the stale
+    ``Reason: No such file or directory`` errno ITK appends to read failures, no object address."""
+    lines = [ln.strip() for ln in message.strip().splitlines()[1:]]
+    lines = [ln for ln in lines if ln and not ln.startswith("Reason: No such file")]
+    return re.sub(r"\(0x[0-9a-f]+\)", "", lines[-1] if lines else message.strip())[:200]
 
 
 def read_itk(path: str | Path, *, expect_spatial_dims: int | None = None) -> Volume:
@@ -54,8 +63,7 @@ def read_itk(path: str | Path, *, expect_spatial_dims: int | None = None) -> Vol
         image = sitk.ReadImage(str(path))
         data = sitk.GetArrayViewFromImage(image)
     except RuntimeError as e:
-        first = str(e).strip().splitlines()[-1][:200] if str(e).strip() else ""
-        raise BadFileError(path, f"SimpleITK cannot read it ({first}); the file is corrupt, truncated "
+        raise BadFileError(path, f"SimpleITK cannot read it ({_itk_reason(str(e))}); the file is corrupt, truncated "
                                  "or its data file is missing") from None
     comps = image.GetNumberOfComponentsPerPixel()
     data = np.asarray(data, dtype=np.float32)

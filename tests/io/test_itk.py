@@ -98,3 +98,11 @@ def test_bad_itk_files(tmp_path):
         read_itk(tmp_path / "h.mhd")
     with pytest.raises(BadFileError, match="file does not exist"):
         read_itk(tmp_path / "missing.nrrd")
+    raw = (tmp_path / "nan.mha").read_bytes()
+    (tmp_path / "cut.mha").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(BadFileError) as err:  # ITK's stale errno line and object address are left out
+        read_itk(tmp_path / "cut.mha")
+    assert "File cannot be read" in str(err.value) and "No such file" not in str(err.value) and "0x" not in str(err.value)
+    (tmp_path / "bad.nrrd").write_bytes(b"NRRD0004\ntype: float\ndimension: 3\nsizes: 2 2 2\nencoding: raw\n\n" + bytes(32))
+    with pytest.raises(BadFileError, match=r"bad\.nrrd: SimpleITK cannot read it \(\[nrrd\] _nrrdHeaderCheck: .*endian"):
+        read_itk(tmp_path / "bad.nrrd")
