@@ -14,7 +14,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from medssl.io.errors import BadFileError, check_array
+from medssl.io.errors import BadFileError, check_array, numpy_load_reason
 from medssl.io.volume import Volume
 
 
@@ -67,7 +67,7 @@ def read_npy(path: str | Path, affine: np.ndarray, expect_shape: tuple[int, ...]
     except FileNotFoundError:
         raise BadFileError(path, "file does not exist") from None
     except (ValueError, OSError, EOFError) as e:
-        raise BadFileError(path, f"not a readable .npy array ({type(e).__name__}: {e}); the file is corrupt or truncated") from None
+        raise BadFileError(path, numpy_load_reason(e, ".npy array")) from None
     while arr.ndim > nd + 1 and arr.shape[0] == 1:
         arr = arr[0]
     if arr.ndim == nd:

@@ -91,5 +91,8 @@ def test_bad_npz(tmp_path):
     (tmp_path / "t.npz").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(BadFileError, match=r"t\.npz: .*(corrupt|truncated)"):
         load_medmnist_split(tmp_path / "t.npz", "train")
+    np.savez(tmp_path / "o.npz", train_images=np.array([{"a": 1}, None], dtype=object), train_labels=np.zeros((2, 1)))
+    with pytest.raises(BadFileError, match=r"o\.npz: the \.npz holds pickled Python objects, which medssl never loads"):
+        load_medmnist_split(tmp_path / "o.npz", "train")
     with pytest.raises(TypeError, match=r"read_medmnist .* needs \['split', 'index'\]"):
         read_image(good)
