@@ -17,6 +17,15 @@ _FULL_SCALE = {"1": 1.0, "L": 255.0, "LA": 255.0, "P": 255.0, "PA": 255.0, "RGB"
                "I": 65535.0, "F": 1.0}
 
 
+def _refuse_16_bit_colour(path: Path) -> None:
+    """Pillow reads 16-bit RGB(A) and grey+alpha PNGs as 8 bit, dropping the low byte without a word."""
+    with path.open("rb") as fh:
+        head = fh.read(26)
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and head[24] == 16 and head[25] in (2, 4, 6):
+        raise BadFileError(path, "a 16-bit colour (or grey + alpha) PNG, which Pillow would cut to 8 bits; save it as "
+                                 "a 16-bit grey-scale PNG, or as .nrrd / .mha (read with full precision)")
+
+
 def read_png(path: str | Path, *, color: str = "luminance",
              spacing: float | tuple[float, float] | None = None) -> Volume:
     """Read a PNG or JPEG file (8 or 16 bit, grayscale, palette or RGB[A]).
@@ -35,13 +44,15 @@ def read_png(path: str | Path, *, color: str = "luminance",
         affine ``diag(sx, sy, 1)``.
 
     Raises:
-        BadFileError: missing, not an image, truncated, empty.
+        BadFileError: missing, not an image, truncated, empty, 16-bit colour PNG (Pillow
+            would drop its low byte).
     """
     if color not in ("luminance", "rgb"):
         raise ValueError(f"color must be 'luminance' or 'rgb', got {color!r}")
     path = Path(path)
     if not path.is_file():
         raise BadFileError(path, "file does not exist" if not path.exists() else "is not a regular file")
+    _refuse_16_bit_colour(path)
     try:
         with Image.open(path) as img:
             img.load()

@@ -92,3 +92,16 @@ def test_damaged_png(tmp_path):
         read_png(tmp_path / "junk.png")
     with pytest.raises(ValueError, match="color must be"):
         read_png(tmp_path / "ok.png", color="cmyk")
+
+
+def test_16_bit_colour_png_is_refused_not_cut_to_8_bits(tmp_path):
+    """Written with SimpleITK (Pillow cannot write it); Pillow itself would read it as 8-bit RGB."""
+    import SimpleITK as sitk
+
+    rgb = np.random.default_rng(0).integers(0, 65536, (5, 6, 3), dtype=np.uint16)
+    path = tmp_path / "rgb16.png"
+    sitk.WriteImage(sitk.GetImageFromArray(rgb, isVector=True), str(path))
+    with Image.open(path) as img:
+        assert img.mode == "RGB" and np.asarray(img).dtype == np.uint8  # the premise: precision lost
+    with pytest.raises(BadFileError, match=r"rgb16\.png: a 16-bit colour .* would cut to 8 bits"):
+        read_png(path)
