@@ -117,6 +117,10 @@ def decode_pixels(ds: pydicom.Dataset, path: str | Path) -> np.ndarray:
     """
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         sop = getattr(ds.get("SOPClassUID"), "name", "unknown SOP class")
+        if "Rows" in ds or "Image" in sop:  # an image object without its pixels: cut short
+            raise BadFileError(path, f"has no pixel data although it is an image ({sop}, Modality "
+                                     f"{cs(ds, 'Modality')}): the file looks truncated or damaged; "
+                                     "restore or re-export it")
         raise BadFileError(path, f"has no pixel data ({sop}, Modality {cs(ds, 'Modality')}); "
                                  "it is not an image (e.g. a report or structure set)")
     ts = transfer_syntax(ds)

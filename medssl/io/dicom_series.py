@@ -2,10 +2,15 @@
 
 Rules (also in docs/io.md):
 
-* A file is a *slice* when it is DICOM (``DICM`` marker), its Modality is not a non-image
-  object (:data:`NON_IMAGE_MODALITIES`: SEG, RTSTRUCT, SR, …), it is single-frame and has
-  Rows, Columns, ImagePositionPatient and ImageOrientationPatient. Everything else in the
-  folder (a SEG, a DICOMDIR, a README) is ignored and counted in ``meta["n_ignored_files"]``.
+* Every file in the folder is either a *slice* or skipped for a stated reason, counted in
+  ``meta["n_ignored_files"]`` and listed in ``meta["ignored_files"]`` (name → reason): hidden
+  files, a DICOMDIR, files that are neither DICOM-marked nor named ``*.dcm`` (a README),
+  non-image objects (Modality in :data:`NON_IMAGE_MODALITIES` such as SEG, RTSTRUCT, SR, or a
+  SOP class that is not an image storage class) and multi-frame objects.
+* Any other DICOM-marked or ``*.dcm`` file is a slice candidate: one that cannot be parsed
+  (truncated, no ``DICM`` marker) or lacks Rows, Columns, ImagePositionPatient,
+  ImageOrientationPatient or SeriesInstanceUID is an error naming that file, never dropped
+  (a damaged slice would silently leave a hole in the volume).
 * Slices are grouped by SeriesInstanceUID; exactly one series must remain (select with
   ``series_uid=``, the full UID or the 16-digit hash shown in the error).
 * Slices are ordered by their position along the slice normal
@@ -73,32 +78,78 @@ def slice_affine(ds: pydicom.Dataset, path: str | Path, thickness: float = 1.0) 
     return _affine(ds, path, _position(ds, path), np.cross(row, col) * thickness)
 
 
-def _is_slice(ds: pydicom.Dataset) -> bool:
-    return (str(ds.get("Modality", "")).upper() not in NON_IMAGE_MODALITIES
-            and int(ds.get("NumberOfFrames", 1) or 1) == 1
-            and all(k in ds for k in ("Rows", "Columns", "ImagePositionPatient", "ImageOrientationPatient")))
+SLICE_KEYWORDS = ("Rows", "Columns", "ImagePositionPatient", "ImageOrientationPatient", "SeriesInstanceUID")
 
 
-def _scan(folder: Path, recursive: bool) -> tuple[dict[str, list], int]:
-    files = sorted(p for p in (folder.rglob("*") if recursive else folder.iterdir())
-                   if p.is_file() and not p.name.startswith("."))
+def _not_a_slice(ds: pydicom.Dataset) -> str | None:
+    """Why a readable DICOM object is legitimately not a slice (``None``: it must be one)."""
+    modality = str(ds.get("Modality", "")).upper()
+    if modality in NON_IMAGE_MODALITIES:
+        return f"non-image object (Modality {cs(ds, 'Modality')})"
+    meta = getattr(ds, "file_meta", None)
+    sop = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta is not None else None)
+    name = getattr(sop, "name", "")
+    if sop and name != str(sop) and "Image" not in name:  # a known SOP class; names come from pydicom
+        return f"non-image object ({name})"
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        return "multi-frame object"
+    return None
+
+
+def _scan(folder: Path, recursive: bool) -> tuple[dict[str, list], dict[str, str]]:
+    """Group the folder's slices by SeriesInstanceUID; returns ``(series, {ignored name: reason})``.
+
+    Raises:
+        BadFileError: naming a slice candidate (DICOM-marked or ``*.dcm``) that cannot be
+            read or lacks one of :data:`SLICE_KEYWORDS`.
+    """
+    files = sorted(p for p in (folder.rglob("*") if recursive else folder.iterdir()) if p.is_file())
     series: dict[str, list] = {}
-    ignored = 0
+    ignored: dict[str, str] = {}
     for p in files:
-        if p.name.upper() == "DICOMDIR" or not pydicom.misc.is_dicom(p):
-            ignored += 1
+        name = str(p.relative_to(folder))
+        marked = pydicom.misc.is_dicom(p)
+        if p.name.startswith("."):
+            ignored[name] = "hidden file"
+        elif p.name.upper() == "DICOMDIR":
+            ignored[name] = "DICOMDIR"
+        elif not marked and p.suffix.lower() != ".dcm":
+            ignored[name] = "not DICOM (no DICM marker, no .dcm suffix)"
+        if name in ignored:
             continue
-        with guarded(p):
-            ds = read_header(p, stop_before_pixels=True)
-            keep = _is_slice(ds) and bool(ds.get("SeriesInstanceUID"))
-        if not keep:
-            ignored += 1
+        holder: list = []
+        with guarded(p, holder):
+            try:
+                holder.append(read_header(p, stop_before_pixels=True))
+            except BadFileError as e:
+                raise BadFileError(p, f"unreadable slice candidate ({e.reason.split('; ')[0]}); restore it or "
+                                      "move it out of the folder (dropping it would leave a hole in the "
+                                      "volume)") from None
+            ds = holder[0]
+            reason = _not_a_slice(ds)
+            if reason is None:
+                missing = [k for k in SLICE_KEYWORDS if not ds.get(k)]
+                if missing:
+                    raise BadFileError(p, f"lacks {', '.join(missing)}: a damaged or truncated slice, or an image "
+                                          "that is not part of this volume; restore it or move it out of the folder")
+        if reason is not None:
+            ignored[name] = reason
             continue
         series.setdefault(str(ds.SeriesInstanceUID), []).append((p, ds))
     return series, ignored
 
 
-def _select(folder: Path, series: dict[str, list], ignored: int, series_uid: str | None) -> list:
+def _ignored_summary(ignored: dict[str, str]) -> str:
+    """``"2 not DICOM (…): MD5SUMS, README; 1 non-image object (Modality SEG): seg.dcm"``."""
+    by_reason: dict[str, list[str]] = {}
+    for name, reason in ignored.items():
+        by_reason.setdefault(reason, []).append(name)
+    parts = [f"{len(names)} {reason}: {', '.join(names[:3])}{', …' if len(names) > 3 else ''}"
+             for reason, names in by_reason.items()]
+    return "; ".join(parts) or "none"
+
+
+def _select(folder: Path, series: dict[str, list], ignored: dict[str, str], series_uid: str | None) -> list:
     listing = ", ".join(f"{hash_uid(u)} ({cs(g[0][1], 'Modality')}, {len(g)} files)" for u, g in series.items())
     if series_uid is not None:
         for uid, group in series.items():
@@ -107,9 +158,8 @@ def _select(folder: Path, series: dict[str, list], ignored: int, series_uid: str
         raise BadFileError(folder, f"no image series matches series_uid={series_uid!r}; "
                                    f"found: {listing or 'none'}")
     if not series:
-        raise BadFileError(folder, f"no DICOM image slices found ({ignored} files ignored: not DICOM, "
-                                   f"non-image objects such as {', '.join(sorted(NON_IMAGE_MODALITIES)[:4])}…, "
-                                   "multi-frame, or without ImagePositionPatient)")
+        raise BadFileError(folder, f"no DICOM image slices found ({len(ignored)} files ignored: "
+                                   f"{_ignored_summary(ignored)})")
     if len(series) > 1:
         raise BadFileError(folder, f"contains {len(series)} image series: {listing}; pass "
                                    "series_uid='<hash>' (one of these) to read one of them")
@@ -174,8 +224,9 @@ def read_dicom_series(folder: str | Path, *, series_uid: str | None = None, spac
         gantry tilt appears as shear), converted from DICOM LPS.
 
     Raises:
-        BadFileError: folder missing, no slices, several series, mixed geometry, duplicate
-            positions, gaps or non-uniform spacing, undecodable pixels, NaN/Inf values.
+        BadFileError: folder missing, a damaged slice candidate (named), no slices, several
+            series, mixed geometry, duplicate positions, gaps or non-uniform spacing,
+            undecodable pixels, NaN/Inf values.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -202,7 +253,7 @@ def _read_series(folder: Path, series_uid: str | None, spacing_rtol: float, recu
             volume[:, :, k] = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64).T
     check_array(folder, volume)
     affine = _affine(ds0, p0, _position(ds0, p0), step)
-    meta = safe_meta(first, shape=volume.shape, window="none", n_ignored_files=ignored,
+    meta = safe_meta(first, shape=volume.shape, window="none", n_ignored_files=len(ignored), ignored_files=ignored,
                      rescaled="RescaleSlope" in first or "ModalityLUTSequence" in first)
     vol = Volume(volume[None], affine, meta)
     vol.meta["spacing"] = vol.spacing

@@ -192,3 +192,14 @@ def test_header_larger_than_the_file_or_memory(tmp_path, suffix):
     with pytest.raises(BadFileError) as err:
         read_nifti(path)
     _assert_names(err, path)
+
+
+def test_radiograph_cut_before_its_pixels_is_called_truncated(shared_data, tmp_path):
+    src = next((shared_data / "dicom_cxr_nih_dx").glob("*.dcm"))
+    path = tmp_path / "cut.dcm"
+    path.write_bytes(src.read_bytes()[:700])  # the header survives, the pixel data does not
+    assert "PixelData" not in pydicom.dcmread(path)
+    with pytest.raises(BadFileError) as err:
+        read_image(path)
+    _assert_names(err, path, "looks truncated or damaged", "Modality DX")
+    assert "not an image" not in str(err.value)

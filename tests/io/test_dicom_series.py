@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -49,6 +50,9 @@ def test_real_ct_series_matches_simpleitk_and_ignores_seg(shared_data):
     assert vol.array.min() == -3024 and vol.array.max() == 1381  # HU range from PROVENANCE.md
     # liver_seg.dcm (Modality SEG), MD5SUMS and PROVENANCE.md are not slices
     assert vol.meta["n_ignored_files"] == 3 and vol.meta["modality"] == "CT"
+    assert vol.meta["ignored_files"] == {"liver_seg.dcm": "non-image object (Modality SEG)",
+                                         "MD5SUMS": "not DICOM (no DICM marker, no .dcm suffix)",
+                                         "PROVENANCE.md": "not DICOM (no DICM marker, no .dcm suffix)"}
     assert vol.meta["series_hash"] == hash_uid(uid) and uid not in repr(vol)
     np.testing.assert_array_equal(read_image(folder).array, vol.array)
 
@@ -155,3 +159,62 @@ def test_folder_without_slices(tmp_path, pydicom_file):
         read_dicom_series(tmp_path)
     with pytest.raises(BadFileError, match="folder does not exist"):
         read_dicom_series(tmp_path / "missing")
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[:700])  # header cut inside the first elements
+
+
+def _zero_marker(path):
+    raw = bytearray(path.read_bytes())
+    assert raw[128:132] == b"DICM"
+    raw[128:132] = bytes(4)
+    path.write_bytes(bytes(raw))
+
+
+def _drop_position(path):
+    ds = pydicom.dcmread(path)
+    del ds.ImagePositionPatient
+    ds.save_as(path)
+
+
+@pytest.mark.parametrize(("damage", "reason"), [
+    (_truncate, "lacks Rows, Columns, ImagePositionPatient, ImageOrientationPatient, SeriesInstanceUID"),
+    (_zero_marker, "unreadable slice candidate (not a DICOM file (no 'DICM' marker)"),
+    (_drop_position, "lacks ImagePositionPatient: a damaged or truncated slice"),
+])
+def test_damaged_end_slice_is_an_error_naming_it(shared_data, tmp_path, damage, reason):
+    folder = Path(shutil.copytree(shared_data / "dicom_ct_liver_3slice", tmp_path / "ct"))
+    assert read_dicom_series(folder).array.shape[-1] == 3
+    victim = folder / "03.dcm"  # the end slice: dropping it would leave uniform steps behind
+    victim.chmod(0o644)
+    damage(victim)
+    with pytest.raises(BadFileError) as err:
+        read_image(folder)
+    assert err.value.path == victim and err.value.reason.startswith(reason)
+
+
+def test_damaged_slice_without_shared_data(pydicom_file, tmp_path):
+    folder = _copy_shuffled(sorted(pydicom_file(CT5N).iterdir()), tmp_path / "s", 0)
+    victim = sorted(folder.iterdir())[0]
+    _truncate(victim)
+    with pytest.raises(BadFileError) as err:
+        read_dicom_series(folder)
+    assert err.value.path == victim and "damaged or truncated slice" in err.value.reason
+
+
+def test_non_slices_are_skipped_with_their_reason(pydicom_file, tmp_path):
+    folder = _copy_shuffled(sorted(pydicom_file(CT5N).iterdir()), tmp_path / "s", 0)
+    (folder / "README.txt").write_text("notes")
+    (folder / ".DS_Store").write_bytes(b"\0" * 10)
+    shutil.copy(pydicom_file("dicomdirtests/DICOMDIR"), folder / "DICOMDIR")
+    shutil.copy(pydicom_file("test-SR.dcm"), folder / "report.dcm")  # a real structured report
+    ds = pydicom.dcmread(pydicom_file("test-SR.dcm"))
+    del ds.Modality  # known only by its SOP class now
+    ds.save_as(folder / "report2.dcm")
+    vol = read_dicom_series(folder)
+    assert vol.array.shape == (1, 16, 16, 5)
+    assert vol.meta["ignored_files"] == {
+        ".DS_Store": "hidden file", "DICOMDIR": "DICOMDIR", "README.txt": "not DICOM (no DICM marker, no .dcm suffix)",
+        "report.dcm": "non-image object (Modality SR)", "report2.dcm": "non-image object (Comprehensive SR Storage)"}
+    assert vol.meta["n_ignored_files"] == 5
