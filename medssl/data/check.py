@@ -2,8 +2,11 @@
 
 The report counts records per site / label / split / sex, summarises ages, lists the image
 shapes, spacings, orientations and channel counts seen, and names every bad row or file
-with the reason. It prints only safe information: paths, counts and geometry (readers
-never expose header identifiers; see docs/io.md).
+with the reason. An unexpected exception while reading one file is reported for that file;
+the check goes on with the others. Warnings list DICOM files without a pixel spacing (1 mm
+assumed) and files a DICOM series folder holds besides its slices. It prints only safe
+information: paths, counts and geometry (readers never expose header identifiers; see
+docs/io.md).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import math
 import multiprocessing
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,9 +24,11 @@ from tqdm.auto import tqdm
 from medssl.data.card import DataCard
 from medssl.data.manifest import ManifestError, Problem, Record, scan_manifest
 from medssl.data.reader import ScanReader, make_reader
-from medssl.io.errors import BadFileError
+from medssl.io.errors import BadFileError, redact
 
 COUNTED = ("site", "label", "split", "sex")
+NO_SPACING = "no PixelSpacing/ImagerPixelSpacing: 1 mm assumed; resampling to a physical spacing will be wrong"
+MAX_LISTED = 10  #: files / folders named per warning
 
 
 @dataclass
@@ -46,21 +52,53 @@ class CheckReport:
         return not self.problems
 
 
-def _inspect(reader: ScanReader, dims: int, record: Record) -> tuple[dict | None, Problem | None]:
+def _file_problem(record: Record, e: BadFileError) -> Problem:
+    """The reader's reason; when it is about a file inside the record (a series' slice), named first."""
+    reason = e.reason
+    if e.path != Path(record.path):
+        try:
+            inner = e.path.relative_to(record.path)
+        except ValueError:
+            inner = e.path
+        reason = f"{inner}: {reason}"
+    return Problem(record.key, reason, record.path, "file")
+
+
+def _inspect(reader: ScanReader, dims: int, channels: int | None,
+             record: Record) -> tuple[dict | None, Problem | None, dict[str, str]]:
+    """Read one record: ``(geometry info, problem, notes)``; never raises for the file's sake.
+
+    ``notes`` holds warnings about a file that is usable: ``"spacing"`` (a DICOM without pixel
+    spacing) and ``"ignored"`` (files of a series folder that are not slices, with reasons).
+    """
     try:
         vol = reader(record)
+        info = {"shape": "×".join(map(str, vol.spatial_shape)),
+                "spacing": "×".join(f"{s:.2f}" for s in vol.spacing) + " mm",
+                "orientation": vol.orientation if vol.spatial_dims == 3 else "2D (no patient frame)",
+                "channels": str(vol.array.shape[0])}
+        notes = {}
+        if vol.meta.get("source_format") == "dicom" and vol.meta.get("spacing_source") == "default":
+            notes["spacing"] = NO_SPACING
+        if vol.meta.get("ignored_files"):
+            from medssl.io.dicom_series import ignored_summary
+
+            ignored = vol.meta["ignored_files"]
+            notes["ignored"] = f"{len(ignored)} file(s) ignored, not slices: {ignored_summary(ignored)}"
     except BadFileError as e:
-        return None, Problem(record.key, e.reason, record.path, "file")
+        return None, _file_problem(record, e), {}
     except (IndexError, TypeError) as e:  # MedMNIST index out of range, wrong reader options
-        return None, Problem(record.key, str(e), record.path, "file")
-    info = {"shape": "×".join(map(str, vol.spatial_shape)),
-            "spacing": "×".join(f"{s:.2f}" for s in vol.spacing) + " mm",
-            "orientation": vol.orientation if vol.spatial_dims == 3 else "2D (no patient frame)",
-            "channels": str(vol.array.shape[0])}
+        return None, Problem(record.key, f"{type(e).__name__}: {e}", record.path, "file"), {}
+    except Exception as e:  # noqa: BLE001 - one file must not stop the check of the others
+        return None, Problem(record.key, f"unexpected {type(e).__name__} while reading ({redact(str(e))}); "
+                                         "please report it as a medssl bug", record.path, "file"), {}
+    wrong = []
     if vol.spatial_dims != dims:
-        return info, Problem(record.key, f"image is {vol.spatial_dims}D but the card says dimensionality {dims}",
-                             record.path, "file")
-    return info, None
+        wrong.append(f"image is {vol.spatial_dims}D but the card says dimensionality {dims}")
+    if channels is not None and vol.array.shape[0] != channels:
+        wrong.append(f"image has {vol.array.shape[0]} channel(s) but the card's preprocessing.channels is "
+                     f"{channels} (data prepare rejects it; for colour DICOM see reader_options color)")
+    return info, (Problem(record.key, "; ".join(wrong), record.path, "file") if wrong else None), notes
 
 
 _READER: ScanReader | None = None
@@ -71,8 +109,43 @@ def _init(reader: ScanReader) -> None:
     _READER = reader
 
 
-def _inspect_in_worker(dims: int, record: Record):
-    return _inspect(_READER, dims, record)
+def _inspect_in_worker(dims: int, channels: int | None, record: Record):
+    return _inspect(_READER, dims, channels, record)
+
+
+def _read_all(reader: ScanReader, dims: int, channels: int | None, todo: list[Record], workers: int,
+              bar) -> list[tuple]:
+    """:func:`_inspect` of every record, in order. A worker process that dies (killed for
+    memory, a crash in a native library) leaves the records it had not answered as problems."""
+    if workers <= 1:
+        return [(bar.update(), _inspect(reader, dims, channels, r))[1] for r in todo]
+    outcomes = []
+    ctx = multiprocessing.get_context("spawn")
+    try:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init, initargs=(reader,)) as pool:
+            n = len(todo)
+            for res in pool.map(_inspect_in_worker, [dims] * n, [channels] * n, todo, chunksize=8):
+                outcomes.append(res)
+                bar.update()
+    except BrokenProcessPool as e:
+        reason = (f"not checked: a worker process died ({type(e).__name__}) while reading this or a nearby "
+                  "file; rerun with --workers 1 to find the file")
+        outcomes += [(None, Problem(r.key, reason, r.path, "file"), {}) for r in todo[len(outcomes):]]
+    return outcomes
+
+
+def _note_warnings(notes: dict[str, list[str]]) -> list[str]:
+    """Warning lines: files without pixel spacing, then each series folder with ignored files."""
+    out = []
+    keys = notes.get("spacing", [])
+    if keys:
+        more = f", … ({len(keys) - MAX_LISTED} more)" if len(keys) > MAX_LISTED else ""
+        out.append(f"{len(keys)} file(s) with {NO_SPACING}: {', '.join(keys[:MAX_LISTED])}{more}")
+    ignored = notes.get("ignored", [])
+    out += ignored[:MAX_LISTED]
+    if len(ignored) > MAX_LISTED:
+        out.append(f"… and {len(ignored) - MAX_LISTED} more series folder(s) with ignored files")
+    return out
 
 
 def _age_summary(records: list[Record]) -> dict:
@@ -136,21 +209,24 @@ def check_card(card: DataCard, root: str | Path | None = None, *, read_files: bo
     except (BadFileError, ValueError) as e:
         report.problems.append(Problem("geometry", str(e)))
         return report
+    channels = card.preprocessing.get("channels", 1)
+    if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
+        report.problems.append(Problem("card", f"preprocessing.channels must be a positive whole number, "
+                                               f"got {channels!r}; channel counts are not checked"))
+        channels = None
     bar = tqdm(total=len(todo), desc="check", unit="file", disable=not progress)
-    if workers > 1:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init, initargs=(reader,)) as pool:
-            results = pool.map(_inspect_in_worker, [card.dimensionality] * len(todo), todo, chunksize=8)
-            outcomes = [(bar.update(), res)[1] for res in results]
-    else:
-        outcomes = [(bar.update(), _inspect(reader, card.dimensionality, r))[1] for r in todo]
+    outcomes = _read_all(reader, card.dimensionality, channels, todo, workers, bar)
     bar.close()
-    for info, problem in outcomes:
+    notes: dict[str, list[str]] = {}
+    for record, (info, problem, file_notes) in zip(todo, outcomes, strict=True):
         if info is not None:
             for k, v in info.items():
                 report.geometry[k][v] += 1
         if problem is not None:
             report.problems.append(problem)
+        for kind, text in file_notes.items():
+            notes.setdefault(kind, []).append(record.key if kind == "spacing" else f"{record.key}: {text}")
+    report.warnings += _note_warnings(notes)
     report.n_files_read = len(todo)
     return report
 

@@ -139,7 +139,7 @@ def _scan(folder: Path, recursive: bool) -> tuple[dict[str, list], dict[str, str
     return series, ignored
 
 
-def _ignored_summary(ignored: dict[str, str]) -> str:
+def ignored_summary(ignored: dict[str, str]) -> str:
     """``"2 not DICOM (…): MD5SUMS, README; 1 non-image object (Modality SEG): seg.dcm"``."""
     by_reason: dict[str, list[str]] = {}
     for name, reason in ignored.items():
@@ -159,7 +159,7 @@ def _select(folder: Path, series: dict[str, list], ignored: dict[str, str], seri
                                    f"found: {listing or 'none'}")
     if not series:
         raise BadFileError(folder, f"no DICOM image slices found ({len(ignored)} files ignored: "
-                                   f"{_ignored_summary(ignored)})")
+                                   f"{ignored_summary(ignored)})")
     if len(series) > 1:
         raise BadFileError(folder, f"contains {len(series)} image series: {listing}; pass "
                                    "series_uid='<hash>' (one of these) to read one of them")

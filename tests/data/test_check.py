@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import csv
+import shutil
+from pathlib import Path
 
 import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
 
 from medssl.cli import main
 from medssl.data.card import load_card
+from medssl.data import check
 from medssl.data.check import check_card, format_report
 
 
@@ -84,3 +90,104 @@ def test_check_on_the_real_ixi_files(shared):
     assert report.geometry["spacing"] == {"2.00×2.00×2.00 mm": 143}
     assert report.geometry["orientation"] == {"PSR": 143}
     assert 20 < report.ages["min"] < report.ages["max"] < 83
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_unexpected_exceptions_are_problems_of_their_file(cohort_copy, monkeypatch, workers):
+    from check_readers import FaultyReader
+
+    ids = [r["participant_id"] for r in _rows(cohort_copy)]
+    faults = {ids[1]: "nan_affine", ids[3]: "memory", ids[5]: "zero"}
+    monkeypatch.setattr(check, "make_reader", lambda card, root: FaultyReader(faults=faults))
+    report = check_card(load_card("synthetic"), cohort_copy, progress=False, workers=workers)
+    bad = {p.path: p.reason for p in report.problems}
+    assert len(bad) == 3 and report.n_files_read == 40, format_report(report)
+    assert sum(report.geometry["shape"].values()) == 37  # every other file was read
+    reasons = {sid: next(r for path, r in bad.items() if sid in path) for sid in faults}
+    assert reasons[ids[1]].startswith("unexpected LinAlgError")
+    assert reasons[ids[3]].startswith("unexpected MemoryError while reading (cannot allocate 80.0 GiB")
+    assert reasons[ids[5]].startswith("unexpected ZeroDivisionError") and "Smith" not in reasons[ids[5]]
+
+
+def _ct5n_series(folder: Path, pydicom_dir: Path) -> Path:
+    folder.mkdir(parents=True)
+    for i, f in enumerate(sorted((pydicom_dir / "dicomdirtests/98892001/CT5N").iterdir())):
+        shutil.copy(f, folder / f"{i:03d}.dcm")
+    return folder
+
+
+def _card(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "card.yaml"
+    path.write_text(f"name: test_card\nmodality: OT\n{text}\nlicence: test\ncitation: test\nobtain: test\n")
+    return path
+
+
+def test_series_problems_name_the_slice_and_ignored_files_are_listed(tmp_path):
+    pydicom_dir = Path(get_testdata_file("CT_small.dcm")).parent
+    root = tmp_path / "data"
+    ok = _ct5n_series(root / "ok", pydicom_dir)
+    (ok / "README.txt").write_text("notes")
+    shutil.copy(pydicom_dir / "test-SR.dcm", ok / "report.dcm")
+    cut = _ct5n_series(root / "cut", pydicom_dir)
+    (cut / "004.dcm").write_bytes((cut / "004.dcm").read_bytes()[:700])
+    bad_ipp = _ct5n_series(root / "bad_ipp", pydicom_dir)
+    ds = pydicom.dcmread(bad_ipp / "002.dcm")
+    ds.add_new(0x00200032, "LO", "a\\b\\c")  # ImagePositionPatient that is not numbers
+    ds.save_as(bad_ipp / "002.dcm")
+    (root / "ct.tsv").write_text("subject\tpath\nok\tok\ncut\tcut\nbad_ipp\tbad_ipp\n")
+    card = _card(tmp_path, "dimensionality: 3\nformat: dicom_series\nmanifest: ct.tsv\n"
+                           "columns: {subject: subject, path: path}")
+    report = check_card(load_card(card), root, progress=False)
+    reasons = {Path(p.path).name: p.reason for p in report.problems}
+    assert reasons.keys() == {"cut", "bad_ipp"}, format_report(report)
+    assert reasons["cut"].startswith("004.dcm: lacks Rows")
+    assert reasons["bad_ipp"] == "002.dcm: ImagePositionPatient is missing or malformed"
+    assert report.warnings == [f"{ok}: 2 file(s) ignored, not slices: 1 not DICOM (no DICM marker, no .dcm "
+                               "suffix): README.txt; 1 non-image object (Modality SR): report.dcm"]
+    assert f"warning: {report.warnings[0]}" in format_report(report)
+
+
+def test_radiographs_without_pixel_spacing_are_a_warning(tmp_path):
+    root = tmp_path / "data"
+    for name, spacing in [("with", True), ("without", False), ("single", None)]:
+        ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+        if spacing is False:
+            del ds.PixelSpacing
+        elif spacing is None:
+            ds.PixelSpacing = ["0.5"]  # one value: not a row and column spacing
+        (root / name).mkdir(parents=True)
+        ds.save_as(root / name / "image.dcm")
+    card = _card(tmp_path, "dimensionality: 2\nfiles: '*/image.dcm'\npath_regex: '(?P<subject>[a-z]+)/'")
+    report = check_card(load_card(card), root, progress=False)
+    assert report.ok, format_report(report)  # a warning, not an error
+    listed = [str(root / n / "image.dcm") for n in ("single", "without")]
+    assert report.warnings == ["2 file(s) with no PixelSpacing/ImagerPixelSpacing: 1 mm assumed; resampling to "
+                               f"a physical spacing will be wrong: {', '.join(listed)}"]
+
+
+def test_real_nih_radiograph_has_no_pixel_spacing_warning(shared, tmp_path):
+    root = shared("data", "dicom_cxr_nih_dx")
+    card = _card(tmp_path, "dimensionality: 2\nfiles: '*.dcm'\npath_regex: '(?P<subject>[^/]+)\\.dcm$'")
+    report = check_card(load_card(card), root, progress=False)
+    files = sorted(root.glob("*.dcm"))
+    assert report.ok and report.n_files_read == len(files) >= 1, format_report(report)
+    assert "PixelSpacing" not in pydicom.dcmread(files[0]) and "ImagerPixelSpacing" not in pydicom.dcmread(files[0])
+    assert report.warnings[0].startswith(f"{len(files)} file(s) with no PixelSpacing/ImagerPixelSpacing: 1 mm")
+
+
+def test_channel_count_is_checked_against_the_card(tmp_path):
+    import SimpleITK as sitk
+
+    root = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    for name, image in [("gray", sitk.GetImageFromArray(rng.integers(0, 255, (12, 14), dtype=np.uint8))),
+                        ("rgb", sitk.GetImageFromArray(rng.integers(0, 255, (12, 14, 3), dtype=np.uint8), isVector=True))]:
+        (root / name).mkdir(parents=True)
+        sitk.WriteImage(image, str(root / name / "a.mha"))
+    files = "dimensionality: 2\nfiles: '*/a.mha'\npath_regex: '(?P<subject>[a-z]+)/'\n"
+    report = check_card(load_card(_card(tmp_path, files)), root, progress=False)
+    assert report.geometry["channels"] == {"1": 1, "3": 1}
+    assert [(Path(p.path).parent.name, p.reason.split(" (")[0]) for p in report.problems] == [
+        ("rgb", "image has 3 channel(s) but the card's preprocessing.channels is 1")]
+    report = check_card(load_card(_card(tmp_path, files + "preprocessing: {channels: 3}")), root, progress=False)
+    assert [Path(p.path).parent.name for p in report.problems] == ["gray"]
