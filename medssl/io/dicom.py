@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import re
 from pathlib import Path
 
@@ -189,11 +190,28 @@ def apply_display(ds: pydicom.Dataset, values: np.ndarray, voi) -> tuple[np.ndar
     return (apply_windowing(np.asarray(values, np.float64), ds, index=0) - lo) / max(hi - lo, 1e-12), tag
 
 
-def spacing_2d(ds: pydicom.Dataset) -> tuple[tuple[float, float], str]:
-    """``((col_spacing, row_spacing), source)`` in mm; 1.0 when the header has none."""
+def positive_spacing(values, keyword: str, path: str | Path) -> tuple[float, ...]:
+    """Spacings (mm) from a header element; any zero, negative or non-finite one is an error.
+
+    A value that is not a number raises ``ValueError`` (turned into a redacted
+    :class:`BadFileError` by :func:`guarded`); numbers are safe to name in the message.
+    """
+    out = tuple(float(v) for v in values)
+    if not all(math.isfinite(v) and v > 0 for v in out):
+        raise BadFileError(path, f"{keyword} {[round(v, 6) for v in out]} mm is not a positive, finite spacing; "
+                                 "fix the header (or exclude the file): resampling would break on it")
+    return out
+
+
+def spacing_2d(ds: pydicom.Dataset, path: str | Path) -> tuple[tuple[float, float], str]:
+    """``((col_spacing, row_spacing), source)`` in mm; 1.0 when the header has none.
+
+    Raises:
+        BadFileError: PixelSpacing / ImagerPixelSpacing zero, negative or non-finite.
+    """
     for kw in ("PixelSpacing", "ImagerPixelSpacing"):
         if kw in ds and ds[kw].VM == 2:
-            row_sp, col_sp = (float(v) for v in ds[kw].value)
+            row_sp, col_sp = positive_spacing(ds[kw].value, kw, path)
             return (col_sp, row_sp), kw
     return (1.0, 1.0), "default"
 
@@ -289,13 +307,13 @@ def _read_dicom(path: Path, ds: pydicom.Dataset, voi, color: str, spatial_dims: 
         image = image[None] if color == "luminance" else np.repeat(image[None], 3, axis=0)
     image = np.ascontiguousarray(np.swapaxes(image, 1, 2), dtype=np.float32)  # (C, cols, rows)
     check_array(path, image)
-    (sx, sy), source = spacing_2d(ds)
+    (sx, sy), source = spacing_2d(ds, path)
     if spatial_dims == 2:
         affine = np.diag([sx, sy, 1.0])
     else:
-        from medssl.io.dicom_series import slice_affine  # local: dicom_series imports this module
+        from medssl.io.dicom_series import slice_affine, slice_thickness  # local: it imports this module
 
-        affine = slice_affine(ds, path, thickness=float(ds.get("SliceThickness", 0) or 1.0))
+        affine = slice_affine(ds, path, thickness=slice_thickness(ds, path))
         image, source = image[..., None], ("PixelSpacing" if "PixelSpacing" in ds else "default")
     meta.update(shape=tuple(image.shape[1:]), spacing_source=source)
     vol = Volume(image, affine, safe_meta(ds, **meta))

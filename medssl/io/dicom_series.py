@@ -26,7 +26,7 @@ import numpy as np
 import pydicom
 from pydicom.pixels import apply_modality_lut
 
-from medssl.io.dicom import cs, decode_pixels, guarded, hash_uid, read_header, safe_meta
+from medssl.io.dicom import cs, decode_pixels, guarded, hash_uid, positive_spacing, read_header, safe_meta
 from medssl.io.errors import BadFileError, check_array
 from medssl.io.volume import Volume
 
@@ -55,17 +55,28 @@ def _position(ds: pydicom.Dataset, path: Path) -> np.ndarray:
         raise BadFileError(path, "ImagePositionPatient is missing or malformed") from None
 
 
-def _pixel_spacing(ds: pydicom.Dataset) -> tuple[float, float]:
-    """``(row_spacing, col_spacing)`` in mm (PixelSpacing order), 1.0 when absent."""
+def _pixel_spacing(ds: pydicom.Dataset, path: Path) -> tuple[float, float]:
+    """``(row_spacing, col_spacing)`` in mm (PixelSpacing order), 1.0 when absent; zero,
+    negative or non-finite spacing is a :class:`BadFileError`."""
     if "PixelSpacing" in ds and ds["PixelSpacing"].VM == 2:
-        return float(ds.PixelSpacing[0]), float(ds.PixelSpacing[1])
+        return positive_spacing(ds.PixelSpacing, "PixelSpacing", path)
     return 1.0, 1.0
+
+
+def slice_thickness(ds: pydicom.Dataset, path: str | Path) -> float:
+    """SliceThickness in mm (the step of a one-slice volume), 1.0 when absent or empty.
+
+    Raises:
+        BadFileError: zero, negative or non-finite thickness.
+    """
+    value = ds.get("SliceThickness")
+    return 1.0 if value is None or value == "" else positive_spacing([value], "SliceThickness", path)[0]
 
 
 def _affine(ds: pydicom.Dataset, path: Path, origin: np.ndarray, step: np.ndarray) -> np.ndarray:
     """RAS affine for index ``(i along a row, j down a column, k slice)``."""
     row, col = _direction_cosines(ds, path)
-    row_sp, col_sp = _pixel_spacing(ds)
+    row_sp, col_sp = _pixel_spacing(ds, path)
     lps = np.eye(4)
     lps[:3, 0], lps[:3, 1], lps[:3, 2], lps[:3, 3] = row * col_sp, col * row_sp, step, origin
     return LPS_TO_RAS @ lps
@@ -168,9 +179,9 @@ def _select(folder: Path, series: dict[str, list], ignored: dict[str, str], seri
 
 def _check_consistent(group: list) -> None:
     p0, ds0 = group[0]
-    ref = (int(ds0.Rows), int(ds0.Columns), _pixel_spacing(ds0), np.concatenate(_direction_cosines(ds0, p0)))
+    ref = (int(ds0.Rows), int(ds0.Columns), _pixel_spacing(ds0, p0), np.concatenate(_direction_cosines(ds0, p0)))
     for p, ds in group[1:]:
-        cur = (int(ds.Rows), int(ds.Columns), _pixel_spacing(ds), np.concatenate(_direction_cosines(ds, p)))
+        cur = (int(ds.Rows), int(ds.Columns), _pixel_spacing(ds, p), np.concatenate(_direction_cosines(ds, p)))
         if cur[:2] != ref[:2]:
             raise BadFileError(p, f"slice size {cur[:2]} differs from {ref[:2]} of {p0.name}")
         if not np.allclose(cur[2], ref[2], rtol=1e-4):
@@ -189,7 +200,7 @@ def _order(folder: Path, group: list, spacing_rtol: float) -> tuple[list, np.nda
     group = sorted(group, key=lambda item: float(pos[id(item[1])] @ normal))
     d = np.array([pos[id(ds)] @ normal for _, ds in group])
     if len(group) == 1:
-        return group, normal * float(ds0.get("SliceThickness", 0) or 1.0)
+        return group, normal * slice_thickness(ds0, p0)
     steps = np.diff(d)
     k = int(np.argmin(steps))
     if steps[k] < 1e-4:
@@ -253,8 +264,9 @@ def _read_series(folder: Path, series_uid: str | None, spacing_rtol: float, recu
             volume[:, :, k] = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64).T
     check_array(folder, volume)
     affine = _affine(ds0, p0, _position(ds0, p0), step)
-    meta = safe_meta(first, shape=volume.shape, window="none", n_ignored_files=len(ignored), ignored_files=ignored,
-                     rescaled="RescaleSlope" in first or "ModalityLUTSequence" in first)
+    source = "PixelSpacing" if "PixelSpacing" in ds0 and ds0["PixelSpacing"].VM == 2 else "default"
+    meta = safe_meta(first, shape=volume.shape, window="none", spacing_source=source, n_ignored_files=len(ignored),
+                     ignored_files=ignored, rescaled="RescaleSlope" in first or "ModalityLUTSequence" in first)
     vol = Volume(volume[None], affine, meta)
     vol.meta["spacing"] = vol.spacing
     return vol

@@ -9,7 +9,7 @@ import SimpleITK as sitk
 from pydicom.pixels import get_decoder
 from pydicom.uid import JPEGLSLossless
 
-from medssl.io import BadFileError, MissingDecoderError, read_dicom, read_image
+from medssl.io import BadFileError, MissingDecoderError, read_dicom, read_dicom_series, read_image
 from medssl.io.dicom_series import LPS_TO_RAS
 
 CR = "dicomdirtests/77654033/CR1/6154"  # real CR, MONOCHROME1, window 1600/2800, slope 0.684
@@ -163,3 +163,35 @@ def test_bad_arguments():
         read_dicom("x.dcm", voi="soft")
     with pytest.raises(ValueError, match="voi must be"):
         read_dicom("x.dcm", voi=(40, 0))
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR DS")  # NaN / inf are what the test writes
+@pytest.mark.parametrize(("keyword", "value", "shown"), [
+    ("PixelSpacing", "0\\0", "[0.0, 0.0]"), ("PixelSpacing", "-0.5\\0.5", "[-0.5, 0.5]"),
+    ("PixelSpacing", "NaN\\1", "[nan, 1.0]"), ("ImagerPixelSpacing", "0\\0", "[0.0, 0.0]")])
+def test_zero_negative_or_nan_pixel_spacing_is_an_error(pydicom_file, tmp_path, keyword, value, shown):
+    ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    del ds.PixelSpacing
+    ds.add_new(pydicom.datadict.tag_for_keyword(keyword), "DS", value)
+    path = tmp_path / "bad_spacing.dcm"
+    ds.save_as(path)
+    for spatial_dims in (2, 3) if keyword == "PixelSpacing" else (2,):
+        with pytest.raises(BadFileError) as err:
+            read_dicom(path, spatial_dims=spatial_dims)
+        assert err.value.path == path
+        assert err.value.reason.startswith(f"{keyword} {shown} mm is not a positive, finite spacing")
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR DS")
+@pytest.mark.parametrize("thickness", ["0", "-5", "inf"])
+def test_bad_slice_thickness_of_a_single_slice_is_an_error(pydicom_file, tmp_path, thickness):
+    ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    ds.add_new(0x00180050, "DS", thickness)
+    (tmp_path / "one").mkdir()
+    path = tmp_path / "one" / "slice.dcm"
+    ds.save_as(path)
+    with pytest.raises(BadFileError, match="SliceThickness .* is not a positive, finite spacing") as err:
+        read_dicom_series(path.parent)
+    assert err.value.path == path
+    with pytest.raises(BadFileError, match="SliceThickness"):
+        read_dicom(path, spatial_dims=3)

@@ -218,3 +218,16 @@ def test_non_slices_are_skipped_with_their_reason(pydicom_file, tmp_path):
         ".DS_Store": "hidden file", "DICOMDIR": "DICOMDIR", "README.txt": "not DICOM (no DICM marker, no .dcm suffix)",
         "report.dcm": "non-image object (Modality SR)", "report2.dcm": "non-image object (Comprehensive SR Storage)"}
     assert vol.meta["n_ignored_files"] == 5
+
+
+def test_zero_pixel_spacing_in_a_series_is_an_error(pydicom_file, tmp_path):
+    folder = _copy_shuffled(sorted(pydicom_file(CT5N).iterdir()), tmp_path / "s", 0)
+    for f in folder.iterdir():
+        ds = pydicom.dcmread(f)
+        ds.PixelSpacing = ["0", "0"]
+        ds.save_as(f)
+    with pytest.raises(BadFileError, match=r"PixelSpacing \[0\.0, 0\.0\] mm is not a positive, finite spacing") as err:
+        read_dicom_series(folder)
+    assert err.value.path.parent == folder
+    assert read_dicom_series(_copy_shuffled(sorted(pydicom_file(CT5N).iterdir()), tmp_path / "ok", 0)
+                             ).meta["spacing_source"] == "PixelSpacing"
