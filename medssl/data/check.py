@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from medssl.config import ConfigError
 from medssl.data.card import DataCard
 from medssl.data.manifest import ManifestError, Problem, Record, scan_manifest
 from medssl.data.reader import ScanReader, make_reader
@@ -64,7 +65,7 @@ def _file_problem(record: Record, e: BadFileError) -> Problem:
     return Problem(record.key, reason, record.path, "file")
 
 
-def _inspect(reader: ScanReader, dims: int, channels: int | None,
+def _inspect(reader: ScanReader, dims: int, channels: int,
              record: Record) -> tuple[dict | None, Problem | None, dict[str, str]]:
     """Read one record: ``(geometry info, problem, notes)``; never raises for the file's sake.
 
@@ -87,7 +88,7 @@ def _inspect(reader: ScanReader, dims: int, channels: int | None,
             notes["ignored"] = f"{len(ignored)} file(s) ignored, not slices: {ignored_summary(ignored)}"
     except BadFileError as e:
         return None, _file_problem(record, e), {}
-    except (IndexError, TypeError) as e:  # MedMNIST index out of range, wrong reader options
+    except (IndexError, TypeError, ConfigError) as e:  # MedMNIST index out of range, wrong reader options
         return None, Problem(record.key, f"{type(e).__name__}: {e}", record.path, "file"), {}
     except Exception as e:  # noqa: BLE001 - one file must not stop the check of the others
         return None, Problem(record.key, f"unexpected {type(e).__name__} while reading ({redact(str(e))}); "
@@ -95,7 +96,7 @@ def _inspect(reader: ScanReader, dims: int, channels: int | None,
     wrong = []
     if vol.spatial_dims != dims:
         wrong.append(f"image is {vol.spatial_dims}D but the card says dimensionality {dims}")
-    if channels is not None and vol.array.shape[0] != channels:
+    if vol.array.shape[0] != channels:
         wrong.append(f"image has {vol.array.shape[0]} channel(s) but the card's preprocessing.channels is "
                      f"{channels} (data prepare rejects it; for colour DICOM see reader_options color)")
     return info, (Problem(record.key, "; ".join(wrong), record.path, "file") if wrong else None), notes
@@ -109,11 +110,11 @@ def _init(reader: ScanReader) -> None:
     _READER = reader
 
 
-def _inspect_in_worker(dims: int, channels: int | None, record: Record):
+def _inspect_in_worker(dims: int, channels: int, record: Record):
     return _inspect(_READER, dims, channels, record)
 
 
-def _read_all(reader: ScanReader, dims: int, channels: int | None, todo: list[Record], workers: int,
+def _read_all(reader: ScanReader, dims: int, channels: int, todo: list[Record], workers: int,
               bar) -> list[tuple]:
     """:func:`_inspect` of every record, in order. A worker process that dies (killed for
     memory, a crash in a native library) leaves the records it had not answered as problems."""
@@ -209,11 +210,7 @@ def check_card(card: DataCard, root: str | Path | None = None, *, read_files: bo
     except (BadFileError, ValueError) as e:
         report.problems.append(Problem("geometry", str(e)))
         return report
-    channels = card.preprocessing.get("channels", 1)
-    if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
-        report.problems.append(Problem("card", f"preprocessing.channels must be a positive whole number, "
-                                               f"got {channels!r}; channel counts are not checked"))
-        channels = None
+    channels = card.preprocessing.get("channels", 1)  # (a positive int: checked when the card loads)
     bar = tqdm(total=len(todo), desc="check", unit="file", disable=not progress)
     outcomes = _read_all(reader, card.dimensionality, channels, todo, workers, bar)
     bar.close()
