@@ -18,7 +18,8 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from medssl.data.cache import build_cache, cache_fingerprint, detached_data_files, source_files, source_signature
+from medssl.data.cache import build_cache, cache_fingerprint
+from medssl.data.sources import detached_data_files, source_files, source_signature
 from medssl.data.card import load_card
 from medssl.data.prepare import prepare_card
 
