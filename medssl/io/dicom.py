@@ -170,8 +170,13 @@ def _window_header(ds: pydicom.Dataset, center: float, width: float) -> pydicom.
     return out
 
 
-def apply_display(ds: pydicom.Dataset, values: np.ndarray, voi) -> tuple[np.ndarray, str]:
-    """Apply a VOI transform to modality values and map to [0, 1] (see :func:`read_dicom`)."""
+def apply_display(ds: pydicom.Dataset, values: np.ndarray, voi, path: str | Path = "") -> tuple[np.ndarray, str]:
+    """Apply a VOI transform to modality values and map to [0, 1] (see :func:`read_dicom`).
+
+    Raises:
+        BadFileError: the file's window (``voi="file"``) has a width below 1 or is not finite,
+            which DICOM forbids (numbers only in the message: they identify no one).
+    """
     if isinstance(voi, tuple | list):
         center, width = (float(v) for v in voi)
         ds = _window_header(ds, center, max(width, 1.0))  # the caller's header is not changed
@@ -181,8 +186,12 @@ def apply_display(ds: pydicom.Dataset, values: np.ndarray, voi) -> tuple[np.ndar
         out = apply_voi(np.rint(values).astype(np.int64), ds, index=0)  # a LUT is indexed by integers
         return (np.asarray(out, np.float64) - lo) / max(hi - lo, 1e-12), "voi_lut"
     elif voi == "file" and "WindowCenter" in ds and "WindowWidth" in ds:
-        c, w = (ds[k].value[0] if ds[k].VM > 1 else ds[k].value for k in ("WindowCenter", "WindowWidth"))
-        tag = f"c={float(c):g},w={float(w):g}"
+        c, w = (float(ds[k].value[0] if ds[k].VM > 1 else ds[k].value) for k in ("WindowCenter", "WindowWidth"))
+        if not (math.isfinite(c) and math.isfinite(w) and w >= 1):
+            raise BadFileError(path, f"its display window is WindowCenter {c:g}, WindowWidth {w:g}; DICOM requires a "
+                                     "finite centre and a width of at least 1. Read it with reader_options "
+                                     "{voi: none} (stored values) or {voi: [center, width]}")
+        tag = f"c={c:g},w={w:g}"
     else:
         lo, hi = modality_range(ds)
         return np.clip((values - lo) / max(hi - lo, 1e-12), 0.0, 1.0), "full_range"
@@ -299,7 +308,7 @@ def _read_dicom(path: Path, ds: pydicom.Dataset, voi, color: str, spatial_dims: 
         if mode == "none":
             image, meta["window"] = values, "none"
         else:
-            image, meta["window"] = apply_display(ds, values, mode)
+            image, meta["window"] = apply_display(ds, values, mode, path)
         if photometric == "MONOCHROME1":
             lo, hi = (0.0, 1.0) if mode != "none" else modality_range(ds)
             image, meta["inverted"] = lo + hi - image, True

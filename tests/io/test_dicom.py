@@ -195,3 +195,15 @@ def test_bad_slice_thickness_of_a_single_slice_is_an_error(pydicom_file, tmp_pat
     assert err.value.path == path
     with pytest.raises(BadFileError, match="SliceThickness"):
         read_dicom(path, spatial_dims=3)
+
+
+@pytest.mark.parametrize("width", [0, -5])
+def test_a_window_width_below_one_names_the_window_and_the_fix(pydicom_file, tmp_path, width):
+    ds = pydicom.dcmread(pydicom_file(CR))
+    ds.WindowWidth = width
+    path = tmp_path / "w.dcm"
+    ds.save_as(path)
+    with pytest.raises(BadFileError, match=rf"w\.dcm: its display window is WindowCenter 1600, WindowWidth {width}; "
+                                           r"DICOM requires .*\{voi: none\}"):
+        read_dicom(path)
+    assert read_dicom(path, voi="none").meta["window"] == "none"  # the fix the message names works
