@@ -201,7 +201,7 @@ class RandomCutout(RandomTransform):
     def _sample(self, b, spatial_shape, generator, device):
         extent = torch.tensor(spatial_shape, dtype=torch.float32, device=device)
         size = (uniform((b, self.holes, len(spatial_shape)), *self.size, generator, device) * extent).round().clamp(min=1)
-        start = ((extent - size) * torch.rand(size.shape, generator=generator, device=device)).floor()
+        start = ((extent - size + 1) * torch.rand(size.shape, generator=generator, device=device)).floor()  # 0 … extent − size
         return {"start": start, "size": size}
 
     def mask(self, params: Params, spatial_shape: tuple[int, ...]) -> torch.Tensor:

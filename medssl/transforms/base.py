@@ -178,8 +178,9 @@ def apply_subset(x: torch.Tensor, mask: torch.Tensor, params: Params,
     On CPU, no gather copy: chunks of consecutive selected samples (:func:`cpu_chunks`) are
     transformed through views — in place by ``fn_into(x_sel, params_sel, out=x_sel)`` when
     the transform provides it, else by ``fn`` and copied back. Transforms with a seeded
-    random field then receive the generator of the whole selection as ``params["_generator"]``,
-    so the field is drawn once, in sample order, whatever the chunking.
+    random field then receive the generator of the whole selection as ``params["_generator"]``
+    and draw from it chunk by chunk, in sample order (the values equal the gather path's when
+    each chunk's voxel count is a multiple of 16: torch's CPU normal sampler works in blocks of 16).
     """
     b = x.shape[0]
     n = int(mask.sum().item())

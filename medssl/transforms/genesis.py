@@ -171,7 +171,7 @@ class GenesisCorruption:
             "flip_curve": bernoulli(b, 0.5, generator, device),
             "paint": bernoulli(b, self.paint_prob, generator, device),
             "outpaint": outpaint,
-            "box_start": ((extent - size) * torch.rand(size.shape, generator=generator, device=device)).floor(),
+            "box_start": ((extent - size + 1) * torch.rand(size.shape, generator=generator, device=device)).floor(),
             "box_size": size,
             "n_windows": torch.randint(1, w + 1, (b,), generator=generator, device=device),
             "seed": draw_seed(generator, device),

@@ -95,8 +95,11 @@ class RandomBiasField(RandomTransform):
     """Smooth multiplicative MRI bias field ``exp(sum_{i+j+k<=order} c_ijk P_i P_j P_k)``.
 
     Coefficients ``c ~ U(-coeff, coeff)`` over products of Legendre polynomials (as MONAI
-    ``RandBiasField`` and TorchIO ``RandomBiasField``). The field multiplies the magnitude,
-    i.e. ``(x - min) * field + min`` per sample.
+    ``RandBiasField`` and TorchIO ``RandomBiasField``). Two differences from MONAI: the
+    polynomials are evaluated at voxel centres ``(i + 0.5) / n · 2 − 1`` (MONAI: ``linspace(-1,
+    1, n)``, so its field reaches the polynomials' end values at the border voxels), and the
+    field multiplies the magnitude, i.e. ``(x - min) * field + min`` per sample (MONAI: ``x``),
+    so that z-scored intensities keep their sign.
 
     Args:
         prob: probability per sample.
@@ -248,7 +251,10 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, out: torch.Tensor | None
 
 class RandomGaussianBlur(RandomTransform):
     """Gaussian smoothing with per-sample, per-axis sigma ``~ U(sigma)`` voxels (like MONAI
-    ``RandGaussianSmooth``).
+    ``RandGaussianSmooth``, with two differences: a sampled, normalised Gaussian kernel instead
+    of MONAI's default erf kernel, which differ most for sigma < 1; and edge replication at the
+    border, as scipy's ``mode="nearest"``, where MONAI pads with zeros and so pulls the border of
+    z-scored images towards 0).
 
     Args:
         prob: probability per sample.

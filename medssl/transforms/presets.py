@@ -34,6 +34,10 @@ from typing import Any, Mapping
 Range = tuple[float, float]
 
 
+#: ranges whose lower bound must be > 0 (log-uniform draws, zoom factors, crop scales)
+POSITIVE_RANGES = ("crop_scale", "crop_ratio", "scale", "gamma", "intensity_scale", "lowres_factor")
+
+
 @dataclass(frozen=True)
 class AugmentParams:
     """All knobs of the view pipeline; ``*_prob`` are per-sample probabilities.
@@ -98,6 +102,12 @@ class AugmentParams:
                 raise ValueError(f"augmentation parameter {f.name}={v!r} must be a probability in [0, 1]")
             if f.type in ("Range", Range) and not (isinstance(v, tuple) and len(v) == 2 and v[0] <= v[1]):
                 raise ValueError(f"augmentation parameter {f.name}={v!r} must be a (low, high) pair with low <= high")
+            if f.name in POSITIVE_RANGES and not v[0] > 0:
+                raise ValueError(f"augmentation parameter {f.name}={v!r} must be positive (it is drawn log-uniformly "
+                                 "or divides)")
+        if not (0 < self.dropout_size[0] and self.dropout_size[1] <= 1):
+            raise ValueError(f"augmentation parameter dropout_size={self.dropout_size!r} is a fraction of the view "
+                             "side: use 0 < low <= high <= 1")
         if self.interpolation not in ("bilinear", "nearest"):
             raise ValueError(f"augmentation parameter interpolation={self.interpolation!r}: use 'bilinear' or 'nearest'")
         if self.padding_mode not in ("border", "zeros", "reflection"):

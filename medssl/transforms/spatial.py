@@ -99,9 +99,10 @@ class RandomResizedCrop(RandomTransform):
         r = r / r.log().mean(1, keepdim=True).exp()
         region = size * s * r
         room = (s_in - region).clamp(min=0)
-        start = room * torch.rand((b, d), generator=generator, device=device)
-        start = torch.where(region > s_in, (s_in - region) / 2, start)
-        if self.scale == (1.0, 1.0) and self.ratio == (1.0, 1.0):
+        integer = self.scale == (1.0, 1.0) and self.ratio == (1.0, 1.0)  # a plain crop: whole-voxel starts 0 … room
+        u = torch.rand((b, d), generator=generator, device=device)
+        start = torch.where(region > s_in, (s_in - region) / 2, (room + 1) * u if integer else room * u)
+        if integer:
             start = start.floor()
         return {"region": region, "centre": start + region / 2 - s_in / 2}
 

@@ -98,3 +98,11 @@ def test_artefacts_are_deterministic_and_vary():
     x = blob_phantom((16, 16, 16), batch=3)
     for tr in [RandomLowResolution(1.0), RandomMotion(1.0), RandomGhosting(1.0), RandomCutout(1.0)]:
         assert torch.equal(tr(x, gen(5)), tr(x, gen(5))) and not torch.equal(tr(x, gen(5)), tr(x, gen(6))), tr.name
+
+
+def test_cutout_boxes_reach_both_edges_equally_like_monai():
+    """MONAI RandCoarseDropout starts a box anywhere in 0 … extent − size: the first and the last row
+    are covered equally often."""
+    y = RandomCutout(1.0, holes=1, size=(0.5, 0.5), fill=1.0)(torch.zeros(4000, 1, 10, 10), gen(0))
+    first, last = (y[:, 0, 0].amax(1) > 0).float().mean(), (y[:, 0, -1].amax(1) > 0).float().mean()
+    assert abs(first - 1 / 6) < 0.03 and abs(last - 1 / 6) < 0.03, (first, last)  # 1 of 6 starts covers each edge

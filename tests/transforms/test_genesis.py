@@ -96,3 +96,9 @@ def test_default_probabilities_are_the_papers():
 def test_invalid_probability_is_rejected():
     with pytest.raises(ValueError, match="paint_prob"):
         GenesisCorruption(paint_prob=1.2)
+
+
+def test_painting_boxes_start_anywhere_from_the_first_to_the_last_fitting_voxel():
+    params = GenesisCorruption().sample_params((3000, 1, 10, 10), gen(0))
+    end = params["box_start"] + params["box_size"]
+    assert params["box_start"].min() == 0 and end.max() == 10 and (end <= 10).all()

@@ -184,3 +184,13 @@ def test_fused_elastic_on_some_rows_matches_a_full_field_reference():
     for b in (1, 3):  # rows without deformation are exact crops
         s0, s1, s2 = start[b].tolist()
         assert torch.equal(y[b], x[b, :, s0:s0 + 10, s1:s1 + 12, s2:s2 + 14])
+
+
+@pytest.mark.parametrize("size_in, size_out", [(29, 28), (20, 16)])
+def test_plain_crop_reaches_every_start_like_monai(size_in, size_out):
+    """MONAI RandSpatialCrop draws the start from randint(0, room + 1): every start 0 … room, uniformly."""
+    room = size_in - size_out
+    x = torch.arange(float(size_in)).reshape(1, 1, size_in, 1, 1).expand(2000, 1, size_in, 4, 4).contiguous()
+    starts = RandomResizedCrop((size_out, 4, 4))(x, gen(0))[:, 0, 0, 0, 0]
+    counts = torch.bincount(starts.long(), minlength=room + 1)
+    assert len(counts) == room + 1 and counts.min() > 0.7 * 2000 / (room + 1), counts

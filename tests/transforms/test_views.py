@@ -128,3 +128,15 @@ def test_benchmark_quick_smoke(tmp_path):
     saved = json.loads((tmp_path / "r.json").read_text())
     assert saved["batch"] == res["batch"] == 4
     assert saved["medssl_cpu_s_per_view"] > 0 and saved["monai_cpu_s_per_view"] > 0
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"gamma": (0.0, 1.5)}, r"gamma=\(0.0, 1.5\) must be positive"),
+    ({"scale": (-1.0, 1.0)}, r"scale=\(-1.0, 1.0\) must be positive"),
+    ({"dropout_size": (0.5, 1.5)}, r"dropout_size=\(0.5, 1.5\) is a fraction of the view side"),
+    ({"dropout_size": (0.0, 0.2)}, "use 0 < low <= high <= 1"),
+])
+def test_ranges_outside_their_domain_fail_when_the_pipeline_is_built(override, message):
+    """Not at the first batch (gamma's log-uniform draw) or silently (a box larger than the view)."""
+    with pytest.raises(ValueError, match=message):
+        AugmentParams(**override)
