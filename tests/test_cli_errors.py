@@ -47,8 +47,21 @@ def test_a_resume_with_another_encoder_is_refused_before_anything_is_written(tin
     before = _digest(run)
     assert main(["pretrain", *args, "train.epochs=1", "encoder.name=resnet10", "--resume", "auto"]) == 2
     err = capsys.readouterr().err
-    assert "incompatible encoder config" in err and "Traceback" not in err
+    assert "was written with encoder.name='resnet18'; this run has encoder.name='resnet10'" in err
+    assert "Traceback" not in err
     assert _digest(run) == before  # config.yaml still describes the checkpoints: export / evaluate keep working
+
+
+def test_a_resume_that_changes_what_is_trained_is_refused_but_epochs_may_change(tiny_run, capsys):
+    """A resumed run with another seed, batch size or lr would mix two runs in one directory (and the lr
+    would not even apply: the optimiser state brings the old one back)."""
+    run, args = tiny_run
+    before = _digest(run)
+    assert main(["pretrain", *args, "train.epochs=1", "seed=5", "train.batch_size=4", "train.lr=0.5",
+                 "--resume", "auto"]) == 2
+    err = capsys.readouterr().err
+    assert "seed=0, train.batch_size=" in err and "this run has seed=5, train.batch_size=4, train.lr=0.5" in err
+    assert "drop those overrides" in err and _digest(run) == before
 
 
 def test_a_missing_resume_checkpoint_is_named(tiny_run, tmp_path, capsys):

@@ -62,14 +62,37 @@ class TrainerOptions:
     log_every: int = 10
 
 
+#: settings a resumed run may change: where and how it runs, not what it trains (``train.epochs``
+#: stretches or shortens the schedule; see docs/training.md). Everything else must match the checkpoint.
+RESUMABLE = ("output_dir", "eval", "train.epochs", "train.device", "train.precision", "train.compile",
+             "train.keep_checkpoints", "train.checkpoint_every", "train.checkpoint_epochs", "train.monitor_every",
+             "train.resume", "train.progress", "data.root", "data.cache_dir", "data.num_workers", "data.preload")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and key not in ("options", "loss"):  # a whole options dict is one setting
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def check_compatible(state: dict, config: dict, source: str = "checkpoint") -> None:
-    """Refuse a checkpoint ``state`` whose encoder or method config differs from the run's ``config``."""
-    saved = json.loads(state.get("config", "{}"))
-    for section in ("encoder", "method"):
-        if saved.get(section) != config.get(section):
-            raise CheckpointError(f"{source} has an incompatible {section} config {saved.get(section)} "
-                                  f"(this run: {config.get(section)}); resume with the same config or start fresh "
-                                  "in another output_dir")
+    """Refuse a checkpoint ``state`` whose config differs from the run's ``config`` in anything that
+    shapes training (all but :data:`RESUMABLE`; keys missing on either side, e.g. added by a later
+    medssl version, are not compared), so that a run directory never mixes two runs."""
+    saved, now = _flat(json.loads(state.get("config", "{}"))), _flat(config)
+    changed = sorted(k for k in saved.keys() & now.keys()
+                     if saved[k] != now[k] and not any(k == r or k.startswith(r + ".") for r in RESUMABLE))
+    if changed:
+        was = ", ".join(f"{k}={saved[k]!r}" for k in changed[:6])
+        new = ", ".join(f"{k}={now[k]!r}" for k in changed[:6])
+        raise CheckpointError(f"{source} was written with {was}; this run has {new}. A resumed run keeps the "
+                              "settings it started with (only train.epochs, device, precision, compile, "
+                              "checkpointing, monitoring and data location may change): drop those overrides, or "
+                              "start fresh in another output_dir")
 
 
 class DeviceError(ValueError):
