@@ -230,8 +230,9 @@ def load_run_encoder(run_dir: str | Path) -> tuple[RunConfig, torch.nn.Module]:
     if not ckpts:
         raise FileNotFoundError(f"{run_dir}/checkpoints holds no checkpoint; run `medssl pretrain` first")
     method = build_method(cfg)
+    state = load_checkpoint(ckpts[-1])  # a damaged file says so (CheckpointError), not "the weights do not fit"
     try:
-        method.load_state_dict(load_checkpoint(ckpts[-1])["model"])
+        method.load_state_dict(state["model"])
     except RuntimeError as e:
         raise CheckpointError(f"{ckpts[-1]}: the weights do not fit {run_dir / 'config.yaml'} ({str(e)[:300]}); "
                               "was the config edited after pretraining?") from None

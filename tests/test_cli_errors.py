@@ -133,3 +133,17 @@ def test_the_data_prepare_hint_names_every_setting_of_the_cache_fingerprint():
 def test_python_dash_m_medssl_is_the_command():
     r = subprocess.run([sys.executable, "-m", "medssl", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("usage: medssl")
+
+
+def test_a_damaged_checkpoint_is_called_damaged_not_a_config_mismatch(tiny_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "r"
+    shutil.copytree(tiny_run[0], run)
+    latest = sorted((run / "checkpoints").glob("step-*.pt"))[-1]
+    latest.write_bytes(latest.read_bytes()[:20000])
+    for command in (["evaluate", str(run), "--no-random-init"], ["export", str(run), "--out", str(tmp_path / "x")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert f"{latest}: cannot load checkpoint safely" in err and "use the previous step-*.pt" in err, err
+        assert "do not fit" not in err and "Traceback" not in err

@@ -87,4 +87,6 @@ def load_checkpoint(path: str | Path) -> dict:
         return torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the path and what to do
         raise CheckpointError(f"{path}: cannot load checkpoint safely ({type(e).__name__}: {e}); "
-                              "it may be corrupt or not a medssl checkpoint") from None
+                              "it may be corrupt or not a medssl checkpoint. medssl writes checkpoints atomically, so "
+                              "a damaged one was changed afterwards (a failed copy or disk): move it away, and --resume "
+                              "auto, export and evaluate use the previous step-*.pt") from None
