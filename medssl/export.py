@@ -115,8 +115,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str | Path 
         CheckpointError: the checkpoint cannot be read safely or does not fit the config.
     """
     from medssl.api import build_method
-    from medssl.config import config_hash, load_config
+    from medssl.config import config_hash, load_config, to_dict
     from medssl.train.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
+    from medssl.train.trainer import check_compatible
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
@@ -128,6 +129,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str | Path 
             raise FileNotFoundError(f"{run_dir}/checkpoints holds no step-*.pt checkpoint; run `medssl pretrain` first")
         checkpoint = found[-1]
     state = load_checkpoint(checkpoint)
+    check_compatible(state, to_dict(cfg), str(checkpoint),  # the exported spec describes cfg: they must agree
+                     f"It is not a checkpoint of {run_dir}: export it from the run directory that wrote it")
     method = build_method(cfg)
     try:
         method.load_state_dict(state["model"])

@@ -147,3 +147,19 @@ def test_a_damaged_checkpoint_is_called_damaged_not_a_config_mismatch(tiny_run, 
         err = capsys.readouterr().err
         assert f"{latest}: cannot load checkpoint safely" in err and "use the previous step-*.pt" in err, err
         assert "do not fit" not in err and "Traceback" not in err
+
+
+def test_exporting_another_runs_checkpoint_is_refused(tiny_run, tmp_path, capsys):
+    """The export's spec is built from the run's config.yaml, so the weights must come from that run."""
+    import json
+
+    run = tiny_run[0]
+    state = torch.load(sorted((run / "checkpoints").glob("step-*.pt"))[-1], weights_only=True)
+    other = json.loads(state["config"])
+    other["seed"], other["train"]["lr"] = 11, 0.01
+    state["config"] = json.dumps(other)
+    torch.save(state, tmp_path / "other.pt")
+    assert main(["export", str(run), "--out", str(tmp_path / "x"), "--checkpoint", str(tmp_path / "other.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "was written with seed=11, train.lr=0.01" in err and f"It is not a checkpoint of {run}" in err
+    assert not (tmp_path / "x").exists()

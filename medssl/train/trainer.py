@@ -79,7 +79,12 @@ def _flat(tree: dict, prefix: str = "") -> dict:
     return out
 
 
-def check_compatible(state: dict, config: dict, source: str = "checkpoint") -> None:
+RESUME_FIX = ("A resumed run keeps the settings it started with (only train.epochs, device, precision, compile, "
+              "checkpointing, monitoring and data location may change): drop those overrides, or start fresh in "
+              "another output_dir")
+
+
+def check_compatible(state: dict, config: dict, source: str = "checkpoint", fix: str = RESUME_FIX) -> None:
     """Refuse a checkpoint ``state`` whose config differs from the run's ``config`` in anything that
     shapes training (all but :data:`RESUMABLE`; keys missing on either side, e.g. added by a later
     medssl version, are not compared), so that a run directory never mixes two runs."""
@@ -89,10 +94,7 @@ def check_compatible(state: dict, config: dict, source: str = "checkpoint") -> N
     if changed:
         was = ", ".join(f"{k}={saved[k]!r}" for k in changed[:6])
         new = ", ".join(f"{k}={now[k]!r}" for k in changed[:6])
-        raise CheckpointError(f"{source} was written with {was}; this run has {new}. A resumed run keeps the "
-                              "settings it started with (only train.epochs, device, precision, compile, "
-                              "checkpointing, monitoring and data location may change): drop those overrides, or "
-                              "start fresh in another output_dir")
+        raise CheckpointError(f"{source} was written with {was}; this run has {new}. {fix}")
 
 
 class DeviceError(ValueError):
