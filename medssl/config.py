@@ -16,6 +16,7 @@ import difflib
 import hashlib
 import inspect
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -228,7 +229,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override {text!r} must look like key=value, e.g. train.epochs=5")
     key, raw = text.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError as e:
         raise ConfigError(f"override {text!r}: the value is not valid YAML ({_first_line(e)}); "
                           "quote lists like 'data.shape=[32,32,32]' and close every bracket") from None
@@ -250,8 +251,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+# YAML 1.1 (PyYAML) reads ``1e-4`` as a string (it wants ``1.0e-4``); read it as YAML 1.2 and Python do: a float
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
 def load_yaml(text: str):
-    """Parse YAML safely (no Python objects), refusing keys given twice in one mapping."""
+    """Parse YAML safely (no Python objects), refusing keys given twice in one mapping and reading
+    exponents without a decimal point (``1e-4``) as floats."""
     return yaml.load(text, Loader=_UniqueKeyLoader)
 
 

@@ -86,3 +86,15 @@ def test_shipped_configs_validate():
         card = getattr(getattr(cfg, "data", None), "card", None)
         if card:  # the card a config names must exist (a typo only surfaced at `medssl pretrain` before)
             load_card(card)
+
+
+def test_exponents_without_a_decimal_point_are_numbers_in_overrides_and_files(tmp_path):
+    """PyYAML (YAML 1.1) would keep '1e-4' a string and the lr check would refuse it; YAML 1.2 and
+    Python read it as 0.0001. Strings that only look close stay strings."""
+    assert parse_override("train.lr=1e-4") == (["train", "lr"], 1e-4)
+    assert parse_override("train.lr=-2E+3")[1] == -2000.0 and parse_override("x=.5e2")[1] == 50.0
+    assert parse_override("x=1e")[1] == "1e" and parse_override("x=e5")[1] == "e5"
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr: 3e-4\n  weight_decay: 1e-2\n")
+    cfg = load_config(path, ["train.epochs=2"])
+    assert (cfg.train.lr, cfg.train.weight_decay) == (3e-4, 1e-2)
