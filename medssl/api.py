@@ -126,6 +126,11 @@ def _pretrain_indices(cfg: RunConfig, data: PreparedData, run_dir: Path) -> list
         path = run_dir / "excluded_from_pretraining.tsv"
         path.write_text("path\treason\n" + "".join(f"{data.records[i].path}\tmissing {cfg.method.metadata}\n" for i in dropped))
         print(f"{len(dropped)} training scan(s) lack {cfg.method.metadata} and are not used for pretraining; see {path}")
+    if not keep:
+        raise ConfigError(f"method.name={cfg.method.name} learns from method.metadata={cfg.method.metadata}, but none of "
+                          f"the {len(dropped)} training scans of data card {cfg.data.card!r} has it (listed in "
+                          "excluded_from_pretraining.tsv); use a card whose table has that column, or a label-free "
+                          "method such as simclr")
     return keep
 
 

@@ -163,3 +163,24 @@ def test_exporting_another_runs_checkpoint_is_refused(tiny_run, tmp_path, capsys
     err = capsys.readouterr().err
     assert "was written with seed=11, train.lr=0.01" in err and f"It is not a checkpoint of {run}" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_data_that_cannot_feed_the_method_is_a_one_line_error(tiny_run, tmp_path, capsys):
+    import csv
+    import shutil
+
+    args = [a for a in tiny_run[1] if not a.startswith(("output_dir=", "data.root="))]
+    cohort = tmp_path / "c"
+    shutil.copytree(Path(next(a for a in tiny_run[1] if a.startswith("data.root="))[10:]), cohort)
+    rows = list(csv.DictReader((cohort / "participants.tsv").open(), delimiter="\t"))
+    with (cohort / "participants.tsv").open("w", newline="") as fh:  # the same cohort without ages
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]), delimiter="\t")
+        w.writeheader()
+        w.writerows({**r, "age": "n/a"} for r in rows)
+    common = [*args, f"data.root={cohort}", "train.epochs=1"]
+    assert main(["pretrain", *common, f"output_dir={tmp_path / 'a'}", "method.name=yaware"]) == 2
+    err = capsys.readouterr().err
+    assert "method.name=yaware learns from method.metadata=['age'], but none of the" in err and "Traceback" not in err
+    assert main(["pretrain", *common, f"output_dir={tmp_path / 'b'}", "train.batch_size=64"]) == 2
+    err = capsys.readouterr().err
+    assert "fewer than train.batch_size × train.grad_accum_steps = 64" in err and "Traceback" not in err

@@ -26,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from medssl.config import ConfigError
 from medssl.train.checkpoint import (CheckpointError, load_checkpoint, resume_path, rng_state, save_checkpoint,
                                      set_rng_state, write_atomic)
 from medssl.train.distributed import DistInfo, shard
@@ -142,8 +143,8 @@ class Trainer:
         self.ckpt_dir = self.run_dir / "checkpoints"
         per_step = options.batch_size * options.grad_accum_steps
         if len(dataset) < per_step:
-            raise ValueError(f"the training set has {len(dataset)} scans, fewer than train.batch_size × "
-                             f"train.grad_accum_steps = {per_step}; lower them or add data")
+            raise ConfigError(f"the training set has {len(dataset)} scans, fewer than train.batch_size × "
+                              f"train.grad_accum_steps = {per_step}; lower them or add data")
         self.steps_per_epoch = len(dataset) // per_step
         self.total_steps = self.steps_per_epoch * options.epochs
         if self.dist.enabled and device.type == "cuda":
