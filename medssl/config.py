@@ -364,6 +364,15 @@ def validate(cfg: RunConfig) -> None:
     if loss_name not in LOSSES:
         raise ConfigError(f"method.loss.name: {LOSSES.unknown_message(loss_name)}")
     _check_options("method.loss", {k: v for k, v in cfg.method.loss.items() if k != "name"}, LOSSES.get(loss_name))
+    kernel = getattr(LOSSES.get(loss_name), "kernel_on_metadata", False)
+    if kernel != (method.uses == "metadata"):  # a kernel loss without ages is NT-Xent; other losses ignore ages
+        fits = sorted(n for n in LOSSES.list() if n != "fairkl" and getattr(LOSSES.get(n), "kernel_on_metadata", False) == (method.uses == "metadata"))
+        raise ConfigError(f"method.loss.name={loss_name} does not fit method.name={cfg.method.name}: "
+                          + (f"{loss_name} weights positives by a kernel on metadata, which {cfg.method.name} does "
+                             "not pass (the loss would silently be NT-Xent); use method.name=yaware or "
+                             "contrastive_regression" if kernel else
+                             f"{cfg.method.name} passes method.metadata={cfg.method.metadata} (continuous), which "
+                             f"{loss_name} does not use") + f". Losses that fit {cfg.method.name}: {', '.join(fits)}")
 
 
 def view_spacing(cfg: RunConfig) -> list[float] | None:

@@ -1,5 +1,7 @@
 """Config schema: defaults, YAML, overrides and every kind of validation error."""
 
+import re
+
 import pytest
 import yaml
 
@@ -98,3 +100,15 @@ def test_exponents_without_a_decimal_point_are_numbers_in_overrides_and_files(tm
     path.write_text("train:\n  lr: 3e-4\n  weight_decay: 1e-2\n")
     cfg = load_config(path, ["train.epochs=2"])
     assert (cfg.train.lr, cfg.train.weight_decay) == (3e-4, 1e-2)
+
+
+@pytest.mark.parametrize("method, loss, words", [
+    ("simclr", "yaware", "which simclr does not pass (the loss would silently be NT-Xent)"),
+    ("yaware", "ntxent", "yaware passes method.metadata=['age'] (continuous), which ntxent does not use"),
+    ("yaware", "supcon", "Losses that fit yaware: exp, threshold, yaware"),
+    ("supinfonce", "exp", "Losses that fit supinfonce: decoupled, eps_supcon, eps_supinfonce, ntxent, supcon"),
+])
+def test_a_loss_that_does_not_fit_the_method_is_refused(method, loss, words):
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        load_config(None, [f"method.name={method}", f"method.loss.name={loss}"])
+    load_config(None, [f"method.name={method}"])  # its default loss fits

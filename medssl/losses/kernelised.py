@@ -21,6 +21,8 @@ from medssl.registry import LOSSES
 
 
 class _KernelLoss(ContrastiveLoss):
+    kernel_on_metadata = True  #: positives weighted by a kernel on continuous metadata (checked against the method)
+
     def __init__(self, temperature, sigma, kernel, base_temperature, gather_distributed):
         super().__init__(temperature, base_temperature, gather_distributed)
         if kernel not in KERNELS:
