@@ -314,7 +314,10 @@ def _check_options(key: str, options: dict, factory: Any, skip: typing.Iterable[
     valid = [n for n, p in params.items() if n not in ("self", *skip) and p.kind is not p.VAR_POSITIONAL]
     for name in options:
         if name not in valid:
-            raise ConfigError(f"unknown option {key}.{name}.{_did_you_mean(name, valid)} Valid options: {', '.join(valid)}")
+            hint = (f" (YAML reads {{{name}}} as one key: write a space after the colon, e.g. "
+                    f"{{{name.split(':')[0]}: {name.split(':', 1)[1]}}})") if ":" in str(name) else ""
+            raise ConfigError(f"unknown option {key}.{name}{hint}.{_did_you_mean(name, valid)} "
+                              f"Valid options: {', '.join(valid)}")
 
 
 def validate(cfg: RunConfig) -> None:
@@ -339,6 +342,10 @@ def validate(cfg: RunConfig) -> None:
                        ("train.checkpoint_epochs", t.checkpoint_epochs)):
         if value < 1:
             raise ConfigError(f"{key} must be >= 1, got {value}")
+    for key, value in (("train.checkpoint_every", t.checkpoint_every), ("train.monitor_every", t.monitor_every),
+                       ("data.num_workers", d.num_workers), ("data.limit", d.limit)):
+        if value < 0:
+            raise ConfigError(f"{key} must be >= 0 (0: off), got {value}")
     if t.batch_size < 2:
         raise ConfigError("train.batch_size must be >= 2 for contrastive methods")
     if t.lr <= 0:

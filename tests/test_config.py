@@ -47,6 +47,8 @@ def test_int_accepted_for_float():
     ("eval.targets=[age,colour]", ["eval.targets", "colour"]),
     ("augment.preset=brain", ["augment", "brain_mri"]),
     ("train.epochs", ["key=value"]),
+    ("train.checkpoint_every=-1", ["train.checkpoint_every must be >= 0"]),
+    ("encoder.options={width:8}", ["write a space after the colon, e.g. {width: 8}"]),
 ])
 def test_bad_values_name_the_key(override, words):
     with pytest.raises(ConfigError) as e:
