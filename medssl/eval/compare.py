@@ -18,6 +18,8 @@ def find_metrics(run: str | Path) -> dict[str, Path]:
     """``{label: metrics.json}`` for a run directory (its own file, then each ``eval-*`` folder)
     or for a ``metrics.json`` path given directly."""
     run = Path(run)
+    if not run.exists():
+        raise FileNotFoundError(f"{run} does not exist; give a run directory (or its metrics.json)")
     if run.is_file():
         return {run.parent.name: run}
     found = {}

@@ -48,6 +48,10 @@ def test_compare_lines_up_the_same_metric_across_runs(tmp_path):
     text = compare_table([tmp_path / "simclr", tmp_path / "yaware"])
     row = next(line for line in text.splitlines() if "age MAE" in line and "predict" not in line)
     assert "5.000 [4.000, 6.000]" in row and "3.500 [2.500, 4.500]" in row
+    with pytest.raises(FileNotFoundError, match=r"runs_typo does not exist; give a run directory"):
+        collect([tmp_path / "simclr", tmp_path / "runs_typo"])
+    with pytest.raises(FileNotFoundError, match=r"no metrics.json .* run `medssl evaluate"):
+        collect([tmp_path])  # exists, but was never evaluated
 
 
 def test_embedding_map_with_fewer_scans_than_pca_components():
