@@ -76,6 +76,9 @@ def save_encoder(encoder: nn.Module, out_dir: str | Path, architecture: str, arg
     weights = out_dir / WEIGHTS_FILE
     tmp = out_dir / f".{WEIGHTS_FILE}.tmp-{os.getpid()}"
     save_file(encoder_state_dict(encoder), str(tmp), metadata={"format": FORMAT, "architecture": architecture})
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # safetensors creates 0600; an export is meant to be shared like encoder.json
     os.replace(tmp, weights)
     spec = {"format": FORMAT, "format_version": FORMAT_VERSION, "medssl_version": __version__,
             "architecture": architecture, "arguments": dict(arguments), "out_dim": int(encoder.out_dim),

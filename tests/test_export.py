@@ -57,6 +57,7 @@ def test_spec_describes_architecture_input_and_provenance_without_patient_data(e
     run, out, cohort = exported
     spec = read_spec(out)
     assert spec["architecture"] == "resnet10" and spec["arguments"] == {"spatial_dims": 3, "in_channels": 1, "width": 4}
+    assert (out / "encoder.safetensors").stat().st_mode & 0o777 == (out / "encoder.json").stat().st_mode & 0o777
     assert spec["out_dim"] == 32 and spec["medssl_version"] == medssl.__version__
     assert spec["input"]["shape"] == [24, 24, 24] and spec["input"]["crop_size"] == [16, 16, 16]
     assert spec["input"]["normalise"] == "zscore" and spec["input"]["modality"] == "MR"
