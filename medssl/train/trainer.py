@@ -228,6 +228,7 @@ class Trainer:
         k = self.opt.grad_accum_steps
         self.method.train()
         log = (self.run_dir / "metrics.jsonl").open("a" if self.step else "w") if main else None  # fresh run: new log
+        saved = self.step  # the step of the checkpoint on disk (a resumed run's, or none at step 0)
         try:
             while self.step < self.total_steps and not self._stop_requested:
                 epoch, first = divmod(self.step, self.steps_per_epoch)
@@ -235,6 +236,8 @@ class Trainer:
                 loader = iter(DataLoader(self.dataset, batch_sampler=micro, num_workers=self.opt.num_workers,
                                          pin_memory=self.device.type == "cuda" and self.opt.num_workers > 0))
                 for _ in range(self.steps_per_epoch - first):
+                    if self._stop_requested:  # SIGTERM between steps (DataLoader set-up): no new step
+                        break
                     last_loss, logs, n_views = self._optimizer_step([next(loader) for _ in range(k)], gen)
                     views_done += n_views * self.dist.world_size
                     rate = views_done / max(time.time() - t_start, 1e-9)
@@ -244,15 +247,20 @@ class Trainer:
                     if main and (self.step % self.opt.log_every == 0 or self.step == self.total_steps):
                         self._log(log, writer, {"step": self.step, "epoch": epoch, "loss": last_loss, "lr": lr,
                                                 "views_per_s": rate, **logs})
-                    if self._stop_requested or (self.opt.checkpoint_every and self.step % self.opt.checkpoint_every == 0):
-                        self.save()
-                    if self._stop_requested:
-                        break
-                else:  # end of epoch
-                    if (epoch + 1) % self.opt.checkpoint_epochs == 0 or self.step >= self.total_steps:
-                        self.save()
-                    if main and self.monitor and self.opt.monitor_every and (epoch + 1) % self.opt.monitor_every == 0:
+                    end_of_epoch = self.step % self.steps_per_epoch == 0
+                    # the monitor runs before the save, so the checkpoint holds the updated best value (a resumed
+                    # run then makes the same best.pt decisions as an uninterrupted one), even under SIGTERM
+                    if (end_of_epoch and main and self.monitor and self.opt.monitor_every
+                            and (epoch + 1) % self.opt.monitor_every == 0):
                         self._run_monitor(log, writer, epoch)
+                    if (self._stop_requested
+                            or (self.opt.checkpoint_every and self.step % self.opt.checkpoint_every == 0)
+                            or (end_of_epoch and ((epoch + 1) % self.opt.checkpoint_epochs == 0
+                                                  or self.step >= self.total_steps))):
+                        self.save()
+                        saved = self.step
+            if self._stop_requested and saved != self.step:  # SIGTERM during the monitor or between epochs
+                self.save()
         finally:
             bar.close()
             if main:

@@ -2,6 +2,9 @@
 
 import json
 import math
+import os
+import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -32,12 +35,13 @@ class Items(torch.utils.data.Dataset):
         return {"image": self.x[i], "age": torch.tensor(20.0 + i), "site": torch.tensor(i % 3), "index": torch.tensor(i)}
 
 
-def _trainer(run_dir, epochs=3, config=None, poison=False, checkpoint_epochs=1, compile=False):
+def _trainer(run_dir, epochs=3, config=None, poison=False, checkpoint_epochs=1, compile=False, encoder=TinyEncoder,
+             **options):
     torch.manual_seed(0)
     views = build_view_pipeline("brain_mri", 3, (10, 10, 10))
-    method = ContrastiveMethod(TinyEncoder(), NTXentLoss(temperature=0.5), views, proj_hidden_dim=16, proj_dim=8)
+    method = ContrastiveMethod(encoder(), NTXentLoss(temperature=0.5), views, proj_hidden_dim=16, proj_dim=8)
     opts = TrainerOptions(epochs=epochs, batch_size=8, lr=1e-2, progress=False, log_every=1, keep_checkpoints=100,
-                          checkpoint_epochs=checkpoint_epochs, compile=compile)
+                          checkpoint_epochs=checkpoint_epochs, compile=compile, **options)
     return Trainer(method, Items(poison=poison), run_dir, opts, torch.device("cpu"), config=config or {"encoder": {"n": "tiny"}})
 
 
@@ -128,3 +132,63 @@ def test_checkpoints_are_atomic_and_pickle_free(tmp_path):
     names = sorted(p.name for p in (tmp_path / "ck").iterdir())
     assert names == ["step-00000003.pt", "step-00000004.pt"]  # no temp files left, last 2 kept
     assert torch.equal(load_checkpoint(tmp_path / "ck" / "step-00000004.pt")["w"], torch.full((2,), 4.0))
+
+
+def _steps(folder):
+    return [int(p.stem.split("-")[1]) for p in list_checkpoints(folder)]
+
+
+def _scripted_monitor(t, metrics, on_call=None):
+    """A monitor reporting ``metrics[epoch]`` (epoch = step // 3) as best_metric; ``on_call(step)`` runs first."""
+    def monitor(encoder):
+        if on_call:
+            on_call(t.step)
+        return {"best_metric": metrics[t.step // t.steps_per_epoch - 1]}
+    t.monitor = monitor
+    t.opt.monitor_every = 1
+    return t
+
+
+def test_resumed_run_keeps_the_same_best_checkpoint_as_an_uninterrupted_one(tmp_path):
+    """Each step checkpoint holds the best value after that epoch's monitor, so a resumed run does not
+    overwrite best.pt with a worse model (the old code saved the step checkpoint before the monitor)."""
+    metrics = [5.0, 3.0, 4.0, 6.0]  # best after epoch 2 (step 6); epoch 3 is worse than it, better than epoch 1
+    full = _scripted_monitor(_trainer(tmp_path / "full", epochs=4), metrics)
+    summary = full.fit()
+    best = load_checkpoint(tmp_path / "full" / "checkpoints" / "best.pt")
+    assert (best["step"], best["best"], summary["best_metric"]) == (6, 3.0, 3.0)
+    shutil.copytree(tmp_path / "full", tmp_path / "cut")  # interrupted right after the step-6 checkpoint
+    for p in list_checkpoints(tmp_path / "cut" / "checkpoints"):
+        if int(p.stem.split("-")[1]) > 6:
+            p.unlink()
+    resumed = _scripted_monitor(_trainer(tmp_path / "cut", epochs=4), metrics)
+    assert resumed.resume("auto") and resumed.step == 6
+    summary = resumed.fit()
+    best = load_checkpoint(tmp_path / "cut" / "checkpoints" / "best.pt")
+    assert (best["step"], best["best"], summary["best_metric"]) == (6, 3.0, 3.0)
+    assert torch.equal(_params(full), _params(resumed))
+
+
+@pytest.mark.parametrize("where", ["monitor", "last step of an epoch"])
+def test_sigterm_always_leaves_a_checkpoint_of_the_current_step(tmp_path, where):
+    """SIGTERM during the monitor (the step was not due for a checkpoint) or in an epoch's last step: fit
+    returns early with a step checkpoint of the current step, the epoch's monitor has run, and resuming from it
+    ends like an uninterrupted run."""
+    metrics = [5.0, 3.0, 4.0, 6.0]
+    full = _scripted_monitor(_trainer(tmp_path / "full", epochs=4, checkpoint_epochs=3), metrics)
+    full.fit()
+    sigterm = lambda step: step == 3 and os.kill(os.getpid(), signal.SIGTERM)  # noqa: E731
+    t = _scripted_monitor(_trainer(tmp_path / "run", epochs=4, checkpoint_epochs=3), metrics,
+                          on_call=sigterm if where == "monitor" else None)
+    if where != "monitor":
+        t.method.on_step_end = lambda step, total: sigterm(step)
+    summary = t.fit()
+    assert summary["stopped_early"] and summary["steps"] == 3
+    assert _steps(tmp_path / "run" / "checkpoints") == [3]
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "monitor/best_metric" in r] == [3]
+    resumed = _scripted_monitor(_trainer(tmp_path / "run", epochs=4, checkpoint_epochs=3), metrics)
+    assert resumed.resume("auto") and resumed.step == 3
+    assert resumed.fit()["best_metric"] == 3.0
+    assert torch.equal(_params(full), _params(resumed))
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["step"] == 6
