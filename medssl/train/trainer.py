@@ -27,14 +27,14 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from medssl.config import ConfigError
-from medssl.train.checkpoint import (CheckpointError, load_checkpoint, resume_path, rng_state, save_checkpoint,
-                                     set_rng_state, write_atomic)
+from medssl.train.checkpoint import (CheckpointError, list_checkpoints, load_checkpoint, resume_path, rng_state,
+                                     save_checkpoint, set_rng_state, write_atomic)
 from medssl.train.distributed import DistInfo, shard
 from medssl.train.optim import build_optimizer, warmup_cosine
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN/Inf; the last good checkpoint is kept untouched."""
+    """The loss, a weight or a BatchNorm statistic became NaN/Inf; the last good checkpoint is kept untouched."""
 
 
 @dataclass
@@ -196,9 +196,27 @@ class Trainer:
         return True
 
     def save(self) -> Path | None:
+        self._check_finite()  # on every rank: all of them stop, not only the one that writes
         if not self.dist.is_main:
             return None
         return save_checkpoint(self.state_dict(), self.ckpt_dir, self.step, self.opt.keep_checkpoints)
+
+    def _last_checkpoint(self) -> str:
+        """Where the last good checkpoint is, for error messages."""
+        ckpts = list_checkpoints(self.ckpt_dir)
+        return f"The last good checkpoint {ckpts[-1]} was kept" if ckpts else \
+            f"No checkpoint was written to {self.ckpt_dir} yet"
+
+    def _check_finite(self) -> None:
+        """Raise :class:`NonFiniteLossError` naming the parameters/buffers that hold NaN/Inf (before any write)."""
+        tensors = {n: t for n, t in self.method.state_dict().items() if t.is_floating_point()}
+        if not tensors or torch.stack([torch.isfinite(t).all() for t in tensors.values()]).all():
+            return
+        bad = [n for n, t in tensors.items() if not torch.isfinite(t).all()]
+        raise NonFiniteLossError(
+            f"{', '.join(bad[:5])}{' …' if len(bad) > 5 else ''} became NaN/Inf at step {self.step} (finite loss, "
+            f"non-finite weights or BatchNorm statistics); training stopped without writing this checkpoint. "
+            f"{self._last_checkpoint()}. Lower train.lr, enable train.grad_clip (e.g. 1.0), or check the inputs")
 
     # ------------------------------------------------------------------ loop
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
@@ -284,6 +302,7 @@ class Trainer:
         encoder.train()
         self._log(log, writer, {"step": self.step, "epoch": epoch, **{f"monitor/{k}": v for k, v in metrics.items()}})
         if metrics.get("best_metric", math.inf) < self.best:
+            self._check_finite()
             self.best = metrics["best_metric"]
             write_atomic(self.state_dict(), self.ckpt_dir / "best.pt")
 
@@ -301,8 +320,8 @@ class Trainer:
                 loss = out.loss.float()
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(
-                        f"loss is {loss.item()} at step {self.step + 1}; training stopped. The last good checkpoint in "
-                        f"{self.ckpt_dir} was kept. Lower train.lr, enable train.grad_clip, or check the inputs for NaN")
+                        f"loss is {loss.item()} at step {self.step + 1}; training stopped. {self._last_checkpoint()}. "
+                        "Lower train.lr, enable train.grad_clip, or check the inputs for NaN")
                 (loss / len(micro_batches)).backward()
             total += float(loss.detach()) / len(micro_batches)
             logs = out.logs

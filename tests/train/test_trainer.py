@@ -105,7 +105,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     bytes_before = before[-1].read_bytes()
     bad = _trainer(tmp_path, epochs=2, poison=True)
     bad.resume("auto")
-    with pytest.raises(NonFiniteLossError, match=r"at step 4"):
+    with pytest.raises(NonFiniteLossError, match=r"at step 4.*step-00000003\.pt was kept"):
         bad.fit()
     assert list_checkpoints(tmp_path / "checkpoints") == before
     assert before[-1].read_bytes() == bytes_before
@@ -192,3 +192,35 @@ def test_sigterm_always_leaves_a_checkpoint_of_the_current_step(tmp_path, where)
     assert resumed.fit()["best_metric"] == 3.0
     assert torch.equal(_params(full), _params(resumed))
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["step"] == 6
+
+
+class BNEncoder(TinyEncoder):
+    def __init__(self):
+        super().__init__()
+        self.bn = torch.nn.BatchNorm3d(4)
+
+    def forward(self, x):
+        return self.fc(self.bn(self.conv(x)).relu().mean(dim=(2, 3, 4)))
+
+
+def test_non_finite_weights_are_never_checkpointed(tmp_path):
+    """A step with a finite loss that leaves NaN in a BatchNorm running statistic (training-mode BN does not use
+    it, so the loss stays finite) stops the run before its checkpoint is written, naming the tensor."""
+    t = _trainer(tmp_path, epochs=2, encoder=BNEncoder, checkpoint_every=1)
+
+    def poison(step, total):
+        if step == 2:
+            t.method.encoder.bn.running_var[0] = float("nan")
+    t.method.on_step_end = poison
+    with pytest.raises(NonFiniteLossError, match=r"encoder\.bn\.running_var .*at step 2.*step-00000001\.pt was kept.*"
+                                                 r"train\.lr.*train\.grad_clip"):
+        t.fit()
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-00000001.pt"]
+    assert all(torch.isfinite(v).all() for v in load_checkpoint(tmp_path / "checkpoints" / "step-00000001.pt")["model"].values()
+               if v.is_floating_point())
+
+
+def test_nan_loss_without_any_checkpoint_says_so(tmp_path):
+    with pytest.raises(NonFiniteLossError, match="No checkpoint was written to .*checkpoints yet"):
+        _trainer(tmp_path, epochs=1, poison=True).fit()
+    assert not list_checkpoints(tmp_path / "checkpoints")
