@@ -67,13 +67,17 @@ class ViewPipeline:
         return params
 
     def apply(self, x: torch.Tensor, params: dict[str, Params], n_views: int = 1) -> torch.Tensor:
-        """Deterministic twin of :meth:`__call__`: (B, C, *S) -> (B * n_views, C, *crop_size)."""
+        """Deterministic twin of :meth:`__call__`: (B, C, *S) -> (B * n_views, C, *crop_size).
+
+        Runs with autocast disabled: a training step under ``train.precision=bf16`` augments in the input's
+        dtype (float32) on CPU and GPU alike; only the model runs in bf16."""
         check_batch(x, "ViewPipeline", self.spatial_dims)
         n = len(self.spatial)
         sp = [params[f"{i}:{t.name}"] for i, t in enumerate(self.spatial)]
-        y = fused_spatial(x, self.crop, self.spatial, sp, params["crop"], n_views, self.mode, self.padding_mode)
-        for i, t in enumerate(self.others):
-            y = t.apply(y, params[f"{n + i}:{t.name}"], inplace=True)  # y is ours: no batch copies
+        with torch.autocast(x.device.type, enabled=False):
+            y = fused_spatial(x, self.crop, self.spatial, sp, params["crop"], n_views, self.mode, self.padding_mode)
+            for i, t in enumerate(self.others):
+                y = t.apply(y, params[f"{n + i}:{t.name}"], inplace=True)  # y is ours: no batch copies
         return y
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -224,3 +224,11 @@ def test_nan_loss_without_any_checkpoint_says_so(tmp_path):
     with pytest.raises(NonFiniteLossError, match="No checkpoint was written to .*checkpoints yet"):
         _trainer(tmp_path, epochs=1, poison=True).fit()
     assert not list_checkpoints(tmp_path / "checkpoints")
+
+
+def test_bf16_precision_on_cpu_with_the_brain_mri_views(tmp_path):
+    """train.precision=bf16 on CPU: the views are built in float32 outside autocast, the model runs in bf16."""
+    t = _trainer(tmp_path, epochs=1, precision="bf16")
+    assert t.autocast_dtype == torch.bfloat16
+    summary = t.fit()
+    assert summary["steps"] == 3 and math.isfinite(summary["final_loss"])
