@@ -286,8 +286,9 @@ class Trainer:
                 writer.close()
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
-        return {"steps": self.step, "final_loss": last_loss, "seconds": time.time() - t_start,
-                "stopped_early": self._stop_requested, "best_metric": self.best if self.best < math.inf else None}
+        return {"steps": self.step, "final_loss": None if math.isnan(last_loss) else last_loss,  # JSON has no NaN
+                "seconds": time.time() - t_start, "stopped_early": self._stop_requested,
+                "best_metric": self.best if self.best < math.inf else None}
 
     def _log(self, log, writer, row: dict) -> None:
         log.write(json.dumps(row) + "\n")

@@ -232,3 +232,12 @@ def test_bf16_precision_on_cpu_with_the_brain_mri_views(tmp_path):
     assert t.autocast_dtype == torch.bfloat16
     summary = t.fit()
     assert summary["steps"] == 3 and math.isfinite(summary["final_loss"])
+
+
+def test_summary_of_a_finished_run_resumed_again_is_valid_json(tmp_path):
+    _trainer(tmp_path, epochs=1).fit()
+    again = _trainer(tmp_path, epochs=1)
+    assert again.resume("auto")
+    summary = again.fit()
+    assert summary["steps"] == 3 and summary["final_loss"] is None
+    json.loads(json.dumps(summary, allow_nan=False))
