@@ -244,12 +244,13 @@ def load_run_encoder(run_dir: str | Path) -> tuple[RunConfig, torch.nn.Module]:
     return cfg, method.encoder
 
 
-def _evaluation_source(path: Path, protocol: str, data: str | None, root: str | None):
+def _evaluation_source(path: Path, protocol: str, data: str | None, root: str | None, out: str | None = None):
     """``(cfg, encoder, prep_dir, out_dir, kind)`` for a run directory or an encoder export.
 
     The default protocol on a run's own data writes into the run directory (as always);
     other protocols write into ``RUN/eval-<protocol>``, and evaluations on another data card
-    (``data``) into ``RUN/eval-<protocol>-<card>`` with their own manifest and cache.
+    (``data``) into ``RUN/eval-<protocol>-<card>`` with their own manifest and cache. ``out``
+    replaces that folder (an export stays as it was shared: no manifest, cache or features in it).
     """
     if (path / "config.yaml").is_file():
         cfg, encoder = load_run_encoder(path)
@@ -275,16 +276,16 @@ def _evaluation_source(path: Path, protocol: str, data: str | None, root: str | 
         cfg.data.card, cfg.data.cache_dir, cfg.data.limit = data, "", 0
     if root:
         cfg.data.root = root
-    if protocol == "default" and kind == "run" and not data:
+    if protocol == "default" and kind == "run" and not data and not out:
         return cfg, encoder, path, path, kind
     card_name = Path(str(cfg.data.card)).stem
-    out_dir = path / (f"eval-{protocol}" + (f"-{card_name}" if data else ""))
+    out_dir = Path(out) if out else path / (f"eval-{protocol}" + (f"-{card_name}" if data else ""))
     out_dir.mkdir(parents=True, exist_ok=True)
     return cfg, encoder, (path if kind == "run" and not data and not root else out_dir), out_dir, kind
 
 
 def evaluate(run_dir: str | Path, progress: bool = True, protocol: str = "default", data: str | None = None,
-             root: str | None = None, options=None, device: str | None = None) -> dict:
+             root: str | None = None, options=None, device: str | None = None, out: str | Path | None = None) -> dict:
     """Evaluate a run's encoder (or an exported one) with one protocol; write metrics.json + report.md.
 
     Args:
@@ -296,6 +297,8 @@ def evaluate(run_dir: str | Path, progress: bool = True, protocol: str = "defaul
             for exports).
         options: :class:`medssl.eval.driver.EvalOptions` (its ``protocol`` is overridden).
         device: "cpu" / "cuda" / "auto" (default: the run's ``train.device``).
+        out: write the report there (for an export also its manifest, cache and features,
+            which name subjects and data paths) instead of under ``run_dir``.
 
     Returns:
         The results dict (see :mod:`medssl.eval.report`); ``info["output directory"]`` says
@@ -312,7 +315,7 @@ def evaluate(run_dir: str | Path, progress: bool = True, protocol: str = "defaul
     t0 = time.time()
     opts = _replace(options or EvalOptions(), protocol=protocol)
     run_dir = Path(run_dir)
-    cfg, encoder, prep_dir, out_dir, kind = _evaluation_source(run_dir, protocol, data, root)
+    cfg, encoder, prep_dir, out_dir, kind = _evaluation_source(run_dir, protocol, data, root, out)
     dev = resolve_device(device, "--device") if device else \
         resolve_device(cfg.train.device, "the run's train.device", "--device cpu (or auto) for this evaluation")
     seed = cfg.seed if opts.seed is None else opts.seed

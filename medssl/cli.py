@@ -55,7 +55,8 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
                            fractions=tuple(a.fractions), seeds=tuple(a.seeds), external_sites=tuple(a.external_sites or ()),
                            map_method=a.map or "", tta_flip=a.tta_flip, random_init=False if a.no_random_init else None,
                            fewshot_finetune=a.fewshot_finetune, finetune=ft)
-        results = evaluate(a.run, protocol=a.protocol, data=a.data, root=a.root, options=opts, device=a.device)
+        results = evaluate(a.run, protocol=a.protocol, data=a.data, root=a.root, options=opts, device=a.device,
+                           out=a.out)
     except (FileNotFoundError, ValueError) as e:
         print(f"medssl evaluate: error: {e}", file=sys.stderr)
         return 2
@@ -234,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--tta-flip", action="store_true", help="average embeddings with left-right flipped scans")
     e.add_argument("--no-random-init", action="store_true", help="skip the random-init encoder baseline")
     e.add_argument("--device", default=None, help="cpu | cuda | auto (default: the run's train.device)")
+    e.add_argument("--out", default=None, metavar="DIR",
+                   help="write the report (for an export also its manifest, cache and features) here instead of "
+                        "under RUN_OR_EXPORT; keeps an export folder shareable")
     f = e.add_argument_group("fine-tuning (--protocol finetune)")
     f.add_argument("--finetune-mode", default="full", choices=["full", "last", "head"])
     f.add_argument("--last-blocks", type=int, default=1, help="trained blocks with --finetune-mode last")

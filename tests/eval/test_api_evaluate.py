@@ -102,6 +102,14 @@ def test_evaluate_an_export_on_a_data_card(run):
                  "--no-random-init", "--map", "none"]) == 0
     m = _metrics(out / "eval-default-synthetic")
     assert m["info"]["source"].startswith("export") and "age" in m["probes"]["pretrained"]
+    shared = export.export_run(run_dir, run_dir.parent / "export2")
+    before = sorted(p.name for p in shared.iterdir())
+    assert main(["evaluate", str(shared), "--data", "synthetic", "--root", str(cohort), "--n-boot", "0",
+                 "--no-random-init", "--map", "none", "--out", str(run_dir.parent / "elsewhere")]) == 0
+    assert sorted(p.name for p in shared.iterdir()) == before  # no manifest, cache or features in the export
+    elsewhere = _metrics(run_dir.parent / "elsewhere")
+    assert elsewhere["probes"]["pretrained"]["age"]["mae"] == m["probes"]["pretrained"]["age"]["mae"]
+    assert (run_dir.parent / "elsewhere" / "manifest.tsv").is_file()
 
 
 def test_unknown_external_site_is_a_clean_error(run, capsys):
