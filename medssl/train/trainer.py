@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -96,6 +97,15 @@ def check_compatible(state: dict, config: dict, source: str = "checkpoint", fix:
         was = ", ".join(f"{k}={saved[k]!r}" for k in changed[:6])
         new = ", ".join(f"{k}={now[k]!r}" for k in changed[:6])
         raise CheckpointError(f"{source} was written with {was}; this run has {new}. {fix}")
+
+
+def _logged_step(line: str) -> float:
+    """Step of a ``metrics.jsonl`` row; ``inf`` (dropped on resume) for a blank or torn row, which a kill
+    during the append leaves at the end of the file."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 class DeviceError(ValueError):
@@ -191,8 +201,10 @@ class Trainer:
         self.load_state_dict(load_checkpoint(path) if state is None else state, source=str(path))
         log = self.run_dir / "metrics.jsonl"
         if self.dist.is_main and log.exists():  # drop rows logged after the checkpoint (they will be redone)
-            rows = [x for x in log.read_text().splitlines() if x.strip() and json.loads(x)["step"] <= self.step]
-            log.write_text("".join(r + "\n" for r in rows))
+            rows = [x for x in log.read_text().splitlines() if _logged_step(x) <= self.step]
+            tmp = log.with_name(f".{log.name}.tmp")
+            tmp.write_text("".join(r + "\n" for r in rows))
+            os.replace(tmp, log)  # a kill now leaves the old log or the new one, never half of it
         return True
 
     def save(self) -> Path | None:

@@ -241,3 +241,23 @@ def test_summary_of_a_finished_run_resumed_again_is_valid_json(tmp_path):
     summary = again.fit()
     assert summary["steps"] == 3 and summary["final_loss"] is None
     json.loads(json.dumps(summary, allow_nan=False))
+
+
+def test_a_row_torn_by_a_kill_does_not_stop_the_resume(tmp_path):
+    """A kill while a row is appended leaves half a JSON line at the end of metrics.jsonl; resuming keeps
+    the rows up to the checkpoint and drops the torn one, and the log then matches an uninterrupted run's."""
+    def rows(path):
+        return [{k: v for k, v in json.loads(x).items() if k != "views_per_s"} for x in path.read_text().splitlines()]
+
+    full = _trainer(tmp_path / "full")
+    full.fit()
+    shutil.copytree(tmp_path / "full", tmp_path / "cut")
+    for ckpt in list_checkpoints(tmp_path / "cut" / "checkpoints")[1:]:
+        ckpt.unlink()  # killed after the step-3 checkpoint …
+    log = tmp_path / "cut" / "metrics.jsonl"
+    log.write_text("".join(x + "\n" for x in log.read_text().splitlines()[:5]) + '{"step": 6, "epoch": 1, "lo')
+    resumed = _trainer(tmp_path / "cut")  # … while appending the row of step 6
+    assert resumed.resume("auto") and resumed.step == 3
+    assert rows(log) == rows(tmp_path / "full" / "metrics.jsonl")[:3]
+    resumed.fit()
+    assert rows(log) == rows(tmp_path / "full" / "metrics.jsonl")
