@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medssl.config import ConfigError, RunConfig, config_hash, load_config, save_config, to_dict, view_spacing
+from medssl.config import ConfigError, RunConfig, config_hash, load_config, save_config, to_dict
+from medssl.config_checks import view_spacing
 from medssl.data.card import load_card
 from medssl.data.dataset import CachedScans, MetadataCoder, preload
 from medssl.data.manifest import Record, build_manifest, write_manifest

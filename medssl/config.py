@@ -6,7 +6,7 @@ an optional YAML file (a *partial* nested mapping), then command-line overrides 
 unknown key, wrong type and out-of-range value raises :class:`ConfigError` naming the key and
 the valid choices. Registry-backed names (encoder, method, loss) and the free-form option
 dicts that are passed to their constructors are checked against the registry and the
-constructor signature.
+constructor signature (:mod:`medssl.config_checks`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
-import inspect
 import json
 import re
 import types
@@ -302,124 +301,10 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
     for text in overrides:  # `method.loss.sigma=2` sets one option; `method.loss={...}` replaces the dict
         data = _set_path(data, *parse_override(text))
     cfg = _build(RunConfig, data)
+    from medssl.config_checks import validate  # it imports this module
+
     validate(cfg)
     return cfg
-
-
-def _check_options(key: str, options: dict, factory: Any, skip: typing.Iterable[str] = ()) -> None:
-    """Check that every option is a keyword argument of ``factory``."""
-    params = inspect.signature(factory).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return
-    valid = [n for n, p in params.items() if n not in ("self", *skip) and p.kind is not p.VAR_POSITIONAL]
-    for name in options:
-        if name not in valid:
-            hint = (f" (YAML reads {{{name}}} as one key: write a space after the colon, e.g. "
-                    f"{{{name.split(':')[0]}: {name.split(':', 1)[1]}}})") if ":" in str(name) else ""
-            raise ConfigError(f"unknown option {key}.{name}{hint}.{_did_you_mean(name, valid)} "
-                              f"Valid options: {', '.join(valid)}")
-
-
-def validate(cfg: RunConfig) -> None:
-    """Value checks that types alone cannot express (ranges, registry names, option names)."""
-    from medssl.registry import ENCODERS, LOSSES, METHODS, _load_all
-
-    _load_all()
-    d, t = cfg.data, cfg.train
-    if cfg.encoder.spatial_dims not in (2, 3):
-        raise ConfigError(f"encoder.spatial_dims must be 2 or 3, got {cfg.encoder.spatial_dims}")
-    for key, shape in (("data.shape", d.shape), ("augment.crop_size", cfg.augment.crop_size)):
-        if len(shape) != cfg.encoder.spatial_dims or min(shape) < 1:
-            raise ConfigError(f"{key} must list {cfg.encoder.spatial_dims} positive sizes, got {shape}")
-    if d.spacing and (len(d.spacing) != cfg.encoder.spatial_dims or min(d.spacing) <= 0):
-        raise ConfigError(f"data.spacing must be [] or {cfg.encoder.spatial_dims} positive values in mm, got {d.spacing}")
-    if any(c > s for c, s in zip(cfg.augment.crop_size, d.shape)):
-        raise ConfigError(f"augment.crop_size {cfg.augment.crop_size} is larger than data.shape {d.shape}")
-    if not 0.0 < d.test_fraction < 1.0:
-        raise ConfigError(f"data.test_fraction must be in (0, 1), got {d.test_fraction}")
-    for key, value in (("train.epochs", t.epochs), ("train.batch_size", t.batch_size), ("method.n_views", cfg.method.n_views),
-                       ("train.grad_accum_steps", t.grad_accum_steps), ("train.keep_checkpoints", t.keep_checkpoints),
-                       ("train.checkpoint_epochs", t.checkpoint_epochs)):
-        if value < 1:
-            raise ConfigError(f"{key} must be >= 1, got {value}")
-    for key, value in (("train.checkpoint_every", t.checkpoint_every), ("train.monitor_every", t.monitor_every),
-                       ("data.num_workers", d.num_workers), ("data.limit", d.limit)):
-        if value < 0:
-            raise ConfigError(f"{key} must be >= 0 (0: off), got {value}")
-    if t.batch_size < 2:
-        raise ConfigError("train.batch_size must be >= 2 for contrastive methods")
-    if t.lr <= 0:
-        raise ConfigError(f"train.lr must be > 0, got {t.lr}")
-    if not (t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:")):
-        raise ConfigError(f"train.device {t.device!r} is not valid. Valid choices: auto, cpu, cuda, cuda:N")
-    for key, reg, name in (("encoder.name", ENCODERS, cfg.encoder.name), ("method.name", METHODS, cfg.method.name)):
-        if name not in reg:
-            raise ConfigError(f"{key}: {reg.unknown_message(name)}")
-    _check_options("encoder.options", cfg.encoder.options, ENCODERS.get(cfg.encoder.name), ("spatial_dims", "in_channels"))
-    _validate_targets(cfg)
-    _validate_views(cfg)
-    method = METHODS.get(cfg.method.name)
-    if not getattr(method, "default_loss", ""):  # non-contrastive (generative) methods take options instead of a loss
-        if "views" in cfg.method.options:
-            raise ConfigError("method.options.views: views are built from the augment section "
-                              "(augment.preset, augment.crop_size, augment.overrides); remove method.options.views")
-        _check_options("method.options", cfg.method.options, method, ("encoder", "views"))
-        return
-    if cfg.method.options:
-        raise ConfigError(f"method.options is for generative methods; {cfg.method.name} is configured with method.loss")
-    loss_name = cfg.method.loss.get("name", method.default_loss)
-    if loss_name not in LOSSES:
-        raise ConfigError(f"method.loss.name: {LOSSES.unknown_message(loss_name)}")
-    _check_options("method.loss", {k: v for k, v in cfg.method.loss.items() if k != "name"}, LOSSES.get(loss_name))
-    kernel = getattr(LOSSES.get(loss_name), "kernel_on_metadata", False)
-    if kernel != (method.uses == "metadata"):  # a kernel loss without ages is NT-Xent; other losses ignore ages
-        fits = sorted(n for n in LOSSES.list() if n != "fairkl" and getattr(LOSSES.get(n), "kernel_on_metadata", False) == (method.uses == "metadata"))
-        raise ConfigError(f"method.loss.name={loss_name} does not fit method.name={cfg.method.name}: "
-                          + (f"{loss_name} weights positives by a kernel on metadata, which {cfg.method.name} does "
-                             "not pass (the loss would silently be NT-Xent); use method.name=yaware or "
-                             "contrastive_regression" if kernel else
-                             f"{cfg.method.name} passes method.metadata={cfg.method.metadata} (continuous), which "
-                             f"{loss_name} does not use") + f". Losses that fit {cfg.method.name}: {', '.join(fits)}")
-
-
-def view_spacing(cfg: RunConfig) -> list[float] | None:
-    """The ``spacing`` argument of ``build_view_pipeline``: ``data.spacing`` (mm) when
-    ``augment.physical_units`` is on, else None (strengths in voxels).
-
-    Raises:
-        ConfigError: ``augment.physical_units`` is on but ``data.spacing`` is [] (native
-            spacing, which may differ from scan to scan).
-    """
-    if not cfg.augment.physical_units:
-        return None
-    if not cfg.data.spacing:
-        raise ConfigError("augment.physical_units=true needs data.spacing (the voxel size in mm the views are drawn "
-                          "on); data.spacing is [] (each scan's native spacing). Set data.spacing=[...] or "
-                          "augment.physical_units=false")
-    return list(cfg.data.spacing)
-
-
-def _validate_views(cfg: RunConfig) -> None:
-    from medssl.transforms.views import build_view_pipeline  # noqa: PLC0415
-
-    spacing = view_spacing(cfg)
-    try:  # checks the preset name and every override key against the preset's parameters
-        build_view_pipeline(preset=cfg.augment.preset, spatial_dims=cfg.encoder.spatial_dims,
-                            crop_size=tuple(cfg.augment.crop_size), overrides=dict(cfg.augment.overrides),
-                            spacing=spacing)
-    except ValueError as e:
-        raise ConfigError(f"augment: {e}") from None
-
-
-def _validate_targets(cfg: RunConfig) -> None:
-    check_targets("eval.targets", cfg.eval.targets)
-
-
-def check_targets(key: str, targets: typing.Iterable[str]) -> None:
-    """Refuse target names outside :data:`EVAL_TARGETS` (``key`` names the setting in the message)."""
-    bad_targets = set(targets) - set(EVAL_TARGETS)
-    if bad_targets:
-        raise ConfigError(f"{key}: {sorted(bad_targets)} not valid. Valid choices: {', '.join(EVAL_TARGETS)}")
 
 
 def to_dict(cfg: RunConfig) -> dict:

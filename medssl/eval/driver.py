@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from torch.utils.data import Dataset, Subset
 
-from medssl.config import check_targets
+from medssl.config_checks import check_targets
 from medssl.eval import protocols as PR
 from medssl.eval.fewshot import DEFAULT_FRACTIONS, DEFAULT_SEEDS
 from medssl.eval.finetune import FinetuneOptions, finetune_and_score
