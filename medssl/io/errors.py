@@ -53,13 +53,13 @@ def check_array(path: str | Path, array: np.ndarray) -> np.ndarray:
     return array
 
 
-def numpy_load_reason(error: Exception, what: str) -> str:
+def numpy_load_reason(error: Exception, what: str, fix: str = "") -> str:
     """Why ``np.load(..., allow_pickle=False)`` failed, in words: pickled objects are refused on
-    purpose (loading them could run code from the file), anything else is damage."""
+    purpose (loading them could run code from the file), anything else is damage (``fix`` appended)."""
     if "allow_pickle" in str(error):
         return (f"the {what} holds pickled Python objects, which medssl never loads (they could run code); "
                 "save plain numeric arrays instead")
-    return f"cannot read the {what} ({type(error).__name__}: {error}); the file is corrupt or truncated"
+    return f"cannot read the {what} ({type(error).__name__}: {error}); the file is corrupt or truncated{fix}"
 
 
 #: smallest voxel size accepted (mm): 1 µm; anything finer is a broken header for a medical scan

@@ -39,7 +39,7 @@ def _load_raw(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
                                          "is this a MedMNIST .npz?")
             images, labels = npz[f"{split}_images"], npz[f"{split}_labels"]
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as e:
-        raise BadFileError(path, numpy_load_reason(e, ".npz") + ("" if "allow_pickle" in str(e) else ", re-download it")) from None
+        raise BadFileError(path, numpy_load_reason(e, ".npz", ", re-download it")) from None
     if images.dtype != np.uint8:
         raise BadFileError(path, f"'{split}_images' has dtype {images.dtype}; MedMNIST images are uint8")
     if images.ndim not in (3, 4) or images.shape[0] == 0:
