@@ -280,9 +280,10 @@ class Trainer:
                     end_of_epoch = self.step % self.steps_per_epoch == 0
                     # the monitor runs before the save, so the checkpoint holds the updated best value (a resumed
                     # run then makes the same best.pt decisions as an uninterrupted one), even under SIGTERM
-                    if (end_of_epoch and main and self.monitor and self.opt.monitor_every
-                            and (epoch + 1) % self.opt.monitor_every == 0):
-                        self._run_monitor(log, writer, epoch)
+                    if end_of_epoch and self.opt.monitor_every and (epoch + 1) % self.opt.monitor_every == 0:
+                        self._check_finite()  # every rank, before rank 0 may write best.pt: all of them stop
+                        if main and self.monitor:
+                            self._run_monitor(log, writer, epoch)
                     if (self._stop_requested
                             or (self.opt.checkpoint_every and self.step % self.opt.checkpoint_every == 0)
                             or (end_of_epoch and ((epoch + 1) % self.opt.checkpoint_epochs == 0
@@ -314,8 +315,7 @@ class Trainer:
         metrics = self.monitor(encoder)
         encoder.train()
         self._log(log, writer, {"step": self.step, "epoch": epoch, **{f"monitor/{k}": v for k, v in metrics.items()}})
-        if metrics.get("best_metric", math.inf) < self.best:
-            self._check_finite()
+        if metrics.get("best_metric", math.inf) < self.best:  # weights checked finite by the caller
             self.best = metrics["best_metric"]
             write_atomic(self.state_dict(), self.ckpt_dir / "best.pt")
 

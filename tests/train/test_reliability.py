@@ -85,3 +85,18 @@ def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path)
         assert p.wait(timeout=300) == 0, p.stdout.read()
     _same(tmp_path / "one.pt", tmp_path / "two.pt")
     assert not (tmp_path / "two.pt").with_name("two.pt.rank1").exists()
+
+
+def test_ddp_non_finite_weights_at_the_monitor_stop_every_rank_with_the_reason(tmp_path):
+    """NaN weights found when rank 0 would write best.pt (no step checkpoint due that epoch) stop every rank
+    with the NaN/Inf message; before, rank 0 alone raised and the others failed on the next collective
+    (gloo: a connection error; NCCL: a hang until the 30-minute timeout)."""
+    port = str(_free_port())
+    procs = [_run(tmp_path / "run", "--epochs", 3, "--nan-after-step", 4, "--checkpoint-epochs", 3,
+                  env={"RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": port, "OMP_NUM_THREADS": "1"}) for r in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    for rank, (p, out) in enumerate(zip(procs, outs)):
+        assert p.returncode != 0, out
+        assert "encoder.fc.bias became NaN/Inf at step 4" in out, f"rank {rank}:\n{out}"
+    assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()

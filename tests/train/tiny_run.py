@@ -1,7 +1,10 @@
 """A tiny, fully deterministic pretraining run used by the trainer tests in subprocesses.
 
     python tests/train/tiny_run.py RUN_DIR --epochs 3 [--checkpoint-every 1] [--resume auto]
-        [--params OUT.pt] [--sleep 0.0]
+        [--params OUT.pt] [--sleep 0.0] [--nan-after-step N --checkpoint-epochs K]
+
+``--nan-after-step N`` puts NaN into a weight after step N (a finite loss up to then) and adds
+a monitor on rank 0 that reports a better ``best_metric`` every epoch.
 
 Under torchrun-style env vars (RANK, WORLD_SIZE, MASTER_ADDR/PORT) it trains with DDP (gloo).
 The encoder has no BatchNorm (SyncBatchNorm needs a GPU), and the view pipeline is the
@@ -50,22 +53,31 @@ class SlowMethod(ContrastiveMethod):
     """Sleeps after each step so a test can kill the process mid-run."""
 
     sleep = 0.0
+    nan_after_step = 0
 
     def on_step_end(self, step: int, total: int) -> None:
         time.sleep(self.sleep)
+        if step == self.nan_after_step:
+            with torch.no_grad():
+                self.encoder.fc.bias[0] = float("nan")
 
 
-def build(run_dir: str, epochs: int, checkpoint_every: int = 0, sleep: float = 0.0) -> Trainer:
+def build(run_dir: str, epochs: int, checkpoint_every: int = 0, sleep: float = 0.0, nan_after_step: int = 0,
+          checkpoint_epochs: int = 1) -> Trainer:
     torch.manual_seed(0)
     views = build_view_pipeline("none", 3, (8, 8, 8))
     method = SlowMethod(TinyEncoder(), YAwareLoss(temperature=0.5, sigma=5.0), views, proj_hidden_dim=16, proj_dim=8,
                         label_keys=["age"], continuous=True)
-    method.sleep = sleep
+    method.sleep, method.nan_after_step = sleep, nan_after_step
     method.projector = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 8))  # BN-free (see module doc)
     info, device = init_distributed(torch.device("cpu"))
     opts = TrainerOptions(epochs=epochs, batch_size=8, lr=1e-2, optimizer="sgd", progress=False, log_every=1,
-                          checkpoint_every=checkpoint_every, keep_checkpoints=3)
-    return Trainer(method, Items(), run_dir, opts, device, config={"encoder": "tiny"}, dist_info=info)
+                          checkpoint_every=checkpoint_every, keep_checkpoints=3, checkpoint_epochs=checkpoint_epochs,
+                          monitor_every=1 if nan_after_step else 0)
+    better_each_epoch = iter(range(100, 0, -1))
+    monitor = (lambda encoder: {"best_metric": float(next(better_each_epoch))}) if nan_after_step and info.is_main \
+        else None
+    return Trainer(method, Items(), run_dir, opts, device, config={"encoder": "tiny"}, dist_info=info, monitor=monitor)
 
 
 def main() -> None:
@@ -76,8 +88,10 @@ def main() -> None:
     ap.add_argument("--resume", default="")
     ap.add_argument("--params", default="")
     ap.add_argument("--sleep", type=float, default=0.0)
+    ap.add_argument("--nan-after-step", type=int, default=0)
+    ap.add_argument("--checkpoint-epochs", type=int, default=1)
     a = ap.parse_args()
-    t = build(a.run_dir, a.epochs, a.checkpoint_every, a.sleep)
+    t = build(a.run_dir, a.epochs, a.checkpoint_every, a.sleep, a.nan_after_step, a.checkpoint_epochs)
     t.resume(a.resume)
     summary = t.fit()
     if a.params and t.dist.is_main:
