@@ -223,9 +223,35 @@ def check_card(card: DataCard, root: str | Path | None = None, *, read_files: bo
             report.problems.append(problem)
         for kind, text in file_notes.items():
             notes.setdefault(kind, []).append(record.key if kind == "spacing" else f"{record.key}: {text}")
+    report.problems = _merge_shared_file_problems(report.problems)
     report.warnings += _note_warnings(notes)
     report.n_files_read = len(todo)
     return report
+
+
+def _merge_shared_file_problems(problems: list[Problem]) -> list[Problem]:
+    """One line per file for a reason shared by every record read from it (a corrupt MedMNIST
+    ``.npz`` holds thousands of records), naming the first record and how many more."""
+    groups: dict[tuple[str, str], list[Problem]] = {}
+    merged: list[Problem | tuple[str, str]] = []
+    for p in problems:
+        if p.kind != "file" or not p.path:
+            merged.append(p)
+            continue
+        key = (p.path, p.reason)
+        if key not in groups:
+            groups[key] = []
+            merged.append(key)
+        groups[key].append(p)
+    out = []
+    for item in merged:
+        if isinstance(item, Problem):
+            out.append(item)
+            continue
+        first, n = groups[item][0], len(groups[item])
+        out.append(first if n == 1 else
+                   Problem(f"{first.where} and {n - 1} more record(s) of that file", first.reason, first.path, "file"))
+    return out
 
 
 def _counter_line(counter: Counter, limit: int = 12) -> str:

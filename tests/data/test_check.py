@@ -191,3 +191,23 @@ def test_channel_count_is_checked_against_the_card(tmp_path):
         ("rgb", "image has 3 channel(s) but the card's preprocessing.channels is 1")]
     report = check_card(load_card(_card(tmp_path, files + "preprocessing: {channels: 3}")), root, progress=False)
     assert [Path(p.path).parent.name for p in report.problems] == ["gray"]
+
+
+def test_a_problem_of_a_whole_medmnist_split_is_one_line(tmp_path):
+    """A split whose images array is wrong (float, not uint8) fails every record of it for the same reason:
+    one problem naming the first record and the count, not one line per image."""
+    root = tmp_path / "data"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    arrays = {f"{s}_images": rng.integers(0, 255, (n, 6, 6), dtype=np.uint8) for s, n in
+              [("train", 7), ("val", 2), ("test", 3)]}
+    arrays["train_images"] = arrays["train_images"].astype(np.float32)
+    arrays.update({f"{s}_labels": np.zeros((len(arrays[f"{s}_images"]), 1), np.uint8) for s in ("train", "val", "test")})
+    np.savez(root / "set.npz", **arrays)
+    card = _card(tmp_path, "dimensionality: 2\nformat: medmnist\nnpz: set.npz\npreprocessing: {normalise: none}\n"
+                           "splits: {train: [train], val: [val], test: [test]}")
+    report = check_card(load_card(card), root, progress=False)
+    assert report.n_files_read == 12
+    assert [str(p) for p in report.problems] == [
+        f"{root / 'set.npz'}::train[0] and 6 more record(s) of that file: 'train_images' has dtype float32; MedMNIST "
+        "images are uint8"]
