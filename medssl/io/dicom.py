@@ -135,6 +135,11 @@ def decode_pixels(ds: pydicom.Dataset, path: str | Path) -> np.ndarray:
         with scrubbed_warnings(lambda: phi_values(ds)):
             return ds.pixel_array
     except Exception as e:  # noqa: BLE001
+        if ts is not None and ts.is_compressed and "does not support" in str(e):  # e.g. Pillow and 12-bit JPEG
+            plugins = ", ".join(get_decoder(ts).available_plugins)
+            raise MissingDecoderError(path, f"the installed decoder(s) ({plugins}) cannot read this {where} file "
+                                            f"({ds.get('BitsStored', '?')} bits stored); install the DICOM codecs "
+                                            f"with: {CODECS_HINT}") from None
         hint = f"; more decoders: {CODECS_HINT}" if ts and ts.is_compressed else "; the file is corrupt or truncated"
         raise BadFileError(path, f"cannot decode pixel data with {where} ({safe_reason(e, ds)}){hint}") from None
 

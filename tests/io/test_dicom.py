@@ -7,7 +7,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 from pydicom.pixels import get_decoder
-from pydicom.uid import JPEGLSLossless
+from pydicom.uid import JPEGExtended12Bit, JPEGLSLossless
 
 from medssl.io import BadFileError, MissingDecoderError, read_dicom, read_dicom_series, read_image
 from medssl.io.dicom_series import LPS_TO_RAS
@@ -103,6 +103,17 @@ def test_jpeg_ls_decodes_or_names_syntax_and_extra(pydicom_file):
     msg = str(err.value)
     assert str(path) in msg and "JPEG-LS Lossless Image Compression" in msg and "1.2.840.10008.1.2.4.80" in msg
     assert 'pip install "medssl[dicom-codecs]"' in msg
+
+
+def test_12_bit_jpeg_with_only_pillow_is_a_missing_decoder(pydicom_file):
+    """Pillow is installed (the decoder counts as available) but cannot read 12-bit JPEG Extended: the
+    error is MissingDecoderError with the codecs hint, not "corrupt or truncated"."""
+    path = pydicom_file("JPEG-lossy.dcm")
+    if get_decoder(JPEGExtended12Bit).available_plugins != ("pillow",):
+        pytest.skip("a 12-bit JPEG decoder (pylibjpeg or gdcm) is installed, so the file decodes")
+    with pytest.raises(MissingDecoderError, match=r"decoder\(s\) \(pillow\) cannot read .*JPEG Extended.*12 bits "
+                                                  r"stored.*medssl\[dicom-codecs\]"):
+        read_dicom(path)
 
 
 def test_simulated_missing_plugin(pydicom_file, monkeypatch):
