@@ -10,7 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+#: A quoted span: the opening quote starts a word (or follows a one-letter b/u/r repr prefix, ``b'…'``), the
+#: closing one ends it, and the span may hold apostrophes (``'O'Brien^J'``); an apostrophe inside a word
+#: (``can't``) opens nothing.
+_QUOTED = re.compile(r"""(?:(?<!\w)|(?<=\b[bBuUrR]))(?:'[\s\S]*?'|"[\s\S]*?")(?!\w)""")
+#: A quote left after that which is not an apostrophe inside a word: everything from it on is redacted.
+_STRAY_QUOTE = re.compile(r"""(?:(?<!\w)['"]|['"](?!\w))[\s\S]*""")
 
 
 class BadFileError(ValueError):
@@ -101,7 +106,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     Library messages quote offending values (``invalid literal for int(): 'Smith^J'``); a
     header value that reaches a message this way must not leak, so quotes go first.
     """
-    text = _QUOTED.sub("<redacted>", text)
+    text = _STRAY_QUOTE.sub("<redacted>", _QUOTED.sub("<redacted>", text))
     for secret in sorted(set(secrets), key=len, reverse=True):
         text = text.replace(secret, "<redacted>")
     return text[:300]

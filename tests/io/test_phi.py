@@ -136,3 +136,18 @@ def test_volume_rejects_unsafe_metadata():
 
     with pytest.raises(ValueError, match="not in the safe whitelist"):
         Volume(np.zeros((1, 2, 2)), np.eye(3), {"patient_name": "x"})
+
+
+@pytest.mark.parametrize("message, expected", [
+    ("can't read 'Qzxvbn^W'", "can't read <redacted>"),  # the apostrophe of can't opens no quote (was garbled)
+    ("the file's header isn't valid", "the file's header isn't valid"),
+    ("invalid literal for int(): 'O'Qzxv^W'", "invalid literal for int(): <redacted>"),  # apostrophe inside a value
+    ("got b'Qzxvbn^W' and u'PID-1'", "got b<redacted> and u<redacted>"),
+    ('value "Qzxvbn^W" is bad', "value <redacted> is bad"),
+    ("cut short 'Qzxvbn^W", "cut short <redacted>"),  # no closing quote: the rest goes
+    ("'Qzxvbn'W more", "<redacted>"),  # a closing quote inside a word closes nothing: the rest goes
+])
+def test_quoted_values_are_redacted_and_apostrophes_kept(message, expected):
+    from medssl.io.errors import redact
+
+    assert redact(message) == expected
