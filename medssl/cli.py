@@ -128,7 +128,8 @@ def _cmd_data_prepare(a: argparse.Namespace) -> int:
     c = res.cache
     n, shape = len(res.records), "×".join(map(str, c.images.shape[1:]))
     print(f"cache {c.cache_dir}: {n} scans of {shape} float16 ({c.images.nbytes / 2**20:.1f} MiB); "
-          f"{c.n_built} preprocessed now, {int(c.valid.sum()) - c.n_built} already cached, {len(c.skipped)} skipped")
+          f"{c.n_built} preprocessed now, {int(c.valid.sum()) - c.n_built} already cached"
+          f"{f' ({c.n_reused} copied from the previous cache)' if c.n_reused else ''}, {len(c.skipped)} skipped")
     for s in c.skipped:
         print(f"  skipped {s['path']}: {s['reason']}")
     if not c.valid.any():

@@ -13,11 +13,13 @@ DataLoader workers and DDP ranks on one node do not copy the array into their ow
 Building is idempotent and resumable: progress (``done.npy``, ``index.json``) is saved
 atomically every ``checkpoint_every`` scans and when the build stops on an exception or
 Ctrl-C; rows are written into the shared file mapping before they are marked done, so
-even a killed build (SIGKILL) resumes from its last checkpoint. A change of the
-preprocessing settings or of any source changes the fingerprint and rebuilds from scratch.
-A source is every file a scan is read from (:func:`~medssl.data.sources.source_signature`: path,
-size and mtime of each): every file of a DICOM series folder (recursively, hidden files aside), a
-``.mhd`` / ``.nhdr`` header and its data file(s), or the scan's file.
+even a killed build (SIGKILL) resumes from its last checkpoint. A source is every file a scan
+is read from (:func:`~medssl.data.sources.source_signature`: path, size and mtime of each):
+every file of a DICOM series folder (recursively, hidden files aside), a ``.mhd`` / ``.nhdr``
+header and its data file(s), or the scan's file. ``index.json`` keeps each row's source
+signature, so when scans are added, removed, reordered or changed the rows whose scan and
+sources are unchanged are copied from the previous cache and only the others are
+preprocessed; a change of the preprocessing settings (or output shape) rebuilds every row.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class CacheResult:
     valid: np.ndarray  #: (N,) bool; False for skipped bad files
     skipped: list[dict]  #: [{"path", "reason"}] for every file skipped
     n_built: int = 0  #: scans preprocessed by this call (0 when everything was cached)
+    n_reused: int = 0  #: rows copied from a previous cache of other scans (same settings, unchanged sources)
     cache_dir: Path = field(default_factory=Path)
 
 
@@ -64,16 +67,22 @@ def _item_file(item: Any) -> str:
     return item if isinstance(item, str) else item.path
 
 
-def cache_fingerprint(items: Sequence[Any], settings: str) -> str:
-    """Hash of the preprocessing settings and every source (key, :func:`~medssl.data.sources.source_signature`:
-    size and mtime of every file the item is read from)."""
-    h = hashlib.sha256(settings.encode())
+def row_sources(items: Sequence[Any]) -> list[str]:
+    """:func:`~medssl.data.sources.source_signature` of each item's file (each file signed once)."""
     stats: dict[str, str] = {}
     for it in items:
         f = _item_file(it)
         if f not in stats:
             stats[f] = source_signature(f)
-        h.update(f"{item_key(it)}|{stats[f]}\n".encode())
+    return [stats[_item_file(it)] for it in items]
+
+
+def cache_fingerprint(items: Sequence[Any], settings: str, sources: Sequence[str] | None = None) -> str:
+    """Hash of the preprocessing settings and every source (key, :func:`row_sources`: size and mtime of
+    every file the item is read from). ``sources``: the items' :func:`row_sources`, if already known."""
+    h = hashlib.sha256(settings.encode())
+    for it, sig in zip(items, row_sources(items) if sources is None else sources, strict=True):
+        h.update(f"{item_key(it)}|{sig}\n".encode())
     return h.hexdigest()[:20]
 
 
@@ -192,16 +201,22 @@ SKIP_HINT = ("fix or remove the file, or leave bad files out and list them: data
 
 
 def _build(items, load, out_shape, cache_dir, settings, on_bad_file, progress, workers, checkpoint_every) -> CacheResult:
-    keys = [item_key(it) for it in items]
-    fp = cache_fingerprint(items, settings)
+    keys, sources = [item_key(it) for it in items], row_sources(items)
+    fp = cache_fingerprint(items, settings, sources)
     index_path, img_path, done_path = cache_dir / "index.json", cache_dir / "images.npy", cache_dir / "done.npy"
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
     fresh = index.get("fingerprint") != fp or not img_path.exists() or not done_path.exists()
+    n_reused = 0
     if fresh:
-        img_path.unlink(missing_ok=True)  # a reader still mapping the old file keeps its (unlinked) copy
-        images = np.lib.format.open_memmap(img_path, mode="w+", dtype=np.float16, shape=(len(items), *out_shape))
-        done = np.zeros(len(items), dtype=bool)
-        index = {"fingerprint": fp, "shape": list(out_shape), "settings": settings, "paths": keys, "skipped": []}
+        reuse = _reusable_rows(index, keys, sources, settings, out_shape, img_path, done_path)
+        images, done = _new_rows(cache_dir / ".next-images.npy", (len(items), *out_shape), img_path, reuse, progress)
+        n_reused = len(reuse)
+        # from here on the old rows are gone: mark the index stale first, so a kill before the new index is
+        # written rebuilds instead of pairing the new images with the old done.npy
+        _atomic_write(index_path, lambda p: p.write_text(json.dumps({"fingerprint": ""})))
+        os.replace(cache_dir / ".next-images.npy", img_path)  # a reader still mapping the old file keeps it
+        index = {"fingerprint": fp, "shape": list(out_shape), "settings": settings, "paths": keys,
+                 "sources": sources, "skipped": []}
         _atomic_write(done_path, lambda p: np.save(p, done))
         _atomic_write(index_path, lambda p: p.write_text(json.dumps(index)))
     else:
@@ -242,4 +257,34 @@ def _build(items, load, out_shape, cache_dir, settings, on_bad_file, progress, w
         checkpoint()
         images = None  # drop the writable memmap before reopening the file read-only
     return CacheResult(images=np.load(img_path, mmap_mode="r"), valid=done.copy(), skipped=skipped, n_built=n_built,
-                       cache_dir=cache_dir)
+                       n_reused=n_reused, cache_dir=cache_dir)
+
+
+def _reusable_rows(index: dict, keys: list[str], sources: list[str], settings: str, out_shape: tuple[int, ...],
+                   img_path: Path, done_path: Path) -> dict[int, int]:
+    """``{new row: old row}`` for the scans the previous cache (``index``) holds, built with the same
+    settings and shape from sources with the same signature; empty when nothing can be reused."""
+    old_keys, old_sources = index.get("paths") or [], index.get("sources") or []
+    if (index.get("settings") != settings or index.get("shape") != list(out_shape) or not old_keys
+            or len(old_sources) != len(old_keys) or not img_path.exists() or not done_path.exists()):
+        return {}
+    old_done = np.load(done_path)
+    if len(old_done) != len(old_keys):
+        return {}
+    old = {(k, s): j for j, (k, s) in enumerate(zip(old_keys, old_sources)) if old_done[j]}
+    return {i: old[ks] for i, ks in enumerate(zip(keys, sources)) if ks in old}
+
+
+def _new_rows(path: Path, shape: tuple[int, ...], old_path: Path, reuse: dict[int, int],
+              progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A new images file at ``path`` (zeros) with the ``reuse`` rows copied from ``old_path``; ``(images, done)``."""
+    images = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=shape)
+    done = np.zeros(shape[0], dtype=bool)
+    if reuse:
+        old = np.load(old_path, mmap_mode="r")
+        for i, j in tqdm(reuse.items(), desc="reuse cached", unit="scan", disable=not progress):
+            images[i] = old[j]
+            done[i] = True
+        images.flush()
+        del old
+    return images, done

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -49,7 +50,8 @@ def test_second_build_reuses_and_settings_or_files_invalidate(tmp_path):
     np.save(paths[2], np.full((1, 4, 4), 7, dtype=np.float32))
     os.utime(paths[2], ns=(time.time_ns(), time.time_ns() + 10**9))
     res = build_cache(paths, load, (1, 4, 4), tmp_path / "c", settings="b", progress=False)
-    assert len(calls) == 15 and float(res.images[2].mean()) == 7  # a changed source file → rebuilt
+    assert len(calls) == 11 and float(res.images[2].mean()) == 7  # only the changed source is decoded again
+    assert (res.n_built, res.n_reused) == (1, 4)
 
 
 def test_items_with_keys_share_a_file(tmp_path):
@@ -157,3 +159,38 @@ def test_wrong_shape_from_the_loader_is_an_error(tmp_path):
     paths = _files(tmp_path, 2)
     with pytest.raises(ValueError, match=r"returned shape \(1, 4, 4\).*expects \(1, 5, 5\)"):
         build_cache(paths, np.load, (1, 5, 5), tmp_path / "c", settings="a", progress=False)
+
+
+def test_added_removed_and_reordered_scans_reuse_the_unchanged_rows(tmp_path):
+    paths = _files(tmp_path, 6)
+    calls = []
+    load = lambda p: calls.append(p) or np.load(p)  # noqa: E731
+    build_cache(paths[:5], load, (1, 4, 4), tmp_path / "c", settings="a", progress=False)
+    calls.clear()
+    now = [paths[4], paths[5], paths[0], paths[2]]  # 1 and 3 removed, 5 added, the order changed
+    res = build_cache(now, load, (1, 4, 4), tmp_path / "c", settings="a", progress=False)
+    assert calls == [paths[5]] and (res.n_built, res.n_reused) == (1, 3) and res.valid.all()
+    fresh = build_cache(now, np.load, (1, 4, 4), tmp_path / "fresh", settings="a", progress=False)
+    np.testing.assert_array_equal(res.images, fresh.images)
+    assert json.loads((tmp_path / "c" / "index.json").read_text())["paths"] == now
+
+
+def test_a_kill_while_the_new_rows_replace_the_old_rebuilds_everything(tmp_path, monkeypatch):
+    """The index is marked stale before images.npy is replaced: a kill between the two never pairs the new
+    images with the old done.npy; the next build starts over and is correct."""
+    paths = _files(tmp_path, 4)
+    build_cache(paths, np.load, (1, 4, 4), tmp_path / "c", settings="a", progress=False)
+    real_replace = os.replace
+
+    def killed(src, dst):
+        if Path(dst).name == "images.npy":
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr("medssl.data.cache.os.replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        build_cache(paths[::-1], np.load, (1, 4, 4), tmp_path / "c", settings="a", progress=False)
+    monkeypatch.undo()
+    res = build_cache(paths[::-1], np.load, (1, 4, 4), tmp_path / "c", settings="a", progress=False)
+    assert (res.n_built, res.n_reused) == (4, 0)
+    np.testing.assert_array_equal(res.images, np.stack([np.load(p) for p in paths[::-1]]).astype(np.float16))

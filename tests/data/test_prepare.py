@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 
 import nibabel as nib
@@ -42,6 +43,10 @@ def test_cli_prepare_then_a_run_reuses_the_cache(cohort_copy, tmp_path, capsys):
     assert "40 preprocessed now, 0 already cached, 0 skipped" in capsys.readouterr().out
     assert main(args) == 0
     assert "0 preprocessed now, 40 already cached" in capsys.readouterr().out
+    scan = next(cohort_copy.glob("sub-*/anat/*_T1w.nii.gz"))
+    os.utime(scan, ns=(scan.stat().st_atime_ns, scan.stat().st_mtime_ns + 5 * 10**9))  # one scan touched
+    assert main(args) == 0
+    assert "1 preprocessed now, 39 already cached (39 copied from the previous cache)" in capsys.readouterr().out
     images = tmp_path / "c" / "images.npy"
     stamp = images.stat().st_mtime_ns, (tmp_path / "c" / "index.json").read_text()
     from medssl.api import prepare_data
