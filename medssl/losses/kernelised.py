@@ -41,6 +41,13 @@ class _KernelLoss(ContrastiveLoss):
             return views_positive(n, n_views, logits.device, logits.dtype)
         if labels.dim() == 1 and isinstance(self.sigma, tuple) and len(self.sigma) != 1:
             raise ValueError(f"{type(self).__name__}: sigma has {len(self.sigma)} values but labels are (N,)")
+        finite = torch.isfinite(labels) if labels.dim() == 1 else torch.isfinite(labels).all(dim=1)
+        if not bool(finite.all()):  # a NaN weight empties every row: the loss would be a silent 0
+            rows = torch.nonzero(~finite).flatten().tolist()
+            raise ValueError(
+                f"{type(self).__name__}: metadata (labels) has non-finite values (NaN = missing) in rows {rows[:10]} "
+                "of the batch (of the gathered global batch under DDP); drop those samples or impute their values"
+            )
         metadata = tile_labels(labels.to(logits.dtype), n_views)
         return kernel_weights(metadata, self.sigma, self.kernel)
 

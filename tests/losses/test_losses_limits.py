@@ -188,3 +188,16 @@ def test_helpful_errors():
         L.EpsSupConLoss(epsilon=math.inf)
     with pytest.raises(ValueError, match="bias_labels must be given"):
         L.FairKLLoss()(features, classes, None)
+
+
+@pytest.mark.parametrize("name", ["yaware", "threshold", "exp"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_metadata_is_an_error_not_a_silent_zero(name, bad):
+    # A NaN age made every kernel row sum NaN, so every anchor "had no positive": loss 0, gradient 0.
+    features, ages, _ = inputs(11, n=8)
+    ages[2] = bad
+    with pytest.raises(ValueError, match=r"non-finite.*rows \[2\]"):
+        make(name)(features, ages)
+    multi = torch.stack([torch.arange(8.0), ages], dim=1)  # (N, K) metadata: the bad column is named by row too
+    with pytest.raises(ValueError, match=r"non-finite.*rows \[2\]"):
+        make(name, sigma=(1.0, 5.0))(features, multi)
