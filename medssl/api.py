@@ -115,23 +115,34 @@ def build_method(cfg: RunConfig) -> torch.nn.Module:
 
 
 def _pretrain_indices(cfg: RunConfig, data: PreparedData, run_dir: Path) -> list[int]:
-    """Training records usable by the method; scans lacking required metadata are listed, not hidden."""
-    if METHODS.get(cfg.method.name).uses != "metadata":
+    """Training records usable by the method; scans lacking required metadata are listed, not hidden.
+
+    Required: ``method.metadata`` (kernel methods), ``method.label_column`` (class labels) and
+    ``method.bias_column`` (FairKL); a missing class or bias code (-1) would act as one more class.
+    """
+    m, method = cfg.method, METHODS.get(cfg.method.name)
+    sources = {f"method.metadata={m.metadata}": list(m.metadata)} if method.uses == "metadata" else {}
+    if method.uses == "class" and m.label_column:
+        sources[f"method.label_column={m.label_column!r}"] = [m.label_column]
+    if method.default_loss and m.fairkl_weight > 0:
+        sources[f"method.bias_column={m.bias_column!r} (fairkl_weight > 0)"] = [m.bias_column]
+    need = sorted({k for keys in sources.values() for k in keys})
+    if not need:
         return data.train
     keep, dropped = [], []
     for i in data.train:
         r = data.records[i]
-        missing = [k for k in cfg.method.metadata if k == "age" and math.isnan(r.age) or k != "age" and not getattr(r, k)]
+        missing = [k for k in need if k == "age" and math.isnan(r.age) or k != "age" and not getattr(r, k)]
         (dropped if missing else keep).append(i)
     if dropped:
         path = run_dir / "excluded_from_pretraining.tsv"
-        path.write_text("path\treason\n" + "".join(f"{data.records[i].path}\tmissing {cfg.method.metadata}\n" for i in dropped))
-        print(f"{len(dropped)} training scan(s) lack {cfg.method.metadata} and are not used for pretraining; see {path}")
+        path.write_text("path\treason\n" + "".join(f"{data.records[i].path}\tmissing {need}\n" for i in dropped))
+        print(f"{len(dropped)} training scan(s) lack {need} and are not used for pretraining; see {path}")
     if not keep:
-        raise ConfigError(f"method.name={cfg.method.name} learns from method.metadata={cfg.method.metadata}, but none of "
-                          f"the {len(dropped)} training scans of data card {cfg.data.card!r} has it (listed in "
-                          "excluded_from_pretraining.tsv); use a card whose table has that column, or a label-free "
-                          "method such as simclr")
+        raise ConfigError(f"method.name={m.name} learns from {' and '.join(sources)}, but none of the {len(dropped)} "
+                          f"training scans of data card {cfg.data.card!r} has it (listed in excluded_from_pretraining"
+                          ".tsv); use a card with that column, method.fairkl_weight=0, or a label-free method such as "
+                          "simclr")
     return keep
 
 

@@ -48,3 +48,29 @@ def test_separate_passes_normalise_each_view_on_its_own():
 def test_unknown_views_per_pass_is_refused():
     with pytest.raises(ValueError, match="views_per_pass"):
         _method("both")
+
+
+def _supervised_method(fairkl_weight=0.0):
+    from medssl.losses import EpsSupInfoNCELoss, FairKLLoss  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    views = build_view_pipeline("none", 3, (8, 8, 8))
+    return ContrastiveMethod(BatchNormEncoder(), EpsSupInfoNCELoss(), views, proj_hidden_dim=12, proj_dim=4,
+                             label_keys=["label"], fairkl=FairKLLoss(), fairkl_weight=fairkl_weight)
+
+
+def _batch(label, site):
+    return {"image": torch.randn(4, 1, 8, 8, 8, generator=torch.Generator().manual_seed(2)),
+            "label": torch.tensor(label), "site": torch.tensor(site)}
+
+
+def test_missing_class_or_bias_codes_are_refused_not_merged_into_one_class():
+    # MetadataCoder codes a missing label/site as -1; used as a class, every unlabelled scan became a positive
+    # of every other one (and, for FairKL, one more "site").
+    g = torch.Generator().manual_seed(3)
+    out = _supervised_method(1.0).training_step(_batch([0, 1, 0, 1], [0, 0, 1, 1]), g)
+    assert torch.isfinite(out.loss) and "fairkl" in out.logs
+    with pytest.raises(ValueError, match="class labels 'label' are missing"):
+        _supervised_method().training_step(_batch([0, -1, -1, 1], [0, 0, 1, 1]), g)
+    with pytest.raises(ValueError, match="FairKL bias labels 'site' are missing"):
+        _supervised_method(1.0).training_step(_batch([0, 1, 0, 1], [0, -1, 1, 1]), g)
