@@ -6,6 +6,8 @@ Subclasses only say which pairs attract (``positive_weights``) and how the core 
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -80,10 +82,11 @@ class ContrastiveLoss(nn.Module):
 
     def __init__(self, temperature: float, base_temperature: float | None = None, gather_distributed: bool = True):
         super().__init__()
-        if not temperature > 0:
-            raise ValueError(f"{type(self).__name__}: temperature must be > 0, got {temperature}")
-        if base_temperature is not None and not base_temperature > 0:
-            raise ValueError(f"{type(self).__name__}: base_temperature must be > 0 or None, got {base_temperature}")
+        if not 0 < temperature < math.inf:  # T = inf: constant logits, zero gradient (a silent no-op)
+            raise ValueError(f"{type(self).__name__}: temperature must be > 0 and finite, got {temperature}")
+        if base_temperature is not None and not 0 < base_temperature < math.inf:
+            raise ValueError(f"{type(self).__name__}: base_temperature must be > 0 and finite, or None, "
+                             f"got {base_temperature}")
         self.temperature = float(temperature)
         self.base_temperature = base_temperature
         self.gather_distributed = gather_distributed

@@ -21,6 +21,8 @@ with a weight, to a contrastive loss.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -70,8 +72,8 @@ class FairKLLoss(nn.Module):
         gather_distributed: bool = True,
     ):
         super().__init__()
-        if not temperature > 0:
-            raise ValueError(f"FairKLLoss: temperature must be > 0, got {temperature}")
+        if not 0 < temperature < math.inf:  # T = inf: constant similarities, zero gradient
+            raise ValueError(f"FairKLLoss: temperature must be > 0 and finite, got {temperature}")
         if std_over not in ("group", "matrix"):
             raise ValueError(f"FairKLLoss: std_over must be 'group' or 'matrix', got {std_over!r}")
         self.temperature, self.kld = float(temperature), float(kld)

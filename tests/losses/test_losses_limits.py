@@ -182,6 +182,12 @@ def test_helpful_errors():
         L.YAwareLoss(sigma=0.0)
     with pytest.raises(ValueError, match="temperature must be > 0"):
         L.ThresholdLoss(temperature=0.0)
+    # T = inf made every logit 0: a constant loss with zero gradient, silently.
+    for bad in ({"temperature": math.inf}, {"base_temperature": math.inf}):
+        with pytest.raises(ValueError, match="temperature must be > 0 and finite"):
+            L.NTXentLoss(**bad)
+    with pytest.raises(ValueError, match="temperature must be > 0 and finite"):
+        L.FairKLLoss(temperature=math.inf)
     with pytest.raises(ValueError, match="form must be"):
         L.EpsSupInfoNCELoss(form="middle")
     with pytest.raises(ValueError, match="epsilon"):
