@@ -251,9 +251,10 @@ def mae_crop(b: Budget) -> tuple[int, int, int]:
 
 
 def pretrain(name: str, data: dict, rows: np.ndarray, b: Budget, seed: int, run_dir: Path, device: str,
-             resume: bool = False) -> dict:
+             resume: bool = False, finished_only: bool = False) -> dict:
     """One pretraining run on scans ``rows``: returns the encoder (for evaluation) and the trainer summary.
-    ``resume``: continue from the latest checkpoint in ``run_dir`` (a finished run: its weights, no step)."""
+    ``resume``: continue from the latest checkpoint in ``run_dir`` (a finished run: its weights, no step);
+    ``finished_only``: load a finished run of this budget or stop, never train (:func:`seed_runs.fit_resumable`)."""
     crop = (b.crop,) * 3
     epochs = b.ssl_epochs
     if name in ("simclr", "yaware"):
@@ -281,7 +282,7 @@ def pretrain(name: str, data: dict, rows: np.ndarray, b: Budget, seed: int, run_
                           weight_decay=0.05 if name == "mae" else 1e-4, warmup_epochs=max(1.0, epochs / 20),
                           keep_checkpoints=1, checkpoint_epochs=epochs, seed=seed, progress=False,
                           log_every=50)
-    summary = fit_resumable(Trainer(method, dataset, run_dir, opts, torch.device(device)), resume)
+    summary = fit_resumable(Trainer(method, dataset, run_dir, opts, torch.device(device)), resume, finished_only)
     enc = MinMaxInput(method.encoder) if name == "genesis" else method.encoder
     return {"encoder": enc, "summary": {k: v for k, v in summary.items() if isinstance(v, (int, float, str))}}
 

@@ -81,14 +81,15 @@ def embed(encoder: torch.nn.Module, x: torch.Tensor, batch: int = 16) -> np.ndar
 def fold0_encoders(data: dict, b, seed: int, run: Path | None, tr: np.ndarray) -> dict:
     """``{"random-init": …, "y-aware (fold 0)": …}``: the seed's random ResNet-18 and, with ``run``, the
     finished y-aware run of fold 0, trained on rows ``tr`` of the labelled scans (refused if its checkpoint
-    is missing, so nothing is trained here)."""
+    is missing or is not the finished run of budget ``b``, so nothing is trained here)."""
     encoders = {"random-init": bm.cnn(b, 10_000 + seed).eval()}
     if run is not None:
         folder = run / f"s{seed}" / f"seed{seed}_yaware_fold0"
         if not list((folder / "checkpoints").glob("*.pt")):
             raise SystemExit(f"--run {run}: no checkpoint in {folder}/checkpoints; run benchmarks/brain_age_ixi.py "
                              f"with --out {run}/s{seed} first")
-        enc = bm.pretrain("yaware", data, data["labelled"][tr], b, seed, folder, "cpu", resume=True)["encoder"]
+        enc = bm.pretrain("yaware", data, data["labelled"][tr], b, seed, folder, "cpu", resume=True,
+                          finished_only=True)["encoder"]
         encoders["y-aware (fold 0)"] = enc.eval()
     return encoders
 

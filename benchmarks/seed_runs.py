@@ -73,13 +73,19 @@ def merge_seeds(paths: list[str], same: tuple[str, ...] = ("budget",)) -> tuple[
     return sorted(per_seed, key=lambda s: s["seed"]), results
 
 
-def fit_resumable(trainer, resume: bool = False) -> dict:
+def fit_resumable(trainer, resume: bool = False, finished_only: bool = False) -> dict:
     """``trainer.fit()`` after resuming from the latest checkpoint in its run folder when ``resume``.
 
     A SIGTERM stop (the trainer saved a checkpoint) ends the whole benchmark with a message saying how
     to continue. A resumed run's summary gets ``resumed_at_step`` and the last logged ``final_loss``.
+    ``finished_only``: only load a finished run; a checkpoint at another step than this budget's total
+    (an interrupted run, or a budget that is not the run's) is refused before any step is trained.
     """
     resumed_at = trainer.step if resume and trainer.resume("auto") else None
+    if finished_only and resumed_at != trainer.total_steps:
+        at = "no checkpoint" if resumed_at is None else f"a checkpoint at step {resumed_at}"
+        raise SystemExit(f"{trainer.run_dir}: {at}, not a finished run of {trainer.total_steps} steps at this "
+                         f"budget; pass the run's own budget (--set), or finish the run first; nothing was trained")
     summary = trainer.fit()
     if summary["stopped_early"]:
         raise SystemExit(f"stopped by SIGTERM during pretraining (checkpoint in {trainer.run_dir}; rerun with --resume)")

@@ -36,3 +36,27 @@ def test_quick_run_the_copy_changes_nothing_and_every_perturbation_is_measured(t
     with pytest.raises(SystemExit, match="no checkpoint"):
         bench.main(["--quick", "--data-root", str(SHARED / "data"), "--out", str(tmp_path / "s"),
                     "--run", str(tmp_path / "nothing")])
+
+
+def test_run_encoder_is_loaded_never_trained_and_reproduces_the_benchmarks_fold0_probe(tmp_path):
+    """--run loads the benchmark's finished fold-0 y-aware encoder: its unperturbed probe gives the benchmark's
+    fold-0 MAE, and a budget that is not the run's is refused without touching the run's folder."""
+    shared_path("data", "ixi_t1_hh_2mm", "participants.tsv")
+    data = ["--data-root", str(SHARED / "data"), "--cache", str(tmp_path / "cache")]
+    run = load_benchmark("brain_age_ixi").main(["--quick", "--threads", "2", "--out", str(tmp_path / "run" / "s0"),
+                                                 "--figure", str(tmp_path / "f.png"), *data,
+                                                 "--set", "methods=yaware", "scratch=false", "finetune=false"])
+    seed = run["per_seed"][0]
+    index = {s: i for i, s in enumerate(seed["subjects"])}
+    te = [index[s] for s in seed["folds"][0]["test_subjects"]]
+    fold0_mae = np.abs(np.array(seed["pred"]["yaware_probe"])[te] - np.array(seed["age"])[te]).mean()
+    folder = tmp_path / "run" / "s0" / "seed0_yaware_fold0"
+    before = {p.name: p.read_bytes() for p in [folder / "metrics.jsonl", *(folder / "checkpoints").glob("*.pt")]}
+    bench = load_benchmark("brain_age_sensitivity")
+    common = ["--quick", "--threads", "2", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "s"), *data]
+    res = bench.main([*common, "--set", "methods=yaware"])
+    assert res["per_seed"][0]["probe_test_mae_y"]["y-aware (fold 0)"] == pytest.approx(fold0_mae, abs=2e-3)
+    with pytest.raises(SystemExit, match="not a finished run of"):  # 3 epochs: the run did 1; never train it on
+        bench.main([*common, "--set", "methods=yaware", "ssl_epochs=3"])
+    after = {p.name: p.read_bytes() for p in [folder / "metrics.jsonl", *(folder / "checkpoints").glob("*.pt")]}
+    assert after == before
