@@ -63,16 +63,22 @@ def parse_variant(text: str) -> tuple[str, str]:
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """Mean ± sd (ddof=1 when n > 1) per label, in first-seen order."""
+    """(mean, sample sd with ddof=1) per label, in first-seen order; sd is None for one run (no fake ± 0)."""
     out = []
     for label in dict.fromkeys(r["label"] for r in rows):
         sel = [r for r in rows if r["label"] == label]
         agg = {"label": label, "n": len(sel)}
         for key in ("age_mae", "site_bacc", "random_age_mae", "random_site_bacc"):
             v = np.array([r[key] for r in sel])
-            agg[key] = (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0)
+            agg[key] = (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else None)
         out.append(agg)
     return out
+
+
+def _mean_sd(pair: tuple, width: int, digits: int) -> str:
+    """``mean ± sd`` of a :func:`summarise` pair; the mean alone when there is no sd (one run)."""
+    mean, sd = pair
+    return f"{mean:{width}.{digits}f}" + ("" if sd is None else f" ± {sd:.{digits}f}")
 
 
 def plot(summary: list[dict], path: Path) -> None:
@@ -82,7 +88,7 @@ def plot(summary: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for ax, key, title in ((axes[0], "age_mae", "age MAE (years) ↓"), (axes[1], "site_bacc", "site balanced accuracy ↓")):
         means = [s[key][0] for s in summary] + [summary[0]["random_" + key][0]]
-        sds = [s[key][1] for s in summary] + [summary[0]["random_" + key][1]]
+        sds = [s[key][1] or 0.0 for s in summary] + [summary[0]["random_" + key][1] or 0.0]
         ax.barh(labels, means, xerr=sds, color=["C0"] * len(summary) + ["C7"])
         ax.set_title(title)
         ax.invert_yaxis()
@@ -119,10 +125,9 @@ def main() -> None:
     print(f"\ncohort seed {a.cohort_seed}, {a.subjects} subjects, training seeds {a.seeds}; common: {' '.join(common) or '-'}")
     print(f"{'variant':34s} {'age MAE (y)':>16s} {'site BAcc':>16s}")
     for s in summary:
-        print(f"{s['label'][:34]:34s} {s['age_mae'][0]:8.2f} ± {s['age_mae'][1]:4.2f} {s['site_bacc'][0]:9.3f} ± {s['site_bacc'][1]:.3f}")
+        print(f"{s['label'][:34]:34s} {_mean_sd(s['age_mae'], 8, 2)} {_mean_sd(s['site_bacc'], 9, 3)}")
     r = summary[0]
-    print(f"{'random init (same encoder)':34s} {r['random_age_mae'][0]:8.2f} ± {r['random_age_mae'][1]:4.2f} "
-          f"{r['random_site_bacc'][0]:9.3f} ± {r['random_site_bacc'][1]:.3f}")
+    print(f"{'random init (same encoder)':34s} {_mean_sd(r['random_age_mae'], 8, 2)} {_mean_sd(r['random_site_bacc'], 9, 3)}")
     (out / "sweep.json").write_text(json.dumps({"rows": rows, "summary": summary}, indent=2))
     plot(summary, out / "sweep.png")
 
