@@ -489,6 +489,9 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(a.threads)
     b = apply_set(replace(DEFAULTS[a.dataset], **(QUICK[a.dataset] if a.quick else {})), a.set)
     method_names(b)  # fail on a typo before loading data
+    if 1.0 not in b.fractions or not all(0 < f <= 1 for f in b.fractions):  # the table and figure are at 100 %
+        raise SystemExit(f"--set fractions={','.join(map(str, b.fractions))}: label fractions must lie in (0, 1] and "
+                         "include 1.0 (the table's 100 % row), e.g. fractions=0.1,1.0")
     try:
         FinetuneOptions(head_init=b.ft_head_init)
     except ValueError as e:

@@ -137,3 +137,13 @@ def test_rows_follow_the_methods_run():
     assert bench.method_names(bench.Budget(methods="simclr, mae")) == ("simclr", "mae")
     with pytest.raises(SystemExit, match="expected simclr, mae"):
         bench.method_names(bench.Budget(methods="simclr,byol"))
+
+
+@pytest.mark.parametrize("fractions", ["0.1", "0.1,1.5"])
+def test_fractions_without_the_full_training_set_are_refused_before_any_work(tmp_path, fractions):
+    """The table is read at 100 % labels: a run without 1.0 (or with a fraction outside (0, 1]) stops at once
+    with the fix in the message, instead of training every seed and then losing the result."""
+    with pytest.raises(SystemExit, match=f"fractions={fractions}: .*include 1.0"):
+        _bench().main(["--dataset", "pneumonia", "--quick", "--seeds", "0", "--data-root", str(_data_root()),
+                       "--out", str(tmp_path / "run"), "--set", f"fractions={fractions}"])
+    assert not list((tmp_path / "run").glob("*_seed0"))  # nothing was pretrained
