@@ -205,3 +205,15 @@ def test_pca_map_axes_state_their_share_of_the_variance(tmp_path):
     share = res["maps"]["pretrained"]["explained"]
     assert (f"variance on PC1 / PC2: pretrained {100 * share[0]:.0f} % / {100 * share[1]:.0f} %."
             in (tmp_path / "report.md").read_text())
+
+
+def test_a_metrics_log_torn_by_a_kill_still_gives_the_report_its_training_curve(tmp_path):
+    """A pretraining killed during an append leaves half a JSON row at the end of metrics.jsonl
+    (the trainer drops it on resume); evaluating that run's last checkpoint must not crash on it."""
+    rows = [json.dumps({"step": s, "loss": 5.0 - s}) for s in (1, 2, 3)]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(rows) + '\n{"step": 4, "lo')
+    r = _results(5.0)
+    r["info"]["run directory"] = str(tmp_path)
+    write_report(tmp_path / "out", r)
+    assert (tmp_path / "out" / "training_curve.png").is_file()
+    assert "![curves](training_curve.png)" in (tmp_path / "out" / "report.md").read_text()
