@@ -169,12 +169,15 @@ def run_openbhb(x_train: np.ndarray, age_train: np.ndarray, site_train: np.ndarr
             "site_chance": 1.0 / n_sites, "pred_int": pred_int, "pred_ext": pred_ext, "site_pred_int": site_pred}
 
 
-def internal_external_split(sites: np.ndarray, is_train: np.ndarray, external_sites: list) -> dict[str, np.ndarray]:
+def internal_external_split(sites: np.ndarray, is_train: np.ndarray, external_sites: list,
+                            subjects: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Row masks of the protocol from a train/test split and a list of external sites.
 
     Training rows are the ``is_train`` rows of internal sites; internal test rows are the
     other rows of internal sites; external rows are every row of the external sites (they
-    must never be used for fitting).
+    must never be used for fitting). With ``subjects`` (N,), a subject also scanned at an
+    external site (a travelling subject) leaves the training rows, as in the leave-site-out
+    folds (:func:`medssl.data.splits.leave_site_out_folds`): no subject is on both sides.
 
     Returns:
         ``{"train", "internal", "external"}`` boolean masks over the rows.
@@ -186,4 +189,8 @@ def internal_external_split(sites: np.ndarray, is_train: np.ndarray, external_si
     ext = np.isin(sites.astype(str), [str(s) for s in external_sites])
     if ext.all():
         raise ValueError("every site is external; keep at least one site for training and the internal test")
-    return {"train": is_train & ~ext, "internal": ~is_train & ~ext, "external": ext}
+    train = is_train & ~ext
+    if subjects is not None:
+        subjects = np.asarray(subjects)
+        train &= ~np.isin(subjects, subjects[ext])
+    return {"train": train, "internal": ~is_train & ~ext, "external": ext}

@@ -177,7 +177,8 @@ def openbhb_protocol(feats: dict, train_mask: np.ndarray, external_sites: list[i
 
     Training rows: training-split rows of internal sites; internal test: test-split rows of
     internal sites; external test: every row of ``external_sites`` (site codes; default: the
-    last site code). Rows without age or site are dropped. With ``n_boot`` > 0 the scores get
+    last site code); subjects also scanned at an external site are left out of the training rows.
+    Rows without age or site are dropped. With ``n_boot`` > 0 the scores get
     95 % bootstrap intervals over test subjects (:func:`~medssl.eval.openbhb.openbhb_intervals`).
     """
     ok = valid_rows(feats, "age") & valid_rows(feats, "site")
@@ -186,15 +187,15 @@ def openbhb_protocol(feats: dict, train_mask: np.ndarray, external_sites: list[i
     if len(sites) < 2:
         raise ValueError(f"the OpenBHB protocol needs at least 2 sites (internal + external), found {len(sites)}")
     external = list(external_sites) if external_sites else [sites[-1]]
-    m = internal_external_split(site[ok], train_mask[ok], external)
+    subjects = np.asarray(feats["subject"])[ok] if "subject" in feats else None
+    m = internal_external_split(site[ok], train_mask[ok], external, subjects)
     x, age = feats["features"][ok], np.asarray(feats["age"])[ok]
     res = run_openbhb(x[m["train"]], age[m["train"]], site[ok][m["train"]], x[m["internal"]], age[m["internal"]],
                       site[ok][m["internal"]], x[m["external"]], age[m["external"]])
     if n_boot:
-        subject = np.asarray(feats["subject"])[ok]
+        g_int, g_ext = (None, None) if subjects is None else (subjects[m["internal"]], subjects[m["external"]])
         res.update(openbhb_intervals(age[m["internal"]], res["pred_int"], site[ok][m["internal"]], res["site_pred_int"],
-                                     age[m["external"]], res["pred_ext"], subject[m["internal"]], subject[m["external"]],
-                                     n_boot, seed))
+                                     age[m["external"]], res["pred_ext"], g_int, g_ext, n_boot, seed))
     res["external_sites"] = [int(s) for s in external]
     res["age_int"], res["age_ext"] = age[m["internal"]], age[m["external"]]
     train_mean = float(age[m["train"]].mean())  # the naive baseline on the protocol's own test sets

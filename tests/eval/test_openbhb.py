@@ -138,3 +138,23 @@ def test_with_perfect_site_predictions_the_score_interval_is_the_external_mae_in
     assert grouped["mae_age_ci"] == pytest.approx(ci["mae_age_ci"])
     none = openbhb_intervals(a_int, p_int, s_int, s_int, n_boot=50)
     assert np.isnan(none["ext_mae_age_ci"]).all() and np.isnan(none["challenge_metric_ci"]).all()
+
+
+def test_a_subject_scanned_at_an_external_site_never_trains_the_probes():
+    """Travelling subjects: subject k has a training-split scan at an internal site and a scan at
+    the external site. Fitting on the first and scoring the second would put one subject on both
+    sides, so (as the leave-site-out folds do) such subjects leave the training rows."""
+    from medssl.eval.protocols import openbhb_protocol
+
+    rng = np.random.default_rng(0)
+    n = 60
+    subject = np.array([f"s{i}" for i in range(n)] + ["s0", "s1", "s2"] + [f"e{i}" for i in range(7)])
+    site = np.r_[np.arange(n) % 2, np.full(10, 2)]
+    train_mask = np.r_[np.arange(n) % 5 != 4, np.zeros(10, bool)]  # s0, s1, s2 are training subjects
+    feats = {"features": rng.normal(size=(len(site), 6)), "age": rng.uniform(20, 80, len(site)), "site": site,
+             "subject": subject}
+    m = internal_external_split(site, train_mask, [2], subject)
+    assert not set(subject[m["train"]]) & set(subject[m["external"]])
+    assert m["train"].sum() == train_mask.sum() - 3 and m["external"].sum() == 10
+    res = openbhb_protocol(feats, train_mask, [2])
+    assert res["n_train"] == train_mask.sum() - 3 and res["n_external"] == 10
