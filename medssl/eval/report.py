@@ -296,7 +296,9 @@ def write_report(run_dir: str | Path, results: dict) -> Path:
     """Write ``metrics.json``, ``report.md`` and the figures into ``run_dir``; return the report path."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "metrics.json").write_text(json.dumps(_plain(results), indent=2))
+    skipped = results.get("skipped_files", [])  # their names can identify subjects: counted here, never listed
+    shareable = {k: v for k, v in results.items() if k != "skipped_files"} | {"n_skipped_files": len(skipped)}
+    (run_dir / "metrics.json").write_text(json.dumps(_plain(shareable), indent=2))
     protocol = results.get("protocol", "default")
     lines = [f"# medssl evaluation report — protocol `{protocol}`", "", f"Output directory: `{run_dir}`", ""]
     info = results.get("info", {})
@@ -312,9 +314,10 @@ def write_report(run_dir: str | Path, results: dict) -> Path:
     figures = _figures(run_dir, results)
     if figures:
         lines += ["## Figures", ""] + figures
-    skipped = results.get("skipped_files", [])
     if skipped:
-        lines += ["## Skipped files", ""] + [f"- `{s['path']}`: {s['reason']}" for s in skipped] + [""]
+        lines += ["## Skipped files", "", f"{len(skipped)} file(s) were skipped as unreadable (`data.on_bad_file=skip`). "
+                  "Their names and reasons are in `skipped_files.json` beside the `manifest.tsv` of this evaluation, "
+                  "not here: file names can identify subjects.", ""]
     path = run_dir / "report.md"
     path.write_text("\n".join(lines))
     return path

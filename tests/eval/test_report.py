@@ -217,3 +217,17 @@ def test_a_metrics_log_torn_by_a_kill_still_gives_the_report_its_training_curve(
     write_report(tmp_path / "out", r)
     assert (tmp_path / "out" / "training_curve.png").is_file()
     assert "![curves](training_curve.png)" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_skipped_files_are_counted_in_the_report_never_named(tmp_path):
+    """File names of a data set carry subject identifiers (IXI002-Guys-0828, sub-0001): the shareable
+    report and metrics.json give the count; the list stays in skipped_files.json beside the manifest."""
+    r = _results(5.0)
+    r["skipped_files"] = [{"path": "/data/ixi/IXI002-Guys-0828-T1.nii.gz", "reason": "truncated gzip stream",
+                           "key": "IXI002-Guys-0828-T1"},
+                          {"path": "/data/ixi/IXI012-HH-1211-T1.nii.gz", "reason": "file does not exist"}]
+    write_report(tmp_path, r)
+    report, metrics = (tmp_path / "report.md").read_text(), (tmp_path / "metrics.json").read_text()
+    for text in (report, metrics):
+        assert "IXI002" not in text and "IXI012" not in text
+    assert "2 file(s) were skipped" in report and json.loads(metrics)["n_skipped_files"] == 2
