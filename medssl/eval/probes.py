@@ -50,7 +50,9 @@ def inner_folds(y: np.ndarray, groups: np.ndarray | None, classification: bool, 
     Args:
         y: (N,) training targets.
         groups: (N,) subject ids (None: one subject per row).
-        classification: stratify by class (each fold keeps every class when counts allow).
+        classification: stratify by class (each fold keeps every class when counts allow); folds
+            whose training part holds a single class (a class with one training subject, held out)
+            are left out, since a classifier cannot be fitted on them.
         seed: shuffling seed.
         n_splits: at most this many folds (fewer when there are few subjects / small classes).
     """
@@ -58,16 +60,28 @@ def inner_folds(y: np.ndarray, groups: np.ndarray | None, classification: bool, 
     n_groups = len(np.unique(groups))
     k = min(n_splits, n_groups)
     if classification:
-        _, counts = np.unique(y, return_counts=True)
-        k_strat = min(k, int(counts.min()))
+        # subjects per class (stratifying on rows would split a class whose rows are one subject's scans)
+        pairs = np.unique(np.stack([np.unique(groups, return_inverse=True)[1], np.unique(y, return_inverse=True)[1]]), axis=1)
+        k_strat = min(k, int(np.bincount(pairs[1]).min()))
         if k_strat >= 2:
-            return list(StratifiedGroupKFold(k_strat, shuffle=True, random_state=seed).split(y, y, groups))
+            return _fittable(list(StratifiedGroupKFold(k_strat, shuffle=True, random_state=seed).split(y, y, groups)), y)
     if k < 2:
         raise ValueError(f"a probe needs at least 2 training subjects for its inner cross-validation, got {n_groups}")
     # seeded shuffle of the subjects (GroupKFold's own shuffle needs scikit-learn >= 1.6)
     _, inverse = np.unique(groups, return_inverse=True)
     relabelled = np.random.default_rng(seed).permutation(n_groups)[inverse]
-    return list(GroupKFold(k).split(y, y, relabelled))
+    folds = list(GroupKFold(k).split(y, y, relabelled))
+    return _fittable(folds, y) if classification else folds
+
+
+def _fittable(folds: list, y: np.ndarray) -> list:
+    """The folds whose training part holds at least 2 classes (a classifier needs them)."""
+    kept = [(fit, val) for fit, val in folds if len(np.unique(y[fit])) >= 2]
+    if not kept:
+        raise ValueError(f"every inner cross-validation fold leaves a single class to fit (training classes and "
+                         f"their rows: {dict(zip(*(a.tolist() for a in np.unique(y, return_counts=True))))}); "
+                         "a classification probe needs at least 2 training subjects in 2 classes")
+    return kept
 
 
 def _search(model, grid: dict, x, y, folds, scoring: str, error_score="raise", val=None) -> tuple:

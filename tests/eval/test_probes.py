@@ -147,3 +147,21 @@ def test_multilabel_findings_from_label_strings_are_probed_per_finding():
     res = probe_targets({"features": x, "label": y, "subject": subj}, tr, ["label"], n_boot=0,
                         names={"label": names})["label"]
     assert set(res["per_class"]) == {"Effusion", "Mass"} and res["auc_macro"] > 0.9
+
+
+def test_a_class_with_one_training_subject_still_gets_a_logistic_probe():
+    """A rare diagnosis (or a small site) with a single training subject: the inner fold that holds it
+    out leaves one class to fit, which logistic regression refuses. Such folds are not used, so the
+    other folds choose C; every fold that is used trains on both classes."""
+    x, _, _, subj = _data(n=80, classes=2)
+    y = np.zeros(len(x), int)
+    y[subj == 3] = 1  # both scans of one subject
+    x[:, 1] += 3.0 * y
+    tr, te = _split(len(x))
+    y[te & (subj % 7 == 0)] = 1
+    folds = P.inner_folds(y[tr], subj[tr], True)
+    assert folds and all(len(np.unique(y[tr][fit])) == 2 for fit, _ in folds)
+    res = P.classification_probe(x[tr], y[tr], x[te], y[te], groups=subj[tr], n_boot=0)
+    assert res["classes"] == [0, 1] and 0.0 <= res["balanced_accuracy"] <= 1.0
+    with pytest.raises(ValueError, match="single class"):
+        P.inner_folds(np.r_[0, 0, 1, 1], np.r_[0, 0, 1, 1], True)
