@@ -144,6 +144,9 @@ def run_protocol(opts: EvalOptions, feats: dict[str, dict], train_mask: np.ndarr
         val_mask = np.zeros(len(train_mask), bool)
     val = val_mask if val_mask.any() else None
     first = next(iter(feats.values()))
+    if p != "finetune":  # every other protocol fits probes (or a map) on the embeddings
+        for name, f in feats.items():
+            check_finite_embeddings(name, f)
     if p in ("default", "linear", "knn", "mlp"):
         kind = "linear" if p in ("default", "linear") else p
         results["probes"] = {n: PR.probe_targets(f, train_mask, targets, kind, seed, opts.n_boot, {"label": vocab.get("label")},
@@ -195,6 +198,17 @@ def run_protocol(opts: EvalOptions, feats: dict[str, dict], train_mask: np.ndarr
     if method != "none" and p != "finetune":
         results["maps"] = {n: PR.embedding_maps(f, method, seed) for n, f in feats.items()}
     return results
+
+
+def check_finite_embeddings(name: str, feats: dict) -> None:
+    """Raise a ValueError naming the scans (``feats["index"]``: record index, i.e. row of the manifest)
+    whose embedding holds NaN or ±inf, e.g. from a NaN voxel in the image (a NaN background)."""
+    bad = np.flatnonzero(~np.isfinite(np.asarray(feats["features"], float)).all(axis=1))
+    if bad.size:
+        rows = np.asarray(feats.get("index", np.arange(len(feats["features"]))))[bad]
+        raise ValueError(f"{name} embeddings: {bad.size} of {len(feats['features'])} scans hold NaN or infinite values "
+                         f"(record index in manifest.tsv: {rows[:10].tolist()}{' …' if bad.size > 10 else ''}); check "
+                         "those images for NaN/inf voxels (e.g. a NaN background) and the encoder weights")
 
 
 def skipped_targets(protocol: str, feats: dict, targets: list[str], train_mask: np.ndarray,

@@ -1,6 +1,7 @@
 """Feature extraction: deterministic, batch-size invariant, flip averaging, cached per encoder weights."""
 
 import numpy as np
+import pytest
 import torch
 
 from eval_helpers import make_image_dataset, make_tiny_encoder
@@ -49,3 +50,19 @@ def test_cache_is_reused_and_invalidated_by_new_weights(tmp_path, monkeypatch):
     changed = extract_features(enc, ds, cache=path)  # new weights, same file name: the key differs → recomputed
     assert calls and np.all(changed["features"] == 0)
     assert extract_features(enc, ds, cache=path, tta_flip=True) is not None and len(calls) > 1
+
+
+@pytest.mark.parametrize("protocol", ["default", "site", "fewshot"])
+def test_embeddings_with_nan_are_a_clear_error_naming_the_scans(protocol):
+    """A NaN voxel (e.g. a NaN background in a float NIfTI) makes that scan's embedding NaN; the probes
+    must stop with a message naming the encoder and the scans, not scikit-learn's 'Input X contains NaN'."""
+    from medssl.eval.driver import EvalOptions, run_protocol
+
+    rng = np.random.default_rng(0)
+    n = 40
+    feats = {"features": rng.normal(size=(n, 4)).astype(np.float32), "age": rng.uniform(20, 80, n),
+             "site": np.arange(n) % 2, "subject": np.arange(n).astype(str), "index": np.arange(n) + 100}
+    feats["features"][[7, 9], 2] = [np.nan, np.inf]
+    opts = EvalOptions(protocol=protocol, n_boot=0, map_method="none", seeds=(0,), fractions=(1.0,))
+    with pytest.raises(ValueError, match=r"pretrained embeddings: 2 of 40 scans .*NaN or infinite.*\[107, 109\]"):
+        run_protocol(opts, {"pretrained": feats}, np.arange(n) % 4 != 0, {}, 0, ["age", "site"])
