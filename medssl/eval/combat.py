@@ -13,7 +13,7 @@ across features (normal prior on γ, inverse-gamma prior on δ²), then removed.
 Why our own implementation: ``neuroHarmonize`` 2.5.2 requires ``numpy<2`` (we use NumPy 2), and
 ``neuroCombat`` 0.2.12 (2021) needs pandas and uses the removed ``np.int``. This class follows
 neuroCombat's parametric algorithm step for step (same estimators, priors, convergence rule
-``1e-4``); ``tests/eval/test_combat.py`` compares it with reference outputs of neuroCombat
+``1e-4``); ``tests/eval/test_site.py`` compares it with reference outputs of neuroCombat
 0.2.12 stored in ``tests/eval/data/combat_reference.json``.
 
 Unlike neuroCombat (one call on all data), :class:`ComBat` separates ``fit`` (on training

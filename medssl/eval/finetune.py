@@ -8,7 +8,8 @@ The encoder is deep-copied; the caller's module is never changed.
   ``last_blocks`` blocks (:func:`encoder_blocks`) — earlier blocks are frozen *and* kept in
   eval mode, so their BatchNorm statistics stay the pretrained ones; ``"head"``: the encoder is
   frozen (a linear probe trained by gradient descent).
-* AdamW with separate learning rates for the encoder and the head (no decay on biases/norms).
+* AdamW with separate learning rates for the encoder and the head (weight decay on every trained
+  parameter, biases and norm layers included).
 * Early stopping on the validation loss (``patience`` epochs); the best epoch's weights are kept.
 * :func:`finetune_encoder_lrs`: one run per encoder learning rate of a grid, the best on validation kept.
 * Head initialisation: ``head_init="random"`` (small Gaussian weights) or ``"probe"`` — LP-FT
