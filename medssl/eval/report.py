@@ -53,6 +53,8 @@ def _probe_entries(enc: str, target: str, m: dict, full: bool) -> list[dict]:
             gap = m.get("brain_age_gap", {})
             if "corrected_gap_std" in gap:
                 rows.append(_entry(enc, f"{target} gap SD, bias-corrected (years) ↓", gap["corrected_gap_std"], None, "lower"))
+                rows.append(_entry(enc, f"{target} gap–age correlation, bias-corrected (0 = unbiased)",
+                                   gap["corrected_gap_age_r"]))
         return rows
     if "auc_macro" in m:
         return [_entry(enc, f"{target} macro AUC ↑", m["auc_macro"], m.get("auc_macro_ci"), "higher")]

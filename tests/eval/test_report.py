@@ -231,3 +231,20 @@ def test_skipped_files_are_counted_in_the_report_never_named(tmp_path):
     for text in (report, metrics):
         assert "IXI002" not in text and "IXI012" not in text
     assert "2 file(s) were skipped" in report and json.loads(metrics)["n_skipped_files"] == 2
+
+
+def test_report_gives_the_corrected_brain_age_gap_sd_and_its_correlation_with_age(tmp_path):
+    """docs/evaluation.md: 'the report gives the SD of the corrected gap and its correlation with age'."""
+    from medssl.eval.metrics import brain_age_gap, pearson_r
+
+    rng = np.random.default_rng(0)
+    age = rng.uniform(20, 80, 50)
+    pred = 50 + 0.6 * (age - 50) + rng.normal(0, 3, 50)  # regression to the mean: gap falls with age
+    gap = brain_age_gap(age, pred, (0.6, 20.0))
+    r = _results(5.0)
+    r["probes"]["pretrained"]["age"]["brain_age_gap"] = gap
+    write_report(tmp_path, r)
+    report = (tmp_path / "report.md").read_text()
+    corrected = pred - (0.6 * age + 20.0)
+    assert f"| pretrained | age gap SD, bias-corrected (years) ↓ | {corrected.std():.3f} |" in report
+    assert f"| pretrained | age gap–age correlation, bias-corrected (0 = unbiased) | {pearson_r(age, corrected):.3f} |" in report
