@@ -26,6 +26,7 @@ from sklearn.base import clone
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
+from sklearn.metrics import make_scorer
 from sklearn.model_selection import (GridSearchCV, GroupKFold, PredefinedSplit, StratifiedGroupKFold,
                                      cross_val_predict)
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
@@ -84,7 +85,7 @@ def _fittable(folds: list, y: np.ndarray) -> list:
     return kept
 
 
-def _search(model, grid: dict, x, y, folds, scoring: str, error_score="raise", val=None) -> tuple:
+def _search(model, grid: dict, x, y, folds, scoring, error_score="raise", val=None) -> tuple:
     """Grid search → ``(model fitted on (x, y) with the best value, best params, selection in words)``.
 
     Without ``val``: :class:`GridSearchCV` over ``folds`` (inner CV of the training rows), refitted
@@ -261,10 +262,13 @@ def multilabel_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarra
 
     y_train, y_test = np.asarray(y_train).astype(int), np.asarray(y_test).astype(int)
     folds = None if val is not None else inner_folds(y_train[:, 0], groups, False, seed)
+    # macro AUC over the findings a fold can score: a rare finding absent from one fold must not void every C
+    # (scikit-learn's "roc_auc" is undefined for the whole fold then, and the grid's first C won by default)
+    macro_auc = make_scorer(lambda y, p: M.multilabel_metrics(y, p)["auc_macro"], response_method="predict_proba")
     model, params, selection = _search(
         make_pipeline(StandardScaler(), OneVsRestClassifier(LogisticRegression(max_iter=2000))),
-        {"onevsrestclassifier__estimator__C": LOGISTIC_CS}, x_train, y_train, folds, "roc_auc",
-        error_score=np.nan, val=val)  # a rare finding may be absent from a validation fold
+        {"onevsrestclassifier__estimator__C": LOGISTIC_CS}, x_train, y_train, folds, macro_auc,
+        error_score=np.nan, val=val)
     proba = model.predict_proba(x_test)
     out = M.multilabel_metrics(y_test, proba, names=names)
     if n_boot:

@@ -165,3 +165,34 @@ def test_a_class_with_one_training_subject_still_gets_a_logistic_probe():
     assert res["classes"] == [0, 1] and 0.0 <= res["balanced_accuracy"] <= 1.0
     with pytest.raises(ValueError, match="single class"):
         P.inner_folds(np.r_[0, 0, 1, 1], np.r_[0, 0, 1, 1], True)
+
+
+def test_a_rare_finding_does_not_void_the_choice_of_c():
+    """Chest X-ray findings are often rare (Hernia: ~0.2 %). An inner fold without a positive of one
+    finding cannot score that finding; the fold's macro AUC is then the mean over the findings it can
+    score (as :func:`medssl.eval.metrics.multilabel_metrics`), not undefined for every C — which left
+    the first C of the grid (the strongest penalty) chosen by default. Checked against a naive loop."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    n, n_train = 200, 150
+    x = rng.normal(size=(n, 10))
+    y = np.zeros((n, 3), int)
+    y[:, 0] = x[:, 0] + rng.normal(0, 0.5, n) > 0
+    y[:, 1] = x[:, 1] + x[:, 3] * 0.5 + rng.normal(0, 0.5, n) > 0
+    y[[3, 50], 2] = 1  # two positives of the rare finding among the training rows
+    x[[3, 50], 2] += 3
+    xt, yt = x[:n_train], y[:n_train]
+    folds = P.inner_folds(yt[:, 0], None, False, 0)
+    assert any(len(np.unique(yt[va, 2])) < 2 for _, va in folds)  # the situation under test
+    mean_auc = []
+    for c in P.LOGISTIC_CS:
+        per_fold = []
+        for fit, va in folds:
+            proba = np.column_stack([make_pipeline(StandardScaler(), sklearn.linear_model.LogisticRegression(C=c, max_iter=2000))
+                                     .fit(xt[fit], yt[fit, k]).predict_proba(xt[va])[:, 1] for k in range(3)])
+            per_fold.append(np.mean([roc_auc_score(yt[va, k], proba[:, k]) for k in range(3)
+                                     if len(np.unique(yt[va, k])) == 2]))
+        mean_auc.append(np.mean(per_fold))
+    res = P.multilabel_probe(xt, yt, x[n_train:], y[n_train:], n_boot=0)
+    assert res["C"] == P.LOGISTIC_CS[int(np.argmax(mean_auc))] != P.LOGISTIC_CS[0]
