@@ -264,12 +264,13 @@ def multilabel_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarra
     folds = None if val is not None else inner_folds(y_train[:, 0], groups, False, seed)
     # macro AUC over the findings a fold can score: a rare finding absent from one fold must not void every C
     # (scikit-learn's "roc_auc" is undefined for the whole fold then, and the grid's first C won by default)
-    macro_auc = make_scorer(lambda y, p: M.multilabel_metrics(y, p)["auc_macro"], response_method="predict_proba")
+    macro_auc = make_scorer(lambda y, p: M.multilabel_metrics(y, _findings(p, y.shape[1]))["auc_macro"],
+                            response_method="predict_proba")
     model, params, selection = _search(
         make_pipeline(StandardScaler(), OneVsRestClassifier(LogisticRegression(max_iter=2000))),
         {"onevsrestclassifier__estimator__C": LOGISTIC_CS}, x_train, y_train, folds, macro_auc,
         error_score=np.nan, val=val)
-    proba = model.predict_proba(x_test)
+    proba = _findings(model.predict_proba(x_test), y_train.shape[1])
     out = M.multilabel_metrics(y_test, proba, names=names)
     if n_boot:
         out["auc_macro_ci"] = list(M.bootstrap_ci(lambda y, p: M.multilabel_metrics(y, p)["auc_macro"], y_test, proba,
@@ -277,6 +278,11 @@ def multilabel_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarra
     out["C"], out["selection"] = float(params["onevsrestclassifier__estimator__C"]), selection
     out["pred"] = proba
     return out
+
+
+def _findings(proba: np.ndarray, k: int) -> np.ndarray:
+    """(N, K) per-finding probabilities; one-vs-rest on a single finding column returns (N, 2) (absent, present)."""
+    return proba[:, -k:]
 
 
 def _check_task(task: str) -> bool:

@@ -196,3 +196,16 @@ def test_a_rare_finding_does_not_void_the_choice_of_c():
         mean_auc.append(np.mean(per_fold))
     res = P.multilabel_probe(xt, yt, x[n_train:], y[n_train:], n_boot=0)
     assert res["C"] == P.LOGISTIC_CS[int(np.argmax(mean_auc))] != P.LOGISTIC_CS[0]
+
+
+def test_a_single_finding_is_scored_on_its_own_probability():
+    """With one finding column, scikit-learn's one-vs-rest returns (N, 2) probabilities (absent, present);
+    the AUC must use 'present' (it used 'absent': AUC 1 − AUC), in the choice of C and on the test rows."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 5))
+    y = (x[:, 0] + rng.normal(0, 0.5, 120) > 0).astype(int)[:, None]
+    res = P.multilabel_probe(x[:90], y[:90], x[90:], y[90:], n_boot=0)
+    assert res["pred"].shape == (30, 1)
+    assert res["auc_macro"] == pytest.approx(roc_auc_score(y[90:, 0], res["pred"][:, 0])) and res["auc_macro"] > 0.8
