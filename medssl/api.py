@@ -7,7 +7,6 @@ builds takes plain arguments and is usable alone.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -22,12 +21,12 @@ from medssl.data.card import load_card
 from medssl.data.dataset import CachedScans, MetadataCoder, preload
 from medssl.data.manifest import Record, build_manifest, write_manifest
 from medssl.data.prepare import cache_records, make_loader, make_preprocessor
-from medssl.data.splits import assign_splits, subject_split
+from medssl.data.splits import assign_splits
 from medssl.encoders import build_encoder
 from medssl.eval.features import extract_features
-from medssl.eval.probes import classification_probe, regression_probe
 from medssl.eval.report import format_table, write_report
 from medssl.registry import LOSSES, METHODS
+from medssl.train.pretrain_inputs import build_monitor, pretrain_indices
 from medssl.train.trainer import Trainer, TrainerOptions, check_compatible, resolve_device
 from medssl.transforms.views import build_view_pipeline
 
@@ -114,62 +113,6 @@ def build_method(cfg: RunConfig) -> torch.nn.Module:
                       views_per_pass=cfg.method.views_per_pass)
 
 
-def _pretrain_indices(cfg: RunConfig, data: PreparedData, run_dir: Path) -> list[int]:
-    """Training records usable by the method; scans lacking required metadata are listed, not hidden.
-
-    Required: ``method.metadata`` (kernel methods), ``method.label_column`` (class labels) and
-    ``method.bias_column`` (FairKL); a missing class or bias code (-1) would act as one more class.
-    """
-    m, method = cfg.method, METHODS.get(cfg.method.name)
-    sources = {f"method.metadata={m.metadata}": list(m.metadata)} if method.uses == "metadata" else {}
-    if method.uses == "class" and m.label_column:
-        sources[f"method.label_column={m.label_column!r}"] = [m.label_column]
-    if method.default_loss and m.fairkl_weight > 0:
-        sources[f"method.bias_column={m.bias_column!r} (fairkl_weight > 0)"] = [m.bias_column]
-    need = sorted({k for keys in sources.values() for k in keys})
-    if not need:
-        return data.train
-    keep, dropped = [], []
-    for i in data.train:
-        r = data.records[i]
-        missing = [k for k in need if k == "age" and math.isnan(r.age) or k != "age" and not getattr(r, k)]
-        (dropped if missing else keep).append(i)
-    if dropped:
-        path = run_dir / "excluded_from_pretraining.tsv"
-        path.write_text("path\treason\n" + "".join(f"{data.records[i].path}\tmissing {need}\n" for i in dropped))
-        print(f"{len(dropped)} training scan(s) lack {need} and are not used for pretraining; see {path}")
-    if not keep:
-        raise ConfigError(f"method.name={m.name} learns from {' and '.join(sources)}, but none of the {len(dropped)} "
-                          f"training scans of data card {cfg.data.card!r} has it (listed in excluded_from_pretraining"
-                          ".tsv); use a card with that column, method.fairkl_weight=0, or a label-free method such as "
-                          "simclr")
-    return keep
-
-
-def _build_monitor(cfg: RunConfig, data: PreparedData, device: torch.device):
-    """Online probe for ``train.monitor_every``: Ridge on age (or logistic on label) fitted on 80% of the
-    TRAINING subjects and scored on the other 20% (never on the test split). Lower ``best_metric`` is better."""
-    if not cfg.train.monitor_every:
-        return None
-    records = [data.records[i] for i in data.train]
-    inner = subject_split(records, 0.2, cfg.seed + 1, stratify="site")
-    fit_idx = [i for i, s in zip(data.train, inner) if s == "train"]
-    val_idx = [i for i, s in zip(data.train, inner) if s == "test"]
-    fit_ds, val_ds = (CachedScans(data.images, data.records, idx, data.coder) for idx in (fit_idx, val_idx))
-    target = "age" if not all(math.isnan(r.age) for r in records) else "label"
-
-    def monitor(encoder: torch.nn.Module) -> dict:
-        a, b = (extract_features(encoder, ds, cfg.eval.batch_size, device) for ds in (fit_ds, val_ds))
-        if target == "age":
-            ok_a, ok_b = ~np.isnan(a["age"]), ~np.isnan(b["age"])
-            mae = regression_probe(a["features"][ok_a], a["age"][ok_a], b["features"][ok_b], b["age"][ok_b])["mae"]
-            return {"val_age_mae": mae, "best_metric": mae}
-        bacc = classification_probe(a["features"], a["label"], b["features"], b["label"], cfg.seed)["balanced_accuracy"]
-        return {"val_label_bacc": bacc, "best_metric": -bacc}
-
-    return monitor
-
-
 def pretrain(cfg: RunConfig, progress: bool = True) -> Path:
     """Pretrain per ``cfg``; writes the run directory and returns its path.
 
@@ -191,7 +134,7 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> Path:
     torch.manual_seed(cfg.seed)
     method = build_method(cfg)
     images = preload(data.images, cfg.data.preload, device)
-    dataset = CachedScans(images, data.records, _pretrain_indices(cfg, data, run_dir), data.coder)
+    dataset = CachedScans(images, data.records, pretrain_indices(cfg, data, run_dir), data.coder)
     t = cfg.train
     opts = TrainerOptions(epochs=t.epochs, batch_size=t.batch_size, grad_accum_steps=t.grad_accum_steps,
                           optimizer=t.optimizer, lr=t.lr, weight_decay=t.weight_decay, momentum=t.momentum,
@@ -203,7 +146,7 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> Path:
                           num_workers=0 if torch.is_tensor(images) else cfg.data.num_workers,
                           progress=progress and t.progress)
     trainer = Trainer(method, dataset, run_dir, opts, device, config=to_dict(cfg), dist_info=dist_info,
-                      monitor=_build_monitor(cfg, data, device) if dist_info.is_main else None)
+                      monitor=build_monitor(cfg, data, device) if dist_info.is_main else None)
     resumed = trainer.resume(t.resume, resume_from)  # other ranks read the checkpoint themselves
     del resume_from  # the checkpoint's tensors are in the model now: do not hold a second copy while training
     if resumed and dist_info.is_main:

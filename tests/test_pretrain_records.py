@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from medssl.api import PreparedData, _pretrain_indices
+from medssl.api import PreparedData
+from medssl.train.pretrain_inputs import pretrain_indices
 from medssl.config import ConfigError, load_config
 from medssl.data.dataset import MetadataCoder
 from medssl.data.manifest import Record
@@ -24,7 +25,7 @@ def _data():
     (["method.name=yaware", "method.fairkl_weight=1.0"], [0, 1, 3], "['age', 'site']"),
 ])
 def test_scans_without_class_or_bias_labels_are_excluded_and_listed(tmp_path, overrides, kept, reason):
-    assert _pretrain_indices(load_config(overrides=overrides), _data(), tmp_path) == kept
+    assert pretrain_indices(load_config(overrides=overrides), _data(), tmp_path) == kept
     listed = tmp_path / "excluded_from_pretraining.tsv"
     assert listed.exists() == (reason is not None)
     if reason:
@@ -37,4 +38,4 @@ def test_no_scan_with_the_bias_column_is_a_config_error(tmp_path):
     for r in data.records:
         r.site = ""
     with pytest.raises(ConfigError, match=r"bias_column='site' \(fairkl_weight > 0\), but none.*fairkl_weight=0"):
-        _pretrain_indices(load_config(overrides=["method.name=supinfonce", "method.fairkl_weight=1.0"]), data, tmp_path)
+        pretrain_indices(load_config(overrides=["method.name=supinfonce", "method.fairkl_weight=1.0"]), data, tmp_path)

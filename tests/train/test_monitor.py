@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import torch
 
 from medssl.api import pretrain
@@ -10,7 +11,7 @@ from medssl.train.checkpoint import load_checkpoint
 
 
 def test_monitor_logs_val_mae_and_keeps_best_checkpoint(small_cohort, tmp_path, monkeypatch):
-    import medssl.api as api
+    import medssl.train.pretrain_inputs as api
 
     seen: list[int] = []
     real = api.extract_features
@@ -29,3 +30,47 @@ def test_monitor_logs_val_mae_and_keeps_best_checkpoint(small_cohort, tmp_path, 
     assert seen and "test" in splits
     assert {splits[i] for i in seen} == {"train"}  # the monitor never touches held-out subjects
     assert isinstance(best["model"], dict) and all(torch.is_tensor(v) for v in best["model"].values())
+
+
+def _labelled(labels: list[str]):
+    from medssl.api import PreparedData
+    from medssl.data.dataset import MetadataCoder
+    from medssl.data.manifest import Record
+
+    records = [Record(path=f"scan{i}.nii.gz", subject=f"s{i // 2}", site="AB"[i % 2], label=label)
+               for i, label in enumerate(labels)]  # two scans per subject, no ages
+    images = np.random.default_rng(0).normal(size=(len(records), 1, 4, 4, 4)).astype(np.float16)
+    return PreparedData(records=records, images=images, train=list(range(len(records))), test=[],
+                        coder=MetadataCoder(records), skipped=[])
+
+
+def test_label_monitor_leaves_out_unlabelled_scans_and_groups_by_subject(monkeypatch):
+    """Scans without a label (code -1) are not a class of the monitor's probe; CV folds keep a subject's scans
+    together; no bootstrap is drawn on every call."""
+    import medssl.train.pretrain_inputs as pi
+
+    seen = {}
+
+    def probe(x_train, y_train, x_test, y_test, seed=0, groups=None, n_boot=1000, **kw):
+        seen.update(y=np.concatenate([y_train, y_test]), groups=groups, n_rows=len(y_train), n_boot=n_boot)
+        return {"balanced_accuracy": 0.5}
+
+    monkeypatch.setattr(pi, "classification_probe", probe)
+    labels = ["a", "b", "", "a", "b", "", "a", "b", "a", "b"] * 4
+    cfg = load_config(overrides=["train.monitor_every=1"])
+    monitor = pi.build_monitor(cfg, _labelled(labels), torch.device("cpu"))
+    assert monitor(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))) == \
+        {"val_label_bacc": 0.5, "best_metric": -0.5}
+    assert len(seen["y"]) == sum(1 for x in labels if x) and set(seen["y"].tolist()) == {0, 1}
+    assert len(seen["groups"]) == seen["n_rows"] and len(set(seen["groups"])) < seen["n_rows"]
+    assert seen["n_boot"] == 0
+
+
+def test_monitor_without_ages_or_labels_is_a_config_error():
+    import pytest
+
+    from medssl.config import ConfigError
+    from medssl.train.pretrain_inputs import build_monitor
+
+    with pytest.raises(ConfigError, match=r"train.monitor_every=1 probes age or label.*train.monitor_every=0"):
+        build_monitor(load_config(overrides=["train.monitor_every=1"]), _labelled([""] * 8), torch.device("cpu"))
