@@ -160,14 +160,19 @@ def site_effect(feats: dict, train_mask: np.ndarray, seed: int = 0, n_boot: int 
             out["leave_site_out"][target] = leave_site_out(x[rows], y if target == "age" else y.astype(int), names,
                                                            subjects[rows], task_of(feats, target), seed)
     te_seen = te & np.isin(site, np.unique(site[tr]))
-    probe_targets_ = {t: (np.asarray(feats[t])[tr], np.asarray(feats[t])[te_seen], task_of(feats, t)) for t in targets
-                      if t in feats and t != "site" and task_of(feats, t) != "multilabel" and valid_rows(feats, t)[tr | te_seen].all()}
+    used = tr | te_seen
+    candidates = [t for t in targets if t in feats and t != "site" and task_of(feats, t) != "multilabel"]
+    left_out = {c: f"{int((~valid_rows(feats, c)[used]).sum())} of {int(used.sum())} scans lack it"
+                for c in dict.fromkeys([*candidates, "age", "sex"]) if c in feats and not valid_rows(feats, c)[used].all()}
+    probe_targets_ = {t: (np.asarray(feats[t])[tr], np.asarray(feats[t])[te_seen], task_of(feats, t))
+                      for t in candidates if t not in left_out}
     covariates = {c: (np.asarray(feats[c])[tr].astype(float), np.asarray(feats[c])[te_seen].astype(float))
-                  for c in ("age", "sex") if c in feats and valid_rows(feats, c)[tr | te_seen].all()}
+                  for c in ("age", "sex") if c in feats and c not in left_out}
     counts = np.unique(site[tr], return_counts=True)[1]
     if len(counts) >= 2 and counts.min() >= 2 and te_seen.sum() >= 2:
         out["harmonisation"] = harmonisation_baseline(x[tr], x[te_seen], site[tr], site[te_seen], probe_targets_, covariates,
                                                       subjects[tr], seed)
+        out["harmonisation"]["left_out"] = left_out  # ComBat needs every row's value: said, not silently dropped
     return out
 
 

@@ -225,6 +225,7 @@ def _site_tables(results: dict) -> list[str]:
                 r, c = h["raw"][target], h["combat"][target]
                 key, name = ("mae", "MAE (years)") if "mae" in r else ("balanced_accuracy", "balanced acc.")
                 lines.append(f"| {target} {name} | {r[key]:.3f} | {c[key]:.3f} |")
+            lines += [f"* {c} is not a ComBat target or covariate here: {why}" for c, why in h.get("left_out", {}).items()]
             lines.append("")
     return lines
 

@@ -129,3 +129,24 @@ def test_combat_removes_real_scanner_effects_from_ixi_volumes(ixi_table):
     raw, hb = res["raw"], res["combat"]
     assert raw["site"]["balanced_accuracy"] > 0.75 and hb["site"]["balanced_accuracy"] < 0.55
     assert hb["age"]["mae"] < raw["age"]["mae"] + 1.0
+
+
+def test_site_effect_says_which_targets_and_covariates_combat_left_out():
+    """ComBat needs every row's value: a target or covariate some scans lack is left out and said so (it used to
+    vanish from the table silently), and the rest still runs."""
+    from medssl.eval.protocols import site_effect
+
+    rng = np.random.default_rng(0)
+    n = 60
+    site = np.repeat([0, 1, 2], n // 3)
+    age = rng.uniform(20, 80, n)
+    sex = rng.integers(0, 2, n)
+    sex[7] = -1  # one scan without sex
+    label = rng.integers(0, 2, n)
+    feats = {"features": rng.normal(size=(n, 5)) + site[:, None] + age[:, None] / 30, "site": site, "age": age,
+             "sex": sex, "label": label, "subject": np.array([f"s{i}" for i in range(n)])}
+    train = rng.random(n) < 0.7
+    h = site_effect(feats, train, 0, 0, ["age", "sex", "label"])["harmonisation"]
+    assert h["left_out"] == {"sex": f"1 of {n} scans lack it"}
+    assert set(h["raw"]) == set(h["combat"]) == {"age", "label", "site"}
+    assert h["covariates"] == {"age": [], "label": ["age"], "site": ["age"]}  # sex kept out of every fit
