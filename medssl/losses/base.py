@@ -44,6 +44,21 @@ def check_labels(labels: Tensor | None, n: int, who: str) -> Tensor | None:
     return labels
 
 
+def check_class_codes(labels: Tensor | None, who: str) -> None:
+    """Refuse negative class codes (``MetadataCoder``'s -1 = missing), which would act as one more class.
+
+    Called on the gathered labels, so under DDP every rank raises together (a check before the
+    gather would stop one rank and leave the others waiting in the collective).
+    """
+    if labels is None or labels.is_floating_point():
+        return
+    rows = torch.nonzero((labels < 0).reshape(len(labels), -1).any(dim=1)).flatten().tolist()
+    if rows:
+        raise ValueError(f"{who}: class codes are missing (negative; -1 = missing) in rows {rows[:10]} of the batch "
+                         "(of the gathered global batch under DDP); remove scans without them from pretraining "
+                         "(medssl pretrain does this and lists them in excluded_from_pretraining.tsv)")
+
+
 def views_positive(n: int, n_views: int, device: torch.device, dtype: torch.dtype) -> Tensor:
     """(V*N, V*N) 1 where two rows are views of the same sample (diagonal included)."""
     ids = torch.arange(n, device=device).repeat(n_views)
@@ -116,6 +131,7 @@ class ContrastiveLoss(nn.Module):
         if self.gather_distributed:
             features = gather_with_grad(features)
             labels = None if labels is None else gather_no_grad(labels)
+        check_class_codes(labels, who)
         n, n_views, _ = features.shape
         with torch.autocast(device_type=features.device.type, enabled=False):
             if features.dtype in LOW_PRECISION:

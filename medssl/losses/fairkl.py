@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from medssl.losses.base import LOW_PRECISION, check_labels
+from medssl.losses.base import check_class_codes, LOW_PRECISION, check_labels
 from medssl.losses.core import off_diagonal, stack_views, tile_labels
 from medssl.losses.distributed import gather_no_grad, gather_with_grad
 from medssl.registry import LOSSES
@@ -107,6 +107,8 @@ class FairKLLoss(nn.Module):
             features = gather_with_grad(features)
             bias_labels = gather_no_grad(bias_labels)
             labels = None if labels is None else gather_no_grad(labels)
+        check_class_codes(labels, "FairKLLoss (labels)")
+        check_class_codes(bias_labels, "FairKLLoss (bias_labels)")
         if labels is None:  # sample identity, numbered after gathering so it is global
             labels = torch.arange(features.shape[0], device=features.device)
         n_views = features.shape[1]

@@ -59,21 +59,9 @@ class ContrastiveMethod(Method):
         if not self.label_keys:
             return None
         if self.continuous:
-            y = torch.stack([batch[k].float() for k in self.label_keys], dim=1)
-            if torch.isnan(y).any():
-                raise ValueError(f"metadata {self.label_keys} has missing values in this batch; "
-                                 "remove scans without them from pretraining (the API does this and lists them)")
-            return y
-        return self._codes(batch, self.label_keys[0], "class labels")
-
-    @staticmethod
-    def _codes(batch: dict, key: str, role: str) -> torch.Tensor:
-        """(B,) int codes of ``batch[key]``; -1 (missing, see MetadataCoder) would silently form one extra class."""
-        codes = batch[key]
-        if bool((codes < 0).any()):
-            raise ValueError(f"{role} {key!r} are missing (code -1) for some scans of this batch; remove scans "
-                             f"without {key!r} from pretraining (the API does this and lists them)")
-        return codes
+            return torch.stack([batch[k].float() for k in self.label_keys], dim=1)
+        # missing values (NaN ages, -1 codes) are refused by the loss after gathering, so on every rank
+        return batch[self.label_keys[0]]
 
     def embed(self, views: torch.Tensor) -> torch.Tensor:
         """(B, V, C, *S) → projections (B, V, D)."""
@@ -92,7 +80,7 @@ class ContrastiveMethod(Method):
             # FairKL targets: class labels when given, else None = each sample its own class (FairKL numbers
             # the samples after gathering across ranks, so ids never collide under DDP).
             target = labels if labels is not None and not self.continuous else None
-            reg = self.fairkl(z, target, self._codes(batch, self.bias_key, "FairKL bias labels"))
+            reg = self.fairkl(z, target, batch[self.bias_key])
             loss = loss + self.fairkl_weight * reg
             logs["fairkl"] = float(reg.detach())
         return StepOutput(loss=loss, logs=logs)

@@ -89,6 +89,16 @@ def worker(rank, port, out_dir):
             results["unequal"] = "no error"
         except ValueError as err:
             results["unequal"] = str(err)
+        # A missing class code (-1) on one rank only must stop every rank (checked after the gather).
+        for name, kwargs in (("supcon", {"temperature": 0.2}), ("fairkl", {"temperature": 1.0})):
+            codes = labels["classes"][rows].clone()
+            codes[0] = -1 if rank == 1 else codes[0]
+            fair = {"classes": labels["classes"][rows], "sites": codes}
+            try:
+                loss_and_grads(model, x[rows], fair if name == "fairkl" else codes, name, kwargs)
+                results[f"missing/{name}"] = "no error"
+            except ValueError as err:
+                results[f"missing/{name}"] = str(err)
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
