@@ -277,8 +277,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line; ``key=value`` overrides may come before or after option flags.
+
+    argparse stops filling a ``nargs="*"`` positional at the first flag, so
+    ``pretrain CFG --resume auto train.epochs=9`` would be refused; words left over are appended to the
+    command's ``overrides`` (in command-line order) when it takes overrides, else refused as before.
+    """
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "overrides") and not any(w.startswith("-") for w in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     from medssl.config import ConfigError
     from medssl.data.manifest import ManifestError
     from medssl.export import ExportError

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from medssl.cli import _cache_overrides, main
+from medssl.cli import _cache_overrides, main, parse_args
 from medssl.data.card import load_card
 from medssl.train.trainer import DeviceError, resolve_device
 
@@ -99,6 +99,22 @@ def test_an_override_ending_in_yaml_is_not_taken_for_the_config_file(tmp_path, c
     assert main(["pretrain", f"data.card={card}"]) == 2
     err = capsys.readouterr().err
     assert "config file" not in err and str(card) in err
+
+
+def test_overrides_may_follow_an_option_flag(capsys):
+    """`pretrain CFG --resume auto train.epochs=9` (how docs/training.md says a run is extended) means the same
+    as with the flag last; argparse alone stops filling the overrides at the first flag and refused the rest."""
+    flags_last = parse_args(["pretrain", "c.yaml", "train.epochs=9", "seed=1", "--resume", "auto", "--evaluate"])
+    for argv in (["pretrain", "c.yaml", "--resume", "auto", "train.epochs=9", "--evaluate", "seed=1"],
+                 ["pretrain", "c.yaml", "train.epochs=9", "--evaluate", "seed=1", "--resume", "auto"]):
+        args = parse_args(argv)
+        assert (args.config, args.overrides, args.resume, args.evaluate) == (
+            flags_last.config, flags_last.overrides, flags_last.resume, flags_last.evaluate)
+    assert parse_args(["demo", "--out", "d", "train.epochs=1"]).overrides == ["train.epochs=1"]
+    for argv in (["export", "run", "--out", "x", "stray"], ["pretrain", "c.yaml", "--evaluate", "--bogus"]):
+        with pytest.raises(SystemExit) as e:  # words a command does not take are still refused
+            parse_args(argv)
+        assert e.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err
 
 
 def test_bad_synth_arguments_are_refused_without_a_traceback(tmp_path, capsys):
