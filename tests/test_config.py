@@ -114,3 +114,27 @@ def test_a_loss_that_does_not_fit_the_method_is_refused(method, loss, words):
     with pytest.raises(ConfigError, match=re.escape(words)):
         load_config(None, [f"method.name={method}", f"method.loss.name={loss}"])
     load_config(None, [f"method.name={method}"])  # its default loss fits
+
+
+def test_every_config_key_is_documented_with_its_default():
+    """docs/training.md lists every key of the schema once, with the default the dataclasses really have."""
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    from medssl.config import RunConfig, load_yaml
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    rows = re.findall(r"^\| `([a-z_.]+)` \| `([^`]*)` \|", doc, flags=re.M)
+    documented = dict(rows)
+    assert len(documented) == len(rows), "a key is listed twice"
+    expected = {}
+    for f in dataclasses.fields(RunConfig):
+        value = getattr(RunConfig(), f.name)
+        if dataclasses.is_dataclass(value):
+            expected.update({f"{f.name}.{k}": v for k, v in dataclasses.asdict(value).items()})
+        else:
+            expected[f.name] = value
+    assert sorted(documented) == sorted(expected)
+    for key, default in expected.items():
+        assert load_yaml(documented[key]) == default, f"{key}: documented {documented[key]!r}, schema {default!r}"
