@@ -14,6 +14,7 @@ exactly those.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,8 +36,8 @@ def make_preprocessor(card: DataCard, shape=None, spacing=None, normalise: str |
     radiograph has no patient frame to reorient to (docs/io.md).
 
     Raises:
-        ConfigError: no shape given and none in the card, or a shape / spacing whose length
-            is not the card's dimensionality.
+        ConfigError: no shape given and none in the card, a shape / spacing whose length
+            is not the card's dimensionality, a size < 1 or a spacing that is not a positive number.
     """
     pre = card.preprocessing
     shape = list(shape or pre.get("shape") or [])
@@ -47,6 +48,11 @@ def make_preprocessor(card: DataCard, shape=None, spacing=None, normalise: str |
                          f"e.g. --shape {' '.join(['64'] * nd)} or data.shape=[{','.join(['64'] * nd)}]")
     if spacing and len(spacing) != nd:
         raise ConfigError(f"card {card.name!r} is {nd}D: spacing needs {nd} values (mm), got {spacing}")
+    if min(shape) < 1:
+        raise ConfigError(f"--shape / data.shape must be {nd} positive sizes in voxels, got {shape}")
+    if spacing and not all(s > 0 and math.isfinite(s) for s in spacing):  # NaN fails `s > 0`
+        raise ConfigError(f"--spacing / data.spacing must be {nd} positive voxel sizes in mm, got {spacing} "
+                          "(leave it out to keep each scan's own spacing)")
     return Preprocessor(shape=[int(s) for s in shape], spacing=[float(s) for s in spacing],
                         normalise=normalise or pre.get("normalise", "zscore"), orientation="RAS" if nd == 3 else "")
 
@@ -124,7 +130,10 @@ def prepare_card(card: DataCard, out: str | Path, *, root=None, shape=None, spac
         preprocessed by this call, the others were already cached).
     """
     out = Path(out)
-    channels = channels or int(card.preprocessing.get("channels", 1))
+    if channels is None:
+        channels = int(card.preprocessing.get("channels", 1))
+    if channels < 1:
+        raise ConfigError(f"--channels must be a positive integer (1 for grey-scale, 3 for RGB), got {channels}")
     records = build_manifest(card, root, check_files=False)
     loader = make_loader(card, make_preprocessor(card, shape, spacing, normalise), channels, root)
     cache = cache_records(records, loader, out, on_bad_file=on_bad_file, workers=workers, progress=progress)

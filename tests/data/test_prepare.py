@@ -197,3 +197,22 @@ def test_cli_prepare_fails_when_every_scan_was_skipped(cohort_copy, tmp_path, ca
     out = capsys.readouterr()
     assert "40 skipped" in out.out and "expected 3D with 3" in out.out
     assert "every scan was skipped, the cache holds nothing usable" in out.err and "use it with" not in out.out
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--shape", "0", "16", "16"], "--shape / data.shape must be 3 positive sizes in voxels, got [0, 16, 16]"),
+    (["--spacing", "0", "0", "0"], "--spacing / data.spacing must be 3 positive voxel sizes in mm, got [0.0, 0.0, 0.0]"),
+    (["--spacing", "2", "nan", "2"], "--spacing / data.spacing must be 3 positive voxel sizes in mm"),
+    (["--channels", "0"], "--channels must be a positive integer (1 for grey-scale, 3 for RGB), got 0"),
+    (["--channels", "-2"], "--channels must be a positive integer"),
+])
+def test_cli_prepare_refuses_sizes_a_run_would_refuse(cohort_copy, tmp_path, capsys, flags, words):
+    """`data prepare` took a zero-sized axis, a zero/NaN spacing or a channel count < 1 without a check: a
+    traceback, a cache built with `0` meaning 'keep', or a printed `use it with` hint that `medssl pretrain`
+    then refused (data.spacing must be positive). Each is now a one-line error, and nothing is written."""
+    out = tmp_path / "c"
+    args = ["data", "prepare", "synthetic", "--root", str(cohort_copy), "--out", str(out), *flags]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+    assert not out.exists()
