@@ -79,6 +79,9 @@ class FinetuneOptions:
             raise ValueError(f"fine-tuning head_init must be one of {HEAD_INITS}, got {self.head_init!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
             raise ValueError("epochs, batch_size and patience must be >= 1")
+        for name in ("lr_encoder", "lr_head", "weight_decay"):  # AdamW checks only its default lr, not a group's
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"fine-tuning {name} must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass

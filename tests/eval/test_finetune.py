@@ -150,3 +150,13 @@ def test_augmentation_sees_every_training_batch_and_never_validation_images(data
     c = finetune(make_tiny_encoder(), tr, ytr, va, yva, opts)
     assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
     assert not all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), c.model.state_dict().values()))
+
+
+
+@pytest.mark.parametrize("field", ["lr_encoder", "lr_head", "weight_decay"])
+def test_a_negative_learning_rate_or_decay_is_refused(field):
+    """torch's AdamW checks only its default lr, not a parameter group's: `medssl evaluate --protocol finetune
+    --lr-encoder -1` fine-tuned by gradient ascent and reported the result. 0 stays valid (a frozen control)."""
+    with pytest.raises(ValueError, match=f"fine-tuning {field} must be >= 0, got -0.001"):
+        FinetuneOptions(**{field: -1e-3})
+    assert getattr(FinetuneOptions(**{field: 0.0}), field) == 0.0
