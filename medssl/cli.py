@@ -18,8 +18,8 @@ def _cmd_synth(a: argparse.Namespace) -> int:
 
     try:
         out = write_synthetic_cohort(a.out, n_subjects=a.subjects, n_sites=a.sites, shape=tuple(a.shape), seed=a.seed,
-                                     workers=a.workers, progress=True)
-    except ValueError as e:
+                                     workers=a.workers, progress=True, overwrite=a.overwrite)
+    except (ValueError, FileExistsError) as e:
         print(f"medssl synth: error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {a.subjects} subjects from {a.sites} sites to {out}")
@@ -203,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="volume shape in voxels (default: 64 64 64)")
     s.add_argument("--seed", type=int, default=0, help="cohort seed: the same seed writes the same cohort (default: 0)")
     s.add_argument("--workers", type=int, default=1, help="processes writing volumes in parallel (default: 1)")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace a synthetic cohort with other settings in OUT (other files are never deleted)")
     s.set_defaults(func=_cmd_synth)
 
     t = sub.add_parser("pretrain", help="pretrain an encoder from a YAML config (+ key=value overrides)")

@@ -123,6 +123,25 @@ def test_bad_synth_arguments_are_refused_without_a_traceback(tmp_path, capsys):
     assert err.startswith("medssl synth: error:") and "Traceback" not in err
 
 
+def test_synth_into_a_used_folder_is_a_one_line_error_and_overwrite_replaces_a_cohort(tmp_path, capsys):
+    """`medssl synth` again with other settings (or into a folder with other files) stopped with a
+    FileExistsError traceback that said `overwrite=True`, a keyword of the Python API the command did not take."""
+    out, small = tmp_path / "c", ["--shape", "16", "16", "16"]
+    assert main(["synth", str(out), "--subjects", "3", *small]) == 0
+    capsys.readouterr()
+    assert main(["synth", str(out), "--subjects", "4", *small]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("medssl synth: error:") and "holds a different synthetic cohort" in err
+    assert "--overwrite" in err and "Traceback" not in err
+    assert main(["synth", str(out), "--subjects", "4", *small, "--overwrite"]) == 0
+    assert len((out / "participants.tsv").read_text().splitlines()) == 1 + 4
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("keep")
+    assert main(["synth", str(tmp_path / "notes"), "--subjects", "3", *small, "--overwrite"]) == 2
+    assert "is not empty and is not a medssl synthetic cohort" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "notes").iterdir()] == ["mine.txt"]
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
 def test_a_missing_gpu_names_the_setting_the_user_gave():
     with pytest.raises(DeviceError, match=r"--device=cuda but no CUDA GPU is visible; use --device=cpu or auto"):

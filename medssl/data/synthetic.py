@@ -213,7 +213,7 @@ def _check_out_dir(out_dir: Path, spec: SyntheticCohortSpec, overwrite: bool) ->
         if gen.get("Parameters") == spec.parameters():
             return True
         raise FileExistsError(f"{out_dir} holds a different synthetic cohort ({gen.get('Parameters')}); "
-                              "pass overwrite=True to replace it or choose another folder")
+                              "pass overwrite=True (medssl synth --overwrite) to replace it or choose another folder")
     # our own cohort, to be replaced (overwrite=True) or interrupted before it finished
     for sub in out_dir.glob("sub-*"):
         shutil.rmtree(sub)
