@@ -20,6 +20,8 @@ header and its data file(s), or the scan's file. ``index.json`` keeps each row's
 signature, so when scans are added, removed, reordered or changed the rows whose scan and
 sources are unchanged are copied from the previous cache and only the others are
 preprocessed; a change of the preprocessing settings (or output shape) rebuilds every row.
+Items that are the cache's first rows (a run's ``data.limit`` on a prepared cache) are served
+from it as they are, and the cache stays whole.
 """
 
 from __future__ import annotations
@@ -206,6 +208,10 @@ def _build(items, load, out_shape, cache_dir, settings, on_bad_file, progress, w
     index_path, img_path, done_path = cache_dir / "index.json", cache_dir / "images.npy", cache_dir / "done.npy"
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
     fresh = index.get("fingerprint") != fp or not img_path.exists() or not done_path.exists()
+    if fresh and _holds_as_prefix(index, keys, sources, settings, out_shape, img_path, done_path):
+        n = len(items)  # e.g. data.limit on a prepared cache: served from its first rows, the cache kept whole
+        return CacheResult(images=np.load(img_path, mmap_mode="r")[:n], valid=np.ones(n, dtype=bool), skipped=[],
+                           cache_dir=cache_dir)
     n_reused = 0
     if fresh:
         reuse = _reusable_rows(index, keys, sources, settings, out_shape, img_path, done_path)
@@ -273,6 +279,19 @@ def _reusable_rows(index: dict, keys: list[str], sources: list[str], settings: s
         return {}
     old = {(k, s): j for j, (k, s) in enumerate(zip(old_keys, old_sources)) if old_done[j]}
     return {i: old[ks] for i, ks in enumerate(zip(keys, sources)) if ks in old}
+
+
+def _holds_as_prefix(index: dict, keys: list[str], sources: list[str], settings: str, out_shape: tuple[int, ...],
+                     img_path: Path, done_path: Path) -> bool:
+    """Whether the cache's first ``len(keys)`` rows are these scans from the same sources, built with the
+    same settings and shape, and all done (a run's first N records of a larger prepared cache)."""
+    n = len(keys)
+    if (index.get("settings") != settings or index.get("shape") != list(out_shape)
+            or index.get("paths", [])[:n] != keys or index.get("sources", [])[:n] != sources
+            or not img_path.exists() or not done_path.exists()):
+        return False
+    done = np.load(done_path)
+    return len(done) >= n and bool(done[:n].all())
 
 
 def _new_rows(path: Path, shape: tuple[int, ...], old_path: Path, reuse: dict[int, int],

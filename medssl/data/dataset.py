@@ -19,14 +19,14 @@ def _as_float_tensor(row: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.asarray(row)).float()
 
 
-def _is_whole_npy(images: np.memmap) -> bool:
-    """True when ``images`` maps a whole ``.npy`` file (not a slice or view of it)."""
+def _is_npy_head(images: np.memmap) -> bool:
+    """True when ``images`` maps a whole ``.npy`` file or its first rows (``whole[:n]``), not another view."""
     try:
         whole = np.load(images.filename, mmap_mode="r")
     except (OSError, ValueError):
         return False
-    return (whole.shape == images.shape and whole.dtype == images.dtype and whole.offset == images.offset
-            and images.flags.c_contiguous)
+    return (whole.shape[1:] == images.shape[1:] and len(images) <= len(whole) and whole.dtype == images.dtype
+            and whole.offset == images.offset and images.flags.c_contiguous)
 
 
 class MetadataCoder:
@@ -69,17 +69,18 @@ class CachedScans(Dataset):
         """
         state = dict(self.__dict__)
         images = self.images
-        if isinstance(images, np.memmap) and images.filename and _is_whole_npy(images):
+        if isinstance(images, np.memmap) and images.filename and _is_npy_head(images):
             state["images"] = ("__npy_memmap__", str(images.filename), images.shape)
         return state
 
     def __setstate__(self, state: dict) -> None:
         images = state["images"]
         if isinstance(images, tuple) and images and images[0] == "__npy_memmap__":
-            state["images"] = np.load(images[1], mmap_mode="r")
-            if state["images"].shape != tuple(images[2]):
+            whole, shape = np.load(images[1], mmap_mode="r"), tuple(images[2])
+            if whole.shape[1:] != shape[1:] or len(whole) < shape[0]:
                 raise RuntimeError(f"cache {images[1]} changed while the dataset was being sent to a worker "
-                                   f"(shape {state['images'].shape}, expected {tuple(images[2])}); rerun")
+                                   f"(shape {whole.shape}, expected {shape}); rerun")
+            state["images"] = whole[: shape[0]]
         self.__dict__.update(state)
 
     def __len__(self) -> int:

@@ -194,3 +194,19 @@ def test_a_kill_while_the_new_rows_replace_the_old_rebuilds_everything(tmp_path,
     res = build_cache(paths[::-1], np.load, (1, 4, 4), tmp_path / "c", settings="a", progress=False)
     assert (res.n_built, res.n_reused) == (4, 0)
     np.testing.assert_array_equal(res.images, np.stack([np.load(p) for p in paths[::-1]]).astype(np.float16))
+
+
+def test_the_first_rows_of_a_larger_cache_are_served_from_it_without_rebuilding(tmp_path):
+    """data.limit=N on a prepared cache: its first N scans come from that cache, which stays whole."""
+    paths = _files(tmp_path, 5)
+    full = build_cache(paths, np.load, (1, 4, 4), tmp_path / "c", settings="a", progress=False)
+    stamp = (tmp_path / "c" / "images.npy").stat().st_mtime_ns, (tmp_path / "c" / "index.json").read_text()
+    calls = []
+    head = build_cache(paths[:3], lambda p: calls.append(p) or np.load(p), (1, 4, 4), tmp_path / "c", settings="a",
+                       progress=False)
+    assert calls == [] and head.images.shape == (3, 1, 4, 4) and head.valid.all()
+    np.testing.assert_array_equal(head.images, full.images[:3])
+    assert ((tmp_path / "c" / "images.npy").stat().st_mtime_ns, (tmp_path / "c" / "index.json").read_text()) == stamp
+    assert build_cache(paths, np.load, (1, 4, 4), tmp_path / "c", settings="a", progress=False).n_built == 0
+    other = build_cache(paths[1:3], np.load, (1, 4, 4), tmp_path / "c", settings="a", progress=False)  # not a prefix
+    assert (other.n_built, other.n_reused) == (0, 2) and other.images.shape[0] == 2

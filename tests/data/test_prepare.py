@@ -51,14 +51,18 @@ def test_cli_prepare_then_a_run_reuses_the_cache(cohort_copy, tmp_path, capsys):
     stamp = images.stat().st_mtime_ns, (tmp_path / "c" / "index.json").read_text()
     from medssl.api import prepare_data
 
-    cfg = load_config(None, [f"data.root={cohort_copy}", f"data.cache_dir={tmp_path / 'c'}", "data.shape=[16,16,16]",
-                             "augment.crop_size=[12,12,12]", f"output_dir={tmp_path / 'run'}"])
+    cfg_overrides = [f"data.root={cohort_copy}", f"data.cache_dir={tmp_path / 'c'}", "data.shape=[16,16,16]",
+                     "augment.crop_size=[12,12,12]", f"output_dir={tmp_path / 'run'}"]
+    cfg = load_config(None, cfg_overrides)
     (tmp_path / "run").mkdir()
     data = prepare_data(cfg, tmp_path / "run", progress=False)
     assert (images.stat().st_mtime_ns, (tmp_path / "c" / "index.json").read_text()) == stamp  # reused as is
     assert len(data.train) + len(data.test) == 40 and data.images.shape == (40, 1, 16, 16, 16)
     splits = [r.split for r in read_manifest(tmp_path / "run" / "manifest.tsv")]
     assert splits.count("test") == round(0.25 * 40) and set(splits) == {"train", "test"}
+    small = prepare_data(load_config(None, [*cfg_overrides, "data.limit=10"]), tmp_path / "run", progress=False)
+    assert small.images.shape == (10, 1, 16, 16, 16) and np.array_equal(small.images, data.images[:10])
+    assert (images.stat().st_mtime_ns, (tmp_path / "c" / "index.json").read_text()) == stamp  # the prepared cache stays whole
 
 
 def test_medmnist_cache_holds_the_published_pixels(tmp_path, medmnist_file):
@@ -127,8 +131,13 @@ def test_cached_dataset_pickles_the_memmap_by_name(cohort_copy, tmp_path):
     back = pickle.loads(blob)
     assert isinstance(back.images, np.memmap)
     assert all(np.array_equal(back[i]["image"], ds[i]["image"]) for i in (0, 39))
-    sliced = CachedScans(res.cache.images[:5], res.records[:5], [0, 1], MetadataCoder(res.records))
-    assert np.array_equal(pickle.loads(pickle.dumps(sliced))[1]["image"], sliced[1]["image"])
+    head = CachedScans(res.cache.images[:5], res.records[:5], [0, 1], MetadataCoder(res.records))  # data.limit=5
+    blob = pickle.dumps(head)
+    assert len(blob) < res.cache.images[:5].nbytes / 4  # the first rows of the cache go by name too
+    back = pickle.loads(blob)
+    assert back.images.shape == head.images.shape and np.array_equal(back[1]["image"], head[1]["image"])
+    strided = CachedScans(res.cache.images[::2], res.records[::2], [0, 1], MetadataCoder(res.records))
+    assert np.array_equal(pickle.loads(pickle.dumps(strided))[1]["image"], strided[1]["image"])  # copied, still right
 
 
 def test_cli_help_of_the_data_commands(capsys):
