@@ -83,6 +83,10 @@ class EvalOptions:
         if self.protocol not in PR.PROTOCOLS:
             raise ValueError(f"unknown protocol {self.protocol!r}; valid: {', '.join(PR.PROTOCOLS)}")
         check_targets("--targets", self.targets)
+        if self.n_boot < 0:
+            raise ValueError(f"--n-boot must be >= 0 (0: no intervals), got {self.n_boot}")
+        if not all(0 < f <= 1 for f in self.fractions):
+            raise ValueError(f"--fractions must be label fractions in (0, 1], got {list(self.fractions)}")
 
 
 def _site_codes(names: list[str], vocab: list[str]) -> list[int]:

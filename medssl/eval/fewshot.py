@@ -76,7 +76,7 @@ def label_fraction_curve(fit_score: Callable[[np.ndarray, int], dict], rows: np.
 
     Returns:
         ``{"metric", "points": [{"fraction", "seed", "n_subjects", "n_rows", metric}],
-        "summary": [{"fraction", "n_subjects", "mean", "std", "n_seeds"}]}``.
+        "summary": [{"fraction", "n_subjects", "mean", "std" (None for one seed), "n_seeds"}]}``.
     """
     points = []
     for fraction in fractions:
@@ -90,5 +90,6 @@ def label_fraction_curve(fit_score: Callable[[np.ndarray, int], dict], rows: np.
         vals = [p for p in points if p["fraction"] == float(fraction)]
         v = np.array([p[metric] for p in vals])
         summary.append({"fraction": float(fraction), "n_subjects": int(np.mean([p["n_subjects"] for p in vals])),
-                        "mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n_seeds": len(v)})
+                        "mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else None,  # one seed: no spread
+                        "n_seeds": len(v)})
     return {"metric": metric, "points": points, "summary": summary}

@@ -78,7 +78,7 @@ def plot_fewshot(curves: dict[str, dict[str, dict]], path: str | Path) -> Path |
                 continue
             s = per[target]["summary"]
             f = np.array([p["fraction"] for p in s]) * 100
-            m, sd = np.array([p["mean"] for p in s]), np.array([p["std"] for p in s])
+            m, sd = np.array([p["mean"] for p in s]), np.array([np.nan if p["std"] is None else p["std"] for p in s])
             ax.errorbar(f, m, yerr=sd, marker="o", capsize=3, label=enc)
             metric, chance = per[target]["metric"], per[target].get("chance")
         if chance is not None:

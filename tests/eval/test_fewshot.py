@@ -55,3 +55,26 @@ def test_curve_fits_only_on_training_rows_and_summarises_seeds():
     s = {p["fraction"]: p for p in curve["summary"]}
     assert s[0.1]["n_seeds"] == 3 and s[0.1]["std"] == pytest.approx(1.0) and s[1.0]["n_subjects"] == 75
     assert s[1.0]["mean"] == pytest.approx(10 / np.sqrt(150))
+    assert s[1.0]["n_seeds"] == 1 and s[1.0]["std"] is None  # one run: no spread, not a fake ± 0
+
+
+def test_report_and_plot_of_a_one_seed_point_show_no_spread(tmp_path):
+    from medssl.eval.plots import plot_fewshot
+    from medssl.eval.report import _fmt
+
+    assert _fmt({"value": 0.9, "ci": None, "std": None}) == "0.900"
+    assert _fmt({"value": 0.9, "ci": None, "std": 0.01}) == "0.900 ± 0.010"
+    summary = [{"fraction": 0.1, "n_subjects": 5, "mean": 0.8, "std": 0.02, "n_seeds": 3},
+               {"fraction": 1.0, "n_subjects": 50, "mean": 0.9, "std": None, "n_seeds": 1}]
+    path = plot_fewshot({"pretrained": {"label": {"metric": "balanced_accuracy", "summary": summary}}}, tmp_path / "f.png")
+    assert path.stat().st_size > 0
+
+
+@pytest.mark.parametrize("kwargs, message", [({"n_boot": -1}, "--n-boot must be >= 0"),
+                                              ({"fractions": (0.1, 1.5)}, r"--fractions must be label fractions in \(0, 1\]"),
+                                              ({"fractions": (0.0,)}, "--fractions")])
+def test_evaluation_options_out_of_range_are_refused_before_any_work(kwargs, message):
+    from medssl.eval.driver import EvalOptions
+
+    with pytest.raises(ValueError, match=message):
+        EvalOptions(**kwargs)
