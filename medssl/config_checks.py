@@ -65,6 +65,10 @@ def validate(cfg: RunConfig) -> None:
     check_targets("eval.targets", cfg.eval.targets)
     _validate_views(cfg)
     method = METHODS.get(cfg.method.name)
+    if cfg.method.label_column and method.uses != "class":
+        users = ", ".join(n for n in METHODS.list() if METHODS.get(n).uses == "class")
+        raise ConfigError(f"method.label_column={cfg.method.label_column!r} is used only by methods that learn from "
+                          f"class labels ({users}); {cfg.method.name} would ignore it: remove it")
     if not getattr(method, "default_loss", ""):  # non-contrastive (generative) methods take options instead of a loss
         if "views" in cfg.method.options:
             raise ConfigError("method.options.views: views are built from the augment section "

@@ -138,3 +138,9 @@ def test_every_config_key_is_documented_with_its_default():
     assert sorted(documented) == sorted(expected)
     for key, default in expected.items():
         assert load_yaml(documented[key]) == default, f"{key}: documented {documented[key]!r}, schema {default!r}"
+
+
+def test_a_label_column_for_a_method_that_ignores_it_is_refused():
+    with pytest.raises(ConfigError, match=r"method.label_column='label' is used only by .*\(supinfonce\); simclr would"):
+        load_config(overrides=["method.name=simclr", "method.label_column=label"])
+    assert load_config(overrides=["method.name=supinfonce", "method.label_column=label"]).method.label_column == "label"
