@@ -219,3 +219,16 @@ def test_data_that_cannot_feed_the_method_is_a_one_line_error(tiny_run, tmp_path
     assert main(["pretrain", *common, f"output_dir={tmp_path / 'b'}", "train.batch_size=64"]) == 2
     err = capsys.readouterr().err
     assert "fewer than train.batch_size × train.grad_accum_steps = 64" in err and "Traceback" not in err
+
+
+def test_a_file_given_as_data_root_or_cache_folder_is_named(tmp_path, capsys):
+    from medssl.cli import main
+
+    afile = tmp_path / "notes.txt"
+    afile.write_text("x")
+    assert main(["data", "prepare", "synthetic", "--root", str(afile), "--out", str(tmp_path / "c")]) == 2
+    assert f"data root {afile} is a file, not a folder" in capsys.readouterr().err
+    cohort = tmp_path / "cohort"
+    assert main(["synth", str(cohort), "--subjects", "4", "--shape", "16", "16", "16"]) == 0
+    assert main(["data", "prepare", "synthetic", "--root", str(cohort), "--out", str(afile)]) == 2
+    assert f"cache folder {afile} is a file" in capsys.readouterr().err

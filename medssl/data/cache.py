@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from medssl.config import ConfigError
 from medssl.data.sources import source_signature
 from medssl.io.errors import BadFileError
 
@@ -191,6 +192,8 @@ def build_cache(items: Sequence[Any], load: Callable[[Any], np.ndarray], out_sha
     if on_bad_file not in ("error", "skip"):
         raise ValueError(f"on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
     cache_dir = Path(cache_dir)
+    if cache_dir.exists() and not cache_dir.is_dir():
+        raise ConfigError(f"cache folder {cache_dir} is a file; give a folder (data prepare --out / data.cache_dir)")
     cache_dir.mkdir(parents=True, exist_ok=True)
     out_shape = tuple(int(s) for s in out_shape)
     with _locked(cache_dir):

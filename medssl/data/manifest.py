@@ -257,6 +257,9 @@ def scan_manifest(card: DataCard, root: str | Path | None = None) -> ManifestSca
             template fields absent from the table, no rows / no matching files.
     """
     root = card.resolve_root(root)
+    if root.exists() and not root.is_dir():
+        raise ManifestError(f"data root {root} is a file, not a folder; pass the folder that holds card "
+                            f"{card.name}'s data (--root / data.root)")
     problems: list[Problem] = []
     if card.format == "medmnist":
         from medssl.data.medmnist_records import medmnist_records
