@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -36,6 +37,8 @@ def _cmd_pretrain(a: argparse.Namespace) -> None:
         config, overrides = None, [config, *overrides]  # `medssl pretrain key=value …` without a YAML file
     cfg = load_config(config, [*overrides, *([f"train.resume={a.resume}"] if a.resume else [])])
     run_dir = pretrain(cfg)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun: rank 0 reports (and evaluates) once
+        return
     print(f"pretraining done: {run_dir}")
     if a.evaluate:
         print(format_table(evaluate(run_dir)))

@@ -232,3 +232,16 @@ def test_a_file_given_as_data_root_or_cache_folder_is_named(tmp_path, capsys):
     assert main(["synth", str(cohort), "--subjects", "4", "--shape", "16", "16", "16"]) == 0
     assert main(["data", "prepare", "synthetic", "--root", str(cohort), "--out", str(afile)]) == 2
     assert f"cache folder {afile} is a file" in capsys.readouterr().err
+
+
+def test_under_torchrun_only_rank_0_reports_and_evaluates(monkeypatch, tmp_path, capsys):
+    import medssl.api as api
+    from medssl.cli import main
+
+    evaluated = []
+    monkeypatch.setattr(api, "pretrain", lambda cfg: tmp_path)
+    monkeypatch.setattr(api, "evaluate", lambda run_dir: evaluated.append(run_dir) or {})
+    for rank in ("1", "0"):
+        monkeypatch.setenv("RANK", rank)
+        assert main(["pretrain", "train.epochs=1", "--evaluate"]) == 0
+    assert evaluated == [tmp_path] and capsys.readouterr().out.count("pretraining done") == 1
