@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import brain_age_ixi as bm  # noqa: E402 - the data loading, folds and encoder of the main benchmark
+from brain_age_data import QUICK, Budget, age_folds, load_ixi  # noqa: E402 - data and folds of brain_age_ixi.py
+from brain_age_encoders import cnn  # noqa: E402 - and its encoder
 from seed_runs import add_data_root, command_line, machine, pyplot, save_figure, write_result  # noqa: E402 - the machine record every benchmark stores
 
 from medssl.eval.probes import regression_probe  # noqa: E402
@@ -67,7 +68,7 @@ def histogram_features(x: torch.Tensor, bins: int = 64) -> np.ndarray:
 
 def network_features(x: torch.Tensor, budget, seed: int) -> dict[str, np.ndarray]:
     """The rows of :data:`VARIANTS` for one random initialisation (the main benchmark's seed offset)."""
-    encoder = bm.cnn(budget, 10_000 + seed).eval()
+    encoder = cnn(budget, 10_000 + seed).eval()
     z = pooled_layers(encoder, x)
     flat = x.flatten(1)
     lo, hi = flat.min(1).values.view(-1, 1, 1, 1, 1), flat.max(1).values.view(-1, 1, 1, 1, 1)
@@ -89,11 +90,11 @@ def run(data_root: Path, cache_root: Path, spacings, widths, seeds, quick: bool)
     """One row per (spacing, width, variant) plus the histogram and mean rows per spacing."""
     rows = []
     for spacing in spacings:
-        budget = replace(bm.Budget(), **{**(bm.QUICK if quick else {}), "spacing": spacing})
-        data = bm.load_ixi(data_root, budget, cache_root / f"{spacing:g}mm")
+        budget = replace(Budget(), **{**(QUICK if quick else {}), "spacing": spacing})
+        data = load_ixi(data_root, budget, cache_root / f"{spacing:g}mm")
         ages = data["ages"][data["labelled"]]
         x = torch.from_numpy(data["images"][data["labelled"]].astype(np.float32))
-        folds = {s: bm.age_folds(ages, budget.folds, s) for s in seeds}
+        folds = {s: age_folds(ages, budget.folds, s) for s in seeds}
         found = {}
         for key, feats in (("mean", None), ("histogram", histogram_features(x))):
             found[(key, None)] = [cv_predictions(feats, ages, folds[s]) for s in seeds]
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.quick:
-        a.spacings, a.widths = [bm.QUICK["spacing"]], [bm.QUICK["width"]]
+        a.spacings, a.widths = [QUICK["spacing"]], [QUICK["width"]]
     out = Path(a.out or REPO / "runs" / f"brain_age_baselines{'_quick' if a.quick else ''}")
     out.mkdir(parents=True, exist_ok=True)
     fig = Path(a.figure) if a.figure else out / "brain_age_baselines.png"

@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import brain_age_ixi as bm  # noqa: E402 - data, folds, encoders and fine-tuning augmentation of the main benchmark
+from brain_age_data import QUICK, Budget, age_folds, load_ixi  # noqa: E402 - data and folds of brain_age_ixi.py
+from brain_age_encoders import cnn, ft_augment, pretrain  # noqa: E402 - its encoders and fine-tuning augmentation
 from seed_runs import add_data_root, apply_set, command_line, machine, write_result  # noqa: E402
 
 from medssl.eval.probes import regression_probe  # noqa: E402
@@ -69,7 +70,7 @@ PERTURBATIONS = {
     "rotation ≤ 5°": (lambda x, g, s: _affine(s, rotate=5.0)(x, g), True),
     "scale 0.95–1.05": (lambda x, g, s: _affine(s, scale=(0.95, 1.05))(x, g), True),
     "translation ≤ 3 %": (lambda x, g, s: _affine(s, translate=0.03)(x, g), True),
-    "the fine-tuning augmentation (flip + affine)": (lambda x, g, s: bm.ft_augment(s)(x, g), True),
+    "the fine-tuning augmentation (flip + affine)": (lambda x, g, s: ft_augment(s)(x, g), True),
 }
 
 
@@ -82,14 +83,14 @@ def fold0_encoders(data: dict, b, seed: int, run: Path | None, tr: np.ndarray) -
     """``{"random-init": …, "y-aware (fold 0)": …}``: the seed's random ResNet-18 and, with ``run``, the
     finished y-aware run of fold 0, trained on rows ``tr`` of the labelled scans (refused if its checkpoint
     is missing or is not the finished run of budget ``b``, so nothing is trained here)."""
-    encoders = {"random-init": bm.cnn(b, 10_000 + seed).eval()}
+    encoders = {"random-init": cnn(b, 10_000 + seed).eval()}
     if run is not None:
         folder = run / f"s{seed}" / f"seed{seed}_yaware_fold0"
         if not list((folder / "checkpoints").glob("*.pt")):
             raise SystemExit(f"--run {run}: no checkpoint in {folder}/checkpoints; run benchmarks/brain_age_ixi.py "
                              f"with --out {run}/s{seed} first")
-        enc = bm.pretrain("yaware", data, data["labelled"][tr], b, seed, folder, "cpu", resume=True,
-                          finished_only=True)["encoder"]
+        enc = pretrain("yaware", data, data["labelled"][tr], b, seed, folder, "cpu", resume=True,
+                       finished_only=True)["encoder"]
         encoders["y-aware (fold 0)"] = enc.eval()
     return encoders
 
@@ -97,7 +98,7 @@ def fold0_encoders(data: dict, b, seed: int, run: Path | None, tr: np.ndarray) -
 def run_seed(data: dict, b, seed: int, run: Path | None) -> dict:
     """Per perturbation: image correlation and, per encoder, feature shift / SD, |Δ prediction| (y) and test MAE."""
     ages = data["ages"][data["labelled"]]
-    te = bm.age_folds(ages, b.folds, seed)[0]
+    te = age_folds(ages, b.folds, seed)[0]
     tr = np.setdiff1d(np.arange(len(ages)), te)
     x = torch.from_numpy(data["images"][data["labelled"]].astype(np.float32))
     encoders = fold0_encoders(data, b, seed, run, tr)
@@ -147,13 +148,13 @@ def main(argv: list[str] | None = None) -> dict:
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    b = apply_set(replace(bm.Budget(), **(bm.QUICK if a.quick else {})), a.set)
+    b = apply_set(replace(Budget(), **(QUICK if a.quick else {})), a.set)
     out = Path(a.out or REPO / "runs" / f"brain_age_sensitivity{'_quick' if a.quick else ''}")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    data = bm.load_ixi(Path(a.data_root), b, Path(a.cache) if a.cache else out / "cache")
+    data = load_ixi(Path(a.data_root), b, Path(a.cache) if a.cache else out / "cache")
     per_seed = [run_seed(data, b, s, Path(a.run) if a.run else None) for s in a.seeds]
-    result = {"benchmark": "brain_age_sensitivity", "budget": bm.asdict(b), "seeds": a.seeds, "run": a.run,
+    result = {"benchmark": "brain_age_sensitivity", "budget": asdict(b), "seeds": a.seeds, "run": a.run,
               "per_seed": per_seed, "machine": machine("cpu"), "wall_seconds": round(time.time() - t0, 1),
               "command": command_line("brain_age_sensitivity.py", argv)}
     write_result(result, out, a.json)

@@ -29,7 +29,6 @@ others is its own partner (retrieval@1; chance 1 / (2N − 1)).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -52,6 +51,8 @@ from medssl.transforms.views import build_view_pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from seed_runs import add_data_root, command_line, pyplot, save_figure, write_result  # noqa: E402 - next to this script
+from brain_age_data import Budget, load_ixi  # noqa: E402 - the data loading and Budget of brain_age_ixi.py
+from brain_age_encoders import cnn  # noqa: E402 - and its encoder
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,17 +80,6 @@ VARIANTS: dict[str, tuple[str, str, dict, bool]] = {
                                     "blur_prob", "lowres_prob", "motion_prob", "ghosting_prob", "noise_prob",
                                     "rician_prob", "dropout_prob")}, False),
 }
-
-
-def _brain_age_module():
-    """``benchmarks/brain_age_ixi.py`` (its data loading, Budget and encoder), imported from its file."""
-    name = "bench_brain_age_ixi"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "brain_age_ixi.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod  # dataclasses look their module up there
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
 
 
 def make_pipeline(key: str, crop: int, spacing: float):
@@ -137,8 +127,7 @@ def view_agreement(encoder: torch.nn.Module, images: np.ndarray, pipe, seed: int
 
 def train_variant(key: str, data: dict, b, steps: int, batch: int, seed: int, run_dir: Path) -> dict:
     """SimCLR for ``steps`` optimiser steps with the views of ``key``: per-step NT-Xent and timing."""
-    bench = _brain_age_module()
-    encoder = bench.cnn(b, seed)  # same initial weights for every row
+    encoder = cnn(b, seed)  # same initial weights for every row
     method = SimCLR(encoder, LOSSES.get("ntxent")(temperature=0.1), make_pipeline(key, b.crop, b.spacing),
                     proj_hidden_dim=encoder.out_dim, proj_dim=128)
     rows = np.arange(len(data["records"]))
@@ -215,15 +204,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--quick", action="store_true", help="smoke run: 24 scans at 8 mm, width 4, 2 steps, batch 8")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    bench = _brain_age_module()
-    b = bench.Budget()
+    b = Budget()
     if a.quick:
         b = replace(b, spacing=8.0, crop=20, width=4, limit=24)
         a.steps, a.batch = 2, 8
     out = Path(a.out or REPO / "runs" / f"view_strength{'_quick' if a.quick else ''}")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    data = bench.load_ixi(Path(a.data_root), b, Path(a.cache) if a.cache else out / "cache")
+    data = load_ixi(Path(a.data_root), b, Path(a.cache) if a.cache else out / "cache")
     n = len(data["records"])
     print(f"IXI: {n} scans, grid {data['shape']} at {b.spacing} mm, crops {b.crop}³, {a.steps} steps, "
           f"batch {a.batch}, seeds {a.seeds}", flush=True)
@@ -238,7 +226,7 @@ def main(argv: list[str] | None = None) -> dict:
     for seed in a.seeds:
         for key in a.variants:
             pipe = make_pipeline(key, b.crop, b.spacing)
-            agreement = view_agreement(bench.cnn(b, seed), data["images"], pipe, seed)
+            agreement = view_agreement(cnn(b, seed), data["images"], pipe, seed)
             row = train_variant(key, data, b, a.steps, a.batch, seed, out / f"seed{seed}_{key}")
             result["rows"].setdefault(key, []).append({"seed": seed, **row, "agreement": agreement})
             print(f"  seed {seed} {key:15s} NT-Xent {row['first10']:.3f} -> {row['last10']:.3f} (chance "

@@ -16,10 +16,15 @@ def _bench():
     return load_benchmark("brain_age_ixi", "bench_brain_age_ixi")
 
 
+def _part(name: str):
+    """``benchmarks/brain_age_<name>.py``: the benchmark's data, encoders, rows or report module."""
+    return load_benchmark(f"brain_age_{name}")
+
+
 def test_folds_partition_the_subjects_and_balance_ages():
     """Every subject is tested exactly once; each fold's age distribution resembles the whole cohort's."""
     ages = np.random.default_rng(0).uniform(20, 85, 138)
-    folds = _bench().age_folds(ages, 5, seed=3)
+    folds = _part("data").age_folds(ages, 5, seed=3)
     rows = np.concatenate(folds)
     assert sorted(rows.tolist()) == list(range(138)) and [len(f) for f in folds] in ([28, 28, 28, 27, 27],)
     assert all(abs(np.median(ages[f]) - np.median(ages)) < 8 for f in folds)
@@ -62,17 +67,17 @@ def test_write_copy_never_writes_into_the_data_set():
     import pytest
 
     src = shared_path("data", "ixi_t1_hh_2mm")
-    bench = _bench()
+    data = _part("data")
     for dst in (src, src / "images", src.parent):
         with pytest.raises(SystemExit, match="outside the data set"):
-            bench.write_resampled_copy(src.parent, dst, 3.0)
+            data.write_resampled_copy(src.parent, dst, 3.0)
 
 
 def test_rows_follow_methods_and_scratch_switch():
     """``methods=`` plus ``scratch=false`` leaves only the baselines that train nothing."""
     import pytest
 
-    rows = lambda *a: [key for key, _, _ in _bench().active_rows(*a)]
+    rows = lambda *a: [key for key, _, _ in _part("rows").active_rows(*a)]
     assert rows("", False) == ["mean", "voxels", "random_cnn_probe"]
     assert rows("") == ["mean", "voxels", "random_cnn_probe", "scratch_ft"]
     assert rows("mae,yaware", False) == ["mean", "voxels", "random_cnn_probe", "random_vit_probe", "mae_probe",
@@ -80,7 +85,7 @@ def test_rows_follow_methods_and_scratch_switch():
     assert rows("simclr,yaware", True, False) == ["mean", "voxels", "random_cnn_probe", "simclr_probe", "yaware_probe"]
     with pytest.raises(SystemExit, match="simclrr"):
         rows("simclrr")
-    peers = lambda *a: [key for key, _, _ in _bench().peer_rows(*a)]
+    peers = lambda *a: [key for key, _, _ in _part("rows").peer_rows(*a)]
     assert peers(("monai_stock", "nidl"), "simclr") == ["monai_stock_probe", "nidl_probe"]
     assert peers(("nidl", "monai_stock"), "simclr,yaware") == ["monai_stock_probe", "nidl_probe", "nidl_yaware_probe"]
 
@@ -90,25 +95,25 @@ def test_peers_start_from_the_benchmark_cnn_and_see_unit_range_scans():
     features are its network applied to each scan min-max rescaled to [0, 1] (what it was pretrained on)."""
     import torch
 
-    bench = _bench()  # puts benchmarks/ on sys.path, so its `peers` package imports
-    from peers.common import monai_resnet18
+    encoders = _part("encoders")  # puts benchmarks/ on sys.path, so its `peers` package imports
+    from peers.common import monai_resnet18, unit_range
 
-    b = bench.Budget(width=8)
-    ours = bench.cnn(b, 5).net.state_dict()
+    b = _part("data").Budget(width=8)
+    ours = encoders.cnn(b, 5).net.state_dict()
     torch.manual_seed(5)
-    peer = monai_resnet18(3, bench.peer_encoder_kwargs(b))
+    peer = monai_resnet18(3, encoders.peer_encoder_kwargs(b))
     theirs = peer.state_dict()
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
     x = np.random.default_rng(0).normal(3.0, 2.0, (2, 1, 12, 12, 12)).astype(np.float32)
     with torch.no_grad():  # the same function too, not only the same weights (MONAI's default stem stride is 1)
-        assert torch.allclose(bench.cnn(b, 5).eval()(torch.from_numpy(x)), peer.eval()(torch.from_numpy(x)), atol=1e-5)
-    assert bench.peer_encoder_kwargs(b)["conv1_t_stride"] == 2
-    unit = bench.unit_range(x)  # benchmarks/peers/common.py
+        assert torch.allclose(encoders.cnn(b, 5).eval()(torch.from_numpy(x)), peer.eval()(torch.from_numpy(x)), atol=1e-5)
+    assert encoders.peer_encoder_kwargs(b)["conv1_t_stride"] == 2
+    unit = unit_range(x)  # benchmarks/peers/common.py
     assert np.allclose(unit.reshape(2, -1).min(1), 0) and np.allclose(unit.reshape(2, -1).max(1), 1)
     assert np.allclose(unit[1], (x[1] - x[1].min()) / (x[1].max() - x[1].min()), atol=1e-6)
     peer.eval()
     with torch.no_grad():
-        assert torch.allclose(bench.MinMaxInput(peer)(torch.from_numpy(x)), peer(torch.from_numpy(unit)), atol=1e-5)
+        assert torch.allclose(encoders.MinMaxInput(peer)(torch.from_numpy(x)), peer(torch.from_numpy(unit)), atol=1e-5)
 
 
 def test_quick_run_with_peers_and_probes_only(tmp_path):
@@ -119,7 +124,9 @@ def test_quick_run_with_peers_and_probes_only(tmp_path):
     res = bench.main(["--quick", "--threads", "2", "--data-root", str(SHARED / "data"), "--out", str(tmp_path / "run"),
                       "--figure", str(tmp_path / "f.png"), "--set", "methods=simclr,yaware", "finetune=false",
                       "--peers", "monai_stock", "nidl"])
-    nidl_here = bench.PEERS["nidl"].available(3)[0]
+    from peers import PEERS  # benchmarks/peers, on sys.path once the benchmark is loaded
+
+    nidl_here = PEERS["nidl"].available(3)[0]
     assert res["peers"] == ["monai_stock", "nidl"] if nidl_here else (res["peers"] == ["monai_stock"]
                                                                       and "nidl" in res["peers_skipped"])
     expected = ["mean", "voxels", "random_cnn_probe", "simclr_probe", "yaware_probe", "monai_stock_probe"]
@@ -159,10 +166,10 @@ def test_verdict_needs_a_win_on_every_seed():
         return {"mae_mean": sum(maes) / len(maes), "mae_per_seed": list(maes)}
 
     summary = {"random_cnn_probe": row(11.2, 11.2, 10.0), "simclr_probe": row(13.7, 9.0, 9.4), "simclr_ft": row(9.8, 9.0, 10.8)}
-    v = _bench().verdict(summary)["every SSL probe beats its random-init encoder"]
+    v = _part("report").verdict(summary)["every SSL probe beats its random-init encoder"]
     assert v.endswith("(lower on 2/3 seeds): False") and summary["simclr_probe"]["mae_mean"] < summary["random_cnn_probe"]["mae_mean"]
     summary["simclr_probe"] = row(10.9, 9.0, 9.4)
-    assert _bench().verdict(summary)["every SSL probe beats its random-init encoder"].endswith("3/3 seeds): True")
+    assert _part("report").verdict(summary)["every SSL probe beats its random-init encoder"].endswith("3/3 seeds): True")
 
 
 def test_resume_reuses_the_fold_encoders_and_lpft_keeps_the_probe_rows(tmp_path):
@@ -191,13 +198,13 @@ def test_flip_augmentation_moves_voxels_without_interpolating():
     import torch
 
     x = torch.rand(16, 1, 6, 7, 8)
-    flip = _bench().ft_augment((6, 7, 8), "flip")(x, torch.Generator().manual_seed(0))
+    flip = _part("encoders").ft_augment((6, 7, 8), "flip")(x, torch.Generator().manual_seed(0))
     same = [torch.equal(a, b) for a, b in zip(flip, x)]
     mirrored = [torch.equal(a, b.flip(1)) for a, b in zip(flip, x)]
     assert all(s != m for s, m in zip(same, mirrored)) and 0 < sum(mirrored) < 16
-    affine = _bench().ft_augment((6, 7, 8), "affine")(x, torch.Generator().manual_seed(0))
+    affine = _part("encoders").ft_augment((6, 7, 8), "affine")(x, torch.Generator().manual_seed(0))
     assert sum(not (torch.equal(a, b) or torch.equal(a, b.flip(1))) for a, b in zip(affine, x)) >= 8
-    assert _bench().ft_augment((6, 7, 8), "none") is None
+    assert _part("encoders").ft_augment((6, 7, 8), "none") is None
 
 
 def test_encoder_lr_grid_keeps_the_run_with_the_lowest_validation_loss(tmp_path):
