@@ -16,6 +16,11 @@ def _bench():
     return load_benchmark("medmnist", "bench_medmnist")
 
 
+def _part(name: str):
+    """``benchmarks/medmnist_<name>.py``: the benchmark's data, pretrain, scoring or report module."""
+    return load_benchmark(f"medmnist_{name}")
+
+
 def _data_root() -> Path:
     shared_path("data", "medmnist_pneumoniamnist_reconstructed", "pneumoniamnist.npz")
     return SHARED / "data"
@@ -25,11 +30,11 @@ def test_score_matches_sklearn():
     """AUC / ACC of the benchmark equal scikit-learn's on random scores, with intervals around them."""
     from sklearn.metrics import accuracy_score, roc_auc_score
 
-    bench = _bench()
+    scoring = _part("scoring")
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 300)
     p = np.clip(0.3 * y + rng.uniform(0, 0.7, 300), 0, 1)
-    s = bench.score(y, p, seed=0, n_boot=200)
+    s = scoring.score(y, p, seed=0, n_boot=200)
     assert s["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
     assert s["acc"] == pytest.approx(accuracy_score(y, p >= 0.5), abs=1e-12)
     assert s["auc_ci"][0] < s["auc"] < s["auc_ci"][1] and s["acc_ci"][0] < s["acc"] < s["acc_ci"][1]
@@ -37,7 +42,7 @@ def test_score_matches_sklearn():
 
 def test_official_splits_loaded():
     """Split sizes and class counts of the shared card are those of the official file (README of ../shared)."""
-    data = _bench().load_splits("pneumonia", _data_root())
+    data = _part("data").load_splits("pneumonia", _data_root())
     counts = {k: (len(y), int((y == 0).sum()), int((y == 1).sum())) for k, (x, y) in data.items()}
     assert counts == {"train": (4708, 1214, 3494), "val": (524, 135, 389), "test": (624, 234, 390)}
     x = data["train"][0]
@@ -70,7 +75,7 @@ def test_quick_run_end_to_end(tmp_path):
     assert s["auc_sd"] is None or math.isnan(s["auc_sd"])  # one seed: no SD, never a fake 0
     assert on_disk["budget"]["ssl_epochs"] == 1 and on_disk["wall_seconds"] > 0
     one_fraction = {**on_disk, "budget": {**on_disk["budget"], "fractions": [1.0]}}  # no curve: a per-seed panel
-    _bench().plot(one_fraction, tmp_path / "one.png")
+    _part("report").plot(one_fraction, tmp_path / "one.png")
     assert (tmp_path / "one.png").stat().st_size > 10_000
     # --merge: a second process's seed (here the same result relabelled seed 1) joins the table
     twin = {**on_disk, "seeds": [1], "per_seed": [{**on_disk["per_seed"][0], "seed": 1}]}
@@ -121,7 +126,7 @@ def test_finetune_augmentation_keeps_size_and_changes_images(spatial_dims):
     """The fine-tuning views keep the input size, move the pixels, and flip only 3D volumes."""
     import torch
 
-    pipe = _bench().ft_augment(spatial_dims, 28)
+    pipe = _part("scoring").ft_augment(spatial_dims, 28)
     x = torch.rand((4, 1) + (28,) * spatial_dims)
     y = pipe(x, torch.Generator().manual_seed(0))
     assert y.shape == x.shape and not torch.allclose(x, y)
@@ -130,13 +135,13 @@ def test_finetune_augmentation_keeps_size_and_changes_images(spatial_dims):
 
 def test_rows_follow_the_methods_run():
     """Table rows are those a run scored: a MAE-only run has the four ViT rows and no CNN rows; typos fail."""
-    bench = _bench()
+    report, pretrain, data = _part("report"), _part("pretrain"), _part("data")
     point = {k: {"auc": 0.5, "acc": 0.5} for k in ("mae_probe", "mae_finetune", "random_vit_probe", "vit_scratch")}
-    rows = bench.table_rows([{"few_label": {"1.0": {"n_train": 10, **point}}}])
+    rows = report.table_rows([{"few_label": {"1.0": {"n_train": 10, **point}}}])
     assert [k for k, _ in rows] == ["mae_probe", "mae_finetune", "random_vit_probe", "vit_scratch"]
-    assert bench.method_names(bench.Budget(methods="simclr, mae")) == ("simclr", "mae")
+    assert pretrain.method_names(data.Budget(methods="simclr, mae")) == ("simclr", "mae")
     with pytest.raises(SystemExit, match="expected simclr, mae"):
-        bench.method_names(bench.Budget(methods="simclr,byol"))
+        pretrain.method_names(data.Budget(methods="simclr,byol"))
 
 
 @pytest.mark.parametrize("fractions", ["0.1", "0.1,1.5"])

@@ -17,7 +17,8 @@ def _bench():
     return load_benchmark("medmnist", "bench_medmnist_peers")
 
 
-PEERS = _bench().PEERS  # benchmarks/peers, imported as package `peers` (benchmarks/ is not a package)
+_bench()  # puts benchmarks/ on sys.path
+from peers import PEERS  # noqa: E402 - benchmarks/peers, imported as package `peers` (benchmarks/ is not a package)
 
 
 
@@ -123,13 +124,13 @@ def test_peers_get_the_network_and_initial_weights_of_the_medssl_row():
     """``peer_encoder_kwargs`` rebuilds medssl's benchmark encoder with MONAI's factory, weight for weight."""
     from peers.common import monai_resnet18
 
-    bench = _bench()
+    data, pretrain = load_benchmark("medmnist_data"), load_benchmark("medmnist_pretrain")
     for dataset in ("pneumonia", "adrenal"):
-        b = bench.DEFAULTS[dataset]
+        b = data.DEFAULTS[dataset]
         dims = 2 if dataset == "pneumonia" else 3
-        medssl_enc = bench.make_encoder(dims, b, seed=7).eval()
+        medssl_enc = pretrain.make_encoder(dims, b, seed=7).eval()
         torch.manual_seed(7)
-        peer = monai_resnet18(dims, bench.peer_encoder_kwargs(b)).eval()
+        peer = monai_resnet18(dims, pretrain.peer_encoder_kwargs(b)).eval()
         medssl_net, peer_net = medssl_enc.net.state_dict(), peer.state_dict()
         assert medssl_net.keys() == peer_net.keys()
         assert all(torch.equal(medssl_net[k], peer_net[k]) for k in medssl_net)
@@ -149,7 +150,7 @@ def test_medmnist_quick_with_peers(tmp_path):
     assert on_disk["peers"] == ["monai_stock"] and "spatial_dims" in on_disk["peers_skipped"]["nidl"]
     seed0 = on_disk["per_seed"][0]
     probe = seed0["few_label"]["1.0"]["monai_stock_probe"]
-    assert 0.0 <= probe["auc"] <= 1.0 and probe["n_test"] == 96 and probe["C"] in _bench().PROBE_CS
+    assert 0.0 <= probe["auc"] <= 1.0 and probe["n_test"] == 96 and probe["C"] in load_benchmark("medmnist_scoring").PROBE_CS
     assert on_disk["summary"]["monai_stock_probe"]["auc_mean"] == probe["auc"]
     hist = seed0["peer_pretrain"]["monai_stock"]["history"]
     assert len(hist) == on_disk["budget"]["ssl_epochs"] and hist[0]["steps"] == 96 // 32
