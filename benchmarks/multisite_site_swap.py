@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from multisite_study import RANDOM  # noqa: E402 - the study's row label of the random-init encoder
+from multisite_rows import RANDOM  # noqa: E402 - the study's row label of the random-init encoder
 
 SWAPS = {"none": (), "blur": ("blur_sigma_mm",), "noise": ("noise_sigma",), "bias": ("bias_linear", "bias_quadratic"),
          "intensity": ("intensity_scale", "intensity_offset", "gamma"), "pose": ("pose_shift_mm", "pose_rotation_deg")}

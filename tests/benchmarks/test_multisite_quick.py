@@ -17,6 +17,11 @@ def _bench():
     return load_benchmark("multisite_study", "bench_multisite")
 
 
+def _part(name: str):
+    """``benchmarks/multisite_<name>.py``: the study's rows, report, synthetic or ixi module."""
+    return load_benchmark(f"multisite_{name}")
+
+
 
 
 def _check_scores(row: dict) -> None:
@@ -30,7 +35,7 @@ def test_summary_is_mean_and_sample_sd():
     """Mean ± SD (ddof=1) per method, written naively here; one seed gives a NaN SD, never a fake 0."""
     rows = [{"label": "a", "seed": s, "mae_int": v, "mae_ext": 2 * v, "bacc_site": 0.5, "score": v}
             for s, v in enumerate([3.0, 5.0, 10.0])] + [{"label": "b", "seed": 0, "mae_int": 1.0, "mae_ext": 1.0}]
-    a, b = _bench().summarise(rows)
+    a, b = _part("report").summarise(rows)
     vals = [3.0, 5.0, 10.0]
     mean = sum(vals) / 3
     sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / 2)
@@ -42,13 +47,13 @@ def test_summary_is_mean_and_sample_sd():
 def test_ixi_quick(tmp_path):
     """Real IXI ROI table: the ROI Ridge beats the training mean on internal subjects; IOP is the external set."""
     folder = shared_path("data", "ixi_dlmuse_roi_multisite")
-    bench = _bench()
+    bench, ixi = _bench(), _part("ixi")
     bench.main(["ixi", "--quick", "--seeds", "0", "--variants", "eps-SupInfoNCE + FairKL(site)",
                       "--ixi-dir", str(folder), "--out", str(tmp_path), "--json", str(tmp_path / "r.json")])
     on_disk = json.loads((tmp_path / "r.json").read_text())
     assert Path(on_disk["figure"]).stat().st_size > 10_000 and on_disk["wall_seconds"] > 0
     rows = {r["label"]: r for r in on_disk["rows"]}
-    assert set(rows) == {"MLP eps-SupInfoNCE + FairKL(site)", f"MLP {bench.RANDOM}",
+    assert set(rows) == {"MLP eps-SupInfoNCE + FairKL(site)", f"MLP {_part('rows').RANDOM}",
                          "Ridge on log ROI volumes (no encoder)", "Ridge after ComBat (IOP unharmonised)",
                          "Ridge after ComBat incl. IOP features", "training-mean predictor"}
     for label, row in rows.items():
@@ -58,9 +63,9 @@ def test_ixi_quick(tmp_path):
     # the mean predictor, recomputed here from the CSV files and the split
     with open(folder / "IXI_demog.csv", newline="") as f:
         age_of = {r["ID"]: float(r["Age"]) for r in csv.DictReader(f)}
-    d = bench.load_ixi(folder)
+    d = ixi.load_ixi(folder)
     assert np.allclose(d["age"], [age_of[s] for s in d["subject"]])
-    m = bench.ixi_split(d, 0, 0.3)
+    m = ixi.ixi_split(d, 0, 0.3)
     mean_mae = np.abs(d["age"][m["internal"]] - d["age"][m["train"]].mean()).mean()
     assert rows["training-mean predictor"]["mae_int"] == pytest.approx(mean_mae)
     assert rows["Ridge on log ROI volumes (no encoder)"]["mae_int"] < 0.7 * mean_mae  # real age signal in ROI volumes
@@ -72,20 +77,20 @@ def test_ixi_quick(tmp_path):
 
 def test_synthetic_quick(tmp_path):
     """Synthetic images: external sites never enter pretraining; every metric is a valid one."""
-    bench = _bench()
+    bench, synthetic, random_init = _bench(), _part("synthetic"), _part("rows").RANDOM
     res = bench.main(["synthetic", "--quick", "--seeds", "0", "--variants", "y-aware", "--out", str(tmp_path)])
     rows = {r["label"]: r for r in res["rows"]}
-    assert set(rows) == {"y-aware", bench.RANDOM, "training-mean predictor"}
+    assert set(rows) == {"y-aware", random_init, "training-mean predictor"}
     n_site = res["budget"]["per_site"]
-    for label in ("y-aware", bench.RANDOM):
+    for label in ("y-aware", random_init):
         _check_scores(rows[label])
         r = rows[label]
         assert r["n_external"] == 2 * n_site and r["n_train"] + r["n_internal"] == 3 * n_site
     assert rows["y-aware"]["steps"] >= 1 and math.isfinite(rows["y-aware"]["final_loss"])
     with open(Path(rows["y-aware"]["run_dir"]) / "manifest.tsv", newline="") as f:  # what pretraining read
         seen = list(csv.DictReader(f, delimiter="\t"))
-    assert {r["site"] for r in seen} == set(bench.SYN_INTERNAL) and len(seen) == 3 * n_site
-    assert {r["site"] for r in seen if r["split"] == "train"} == set(bench.SYN_INTERNAL)
+    assert {r["site"] for r in seen} == set(synthetic.SYN_INTERNAL) and len(seen) == 3 * n_site
+    assert {r["site"] for r in seen if r["split"] == "train"} == set(synthetic.SYN_INTERNAL)
     assert json.loads((tmp_path / "result.json").read_text())["summary"][0]["label"] == "y-aware"
 
 
@@ -93,22 +98,23 @@ def test_validation_cards_leave_the_test_sites_out(tmp_path):
     """--validation: F and G are the unseen sites; D and E (the test sites) are in neither card."""
     import yaml
 
-    bench = _bench()
-    n_sites, unseen = bench.synthetic_sites(validation=True)
-    assert (n_sites, unseen) == (7, ["site-F", "site-G"]) and bench.synthetic_sites(False) == (5, bench.SYN_EXTERNAL)
+    synthetic = _part("synthetic")
+    n_sites, unseen = synthetic.synthetic_sites(validation=True)
+    assert (n_sites, unseen) == (7, ["site-F", "site-G"])
+    assert synthetic.synthetic_sites(False) == (5, synthetic.SYN_EXTERNAL)
     cohort = tmp_path / "cohort"
     cohort.mkdir()
     with open(cohort / "participants.tsv", "w", newline="") as f:
         w = csv.writer(f, delimiter="\t", lineterminator="\n")
         w.writerow(["participant_id", "age", "sex", "site", "diagnosis"])
         w.writerows([f"sub-{i:03d}", 30 + i, "MF"[i % 2], f"site-{'ABCDEFG'[i % 7]}", "CN"] for i in range(70))
-    pre, ev, masks = bench.write_split_cards(cohort, tmp_path, 0, 0.3, unseen)
+    pre, ev, masks = synthetic.write_split_cards(cohort, tmp_path, 0, 0.3, unseen)
     assert len(masks["age"]) == 50 and masks["external"].sum() == 20 and masks["train"].sum() + masks["internal"].sum() == 30
     with open(yaml.safe_load(ev.read_text())["manifest"], newline="") as f:
         kept = list(csv.DictReader(f, delimiter="\t"))
     assert {r["site"] for r in kept} == {"site-A", "site-B", "site-C", "site-F", "site-G"}
     assert {r["split"] for r in kept if r["site"] in unseen} == {"test"}
-    assert yaml.safe_load(pre.read_text())["select"] == {"site": bench.SYN_INTERNAL}
+    assert yaml.safe_load(pre.read_text())["select"] == {"site": synthetic.SYN_INTERNAL}
 
 
 def test_site_swap_reproduces_the_study_and_alters_only_the_swapped_site(tmp_path):
@@ -136,14 +142,17 @@ def test_synthetic_quick_with_peers(tmp_path):
     internal training subjects, from the recipe's network and initial weights; ``ixi`` refuses --peers."""
     import torch
 
-    bench = _bench()
+    bench, synthetic, study_rows = _bench(), _part("synthetic"), _part("rows")
     res = bench.main(["synthetic", "--quick", "--seeds", "0", "--variants", "SimCLR", "--out", str(tmp_path),
                       "--peers", "monai_stock", "nidl"])
     rows = {r["label"]: r for r in res["rows"]}
-    nidl_here = bench.PEERS["nidl"].available(3)[0]
+    from peers import PEERS  # benchmarks/peers, on sys.path once the study is loaded
+
+    nidl_here = PEERS["nidl"].available(3)[0]
     peers = ["stock MONAI SimCLR recipe (peer)"] + (["nidl SimCLR (peer)", "nidl y-aware (peer)"] if nidl_here else [])
-    control = bench.PEER_LABELS[""]
-    assert [s["label"] for s in res["summary"]] == ["SimCLR", *peers, bench.RANDOM, control, "training-mean predictor"]
+    control = synthetic.PEER_LABELS[""]
+    expected = ["SimCLR", *peers, study_rows.RANDOM, control, "training-mean predictor"]
+    assert [s["label"] for s in res["summary"]] == expected
     assert nidl_here or "nidl" in res["peers_skipped"]
     for label in [*peers, control]:
         _check_scores(rows[label])
@@ -154,14 +163,14 @@ def test_synthetic_quick_with_peers(tmp_path):
         assert len(rows[label]["history"]) == res["budget"]["epochs"] and math.isfinite(rows[label]["final_loss"])
         with open(Path(rows[label]["run_dir"]) / "manifest.tsv", newline="") as f:
             seen = list(csv.DictReader(f, delimiter="\t"))
-        assert {r["site"] for r in seen if r["split"] == "train"} == set(bench.SYN_INTERNAL)
+        assert {r["site"] for r in seen if r["split"] == "train"} == set(synthetic.SYN_INTERNAL)
         assert sum(r["split"] == "train" for r in seen) == rows[label]["n_train"]
     from medssl.api import build_method
     from medssl.config import load_config
     from peers.common import monai_resnet18, resnet_kwargs_of
 
     torch.manual_seed(3)
-    ours = build_method(load_config(bench.DEMO_CONFIG)).encoder.eval()
+    ours = build_method(load_config(study_rows.DEMO_CONFIG)).encoder.eval()
     torch.manual_seed(3)
     theirs = monai_resnet18(3, resnet_kwargs_of(ours)).eval()
     assert all(torch.equal(v, theirs.state_dict()[k]) for k, v in ours.net.state_dict().items())
