@@ -64,8 +64,8 @@ def merge_seeds(paths: list[str], same: tuple[str, ...] = ("budget",)) -> tuple[
     results = [json.loads(Path(p).read_text()) for p in paths]
     for path, r in zip(paths, results):
         for key in same:
-            if r[key] != results[0][key]:
-                raise SystemExit(f"--merge {path}: {key} {r[key]} differs from {results[0][key]} of {paths[0]}")
+            if r.get(key) != results[0].get(key):  # (a key absent from both agrees)
+                raise SystemExit(f"--merge {path}: {key} {r.get(key)} differs from {results[0].get(key)} of {paths[0]}")
     per_seed = [s for r in results for s in r["per_seed"]]
     seeds = [s["seed"] for s in per_seed]
     if len(set(seeds)) != len(seeds):

@@ -158,6 +158,10 @@ def test_baselines_only_run_trains_nothing(tmp_path):
                             "--out", str(tmp_path / "merged"), "--figure", str(tmp_path / "merged.png")])
     assert merged["seeds"] == [0, 3] and merged["summary"]["voxels"]["mae_sd"] == 0
     assert merged["summary"]["voxels"]["mae_mean"] == res["summary"]["voxels"]["mae_mean"]
+    assert merged["quick"] is True  # merged quick runs stay marked quick (was recorded as a full run)
+    (tmp_path / "twin.json").write_text(json.dumps({**twin, "peers": ["monai_stock"]}))
+    with pytest.raises(SystemExit, match=r"twin.json: peers \['monai_stock'\] differs from None"):
+        _bench().main(["--merge", str(out / "result.json"), str(tmp_path / "twin.json"), "--out", str(tmp_path / "m2")])
 
 
 def test_verdict_needs_a_win_on_every_seed():
