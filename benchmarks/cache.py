@@ -20,6 +20,7 @@ a hypervisor cache). The one-off cost of building the cache is reported too.
     python benchmarks/cache.py                                   # real IXI, ../shared/data/ixi_t1_hh_2mm
     python benchmarks/cache.py --root /data/ixi_t1_hh_2mm --json out.json
     python benchmarks/cache.py --synthetic 64 --quick           # synthetic cohort, no shared data needed
+    python benchmarks/cache.py --quick                          # CI smoke run: 8 volumes, fewer reads
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> dict:
         if not (root / card.manifest).exists():
             raise SystemExit(f"{root / card.manifest} not found: pass --root DIR (the IXI folder) or --synthetic N")
     records = build_manifest(card, root)
-    n = min(len(records), args.n or (24 if args.quick else len(records)))
+    n = min(len(records), args.n or (8 if args.quick else len(records)))
     records = records[:n]
     pre = make_preprocessor(card, args.shape, None, None)
     loader = make_loader(card, pre, 1, root)
@@ -156,22 +157,22 @@ def print_table(res: dict) -> None:
         print(f"{k:36} {ms:12.3f} {1e3 / ms:12.1f} {res['speedup_vs_cache'].get(k, 1.0):11.1f}")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--card", default="shared_ixi", help="data card (default: shared_ixi)")
     p.add_argument("--root", default=None, help="data root (default: ../shared/data/ixi_t1_hh_2mm)")
     p.add_argument("--synthetic", type=int, default=0, metavar="N", help="use a synthetic cohort of N subjects instead")
     p.add_argument("--shape", type=int, nargs=3, default=None, help="cached shape (default: the card's)")
-    p.add_argument("--n", type=int, default=0, help="volumes to use (default: all; 24 with --quick)")
+    p.add_argument("--n", type=int, default=0, help="volumes to use (default: all; 8 with --quick)")
     p.add_argument("--reads", type=int, default=400, help="random cache reads timed")
     p.add_argument("--slow-reads", type=int, default=60, help="random decode reads timed")
     p.add_argument("--workers", type=int, default=2, help="processes building the cache")
     p.add_argument("--cache", default=None, help="keep the cache in this folder (default: a temporary one)")
     p.add_argument("--cold", action="store_true", help="also time reads with the files' pages dropped (Linux)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quick", action="store_true", help="small run for CI (24 volumes, fewer reads)")
+    p.add_argument("--quick", action="store_true", help="small run for CI (8 volumes, fewer reads)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.quick:
         args.reads, args.slow_reads = min(args.reads, 100), min(args.slow_reads, 12)
     res = run(args)
@@ -179,6 +180,7 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2))
         print(f"\nwrote {args.json}")
+    return res
 
 
 if __name__ == "__main__":
