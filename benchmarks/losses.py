@@ -14,6 +14,8 @@ exp/sum NT-Xent), at M = 2N stacked views, D = 128, two views, temperature 0.1:
     python benchmarks/losses.py --quick --threads 1        # 2N in {256, 512}
     python benchmarks/losses.py --sizes 8192 --losses threshold naive_threshold
     python benchmarks/losses.py --device cuda              # 2N in {512, 2048, 8192}
+
+With ``--json PATH`` the rows (and the L^thr check) are also written as JSON.
 """
 
 from __future__ import annotations
@@ -61,9 +63,11 @@ def naive_threshold(features: torch.Tensor, ages: torch.Tensor, temperature: flo
 # ----------------------------------------------------------------------------- one case
 def make_case(name: str, m: int, dim: int, temperature: float, device: str, dtype=torch.float32):
     """Returns ``fn(features) -> loss`` and the inputs for loss ``name`` at M = m."""
-    from medssl.registry import LOSSES, list_losses
+    # importing medssl.losses fills LOSSES; list_losses() would also import the encoders (MONAI), seconds of
+    # start-up in every worker process
+    import medssl.losses  # noqa: F401
+    from medssl.registry import LOSSES
 
-    list_losses()
     g = torch.Generator().manual_seed(0)
     n = m // 2
     features = torch.randn(n, 2, dim, generator=g).to(device=device, dtype=dtype)
@@ -144,7 +148,7 @@ def check_naive_threshold(device: str) -> float:
     return abs(ThresholdLoss(0.1, 2.0)(f, ages).item() - naive_threshold(f, ages, 0.1).item())
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> dict | None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 2048, 8192], help="values of 2N")
@@ -155,6 +159,7 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
     parser.add_argument("--naive-max-gib", type=float, default=4.0, help="skip naive cases needing more")
+    parser.add_argument("--json", default=None, help="also write the rows as JSON here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads:
@@ -162,7 +167,7 @@ def main(argv=None) -> None:
     if args.worker:  # one CPU case in a fresh process (honest peak RSS)
         name, m, dim, temperature, repeats = json.loads(args.worker)
         print(json.dumps(measure(name, m, dim, temperature, "cpu", repeats)))
-        return
+        return None
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("--device cuda requested but torch.cuda.is_available() is False")
     sizes = [256, 512] if args.quick else args.sizes
@@ -170,16 +175,26 @@ def main(argv=None) -> None:
     memory = "CUDA max_memory_allocated" if args.device.startswith("cuda") else "peak RSS delta, fresh process per case"
     print(f"# device={args.device} ({where}, {torch.get_num_threads()} threads), torch {torch.__version__}, "
           f"D={args.dim}, T={args.temperature}, 2 views; memory = {memory}")
-    print(f"# L^thr ours vs naive O(M^3) at M=64 (float64, tied ages): max |diff| = {check_naive_threshold(args.device):.2e}")
+    diff = check_naive_threshold(args.device)
+    print(f"# L^thr ours vs naive O(M^3) at M=64 (float64, tied ages): max |diff| = {diff:.2e}")
     print("| loss | 2N | fwd+bwd (ms) | peak memory (MiB) | finite@T=0.01 |")
     print("|---|---:|---:|---:|:-:|")
+    rows = []
     for m in sizes:
         for name in args.losses:
             r = run_case(args, name, m)
+            rows.append({"loss": name, "2N": m, **r})
             if "skip" in r:
                 print(f"| {name} | {m} | – | – | skipped: {r['skip']} |", flush=True)
             else:
                 print(f"| {name} | {m} | {r['ms']:.1f} | {r['mib']:.0f} | {'yes' if r['finite'] else 'NO'} |", flush=True)
+    res = {"device": args.device, "where": where, "threads": torch.get_num_threads(), "torch": torch.__version__,
+           "dim": args.dim, "temperature": args.temperature, "repeats": args.repeats, "memory": memory,
+           "threshold_vs_naive_max_abs_diff": diff, "rows": rows}
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(res, fh, indent=2)
+    return res
 
 
 if __name__ == "__main__":
