@@ -16,6 +16,7 @@ the visible voxels; restoration MSE vs. returning the corrupted input).
 
     python benchmarks/reconstruction_figure.py                 # writes docs/img/recon_ixi.png
     python benchmarks/reconstruction_figure.py --mae-steps 100 --genesis-steps 100   # quicker, rougher
+    python benchmarks/reconstruction_figure.py --quick --work /tmp/q --out /tmp/q.png # CI smoke run (8 scans, 2 steps)
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ def run(name: str, extra: list[str], steps: int, args) -> tuple:
     epochs = max(1, round(steps / ((args.subjects - round(args.subjects * 0.25)) // 4)))
     cfg = load_config(None, [*COMMON, *extra, f"data.root={args.data}", f"data.limit={args.subjects}",
                              f"output_dir={out}", f"train.epochs={epochs}"])
+    if list_checkpoints(out / "checkpoints") and load_config(out / "config.yaml") != cfg:
+        raise SystemExit(f"{out} holds a run of another budget or recipe (its config.yaml differs): delete it or "
+                         "pass another --work")
     if not list_checkpoints(out / "checkpoints"):
         t0 = time.time()
         pretrain(cfg, progress=False)
@@ -71,16 +75,21 @@ def run(name: str, extra: list[str], steps: int, args) -> tuple:
     return cfg, method.eval(), images, losses, int(state["step"])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     shared = Path(os.environ.get("MEDSSL_SHARED", REPO.parent / "shared"))
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(shared / "data" / "ixi_t1_hh_2mm"))
     p.add_argument("--subjects", type=int, default=24)
     p.add_argument("--mae-steps", type=int, default=300, help="MAE optimiser steps (about)")
     p.add_argument("--genesis-steps", type=int, default=1000, help="Models Genesis optimiser steps (about)")
-    p.add_argument("--work", default="/tmp/medssl_recon_figure", help="run directories (reused when present)")
+    p.add_argument("--work", default=None, help="run directories, reused when present with the same config "
+                   "(default /tmp/medssl_recon_figure, with --quick /tmp/medssl_recon_figure_quick)")
     p.add_argument("--out", default=str(REPO / "docs" / "img" / "recon_ixi.png"))
-    args = p.parse_args()
+    p.add_argument("--quick", action="store_true", help="smoke run for CI: 8 scans, about 2 steps of each method")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.subjects, args.mae_steps, args.genesis_steps = 8, 2, 2
+    args.work = args.work or f"/tmp/medssl_recon_figure{'_quick' if args.quick else ''}"
     if not Path(args.data).is_dir():
         sys.exit(f"{args.data} not found: set MEDSSL_SHARED or --data to the IXI 2 mm folder")
     torch.manual_seed(0)
@@ -105,8 +114,7 @@ def main() -> None:
     def sl(v):  # noqa: E306 - (C, R, A, S) → (A, R) image with anterior up
         return v[0, :, :, z].T.flip(0).numpy()
 
-    cmap = plt.get_cmap("gray").copy()
-    cmap.set_bad("#28457a")
+    cmap = plt.get_cmap("gray").with_extremes(bad="#28457a")
     fig, axes = plt.subplots(2, 4, figsize=(13, 6.4), gridspec_kw={"width_ratios": [1, 1, 1, 1.4]})
     rows = [("MAE", [x_mae[k], rec["masked"][k], rec["reconstruction"][k]], ["input", "75 % of patches masked",
                                                                            "reconstruction"], loss_mae, (-1.5, 3)),
@@ -131,6 +139,9 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)
     print(f"wrote {args.out}")
+    return {"held_out": n, "mae": {"steps": step_mae, "masked_mse": mse_mae, "visible_mean_fill_mse": mse_fill},
+            "genesis": {"steps": step_gen, "restored_mse": mse_gen, "corrupted_input_mse": mse_id},
+            "figure": str(args.out)}
 
 
 if __name__ == "__main__":
