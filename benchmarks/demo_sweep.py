@@ -11,6 +11,10 @@ Each variant is ``label=override;override;…`` (overrides of configs/pretrain/d
 
     python benchmarks/demo_sweep.py --out /tmp/sweep --jobs 4 --variant "simclr=method.name=simclr;method.loss={temperature: 0.1}"
     python benchmarks/demo_sweep.py --study --seeds 0 1 2 --common "train.device=cuda" --out /tmp/study
+    python benchmarks/demo_sweep.py --quick --study --jobs 1 --out /tmp/q   # CI smoke run (seconds per variant)
+
+``--quick``: 30 subjects on a 24³ grid, 20³ crops, one epoch of batch 8 (the budget of
+``multisite_study.py --quick``); the same code path, numbers meaningless.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ STUDY = {
     "L^thr": "method.name=contrastive_regression;method.loss={name: threshold, temperature: 0.1, sigma: 2.0}",
     "eps-SupInfoNCE + FairKL(site)": "method.name=supinfonce;method.loss={temperature: 0.1, epsilon: 0.25};method.fairkl_weight=1.0",
 }
+QUICK = {"subjects": 30, "shape": 24, "overrides": ["data.shape=[24,24,24]", "augment.crop_size=[20,20,20]",
+                                                    "train.epochs=1", "train.batch_size=8", "train.warmup_epochs=0"]}
 
 
 def _run(job: tuple[str, str, str, list[str]]) -> dict:
@@ -95,7 +101,7 @@ def plot(summary: list[dict], path: Path) -> None:
     save_figure(fig, path)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="sweep")
     ap.add_argument("--cohort-seed", type=int, default=1)
@@ -105,31 +111,39 @@ def main() -> None:
     ap.add_argument("--variant", action="append", default=[], help="label=override;override;…  (repeatable)")
     ap.add_argument("--study", action="store_true", help="run the loss-family study variants")
     ap.add_argument("--common", default="", help="overrides added to every variant, separated by ;")
-    a = ap.parse_args()
+    ap.add_argument("--quick", action="store_true", help="smoke run for CI: tiny cohort and budget (see above)")
+    a = ap.parse_args(argv)
     from medssl.data.synthetic import write_synthetic_cohort
 
     out = Path(a.out)
     cohort = out / f"cohort-seed{a.cohort_seed}"
-    if not (cohort / "participants.tsv").exists():
-        write_synthetic_cohort(cohort, n_subjects=a.subjects, n_sites=3, shape=(48, 48, 48), seed=a.cohort_seed, progress=False)
+    subjects, side = (QUICK["subjects"], QUICK["shape"]) if a.quick else (a.subjects, 48)
+    # a kept cohort is reused only when it is this one (otherwise FileExistsError says so)
+    write_synthetic_cohort(cohort, n_subjects=subjects, n_sites=3, shape=(side,) * 3, seed=a.cohort_seed, progress=False)
     variants = dict(STUDY) if a.study else {}
     for v in a.variant or ([] if a.study else [""]):
         variants.update([parse_variant(v)])
-    common = [o.strip() for o in a.common.split(";") if o.strip()]
+    common = [*(QUICK["overrides"] if a.quick else []), *(o.strip() for o in a.common.split(";") if o.strip())]
     jobs = [(label, str(cohort), str(out / f"run{i}-seed{s}"), [*common, *[o.strip() for o in spec.split(";") if o.strip()],
                                                                  f"seed={s}"])
             for i, (label, spec) in enumerate(variants.items()) for s in a.seeds]
-    with ProcessPoolExecutor(a.jobs) as ex:
-        rows = list(ex.map(_run, jobs))
+    if a.jobs > 1:
+        with ProcessPoolExecutor(a.jobs) as ex:
+            rows = list(ex.map(_run, jobs))
+    else:
+        rows = [_run(job) for job in jobs]
     summary = summarise(rows)
-    print(f"\ncohort seed {a.cohort_seed}, {a.subjects} subjects, training seeds {a.seeds}; common: {' '.join(common) or '-'}")
+    print(f"\ncohort seed {a.cohort_seed}, {subjects} subjects, training seeds {a.seeds}; common: {' '.join(common) or '-'}")
     print(f"{'variant':34s} {'age MAE (y)':>16s} {'site BAcc':>16s}")
     for s in summary:
         print(f"{s['label'][:34]:34s} {_mean_sd(s['age_mae'], 8, 2)} {_mean_sd(s['site_bacc'], 9, 3)}")
     r = summary[0]
     print(f"{'random init (same encoder)':34s} {_mean_sd(r['random_age_mae'], 8, 2)} {_mean_sd(r['random_site_bacc'], 9, 3)}")
-    (out / "sweep.json").write_text(json.dumps({"rows": rows, "summary": summary}, indent=2))
+    res = {"cohort": {"seed": a.cohort_seed, "subjects": subjects, "shape": side}, "common": common, "rows": rows,
+           "summary": summary}
+    (out / "sweep.json").write_text(json.dumps(res, indent=2))
     plot(summary, out / "sweep.png")
+    return res
 
 
 if __name__ == "__main__":
