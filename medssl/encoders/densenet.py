@@ -39,7 +39,8 @@ class DenseNetEncoder(StagedConvEncoder):
 
     Shapes:
         ``forward``: (B, C, *S) → (B, out_dim); out_dim = 1024 for DenseNet-121 with k=32
-        (it scales with k). Inputs need ≥ 32 voxels per side (stride 32 in total).
+        (it scales with k). Inputs need ≥ 29 voxels per side with four blocks (stride 32 in total;
+        ``2**(n+1) - 3`` for n blocks), so 28³ MedMNIST volumes are too small.
         ``forward_pyramid``: stem (/2), blocks 1–4 (/4, /8, /16, /32).
     """
 
@@ -72,6 +73,18 @@ class DenseNetEncoder(StagedConvEncoder):
 
     def monai_network(self) -> dict:
         return {"class": "monai.networks.nets.DenseNet", "kwargs": self.monai_kwargs(), "identity": ["class_layers.out"]}
+
+    def min_side(self) -> int:
+        """Smallest input side in voxels: the stem conv (/2) and max-pool (/2) round up, each of
+        the n - 1 transitions' 2/2 average pools rounds down and needs ≥ 2, so ceil(s/4) ≥ 2**(n-1)."""
+        return 2 ** (len(self._monai_kwargs["block_config"]) + 1) - 3
+
+    def forward_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if x.ndim == self.spatial_dims + 2 and min(x.shape[2:]) < self.min_side():
+            raise ValueError(f"DenseNetEncoder needs inputs of at least {self.min_side()} voxels per side (total stride "
+                             f"{2 ** (len(self._monai_kwargs['block_config']) + 1)}), got {tuple(x.shape[2:])}; use "
+                             "larger crops (or resample), or a ResNet for small inputs")
+        return super().forward_pyramid(x)
 
     def blocks(self) -> list[nn.Module]:
         """Modules with parameters, input to output (conv0, norm0, denseblock1, transition1, …, norm5),

@@ -155,3 +155,21 @@ def test_fine_tuning_blocks_cover_every_parameter(name):
     blocks = encoder_blocks(enc)
     assert len(blocks) >= 4
     assert sum(p.numel() for b in blocks for p in b.parameters()) == sum(p.numel() for p in enc.parameters())
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_densenet_too_small_input_is_refused_with_the_minimum_size(dims):
+    """Stem /2, max-pool /2 (ceil), then one 2/2 average pool per transition: four blocks need
+    ceil(s/4) >= 2**3, i.e. s >= 29 (a 28³ MedMNIST volume is too small); three blocks s >= 13."""
+    enc = build_encoder("densenet121", spatial_dims=dims, in_channels=1, width=2).eval()
+    with torch.no_grad():
+        assert enc(torch.randn(1, 1, *[29] * dims)).shape == (1, enc.out_dim)
+        with pytest.raises(ValueError, match=r"at least 29 voxels per side.*\(28, "):
+            enc(torch.randn(1, 1, *[28] + [40] * (dims - 1)))
+    from medssl.encoders.densenet import DenseNetEncoder
+
+    three = DenseNetEncoder(block_config=(2, 2, 2), spatial_dims=dims, width=2).eval()
+    with torch.no_grad():
+        assert three(torch.randn(1, 1, *[13] * dims)).shape == (1, three.out_dim)
+        with pytest.raises(ValueError, match="at least 13 voxels per side"):
+            three(torch.randn(1, 1, *[12] * dims))
