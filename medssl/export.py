@@ -165,7 +165,26 @@ def read_spec(path: str | Path) -> dict:
     if spec.get("format_version", 0) > FORMAT_VERSION:
         raise ExportError(f"{spec_path} has format_version {spec['format_version']}; this medssl reads up to "
                           f"{FORMAT_VERSION}. Upgrade medssl")
+    _check_entries(spec, spec_path)
     return spec
+
+
+def _check_entries(spec: dict, spec_path: Path) -> None:
+    """The entries :func:`load_encoder` needs, with their types (an edited or truncated spec is named)."""
+    weights = spec.get("weights")
+    if not isinstance(weights, dict):
+        raise ExportError(f"{spec_path} has no 'weights' entry ({{'file', 'sha256'}}); export the encoder again")
+    for key in ("file", "sha256"):
+        if not isinstance(weights.get(key), str):
+            raise ExportError(f"{spec_path} has no 'weights.{key}' string; export the encoder again")
+    if Path(weights["file"]).name != weights["file"] or weights["file"] in ("", ".", ".."):
+        raise ExportError(f"{spec_path}: 'weights.file' must be a plain file name in the export folder, got "
+                          f"{weights['file']!r}")
+    if not isinstance(spec.get("architecture"), str):
+        raise ExportError(f"{spec_path} has no 'architecture' (registry name, e.g. 'resnet18'); export the encoder again")
+    if not isinstance(spec.get("arguments"), dict):
+        raise ExportError(f"{spec_path}: 'arguments' must be a mapping of encoder arguments, got "
+                          f"{type(spec.get('arguments')).__name__}")
 
 
 def load_encoder(path: str | Path, **overrides) -> nn.Module:

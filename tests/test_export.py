@@ -134,3 +134,22 @@ def test_round_trip_of_vit_and_alexnet(tmp_path, name, options, side):
         plain.load_state_dict(load_file(str(tmp_path / "encoder.safetensors")), strict=True)
     else:
         assert spec["monai"] is None and next(iter(load_file(str(tmp_path / "encoder.safetensors")))).startswith("features.")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s.pop("weights"), "no 'weights' entry"),
+    (lambda s: s["weights"].pop("sha256"), "no 'weights.sha256'"),
+    (lambda s: s.pop("architecture"), "no 'architecture'"),
+    (lambda s: s.update(arguments=[3, 1]), "'arguments' must be"),
+    (lambda s: s["weights"].update(file="../encoder.safetensors"), "plain file name"),
+])
+def test_incomplete_or_edited_spec_is_named_not_a_key_error(tmp_path, edit, message):
+    enc = build_encoder("resnet10", spatial_dims=2, in_channels=1, width=2)
+    folder = tmp_path / "export"
+    save_encoder(enc, folder, "resnet10", {"spatial_dims": 2, "in_channels": 1, "width": 2})
+    spec = json.loads((folder / "encoder.json").read_text())
+    edit(spec)
+    (folder / "encoder.json").write_text(json.dumps(spec))
+    with pytest.raises(ExportError, match=message) as err:
+        medssl.load_encoder(folder)
+    assert "encoder.json" in str(err.value)
