@@ -51,6 +51,8 @@ class DenseNetEncoder(StagedConvEncoder):
         if width < 1 or not block_config or min(block_config) < 1:
             raise ValueError(f"DenseNet needs width >= 1 and positive block sizes, got width={width}, "
                              f"block_config={tuple(block_config)}")
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"DenseNet spatial_dims must be 2 or 3, got {spatial_dims}")
         self.spatial_dims, self.in_channels = spatial_dims, in_channels
         self._monai_kwargs = dict(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=1,
                                   init_features=2 * width, growth_rate=width, block_config=tuple(block_config),

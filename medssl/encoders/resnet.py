@@ -46,6 +46,8 @@ class ResNetEncoder(StagedConvEncoder):
         super().__init__(checkpointing, channels_last)
         if depth not in _DEPTHS:
             raise ValueError(f"ResNet depth must be one of {sorted(_DEPTHS)}, got {depth}")
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"ResNet spatial_dims must be 2 or 3, got {spatial_dims}")
         self.spatial_dims, self.in_channels, self.depth = spatial_dims, in_channels, depth
         self._monai_kwargs = self._build_kwargs(depth, spatial_dims, in_channels, width, conv1_kernel,
                                                 conv1_stride, no_max_pool)

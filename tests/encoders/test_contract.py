@@ -173,3 +173,10 @@ def test_densenet_too_small_input_is_refused_with_the_minimum_size(dims):
         assert three(torch.randn(1, 1, *[13] * dims)).shape == (1, three.out_dim)
         with pytest.raises(ValueError, match="at least 13 voxels per side"):
             three(torch.randn(1, 1, *[12] * dims))
+
+
+@pytest.mark.parametrize("name", list_encoders())
+@pytest.mark.parametrize("dims", [1, 4])
+def test_spatial_dims_other_than_2_or_3_are_refused_by_every_encoder(name, dims):
+    with pytest.raises(ValueError, match=f"spatial_dims.*2 or 3.*{dims}"):
+        build_encoder(name, spatial_dims=dims, **small(name)[0])
