@@ -27,7 +27,7 @@ from medssl.encoders import build_encoder
 from medssl.eval.features import extract_features
 from medssl.eval.finetune import FinetuneOptions, finetune_encoder_lrs, predict
 from medssl.methods.contrastive import SimCLR, YAware
-from medssl.methods.genesis import ModelsGenesis, minmax_per_sample
+from medssl.methods.genesis import MinMaxInput, ModelsGenesis  # MinMaxInput: the input Genesis and the peers pretrained on
 from medssl.methods.mae import MAE
 from medssl.registry import LOSSES
 from medssl.train.trainer import Trainer, TrainerOptions
@@ -38,17 +38,6 @@ from brain_age_data import Budget, inner_split  # next to this file
 from seed_runs import fit_resumable
 from peers import PEERS  # benchmarks/peers; optional packages are imported only when a peer runs
 from peers.common import resnet_kwargs_of, unit_range  # the peers' input: each scan min-max rescaled to [0, 1] (as MinMaxInput)
-
-
-class MinMaxInput(torch.nn.Module):
-    """Feeds an encoder the per-sample min-max rescaled input it was pretrained on (Genesis, the peers)."""
-
-    def __init__(self, encoder: torch.nn.Module) -> None:
-        super().__init__()
-        self.encoder, self.out_dim = encoder, getattr(encoder, "out_dim", None)  # a peer's MONAI net has none
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(minmax_per_sample(x))
 
 
 def cnn(b: Budget, seed: int) -> torch.nn.Module:

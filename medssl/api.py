@@ -181,7 +181,13 @@ def check_run_dir(cfg: RunConfig, run_dir: Path) -> tuple[Path, dict] | None:
 
 
 def load_run_encoder(run_dir: str | Path) -> tuple[RunConfig, torch.nn.Module]:
-    """The pretrained encoder of a run (latest checkpoint), with the run's config."""
+    """The pretrained encoder of a run (latest checkpoint), with the run's config. A Models Genesis
+    encoder expects each input rescaled to [0, 1] (``medssl.methods.genesis.MinMaxInput``)."""
+    cfg, method = _load_run_method(run_dir)
+    return cfg, method.encoder
+
+
+def _load_run_method(run_dir: str | Path) -> tuple[RunConfig, torch.nn.Module]:
     from medssl.train.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
 
     run_dir = Path(run_dir)
@@ -196,11 +202,12 @@ def load_run_encoder(run_dir: str | Path) -> tuple[RunConfig, torch.nn.Module]:
     except RuntimeError as e:
         raise CheckpointError(f"{ckpts[-1]}: the weights do not fit {run_dir / 'config.yaml'} ({str(e)[:300]}); "
                               "was the config edited after pretraining?") from None
-    return cfg, method.encoder
+    return cfg, method
 
 
 def _evaluation_source(path: Path, protocol: str, data: str | None, root: str | None, out: str | None = None):
-    """``(cfg, encoder, prep_dir, out_dir, kind)`` for a run directory or an encoder export.
+    """``(cfg, encoder, prep_dir, out_dir, kind, rescaling)`` for a run directory or an encoder export;
+    ``rescaling`` is the input rescaling of the pretraining method ("" = none; Models Genesis: [0, 1]).
 
     The default protocol on a run's own data writes into the run directory (as always);
     other protocols write into ``RUN/eval-<protocol>``, and evaluations on another data card
@@ -208,8 +215,8 @@ def _evaluation_source(path: Path, protocol: str, data: str | None, root: str | 
     replaces that folder (an export stays as it was shared: no manifest, cache or features in it).
     """
     if (path / "config.yaml").is_file():
-        cfg, encoder = load_run_encoder(path)
-        kind = "run"
+        cfg, method = _load_run_method(path)
+        encoder, kind, rescaling = method.encoder, "run", getattr(method, "input_rescaling", "")
     elif (path / "encoder.json").is_file():
         from medssl.export import load_encoder, read_spec
 
@@ -218,6 +225,7 @@ def _evaluation_source(path: Path, protocol: str, data: str | None, root: str | 
         spec = read_spec(path)
         encoder, cfg, kind = load_encoder(path), load_config(None), "export"
         args, inp = dict(spec["arguments"]), spec.get("input", {})
+        rescaling = inp.get("method_rescaling", "")
         cfg.encoder.name = spec["architecture"]
         cfg.encoder.spatial_dims = int(args.pop("spatial_dims", inp.get("spatial_dims", 3)))
         cfg.encoder.in_channels = int(args.pop("in_channels", inp.get("in_channels", 1)))
@@ -232,11 +240,11 @@ def _evaluation_source(path: Path, protocol: str, data: str | None, root: str | 
     if root:
         cfg.data.root = root
     if protocol == "default" and kind == "run" and not data and not out:
-        return cfg, encoder, path, path, kind
+        return cfg, encoder, path, path, kind, rescaling
     card_name = Path(str(cfg.data.card)).stem
     out_dir = Path(out) if out else path / (f"eval-{protocol}" + (f"-{card_name}" if data else ""))
     out_dir.mkdir(parents=True, exist_ok=True)
-    return cfg, encoder, (path if kind == "run" and not data and not root else out_dir), out_dir, kind
+    return cfg, encoder, (path if kind == "run" and not data and not root else out_dir), out_dir, kind, rescaling
 
 
 def evaluate(run_dir: str | Path, progress: bool = True, protocol: str = "default", data: str | None = None,
@@ -270,7 +278,7 @@ def evaluate(run_dir: str | Path, progress: bool = True, protocol: str = "defaul
     t0 = time.time()
     opts = _replace(options or EvalOptions(), protocol=protocol)
     run_dir = Path(run_dir)
-    cfg, encoder, prep_dir, out_dir, kind = _evaluation_source(run_dir, protocol, data, root, out)
+    cfg, encoder, prep_dir, out_dir, kind, rescaling = _evaluation_source(run_dir, protocol, data, root, out)
     dev = resolve_device(device, "--device") if device else \
         resolve_device(cfg.train.device, "the run's train.device", "--device cpu (or auto) for this evaluation")
     seed = cfg.seed if opts.seed is None else opts.seed
@@ -284,6 +292,10 @@ def evaluate(run_dir: str | Path, progress: bool = True, protocol: str = "defaul
         torch.manual_seed(seed)
         encoders["random init"] = build_encoder(cfg.encoder.name, cfg.encoder.spatial_dims, cfg.encoder.in_channels,
                                                 **cfg.encoder.options)
+    if rescaling:  # both see the input the method pretrained on (Models Genesis: each scan in [0, 1])
+        from medssl.methods.genesis import MinMaxInput
+
+        encoders = {name: MinMaxInput(enc) for name, enc in encoders.items()}
     vocab = {k: list(v) for k, v in prepared.coder.vocab.items()}
     multilabel = any("|" in prepared.records[i].label for i in idx)
     feats = {}
@@ -306,6 +318,7 @@ def evaluate(run_dir: str | Path, progress: bool = True, protocol: str = "defaul
                        "hyper-parameter selection": results.pop("selection"), "sites": len(vocab["site"]),
                        "targets": ", ".join(targets), "seed": seed,
                        "test-time flip": opts.tta_flip, "device": str(dev), "run directory": str(run_dir),
+                       **({"encoder input": f"{rescaling} (as in pretraining)"} if rescaling else {}),
                        "output directory": str(out_dir)}
     if kind == "run":
         results["info"]["config hash"] = config_hash(cfg)

@@ -153,3 +153,30 @@ def test_incomplete_or_edited_spec_is_named_not_a_key_error(tmp_path, edit, mess
     with pytest.raises(ExportError, match=message) as err:
         medssl.load_encoder(folder)
     assert "encoder.json" in str(err.value)
+
+
+def test_a_genesis_encoder_is_evaluated_on_the_0_1_input_it_pretrained_on(exported, tmp_path, monkeypatch):
+    """Models Genesis pretrains on each scan min-max rescaled to [0, 1]; evaluating it on z-scored scans (as
+    before) fed its BatchNorm layers inputs it never saw. The run and its export both get the rescaling, the
+    random-init baseline too, and fine-tuning trains the same blocks as on the bare encoder."""
+    import medssl.api as api
+    from medssl.eval.finetune import FinetuneOptions, _frozen_blocks, encoder_blocks
+    from medssl.methods.genesis import MinMaxInput, minmax_per_sample
+
+    run, out, cohort = exported
+    seen = []
+    real = api.extract_features
+    monkeypatch.setattr(api, "extract_features", lambda enc, ds, *a, **k: seen.append((enc, ds[0]["image"])) or
+                        real(enc, ds, *a, **k))
+    for source, extra in ((run, {}), (out, {"data": "synthetic", "root": str(cohort)})):
+        seen.clear()
+        res = api.evaluate(source, progress=False, out=str(tmp_path / source.name), **extra)
+        assert res["info"]["encoder input"] == "per-sample min-max to [0, 1] (as in pretraining)"
+        assert len(seen) == 2 and all(isinstance(enc, MinMaxInput) for enc, _ in seen)  # pretrained + random init
+        enc, image = seen[0]
+        with torch.no_grad():
+            assert torch.allclose(enc.eval()(image[None]), enc.net.eval()(minmax_per_sample(image[None])))
+    bare = enc.net
+    assert encoder_blocks(enc) == encoder_blocks(bare)
+    last = FinetuneOptions(mode="last", last_blocks=2)
+    assert _frozen_blocks(enc, last) == _frozen_blocks(bare, last)

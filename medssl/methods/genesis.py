@@ -31,6 +31,31 @@ def minmax_per_sample(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return (x - lo.view(shape)) / (hi - lo).clamp(min=eps).view(shape)
 
 
+class MinMaxInput(nn.Module):
+    """An encoder fed the input Models Genesis pretrained it on: each sample min-max rescaled to [0, 1].
+
+    ``(B, C, *S)`` in any range → ``encoder(minmax_per_sample(x))`` ``(B, D)``. Evaluation wraps a Genesis
+    encoder (and its random-init baseline) in it; an export records the rescaling as
+    ``input.method_rescaling`` for code that loads the plain weights. The encoder is held as ``net``,
+    and :meth:`blocks` are its blocks, so fine-tuning freezes and trains the same layers as unwrapped.
+    """
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.net = encoder
+        for name in ("out_dim", "spatial_dims", "in_channels"):
+            if hasattr(encoder, name):
+                setattr(self, name, getattr(encoder, name))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(minmax_per_sample(x))
+
+    def blocks(self) -> list[nn.Module]:
+        from medssl.eval.finetune import encoder_blocks
+
+        return encoder_blocks(self.net)
+
+
 @METHODS.register("genesis")
 class ModelsGenesis(Method):
     """Models Genesis restoration pretraining of a CNN encoder.
