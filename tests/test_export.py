@@ -120,8 +120,9 @@ def test_densenet_export_loads_strictly_into_plain_monai_densenet121(tmp_path):
 @pytest.mark.parametrize("name, options, side", [
     ("vit_tiny", {"img_size": 16, "patch_size": 8, "hidden_size": 48, "num_layers": 1, "num_heads": 2}, 16),
     ("alexnet", {"width": 2, "channels_last": True}, 72),
+    ("densenet169", {"width": 4}, 32),  # registered, so load_encoder rebuilds it (was only DenseNetEncoder(...))
 ])
-def test_round_trip_of_vit_and_alexnet(tmp_path, name, options, side):
+def test_round_trip_of_vit_alexnet_and_densenet169(tmp_path, name, options, side):
     torch.manual_seed(0)
     enc = build_encoder(name, spatial_dims=2, in_channels=1, **options).eval()
     save_encoder(enc, tmp_path, name, {"spatial_dims": 2, "in_channels": 1, **options})
@@ -132,6 +133,8 @@ def test_round_trip_of_vit_and_alexnet(tmp_path, name, options, side):
     if name == "vit_tiny":
         plain = ViT(**spec["monai"]["kwargs"])
         plain.load_state_dict(load_file(str(tmp_path / "encoder.safetensors")), strict=True)
+    elif name == "densenet169":
+        assert spec["monai"]["kwargs"]["block_config"] == [6, 12, 32, 32]
     else:
         assert spec["monai"] is None and next(iter(load_file(str(tmp_path / "encoder.safetensors")))).startswith("features.")
 

@@ -122,6 +122,5 @@ def _register(depth: int) -> None:
     ENCODERS.register(f"densenet{depth}")(factory)
 
 
-# Only DenseNet-121 is registered (the 3D brain-MRI baseline); build 169/201 with
-# DenseNetEncoder(block_config=(6, 12, 32, 32)) or (6, 12, 48, 32).
-_register(121)
+for _depth in _BLOCKS:  # registered, so exports of each rebuild with medssl.load_encoder
+    _register(_depth)
