@@ -81,7 +81,8 @@ def save_encoder(encoder: nn.Module, out_dir: str | Path, architecture: str, arg
     os.chmod(tmp, 0o666 & ~umask)  # safetensors creates 0600; an export is meant to be shared like encoder.json
     os.replace(tmp, weights)
     spec = {"format": FORMAT, "format_version": FORMAT_VERSION, "medssl_version": __version__,
-            "architecture": architecture, "arguments": dict(arguments), "out_dim": int(encoder.out_dim),
+            "architecture": architecture, "arguments": _with_defaults(architecture, arguments),
+            "out_dim": int(encoder.out_dim),
             "monai": encoder.monai_network() if hasattr(encoder, "monai_network") else None,
             "weights": {"file": WEIGHTS_FILE, "sha256": _sha256(weights)},
             "input": input_spec or {}, "pretraining": pretraining or {}}
@@ -89,6 +90,22 @@ def save_encoder(encoder: nn.Module, out_dir: str | Path, architecture: str, arg
     tmp.write_text(json.dumps(spec, indent=2) + "\n")
     os.replace(tmp, out_dir / SPEC_FILE)
     return out_dir
+
+
+def _with_defaults(architecture: str, arguments: dict) -> dict:
+    """``arguments`` completed with the registered factory's defaults (e.g. ResNet's ``conv1_stride``), so an
+    export rebuilds the same network even if a later medssl changes a default."""
+    import inspect
+
+    from medssl.registry import ENCODERS, _load_all
+
+    _load_all()
+    if architecture not in ENCODERS:
+        return dict(arguments)
+    params = inspect.signature(ENCODERS.get(architecture)).parameters.values()
+    defaults = {p.name: list(p.default) if isinstance(p.default, tuple) else p.default for p in params
+                if p.default is not p.empty and isinstance(p.default, (bool, int, float, str, tuple, type(None)))}
+    return {**defaults, **arguments}
 
 
 def input_spec_from_config(cfg) -> dict:

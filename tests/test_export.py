@@ -56,7 +56,9 @@ def test_exported_resnet_loads_strictly_into_plain_monai_resnet(exported):
 def test_spec_describes_architecture_input_and_provenance_without_patient_data(exported):
     run, out, cohort = exported
     spec = read_spec(out)
-    assert spec["architecture"] == "resnet10" and spec["arguments"] == {"spatial_dims": 3, "in_channels": 1, "width": 4}
+    assert spec["architecture"] == "resnet10" and spec["arguments"] == {  # the defaults too: a later default change
+        "spatial_dims": 3, "in_channels": 1, "width": 4, "conv1_kernel": 7, "conv1_stride": 2,  # cannot alter it
+        "no_max_pool": False, "checkpointing": False, "channels_last": False}
     assert (out / "encoder.safetensors").stat().st_mode & 0o777 == (out / "encoder.json").stat().st_mode & 0o777
     assert spec["out_dim"] == 32 and spec["medssl_version"] == medssl.__version__
     assert spec["input"]["shape"] == [24, 24, 24] and spec["input"]["crop_size"] == [16, 16, 16]
