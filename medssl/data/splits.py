@@ -25,6 +25,20 @@ def _strata(records: list[Record], stratify: str | Sequence[str]) -> dict[tuple,
     return strata
 
 
+def _drop_raised(n_test: np.ndarray, ideal: np.ndarray, excess: int, rng: np.random.Generator) -> None:
+    """Undo ``excess`` of the raises to one test subject, in the groups with the smallest ideal count.
+
+    With many rare strata, one test subject per group would exceed the requested total (40 groups
+    of 2–3 subjects at test_fraction 0.1: 40 test subjects instead of 10); the total wins, and the
+    groups that would hold the smallest share of a test subject stay train-only (ties: random).
+    """
+    if excess <= 0:
+        return
+    raised = [j for j in range(len(n_test)) if n_test[j] > np.floor(ideal[j])]
+    for j in sorted(raised, key=lambda j: (ideal[j], rng.random()))[:excess]:
+        n_test[j] -= 1
+
+
 def subject_split(records: list[Record], test_fraction: float, seed: int,
                   stratify: str | Sequence[str] = "site") -> list[str]:
     """Assign "train" or "test" to every record, whole subjects at a time.
@@ -34,7 +48,9 @@ def subject_split(records: list[Record], test_fraction: float, seed: int,
     ``floor(test_fraction · n_group)``, raised to at least one (and kept below
     ``n_group``) for every group with two or more subjects so that each group is on both
     sides; the subjects still missing to reach ``round(test_fraction · n_subjects)`` go to
-    the groups with the largest remainders. Seeded: same seed → same split.
+    the groups with the largest remainders. When the raises alone would exceed that total
+    (many rare strata), the total wins: the groups with the smallest ``test_fraction ·
+    n_group`` stay train-only. Seeded: same seed → same split.
 
     Args:
         records: scans (several per subject allowed).
@@ -59,7 +75,9 @@ def subject_split(records: list[Record], test_fraction: float, seed: int,
     if test_fraction > 0:  # every group with >= 2 subjects keeps one subject on each side
         two = sizes > 1
         n_test[two] = np.clip(n_test[two], 1, sizes[two] - 1)
-    left = int(round(test_fraction * sizes.sum())) - int(n_test.sum())
+    target = int(round(test_fraction * sizes.sum()))
+    _drop_raised(n_test, ideal, int(n_test.sum()) - target, rng)
+    left = target - int(n_test.sum())
     order = sorted(range(len(keys)), key=lambda j: (-(ideal[j] - n_test[j]), rng.random()))
     for j in [j for j in order if n_test[j] < max(sizes[j] - 1, 1 if sizes[j] == 1 else 0)][: max(left, 0)]:
         n_test[j] += 1

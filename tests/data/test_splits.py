@@ -83,3 +83,20 @@ def test_leave_site_out_folds():
         leave_site_out_folds(recs + [Record("/d/n.nii.gz", "n")])
     with pytest.raises(ValueError, match="at least two sites"):
         leave_site_out_folds([r for r in recs if r.site == "site-X"])
+
+
+def test_rare_strata_do_not_inflate_the_test_fraction():
+    """40 site × label strata of 2–3 subjects and test_fraction 0.1: raising every stratum to one test
+    subject would hold out 40 of 100 subjects (40 %); the total stays round(0.1 × 100) = 10."""
+    recs = []
+    for k in range(40):
+        for i in range(2 + k % 2):
+            recs.append(Record(f"/d/{k}_{i}.nii.gz", f"s{k}_{i}", site=f"site-{k // 4}", label="ABCD"[k % 4]))
+    assert len({r.subject for r in recs}) == 100
+    for seed in range(3):
+        split = subject_split(recs, 0.1, seed=seed, stratify=("site", "label"))
+        assert Counter(split)["test"] == 10
+        test_strata = {(r.site, r.label) for r, s in zip(recs, split) if s == "test"}
+        assert len(test_strata) == 10  # one subject from each of 10 strata, never two from one
+        assert split == subject_split(recs, 0.1, seed=seed, stratify=("site", "label"))
+
