@@ -15,10 +15,13 @@ from medssl.data.manifest import Record
 
 
 def _strata(records: list[Record], stratify: str | Sequence[str]) -> dict[tuple, list[str]]:
+    """Subjects per stratum; a subject's stratum is that of its earliest record (smallest session, then
+    path), so re-sorting the table never moves a subject whose label or site changes between sessions."""
     keys = (stratify,) if isinstance(stratify, str) else tuple(stratify)
     first: dict[str, Record] = {}
     for r in records:
-        first.setdefault(r.subject, r)
+        if r.subject not in first or (r.session, r.key) < (first[r.subject].session, first[r.subject].key):
+            first[r.subject] = r
     strata: dict[tuple, list[str]] = {}
     for subject, r in first.items():
         strata.setdefault(tuple(str(getattr(r, k, "")) for k in keys), []).append(subject)
@@ -43,14 +46,14 @@ def subject_split(records: list[Record], test_fraction: float, seed: int,
                   stratify: str | Sequence[str] = "site") -> list[str]:
     """Assign "train" or "test" to every record, whole subjects at a time.
 
-    Subjects are grouped by the ``stratify`` attribute(s) of their first record (e.g.
-    ``"site"`` or ``("site", "label")``). The number of test subjects per group is
-    ``floor(test_fraction · n_group)``, raised to at least one (and kept below
-    ``n_group``) for every group with two or more subjects so that each group is on both
-    sides; the subjects still missing to reach ``round(test_fraction · n_subjects)`` go to
-    the groups with the largest remainders. When the raises alone would exceed that total
+    Subjects are grouped by the ``stratify`` attribute(s) (e.g. ``"site"`` or ``("site",
+    "label")``) of their earliest record: smallest ``session``, then path, whatever the row
+    order. The number of test subjects per group is ``floor(test_fraction · n_group)``,
+    raised to at least one (and kept below ``n_group``) for every group with two or more
+    subjects so that each group is on both sides; the subjects still missing to reach
+    ``round(test_fraction · n_subjects)`` go to the groups with the largest remainders. When the raises alone would exceed that total
     (many rare strata), the total wins: the groups with the smallest ``test_fraction ·
-    n_group`` stay train-only. Seeded: same seed → same split.
+    n_group`` stay train-only. Seeded: same seed and records → same split, in any row order.
 
     Args:
         records: scans (several per subject allowed).

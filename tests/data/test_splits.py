@@ -100,3 +100,18 @@ def test_rare_strata_do_not_inflate_the_test_fraction():
         assert len(test_strata) == 10  # one subject from each of 10 strata, never two from one
         assert split == subject_split(recs, 0.1, seed=seed, stratify=("site", "label"))
 
+
+def test_split_does_not_depend_on_the_row_order_of_the_table():
+    """Longitudinal data whose label changes between sessions (MCI at ses-1, AD at ses-2 for half the
+    subjects): re-sorting the table must not move subjects between train and test."""
+    recs = []
+    for i in range(40):
+        recs.append(Record(f"/d/{i}_1.nii.gz", f"S{i:02d}", "ses-1", "site-A", label="MCI"))
+        recs.append(Record(f"/d/{i}_2.nii.gz", f"S{i:02d}", "ses-2", "site-A", label="AD" if i % 2 else "MCI"))
+    by_session = sorted(recs, key=lambda r: (r.session, r.subject))  # the same table sorted by session, then reversed
+    tests = []
+    for table in (recs, by_session, by_session[::-1]):
+        split = subject_split(table, 0.25, seed=0, stratify=("site", "label"))
+        tests.append({r.subject for r, s in zip(table, split) if s == "test"})
+        assert not tests[-1] & {r.subject for r, s in zip(table, split) if s == "train"}
+    assert tests[0] == tests[1] == tests[2] and len(tests[0]) == 10
