@@ -35,14 +35,18 @@ def encoder_fingerprint(encoder: torch.nn.Module) -> str:
 def dataset_fingerprint(dataset: Dataset) -> str:
     """Identity of the rows of a dataset: record keys and the preprocessing cache fingerprint.
 
-    For :class:`~medssl.data.dataset.CachedScans` this hashes the record keys of the exposed
-    rows, the array shape and the cache's ``index.json`` fingerprint (preprocessing settings +
-    source files); for other datasets, the bytes of every image.
+    For :class:`~medssl.data.dataset.CachedScans` this hashes the record keys and metadata
+    (subject, age, site, sex, label and their code tables: an edited table must not reuse the
+    ages / codes of the first evaluation) of the exposed rows, the array shape and the cache's
+    ``index.json`` fingerprint (preprocessing settings + source files); for other datasets, the
+    bytes of every image.
     """
     h = hashlib.sha256()
     records, indices, images = (getattr(dataset, k, None) for k in ("records", "indices", "images"))
     if records is not None and indices is not None and images is not None:
-        h.update(json.dumps([records[i].key for i in indices]).encode())
+        h.update(json.dumps([[records[i].key, records[i].subject, repr(records[i].age), records[i].site,
+                              records[i].sex, records[i].label] for i in indices]).encode())
+        h.update(json.dumps(getattr(getattr(dataset, "coder", None), "vocab", None), sort_keys=True).encode())
         h.update(str(tuple(images.shape)).encode())
         index = Path(str(getattr(images, "filename", "") or "")).with_name("index.json")
         if getattr(images, "filename", None) and index.is_file():

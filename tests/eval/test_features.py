@@ -66,3 +66,32 @@ def test_embeddings_with_nan_are_a_clear_error_naming_the_scans(protocol):
     opts = EvalOptions(protocol=protocol, n_boot=0, map_method="none", seeds=(0,), fractions=(1.0,))
     with pytest.raises(ValueError, match=r"pretrained embeddings: 2 of 40 scans .*NaN or infinite.*\[107, 109\]"):
         run_protocol(opts, {"pretrained": feats}, np.arange(n) % 4 != 0, {}, 0, ["age", "site"])
+
+
+def test_cache_is_invalidated_by_edited_metadata(tmp_path):
+    """Same scans, edited table (ages corrected, a site renamed, subjects relabelled): the cached
+    age / site / label columns and subject ids must follow the table, not the first evaluation."""
+    from medssl.data.dataset import CachedScans, MetadataCoder
+    from medssl.data.manifest import Record
+
+    np.save(tmp_path / "images.npy", np.random.default_rng(0).normal(size=(6, 1, 8, 8, 8)).astype(np.float16))
+    images = np.load(tmp_path / "images.npy", mmap_mode="r")  # as the preprocessing cache of a run
+
+    def dataset(ages, sites, labels, subjects):
+        recs = [Record(f"/d/{i}.nii.gz", s, site=site, age=a, label=lab)
+                for i, (a, site, lab, s) in enumerate(zip(ages, sites, labels, subjects))]
+        return CachedScans(images, recs, list(range(6)), MetadataCoder(recs))
+
+    enc, path = make_tiny_encoder(), tmp_path / "features.npz"
+    first = extract_features(enc, dataset([20, 30, 40, 50, 60, 70], "AABBCC", "xyxyxy", "abcdef"), cache=path)
+    np.testing.assert_array_equal(first["site"], [0, 0, 1, 1, 2, 2])
+    edited = dataset([25, 30, 40, 50, 60, 70], "AABBDD", "xxxyyy", "aacdef")
+    again = extract_features(enc, edited, cache=path)
+    np.testing.assert_array_equal(again["age"], [25, 30, 40, 50, 60, 70])
+    np.testing.assert_array_equal(again["site"], [0, 0, 1, 1, 2, 2])  # D is code 2 now, as C was
+    np.testing.assert_array_equal(again["label"], [0, 0, 0, 1, 1, 1])
+    assert list(again["subject"]) == list("aacdef")
+    np.testing.assert_array_equal(again["features"], first["features"])  # same weights, same scans
+    recoded = dataset([25, 30, 40, 50, 60, 70], "AABBDD", "xxxyyy", "aacdef")
+    recoded.coder.vocab["site"] = ["D", "B", "A"]  # the same rows with another code table
+    np.testing.assert_array_equal(extract_features(enc, recoded, cache=path)["site"], [2, 2, 1, 1, 0, 0])
