@@ -48,8 +48,9 @@ def dataset_fingerprint(dataset: Dataset) -> str:
                               records[i].sex, records[i].label] for i in indices]).encode())
         h.update(json.dumps(getattr(getattr(dataset, "coder", None), "vocab", None), sort_keys=True).encode())
         h.update(str(tuple(images.shape)).encode())
-        index = Path(str(getattr(images, "filename", "") or "")).with_name("index.json")
-        if getattr(images, "filename", None) and index.is_file():
+        filename = getattr(images, "filename", None)  # a memory-mapped cache; None for an in-memory array
+        index = Path(str(filename)).with_name("index.json") if filename else None
+        if index is not None and index.is_file():
             h.update(json.loads(index.read_text()).get("fingerprint", "").encode())
         else:
             for i in indices:

@@ -95,3 +95,19 @@ def test_cache_is_invalidated_by_edited_metadata(tmp_path):
     recoded = dataset([25, 30, 40, 50, 60, 70], "AABBDD", "xxxyyy", "aacdef")
     recoded.coder.vocab["site"] = ["D", "B", "A"]  # the same rows with another code table
     np.testing.assert_array_equal(extract_features(enc, recoded, cache=path)["site"], [2, 2, 1, 1, 0, 0])
+
+
+def test_cache_works_for_scans_held_in_memory(tmp_path):
+    """CachedScans over an in-memory array (``data.preload=ram``, or arrays built in Python) has no
+    cache file next to it: the key hashes the image bytes, and a changed image is recomputed."""
+    from medssl.data.dataset import CachedScans, MetadataCoder
+    from medssl.data.manifest import Record
+
+    images = np.random.default_rng(0).normal(size=(4, 1, 8, 8, 8)).astype(np.float32)
+    recs = [Record(f"/d/{i}.nii.gz", f"s{i}", age=20.0 + i) for i in range(4)]
+    enc, path = make_tiny_encoder(), tmp_path / "features.npz"
+    first = extract_features(enc, CachedScans(images, recs, range(4), MetadataCoder(recs)), cache=path)
+    images[2] += 1.0
+    second = extract_features(enc, CachedScans(images, recs, range(4), MetadataCoder(recs)), cache=path)
+    assert not np.allclose(first["features"][2], second["features"][2])
+    np.testing.assert_array_equal(first["features"][[0, 1, 3]], second["features"][[0, 1, 3]])
