@@ -19,7 +19,7 @@ from medssl.config import ConfigError, RunConfig, config_hash, load_config, save
 from medssl.config_checks import view_spacing
 from medssl.data.card import load_card
 from medssl.data.dataset import CachedScans, MetadataCoder, preload
-from medssl.data.manifest import Record, build_manifest, write_manifest
+from medssl.data.manifest import Record, build_manifest, read_manifest, write_manifest
 from medssl.data.prepare import cache_records, make_loader, make_preprocessor
 from medssl.data.splits import assign_splits
 from medssl.encoders import build_encoder
@@ -47,12 +47,14 @@ class PreparedData:
     card_name: str = ""  #: the data card's ``name``
 
 
-def prepare_data(cfg: RunConfig, run_dir: Path, progress: bool = True) -> PreparedData:
+def prepare_data(cfg: RunConfig, run_dir: Path, progress: bool = True,
+                 keep_splits: dict[str, str] | None = None) -> PreparedData:
     """Card → manifest → subject split → preprocessing cache (built once, then memory-mapped).
 
-    Official splits of the card are kept; the other subjects are split per subject (seeded
-    by ``cfg.seed``, stratified by site and label). The records with their split are saved
-    as ``run_dir/manifest.tsv``. The cache (``data.cache_dir`` or ``run_dir/cache``) is
+    Official splits of the card are kept, then ``keep_splits`` (``{subject: split}``, e.g. the
+    pretraining run's manifest, see :func:`run_splits`); the other subjects are split per
+    subject (seeded by ``cfg.seed``, stratified by site and label). The records with their split
+    are saved as ``run_dir/manifest.tsv``. The cache (``data.cache_dir`` or ``run_dir/cache``) is
     built with ``max(1, data.num_workers)`` processes and reused when its fingerprint
     matches (e.g. one written by ``medssl data prepare``). With ``data.on_bad_file=skip``
     every skipped file and its reason is written to ``run_dir/skipped_files.json``.
@@ -66,6 +68,8 @@ def prepare_data(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Prepar
     records = build_manifest(card, cfg.data.root or None, check_files=cfg.data.on_bad_file == "error")
     if cfg.data.limit:
         records = records[: cfg.data.limit]
+    for r in records:
+        r.split = r.split or (keep_splits or {}).get(r.subject, "")
     for r, s in zip(records, assign_splits(records, cfg.data.test_fraction, cfg.seed, stratify=("site", "label"))):
         r.split = s
     write_manifest(records, run_dir / "manifest.tsv")
@@ -85,6 +89,14 @@ def prepare_data(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Prepar
     if val and progress:
         print(f"{len(val)} scan(s) of the official validation split are kept out of pretraining and test")
     return PreparedData(records, cache.images, train, test, MetadataCoder(records), cache.skipped, val, card.name)
+
+
+def run_splits(run_dir: Path) -> dict[str, str]:
+    """``{subject: split}`` of the run's ``manifest.tsv`` (empty if there is none): the split it pretrained
+    with, kept by evaluation even if the table changed since (a redrawn split would move pretraining
+    subjects into the test set)."""
+    path = run_dir / "manifest.tsv"
+    return {r.subject: r.split for r in read_manifest(path) if r.split} if path.is_file() else {}
 
 
 def build_method(cfg: RunConfig) -> torch.nn.Module:
@@ -282,7 +294,8 @@ def evaluate(run_dir: str | Path, progress: bool = True, protocol: str = "defaul
     dev = resolve_device(device, "--device") if device else \
         resolve_device(cfg.train.device, "the run's train.device", "--device cpu (or auto) for this evaluation")
     seed = cfg.seed if opts.seed is None else opts.seed
-    prepared = prepare_data(cfg, prep_dir, progress=False)
+    keep = run_splits(run_dir) if kind == "run" and not data else None  # the run's own data: its split
+    prepared = prepare_data(cfg, prep_dir, progress=False, keep_splits=keep)
     idx = prepared.train + prepared.test + prepared.val  # no val rows: the rows (and feature cache) as before
     ds = CachedScans(prepared.images, prepared.records, idx, prepared.coder)
     train_mask = np.array([prepared.records[i].split == "train" for i in idx])

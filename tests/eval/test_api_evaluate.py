@@ -116,3 +116,29 @@ def test_unknown_external_site_is_a_clean_error(run, capsys):
     run_dir, _ = run
     assert main(["evaluate", str(run_dir), "--protocol", "openbhb", "--external-sites", "site-Z", "--no-random-init"]) == 2
     assert "site-Z" in capsys.readouterr().err
+
+
+def test_evaluate_keeps_the_split_the_run_pretrained_with(run, tmp_path):
+    """The table changed after pretraining (two subjects withdrawn, one added): evaluation must keep
+    every remaining subject on the side of the run's manifest.tsv (a redrawn split put subjects the
+    encoder was pretrained on into the test set), and place only the new subject."""
+    import shutil
+
+    from medssl.api import evaluate
+    from medssl.data.manifest import read_manifest
+
+    run_dir, cohort = run
+    pretrained = {r.subject: r.split for r in read_manifest(run_dir / "manifest.tsv")}
+    edited = shutil.copytree(cohort, tmp_path / "cohort")
+    lines = (edited / "participants.tsv").read_text().splitlines()
+    new = lines[1].replace(lines[1].split("\t")[0], "sub-9999")
+    shutil.copytree(edited / lines[1].split("\t")[0], edited / "sub-9999")
+    (edited / "sub-9999" / "anat" / f"{lines[1].split(chr(9))[0]}_T1w.nii.gz").rename(
+        edited / "sub-9999" / "anat" / "sub-9999_T1w.nii.gz")
+    (edited / "participants.tsv").write_text("\n".join([lines[0], *lines[3:], new]) + "\n")
+    evaluate(run_dir, progress=False, root=str(edited), out=tmp_path / "eval")
+    now = {r.subject: r.split for r in read_manifest(tmp_path / "eval" / "manifest.tsv")}
+    assert set(now) == set(pretrained) - {lines[1].split("\t")[0], lines[2].split("\t")[0]} | {"sub-9999"}
+    moved = {s: (pretrained[s], now[s]) for s in now if s in pretrained and now[s] != pretrained[s]}
+    assert moved == {}
+    assert now["sub-9999"] in ("train", "test")
