@@ -168,6 +168,16 @@ def _rows(card: DataCard, root: Path) -> tuple[list[Row], list[str], str]:
     return rows, header, source
 
 
+def _format_paths(card: DataCard, templates: list[str], row: Row) -> list[str]:
+    """The row's path from each ``path_template``; a template that cannot format text cells is refused."""
+    try:
+        return [t.format(**row.values) for t in templates]
+    except (ValueError, IndexError) as e:
+        raise ManifestError(f"card {card.name}: path_template {templates} cannot be filled from {row.where} ({e}); "
+                            "table cells are text, so zero-pad with {column:0>3} rather than {column:03d}, and "
+                            "name every field after a column") from None
+
+
 def _scan_table(card: DataCard, root: Path, problems: list[Problem]) -> tuple[list[Record], str]:
     rows, header, source = _rows(card, root)
     templates = [card.path_template] if isinstance(card.path_template, str) else list(card.path_template)
@@ -180,7 +190,7 @@ def _scan_table(card: DataCard, root: Path, problems: list[Problem]) -> tuple[li
     records = []
     for row in rows:
         values = _role_values(card, row.values)
-        rels = [values["path"].strip()] if (values.get("path") or "").strip() else [t.format(**row.values) for t in templates]
+        rels = [values["path"].strip()] if (values.get("path") or "").strip() else _format_paths(card, templates, row)
         if not rels:
             problems.append(Problem(row.where, f"empty path in column {card.columns.get('path')!r}"))
             continue
