@@ -20,11 +20,13 @@ from medssl.data.card import DataCard
 from medssl.data.tables import ManifestError, Row, id_key, load_rows, load_split_files, read_table
 
 MISSING_AGE = ("", "n/a", "na", "nan", "none", "null")
+#: site / sex / label cells that mean "unknown" (BIDS writes n/a; pandas' str(NaN) is nan) → "" (code -1)
+MISSING_CATEGORY = ("", "n/a", "nan")
 
 
 @dataclass
 class Record:
-    """One scan with its metadata. Missing values: age NaN, other fields "".
+    """One scan with its metadata. Missing values: age NaN, other fields "" (a table's n/a too).
 
     ``split`` is the role of the scan in a run (train / val / test; "" = not assigned yet).
     ``index`` and ``npz_split`` locate one image inside a MedMNIST ``.npz`` (``path``);
@@ -128,8 +130,14 @@ def _record(card: DataCard, values: dict, path: Path, where: str, problems: list
                                        "`splits:` (e.g. splits: {test: [" + raw_split + "]})", str(path)))
         return None
     return Record(path=str(path), subject=subject, session=(values.get("session") or "").strip(),
-                  site=(values.get("site") or "").strip(), age=age, sex=(values.get("sex") or "").strip(),
-                  label=(values.get("label") or "").strip(), split=split)
+                  site=_category(values, "site"), age=age, sex=_category(values, "sex"),
+                  label=_category(values, "label"), split=split)
+
+
+def _category(values: dict, role: str) -> str:
+    """A categorical cell, stripped; :data:`MISSING_CATEGORY` (any case) → "" (missing, code -1)."""
+    text = (values.get(role) or "").strip()
+    return "" if text.lower() in MISSING_CATEGORY else text
 
 
 def _role_values(card: DataCard, row: dict) -> dict:

@@ -294,3 +294,18 @@ def test_path_template_that_cannot_format_text_cells_names_card_row_and_fix(tmp_
         build_manifest(_card(path_template=template), tmp_path)
     (tmp_path / "IXI007.nii.gz").write_bytes(b"x")
     assert build_manifest(_card(path_template="IXI{participant_id:0>3}.nii.gz"), tmp_path)[0].path.endswith("IXI007.nii.gz")
+
+
+def test_bids_n_a_in_categorical_columns_is_missing_like_an_empty_cell(tmp_path):
+    """BIDS participants.tsv writes unknown values as 'n/a': for sex / site / label that must be the
+    missing code -1 (as for age), not one more sex, site or diagnosis named 'n/a'."""
+    from medssl.data.dataset import MetadataCoder
+
+    _table(tmp_path, ["s1\t30\tA\tF\tCN", "s2\tn/a\tn/a\tn/a\tN/A", "s3\t40\tB\tM\tnan", "s4\t50\tB\tM\tAD"],
+           header="participant_id\tage\tsite\tsex\tdx")
+    columns = {"subject": "participant_id", "age": "age", "site": "site", "sex": "sex", "label": "dx"}
+    recs = build_manifest(_card(columns=columns), tmp_path)
+    assert [(r.site, r.sex, r.label) for r in recs] == [("A", "F", "CN"), ("", "", ""), ("B", "M", ""), ("B", "M", "AD")]
+    coder = MetadataCoder(recs)
+    assert coder.vocab == {"site": ["A", "B"], "sex": ["F", "M"], "label": ["AD", "CN"]}
+    assert [coder.code("sex", r.sex) for r in recs] == [0, -1, 1, 1]
