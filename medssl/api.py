@@ -139,10 +139,11 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> Path:
         resume_from = check_run_dir(cfg, run_dir)  # before anything is written: a refused run leaves it as it was
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
-        data = prepare_data(cfg, run_dir, progress)
+        # a resumed run keeps its split even if the table changed since (no test subject enters pretraining)
+        data = prepare_data(cfg, run_dir, progress, keep_splits=run_splits(run_dir) if resume_from else None)
     barrier(dist_info)
-    if not dist_info.is_main:
-        data = prepare_data(cfg, run_dir, progress=False)  # the cache exists now: memory-mapped, not rebuilt
+    if not dist_info.is_main:  # the cache exists now (memory-mapped, not rebuilt); rank 0's split, whatever the table
+        data = prepare_data(cfg, run_dir, progress=False, keep_splits=run_splits(run_dir))
     torch.manual_seed(cfg.seed)
     method = build_method(cfg)
     images = preload(data.images, cfg.data.preload, device)

@@ -245,3 +245,20 @@ def test_under_torchrun_only_rank_0_reports_and_evaluates(monkeypatch, tmp_path,
         monkeypatch.setenv("RANK", rank)
         assert main(["pretrain", "train.epochs=1", "--evaluate"]) == 0
     assert evaluated == [tmp_path] and capsys.readouterr().out.count("pretraining done") == 1
+
+
+def test_a_resumed_run_keeps_its_split_after_the_table_changed(tmp_path):
+    """Subjects withdrawn and added between a kill and the resume: the remaining subjects stay on their side
+    (a redrawn split could move a test subject into pretraining mid-run)."""
+    from medssl.data.manifest import read_manifest
+
+    assert main(["synth", str(tmp_path / "c"), "--subjects", "20", "--sites", "2", "--shape", "24", "24", "24"]) == 0
+    args = [f"data.root={tmp_path / 'c'}", f"output_dir={tmp_path / 'r'}", *SMALL]
+    assert main(["pretrain", *args, "train.epochs=1"]) == 0
+    before = {r.subject: r.split for r in read_manifest(tmp_path / "r" / "manifest.tsv")}
+    table = tmp_path / "c" / "participants.tsv"
+    lines = table.read_text().splitlines()
+    table.write_text("\n".join([lines[0], *lines[4:]]) + "\n")  # three subjects withdrawn
+    assert main(["pretrain", *args, "train.epochs=2", "--resume", "auto"]) == 0
+    after = {r.subject: r.split for r in read_manifest(tmp_path / "r" / "manifest.tsv")}
+    assert len(after) == 17 and {s: before[s] for s in after} == after
