@@ -158,9 +158,17 @@ def _validate(p: Path, raw: dict) -> None:
     _check_keys(p, "preprocessing.", raw.get("preprocessing", {}), PREPROCESSING_KEYS)
     _check_keys(p, "geometry.", raw.get("geometry", {}), GEOMETRY_KEYS)
     _check_keys(p, "splits.", raw.get("splits", {}), SPLIT_ROLES)
+    roles_of: dict[str, list[str]] = {}
     for role, values in raw.get("splits", {}).items():
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise ConfigError(f"{p}: splits.{role} must be a list of split values, e.g. [train], got {values!r}")
+        for v in values:
+            roles_of.setdefault(v, []).append(role)
+    twice = {v: r for v, r in roles_of.items() if len(r) > 1}
+    if twice:
+        v, r = next(iter(twice.items()))
+        raise ConfigError(f"{p}: split value {v!r} is listed under splits.{' and splits.'.join(r)}; give each "
+                          "value one role (its scans would silently take the first)")
     _validate_strings(p, raw)
     _validate_preprocessing(p, raw.get("preprocessing", {}), raw["dimensionality"])
     _validate_reader_options(p, fmt, raw.get("reader_options", {}))

@@ -63,6 +63,8 @@ BASE = "name: x\nmodality: MR\ndimensionality: 3\n"
     ("manifest: t.tsv\ncolumns: {subject: id}\npath_template: a\nreader_options: {expect_spatial_dim: 2}\n", r"reader_options.'expect_spatial_dim'.*Did you mean 'expect_spatial_dims'"),
     ("manifest: t.tsv\ncolumns: {subject: id}\npath_template: a\npreprocessing: {shap: [8]}\n", "Did you mean 'shape'"),
     ("manifest: t.tsv\ncolumns: {subject: id}\npath_template: a\nsplits: {training: [train]}\n", "Did you mean 'train'"),
+    ("manifest: t.tsv\ncolumns: {subject: id}\npath_template: a\nsplits: {train: [a, b], test: [b]}\n",
+     r"split value 'b' is listed under splits.train and splits.test"),
     ("format: npy\nmanifest: t.tsv\ncolumns: {subject: id}\npath_template: a\n", "format npy needs geometry"),
     ("columns: {subject: id}\n", "give `manifest`"),
     ("dimensionality: 4\n", "dimensionality must be 2 or 3"),
