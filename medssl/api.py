@@ -159,7 +159,8 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> Path:
                           num_workers=0 if torch.is_tensor(images) else cfg.data.num_workers,
                           progress=progress and t.progress)
     trainer = Trainer(method, dataset, run_dir, opts, device, config=to_dict(cfg), dist_info=dist_info,
-                      monitor=build_monitor(cfg, data, device) if dist_info.is_main else None)
+                      monitor=build_monitor(cfg, data, device, getattr(method, "input_rescaling", ""))
+                      if dist_info.is_main else None)
     resumed = trainer.resume(t.resume, resume_from)  # other ranks read the checkpoint themselves
     del resume_from  # the checkpoint's tensors are in the model now: do not hold a second copy while training
     if resumed and dist_info.is_main:

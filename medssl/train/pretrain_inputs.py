@@ -58,10 +58,12 @@ def pretrain_indices(cfg: RunConfig, data: PreparedData, run_dir: Path) -> list[
     return keep
 
 
-def build_monitor(cfg: RunConfig, data: PreparedData, device: torch.device):
+def build_monitor(cfg: RunConfig, data: PreparedData, device: torch.device, rescaling: str = ""):
     """Online probe for ``train.monitor_every``: Ridge on age (or logistic on label) fitted on 80 % of the
     TRAINING subjects and scored on the other 20 % (never on the test split); inner CV grouped by subject,
-    no bootstrap intervals (one value per call). Scans without the target are left out. Returns
+    no bootstrap intervals (one value per call). Scans without the target are left out. ``rescaling`` is the
+    method's ``input_rescaling`` ("" = none): a Models Genesis encoder is probed through
+    :class:`~medssl.methods.genesis.MinMaxInput`, on the [0, 1] input it pretrains on (as ``evaluate``). Returns
     ``encoder -> {"val_age_mae" | "val_label_bacc", "best_metric"}`` (lower is better), or None when off.
 
     Raises:
@@ -80,6 +82,10 @@ def build_monitor(cfg: RunConfig, data: PreparedData, device: torch.device):
     target = "age" if not all(math.isnan(r.age) for r in records) else "label"
 
     def monitor(encoder: torch.nn.Module) -> dict:
+        if rescaling:
+            from medssl.methods.genesis import MinMaxInput  # noqa: PLC0415 - only for methods that rescale
+
+            encoder = MinMaxInput(encoder)
         a, b = (extract_features(encoder, ds, cfg.eval.batch_size, device) for ds in (fit_ds, val_ds))
         ok_a, ok_b = ((~np.isnan(f["age"]) if target == "age" else f["label"] >= 0) for f in (a, b))
         args = a["features"][ok_a], a[target][ok_a], b["features"][ok_b], b[target][ok_b]

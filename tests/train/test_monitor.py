@@ -74,3 +74,33 @@ def test_monitor_without_ages_or_labels_is_a_config_error():
 
     with pytest.raises(ConfigError, match=r"train.monitor_every=1 probes age or label.*train.monitor_every=0"):
         build_monitor(load_config(overrides=["train.monitor_every=1"]), _labelled([""] * 8), torch.device("cpu"))
+
+
+def test_monitor_feeds_a_genesis_encoder_the_0_1_input_it_pretrains_on(small_cohort, tmp_path, monkeypatch):
+    """Models Genesis pretrains on each scan min-max rescaled to [0, 1]; the online probe (and so best.pt) must
+    embed the same input, not the z-scored cache (the train/eval mismatch ``medssl evaluate`` already avoids)."""
+    import medssl.train.pretrain_inputs as pi
+
+    ranges: list[tuple[float, float]] = []
+    real = pi.extract_features
+
+    def spy(enc, ds, *a, **k):
+        first_conv = next(m for m in enc.modules() if isinstance(m, torch.nn.Conv3d))
+        hook = first_conv.register_forward_pre_hook(
+            lambda _m, args: ranges.extend(zip(args[0].flatten(1).min(1).values.tolist(),
+                                               args[0].flatten(1).max(1).values.tolist())))
+        try:
+            return real(enc, ds, *a, **k)
+        finally:
+            hook.remove()
+
+    monkeypatch.setattr(pi, "extract_features", spy)
+    cfg = load_config(overrides=[f"data.root={small_cohort}", f"output_dir={tmp_path}", "data.shape=[24,24,24]",
+                                 "augment.crop_size=[16,16,16]", "augment.preset=none", "train.epochs=1",
+                                 "train.batch_size=8", "train.progress=false", "method.name=genesis",
+                                 "encoder.name=resnet10", "encoder.options.width=4", "train.monitor_every=1"])
+    pretrain(cfg, progress=False)
+    assert ranges  # the monitor ran, on every scan of its fit and validation subjects
+    lo, hi = np.array(ranges).T
+    np.testing.assert_allclose(lo, 0.0, atol=1e-6)  # z-scored scans would start well below 0
+    np.testing.assert_allclose(hi, 1.0, atol=1e-5)
