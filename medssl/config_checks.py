@@ -62,6 +62,7 @@ def validate(cfg: RunConfig) -> None:
         if name not in reg:
             raise ConfigError(f"{key}: {reg.unknown_message(name)}")
     _check_options("encoder.options", cfg.encoder.options, ENCODERS.get(cfg.encoder.name), ("spatial_dims", "in_channels"))
+    _check_patch_grid(cfg, ENCODERS.get(cfg.encoder.name))
     check_targets("eval.targets", cfg.eval.targets)
     _validate_views(cfg)
     method = METHODS.get(cfg.method.name)
@@ -82,6 +83,25 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"method.loss.name: {LOSSES.unknown_message(loss_name)}")
     _check_options("method.loss", {k: v for k, v in cfg.method.loss.items() if k != "name"}, LOSSES.get(loss_name))
     _check_loss_fits(cfg.method, method, loss_name)
+
+def _check_patch_grid(cfg: RunConfig, factory: Any) -> None:
+    """A ViT (an encoder with a ``patch_size``) embeds views of ``augment.crop_size`` in pretraining and whole
+    scans of ``data.shape`` in the online monitor and ``medssl evaluate``: both must be multiples of the patch
+    size, said now rather than after pretraining."""
+    param = inspect.signature(factory).parameters.get("patch_size")
+    if param is None:
+        return
+    nd, patch = cfg.encoder.spatial_dims, cfg.encoder.options.get("patch_size", param.default)
+    ps = [int(patch)] * nd if isinstance(patch, int) else [int(p) for p in patch]
+    if len(ps) != nd:
+        return  # the encoder refuses it with its own message
+    for key, shape, up in (("data.shape", cfg.data.shape, True), ("augment.crop_size", cfg.augment.crop_size, False)):
+        if any(s % p for s, p in zip(shape, ps)):
+            fit = [-(-s // p) * p if up else max(p, s // p * p) for s, p in zip(shape, ps)]
+            raise ConfigError(f"{key}={list(shape)} is not a multiple of the ViT's patch_size {ps} (encoder.options."
+                              f"patch_size); {cfg.encoder.name} cuts its input into whole patches. Use e.g. "
+                              f"{key}={fit}")
+
 
 def _check_loss_fits(m: MethodConfig, method: type, loss_name: str) -> None:
     """A kernel loss (y-aware, L^thr, L^exp) needs a method that passes continuous metadata, and such a method

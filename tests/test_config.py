@@ -144,3 +144,21 @@ def test_a_label_column_for_a_method_that_ignores_it_is_refused():
     with pytest.raises(ConfigError, match=r"method.label_column='label' is used only by .*\(supinfonce\); simclr would"):
         load_config(overrides=["method.name=simclr", "method.label_column=label"])
     assert load_config(overrides=["method.name=supinfonce", "method.label_column=label"]).method.label_column == "label"
+
+
+@pytest.mark.parametrize("shape, crop, key, fix", [
+    ("[20,20,20]", "[16,16,16]", "data.shape=[20, 20, 20]", "data.shape=[24, 24, 24]"),  # MAE evaluate: whole scans
+    ("[24,24,24]", "[20,20,20]", "augment.crop_size=[20, 20, 20]", "augment.crop_size=[16, 16, 16]"),
+])
+def test_vit_sizes_off_the_patch_grid_are_refused_before_pretraining(shape, crop, key, fix):
+    """A ViT embeds views of augment.crop_size in pretraining and whole scans of data.shape in the online monitor
+    and ``medssl evaluate``: sizes that are not multiples of its patch size used to fail only after pretraining."""
+    vit = ["encoder.name=vit_tiny", "encoder.options={img_size: 16, patch_size: 8, hidden_size: 48, num_heads: 2}"]
+    with pytest.raises(ConfigError) as e:
+        load_config(overrides=[*vit, "method.name=mae", f"data.shape={shape}", f"augment.crop_size={crop}"])
+    for words in (key, "patch_size [8, 8, 8]", fix):
+        assert words in str(e.value), (words, str(e.value))
+    ok = load_config(overrides=[*vit, "method.name=mae", "data.shape=[24,24,16]", "augment.crop_size=[16,16,16]"])
+    assert ok.data.shape == [24, 24, 16]
+    with pytest.raises(ConfigError, match=r"data.shape=\[20, 20, 20\].*patch_size \[16, 16, 16\]"):  # default patch 16
+        load_config(overrides=["encoder.name=vit_tiny", "data.shape=[20,20,20]", "augment.crop_size=[16,16,16]"])

@@ -120,6 +120,10 @@ def test_errors_name_the_problem():
         MAE(build_encoder("resnet10", width=4))
     with pytest.raises(ValueError, match="mask_ratio"):
         make_mae(mask_ratio=0.0)
+    from medssl.transforms.views import build_view_pipeline
+
+    with pytest.raises(ValueError, match="divisible by patch_size"):  # used alone, without a config
+        make_mae(views=build_view_pipeline("none", 3, (14, 16, 16)))
 
 
 def test_built_from_config_with_views_from_the_augment_section():
@@ -138,5 +142,5 @@ def test_built_from_config_with_views_from_the_augment_section():
         load_config(None, base + ["method.options.mask_ration=0.5"])
     with pytest.raises(ConfigError, match="views are built from the augment section"):
         build_method(load_config(None, base + ["method.options.views=1"]))
-    with pytest.raises(ValueError, match="divisible by patch_size"):
-        build_method(load_config(None, base + ["augment.crop_size=[12,16,16]"]))
+    with pytest.raises(ConfigError, match=r"augment.crop_size=\[12, 16, 16\] is not a multiple of .*patch_size"):
+        load_config(None, base + ["augment.crop_size=[12,16,16]"])  # refused with the config, before any step
