@@ -65,7 +65,8 @@ class ModelsGenesis(Method):
         views: optional :class:`~medssl.transforms.views.ViewPipeline` (random sub-volume crops,
             flips; the API passes the ``augment`` section) applied before corrupting.
         rescale: min-max rescale every sample to [0, 1] first (the corruptions and the sigmoid
-            output assume [0, 1]; keep True unless the data are already in [0, 1]).
+            output assume [0, 1]; keep True unless the data are already in [0, 1]: with False a batch
+            outside [0, 1] is a ValueError).
         nonlinear_prob, shuffle_prob, paint_prob, outpaint_prob: corruption probabilities
             (paper defaults 0.9, 0.5, 0.9, 0.8; see :class:`GenesisCorruption`).
         decoder_channels: decoder channels per level, fine → coarse (default: the encoder's).
@@ -102,6 +103,12 @@ class ModelsGenesis(Method):
             x = self.views(x, generator)
         if self.rescale:
             x = minmax_per_sample(x.float())
+        else:
+            lo, hi = (float(v) for v in torch.aminmax(x.detach()))  # one sync per step
+            if lo < -1e-3 or hi > 1 + 1e-3:
+                raise ValueError(f"Models Genesis with rescale: false needs inputs in [0, 1] (the corruptions and the "
+                                 f"sigmoid output assume it), got a batch in [{lo:.4g}, {hi:.4g}]; set "
+                                 "method.options.rescale: true, or data.normalise=minmax without intensity augmentations")
         return self.corruption(x, generator)
 
     def training_step(self, batch: dict, generator: torch.Generator) -> StepOutput:

@@ -69,3 +69,13 @@ def test_decoder_and_method_errors():
     with pytest.raises(ValueError, match="one per skip level"):
         UNetDecoder([4, 8, 16], 1, 3, channels=[4])
     assert torch.equal(minmax_per_sample(torch.ones(2, 1, 4, 4)), torch.zeros(2, 1, 4, 4))  # constant → 0
+
+
+def test_rescale_false_refuses_inputs_outside_0_1():
+    """The corruptions clamp intensities to [0, 1] and the sigmoid output cannot reach a target outside it: with
+    ``rescale: false`` a z-scored (or HU) batch used to train silently on a target the model can never match."""
+    method = ModelsGenesis(build_encoder("resnet10", width=4), rescale=False)
+    x = blobs(2, 3, 16)
+    assert torch.isfinite(method.training_step({"image": x}, torch.Generator().manual_seed(0)).loss)  # in [0, 1]
+    with pytest.raises(ValueError, match=r"rescale: false.*\[-1, 2\].*rescale: true"):
+        method.training_step({"image": x * 3 - 1}, torch.Generator().manual_seed(0))
