@@ -36,5 +36,11 @@ class Method(nn.Module):
         """Calls ``training_step`` (so DistributedDataParallel can wrap any method)."""
         return self.training_step(batch, generator)
 
+    def compile_modules(self) -> list[nn.Module]:
+        """The modules a training step calls (their ``__call__``), which ``train.compile`` compiles in
+        place: the encoder by default; methods that enter it elsewhere (``forward_tokens``,
+        ``forward_pyramid``) name its blocks instead."""
+        return [self.encoder]
+
     def on_step_end(self, step: int, total: int) -> None:
         """Called after each optimiser step; no-op by default."""

@@ -88,6 +88,12 @@ class ModelsGenesis(Method):
         self.decoder = UNetDecoder(encoder.pyramid_channels, encoder.in_channels, encoder.spatial_dims,
                                    decoder_channels)
 
+    def compile_modules(self) -> list[nn.Module]:
+        """Training enters the encoder through ``forward_pyramid``: compile its blocks, and the decoder."""
+        from medssl.eval.finetune import encoder_blocks
+
+        return [*encoder_blocks(self.encoder), self.decoder]
+
     @property
     def input_rescaling(self) -> str:
         """How the encoder's inputs were rescaled during pretraining (recorded by ``medssl export``)."""

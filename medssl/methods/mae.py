@@ -87,6 +87,10 @@ class MAE(Method):
         patches = patchify(x, self.encoder.patch_size)
         return normalise_patches(patches) if self.norm_pix_loss else patches
 
+    def compile_modules(self) -> list[nn.Module]:
+        """Training enters the encoder through ``forward_tokens``: compile its transformer blocks, and the decoder."""
+        return [*self.encoder.net.blocks, self.decoder]
+
     def training_step(self, batch: dict, generator: torch.Generator) -> StepOutput:
         x = batch["image"]
         if self.views is not None:

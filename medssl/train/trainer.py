@@ -161,7 +161,8 @@ class Trainer:
             method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)  # BN statistics over the global batch
         self.method = method.to(device)
         if options.compile:  # in place: checkpoints and exports keep the plain parameter names
-            self.method.encoder.compile()
+            for module in self.method.compile_modules():
+                module.compile()
         self.model = DistributedDataParallel(self.method, device_ids=[device.index] if device.type == "cuda" else None) \
             if self.dist.enabled else self.method
         self.optimizer = build_optimizer(self.method, options.optimizer, options.lr, options.weight_decay, options.momentum)

@@ -87,6 +87,36 @@ def test_compiled_encoder_trains_like_eager_and_keeps_checkpoint_keys(tmp_path, 
     assert keys("compiled") == keys("eager") and not any("_orig_mod" in k for k in keys("compiled"))
 
 
+@pytest.mark.parametrize("name", ["mae", "genesis"])
+def test_compile_reaches_the_generative_methods_which_bypass_the_encoders_call(tmp_path, monkeypatch, name):
+    """MAE enters the encoder through forward_tokens and Genesis through forward_pyramid, so compiling the
+    encoder's __call__ compiled nothing of their training step (dynamo traced 0 frames). train.compile now
+    compiles the modules each method's step calls (Method.compile_modules); training matches eager mode."""
+    from medssl.encoders import build_encoder
+    from medssl.methods.genesis import ModelsGenesis
+    from medssl.methods.mae import MAE
+
+    original = torch.nn.Module.compile
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: original(self, backend="aot_eager", **kw))
+
+    def trainer(run_dir, compile):
+        torch.manual_seed(0)
+        method = (MAE(build_encoder("vit_tiny", 3, 1, img_size=12, patch_size=4, hidden_size=48, num_layers=1,
+                                    num_heads=2), decoder_dim=16, decoder_depth=1, decoder_heads=2) if name == "mae"
+                  else ModelsGenesis(build_encoder("resnet10", 3, 1, width=4)))
+        opts = TrainerOptions(epochs=1, batch_size=8, lr=1e-3, progress=False, compile=compile)
+        return Trainer(method, Items(), run_dir, opts, torch.device("cpu"), config={"m": name})
+
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    eager, compiled = trainer(tmp_path / "eager", False), trainer(tmp_path / "compiled", True)
+    eager.fit()
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 0
+    compiled.fit()
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0
+    torch.testing.assert_close(_params(compiled), _params(eager), rtol=1e-4, atol=1e-5)
+
+
 def test_metrics_log_and_tensorboard(tmp_path):
     t = _trainer(tmp_path, epochs=1)
     t.fit()
