@@ -84,6 +84,7 @@ def validate(cfg: RunConfig) -> None:
     _check_options("method.loss", {k: v for k, v in cfg.method.loss.items() if k != "name"}, LOSSES.get(loss_name))
     _check_loss_fits(cfg.method, method, loss_name)
 
+
 def _check_patch_grid(cfg: RunConfig, factory: Any) -> None:
     """A ViT (an encoder with a ``patch_size``) embeds views of ``augment.crop_size`` in pretraining and whole
     scans of ``data.shape`` in the online monitor and ``medssl evaluate``: both must be multiples of the patch

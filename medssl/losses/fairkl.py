@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from medssl.losses.base import check_class_codes, LOW_PRECISION, check_labels
+from medssl.losses.base import LOW_PRECISION, check_class_codes, check_labels
 from medssl.losses.core import off_diagonal, stack_views, tile_labels
 from medssl.losses.distributed import gather_no_grad, gather_with_grad
 from medssl.registry import LOSSES
