@@ -53,7 +53,8 @@ def validate(cfg: RunConfig) -> None:
         if value < 0:
             raise ConfigError(f"{key} must be >= 0 (0: off), got {value}")
     if t.batch_size < 2:
-        raise ConfigError("train.batch_size must be >= 2 for contrastive methods")
+        raise ConfigError(f"train.batch_size must be >= 2 (a contrastive batch needs pairs; BatchNorm needs more than "
+                          f"one sample), got {t.batch_size}")
     if t.lr <= 0:
         raise ConfigError(f"train.lr must be > 0, got {t.lr}")
     if not (t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:")):

@@ -29,16 +29,24 @@ def _is_npy_head(images: np.memmap) -> bool:
             and whole.offset == images.offset and images.flags.c_contiguous)
 
 
+def _value_order(value: str) -> tuple:
+    """Sort key: integers ("2", "10") by value, before any other text (sorted as text)."""
+    text = value.strip()
+    return (0, int(text), "") if text.lstrip("-").isdigit() else (1, 0, value)
+
+
 class MetadataCoder:
     """Maps categorical metadata (site, sex, label) to integer codes, fixed for a run.
 
-    Codes are assigned in sorted order of the values seen in ``records``; missing → -1.
+    Codes are assigned in sorted order of the values seen in ``records``, integers by value (MedMNIST's
+    "10" after "2", so a code is the published class index when every class occurs); missing → -1.
     """
 
     FIELDS = ("site", "sex", "label")
 
     def __init__(self, records: list[Record]) -> None:
-        self.vocab = {f: sorted({getattr(r, f) for r in records if getattr(r, f)}) for f in self.FIELDS}
+        self.vocab = {f: sorted({getattr(r, f) for r in records if getattr(r, f)}, key=_value_order)
+                      for f in self.FIELDS}
 
     def code(self, field: str, value: str) -> int:
         return self.vocab[field].index(value) if value in self.vocab[field] else -1

@@ -225,3 +225,13 @@ def test_cli_prepare_refuses_sizes_a_run_would_refuse(cohort_copy, tmp_path, cap
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_integer_labels_are_coded_by_value_so_codes_are_the_published_class_indices():
+    from medssl.data.manifest import Record
+
+    records = [Record(path=f"{i}.npz", subject=f"s{i}", label=str(c), site=site)
+               for i, (c, site) in enumerate([(10, "b"), (2, "a"), (0, "c"), (1, "a")])]
+    coder = MetadataCoder(records)
+    assert coder.vocab["label"] == ["0", "1", "2", "10"] and coder.code("label", "10") == 3  # was 1 ("10" < "2")
+    assert coder.vocab["site"] == ["a", "b", "c"]
