@@ -207,3 +207,12 @@ def test_non_finite_metadata_is_an_error_not_a_silent_zero(name, bad):
     multi = torch.stack([torch.arange(8.0), ages], dim=1)  # (N, K) metadata: the bad column is named by row too
     with pytest.raises(ValueError, match=r"non-finite.*rows \[2\]"):
         make(name, sigma=(1.0, 5.0))(features, multi)
+
+
+@pytest.mark.parametrize("name", ["yaware", "threshold", "exp"])
+def test_kernel_losses_take_negative_integer_metadata_as_numbers(name):
+    # Integer metadata are numbers for a kernel loss (e.g. centred age in whole years): -3 is a value,
+    # not a missing class code, so the loss equals the one on the same values as floats.
+    features, _, _ = inputs(12, n=8)
+    years = torch.tensor([-3, -1, 0, 2, -3, 5, 1, -2])
+    torch.testing.assert_close(make(name)(features, years), make(name)(features, years.double()))
