@@ -26,7 +26,6 @@ from sklearn.base import clone
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
-from sklearn.metrics import make_scorer
 from sklearn.model_selection import (GridSearchCV, GroupKFold, PredefinedSplit, StratifiedGroupKFold,
                                      cross_val_predict)
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
@@ -263,9 +262,12 @@ def multilabel_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarra
     y_train, y_test = np.asarray(y_train).astype(int), np.asarray(y_test).astype(int)
     folds = None if val is not None else inner_folds(y_train[:, 0], groups, False, seed)
     # macro AUC over the findings a fold can score: a rare finding absent from one fold must not void every C
-    # (scikit-learn's "roc_auc" is undefined for the whole fold then, and the grid's first C won by default)
-    macro_auc = make_scorer(lambda y, p: M.multilabel_metrics(y, _findings(p, y.shape[1]))["auc_macro"],
-                            response_method="predict_proba")
+    # (scikit-learn's "roc_auc" is undefined for the whole fold then, and the grid's first C won by default).
+    # A plain (estimator, x, y) scorer: make_scorer takes classes_ [0, 1] (two findings) for a binary task
+    # and keeps one probability column.
+    def macro_auc(estimator, x, y) -> float:
+        return M.multilabel_metrics(y, _findings(estimator.predict_proba(x), y.shape[1]))["auc_macro"]
+
     model, params, selection = _search(
         make_pipeline(StandardScaler(), OneVsRestClassifier(LogisticRegression(max_iter=2000))),
         {"onevsrestclassifier__estimator__C": LOGISTIC_CS}, x_train, y_train, folds, macro_auc,

@@ -209,3 +209,29 @@ def test_a_single_finding_is_scored_on_its_own_probability():
     res = P.multilabel_probe(x[:90], y[:90], x[90:], y[90:], n_boot=0)
     assert res["pred"].shape == (30, 1)
     assert res["auc_macro"] == pytest.approx(roc_auc_score(y[90:, 0], res["pred"][:, 0])) and res["auc_macro"] > 0.8
+
+
+def test_two_findings_choose_c_on_their_macro_auc():
+    """With exactly two findings, the one-vs-rest classes are [0, 1], which scikit-learn's scorer took
+    for a binary task and cut the (N, 2) probabilities to one column: every fold scored NaN and the
+    first C of the grid (the strongest penalty) won by default. Checked against a naive loop."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    n, n_train = 160, 120
+    x = rng.normal(size=(n, 8))
+    y = np.stack([x[:, 0] + x[:, 2] + rng.normal(0, 1, n) > 0,
+                  x[:, 1] - x[:, 3] + rng.normal(0, 1, n) > 0], axis=1).astype(int)
+    xt, yt = x[:n_train], y[:n_train]
+    folds = P.inner_folds(yt[:, 0], None, False, 0)
+    mean_auc = []
+    for c in P.LOGISTIC_CS:
+        per_fold = []
+        for fit, va in folds:
+            proba = np.column_stack([make_pipeline(StandardScaler(), sklearn.linear_model.LogisticRegression(C=c, max_iter=2000))
+                                     .fit(xt[fit], yt[fit, k]).predict_proba(xt[va])[:, 1] for k in range(2)])
+            per_fold.append(np.mean([roc_auc_score(yt[va, k], proba[:, k]) for k in range(2)]))
+        mean_auc.append(np.mean(per_fold))
+    res = P.multilabel_probe(xt, yt, x[n_train:], y[n_train:], n_boot=0)
+    assert res["C"] == P.LOGISTIC_CS[int(np.argmax(mean_auc))] != P.LOGISTIC_CS[0]
+    assert res["pred"].shape == (n - n_train, 2)
