@@ -104,11 +104,13 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """Replace quoted substrings and every string in ``secrets`` by ``<redacted>`` (max 300 chars).
 
     Library messages quote offending values (``invalid literal for int(): 'Smith^J'``); a
-    header value that reaches a message this way must not leak, so quotes go first.
+    header value that reaches a message this way must not leak, so quoted spans go too. The
+    secrets go first: the quote pass may cut a value at an apostrophe inside it (``'St James' Hospital'``),
+    after which the whole value would no longer be found.
     """
-    text = _STRAY_QUOTE.sub("<redacted>", _QUOTED.sub("<redacted>", text))
     for secret in sorted(set(secrets), key=len, reverse=True):
         text = text.replace(secret, "<redacted>")
+    text = _STRAY_QUOTE.sub("<redacted>", _QUOTED.sub("<redacted>", text))
     return text[:300]
 
 

@@ -151,3 +151,14 @@ def test_quoted_values_are_redacted_and_apostrophes_kept(message, expected):
     from medssl.io.errors import redact
 
     assert redact(message) == expected
+
+
+def test_a_header_value_with_an_apostrophe_is_redacted_whole():
+    # The quote pass first cut the quoted value at its inner apostrophe ('St Qzxv' + " Hospital'"), so the
+    # whole value no longer matched the list of header values and its end was shown.
+    from medssl.io.errors import redact
+
+    value = "St Qzxv' Wbnmhospital"
+    out = redact(f"bad value '{value}' in header", [value])
+    assert "Wbnm" not in out and "Qzxv" not in out and out.startswith("bad value <redacted>")
+
