@@ -16,6 +16,8 @@ import numpy as np
 _QUOTED = re.compile(r"""(?:(?<!\w)|(?<=\b[bBuUrR]))(?:'[\s\S]*?'|"[\s\S]*?")(?!\w)""")
 #: A quote left after that which is not an apostrophe inside a word: everything from it on is redacted.
 _STRAY_QUOTE = re.compile(r"""(?:(?<!\w)['"]|['"](?!\w))[\s\S]*""")
+#: Characters of a message the quote passes read (the result keeps 300); a quote cut open here redacts the rest.
+_SCANNED = 2000
 
 
 class BadFileError(ValueError):
@@ -110,6 +112,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """
     for secret in sorted(set(secrets), key=len, reverse=True):
         text = text.replace(secret, "<redacted>")
+    text = text[:_SCANNED]  # an unclosed quote scans to the end: quadratic in a long message full of quotes
     text = _STRAY_QUOTE.sub("<redacted>", _QUOTED.sub("<redacted>", text))
     return text[:300]
 

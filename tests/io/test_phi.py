@@ -162,3 +162,15 @@ def test_a_header_value_with_an_apostrophe_is_redacted_whole():
     out = redact(f"bad value '{value}' in header", [value])
     assert "Wbnm" not in out and "Qzxv" not in out and out.startswith("bad value <redacted>")
 
+
+
+def test_redaction_time_is_bounded_on_a_long_message_full_of_quotes():
+    # Every unclosed opening quote scanned to the end of the message: quadratic (90 k characters took ~20 s).
+    import time
+
+    from medssl.io.errors import redact
+
+    t0 = time.perf_counter()
+    out = redact("header " + " 'Qzxv" * 30000)
+    assert time.perf_counter() - t0 < 2.0
+    assert "Qzxv" not in out and out.startswith("header")
