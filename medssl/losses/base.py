@@ -55,8 +55,9 @@ def check_class_codes(labels: Tensor | None, who: str) -> None:
     rows = torch.nonzero((labels < 0).reshape(len(labels), -1).any(dim=1)).flatten().tolist()
     if rows:
         raise ValueError(f"{who}: class codes are missing (negative; -1 = missing) in rows {rows[:10]} of the batch "
-                         "(of the gathered global batch under DDP); remove scans without them from pretraining "
-                         "(medssl pretrain does this and lists them in excluded_from_pretraining.tsv)")
+                         "(of the gathered global batch under DDP); class codes must be >= 0 (recode e.g. ±1 labels "
+                         "as 0/1), and scans without a label must be left out of pretraining (medssl pretrain does "
+                         "this and lists them in excluded_from_pretraining.tsv)")
 
 
 def views_positive(n: int, n_views: int, device: torch.device, dtype: torch.dtype) -> Tensor:
