@@ -20,13 +20,21 @@ def _as_float_tensor(row: np.ndarray) -> torch.Tensor:
 
 
 def _is_npy_head(images: np.memmap) -> bool:
-    """True when ``images`` maps a whole ``.npy`` file or its first rows (``whole[:n]``), not another view."""
+    """True when ``images`` maps a whole ``.npy`` file or its first rows (``whole[:n]``), not another view.
+
+    A view keeps its file's ``offset`` attribute wherever it starts (``whole[3:6]`` too), so the first
+    row is checked by address against the array that maps the file (the end of the ``.base`` chain).
+    """
     try:
         whole = np.load(images.filename, mmap_mode="r")
     except (OSError, ValueError):
         return False
+    mapped = images
+    while isinstance(mapped.base, np.ndarray):
+        mapped = mapped.base
     return (whole.shape[1:] == images.shape[1:] and len(images) <= len(whole) and whole.dtype == images.dtype
-            and whole.offset == images.offset and images.flags.c_contiguous)
+            and whole.offset == images.offset and images.flags.c_contiguous
+            and images.ctypes.data == mapped.ctypes.data)
 
 
 def _value_order(value: str) -> tuple:

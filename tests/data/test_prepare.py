@@ -13,7 +13,7 @@ from medssl.cli import main
 from medssl.config import ConfigError, load_config
 from medssl.data.card import DataCard, load_card
 from medssl.data.dataset import CachedScans, MetadataCoder
-from medssl.data.manifest import build_manifest, read_manifest
+from medssl.data.manifest import Record, build_manifest, read_manifest
 from medssl.data.prepare import make_loader, make_preprocessor, prepare_card
 from medssl.io import read_nifti
 from medssl.io.errors import BadFileError
@@ -235,3 +235,16 @@ def test_integer_labels_are_coded_by_value_so_codes_are_the_published_class_indi
     coder = MetadataCoder(records)
     assert coder.vocab["label"] == ["0", "1", "2", "10"] and coder.code("label", "10") == 3  # was 1 ("10" < "2")
     assert coder.vocab["site"] == ["a", "b", "c"]
+
+
+def test_a_cache_slice_that_is_not_the_first_rows_reaches_workers_with_its_own_rows(tmp_path):
+    """Only ``whole[:n]`` may go by file name (re-opened as the first n rows); ``whole[3:6]`` shares the
+    file's offset attribute but starts 3 rows in, so it must be copied, not re-opened as rows 0-2."""
+    path = tmp_path / "images.npy"
+    np.save(path, np.arange(8, dtype=np.float16).reshape(8, 1, 1, 1) * np.ones((1, 1, 2, 2), np.float16))
+    whole = np.load(path, mmap_mode="r")
+    recs = [Record(path=f"s{i}.nii.gz", subject=f"s{i}") for i in range(8)]
+    for images, first in ((whole[3:6], 3.0), (whole[:3], 0.0), (whole[3:6][1:], 4.0)):
+        ds = CachedScans(images, recs[:len(images)], list(range(len(images))), MetadataCoder(recs))
+        back = pickle.loads(pickle.dumps(ds))
+        assert float(back[0]["image"][0, 0, 0]) == first == float(ds[0]["image"][0, 0, 0])
