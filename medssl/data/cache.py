@@ -211,9 +211,13 @@ def _build(items, load, out_shape, cache_dir, settings, on_bad_file, progress, w
     index_path, img_path, done_path = cache_dir / "index.json", cache_dir / "images.npy", cache_dir / "done.npy"
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
     fresh = index.get("fingerprint") != fp or not img_path.exists() or not done_path.exists()
-    if fresh and _holds_as_prefix(index, keys, sources, settings, out_shape, img_path, done_path):
-        n = len(items)  # e.g. data.limit on a prepared cache: served from its first rows, the cache kept whole
-        return CacheResult(images=np.load(img_path, mmap_mode="r")[:n], valid=np.ones(n, dtype=bool), skipped=[],
+    head = _prefix_done(index, keys, sources, settings, out_shape, img_path, done_path) if fresh else None
+    if head is not None:  # e.g. data.limit on a prepared cache: served from its first rows, the cache kept whole
+        in_head = set(keys)
+        skipped = [s for s in index.get("skipped", []) if s.get("key", s["path"]) in in_head]
+        if skipped and on_bad_file == "error":
+            _refuse_skipped(skipped, index_path)
+        return CacheResult(images=np.load(img_path, mmap_mode="r")[: len(keys)], valid=head, skipped=skipped,
                            cache_dir=cache_dir)
     n_reused = 0
     if fresh:
@@ -233,8 +237,7 @@ def _build(items, load, out_shape, cache_dir, settings, on_bad_file, progress, w
         done = np.load(done_path)
     skipped: list[dict] = index.get("skipped", [])
     if skipped and on_bad_file == "error":
-        raise BadFileError(skipped[0]["path"], f"{skipped[0]['reason']} (left out by an earlier build with "
-                                               f"on_bad_file=skip; {len(skipped)} file(s) listed in {index_path})")
+        _refuse_skipped(skipped, index_path)
     skipped_keys = {s.get("key", s["path"]) for s in skipped}
     todo = [i for i in range(len(items)) if not done[i] and keys[i] not in skipped_keys]
 
@@ -284,17 +287,27 @@ def _reusable_rows(index: dict, keys: list[str], sources: list[str], settings: s
     return {i: old[ks] for i, ks in enumerate(zip(keys, sources)) if ks in old}
 
 
-def _holds_as_prefix(index: dict, keys: list[str], sources: list[str], settings: str, out_shape: tuple[int, ...],
-                     img_path: Path, done_path: Path) -> bool:
-    """Whether the cache's first ``len(keys)`` rows are these scans from the same sources, built with the
-    same settings and shape, and all done (a run's first N records of a larger prepared cache)."""
+def _refuse_skipped(skipped: list[dict], index_path: Path) -> None:
+    """A strict build (``on_bad_file="error"``) over rows an earlier ``skip`` build left out."""
+    raise BadFileError(skipped[0]["path"], f"{skipped[0]['reason']} (left out by an earlier build with "
+                                           f"on_bad_file=skip; {len(skipped)} file(s) listed in {index_path})")
+
+
+def _prefix_done(index: dict, keys: list[str], sources: list[str], settings: str, out_shape: tuple[int, ...],
+                 img_path: Path, done_path: Path) -> np.ndarray | None:
+    """``(len(keys),)`` bool ``done`` of the cache's first rows when they are these scans from the same sources,
+    built with the same settings and shape, each done or skipped (a run's first N records of a larger
+    prepared cache); None otherwise."""
     n = len(keys)
     if (index.get("settings") != settings or index.get("shape") != list(out_shape)
             or index.get("paths", [])[:n] != keys or index.get("sources", [])[:n] != sources
             or not img_path.exists() or not done_path.exists()):
-        return False
+        return None
     done = np.load(done_path)
-    return len(done) >= n and bool(done[:n].all())
+    skipped = {s.get("key", s["path"]) for s in index.get("skipped", [])}
+    if len(done) < n or not all(done[i] or keys[i] in skipped for i in range(n)):
+        return None
+    return done[:n].copy()
 
 
 def _new_rows(path: Path, shape: tuple[int, ...], old_path: Path, reuse: dict[int, int],

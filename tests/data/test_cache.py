@@ -210,3 +210,30 @@ def test_the_first_rows_of_a_larger_cache_are_served_from_it_without_rebuilding(
     assert build_cache(paths, np.load, (1, 4, 4), tmp_path / "c", settings="a", progress=False).n_built == 0
     other = build_cache(paths[1:3], np.load, (1, 4, 4), tmp_path / "c", settings="a", progress=False)  # not a prefix
     assert (other.n_built, other.n_reused) == (0, 2) and other.images.shape[0] == 2
+
+
+def test_first_rows_with_a_skipped_file_are_served_and_the_prepared_cache_stays_whole(tmp_path):
+    """A cache prepared with on_bad_file=skip whose first N rows hold a skipped file: data.limit=N serves them
+    (the skipped row invalid, listed) and a strict run is refused as for the whole cache, never by
+    replacing the prepared cache with an N-row one."""
+    paths = _files(tmp_path, 5)
+    calls = []
+
+    def load(p):
+        calls.append(p)
+        if p.endswith("f1.npy"):
+            raise BadFileError(p, "truncated")
+        return np.load(p)
+
+    full = build_cache(paths, load, (1, 4, 4), tmp_path / "c", settings="a", on_bad_file="skip", progress=False)
+    stamp = (tmp_path / "c" / "images.npy").stat().st_mtime_ns, (tmp_path / "c" / "index.json").read_text()
+    calls.clear()
+    head = build_cache(paths[:3], load, (1, 4, 4), tmp_path / "c", settings="a", on_bad_file="skip", progress=False)
+    assert calls == [] and head.valid.tolist() == [True, False, True] and head.images.shape[0] == 3
+    assert head.skipped == full.skipped == [{"path": paths[1], "reason": "truncated", "key": paths[1]}]
+    np.testing.assert_array_equal(head.images[[0, 2]], full.images[[0, 2]])
+    with pytest.raises(BadFileError, match="f1.npy: truncated .left out by an earlier build with on_bad_file=skip"):
+        build_cache(paths[:3], load, (1, 4, 4), tmp_path / "c", settings="a", on_bad_file="error", progress=False)
+    assert calls == []
+    assert ((tmp_path / "c" / "images.npy").stat().st_mtime_ns, (tmp_path / "c" / "index.json").read_text()) == stamp
+    assert build_cache(paths[:1], load, (1, 4, 4), tmp_path / "c", settings="a", progress=False).skipped == []
