@@ -52,8 +52,8 @@ def subject_split(records: list[Record], test_fraction: float, seed: int,
     raised to at least one (and kept below ``n_group``) for every group with two or more
     subjects so that each group is on both sides; the subjects still missing to reach
     ``round(test_fraction · n_subjects)`` go to the groups with the largest remainders. When
-    the raises alone would exceed that total (many rare strata), the total wins: the groups
-    with the smallest ``test_fraction · n_group`` stay train-only. Seeded: same seed and
+    the raises alone would exceed that total (many rare strata), the total wins (but at least one
+    test subject remains): the groups with the smallest ``test_fraction · n_group`` stay train-only. Seeded: same seed and
     records → same split, in any row order.
 
     Args:
@@ -79,7 +79,8 @@ def subject_split(records: list[Record], test_fraction: float, seed: int,
     if test_fraction > 0:  # every group with >= 2 subjects keeps one subject on each side
         two = sizes > 1
         n_test[two] = np.clip(n_test[two], 1, sizes[two] - 1)
-    target = int(round(test_fraction * sizes.sum()))
+    # the total wins over the raises, but never empties the test split they filled (2 subjects at 0.25)
+    target = max(int(round(test_fraction * sizes.sum())), min(int(n_test.sum()), 1))
     _drop_raised(n_test, ideal, int(n_test.sum()) - target, rng)
     left = target - int(n_test.sum())
     order = sorted(range(len(keys)), key=lambda j: (-(ideal[j] - n_test[j]), rng.random()))

@@ -115,3 +115,14 @@ def test_split_does_not_depend_on_the_row_order_of_the_table():
         tests.append({r.subject for r, s in zip(table, split) if s == "test"})
         assert not tests[-1] & {r.subject for r, s in zip(table, split) if s == "train"}
     assert tests[0] == tests[1] == tests[2] and len(tests[0]) == 10
+
+
+def test_a_small_cohort_keeps_one_test_subject():
+    """When test_fraction · n_subjects rounds to 0 (data.limit=2 at the default 0.25, or 8 subjects at 0.05),
+    the cap on the total must not empty the test split: one subject stays held out, as before the cap."""
+    for n, n_sites, fraction in ((2, 1, 0.25), (8, 2, 0.05), (4, 2, 0.1)):
+        recs = [Record(f"/d/{i}.nii.gz", f"s{i}", site=f"site-{i % n_sites}") for i in range(n)]
+        for seed in range(3):
+            assert Counter(subject_split(recs, fraction, seed=seed))["test"] == 1
+    singles = [Record(f"/d/{i}.nii.gz", f"s{i}", site=f"site-{i}") for i in range(3)]  # no group of two: as before
+    assert set(subject_split(singles, 0.1, seed=0)) == {"train"}
