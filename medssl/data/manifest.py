@@ -325,13 +325,23 @@ def build_manifest(card: DataCard, root: str | Path | None = None, check_files: 
 
 
 def write_manifest(records: list[Record], path: str | Path) -> Path:
-    """Save records as TSV (used to record exactly what a run saw, split column included)."""
+    """Save records as TSV (used to record exactly what a run saw, split column included).
+
+    Written to a temporary file of this process, then renamed over ``path``: a reader (another DDP rank
+    reading the run's split back) sees the previous or the new manifest whole, and a failed write
+    leaves the previous one as it was.
+    """
     path = Path(path)
-    with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=[f.name for f in fields(Record)], delimiter="\t", lineterminator="\n")
-        w.writeheader()
-        for r in records:
-            w.writerow(r.to_dict())
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # one per writing process
+    try:
+        with tmp.open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=[f.name for f in fields(Record)], delimiter="\t", lineterminator="\n")
+            w.writeheader()
+            for r in records:
+                w.writerow(r.to_dict())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -309,3 +309,16 @@ def test_bids_n_a_in_categorical_columns_is_missing_like_an_empty_cell(tmp_path)
     coder = MetadataCoder(recs)
     assert coder.vocab == {"site": ["A", "B"], "sex": ["F", "M"], "label": ["AD", "CN"]}
     assert [coder.code("sex", r.sex) for r in recs] == [0, -1, 1, 1]
+
+
+def test_a_manifest_is_replaced_whole_never_seen_half_written(tmp_path):
+    """Every DDP rank rewrites RUN/manifest.tsv while the others read it back (api.run_splits: the run's
+    split): a reader must see the previous or the new file whole. A write that stops mid-way (here a bad
+    second record) leaves the previous manifest as it was and no temporary file behind."""
+    path = tmp_path / "manifest.tsv"
+    old = [Record(f"/d/{i}.nii.gz", f"s{i}", split="test" if i % 4 == 0 else "train") for i in range(8)]
+    write_manifest(old, path)
+    with pytest.raises(AttributeError):
+        write_manifest([Record("/d/x.nii.gz", "x", split="train"), None], path)
+    assert [(r.subject, r.split) for r in read_manifest(path)] == [(r.subject, r.split) for r in old]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.tsv"]
