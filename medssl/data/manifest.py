@@ -180,7 +180,7 @@ def _format_paths(card: DataCard, templates: list[str], row: Row) -> list[str]:
     """The row's path from each ``path_template``; a template that cannot format text cells is refused."""
     try:
         return [t.format(**row.values) for t in templates]
-    except (ValueError, IndexError) as e:
+    except (ValueError, IndexError, AttributeError, TypeError) as e:  # {id:03d}, {}, {id!x}, {id.x}, {id[x]}
         raise ManifestError(f"card {card.name}: path_template {templates} cannot be filled from {row.where} ({e}); "
                             "table cells are text, so zero-pad with {column:0>3} rather than {column:03d}, and "
                             "name every field after a column") from None

@@ -286,7 +286,8 @@ def test_utf8_tables_with_bom_crlf_and_blank_lines_still_read(tmp_path):
     assert (rec.subject, rec.age, rec.site) == ("s1", 30.0, "Zürich")
 
 
-@pytest.mark.parametrize("template", ["IXI{participant_id:03d}.nii.gz", "IXI{}.nii.gz", "IXI{participant_id!x}.nii.gz"])
+@pytest.mark.parametrize("template", ["IXI{participant_id:03d}.nii.gz", "IXI{}.nii.gz", "IXI{participant_id!x}.nii.gz",
+                                      "IXI{participant_id[x]}.nii.gz", "IXI{participant_id.x}.nii.gz"])
 def test_path_template_that_cannot_format_text_cells_names_card_row_and_fix(tmp_path, template):
     """Cells are text: '{id:03d}' (natural for numeric ids) was a bare 'Unknown format code' ValueError."""
     _table(tmp_path, ["7\t30\tA\tF"])
