@@ -38,9 +38,12 @@ def _is_npy_head(images: np.memmap) -> bool:
 
 
 def _value_order(value: str) -> tuple:
-    """Sort key: integers ("2", "10") by value, before any other text (sorted as text)."""
-    text = value.strip()
-    return (0, int(text), "") if text.lstrip("-").isdigit() else (1, 0, value)
+    """Sort key: integers ("2", "10") by value, before any other text (sorted as text); equal numbers
+    written differently ("1", "01") by their text, so the order never depends on the order met."""
+    try:
+        return (0, int(value), value)
+    except ValueError:  # not an integer ("²" passes str.isdigit but not int)
+        return (1, 0, value)
 
 
 class MetadataCoder:

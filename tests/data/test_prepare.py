@@ -12,7 +12,7 @@ import pytest
 from medssl.cli import main
 from medssl.config import ConfigError, load_config
 from medssl.data.card import DataCard, load_card
-from medssl.data.dataset import CachedScans, MetadataCoder
+from medssl.data.dataset import CachedScans, MetadataCoder, _value_order
 from medssl.data.manifest import Record, build_manifest, read_manifest
 from medssl.data.prepare import make_loader, make_preprocessor, prepare_card
 from medssl.io import read_nifti
@@ -248,3 +248,15 @@ def test_a_cache_slice_that_is_not_the_first_rows_reaches_workers_with_its_own_r
         ds = CachedScans(images, recs[:len(images)], list(range(len(images))), MetadataCoder(recs))
         back = pickle.loads(pickle.dumps(ds))
         assert float(back[0]["image"][0, 0, 0]) == first == float(ds[0]["image"][0, 0, 0])
+
+
+def test_integer_codes_do_not_depend_on_the_order_values_are_met():
+    """'1' and '01' (or '+1') are one number but two labels: the sort key must still tell them apart, or their
+    codes follow the set's hash order (another order per process: DDP ranks, pretraining vs evaluation).
+    A value that looks like digits but is no int ('²') is text, not a crash."""
+    def vocab(labels):
+        return MetadataCoder([Record(path=f"{i}.npz", subject=f"s{i}", label=v) for i, v in enumerate(labels)]).vocab
+
+    for values in (["1", "01", "2"], ["01", "1", "2"], ["2", "+1", "1"], ["1", "2", "+1"]):
+        assert sorted(values, key=_value_order) == sorted(values[::-1], key=_value_order)
+    assert vocab(["10", "²", "2"])["label"] == ["2", "10", "²"]
