@@ -132,8 +132,8 @@ def preload(images: np.ndarray, where: str, device: torch.device) -> np.ndarray 
     """
     if where == "none":
         return images
-    if where == "ram":
-        return np.ascontiguousarray(images)
+    if where == "ram":  # a copy: np.ascontiguousarray of a C-ordered memmap is a view of the mapped file
+        return np.array(images, order="C")
     if device.type != "cuda":
         raise ValueError(f"data.preload=gpu needs a CUDA device (train.device is {device}); use data.preload=ram or none")
     free, _ = torch.cuda.mem_get_info(device)

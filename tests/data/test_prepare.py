@@ -8,11 +8,12 @@ import pickle
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 from medssl.cli import main
 from medssl.config import ConfigError, load_config
 from medssl.data.card import DataCard, load_card
-from medssl.data.dataset import CachedScans, MetadataCoder, _value_order
+from medssl.data.dataset import CachedScans, MetadataCoder, _value_order, preload
 from medssl.data.manifest import Record, build_manifest, read_manifest
 from medssl.data.prepare import make_loader, make_preprocessor, prepare_card
 from medssl.io import read_nifti
@@ -260,3 +261,18 @@ def test_integer_codes_do_not_depend_on_the_order_values_are_met():
     for values in (["1", "01", "2"], ["01", "1", "2"], ["2", "+1", "1"], ["1", "2", "+1"]):
         assert sorted(values, key=_value_order) == sorted(values[::-1], key=_value_order)
     assert vocab(["10", "²", "2"])["label"] == ["2", "10", "²"]
+
+
+def test_preload_ram_holds_its_own_copy_of_the_cache(tmp_path):
+    """data.preload=ram is 'one copy in memory': np.ascontiguousarray of a C-ordered memmap is only a view
+    of the mapped file (every read still went to the page cache / disk). The copy keeps its values when the
+    file is rewritten."""
+    path = tmp_path / "images.npy"
+    np.save(path, np.arange(24, dtype=np.float16).reshape(4, 1, 2, 3))
+    mapped = np.load(path, mmap_mode="r+")
+    held = preload(mapped, "ram", torch.device("cpu"))
+    assert not np.shares_memory(held, mapped) and held.flags.owndata
+    expected = np.array(mapped)
+    mapped[:] = 0
+    mapped.flush()
+    np.testing.assert_array_equal(held, expected)
