@@ -162,7 +162,7 @@ def _validate(p: Path, raw: dict) -> None:
     for role, values in raw.get("splits", {}).items():
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise ConfigError(f"{p}: splits.{role} must be a list of split values, e.g. [train], got {values!r}")
-        for v in values:
+        for v in dict.fromkeys(values):  # a value repeated under one role is still one role
             roles_of.setdefault(v, []).append(role)
     twice = {v: r for v, r in roles_of.items() if len(r) > 1}
     if twice:

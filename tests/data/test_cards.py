@@ -115,3 +115,11 @@ def test_a_key_given_twice_is_named_with_its_line(tmp_path):
     text = BASE + "manifest: t.tsv\ncolumns: {subject: id}\npath_template: a\ncolumns: {subject: sid}\n"
     with pytest.raises(ConfigError, match=r"key 'columns' appears twice in one mapping at line 7, column 1"):
         load_card(_write(tmp_path, text))
+
+
+def test_a_split_value_repeated_under_one_role_is_not_two_roles(tmp_path):
+    """splits: {train: [a, a]} gives 'a' one role: nothing to refuse (it was 'listed under splits.train and
+    splits.train'); a value under two roles stays refused."""
+    card = load_card(_write(tmp_path, BASE + "manifest: t.tsv\ncolumns: {subject: id}\npath_template: a\n"
+                                             "splits: {train: [a, a], test: [b]}\n"))
+    assert card.splits == {"train": ["a", "a"], "test": ["b"]}
