@@ -276,3 +276,25 @@ def test_preload_ram_holds_its_own_copy_of_the_cache(tmp_path):
     mapped[:] = 0
     mapped.flush()
     np.testing.assert_array_equal(held, expected)
+
+
+def test_a_cache_rebuilt_in_place_never_reaches_workers_as_the_old_rows(tmp_path):
+    """Workers re-open the cache by file name every epoch. When another build has since replaced images.npy
+    (os.replace: a new file, same shape, other scans in those rows) the dataset goes by value, and a
+    replacement between pickling and unpickling is refused, never read as this run's rows."""
+    path = tmp_path / "images.npy"
+    np.save(path, np.arange(6, dtype=np.float16).reshape(6, 1, 1, 1))
+    recs = [Record(path=f"s{i}.nii.gz", subject=f"s{i}") for i in range(6)]
+    ds = CachedScans(np.load(path, mmap_mode="r")[:4], recs[:4], [0, 1, 2, 3], MetadataCoder(recs))
+    blob = pickle.dumps(ds)
+
+    def rebuild():  # what build_cache does for other scans in the same folder
+        np.save(tmp_path / ".next-images.npy", np.full((6, 1, 1, 1), 99, dtype=np.float16))
+        os.replace(tmp_path / ".next-images.npy", path)
+
+    rebuild()
+    with pytest.raises(RuntimeError, match="changed while the dataset was being sent to a worker"):
+        pickle.loads(blob)
+    with pytest.warns(UserWarning, match="was replaced by another build"):
+        back = pickle.loads(pickle.dumps(ds))
+    assert [float(back[i]["image"].flatten()[0]) for i in range(4)] == [0, 1, 2, 3]
