@@ -272,13 +272,19 @@ def _build(items, load, out_shape, cache_dir, settings, on_bad_file, progress, w
                        n_reused=n_reused, cache_dir=cache_dir)
 
 
+def _same_build(index: dict, settings: str, out_shape: tuple[int, ...], img_path: Path, done_path: Path) -> bool:
+    """Whether the cache on disk (``index``) was built with these settings and shape, and its files exist."""
+    return (index.get("settings") == settings and index.get("shape") == list(out_shape) and img_path.exists()
+            and done_path.exists())
+
+
 def _reusable_rows(index: dict, keys: list[str], sources: list[str], settings: str, out_shape: tuple[int, ...],
                    img_path: Path, done_path: Path) -> dict[int, int]:
     """``{new row: old row}`` for the scans the previous cache (``index``) holds, built with the same
     settings and shape from sources with the same signature; empty when nothing can be reused."""
     old_keys, old_sources = index.get("paths") or [], index.get("sources") or []
-    if (index.get("settings") != settings or index.get("shape") != list(out_shape) or not old_keys
-            or len(old_sources) != len(old_keys) or not img_path.exists() or not done_path.exists()):
+    if not _same_build(index, settings, out_shape, img_path, done_path) or not old_keys \
+            or len(old_sources) != len(old_keys):
         return {}
     old_done = np.load(done_path)
     if len(old_done) != len(old_keys):
@@ -299,9 +305,8 @@ def _prefix_done(index: dict, keys: list[str], sources: list[str], settings: str
     built with the same settings and shape, each done or skipped (a run's first N records of a larger
     prepared cache); None otherwise."""
     n = len(keys)
-    if (index.get("settings") != settings or index.get("shape") != list(out_shape)
-            or index.get("paths", [])[:n] != keys or index.get("sources", [])[:n] != sources
-            or not img_path.exists() or not done_path.exists()):
+    if (not _same_build(index, settings, out_shape, img_path, done_path)
+            or index.get("paths", [])[:n] != keys or index.get("sources", [])[:n] != sources):
         return None
     done = np.load(done_path)
     skipped = {s.get("key", s["path"]) for s in index.get("skipped", [])}
