@@ -117,6 +117,15 @@ def test_split_does_not_depend_on_the_row_order_of_the_table():
     assert tests[0] == tests[1] == tests[2] and len(tests[0]) == 10
 
 
+def test_the_earliest_session_is_chosen_by_number_not_text():
+    """ses-2 comes before ses-10 (as text, "ses-10" < "ses-2"): the subject is placed by its ses-2 label."""
+    from medssl.data.splits import _strata
+
+    recs = [Record("/d/a10.nii.gz", "S1", "ses-10", "site-A", label="AD"),
+            Record("/d/a2.nii.gz", "S1", "ses-2", "site-A", label="MCI")]
+    assert _strata(recs, "label") == {("MCI",): ["S1"]}
+
+
 def test_a_small_cohort_keeps_one_test_subject():
     """When test_fraction · n_subjects rounds to 0 (data.limit=2 at the default 0.25, or 8 subjects at 0.05),
     the cap on the total must not empty the test split: one subject stays held out, as before the cap."""
