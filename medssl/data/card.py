@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -208,6 +209,15 @@ def _validate_strings(p: Path, raw: dict) -> None:
     if not (isinstance(template, str) or isinstance(template, list) and all(isinstance(t, str) for t in template)):
         raise ConfigError(f"{p}: path_template must be a format string or a list of them, e.g. "
                           f"'{{subject}}/t1.nii.gz', got {template!r}")
+    for t in [template] if isinstance(template, str) else template:
+        try:
+            names = [f for _, f, _, _ in string.Formatter().parse(t) if f is not None]
+        except ValueError as e:  # an unmatched brace
+            raise ConfigError(f"{p}: path_template {t!r} is not a valid format string ({e})") from None
+        bad = [f for f in names if not f or f.isdigit() or "." in f or "[" in f]
+        if bad:  # {}, {0}, {id.zfill}, {id[0]}: a cell is text, so only {column} and {column:spec} make a path
+            raise ConfigError(f"{p}: path_template {t!r} field {{{bad[0]}}} is not a column name; write "
+                              "{column} or {column:0>3} (zero-padded)")
     if Path(raw.get("files", "")).is_absolute():
         raise ConfigError(f"{p}: files {raw['files']!r} must be a glob relative to the data root; put the folder "
                           "in `root` (or pass --root) and the pattern in `files`")

@@ -58,6 +58,10 @@ BASE = "name: x\nmodality: MR\ndimensionality: 3\n"
     ("manifest: t.tsv\ncolumns: {subject: id}\npath_template: a\npreprocessing: {normalise: zscor}\n", r"normalise 'zscor' is not known.*Did you mean 'zscore'"),
     ("manifest: t.tsv\ncolumns: {subject: id}\npath_template: a\npreprocessing: {channels: three}\n", "channels must be a positive integer"),
     ("manifest: t.tsv\ncolumns: {subject: id}\npath_template: 5\n", "path_template must be a format string"),
+    ("manifest: t.tsv\ncolumns: {subject: id}\npath_template: 'IXI{id.zfill}.nii.gz'\n",
+     r"field \{id.zfill\} is not a column name; write \{column\} or \{column:0>3\}"),  # formats to a method repr
+    ("manifest: t.tsv\ncolumns: {subject: id}\npath_template: ['{id}.nii.gz', 'x{0}.nii.gz']\n", r"field \{0\}"),
+    ("manifest: t.tsv\ncolumns: {subject: id}\npath_template: '{id.nii.gz'\n", "not a valid format string"),
     ("files: '/etc/*'\npath_regex: '(?P<subject>x)'\n", "must be a glob relative to the data root"),
     ("format: nifti\nmanifest: t.tsv\ncolumns: {subject: id}\npath_template: a\nreader_options: {voi: auto}\n", r"reader_options.'voi' for format 'nifti'.*Valid: expect_spatial_dims"),
     ("manifest: t.tsv\ncolumns: {subject: id}\npath_template: a\nreader_options: {expect_spatial_dim: 2}\n", r"reader_options.'expect_spatial_dim'.*Did you mean 'expect_spatial_dims'"),
