@@ -235,3 +235,24 @@ def test_two_findings_choose_c_on_their_macro_auc():
     res = P.multilabel_probe(xt, yt, x[n_train:], y[n_train:], n_boot=0)
     assert res["C"] == P.LOGISTIC_CS[int(np.argmax(mean_auc))] != P.LOGISTIC_CS[0]
     assert res["pred"].shape == (n - n_train, 2)
+
+
+def _naive_cosine_knn(x_fit, y_fit, x_query, k):
+    """Standardise with the fitting rows' statistics, project onto the unit sphere, average the k
+    most cosine-similar fitting rows' targets (a plain numpy loop, no scikit-learn)."""
+    mu, sd = x_fit.mean(0), x_fit.std(0)
+    a, b = (x_fit - mu) / sd, (x_query - mu) / sd
+    a, b = a / np.linalg.norm(a, axis=1, keepdims=True), b / np.linalg.norm(b, axis=1, keepdims=True)
+    return np.array([y_fit[np.argsort(-(a @ q), kind="stable")[:k]].mean() for q in b])
+
+
+def test_knn_regression_is_a_cosine_neighbourhood_mean_with_k_chosen_on_validation():
+    """Predictions equal the naive cosine k-NN mean of the training ages, and k is the one with the
+    lowest naive validation MAE (a scale along one feature would move Euclidean, not cosine, neighbours)."""
+    x, age, _, _ = _data(n=200, d=6, seed=7)
+    x[:, 3] *= 40.0  # a loud, uninformative feature: only standardisation keeps it from dominating
+    fit, val, te = np.arange(200) < 120, (np.arange(200) >= 120) & (np.arange(200) < 160), np.arange(200) >= 160
+    res = P.knn_probe(x[fit], age[fit], x[te], age[te], "regression", n_boot=0, val=(x[val], age[val]))
+    val_mae = {k: np.abs(_naive_cosine_knn(x[fit], age[fit], x[val], k) - age[val]).mean() for k in P.KNN_KS}
+    assert res["k"] == min(val_mae, key=val_mae.get)
+    np.testing.assert_allclose(res["pred"], _naive_cosine_knn(x[fit], age[fit], x[te], res["k"]), rtol=1e-12)
