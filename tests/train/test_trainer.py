@@ -164,6 +164,27 @@ def test_checkpoints_are_atomic_and_pickle_free(tmp_path):
     assert torch.equal(load_checkpoint(tmp_path / "ck" / "step-00000004.pt")["w"], torch.full((2,), 4.0))
 
 
+def test_a_write_that_dies_half_way_leaves_the_previous_file_whole(tmp_path, monkeypatch):
+    """Atomicity itself: a crash inside torch.save (half the bytes written) must leave the file already under
+    the final name as it was, loadable, with no half-written file under a step-*.pt name."""
+    final = save_checkpoint({"w": torch.arange(1000.0)}, tmp_path, 7)
+    before = final.read_bytes()
+    real_save = torch.save
+
+    def dies_half_way(obj, f, *a, **k):
+        real_save(obj, f, *a, **k)
+        data = Path(f).read_bytes()
+        Path(f).write_bytes(data[: len(data) // 2])
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", dies_half_way)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint({"w": torch.zeros(1000)}, tmp_path, 7)
+    monkeypatch.undo()
+    assert final.read_bytes() == before and list_checkpoints(tmp_path) == [final]
+    assert torch.equal(load_checkpoint(final)["w"], torch.arange(1000.0))
+
+
 def _steps(folder):
     return [int(p.stem.split("-")[1]) for p in list_checkpoints(folder)]
 
