@@ -74,3 +74,24 @@ def test_missing_class_or_bias_codes_are_refused_not_merged_into_one_class():
         _supervised_method().training_step(_batch([0, -1, -1, 1], [0, 0, 1, 1]), g)
     with pytest.raises(ValueError, match=r"FairKLLoss \(bias_labels\): class codes are missing .* in rows \[1\]"):
         _supervised_method(1.0).training_step(_batch([0, 1, 0, 1], [0, -1, 1, 1]), g)
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.5, 2.0])
+def test_supinfonce_with_fairkl_is_the_weighted_sum_of_the_two_losses_on_the_same_embeddings(weight):
+    """eps-SupInfoNCE + w · FairKL(z, class labels, sites), both on the one embedding of the step (FairKL's
+    positives are the classes, not each sample alone); w = 0 is the plain contrastive loss."""
+    from medssl.losses import EpsSupInfoNCELoss, FairKLLoss  # noqa: PLC0415
+
+    batch = _batch([0, 1, 0, 1], [0, 0, 1, 1])
+    method = _supervised_method(weight)
+    out = method.training_step(batch, torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        z = method.embed(method.make_views(batch["image"], torch.Generator().manual_seed(3)))
+    contrastive = EpsSupInfoNCELoss()(z, batch["label"])
+    fair = FairKLLoss()(z, batch["label"], batch["site"])
+    assert not torch.allclose(fair, FairKLLoss()(z, None, batch["site"]))  # the class targets matter here
+    assert out.logs["contrastive"] == pytest.approx(contrastive.item(), rel=1e-6)
+    assert out.loss.item() == pytest.approx((contrastive + weight * fair).item(), rel=1e-6)
+    assert ("fairkl" in out.logs) == (weight > 0)
+    if weight:
+        assert out.logs["fairkl"] == pytest.approx(fair.item(), rel=1e-6)
