@@ -111,3 +111,35 @@ def test_cache_works_for_scans_held_in_memory(tmp_path):
     second = extract_features(enc, CachedScans(images, recs, range(4), MetadataCoder(recs)), cache=path)
     assert not np.allclose(first["features"][2], second["features"][2])
     np.testing.assert_array_equal(first["features"][[0, 1, 3]], second["features"][[0, 1, 3]])
+
+
+class _Planted:
+    """Unpickling this runs code: it marks ``builtins`` (what a malicious file in a shared run folder would do)."""
+
+    def __reduce__(self):
+        return exec, ("import builtins; builtins._medssl_unpickled = True",)
+
+
+def test_a_planted_pickle_in_the_feature_cache_is_never_unpickled(tmp_path, monkeypatch):
+    """A cache file with the right key whose arrays hold pickled objects: reading it must not run them
+    (refused, or recomputed from the encoder), never unpickled."""
+    import builtins
+
+    monkeypatch.setattr(builtins, "_medssl_unpickled", False, raising=False)
+    enc = make_tiny_encoder()
+    ds, _ = make_image_dataset(4)
+    path = feature_cache_path(tmp_path, enc, "pretrained")
+    first = extract_features(enc, ds, cache=path)
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["features"] = np.array([_Planted()] * 4, dtype=object)
+    np.savez(path, **arrays)
+    try:
+        again, error = extract_features(enc, ds, cache=path), ""
+    except ValueError as e:
+        again, error = None, str(e)
+    assert builtins._medssl_unpickled is False
+    if again is None:
+        assert "pickle" in error
+    else:
+        np.testing.assert_array_equal(again["features"], first["features"])
