@@ -1,6 +1,7 @@
 """The encoder contract (DESIGN.md §3) for every registered encoder in 2D and 3D, and the
 MONAI compatibility of the wrapped networks (state dicts load strictly into plain MONAI nets)."""
 
+import numpy as np
 import pytest
 import torch
 from monai.networks.nets import DenseNet121, ResNet, ViT
@@ -180,3 +181,25 @@ def test_densenet_too_small_input_is_refused_with_the_minimum_size(dims):
 def test_spatial_dims_other_than_2_or_3_are_refused_by_every_encoder(name, dims):
     with pytest.raises(ValueError, match=f"spatial_dims.*2 or 3.*{dims}"):
         build_encoder(name, spatial_dims=dims, **small(name)[0])
+
+
+def _linear_resize(a: np.ndarray, axis: int, size: int) -> np.ndarray:
+    """1D linear resampling along ``axis`` with half-voxel centres (sample i of the output at input coordinate
+    (i + 0.5) · n_in / size − 0.5, clamped to the ends), written with ``np.interp``."""
+    n = a.shape[axis]
+    coords = np.clip((np.arange(size) + 0.5) * n / size - 0.5, 0, n - 1)
+    return np.apply_along_axis(lambda v: np.interp(coords, np.arange(n), v), axis, a)
+
+
+def test_vit_positions_on_another_grid_are_the_separable_linear_resampling_of_the_built_ones():
+    enc = build_encoder("vit_small", spatial_dims=3, in_channels=1, **VIT_SMALL).eval()
+    pos = enc.net.patch_embedding.position_embeddings.detach().numpy().reshape(3, 3, 3, 48)  # built grid 24 / 8
+    expected = pos
+    for axis, size in enumerate((4, 3, 5)):
+        expected = _linear_resize(expected, axis, size)
+    got = enc.position_embeddings((4, 3, 5)).detach().numpy()
+    np.testing.assert_allclose(got, expected.reshape(1, 60, 48), atol=1e-6)
+    x = torch.randn(1, 1, 32, 24, 40)
+    with torch.no_grad():  # the tokens of a 32 x 24 x 40 input carry exactly those positions
+        patches = enc.net.patch_embedding.patch_embeddings(x).flatten(2).transpose(1, 2)
+        np.testing.assert_allclose(enc.embed(x).numpy(), patches.numpy() + expected.reshape(1, 60, 48), atol=1e-5)
