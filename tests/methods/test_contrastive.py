@@ -95,3 +95,22 @@ def test_supinfonce_with_fairkl_is_the_weighted_sum_of_the_two_losses_on_the_sam
     assert ("fairkl" in out.logs) == (weight > 0)
     if weight:
         assert out.logs["fairkl"] == pytest.approx(fair.item(), rel=1e-6)
+
+
+def test_yaware_with_fairkl_gives_fairkl_each_sample_as_its_own_class():
+    """With continuous metadata (ages) there are no classes: FairKL's positives are the other view of the
+    same sample (targets None), never ages read as class codes."""
+    from medssl.losses import FairKLLoss, YAwareLoss  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    method = ContrastiveMethod(BatchNormEncoder(), YAwareLoss(0.1, 5.0), build_view_pipeline("none", 3, (8, 8, 8)),
+                               proj_hidden_dim=12, proj_dim=4, label_keys=["age"], continuous=True,
+                               fairkl=FairKLLoss(), fairkl_weight=0.7)
+    batch = {**_batch([0, 0, 0, 0], [0, 1, 0, 1]), "age": torch.tensor([30.0, 30.0, 50.0, 50.0])}
+    out = method.training_step(batch, torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        z = method.embed(method.make_views(batch["image"], torch.Generator().manual_seed(4)))
+    fair = FairKLLoss()(z, None, batch["site"])
+    assert not torch.allclose(fair, FairKLLoss()(z, batch["age"].long(), batch["site"]))  # ages as classes differ
+    expected = YAwareLoss(0.1, 5.0)(z, batch["age"][:, None]) + 0.7 * fair
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-6)
