@@ -38,7 +38,7 @@ def _is_npy_head(images: np.memmap) -> bool:
             and images.ctypes.data == mapped.ctypes.data)
 
 
-def _file_id(images) -> tuple[int, int] | None:
+def mapped_file_id(images) -> tuple[int, int] | None:
     """``(device, inode)`` of the ``.npy`` file a memmap maps (a rebuild's ``os.replace`` makes a new one)."""
     filename = getattr(images, "filename", None) if isinstance(images, np.memmap) else None
     try:
@@ -89,7 +89,7 @@ class CachedScans(Dataset):
 
     def __init__(self, images: np.ndarray, records: list[Record], indices: list[int], coder: MetadataCoder) -> None:
         self.images, self.records, self.indices, self.coder = images, records, list(indices), coder
-        self._file = _file_id(images)  # the file workers re-open must still be this one
+        self._file = mapped_file_id(images)  # the file workers re-open must still be this one
 
     def __getstate__(self) -> dict:
         """Pickle a memory-mapped cache as its file name, not its data.
@@ -102,10 +102,10 @@ class CachedScans(Dataset):
         state = dict(self.__dict__)
         images = self.images
         mapped = getattr(self, "_file", None)
-        if (isinstance(images, np.memmap) and images.filename and mapped is not None and _file_id(images) == mapped
+        if (isinstance(images, np.memmap) and images.filename and mapped is not None and mapped_file_id(images) == mapped
                 and _is_npy_head(images)):
             state["images"] = ("__npy_memmap__", str(images.filename), images.shape, mapped)
-        elif isinstance(images, np.memmap) and mapped is not None and _file_id(images) != mapped:
+        elif isinstance(images, np.memmap) and mapped is not None and mapped_file_id(images) != mapped:
             warnings.warn(f"cache {images.filename} was replaced by another build while this dataset used it; its "
                           f"rows ({images.nbytes / 2**20:.0f} MiB) are copied into each DataLoader worker", stacklevel=2)
         return state
@@ -114,7 +114,7 @@ class CachedScans(Dataset):
         images = state["images"]
         if isinstance(images, tuple) and images and images[0] == "__npy_memmap__":
             whole, shape = np.load(images[1], mmap_mode="r"), tuple(images[2])
-            if whole.shape[1:] != shape[1:] or len(whole) < shape[0] or _file_id(whole) != tuple(images[3]):
+            if whole.shape[1:] != shape[1:] or len(whole) < shape[0] or mapped_file_id(whole) != tuple(images[3]):
                 raise RuntimeError(f"cache {images[1]} changed while the dataset was being sent to a worker "
                                    f"(shape {whole.shape}, expected {shape}); rerun")
             state["images"] = whole[: shape[0]]

@@ -19,6 +19,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from medssl.data.dataset import mapped_file_id
+
 FEATURE_CACHE_VERSION = "1"  #: bump when the extraction itself changes
 
 
@@ -30,6 +32,19 @@ def encoder_fingerprint(encoder: torch.nn.Module) -> str:
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+def _cache_fingerprint(dataset: Dataset, images) -> str:
+    """The ``index.json`` fingerprint of the cache file ``images`` maps; "" when it cannot vouch for these rows:
+    an in-memory array, a build in progress (its stale marker), or a file replaced since the dataset was made
+    (index.json then describes another build). Read before the file check, so a swap in between is seen."""
+    filename = getattr(images, "filename", None)
+    index = Path(str(filename)).with_name("index.json") if filename else None
+    if index is None or not index.is_file():
+        return ""
+    fingerprint = json.loads(index.read_text()).get("fingerprint", "")
+    recorded = getattr(dataset, "_file", None)
+    return fingerprint if recorded is None or mapped_file_id(images) == recorded else ""
 
 
 def dataset_fingerprint(dataset: Dataset) -> str:
@@ -48,10 +63,9 @@ def dataset_fingerprint(dataset: Dataset) -> str:
                               records[i].sex, records[i].label] for i in indices]).encode())
         h.update(json.dumps(getattr(getattr(dataset, "coder", None), "vocab", None), sort_keys=True).encode())
         h.update(str(tuple(images.shape)).encode())
-        filename = getattr(images, "filename", None)  # a memory-mapped cache; None for an in-memory array
-        index = Path(str(filename)).with_name("index.json") if filename else None
-        if index is not None and index.is_file():
-            h.update(json.loads(index.read_text()).get("fingerprint", "").encode())
+        fingerprint = _cache_fingerprint(dataset, images)
+        if fingerprint:
+            h.update(fingerprint.encode())
         else:
             for i in indices:
                 h.update(np.ascontiguousarray(images[i]).tobytes())

@@ -148,3 +148,32 @@ def test_a_planted_pickle_in_the_feature_cache_is_never_unpickled(tmp_path, monk
         assert "pickle" in error
     else:
         np.testing.assert_array_equal(again["features"], first["features"])
+
+
+def test_a_cache_file_replaced_since_the_dataset_was_made_is_keyed_by_its_bytes(tmp_path):
+    """Another build replaced images.npy (and wrote its own index.json) after this dataset mapped the old file:
+    index.json no longer describes the mapped rows, so the key falls back to their bytes, as for an array in
+    memory; the stale marker of a build in progress ({"fingerprint": ""}) does the same."""
+    import json
+    import os
+
+    from medssl.data.dataset import CachedScans, MetadataCoder
+    from medssl.data.manifest import Record
+    from medssl.eval.features import dataset_fingerprint
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "images.npy", rng.normal(size=(4, 1, 8, 8, 8)).astype(np.float16))
+    (tmp_path / "index.json").write_text(json.dumps({"fingerprint": "build-1"}))
+    recs = [Record(f"/d/{i}.nii.gz", f"s{i}", age=20.0 + i) for i in range(4)]
+    mapped = CachedScans(np.load(tmp_path / "images.npy", mmap_mode="r"), recs, range(4), MetadataCoder(recs))
+    in_memory = CachedScans(np.array(mapped.images), recs, range(4), MetadataCoder(recs))
+    keyed_by_index = dataset_fingerprint(mapped)
+    assert keyed_by_index != dataset_fingerprint(in_memory)  # the cache file vouches for its rows
+    np.save(tmp_path / "other.npy", rng.normal(size=(4, 1, 8, 8, 8)).astype(np.float16))
+    os.replace(tmp_path / "other.npy", tmp_path / "images.npy")
+    (tmp_path / "index.json").write_text(json.dumps({"fingerprint": "build-2"}))
+    assert dataset_fingerprint(mapped) == dataset_fingerprint(in_memory)  # not "build-2"'s key
+    fresh = CachedScans(np.load(tmp_path / "images.npy", mmap_mode="r"), recs, range(4), MetadataCoder(recs))
+    (tmp_path / "index.json").write_text(json.dumps({"fingerprint": ""}))  # a rebuild under way
+    assert dataset_fingerprint(fresh) == dataset_fingerprint(CachedScans(np.array(fresh.images), recs, range(4),
+                                                                          MetadataCoder(recs)))
