@@ -58,9 +58,16 @@ def test_curve_fits_only_on_training_rows_and_summarises_seeds():
     assert s[1.0]["n_seeds"] == 1 and s[1.0]["std"] is None  # one run: no spread, not a fake ± 0
 
 
-def test_report_and_plot_of_a_one_seed_point_show_no_spread(tmp_path):
+def test_report_and_plot_of_a_one_seed_point_show_no_spread(tmp_path, monkeypatch):
+    import matplotlib.axes
+
     from medssl.eval.plots import plot_fewshot
     from medssl.eval.report import _fmt
+
+    drawn = []
+    real = matplotlib.axes.Axes.errorbar
+    monkeypatch.setattr(matplotlib.axes.Axes, "errorbar",
+                        lambda self, x, y, yerr=None, **kw: drawn.append(np.asarray(yerr, float)) or real(self, x, y, yerr=yerr, **kw))
 
     assert _fmt({"value": 0.9, "ci": None, "std": None}) == "0.900"
     assert _fmt({"value": 0.9, "ci": None, "std": 0.01}) == "0.900 ± 0.010"
@@ -68,6 +75,7 @@ def test_report_and_plot_of_a_one_seed_point_show_no_spread(tmp_path):
                {"fraction": 1.0, "n_subjects": 50, "mean": 0.9, "std": None, "n_seeds": 1}]
     path = plot_fewshot({"pretrained": {"label": {"metric": "balanced_accuracy", "summary": summary}}}, tmp_path / "f.png")
     assert path.stat().st_size > 0
+    assert len(drawn) == 1 and drawn[0][0] == 0.02 and np.isnan(drawn[0][1])  # no bar (not a zero-length one) at 100 %
 
 
 @pytest.mark.parametrize("kwargs, message", [({"n_boot": -1}, "--n-boot must be >= 0"),
