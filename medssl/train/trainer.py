@@ -190,6 +190,11 @@ class Trainer:
             raise CheckpointError(f"{source}: weights do not fit this model ({e})") from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        # the checkpoint's lr is its own schedule's; with train.epochs changed the next step takes this one's
+        # (LambdaLR's own formula, so an unchanged schedule gives the very same float and the resume stays exact)
+        sched = self.scheduler
+        for group, base, factor in zip(self.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas):
+            group["lr"] = base * factor(sched.last_epoch)
         self.step, self.best = int(state["step"]), float(state.get("best", math.inf))
         set_rng_state(state["rng"])
 

@@ -312,3 +312,17 @@ def test_a_row_torn_by_a_kill_does_not_stop_the_resume(tmp_path):
     assert rows(log) == rows(tmp_path / "full" / "metrics.jsonl")[:3]
     resumed.fit()
     assert rows(log) == rows(tmp_path / "full" / "metrics.jsonl")
+
+
+def test_a_run_resumed_with_more_epochs_follows_the_rebuilt_schedule_from_its_first_step(tmp_path):
+    """train.epochs raised on resume (docs/training.md: "the schedule is rebuilt for the new length"): every
+    optimiser step after the resume, the first included, uses lr × the cosine factor of the NEW length
+    (Loshchilov & Hutter 2017, eq. 5, no warm-up here), not the checkpoint's lr of the old schedule."""
+    _trainer(tmp_path / "short", epochs=2, warmup_epochs=0, final_lr_fraction=0.1).fit()  # 3 steps per epoch
+    longer = _trainer(tmp_path / "long", epochs=4, warmup_epochs=0, final_lr_fraction=0.1)
+    assert longer.resume(str(list_checkpoints(tmp_path / "short" / "checkpoints")[0])) and longer.step == 3
+    used, step = [], longer.optimizer.step
+    longer.optimizer.step = lambda *a, **kw: (used.append(longer.optimizer.param_groups[0]["lr"]), step(*a, **kw))[1]
+    longer.fit()
+    expected = [1e-2 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * s / 12))) for s in range(3, 12)]
+    assert used == pytest.approx(expected, rel=1e-9)
