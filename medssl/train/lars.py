@@ -1,7 +1,8 @@
 """LARS optimiser (You et al., "Large Batch Training of Convolutional Networks", 2017), as used
 for large-batch SimCLR (Chen et al., 2020): SGD with momentum where each weight tensor's step
-is scaled by the trust ratio ``eta · ||w|| / (||g|| + wd · ||w||)``. Parameters with ndim ≤ 1
-(biases, norm scales) are neither adapted nor decayed, following SimCLR."""
+is scaled by the trust ratio ``eta · ||w|| / ||g + wd · w||`` (the norm of the decayed gradient, as in
+SimCLR's ``lars_optimizer.py``; the paper's eq. uses ``||g|| + wd · ||w||``, an upper bound of it). Parameters
+with ndim ≤ 1 (biases, norm scales) are neither adapted nor decayed, following SimCLR."""
 
 from __future__ import annotations
 
