@@ -274,10 +274,10 @@ class Trainer:
                 for _ in range(self.steps_per_epoch - first):
                     if self._stop_requested:  # SIGTERM between steps (DataLoader set-up): no new step
                         break
+                    lr = self.optimizer.param_groups[0]["lr"]  # the lr of this step (logged with its loss)
                     last_loss, logs, n_views = self._optimizer_step([next(loader) for _ in range(k)], gen)
                     views_done += n_views * self.dist.world_size
                     rate = views_done / max(time.time() - t_start, 1e-9)
-                    lr = self.scheduler.get_last_lr()[0]
                     bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.2e}", views_s=f"{rate:.1f}")
                     bar.update(1)
                     if main and (self.step % self.opt.log_every == 0 or self.step == self.total_steps):

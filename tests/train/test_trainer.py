@@ -326,3 +326,16 @@ def test_a_run_resumed_with_more_epochs_follows_the_rebuilt_schedule_from_its_fi
     longer.fit()
     expected = [1e-2 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * s / 12))) for s in range(3, 12)]
     assert used == pytest.approx(expected, rel=1e-9)
+
+
+def test_each_logged_row_pairs_the_loss_with_the_lr_its_step_used(tmp_path):
+    """metrics.jsonl row of step s (s optimiser steps done): ``lr`` is the one step s used, i.e. the
+    schedule's value at step index s-1 (linear warm-up (s)/w × lr, then cosine), not the next step's."""
+    t = _trainer(tmp_path, epochs=2, warmup_epochs=1, final_lr_fraction=0.1)  # 3 steps per epoch: w = 3, T = 6
+    used, step = [], t.optimizer.step
+    t.optimizer.step = lambda *a, **kw: (used.append(t.optimizer.param_groups[0]["lr"]), step(*a, **kw))[1]
+    t.fit()
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    cosine = [0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * i / 3)) for i in range(3)]
+    assert used == pytest.approx([1e-2 * f for f in [1 / 3, 2 / 3, 1, *cosine]], rel=1e-9)
+    assert [r["lr"] for r in rows] == pytest.approx(used, rel=1e-9)
