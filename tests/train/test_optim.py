@@ -33,3 +33,61 @@ def test_final_fraction_one_keeps_the_lr_constant_after_warmup():
     lrs = _lrs(3, 20, 1.0)
     assert lrs[:3] == pytest.approx([0.5 / 3, 1.0 / 3, 0.5])
     assert lrs[3:] == pytest.approx([0.5] * 17)
+
+
+def test_lars_matches_a_naive_reimplementation_and_leaves_biases_and_norms_unadapted_and_undecayed():
+    """LARS (You et al. 2017) as in SimCLR / Barlow Twins: for ndim > 1, g ← g + wd·w, then
+    g ← eta·||w||/||g|| · g; ndim ≤ 1 (biases, BatchNorm) take the plain gradient; then SGD momentum."""
+    from medssl.train.optim import build_optimizer
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2)).double()
+    opt = build_optimizer(model, "lars", lr=0.3, weight_decay=0.05, momentum=0.9)
+    ref, bufs, x = [p.detach().clone() for p in model.parameters()], {}, torch.randn(16, 5, dtype=torch.float64)
+    for _ in range(4):
+        opt.zero_grad()
+        model(x).pow(2).sum().backward()
+        for i, (w, p) in enumerate(zip(ref, model.parameters())):
+            g = p.grad.clone()
+            if w.ndim > 1:
+                g = g + 0.05 * w
+                g = g * (1e-3 * w.norm() / g.norm())
+            bufs[i] = g if i not in bufs else 0.9 * bufs[i] + g
+            w -= 0.3 * bufs[i]
+        opt.step()
+        for w, p in zip(ref, model.parameters()):
+            assert torch.allclose(p, w, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(("optimizer", "clip"), [("sgd", 0.0), ("lars", 0.0), ("adamw", 0.05)])
+def test_two_accumulated_micro_batches_step_like_one_batch_of_twice_the_size(tmp_path, optimizer, clip):
+    """train.grad_accum_steps=2 × B: the micro-batch losses are averaged (not summed), so with a per-sample
+    mean loss, no BatchNorm (and a clipped global norm), each step equals one step on the 2B batch."""
+    from medssl.methods.base import Method, StepOutput
+    from medssl.train.trainer import Trainer, TrainerOptions
+
+    class Regression(Method):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.encoder = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+
+        def training_step(self, batch, generator):
+            return StepOutput(((self.encoder(batch["image"]).squeeze(1) - batch["age"]) ** 2).mean())
+
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(16, 8, generator=g), torch.randn(16, generator=g)
+    data = [{"image": x[i], "age": y[i]} for i in range(16)]
+
+    def weights(batch_size, accum):
+        opts = TrainerOptions(epochs=1, batch_size=batch_size, grad_accum_steps=accum, optimizer=optimizer, lr=0.1,
+                              weight_decay=0.1, warmup_epochs=0, grad_clip=clip, progress=False)
+        t = Trainer(Regression(), data, tmp_path / f"{batch_size}", opts, torch.device("cpu"))
+        for start in range(0, 16, batch_size * accum):
+            t._optimizer_step([{"image": x[i:i + batch_size], "age": y[i:i + batch_size]}
+                               for i in range(start, start + batch_size * accum, batch_size)], torch.Generator())
+        return torch.cat([p.detach().flatten() for p in t.method.parameters()])
+
+    one, accumulated = weights(8, 1), weights(4, 2)
+    assert not torch.allclose(one, weights(4, 1), atol=1e-4)  # the batch size matters here …
+    assert torch.allclose(one, accumulated, atol=1e-6)  # … and accumulation recovers the big batch
