@@ -102,10 +102,12 @@ class CachedScans(Dataset):
         state = dict(self.__dict__)
         images = self.images
         mapped = getattr(self, "_file", None)
-        if (isinstance(images, np.memmap) and images.filename and mapped is not None and mapped_file_id(images) == mapped
-                and _is_npy_head(images)):
+        if not isinstance(images, np.memmap) or mapped is None:
+            return state
+        replaced = mapped_file_id(images) != mapped
+        if not replaced and _is_npy_head(images):
             state["images"] = ("__npy_memmap__", str(images.filename), images.shape, mapped)
-        elif isinstance(images, np.memmap) and mapped is not None and mapped_file_id(images) != mapped:
+        elif replaced:
             warnings.warn(f"cache {images.filename} was replaced by another build while this dataset used it; its "
                           f"rows ({images.nbytes / 2**20:.0f} MiB) are copied into each DataLoader worker", stacklevel=2)
         return state

@@ -59,9 +59,9 @@ def subject_split(records: list[Record], test_fraction: float, seed: int,
     raised to at least one (and kept below ``n_group``) for every group with two or more
     subjects so that each group is on both sides; the subjects still missing to reach
     ``round(test_fraction · n_subjects)`` go to the groups with the largest remainders. When
-    the raises alone would exceed that total (many rare strata), the total wins (but at least one
-    test subject remains): the groups with the smallest ``test_fraction · n_group`` stay train-only. Seeded: same seed and
-    records → same split, in any row order.
+    the raises alone would exceed that total (many rare strata), the total wins (but at least
+    one test subject remains): the groups with the smallest ``test_fraction · n_group`` stay
+    train-only. Seeded: same seed and records → same split, in any row order.
 
     Args:
         records: scans (several per subject allowed).

@@ -76,3 +76,22 @@ class StagedConvEncoder(nn.Module):
     def monai_network(self) -> dict | None:
         """How to build the plain MONAI network the exported weights load into, or None."""
         return None
+
+
+def encoder_blocks(encoder: nn.Module) -> list[nn.Module]:
+    """The encoder's blocks, input to output, for ``mode="last"``.
+
+    ``encoder.blocks()`` when the encoder defines it; otherwise the children with parameters
+    of ``encoder.net`` (or of the encoder), expanding ``nn.ModuleList`` children (transformer
+    blocks). For :class:`~medssl.encoders.resnet.ResNetEncoder`: conv1, bn1, layer1 … layer4.
+    """
+    if callable(getattr(encoder, "blocks", None)):
+        return list(encoder.blocks())
+    root = getattr(encoder, "net", encoder)
+    blocks: list[nn.Module] = []
+    for child in root.children():
+        if isinstance(child, nn.ModuleList):
+            blocks.extend(c for c in child if any(True for _ in c.parameters()))
+        elif any(True for _ in child.parameters()):
+            blocks.append(child)
+    return blocks

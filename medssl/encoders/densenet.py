@@ -90,7 +90,7 @@ class DenseNetEncoder(StagedConvEncoder):
 
     def blocks(self) -> list[nn.Module]:
         """Modules with parameters, input to output (conv0, norm0, denseblock1, transition1, …, norm5),
-        for partial fine-tuning (:func:`medssl.eval.finetune.encoder_blocks`)."""
+        for partial fine-tuning (:func:`medssl.encoders.base.encoder_blocks`)."""
         return [m for m in self.net.features.children() if any(True for _ in m.parameters())]
 
     def stages(self) -> list[Callable[[torch.Tensor], torch.Tensor]]:

@@ -45,6 +45,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from medssl.encoders.base import encoder_blocks  # mode="last" trains the last of these blocks
+
 TASKS = ("regression", "classification", "multilabel")
 MODES = ("full", "last", "head")
 HEAD_INITS = ("random", "probe")
@@ -115,25 +117,6 @@ class EncoderWithHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(x))
-
-
-def encoder_blocks(encoder: nn.Module) -> list[nn.Module]:
-    """The encoder's blocks, input to output, for ``mode="last"``.
-
-    ``encoder.blocks()`` when the encoder defines it; otherwise the children with parameters
-    of ``encoder.net`` (or of the encoder), expanding ``nn.ModuleList`` children (transformer
-    blocks). For :class:`~medssl.encoders.resnet.ResNetEncoder`: conv1, bn1, layer1 … layer4.
-    """
-    if callable(getattr(encoder, "blocks", None)):
-        return list(encoder.blocks())
-    root = getattr(encoder, "net", encoder)
-    blocks: list[nn.Module] = []
-    for child in root.children():
-        if isinstance(child, nn.ModuleList):
-            blocks.extend(c for c in child if any(True for _ in c.parameters()))
-        elif any(True for _ in child.parameters()):
-            blocks.append(child)
-    return blocks
 
 
 class _Rows(Dataset):

@@ -74,6 +74,7 @@ def class_positive(labels: Tensor, n_views: int, dtype: torch.dtype, who: str) -
             "cast binned classes with .long(), or use a kernel loss ('yaware', 'threshold', 'exp') "
             "for continuous metadata"
         )
+    check_class_codes(labels, who)  # the gathered labels (positives are built after the gather): every rank
     tiled = tile_labels(labels, n_views)
     return (tiled[:, None] == tiled[None, :]).to(dtype)
 
@@ -132,8 +133,6 @@ class ContrastiveLoss(nn.Module):
         if self.gather_distributed:
             features = gather_with_grad(features)
             labels = None if labels is None else gather_no_grad(labels)
-        if not getattr(self, "kernel_on_metadata", False):  # a kernel loss's integer labels are numbers
-            check_class_codes(labels, who)
         n, n_views, _ = features.shape
         with torch.autocast(device_type=features.device.type, enabled=False):
             if features.dtype in LOW_PRECISION:

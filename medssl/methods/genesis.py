@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medssl.encoders.base import encoder_blocks
 from medssl.heads.decoders import UNetDecoder
 from medssl.methods.base import Method, StepOutput
 from medssl.registry import METHODS
@@ -51,8 +52,6 @@ class MinMaxInput(nn.Module):
         return self.net(minmax_per_sample(x))
 
     def blocks(self) -> list[nn.Module]:
-        from medssl.eval.finetune import encoder_blocks
-
         return encoder_blocks(self.net)
 
 
@@ -90,8 +89,6 @@ class ModelsGenesis(Method):
 
     def compile_modules(self) -> list[nn.Module]:
         """Training enters the encoder through ``forward_pyramid``: compile its blocks, and the decoder."""
-        from medssl.eval.finetune import encoder_blocks
-
         return [*encoder_blocks(self.encoder), self.decoder]
 
     @property
