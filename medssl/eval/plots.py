@@ -4,7 +4,6 @@ None when there is nothing to draw."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -91,22 +90,14 @@ def plot_fewshot(curves: dict[str, dict[str, dict]], path: str | Path) -> Path |
     return _save(fig, Path(path))
 
 
-def _log_row(line: str) -> dict:
-    """One ``metrics.jsonl`` row; ``{}`` for a blank or torn one (a kill during the append leaves half a
-    row at the end; the trainer drops it on resume, a killed run evaluated as it is still has it)."""
-    try:
-        row = json.loads(line)
-    except ValueError:
-        return {}
-    return row if isinstance(row, dict) else {}
-
-
 def plot_training_curves(run_dir: str | Path, histories: dict[str, list[dict]], path: str | Path) -> Path | None:
     """Pretraining loss from ``run_dir/metrics.jsonl`` and fine-tuning train/validation losses."""
+    from medssl.train.trainer import log_row  # torn rows of a killed run are skipped, as on resume
+
     panels = []
     log = Path(run_dir) / "metrics.jsonl"
     if log.is_file():
-        rows = [r for r in map(_log_row, log.read_text().splitlines()) if "loss" in r and "step" in r]
+        rows = [r for r in map(log_row, log.read_text().splitlines()) if "loss" in r and "step" in r]
         if rows:
             panels.append(("pretraining", {"loss": ([r["step"] for r in rows], [r["loss"] for r in rows])}, "step"))
     for name, hist in histories.items():

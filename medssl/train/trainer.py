@@ -99,13 +99,19 @@ def check_compatible(state: dict, config: dict, source: str = "checkpoint", fix:
         raise CheckpointError(f"{source} was written with {was}; this run has {new}. {fix}")
 
 
-def _logged_step(line: str) -> float:
-    """Step of a ``metrics.jsonl`` row; ``inf`` (dropped on resume) for a blank or torn row, which a kill
-    during the append leaves at the end of the file."""
+def log_row(line: str) -> dict:
+    """One ``metrics.jsonl`` row; ``{}`` for a blank or torn row, which a kill during the append leaves at
+    the end of the file (a resume drops it; a killed run evaluated as it is still has it)."""
     try:
-        return json.loads(line)["step"]
-    except (ValueError, KeyError, TypeError):
-        return math.inf
+        row = json.loads(line)
+    except ValueError:
+        return {}
+    return row if isinstance(row, dict) else {}
+
+
+def _logged_step(line: str) -> float:
+    """Step of a ``metrics.jsonl`` row; ``inf`` (dropped on resume) for a blank or torn row."""
+    return log_row(line).get("step", math.inf)
 
 
 class DeviceError(ValueError):
