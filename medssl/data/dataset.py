@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from medssl.data.manifest import Record
+from medssl.data.manifest import Record, natural_order
 
 
 def _as_float_tensor(row: np.ndarray) -> torch.Tensor:
@@ -48,26 +48,18 @@ def mapped_file_id(images) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino) if st else None
 
 
-def _value_order(value: str) -> tuple:
-    """Sort key: integers ("2", "10") by value, before any other text (sorted as text); equal numbers
-    written differently ("1", "01") by their text, so the order never depends on the order met."""
-    try:
-        return (0, int(value), value)
-    except ValueError:  # not an integer ("²" passes str.isdigit but not int)
-        return (1, 0, value)
-
-
 class MetadataCoder:
     """Maps categorical metadata (site, sex, label) to integer codes, fixed for a run.
 
-    Codes are assigned in sorted order of the values seen in ``records``, integers by value (MedMNIST's
-    "10" after "2", so a code is the published class index when every class occurs); missing → -1.
+    Codes are assigned in sorted order of the values seen in ``records``, numbers by value
+    (:func:`~medssl.data.manifest.natural_order`: MedMNIST's "10" after "2", so a code is the published
+    class index when every class occurs); missing → -1.
     """
 
     FIELDS = ("site", "sex", "label")
 
     def __init__(self, records: list[Record]) -> None:
-        self.vocab = {f: sorted({getattr(r, f) for r in records if getattr(r, f)}, key=_value_order)
+        self.vocab = {f: sorted({getattr(r, f) for r in records if getattr(r, f)}, key=natural_order)
                       for f in self.FIELDS}
 
     def code(self, field: str, value: str) -> int:

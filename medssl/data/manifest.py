@@ -24,6 +24,13 @@ MISSING_AGE = ("", "n/a", "na", "nan", "none", "null")
 MISSING_CATEGORY = ("", "n/a", "nan")
 
 
+def natural_order(text: str) -> tuple:
+    """Sort key with the numbers in ``text`` by value ("2" before "10", "ses-2" before "ses-10"), then the
+    text itself, so values written differently ("1", "01") still sort the same whatever order they are met in."""
+    parts = re.split(r"(\d+)", text)
+    return tuple((0, int(p), "") if p.isdecimal() else (1, 0, p) for p in parts) + ((2, 0, text),)
+
+
 @dataclass
 class Record:
     """One scan with its metadata. Missing values: age NaN, other fields "" (a table's n/a too).

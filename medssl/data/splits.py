@@ -7,27 +7,23 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
 
-from medssl.data.manifest import Record
-
-
-def _session_order(r: Record) -> tuple:
-    """Sort key of a subject's records: session with its numbers by value (ses-2 before ses-10), then path."""
-    parts = re.split(r"(\d+)", r.session)
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts), r.key
+from medssl.data.manifest import Record, natural_order
 
 
 def _strata(records: list[Record], stratify: str | Sequence[str]) -> dict[tuple, list[str]]:
     """Subjects per stratum; a subject's stratum is that of its earliest record (smallest session, then
     path), so re-sorting the table never moves a subject whose label or site changes between sessions."""
     keys = (stratify,) if isinstance(stratify, str) else tuple(stratify)
+    def earliest(r: Record) -> tuple:  # session with its numbers by value (ses-2 before ses-10), then path
+        return natural_order(r.session), r.key
+
     first: dict[str, Record] = {}
     for r in records:
-        if r.subject not in first or _session_order(r) < _session_order(first[r.subject]):
+        if r.subject not in first or earliest(r) < earliest(first[r.subject]):
             first[r.subject] = r
     strata: dict[tuple, list[str]] = {}
     for subject, r in first.items():

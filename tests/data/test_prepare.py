@@ -13,7 +13,8 @@ import torch
 from medssl.cli import main
 from medssl.config import ConfigError, load_config
 from medssl.data.card import DataCard, load_card
-from medssl.data.dataset import CachedScans, MetadataCoder, _value_order, preload
+from medssl.data.dataset import CachedScans, MetadataCoder, preload
+from medssl.data.manifest import natural_order
 from medssl.data.manifest import Record, build_manifest, read_manifest
 from medssl.data.prepare import make_loader, make_preprocessor, prepare_card
 from medssl.io import read_nifti
@@ -259,7 +260,7 @@ def test_integer_codes_do_not_depend_on_the_order_values_are_met():
         return MetadataCoder([Record(path=f"{i}.npz", subject=f"s{i}", label=v) for i, v in enumerate(labels)]).vocab
 
     for values in (["1", "01", "2"], ["01", "1", "2"], ["2", "+1", "1"], ["1", "2", "+1"]):
-        assert sorted(values, key=_value_order) == sorted(values[::-1], key=_value_order)
+        assert sorted(values, key=natural_order) == sorted(values[::-1], key=natural_order)
     assert vocab(["10", "²", "2"])["label"] == ["2", "10", "²"]
 
 
