@@ -83,7 +83,7 @@ def build_monitor(cfg: RunConfig, data: PreparedData, device: torch.device, resc
 
     def monitor(encoder: torch.nn.Module) -> dict:
         if rescaling:
-            from medssl.methods.genesis import MinMaxInput  # noqa: PLC0415 - only for methods that rescale
+            from medssl.methods.genesis import MinMaxInput
 
             encoder = MinMaxInput(encoder)
         a, b = (extract_features(encoder, ds, cfg.eval.batch_size, device) for ds in (fit_ds, val_ds))
