@@ -56,6 +56,18 @@ def sampling_grid(A: torch.Tensor, t: torch.Tensor, in_shape: Sequence[int], out
     return grid
 
 
+def _grid_sample(x: torch.Tensor, grid: torch.Tensor, mode: str, padding_mode: str) -> torch.Tensor:
+    """``grid_sample`` in at least float32, cast back to ``x.dtype``.
+
+    A float16/bfloat16 grid and half-precision interpolation misplace voxels (bfloat16 by up to
+    ~2 voxels on a 64-voxel axis, 8 bits of mantissa for a normalised coordinate), so
+    half-precision inputs are interpolated in float32 at the float32 positions.
+    """
+    work = x if x.dtype == torch.float64 else x.float()
+    out = F.grid_sample(work, grid.to(work.dtype), mode=mode, padding_mode=padding_mode, align_corners=False)
+    return out.to(x.dtype)
+
+
 def contiguous_runs(idx: torch.Tensor) -> list[tuple[int, int]]:
     """Sorted 1D indices -> [(start, stop)] runs of consecutive values, e.g. [0,1,2,5] -> [(0,3),(5,6)]."""
     runs: list[tuple[int, int]] = []
@@ -174,7 +186,7 @@ def resample(x: torch.Tensor, A: torch.Tensor, t: torch.Tensor, out_shape: Seque
         return _resample_cpu_trilinear(x, A, t, out_shape, src, exact, displacement, moved)
     interp = (~exact).nonzero().squeeze(1) if n_exact else None
     sel = (lambda v: v) if interp is None else (lambda v: v[interp])
-    grid = sampling_grid(sel(A), sel(t), in_shape, out_shape).to(x.dtype)
+    grid = sampling_grid(sel(A), sel(t), in_shape, out_shape)  # float32 (see _grid_sample)
     if displacement is not None and displacement.shape[0] > 0:
         pos = torch.arange(rows, device=x.device)
         if interp is not None:
@@ -182,24 +194,22 @@ def resample(x: torch.Tensor, A: torch.Tensor, t: torch.Tensor, out_shape: Seque
             pos[interp] = torch.arange(interp.shape[0], device=x.device)
         target = pos[moved.nonzero().squeeze(1)]  # moved rows are never exact, so all >= 0
         disp = displacement.float() / (torch.tensor(in_shape, device=x.device) / 2).reshape((1, d) + (1,) * d)
-        grid[target] += disp.flip(1).movedim(1, -1).to(grid.dtype)
+        grid[target] += disp.flip(1).movedim(1, -1)
     if interp is None and n_views > 1:  # all rows interpolated: stack the views, no input copy
         grid = grid.reshape((b, n_views * out_shape[0]) + out_shape[1:] + (d,))
-        out = F.grid_sample(x, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
+        out = _grid_sample(x, grid, mode, padding_mode)
         return out.reshape((b, c, n_views) + out_shape).transpose(1, 2).reshape((rows, c) + out_shape)
     if interp is None:
-        return F.grid_sample(x, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
+        return _grid_sample(x, grid, mode, padding_mode)
     out = torch.empty((rows, c) + out_shape, dtype=x.dtype, device=x.device)
     if x.device.type == "cpu" and n_views == 1:
         # CPU: sample each run of consecutive rows from a view of x (no copy of the inputs)
         k = 0
         for start, stop in contiguous_runs(interp):
-            out[start:stop] = F.grid_sample(x[start:stop], grid[k : k + stop - start], mode=mode,
-                                            padding_mode=padding_mode, align_corners=False)
+            out[start:stop] = _grid_sample(x[start:stop], grid[k : k + stop - start], mode, padding_mode)
             k += stop - start
     else:  # GPU: one call over a gathered copy of the inputs
-        out[interp] = F.grid_sample(x.index_select(0, src[interp]), grid, mode=mode, padding_mode=padding_mode,
-                                    align_corners=False)
+        out[interp] = _grid_sample(x.index_select(0, src[interp]), grid, mode, padding_mode)
     ex = exact.nonzero().squeeze(1)
     return _gather_crops(x, src[ex], A[ex], t[ex], out_shape, out, ex)
 
