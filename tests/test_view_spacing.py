@@ -9,6 +9,7 @@ is the preset's sigma converted from mm to the data's voxels by hand.
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ import torch
 from medssl.config import ConfigError, load_config
 from medssl.transforms.artefacts import RandomLowResolution
 from medssl.transforms.presets import PRESETS, AugmentParams, get_preset
+from medssl.transforms.spatial import rotation_matrix
 from medssl.transforms.views import build_view_pipeline, voxel_scale_for
 
 CROP = (12, 14, 16)
@@ -154,3 +156,26 @@ def test_config_switch_physical_units():
     assert elastic(on).voxel_scale == (0.5, 0.25, 0.5)
     with pytest.raises(ConfigError, match="data.spacing"):
         load_config(None, small + ["augment.physical_units=true"])
+
+
+def test_rotation_on_an_anisotropic_grid_is_a_rotation_in_mm():
+    """With a data spacing, a rotation turns the anatomy by the angle in millimetres, not in voxel indices: a
+    Gaussian blob 8 mm right of the centre of a (1, 1, 2) mm grid, rotated 90 degrees in the plane of axes 0
+    and 2, lands 8 mm (4 voxels) along axis 2 (a rotation of voxel indices would put it 8 voxels = 16 mm
+    away); compared with the analytic blob at the rotated positions."""
+    spacing, shape, w = (1.0, 1.0, 2.0), (33, 5, 17), 4.0
+    mm = [(torch.arange(n) - (n - 1) / 2) * s for n, s in zip(shape, spacing)]  # voxel centres, mm from the centre
+    grid = torch.stack(torch.meshgrid(*mm, indexing="ij"), -1)  # (*shape, 3)
+    blob = lambda p: torch.exp(-((p - torch.tensor([8.0, 0.0, 0.0])) ** 2).sum(-1) / (2 * w**2))
+    x = blob(grid)[None, None]
+    only_affine = {f.name: 0.0 for f in fields(AugmentParams) if f.name.endswith("_prob")}
+    only_affine.update(affine_prob=1.0, scale=(1.0, 1.0), crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0))
+    pipe = build_view_pipeline("brain_mri", 3, shape, only_affine, spacing=spacing)
+    params = pipe.sample_params(x.shape, _gen(0))
+    angles = torch.tensor([[0.0, math.pi / 2, 0.0]])
+    _by_name(params, "affine")["angles"][:] = angles
+    got = pipe.apply(x, params)[0, 0]
+    R = rotation_matrix(angles, 3)[0]
+    expected = blob(grid @ R.T)  # output position q (mm) reads the input at R q
+    assert (got - expected).abs().max() < 0.05
+    assert got.flatten().argmax() == expected.flatten().argmax()

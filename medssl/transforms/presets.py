@@ -22,7 +22,8 @@ low-resolution factor are in voxels. ``reference_spacing_mm`` records the voxel 
 were tuned for (brain_mri 1 mm, ct 1.5 mm; chest_xray and none: ``None``, nothing to
 rescale). ``build_view_pipeline(..., spacing=...)`` multiplies those strengths by
 reference / data spacing per axis, so a view has the same strength in mm on any grid
-(config: ``augment.physical_units``); without ``spacing`` the voxel values are used as is.
+(config: ``augment.physical_units``), and rotates in mm on anisotropic grids; without
+``spacing`` the voxel values are used as is.
 """
 
 from __future__ import annotations

@@ -179,14 +179,20 @@ class RandomAffine(SpatialTransform):
         scale: range of the zoom factor (``> 1`` enlarges anatomy); isotropic unless
             ``isotropic=False`` (then one factor per axis).
         translate: maximum absolute shift as a fraction of the extent along each axis.
+        voxel_scale: optional per-axis factor (reference spacing / data spacing): only its ratios
+            matter; on an anisotropic grid the rotation then turns the anatomy by the angle in
+            millimetres (``M = V R V^-1`` with ``V = diag(voxel_scale)``), where a rotation of
+            voxel indices would shear it. ``None`` = rotation of voxel indices (right for isotropic
+            voxels).
     """
 
     name = "affine"
 
     def __init__(self, prob: float = 1.0, rotate: float = 15.0, scale: tuple[float, float] = (0.9, 1.1),
-                 translate: float = 0.0, isotropic: bool = True) -> None:
+                 translate: float = 0.0, isotropic: bool = True, voxel_scale: tuple[float, ...] | None = None) -> None:
         super().__init__(prob)
         self.rotate, self.scale, self.translate, self.isotropic = float(rotate), tuple(scale), float(translate), isotropic
+        self.voxel_scale = check_voxel_scale("RandomAffine", voxel_scale)
 
     def _sample(self, b, spatial_shape, generator, device):
         d = len(spatial_shape)
@@ -200,6 +206,9 @@ class RandomAffine(SpatialTransform):
     def local_map(self, params, out_shape):
         d = len(out_shape)
         R = rotation_matrix(params["angles"], d)
+        v = voxel_scale_tensor("RandomAffine", self.voxel_scale, d, R.device)
+        if v is not None and bool((v != v[0]).any()):  # anisotropic: rotate in mm (isotropic: V R V^-1 = R)
+            R = v[:, None] * R / v[None, :]
         M = R @ torch.diag_embed(1.0 / params["zoom"])
         extent = torch.tensor(out_shape, dtype=torch.float32, device=M.device)
         return M, -params["shift"] * extent

@@ -146,7 +146,7 @@ def pipeline_from_params(p: AugmentParams, spatial_dims: int, crop_size: Sequenc
     if p.flip_prob > 0:
         spatial.append(RandomFlip(p.flip_prob, p.flip_axes))
     if p.affine_prob > 0:
-        spatial.append(RandomAffine(p.affine_prob, p.rotate, p.scale, p.translate))
+        spatial.append(RandomAffine(p.affine_prob, p.rotate, p.scale, p.translate, voxel_scale=vs))
     if p.elastic_prob > 0:
         spatial.append(RandomElastic(p.elastic_prob, p.elastic_magnitude, p.elastic_grid, voxel_scale=vs))
     candidates = [
@@ -181,8 +181,8 @@ def build_view_pipeline(preset: str = "brain_mri", spatial_dims: int = 3, crop_s
             axis, so the view has the same physical strength as at the preset's reference
             spacing (e.g. brain_mri at 6 mm: blur, warps and motion 6x fewer voxels; the
             low-resolution factor clamped to >= 1, i.e. off where the target resolution is
-            finer than the grid). ``None`` (default) or a preset without a reference spacing:
-            voxel values as is.
+            finer than the grid), and on an anisotropic grid the affine rotates in mm.
+            ``None`` (default) or a preset without a reference spacing: voxel values as is.
 
     Raises:
         ValueError: unknown preset or key, invalid value, a dimensionality mismatch, or a
