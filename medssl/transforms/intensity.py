@@ -99,7 +99,9 @@ class RandomBiasField(RandomTransform):
     polynomials are evaluated at voxel centres ``(i + 0.5) / n · 2 − 1`` (MONAI: ``linspace(-1,
     1, n)``, so its field reaches the polynomials' end values at the border voxels), and the
     field multiplies the magnitude, i.e. ``(x - min) * field + min`` per sample (MONAI: ``x``),
-    so that z-scored intensities keep their sign.
+    so that it brightens or darkens every voxel alike, background included (on z-scored data
+    MONAI's ``x * field`` darkens the negative background where it brightens tissue). The
+    background (the minimum) stays put; other values may change sign.
 
     Args:
         prob: probability per sample.
