@@ -11,7 +11,8 @@ What each preset assumes about its input (the output of ``medssl.transforms.prep
   over the whole volume (``data.normalise=zscore``; background negative). Flips only left-right. MRI physics: bias field,
   Rician noise, motion and ghosting (k-space), low resolution (k-space truncation).
 * ``ct`` — 3D CT, HU windowed and scaled to [0, 1]. No MRI artefacts; mild noise and blur,
-  simulated thick slices, flips on all axes.
+  simulated low resolution (k-space truncation by a factor drawn for every axis, not one
+  thick-slice axis), flips on all axes.
 * ``chest_xray`` — 2D frontal radiograph scaled to [0, 1] (MONOCHROME2: bright bone).
   No flips by default (they swap cardiac laterality); resized crops, small rotations,
   gamma, blur, noise.
