@@ -91,8 +91,8 @@ class AugmentConfig:
     crop_size: list[int] = field(default_factory=lambda: [40, 40, 40])
     overrides: dict = field(default_factory=dict)
     #: rescale the preset's voxel-unit strengths (blur, elastic, motion, low resolution) from its
-    #: reference spacing to data.spacing, so views have the same strength in mm on any grid;
-    #: needs data.spacing (docs/augmentations.md, "Voxels or millimetres")
+    #: reference spacing to data.spacing, so views have the same strength in mm on any grid, and
+    #: rotate in mm on anisotropic grids; needs data.spacing (docs/augmentations.md, "Voxels or millimetres")
     physical_units: bool = False
 
 
