@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from nibabel.spatialimages import HeaderDataError
 
 from medssl.io.errors import BadFileError, check_affine, check_array
 from medssl.io.volume import Volume
@@ -27,16 +28,17 @@ def read_nifti(path: str | Path, expect_spatial_dims: int = 3) -> Volume:
         affine (qform/sform as chosen by nibabel) and safe metadata.
 
     Raises:
-        BadFileError: unreadable, truncated, wrong dimensionality, empty or non-finite data,
-            RGB or complex voxels, a header larger than memory, a broken affine
-            (:func:`~medssl.io.errors.check_affine`).
+        BadFileError: unreadable, truncated, a damaged header field, wrong dimensionality,
+            empty or non-finite data, RGB or complex voxels, a header larger than memory, a
+            broken affine (:func:`~medssl.io.errors.check_affine`).
     """
     path = Path(path)
     try:
         img = nib.load(str(path))
     except FileNotFoundError:
         raise BadFileError(path, "file does not exist") from None
-    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, nib.filebasedimages.ImageFileError, ValueError) as e:
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, nib.filebasedimages.ImageFileError, HeaderDataError,
+            ValueError) as e:  # HeaderDataError: a damaged field (unknown datatype code, negative vox_offset)
         raise BadFileError(path, f"cannot decode NIfTI ({type(e).__name__}: {e}); the file is corrupt or truncated, re-export or re-download it") from None
     dtype = img.get_data_dtype()
     if dtype.fields is not None or dtype.kind == "c":
@@ -48,7 +50,7 @@ def read_nifti(path: str | Path, expect_spatial_dims: int = 3) -> Volume:
     except MemoryError:
         raise BadFileError(path, f"its header declares shape {img.shape} ({np.prod(img.shape) * 4 / 2**30:.1f} GiB as "
                                  "float32), more than memory allows; the header is corrupt, or the image needs cropping") from None
-    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as e:
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError, OverflowError) as e:  # Overflow: negative dim
         raise BadFileError(path, f"cannot decode NIfTI ({type(e).__name__}: {e}); the file is corrupt or truncated, re-export or re-download it") from None
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]

@@ -203,3 +203,21 @@ def test_radiograph_cut_before_its_pixels_is_called_truncated(shared_data, tmp_p
         read_image(path)
     _assert_names(err, path, "looks truncated or damaged", "Modality DX")
     assert "not an image" not in str(err.value)
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+@pytest.mark.parametrize("field, value", [("datatype", 999), ("dim", -4), ("vox_offset", -100.0)])
+def test_corrupt_nifti_header_fields_are_named(tmp_path, suffix, field, value):
+    """A damaged header field (an unknown datatype code, a negative size, a negative data
+    offset) is a BadFileError naming the file: nibabel raises HeaderDataError or
+    OverflowError for these, which a skip policy would not catch."""
+    hdr = nib.Nifti1Image(np.ones((4, 5, 6), np.float32), np.eye(4)).header
+    raw = bytearray(hdr.binaryblock + b"\0" * 4 + np.ones(120, np.float32).tobytes())
+    offset = {"datatype": 70, "dim": 42, "vox_offset": 108}[field]  # NIfTI-1 header byte offsets
+    fmt = "<f" if field == "vox_offset" else "<h"
+    raw[offset:offset + np.dtype(fmt).itemsize] = np.array(value, fmt).tobytes()
+    path = tmp_path / f"bad_{field}{suffix}"
+    path.write_bytes(gzip.compress(bytes(raw)) if suffix.endswith(".gz") else bytes(raw))
+    with pytest.raises(BadFileError) as err:
+        read_nifti(path)
+    _assert_names(err, path, "corrupt")
