@@ -38,7 +38,8 @@ def _load_raw(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
                 raise BadFileError(path, f"no '{split}_images' / '{split}_labels' arrays (keys: {keys}); "
                                          "is this a MedMNIST .npz?")
             images, labels = npz[f"{split}_images"], npz[f"{split}_labels"]
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as e:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError,
+            NotImplementedError, RuntimeError) as e:  # zipfile: damaged flags (encrypted) or compression method
         raise BadFileError(path, numpy_load_reason(e, ".npz", ", re-download it")) from None
     if images.dtype != np.uint8:
         raise BadFileError(path, f"'{split}_images' has dtype {images.dtype}; MedMNIST images are uint8")

@@ -96,3 +96,22 @@ def test_bad_npz(tmp_path):
         load_medmnist_split(tmp_path / "o.npz", "train")
     with pytest.raises(TypeError, match=r"read_medmnist .* needs \['split', 'index'\]"):
         read_image(good)
+
+
+@pytest.mark.parametrize("field, value, words", [
+    (10, 99, "compression method"),  # a compression method zipfile does not know
+    (8, 1, "encrypted"),  # the 'encrypted' flag set on a member
+])
+def test_npz_with_a_damaged_zip_entry_is_a_bad_file(tmp_path, field, value, words):
+    """Damage in the zip directory (flags, compression method) is a BadFileError naming the
+    file; zipfile raises NotImplementedError / RuntimeError there, not a zip error."""
+    raw = bytearray(_fake_npz(tmp_path / "g.npz", np.zeros((2, 4, 4), np.uint8), np.zeros((2, 1), np.uint8)).read_bytes())
+    for start in range(len(raw)):  # every central-directory entry: b"PK\1\2", flags at +8, method at +10
+        if raw[start:start + 4] == b"PK\x01\x02":
+            raw[start + field:start + field + 2] = value.to_bytes(2, "little")
+    path = tmp_path / "d.npz"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(BadFileError, match=rf"d\.npz: cannot read the \.npz .*{words}.*corrupt"):
+        load_medmnist_split(path, "train")
+    with pytest.raises(BadFileError, match=r"d\.npz: "):
+        read_medmnist(path, "train", 0)
