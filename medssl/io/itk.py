@@ -52,7 +52,7 @@ def read_itk(path: str | Path, *, expect_spatial_dims: int | None = None) -> Vol
 
     Raises:
         BadFileError: missing, unreadable or truncated file, wrong dimensionality, empty
-            or non-finite data.
+            or non-finite data, complex voxels.
     """
     path = Path(path)
     if not path.is_file():
@@ -65,6 +65,9 @@ def read_itk(path: str | Path, *, expect_spatial_dims: int | None = None) -> Vol
     except RuntimeError as e:
         raise BadFileError(path, f"SimpleITK cannot read it ({_itk_reason(str(e))}); the file is corrupt, truncated "
                                  "or its data file is missing") from None
+    if data.dtype.kind == "c":  # the float32 cast below would keep the real part only
+        raise BadFileError(path, f"voxels are complex ({data.dtype}); medssl reads real-valued images: convert it "
+                                 "to one real channel first (e.g. the magnitude)")
     comps = image.GetNumberOfComponentsPerPixel()
     data = np.asarray(data, dtype=np.float32)
     if comps == 1:

@@ -106,3 +106,15 @@ def test_bad_itk_files(tmp_path):
     (tmp_path / "bad.nrrd").write_bytes(b"NRRD0004\ntype: float\ndimension: 3\nsizes: 2 2 2\nencoding: raw\n\n" + bytes(32))
     with pytest.raises(BadFileError, match=r"bad\.nrrd: SimpleITK cannot read it \(\[nrrd\] _nrrdHeaderCheck: .*endian"):
         read_itk(tmp_path / "bad.nrrd")
+
+
+@pytest.mark.parametrize("suffix", [".nrrd"])  # MetaImage stores complex as 2 channels, read as such
+def test_complex_voxels_are_refused_not_cut_to_their_real_part(tmp_path, suffix):
+    """Complex data (e.g. MR k-space or phase) would silently lose its imaginary part in the
+    float32 cast; as for NIfTI it is refused with the fix."""
+    data = (np.arange(60).reshape(3, 4, 5) + 1j).astype(np.complex64)
+    path = tmp_path / f"c{suffix}"
+    sitk.WriteImage(sitk.GetImageFromArray(data), str(path))
+    assert sitk.GetArrayFromImage(sitk.ReadImage(str(path)))[0, 0, 0] == 1j  # the file holds it
+    with pytest.raises(BadFileError, match=rf"c\{suffix}: voxels are complex .*one real channel"):
+        read_itk(path)
