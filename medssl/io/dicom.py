@@ -255,7 +255,9 @@ def read_dicom(path: str | Path, *, voi="auto", color: str = "luminance", spatia
     """Read one single-frame DICOM image (radiograph or one slice).
 
     Pipeline for grayscale images: Modality LUT (Rescale Slope/Intercept, e.g. → HU), then
-    the VOI step chosen by ``voi``, then MONOCHROME1 inversion so that high = bright.
+    the VOI step chosen by ``voi``, then MONOCHROME1 inversion so that high = bright (not
+    for ``"none"`` on CT/MR/PT/…: their modality values stay quantitative, as in
+    :func:`~medssl.io.dicom_series.read_dicom_series`).
 
     Args:
         path: a ``.dcm`` file.
@@ -314,7 +316,8 @@ def _read_dicom(path: Path, ds: pydicom.Dataset, voi, color: str, spatial_dims: 
             image, meta["window"] = values, "none"
         else:
             image, meta["window"] = apply_display(ds, values, mode, path)
-        if photometric == "MONOCHROME1":
+        if photometric == "MONOCHROME1" and (mode != "none" or ds.get("Modality") in RADIOGRAPHIC_MODALITIES):
+            # a display polarity: quantitative modality values (CT HU…) stay as they are
             lo, hi = (0.0, 1.0) if mode != "none" else modality_range(ds)
             image, meta["inverted"] = lo + hi - image, True
         meta["rescaled"] = "RescaleSlope" in ds or "ModalityLUTSequence" in ds

@@ -70,6 +70,24 @@ def test_ct_slice_hounsfield_and_explicit_window(pydicom_file):
     assert win.meta["window"] == "c=40,w=400" and 0.0 <= win.array.min() and win.array.max() <= 1.0
 
 
+def test_monochrome1_ct_keeps_hounsfield_units(pydicom_file, tmp_path):
+    """MONOCHROME1 is a display polarity (PS3.3 C.7.6.3.1.2, after VOI): modality values
+    (HU) are not inverted, as in read_dicom_series; a display window still is."""
+    ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    hu = ds.pixel_array.astype(np.float64) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    ds.PhotometricInterpretation = "MONOCHROME1"
+    (tmp_path / "one").mkdir()
+    path = tmp_path / "one" / "ct_m1.dcm"
+    ds.save_as(path)
+    for vol in (read_dicom(path), read_dicom(path, voi="none"), read_dicom(path, spatial_dims=3)):
+        np.testing.assert_array_equal(vol.array[0].reshape(hu.T.shape), hu.T)
+        assert "inverted" not in vol.meta and vol.meta["window"] == "none"
+    np.testing.assert_array_equal(read_dicom_series(tmp_path / "one").array, read_dicom(path, spatial_dims=3).array)
+    win = read_dicom(path, voi=(40, 400))
+    np.testing.assert_allclose(win.array[0], 1.0 - _naive_linear_window(hu, 40, 400).T, atol=1e-6)
+    assert win.meta["inverted"] is True
+
+
 def test_voi_lut_sequence(pydicom_file, tmp_path):
     ds = pydicom.dcmread(pydicom_file("MR_small.dcm"))
     first, n = 100, 1500
