@@ -46,6 +46,21 @@ def test_adrenal_3d(shared_data):
     np.testing.assert_array_equal(vol.array, images[40])
 
 
+def test_adrenal_3d_64(shared_data):
+    """The 64³ file (val split: the smallest): same labels as the 28³ file, binary masks."""
+    path = shared_data / ADRENAL.replace(".npz", "_64.npz")
+    images, labels = load_medmnist_split(path, "val")
+    assert images.shape == (98, 1, 64, 64, 64) and np.bincount(labels).tolist() == [76, 22]  # README counts
+    np.testing.assert_array_equal(labels, load_medmnist_split(shared_data / ADRENAL, "val")[1])
+    assert set(np.unique(images).tolist()) <= {0.0, 1.0} and images.max() == 1.0
+    with np.load(path) as npz:
+        raw = npz["val_images"][97]  # (D, H, W)
+    vol = read_medmnist(path, "val", 97)
+    np.testing.assert_array_equal(vol.array[0], raw.transpose(2, 1, 0) / np.float32(255))
+    np.testing.assert_array_equal(vol.array, images[97])
+    assert vol.meta["label"] == labels[97] and vol.spacing == (1.0, 1.0, 1.0)
+
+
 def _fake_npz(path, images, labels):
     np.savez_compressed(path, **{f"{s}_images": images for s in ("train", "val", "test")},
                         **{f"{s}_labels": labels for s in ("train", "val", "test")})
