@@ -10,7 +10,8 @@ Rules (also in docs/io.md):
 * Any other DICOM-marked or ``*.dcm`` file is a slice candidate: one that cannot be parsed
   (truncated, no ``DICM`` marker) or lacks Rows, Columns, ImagePositionPatient,
   ImageOrientationPatient or SeriesInstanceUID is an error naming that file, never dropped
-  (a damaged slice would silently leave a hole in the volume).
+  (a damaged slice would silently leave a hole in the volume), unless ``series_uid=`` selects
+  another series than its SeriesInstanceUID: then it is skipped with its reason.
 * Slices are grouped by SeriesInstanceUID; exactly one series must remain (select with
   ``series_uid=``, the full UID or the 16-digit hash shown in the error).
 * Slices are ordered by their position along the slice normal
@@ -107,12 +108,13 @@ def _not_a_slice(ds: pydicom.Dataset) -> str | None:
     return None
 
 
-def _scan(folder: Path, recursive: bool) -> tuple[dict[str, list], dict[str, str]]:
+def _scan(folder: Path, recursive: bool, series_uid: str | None = None) -> tuple[dict[str, list], dict[str, str]]:
     """Group the folder's slices by SeriesInstanceUID; returns ``(series, {ignored name: reason})``.
 
     Raises:
         BadFileError: naming a slice candidate (DICOM-marked or ``*.dcm``) that cannot be
-            read or lacks one of :data:`SLICE_KEYWORDS`.
+            read or lacks one of :data:`SLICE_KEYWORDS` (unless ``series_uid`` selects
+            another series than the one it names: then it is ignored, with its reason).
     """
     files = sorted(p for p in (folder.rglob("*") if recursive else folder.iterdir()) if p.is_file())
     series: dict[str, list] = {}
@@ -140,9 +142,13 @@ def _scan(folder: Path, recursive: bool) -> tuple[dict[str, list], dict[str, str
             reason = _not_a_slice(ds)
             if reason is None:
                 missing = [k for k in SLICE_KEYWORDS if not ds.get(k)]
-                if missing:
+                uid = str(ds.get("SeriesInstanceUID") or "")
+                if missing and uid and series_uid is not None and series_uid not in (uid, hash_uid(uid)):
+                    reason = f"image of another series, lacking {', '.join(missing)}"  # no hole in the chosen one
+                elif missing:
+                    other = "; if it is of another series, pick yours with series_uid= (UID or its hash_uid)" if uid else ""
                     raise BadFileError(p, f"lacks {', '.join(missing)}: a damaged or truncated slice, or an image "
-                                          "that is not part of this volume; restore it or move it out of the folder")
+                                          f"that is not part of this volume; restore it or move it out of the folder{other}")
         if reason is not None:
             ignored[name] = reason
             continue
@@ -247,7 +253,7 @@ def read_dicom_series(folder: str | Path, *, series_uid: str | None = None, spac
 
 
 def _read_series(folder: Path, series_uid: str | None, spacing_rtol: float, recursive: bool) -> Volume:
-    series, ignored = _scan(folder, recursive)
+    series, ignored = _scan(folder, recursive, series_uid)
     group = _select(folder, series, ignored, series_uid)
     _check_consistent(group)
     group, step = _order(folder, group, spacing_rtol)

@@ -231,3 +231,28 @@ def test_zero_pixel_spacing_in_a_series_is_an_error(pydicom_file, tmp_path):
     assert err.value.path.parent == folder
     assert read_dicom_series(_copy_shuffled(sorted(pydicom_file(CT5N).iterdir()), tmp_path / "ok", 0)
                              ).meta["spacing_source"] == "PixelSpacing"
+
+
+def test_a_selected_series_reads_past_another_series_image_without_geometry(pydicom_file, tmp_path):
+    """A dose-report screen capture of its own series (no ImagePositionPatient) cannot be a
+    hole in the series chosen with series_uid=: it is skipped with its reason, while without
+    a choice it is still named as an error."""
+    ct5n = sorted(pydicom_file(CT5N).iterdir())
+    folder = _copy_shuffled(ct5n, tmp_path / "study", 1)
+    ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    ds.SOPClassUID = pydicom.uid.SecondaryCaptureImageStorage
+    ds.SeriesInstanceUID = pydicom.uid.generate_uid()
+    del ds.ImagePositionPatient, ds.ImageOrientationPatient
+    ds.save_as(folder / "dose.dcm")
+    with pytest.raises(BadFileError) as err:
+        read_dicom_series(folder)
+    assert err.value.path == folder / "dose.dcm" and "lacks ImagePositionPatient" in err.value.reason
+    uid = str(pydicom.dcmread(ct5n[0]).SeriesInstanceUID)
+    vol = read_dicom_series(folder, series_uid=hash_uid(uid))
+    np.testing.assert_array_equal(vol.array, read_dicom_series(_copy_shuffled(ct5n, tmp_path / "ct", 2)).array)
+    assert vol.meta["ignored_files"] == {
+        "dose.dcm": "image of another series, lacking ImagePositionPatient, ImageOrientationPatient"}
+    with pytest.raises(BadFileError) as err:  # a slice of the chosen series is still never dropped
+        _drop_position(sorted(folder.glob("img_*.dcm"))[2])
+        read_dicom_series(folder, series_uid=uid)
+    assert "lacks ImagePositionPatient" in err.value.reason
