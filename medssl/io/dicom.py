@@ -190,7 +190,7 @@ def apply_display(ds: pydicom.Dataset, values: np.ndarray, voi, path: str | Path
         lo, hi = _lut_range(ds.VOILUTSequence[0])
         out = apply_voi(np.rint(values).astype(np.int64), ds, index=0)  # a LUT is indexed by integers
         return (np.asarray(out, np.float64) - lo) / max(hi - lo, 1e-12), "voi_lut"
-    elif voi == "file" and "WindowCenter" in ds and "WindowWidth" in ds:
+    elif voi == "file" and all(ds.get(k) not in (None, "") for k in ("WindowCenter", "WindowWidth")):  # empty: none
         c, w = (float(ds[k].value[0] if ds[k].VM > 1 else ds[k].value) for k in ("WindowCenter", "WindowWidth"))
         if not (math.isfinite(c) and math.isfinite(w) and w >= 1):
             raise BadFileError(path, f"its display window is WindowCenter {c:g}, WindowWidth {w:g}; DICOM requires a "

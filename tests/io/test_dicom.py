@@ -236,3 +236,18 @@ def test_a_window_width_below_one_names_the_window_and_the_fix(pydicom_file, tmp
                                            r"DICOM requires .*\{voi: none\}"):
         read_dicom(path)
     assert read_dicom(path, voi="none").meta["window"] == "none"  # the fix the message names works
+
+
+def test_an_empty_window_is_no_window(pydicom_file, tmp_path):
+    """WindowCenter / WindowWidth present but empty (zero-length values) mean 'not given':
+    the full stored range is used, as for a file without them (it was 'malformed')."""
+    ds = pydicom.dcmread(pydicom_file(CR))
+    slope, inter = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+    values = ds.pixel_array * slope + inter
+    lo, hi = inter, (2**ds.BitsStored - 1) * slope + inter
+    ds.WindowCenter, ds.WindowWidth = "", ""
+    path = tmp_path / "empty_window.dcm"
+    ds.save_as(path)
+    vol = read_dicom(path)
+    np.testing.assert_allclose(vol.array[0], (1.0 - (values - lo) / (hi - lo)).T, atol=1e-6)  # MONOCHROME1
+    assert vol.meta["window"] == "full_range" and vol.meta["inverted"] is True
