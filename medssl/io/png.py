@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +47,14 @@ def read_png(path: str | Path, *, color: str = "luminance",
     Raises:
         BadFileError: missing, not an image, truncated, empty, 16-bit colour PNG (Pillow
             would drop its low byte).
+        ValueError: ``color`` not one of the two, ``spacing`` not positive (x, y) mm.
     """
     if color not in ("luminance", "rgb"):
         raise ValueError(f"color must be 'luminance' or 'rgb', got {color!r}")
+    sizes = (spacing,) * 2 if isinstance(spacing, int | float) else tuple(spacing or (1.0, 1.0))
+    if len(sizes) != 2 or not all(isinstance(v, int | float) and math.isfinite(v) and v > 0 for v in sizes):
+        raise ValueError(f"read_png: spacing must be one positive number or (x, y) in mm, got {spacing!r}")
+    sx, sy = sizes
     path = Path(path)
     if not path.is_file():
         raise BadFileError(path, "file does not exist" if not path.exists() else "is not a regular file")
@@ -78,7 +84,6 @@ def read_png(path: str | Path, *, color: str = "luminance",
         channels = values[None] if color == "luminance" else np.repeat(values[None], 3, axis=0)
     array = np.ascontiguousarray(np.swapaxes(channels, 1, 2), dtype=np.float32)  # (C, W, H)
     check_array(path, array)
-    sx, sy = (float(spacing),) * 2 if isinstance(spacing, int | float) else (spacing or (1.0, 1.0))
     meta = {"source_format": "jpeg" if fmt in ("jpeg", "jpg", "mpo") else fmt, "color": color,
             "shape": tuple(array.shape[1:]), "spacing_source": "given" if spacing is not None else "default"}
     vol = Volume(array, np.diag([float(sx), float(sy), 1.0]), meta)

@@ -70,6 +70,9 @@ def test_spacing_option(tmp_path):
     vol = read_png(tmp_path / "z.png", spacing=(0.2, 0.3))
     np.testing.assert_allclose(vol.affine, np.diag([0.2, 0.3, 1.0]))
     assert vol.meta["spacing_source"] == "given"
+    for bad in (0, -1.0, float("nan"), (0.2,), (0.2, 0.3, 1.0), (0.2, 0.0)):  # -1 flipped an axis, 0 degenerate
+        with pytest.raises(ValueError, match=r"spacing must be one positive number or \(x, y\) in mm"):
+            read_png(tmp_path / "z.png", spacing=bad)
 
 
 def test_medmnist_image_exported_as_png_reads_back_identically(shared_data, tmp_path):
