@@ -93,6 +93,21 @@ def test_shuffled_names_sorted_by_position(pydicom_file, tmp_path, seed):
     np.testing.assert_allclose(vol.affine, ref_affine, atol=1e-4)
 
 
+def test_instance_numbers_and_slice_locations_do_not_order_slices(pydicom_file, tmp_path):
+    """InstanceNumber and SliceLocation scrambled (not monotonic in position): the volume is
+    the one read from the untouched files; only ImagePositionPatient orders the slices."""
+    files = sorted(pydicom_file(CT5N).iterdir())  # InstanceNumber 6..10 follow position here
+    ref = read_dicom_series(_copy_shuffled(files, tmp_path / "ref", 0))
+    folder = _copy_shuffled(files, tmp_path / "scrambled", 0)
+    for f, number in zip(sorted(folder.iterdir()), [3, 1, 5, 2, 4], strict=True):
+        ds = pydicom.dcmread(f)
+        ds.InstanceNumber, ds.SliceLocation = number, 10.0 * number
+        ds.save_as(f)
+    vol = read_dicom_series(folder)
+    np.testing.assert_array_equal(vol.array, ref.array)
+    np.testing.assert_allclose(vol.affine, ref.affine)
+
+
 def test_two_series_error_lists_hashes_and_selects(pydicom_file, tmp_path):
     ct5n = sorted(pydicom_file(CT5N).iterdir())
     folder = _copy_shuffled(ct5n + [pydicom_file("CT_small.dcm")], tmp_path / "two", 3)
