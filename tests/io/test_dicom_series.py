@@ -108,6 +108,23 @@ def test_instance_numbers_and_slice_locations_do_not_order_slices(pydicom_file, 
     np.testing.assert_allclose(vol.affine, ref.affine)
 
 
+def test_each_slice_gets_its_own_rescale(pydicom_file, tmp_path):
+    """Rescale Slope/Intercept may differ per slice (the rule in PET, seen in CT): each slice
+    is rescaled with its own header, checked per position against stored × slope + intercept."""
+    folder = _copy_shuffled(sorted(pydicom_file(CT5N).iterdir()), tmp_path / "s", 1)
+    for j, f in enumerate(sorted(folder.iterdir())):
+        ds = pydicom.dcmread(f)
+        ds.RescaleSlope, ds.RescaleIntercept = 0.5 + j, -1000.0 + 100 * j
+        ds.save_as(f)
+    vol = read_dicom_series(folder)
+    for f in folder.iterdir():
+        ds = pydicom.dcmread(f)
+        ipp_ras = LPS_TO_RAS[:3, :3] @ np.asarray(ds.ImagePositionPatient, dtype=float)
+        k = int(round(np.linalg.solve(vol.affine[:3, :3], ipp_ras - vol.affine[:3, 3])[2]))
+        expected = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+        np.testing.assert_array_equal(vol.array[0, :, :, k], expected.T)
+
+
 def test_two_series_error_lists_hashes_and_selects(pydicom_file, tmp_path):
     ct5n = sorted(pydicom_file(CT5N).iterdir())
     folder = _copy_shuffled(ct5n + [pydicom_file("CT_small.dcm")], tmp_path / "two", 3)
