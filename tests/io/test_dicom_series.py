@@ -288,3 +288,21 @@ def test_a_selected_series_reads_past_another_series_image_without_geometry(pydi
         _drop_position(sorted(folder.glob("img_*.dcm"))[2])
         read_dicom_series(folder, series_uid=uid)
     assert "lacks ImagePositionPatient" in err.value.reason
+
+
+def test_anisotropic_pixel_spacing_matches_simpleitk(pydicom_file, tmp_path):
+    """PixelSpacing is (row spacing, column spacing): with unequal values the affine must
+    equal SimpleITK's; every shipped test file has square pixels, so a swap went unnoticed."""
+    files = sorted(pydicom_file(CT5N).iterdir())
+    folder = _copy_shuffled(files, tmp_path / "s", 2)
+    for f in folder.iterdir():
+        ds = pydicom.dcmread(f)
+        ds.PixelSpacing = [0.4, 0.7]  # 0.4 mm between rows, 0.7 mm between columns
+        ds.save_as(f)
+    vol = read_dicom_series(folder)
+    ref, ref_affine = _sitk_reference(folder, str(pydicom.dcmread(files[0]).SeriesInstanceUID))
+    np.testing.assert_array_equal(vol.array[0], ref)
+    np.testing.assert_allclose(vol.affine, ref_affine, atol=1e-4)
+    np.testing.assert_allclose(vol.spacing, (0.7, 0.4, 2.5), atol=1e-4)  # axis 0 runs along a row
+    one = sorted(folder.iterdir())[0]
+    np.testing.assert_allclose(read_image(one).spacing, sitk.ReadImage(str(one)).GetSpacing()[:2])
