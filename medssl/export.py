@@ -212,11 +212,17 @@ def load_encoder(path: str | Path, **overrides) -> nn.Module:
         overrides: encoder arguments to change, e.g. ``checkpointing=True`` for fine-tuning.
 
     Raises:
-        ExportError: missing/corrupt files (checksum mismatch), an override the encoder does not take, or
-            weights that do not fit.
+        ExportError: missing/corrupt files (checksum mismatch), an architecture or argument this medssl does not
+            have (an export of another version; the message names encoder.json), an override the encoder does not
+            take, or weights that do not fit.
     """
-    from medssl.encoders import build_encoder
+    import inspect
 
+    from medssl import __version__
+    from medssl.encoders import build_encoder
+    from medssl.registry import ENCODERS, _load_all
+
+    _load_all()
     spec = read_spec(path)
     folder = Path(path) if Path(path).is_dir() else Path(path).parent
     weights = folder / spec["weights"]["file"]
@@ -225,11 +231,25 @@ def load_encoder(path: str | Path, **overrides) -> nn.Module:
     if _sha256(weights) != spec["weights"]["sha256"]:
         raise ExportError(f"{weights} does not match the SHA-256 in {folder / SPEC_FILE}; the file is corrupt or "
                           "was replaced. Export again")
+    spec_path, arch = folder / SPEC_FILE, spec["architecture"]
+    if arch not in ENCODERS:
+        raise ExportError(f"{spec_path} names architecture {arch!r}, which this medssl ({__version__}) does not have "
+                          f"(exported by medssl {spec.get('medssl_version', '?')}; registered: {ENCODERS.list()}). "
+                          "Upgrade medssl, or export the encoder again with this version")
+    takes = inspect.signature(ENCODERS.get(arch)).parameters
+    unknown = sorted(k for k in spec["arguments"] if k not in takes)
+    if unknown:  # written by another medssl version, or edited by hand
+        raise ExportError(f"{spec_path}: {arch} in this medssl ({__version__}) takes no argument(s) {unknown} (exported "
+                          f"by medssl {spec.get('medssl_version', '?')}; it takes {sorted(takes)}). Use the medssl "
+                          "version that wrote the export, or export the encoder again")
     try:
-        encoder = build_encoder(spec["architecture"], **{**spec["arguments"], **overrides})
+        encoder = build_encoder(arch, **{**spec["arguments"], **overrides})
     except TypeError as e:
-        raise ExportError(f"{spec['architecture']} does not take the override(s) {sorted(overrides)} ({e}); "
-                          f"its arguments in this export: {sorted(spec['arguments'])}") from None
+        if set(overrides) - set(takes):
+            raise ExportError(f"{arch} does not take the override(s) {sorted(set(overrides) - set(takes))} ({e}); its "
+                              f"arguments in this export: {sorted(spec['arguments'])}") from None
+        raise ExportError(f"{spec_path}: {arch} cannot be built from its arguments {spec['arguments']} with overrides "
+                          f"{overrides} ({e}); check their values") from None
     plain = encoder.plain_module() if hasattr(encoder, "plain_module") else encoder
     try:
         plain.load_state_dict(load_file(str(weights)), strict=True)

@@ -147,6 +147,10 @@ def test_round_trip_of_vit_alexnet_and_densenet169(tmp_path, name, options, side
     (lambda s: s.pop("architecture"), "no 'architecture'"),
     (lambda s: s.update(arguments=[3, 1]), "'arguments' must be"),
     (lambda s: s["weights"].update(file="../encoder.safetensors"), "plain file name"),
+    # written by another medssl version: the spec is to blame (was "does not take the override(s) []" and a bare
+    # "unknown encoder", neither naming encoder.json)
+    (lambda s: s["arguments"].update(stem_pool="max"), r"resnet10 in this medssl .* takes no argument\(s\) \['stem_pool'\]"),
+    (lambda s: s.update(architecture="swin_tiny"), r"names architecture 'swin_tiny', which this medssl"),
 ])
 def test_incomplete_or_edited_spec_is_named_not_a_key_error(tmp_path, edit, message):
     enc = build_encoder("resnet10", spatial_dims=2, in_channels=1, width=2)
