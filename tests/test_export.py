@@ -2,7 +2,9 @@
 strictly into the plain MONAI networks; `medssl.load_encoder` rebuilds the encoder without
 unpickling; the spec holds no patient data."""
 
+import importlib
 import json
+from collections import OrderedDict
 
 import pytest
 import torch
@@ -16,6 +18,7 @@ from medssl.cli import main
 from medssl.config import config_hash, load_config
 from medssl.encoders import build_encoder
 from medssl.export import ExportError, read_spec, save_encoder
+from medssl.registry import list_encoders
 
 RUN = ("data.shape=[24,24,24]", "augment.preset=none", "augment.crop_size=[16,16,16]", "train.epochs=1",
        "train.batch_size=8", "train.progress=false", "data.test_fraction=0.3", "method.name=genesis",
@@ -189,3 +192,59 @@ def test_a_genesis_encoder_is_evaluated_on_the_0_1_input_it_pretrained_on(export
     assert encoder_blocks(enc) == encoder_blocks(bare)
     last = FinetuneOptions(mode="last", last_blocks=2)
     assert _frozen_blocks(enc, last) == _frozen_blocks(bare, last)
+
+
+def plain_alexnet(dims: int, c_in: int, w: int) -> nn.Module:
+    """The AlexNet of Abrol et al. (2021) in plain PyTorch, from the layer table of docs/encoders.md and
+    medssl/encoders/alexnet.py: conv (kernel, stride, pad, channels) + BN + ReLU, max-pool 3/3 after 1, 2, 5."""
+    conv, bn, pool = ((nn.Conv3d, nn.BatchNorm3d, nn.MaxPool3d) if dims == 3 else
+                      (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d))
+    layers = []
+    for k, s, p, c, pooled in ((5, 2, 0, w, True), (3, 1, 0, 2 * w, True), (3, 1, 1, 3 * w, False),
+                               (3, 1, 1, 3 * w, False), (3, 1, 1, 2 * w, True)):
+        layers += [conv(c_in, c, k, s, p), bn(c), nn.ReLU()] + ([pool(3, 3)] if pooled else [])
+        c_in = c
+    return nn.Sequential(OrderedDict(features=nn.Sequential(*layers)))
+
+
+#: registry name prefix → (small options, input side); every registered encoder must match one
+PLAIN = {"resnet": ({"width": 4}, 32), "densenet": ({"width": 2}, 32), "alexnet": ({"width": 2}, 72),
+         "vit": ({"img_size": 16, "patch_size": 8, "hidden_size": 48, "num_layers": 2, "num_heads": 2}, 16)}
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("name", list_encoders())
+def test_every_export_gives_the_same_embedding_in_plain_monai_or_pytorch(tmp_path, name, dims):
+    """Only encoder.json and encoder.safetensors are used to build the plain network (class path, kwargs, dropped
+    classifier); its embedding, read as docs/encoders.md says, equals medssl's and load_encoder's."""
+    options, side = next(v for k, v in PLAIN.items() if name.startswith(k))
+    torch.manual_seed(0)
+    enc = build_encoder(name, spatial_dims=dims, in_channels=2, **options)
+    with torch.no_grad():  # BatchNorm running statistics away from their (0, 1) initial values
+        enc.train()(3 * torch.randn(4, 2, *[side] * dims) + 1)
+    enc.eval()
+    save_encoder(enc, tmp_path, name, {"spatial_dims": dims, "in_channels": 2, **options})
+    spec, weights = read_spec(tmp_path), load_file(str(tmp_path / "encoder.safetensors"))
+    if spec["monai"] is None:
+        assert name == "alexnet"
+        plain = plain_alexnet(dims, 2, options["width"])
+    else:
+        module, cls = spec["monai"]["class"].rsplit(".", 1)
+        plain = getattr(importlib.import_module(module), cls)(**spec["monai"]["kwargs"])
+        for path in spec["monai"]["identity"]:
+            parent, child = path.rsplit(".", 1)
+            setattr(plain.get_submodule(parent), child, nn.Identity())
+    plain.load_state_dict(weights, strict=True)
+    plain.eval()
+    x = torch.randn(3, 2, *[side] * dims)
+    with torch.no_grad():
+        ref = enc(x)
+        if name.startswith("vit"):  # MONAI's ViT returns (tokens, hidden states): the embedding is the token mean
+            out = plain(x)[0].mean(1)
+        elif name == "alexnet":  # global average of the last map
+            out = plain(x).flatten(2).mean(-1)
+        else:  # ResNet (feed_forward=False) and DenseNet (classifier dropped) return the pooled embedding
+            out = plain(x)
+        assert out.shape == ref.shape == (3, spec["out_dim"])
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+        assert torch.equal(medssl.load_encoder(tmp_path)(x), ref)
