@@ -80,6 +80,16 @@ def test_limits_reduce_to_ntxent():
     # L^thr with binary (identity) weights: the positive is the top weight, everything is lower.
     torch.testing.assert_close(L.ThresholdLoss(0.2)(features, None), ntxent, **close)
     torch.testing.assert_close(L.ThresholdLoss(0.2, 1e-3)(features, ages), ntxent, **close)
+    # L^exp is not NT-Xent there: the positive (w = 1) enters its own denominator as e^(s·0) = 1.
+    z = torch.nn.functional.normalize(features, dim=-1).transpose(0, 1).reshape(2 * len(ages), -1)
+    s, m = z @ z.T / 0.2, 2 * len(ages)
+    naive_exp = torch.stack([-(s[a, (a + m // 2) % m] - torch.log(1 + sum(torch.exp(s[a, k]) for k in range(m)
+                                                                          if k not in (a, (a + m // 2) % m))))
+                             for a in range(m)]).mean()
+    for labels in (None, ages):
+        exp = L.ExpLoss(0.2, 1e-3)(features, labels)
+        torch.testing.assert_close(exp, naive_exp, **close)
+        assert abs(exp - ntxent) > 1e-3
     # Decoupled = NT-Xent minus the positive in the denominator: value is lower.
     assert L.DecoupledLoss(0.2)(features) < ntxent
 
