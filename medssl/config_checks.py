@@ -114,6 +114,10 @@ def _check_loss_fits(m: MethodConfig, method: type, loss_name: str) -> None:
         return getattr(LOSSES.get(name), "kernel_on_metadata", False)
 
     wants = method.uses == "metadata"
+    if wants and not m.metadata:  # the loss would get labels=None: identity weights, i.e. NT-Xent
+        raise ConfigError(f"method.metadata is empty: {m.name} weights positives by a kernel on it, and without it "
+                          "the loss would silently be NT-Xent. Set e.g. method.metadata=[age], or use "
+                          "method.name=simclr")
     if kernel(loss_name) == wants:
         return
     fits = ", ".join(sorted(n for n in LOSSES.list() if n != "fairkl" and kernel(n) == wants))

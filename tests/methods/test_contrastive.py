@@ -114,3 +114,20 @@ def test_yaware_with_fairkl_gives_fairkl_each_sample_as_its_own_class():
     assert not torch.allclose(fair, FairKLLoss()(z, batch["age"].long(), batch["site"]))  # ages as classes differ
     expected = YAwareLoss(0.1, 5.0)(z, batch["age"][:, None]) + 0.7 * fair
     assert out.loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+
+KERNEL_METHODS = ["yaware", "contrastive_regression"]
+SMALL = ["encoder.options={width: 2}", "augment.preset=none", "augment.crop_size=[8,8,8]", "data.shape=[8,8,8]"]
+
+
+@pytest.mark.parametrize("method", KERNEL_METHODS)
+def test_kernel_method_without_metadata_is_refused_not_trained_as_ntxent(method):
+    """With method.metadata=[] the kernel loss got labels=None, i.e. identity weights: plain NT-Xent, silently."""
+    import re
+
+    from medssl.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=re.escape(f"method.metadata is empty: {method} weights positives by a "
+                                                    "kernel on it")):
+        load_config(None, [f"method.name={method}", "method.metadata=[]", *SMALL])
