@@ -118,6 +118,11 @@ def _check_loss_fits(m: MethodConfig, method: type, loss_name: str) -> None:
         raise ConfigError(f"method.metadata is empty: {m.name} weights positives by a kernel on it, and without it "
                           "the loss would silently be NT-Xent. Set e.g. method.metadata=[age], or use "
                           "method.name=simclr")
+    sigma = m.loss.get("sigma")
+    if wants and isinstance(sigma, (list, tuple)) and len(sigma) != len(m.metadata):
+        raise ConfigError(f"method.loss.sigma={list(sigma)} has {len(sigma)} bandwidths but method.metadata="
+                          f"{list(m.metadata)} has {len(m.metadata)} column(s): give one bandwidth per column, in "
+                          "its units and order (e.g. years for age), or a single number")
     if kernel(loss_name) == wants:
         return
     fits = ", ".join(sorted(n for n in LOSSES.list() if n != "fairkl" and kernel(n) == wants))

@@ -131,3 +131,21 @@ def test_kernel_method_without_metadata_is_refused_not_trained_as_ntxent(method)
     with pytest.raises(ConfigError, match=re.escape(f"method.metadata is empty: {method} weights positives by a "
                                                     "kernel on it")):
         load_config(None, [f"method.name={method}", "method.metadata=[]", *SMALL])
+
+
+@pytest.mark.parametrize("method", KERNEL_METHODS)
+def test_sigma_per_metadata_column_is_checked_at_config_time(method):
+    """A sigma list of another length than method.metadata failed only at the first training step, after the data
+    were prepared, and without naming the config keys; one bandwidth per column trains."""
+    import re
+
+    from medssl.api import build_method
+    from medssl.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=re.escape("method.loss.sigma=[5.0, 0.5] has 2 bandwidths but "
+                                                    "method.metadata=['age'] has 1 column")):
+        load_config(None, [f"method.name={method}", "method.loss={sigma: [5.0, 0.5]}", *SMALL])
+    cfg = load_config(None, [f"method.name={method}", "method.metadata=[age, sex]", "method.loss={sigma: [5.0, 0.5]}",
+                             *SMALL])
+    batch = {"image": torch.randn(4, 1, 8, 8, 8), "age": torch.tensor([20.0, 31, 45, 60]), "sex": torch.tensor([0, 1, 1, 0])}
+    assert torch.isfinite(build_method(cfg).training_step(batch, torch.Generator().manual_seed(0)).loss)
