@@ -84,6 +84,11 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"method.loss.name: {LOSSES.unknown_message(loss_name)}")
     _check_options("method.loss", {k: v for k, v in cfg.method.loss.items() if k != "name"}, LOSSES.get(loss_name))
     _check_loss_fits(cfg.method, method, loss_name)
+    label_free = method.uses == "none" or method.uses == "class" and not cfg.method.label_column or loss_name == "ntxent"
+    if label_free and cfg.method.n_views < 2:  # no positive anywhere: loss 0 and zero gradient at every step
+        raise ConfigError(f"method.n_views={cfg.method.n_views}: the only positives are the other views of each sample "
+                          f"({cfg.method.name} with loss {loss_name} and no labels), so with one view the loss is 0 and "
+                          "nothing is learnt. Use method.n_views=2 (or more)")
 
 
 def _check_patch_grid(cfg: RunConfig, factory: Any) -> None:

@@ -149,3 +149,19 @@ def test_sigma_per_metadata_column_is_checked_at_config_time(method):
                              *SMALL])
     batch = {"image": torch.randn(4, 1, 8, 8, 8), "age": torch.tensor([20.0, 31, 45, 60]), "sex": torch.tensor([0, 1, 1, 0])}
     assert torch.isfinite(build_method(cfg).training_step(batch, torch.Generator().manual_seed(0)).loss)
+
+
+@pytest.mark.parametrize("overrides", [["method.name=simclr"], ["method.name=supinfonce"],
+                                       ["method.name=supinfonce", "method.label_column=label", "method.loss.name=ntxent"]])
+def test_label_free_contrastive_method_with_one_view_is_refused(overrides):
+    """Without labels the only positive of an anchor is its other view: with method.n_views=1 the loss was exactly 0
+    with a zero gradient at every step, and the run trained nothing, silently."""
+    import re
+
+    from medssl.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=re.escape("method.n_views=1: the only positives are the other views")):
+        load_config(None, [*overrides, "method.n_views=1", *SMALL])
+    load_config(None, [*overrides, *SMALL])  # two views (the default) train
+    for ok in (["method.name=supinfonce", "method.label_column=label"], ["method.name=yaware"]):
+        load_config(None, [*ok, "method.n_views=1", *SMALL])  # other samples are positives: one view learns
