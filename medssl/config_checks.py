@@ -72,6 +72,10 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"method.label_column={cfg.method.label_column!r} is used only by methods that learn from "
                           f"class labels ({users}); {cfg.method.name} would ignore it: remove it")
     if not getattr(method, "default_loss", ""):  # non-contrastive (generative) methods take options instead of a loss
+        for key, value in (("method.loss", cfg.method.loss), ("method.fairkl_weight", cfg.method.fairkl_weight)):
+            if value:
+                raise ConfigError(f"{key}: {cfg.method.name} has no contrastive loss and would ignore it; remove it "
+                                  "(its options go in method.options)")
         if "views" in cfg.method.options:
             raise ConfigError("method.options.views: views are built from the augment section "
                               "(augment.preset, augment.crop_size, augment.overrides); remove method.options.views")

@@ -165,3 +165,20 @@ def test_label_free_contrastive_method_with_one_view_is_refused(overrides):
     load_config(None, [*overrides, *SMALL])  # two views (the default) train
     for ok in (["method.name=supinfonce", "method.label_column=label"], ["method.name=yaware"]):
         load_config(None, [*ok, "method.n_views=1", *SMALL])  # other samples are positives: one view learns
+
+
+@pytest.mark.parametrize("method, extra", [("genesis", []), ("mae", ["encoder.name=vit_tiny", "encoder.options={img_size: 8, "
+                                           "patch_size: 4, hidden_size: 24, num_layers: 1, num_heads: 2}"])])
+def test_generative_methods_refuse_contrastive_settings_they_would_ignore(method, extra):
+    """MAE and Models Genesis have no contrastive loss: method.loss and a FairKL weight were accepted and silently
+    ignored (a run asked to remove site information got none)."""
+    import re
+
+    from medssl.config import ConfigError, load_config
+
+    base = [f"method.name={method}", *SMALL, *extra]
+    load_config(None, base)
+    for setting, key in (("method.fairkl_weight=1.0", "method.fairkl_weight"),
+                         ("method.loss={temperature: 0.2}", "method.loss")):
+        with pytest.raises(ConfigError, match=re.escape(f"{key}: {method} has no contrastive loss and would ignore it")):
+            load_config(None, [*base, setting])
