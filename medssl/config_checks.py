@@ -93,6 +93,11 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"method.n_views={cfg.method.n_views}: the only positives are the other views of each sample "
                           f"({cfg.method.name} with loss {loss_name} and no labels), so with one view the loss is 0 and "
                           "nothing is learnt. Use method.n_views=2 (or more)")
+    m = cfg.method
+    if m.fairkl_weight > 0 and method.uses == "class" and m.label_column == m.bias_column:
+        raise ConfigError(f"method.bias_column={m.bias_column!r} is also method.label_column: FairKL compares same-label "
+                          "pairs across bias groups, which then never differ, so the term is 0. Use another bias column "
+                          "(e.g. site), or method.fairkl_weight=0")
 
 
 def _check_patch_grid(cfg: RunConfig, factory: Any) -> None:

@@ -182,3 +182,17 @@ def test_generative_methods_refuse_contrastive_settings_they_would_ignore(method
                          ("method.loss={temperature: 0.2}", "method.loss")):
         with pytest.raises(ConfigError, match=re.escape(f"{key}: {method} has no contrastive loss and would ignore it")):
             load_config(None, [*base, setting])
+
+
+def test_fairkl_on_the_label_column_itself_is_refused():
+    """With bias_column == label_column every same-label pair is bias-aligned and every other-label pair conflicting:
+    both groups FairKL compares are empty, so the term was exactly 0 (logged as fairkl 0.0) and debiased nothing."""
+    import re
+
+    from medssl.config import ConfigError, load_config
+
+    base = ["method.name=supinfonce", "method.label_column=site", "method.fairkl_weight=1.0", *SMALL]
+    with pytest.raises(ConfigError, match=re.escape("method.bias_column='site' is also method.label_column")):
+        load_config(None, [*base, "method.bias_column=site"])
+    load_config(None, [*base, "method.bias_column=sex"])
+    load_config(None, [*base[:2], "method.bias_column=site", *SMALL])  # no FairKL: nothing to refuse
