@@ -275,8 +275,11 @@ class Trainer:
             while self.step < self.total_steps and not self._stop_requested:
                 epoch, first = divmod(self.step, self.steps_per_epoch)
                 micro = [shard(b, self.dist) for b in self._epoch_batches(epoch)[first * k:]]
+                # the loader's own generator: its base seed is not drawn from the global torch RNG (dropout's, which
+                # a checkpoint restores), so a resume mid-epoch leaves that RNG where the uninterrupted run had it
                 loader = iter(DataLoader(self.dataset, batch_sampler=micro, num_workers=self.opt.num_workers,
-                                         pin_memory=self.device.type == "cuda" and self.opt.num_workers > 0))
+                                         pin_memory=self.device.type == "cuda" and self.opt.num_workers > 0,
+                                         generator=torch.Generator().manual_seed(self.opt.seed * 100_003 + epoch)))
                 for _ in range(self.steps_per_epoch - first):
                     if self._stop_requested:  # SIGTERM between steps (DataLoader set-up): no new step
                         break

@@ -339,3 +339,25 @@ def test_each_logged_row_pairs_the_loss_with_the_lr_its_step_used(tmp_path):
     cosine = [0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * i / 3)) for i in range(3)]
     assert used == pytest.approx([1e-2 * f for f in [1 / 3, 2 / 3, 1, *cosine]], rel=1e-9)
     assert [r["lr"] for r in rows] == pytest.approx(used, rel=1e-9)
+
+
+class DropoutEncoder(TinyEncoder):
+    def __init__(self):
+        super().__init__()
+        self.drop = torch.nn.Dropout(0.3)
+
+    def forward(self, x):
+        return self.fc(self.drop(self.conv(x).relu().mean(dim=(2, 3, 4))))
+
+
+def test_mid_epoch_resume_is_exact_with_dropout(tmp_path):
+    """Dropout (encoder.options={dropout: …} of ViT/DenseNet) draws from the global torch RNG, which a checkpoint
+    restores. Creating the resumed epoch's DataLoader drew its base seed from that RNG too, one draw the
+    uninterrupted run never made mid-epoch, so every resume from a mid-epoch checkpoint ended elsewhere."""
+    full = _trainer(tmp_path / "full", epochs=2, encoder=DropoutEncoder, checkpoint_every=1)
+    full.fit()
+    for ckpt in list_checkpoints(tmp_path / "full" / "checkpoints")[:-1]:  # steps 1-5; 3 steps per epoch
+        resumed = _trainer(tmp_path / ckpt.stem, epochs=2, encoder=DropoutEncoder, checkpoint_every=1)
+        assert resumed.resume(str(ckpt))
+        resumed.fit()
+        assert torch.equal(_params(full), _params(resumed)), ckpt.name
