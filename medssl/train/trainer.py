@@ -177,7 +177,8 @@ class Trainer:
         use_bf16 = options.precision == "bf16" or (options.precision == "auto" and device.type == "cuda")
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
         self.step, self.best = 0, math.inf
-        self._stop_requested = False
+        self._stop_requested = False  #: SIGTERM seen by this process (set by the handler)
+        self._stopping = False  #: SIGTERM seen by any rank, agreed by all of them after a step (:meth:`_stop_agreed`)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -253,6 +254,16 @@ class Trainer:
     def _request_stop(self, signum, frame) -> None:  # noqa: ARG002 - signal handler signature
         self._stop_requested = True
 
+    def _stop_agreed(self) -> bool:
+        """Whether this or any other rank got SIGTERM, the same answer on every rank (one all-reduce of a flag per
+        step under DDP): the signal reaches each process at its own moment, and a rank that stopped alone would leave
+        the others waiting in the next step's all-reduce."""
+        if not self.dist.enabled:
+            return self._stop_requested
+        flag = torch.tensor([float(self._stop_requested)], device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item())
+
     def fit(self) -> dict:
         """Train until ``epochs`` are done (or SIGTERM: checkpoint, then return). Returns a summary."""
         from torch.utils.tensorboard import SummaryWriter
@@ -270,9 +281,8 @@ class Trainer:
         k = self.opt.grad_accum_steps
         self.method.train()
         log = (self.run_dir / "metrics.jsonl").open("a" if self.step else "w") if main else None  # fresh run: new log
-        saved = self.step  # the step of the checkpoint on disk (a resumed run's, or none at step 0)
         try:
-            while self.step < self.total_steps and not self._stop_requested:
+            while self.step < self.total_steps and not self._stopping:
                 epoch, first = divmod(self.step, self.steps_per_epoch)
                 micro = [shard(b, self.dist) for b in self._epoch_batches(epoch)[first * k:]]
                 # the loader's own generator: its base seed is not drawn from the global torch RNG (dropout's, which
@@ -281,8 +291,6 @@ class Trainer:
                                          pin_memory=self.device.type == "cuda" and self.opt.num_workers > 0,
                                          generator=torch.Generator().manual_seed(self.opt.seed * 100_003 + epoch)))
                 for _ in range(self.steps_per_epoch - first):
-                    if self._stop_requested:  # SIGTERM between steps (DataLoader set-up): no new step
-                        break
                     lr = self.optimizer.param_groups[0]["lr"]  # the lr of this step (logged with its loss)
                     last_loss, logs, n_views = self._optimizer_step([next(loader) for _ in range(k)], gen)
                     views_done += n_views * self.dist.world_size
@@ -299,14 +307,14 @@ class Trainer:
                         self._check_finite()  # every rank, before rank 0 may write best.pt: all of them stop
                         if main and self.monitor:
                             self._run_monitor(log, writer, epoch)
-                    if (self._stop_requested
+                    self._stopping = self._stop_agreed()  # after the monitor: a SIGTERM during it counts here
+                    if (self._stopping
                             or (self.opt.checkpoint_every and self.step % self.opt.checkpoint_every == 0)
                             or (end_of_epoch and ((epoch + 1) % self.opt.checkpoint_epochs == 0
                                                   or self.step >= self.total_steps))):
                         self.save()
-                        saved = self.step
-            if self._stop_requested and saved != self.step:  # SIGTERM during the monitor or between epochs
-                self.save()
+                    if self._stopping:
+                        break
         finally:
             bar.close()
             if main:
@@ -315,7 +323,7 @@ class Trainer:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
         return {"steps": self.step, "final_loss": None if math.isnan(last_loss) else last_loss,  # JSON has no NaN
-                "seconds": time.time() - t_start, "stopped_early": self._stop_requested,
+                "seconds": time.time() - t_start, "stopped_early": self._stopping,
                 "best_metric": self.best if self.best < math.inf else None}
 
     def _log(self, log, writer, row: dict) -> None:

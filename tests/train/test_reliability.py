@@ -100,3 +100,23 @@ def test_ddp_non_finite_weights_at_the_monitor_stop_every_rank_with_the_reason(t
         assert p.returncode != 0, out
         assert "encoder.fc.bias became NaN/Inf at step 4" in out, f"rank {rank}:\n{out}"
     assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()
+
+
+def test_ddp_sigterm_reaching_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    """torchrun and Slurm deliver SIGTERM to each process at its own moment, so one rank can see it a step
+    before another. Each rank used to decide alone: the signalled one checkpointed and left, the others began
+    the next step and died in its gradient all-reduce (gloo: connection closed; NCCL: a hang until SIGKILL).
+    Here only rank 1 is signalled: both ranks must stop after the same step, exit 0 and leave its checkpoint."""
+    port = str(_free_port())
+    procs = [_run(tmp_path, "--epochs", 50, "--sleep", 0.2,
+                  env={"RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": port, "OMP_NUM_THREADS": "1"}) for r in range(2)]
+    _wait_for_step(procs[0], tmp_path, 2)
+    procs[1].send_signal(signal.SIGTERM)
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    for rank, (p, out) in enumerate(zip(procs, outs)):
+        assert p.returncode == 0, f"rank {rank}:\n{out}"
+        assert "'stopped_early': True" in out, f"rank {rank}:\n{out}"
+    steps = {int(o.split("'steps': ")[1].split(",")[0]) for o in outs}
+    ckpts = sorted((tmp_path / "checkpoints").glob("step-*.pt"))
+    assert len(steps) == 1 and ckpts and int(ckpts[-1].stem.split("-")[1]) == steps.pop() < 200
