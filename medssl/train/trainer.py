@@ -264,10 +264,25 @@ class Trainer:
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
         return bool(flag.item())
 
+    def _check_same_start(self) -> None:
+        """Under DDP, refuse to train when the ranks resumed from different steps (each loads the checkpoint itself,
+        so a rank that cannot see rank 0's finds none and starts afresh; DDP would then average gradients of
+        different models on batches of different epochs)."""
+        if not self.dist.enabled:
+            return
+        steps = [torch.zeros(1, dtype=torch.long, device=self.device) for _ in range(self.dist.world_size)]
+        torch.distributed.all_gather(steps, torch.tensor([self.step], device=self.device))
+        steps = [int(s) for s in steps]
+        if len(set(steps)) > 1:
+            raise CheckpointError(f"the processes start at different steps {steps} (by rank): they did not all read "
+                                  f"the same checkpoint. output_dir ({self.run_dir}) must be on a file system every node "
+                                  "sees, like data.cache_dir (a --resume file too)")
+
     def fit(self) -> dict:
         """Train until ``epochs`` are done (or SIGTERM: checkpoint, then return). Returns a summary."""
         from torch.utils.tensorboard import SummaryWriter
 
+        self._check_same_start()
         main = self.dist.is_main
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)

@@ -120,3 +120,20 @@ def test_ddp_sigterm_reaching_one_rank_stops_every_rank_at_the_same_step(tmp_pat
     steps = {int(o.split("'steps': ")[1].split(",")[0]) for o in outs}
     ckpts = sorted((tmp_path / "checkpoints").glob("step-*.pt"))
     assert len(steps) == 1 and ckpts and int(ckpts[-1].stem.split("-")[1]) == steps.pop() < 200
+
+
+def test_ddp_ranks_that_resume_from_different_steps_are_refused(tmp_path):
+    """A multi-node job whose output_dir is not on a shared file system: rank 0 finds the checkpoint, a rank on
+    another node finds none and starts at step 0. Before, both trained (each rank applied the averaged gradients
+    to its own weights, on batches of different epochs) until rank 0 finished and the other died in a
+    collective. Now every rank refuses to start, naming the steps and output_dir."""
+    first = _run(tmp_path / "node1", "--epochs", 1)
+    assert first.wait(timeout=300) == 0, first.stdout.read()
+    port = str(_free_port())
+    procs = [_run(tmp_path / ("node1" if r == 0 else "node2"), "--epochs", 2, "--resume", "auto",
+                  env={"RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": port, "OMP_NUM_THREADS": "1"}) for r in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    for rank, (p, out) in enumerate(zip(procs, outs)):
+        assert p.returncode != 0, f"rank {rank}:\n{out}"
+        assert "start at different steps [4, 0]" in out and "output_dir" in out, f"rank {rank}:\n{out}"
