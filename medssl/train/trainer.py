@@ -286,7 +286,8 @@ class Trainer:
         main = self.dist.is_main
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-        writer = SummaryWriter(str(self.run_dir / "tensorboard")) if main else None
+        # events after the checkpoint's step (a killed run's, redone now) are purged, as metrics.jsonl is cut back
+        writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step + 1) if main else None
         on_main_thread = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGTERM, self._request_stop) if on_main_thread else None
         gen = torch.Generator(device=self.device)

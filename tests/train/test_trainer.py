@@ -361,3 +361,24 @@ def test_mid_epoch_resume_is_exact_with_dropout(tmp_path):
         assert resumed.resume(str(ckpt))
         resumed.fit()
         assert torch.equal(_params(full), _params(resumed)), ckpt.name
+
+
+def test_tensorboard_of_a_resumed_run_holds_each_step_once(tmp_path):
+    """Killed after step 9 with the step-3 checkpoint left: the resumed run logs steps 4-9 again. metrics.jsonl is
+    cut back to the checkpoint; TensorBoard kept the old events too (steps 1-9, 4-9: two curves over each other,
+    different ones when train.epochs changed). The resumed writer purges events after the checkpoint's step."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    full = _trainer(tmp_path / "full")
+    full.fit()
+    shutil.copytree(tmp_path / "full", tmp_path / "cut")
+    for ckpt in list_checkpoints(tmp_path / "cut" / "checkpoints")[1:]:
+        ckpt.unlink()
+    resumed = _trainer(tmp_path / "cut")
+    assert resumed.resume("auto") and resumed.step == 3
+    resumed.fit()
+    events = EventAccumulator(str(tmp_path / "cut" / "tensorboard"))
+    events.Reload()
+    logged = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert [(e.step, e.value) for e in events.Scalars("train/loss")] == \
+        [(r["step"], pytest.approx(r["loss"], rel=1e-6)) for r in logged]
