@@ -376,7 +376,8 @@ class Trainer:
                         "Lower train.lr, enable train.grad_clip, or check the inputs for NaN")
                 (loss / len(micro_batches)).backward()
             total += float(loss.detach()) / len(micro_batches)
-            logs = out.logs
+            for key, value in out.logs.items():  # each term averaged over the micro-batches, like the loss
+                logs[key] = logs.get(key, 0.0) + float(value) / len(micro_batches)
             views += batch["image"].shape[0] * getattr(self.method, "n_views", 1)
         if self.opt.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.method.parameters(), self.opt.grad_clip)

@@ -382,3 +382,19 @@ def test_tensorboard_of_a_resumed_run_holds_each_step_once(tmp_path):
     logged = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     assert [(e.step, e.value) for e in events.Scalars("train/loss")] == \
         [(r["step"], pytest.approx(r["loss"], rel=1e-6)) for r in logged]
+
+
+def test_logged_loss_terms_are_averaged_over_the_accumulated_micro_batches(tmp_path):
+    """With train.grad_accum_steps=k a row's ``loss`` is the mean of the k micro-batch losses (what the step
+    optimised); the method's own terms (here ``contrastive``, the whole loss without FairKL) were the last
+    micro-batch's alone, so the two disagreed in every row. Each term is now the mean over the k micro-batches."""
+    t = _trainer(tmp_path, epochs=2, grad_accum_steps=3)  # 24 scans, batch 8: one step of 3 micro-batches an epoch
+    micro = []
+    training_step = t.method.training_step
+    t.method.training_step = lambda batch, g: (out := training_step(batch, g), micro.append(float(out.loss)))[0]
+    t.fit()
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and len(micro) == 6
+    for row, losses in zip(rows, (micro[:3], micro[3:])):
+        assert row["loss"] == pytest.approx(sum(losses) / 3, rel=1e-6)
+        assert row["contrastive"] == pytest.approx(sum(losses) / 3, rel=1e-6)
