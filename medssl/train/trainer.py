@@ -392,8 +392,8 @@ class Trainer:
         try:
             yield
         except torch.cuda.OutOfMemoryError:
-            shape = tuple(batch["image"].shape)
+            shape, crop = tuple(batch["image"].shape), getattr(getattr(self.method, "views", None), "crop_size", None)
             raise RuntimeError(
-                f"CUDA out of memory at step {self.step + 1} with a per-GPU batch of {shape[0]} scans of shape "
-                f"{shape[1:]} (× {getattr(self.method, 'n_views', 1)} views). Reduce train.batch_size (or raise "
-                "train.grad_accum_steps), reduce augment.crop_size, use a smaller encoder, or train.precision=bf16") from None
+                f"CUDA out of memory at step {self.step + 1} with a per-GPU batch of {shape[0]} scans of shape {shape[1:]}"
+                f"{f' cropped to {tuple(crop)}' if crop else ''} (× {getattr(self.method, 'n_views', 1)} views). Reduce "
+                "train.batch_size (raise train.grad_accum_steps), augment.crop_size or the encoder; or train.precision=bf16") from None

@@ -398,3 +398,18 @@ def test_logged_loss_terms_are_averaged_over_the_accumulated_micro_batches(tmp_p
     for row, losses in zip(rows, (micro[:3], micro[3:])):
         assert row["loss"] == pytest.approx(sum(losses) / 3, rel=1e-6)
         assert row["contrastive"] == pytest.approx(sum(losses) / 3, rel=1e-6)
+
+
+def test_cuda_out_of_memory_names_the_batch_the_crop_the_views_and_what_to_reduce(tmp_path):
+    """docs/training.md: the error names the per-GPU batch, the crop shape and the number of views, and what to
+    reduce. (Raised here from the method on CPU, as torch raises it from a CUDA allocation.)"""
+    t = _trainer(tmp_path, epochs=1)
+
+    def oom(batch, generator):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    t.method.training_step = oom
+    with pytest.raises(RuntimeError, match=r"out of memory at step 1 with a per-GPU batch of 8 scans of shape "
+                                           r"\(1, 12, 12, 12\) cropped to \(10, 10, 10\) \(× 2 views\)\. Reduce "
+                                           r"train\.batch_size .*augment\.crop_size"):
+        t.fit()
+    assert not list_checkpoints(tmp_path / "checkpoints")
