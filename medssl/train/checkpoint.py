@@ -43,14 +43,19 @@ def set_rng_state(state: dict) -> None:
 
 
 def write_atomic(state: dict, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename into place."""
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename into place (the temporary file is
+    removed when any of it fails)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    torch.save(state, tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        torch.save(state, tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed write (disk full) leaves no hidden partial file holding the space
+        raise
     return path
 
 

@@ -166,7 +166,8 @@ def test_checkpoints_are_atomic_and_pickle_free(tmp_path):
 
 def test_a_write_that_dies_half_way_leaves_the_previous_file_whole(tmp_path, monkeypatch):
     """Atomicity itself: a crash inside torch.save (half the bytes written) must leave the file already under
-    the final name as it was, loadable, with no half-written file under a step-*.pt name."""
+    the final name as it was, loadable, with no half-written file under a step-*.pt name, nor a hidden temp file
+    (on a full disk it held the space a resume needs, under a name `ls` does not show)."""
     final = save_checkpoint({"w": torch.arange(1000.0)}, tmp_path, 7)
     before = final.read_bytes()
     real_save = torch.save
@@ -182,6 +183,7 @@ def test_a_write_that_dies_half_way_leaves_the_previous_file_whole(tmp_path, mon
         save_checkpoint({"w": torch.zeros(1000)}, tmp_path, 7)
     monkeypatch.undo()
     assert final.read_bytes() == before and list_checkpoints(tmp_path) == [final]
+    assert [p.name for p in tmp_path.iterdir()] == [final.name]  # the half-written temp file is removed, not left
     assert torch.equal(load_checkpoint(final)["w"], torch.arange(1000.0))
 
 
