@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -38,6 +39,11 @@ def _cmd_pretrain(a: argparse.Namespace) -> None:
     cfg = load_config(config, [*overrides, *([f"train.resume={a.resume}"] if a.resume else [])])
     run_dir = pretrain(cfg)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun: rank 0 reports (and evaluates) once
+        return
+    summary = json.loads((run_dir / "train_summary.json").read_text())
+    if summary["stopped_early"]:  # SIGTERM: the scheduler's grace period is for saving, not for --evaluate
+        print(f"pretraining stopped early at step {summary['steps']} (SIGTERM); its checkpoint is in {run_dir}: "
+              "continue with --resume auto")
         return
     print(f"pretraining done: {run_dir}")
     if a.evaluate:

@@ -137,3 +137,29 @@ def test_ddp_ranks_that_resume_from_different_steps_are_refused(tmp_path):
     for rank, (p, out) in enumerate(zip(procs, outs)):
         assert p.returncode != 0, f"rank {rank}:\n{out}"
         assert "start at different steps [4, 0]" in out and "output_dir" in out, f"rank {rank}:\n{out}"
+
+
+def test_pretrain_evaluate_stopped_by_sigterm_exits_without_evaluating(small_cohort, tmp_path, monkeypatch, capsys):
+    """`medssl pretrain … --evaluate` under SIGTERM: the scheduler gives the job a short grace period to save
+    and exit (docs/training.md: "pretrain returns normally … re-submit with --resume auto"). The CLI went on to
+    evaluate the half-trained encoder, writing its report into the run directory and running into the kill.
+    Now it says where it stopped and how to continue, and exits 0 without evaluating."""
+    from medssl.cli import main
+    from medssl.train.trainer import Trainer
+
+    step = Trainer._optimizer_step
+
+    def step_then_sigterm(self, *args):
+        out = step(self, *args)
+        if self.step == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+    monkeypatch.setattr(Trainer, "_optimizer_step", step_then_sigterm)
+    run = tmp_path / "run"
+    assert main(["pretrain", f"data.root={small_cohort}", f"output_dir={run}", "data.shape=[24,24,24]",
+                 "augment.crop_size=[20,20,20]", "train.batch_size=8", "train.progress=false", "train.epochs=3",
+                 "encoder.options.width=8", "method.name=simclr", "--evaluate"]) == 0
+    out = capsys.readouterr().out
+    assert "stopped early at step 1" in out and "--resume auto" in out
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-00000001.pt"]
+    assert not (run / "metrics.json").exists() and not (run / "report.md").exists()
