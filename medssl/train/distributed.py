@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import signal
 from dataclasses import dataclass
 
 import torch
@@ -66,3 +67,10 @@ def shard(batch_indices: list[int], info: DistInfo) -> list[int]:
 def barrier(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.barrier()
+
+
+def worker_ignores_sigterm(worker_id: int) -> None:  # noqa: ARG001 - DataLoader's worker_init_fn signature
+    """DataLoader ``worker_init_fn``: the worker leaves SIGTERM to the training process, which finishes its step,
+    checkpoints and then ends its workers (torchrun stops a process with ``os.killpg``, and Slurm signals every
+    process of a job step, so the workers get the signal too; dying of it failed the step)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)

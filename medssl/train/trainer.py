@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from medssl.config import ConfigError
 from medssl.train.checkpoint import (CheckpointError, list_checkpoints, load_checkpoint, resume_path, rng_state,
                                      save_checkpoint, set_rng_state, write_atomic)
-from medssl.train.distributed import DistInfo, shard
+from medssl.train.distributed import DistInfo, shard, worker_ignores_sigterm
 from medssl.train.optim import build_optimizer, warmup_cosine
 
 
@@ -301,10 +301,10 @@ class Trainer:
             while self.step < self.total_steps and not self._stopping:
                 epoch, first = divmod(self.step, self.steps_per_epoch)
                 micro = [shard(b, self.dist) for b in self._epoch_batches(epoch)[first * k:]]
-                # the loader's own generator: its base seed is not drawn from the global torch RNG (dropout's, which
-                # a checkpoint restores), so a resume mid-epoch leaves that RNG where the uninterrupted run had it
+                # own generator, not the global torch RNG (dropout's, restored by a checkpoint): a mid-epoch resume is exact
                 loader = iter(DataLoader(self.dataset, batch_sampler=micro, num_workers=self.opt.num_workers,
                                          pin_memory=self.device.type == "cuda" and self.opt.num_workers > 0,
+                                         worker_init_fn=worker_ignores_sigterm,
                                          generator=torch.Generator().manual_seed(self.opt.seed * 100_003 + epoch)))
                 for _ in range(self.steps_per_epoch - first):
                     lr = self.optimizer.param_groups[0]["lr"]  # the lr of this step (logged with its loss)

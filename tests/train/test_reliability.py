@@ -68,6 +68,21 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert ckpts and 2 <= int(ckpts[-1].stem.split("-")[1]) < 200
 
 
+def test_sigterm_to_the_process_group_with_dataloader_workers_still_checkpoints(tmp_path):
+    """torchrun stops a worker with os.killpg(SIGTERM) (and Slurm signals every process of a job step), so the
+    DataLoader worker processes (data.num_workers > 0) get the signal too. They died of it, and the training
+    process failed on "DataLoader worker … exited unexpectedly" without a checkpoint. Workers now leave SIGTERM
+    to the training process: it finishes the step, checkpoints and exits 0."""
+    proc = _run(tmp_path, "--epochs", 50, "--sleep", 0.2, "--num-workers", 2, start_new_session=True)
+    _wait_for_step(proc, tmp_path, 2)
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert "'stopped_early': True" in out
+    ckpts = sorted((tmp_path / "checkpoints").glob("step-*.pt"))
+    assert ckpts and 2 <= int(ckpts[-1].stem.split("-")[1]) < 200
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -1,7 +1,7 @@
 """A tiny, fully deterministic pretraining run used by the trainer tests in subprocesses.
 
     python tests/train/tiny_run.py RUN_DIR --epochs 3 [--checkpoint-every 1] [--resume auto]
-        [--params OUT.pt] [--sleep 0.0] [--nan-after-step N --checkpoint-epochs K]
+        [--params OUT.pt] [--sleep 0.0] [--nan-after-step N --checkpoint-epochs K] [--num-workers W]
 
 ``--nan-after-step N`` puts NaN into a weight after step N (a finite loss up to then) and adds
 a monitor on rank 0 that reports a better ``best_metric`` every epoch.
@@ -63,7 +63,7 @@ class SlowMethod(ContrastiveMethod):
 
 
 def build(run_dir: str, epochs: int, checkpoint_every: int = 0, sleep: float = 0.0, nan_after_step: int = 0,
-          checkpoint_epochs: int = 1) -> Trainer:
+          checkpoint_epochs: int = 1, num_workers: int = 0) -> Trainer:
     torch.manual_seed(0)
     views = build_view_pipeline("none", 3, (8, 8, 8))
     method = SlowMethod(TinyEncoder(), YAwareLoss(temperature=0.5, sigma=5.0), views, proj_hidden_dim=16, proj_dim=8,
@@ -73,7 +73,7 @@ def build(run_dir: str, epochs: int, checkpoint_every: int = 0, sleep: float = 0
     info, device = init_distributed(torch.device("cpu"))
     opts = TrainerOptions(epochs=epochs, batch_size=8, lr=1e-2, optimizer="sgd", progress=False, log_every=1,
                           checkpoint_every=checkpoint_every, keep_checkpoints=3, checkpoint_epochs=checkpoint_epochs,
-                          monitor_every=1 if nan_after_step else 0)
+                          monitor_every=1 if nan_after_step else 0, num_workers=num_workers)
     better_each_epoch = iter(range(100, 0, -1))
     monitor = (lambda encoder: {"best_metric": float(next(better_each_epoch))}) if nan_after_step and info.is_main \
         else None
@@ -90,8 +90,9 @@ def main() -> None:
     ap.add_argument("--sleep", type=float, default=0.0)
     ap.add_argument("--nan-after-step", type=int, default=0)
     ap.add_argument("--checkpoint-epochs", type=int, default=1)
+    ap.add_argument("--num-workers", type=int, default=0)
     a = ap.parse_args()
-    t = build(a.run_dir, a.epochs, a.checkpoint_every, a.sleep, a.nan_after_step, a.checkpoint_epochs)
+    t = build(a.run_dir, a.epochs, a.checkpoint_every, a.sleep, a.nan_after_step, a.checkpoint_epochs, a.num_workers)
     t.resume(a.resume)
     summary = t.fit()
     if a.params and t.dist.is_main:
