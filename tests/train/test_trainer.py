@@ -415,3 +415,26 @@ def test_cuda_out_of_memory_names_the_batch_the_crop_the_views_and_what_to_reduc
                                            r"train\.batch_size .*augment\.crop_size"):
         t.fit()
     assert not list_checkpoints(tmp_path / "checkpoints")
+
+
+def test_a_checkpoint_from_a_node_with_more_gpus_resumes_on_fewer(monkeypatch):
+    """rng_state() keeps one CUDA RNG state per visible GPU (each torchrun process sees all 8 of its node). A resume
+    where fewer are visible (requeued on a smaller node, or continued on one GPU) set a state for each saved GPU:
+    torch.cuda.default_generators[idx] raised IndexError. The states of the GPUs that exist are restored, in order.
+    (No GPU here: torch.cuda's per-device setter is replaced by one that fails like it for a missing device.)"""
+    from medssl.train.checkpoint import rng_state, set_rng_state
+
+    state = rng_state()
+    state["cuda"] = [torch.full((16,), i, dtype=torch.uint8) for i in range(8)]  # saved on an 8-GPU node
+    restored = {}
+
+    def set_one(new_state, device="cuda"):
+        index = torch.device(device).index if isinstance(device, (str, torch.device)) else device
+        if index >= 2:
+            raise IndexError("tuple index out of range")  # torch.cuda.default_generators[idx]
+        restored[index] = int(new_state[0])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda.random, "set_rng_state", set_one)
+    set_rng_state(state)
+    assert restored == {0: 0, 1: 1}
