@@ -40,8 +40,9 @@ def _cmd_pretrain(a: argparse.Namespace) -> None:
     run_dir = pretrain(cfg)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun: rank 0 reports (and evaluates) once
         return
-    summary = json.loads((run_dir / "train_summary.json").read_text())
-    if summary["stopped_early"]:  # SIGTERM: the scheduler's grace period is for saving, not for --evaluate
+    path = run_dir / "train_summary.json"  # written by pretrain (rank 0)
+    summary = json.loads(path.read_text()) if path.is_file() else {}
+    if summary.get("stopped_early"):  # SIGTERM: the scheduler's grace period is for saving, not for --evaluate
         print(f"pretraining stopped early at step {summary['steps']} (SIGTERM); its checkpoint is in {run_dir}: "
               "continue with --resume auto")
         return
