@@ -69,6 +69,16 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
+def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """Whether ``flag`` holds on any rank, the same answer on every rank (one MAX all-reduce of a flag under DDP),
+    so that all ranks stop together instead of one leaving the others waiting in the next collective."""
+    if not info.enabled:
+        return flag
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def worker_ignores_sigterm(worker_id: int) -> None:  # noqa: ARG001 - DataLoader's worker_init_fn signature
     """DataLoader ``worker_init_fn``: the worker leaves SIGTERM to the training process, which finishes its step,
     checkpoints and then ends its workers (torchrun stops a process with ``os.killpg``, and Slurm signals every

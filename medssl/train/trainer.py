@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from medssl.config import ConfigError
 from medssl.train.checkpoint import (CheckpointError, list_checkpoints, load_checkpoint, resume_path, rng_state,
                                      save_checkpoint, set_rng_state, write_atomic)
-from medssl.train.distributed import DistInfo, shard, worker_ignores_sigterm
+from medssl.train.distributed import DistInfo, any_rank, shard, worker_ignores_sigterm
 from medssl.train.optim import build_optimizer, warmup_cosine
 
 
@@ -178,7 +178,7 @@ class Trainer:
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
         self.step, self.best = 0, math.inf
         self._stop_requested = False  #: SIGTERM seen by this process (set by the handler)
-        self._stopping = False  #: SIGTERM seen by any rank, agreed by all of them after a step (:meth:`_stop_agreed`)
+        self._stopping = False  #: SIGTERM seen by any rank, agreed by all of them after a step (:func:`any_rank`)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -254,15 +254,13 @@ class Trainer:
     def _request_stop(self, signum, frame) -> None:  # noqa: ARG002 - signal handler signature
         self._stop_requested = True
 
-    def _stop_agreed(self) -> bool:
-        """Whether this or any other rank got SIGTERM, the same answer on every rank (one all-reduce of a flag per
-        step under DDP): the signal reaches each process at its own moment, and a rank that stopped alone would leave
-        the others waiting in the next step's all-reduce."""
-        if not self.dist.enabled:
-            return self._stop_requested
-        flag = torch.tensor([float(self._stop_requested)], device=self.device)
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        return bool(flag.item())
+    def _check_finite_loss(self, loss: float) -> None:
+        """Raise :class:`NonFiniteLossError` on every rank when any rank's loss is NaN/Inf (per-rank losses such
+        as MAE's can fail on one rank alone)."""
+        if any_rank(not math.isfinite(loss), self.dist, self.device):
+            where = f"loss is {loss}" if not math.isfinite(loss) else "another process's loss is NaN/Inf"
+            raise NonFiniteLossError(f"{where} at step {self.step + 1}; training stopped. {self._last_checkpoint()}. "
+                                     "Lower train.lr, enable train.grad_clip, or check the inputs for NaN")
 
     def _check_same_start(self) -> None:
         """Under DDP, refuse to train when the ranks resumed from different steps (each loads the checkpoint itself,
@@ -323,7 +321,9 @@ class Trainer:
                         self._check_finite()  # every rank, before rank 0 may write best.pt: all of them stop
                         if main and self.monitor:
                             self._run_monitor(log, writer, epoch)
-                    self._stopping = self._stop_agreed()  # after the monitor: a SIGTERM during it counts here
+                    # SIGTERM reaches each rank at its own moment: all stop at the same step (after the monitor,
+                    # so a SIGTERM during it counts here)
+                    self._stopping = any_rank(self._stop_requested, self.dist, self.device)
                     if (self._stopping
                             or (self.opt.checkpoint_every and self.step % self.opt.checkpoint_every == 0)
                             or (end_of_epoch and ((epoch + 1) % self.opt.checkpoint_epochs == 0
@@ -370,15 +370,12 @@ class Trainer:
                 with torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype else contextlib.nullcontext():
                     out = self.model(batch, gen)
                 loss = out.loss.float()
-                if not torch.isfinite(loss):
-                    raise NonFiniteLossError(
-                        f"loss is {loss.item()} at step {self.step + 1}; training stopped. {self._last_checkpoint()}. "
-                        "Lower train.lr, enable train.grad_clip, or check the inputs for NaN")
-                (loss / len(micro_batches)).backward()
+                (loss / len(micro_batches)).backward()  # also when NaN: DDP's other ranks wait in its all-reduce
             total += float(loss.detach()) / len(micro_batches)
             for key, value in out.logs.items():  # each term averaged over the micro-batches, like the loss
                 logs[key] = logs.get(key, 0.0) + float(value) / len(micro_batches)
             views += batch["image"].shape[0] * getattr(self.method, "n_views", 1)
+        self._check_finite_loss(total)  # before the update: the weights stay those of the last good step
         if self.opt.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.method.parameters(), self.opt.grad_clip)
         self.optimizer.step()

@@ -117,6 +117,24 @@ def test_ddp_non_finite_weights_at_the_monitor_stop_every_rank_with_the_reason(t
     assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()
 
 
+def test_ddp_non_finite_loss_on_one_rank_stops_every_rank_with_the_reason(tmp_path):
+    """A per-rank loss (MAE, Genesis) can become NaN on one process alone. That rank used to raise before its
+    backward pass while the others waited in the gradient all-reduce (gloo: connection closed; NCCL: a hang
+    until the timeout). Now every rank stops at the same step with the reason, and no update is applied."""
+    port = str(_free_port())
+    procs = [_run(tmp_path / "run", "--epochs", 3, "--checkpoint-every", 1, "--nan-loss-at", "1:6",
+                  env={"RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": port, "OMP_NUM_THREADS": "1"}) for r in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    for rank, (p, out) in enumerate(zip(procs, outs)):
+        assert p.returncode != 0, f"rank {rank}:\n{out}"
+        assert "NonFiniteLossError" in out and "at step 6" in out and "step-00000005.pt was kept" in out, \
+            f"rank {rank}:\n{out}"
+    assert "loss is nan at step 6" in outs[1] and "another process's loss is NaN/Inf" in outs[0]
+    ckpts = sorted((tmp_path / "run" / "checkpoints").glob("step-*.pt"))
+    assert int(ckpts[-1].stem.split("-")[1]) == 5
+
+
 def test_ddp_sigterm_reaching_one_rank_stops_every_rank_at_the_same_step(tmp_path):
     """torchrun and Slurm deliver SIGTERM to each process at its own moment, so one rank can see it a step
     before another. Each rank used to decide alone: the signalled one checkpointed and left, the others began

@@ -2,9 +2,11 @@
 
     python tests/train/tiny_run.py RUN_DIR --epochs 3 [--checkpoint-every 1] [--resume auto]
         [--params OUT.pt] [--sleep 0.0] [--nan-after-step N --checkpoint-epochs K] [--num-workers W]
+        [--nan-loss-at RANK:STEP]
 
 ``--nan-after-step N`` puts NaN into a weight after step N (a finite loss up to then) and adds
-a monitor on rank 0 that reports a better ``best_metric`` every epoch.
+a monitor on rank 0 that reports a better ``best_metric`` every epoch. ``--nan-loss-at R:S`` makes
+the loss of rank R NaN at step S (only there: a per-rank loss failing on one process).
 
 Under torchrun-style env vars (RANK, WORLD_SIZE, MASTER_ADDR/PORT) it trains with DDP (gloo).
 The encoder has no BatchNorm (SyncBatchNorm needs a GPU), and the view pipeline is the
@@ -54,8 +56,17 @@ class SlowMethod(ContrastiveMethod):
 
     sleep = 0.0
     nan_after_step = 0
+    nan_loss_at = (-1, 0)  # (rank, step)
+    rank, step = 0, 0
+
+    def forward(self, batch, generator):
+        out = super().forward(batch, generator)
+        if (self.rank, self.step + 1) == self.nan_loss_at:
+            out.loss = out.loss * float("nan")
+        return out
 
     def on_step_end(self, step: int, total: int) -> None:
+        self.step = step
         time.sleep(self.sleep)
         if step == self.nan_after_step:
             with torch.no_grad():
@@ -63,7 +74,7 @@ class SlowMethod(ContrastiveMethod):
 
 
 def build(run_dir: str, epochs: int, checkpoint_every: int = 0, sleep: float = 0.0, nan_after_step: int = 0,
-          checkpoint_epochs: int = 1, num_workers: int = 0) -> Trainer:
+          checkpoint_epochs: int = 1, num_workers: int = 0, nan_loss_at: str = "") -> Trainer:
     torch.manual_seed(0)
     views = build_view_pipeline("none", 3, (8, 8, 8))
     method = SlowMethod(TinyEncoder(), YAwareLoss(temperature=0.5, sigma=5.0), views, proj_hidden_dim=16, proj_dim=8,
@@ -71,6 +82,9 @@ def build(run_dir: str, epochs: int, checkpoint_every: int = 0, sleep: float = 0
     method.sleep, method.nan_after_step = sleep, nan_after_step
     method.projector = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 8))  # BN-free (see module doc)
     info, device = init_distributed(torch.device("cpu"))
+    method.rank = info.rank
+    if nan_loss_at:
+        method.nan_loss_at = tuple(int(v) for v in nan_loss_at.split(":"))
     opts = TrainerOptions(epochs=epochs, batch_size=8, lr=1e-2, optimizer="sgd", progress=False, log_every=1,
                           checkpoint_every=checkpoint_every, keep_checkpoints=3, checkpoint_epochs=checkpoint_epochs,
                           monitor_every=1 if nan_after_step else 0, num_workers=num_workers)
@@ -91,8 +105,10 @@ def main() -> None:
     ap.add_argument("--nan-after-step", type=int, default=0)
     ap.add_argument("--checkpoint-epochs", type=int, default=1)
     ap.add_argument("--num-workers", type=int, default=0)
+    ap.add_argument("--nan-loss-at", default="")
     a = ap.parse_args()
-    t = build(a.run_dir, a.epochs, a.checkpoint_every, a.sleep, a.nan_after_step, a.checkpoint_epochs, a.num_workers)
+    t = build(a.run_dir, a.epochs, a.checkpoint_every, a.sleep, a.nan_after_step, a.checkpoint_epochs, a.num_workers,
+              a.nan_loss_at)
     t.resume(a.resume)
     summary = t.fit()
     if a.params and t.dist.is_main:
