@@ -343,19 +343,33 @@ def evaluate(run_dir: str | Path, progress: bool = True, protocol: str = "defaul
     return results
 
 
-def demo(out_dir: str | Path = "demo_run", overrides: tuple[str, ...] = (), subjects: int = 300) -> dict:
-    """The end-to-end walking skeleton on a freshly written synthetic multi-site cohort."""
+def demo_cohort(cohort: Path, subjects: int, shape: tuple[int, ...], seed: int) -> None:
+    """Write the demo's synthetic cohort (3 sites) into ``cohort``; an earlier demo's cohort there is reused
+    only when it has these settings (subjects, shape in voxels, seed), else it is replaced, never silently kept."""
     from medssl.data.synthetic import write_synthetic_cohort
 
+    size, settings = "x".join(map(str, shape)), dict(n_subjects=subjects, n_sites=3, shape=shape, seed=seed)
+    try:
+        if (cohort / "participants.tsv").is_file():
+            try:  # a complete cohort with the same settings: nothing is written
+                write_synthetic_cohort(cohort, progress=False, **settings)
+                print(f"[1/4] reusing the synthetic cohort of {subjects} subjects ({size}) in {cohort}")
+                return
+            except FileExistsError:
+                pass  # a cohort with other settings (replaced below) or files that are not a cohort (refused below)
+        print(f"[1/4] writing a synthetic cohort of {subjects} subjects ({size}) to {cohort}")
+        write_synthetic_cohort(cohort, progress=True, overwrite=True, **settings)  # only a cohort's own files go
+    except (FileExistsError, ValueError) as e:  # a folder of other files, --subjects 0, …
+        raise ConfigError(f"demo cohort: {e}") from None
+
+
+def demo(out_dir: str | Path = "demo_run", overrides: tuple[str, ...] = (), subjects: int = 300) -> dict:
+    """The end-to-end walking skeleton on a freshly written synthetic multi-site cohort."""
     t0 = time.time()
     out_dir = Path(out_dir)
     cfg = load_config(REPO_ROOT / "configs" / "pretrain" / "demo.yaml",
                       [f"output_dir={out_dir / 'run'}", f"data.root={out_dir / 'cohort'}", *overrides])
-    shape = tuple(cfg.data.shape)
-    cohort = out_dir / "cohort"
-    if not (cohort / "participants.tsv").exists():
-        print(f"[1/4] writing a synthetic cohort of {subjects} subjects ({'x'.join(map(str, shape))}) to {cohort}")
-        write_synthetic_cohort(cohort, n_subjects=subjects, n_sites=3, shape=shape, seed=cfg.seed, progress=True)
+    demo_cohort(out_dir / "cohort", subjects, tuple(cfg.data.shape), cfg.seed)
     previous = Path(cfg.output_dir)
     if (previous / "config.yaml").is_file() and (previous / "checkpoints").is_dir():  # only an earlier demo run
         shutil.rmtree(previous)  # the cohort is reused; the run itself starts fresh every time

@@ -59,3 +59,23 @@ def test_cli_list(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "resnet18" in out and "yaware" in out and "synthetic" in out
+
+
+def test_demo_writes_the_cohort_it_is_asked_for_and_reuses_only_the_same_one(tmp_path, capsys):
+    """`medssl demo --subjects N` (or another seed / shape) after an earlier demo must not reuse the old cohort:
+    the run would silently train and report on other subjects than asked for."""
+    from medssl.api import demo_cohort
+
+    cohort = tmp_path / "cohort"
+    demo_cohort(cohort, subjects=6, shape=(16, 16, 16), seed=0)
+    demo_cohort(cohort, subjects=8, shape=(16, 16, 16), seed=1)
+    rows = (cohort / "participants.tsv").read_text().splitlines()[1:]
+    assert len(rows) == 8 and len(list(cohort.glob("sub-*/anat/*_T1w.nii.gz"))) == 8
+    params = json.loads((cohort / "dataset_description.json").read_text())["GeneratedBy"][0]["Parameters"]
+    assert params["n_subjects"] == 8 and params["seed"] == 1
+    stamp = (cohort / "participants.tsv").stat().st_mtime_ns
+    capsys.readouterr()
+    demo_cohort(cohort, subjects=8, shape=(16, 16, 16), seed=1)  # the same cohort: kept as it is
+    assert (cohort / "participants.tsv").stat().st_mtime_ns == stamp and "reusing" in capsys.readouterr().out
+    assert main(["demo", "--out", str(tmp_path / "d"), "--subjects", "0"]) == 2  # a one-line error, no traceback
+    assert "demo cohort: n_subjects must be >= 1, got 0" in capsys.readouterr().err
