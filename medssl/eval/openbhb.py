@@ -193,4 +193,9 @@ def internal_external_split(sites: np.ndarray, is_train: np.ndarray, external_si
     if subjects is not None:
         subjects = np.asarray(subjects)
         train &= ~np.isin(subjects, subjects[ext])
+    n_internal, n_sites = len(np.unique(sites[train])), len(np.unique(sites))
+    if n_internal < 2:  # the site probe (logistic regression) cannot be fitted on one class
+        raise ValueError(f"the OpenBHB site probe needs training scans of at least 2 internal sites; here {n_internal} "
+                         f"internal site(s) of {n_sites} have them ({len(set(map(str, external_sites)))} external): "
+                         "name fewer sites with --external-sites, or evaluate on data from 3 or more sites")
     return {"train": train, "internal": ~is_train & ~ext, "external": ext}

@@ -158,3 +158,20 @@ def test_a_subject_scanned_at_an_external_site_never_trains_the_probes():
     assert m["train"].sum() == train_mask.sum() - 3 and m["external"].sum() == 10
     res = openbhb_protocol(feats, train_mask, [2])
     assert res["n_train"] == train_mask.sum() - 3 and res["n_external"] == 10
+
+
+def test_fewer_than_two_internal_training_sites_is_a_clear_error_not_sklearns_failed_fits():
+    """The site probe needs two internal sites to tell apart: two sites with one external left sklearn's
+    "All the 25 fits failed" with an embedded traceback as the whole error of `medssl evaluate --protocol openbhb`."""
+    from medssl.eval.protocols import openbhb_protocol
+
+    rng = np.random.default_rng(0)
+    site = np.arange(40) % 2
+    feats = {"features": rng.normal(size=(40, 5)), "age": rng.uniform(20, 80, 40), "site": site,
+             "subject": np.array([f"s{i}" for i in range(40)])}
+    train_mask = np.arange(40) % 4 != 3
+    with pytest.raises(ValueError, match="at least 2 internal sites") as e:
+        openbhb_protocol(feats, train_mask)  # default: the last site is external
+    assert "Traceback" not in str(e.value) and "--external-sites" in str(e.value)
+    with pytest.raises(ValueError, match="at least 2 internal sites"):
+        internal_external_split(np.array(["a", "a", "b", "c"]), np.array([True, False, True, True]), ["b", "c"])
