@@ -82,7 +82,7 @@ def _cmd_compare(a: argparse.Namespace) -> int:
     try:
         print(compare_table(a.runs, encoders))
         path = plot_compare(a.runs, a.plot, encoders)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         print(f"medssl compare: error: {e}", file=sys.stderr)
         return 2
     if path:

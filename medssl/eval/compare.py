@@ -32,6 +32,23 @@ def find_metrics(run: str | Path) -> dict[str, Path]:
     return found
 
 
+SECTIONS = ("probes", "site", "openbhb", "fewshot", "finetune")  #: results of the protocols (medssl.eval.driver)
+
+
+def read_metrics(path: Path) -> dict:
+    """The results in a ``metrics.json`` written by ``medssl evaluate``; a clear ValueError naming the file
+    when it is not JSON (e.g. a config.yaml, or a file cut short) or holds no protocol's results."""
+    try:
+        results = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); give a run directory or the metrics.json written by "
+                         "`medssl evaluate` (rerun it if the file was cut short)") from None
+    if not isinstance(results, dict) or not any(k in results for k in SECTIONS):
+        raise ValueError(f"{path} holds no evaluation results (none of {', '.join(SECTIONS)}); give a run "
+                         "directory or the metrics.json written by `medssl evaluate`")
+    return results
+
+
 def collect(runs: list[str | Path], encoders: tuple[str, ...] = ("pretrained",)) -> tuple[list[str], dict]:
     """Columns (one per run/protocol [× encoder]) and ``{metric: {column: entry}}``.
 
@@ -48,7 +65,7 @@ def collect(runs: list[str | Path], encoders: tuple[str, ...] = ("pretrained",))
                 label = f"{Path(run)}:{label}"
             labels[label] = path
     for label, path in labels.items():
-        results = json.loads(path.read_text())
+        results = read_metrics(path)
         for e in summary_entries(results, full=True):
             baseline = e["encoder"].startswith("predict")
             if e["encoder"] not in encoders and not baseline:

@@ -54,6 +54,26 @@ def test_compare_lines_up_the_same_metric_across_runs(tmp_path):
         collect([tmp_path])  # exists, but was never evaluated
 
 
+def test_compare_refuses_a_file_that_is_not_an_evaluations_metrics_json(tmp_path, capsys):
+    """`medssl compare RUN/config.yaml` (or a metrics.json cut short) was a JSONDecodeError traceback, and
+    `compare RUN/train_summary.json` printed an empty table with exit status 0."""
+    from medssl.cli import main
+
+    (tmp_path / "ok").mkdir()
+    write_report(tmp_path / "ok", _results(5.0))
+    (tmp_path / "config.yaml").write_text("seed: 0\n")
+    (tmp_path / "train_summary.json").write_text(json.dumps({"steps": 10, "final_loss": 1.2}))
+    torn = tmp_path / "torn" / "metrics.json"
+    torn.parent.mkdir()
+    torn.write_text((tmp_path / "ok" / "metrics.json").read_text()[:40])
+    for bad, why in (("config.yaml", "not valid JSON"), ("train_summary.json", "holds no evaluation results"),
+                     ("torn", "not valid JSON")):
+        assert main(["compare", str(tmp_path / "ok"), str(tmp_path / bad), "--plot", str(tmp_path / "c.png")]) == 2
+        err = capsys.readouterr().err
+        assert why in err and str(tmp_path / bad) in err and "medssl evaluate" in err and "Traceback" not in err
+    assert not (tmp_path / "c.png").exists()
+
+
 def test_embedding_map_with_fewer_scans_than_pca_components():
     """t-SNE pre-reduction must not ask PCA for more components than there are scans."""
     import numpy as np
