@@ -72,6 +72,7 @@ def prepare_data(cfg: RunConfig, run_dir: Path, progress: bool = True,
         r.split = r.split or (keep_splits or {}).get(r.subject, "")
     for r, s in zip(records, assign_splits(records, cfg.data.test_fraction, cfg.seed, stratify=("site", "label"))):
         r.split = s
+    run_dir.mkdir(parents=True, exist_ok=True)  # an evaluation's output folder is made here, once the records are read
     write_manifest(records, run_dir / "manifest.tsv")
     pre = make_preprocessor(card, cfg.data.shape, cfg.data.spacing, cfg.data.normalise)
     loader = make_loader(card, pre, cfg.encoder.in_channels, cfg.data.root or None)
@@ -257,7 +258,6 @@ def _evaluation_source(path: Path, protocol: str, data: str | None, root: str | 
         return cfg, encoder, path, path, kind, rescaling
     card_name = Path(str(cfg.data.card)).stem
     out_dir = Path(out) if out else path / (f"eval-{protocol}" + (f"-{card_name}" if data else ""))
-    out_dir.mkdir(parents=True, exist_ok=True)
     return cfg, encoder, (path if kind == "run" and not data and not root else out_dir), out_dir, kind, rescaling
 
 

@@ -81,6 +81,17 @@ def test_an_unknown_evaluation_target_is_refused_and_the_results_are_kept(tiny_r
     assert ((run / "metrics.json").read_bytes() if (run / "metrics.json").exists() else None) == before
 
 
+def test_a_refused_evaluation_leaves_no_empty_protocol_folder_in_the_run(tiny_run, tmp_path, capsys):
+    """Each refused `evaluate` used to leave an empty RUN/eval-<protocol>[-<card>]/ behind."""
+    run, _ = tiny_run
+    before = sorted(p.name for p in run.iterdir())
+    for extra in (["--data", "no_such_card"], ["--protocol", "site", "--root", str(tmp_path / "nowhere")],
+                  ["--protocol", "knn", "--targets", "agee"], ["--out", str(tmp_path / "rep"), "--device", "tpu"]):
+        assert main(["evaluate", str(run), *extra]) == 2, extra
+        assert "Traceback" not in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == before and not (tmp_path / "rep").exists()
+
+
 def test_malformed_yaml_names_the_file_or_the_override(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  epochs: 3\n   lr: 0.1\n")
