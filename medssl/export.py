@@ -72,6 +72,9 @@ def save_encoder(encoder: nn.Module, out_dir: str | Path, architecture: str, arg
     from medssl import __version__
 
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExportError(f"{out_dir} is a file, not a folder; give a new or existing folder for the export "
+                          "(medssl export --out DIR)")
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / WEIGHTS_FILE
     tmp = out_dir / f".{WEIGHTS_FILE}.tmp-{os.getpid()}"
@@ -133,6 +136,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str | Path 
     Raises:
         FileNotFoundError: no ``config.yaml`` or no checkpoint in the run.
         CheckpointError: the checkpoint cannot be read safely or does not fit the config.
+        ExportError: ``out_dir`` is a file.
     """
     from medssl.api import build_method
     from medssl.config import config_hash, load_config, to_dict

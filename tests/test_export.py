@@ -108,6 +108,17 @@ def test_export_cli_errors_are_clean(tmp_path, capsys):
     assert "no config.yaml" in capsys.readouterr().err
 
 
+def test_an_export_to_a_file_path_is_a_clean_error(exported, tmp_path, capsys):
+    """`medssl export RUN --out FILE` was a FileExistsError traceback from mkdir."""
+    run, _, _ = exported
+    target = tmp_path / "taken.txt"
+    target.write_text("keep me")
+    assert main(["export", str(run), "--out", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert f"{target} is a file" in err and "--out" in err and "Traceback" not in err
+    assert target.read_text() == "keep me"
+
+
 def test_densenet_export_loads_strictly_into_plain_monai_densenet121(tmp_path):
     torch.manual_seed(0)
     enc = build_encoder("densenet121", spatial_dims=3, in_channels=1, width=2).eval()
