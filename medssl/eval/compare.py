@@ -92,7 +92,8 @@ def compare_table(runs: list[str | Path], encoders: tuple[str, ...] = ("pretrain
 def plot_compare(runs: list[str | Path], path: str | Path, encoders: tuple[str, ...] = ("pretrained",),
                  per_row: int = 4) -> Path | None:
     """One bar chart per metric shared by at least two columns, ``per_row`` panels a row (every such metric;
-    error bars: the 95 % CI, or ± SD over seeds for few-label points)."""
+    error bars: the 95 % CI, or ± SD over seeds for few-label points). Returns the file written (``path``,
+    ``.png`` added when it has no suffix), or None when no metric is shared."""
     import math
 
     import matplotlib
@@ -121,6 +122,8 @@ def plot_compare(runs: list[str | Path], path: str | Path, encoders: tuple[str, 
         ax.axis("off")
     fig.tight_layout()
     path = Path(path)
+    if not path.suffix:  # matplotlib adds its default format's suffix: return the file it writes
+        path = path.with_name(f"{path.name}.{matplotlib.rcParams['savefig.format']}")
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
