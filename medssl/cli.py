@@ -321,6 +321,13 @@ def main(argv: list[str] | None = None) -> int:
             NonFiniteLossError) as e:
         print(f"medssl {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except (FileExistsError, NotADirectoryError) as e:  # an output folder (or a folder on its path) is a file
+        if e.filename is None:  # raised with its own message
+            raise
+        print(f"medssl {args.command}: error: cannot use the folder {e.filename}: "
+              f"{'a file of that name exists' if isinstance(e, FileExistsError) else 'a parent of it is a file'}; "
+              "choose another folder", file=sys.stderr)
+        return 2
     return status if isinstance(status, int) else 0
 
 

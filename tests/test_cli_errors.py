@@ -92,6 +92,21 @@ def test_a_refused_evaluation_leaves_no_empty_protocol_folder_in_the_run(tiny_ru
     assert sorted(p.name for p in run.iterdir()) == before and not (tmp_path / "rep").exists()
 
 
+def test_an_output_folder_that_is_a_file_is_named_not_a_traceback(tiny_run, tmp_path, capsys):
+    """pretrain output_dir=FILE, evaluate --out FILE and demo --out FILE were mkdir tracebacks."""
+    run, args = tiny_run
+    taken = tmp_path / "taken"
+    taken.write_text("keep me")
+    for argv, path in ((["pretrain", *args, f"output_dir={taken}"], taken),
+                       (["evaluate", str(run), "--out", str(taken), "--no-random-init"], taken),
+                       (["evaluate", str(run), "--out", str(taken / "sub"), "--no-random-init"], taken / "sub"),
+                       (["demo", "--out", str(taken)], taken / "cohort")):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert f"error: cannot use the folder {path}" in err and "Traceback" not in err, err
+    assert taken.read_text() == "keep me"
+
+
 def test_malformed_yaml_names_the_file_or_the_override(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  epochs: 3\n   lr: 0.1\n")
