@@ -32,10 +32,26 @@ def test_demo_pipeline_runs_and_writes_run_directory(tmp_path, capsys):
     assert results["info"]["sites"] == 3
 
 
+def _commands(parser, prefix=()):
+    """Every (sub)command of the parser, e.g. ("data", "check"), read from the parser itself."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*prefix, name)
+                yield from _commands(sub, (*prefix, name))
+
+
 def test_cli_help_for_every_subcommand():
-    for sub in ("demo", "synth", "pretrain", "evaluate", "list"):
-        r = subprocess.run([sys.executable, "-m", "medssl.cli", sub, "--help"], capture_output=True, text=True)
-        assert r.returncode == 0 and "usage: medssl " + sub in r.stdout
+    from medssl.cli import build_parser
+
+    commands = list(_commands(build_parser()))
+    assert {("demo",), ("synth",), ("pretrain",), ("evaluate",), ("compare",), ("export",), ("list",),
+            ("data", "check"), ("data", "prepare")} <= set(commands)
+    for sub in [(), *commands]:
+        r = subprocess.run([sys.executable, "-m", "medssl.cli", *sub, "--help"], capture_output=True, text=True)
+        assert r.returncode == 0 and r.stdout.startswith(" ".join(("usage: medssl", *sub))), (sub, r.stderr[-300:])
 
 
 def test_cli_synth_then_pretrain_then_evaluate(tmp_path, capsys):
