@@ -3,6 +3,7 @@
 #   make test   - the test suite
 # TORCH_SPEC picks the PyTorch build; e.g. for CUDA 12.6 wheels:
 #   make demo TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu126"
+# (read only when $(VENV) is set up or pyproject.toml changed: rm -rf .venv to switch builds)
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
