@@ -226,7 +226,8 @@ def _evaluation_source(path: Path, protocol: str, data: str | None, root: str | 
 
     The default protocol on a run's own data writes into the run directory (as always);
     other protocols write into ``RUN/eval-<protocol>``, and evaluations on another data card
-    (``data``) into ``RUN/eval-<protocol>-<card>`` with their own manifest and cache. ``out``
+    (``data``) into ``RUN/eval-<protocol>-<card>`` with their own manifest and cache (another
+    ``root`` alone: ``RUN/eval-<protocol>``, its manifest and cache there too). ``out``
     replaces that folder (an export stays as it was shared: no manifest, cache or features in it).
     """
     if (path / "config.yaml").is_file():
@@ -254,8 +255,8 @@ def _evaluation_source(path: Path, protocol: str, data: str | None, root: str | 
         cfg.data.card, cfg.data.cache_dir, cfg.data.limit = data, "", 0
     if root:
         cfg.data.root = root
-    if protocol == "default" and kind == "run" and not data and not out:
-        return cfg, encoder, path, path, kind, rescaling
+    if protocol == "default" and kind == "run" and not data and not root and not out:
+        return cfg, encoder, path, path, kind, rescaling  # the run's own data: its manifest, cache and report
     card_name = Path(str(cfg.data.card)).stem
     out_dir = Path(out) if out else path / (f"eval-{protocol}" + (f"-{card_name}" if data else ""))
     return cfg, encoder, (path if kind == "run" and not data and not root else out_dir), out_dir, kind, rescaling

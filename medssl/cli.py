@@ -228,8 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="evaluate a run's (or an export's) encoder: probes, site effect, OpenBHB, "
                                          "few-label curves, fine-tuning; writes metrics.json + report.md",
                        description="Without --protocol: linear probes (age, site, …) of the run's encoder vs a "
-                                   "random-init twin, written into the run directory. With --protocol P: into "
-                                   "RUN/eval-P[-CARD]/. See docs/evaluation.md for what each protocol measures.")
+                                   "random-init twin, written into the run directory. With --protocol P (or --root / --data "
+                                   "CARD): into RUN/eval-P[-CARD]/ (P: default without --protocol). See docs/evaluation.md for what each protocol measures.")
     e.add_argument("run", metavar="RUN_OR_EXPORT", help="run directory (`medssl pretrain`) or export folder (`medssl export`)")
     e.add_argument("--protocol", default="default",
                    choices=["default", "linear", "knn", "mlp", "site", "openbhb", "fewshot", "finetune"])

@@ -142,3 +142,28 @@ def test_evaluate_keeps_the_split_the_run_pretrained_with(run, tmp_path):
     moved = {s: (pretrained[s], now[s]) for s in now if s in pretrained and now[s] != pretrained[s]}
     assert moved == {}
     assert now["sub-9999"] in ("train", "test")
+
+
+def test_the_default_protocol_with_another_root_leaves_the_run_directory_as_it_was(run, tmp_path):
+    """`medssl evaluate RUN --root DIR` (default protocol) wrote DIR's manifest over the run's manifest.tsv (the
+    record of its split, read back by --resume), rebuilt the run's cache from DIR and replaced its report; every
+    other protocol (and --data) already wrote into a folder of its own."""
+    import hashlib
+    import shutil
+
+    from medssl.api import evaluate
+    from medssl.eval.driver import EvalOptions
+
+    run_dir, cohort = run
+
+    def digest():
+        return {str(p.relative_to(run_dir)): hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(run_dir.rglob("*"))
+                if p.is_file() and not p.relative_to(run_dir).parts[0].startswith("eval-")}
+
+    before = digest()
+    moved = shutil.copytree(cohort, tmp_path / "moved")
+    res = evaluate(run_dir, progress=False, root=str(moved), options=EvalOptions(n_boot=0, random_init=False))
+    assert digest() == before
+    out = run_dir / "eval-default"
+    assert res["info"]["output directory"] == str(out) and (out / "metrics.json").is_file()
+    assert str(moved) in (out / "manifest.tsv").read_text()
