@@ -370,10 +370,14 @@ def demo(out_dir: str | Path = "demo_run", overrides: tuple[str, ...] = (), subj
     out_dir = Path(out_dir)
     cfg = load_config(REPO_ROOT / "configs" / "pretrain" / "demo.yaml",
                       [f"output_dir={out_dir / 'run'}", f"data.root={out_dir / 'cohort'}", *overrides])
-    demo_cohort(out_dir / "cohort", subjects, tuple(cfg.data.shape), cfg.seed)
     previous = Path(cfg.output_dir)
-    if (previous / "config.yaml").is_file() and (previous / "checkpoints").is_dir():  # only an earlier demo run
-        shutil.rmtree(previous)  # the cohort is reused; the run itself starts fresh every time
+    if (previous / "config.yaml").is_file() and (previous / "checkpoints").is_dir():
+        root = load_config(previous / "config.yaml").data.root
+        if Path(root).resolve() != (out_dir / "cohort").resolve():  # an earlier demo run read OUT/cohort
+            raise ConfigError(f"{previous} holds a run that is not an earlier demo's (data.root={root}); the demo "
+                              "starts OUT/run afresh: choose another --out")
+        shutil.rmtree(previous)  # the cohort may be reused; the run itself starts fresh every time
+    demo_cohort(out_dir / "cohort", subjects, tuple(cfg.data.shape), cfg.seed)
     print(f"[2/4] pretraining {cfg.encoder.name} with {cfg.method.name} for {cfg.train.epochs} epochs")
     run_dir = pretrain(cfg)
     print("[3/4] linear probes on frozen embeddings: pretrained vs random init")

@@ -95,3 +95,19 @@ def test_demo_writes_the_cohort_it_is_asked_for_and_reuses_only_the_same_one(tmp
     assert (cohort / "participants.tsv").stat().st_mtime_ns == stamp and "reusing" in capsys.readouterr().out
     assert main(["demo", "--out", str(tmp_path / "d"), "--subjects", "0"]) == 2  # a one-line error, no traceback
     assert "demo cohort: n_subjects must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_demo_replaces_only_an_earlier_demo_run_never_another_run_in_out_run(tmp_path, capsys):
+    """`medssl demo --out DIR` starts DIR/run afresh by deleting it; a run there that another command wrote (its
+    data elsewhere) was deleted as well, checkpoints included."""
+    from medssl.config import load_config, save_config
+
+    mine = tmp_path / "run"
+    (mine / "checkpoints").mkdir(parents=True)
+    (mine / "checkpoints" / "step-00000100.pt").write_bytes(b"two days of training")
+    save_config(load_config(None, [f"output_dir={mine}", "data.root=/data/ixi"]), mine / "config.yaml")
+    assert main(["demo", "--out", str(tmp_path), "--subjects", "4", *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert f"{mine} holds a run that is not an earlier demo's" in err and "another --out" in err
+    assert (mine / "checkpoints" / "step-00000100.pt").read_bytes() == b"two days of training"
+    assert not (tmp_path / "cohort").exists()  # refused before anything was written
