@@ -251,8 +251,8 @@ def _evaluation_source(path: Path, protocol: str, data: str | None, root: str | 
         cfg.data.normalise = inp.get("normalise", cfg.data.normalise)
     else:
         raise FileNotFoundError(f"{path} is neither a run directory (config.yaml) nor an encoder export (encoder.json)")
-    if data:
-        cfg.data.card, cfg.data.cache_dir, cfg.data.limit = data, "", 0
+    if data:  # another card: its own root (the card's `root:`), not the run's data.root, unless --root is given
+        cfg.data.card, cfg.data.cache_dir, cfg.data.limit, cfg.data.root = data, "", 0, ""
     if root:
         cfg.data.root = root
     if protocol == "default" and kind == "run" and not data and not root and not out:

@@ -234,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--protocol", default="default",
                    choices=["default", "linear", "knn", "mlp", "site", "openbhb", "fewshot", "finetune"])
     e.add_argument("--data", default=None, metavar="CARD", help="evaluate on this data card (required for an export)")
-    e.add_argument("--root", default=None, help="data root for the card")
+    e.add_argument("--root", default=None, help="data root (default: the run's data.root; with --data, the card's "
+                                                 "own root)")
     e.add_argument("--targets", nargs="+", default=None, help="metadata to predict (default: the run's eval.targets)")
     e.add_argument("--seed", type=int, default=None, help="seed for CV, bootstrap and fine-tuning (default: the run's)")
     e.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for 95%% CIs (0: none)")

@@ -167,3 +167,25 @@ def test_the_default_protocol_with_another_root_leaves_the_run_directory_as_it_w
     out = run_dir / "eval-default"
     assert res["info"]["output directory"] == str(out) and (out / "metrics.json").is_file()
     assert str(moved) in (out / "manifest.tsv").read_text()
+
+
+def test_another_card_is_read_from_its_own_root_not_the_runs(run, tmp_path):
+    """`evaluate RUN --data CARD` without --root read CARD's table and scans from the run's data.root (e.g.
+    `--data shared_ixi` looked for IXI's table in the synthetic cohort); a card laid out like the run's silently
+    evaluated the run's own data instead of the card's."""
+    from medssl.api import REPO_ROOT, evaluate
+    from medssl.data.manifest import read_manifest
+    from medssl.data.synthetic import write_synthetic_cohort
+    from medssl.eval.driver import EvalOptions
+
+    run_dir, cohort = run
+    other = write_synthetic_cohort(tmp_path / "other", n_subjects=12, n_sites=3, shape=(16, 16, 16), seed=7,
+                                   progress=False)
+    card = tmp_path / "other_card.yaml"
+    card.write_text((REPO_ROOT / "data_cards" / "synthetic.yaml").read_text()
+                    .replace('root: ""', f"root: {other}").replace("name: synthetic", "name: other_card"))
+    res = evaluate(run_dir, progress=False, data=str(card), out=tmp_path / "eval",
+                   options=EvalOptions(n_boot=0, random_init=False, map_method="none"))
+    paths = [r.path for r in read_manifest(tmp_path / "eval" / "manifest.tsv")]
+    assert len(paths) == 12 and all(p.startswith(str(other)) for p in paths), paths[:2]
+    assert res["info"]["data card"] == "other_card"
