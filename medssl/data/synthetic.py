@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -217,7 +218,7 @@ def _check_out_dir(out_dir: Path, spec: SyntheticCohortSpec, overwrite: bool) ->
     # our own cohort, to be replaced (overwrite=True) or interrupted before it finished
     for sub in out_dir.glob("sub-*"):
         shutil.rmtree(sub)
-    for name in ("participants.tsv", "participants.json", "dataset_description.json"):
+    for name in ("participants.tsv", ".participants.tsv.partial", "participants.json", "dataset_description.json"):
         (out_dir / name).unlink(missing_ok=True)
     shutil.rmtree(out_dir / TRUTH_RELPATH.parent, ignore_errors=True)
     return False
@@ -283,8 +284,15 @@ def write_synthetic_cohort(out_dir: str | Path, n_subjects: int = 200, n_sites: 
 
 
 def _write_tsv(path: Path, rows: list[dict], columns: list[str]) -> None:
+    """Write ``rows`` as a TSV via a temporary file and a rename: a failed write (full disk,
+    crash) never leaves half a table, and ``participants.tsv`` is what marks a cohort complete."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=columns, delimiter="\t", extrasaction="ignore", lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=columns, delimiter="\t", extrasaction="ignore", lineterminator="\n")
+            w.writeheader()
+            w.writerows(rows)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

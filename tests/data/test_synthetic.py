@@ -268,6 +268,29 @@ def test_existing_folder_rules(tmp_path, capsys):
     assert len(_read_tsv(out / "participants.tsv")) == 3
 
 
+def test_a_participants_table_cut_short_is_not_taken_for_a_complete_cohort(tmp_path, monkeypatch):
+    """participants.tsv marks a cohort complete: a write that failed half-way (disk full) left a
+    short table that the next call (and `medssl demo`) reused as the whole cohort."""
+    real = csv.DictWriter.writerows
+
+    def disk_full(self, rows):
+        if self.fieldnames != ["participant_id", "age", "sex", "site", "diagnosis"]:
+            return real(self, rows)
+        real(self, list(rows)[:1])
+        raise OSError(28, "No space left on device")
+
+    kw = dict(n_subjects=3, shape=(16, 16, 16), progress=False)
+    monkeypatch.setattr(csv.DictWriter, "writerows", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        write_synthetic_cohort(tmp_path / "c", **kw)
+    monkeypatch.undo()
+    assert not (tmp_path / "c" / "participants.tsv").exists()  # never half a table
+    out = write_synthetic_cohort(tmp_path / "c", **kw)  # an interrupted cohort: regenerated
+    assert [r["participant_id"] for r in _read_tsv(out / "participants.tsv")] == ["sub-0001", "sub-0002", "sub-0003"]
+    assert sorted(p.name for p in out.iterdir()) == ["dataset_description.json", "derivatives", "participants.json",
+                                                     "participants.tsv", "sub-0001", "sub-0002", "sub-0003"]
+
+
 @pytest.mark.parametrize("kwargs, name", [
     ({"shape": (8, 8, 8)}, "shape"), ({"shape": (32, 32)}, "shape"), ({"n_sites": 0}, "n_sites"),
     ({"n_subjects": 0}, "n_subjects"), ({"workers": 0}, "workers"), ({"seed": -1}, "seed"),
