@@ -18,13 +18,19 @@ def _cmd_demo(a: argparse.Namespace) -> None:
 def _cmd_synth(a: argparse.Namespace) -> int:
     from medssl.data.synthetic import write_synthetic_cohort
 
+    # without --overwrite, a complete cohort (participants.tsv) is either this one, kept as it is, or refused
+    kept = not a.overwrite and (Path(a.out) / "participants.tsv").is_file()
     try:
         out = write_synthetic_cohort(a.out, n_subjects=a.subjects, n_sites=a.sites, shape=tuple(a.shape), seed=a.seed,
                                      workers=a.workers, progress=True, overwrite=a.overwrite)
     except (ValueError, FileExistsError) as e:
         print(f"medssl synth: error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {a.subjects} subjects from {a.sites} sites to {out}")
+    if kept:
+        print(f"{out} already holds this cohort ({a.subjects} subjects from {a.sites} sites, seed {a.seed}); "
+              "nothing was written (--overwrite regenerates it)")
+    else:
+        print(f"wrote {a.subjects} subjects from {a.sites} sites to {out}")
     return 0
 
 

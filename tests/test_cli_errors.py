@@ -149,6 +149,22 @@ def test_bad_synth_arguments_are_refused_without_a_traceback(tmp_path, capsys):
     assert err.startswith("medssl synth: error:") and "Traceback" not in err
 
 
+def test_synth_again_with_the_same_settings_says_nothing_was_written(tmp_path, capsys):
+    """A second `medssl synth` with the same settings writes nothing (docs/synthetic.md) but printed
+    "wrote 3 subjects …"; it now says the folder already holds that cohort."""
+    out, args = tmp_path / "c", ["--subjects", "3", "--shape", "16", "16", "16"]
+    assert main(["synth", str(out), *args]) == 0
+    assert "wrote 3 subjects from 3 sites" in capsys.readouterr().out
+    nii = out / "sub-0001" / "anat" / "sub-0001_T1w.nii.gz"
+    mtime = nii.stat().st_mtime_ns
+    assert main(["synth", str(out), *args]) == 0
+    printed = capsys.readouterr().out
+    assert nii.stat().st_mtime_ns == mtime and "wrote" not in printed
+    assert "already holds this cohort" in printed and "nothing was written" in printed
+    assert main(["synth", str(out), *args, "--overwrite"]) == 0  # --overwrite regenerates it
+    assert nii.stat().st_mtime_ns != mtime and "wrote 3 subjects" in capsys.readouterr().out
+
+
 def test_synth_into_a_used_folder_is_a_one_line_error_and_overwrite_replaces_a_cohort(tmp_path, capsys):
     """`medssl synth` again with other settings (or into a folder with other files) stopped with a
     FileExistsError traceback that said `overwrite=True`, a keyword of the Python API the command did not take."""
