@@ -365,7 +365,8 @@ def demo_cohort(cohort: Path, subjects: int, shape: tuple[int, ...], seed: int) 
 
 
 def demo(out_dir: str | Path = "demo_run", overrides: tuple[str, ...] = (), subjects: int = 300) -> dict:
-    """The end-to-end walking skeleton on a freshly written synthetic multi-site cohort."""
+    """The end-to-end walking skeleton on a synthetic multi-site cohort in ``OUT/cohort`` (written, or an earlier
+    demo's with the same settings reused: :func:`demo_cohort`); the run in ``OUT/run`` always starts afresh."""
     t0 = time.time()
     out_dir = Path(out_dir)
     cfg = load_config(REPO_ROOT / "configs" / "pretrain" / "demo.yaml",
