@@ -31,6 +31,15 @@ def read_table(path: Path) -> tuple[list[str], list[dict]]:
     """Read a TSV (``.tsv``/``.tab``) or CSV table, optionally gzip-compressed (``.gz``).
 
     Returns ``(header, rows)``; rows as ``{column: text}``, blank lines left out.
+    :func:`read_numbered_table` also gives each row's number.
+    """
+    header, numbered = read_numbered_table(path)
+    return header, [row for _, row in numbered]
+
+
+def read_numbered_table(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
+    """:func:`read_table` with each row's 1-based number in the file (header = row 1, blank lines counted),
+    the number a spreadsheet or editor shows: ``(header, [(number, {column: text})])``.
 
     Raises:
         ManifestError: missing or unreadable file, text that is not UTF-8, a column name
@@ -61,7 +70,7 @@ def read_table(path: Path) -> tuple[list[str], list[dict]]:
         if len(cells) != len(header):
             raise ManifestError(f"metadata table {path} row {number}: {len(cells)} fields but the header has "
                                 f"{len(header)}; a field holding the delimiter must be quoted")
-        rows.append(dict(zip(header, cells)))
+        rows.append((number, dict(zip(header, cells))))
     return header, rows
 
 
@@ -80,12 +89,12 @@ def _join(rows: list[Row], header: list[str], root: Path, spec: dict) -> list[st
         raise ManifestError(f"join entry {spec!r} must be {{table: <file>, key: <column or [columns]>}}")
     on = [spec["key"]] if isinstance(spec["key"], str) else list(spec["key"])
     table = root / spec["table"]
-    jheader, jrows = read_table(table)
+    jheader, jrows = read_numbered_table(table)
     for col, hdr, name in [(c, h, n) for c in on for h, n in ((header, "manifest"), (jheader, str(table)))]:
         if col not in hdr:
             raise ManifestError(f"join on {col!r}: column not in {name} (columns: {hdr})")
     index: dict[tuple, dict] = {}
-    for i, jr in enumerate(jrows, start=2):
+    for i, jr in jrows:
         k = _key(jr, on)
         if k in index:
             raise ManifestError(f"{table} row {i}: key {dict(zip(on, k))} appears twice; a joined table needs one row per key")
@@ -114,12 +123,12 @@ def load_rows(manifest: str | list, root: Path, join: list | None = None, select
     header: list[str] = []
     for t in tables:
         path = root / t
-        h, rs = read_table(path)
+        h, rs = read_numbered_table(path)
         if header and h != header:
             raise ManifestError(f"{path}: columns {h} differ from those of {tables[0]} ({header}); "
                                 "the tables of one manifest must have the same columns")
         header = header or h
-        rows += [Row(f"{path} row {i}", r) for i, r in enumerate(rs, start=2)]
+        rows += [Row(f"{path} row {i}", r) for i, r in rs]
         if not rs:
             raise ManifestError(f"{path}: no rows")
     for spec in join or []:

@@ -323,3 +323,13 @@ def test_a_manifest_is_replaced_whole_never_seen_half_written(tmp_path):
         write_manifest([Record("/d/x.nii.gz", "x", split="train"), None], path)
     assert [(r.subject, r.split) for r in read_manifest(path)] == [(r.subject, r.split) for r in old]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.tsv"]
+
+
+def test_row_numbers_count_blank_lines_as_the_file_does(tmp_path):
+    """Blank lines are skipped, but the rows after one were numbered as if it were not there (one too low)."""
+    _table(tmp_path, ["s1\t30\tA\tF", "", "", "s2\tforty\tA\tF"])
+    with pytest.raises(ManifestError, match=r"participants.tsv row 5: age 'forty'"):
+        build_manifest(_card(), tmp_path)
+    (tmp_path / "extra.tsv").write_text("participant_id\tscanner\ns1\tX\n\ns1\tY\n")
+    with pytest.raises(ManifestError, match=r"extra.tsv row 4: key \{'participant_id': 's1'\} appears twice"):
+        build_manifest(_card(join=[{"table": "extra.tsv", "key": "participant_id"}]), tmp_path)
