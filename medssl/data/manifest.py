@@ -175,8 +175,11 @@ class _Roles:
         return out
 
 
-def _rows(card: DataCard, root: Path) -> tuple[list[Row], list[str], str]:
-    rows, header, source = load_rows(card.manifest, root, card.join, card.select)
+def _rows(card: DataCard, root: Path, problems: list[Problem]) -> tuple[list[Row], list[str], str]:
+    """The card's table rows; a row with a wrong field count is a problem of its own (the others are read)."""
+    bad: list[tuple[str, str]] = []
+    rows, header, source = load_rows(card.manifest, root, card.join, card.select, bad)
+    problems += [Problem(where, reason) for where, reason in bad]
     for role, col in card.columns.items():
         if col not in header:
             raise ManifestError(f"{source}: column {col!r} (role {role!r} in card {card.name}) not found; columns are {header}")
@@ -194,7 +197,7 @@ def _format_paths(card: DataCard, templates: list[str], row: Row) -> list[str]:
 
 
 def _scan_table(card: DataCard, root: Path, problems: list[Problem]) -> tuple[list[Record], str]:
-    rows, header, source = _rows(card, root)
+    rows, header, source = _rows(card, root, problems)
     templates = [card.path_template] if isinstance(card.path_template, str) else list(card.path_template)
     templates = [t for t in templates if t]
     for t in templates:
@@ -224,7 +227,7 @@ def _scan_table(card: DataCard, root: Path, problems: list[Problem]) -> tuple[li
         if not path.exists():
             problems.append(Problem(row.where, f"file {path} does not exist (subject {rec.subject!r})", str(path), "missing"))
         records.append(rec)
-    if not rows:
+    if not rows and not problems:  # (rows with a wrong field count are problems already)
         raise ManifestError(f"{source}: no rows left after select {card.select}")
     return records, source
 
@@ -232,7 +235,7 @@ def _scan_table(card: DataCard, root: Path, problems: list[Problem]) -> tuple[li
 def _scan_files(card: DataCard, root: Path, problems: list[Problem]) -> tuple[list[Record], str]:
     by_subject: dict[str, dict] = {}
     if card.manifest:
-        rows, _, source = _rows(card, root)
+        rows, _, source = _rows(card, root, problems)
         for row in rows:
             key = id_key(row.values.get(card.columns["subject"], ""))
             if key in by_subject:

@@ -37,13 +37,21 @@ def read_table(path: Path) -> tuple[list[str], list[dict]]:
     return header, [row for _, row in numbered]
 
 
-def read_numbered_table(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
+def read_numbered_table(path: Path, bad_rows: list[tuple[str, str]] | None = None
+                        ) -> tuple[list[str], list[tuple[int, dict]]]:
     """:func:`read_table` with each row's 1-based number in the file (header = row 1, blank lines counted),
     the number a spreadsheet or editor shows: ``(header, [(number, {column: text})])``.
 
+    Args:
+        path: the table.
+        bad_rows: when given, a row with more or fewer fields than the header is appended
+            here as ``("<table> row <n>", reason)`` and left out instead of raising (so
+            ``data check`` names every such row).
+
     Raises:
         ManifestError: missing or unreadable file, text that is not UTF-8, a column name
-            given twice, a row with more or fewer fields than the header (named by number).
+            given twice, a row with more or fewer fields than the header (named by number;
+            only without ``bad_rows``).
     """
     name = path.name[:-3] if path.name.endswith(".gz") else path.name
     delimiter = "\t" if name.endswith((".tsv", ".tab")) else ","
@@ -68,8 +76,11 @@ def read_numbered_table(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
         if not any(c.strip() for c in cells):
             continue  # blank line
         if len(cells) != len(header):
-            raise ManifestError(f"metadata table {path} row {number}: {len(cells)} fields but the header has "
-                                f"{len(header)}; a field holding the delimiter must be quoted")
+            reason = f"{len(cells)} fields but the header has {len(header)}; a field holding the delimiter must be quoted"
+            if bad_rows is None:
+                raise ManifestError(f"metadata table {path} row {number}: {reason}")
+            bad_rows.append((f"{path} row {number}", reason))
+            continue
         rows.append((number, dict(zip(header, cells))))
     return header, rows
 
@@ -107,9 +118,12 @@ def _join(rows: list[Row], header: list[str], root: Path, spec: dict) -> list[st
     return header + added
 
 
-def load_rows(manifest: str | list, root: Path, join: list | None = None, select: dict | None = None
-              ) -> tuple[list[Row], list[str], str]:
+def load_rows(manifest: str | list, root: Path, join: list | None = None, select: dict | None = None,
+              bad_rows: list[tuple[str, str]] | None = None) -> tuple[list[Row], list[str], str]:
     """Rows of the card's table(s) after ``join`` and ``select``.
+
+    ``bad_rows``: collects the manifest's rows with a wrong field count (see
+    :func:`read_numbered_table`) instead of raising at the first.
 
     Returns:
         ``(rows, header, source)``; ``source`` names the table(s).
@@ -123,13 +137,14 @@ def load_rows(manifest: str | list, root: Path, join: list | None = None, select
     header: list[str] = []
     for t in tables:
         path = root / t
-        h, rs = read_numbered_table(path)
+        n_bad = len(bad_rows or [])
+        h, rs = read_numbered_table(path, bad_rows)
         if header and h != header:
             raise ManifestError(f"{path}: columns {h} differ from those of {tables[0]} ({header}); "
                                 "the tables of one manifest must have the same columns")
         header = header or h
         rows += [Row(f"{path} row {i}", r) for i, r in rs]
-        if not rs:
+        if not rs and len(bad_rows or []) == n_bad:
             raise ManifestError(f"{path}: no rows")
     for spec in join or []:
         header = _join(rows, header, root, spec)

@@ -211,3 +211,14 @@ def test_a_problem_of_a_whole_medmnist_split_is_one_line(tmp_path):
     assert [str(p) for p in report.problems] == [
         f"{root / 'set.npz'}::train[0] and 6 more record(s) of that file: 'train_images' has dtype float32; MedMNIST "
         "images are uint8"]
+
+
+def test_check_names_every_ragged_row_and_still_reads_the_files(cohort_copy):
+    """A row with a wrong field count stopped the whole check (no other row or file was looked at)."""
+    text = (cohort_copy / "participants.tsv").read_text().splitlines()
+    text[2] += "\textra"  # row 3
+    text[5] = text[5].rsplit("\t", 1)[0]  # row 6
+    (cohort_copy / "participants.tsv").write_text("\n".join(text) + "\n")
+    report = check_card(load_card("synthetic"), cohort_copy, progress=False)
+    assert [p.where.rsplit(" ", 1)[-1] for p in report.problems] == ["3", "6"], format_report(report)
+    assert report.n_records == report.n_files_read == len(text) - 3

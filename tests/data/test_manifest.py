@@ -333,3 +333,18 @@ def test_row_numbers_count_blank_lines_as_the_file_does(tmp_path):
     (tmp_path / "extra.tsv").write_text("participant_id\tscanner\ns1\tX\n\ns1\tY\n")
     with pytest.raises(ManifestError, match=r"extra.tsv row 4: key \{'participant_id': 's1'\} appears twice"):
         build_manifest(_card(join=[{"table": "extra.tsv", "key": "participant_id"}]), tmp_path)
+
+
+def test_every_row_with_a_wrong_field_count_is_a_problem_and_the_other_rows_are_read(tmp_path):
+    """`data check` stopped at the first ragged row: later ragged rows, bad ages and files went unreported."""
+    _table(tmp_path, ["s1\t30\tA\tF\textra", "s2\t45y\tA\tF", "s3\t32\tA", "s4\t33\tA\tF"])
+    scan = scan_manifest(_card(), tmp_path)
+    where = [p.where.rsplit(" ", 1)[-1] for p in scan.problems]
+    assert where == ["2", "4", "3"]  # both ragged rows, then the bad age
+    assert "5 fields but the header has 4" in scan.problems[0].reason
+    assert "3 fields but the header has 4" in scan.problems[1].reason
+    assert [r.subject for r in scan.records] == ["s4"]
+    with pytest.raises(ManifestError, match=r"participants.tsv row 2: 5 fields but the header has 4"):
+        build_manifest(_card(), tmp_path)  # training still stops at the first
+    _table(tmp_path, ["s1\t30\tA", "s2\t31\tA"])  # every row ragged: named, not "no rows"
+    assert [p.where.rsplit(" ", 1)[-1] for p in scan_manifest(_card(), tmp_path).problems] == ["2", "3"]
