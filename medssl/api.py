@@ -83,6 +83,8 @@ def prepare_data(cfg: RunConfig, run_dir: Path, progress: bool = True,
     if cache.skipped and not (listing.is_file() and listing.read_text() == text):  # said once per run directory
         listing.write_text(text)
         print(f"skipped {len(cache.skipped)} bad file(s); see {listing}")
+    elif not cache.skipped:  # an earlier attempt's list would name files this run now uses
+        listing.unlink(missing_ok=True)
     ok = [i for i in range(len(records)) if cache.valid[i]]
     train = [i for i in ok if records[i].split == "train"]
     test = [i for i in ok if records[i].split == "test"]

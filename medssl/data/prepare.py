@@ -138,6 +138,9 @@ def prepare_card(card: DataCard, out: str | Path, *, root=None, shape=None, spac
     loader = make_loader(card, make_preprocessor(card, shape, spacing, normalise), channels, root)
     cache = cache_records(records, loader, out, on_bad_file=on_bad_file, workers=workers, progress=progress)
     write_manifest(records, out / "manifest.tsv")
+    listing = out / "skipped_files.json"
     if cache.skipped:
-        (out / "skipped_files.json").write_text(json.dumps(cache.skipped, indent=2))
+        listing.write_text(json.dumps(cache.skipped, indent=2))
+    else:  # an earlier build's list would name files this cache now holds
+        listing.unlink(missing_ok=True)
     return PrepareResult(records, cache)

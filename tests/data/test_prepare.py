@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 
@@ -299,3 +300,25 @@ def test_a_cache_rebuilt_in_place_never_reaches_workers_as_the_old_rows(tmp_path
     with pytest.warns(UserWarning, match="was replaced by another build"):
         back = pickle.loads(pickle.dumps(ds))
     assert [float(back[i]["image"].flatten()[0]) for i in range(4)] == [0, 1, 2, 3]
+
+
+def test_a_fixed_file_is_no_longer_listed_as_skipped_after_a_rerun(cohort_copy, tmp_path):
+    """skipped_files.json was only ever written: after the bad file was fixed and prepare (or the run) rerun,
+    the cache held the scan but the old list still said it was skipped."""
+    from medssl.api import prepare_data
+
+    scan = sorted(cohort_copy.glob("sub-*/anat/*_T1w.nii.gz"))[3]
+    good = scan.read_bytes()
+    scan.write_bytes(good[: len(good) // 2])
+    card, out, run = load_card("synthetic"), tmp_path / "c", tmp_path / "run"
+    cfg = load_config(None, [f"data.root={cohort_copy}", "data.shape=[8,8,8]", "augment.crop_size=[8,8,8]",
+                             "data.on_bad_file=skip", f"output_dir={run}"])
+    res = prepare_card(card, out, root=cohort_copy, shape=[8, 8, 8], on_bad_file="skip", progress=False)
+    prepare_data(cfg, run, progress=False)
+    for listing in (out / "skipped_files.json", run / "skipped_files.json"):
+        assert [s["path"] for s in json.loads(listing.read_text())] == [str(scan)]
+    scan.write_bytes(good)  # fixed: its size and mtime change, so the rerun preprocesses it
+    res = prepare_card(card, out, root=cohort_copy, shape=[8, 8, 8], on_bad_file="skip", progress=False)
+    assert res.cache.valid.all() and not res.cache.skipped
+    assert not prepare_data(cfg, run, progress=False).skipped
+    assert not (out / "skipped_files.json").exists() and not (run / "skipped_files.json").exists()
