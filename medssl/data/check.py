@@ -262,8 +262,8 @@ def _counter_line(counter: Counter, limit: int = 12) -> str:
     return text + (f", … ({len(items) - limit} more)" if len(items) > limit else "")
 
 
-def format_report(report: CheckReport, max_problems: int = 200) -> str:
-    """Human-readable text of a :class:`CheckReport`."""
+def format_report(report: CheckReport, max_problems: int | None = None) -> str:
+    """Human-readable text of a :class:`CheckReport`: every problem, or the first ``max_problems``."""
     a = report.ages
     lines = [f"data check: card {report.card}", f"root:    {report.root}", f"source:  {report.source}",
              f"records: {report.n_records} ({report.n_subjects} subjects); files read: {report.n_files_read}"]
@@ -280,7 +280,7 @@ def format_report(report: CheckReport, max_problems: int = 200) -> str:
     if report.problems:
         lines.append(f"\nbad rows / files ({len(report.problems)}):")
         lines += [f"  {p}" for p in report.problems[:max_problems]]
-        if len(report.problems) > max_problems:
+        if max_problems is not None and len(report.problems) > max_problems:
             lines.append(f"  … and {len(report.problems) - max_problems} more")
     lines.append(f"\nresult: {'OK' if report.ok else f'{len(report.problems)} problem(s)'}")
     return "\n".join(lines)

@@ -222,3 +222,16 @@ def test_check_names_every_ragged_row_and_still_reads_the_files(cohort_copy):
     report = check_card(load_card("synthetic"), cohort_copy, progress=False)
     assert [p.where.rsplit(" ", 1)[-1] for p in report.problems] == ["3", "6"], format_report(report)
     assert report.n_records == report.n_files_read == len(text) - 3
+
+
+def test_the_cli_names_every_bad_file_however_many(tmp_path, capsys):
+    """The report stopped after 200 problems ('… and 50 more'), though `data prepare` sends users to
+    `data check` for the full list."""
+    rows = "".join(f"s{i:03d}\t30\n" for i in range(250))
+    (tmp_path / "participants.tsv").write_text("participant_id\tage\n" + rows)
+    (tmp_path / "card.yaml").write_text("name: t\nmodality: MR\ndimensionality: 3\nmanifest: participants.tsv\n"
+                                        "columns: {subject: participant_id, age: age}\n"
+                                        "path_template: '{participant_id}.nii.gz'\n")
+    assert main(["data", "check", str(tmp_path / "card.yaml"), "--root", str(tmp_path), "--strict"]) == 1
+    out = capsys.readouterr().out
+    assert all(f"s{i:03d}.nii.gz does not exist" in out for i in range(250)) and "more" not in out
