@@ -123,9 +123,25 @@ def _init_worker(load: Callable) -> None:
 
 def _load_one(load: Callable, i: int, item: Any) -> tuple[int, np.ndarray | None, dict | None]:
     try:
-        return i, np.asarray(load(item), dtype=np.float16), None
+        return i, _as_float16(load(item), _item_file(item)), None
     except BadFileError as e:
         return i, None, {"path": str(e.path), "reason": e.reason}
+
+
+def _as_float16(array: np.ndarray, path: str) -> np.ndarray:
+    """The cache row of a preprocessed scan; a value float16 cannot hold (beyond ±65504, e.g. PET in Bq/ml
+    with ``normalise: none``) makes the file bad instead of an ``inf`` in the cache."""
+    array = np.asarray(array)
+    with np.errstate(over="ignore", invalid="ignore"):
+        row = array.astype(np.float16)
+    if not np.isfinite(row).all():
+        finite = np.isfinite(array)
+        if finite.all():
+            raise BadFileError(path, f"preprocessed values reach {float(np.abs(array).max()):.4g}, beyond the float16 "
+                                     "cache's range (±65504); normalise the scans (zscore, minmax or range) instead "
+                                     "of 'none'")
+        raise BadFileError(path, f"preprocessing produced {int((~finite).sum())} NaN/Inf value(s)")
+    return row
 
 
 def _worker_load_one(i: int, item: Any) -> tuple[int, np.ndarray | None, dict | None]:

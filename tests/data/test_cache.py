@@ -237,3 +237,18 @@ def test_first_rows_with_a_skipped_file_are_served_and_the_prepared_cache_stays_
     assert calls == []
     assert ((tmp_path / "c" / "images.npy").stat().st_mtime_ns, (tmp_path / "c" / "index.json").read_text()) == stamp
     assert build_cache(paths[:1], load, (1, 4, 4), tmp_path / "c", settings="a", progress=False).skipped == []
+
+
+def test_values_beyond_float16_make_the_file_bad_not_inf_in_the_cache(tmp_path):
+    """float16 tops out at 65504: a scan with larger values (PET in Bq/ml, normalise none) was cast to inf in the
+    cache with only a RuntimeWarning, and training on it gives NaN losses."""
+    paths = _files(tmp_path, 3)
+    big = np.full((1, 4, 4), 7e4, dtype=np.float32)
+    np.save(paths[1], big)
+    with pytest.raises(BadFileError, match=r"f1.npy: preprocessed values reach 7e\+04, beyond the float16 cache's range"):
+        build_cache(paths, np.load, (1, 4, 4), tmp_path / "c", settings="a", progress=False)
+    res = build_cache(paths, np.load, (1, 4, 4), tmp_path / "c2", settings="a", on_bad_file="skip", progress=False)
+    assert res.valid.tolist() == [True, False, True] and [s["path"] for s in res.skipped] == [paths[1]]
+    assert np.isfinite(res.images[[0, 2]].astype(np.float32)).all()
+    np.save(paths[1], np.full((1, 4, 4), 65504.0, dtype=np.float32))  # the largest float16 is kept
+    assert float(build_cache(paths, np.load, (1, 4, 4), tmp_path / "c3", settings="a", progress=False).images[1].max()) == 65504
