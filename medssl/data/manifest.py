@@ -16,6 +16,7 @@ import string
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from medssl.config import _did_you_mean
 from medssl.data.card import DataCard
 from medssl.data.tables import ManifestError, Row, id_key, load_rows, load_split_files, read_table
 
@@ -182,7 +183,9 @@ def _rows(card: DataCard, root: Path, problems: list[Problem]) -> tuple[list[Row
     problems += [Problem(where, reason) for where, reason in bad]
     for role, col in card.columns.items():
         if col not in header:
-            raise ManifestError(f"{source}: column {col!r} (role {role!r} in card {card.name}) not found; columns are {header}")
+            raise ManifestError(f"{source}: column {col!r} (columns.{role} of card {card.source_file or card.name}) is not "
+                                f"in the table.{_did_you_mean(str(col), header)} Columns are {header}; fix the card or "
+                                "the table")
     return rows, header, source
 
 
@@ -203,7 +206,9 @@ def _scan_table(card: DataCard, root: Path, problems: list[Problem]) -> tuple[li
     for t in templates:
         missing = _template_fields(t) - set(header)
         if missing:
-            raise ManifestError(f"card {card.name}: path_template {t!r} uses {sorted(missing)} but {source} has columns {header}")
+            raise ManifestError(f"card {card.source_file or card.name}: path_template {t!r} uses {sorted(missing)} but "
+                                f"{source} has no such column.{_did_you_mean(sorted(missing)[0], header)} Columns are "
+                                f"{header}")
     roles = _Roles(card, root)
     records = []
     for row in rows:

@@ -16,6 +16,8 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from medssl.config import _did_you_mean
+
 
 class ManifestError(ValueError):
     """A problem in the metadata table; the message names the table, row and column."""
@@ -150,7 +152,8 @@ def load_rows(manifest: str | list, root: Path, join: list | None = None, select
         header = _join(rows, header, root, spec)
     for col, values in (select or {}).items():
         if col not in header:
-            raise ManifestError(f"select: column {col!r} not found; columns are {header}")
+            raise ManifestError(f"the card's select.{col} names a column that is not in {tables[0]}."
+                                f"{_did_you_mean(str(col), header)} Columns are {header}")
         keep = {str(v) for v in (values if isinstance(values, list) else [values])}
         rows = [r for r in rows if r.values.get(col, "").strip() in keep]
     return rows, header, ", ".join(str(root / t) for t in tables)

@@ -348,3 +348,20 @@ def test_every_row_with_a_wrong_field_count_is_a_problem_and_the_other_rows_are_
         build_manifest(_card(), tmp_path)  # training still stops at the first
     _table(tmp_path, ["s1\t30\tA", "s2\t31\tA"])  # every row ragged: named, not "no rows"
     assert [p.where.rsplit(" ", 1)[-1] for p in scan_manifest(_card(), tmp_path).problems] == ["2", "3"]
+
+
+def test_a_column_typo_in_a_card_names_the_card_file_the_key_and_the_likely_column(tmp_path):
+    """A misspelt column named only the card's name and the role, with no hint of the intended column."""
+    _table(tmp_path, ["s1\t30\tA\tF"])
+    card_file = tmp_path / "mycard.yaml"
+    base = "name: t\nmodality: MR\ndimensionality: 3\nmanifest: participants.tsv\npath_template: '{participant_id}.nii.gz'\n"
+    card_file.write_text(base + "columns: {subject: participant_id, age: agee}\n")
+    with pytest.raises(ManifestError, match=r"column 'agee' \(columns.age of card .*mycard.yaml\) is not in the table. "
+                                            r"Did you mean 'age'\?"):
+        build_manifest(load_card(card_file), tmp_path)
+    card_file.write_text(base + "columns: {subject: participant_id}\nselect: {sitee: [A]}\n")
+    with pytest.raises(ManifestError, match=r"select.sitee names a column that is not in participants.tsv. Did you mean 'site'\?"):
+        build_manifest(load_card(card_file), tmp_path)
+    card_file.write_text(base.replace("{participant_id}", "{participantid}") + "columns: {subject: participant_id}\n")
+    with pytest.raises(ManifestError, match=r"card .*mycard.yaml: path_template .* Did you mean 'participant_id'\?"):
+        build_manifest(load_card(card_file), tmp_path)
