@@ -156,6 +156,10 @@ def _validate(p: Path, raw: dict) -> None:
     for role in columns:
         if role not in ROLES:
             raise ConfigError(f"{p}: columns.{role} is not a known role.{_did_you_mean(role, ROLES)} Valid roles: {', '.join(ROLES)}")
+    for key, what in (("columns", "a column name of the table"), ("split_files", "a list file, one name per line")):
+        for k, v in raw.get(key, {}).items():
+            if not isinstance(v, str) or not v.strip():
+                raise ConfigError(f"{p}: {key}.{k} must be {what} (one text value), got {v!r}")
     _check_keys(p, "preprocessing.", raw.get("preprocessing", {}), PREPROCESSING_KEYS)
     _check_keys(p, "geometry.", raw.get("geometry", {}), GEOMETRY_KEYS)
     _check_keys(p, "splits.", raw.get("splits", {}), SPLIT_ROLES)

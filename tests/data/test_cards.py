@@ -72,6 +72,11 @@ BASE = "name: x\nmodality: MR\ndimensionality: 3\n"
     ("format: npy\nmanifest: t.tsv\ncolumns: {subject: id}\npath_template: a\n", "format npy needs geometry"),
     ("columns: {subject: id}\n", "give `manifest`"),
     ("dimensionality: 4\n", "dimensionality must be 2 or 3"),
+    # a list where one file / column is meant crashed later with a bare TypeError (split_files) or a vague error
+    ("manifest: t.tsv\ncolumns: {subject: id}\npath_template: a\nsplit_files: {train: [a.txt, b.txt]}\n",
+     r"split_files.train must be a list file, one name per line \(one text value\), got \['a.txt', 'b.txt'\]"),
+    ("manifest: t.tsv\ncolumns: {subject: id, age: [age, years]}\npath_template: a\n", r"columns.age must be a column name"),
+    ("manifest: t.tsv\ncolumns: {subject: }\npath_template: a\n", r"columns.subject must be a column name.*got None"),
 ])
 def test_card_validation_errors(tmp_path, extra, message):
     text = BASE.replace("dimensionality: 3\n", "") if extra.startswith("dimensionality") else BASE
