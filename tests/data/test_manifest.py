@@ -365,3 +365,11 @@ def test_a_column_typo_in_a_card_names_the_card_file_the_key_and_the_likely_colu
     card_file.write_text(base.replace("{participant_id}", "{participantid}") + "columns: {subject: participant_id}\n")
     with pytest.raises(ManifestError, match=r"card .*mycard.yaml: path_template .* Did you mean 'participant_id'\?"):
         build_manifest(load_card(card_file), tmp_path)
+
+
+def test_an_absolute_path_inside_the_root_is_read_as_documented(tmp_path):
+    """data_cards/README.md said absolute paths are refused; only those that leave the root are (docs/data.md)."""
+    (tmp_path / "participants.tsv").write_text(f"participant_id\tpath\ns1\t{tmp_path / 's1.nii.gz'}\n")
+    (tmp_path / "s1.nii.gz").write_bytes(b"x")
+    [rec] = build_manifest(_card(columns={"subject": "participant_id", "path": "path"}, path_template=""), tmp_path)
+    assert rec.path == str(tmp_path / "s1.nii.gz")
