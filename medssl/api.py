@@ -366,6 +366,19 @@ def demo_cohort(cohort: Path, subjects: int, shape: tuple[int, ...], seed: int) 
         raise ConfigError(f"demo cohort: {e}") from None
 
 
+def _saved_data_root(config_file: Path) -> str | None:
+    """``data.root`` of a saved run config, read as plain YAML (None when unreadable): a run of another medssl
+    version, whose keys this one may not know, is still recognised by where its data came from."""
+    import yaml
+
+    try:
+        saved = yaml.safe_load(config_file.read_text())
+        root = saved["data"]["root"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
+    return root if isinstance(root, str) else None
+
+
 def demo(out_dir: str | Path = "demo_run", overrides: tuple[str, ...] = (), subjects: int = 300) -> dict:
     """The end-to-end walking skeleton on a synthetic multi-site cohort in ``OUT/cohort`` (written, or an earlier
     demo's with the same settings reused: :func:`demo_cohort`); the run in ``OUT/run`` always starts afresh."""
@@ -375,8 +388,8 @@ def demo(out_dir: str | Path = "demo_run", overrides: tuple[str, ...] = (), subj
                       [f"output_dir={out_dir / 'run'}", f"data.root={out_dir / 'cohort'}", *overrides])
     previous = Path(cfg.output_dir)
     if (previous / "config.yaml").is_file() and (previous / "checkpoints").is_dir():
-        root = load_config(previous / "config.yaml").data.root
-        if Path(root).resolve() != (out_dir / "cohort").resolve():  # an earlier demo run read OUT/cohort
+        root = _saved_data_root(previous / "config.yaml")
+        if root is None or Path(root).resolve() != (out_dir / "cohort").resolve():  # an earlier demo read OUT/cohort
             raise ConfigError(f"{previous} holds a run that is not an earlier demo's (data.root={root}); the demo "
                               "starts OUT/run afresh: choose another --out")
         shutil.rmtree(previous)  # the cohort may be reused; the run itself starts fresh every time

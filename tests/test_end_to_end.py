@@ -111,3 +111,18 @@ def test_demo_replaces_only_an_earlier_demo_run_never_another_run_in_out_run(tmp
     assert f"{mine} holds a run that is not an earlier demo's" in err and "another --out" in err
     assert (mine / "checkpoints" / "step-00000100.pt").read_bytes() == b"two days of training"
     assert not (tmp_path / "cohort").exists()  # refused before anything was written
+
+
+def test_demo_replaces_an_earlier_demo_run_of_another_medssl_version(tmp_path, capsys):
+    """`make demo` after an update: the earlier demo's config.yaml may hold a key this version does not know. The
+    run is still recognised as a demo's by its data.root (OUT/cohort) and replaced, not refused as unreadable."""
+    from medssl.config import load_config, save_config
+
+    old = tmp_path / "run"
+    (old / "checkpoints").mkdir(parents=True)
+    save_config(load_config(None, [f"output_dir={old}", f"data.root={tmp_path / 'cohort'}"]), old / "config.yaml")
+    saved = yaml.safe_load((old / "config.yaml").read_text())
+    saved["train"]["a_key_of_another_version"] = 1
+    (old / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert main(["demo", "--out", str(tmp_path), "--subjects", "14", *SMALL]) == 0, capsys.readouterr().err
+    assert "a_key_of_another_version" not in (old / "config.yaml").read_text()
