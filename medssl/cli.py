@@ -152,19 +152,22 @@ def _cmd_data_prepare(a: argparse.Namespace) -> int:
         print(f"error: every scan was skipped, the cache holds nothing usable; fix the reasons above (`medssl data "
               f"check {a.card}` lists them all)", file=sys.stderr)
         return 1
-    print("use it with: medssl pretrain CONFIG " + " ".join(_cache_overrides(a, card, c.images.shape)) + " ...")
+    print("use it with: medssl pretrain CONFIG " + " ".join(_cache_overrides(a, card, c.images.shape, bool(c.skipped)))
+          + " ...")
     return 0
 
 
-def _cache_overrides(a: argparse.Namespace, card, shape: tuple) -> list[str]:
+def _cache_overrides(a: argparse.Namespace, card, shape: tuple, skipped: bool = False) -> list[str]:
     """The ``key=value`` overrides under which a run finds (and does not rebuild) the cache ``data prepare`` wrote:
-    every ``data.*`` value of its fingerprint, plus ``encoder.in_channels`` for multi-channel scans."""
+    every ``data.*`` value of its fingerprint, plus ``encoder.in_channels`` for multi-channel scans and
+    ``data.on_bad_file=skip`` when files were skipped (a strict run refuses such a cache)."""
     spacing = list(card.preprocessing.get("spacing", [])) if a.spacing is None else a.spacing
     normalise = a.normalise or card.preprocessing.get("normalise", "zscore")  # as make_preprocessor resolves it
     out = [f"data.card={a.card}", *([f"data.root={a.root}"] if a.root else []), f"data.cache_dir={Path(a.out)}",
            f"data.shape=[{','.join(map(str, shape[2:]))}]", f"data.spacing=[{','.join(map(str, spacing))}]",
            f"data.normalise={normalise}"]
-    return out + ([f"encoder.in_channels={shape[1]}"] if shape[1] != 1 else [])
+    return out + ([f"encoder.in_channels={shape[1]}"] if shape[1] != 1 else []) + \
+        (["data.on_bad_file=skip"] if skipped else [])
 
 
 def _add_data_commands(sub) -> None:

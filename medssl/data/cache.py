@@ -312,7 +312,9 @@ def _reusable_rows(index: dict, keys: list[str], sources: list[str], settings: s
 def _refuse_skipped(skipped: list[dict], index_path: Path) -> None:
     """A strict build (``on_bad_file="error"``) over rows an earlier ``skip`` build left out."""
     raise BadFileError(skipped[0]["path"], f"{skipped[0]['reason']} (left out by an earlier build with "
-                                           f"on_bad_file=skip; {len(skipped)} file(s) listed in {index_path})")
+                                           f"on_bad_file=skip; {len(skipped)} file(s) listed in {index_path}); pass "
+                                           "data.on_bad_file=skip to train on the other scans, or fix the files and "
+                                           "rerun `medssl data prepare`")
 
 
 def _prefix_done(index: dict, keys: list[str], sources: list[str], settings: str, out_shape: tuple[int, ...],

@@ -322,3 +322,24 @@ def test_a_fixed_file_is_no_longer_listed_as_skipped_after_a_rerun(cohort_copy, 
     assert res.cache.valid.all() and not res.cache.skipped
     assert not prepare_data(cfg, run, progress=False).skipped
     assert not (out / "skipped_files.json").exists() and not (run / "skipped_files.json").exists()
+
+
+def test_the_hint_after_a_skip_build_is_a_run_that_uses_the_cache(cohort_copy, tmp_path, capsys):
+    """`data prepare --on-bad-file skip` prints the overrides of a run that reuses its cache; that run must
+    take the skipped files as the build did (a strict run is refused: the refusal says how to proceed)."""
+    from medssl.api import prepare_data
+
+    bad = sorted(cohort_copy.glob("sub-*/anat/*_T1w.nii.gz"))[3]
+    bad.write_bytes(bad.read_bytes()[:200])  # truncated
+    cache = tmp_path / "c"
+    assert main(["data", "prepare", "synthetic", "--root", str(cohort_copy), "--out", str(cache),
+                 "--shape", "16", "16", "16", "--on-bad-file", "skip"]) == 0
+    hint = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("use it with:"))
+    overrides = [w for w in hint.split() if "=" in w] + ["augment.crop_size=[12,12,12]"]
+    assert "data.on_bad_file=skip" in overrides
+    (tmp_path / "run").mkdir()
+    data = prepare_data(load_config(None, overrides), tmp_path / "run", progress=False)
+    assert len(data.train) + len(data.test) == 39 and len(data.skipped) == 1
+    strict = [o for o in overrides if not o.startswith("data.on_bad_file=")]
+    with pytest.raises(BadFileError, match=r"data.on_bad_file=skip to train on the other scans"):
+        prepare_data(load_config(None, strict), tmp_path / "run", progress=False)
