@@ -20,7 +20,7 @@ from medssl.config_checks import view_spacing
 from medssl.data.card import load_card
 from medssl.data.dataset import CachedScans, MetadataCoder, preload
 from medssl.data.manifest import Record, build_manifest, read_manifest, write_manifest
-from medssl.data.prepare import cache_records, make_loader, make_preprocessor
+from medssl.data.prepare import cache_records, make_loader, make_preprocessor, refuse_other_settings
 from medssl.data.splits import assign_splits
 from medssl.encoders import build_encoder
 from medssl.eval.features import extract_features
@@ -56,7 +56,8 @@ def prepare_data(cfg: RunConfig, run_dir: Path, progress: bool = True,
     subject (seeded by ``cfg.seed``, stratified by site and label). The records with their split
     are saved as ``run_dir/manifest.tsv``. The cache (``data.cache_dir`` or ``run_dir/cache``) is
     built with ``max(1, data.num_workers)`` processes and reused when its fingerprint
-    matches (e.g. one written by ``medssl data prepare``). With ``data.on_bad_file=skip``
+    matches (e.g. one written by ``medssl data prepare``); a ``data.cache_dir`` built with other
+    preprocessing settings is refused (:func:`check_cache_dir`), not rebuilt. With ``data.on_bad_file=skip``
     every skipped file and its reason is written to ``run_dir/skipped_files.json``.
     """
     card = load_card(cfg.data.card)
@@ -65,6 +66,7 @@ def prepare_data(cfg: RunConfig, run_dir: Path, progress: bool = True,
         raise ConfigError(f"data card {card.name!r} is {nd}D but data.shape={list(cfg.data.shape)} and "
                           f"encoder.spatial_dims={cfg.encoder.spatial_dims}; set both for {nd}D images "
                           f"(e.g. data.shape=[{','.join(['64'] * nd)}] encoder.spatial_dims={nd})")
+    loader = check_cache_dir(cfg)
     records = build_manifest(card, cfg.data.root or None, check_files=cfg.data.on_bad_file == "error")
     if cfg.data.limit:
         records = records[: cfg.data.limit]
@@ -74,8 +76,6 @@ def prepare_data(cfg: RunConfig, run_dir: Path, progress: bool = True,
         r.split = s
     run_dir.mkdir(parents=True, exist_ok=True)  # an evaluation's output folder is made here, once the records are read
     write_manifest(records, run_dir / "manifest.tsv")
-    pre = make_preprocessor(card, cfg.data.shape, cfg.data.spacing, cfg.data.normalise)
-    loader = make_loader(card, pre, cfg.encoder.in_channels, cfg.data.root or None)
     cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else run_dir / "cache"
     cache = cache_records(records, loader, cache_dir, on_bad_file=cfg.data.on_bad_file,
                           workers=max(1, cfg.data.num_workers), progress=progress)
@@ -92,6 +92,17 @@ def prepare_data(cfg: RunConfig, run_dir: Path, progress: bool = True,
     if val and progress:
         print(f"{len(val)} scan(s) of the official validation split are kept out of pretraining and test")
     return PreparedData(records, cache.images, train, test, MetadataCoder(records), cache.skipped, val, card.name)
+
+
+def check_cache_dir(cfg: RunConfig):
+    """The run's :class:`~medssl.data.prepare.ScanLoader`, after refusing a ``data.cache_dir`` whose cache was
+    built with other preprocessing settings (rebuilding it would replace a prepared cache other runs use)."""
+    card = load_card(cfg.data.card)
+    pre = make_preprocessor(card, cfg.data.shape, cfg.data.spacing, cfg.data.normalise)
+    loader = make_loader(card, pre, cfg.encoder.in_channels, cfg.data.root or None)
+    if cfg.data.cache_dir:
+        refuse_other_settings(cfg.data.cache_dir, loader)
+    return loader
 
 
 def run_splits(run_dir: Path) -> dict[str, str]:
@@ -140,6 +151,8 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> Path:
     run_dir, resume_from = Path(cfg.output_dir), None
     if dist_info.is_main:
         resume_from = check_run_dir(cfg, run_dir)  # before anything is written: a refused run leaves it as it was
+        if len(cfg.data.shape) == load_card(cfg.data.card).dimensionality:  # else prepare_data says what is wrong
+            check_cache_dir(cfg)
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
         # a resumed run keeps its split even if the table changed since (no test subject enters pretraining)

@@ -144,3 +144,45 @@ def prepare_card(card: DataCard, out: str | Path, *, root=None, shape=None, spac
     else:  # an earlier build's list would name files this cache now holds
         listing.unlink(missing_ok=True)
     return PrepareResult(records, cache)
+
+
+#: the run keys that set each cache setting (the others come from the card)
+_RUN_KEYS = {("preprocessing", "shape"): "data.shape", ("preprocessing", "spacing"): "data.spacing",
+             ("preprocessing", "normalise"): "data.normalise", ("channels",): "encoder.in_channels"}
+
+
+def refuse_other_settings(cache_dir: str | Path, loader: ScanLoader) -> None:
+    """Refuse a run's ``data.cache_dir`` that holds a cache built with other preprocessing settings.
+
+    Building it with the run's settings would replace the rows other runs (and the ``data prepare``
+    that wrote it) rely on, and the run would train on data preprocessed other than intended.
+
+    Raises:
+        ConfigError: naming each setting that differs, the overrides that reuse the cache, and the
+            way to build a new one (another ``data.cache_dir``).
+    """
+    index_path = Path(cache_dir) / "index.json"
+    try:
+        old = json.loads(json.loads(index_path.read_text()).get("settings") or "null")
+    except (OSError, ValueError, AttributeError):
+        return  # no cache yet, or one marked stale mid-rebuild: building it is what the run should do
+    new = json.loads(loader.settings())
+    if not isinstance(old, dict) or old == new:
+        return
+
+    def at(d: dict, key: tuple):
+        for k in key:
+            d = d.get(k) if isinstance(d, dict) else None
+        return d
+
+    keys = [*_RUN_KEYS, ("preprocessing", "orientation"), ("dims",), ("format",), ("reader",), ("geometry",)]
+    diffs = [f"{_RUN_KEYS.get(k, 'the card’s ' + '.'.join(k))}: {at(old, k)} there, {at(new, k)} in this run"
+             for k in keys if at(old, k) != at(new, k)] or ["other settings"]
+
+    def value(v) -> str:
+        return f"[{','.join(map(str, v))}]" if isinstance(v, list) else str(v)
+
+    reuse = " ".join(f"{run_key}={value(at(old, k))}" for k, run_key in _RUN_KEYS.items() if at(old, k) is not None)
+    raise ConfigError(f"data.cache_dir={cache_dir} holds a cache built with other preprocessing ({'; '.join(diffs)}); "
+                      f"this run would rebuild it and replace those rows. To use that cache pass {reuse}; to build "
+                      f"one with this run's settings choose another data.cache_dir (or delete {cache_dir})")

@@ -343,3 +343,35 @@ def test_the_hint_after_a_skip_build_is_a_run_that_uses_the_cache(cohort_copy, t
     strict = [o for o in overrides if not o.startswith("data.on_bad_file=")]
     with pytest.raises(BadFileError, match=r"data.on_bad_file=skip to train on the other scans"):
         prepare_data(load_config(None, strict), tmp_path / "run", progress=False)
+
+
+def test_a_run_with_other_settings_refuses_a_prepared_cache_instead_of_replacing_it(cohort_copy, tmp_path, capsys):
+    """Forgetting one of the hint's overrides (here data.spacing) used to rebuild the prepared cache in place,
+    silently: the run trained on other preprocessing and the cache other runs reuse was gone."""
+    import hashlib
+
+    from medssl.api import prepare_data
+
+    cache = tmp_path / "c"
+    assert main(["data", "prepare", "synthetic", "--root", str(cohort_copy), "--out", str(cache),
+                 "--shape", "12", "12", "12", "--spacing", "4", "4", "4", "--normalise", "minmax"]) == 0
+    hint = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("use it with:"))
+    overrides = [w for w in hint.split() if "=" in w] + ["augment.crop_size=[8,8,8]", "train.batch_size=8",
+                                                         "encoder.options.width=8", "train.progress=false"]
+
+    def digest() -> dict:
+        return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(cache.iterdir()) if p.is_file()}
+
+    before = digest()
+    forgot = [o for o in overrides if not o.startswith("data.spacing=")]
+    assert main(["pretrain", *forgot, f"output_dir={tmp_path / 'run'}", "train.epochs=1"]) == 2
+    err = capsys.readouterr().err
+    assert "data.spacing: [4.0, 4.0, 4.0] there, [] in this run" in err
+    assert "pass data.shape=[12,12,12] data.spacing=[4.0,4.0,4.0] data.normalise=minmax" in err
+    assert "another data.cache_dir" in err
+    assert digest() == before and not (tmp_path / "run").exists()  # nothing replaced, nothing written
+    with pytest.raises(ConfigError, match=r"data.normalise: minmax there, zscore in this run"):
+        prepare_data(load_config(None, [*overrides, "data.normalise=zscore"]), tmp_path, progress=False)
+    assert digest() == before
+    data = prepare_data(load_config(None, overrides), tmp_path, progress=False)  # the hint as printed: reused
+    assert data.images.shape == (40, 1, 12, 12, 12) and digest() == before
