@@ -7,6 +7,7 @@ builds takes plain arguments and is usable alone.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from medssl.config import ConfigError, RunConfig, config_hash, load_config, save_config, to_dict
-from medssl.config_checks import view_spacing
+from medssl.config_checks import absolute_data_paths, view_spacing
 from medssl.data.card import load_card
 from medssl.data.dataset import CachedScans, MetadataCoder, preload
 from medssl.data.manifest import Record, build_manifest, read_manifest, write_manifest
@@ -148,6 +149,7 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> Path:
     from medssl.train.distributed import barrier, init_distributed
 
     dist_info, device = init_distributed(resolve_device(cfg.train.device))
+    absolute_data_paths(cfg)  # config.yaml must find the card and data from any folder (evaluate, export)
     run_dir, resume_from = Path(cfg.output_dir), None
     if dist_info.is_main:
         resume_from = check_run_dir(cfg, run_dir)  # before anything is written: a refused run leaves it as it was
@@ -206,6 +208,9 @@ def check_run_dir(cfg: RunConfig, run_dir: Path) -> tuple[Path, dict] | None:
     if path is None:
         return None  # no --resume, or --resume auto with nothing to resume: a fresh start
     state = load_checkpoint(path)
+    saved_card = str(json.loads(state.get("config", "{}")).get("data", {}).get("card", ""))
+    if saved_card and os.path.abspath(saved_card) == cfg.data.card:  # a run that stored its card path relative
+        cfg.data.card = saved_card
     check_compatible(state, to_dict(cfg), str(path))
     return path, state
 

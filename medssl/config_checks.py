@@ -181,3 +181,18 @@ def check_targets(key: str, targets: typing.Iterable[str]) -> None:
     bad_targets = set(targets) - set(EVAL_TARGETS)
     if bad_targets:
         raise ConfigError(f"{key}: {sorted(bad_targets)} not valid. Valid choices: {', '.join(EVAL_TARGETS)}")
+
+
+def absolute_data_paths(cfg: RunConfig) -> None:
+    """Make a card path (``data.card`` ending in ``.yaml``/``.yml``), ``data.root`` and ``data.cache_dir``
+    absolute, in place, when they are relative (``$VARS`` and ``~`` expanded first), so that the run's
+    ``config.yaml`` still finds them when ``evaluate``, ``export`` or a resume runs from another folder."""
+    import os  # noqa: PLC0415
+
+    d = cfg.data
+    if os.path.splitext(d.card)[1] in (".yaml", ".yml") and not os.path.isabs(d.card):
+        d.card = os.path.abspath(d.card)
+    for key in ("root", "cache_dir"):
+        value = getattr(d, key)
+        if value and not os.path.isabs(os.path.expanduser(os.path.expandvars(value))):
+            setattr(d, key, os.path.abspath(os.path.expanduser(os.path.expandvars(value))))

@@ -126,3 +126,42 @@ def test_demo_replaces_an_earlier_demo_run_of_another_medssl_version(tmp_path, c
     (old / "config.yaml").write_text(yaml.safe_dump(saved))
     assert main(["demo", "--out", str(tmp_path), "--subjects", "14", *SMALL]) == 0, capsys.readouterr().err
     assert "a_key_of_another_version" not in (old / "config.yaml").read_text()
+
+
+def test_a_run_with_relative_card_root_and_cache_paths_evaluates_and_resumes_from_another_folder(
+        tmp_path, monkeypatch, capsys):
+    """docs/data.md writes `data.card=my_cxr.yaml data.root=...`; relative paths were stored as given in
+    config.yaml, so `evaluate RUN` from another folder failed ("data card file my.yaml does not exist")
+    and `export` silently lost the card's modality and orientation."""
+    import shutil
+    from pathlib import Path
+
+    from medssl.data.card import card_search_paths
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir(), elsewhere.mkdir()
+    shutil.copy(next(d / "synthetic.yaml" for d in card_search_paths() if (d / "synthetic.yaml").is_file()),
+                work / "my.yaml")
+    monkeypatch.chdir(work)
+    assert main(["synth", "c", "--subjects", "20", "--sites", "2", "--shape", "24", "24", "24"]) == 0
+    args = ["pretrain", "data.card=my.yaml", "data.root=c", "data.cache_dir=cache", "output_dir=r",
+            "method.name=simclr", *SMALL, "train.epochs=1", "data.test_fraction=0.3"]
+    assert main(args) == 0
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert main(["evaluate", str(work / "r"), "--no-random-init"]) == 0, capsys.readouterr().err
+    assert main(["export", str(work / "r"), "--out", "e"]) == 0
+    assert json.loads(Path("e/encoder.json").read_text())["input"]["modality"] == "MR"
+    saved = yaml.safe_load((work / "r" / "config.yaml").read_text())["data"]
+    assert (saved["card"], saved["root"], saved["cache_dir"]) == (str(work / "my.yaml"), str(work / "c"),
+                                                                   str(work / "cache"))
+    monkeypatch.chdir(work)  # resumed with the same relative spellings: the same run
+    assert main([*args, "train.epochs=2", "--resume", "auto"]) == 0
+    assert "resumed at step" in capsys.readouterr().out
+    with monkeypatch.context() as m:  # a run written before card paths were stored absolute ...
+        m.setattr("medssl.api.absolute_data_paths", lambda cfg: None)
+        assert main([*args, "output_dir=old"]) == 0
+    assert yaml.safe_load(Path("old/config.yaml").read_text())["data"]["card"] == "my.yaml"
+    capsys.readouterr()  # ... still resumes from its folder with the same command
+    assert main([*args, "output_dir=old", "train.epochs=2", "--resume", "auto"]) == 0, capsys.readouterr().err
+    assert "resumed at step" in capsys.readouterr().out
