@@ -137,10 +137,17 @@ def site_effect(feats: dict, train_mask: np.ndarray, seed: int = 0, n_boot: int 
     Returns:
         ``{"prediction": site probe metrics, "leave_site_out": {target: …},
         "harmonisation": {"raw"|"combat": {target: metrics}, "covariates": …}}``; parts that
-        the data cannot support (one site, no labels) are left out. Leave-site-out results are
-        keyed by ``site_names[code]`` when given.
+        the data cannot support (no labels, too few scans per site) are left out. Leave-site-out
+        results are keyed by ``site_names[code]`` when given.
+
+    Raises:
+        ValueError: fewer than 2 sites among the scans (nothing of the protocol can run).
     """
     x, site, subjects = feats["features"], np.asarray(feats["site"]), np.asarray(feats["subject"])
+    n_sites = len(np.unique(site[site >= 0]))
+    if n_sites < 2:
+        raise ValueError(f"the site protocol needs scans of at least 2 sites, found {n_sites} (the card's site column); "
+                         "on single-site data use the default protocol (linear probes)")
     out: dict = {}
     split = _split(feats, "site", train_mask)
     if split is None:

@@ -150,3 +150,20 @@ def test_site_effect_says_which_targets_and_covariates_combat_left_out():
     assert h["left_out"] == {"sex": f"1 of {n} scans lack it"}
     assert set(h["raw"]) == set(h["combat"]) == {"age", "label", "site"}
     assert h["covariates"] == {"age": [], "label": ["age"], "site": ["age"]}  # sex kept out of every fit
+
+
+def test_the_site_protocol_on_single_site_data_says_so_instead_of_an_empty_report():
+    """`medssl evaluate RUN --protocol site` on the one-site IXI Hammersmith set wrote a report with an empty
+    metrics table and no reason (site_effect returned {}); the openbhb protocol already refused such data."""
+    from medssl.eval.driver import EvalOptions, run_protocol
+    from medssl.eval.protocols import site_effect
+
+    rng = np.random.default_rng(0)
+    n = 40
+    feats = {"features": rng.normal(size=(n, 4)), "site": np.zeros(n, int), "subject": np.arange(n).astype(str),
+             "age": rng.uniform(20, 80, n), "index": np.arange(n)}
+    train = np.arange(n) < 30
+    with pytest.raises(ValueError, match=r"at least 2 sites, found 1 .*default protocol"):
+        run_protocol(EvalOptions(protocol="site", n_boot=0, map_method="none"), {"e": feats}, train, {}, 0, ["age", "site"])
+    feats["site"] = np.where(np.arange(n) % 2 == 0, 0, 1)  # two sites: the protocol runs
+    assert "prediction" in site_effect(feats, train, 0, 0, ["age"])
