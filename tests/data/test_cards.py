@@ -132,3 +132,25 @@ def test_a_split_value_repeated_under_one_role_is_not_two_roles(tmp_path):
     card = load_card(_write(tmp_path, BASE + "manifest: t.tsv\ncolumns: {subject: id}\npath_template: a\n"
                                              "splits: {train: [a, a], test: [b]}\n"))
     assert card.splits == {"train": ["a", "a"], "test": ["b"]}
+
+
+def _ixi_release(shared, tmp_path) -> Path:
+    """The shared IXI HH scans named as in IXI-T1.tar, with IXI.xls saved as IXI.csv (the `ixi` card's `obtain`)."""
+    import shutil
+
+    src = shared("data", "ixi_t1_hh_2mm")
+    root = tmp_path / "ixi"
+    root.mkdir()
+    for f in sorted((src / "images").glob("IXI*_T1.nii.gz")):
+        (root / f.name.replace("_T1.nii.gz", "-T1.nii.gz")).symlink_to(f)
+    shutil.copy(src / "IXI_demographics_from_xls.csv", root / "IXI.csv")
+    return root
+
+
+def test_ixi_card_reads_the_real_ixi_spreadsheet(shared, tmp_path):
+    """IXI.xls names its sex column 'SEX_ID (1=m, 2=f)'; the card asked for 'SEX_ID' and no record could be read."""
+    from medssl.data.manifest import scan_manifest
+
+    scan = scan_manifest(load_card("ixi"), _ixi_release(shared, tmp_path))
+    assert len(scan.records) == 139 and {r.sex for r in scan.records} == {"1", "2"}
+    assert {r.site for r in scan.records} == {"HH"} and all(20 < r.age < 90 for r in scan.records)
