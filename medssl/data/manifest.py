@@ -241,12 +241,20 @@ def _scan_files(card: DataCard, root: Path, problems: list[Problem]) -> tuple[li
     by_subject: dict[str, dict] = {}
     if card.manifest:
         rows, _, source = _rows(card, root, problems)
+        first_row: dict[str, str] = {}
         for row in rows:
-            key = id_key(row.values.get(card.columns["subject"], ""))
-            if key in by_subject:
-                problems.append(Problem(row.where, f"subject {key!r} is listed twice; with `files` the table must have "
-                                                   "one row per subject"))
-            by_subject[key] = _role_values(card, row.values)
+            key, values = id_key(row.values.get(card.columns["subject"], "")), _role_values(card, row.values)
+            if key in by_subject:  # a repeated row that agrees on every column the card uses is the same subject
+                diffs = [f"{role}: {by_subject[key][role]!r} in row {first_row[key].rsplit(' row ', 1)[-1]}, "
+                         f"{v!r} in row {row.where.rsplit(' row ', 1)[-1]}" for role, v in values.items()
+                         if v.strip() != by_subject[key][role].strip()]
+                if diffs:
+                    problems.append(Problem(row.where, f"subject {key!r} has rows that disagree ({'; '.join(diffs)}); "
+                                                       f"keep one row per subject in {card.manifest} (or empty those "
+                                                       "cells in each of its rows)"))
+                    by_subject[key] = values
+                continue
+            by_subject[key], first_row[key] = values, row.where
     roles = _Roles(card, root)
     records = []
     for f in sorted(root.glob(card.files)):
@@ -263,7 +271,8 @@ def _scan_files(card: DataCard, root: Path, problems: list[Problem]) -> tuple[li
             row = by_subject.get(id_key(values["subject"]))
             if row is None:
                 problems.append(Problem(rel, f"subject {values['subject']!r} (from path_regex) has no row in "
-                                             f"{card.manifest}", str(path)))
+                                             f"{card.manifest}; add a row for it (empty cells are allowed) or move "
+                                             "the file out of the data root", str(path)))
                 continue
             values = {**row, **{k: v for k, v in values.items() if (v or "").strip()}}
         rec = _record(card, values, path, rel, problems)

@@ -154,3 +154,14 @@ def test_ixi_card_reads_the_real_ixi_spreadsheet(shared, tmp_path):
     scan = scan_manifest(load_card("ixi"), _ixi_release(shared, tmp_path))
     assert len(scan.records) == 139 and {r.sex for r in scan.records} == {"1", "2"}
     assert {r.site for r in scan.records} == {"HH"} and all(20 < r.age < 90 for r in scan.records)
+
+
+def test_ixi_spreadsheet_problems_are_only_the_real_ones(shared, tmp_path):
+    """Of IXI.xls's 26 repeated subjects only IXI219 and IXI328 disagree (age; age and sex); 4 scans have no row."""
+    from medssl.data.manifest import scan_manifest
+
+    scan = scan_manifest(load_card("ixi"), _ixi_release(shared, tmp_path))
+    disagree = sorted(re.search(r"subject '(\d+)' has rows that disagree", p.reason)[1] for p in scan.problems
+                      if "disagree" in p.reason)
+    no_row = sorted(re.search(r"subject '(\d+)'", p.reason)[1] for p in scan.problems if "has no row" in p.reason)
+    assert disagree == ["219", "328"] and no_row == ["637", "638", "643", "661"] and len(scan.problems) == 6

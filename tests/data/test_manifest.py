@@ -373,3 +373,22 @@ def test_an_absolute_path_inside_the_root_is_read_as_documented(tmp_path):
     (tmp_path / "s1.nii.gz").write_bytes(b"x")
     [rec] = build_manifest(_card(columns={"subject": "participant_id", "path": "path"}, path_template=""), tmp_path)
     assert rec.path == str(tmp_path / "s1.nii.gz")
+
+
+def test_files_mode_merges_repeated_subject_rows_that_agree_and_names_those_that_conflict(tmp_path):
+    """IXI.xls repeats 26 subjects (a second row with HEIGHT/WEIGHT zeroed): rows that agree on every column the
+    card uses are one subject, not a problem that stops training; rows that disagree name the values and the fix."""
+    for sid in ("001", "002", "003"):
+        (tmp_path / f"IXI{sid}-T1.nii.gz").write_bytes(b"x")
+    (tmp_path / "IXI.csv").write_text("IXI_ID,HEIGHT,AGE,SEX\n1,170,30.5,1\n1,0,30.5,1\n2,160,41,2\n2,0,44,2\n"
+                                      "3,150,50,2\n")
+    card = DataCard(name="ixi", modality="MR", dimensionality=3, files="IXI*-T1.nii.gz",
+                    path_regex=r"IXI(?P<subject>\d{3})-T1", manifest="IXI.csv",
+                    columns={"subject": "IXI_ID", "age": "AGE", "sex": "SEX"})
+    scan = scan_manifest(card, tmp_path)
+    assert [(r.subject, r.age) for r in scan.records if r.subject != "002"] == [("001", 30.5), ("003", 50.0)]
+    assert [p.where for p in scan.problems] == [f"{tmp_path / 'IXI.csv'} row 5"]
+    assert "subject '2' has rows that disagree (age: '41' in row 4, '44' in row 5)" in scan.problems[0].reason
+    assert "keep one row per subject in IXI.csv" in scan.problems[0].reason
+    (tmp_path / "IXI004-T1.nii.gz").write_bytes(b"x")  # a scan without a row: the message says what to do
+    assert "add a row for it" in scan_manifest(card, tmp_path).problems[-1].reason
