@@ -29,6 +29,9 @@ from medssl.io.errors import BadFileError, redact
 
 COUNTED = ("site", "label", "split", "sex")
 NO_SPACING = "no PixelSpacing/ImagerPixelSpacing: 1 mm assumed; resampling to a physical spacing will be wrong"
+#: what to do about it, said after the list of files
+NO_SPACING_FIX = ("for these files data.spacing counts pixels (e.g. [4.571, 4.571] takes 1024 px to 224, as the "
+                  "nih_chestxray14 card does for its PNGs)")
 MAX_LISTED = 10  #: files / folders named per warning
 
 
@@ -141,7 +144,7 @@ def _note_warnings(notes: dict[str, list[str]]) -> list[str]:
     keys = notes.get("spacing", [])
     if keys:
         more = f", … ({len(keys) - MAX_LISTED} more)" if len(keys) > MAX_LISTED else ""
-        out.append(f"{len(keys)} file(s) with {NO_SPACING}: {', '.join(keys[:MAX_LISTED])}{more}")
+        out.append(f"{len(keys)} file(s) with {NO_SPACING}: {', '.join(keys[:MAX_LISTED])}{more}; {NO_SPACING_FIX}")
     ignored = notes.get("ignored", [])
     out += ignored[:MAX_LISTED]
     if len(ignored) > MAX_LISTED:

@@ -162,7 +162,9 @@ def test_radiographs_without_pixel_spacing_are_a_warning(tmp_path):
     assert report.ok, format_report(report)  # a warning, not an error
     listed = [str(root / n / "image.dcm") for n in ("single", "without")]
     assert report.warnings == ["2 file(s) with no PixelSpacing/ImagerPixelSpacing: 1 mm assumed; resampling to "
-                               f"a physical spacing will be wrong: {', '.join(listed)}"]
+                               f"a physical spacing will be wrong: {', '.join(listed)}; for these files data.spacing "
+                               "counts pixels (e.g. [4.571, 4.571] takes 1024 px to 224, as the nih_chestxray14 card "
+                               "does for its PNGs)"]
 
 
 def test_real_nih_radiograph_has_no_pixel_spacing_warning(shared, tmp_path):
