@@ -170,14 +170,19 @@ def refuse_other_settings(cache_dir: str | Path, loader: ScanLoader) -> None:
     if not isinstance(old, dict) or old == new:
         return
 
-    def at(d: dict, key: tuple):
+    absent = object()
+
+    def at(d: dict, key: tuple, missing=None):
         for k in key:
-            d = d.get(k) if isinstance(d, dict) else None
+            d = d.get(k, missing) if isinstance(d, dict) else missing
         return d
 
     keys = [*_RUN_KEYS, ("preprocessing", "orientation"), ("dims",), ("format",), ("reader",), ("geometry",)]
-    diffs = [f"{_RUN_KEYS.get(k, 'the card’s ' + '.'.join(k))}: {at(old, k)} there, {at(new, k)} in this run"
-             for k in keys if at(old, k) != at(new, k)] or ["other settings"]
+    names = {k: _RUN_KEYS.get(k) or "the card's " + ".".join(k) for k in keys}
+    diffs = [f"{names[k]}: {at(old, k)} there, {at(new, k)} in this run"
+             for k in keys if at(old, k, absent) is not absent and at(old, k) != at(new, k)]
+    if not diffs:
+        return  # written by another medssl version (its settings hold other keys): rebuilt, as before
 
     def value(v) -> str:
         return f"[{','.join(map(str, v))}]" if isinstance(v, list) else str(v)

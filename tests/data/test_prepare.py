@@ -375,3 +375,20 @@ def test_a_run_with_other_settings_refuses_a_prepared_cache_instead_of_replacing
     assert digest() == before
     data = prepare_data(load_config(None, overrides), tmp_path, progress=False)  # the hint as printed: reused
     assert data.images.shape == (40, 1, 12, 12, 12) and digest() == before
+
+
+def test_cache_settings_of_another_format_are_rebuilt_not_refused(tmp_path):
+    """Only settings both caches record are compared: an index written with other keys (another medssl version)
+    is rebuilt as before, while a recorded setting that differs is named."""
+    import json
+
+    from medssl.data.prepare import refuse_other_settings
+
+    card = load_card("synthetic")
+    loader = make_loader(card, make_preprocessor(card, [8, 8, 8]))
+    (tmp_path / "index.json").write_text(json.dumps({"settings": json.dumps({"cache_format": 0})}))
+    refuse_other_settings(tmp_path, loader)  # nothing comparable: no error
+    (tmp_path / "index.json").write_text(json.dumps({"settings": json.dumps({"preprocessing": {"shape": [9, 9, 9]}})}))
+    with pytest.raises(ConfigError, match=r"data.shape: \[9, 9, 9\] there, \[8, 8, 8\] in this run.*pass "
+                                          r"data.shape=\[9,9,9\];"):
+        refuse_other_settings(tmp_path, loader)
