@@ -80,9 +80,11 @@ class ScanLoader:
     def __call__(self, record: Record) -> np.ndarray:
         volume = self.reader(record)
         if volume.spatial_dims != self.dimensionality or volume.array.shape[0] != self.channels:
+            fix = ("the card's dimensionality" if volume.spatial_dims != self.dimensionality else
+                   "the channel count: data prepare --channels, encoder.in_channels or the card's preprocessing.channels; "
+                   "PNG/JPEG/DICOM colour images give 3 channels only with the card's reader_options {color: rgb}")
             raise BadFileError(record.path, f"image is {volume.spatial_dims}D with {volume.array.shape[0]} channel(s); "
-                                            f"expected {self.dimensionality}D with {self.channels} (card dimensionality, "
-                                            "encoder.in_channels)")
+                                            f"expected {self.dimensionality}D with {self.channels} ({fix})")
         try:
             return self.preprocessor(volume)
         except (ValueError, RuntimeError, IndexError) as e:

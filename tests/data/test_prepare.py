@@ -392,3 +392,18 @@ def test_cache_settings_of_another_format_are_rebuilt_not_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"data.shape: \[9, 9, 9\] there, \[8, 8, 8\] in this run.*pass "
                                           r"data.shape=\[9,9,9\];"):
         refuse_other_settings(tmp_path, loader)
+
+
+def test_a_channel_count_mismatch_says_which_setting_to_change(tmp_path):
+    """`data prepare --channels 3` on grayscale PNGs: every file failed with 'fix or remove the file' and the run
+    keys only; the message names --channels and the reader option that reads PNG/DICOM as RGB."""
+    from PIL import Image
+
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(tmp_path / "a.png")
+    card = DataCard(name="p", modality="DX", dimensionality=2, files="*.png", path_regex=r"(?P<subject>\w+)\.png",
+                    preprocessing={"shape": [8, 8], "normalise": "none"})
+    with pytest.raises(BadFileError, match=r"expected 2D with 3 .*--channels.*reader_options \{color: rgb\}"):
+        prepare_card(card, tmp_path / "c", root=tmp_path, channels=3, progress=False)
+    card.reader_options = {"color": "rgb"}  # the fix it names
+    assert prepare_card(card, tmp_path / "c", root=tmp_path, channels=3, progress=False).cache.images.shape == (
+        1, 3, 8, 8)
