@@ -62,11 +62,6 @@ def prepare_data(cfg: RunConfig, run_dir: Path, progress: bool = True,
     every skipped file and its reason is written to ``run_dir/skipped_files.json``.
     """
     card = load_card(cfg.data.card)
-    nd = card.dimensionality
-    if len(cfg.data.shape) != nd or cfg.encoder.spatial_dims != nd:
-        raise ConfigError(f"data card {card.name!r} is {nd}D but data.shape={list(cfg.data.shape)} and "
-                          f"encoder.spatial_dims={cfg.encoder.spatial_dims}; set both for {nd}D images "
-                          f"(e.g. data.shape=[{','.join(['64'] * nd)}] encoder.spatial_dims={nd})")
     loader = check_cache_dir(cfg)
     records = build_manifest(card, cfg.data.root or None, check_files=cfg.data.on_bad_file == "error")
     if cfg.data.limit:
@@ -96,9 +91,15 @@ def prepare_data(cfg: RunConfig, run_dir: Path, progress: bool = True,
 
 
 def check_cache_dir(cfg: RunConfig):
-    """The run's :class:`~medssl.data.prepare.ScanLoader`, after refusing a ``data.cache_dir`` whose cache was
-    built with other preprocessing settings (rebuilding it would replace a prepared cache other runs use)."""
+    """The run's :class:`~medssl.data.prepare.ScanLoader`, after refusing a card of another dimensionality than
+    ``data.shape`` / ``encoder.spatial_dims`` and a ``data.cache_dir`` whose cache was built with other
+    preprocessing settings (rebuilding it would replace a prepared cache other runs use)."""
     card = load_card(cfg.data.card)
+    nd = card.dimensionality
+    if len(cfg.data.shape) != nd or cfg.encoder.spatial_dims != nd:
+        raise ConfigError(f"data card {card.name!r} is {nd}D but data.shape={list(cfg.data.shape)} and "
+                          f"encoder.spatial_dims={cfg.encoder.spatial_dims}; set both for {nd}D images "
+                          f"(e.g. data.shape=[{','.join(['64'] * nd)}] encoder.spatial_dims={nd})")
     pre = make_preprocessor(card, cfg.data.shape, cfg.data.spacing, cfg.data.normalise)
     loader = make_loader(card, pre, cfg.encoder.in_channels, cfg.data.root or None)
     if cfg.data.cache_dir:
@@ -153,8 +154,7 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> Path:
     run_dir, resume_from = Path(cfg.output_dir), None
     if dist_info.is_main:
         resume_from = check_run_dir(cfg, run_dir)  # before anything is written: a refused run leaves it as it was
-        if len(cfg.data.shape) == load_card(cfg.data.card).dimensionality:  # else prepare_data says what is wrong
-            check_cache_dir(cfg)
+        check_cache_dir(cfg)  # the card's dimensionality and the cache's settings, before anything is written
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
         # a resumed run keeps its split even if the table changed since (no test subject enters pretraining)

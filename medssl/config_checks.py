@@ -36,7 +36,11 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"encoder.spatial_dims must be 2 or 3, got {cfg.encoder.spatial_dims}")
     for key, shape in (("data.shape", d.shape), ("augment.crop_size", cfg.augment.crop_size)):
         if len(shape) != cfg.encoder.spatial_dims or min(shape) < 1:
-            raise ConfigError(f"{key} must list {cfg.encoder.spatial_dims} positive sizes, got {shape}")
+            other = len(shape) in (2, 3) and len(shape) != cfg.encoder.spatial_dims
+            raise ConfigError(f"{key} must list {cfg.encoder.spatial_dims} positive sizes, got {shape}" +
+                              (f" (encoder.spatial_dims is {cfg.encoder.spatial_dims}; for {len(shape)}D images set "
+                               f"encoder.spatial_dims={len(shape)} and give data.shape and augment.crop_size "
+                               f"{len(shape)} values each)" if other else ""))
     if d.spacing and (len(d.spacing) != cfg.encoder.spatial_dims or min(d.spacing) <= 0):
         raise ConfigError(f"data.spacing must be [] or {cfg.encoder.spatial_dims} positive values in mm, got {d.spacing}")
     if any(c > s for c, s in zip(cfg.augment.crop_size, d.shape)):

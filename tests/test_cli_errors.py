@@ -304,3 +304,14 @@ def test_a_resumed_run_keeps_its_split_after_the_table_changed(tmp_path):
     assert main(["pretrain", *args, "train.epochs=2", "--resume", "auto"]) == 0
     after = {r.subject: r.split for r in read_manifest(tmp_path / "r" / "manifest.tsv")}
     assert len(after) == 17 and {s: before[s] for s in after} == after
+
+
+def test_a_2d_shape_on_the_3d_default_names_encoder_spatial_dims(tmp_path, capsys):
+    """A 2D card's shape given without encoder.spatial_dims=2 (the default is 3): say which key to set, and a
+    mismatch with the card's dimensionality is refused before the run directory is written."""
+    assert main(["pretrain", "data.shape=[28,28]", "augment.crop_size=[24,24]", f"output_dir={tmp_path / 'r'}"]) == 2
+    assert "set encoder.spatial_dims=2" in capsys.readouterr().err
+    card = tmp_path / "p.yaml"
+    card.write_text("name: p\nmodality: DX\ndimensionality: 2\nfiles: '*.png'\npath_regex: '(?P<subject>\\w+)'\n")
+    assert main(["pretrain", f"data.card={card}", f"data.root={tmp_path}", f"output_dir={tmp_path / 'r'}"]) == 2
+    assert "data card 'p' is 2D" in capsys.readouterr().err and not (tmp_path / "r").exists()
