@@ -47,7 +47,9 @@ class Preprocessor:
     """Deterministic preprocessing of one :class:`Volume` into a fixed-shape array.
 
     Args:
-        shape: output spatial shape (voxels), centre crop or zero pad.
+        shape: output spatial shape (voxels), centre crop or pad. Padded voxels take the scan's
+            minimum per channel (its background: air in CT, about 0 in MR), not 0, which in CT is
+            water (HU 0) and would look like tissue after normalisation.
         spacing: resample to this voxel size in mm (empty = keep the file's spacing).
         normalise: "zscore" (whole-volume mean/std), "minmax" (0.5–99.5 percentiles → [0, 1],
             clipped), "range" (the volume's own min and max → [0, 1], no clipping: MONAI's
@@ -61,6 +63,8 @@ class Preprocessor:
     spacing: list[float] = field(default_factory=list)
     normalise: str = "zscore"
     orientation: str = "RAS"
+    #: what padded voxels hold (recorded in cache settings: caches padded with 0 by older versions are rebuilt)
+    pad: str = field(default="scan minimum", init=False)
 
     def __call__(self, volume: Volume) -> np.ndarray:
         if self.orientation:
@@ -68,7 +72,7 @@ class Preprocessor:
         x = MetaTensor(torch.from_numpy(volume.array), affine=torch.as_tensor(volume.affine))
         if self.spacing:
             x = Spacing(pixdim=self.spacing, mode="bilinear")(x)
-        x = ResizeWithPadOrCrop(spatial_size=self.shape, mode="constant")(x)
+        x = _crop_or_pad_with_minimum(x, self.shape)
         if self.normalise == "zscore":
             x = NormalizeIntensity(channel_wise=True)(x)
         elif self.normalise == "minmax":
@@ -82,3 +86,14 @@ class Preprocessor:
     def fingerprint(self) -> str:
         """Hash of the settings; a cache built with other settings is invalid."""
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _crop_or_pad_with_minimum(x: torch.Tensor, shape: list[int]) -> torch.Tensor:
+    """MONAI's centre crop / pad of ``x`` ``(C, *spatial)`` to ``shape``, padded voxels set to each channel's minimum."""
+    resize = ResizeWithPadOrCrop(spatial_size=shape, mode="constant")
+    out = resize(x)
+    if all(n >= s for n, s in zip(x.shape[1:], shape)):  # crop only: nothing padded
+        return out
+    lo = x.reshape(x.shape[0], -1).amin(dim=1).view(-1, *[1] * len(shape))  # before cropping: the whole scan's
+    inside = resize(torch.ones_like(x[:1])).bool()  # False where padded (same placement as the scan's)
+    return torch.where(inside, out, lo.to(out.dtype))
