@@ -262,7 +262,7 @@ def _openbhb_table(results: dict) -> list[str]:
 
 def _finetune_tables(results: dict) -> list[str]:
     """Fine-tuning settings per encoder and target (the learning rates are set, only the epoch is chosen), and a
-    warning where a regression model predicts nearly the same value for every test scan."""
+    warning where a regression model predicts nearly the same value, or a classifier one class, for every test scan."""
     rows, warnings = [], []
     for enc, per in results.get("finetune", {}).items():
         for target, m in per.items():
@@ -276,6 +276,10 @@ def _finetune_tables(results: dict) -> list[str]:
                 warnings.append(f"- **{enc}, {target}: the fine-tuned model predicts nearly one value** (prediction SD "
                                 f"{pred.std():.2f} y against {truth.std():.2f} y among the test subjects); its error is "
                                 "that of a constant, not of a model (more epochs, another lr, or the probe).")
+            elif "chance" in m and pred.ndim == 1 and pred.size > 1 and np.unique(pred).size == 1:
+                warnings.append(f"- **{enc}, {target}: the fine-tuned model predicts one class for every test scan** "
+                                f"(class {int(pred[0])}); its balanced accuracy is chance by construction, not a measure "
+                                "of the encoder (more epochs, another lr, or the probe).")
     if not rows:
         return []
     return (["## Fine-tuning settings", "", "Learning rates, batch and maximum epochs are set; the epoch is chosen on "

@@ -181,6 +181,19 @@ def test_finetune_report_states_its_settings_and_flags_a_collapsed_age_model(tmp
     assert "random init, age: the fine-tuned" not in report
 
 
+def test_finetune_report_flags_a_classifier_that_predicts_one_class():
+    """Two epochs of fine-tuning on PNGs gave balanced accuracy exactly 0.500 (every scan in one class), with no
+    word in the report; the age models had such a warning, the classifiers did not."""
+    from medssl.eval.report import _finetune_tables
+
+    settings = {"mode": "full", "best_epoch": 2, "epochs_run": 2, "epochs": 2}
+    one = {"balanced_accuracy": 0.5, "chance": 0.5, "pred": np.zeros(6, int), "finetune": settings}
+    two = {"balanced_accuracy": 0.7, "chance": 0.5, "pred": np.array([0, 1, 0, 0, 1, 1]), "finetune": settings}
+    text = "\n".join(_finetune_tables({"finetune": {"pretrained": {"label": one}, "random init": {"label": two}}}))
+    assert "**pretrained, label: the fine-tuned model predicts one class for every test scan** (class 0)" in text
+    assert "random init, label: the fine-tuned" not in text
+
+
 def test_few_label_balanced_accuracy_states_its_chance_level():
     from medssl.eval.driver import EvalOptions, run_protocol
 
