@@ -179,7 +179,8 @@ def _select(folder: Path, series: dict[str, list], ignored: dict[str, str], seri
                                    f"{ignored_summary(ignored)})")
     if len(series) > 1:
         raise BadFileError(folder, f"contains {len(series)} image series: {listing}; pass "
-                                   "series_uid='<hash>' (one of these) to read one of them")
+                                   "series_uid='<hash>' (one of these) to read one of them (in a data card: "
+                                   "reader_options: {series_uid: '<hash>'})")
     return next(iter(series.values()))
 
 

@@ -133,7 +133,7 @@ def test_two_series_error_lists_hashes_and_selects(pydicom_file, tmp_path):
     with pytest.raises(BadFileError) as err:
         read_dicom_series(folder)
     msg = str(err.value)
-    assert str(folder) in msg and "contains 2 image series" in msg and "series_uid=" in msg
+    assert str(folder) in msg and "contains 2 image series" in msg and "series_uid=" in msg and "reader_options: {series_uid:" in msg
     assert f"{hash_uid(uid_a)} (CT, 5 files)" in msg and f"{hash_uid(uid_b)} (CT, 1 files)" in msg
     assert uid_a not in msg and uid_b not in msg
     by_hash = read_dicom_series(folder, series_uid=hash_uid(uid_a))
