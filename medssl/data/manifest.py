@@ -18,7 +18,7 @@ from pathlib import Path
 
 from medssl.config import _did_you_mean
 from medssl.data.card import DataCard
-from medssl.data.tables import ManifestError, Row, id_key, load_rows, load_split_files, read_table
+from medssl.data.tables import ROOT_HINT, ManifestError, Row, id_key, load_rows, load_split_files, read_table
 
 MISSING_AGE = ("", "n/a", "na", "nan", "none", "null")
 #: site / sex / label cells that mean "unknown" (BIDS writes n/a; pandas' str(NaN) is nan) → "" (code -1)
@@ -279,7 +279,7 @@ def _scan_files(card: DataCard, root: Path, problems: list[Problem]) -> tuple[li
         if rec is not None:
             records.append(rec)
     if not records and not problems:
-        raise ManifestError(f"card {card.name}: no file under {root} matches files={card.files!r}; check data.root")
+        raise ManifestError(f"card {card.name}: no file under {root} matches files={card.files!r}; {ROOT_HINT}")
     return records, f"{root}/{card.files}"
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from medssl.data.card import DataCard
 from medssl.data.manifest import ManifestError, Problem, Record, _inside
+from medssl.data.tables import ROOT_HINT
 
 NPZ_SPLITS = ("train", "val", "test")
 
@@ -52,7 +53,7 @@ def medmnist_records(card: DataCard, root, problems: list[Problem]) -> tuple[lis
     if path is None:
         raise ManifestError(f"card {card.name}: npz {card.npz!r} escapes the data root {root}")
     if not path.is_file():
-        raise ManifestError(f"card {card.name}: MedMNIST file {path} does not exist; check data.root "
+        raise ManifestError(f"card {card.name}: MedMNIST file {path} does not exist; {ROOT_HINT} "
                             f"(how to obtain it: {card.obtain or 'see the card'})")
     records = []
     for split in NPZ_SPLITS:

@@ -18,6 +18,9 @@ from pathlib import Path
 
 from medssl.config import _did_you_mean
 
+#: what to check when a file named by a card is missing (the flag differs between commands)
+ROOT_HINT = "check the data root (data.root; --root for data check/prepare and evaluate)"
+
 
 class ManifestError(ValueError):
     """A problem in the metadata table; the message names the table, row and column."""
@@ -60,7 +63,7 @@ def read_numbered_table(path: Path, bad_rows: list[tuple[str, str]] | None = Non
     try:
         raw = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
     except FileNotFoundError:
-        raise ManifestError(f"metadata table {path} does not exist; check data.root / the card's manifest") from None
+        raise ManifestError(f"metadata table {path} does not exist; {ROOT_HINT} and the card's manifest") from None
     except (OSError, EOFError) as e:
         raise ManifestError(f"metadata table {path} cannot be read ({e}); is it a complete .gz file?") from None
     try:
@@ -171,7 +174,7 @@ def load_split_files(split_files: dict, root: Path) -> dict[str, str]:
         try:
             lines = path.read_text().splitlines()
         except FileNotFoundError:
-            raise ManifestError(f"split list {path} (split {value!r}) does not exist; check data.root") from None
+            raise ManifestError(f"split list {path} (split {value!r}) does not exist; {ROOT_HINT}") from None
         for line in lines:
             entry = line.strip()
             if entry:
