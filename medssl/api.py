@@ -273,8 +273,8 @@ def _evaluation_source(path: Path, protocol: str, data: str | None, root: str | 
         raise FileNotFoundError(f"{path} is neither a run directory (config.yaml) nor an encoder export (encoder.json)")
     if data:  # another card: its own root (the card's `root:`), not the run's data.root, unless --root is given
         cfg.data.card, cfg.data.cache_dir, cfg.data.limit, cfg.data.root = data, "", 0, ""
-    if root:
-        cfg.data.root = root
+    if root:  # other scans: their cache goes with the evaluation's manifest, never into the run's data.cache_dir
+        cfg.data.root, cfg.data.cache_dir = root, ""
     if protocol == "default" and kind == "run" and not data and not root and not out:
         return cfg, encoder, path, path, kind, rescaling  # the run's own data: its manifest, cache and report
     card_name = Path(str(cfg.data.card)).stem

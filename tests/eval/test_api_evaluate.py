@@ -189,3 +189,33 @@ def test_another_card_is_read_from_its_own_root_not_the_runs(run, tmp_path):
     paths = [r.path for r in read_manifest(tmp_path / "eval" / "manifest.tsv")]
     assert len(paths) == 12 and all(p.startswith(str(other)) for p in paths), paths[:2]
     assert res["info"]["data card"] == "other_card"
+
+
+def test_another_root_never_rebuilds_the_runs_prepared_cache(run, tmp_path):
+    """A run trained from a prepared cache (data.cache_dir, e.g. `medssl data prepare`, shared by every node)
+    evaluated with `--root DIR` rebuilt that cache from DIR's scans (the cache then no longer held the run's data);
+    the evaluation's cache belongs in its own folder, as for `--data`."""
+    import hashlib
+    import shutil
+
+    from medssl.api import evaluate
+    from medssl.config import load_config, save_config
+    from medssl.eval.driver import EvalOptions
+
+    run_dir, cohort = run
+    copy = shutil.copytree(run_dir, tmp_path / "run", ignore=shutil.ignore_patterns("eval-*"))
+    prepared = shutil.copytree(run_dir / "cache", tmp_path / "prepared")
+    cfg = load_config(copy / "config.yaml")
+    cfg.data.cache_dir = str(prepared)
+    save_config(cfg, copy / "config.yaml")
+
+    def digest():
+        return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(prepared.iterdir()) if p.is_file()}
+
+    before = digest()
+    moved = shutil.copytree(cohort, tmp_path / "moved")
+    for protocol in ("default", "knn"):
+        evaluate(copy, progress=False, protocol=protocol, root=str(moved),
+                 options=EvalOptions(n_boot=0, random_init=False, map_method="none"))
+        assert digest() == before, protocol
+        assert (copy / f"eval-{protocol}" / "cache" / "images.npy").is_file()
