@@ -28,6 +28,7 @@ from medssl.eval.features import extract_features
 from medssl.eval.report import format_table, write_report
 from medssl.registry import LOSSES, METHODS
 from medssl.train.pretrain_inputs import build_monitor, pretrain_indices
+from medssl.train.checkpoint import stopped_early
 from medssl.train.trainer import Trainer, TrainerOptions, check_compatible, resolve_device
 from medssl.transforms.views import build_view_pipeline
 
@@ -399,7 +400,8 @@ def _saved_data_root(config_file: Path) -> str | None:
 
 def demo(out_dir: str | Path = "demo_run", overrides: tuple[str, ...] = (), subjects: int = 300) -> dict:
     """The end-to-end walking skeleton on a synthetic multi-site cohort in ``OUT/cohort`` (written, or an earlier
-    demo's with the same settings reused: :func:`demo_cohort`); the run in ``OUT/run`` always starts afresh."""
+    demo's with the same settings reused: :func:`demo_cohort`); the run in ``OUT/run`` always starts afresh.
+    Returns the evaluation's results, or ``{}`` when SIGTERM stopped pretraining (nothing is evaluated)."""
     t0 = time.time()
     out_dir = Path(out_dir)
     cfg = load_config(REPO_ROOT / "configs" / "pretrain" / "demo.yaml",
@@ -414,6 +416,10 @@ def demo(out_dir: str | Path = "demo_run", overrides: tuple[str, ...] = (), subj
     demo_cohort(out_dir / "cohort", subjects, tuple(cfg.data.shape), cfg.seed)
     print(f"[2/4] pretraining {cfg.encoder.name} with {cfg.method.name} for {cfg.train.epochs} epochs")
     run_dir = pretrain(cfg)
+    if (step := stopped_early(run_dir)) is not None:  # SIGTERM: a partial run is not evaluated
+        print(f"pretraining stopped early at step {step} (SIGTERM); nothing evaluated. Continue it with `medssl "
+              f"pretrain {run_dir / 'config.yaml'} --resume auto`, or run the demo again")
+        return {}
     print("[3/4] linear probes on frozen embeddings: pretrained vs random init")
     results = evaluate(run_dir, progress=False)
     print("[4/4] report written to", run_dir / "report.md")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -38,6 +37,7 @@ def _cmd_pretrain(a: argparse.Namespace) -> None:
     from medssl.api import evaluate, pretrain
     from medssl.config import load_config
     from medssl.eval.report import format_table
+    from medssl.train.checkpoint import stopped_early
 
     config, overrides = a.config, list(a.overrides)
     if config is not None and "=" in config and not Path(config).is_file():
@@ -46,10 +46,9 @@ def _cmd_pretrain(a: argparse.Namespace) -> None:
     run_dir = pretrain(cfg)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun: rank 0 reports (and evaluates) once
         return
-    path = run_dir / "train_summary.json"  # written by pretrain (rank 0)
-    summary = json.loads(path.read_text()) if path.is_file() else {}
-    if summary.get("stopped_early"):  # SIGTERM: the scheduler's grace period is for saving, not for --evaluate
-        print(f"pretraining stopped early at step {summary['steps']} (SIGTERM); its checkpoint is in {run_dir}: "
+    step = stopped_early(run_dir)
+    if step is not None:  # SIGTERM: the scheduler's grace period is for saving, not for --evaluate
+        print(f"pretraining stopped early at step {step} (SIGTERM); its checkpoint is in {run_dir}: "
               "continue with --resume auto")
         return
     print(f"pretraining done: {run_dir}")

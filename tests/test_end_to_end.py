@@ -165,3 +165,24 @@ def test_a_run_with_relative_card_root_and_cache_paths_evaluates_and_resumes_fro
     capsys.readouterr()  # ... still resumes from its folder with the same command
     assert main([*args, "output_dir=old", "train.epochs=2", "--resume", "auto"]) == 0, capsys.readouterr().err
     assert "resumed at step" in capsys.readouterr().out
+
+
+def test_demo_stopped_by_sigterm_does_not_evaluate_the_partial_run(tmp_path, capsys, monkeypatch):
+    """SIGTERM during the demo's pretraining: the run checkpoints and returns, and the demo then evaluated the
+    partial run and printed its table as the demo's result (`pretrain --evaluate` already stopped there)."""
+    import medssl.api as api
+
+    def stopped(cfg, progress=True):  # what pretrain leaves after a SIGTERM at step 3
+        run = api.Path(cfg.output_dir)
+        run.mkdir(parents=True)
+        (run / "train_summary.json").write_text(json.dumps({"steps": 3, "stopped_early": True}))
+        return run
+
+    def evaluate(*args, **kwargs):
+        raise AssertionError("a run stopped by SIGTERM was evaluated")
+
+    monkeypatch.setattr(api, "pretrain", stopped)
+    monkeypatch.setattr(api, "evaluate", evaluate)
+    assert main(["demo", "--out", str(tmp_path), "--subjects", "4", *SMALL]) == 0
+    out = capsys.readouterr().out
+    assert "stopped early at step 3 (SIGTERM); nothing evaluated" in out and "--resume auto" in out

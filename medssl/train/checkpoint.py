@@ -8,6 +8,7 @@ final name. They contain only tensors and plain Python containers and are loaded
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -95,3 +96,11 @@ def load_checkpoint(path: str | Path) -> dict:
                               "it may be corrupt or not a medssl checkpoint. medssl writes checkpoints atomically, so "
                               "a damaged one was changed afterwards (a failed copy or disk): move it away, and --resume "
                               "auto, export and evaluate use the previous step-*.pt") from None
+
+
+def stopped_early(run_dir: str | Path) -> int | None:
+    """The step at which SIGTERM stopped the run's pretraining (its ``train_summary.json``), else None. Such a run
+    is not evaluated by ``pretrain --evaluate`` or the demo: a scheduler's grace period is for the checkpoint."""
+    path = Path(run_dir) / "train_summary.json"  # written by medssl.api.pretrain (rank 0)
+    summary = json.loads(path.read_text()) if path.is_file() else {}
+    return int(summary["steps"]) if summary.get("stopped_early") else None
