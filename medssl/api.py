@@ -227,7 +227,7 @@ def _load_run_method(run_dir: str | Path) -> tuple[RunConfig, torch.nn.Module]:
     from medssl.train.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
 
     run_dir = Path(run_dir)
-    cfg = load_config(run_dir / "config.yaml")
+    cfg = load_config(run_dir / "config.yaml", for_training=False)
     ckpts = list_checkpoints(run_dir / "checkpoints")
     if not ckpts:
         raise FileNotFoundError(f"{run_dir}/checkpoints holds no checkpoint; run `medssl pretrain` first")

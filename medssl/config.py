@@ -280,8 +280,11 @@ def _set_path(data: dict, path: list[str], value: Any) -> dict:
     return out
 
 
-def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> RunConfig:
-    """Build a validated :class:`RunConfig` from defaults, a YAML file and overrides."""
+def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = (), *,
+                for_training: bool = True) -> RunConfig:
+    """Build a validated :class:`RunConfig` from defaults, a YAML file and overrides. ``for_training=False``
+    reads back a trained run's config (evaluation, export): settings refused only because training would
+    ignore them or learn nothing from them (:func:`~medssl.config_checks.validate`) do not stop it."""
     data = dataclasses.asdict(RunConfig())
     if path is not None:
         path = Path(path)
@@ -303,7 +306,7 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
     cfg = _build(RunConfig, data)
     from medssl.config_checks import validate  # it imports this module
 
-    validate(cfg)
+    validate(cfg, for_training)
     return cfg
 
 

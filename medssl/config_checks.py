@@ -26,8 +26,10 @@ def _check_options(key: str, options: dict, factory: Any, skip: typing.Iterable[
                               f"Valid options: {', '.join(valid)}")
 
 
-def validate(cfg: RunConfig) -> None:
-    """Value checks that types alone cannot express (ranges, registry names, option names)."""
+def validate(cfg: RunConfig, for_training: bool = True) -> None:
+    """Value checks that types alone cannot express (ranges, registry names, option names). ``for_training``
+    adds the refusals of settings a method would ignore or learn nothing from (a run trained before they
+    existed stays readable for evaluation and export)."""
     from medssl.registry import ENCODERS, LOSSES, METHODS, _load_all
 
     _load_all()
@@ -77,7 +79,7 @@ def validate(cfg: RunConfig) -> None:
                           f"class labels ({users}); {cfg.method.name} would ignore it: remove it")
     if not getattr(method, "default_loss", ""):  # non-contrastive (generative) methods take options instead of a loss
         for key, value in (("method.loss", cfg.method.loss), ("method.fairkl_weight", cfg.method.fairkl_weight)):
-            if value:
+            if value and for_training:
                 raise ConfigError(f"{key}: {cfg.method.name} has no contrastive loss and would ignore it; remove it "
                                   "(its options go in method.options)")
         if "views" in cfg.method.options:
@@ -91,7 +93,9 @@ def validate(cfg: RunConfig) -> None:
     if loss_name not in LOSSES:
         raise ConfigError(f"method.loss.name: {LOSSES.unknown_message(loss_name)}")
     _check_options("method.loss", {k: v for k, v in cfg.method.loss.items() if k != "name"}, LOSSES.get(loss_name))
-    _check_loss_fits(cfg.method, method, loss_name)
+    _check_loss_fits(cfg.method, method, loss_name, for_training)
+    if not for_training:
+        return
     label_free = method.uses == "none" or method.uses == "class" and not cfg.method.label_column or loss_name == "ntxent"
     if label_free and cfg.method.n_views < 2:  # no positive anywhere: loss 0 and zero gradient at every step
         raise ConfigError(f"method.n_views={cfg.method.n_views}: the only positives are the other views of each sample "
@@ -123,7 +127,7 @@ def _check_patch_grid(cfg: RunConfig, factory: Any) -> None:
                               f"{key}={fit}")
 
 
-def _check_loss_fits(m: MethodConfig, method: type, loss_name: str) -> None:
+def _check_loss_fits(m: MethodConfig, method: type, loss_name: str, for_training: bool = True) -> None:
     """A kernel loss (y-aware, L^thr, L^exp) needs a method that passes continuous metadata, and such a method
     needs a kernel loss: otherwise the loss is silently NT-Xent, or the ages are ignored."""
     from medssl.registry import LOSSES
@@ -132,7 +136,7 @@ def _check_loss_fits(m: MethodConfig, method: type, loss_name: str) -> None:
         return getattr(LOSSES.get(name), "kernel_on_metadata", False)
 
     wants = method.uses == "metadata"
-    if wants and not m.metadata:  # the loss would get labels=None: identity weights, i.e. NT-Xent
+    if wants and not m.metadata and for_training:  # the loss would get labels=None: identity weights, i.e. NT-Xent
         raise ConfigError(f"method.metadata is empty: {m.name} weights positives by a kernel on it, and without it "
                           "the loss would silently be NT-Xent. Set e.g. method.metadata=[age], or use "
                           "method.name=simclr")

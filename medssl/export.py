@@ -146,7 +146,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str | Path 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir} has no config.yaml; pass a run directory written by `medssl pretrain`")
-    cfg = load_config(run_dir / "config.yaml")
+    cfg = load_config(run_dir / "config.yaml", for_training=False)  # a trained run's, as it was
     if checkpoint is None:
         found = list_checkpoints(run_dir / "checkpoints")
         if not found:

@@ -15,7 +15,7 @@ from torch import nn
 import medssl
 from medssl.api import pretrain
 from medssl.cli import main
-from medssl.config import config_hash, load_config
+from medssl.config import ConfigError, config_hash, load_config
 from medssl.encoders import build_encoder
 from medssl.export import ExportError, read_spec, save_encoder
 from medssl.registry import list_encoders
@@ -259,3 +259,33 @@ def test_every_export_gives_the_same_embedding_in_plain_monai_or_pytorch(tmp_pat
         assert out.shape == ref.shape == (3, spec["out_dim"])
         torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
         assert torch.equal(medssl.load_encoder(tmp_path)(x), ref)
+
+
+def test_a_run_trained_before_a_setting_was_refused_can_still_be_evaluated_and_exported(exported, tmp_path, capsys):
+    """Today's config checks refuse settings a method ignores (a FairKL weight for Models Genesis / MAE, …) before
+    training. A run trained with one before (its config.yaml and checkpoints say so) could then no longer be loaded
+    for evaluation or export (ConfigError, naming no file), although its weights are those of a normal run; editing
+    config.yaml did not help, as the checkpoint's config must agree for export."""
+    import shutil
+
+    import yaml
+
+    from medssl.api import load_run_encoder
+    from medssl.train.checkpoint import list_checkpoints, load_checkpoint, write_atomic
+
+    run, _, _ = exported
+    old = shutil.copytree(run, tmp_path / "old_run", ignore=shutil.ignore_patterns("eval-*"))
+    config = yaml.safe_load((old / "config.yaml").read_text())
+    config["method"]["fairkl_weight"] = 1.0  # accepted (and ignored) before a0607ea
+    (old / "config.yaml").write_text(yaml.safe_dump(config))
+    for ckpt in list_checkpoints(old / "checkpoints"):
+        state = load_checkpoint(ckpt)
+        saved = json.loads(state["config"])
+        saved["method"]["fairkl_weight"] = 1.0
+        write_atomic({**state, "config": json.dumps(saved)}, ckpt)
+    _, encoder = load_run_encoder(old)
+    _, trained = load_run_encoder(run)
+    assert all(torch.equal(a, b) for a, b in zip(encoder.state_dict().values(), trained.state_dict().values()))
+    assert main(["export", str(old), "--out", str(tmp_path / "exp")]) == 0, capsys.readouterr().err
+    with pytest.raises(ConfigError, match="method.fairkl_weight: genesis has no contrastive loss"):
+        load_config(old / "config.yaml")  # training with it (a resume) is still refused
