@@ -315,3 +315,16 @@ def test_a_2d_shape_on_the_3d_default_names_encoder_spatial_dims(tmp_path, capsy
     card.write_text("name: p\nmodality: DX\ndimensionality: 2\nfiles: '*.png'\npath_regex: '(?P<subject>\\w+)'\n")
     assert main(["pretrain", f"data.card={card}", f"data.root={tmp_path}", f"output_dir={tmp_path / 'r'}"]) == 2
     assert "data card 'p' is 2D" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_another_card_without_a_root_names_the_root_option_and_the_folder_read(tiny_run, tmp_path, capsys,
+                                                                             monkeypatch):
+    """`evaluate RUN --data synthetic` no longer reads the run's data.root, and the synthetic card has no `root:`:
+    the table was looked for in the current folder and the error said 'check data.root', a key evaluate has no
+    option for (it takes --root)."""
+    run, _ = tiny_run
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", str(run), "--data", "synthetic", "--no-random-init"]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'participants.tsv'} does not exist" in err, err
+    assert "--root DIR" in err and "without `root:` reads the current folder" in err and "Traceback" not in err

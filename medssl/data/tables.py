@@ -18,8 +18,8 @@ from pathlib import Path
 
 from medssl.config import _did_you_mean
 
-#: what to check when a file named by a card is missing (the flag differs between commands)
-ROOT_HINT = "check the data root (data.root; --root for data check/prepare and evaluate)"
+#: where a missing table or file points (every command that reads a card: --root DIR, or data.root in a run config)
+ROOT_HINT = "check the data root (--root DIR, or data.root; a card without `root:` reads the current folder)"
 
 
 class ManifestError(ValueError):

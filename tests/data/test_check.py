@@ -79,7 +79,7 @@ def test_cli_check_exit_status(cohort_copy, capsys):
     out = capsys.readouterr().out
     assert "does not exist" in out and "source:  participants.tsv" in out
     assert f"  cannot read the records: metadata table {cohort_copy / 'absent' / 'participants.tsv'} does not" in out
-    assert "--root for data check/prepare and evaluate" in out  # data check has no data.root: name its flag too
+    assert "--root DIR, or data.root" in out  # data check has no data.root: name its flag too
 
 
 def test_check_on_the_real_ixi_files(shared):
