@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def _cmd_demo(a: argparse.Namespace) -> None:
-    from medssl.api import demo
+    from medssl.demo import demo
 
     demo(a.out, tuple(a.overrides), subjects=a.subjects)
 

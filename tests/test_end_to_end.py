@@ -7,7 +7,7 @@ import sys
 import pytest
 import yaml
 
-from medssl.api import demo
+from medssl.demo import demo
 from medssl.cli import main
 
 SMALL = ("data.shape=[24,24,24]", "augment.crop_size=[20,20,20]", "train.epochs=2", "train.batch_size=8",
@@ -80,7 +80,7 @@ def test_cli_list(capsys):
 def test_demo_writes_the_cohort_it_is_asked_for_and_reuses_only_the_same_one(tmp_path, capsys):
     """`medssl demo --subjects N` (or another seed / shape) after an earlier demo must not reuse the old cohort:
     the run would silently train and report on other subjects than asked for."""
-    from medssl.api import demo_cohort
+    from medssl.demo import demo_cohort
 
     cohort = tmp_path / "cohort"
     demo_cohort(cohort, subjects=6, shape=(16, 16, 16), seed=0)
@@ -170,10 +170,12 @@ def test_a_run_with_relative_card_root_and_cache_paths_evaluates_and_resumes_fro
 def test_demo_stopped_by_sigterm_does_not_evaluate_the_partial_run(tmp_path, capsys, monkeypatch):
     """SIGTERM during the demo's pretraining: the run checkpoints and returns, and the demo then evaluated the
     partial run and printed its table as the demo's result (`pretrain --evaluate` already stopped there)."""
-    import medssl.api as api
+    from pathlib import Path
+
+    import medssl.demo as demo_module
 
     def stopped(cfg, progress=True):  # what pretrain leaves after a SIGTERM at step 3
-        run = api.Path(cfg.output_dir)
+        run = Path(cfg.output_dir)
         run.mkdir(parents=True)
         (run / "train_summary.json").write_text(json.dumps({"steps": 3, "stopped_early": True}))
         return run
@@ -181,8 +183,8 @@ def test_demo_stopped_by_sigterm_does_not_evaluate_the_partial_run(tmp_path, cap
     def evaluate(*args, **kwargs):
         raise AssertionError("a run stopped by SIGTERM was evaluated")
 
-    monkeypatch.setattr(api, "pretrain", stopped)
-    monkeypatch.setattr(api, "evaluate", evaluate)
+    monkeypatch.setattr(demo_module, "pretrain", stopped)
+    monkeypatch.setattr(demo_module, "evaluate", evaluate)
     assert main(["demo", "--out", str(tmp_path), "--subjects", "4", *SMALL]) == 0
     out = capsys.readouterr().out
     assert "stopped early at step 3 (SIGTERM); nothing evaluated" in out and "--resume auto" in out
