@@ -1,0 +1,105 @@
+"""A prepared cache reused by runs: skipped-file lists kept true, the hint of `data prepare`, caches of other settings refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from medssl.cli import main
+from medssl.config import ConfigError, load_config
+from medssl.data.card import load_card
+from medssl.data.prepare import make_loader, make_preprocessor, prepare_card
+from medssl.io.errors import BadFileError
+
+
+def test_a_fixed_file_is_no_longer_listed_as_skipped_after_a_rerun(cohort_copy, tmp_path):
+    """skipped_files.json was only ever written: after the bad file was fixed and prepare (or the run) rerun,
+    the cache held the scan but the old list still said it was skipped."""
+    from medssl.api import prepare_data
+
+    scan = sorted(cohort_copy.glob("sub-*/anat/*_T1w.nii.gz"))[3]
+    good = scan.read_bytes()
+    scan.write_bytes(good[: len(good) // 2])
+    card, out, run = load_card("synthetic"), tmp_path / "c", tmp_path / "run"
+    cfg = load_config(None, [f"data.root={cohort_copy}", "data.shape=[8,8,8]", "augment.crop_size=[8,8,8]",
+                             "data.on_bad_file=skip", f"output_dir={run}"])
+    res = prepare_card(card, out, root=cohort_copy, shape=[8, 8, 8], on_bad_file="skip", progress=False)
+    prepare_data(cfg, run, progress=False)
+    for listing in (out / "skipped_files.json", run / "skipped_files.json"):
+        assert [s["path"] for s in json.loads(listing.read_text())] == [str(scan)]
+    scan.write_bytes(good)  # fixed: its size and mtime change, so the rerun preprocesses it
+    res = prepare_card(card, out, root=cohort_copy, shape=[8, 8, 8], on_bad_file="skip", progress=False)
+    assert res.cache.valid.all() and not res.cache.skipped
+    assert not prepare_data(cfg, run, progress=False).skipped
+    assert not (out / "skipped_files.json").exists() and not (run / "skipped_files.json").exists()
+
+
+def test_the_hint_after_a_skip_build_is_a_run_that_uses_the_cache(cohort_copy, tmp_path, capsys):
+    """`data prepare --on-bad-file skip` prints the overrides of a run that reuses its cache; that run must
+    take the skipped files as the build did (a strict run is refused: the refusal says how to proceed)."""
+    from medssl.api import prepare_data
+
+    bad = sorted(cohort_copy.glob("sub-*/anat/*_T1w.nii.gz"))[3]
+    bad.write_bytes(bad.read_bytes()[:200])  # truncated
+    cache = tmp_path / "c"
+    assert main(["data", "prepare", "synthetic", "--root", str(cohort_copy), "--out", str(cache),
+                 "--shape", "16", "16", "16", "--on-bad-file", "skip"]) == 0
+    hint = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("use it with:"))
+    overrides = [w for w in hint.split() if "=" in w] + ["augment.crop_size=[12,12,12]"]
+    assert "data.on_bad_file=skip" in overrides
+    (tmp_path / "run").mkdir()
+    data = prepare_data(load_config(None, overrides), tmp_path / "run", progress=False)
+    assert len(data.train) + len(data.test) == 39 and len(data.skipped) == 1
+    strict = [o for o in overrides if not o.startswith("data.on_bad_file=")]
+    with pytest.raises(BadFileError, match=r"data.on_bad_file=skip to train on the other scans"):
+        prepare_data(load_config(None, strict), tmp_path / "run", progress=False)
+
+
+def test_a_run_with_other_settings_refuses_a_prepared_cache_instead_of_replacing_it(cohort_copy, tmp_path, capsys):
+    """Forgetting one of the hint's overrides (here data.spacing) used to rebuild the prepared cache in place,
+    silently: the run trained on other preprocessing and the cache other runs reuse was gone."""
+    import hashlib
+
+    from medssl.api import prepare_data
+
+    cache = tmp_path / "c"
+    assert main(["data", "prepare", "synthetic", "--root", str(cohort_copy), "--out", str(cache),
+                 "--shape", "12", "12", "12", "--spacing", "4", "4", "4", "--normalise", "minmax"]) == 0
+    hint = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("use it with:"))
+    overrides = [w for w in hint.split() if "=" in w] + ["augment.crop_size=[8,8,8]", "train.batch_size=8",
+                                                         "encoder.options.width=8", "train.progress=false"]
+
+    def digest() -> dict:
+        return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(cache.iterdir()) if p.is_file()}
+
+    before = digest()
+    forgot = [o for o in overrides if not o.startswith("data.spacing=")]
+    assert main(["pretrain", *forgot, f"output_dir={tmp_path / 'run'}", "train.epochs=1"]) == 2
+    err = capsys.readouterr().err
+    assert "data.spacing: [4.0, 4.0, 4.0] there, [] in this run" in err
+    assert "pass data.shape=[12,12,12] data.spacing=[4.0,4.0,4.0] data.normalise=minmax" in err
+    assert "another data.cache_dir" in err
+    assert digest() == before and not (tmp_path / "run").exists()  # nothing replaced, nothing written
+    with pytest.raises(ConfigError, match=r"data.normalise: minmax there, zscore in this run"):
+        prepare_data(load_config(None, [*overrides, "data.normalise=zscore"]), tmp_path, progress=False)
+    assert digest() == before
+    data = prepare_data(load_config(None, overrides), tmp_path, progress=False)  # the hint as printed: reused
+    assert data.images.shape == (40, 1, 12, 12, 12) and digest() == before
+
+
+def test_cache_settings_of_another_format_are_rebuilt_not_refused(tmp_path):
+    """Only settings both caches record are compared: an index written with other keys (another medssl version)
+    is rebuilt as before, while a recorded setting that differs is named."""
+    import json
+
+    from medssl.data.prepare import refuse_other_settings
+
+    card = load_card("synthetic")
+    loader = make_loader(card, make_preprocessor(card, [8, 8, 8]))
+    (tmp_path / "index.json").write_text(json.dumps({"settings": json.dumps({"cache_format": 0})}))
+    refuse_other_settings(tmp_path, loader)  # nothing comparable: no error
+    (tmp_path / "index.json").write_text(json.dumps({"settings": json.dumps({"preprocessing": {"shape": [9, 9, 9]}})}))
+    with pytest.raises(ConfigError, match=r"data.shape: \[9, 9, 9\] there, \[8, 8, 8\] in this run.*pass "
+                                          r"data.shape=\[9,9,9\];"):
+        refuse_other_settings(tmp_path, loader)
