@@ -122,7 +122,7 @@ def build_method(cfg: RunConfig) -> torch.nn.Module:
                                 crop_size=tuple(cfg.augment.crop_size), overrides=dict(cfg.augment.overrides),
                                 spacing=view_spacing(cfg))  # data.spacing (mm) if augment.physical_units, else None
     if not method_cls.default_loss:  # generative methods (MAE, Models Genesis) take their own options
-        import inspect  # noqa: PLC0415 - kept inside the generative branch
+        import inspect  # kept inside the generative branch
 
         options = dict(cfg.method.options)
         if "views" in inspect.signature(method_cls).parameters:  # random crops/flips from the augment section

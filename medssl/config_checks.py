@@ -6,6 +6,7 @@ evaluation targets. :func:`~medssl.config.load_config` runs :func:`validate` on 
 from __future__ import annotations
 
 import inspect
+import os
 import typing
 from typing import Any
 
@@ -173,7 +174,7 @@ def view_spacing(cfg: RunConfig) -> list[float] | None:
 
 
 def _validate_views(cfg: RunConfig) -> None:
-    from medssl.transforms.views import build_view_pipeline  # noqa: PLC0415
+    from medssl.transforms.views import build_view_pipeline
 
     spacing = view_spacing(cfg)
     try:  # checks the preset name and every override key against the preset's parameters
@@ -195,8 +196,6 @@ def absolute_data_paths(cfg: RunConfig) -> None:
     """Make a card path (``data.card`` ending in ``.yaml``/``.yml``), ``data.root`` and ``data.cache_dir``
     absolute, in place, when they are relative (``$VARS`` and ``~`` expanded first), so that the run's
     ``config.yaml`` still finds them when ``evaluate``, ``export`` or a resume runs from another folder."""
-    import os  # noqa: PLC0415
-
     d = cfg.data
     if os.path.splitext(d.card)[1] in (".yaml", ".yml") and not os.path.isabs(d.card):
         d.card = os.path.abspath(d.card)

@@ -51,7 +51,7 @@ def test_unknown_views_per_pass_is_refused():
 
 
 def _supervised_method(fairkl_weight=0.0):
-    from medssl.losses import EpsSupInfoNCELoss, FairKLLoss  # noqa: PLC0415
+    from medssl.losses import EpsSupInfoNCELoss, FairKLLoss
 
     torch.manual_seed(0)
     views = build_view_pipeline("none", 3, (8, 8, 8))
@@ -80,7 +80,7 @@ def test_missing_class_or_bias_codes_are_refused_not_merged_into_one_class():
 def test_supinfonce_with_fairkl_is_the_weighted_sum_of_the_two_losses_on_the_same_embeddings(weight):
     """eps-SupInfoNCE + w · FairKL(z, class labels, sites), both on the one embedding of the step (FairKL's
     positives are the classes, not each sample alone); w = 0 is the plain contrastive loss."""
-    from medssl.losses import EpsSupInfoNCELoss, FairKLLoss  # noqa: PLC0415
+    from medssl.losses import EpsSupInfoNCELoss, FairKLLoss
 
     batch = _batch([0, 1, 0, 1], [0, 0, 1, 1])
     method = _supervised_method(weight)
@@ -100,7 +100,7 @@ def test_supinfonce_with_fairkl_is_the_weighted_sum_of_the_two_losses_on_the_sam
 def test_yaware_with_fairkl_gives_fairkl_each_sample_as_its_own_class():
     """With continuous metadata (ages) there are no classes: FairKL's positives are the other view of the
     same sample (targets None), never ages read as class codes."""
-    from medssl.losses import FairKLLoss, YAwareLoss  # noqa: PLC0415
+    from medssl.losses import FairKLLoss, YAwareLoss
 
     torch.manual_seed(0)
     method = ContrastiveMethod(BatchNormEncoder(), YAwareLoss(0.1, 5.0), build_view_pipeline("none", 3, (8, 8, 8)),
