@@ -27,6 +27,7 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -183,7 +184,10 @@ def read_spec(path: str | Path) -> dict:
         raise ExportError(f"{spec_path} is not valid JSON ({e})") from None
     if not isinstance(spec, dict) or spec.get("format") != FORMAT:
         raise ExportError(f"{spec_path} is not a medssl encoder spec (format {FORMAT!r} expected)")
-    if spec.get("format_version", 0) > FORMAT_VERSION:
+    version = spec.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ExportError(f"{spec_path}: 'format_version' must be an integer, got {version!r}; export the encoder again")
+    if version > FORMAT_VERSION:
         raise ExportError(f"{spec_path} has format_version {spec['format_version']}; this medssl reads up to "
                           f"{FORMAT_VERSION}. Upgrade medssl")
     _check_entries(spec, spec_path)
@@ -206,6 +210,9 @@ def _check_entries(spec: dict, spec_path: Path) -> None:
     if not isinstance(spec.get("arguments"), dict):
         raise ExportError(f"{spec_path}: 'arguments' must be a mapping of encoder arguments, got "
                           f"{type(spec.get('arguments')).__name__}")
+    if not isinstance(spec.get("input", {}), dict):
+        raise ExportError(f"{spec_path}: 'input' must be a mapping (shape, spacing_mm, normalise, …), got "
+                          f"{type(spec['input']).__name__}; export the encoder again")
 
 
 def load_encoder(path: str | Path, **overrides) -> nn.Module:
@@ -246,20 +253,49 @@ def load_encoder(path: str | Path, **overrides) -> nn.Module:
         raise ExportError(f"{spec_path}: {arch} in this medssl ({__version__}) takes no argument(s) {unknown} (exported "
                           f"by medssl {spec.get('medssl_version', '?')}; it takes {sorted(takes)}). Use the medssl "
                           "version that wrote the export, or export the encoder again")
-    try:
-        encoder = build_encoder(arch, **{**spec["arguments"], **overrides})
-    except TypeError as e:
-        if set(overrides) - set(takes):
-            raise ExportError(f"{arch} does not take the override(s) {sorted(set(overrides) - set(takes))} ({e}); its "
-                              f"arguments in this export: {sorted(spec['arguments'])}") from None
-        raise ExportError(f"{spec_path}: {arch} cannot be built from its arguments {spec['arguments']} with overrides "
-                          f"{overrides} ({e}); check their values") from None
+
+    def build() -> nn.Module:
+        try:
+            return build_encoder(arch, **{**spec["arguments"], **overrides})
+        except (TypeError, ValueError, RuntimeError) as e:  # ValueError / RuntimeError: a value the network refuses
+            if isinstance(e, TypeError) and set(overrides) - set(takes):
+                raise ExportError(f"{arch} does not take the override(s) {sorted(set(overrides) - set(takes))} ({e}); "
+                                  f"its arguments in this export: {sorted(spec['arguments'])}") from None
+            raise ExportError(f"{spec_path}: {arch} cannot be built from its arguments {spec['arguments']} with "
+                              f"overrides {overrides} ({str(e)[:300]}); check their values") from None
+
+    with torch.device("meta"):  # the spec sizes the network: compared with the weights before any memory is taken
+        _check_fits(build(), weights, f"{arch}({spec['arguments']}) as {spec_path} describes it"
+                                      + (f", with overrides {overrides}" if overrides else ""))
+    encoder = build()
     plain = encoder.plain_module() if hasattr(encoder, "plain_module") else encoder
     try:
         plain.load_state_dict(load_file(str(weights)), strict=True)
     except RuntimeError as e:
         raise ExportError(f"{weights} does not fit {spec['architecture']}({spec['arguments']}): {e}") from None
     return encoder.eval()
+
+
+def _check_fits(skeleton: nn.Module, weights: Path, what: str) -> None:
+    """Refuse ``weights`` whose tensor names or shapes (read from the safetensors header only) differ from those
+    of ``skeleton`` (an encoder built on the meta device), naming the first differences.
+
+    An export is untrusted input: its spec's arguments (width, image size) decide how much memory the encoder
+    takes, so they are checked against the weights file before the encoder is built for real."""
+    plain = skeleton.plain_module() if hasattr(skeleton, "plain_module") else skeleton
+    expected = {k: tuple(v.shape) for k, v in plain.state_dict().items()}
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except SafetensorError as e:
+        raise ExportError(f"{weights} is not a readable safetensors file ({e}); export the encoder again") from None
+    if stored == expected:
+        return
+    diffs = ([f"{k}: {list(stored[k])} in the file, {list(expected[k])} in {what.split('(')[0]}"
+              for k in expected if k in stored and stored[k] != expected[k]]
+             + [f"{k} missing from the file" for k in expected if k not in stored]
+             + [f"{k} not in {what.split('(')[0]}" for k in stored if k not in expected])
+    raise ExportError(f"{weights} does not fit {what}: {len(diffs)} tensor(s) differ, e.g. {'; '.join(diffs[:3])}")
 
 
 __all__ = ["ExportError", "encoder_state_dict", "export_run", "input_spec_from_config", "load_encoder", "read_spec",

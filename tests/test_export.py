@@ -165,6 +165,11 @@ def test_round_trip_of_vit_alexnet_and_densenet169(tmp_path, name, options, side
     # "unknown encoder", neither naming encoder.json)
     (lambda s: s["arguments"].update(stem_pool="max"), r"resnet10 in this medssl .* takes no argument\(s\) \['stem_pool'\]"),
     (lambda s: s.update(architecture="swin_tiny"), r"names architecture 'swin_tiny', which this medssl"),
+    # values the factory refuses with ValueError / RuntimeError, and mistyped entries (were bare tracebacks)
+    (lambda s: s["arguments"].update(spatial_dims=5), r"resnet10 cannot be built .* spatial_dims must be 2 or 3"),
+    (lambda s: s["arguments"].update(width=-3), r"resnet10 cannot be built .*negative dimension"),
+    (lambda s: s.update(format_version="1"), "'format_version' must be an integer"),
+    (lambda s: s.update(input=[24, 24]), "'input' must be a mapping"),
 ])
 def test_incomplete_or_edited_spec_is_named_not_a_key_error(tmp_path, edit, message):
     enc = build_encoder("resnet10", spatial_dims=2, in_channels=1, width=2)
@@ -176,6 +181,34 @@ def test_incomplete_or_edited_spec_is_named_not_a_key_error(tmp_path, edit, mess
     with pytest.raises(ExportError, match=message) as err:
         medssl.load_encoder(folder)
     assert "encoder.json" in str(err.value)
+
+
+def test_a_spec_that_does_not_fit_its_weights_is_refused_before_the_encoder_is_built(tmp_path, monkeypatch):
+    """An export is untrusted input: its spec's arguments (width, depth, image size) size the network, which was
+    built, parameters allocated and initialised, before the weights were compared with it, so an edited spec
+    (width 65536) could take all memory before "does not fit". It is now compared with the weights file's header
+    on the meta device (no memory); only a spec that fits is built for real."""
+    import medssl.encoders
+
+    enc = build_encoder("resnet10", spatial_dims=2, in_channels=1, width=2)
+    folder = tmp_path / "export"
+    save_encoder(enc, folder, "resnet10", {"spatial_dims": 2, "in_channels": 1, "width": 2})
+    spec = json.loads((folder / "encoder.json").read_text())
+    spec["arguments"]["width"] = 64  # small enough to build on the old code in a test
+    (folder / "encoder.json").write_text(json.dumps(spec))
+    devices, real = [], medssl.encoders.build_encoder
+    monkeypatch.setattr(medssl.encoders, "build_encoder",
+                        lambda *a, **k: devices.append(torch.empty(0).device.type) or real(*a, **k))
+    with pytest.raises(ExportError, match=r"does not fit resnet10.*encoder.json") as err:
+        medssl.load_encoder(folder)
+    assert "layer1" in str(err.value) or "conv1" in str(err.value)  # names a tensor whose shape differs
+    assert devices and set(devices) == {"meta"}  # never built with real memory
+    spec["arguments"]["width"] = 2
+    (folder / "encoder.json").write_text(json.dumps(spec))
+    devices.clear()
+    x = torch.randn(2, 1, 32, 32)
+    assert torch.equal(medssl.load_encoder(folder)(x), enc.eval()(x))
+    assert devices == ["meta", "cpu"]
 
 
 def test_a_genesis_encoder_is_evaluated_on_the_0_1_input_it_pretrained_on(exported, tmp_path, monkeypatch):
