@@ -20,7 +20,8 @@ from medssl.config_checks import absolute_data_paths, view_spacing
 from medssl.data.card import load_card
 from medssl.data.dataset import CachedScans, MetadataCoder, preload
 from medssl.data.manifest import Record, build_manifest, read_manifest, write_manifest
-from medssl.data.prepare import cache_records, make_loader, make_preprocessor, refuse_other_settings
+from medssl.data.prepare import (cache_records, make_loader, make_preprocessor, refuse_other_settings,
+                                 refuse_overwriting_inputs)
 from medssl.data.splits import assign_splits
 from medssl.encoders import build_encoder
 from medssl.eval.features import extract_features
@@ -62,6 +63,8 @@ def prepare_data(cfg: RunConfig, run_dir: Path, progress: bool = True,
     """
     card = load_card(cfg.data.card)
     loader = check_cache_dir(cfg)
+    cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else run_dir / "cache"
+    refuse_overwriting_inputs(card, cfg.data.root or None, run_dir, cache_dir)
     records = build_manifest(card, cfg.data.root or None, check_files=cfg.data.on_bad_file == "error")
     if cfg.data.limit:
         records = records[: cfg.data.limit]
@@ -71,7 +74,6 @@ def prepare_data(cfg: RunConfig, run_dir: Path, progress: bool = True,
         r.split = s
     run_dir.mkdir(parents=True, exist_ok=True)  # an evaluation's output folder is made here, once the records are read
     write_manifest(records, run_dir / "manifest.tsv")
-    cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else run_dir / "cache"
     cache = cache_records(records, loader, cache_dir, on_bad_file=cfg.data.on_bad_file,
                           workers=max(1, cfg.data.num_workers), progress=progress)
     listing, text = run_dir / "skipped_files.json", json.dumps(cache.skipped, indent=2)

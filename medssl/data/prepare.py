@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -113,6 +114,33 @@ def cache_records(records: list[Record], loader: ScanLoader, cache_dir: str | Pa
                        progress=progress, workers=workers)
 
 
+#: the files medssl writes into an output folder (``data prepare --out``, a run's output_dir) and a cache folder
+OUTPUT_FILES = ("manifest.tsv", "skipped_files.json")
+CACHE_FILES = ("images.npy", "done.npy", "index.json", ".lock")
+
+
+def refuse_overwriting_inputs(card: DataCard, root, out_dir: str | Path, cache_dir: str | Path) -> None:
+    """Refuse output / cache folders where a file medssl writes is one of the card's input files.
+
+    A card whose table is ``manifest.tsv``, prepared into its own data root, had that table replaced by medssl's
+    records (silently: the user's columns were gone).
+
+    Raises:
+        ConfigError: naming the file, the card and what to choose instead.
+    """
+    root = card.resolve_root(root)
+    tables = [card.manifest] if isinstance(card.manifest, str) else list(card.manifest)
+    names = [*tables, *(j.get("table", "") for j in card.join if isinstance(j, dict)), *card.split_files.values(),
+             card.npz]
+    inputs = {os.path.realpath(root / str(n)) for n in names if n}
+    written = [Path(out_dir) / f for f in OUTPUT_FILES] + [Path(cache_dir) / f for f in CACHE_FILES]
+    for path in written:
+        if os.path.realpath(path) in inputs:
+            raise ConfigError(f"writing {path} would overwrite card {card.name}'s table (an input of the card); "
+                              "choose another output folder (data prepare --out, output_dir, data.cache_dir) "
+                              "beside the data, not the data root")
+
+
 @dataclass
 class PrepareResult:
     records: list[Record]
@@ -136,6 +164,7 @@ def prepare_card(card: DataCard, out: str | Path, *, root=None, shape=None, spac
         channels = int(card.preprocessing.get("channels", 1))
     if channels < 1:
         raise ConfigError(f"--channels must be a positive integer (1 for grey-scale, 3 for RGB), got {channels}")
+    refuse_overwriting_inputs(card, root, out, out)
     records = build_manifest(card, root, check_files=False)
     loader = make_loader(card, make_preprocessor(card, shape, spacing, normalise), channels, root)
     cache = cache_records(records, loader, out, on_bad_file=on_bad_file, workers=workers, progress=progress)

@@ -314,3 +314,29 @@ def test_a_channel_count_mismatch_says_which_setting_to_change(tmp_path):
     card.reader_options = {"color": "rgb"}  # the fix it names
     assert prepare_card(card, tmp_path / "c", root=tmp_path, channels=3, progress=False).cache.images.shape == (
         1, 3, 8, 8)
+
+
+@pytest.mark.parametrize("where", ["prepare", "run"])
+def test_an_output_folder_holding_the_cards_table_is_refused_not_overwritten(cohort_copy, where):
+    """A card whose table is `manifest.tsv`, prepared (or pretrained) with the data root as output folder: medssl's
+    own manifest.tsv (path, subject, split, ...) replaced the user's table without a word, which the next read
+    of the card then failed on. The outputs that would land on one of the card's input files are refused first."""
+    from dataclasses import replace
+
+    from medssl.api import prepare_data
+
+    (cohort_copy / "participants.tsv").rename(cohort_copy / "manifest.tsv")
+    table = (cohort_copy / "manifest.tsv").read_text()
+    card = replace(load_card("synthetic"), manifest="manifest.tsv")
+    with pytest.raises(ConfigError, match=r"manifest\.tsv.*card synthetic's table.*another"):
+        if where == "prepare":
+            prepare_card(card, cohort_copy, root=cohort_copy, shape=[8, 8, 8])
+        else:
+            card_file = cohort_copy.parent / "card.yaml"
+            text = load_card("synthetic").source_file
+            card_file.write_text(open(text).read().replace("participants.tsv", "manifest.tsv"))
+            cfg = load_config(None, [f"data.card={card_file}", f"data.root={cohort_copy}", "data.shape=[8,8,8]",
+                               "augment.crop_size=[8,8,8]"])
+            prepare_data(cfg, cohort_copy, progress=False)
+    assert (cohort_copy / "manifest.tsv").read_text() == table
+    assert not (cohort_copy / "images.npy").exists()
