@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -144,9 +146,14 @@ def extract_features(encoder: torch.nn.Module, dataset: Dataset, batch_size: int
         result["subject"] = np.array([records[int(i)].subject for i in result["index"]], dtype=str)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(cache.name + ".tmp.npz")
-        np.savez(tmp, cache_key=np.array(key), **result)
-        tmp.replace(cache)
+        # one temporary file per writer: two evaluations of a run write the same cache (a shared name was
+        # renamed away under the other writer)
+        tmp = cache.with_name(f".{cache.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}.npz")
+        try:
+            np.savez(tmp, cache_key=np.array(key), **result)
+            tmp.replace(cache)
+        finally:
+            tmp.unlink(missing_ok=True)
     return result
 
 

@@ -177,3 +177,27 @@ def test_a_cache_file_replaced_since_the_dataset_was_made_is_keyed_by_its_bytes(
     (tmp_path / "index.json").write_text(json.dumps({"fingerprint": ""}))  # a rebuild under way
     assert dataset_fingerprint(fresh) == dataset_fingerprint(CachedScans(np.array(fresh.images), recs, range(4),
                                                                           MetadataCoder(recs)))
+
+
+def test_two_writers_of_one_feature_cache_do_not_share_a_temporary_file(tmp_path, monkeypatch):
+    """Two evaluations of one run started together (say --protocol linear and knn: both use the run's own data)
+    write the same features/<tag>-<hash>.npz. Both wrote through the one temporary name `<cache>.tmp.npz`, so
+    the first rename took the other's file away (or moved it while still being written) and the other failed
+    with FileNotFoundError. Each writer now has its own temporary file, and none is left behind."""
+    enc = make_tiny_encoder()
+    ds, _ = make_image_dataset(4)
+    path = feature_cache_path(tmp_path, enc, "pretrained")
+    real, calls = np.savez, []
+
+    def savez(file, *args, **kwargs):
+        calls.append(str(file))
+        real(file, *args, **kwargs)
+        if len(calls) == 1:  # another evaluation writes the same cache before this one renames its file
+            extract_features(enc, ds, cache=path)
+
+    monkeypatch.setattr(np, "savez", savez)
+    out = extract_features(enc, ds, cache=path)
+    assert len(calls) == 2 and calls[0] != calls[1]
+    with np.load(path) as z:
+        np.testing.assert_array_equal(z["features"], out["features"])
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
