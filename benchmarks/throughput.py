@@ -240,7 +240,13 @@ def views_ahead(batches, make, device):
     """Yield ``make(batch)`` per batch; on CUDA the views of batch k+1 are computed on a side stream.
 
     The augmentation kernels of batch k+1 are enqueued on the side stream before the caller
-    enqueues its step on batch k (on the default stream), so the two may overlap on the GPU;
+    enqueues its step on batch k (on the default stream), so the two may overlap on the GPU.
+    ``batches`` is advanced on the side stream too (a batch indexed from a GPU-resident cache is
+    made there), so the side stream never waits for the default stream's steps: the host syncs
+    inside the augmentation (``.item()`` of a selection count, a seed) then wait only for the
+    augmentation, not for the step before (a wait on the default stream per batch would block the
+    host until step k-1 ended and leave the GPU idle while batch k+1's views are enqueued, i.e.
+    no overlap at all). CUDA tensors made before the loop are waited for once, at the start.
     ``record_stream`` keeps each tensor alive until the stream that reads it is done. On CPU
     this is ``map(make, batches)``: the same views in the same order.
     """
@@ -249,12 +255,17 @@ def views_ahead(batches, make, device):
         return
     main, side = torch.cuda.current_stream(device), torch.cuda.Stream(device)
 
-    def enqueue(batch: dict) -> torch.Tensor:
-        side.wait_stream(main)  # e.g. the GPU-resident batch was indexed on the default stream
+    def enqueue(batch: dict | None) -> torch.Tensor | None:
+        if batch is None:
+            return None
         if batch["image"].is_cuda:
             batch["image"].record_stream(side)
         with torch.cuda.stream(side):
             return make(batch)
+
+    def produce() -> dict | None:
+        with torch.cuda.stream(side):
+            return next(batches, None)
 
     def hand_over(views: torch.Tensor) -> torch.Tensor:
         main.wait_stream(side)
@@ -262,15 +273,12 @@ def views_ahead(batches, make, device):
         return views
 
     batches = iter(batches)
-    first = next(batches, None)
-    if first is None:
-        return
-    ahead = enqueue(first)
-    for batch in batches:
+    side.wait_stream(main)  # only here: batches already on the GPU were made on the default stream
+    ahead = enqueue(produce())
+    while ahead is not None:
         ready = hand_over(ahead)
-        ahead = enqueue(batch)  # batch k+1 goes onto the side stream before the caller's step on batch k
+        ahead = enqueue(produce())  # batch k+1 goes onto the side stream before the caller's step on batch k
         yield ready
-    yield hand_over(ahead)
 
 
 def _cycle(loader):

@@ -59,6 +59,55 @@ def test_views_ahead_schedules_batch_k_plus_1_before_step_k_and_yields_every_bat
         assert events == want
 
 
+def test_views_ahead_side_stream_never_waits_for_the_steps(monkeypatch):
+    """With stand-in streams: batches are produced and augmented on the side stream, which waits for the
+    default stream once, before the first step. A wait per batch would make the host syncs inside the
+    augmentation (``.item()``) wait for step k-1 too, so batch k+1's views never overlapped step k."""
+    bench = load_benchmark("throughput")
+    events, current = [], ["main"]
+
+    class Stream:
+        def __init__(self, name):
+            self.name = name
+
+        def wait_stream(self, other):
+            events.append(f"{self.name} waits {other.name}")
+
+    @contextlib.contextmanager
+    def stream(s):
+        before, current[0] = current[0], s.name
+        try:
+            yield
+        finally:
+            current[0] = before
+
+    class Views(int):
+        is_cuda = True
+
+        def record_stream(self, stream):
+            pass
+
+    monkeypatch.setattr(bench.torch.cuda, "current_stream", lambda device: Stream("main"))
+    monkeypatch.setattr(bench.torch.cuda, "Stream", lambda device: Stream("side"))
+    monkeypatch.setattr(bench.torch.cuda, "stream", stream)
+
+    def batches():
+        for i in range(3):
+            events.append(f"batch {i} on {current[0]}")
+            yield {"image": Views(i)}
+
+    def make(batch):
+        events.append(f"views {batch['image']} on {current[0]}")
+        return Views(batch["image"])
+
+    for views in bench.views_ahead(batches(), make, types.SimpleNamespace(type="cuda")):
+        events.append(f"step {views} on {current[0]}")
+    assert events == ["side waits main", "batch 0 on side", "views 0 on side",
+                      "main waits side", "batch 1 on side", "views 1 on side", "step 0 on main",
+                      "main waits side", "batch 2 on side", "views 2 on side", "step 1 on main",
+                      "main waits side", "step 2 on main"]
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="side CUDA streams need a GPU (none here)")
 def test_views_ahead_on_a_side_stream_gives_the_sequential_views():
     """Views made one batch ahead on a side stream equal those made in order, even while the default
