@@ -183,7 +183,8 @@ class Trainer:
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
         return {"model": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "step": self.step, "best": self.best, "rng": rng_state(),
+                "scheduler": self.scheduler.state_dict(), "step": self.step, "best": self.best,
+                "rng": rng_state(self.device),
                 "config": json.dumps(self.config, sort_keys=True), "method_class": type(self.method).__name__}
 
     def load_state_dict(self, state: dict, source: str = "checkpoint") -> None:
@@ -203,7 +204,7 @@ class Trainer:
         for group, base, factor in zip(self.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas):
             group["lr"] = base * factor(sched.last_epoch)
         self.step, self.best = int(state["step"]), float(state.get("best", math.inf))
-        set_rng_state(state["rng"])
+        set_rng_state(state["rng"], self.device)
 
     def resume(self, how: str, loaded: tuple[Path, dict] | None = None) -> bool:
         """``how`` = "auto" (latest in run_dir, if any) or a checkpoint path; ``loaded`` = ``(path, state)``

@@ -168,3 +168,31 @@ def test_a_checkpoint_from_a_node_with_more_gpus_resumes_on_fewer(monkeypatch):
     monkeypatch.setattr(torch.cuda.random, "set_rng_state", set_one)
     set_rng_state(state)
     assert restored == {0: 0, 1: 1}
+
+
+def test_each_torchrun_rank_resumes_the_cuda_rng_state_of_its_own_gpu(monkeypatch):
+    """Under torchrun rank 0 writes the checkpoint; rng_state() kept its process's state of every visible GPU, and
+    rank r restored GPU r's from it: a state rank 0 never drew from, not the one rank r had (dropout masks after
+    a DDP resume then differed from the uninterrupted run's). Every rank seeds and draws alike, so the state of
+    the saving process's own GPU is every rank's. (No GPU here: torch.cuda's RNG getters/setters are stand-ins.)"""
+    from medssl.train.checkpoint import rng_state, set_rng_state
+
+    fresh, drawn = torch.zeros(16, dtype=torch.uint8), torch.full((16,), 7, dtype=torch.uint8)
+    gens = {0: drawn.clone(), 1: fresh.clone()}  # rank 0's process at the checkpoint: only its own GPU 0 was used
+
+    def index(device):
+        return device if isinstance(device, int) else torch.device(device).index or 0
+
+    def set_one(new_state, device="cuda"):
+        gens[index(device)] = new_state.clone()
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [gens[0].clone(), gens[1].clone()])
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": gens[index(device)].clone())
+    monkeypatch.setattr(torch.cuda.random, "set_rng_state", set_one)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", set_one)
+    saved = rng_state(torch.device("cuda", 0))
+    gens.update({0: fresh.clone(), 1: fresh.clone()})  # rank 1's new process, seeded, before the resume
+    set_rng_state(saved, torch.device("cuda", 1))
+    assert torch.equal(gens[1], drawn)  # what rank 1 had: it drew exactly as rank 0 did
