@@ -163,6 +163,8 @@ class Trainer:
                               f"train.grad_accum_steps = {per_step}; lower them or add data")
         self.steps_per_epoch = len(dataset) // per_step
         self.total_steps = self.steps_per_epoch * options.epochs
+        if device.type == "cuda":  # fixed batch and crop shapes: cuDNN's one-time algorithm search pays (as measured
+            torch.backends.cudnn.benchmark = True  # by benchmarks/throughput.py, which runs with it on)
         if self.dist.enabled and device.type == "cuda":
             method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)  # BN statistics over the global batch
         self.method = method.to(device)
