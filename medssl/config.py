@@ -111,7 +111,7 @@ class TrainConfig:
     final_lr_fraction: float = 0.01  #: cosine decay ends at this × lr; 1.0 = constant lr after warm-up
     grad_clip: float = 0.0  #: max grad norm; 0 = off
     device: str = "auto"  #: auto | cpu | cuda | cuda:N
-    precision: Literal["auto", "bf16", "fp32"] = "auto"  #: auto = bf16 on GPU, fp32 on CPU
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  #: auto = bf16 on a GPU with native bf16 (A100, H100…), else fp32
     compile: bool = False  #: torch.compile the encoder in place (pays for ViTs on GPU, see docs/training.md)
     keep_checkpoints: int = 2
     checkpoint_every: int = 0  #: also checkpoint every N steps (0: at the end of each epoch only)

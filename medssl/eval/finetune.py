@@ -46,6 +46,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from medssl.encoders.base import encoder_blocks  # mode="last" trains the last of these blocks
+from medssl.train.optim import autocast_dtype
 
 TASKS = ("regression", "classification", "multilabel")
 MODES = ("full", "last", "head")
@@ -67,7 +68,7 @@ class FinetuneOptions:
     patience: int = 5  #: epochs without validation-loss improvement before stopping
     device: str = "cpu"
     seed: int = 0
-    bf16: bool = True  #: bf16 autocast on CUDA (ignored on CPU)
+    bf16: bool = True  #: bf16 autocast on a GPU with native bf16 (ignored on CPU, V100/T4: see autocast_dtype)
     num_workers: int = 0
     head_init: str = "random"  #: "random" or "probe" (LP-FT, module docstring)
     freeze_norm_stats: bool = False  #: BatchNorm keeps its pretrained running statistics (module docstring)
@@ -101,7 +102,7 @@ class FinetuneResult:
         return {"best_epoch": self.best_epoch, "epochs_run": sum(h["epoch"] > 0 for h in self.history),
                 "n_trainable_encoder": self.n_trainable, **self.extra,
                 **{k: v for k, v in asdict(self.options).items() if k not in ("device", "num_workers")},
-                "bf16": self.options.bf16 and str(self.options.device).startswith("cuda")}  # as used, not as asked
+                "bf16": _uses_bf16(torch.device(self.options.device), self.options)}  # as used, not as asked
 
 
 class EncoderWithHead(nn.Module):
@@ -163,8 +164,12 @@ def _loss_fn(task: str) -> nn.Module:
             "multilabel": nn.BCEWithLogitsLoss()}[task]
 
 
+def _uses_bf16(device: torch.device, opt: FinetuneOptions) -> bool:
+    return autocast_dtype("auto" if opt.bf16 else "fp32", device) is not None  # the trainer's train.precision=auto
+
+
 def _autocast(device: torch.device, opt: FinetuneOptions):
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and opt.bf16)
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=_uses_bf16(device, opt))
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""Optimiser and learning-rate schedule."""
+"""Optimiser, learning-rate schedule and training precision."""
 
 from __future__ import annotations
 
@@ -43,3 +43,16 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_ste
         return final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``train.precision`` (``auto`` | ``bf16`` | ``fp32``) on ``device``; None = fp32.
+
+    ``auto`` is bf16 on a GPU with native bf16 (compute capability >= 8: A100, H100/H200, RTX 30xx+) and fp32
+    elsewhere: CPUs, and older GPUs (V100, T4), which only emulate bf16, without tensor cores for it.
+    """
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "auto" and device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8:
+        return torch.bfloat16
+    return None

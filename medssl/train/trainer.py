@@ -31,7 +31,7 @@ from medssl.config import ConfigError
 from medssl.train.checkpoint import (CheckpointError, list_checkpoints, load_checkpoint, resume_path, rng_state,
                                      save_checkpoint, set_rng_state, write_atomic)
 from medssl.train.distributed import DistInfo, any_rank, shard, worker_ignores_sigterm
-from medssl.train.optim import build_optimizer, warmup_cosine
+from medssl.train.optim import autocast_dtype, build_optimizer, warmup_cosine
 
 
 class NonFiniteLossError(RuntimeError):
@@ -176,8 +176,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.method, options.optimizer, options.lr, options.weight_decay, options.momentum)
         self.scheduler = warmup_cosine(self.optimizer, int(options.warmup_epochs * self.steps_per_epoch), self.total_steps,
                                       options.final_lr_fraction)
-        use_bf16 = options.precision == "bf16" or (options.precision == "auto" and device.type == "cuda")
-        self.autocast_dtype = torch.bfloat16 if use_bf16 else None
+        self.autocast_dtype = autocast_dtype(options.precision, device)
         self.step, self.best = 0, math.inf
         self._stop_requested = False  #: SIGTERM seen by this process (set by the handler)
         self._stopping = False  #: SIGTERM seen by any rank, agreed by all of them after a step (:func:`any_rank`)

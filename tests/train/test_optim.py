@@ -91,3 +91,21 @@ def test_two_accumulated_micro_batches_step_like_one_batch_of_twice_the_size(tmp
     one, accumulated = weights(8, 1), weights(4, 2)
     assert not torch.allclose(one, weights(4, 1), atol=1e-4)  # the batch size matters here …
     assert torch.allclose(one, accumulated, atol=1e-6)  # … and accumulation recovers the big batch
+
+
+@pytest.mark.parametrize(("capability", "expected"), [((7, 0), None), ((7, 5), None), ((8, 0), torch.bfloat16),
+                                                      ((9, 0), torch.bfloat16)])
+def test_auto_precision_is_bf16_only_on_gpus_with_native_bf16(monkeypatch, capability, expected):
+    """train.precision=auto chose bf16 on every CUDA device; a V100 (7.0) or T4 (7.5) only emulates bf16 (no bf16
+    tensor cores), so auto keeps fp32 there and bf16 from compute capability 8 (A100, H100/H200). Fine-tuning's
+    bf16 default follows the same rule and records it. (No GPU here: the capability query is a stand-in.)"""
+    from medssl.eval.finetune import FinetuneOptions, _uses_bf16
+    from medssl.train.optim import autocast_dtype
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    gpu = torch.device("cuda", 0)
+    assert autocast_dtype("auto", gpu) is expected
+    assert autocast_dtype("bf16", gpu) is torch.bfloat16 and autocast_dtype("fp32", gpu) is None  # as asked
+    assert autocast_dtype("auto", torch.device("cpu")) is None
+    assert _uses_bf16(gpu, FinetuneOptions()) is (expected is not None)
+    assert not _uses_bf16(gpu, FinetuneOptions(bf16=False)) and not _uses_bf16(torch.device("cpu"), FinetuneOptions())
