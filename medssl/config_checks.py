@@ -59,6 +59,16 @@ def validate(cfg: RunConfig, for_training: bool = True) -> None:
                        ("data.num_workers", d.num_workers), ("data.limit", d.limit)):
         if value < 0:
             raise ConfigError(f"{key} must be >= 0 (0: off), got {value}")
+    for key, value in (("eval.batch_size", cfg.eval.batch_size), ("encoder.in_channels", cfg.encoder.in_channels),
+                       ("method.proj_dim", cfg.method.proj_dim), ("method.proj_hidden_dim", cfg.method.proj_hidden_dim)):
+        if value < 1:
+            raise ConfigError(f"{key} must be >= 1, got {value}")
+    # a negative final_lr_fraction makes the last steps' lr negative; the others would be silently "off"
+    for key, value in (("train.final_lr_fraction", t.final_lr_fraction), ("train.warmup_epochs", t.warmup_epochs),
+                       ("train.weight_decay", t.weight_decay), ("train.momentum", t.momentum),
+                       ("train.grad_clip", t.grad_clip), ("method.fairkl_weight", cfg.method.fairkl_weight)):
+        if value < 0 and for_training:  # a run trained with one before stays readable for evaluate / export
+            raise ConfigError(f"{key} must be >= 0, got {value}")
     if t.batch_size < 2:
         raise ConfigError(f"train.batch_size must be >= 2 (a contrastive batch needs pairs; BatchNorm needs more than "
                           f"one sample), got {t.batch_size}")

@@ -57,6 +57,34 @@ def test_bad_values_name_the_key(override, words):
         assert w in str(e.value), (w, str(e.value))
 
 
+@pytest.mark.parametrize("override, words", [
+    # each of these was accepted and failed late or silently: eval.batch_size=0 crashed pretrain --evaluate
+    # after the whole training (DataLoader ValueError); a negative final_lr_fraction made the last steps'
+    # lr negative (gradient ascent); a negative grad_clip or fairkl_weight was silently "off"
+    ("eval.batch_size=0", ["eval.batch_size must be >= 1"]),
+    ("encoder.in_channels=0", ["encoder.in_channels must be >= 1"]),
+    ("method.proj_dim=0", ["method.proj_dim must be >= 1"]),
+    ("method.proj_hidden_dim=0", ["method.proj_hidden_dim must be >= 1"]),
+    ("train.final_lr_fraction=-0.5", ["train.final_lr_fraction must be >= 0"]),
+    ("train.warmup_epochs=-1", ["train.warmup_epochs must be >= 0"]),
+    ("train.weight_decay=-0.01", ["train.weight_decay must be >= 0"]),
+    ("train.momentum=-0.9", ["train.momentum must be >= 0"]),
+    ("train.grad_clip=-1", ["train.grad_clip must be >= 0"]),
+    ("method.fairkl_weight=-1", ["method.fairkl_weight must be >= 0"]),
+])
+def test_out_of_range_numbers_are_refused_at_load_time(override, words):
+    with pytest.raises(ConfigError) as e:
+        load_config(overrides=[override])
+    for w in words:
+        assert w in str(e.value), (w, str(e.value))
+
+
+def test_a_run_trained_with_a_negative_training_setting_stays_readable():
+    """evaluate / export read a trained run's config with for_training=False: training-only ranges do not stop them."""
+    cfg = load_config(overrides=["train.grad_clip=-1", "train.final_lr_fraction=-0.5"], for_training=False)
+    assert cfg.train.grad_clip == -1 and cfg.train.final_lr_fraction == -0.5
+
+
 def test_unknown_key_in_yaml_names_file(tmp_path):
     f = tmp_path / "bad.yaml"
     f.write_text("train:\n  epocs: 3\n")
