@@ -62,9 +62,8 @@ def prepare_data(cfg: RunConfig, run_dir: Path, progress: bool = True,
     every skipped file and its reason is written to ``run_dir/skipped_files.json``.
     """
     card = load_card(cfg.data.card)
-    loader = check_cache_dir(cfg)
+    loader = check_cache_dir(cfg, run_dir)
     cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else run_dir / "cache"
-    refuse_overwriting_inputs(card, cfg.data.root or None, run_dir, cache_dir)
     records = build_manifest(card, cfg.data.root or None, check_files=cfg.data.on_bad_file == "error")
     if cfg.data.limit:
         records = records[: cfg.data.limit]
@@ -91,11 +90,15 @@ def prepare_data(cfg: RunConfig, run_dir: Path, progress: bool = True,
     return PreparedData(records, cache.images, train, test, MetadataCoder(records), cache.skipped, val, card.name)
 
 
-def check_cache_dir(cfg: RunConfig):
+def check_cache_dir(cfg: RunConfig, run_dir: Path | None = None):
     """The run's :class:`~medssl.data.prepare.ScanLoader`, after refusing a card of another dimensionality than
-    ``data.shape`` / ``encoder.spatial_dims`` and a ``data.cache_dir`` whose cache was built with other
-    preprocessing settings (rebuilding it would replace a prepared cache other runs use)."""
+    ``data.shape`` / ``encoder.spatial_dims``, a ``data.cache_dir`` whose cache was built with other
+    preprocessing settings (rebuilding it would replace a prepared cache other runs use) and, given the
+    output folder ``run_dir``, outputs that would replace one of the card's input files."""
     card = load_card(cfg.data.card)
+    if run_dir is not None:
+        refuse_overwriting_inputs(card, cfg.data.root or None, run_dir,
+                                  Path(cfg.data.cache_dir) if cfg.data.cache_dir else run_dir / "cache")
     nd = card.dimensionality
     if len(cfg.data.shape) != nd or cfg.encoder.spatial_dims != nd:
         raise ConfigError(f"data card {card.name!r} is {nd}D but data.shape={list(cfg.data.shape)} and "
@@ -155,7 +158,8 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> Path:
     run_dir, resume_from = Path(cfg.output_dir), None
     if dist_info.is_main:
         resume_from = check_run_dir(cfg, run_dir)  # before anything is written: a refused run leaves it as it was
-        check_cache_dir(cfg)  # the card's dimensionality and the cache's settings, before anything is written
+        check_cache_dir(cfg, run_dir)  # the card's dimensionality, the cache's settings, outputs replacing inputs:
+        # all before anything is written
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
         # a resumed run keeps its split even if the table changed since (no test subject enters pretraining)

@@ -103,3 +103,20 @@ def test_cache_settings_of_another_format_are_rebuilt_not_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"data.shape: \[9, 9, 9\] there, \[8, 8, 8\] in this run.*pass "
                                           r"data.shape=\[9,9,9\];"):
         refuse_other_settings(tmp_path, loader)
+
+
+def test_pretrain_into_the_data_root_holding_the_cards_table_writes_nothing_there(cohort_copy):
+    """The refusal of an output folder whose manifest.tsv is the card's table came after pretrain had made the run
+    folder and written config.yaml into it (the data root here), although docs/data.md says it comes before
+    anything is written. Now nothing is written: the data root is left as it was."""
+    from medssl.api import pretrain
+
+    (cohort_copy / "participants.tsv").rename(cohort_copy / "manifest.tsv")
+    card_file = cohort_copy.parent / "card.yaml"
+    card_file.write_text(open(load_card("synthetic").source_file).read().replace("participants.tsv", "manifest.tsv"))
+    before = sorted(p.name for p in cohort_copy.iterdir())
+    cfg = load_config(None, [f"data.card={card_file}", f"data.root={cohort_copy}", "data.shape=[8,8,8]",
+                             "augment.crop_size=[8,8,8]", f"output_dir={cohort_copy}", "train.device=cpu"])
+    with pytest.raises(ConfigError, match=r"manifest\.tsv.*card synthetic's table"):
+        pretrain(cfg, progress=False)
+    assert sorted(p.name for p in cohort_copy.iterdir()) == before  # no config.yaml, cache or manifest written
