@@ -92,6 +92,9 @@ def _cmd_compare(a: argparse.Namespace) -> int:
         return 2
     if path:
         print(f"plot: {path}")
+    else:
+        print(f"medssl compare: no plot written to {a.plot}: no metric has a value in two or more columns "
+              "(evaluate the runs with the same protocol and targets to compare them in a plot)", file=sys.stderr)
     return 0
 
 

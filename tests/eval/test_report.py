@@ -284,3 +284,21 @@ def test_report_gives_the_corrected_brain_age_gap_sd_and_its_correlation_with_ag
     corrected = pred - (0.6 * age + 20.0)
     assert f"| pretrained | age gap SD, bias-corrected (years) ↓ | {corrected.std():.3f} |" in report
     assert f"| pretrained | age gap–age correlation, bias-corrected (0 = unbiased) | {pearson_r(age, corrected):.3f} |" in report
+
+
+def test_compare_says_when_no_plot_is_drawn(tmp_path, capsys):
+    """`medssl compare MAE_RUN GEN_RUN --plot cmp.png` of a fewshot and a finetune evaluation (no metric in
+    common) exited 0 without writing cmp.png or saying so: an earlier cmp.png was left to be read as this one."""
+    from medssl.cli import main
+
+    (tmp_path / "probe").mkdir()
+    write_report(tmp_path / "probe", _results(5.0))
+    few = {"protocol": "fewshot", "info": {}, "vocab": {}, "fewshot": {"pretrained": {"age": {"metric": "mae", "summary": [
+        {"fraction": 0.1, "n_subjects": 3, "mean": 6.0, "std": 0.5}]}}}}
+    (tmp_path / "few").mkdir()
+    write_report(tmp_path / "few", few)
+    plot = tmp_path / "cmp.png"
+    assert main(["compare", str(tmp_path / "probe"), str(tmp_path / "few"), "--plot", str(plot)]) == 0
+    out, err = capsys.readouterr()
+    assert "age MAE" in out and not plot.exists()
+    assert f"no plot written to {plot}" in err and "same protocol" in err
