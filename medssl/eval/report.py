@@ -52,7 +52,8 @@ def _probe_entries(enc: str, target: str, m: dict, full: bool) -> list[dict]:
                      _entry(enc, f"{target} Pearson r ↑", m["pearson_r"], m.get("pearson_r_ci"), "higher")]
             gap = m.get("brain_age_gap", {})
             if "corrected_gap_std" in gap:
-                rows.append(_entry(enc, f"{target} gap SD, bias-corrected (years) ↓", gap["corrected_gap_std"], None, "lower"))
+                rows.append(_entry(enc, f"{target} gap SD, bias-corrected (years; not an accuracy metric)",
+                                   gap["corrected_gap_std"]))  # ~0 for a probe predicting a constant
                 rows.append(_entry(enc, f"{target} gap–age correlation, bias-corrected (0 = unbiased)",
                                    gap["corrected_gap_age_r"]))
         return rows

@@ -282,7 +282,7 @@ def test_report_gives_the_corrected_brain_age_gap_sd_and_its_correlation_with_ag
     write_report(tmp_path, r)
     report = (tmp_path / "report.md").read_text()
     corrected = pred - (0.6 * age + 20.0)
-    assert f"| pretrained | age gap SD, bias-corrected (years) ↓ | {corrected.std():.3f} |" in report
+    assert f"| pretrained | age gap SD, bias-corrected (years; not an accuracy metric) | {corrected.std():.3f} |" in report
     assert f"| pretrained | age gap–age correlation, bias-corrected (0 = unbiased) | {pearson_r(age, corrected):.3f} |" in report
 
 
@@ -302,3 +302,21 @@ def test_compare_says_when_no_plot_is_drawn(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert "age MAE" in out and not plot.exists()
     assert f"no plot written to {plot}" in err and "same protocol" in err
+
+
+def test_corrected_gap_sd_is_not_ranked_as_lower_is_better():
+    """docs/evaluation.md: the corrected gap uses the true age, 'so it is not an accuracy metric'. The report
+    marked its SD '↓' (better: lower), and on a 2-epoch IXI run the random encoder, whose ridge probe predicts
+    about the mean for everyone (MAE 13.2 y, R² < 0), had the 'best' value (1.37 y against 3.31 y): a probe
+    that predicts a constant has a corrected gap of SD 0."""
+    from medssl.eval.metrics import brain_age_gap
+
+    rng = np.random.default_rng(0)
+    age = rng.uniform(20, 80, 50)
+    collapsed = np.full(50, 50.0) + rng.normal(0, 0.1, 50)  # the training mean for everyone
+    gap = brain_age_gap(age, collapsed, (0.0, 50.0))  # the fit of pred ≈ α·age + β on such predictions
+    assert gap["corrected_gap_std"] < 0.2  # 'best' by far, from a probe that learned nothing
+    r = _results(13.0)
+    r["probes"]["pretrained"]["age"]["brain_age_gap"] = gap
+    row = next(e for e in summary_entries(r, full=True) if "gap SD" in e["metric"])
+    assert row["better"] == "" and "↓" not in row["metric"] and "not an accuracy metric" in row["metric"]
