@@ -41,20 +41,26 @@ def pretrain_indices(cfg: RunConfig, data: PreparedData, run_dir: Path) -> list[
     need = sorted({k for keys in sources.values() for k in keys})
     if not need:
         return data.train
-    keep, dropped = [], []
+    keep, dropped = [], {}
     for i in data.train:
         r = data.records[i]
         missing = [k for k in need if k == "age" and math.isnan(r.age) or k != "age" and not getattr(r, k)]
-        (dropped if missing else keep).append(i)
+        if missing:
+            dropped[i] = missing
+        else:
+            keep.append(i)
     if dropped:
+        lacking = sorted({k for missing in dropped.values() for k in missing})
         path = run_dir / "excluded_from_pretraining.tsv"
-        path.write_text("path\treason\n" + "".join(f"{data.records[i].path}\tmissing {need}\n" for i in dropped))
-        print(f"{len(dropped)} training scan(s) lack {need} and are not used for pretraining; see {path}")
+        path.write_text("path\treason\n" + "".join(f"{data.records[i].path}\tmissing {missing}\n"
+                                                   for i, missing in dropped.items()))
+        print(f"{len(dropped)} training scan(s) lack a value of {lacking} and are not used for pretraining; see {path}")
     if not keep:
+        absent = " or ".join(repr(k) for k in lacking)
         raise ConfigError(f"method.name={m.name} learns from {' and '.join(sources)}, but none of the {len(dropped)} "
-                          f"training scans of data card {cfg.data.card!r} has it (listed in excluded_from_pretraining"
-                          ".tsv); use a card with that column, method.fairkl_weight=0, or a label-free method such as "
-                          "simclr")
+                          f"training scans of data card {cfg.data.card!r} has a value of {absent} (listed in "
+                          "excluded_from_pretraining.tsv); use a card with that column, method.fairkl_weight=0, or a "
+                          "label-free method such as simclr")
     return keep
 
 
