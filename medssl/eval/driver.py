@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from torch.utils.data import Dataset, Subset
 
+from medssl.config import EVAL_TARGETS
 from medssl.config_checks import check_targets
 from medssl.eval import protocols as PR
 from medssl.eval.fewshot import DEFAULT_FRACTIONS, DEFAULT_SEEDS
@@ -186,6 +187,10 @@ def run_protocol(opts: EvalOptions, feats: dict[str, dict], train_mask: np.ndarr
         evaluated = set().union(*(set(per) for per in section.values()))
         results["skipped_targets"] = {t: why for t, why in skipped_targets(p, first, targets, train_mask, val).items()
                                       if t not in evaluated}
+        if not evaluated and (usable := [t for t in EVAL_TARGETS if t not in targets and
+                                         not skipped_targets(p, first, [t], train_mask, val)]):
+            hint = f"; these data can be evaluated with --targets {' '.join(usable)}"
+            results["skipped_targets"] = {t: why + hint for t, why in results["skipped_targets"].items()}
         results["notes"] += [f"Target {t!r} was not evaluated: {why}." for t, why in results["skipped_targets"].items()]
     if n_val:
         finetuned = p == "finetune" or (p == "fewshot" and opts.fewshot_finetune)

@@ -278,3 +278,25 @@ def test_targets_that_cannot_be_evaluated_are_reported_with_the_reason_never_dro
     ft = run_protocol(EvalOptions(protocol="fewshot", n_boot=0, map_method="none", seeds=(0,), fractions=(1.0,)),
                       {"e": feats}, tr, {}, 0, ["label", "nothing"], val_mask=va)
     assert ft["skipped_targets"] == {"nothing": "the data have no such column"}
+
+
+def test_when_no_requested_target_can_be_evaluated_the_ones_that_can_are_named():
+    """`medssl evaluate RUN --protocol knn` of a supinfonce run on shared_adrenalmnist3d (the config's default
+    eval.targets age, site; the card has labels only) printed an empty table, 'not evaluated: age (0 training
+    scan(s) have a value …)' and the same for site, with exit status 0: nothing said that --targets label works."""
+    from medssl.eval.report import format_table
+
+    feats, tr, va = _feats(3)
+    feats["age"] = np.full(len(tr), np.nan)  # MedMNIST: no age, no site, a label on every scan
+    feats["site"] = np.full(len(tr), -1)
+    for protocol in ("knn", "linear"):
+        res = run_protocol(EvalOptions(protocol=protocol, n_boot=0, map_method="none"), {"e": feats}, tr,
+                           {"label": ["no", "yes"]}, 0, ["age", "site"], val_mask=va)
+        assert res["probes"]["e"] == {}
+        res["info"] = {}
+        table = format_table(res)
+        assert "not evaluated: age (0 training scan(s) have a value" in table
+        assert "these data can be evaluated with --targets label" in table
+    both = run_protocol(EvalOptions(protocol="knn", n_boot=0, map_method="none"), {"e": feats}, tr,
+                        {"label": ["no", "yes"]}, 0, ["age", "label"], val_mask=va)
+    assert "--targets" not in both["skipped_targets"]["age"]  # something was evaluated: no hint
