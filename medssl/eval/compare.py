@@ -95,6 +95,7 @@ def plot_compare(runs: list[str | Path], path: str | Path, encoders: tuple[str, 
     error bars: the 95 % CI, or ± SD over seeds for few-label points). Returns the file written (``path``,
     ``.png`` added when it has no suffix), or None when no metric is shared."""
     import math
+    import textwrap
 
     import matplotlib
 
@@ -109,6 +110,7 @@ def plot_compare(runs: list[str | Path], path: str | Path, encoders: tuple[str, 
     ncols = min(per_row, len(shared))
     nrows = math.ceil(len(shared) / ncols)
     width = 1.2 + 0.32 * max(len(per) for _, per in shared)  # inches per panel
+    chars = max(12, int(width / 0.075))  # characters a title line holds at 8 pt (~0.07 in each)
     fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, 3.6 * nrows), squeeze=False)
     for ax, (metric, per) in zip(axes.flat, shared):
         cols = [c for c in columns if c in per and per[c]["value"] is not None]
@@ -117,7 +119,7 @@ def plot_compare(runs: list[str | Path], path: str | Path, encoders: tuple[str, 
         ax.bar(range(len(cols)), vals, yerr=err, capsize=3, color=plt.get_cmap("tab10")(np.arange(len(cols)) % 10))
         ax.set_xticks(range(len(cols)))
         ax.set_xticklabels(cols, rotation=60, ha="right", fontsize=7)
-        ax.set_title(metric, fontsize=8, wrap=True)
+        ax.set_title(textwrap.fill(metric, chars), fontsize=8)  # wrap=True wraps at the figure's edge, not the panel's
     for ax in list(axes.flat)[len(shared):]:
         ax.axis("off")
     fig.tight_layout()

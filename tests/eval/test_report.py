@@ -320,3 +320,30 @@ def test_corrected_gap_sd_is_not_ranked_as_lower_is_better():
     r["probes"]["pretrained"]["age"]["brain_age_gap"] = gap
     row = next(e for e in summary_entries(r, full=True) if "gap SD" in e["metric"])
     assert row["better"] == "" and "↓" not in row["metric"] and "not an accuracy metric" in row["metric"]
+
+
+def test_compare_plot_titles_do_not_run_into_each_other(tmp_path, monkeypatch):
+    """A fewshot evaluation compared with --random-init (2 bars a panel, 1.84 in wide): the title
+    'label balanced acc. (chance 0.50) ↑ @ 10% labels (472 subj.)' ran over the next panel's title."""
+    import matplotlib.figure
+
+    from medssl.eval.compare import plot_compare
+
+    for name in ("a", "b"):
+        r = _results(5.0)
+        r["fewshot"] = {"pretrained": {"label": {"metric": "balanced_accuracy", "chance": 0.5, "summary": [
+            {"fraction": f, "n_subjects": int(4708 * f), "mean": 0.7, "std": 0.02} for f in (0.01, 0.1, 1.0)]}}}
+        (tmp_path / name).mkdir()
+        write_report(tmp_path / name, r)
+    saved = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: saved.append(fig))
+    plot_compare([tmp_path / "a", tmp_path / "b"], tmp_path / "cmp.png")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = saved[0]
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    boxes = [ax.title.get_window_extent(renderer) for ax in fig.axes if ax.get_title()]
+    assert len(boxes) > 4
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), (a, b)
