@@ -306,7 +306,12 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
     cfg = _build(RunConfig, data)
     from medssl.config_checks import validate  # it imports this module
 
-    validate(cfg, for_training)
+    try:
+        validate(cfg, for_training)
+    except ConfigError as e:  # name the file the value may come from (a run's config.yaml, a recipe)
+        if path is None:
+            raise
+        raise ConfigError(f"{e} (config {path}{' with overrides ' + ' '.join(overrides) if overrides else ''})") from None
     return cfg
 
 

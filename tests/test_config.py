@@ -190,3 +190,14 @@ def test_vit_sizes_off_the_patch_grid_are_refused_before_pretraining(shape, crop
     assert ok.data.shape == [24, 24, 16]
     with pytest.raises(ConfigError, match=r"data.shape=\[20, 20, 20\].*patch_size \[16, 16, 16\]"):  # default patch 16
         load_config(overrides=["encoder.name=vit_tiny", "data.shape=[20,20,20]", "augment.crop_size=[16,16,16]"])
+
+
+def test_a_value_error_names_the_config_file_it_came_from(tmp_path):
+    """A refused value read back from a file (a run's config.yaml, a recipe) named the key but not the file."""
+    cfg = tmp_path / "old_run" / "config.yaml"
+    cfg.parent.mkdir()
+    cfg.write_text("eval:\n  batch_size: 0\n")
+    with pytest.raises(ConfigError, match=r"eval.batch_size must be >= 1, got 0 \(config .*old_run/config.yaml\)"):
+        load_config(cfg)
+    with pytest.raises(ConfigError, match=r"\(config .*config.yaml with overrides train.epochs=2\)"):
+        load_config(cfg, ["train.epochs=2"])
