@@ -130,13 +130,15 @@ def refuse_overwriting_inputs(card: DataCard, root, out_dir: str | Path, cache_d
     """
     root = card.resolve_root(root)
     tables = [card.manifest] if isinstance(card.manifest, str) else list(card.manifest)
-    names = [*tables, *(j.get("table", "") for j in card.join if isinstance(j, dict)), *card.split_files.values(),
-             card.npz]
-    inputs = {os.path.realpath(root / str(n)) for n in names if n}
+    named = [*((t, "table") for t in tables), *((j.get("table", ""), "joined table") for j in card.join
+                                                 if isinstance(j, dict)),
+             *((f, f"split list ({split})") for split, f in card.split_files.items()), (card.npz, "MedMNIST file")]
+    inputs = {os.path.realpath(root / str(n)): what for n, what in named if n}
     written = [Path(out_dir) / f for f in OUTPUT_FILES] + [Path(cache_dir) / f for f in CACHE_FILES]
     for path in written:
         if os.path.realpath(path) in inputs:
-            raise ConfigError(f"writing {path} would overwrite card {card.name}'s table (an input of the card); "
+            raise ConfigError(f"writing {path} would overwrite card {card.name}'s {inputs[os.path.realpath(path)]} "
+                              "(an input of the card); "
                               "choose another output folder (data prepare --out, output_dir, data.cache_dir) "
                               "beside the data, not the data root")
 

@@ -340,3 +340,14 @@ def test_an_output_folder_holding_the_cards_table_is_refused_not_overwritten(coh
             prepare_data(cfg, cohort_copy, progress=False)
     assert (cohort_copy / "manifest.tsv").read_text() == table
     assert not (cohort_copy / "images.npy").exists()
+
+
+def test_the_overwrite_refusal_names_which_input_would_be_lost(cohort_copy):
+    """The refusal said "the card's table" for every clashing input; a split list named manifest.tsv is named as one."""
+    from dataclasses import replace
+
+    (cohort_copy / "manifest.tsv").write_text("sub-0001\n")
+    card = replace(load_card("synthetic"), split_files={"test": "manifest.tsv"})
+    with pytest.raises(ConfigError, match=r"overwrite card synthetic's split list \(test\)"):
+        prepare_card(card, cohort_copy, root=cohort_copy, shape=[8, 8, 8])
+    assert (cohort_copy / "manifest.tsv").read_text() == "sub-0001\n"
