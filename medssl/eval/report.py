@@ -278,8 +278,10 @@ def _finetune_tables(results: dict) -> list[str]:
                                 f"{pred.std():.2f} y against {truth.std():.2f} y among the test subjects); its error is "
                                 "that of a constant, not of a model (more epochs, another lr, or the probe).")
             elif "chance" in m and pred.ndim == 1 and pred.size > 1 and np.unique(pred).size == 1:
+                names, code = (results.get("vocab") or {}).get(target) or [], int(pred[0])
+                label = f"{names[code]!r}" if 0 <= code < len(names) else f"class {code}"
                 warnings.append(f"- **{enc}, {target}: the fine-tuned model predicts one class for every test scan** "
-                                f"(class {int(pred[0])}); its balanced accuracy is chance by construction, not a measure "
+                                f"({label}); its balanced accuracy is chance by construction, not a measure "
                                 "of the encoder (more epochs, another lr, or the probe).")
     if not rows:
         return []

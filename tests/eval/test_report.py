@@ -192,6 +192,8 @@ def test_finetune_report_flags_a_classifier_that_predicts_one_class():
     text = "\n".join(_finetune_tables({"finetune": {"pretrained": {"label": one}, "random init": {"label": two}}}))
     assert "**pretrained, label: the fine-tuned model predicts one class for every test scan** (class 0)" in text
     assert "random init, label: the fine-tuned" not in text
+    named = {"vocab": {"label": ["normal", "pneumonia"]}, "finetune": {"pretrained": {"label": one}}}
+    assert "every test scan** ('normal')" in "\n".join(_finetune_tables(named))  # the class's name when known
 
 
 def test_few_label_balanced_accuracy_states_its_chance_level():
