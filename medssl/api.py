@@ -154,6 +154,9 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> Path:
     from medssl.train.distributed import barrier, init_distributed
 
     dist_info, device = init_distributed(resolve_device(cfg.train.device))
+    if cfg.train.batch_size % dist_info.world_size:  # the global batch is split evenly (distributed.shard)
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} is the global batch and must divide evenly among "
+                          f"the {dist_info.world_size} processes; use a multiple of {dist_info.world_size}")
     absolute_data_paths(cfg)  # config.yaml must find the card and data from any folder (evaluate, export)
     run_dir, resume_from = Path(cfg.output_dir), None
     if dist_info.is_main:

@@ -328,3 +328,18 @@ def test_another_card_without_a_root_names_the_root_option_and_the_folder_read(t
     err = capsys.readouterr().err
     assert f"{tmp_path / 'participants.tsv'} does not exist" in err, err
     assert "--root DIR" in err and "without `root:` reads the current folder" in err and "Traceback" not in err
+
+
+def test_a_global_batch_that_does_not_divide_among_the_processes_is_refused_before_anything_is_written(
+        tmp_path, monkeypatch, capsys):
+    """Under torchrun with 3 processes, train.batch_size=8 failed at the first step with a ValueError traceback
+    from the batch sharding (after the cache was built); it is a config error before anything is written."""
+    import torch
+
+    import medssl.train.distributed as distributed
+
+    monkeypatch.setattr(distributed, "init_distributed", lambda device: (distributed.DistInfo(0, 3, 0), torch.device("cpu")))
+    out = tmp_path / "r"
+    assert main(["pretrain", "train.batch_size=8", f"output_dir={out}"]) == 2
+    assert "train.batch_size=8 is the global batch and must divide evenly among the 3 processes" in capsys.readouterr().err
+    assert not out.exists()
