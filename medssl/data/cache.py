@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from medssl.atomic import atomic_write
 from medssl.config import ConfigError
 from medssl.data.sources import source_signature
 from medssl.io.errors import BadFileError
@@ -87,12 +88,6 @@ def cache_fingerprint(items: Sequence[Any], settings: str, sources: Sequence[str
     for it, sig in zip(items, row_sources(items) if sources is None else sources, strict=True):
         h.update(f"{item_key(it)}|{sig}\n".encode())
     return h.hexdigest()[:20]
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # np.save appends .npy to other names
-    write(tmp)
-    os.replace(tmp, path)
 
 
 @contextlib.contextmanager
@@ -242,12 +237,12 @@ def _build(items, load, out_shape, cache_dir, settings, on_bad_file, progress, w
         n_reused = len(reuse)
         # from here on the old rows are gone: mark the index stale first, so a kill before the new index is
         # written rebuilds instead of pairing the new images with the old done.npy
-        _atomic_write(index_path, lambda p: p.write_text(json.dumps({"fingerprint": ""})))
+        atomic_write(index_path, lambda p: p.write_text(json.dumps({"fingerprint": ""})))
         os.replace(cache_dir / ".next-images.npy", img_path)  # a reader still mapping the old file keeps it
         index = {"fingerprint": fp, "shape": list(out_shape), "settings": settings, "paths": keys,
                  "sources": sources, "skipped": []}
-        _atomic_write(done_path, lambda p: np.save(p, done))
-        _atomic_write(index_path, lambda p: p.write_text(json.dumps(index)))
+        atomic_write(done_path, lambda p: np.save(p, done))
+        atomic_write(index_path, lambda p: p.write_text(json.dumps(index)))
     else:
         images = np.load(img_path, mmap_mode="r+")
         done = np.load(done_path)
@@ -260,8 +255,8 @@ def _build(items, load, out_shape, cache_dir, settings, on_bad_file, progress, w
     def checkpoint() -> None:
         images.flush()
         index["skipped"] = skipped
-        _atomic_write(done_path, lambda p: np.save(p, done))
-        _atomic_write(index_path, lambda p: p.write_text(json.dumps(index)))
+        atomic_write(done_path, lambda p: np.save(p, done))
+        atomic_write(index_path, lambda p: p.write_text(json.dumps(index)))
 
     n_built = 0
     bar = tqdm(total=len(todo), desc="preprocess", disable=not progress or not todo, unit="scan")

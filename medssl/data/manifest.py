@@ -16,6 +16,7 @@ import string
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from medssl.atomic import atomic_write
 from medssl.config import _did_you_mean
 from medssl.data.card import DataCard
 from medssl.data.tables import ROOT_HINT, ManifestError, Row, id_key, load_rows, load_split_files, read_table
@@ -355,18 +356,13 @@ def write_manifest(records: list[Record], path: str | Path) -> Path:
     reading the run's split back) sees the previous or the new manifest whole, and a failed write
     leaves the previous one as it was.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # one per writing process
-    try:
+    def write(tmp: Path) -> None:
         with tmp.open("w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=[f.name for f in fields(Record)], delimiter="\t", lineterminator="\n")
             w.writeheader()
-            for r in records:
-                w.writerow(r.to_dict())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+            w.writerows(r.to_dict() for r in records)
+
+    return atomic_write(path, write)
 
 
 def read_manifest(path: str | Path) -> list[Record]:

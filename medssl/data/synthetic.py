@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from medssl.atomic import atomic_write
 from medssl.data.synthetic_anatomy import SubjectTraits, render_tissue, sample_traits
 from medssl.data.synthetic_sites import SiteProfile, apply_scanner, site_profiles
 
@@ -218,8 +218,10 @@ def _check_out_dir(out_dir: Path, spec: SyntheticCohortSpec, overwrite: bool) ->
     # our own cohort, to be replaced (overwrite=True) or interrupted before it finished
     for sub in out_dir.glob("sub-*"):
         shutil.rmtree(sub)
-    for name in ("participants.tsv", ".participants.tsv.partial", "participants.json", "dataset_description.json"):
+    for name in ("participants.tsv", "participants.json", "dataset_description.json"):
         (out_dir / name).unlink(missing_ok=True)
+    for tmp in out_dir.glob(".participants.tmp-*.tsv"):  # left by a killed write (atomic_write)
+        tmp.unlink()
     shutil.rmtree(out_dir / TRUTH_RELPATH.parent, ignore_errors=True)
     return False
 
@@ -284,15 +286,13 @@ def write_synthetic_cohort(out_dir: str | Path, n_subjects: int = 200, n_sites: 
 
 
 def _write_tsv(path: Path, rows: list[dict], columns: list[str]) -> None:
-    """Write ``rows`` as a TSV via a temporary file and a rename: a failed write (full disk,
+    """Write ``rows`` as a TSV, atomically (:func:`~medssl.atomic.atomic_write`): a failed write (full disk,
     crash) never leaves half a table, and ``participants.tsv`` is what marks a cohort complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
+    def write(tmp: Path) -> None:
         with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=columns, delimiter="\t", extrasaction="ignore", lineterminator="\n")
             w.writeheader()
             w.writerows(rows)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, write)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from medssl.atomic import atomic_write
 from medssl.data.dataset import mapped_file_id
 
 FEATURE_CACHE_VERSION = "1"  #: bump when the extraction itself changes
@@ -146,14 +145,8 @@ def extract_features(encoder: torch.nn.Module, dataset: Dataset, batch_size: int
         result["subject"] = np.array([records[int(i)].subject for i in result["index"]], dtype=str)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        # one temporary file per writer: two evaluations of a run write the same cache (a shared name was
-        # renamed away under the other writer)
-        tmp = cache.with_name(f".{cache.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}.npz")
-        try:
-            np.savez(tmp, cache_key=np.array(key), **result)
-            tmp.replace(cache)
-        finally:
-            tmp.unlink(missing_ok=True)
+        # one temporary file per writer: two evaluations of a run write the same cache
+        atomic_write(cache, lambda tmp: np.savez(tmp, cache_key=np.array(key), **result))
     return result
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medssl.atomic import atomic_write
+
 _NAME = re.compile(r"step-(\d+)\.pt$")
 
 
@@ -55,20 +57,15 @@ def set_rng_state(state: dict, device: torch.device | None = None) -> None:
 
 
 def write_atomic(state: dict, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename into place (the temporary file is
-    removed when any of it fails)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    try:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename into place
+    (:func:`~medssl.atomic.atomic_write`; the temporary file is removed when any of it fails)."""
+    def write(tmp: Path) -> None:
         torch.save(state, tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a failed write (disk full) leaves no hidden partial file holding the space
-        raise
-    return path
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, write)
 
 
 def save_checkpoint(state: dict, folder: str | Path, step: int, keep: int = 2) -> Path:

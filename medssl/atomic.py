@@ -1,0 +1,23 @@
+"""Atomic file writes: a reader sees the previous file or the new one whole, never half of one."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary file of this writer in ``path``'s folder, then rename it over ``path``
+    (``os.replace``: atomic on POSIX). The temporary name is unique per call (two processes writing the same
+    file never rename each other's) and keeps ``path``'s suffix (``np.save`` / ``np.savez`` append theirs to
+    other names); it is removed when the write fails."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
