@@ -31,6 +31,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from medssl.atomic import atomic_write
+
 FORMAT = "medssl-encoder"
 FORMAT_VERSION = 1
 SPEC_FILE = "encoder.json"
@@ -78,21 +80,21 @@ def save_encoder(encoder: nn.Module, out_dir: str | Path, architecture: str, arg
                           "(medssl export --out DIR)")
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / WEIGHTS_FILE
-    tmp = out_dir / f".{WEIGHTS_FILE}.tmp-{os.getpid()}"
-    save_file(encoder_state_dict(encoder), str(tmp), metadata={"format": FORMAT, "architecture": architecture})
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # safetensors creates 0600; an export is meant to be shared like encoder.json
-    os.replace(tmp, weights)
+
+    def write_weights(tmp: Path) -> None:
+        save_file(encoder_state_dict(encoder), str(tmp), metadata={"format": FORMAT, "architecture": architecture})
+        os.chmod(tmp, 0o666 & ~umask)  # safetensors creates 0600; an export is meant to be shared like encoder.json
+
+    atomic_write(weights, write_weights)
     spec = {"format": FORMAT, "format_version": FORMAT_VERSION, "medssl_version": __version__,
             "architecture": architecture, "arguments": _with_defaults(architecture, arguments),
             "out_dim": int(encoder.out_dim),
             "monai": encoder.monai_network() if hasattr(encoder, "monai_network") else None,
             "weights": {"file": WEIGHTS_FILE, "sha256": _sha256(weights)},
             "input": input_spec or {}, "pretraining": pretraining or {}}
-    tmp = out_dir / f".{SPEC_FILE}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(spec, indent=2) + "\n")
-    os.replace(tmp, out_dir / SPEC_FILE)
+    atomic_write(out_dir / SPEC_FILE, lambda tmp: tmp.write_text(json.dumps(spec, indent=2) + "\n"))
     return out_dir
 
 
