@@ -135,6 +135,24 @@ def test_site_swap_reproduces_the_study_and_alters_only_the_swapped_site(tmp_pat
         swapped = next((tmp_path / "swap").glob("intensity-run0-seed0/eval-openbhb-*"))
         assert swap.site_errors(swapped, kind, codes["site-D"], [0, 1, 2]) == pytest.approx(
             swap.site_errors(original, kind, codes["site-D"], [0, 1, 2]), abs=1e-9)
+        assert res["summary"]["none"][label]["bias_per_seed"] == pytest.approx([bias], abs=1e-9)
+    assert Path(res["figure"]) == tmp_path / "swap" / "figure.png" and Path(res["figure"]).stat().st_size > 10_000
+    again = swap.main(["--from-json", str(tmp_path / "swap" / "result.json"), "--figure", str(tmp_path / "f.png")])
+    assert again["summary"] == res["summary"] and (tmp_path / "f.png").stat().st_size > 10_000
+
+
+def test_site_swap_redraws_the_published_figure_from_its_json(tmp_path, capsys):
+    """--from-json: no study folder, no computation; the table printed is the JSON's (docs/results) and the
+    figure is written; without a study folder or --from-json the script says what to give."""
+    swap = load_benchmark("multisite_site_swap", "bench_site_swap")
+    path = Path(__file__).resolve().parents[2] / "docs" / "results" / "multisite_site_swap_E.json"
+    res = swap.main(["--from-json", str(path), "--figure", str(tmp_path / "swap.png")])
+    assert res == json.loads(path.read_text()) and (tmp_path / "swap.png").stat().st_size > 10_000
+    printed = capsys.readouterr().out
+    assert f"{res['summary']['intensity']['SimCLR']['bias']:.2f}" in printed  # -7.57, the docs' −7.6
+    with pytest.raises(SystemExit):
+        swap.main([])
+    assert "--from-json" in capsys.readouterr().err
 
 
 def test_synthetic_quick_with_peers(tmp_path):
