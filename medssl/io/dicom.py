@@ -70,7 +70,7 @@ def guarded(path: str | Path, holder: list | None = None):
     ``ValueError("... 'value'")``) into a :class:`BadFileError` without header values of
     ``holder[0]`` (the header, once read) or quoted parts."""
     try:
-        with scrubbed_warnings(lambda: phi_values(holder[0] if holder else None)):
+        with scrubbed_warnings(lambda: phi_values(holder[0] if holder else None), logger="pydicom"):
             yield
     except BadFileError:
         raise
@@ -93,7 +93,7 @@ def read_header(path: str | Path, stop_before_pixels: bool = False) -> pydicom.D
         raise BadFileError(path, "file does not exist" if not path.exists() else "is not a regular file")
     holder: list = []
     try:
-        with scrubbed_warnings(lambda: phi_values(holder[0] if holder else None)):
+        with scrubbed_warnings(lambda: phi_values(holder[0] if holder else None), logger="pydicom"):
             holder.append(pydicom.dcmread(path, stop_before_pixels=stop_before_pixels))
         return holder[0]
     except InvalidDicomError:
@@ -132,7 +132,7 @@ def decode_pixels(ds: pydicom.Dataset, path: str | Path) -> np.ndarray:
             raise MissingDecoderError(path, f"no installed decoder for {where}; install the DICOM "
                                             f"codecs with: {CODECS_HINT}")
     try:
-        with scrubbed_warnings(lambda: phi_values(ds)):
+        with scrubbed_warnings(lambda: phi_values(ds), logger="pydicom"):
             return ds.pixel_array
     except Exception as e:  # noqa: BLE001
         if ts is not None and ts.is_compressed and "does not support" in str(e):  # e.g. Pillow and 12-bit JPEG

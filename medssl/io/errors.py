@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
+import threading
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -117,12 +119,58 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return text[:300]
 
 
+class _HeldRecords(logging.Filter):
+    """Holds back this thread's records on a logger and its children, to re-emit them scrubbed."""
+
+    def __init__(self, name: str | None) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+        self._thread = threading.get_ident()
+        children = [] if name is None else [lg for key, lg in list(logging.Logger.manager.loggerDict.items())
+                                            if key.startswith(f"{name}.") and isinstance(lg, logging.Logger)]
+        self._loggers = [] if name is None else [logging.getLogger(name), *children]
+        for lg in self._loggers:
+            lg.addFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.thread != self._thread:  # another thread's read: its own filter holds it
+            return True
+        self.records.append(record)
+        return False
+
+    def release(self, secrets: list[str]) -> None:
+        """Detach, then pass each held record on to its logger with message and exception redacted."""
+        for lg in self._loggers:
+            lg.removeFilter(self)
+        for record in self.records:
+            try:
+                text = redact(record.getMessage(), secrets)
+            except Exception:  # noqa: BLE001 - a record whose arguments do not fit its format
+                text = redact(str(record.msg), secrets)
+            exc = record.exc_info[1] if record.exc_info else None
+            if exc is not None:  # the traceback is dropped: only the scrubbed exception line is kept
+                text += f" [{type(exc).__name__}: {redact(str(exc), secrets)}]"
+            record.msg, record.args, record.exc_info, record.exc_text, record.stack_info = text, (), None, None, None
+            logging.getLogger(record.name).handle(record)
+
+
 @contextlib.contextmanager
-def scrubbed_warnings(secrets: Callable[[], Iterable[str]] | None = None):
-    """Re-emit the warnings raised inside the block, passed through :func:`redact`."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    values = list(secrets()) if (caught and secrets) else []
+def scrubbed_warnings(secrets: Callable[[], Iterable[str]] | None = None, logger: str | None = None):
+    """Re-emit the warnings raised inside the block, passed through :func:`redact`.
+
+    With ``logger`` (e.g. ``"pydicom"``), the records sent to that logger and its children by this
+    thread inside the block are held back too and passed on redacted when the block ends, also
+    when it raises. ``secrets`` is called inside the block, so values it reads are covered too.
+    """
+    held, values = _HeldRecords(logger), []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                yield
+            finally:
+                values = list(secrets()) if (secrets and (caught or held.records)) else []
+    finally:
+        held.release(values)
     for w in caught:
         warnings.warn(redact(str(w.message), values), w.category, stacklevel=3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import traceback
 import warnings
@@ -129,6 +130,34 @@ def test_missing_decoder_error_is_clean(pydicom_file, tmp_path, monkeypatch):
     monkeypatch.setattr("medssl.io.dicom.get_decoder", lambda uid: NoPlugins())
     path = _plant(pydicom_file("MR_small_RLE.dcm"), tmp_path / "rle.dcm")
     assert "dicom-codecs" in str(_clean_error(lambda: read_dicom(path)))
+
+
+def test_pydicom_log_records_are_scrubbed(pydicom_file, tmp_path, caplog):
+    # A UID with a leading-zero component (a common malformation) makes pydicom both warn and LOG
+    # "Invalid value for VR UI: '<the UID>'" on the `pydicom` logger when the element is read.
+    bad_uid = "1.2.826.0.1.3680043.8.498.0998877665544332211"
+    folder = tmp_path / "series"
+    folder.mkdir()
+    path = _plant(pydicom_file("CT_small.dcm"), folder / "uid.dcm", SeriesInstanceUID=bad_uid)
+    pydicom.config.debug(True, default_handler=False)  # debug records too (element offsets, tags)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="pydicom"), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            read_dicom(path)
+            read_dicom(path, spatial_dims=3)
+            read_dicom_series(folder)
+            frames = _plant(pydicom_file("CT_small.dcm"), tmp_path / "frames.dcm", SeriesInstanceUID=bad_uid,
+                            NumberOfFrames=PLANTED["PatientName"])
+            _clean_error(lambda: read_dicom(frames))  # records logged before an error arrive scrubbed too
+    finally:
+        pydicom.config.debug(False, default_handler=False)
+    records = [r for r in caplog.records if r.name.split(".")[0] == "pydicom"]
+    invalid = [r for r in records if "Invalid value for VR UI" in r.getMessage()]
+    assert len(invalid) >= 4  # the record still arrives, once per file read
+    assert all("<redacted>" in r.getMessage() for r in invalid)
+    assert len(records) > len(invalid)  # debug records arrive as well
+    _assert_clean(caplog.text, *(r.getMessage() for r in records), *(str(w.message) for w in caught))
+    assert bad_uid not in caplog.text and "0998877665544332211" not in caplog.text
 
 
 def test_volume_rejects_unsafe_metadata():
