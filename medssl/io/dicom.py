@@ -331,7 +331,7 @@ def _read_dicom(path: Path, ds: pydicom.Dataset, voi, color: str, spatial_dims: 
         from medssl.io.dicom_series import slice_affine, slice_thickness  # local: it imports this module
 
         affine = slice_affine(ds, path, thickness=slice_thickness(ds, path))
-        image, source = image[..., None], ("PixelSpacing" if "PixelSpacing" in ds else "default")
+        image = image[..., None]  # same in-plane spacing (and source) as in 2D, via spacing_2d
     meta.update(shape=tuple(image.shape[1:]), spacing_source=source)
     vol = Volume(image, affine, safe_meta(ds, **meta))
     vol.meta["spacing"] = vol.spacing

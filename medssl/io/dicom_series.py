@@ -27,7 +27,7 @@ import numpy as np
 import pydicom
 from pydicom.pixels import apply_modality_lut
 
-from medssl.io.dicom import cs, decode_pixels, guarded, hash_uid, positive_spacing, read_header, safe_meta
+from medssl.io.dicom import cs, decode_pixels, guarded, hash_uid, positive_spacing, read_header, safe_meta, spacing_2d
 from medssl.io.errors import BadFileError, check_array
 from medssl.io.volume import Volume
 
@@ -57,11 +57,10 @@ def _position(ds: pydicom.Dataset, path: Path) -> np.ndarray:
 
 
 def _pixel_spacing(ds: pydicom.Dataset, path: Path) -> tuple[float, float]:
-    """``(row_spacing, col_spacing)`` in mm (PixelSpacing order), 1.0 when absent; zero,
-    negative or non-finite spacing is a :class:`BadFileError`."""
-    if "PixelSpacing" in ds and ds["PixelSpacing"].VM == 2:
-        return positive_spacing(ds.PixelSpacing, "PixelSpacing", path)
-    return 1.0, 1.0
+    """``(row_spacing, col_spacing)`` in mm (PixelSpacing order), by the rule of
+    :func:`~medssl.io.dicom.spacing_2d` (PixelSpacing, else ImagerPixelSpacing, else 1.0)."""
+    (col_sp, row_sp), _ = spacing_2d(ds, path)
+    return row_sp, col_sp
 
 
 def slice_thickness(ds: pydicom.Dataset, path: str | Path) -> float:
@@ -238,7 +237,8 @@ def read_dicom_series(folder: str | Path, *, series_uid: str | None = None, spac
     Returns:
         Volume with array ``(1, cols, rows, n_slices)`` float32 in modality units (Rescale
         Slope/Intercept applied: Hounsfield units for CT); affine voxel → RAS mm built from
-        ImageOrientationPatient, PixelSpacing and the first/last ImagePositionPatient (so
+        ImageOrientationPatient, PixelSpacing (else ImagerPixelSpacing, as in
+        :func:`~medssl.io.dicom.read_dicom`) and the first/last ImagePositionPatient (so
         gantry tilt appears as shear), converted from DICOM LPS.
 
     Raises:
@@ -271,8 +271,7 @@ def _read_series(folder: Path, series_uid: str | None, spacing_rtol: float, recu
             volume[:, :, k] = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64).T
     check_array(folder, volume)
     affine = _affine(ds0, p0, _position(ds0, p0), step)
-    source = "PixelSpacing" if "PixelSpacing" in ds0 and ds0["PixelSpacing"].VM == 2 else "default"
-    meta = safe_meta(first, shape=volume.shape, window="none", spacing_source=source, n_ignored_files=len(ignored),
+    meta = safe_meta(first, shape=volume.shape, window="none", spacing_source=spacing_2d(ds0, p0)[1], n_ignored_files=len(ignored),
                      ignored_files=ignored, rescaled="RescaleSlope" in first or "ModalityLUTSequence" in first)
     vol = Volume(volume[None], affine, meta)
     vol.meta["spacing"] = vol.spacing

@@ -48,6 +48,26 @@ def test_cr_monochrome1_window_rescale_inversion(pydicom_file):
     assert vol.meta["patient_orientation"] == "L\\F"
 
 
+def test_radiograph_spacing_is_the_same_in_2d_3d_and_as_a_series(pydicom_file, tmp_path):
+    # A projection radiograph has ImagerPixelSpacing (at the detector) and often no PixelSpacing: the 2D read
+    # used it, the single-slice 3D read and the series reader ignored it and fell back to 1 mm.
+    ds = pydicom.dcmread(pydicom_file(CR))
+    assert "PixelSpacing" not in ds
+    ds.ImagerPixelSpacing = [0.2, 0.15]  # row spacing \ column spacing (mm)
+    ds.EstimatedRadiographicMagnificationFactor = 1.25  # not applied: the spacing stays at the detector plane
+    ds.ImagePositionPatient, ds.ImageOrientationPatient = [0, 0, 0], [1, 0, 0, 0, 0, -1]  # a frontal view
+    (tmp_path / "one").mkdir()
+    ds.save_as(tmp_path / "one" / "cr.dcm")
+    path = tmp_path / "one" / "cr.dcm"
+    flat, vol, series = read_dicom(path), read_dicom(path, spatial_dims=3), read_dicom_series(tmp_path / "one")
+    assert flat.spacing == pytest.approx((0.15, 0.2))  # (along a row = column spacing, down a column)
+    assert vol.spacing == pytest.approx((0.15, 0.2, 1.0)) and series.spacing == pytest.approx((0.15, 0.2, 1.0))
+    for v in (flat, vol, series):
+        assert v.meta["spacing_source"] == "ImagerPixelSpacing"
+    # independent check: pixel (10, 0) lies 10 column spacings from (0, 0) along the row direction (LPS x → RAS -x)
+    np.testing.assert_allclose(vol.affine @ [10, 0, 0, 1], [-1.5, 0, 0, 1], atol=1e-9)
+
+
 def test_cr_no_voi_inverts_within_stored_range(pydicom_file):
     path = pydicom_file(CR)
     ds = pydicom.dcmread(path)
