@@ -133,7 +133,7 @@ class _HeldRecords(logging.Filter):
             lg.addFilter(self)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.thread != self._thread:  # another thread's read: its own filter holds it
+        if record.thread not in (None, self._thread):  # another thread's read: its own filter holds it
             return True
         self.records.append(record)
         return False

@@ -132,7 +132,9 @@ def test_missing_decoder_error_is_clean(pydicom_file, tmp_path, monkeypatch):
     assert "dicom-codecs" in str(_clean_error(lambda: read_dicom(path)))
 
 
-def test_pydicom_log_records_are_scrubbed(pydicom_file, tmp_path, caplog):
+@pytest.mark.parametrize("log_threads", [True, False])  # logging.logThreads = False: records carry no thread id
+def test_pydicom_log_records_are_scrubbed(pydicom_file, tmp_path, caplog, monkeypatch, log_threads):
+    monkeypatch.setattr(logging, "logThreads", log_threads)
     # A UID with a leading-zero component (a common malformation) makes pydicom both warn and LOG
     # "Invalid value for VR UI: '<the UID>'" on the `pydicom` logger when the element is read.
     bad_uid = "1.2.826.0.1.3680043.8.498.0998877665544332211"
