@@ -144,6 +144,29 @@ def decode_pixels(ds: pydicom.Dataset, path: str | Path) -> np.ndarray:
         raise BadFileError(path, f"cannot decode pixel data with {where} ({safe_reason(e, ds)}){hint}") from None
 
 
+def rescale(ds: pydicom.Dataset) -> tuple[float, float] | None:
+    """``(slope, intercept)`` of the Rescale step, the missing one of the pair taken as 1 / 0 (as GDCM and
+    SimpleITK read it; pydicom's ``apply_modality_lut`` skips the step unless both are present).
+
+    ``None`` when neither is present (empty counts as absent) or a Modality LUT Sequence replaces them.
+    """
+    if ds.get("ModalityLUTSequence"):
+        return None
+    slope, inter = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
+    if slope in (None, "") and inter in (None, ""):
+        return None
+    return 1.0 if slope in (None, "") else float(slope), 0.0 if inter in (None, "") else float(inter)
+
+
+def modality_values(pixels: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
+    """Stored values → modality values (PS3.3 C.11.1, e.g. HU), float64, same shape: the Modality LUT
+    Sequence, else Rescale Slope / Intercept (:func:`rescale`), else the stored values."""
+    pair = rescale(ds)
+    if pair is None:
+        return np.asarray(apply_modality_lut(pixels, ds), np.float64)
+    return np.asarray(pixels, np.float64) * pair[0] + pair[1]
+
+
 def modality_range(ds: pydicom.Dataset) -> tuple[float, float]:
     """Output range of the Modality LUT / rescale for the stored bit depth (PS3.3 C.11.1)."""
     if ds.get("ModalityLUTSequence"):
@@ -151,7 +174,7 @@ def modality_range(ds: pydicom.Dataset) -> tuple[float, float]:
     bits = int(ds.get("BitsStored", 16))
     signed = int(ds.get("PixelRepresentation", 0)) == 1
     lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
-    slope, inter = float(ds.get("RescaleSlope", 1.0)), float(ds.get("RescaleIntercept", 0.0))
+    slope, inter = rescale(ds) or (1.0, 0.0)
     lo, hi = lo * slope + inter, hi * slope + inter
     return (min(lo, hi), max(lo, hi))
 
@@ -164,14 +187,18 @@ def _lut_range(item: pydicom.Dataset) -> tuple[float, float]:
     return float(data.min()), float(data.max())
 
 
-def _window_header(ds: pydicom.Dataset, center: float, width: float) -> pydicom.Dataset:
-    """A new header with only what :func:`apply_windowing` reads, plus a LINEAR window."""
+def _window_header(ds: pydicom.Dataset, center: float, width: float, function: str = "") -> pydicom.Dataset:
+    """A new header with only what :func:`apply_windowing` reads (the rescale as :func:`rescale`
+    resolves it), plus one window (LINEAR unless ``function`` names the file's VOI LUT Function)."""
     out = pydicom.Dataset()
-    for kw in ("PhotometricInterpretation", "BitsStored", "PixelRepresentation", "RescaleSlope",
-               "RescaleIntercept", "ModalityLUTSequence"):
+    for kw in ("PhotometricInterpretation", "BitsStored", "PixelRepresentation", "ModalityLUTSequence"):
         if kw in ds:
             setattr(out, kw, ds[kw].value)
+    if rescale(ds) is not None:
+        out.RescaleSlope, out.RescaleIntercept = rescale(ds)
     out.WindowCenter, out.WindowWidth = center, width
+    if function:
+        out.VOILUTFunction = function
     return out
 
 
@@ -196,7 +223,7 @@ def apply_display(ds: pydicom.Dataset, values: np.ndarray, voi, path: str | Path
             raise BadFileError(path, f"its display window is WindowCenter {c:g}, WindowWidth {w:g}; DICOM requires a "
                                      "finite centre and a width of at least 1. Read it with reader_options "
                                      "{voi: none} (stored values) or {voi: [center, width]}")
-        tag = f"c={c:g},w={w:g}"
+        tag, ds = f"c={c:g},w={w:g}", _window_header(ds, c, w, str(ds.get("VOILUTFunction") or ""))
     else:
         lo, hi = modality_range(ds)
         return np.clip((values - lo) / max(hi - lo, 1e-12), 0.0, 1.0), "full_range"
@@ -310,7 +337,7 @@ def _read_dicom(path: Path, ds: pydicom.Dataset, voi, color: str, spatial_dims: 
         image = luma[None] if color == "luminance" else np.moveaxis(rgb, -1, 0)
         meta.update(color=color, window="none" if voi == "none" else "full_range")
     else:
-        values = np.asarray(apply_modality_lut(pixels, ds), np.float64)
+        values = modality_values(pixels, ds)
         mode = voi if voi != "auto" else ("file" if ds.get("Modality") in RADIOGRAPHIC_MODALITIES else "none")
         if mode == "none":
             image, meta["window"] = values, "none"
@@ -320,7 +347,7 @@ def _read_dicom(path: Path, ds: pydicom.Dataset, voi, color: str, spatial_dims: 
             # a display polarity: quantitative modality values (CT HU…) stay as they are
             lo, hi = (0.0, 1.0) if mode != "none" else modality_range(ds)
             image, meta["inverted"] = lo + hi - image, True
-        meta["rescaled"] = "RescaleSlope" in ds or "ModalityLUTSequence" in ds
+        meta["rescaled"] = rescale(ds) is not None or "ModalityLUTSequence" in ds
         image = image[None] if color == "luminance" else np.repeat(image[None], 3, axis=0)
     image = np.ascontiguousarray(np.swapaxes(image, 1, 2), dtype=np.float32)  # (C, cols, rows)
     check_array(path, image)

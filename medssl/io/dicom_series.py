@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.pixels import apply_modality_lut
 
-from medssl.io.dicom import cs, decode_pixels, guarded, hash_uid, positive_spacing, read_header, safe_meta, spacing_2d
+from medssl.io.dicom import (cs, decode_pixels, guarded, hash_uid, modality_values, positive_spacing, read_header,
+                             rescale, safe_meta, spacing_2d)
 from medssl.io.errors import BadFileError, check_array
 from medssl.io.volume import Volume
 
@@ -268,11 +268,12 @@ def _read_series(folder: Path, series_uid: str | None, spacing_rtol: float, recu
             if pixels.shape != (int(ds0.Rows), int(ds0.Columns)):
                 raise BadFileError(p, f"expected one grayscale {ds0.Rows}x{ds0.Columns} slice, "
                                       f"got pixels of shape {pixels.shape}")
-            volume[:, :, k] = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64).T
+            volume[:, :, k] = modality_values(pixels, ds).T
     check_array(folder, volume)
     affine = _affine(ds0, p0, _position(ds0, p0), step)
     meta = safe_meta(first, shape=volume.shape, window="none", spacing_source=spacing_2d(ds0, p0)[1], n_ignored_files=len(ignored),
-                     ignored_files=ignored, rescaled="RescaleSlope" in first or "ModalityLUTSequence" in first)
+                     ignored_files=ignored,
+                     rescaled=rescale(first) is not None or "ModalityLUTSequence" in first)
     vol = Volume(volume[None], affine, meta)
     vol.meta["spacing"] = vol.spacing
     return vol

@@ -90,6 +90,31 @@ def test_ct_slice_hounsfield_and_explicit_window(pydicom_file):
     assert win.meta["window"] == "c=40,w=400" and 0.0 <= win.array.min() and win.array.max() <= 1.0
 
 
+@pytest.mark.parametrize("drop, slope, intercept", [("RescaleIntercept", 2.0, 0.0), ("RescaleSlope", 1.0, -1024.0)])
+def test_a_rescale_with_one_of_the_pair_missing_is_applied(pydicom_file, tmp_path, drop, slope, intercept):
+    # pydicom's apply_modality_lut skips the rescale unless both elements are present: a CT slice with only an
+    # intercept of -1024 came out 1024 HU off, with only a slope the values were unscaled while the output
+    # range (full_range, windows, MONOCHROME1 inversion) assumed the slope. GDCM / SimpleITK take 1 and 0.
+    ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    del ds[drop]
+    (tmp_path / "one").mkdir()
+    path = tmp_path / "one" / "ct.dcm"
+    ds.save_as(path)
+    expected = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))[0].T.astype(np.float64)  # independent reader
+    np.testing.assert_allclose(expected, ds.pixel_array.T * slope + intercept)
+    vol = read_dicom(path)
+    np.testing.assert_array_equal(vol.array[0], expected)
+    assert vol.meta["rescaled"] is True
+    np.testing.assert_array_equal(read_dicom_series(tmp_path / "one").array[0, ..., 0], expected)
+    np.testing.assert_allclose(read_dicom(path, voi=(40, 400)).array[0], _naive_linear_window(expected, 40, 400),
+                               atol=1e-6)
+    signed = int(ds.PixelRepresentation) == 1
+    lo, hi = (-(2 ** (ds.BitsStored - 1)), 2 ** (ds.BitsStored - 1) - 1) if signed else (0, 2**ds.BitsStored - 1)
+    lo, hi = sorted((lo * slope + intercept, hi * slope + intercept))
+    np.testing.assert_allclose(read_dicom(path, voi="file").array[0], (expected - lo) / (hi - lo), atol=1e-6)
+
+
 def test_monochrome1_ct_keeps_hounsfield_units(pydicom_file, tmp_path):
     """MONOCHROME1 is a display polarity (PS3.3 C.7.6.3.1.2, after VOI): modality values
     (HU) are not inverted, as in read_dicom_series; a display window still is."""
