@@ -100,12 +100,13 @@ def _key(row: dict, on: list[str]) -> tuple:
     return tuple(id_key(row.get(c, "")) for c in on)
 
 
-def _join(rows: list[Row], header: list[str], root: Path, spec: dict) -> list[str]:
+def _join(rows: list[Row], header: list[str], root: Path, spec: dict,
+          bad_rows: list[tuple[str, str]] | None = None) -> list[str]:
     if not isinstance(spec, dict) or set(spec) - {"table", "key"} or not spec.get("table") or not spec.get("key"):
         raise ManifestError(f"join entry {spec!r} must be {{table: <file>, key: <column or [columns]>}}")
     on = [spec["key"]] if isinstance(spec["key"], str) else list(spec["key"])
     table = root / spec["table"]
-    jheader, jrows = read_numbered_table(table)
+    jheader, jrows = read_numbered_table(table, bad_rows)
     for col, hdr, name in [(c, h, n) for c in on for h, n in ((header, "manifest"), (jheader, str(table)))]:
         if col not in hdr:
             raise ManifestError(f"join on {col!r}: column not in {name} (columns: {hdr})")
@@ -127,8 +128,9 @@ def load_rows(manifest: str | list, root: Path, join: list | None = None, select
               bad_rows: list[tuple[str, str]] | None = None) -> tuple[list[Row], list[str], str]:
     """Rows of the card's table(s) after ``join`` and ``select``.
 
-    ``bad_rows``: collects the manifest's rows with a wrong field count (see
-    :func:`read_numbered_table`) instead of raising at the first.
+    ``bad_rows``: collects the rows with a wrong field count of the manifest and of every
+    joined table (see :func:`read_numbered_table`) instead of raising at the first; such a
+    joined row matches nothing.
 
     Returns:
         ``(rows, header, source)``; ``source`` names the table(s).
@@ -152,7 +154,7 @@ def load_rows(manifest: str | list, root: Path, join: list | None = None, select
         if not rs and len(bad_rows or []) == n_bad:
             raise ManifestError(f"{path}: no rows")
     for spec in join or []:
-        header = _join(rows, header, root, spec)
+        header = _join(rows, header, root, spec, bad_rows)
     for col, values in (select or {}).items():
         if col not in header:
             raise ManifestError(f"the card's select.{col} names a column that is not in {tables[0]}."
