@@ -19,7 +19,7 @@ from pathlib import Path
 from medssl.atomic import atomic_write
 from medssl.config import _did_you_mean
 from medssl.data.card import DataCard
-from medssl.data.tables import ROOT_HINT, ManifestError, Row, id_key, load_rows, load_split_files, read_table
+from medssl.data.tables import ROOT_HINT, ManifestError, Row, SplitLists, id_key, load_rows, read_table
 
 MISSING_AGE = ("", "n/a", "na", "nan", "none", "null")
 #: site / sex / label cells that mean "unknown" (BIDS writes n/a; pandas' str(NaN) is nan) → "" (code -1)
@@ -159,10 +159,11 @@ class _Roles:
     def __init__(self, card: DataCard, root: Path) -> None:
         self.card, self.root = card, root
         self.regex = re.compile(card.path_regex) if card.path_regex else None
-        self.split_of = load_split_files(card.split_files, root)
+        self.split_lists = SplitLists(card.split_files, root)
 
-    def __call__(self, values: dict, path: Path) -> dict | str:
-        """Completed role values, or the reason why the path does not match path_regex."""
+    def __call__(self, values: dict, path: Path, where: str) -> dict | str:
+        """Completed role values, or the reason why they cannot be (the path does not match
+        path_regex; a split list id matches two subjects); ``where`` names the row or file."""
         rel = path.relative_to(self.root).as_posix() if self.root in path.parents else str(path)
         out = dict(values)
         if self.regex is not None:
@@ -172,9 +173,14 @@ class _Roles:
             for role, v in m.groupdict().items():
                 if v is not None and not (out.get(role) or "").strip():
                     out[role] = v
-        if self.split_of and not (out.get("split") or "").strip():
-            out["split"] = self.split_of.get(rel, self.split_of.get(path.name, ""))
+        if self.split_lists and not (out.get("split") or "").strip():
+            out["split"], problem = self.split_lists.lookup(rel, (out.get("subject") or "").strip(), where)
+            if problem:
+                return problem
         return out
+
+    def unused(self) -> list[Problem]:
+        return [Problem(where, reason) for where, reason in self.split_lists.unused()]
 
 
 def _rows(card: DataCard, root: Path, problems: list[Problem]) -> tuple[list[Row], list[str], str]:
@@ -223,7 +229,7 @@ def _scan_table(card: DataCard, root: Path, problems: list[Problem]) -> tuple[li
             problems.append(Problem(row.where, f"path {rels[0]!r} escapes the data root {root}; paths must stay inside it"))
             continue
         path = next((p for p in paths if p.exists()), paths[0])
-        values = roles(values, path)
+        values = roles(values, path, row.where)
         if isinstance(values, str):
             problems.append(Problem(row.where, values, str(path)))
             continue
@@ -235,6 +241,7 @@ def _scan_table(card: DataCard, root: Path, problems: list[Problem]) -> tuple[li
         records.append(rec)
     if not rows and not problems:  # (rows with a wrong field count are problems already)
         raise ManifestError(f"{source}: no rows left after select {card.select}")
+    problems += roles.unused()
     return records, source
 
 
@@ -264,7 +271,7 @@ def _scan_files(card: DataCard, root: Path, problems: list[Problem]) -> tuple[li
         if path is None:
             problems.append(Problem(rel, f"escapes the data root {root}", str(f)))
             continue
-        values = roles({}, path)
+        values = roles({}, path, rel)
         if isinstance(values, str):
             problems.append(Problem(rel, values, str(path)))
             continue
@@ -281,6 +288,7 @@ def _scan_files(card: DataCard, root: Path, problems: list[Problem]) -> tuple[li
             records.append(rec)
     if not records and not problems:
         raise ManifestError(f"card {card.name}: no file under {root} matches files={card.files!r}; {ROOT_HINT}")
+    problems += roles.unused()
     return records, f"{root}/{card.files}"
 
 

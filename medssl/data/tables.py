@@ -5,7 +5,8 @@ CheXpert's ``train.csv`` + ``valid.csv``). ``join`` adds the columns of other ta
 matched on ``key`` column(s) (left join: unmatched rows get empty values), e.g. MIMIC-CXR's
 split and metadata tables on ``dicom_id``. ``select`` keeps rows whose column holds one of
 the listed values (e.g. frontal views only). ``split_files`` reads official split lists
-(one file name per line, as NIH ChestX-ray14's ``train_val_list.txt``).
+(one file name per line, as NIH ChestX-ray14's ``train_val_list.txt``, or one root-relative
+path or subject id). Ids are compared by :func:`id_key` everywhere (joins, split lists).
 """
 
 from __future__ import annotations
@@ -165,12 +166,15 @@ def load_rows(manifest: str | list, root: Path, join: list | None = None, select
 
 
 def load_split_files(split_files: dict, root: Path) -> dict[str, str]:
-    """``{file name or relative path: official split value}`` from the card's split lists.
+    """``{entry: official split value}`` from the card's split lists; an entry (one line) is a file
+    name, a root-relative path or a subject id.
 
     Raises:
-        ManifestError: a list file is missing, or a name is listed under two splits.
+        ManifestError: a list file is missing, or an entry is listed under two splits (also when
+            written differently as an id, as :func:`id_key` compares them: "002" and "2").
     """
     out: dict[str, str] = {}
+    ids: dict[str, str] = {}  # id_key → the first entry with it
     for value, name in (split_files or {}).items():
         path = root / name
         try:
@@ -179,7 +183,62 @@ def load_split_files(split_files: dict, root: Path) -> dict[str, str]:
             raise ManifestError(f"split list {path} (split {value!r}) does not exist; {ROOT_HINT}") from None
         for line in lines:
             entry = line.strip()
-            if entry:
-                if out.setdefault(entry, value) != value:
+            if not entry:
+                continue
+            first = ids.setdefault(id_key(entry), entry)
+            if out.get(first, value) != value:
+                if first == entry:
                     raise ManifestError(f"{entry!r} is listed in two split files ({out[entry]!r} and {value!r})")
+                raise ManifestError(f"{entry!r} ({name}) and {first!r} ({split_files[out[first]]}) are one id "
+                                    f"(numeric ids match without leading zeros) listed in two split files "
+                                    f"({value!r} and {out[first]!r}); keep it in one list")
+            out[entry] = value
     return out
+
+
+class SplitLists:
+    """The card's official split lists (``split_files``), looked up scan by scan.
+
+    An entry names a scan by root-relative path or file name, or else by its subject id,
+    compared as the joins compare keys (:func:`id_key`: "2" lists subject "002").
+    """
+
+    def __init__(self, split_files: dict, root: Path) -> None:
+        self.files, self.root = split_files or {}, root
+        self.split_of = load_split_files(self.files, root)
+        self.entry_of_id: dict[str, str] = {}  # id_key → the entry with that id
+        for entry in self.split_of:
+            self.entry_of_id.setdefault(id_key(entry), entry)
+        self.by_id: dict[str, tuple[str, str]] = {}  # id_key → (subject, where) that took its split by that id
+        self.asked = self.found = 0  # scans looked up; found in a list
+
+    def __bool__(self) -> bool:
+        return bool(self.split_of)
+
+    def lookup(self, rel: str, subject: str, where: str) -> tuple[str, str]:
+        """``(official split value or "", problem or "")`` of the scan at root-relative ``rel``.
+
+        The problem: the scan is listed only by an id that another subject of the table has too
+        ("02" and "2"), naming both subjects and ``where`` (the row or file) each was found.
+        """
+        self.asked += 1
+        split = self.split_of.get(rel, self.split_of.get(rel.rsplit("/", 1)[-1]))
+        entry = self.entry_of_id.get(id_key(subject)) if split is None and subject.strip() else None
+        if entry is not None:
+            split = self.split_of[entry]
+            other, other_where = self.by_id.setdefault(id_key(subject), (subject, where))
+            if other != subject:
+                return "", (f"split list {self.files[split]}: its id {entry!r} matches subjects {subject!r} (here) and "
+                            f"{other!r} ({other_where}), as numeric ids match without leading zeros; give the two "
+                            "subjects distinct ids, or list file names in the split list")
+        self.found += split is not None
+        return split or "", ""
+
+    def unused(self) -> list[tuple[str, str]]:
+        """``[(the lists, reason)]`` when scans were looked up and none was found in a list."""
+        if not self.asked or self.found:
+            return []
+        lists = ", ".join(str(self.root / f) for f in self.files.values())
+        return [(lists, f"no entry of the split lists names any of the {self.asked} scan(s) (by root-relative path, "
+                        "file name or subject id), so none would get its official split; compare the lists' lines "
+                        "with the table's paths and subject ids")]

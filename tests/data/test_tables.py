@@ -48,3 +48,50 @@ def test_data_check_names_every_ragged_row_of_every_joined_table(tmp_path, capsy
     (tmp_path / "p.csv").write_text("id,age\ns1,30\n")
     with pytest.raises(ManifestError, match=r"sites.csv row 3: 1 fields"):
         build_manifest(_load(card), tmp_path)
+
+
+def test_a_split_list_of_subject_ids_matches_them_without_leading_zeros(tmp_path):
+    """Split lists matched only file names: a list of subject ids, here written without the zeros a
+    spreadsheet drops ("2" for "002"), matched no scan and every scan silently had no official split."""
+    _scans(tmp_path, ["001", "002", "003", "004"])
+    (tmp_path / "p.csv").write_text("id,age\n001,30\n002,31\n003,32\n004,33\n")
+    (tmp_path / "train.txt").write_text("1\n2\n")
+    (tmp_path / "test.txt").write_text("003\n")  # written as in the table: matched as before
+    card = _card(tmp_path, extra="split_files: {train: train.txt, test: test.txt}\n")
+    recs = build_manifest(_load(card), tmp_path)
+    assert [(r.subject, r.split) for r in recs] == [("001", "train"), ("002", "train"), ("003", "test"), ("004", "")]
+    # a file name still wins over the subject id
+    (tmp_path / "test.txt").write_text("003\n001.nii.gz\n")
+    assert [r.split for r in build_manifest(_load(card), tmp_path)] == ["test", "train", "test", ""]
+
+
+def test_an_id_that_would_match_two_subjects_or_two_splits_is_an_error_naming_both(tmp_path):
+    _scans(tmp_path, ["02", "2", "3"])
+    (tmp_path / "p.csv").write_text("id,age\n02,30\n2,31\n3,32\n")
+    (tmp_path / "train.txt").write_text("2\n")
+    (tmp_path / "test.txt").write_text("3\n")
+    card = _load(_card(tmp_path, extra="split_files: {train: train.txt, test: test.txt}\n"))
+    scan = scan_manifest(card, tmp_path)
+    [problem] = scan.problems
+    assert problem.where == f"{tmp_path / 'p.csv'} row 3"
+    assert "subjects '2' (here) and '02' (" + f"{tmp_path / 'p.csv'} row 2)" in problem.reason
+    assert "train.txt: its id '2' matches" in problem.reason
+    with pytest.raises(ManifestError, match=r"p.csv row 3: split list .*subjects '2' \(here\) and '02'"):
+        build_manifest(card, tmp_path)
+    (tmp_path / "test.txt").write_text("3\n002\n")  # one id in two lists, written differently
+    with pytest.raises(ManifestError, match=r"'002' \(test.txt\) and '2' \(train.txt\) are one id .* two split"):
+        build_manifest(card, tmp_path)
+
+
+def test_split_lists_that_name_no_scan_are_a_problem_not_silence(tmp_path):
+    """Lists written with another folder prefix (or other ids) matched no scan: all were left without a split."""
+    _scans(tmp_path, ["s1", "s2"])
+    (tmp_path / "p.csv").write_text("id,age\ns1,30\ns2,31\n")
+    (tmp_path / "train.txt").write_text("images/s1.nii.gz\n")
+    (tmp_path / "test.txt").write_text("images/s2.nii.gz\n")
+    card = _load(_card(tmp_path, extra="split_files: {train: train.txt, test: test.txt}\n"))
+    [problem] = scan_manifest(card, tmp_path).problems
+    assert problem.where == f"{tmp_path / 'train.txt'}, {tmp_path / 'test.txt'}"
+    assert "no entry of the split lists names any of the 2 scan(s)" in problem.reason
+    (tmp_path / "test.txt").write_text("s2.nii.gz\n")  # one scan found: the other is just not listed
+    assert [r.split for r in build_manifest(card, tmp_path)] == ["", "test"]
