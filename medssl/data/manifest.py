@@ -320,7 +320,7 @@ def scan_manifest(card: DataCard, root: str | Path | None = None) -> ManifestSca
         records, source = _scan_files(card, root, problems)
     else:
         records, source = _scan_table(card, root, problems)
-    return ManifestScan(records, problems + _listed_twice(records), root, source)
+    return ManifestScan(records, problems + _listed_twice(records) + _one_id_two_ways(records), root, source)
 
 
 def _listed_twice(records: list[Record]) -> list[Problem]:
@@ -331,6 +331,20 @@ def _listed_twice(records: list[Record]) -> list[Problem]:
     return [Problem(key, f"the same scan is listed {len(rs)} times (subjects {sorted({r.subject for r in rs})}); each scan "
                          "must appear once, or a subject-level split can put it in training and test", key, "row")
             for key, rs in rows.items() if len(rs) > 1]
+
+
+def _one_id_two_ways(records: list[Record]) -> list[Problem]:
+    """One problem per subject id written two ways ("002", "2"): joins and split lists take them for one id
+    (:func:`~medssl.data.tables.id_key`), a subject-level split would take them for two subjects."""
+    first: dict[str, Record] = {}
+    out = []
+    for r in records:
+        f = first.setdefault(id_key(r.subject), r)
+        if f.subject != r.subject:
+            out.append(Problem(r.key, f"subject {r.subject!r} and subject {f.subject!r} ({f.key}) are one id (numeric ids "
+                                      "match without leading zeros, as in join and split lists) written two ways; a split "
+                                      "could put them on both sides: write the id the same way in every row", r.key, "row"))
+    return out
 
 
 def build_manifest(card: DataCard, root: str | Path | None = None, check_files: bool = True) -> list[Record]:

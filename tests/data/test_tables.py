@@ -95,3 +95,24 @@ def test_split_lists_that_name_no_scan_are_a_problem_not_silence(tmp_path):
     assert "no entry of the split lists names any of the 2 scan(s)" in problem.reason
     (tmp_path / "test.txt").write_text("s2.nii.gz\n")  # one scan found: the other is just not listed
     assert [r.split for r in build_manifest(card, tmp_path)] == ["", "test"]
+
+
+def test_one_subject_id_written_two_ways_is_a_problem_not_two_subjects(tmp_path):
+    """Joins and split lists take "002" and "2" for one id, but the subject-level split took them for two:
+    two tables from different exports put one subject's scans on both sides (train and test)."""
+    from medssl.data.splits import subject_split
+
+    _scans(tmp_path, ["a", "b", "c"])
+    (tmp_path / "p1.csv").write_text("id,age,f\n002,30,a\n")
+    (tmp_path / "p2.csv").write_text("id,age,f\n2,31,b\n3,40,c\n")  # the spreadsheet export lost the zeros
+    card = _card(tmp_path, manifest="[p1.csv, p2.csv]")
+    (tmp_path / "card.yaml").write_text((tmp_path / "card.yaml").read_text().replace("'{id}.nii.gz'", "'{f}.nii.gz'"))
+    scan = scan_manifest(_load(card), tmp_path)
+    [problem] = scan.problems
+    assert problem.where == str(tmp_path / "b.nii.gz")
+    assert f"subject '2' and subject '002' ({tmp_path / 'a.nii.gz'}) are one id" in problem.reason
+    with pytest.raises(ManifestError, match=r"b.nii.gz: subject '2' and subject '002' .* are one id"):
+        build_manifest(_load(card), tmp_path)
+    # what the old code let through: with the two spellings as two subjects, a split separates them
+    recs = [r for r in scan.records if r.subject in ("002", "2")]
+    assert sorted(subject_split(recs, 0.5, seed=0, stratify="site")) == ["test", "train"]
