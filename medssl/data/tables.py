@@ -23,6 +23,10 @@ from medssl.config import _did_you_mean
 ROOT_HINT = "check the data root (--root DIR, or data.root; a card without `root:` reads the current folder)"
 
 
+#: spreadsheet files that are not text tables
+WORKBOOKS = (".xls", ".xlsx", ".xlsm", ".xlsb", ".ods", ".numbers")
+
+
 class ManifestError(ValueError):
     """A problem in the metadata table; the message names the table, row and column."""
 
@@ -55,12 +59,17 @@ def read_numbered_table(path: Path, bad_rows: list[tuple[str, str]] | None = Non
             ``data check`` names every such row).
 
     Raises:
-        ManifestError: missing or unreadable file, text that is not UTF-8, a column name
+        ManifestError: missing or unreadable file, a spreadsheet workbook (.xlsx …), text that
+            is not UTF-8, a header split by another delimiter (';' of a European Excel), a column name
             given twice, a row with more or fewer fields than the header (named by number;
             only without ``bad_rows``).
     """
     name = path.name[:-3] if path.name.endswith(".gz") else path.name
     delimiter = "\t" if name.endswith((".tsv", ".tab")) else ","
+    if name.lower().endswith(WORKBOOKS):
+        raise ManifestError(f"metadata table {path} is a spreadsheet workbook; medssl reads text tables: save the sheet as "
+                            "'CSV UTF-8 (Comma delimited)' (or pandas.read_excel(...).to_csv(...)) and name that .csv in "
+                            "the card")
     try:
         raw = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
     except FileNotFoundError:
@@ -74,6 +83,12 @@ def read_numbered_table(path: Path, bad_rows: list[tuple[str, str]] | None = Non
                             "re-save it as UTF-8 (e.g. 'CSV UTF-8' in a spreadsheet)") from None
     lines = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     header = [h.strip() for h in (lines[0] if lines else [])]
+    other = [d for d in ";\t,|" if d != delimiter and len(header) == 1 and d in header[0]]
+    if other:
+        raise ManifestError(f"metadata table {path}: the header is one column {header[0]!r} that holds {other[0]!r}: the "
+                            f"table looks {other[0]!r}-separated, but a {Path(name).suffix or 'text'} table is read as "
+                            f"{delimiter!r}-separated (.tsv / .tab: tabs, any other: commas); save it comma-separated as "
+                            ".csv ('CSV UTF-8 (Comma delimited)'; a European Excel writes ';') or tab-separated as .tsv")
     twice = sorted({h for h in header if header.count(h) > 1})
     if twice:
         raise ManifestError(f"metadata table {path}: column(s) {twice} appear more than once in the header; rename them")

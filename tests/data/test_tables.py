@@ -116,3 +116,25 @@ def test_one_subject_id_written_two_ways_is_a_problem_not_two_subjects(tmp_path)
     # what the old code let through: with the two spellings as two subjects, a split separates them
     recs = [r for r in scan.records if r.subject in ("002", "2")]
     assert sorted(subject_split(recs, 0.5, seed=0, stratify="site")) == ["test", "train"]
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("p.csv", b"id;age\r\n001;30,5\r\n",  # a European Excel's "CSV": ';' between fields, ',' in decimals
+     r"p.csv: the header is one column 'id;age' that holds ';': the table looks ';'-separated, but a .csv table is "
+     r"read as ','-separated \(.tsv / .tab: tabs, any other: commas\); save it comma-separated"),
+    ("p.csv", b"id\tage\n001\t30\n", r"looks '\\t'-separated, but a .csv table is read as ','-separated.*or tab-separated as .tsv"),
+    ("p.tsv", b"id,age\n001,30\n", r"looks ','-separated, but a .tsv table is read as '\\t'-separated"),
+    ("p.xlsx", b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00\x9a", r"p.xlsx is a spreadsheet workbook.*save the sheet as "
+                                                                        r"'CSV UTF-8 \(Comma delimited\)'"),
+    ("p.xls", bytes.fromhex("D0CF11E0A1B11AE1"), r"p.xls is a spreadsheet workbook"),
+])
+def test_a_table_in_another_format_names_what_it_looks_like_and_what_to_do(tmp_path, name, content, message):
+    """Was: "column 'id' is not in the table. Columns are ['id;age']", or "not UTF-8 text (byte 16)" for a workbook."""
+    _scans(tmp_path, ["001"])
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ManifestError, match=message):
+        build_manifest(_load(_card(tmp_path, manifest=name)), tmp_path)
+    (tmp_path / "p2.csv").write_text("id,age\n001,30\n")  # the same in a joined table
+    (tmp_path / "card.yaml").write_text(CARD.format(manifest="p2.csv", more="") + f"join: [{{table: {name}, key: id}}]\n")
+    with pytest.raises(ManifestError, match=message):
+        build_manifest(_load(str(tmp_path / "card.yaml")), tmp_path)
