@@ -40,7 +40,9 @@ class Row:
 def read_table(path: Path) -> tuple[list[str], list[dict]]:
     """Read a TSV (``.tsv``/``.tab``) or CSV table, optionally gzip-compressed (``.gz``).
 
-    Returns ``(header, rows)``; rows as ``{column: text}``, blank lines left out.
+    Returns ``(header, rows)``; rows as ``{column: text}``, blank lines left out, and so are
+    columns without a name in the header (pandas' index, a spreadsheet's empty trailing
+    columns: no card can name them; they still count in each row's number of fields).
     :func:`read_numbered_table` also gives each row's number.
     """
     header, numbered = read_numbered_table(path)
@@ -89,7 +91,7 @@ def read_numbered_table(path: Path, bad_rows: list[tuple[str, str]] | None = Non
                             f"table looks {other[0]!r}-separated, but a {Path(name).suffix or 'text'} table is read as "
                             f"{delimiter!r}-separated (.tsv / .tab: tabs, any other: commas); save it comma-separated as "
                             ".csv ('CSV UTF-8 (Comma delimited)'; a European Excel writes ';') or tab-separated as .tsv")
-    twice = sorted({h for h in header if header.count(h) > 1})
+    twice = sorted({h for h in header if h and header.count(h) > 1})
     if twice:
         raise ManifestError(f"metadata table {path}: column(s) {twice} appear more than once in the header; rename them")
     rows = []
@@ -102,8 +104,8 @@ def read_numbered_table(path: Path, bad_rows: list[tuple[str, str]] | None = Non
                 raise ManifestError(f"metadata table {path} row {number}: {reason}")
             bad_rows.append((f"{path} row {number}", reason))
             continue
-        rows.append((number, dict(zip(header, cells))))
-    return header, rows
+        rows.append((number, {h: c for h, c in zip(header, cells) if h}))
+    return [h for h in header if h], rows
 
 
 def id_key(value: str) -> str:

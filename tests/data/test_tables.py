@@ -138,3 +138,18 @@ def test_a_table_in_another_format_names_what_it_looks_like_and_what_to_do(tmp_p
     (tmp_path / "card.yaml").write_text(CARD.format(manifest="p2.csv", more="") + f"join: [{{table: {name}, key: id}}]\n")
     with pytest.raises(ManifestError, match=message):
         build_manifest(_load(str(tmp_path / "card.yaml")), tmp_path)
+
+
+def test_unnamed_columns_of_spreadsheet_exports_are_left_out(tmp_path):
+    """Two unnamed columns (Excel's empty trailing columns, pandas' index beside one) failed as
+    "column(s) [''] appear more than once in the header; rename them"; no card can name such a column."""
+    _scans(tmp_path, ["001", "002"])
+    (tmp_path / "p.csv").write_text(",id,age,,\n0,001,30,,\n1,002,31,,\n,,,,\n")
+    recs = build_manifest(_load(_card(tmp_path)), tmp_path)
+    assert [(r.subject, r.age) for r in recs] == [("001", 30.0), ("002", 31.0)]
+    from medssl.data.tables import read_table
+
+    assert read_table(tmp_path / "p.csv") == (["id", "age"], [{"id": "001", "age": "30"}, {"id": "002", "age": "31"}])
+    (tmp_path / "p.csv").write_text(",id,age,,\n0,001,30,\n")  # the field count still counts them
+    with pytest.raises(ManifestError, match=r"p.csv row 2: 4 fields but the header has 5"):
+        build_manifest(_load(_card(tmp_path)), tmp_path)
