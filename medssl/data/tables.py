@@ -37,6 +37,15 @@ class Row:
     values: dict  #: column → text
 
 
+def _utf8(raw: bytes, what: str) -> str:
+    """``raw`` as UTF-8 text, without a BOM; else an error naming ``what`` and the first bad byte."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ManifestError(f"{what} is not UTF-8 text (byte {e.start}: {raw[e.start:e.start + 1]!r}); "
+                            "re-save it as UTF-8 (e.g. 'CSV UTF-8' in a spreadsheet)") from None
+
+
 def read_table(path: Path) -> tuple[list[str], list[dict]]:
     """Read a TSV (``.tsv``/``.tab``) or CSV table, optionally gzip-compressed (``.gz``).
 
@@ -78,11 +87,7 @@ def read_numbered_table(path: Path, bad_rows: list[tuple[str, str]] | None = Non
         raise ManifestError(f"metadata table {path} does not exist; {ROOT_HINT} and the card's manifest") from None
     except (OSError, EOFError) as e:
         raise ManifestError(f"metadata table {path} cannot be read ({e}); is it a complete .gz file?") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ManifestError(f"metadata table {path} is not UTF-8 text (byte {e.start}: {raw[e.start:e.start + 1]!r}); "
-                            "re-save it as UTF-8 (e.g. 'CSV UTF-8' in a spreadsheet)") from None
+    text = _utf8(raw, f"metadata table {path}")
     lines = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     header = [h.strip() for h in (lines[0] if lines else [])]
     other = [d for d in ";\t,|" if d != delimiter and len(header) == 1 and d in header[0]]
@@ -187,15 +192,16 @@ def load_split_files(split_files: dict, root: Path) -> dict[str, str]:
     name, a root-relative path or a subject id.
 
     Raises:
-        ManifestError: a list file is missing, or an entry is listed under two splits (also when
-            written differently as an id, as :func:`id_key` compares them: "002" and "2").
+        ManifestError: a list file is missing or not UTF-8 text (a BOM is fine), or an entry is
+            listed under two splits (also when written differently as an id, as :func:`id_key`
+            compares them: "002" and "2").
     """
     out: dict[str, str] = {}
     ids: dict[str, str] = {}  # id_key → the first entry with it
     for value, name in (split_files or {}).items():
         path = root / name
         try:
-            lines = path.read_text().splitlines()
+            lines = _utf8(path.read_bytes(), f"split list {path} (split {value!r})").splitlines()
         except FileNotFoundError:
             raise ManifestError(f"split list {path} (split {value!r}) does not exist; {ROOT_HINT}") from None
         for line in lines:

@@ -153,3 +153,18 @@ def test_unnamed_columns_of_spreadsheet_exports_are_left_out(tmp_path):
     (tmp_path / "p.csv").write_text(",id,age,,\n0,001,30,\n")  # the field count still counts them
     with pytest.raises(ManifestError, match=r"p.csv row 2: 4 fields but the header has 5"):
         build_manifest(_load(_card(tmp_path)), tmp_path)
+
+
+def test_split_lists_from_windows_editors_are_read_and_other_encodings_named(tmp_path):
+    """A BOM (Notepad's UTF-8) hid the first entry: that scan silently had no split; a Latin-1 list was a
+    bare UnicodeDecodeError traceback naming no file."""
+    _scans(tmp_path, ["s1", "s2"])
+    (tmp_path / "p.csv").write_text("id,age\ns1,30\ns2,31\n")
+    (tmp_path / "train.txt").write_bytes("\ufeffs1.nii.gz\r\n".encode())
+    (tmp_path / "test.txt").write_bytes(b"s2.nii.gz\r\n")
+    card = _load(_card(tmp_path, extra="split_files: {train: train.txt, test: test.txt}\n"))
+    assert [r.split for r in build_manifest(card, tmp_path)] == ["train", "test"]
+    (tmp_path / "test.txt").write_bytes("s2.nii.gz\nZürich\n".encode("latin-1"))
+    with pytest.raises(ManifestError, match=r"split list .*test.txt \(split 'test'\) is not UTF-8 text \(byte 11: "
+                                            r"b'\\xfc'\); re-save it as UTF-8"):
+        build_manifest(card, tmp_path)
