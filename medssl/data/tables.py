@@ -134,11 +134,15 @@ def _join(rows: list[Row], header: list[str], root: Path, spec: dict,
         if col not in hdr:
             raise ManifestError(f"join on {col!r}: column not in {name} (columns: {hdr})")
     index: dict[tuple, dict] = {}
+    first: dict[tuple, tuple[int, dict]] = {}  # key → (row number, key as written) of its first row
     for i, jr in jrows:
-        k = _key(jr, on)
+        k, written = _key(jr, on), {c: jr.get(c, "").strip() for c in on}
         if k in index:
-            raise ManifestError(f"{table} row {i}: key {dict(zip(on, k))} appears twice; a joined table needs one row per key")
-        index[k] = jr
+            j, other = first[k]
+            raise ManifestError(f"{table} row {i}: key {written} appears twice (row {j}"
+                                + (")" if other == written else f" as {other}; numeric ids match without leading zeros)")
+                                + "; a joined table needs one row per key")
+        index[k], first[k] = jr, (i, written)
     added = [c for c in jheader if c not in header]
     for row in rows:
         match = index.get(_key(row.values, on), {})

@@ -168,3 +168,15 @@ def test_split_lists_from_windows_editors_are_read_and_other_encodings_named(tmp
     with pytest.raises(ManifestError, match=r"split list .*test.txt \(split 'test'\) is not UTF-8 text \(byte 11: "
                                             r"b'\\xfc'\); re-save it as UTF-8"):
         build_manifest(card, tmp_path)
+
+
+def test_a_joined_key_written_two_ways_names_both_rows(tmp_path):
+    """ "02" and "2" in a joined table are one key: the error named only the second row, with the key as
+    normalised ('2'), so the user could not see which other row clashed."""
+    _scans(tmp_path, ["1", "2"])
+    (tmp_path / "p.csv").write_text("id,age\n1,30\n2,31\n")
+    (tmp_path / "j.csv").write_text("id,site\n02,A\n1,B\n2,C\n")
+    card = _load(_card(tmp_path, more=", site: site", extra="join: [{table: j.csv, key: id}]\n"))
+    with pytest.raises(ManifestError, match=r"j.csv row 4: key \{'id': '2'\} appears twice \(row 2 as \{'id': '02'\}; "
+                                            r"numeric ids match without leading zeros\); a joined table needs one row"):
+        build_manifest(card, tmp_path)
