@@ -151,7 +151,7 @@ def _cmd_data_prepare(a: argparse.Namespace) -> int:
     for s in c.skipped:
         print(f"  skipped {s['path']}: {s['reason']}")
     if not c.valid.any():
-        print(f"error: every scan was skipped, the cache holds nothing usable; fix the reasons above (`medssl data "
+        print(f"medssl data prepare: error: every scan was skipped, the cache holds nothing usable; fix the reasons above (`medssl data "
               f"check {a.card}` lists them all)", file=sys.stderr)
         return 1
     print("use it with: medssl pretrain CONFIG " + " ".join(_cache_overrides(a, card, c.images.shape, bool(c.skipped)))
@@ -327,16 +327,17 @@ def main(argv: list[str] | None = None) -> int:
     from medssl.train.checkpoint import CheckpointError
     from medssl.train.trainer import DeviceError, NonFiniteLossError
 
+    command = " ".join(filter(None, (args.command, getattr(args, "data_command", None))))  # "data check", not "data"
     try:
         status = args.func(args)
     except (ConfigError, ManifestError, BadFileError, UnknownNameError, CheckpointError, DeviceError, ExportError,
             NonFiniteLossError) as e:
-        print(f"medssl {args.command}: error: {e}", file=sys.stderr)
+        print(f"medssl {command}: error: {e}", file=sys.stderr)
         return 2
     except (FileExistsError, NotADirectoryError) as e:  # an output folder (or a folder on its path) is a file
         if e.filename is None:  # raised with its own message
             raise
-        print(f"medssl {args.command}: error: cannot use the folder {e.filename}: "
+        print(f"medssl {command}: error: cannot use the folder {e.filename}: "
               f"{'a file of that name exists' if isinstance(e, FileExistsError) else 'a parent of it is a file'}; "
               "choose another folder", file=sys.stderr)
         return 2

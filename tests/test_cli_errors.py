@@ -343,3 +343,15 @@ def test_a_global_batch_that_does_not_divide_among_the_processes_is_refused_befo
     assert main(["pretrain", "train.batch_size=8", f"output_dir={out}"]) == 2
     assert "train.batch_size=8 is the global batch and must divide evenly among the 3 processes" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_data_command_errors_name_the_subcommand(tmp_path, capsys):
+    """Errors of `medssl data check` / `medssl data prepare` said `medssl data: error:`, which does not say which
+    of the two failed; they now name the subcommand, as argparse's own usage lines do."""
+    assert main(["data", "check", "no_such_card_xyz"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("medssl data check: error: ") and "no_such_card_xyz" in err
+    assert main(["data", "prepare", "synthetic", "--root", str(tmp_path), "--out", str(tmp_path / "c"),
+                 "--channels", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("medssl data prepare: error: --channels must be a positive integer")
