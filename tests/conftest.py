@@ -21,3 +21,25 @@ def small_cohort(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("cohort")
     return write_synthetic_cohort(out, n_subjects=40, n_sites=3, shape=(24, 24, 24), seed=3, progress=False)
+
+
+@pytest.fixture
+def disk_full_on(monkeypatch):
+    """``disk_full_on("metrics", …)``: from then on ``Path.write_text`` into a file whose name contains one of
+    these words (the file itself or a temporary of it) writes half of the text and raises ENOSPC, as a full
+    disk or a kill in the middle of the write leaves it."""
+    import errno
+    import pathlib
+
+    real = pathlib.Path.write_text
+
+    def arm(*words: str) -> None:
+        def write_text(self, data, *args, **kwargs):
+            if any(w in self.name for w in words):
+                real(self, data[: len(data) // 2], *args, **kwargs)
+                raise OSError(errno.ENOSPC, "No space left on device (test)", str(self))
+            return real(self, data, *args, **kwargs)
+
+        monkeypatch.setattr(pathlib.Path, "write_text", write_text)
+
+    return arm

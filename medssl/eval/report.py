@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medssl.atomic import atomic_write
 from medssl.eval import plots
 from medssl.eval.embedding_map import axis_labels, plot_embedding_maps
 from medssl.eval.site import UNSEEN_SPREAD_RATIO
@@ -303,12 +304,14 @@ def _legend(rows: list[tuple[str, str, str]]) -> str:
 
 
 def write_report(run_dir: str | Path, results: dict) -> Path:
-    """Write ``metrics.json``, ``report.md`` and the figures into ``run_dir``; return the report path."""
+    """Write ``metrics.json``, ``report.md`` and the figures into ``run_dir``; return the report path.
+    metrics.json and report.md each replace an earlier one whole (:func:`~medssl.atomic.atomic_write`)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     skipped = results.get("skipped_files", [])  # their names can identify subjects: counted here, never listed
     shareable = {k: v for k, v in results.items() if k != "skipped_files"} | {"n_skipped_files": len(skipped)}
-    (run_dir / "metrics.json").write_text(json.dumps(_plain(shareable), indent=2))
+    metrics = json.dumps(_plain(shareable), indent=2)  # replaced whole (atomic): `medssl compare` never reads half
+    atomic_write(run_dir / "metrics.json", lambda tmp: tmp.write_text(metrics))
     protocol = results.get("protocol", "default")
     lines = [f"# medssl evaluation report — protocol `{protocol}`", "", f"Output directory: `{run_dir}`", ""]
     info = results.get("info", {})
@@ -328,6 +331,4 @@ def write_report(run_dir: str | Path, results: dict) -> Path:
         lines += ["## Skipped files", "", f"{len(skipped)} file(s) were skipped as unreadable (`data.on_bad_file=skip`). "
                   "Their names and reasons are in `skipped_files.json` beside the `manifest.tsv` of this evaluation, "
                   "not here: file names can identify subjects.", ""]
-    path = run_dir / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+    return atomic_write(run_dir / "report.md", lambda tmp: tmp.write_text("\n".join(lines)))

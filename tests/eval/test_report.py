@@ -349,3 +349,18 @@ def test_compare_plot_titles_do_not_run_into_each_other(tmp_path, monkeypatch):
     for i, a in enumerate(boxes):
         for b in boxes[i + 1:]:
             assert not a.overlaps(b), (a, b)
+
+
+@pytest.mark.parametrize("word", ["metrics", "report"])
+def test_a_write_that_fails_midway_keeps_the_earlier_metrics_and_report_whole(tmp_path, disk_full_on, word):
+    """metrics.json and report.md were written in place: a full disk or a kill mid-write left half a file, which
+    `medssl compare` then read (or failed on). Each now replaces the earlier file whole or not at all."""
+    write_report(tmp_path, _results(5.0))
+    before = {n: (tmp_path / n).read_text() for n in ("metrics.json", "report.md")}
+    disk_full_on(word)
+    with pytest.raises(OSError, match="No space left"):
+        write_report(tmp_path, _results(7.0))
+    name = "metrics.json" if word == "metrics" else "report.md"
+    assert (tmp_path / name).read_text() == before[name]
+    assert collect([tmp_path])  # compare still reads the folder
+    assert not [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name]  # no temporary left behind
