@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medssl.atomic import atomic_write
 from medssl.config import ConfigError, RunConfig, config_hash, load_config, save_config, to_dict
 from medssl.config_checks import absolute_data_paths, view_spacing
 from medssl.data.card import load_card
@@ -77,7 +78,7 @@ def prepare_data(cfg: RunConfig, run_dir: Path, progress: bool = True,
                           workers=max(1, cfg.data.num_workers), progress=progress)
     listing, text = run_dir / "skipped_files.json", json.dumps(cache.skipped, indent=2)
     if cache.skipped and not (listing.is_file() and listing.read_text() == text):  # said once per run directory
-        listing.write_text(text)
+        atomic_write(listing, lambda tmp: tmp.write_text(text))
         print(f"skipped {len(cache.skipped)} bad file(s); see {listing}")
     elif not cache.skipped:  # an earlier attempt's list would name files this run now uses
         listing.unlink(missing_ok=True)
@@ -193,7 +194,7 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> Path:
         print(f"resumed at step {trainer.step}/{trainer.total_steps}")
     summary = trainer.fit()
     if dist_info.is_main:
-        (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+        atomic_write(run_dir / "train_summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))
     barrier(dist_info)
     return run_dir
 

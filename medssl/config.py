@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 import yaml
 
+from medssl.atomic import atomic_write
+
 
 #: metadata an evaluation can predict (``eval.targets``, ``medssl evaluate --targets``)
 EVAL_TARGETS = ("age", "site", "sex", "label")
@@ -320,10 +322,10 @@ def to_dict(cfg: RunConfig) -> dict:
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> Path:
-    """Write the resolved config as YAML (what `load_config(path)` reads back identically)."""
-    path = Path(path)
-    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    return path
+    """Write the resolved config as YAML (what `load_config(path)` reads back identically), atomically: an
+    earlier config.yaml is replaced whole, never left half-written."""
+    text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def config_hash(cfg: RunConfig | dict) -> str:

@@ -1,5 +1,7 @@
 """Which training scans pretraining uses: scans lacking what the method learns from are listed, not coded -1."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -60,3 +62,41 @@ def test_each_listed_scan_names_what_it_lacks_and_the_error_names_the_absent_col
     pretrain_indices(cfg, mixed, tmp_path)
     rows = (tmp_path / "excluded_from_pretraining.tsv").read_text().splitlines()[1:]
     assert rows == ["scan1.nii.gz\tmissing ['label']", "scan2.nii.gz\tmissing ['site']"]
+
+
+def test_a_list_of_excluded_scans_is_replaced_whole_or_not_at_all(tmp_path, disk_full_on):
+    """excluded_from_pretraining.tsv was written in place: a write failing midway (full disk, kill) left half
+    a list. The earlier list now stays whole."""
+    pretrain_indices(load_config(overrides=["method.name=supinfonce", "method.label_column=label"]), _data(), tmp_path)
+    before = (tmp_path / "excluded_from_pretraining.tsv").read_text()
+    disk_full_on("excluded_from_pretraining")
+    with pytest.raises(OSError, match="No space left"):
+        pretrain_indices(load_config(overrides=["method.name=supinfonce", "method.fairkl_weight=1.0"]), _data(), tmp_path)
+    assert (tmp_path / "excluded_from_pretraining.tsv").read_text() == before
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "skipped_files.json", "train_summary.json"])
+def test_run_files_are_replaced_whole_or_not_at_all(small_cohort, tmp_path, monkeypatch, disk_full_on, name):
+    """config.yaml, skipped_files.json and train_summary.json of a run were written in place: a write failing
+    midway (full disk, kill) left half a file that evaluate / export / the user then read. Run twice into one
+    folder (training itself replaced by a stub: no checkpoint, so the second run is allowed), the second with
+    another config, another bad file and another summary, and its write of ``name`` failing halfway: the
+    first run's file is still there, whole."""
+    import shutil
+
+    from medssl.api import pretrain
+    from medssl.train.trainer import Trainer
+
+    cohort = Path(shutil.copytree(small_cohort, tmp_path / "cohort"))
+    (cohort / "sub-0003" / "anat" / "sub-0003_T1w.nii.gz").unlink()
+    args = [f"data.root={cohort}", f"output_dir={tmp_path / 'run'}", "data.on_bad_file=skip", "data.shape=[8,8,8]",
+            "augment.crop_size=[8,8,8]", "encoder.options.width=4", "method.name=simclr", "train.batch_size=4"]
+    monkeypatch.setattr(Trainer, "fit", lambda self: {"steps": 1})
+    pretrain(load_config(overrides=args), progress=False)
+    before = (tmp_path / "run" / name).read_text()
+    (cohort / "sub-0005" / "anat" / "sub-0005_T1w.nii.gz").unlink()
+    monkeypatch.setattr(Trainer, "fit", lambda self: {"steps": 2})
+    disk_full_on(Path(name).stem)
+    with pytest.raises(OSError, match="No space left"):
+        pretrain(load_config(overrides=[*args, "train.epochs=7"]), progress=False)
+    assert (tmp_path / "run" / name).read_text() == before

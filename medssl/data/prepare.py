@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medssl.atomic import atomic_write
 from medssl.config import ConfigError
 from medssl.data.cache import CacheResult, build_cache
 from medssl.data.card import DataCard
@@ -173,7 +174,7 @@ def prepare_card(card: DataCard, out: str | Path, *, root=None, shape=None, spac
     write_manifest(records, out / "manifest.tsv")
     listing = out / "skipped_files.json"
     if cache.skipped:
-        listing.write_text(json.dumps(cache.skipped, indent=2))
+        atomic_write(listing, lambda tmp: tmp.write_text(json.dumps(cache.skipped, indent=2)))
     else:  # an earlier build's list would name files this cache now holds
         listing.unlink(missing_ok=True)
     return PrepareResult(records, cache)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from medssl.atomic import atomic_write
 from medssl.config import ConfigError, RunConfig
 from medssl.data.dataset import CachedScans
 from medssl.data.splits import subject_split
@@ -52,8 +53,8 @@ def pretrain_indices(cfg: RunConfig, data: PreparedData, run_dir: Path) -> list[
     if dropped:
         lacking = sorted({k for missing in dropped.values() for k in missing})
         path = run_dir / "excluded_from_pretraining.tsv"
-        path.write_text("path\treason\n" + "".join(f"{data.records[i].path}\tmissing {missing}\n"
-                                                   for i, missing in dropped.items()))
+        text = "path\treason\n" + "".join(f"{data.records[i].path}\tmissing {missing}\n" for i, missing in dropped.items())
+        atomic_write(path, lambda tmp: tmp.write_text(text))
         print(f"{len(dropped)} training scan(s) lack a value of {lacking} and are not used for pretraining; see {path}")
     if not keep:
         absent = " or ".join(repr(k) for k in lacking)

@@ -351,3 +351,17 @@ def test_the_overwrite_refusal_names_which_input_would_be_lost(cohort_copy):
     with pytest.raises(ConfigError, match=r"overwrite card synthetic's split list \(test\)"):
         prepare_card(card, cohort_copy, root=cohort_copy, shape=[8, 8, 8])
     assert (cohort_copy / "manifest.tsv").read_text() == "sub-0001\n"
+
+
+def test_data_prepare_replaces_its_list_of_skipped_files_whole_or_not_at_all(cohort_copy, tmp_path, disk_full_on):
+    """`data prepare` wrote skipped_files.json in place: a write failing midway (full disk, kill) left half a
+    list. A second prepare with one more bad file whose list write fails keeps the first list, whole."""
+    card, out = load_card("synthetic"), tmp_path / "c"
+    (cohort_copy / "sub-0003" / "anat" / "sub-0003_T1w.nii.gz").unlink()
+    prepare_card(card, out, root=cohort_copy, shape=[8, 8, 8], on_bad_file="skip", progress=False)
+    before = (out / "skipped_files.json").read_text()
+    (cohort_copy / "sub-0005" / "anat" / "sub-0005_T1w.nii.gz").unlink()
+    disk_full_on("skipped_files")
+    with pytest.raises(OSError, match="No space left"):
+        prepare_card(card, out, root=cohort_copy, shape=[8, 8, 8], on_bad_file="skip", progress=False)
+    assert (out / "skipped_files.json").read_text() == before
