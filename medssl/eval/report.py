@@ -161,7 +161,14 @@ def _names(results: dict, field: str, codes) -> list[str]:
     return [vocab[c] if isinstance(c, int) and 0 <= c < len(vocab) else str(c) for c in codes]
 
 
+#: the figures an evaluation draws into its folder (each only when it has something to draw)
+FIGURES = ("embedding_map.png", "age_pred_vs_true.png", "site_confusion.png", "fewshot_curves.png", "training_curve.png")
+
+
 def _figures(run_dir: Path, results: dict) -> list[str]:
+    """Draw this evaluation's figures into ``run_dir`` and return their report lines. Figures of :data:`FIGURES`
+    that it does not draw are removed: an earlier evaluation's (other targets or protocol) would lie beside a
+    report.md and metrics.json that do not mention them. No other file of the folder is touched."""
     lines: list[str] = []
     map_rows = []
     for enc, m in results.get("maps", {}).items():
@@ -200,6 +207,9 @@ def _figures(run_dir: Path, results: dict) -> list[str]:
     hist = {f"{enc} {t}": m.get("history", []) for enc, per in results.get("finetune", {}).items() for t, m in per.items()}
     if plots.plot_training_curves(results.get("info", {}).get("run directory", run_dir), hist, run_dir / "training_curve.png"):
         lines += ["### Training curves", "", "![curves](training_curve.png)", ""]
+    for name in FIGURES:
+        if f"]({name})" not in "\n".join(lines):
+            (run_dir / name).unlink(missing_ok=True)
     return lines
 
 

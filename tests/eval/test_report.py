@@ -364,3 +364,24 @@ def test_a_write_that_fails_midway_keeps_the_earlier_metrics_and_report_whole(tm
     assert (tmp_path / name).read_text() == before[name]
     assert collect([tmp_path])  # compare still reads the folder
     assert not [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name]  # no temporary left behind
+
+
+def test_figures_of_an_earlier_evaluation_that_this_one_does_not_draw_are_removed(tmp_path):
+    """An evaluation into a folder that held another evaluation's figures (here: a site confusion matrix and a
+    few-label curve) left them lying beside a report.md and metrics.json that no longer mention them. medssl's
+    own figure names it does not draw now are removed; other files of the folder are left alone."""
+    figures = {"embedding_map.png", "age_pred_vs_true.png", "site_confusion.png", "fewshot_curves.png",
+               "training_curve.png"}
+    r = _results(5.0)
+    r["probes"]["pretrained"]["site"] = {"balanced_accuracy": 0.5, "chance": 0.5, "f1_macro": 0.5,
+                                         "confusion": np.array([[2, 1], [1, 2]]), "classes": [0, 1]}
+    write_report(tmp_path, r)
+    assert (tmp_path / "site_confusion.png").is_file()
+    (tmp_path / "fewshot_curves.png").write_bytes(b"an earlier evaluation's figure")
+    (tmp_path / "my_notes.png").write_bytes(b"the user's own")
+    write_report(tmp_path, _results(5.0))  # age only: no confusion matrix, no few-label curves
+    report = (tmp_path / "report.md").read_text()
+    drawn = {p.name for p in tmp_path.glob("*.png")} - {"my_notes.png"}
+    assert drawn == {"age_pred_vs_true.png"} and "![age](age_pred_vs_true.png)" in report
+    assert all(f"({name})" in report for name in drawn) and not any(f"({n})" in report for n in figures - drawn)
+    assert (tmp_path / "my_notes.png").read_bytes() == b"the user's own"
