@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from medssl.atomic import atomic_write
 from medssl.eval.report import ascii_table, summary_entries
 
 
@@ -126,7 +127,7 @@ def plot_compare(runs: list[str | Path], path: str | Path, encoders: tuple[str, 
     path = Path(path)
     if not path.suffix:  # matplotlib adds its default format's suffix: return the file it writes
         path = path.with_name(f"{path.name}.{matplotlib.rcParams['savefig.format']}")
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100))  # an earlier plot is replaced whole
     plt.close(fig)
     return path
 

@@ -15,6 +15,8 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from sklearn.preprocessing import StandardScaler
 
+from medssl.atomic import atomic_write
+
 METHODS = ("tsne", "pca")
 AXIS_NAMES = {"pca": "PC", "tsne": "t-SNE "}  #: axis label prefix per method
 
@@ -95,7 +97,7 @@ def plot_embedding_maps(rows: list[tuple[str, np.ndarray, dict[str, tuple[np.nda
                    **(dict(zip(("xlabel", "ylabel"), axes_names[r])) if axes_names else {}))
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=90)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90))  # an earlier map is replaced whole
     plt.close(fig)
     return path
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from medssl.atomic import atomic_write
+
 
 def _plt():
     import matplotlib
@@ -19,8 +21,9 @@ def _plt():
 
 
 def _save(fig, path: Path) -> Path:
+    """Save ``fig`` as ``path``, replacing an earlier file whole (:func:`~medssl.atomic.atomic_write`)."""
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100))
     _plt().close(fig)
     return Path(path)
 

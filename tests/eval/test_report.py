@@ -338,7 +338,8 @@ def test_compare_plot_titles_do_not_run_into_each_other(tmp_path, monkeypatch):
         (tmp_path / name).mkdir()
         write_report(tmp_path / name, r)
     saved = []
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: saved.append(fig))
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",  # keeps the figure; writes a file, as savefig does
+                        lambda fig, path, *a, **k: (saved.append(fig), open(path, "wb").close()))
     plot_compare([tmp_path / "a", tmp_path / "b"], tmp_path / "cmp.png")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 

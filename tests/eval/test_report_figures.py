@@ -1,0 +1,42 @@
+"""Report and compare figures are replaced whole: a write failing midway keeps the earlier PNG."""
+
+import errno
+import io
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from medssl.eval.compare import plot_compare
+from medssl.eval.report import write_report
+
+
+def _results(mae: float) -> dict:
+    return {"protocol": "default", "info": {}, "vocab": {},
+            "probes": {"pretrained": {"age": {"mae": mae, "r2": 0.5, "rmse": mae + 1, "pearson_r": 0.7,
+                                              "pred": np.arange(3.0) + mae}}}, "test_age": np.arange(3.0)}
+
+
+def test_a_figure_write_that_fails_midway_keeps_the_earlier_figure(tmp_path, monkeypatch):
+    """The figures were saved in place: a full disk or kill mid-write left a truncated PNG beside the report
+    (and a truncated comparison plot). Half of the new PNG is written, then ENOSPC: the earlier file stays."""
+    for run in ("a", "b"):
+        write_report(tmp_path / run, _results(5.0))
+    cmp = plot_compare([tmp_path / "a", tmp_path / "b"], tmp_path / "cmp.png")
+    before = {p: p.read_bytes() for p in (tmp_path / "a" / "age_pred_vs_true.png", cmp)}
+    real = Figure.savefig
+
+    def torn_savefig(self, fname, *args, **kwargs):
+        buf = io.BytesIO()
+        real(self, buf, *args, format="png", **{k: v for k, v in kwargs.items() if k != "format"})
+        with open(fname, "wb") as fh:
+            fh.write(buf.getvalue()[: len(buf.getvalue()) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device (test)", str(fname))
+
+    monkeypatch.setattr(Figure, "savefig", torn_savefig)
+    with pytest.raises(OSError, match="No space left"):
+        write_report(tmp_path / "a", _results(9.0))
+    with pytest.raises(OSError, match="No space left"):
+        plot_compare([tmp_path / "a", tmp_path / "b"], cmp)
+    assert all(p.read_bytes() == data for p, data in before.items())
+    assert not [p for p in tmp_path.rglob("*.tmp-*")]
