@@ -314,14 +314,14 @@ def _legend(rows: list[tuple[str, str, str]]) -> str:
 
 
 def write_report(run_dir: str | Path, results: dict) -> Path:
-    """Write ``metrics.json``, ``report.md`` and the figures into ``run_dir``; return the report path.
-    metrics.json and report.md each replace an earlier one whole (:func:`~medssl.atomic.atomic_write`)."""
+    """Write the figures, then ``metrics.json`` and ``report.md`` into ``run_dir``; return the report path.
+    metrics.json and report.md each replace an earlier one whole (:func:`~medssl.atomic.atomic_write`), after the
+    figures: a figure that fails to draw leaves the earlier evaluation's pair, not a new metrics.json beside it."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     skipped = results.get("skipped_files", [])  # their names can identify subjects: counted here, never listed
     shareable = {k: v for k, v in results.items() if k != "skipped_files"} | {"n_skipped_files": len(skipped)}
-    metrics = json.dumps(_plain(shareable), indent=2)  # replaced whole (atomic): `medssl compare` never reads half
-    atomic_write(run_dir / "metrics.json", lambda tmp: tmp.write_text(metrics))
+    metrics = json.dumps(_plain(shareable), indent=2)
     protocol = results.get("protocol", "default")
     lines = [f"# medssl evaluation report — protocol `{protocol}`", "", f"Output directory: `{run_dir}`", ""]
     info = results.get("info", {})
@@ -341,4 +341,5 @@ def write_report(run_dir: str | Path, results: dict) -> Path:
         lines += ["## Skipped files", "", f"{len(skipped)} file(s) were skipped as unreadable (`data.on_bad_file=skip`). "
                   "Their names and reasons are in `skipped_files.json` beside the `manifest.tsv` of this evaluation, "
                   "not here: file names can identify subjects.", ""]
+    atomic_write(run_dir / "metrics.json", lambda tmp: tmp.write_text(metrics))  # `medssl compare` never reads half
     return atomic_write(run_dir / "report.md", lambda tmp: tmp.write_text("\n".join(lines)))

@@ -40,3 +40,20 @@ def test_a_figure_write_that_fails_midway_keeps_the_earlier_figure(tmp_path, mon
         plot_compare([tmp_path / "a", tmp_path / "b"], cmp)
     assert all(p.read_bytes() == data for p, data in before.items())
     assert not [p for p in tmp_path.rglob("*.tmp-*")]
+
+
+def test_a_figure_that_fails_to_draw_leaves_metrics_and_report_of_the_same_evaluation(tmp_path, monkeypatch):
+    """metrics.json was written before the figures were drawn: a figure that failed (or a kill while they were drawn)
+    left the new metrics.json beside the earlier report.md. Both are now written after the figures."""
+    import medssl.eval.report as report
+
+    write_report(tmp_path, _results(5.0))
+    before = {n: (tmp_path / n).read_text() for n in ("metrics.json", "report.md")}
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("drawing failed (test)")
+
+    monkeypatch.setattr(report.plots, "plot_pred_vs_true", fail)
+    with pytest.raises(RuntimeError, match="drawing failed"):
+        write_report(tmp_path, _results(7.0))
+    assert {n: (tmp_path / n).read_text() for n in before} == before
