@@ -278,6 +278,8 @@ def _evaluation_source(path: Path, protocol: str, data: str | None, root: str | 
         cfg.data.shape = list(inp.get("shape") or cfg.data.shape)
         cfg.data.spacing = list(inp.get("spacing_mm") or [])
         cfg.data.normalise = inp.get("normalise", cfg.data.normalise)
+        # the targets the run itself evaluates by default (an export written before they were recorded: the default's)
+        cfg.eval.targets = list(spec.get("evaluation", {}).get("targets") or cfg.eval.targets)
     else:
         raise FileNotFoundError(f"{path} is neither a run directory (config.yaml) nor an encoder export (encoder.json)")
     if data:  # another card: its own root (the card's `root:`), not the run's data.root, unless --root is given

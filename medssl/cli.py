@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", default=None, metavar="CARD", help="evaluate on this data card (required for an export)")
     e.add_argument("--root", default=None, help="data root (default: the run's data.root; with --data, the card's "
                                                  "own root)")
-    e.add_argument("--targets", nargs="+", default=None, help="metadata to predict (default: the run's eval.targets)")
+    e.add_argument("--targets", nargs="+", default=None, help="metadata to predict (default: the run's eval.targets; an export's: those of its run)")
     e.add_argument("--seed", type=int, default=None, help="seed for CV, bootstrap and fine-tuning (default: the run's)")
     e.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for 95%% CIs (0: none)")
     e.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.1, 1.0], help="fewshot label fractions")

@@ -9,7 +9,9 @@ An export folder holds
 * ``encoder.json`` — the architecture (registry name and arguments), the input it was
   trained with (spatial dims, channels, shape, crop, spacing in mm, orientation,
   normalisation, modality, data card name), the pretraining method, config hash,
-  checkpoint step, medssl version and the SHA-256 of the weights file.
+  checkpoint step, the run's default evaluation targets (``eval.targets``, which
+  ``medssl evaluate EXPORT`` uses without ``--targets``), medssl version and the SHA-256
+  of the weights file.
 
 The spec never holds patient data: no file paths, data roots, subject ids or metadata
 values. Loading never unpickles (safetensors; run checkpoints are read with
@@ -32,6 +34,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from medssl.atomic import atomic_write
+from medssl.config import EVAL_TARGETS
 
 FORMAT = "medssl-encoder"
 FORMAT_VERSION = 1
@@ -58,7 +61,8 @@ def encoder_state_dict(encoder: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_encoder(encoder: nn.Module, out_dir: str | Path, architecture: str, arguments: dict,
-                 input_spec: dict | None = None, pretraining: dict | None = None) -> Path:
+                 input_spec: dict | None = None, pretraining: dict | None = None,
+                 evaluation: dict | None = None) -> Path:
     """Write ``encoder.safetensors`` and ``encoder.json`` into ``out_dir``.
 
     Args:
@@ -68,6 +72,8 @@ def save_encoder(encoder: nn.Module, out_dir: str | Path, architecture: str, arg
             (``spatial_dims``, ``in_channels`` and the encoder options).
         input_spec: what the encoder expects as input (see :func:`input_spec_from_config`).
         pretraining: method, config hash, checkpoint step, … (no patient data).
+        evaluation: ``{"targets": [...]}``, the run's ``eval.targets`` (names among
+            :data:`medssl.config.EVAL_TARGETS`, no values); omitted when None.
 
     Returns:
         ``out_dir``.
@@ -93,7 +99,8 @@ def save_encoder(encoder: nn.Module, out_dir: str | Path, architecture: str, arg
             "out_dim": int(encoder.out_dim),
             "monai": encoder.monai_network() if hasattr(encoder, "monai_network") else None,
             "weights": {"file": WEIGHTS_FILE, "sha256": _sha256(weights)},
-            "input": input_spec or {}, "pretraining": pretraining or {}}
+            "input": input_spec or {}, "pretraining": pretraining or {},
+            **({"evaluation": evaluation} if evaluation is not None else {})}
     atomic_write(out_dir / SPEC_FILE, lambda tmp: tmp.write_text(json.dumps(spec, indent=2) + "\n"))
     return out_dir
 
@@ -171,7 +178,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str | Path 
     input_spec = input_spec_from_config(cfg)
     if getattr(method, "input_rescaling", ""):  # e.g. Models Genesis rescales each sample to [0, 1]
         input_spec["method_rescaling"] = method.input_rescaling
-    return save_encoder(method.encoder, out_dir, cfg.encoder.name, arguments, input_spec, pretraining)
+    return save_encoder(method.encoder, out_dir, cfg.encoder.name, arguments, input_spec, pretraining,
+                        evaluation={"targets": list(cfg.eval.targets)})  # what `evaluate RUN` uses by default
 
 
 def read_spec(path: str | Path) -> dict:
@@ -212,6 +220,12 @@ def _check_entries(spec: dict, spec_path: Path) -> None:
     if not isinstance(spec.get("arguments"), dict):
         raise ExportError(f"{spec_path}: 'arguments' must be a mapping of encoder arguments, got "
                           f"{type(spec.get('arguments')).__name__}")
+    targets = spec.get("evaluation", {"targets": []})
+    targets = targets.get("targets") if isinstance(targets, dict) else None
+    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets) \
+            or set(targets) - set(EVAL_TARGETS):
+        raise ExportError(f"{spec_path}: 'evaluation' must be {{'targets': [names among {list(EVAL_TARGETS)}]}}, got "
+                          f"{spec.get('evaluation')!r}; correct it or export the encoder again")
     if not isinstance(spec.get("input", {}), dict):
         raise ExportError(f"{spec_path}: 'input' must be a mapping (shape, spacing_mm, normalise, …), got "
                           f"{type(spec['input']).__name__}; export the encoder again")

@@ -322,3 +322,41 @@ def test_a_run_trained_before_a_setting_was_refused_can_still_be_evaluated_and_e
     assert main(["export", str(old), "--out", str(tmp_path / "exp")]) == 0, capsys.readouterr().err
     with pytest.raises(ConfigError, match="method.fairkl_weight: genesis has no contrastive loss"):
         load_config(old / "config.yaml")  # training with it (a resume) is still refused
+
+
+def test_an_export_evaluates_the_targets_of_its_run_by_default(tmp_path, capsys):
+    """`medssl evaluate EXPORT` without --targets probed age and site (the config default) whatever the run's
+    eval.targets: an export of a MedMNIST run (eval.targets [label]; the card has no age or site) evaluated
+    nothing. The export records the run's eval.targets (names only) and evaluate uses them; an export written
+    before the field existed keeps the default, and an edited field is named."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.savez_compressed(tmp_path / "tiny.npz", **{f"{s}_{k}": v for s, n in (("train", 24), ("val", 6), ("test", 8))
+                                                  for k, v in (("images", rng.integers(0, 256, (n, 16, 16), np.uint8)),
+                                                               ("labels", np.arange(n)[:, None] % 2))})
+    card = tmp_path / "tiny.yaml"
+    card.write_text("name: tiny\nmodality: DX\ndimensionality: 2\nformat: medmnist\nnpz: tiny.npz\n"
+                    "preprocessing: {shape: [16, 16], channels: 1, normalise: none}\n"
+                    "splits: {train: [train], val: [val], test: [test]}\n")
+    run, out = tmp_path / "run", tmp_path / "exported"
+    pretrain(load_config(None, [f"data.card={card}", f"data.root={tmp_path}", f"output_dir={run}", "data.shape=[16,16]",
+                                "encoder.spatial_dims=2", "encoder.name=resnet10", "encoder.options={width: 4}",
+                                "augment.preset=none", "augment.crop_size=[12,12]", "train.epochs=1",
+                                "train.batch_size=8", "train.progress=false", "eval.targets=[label]"]), progress=False)
+    assert main(["export", str(run), "--out", str(out)]) == 0
+    spec = read_spec(out)
+    assert spec["evaluation"] == {"targets": ["label"]}
+    evaluated = tmp_path / "eval"
+    argv = ["evaluate", str(out), "--data", str(card), "--root", str(tmp_path), "--n-boot", "0", "--map", "none",
+            "--no-random-init", "--out", str(evaluated)]
+    assert main(argv) == 0, capsys.readouterr().err
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    assert metrics["info"]["targets"] == "label" and set(metrics["probes"]["pretrained"]) == {"label"}
+    del spec["evaluation"]  # an export of an older medssl: the default targets, as before
+    (out / "encoder.json").write_text(json.dumps(spec))
+    assert main(argv) == 0
+    assert json.loads((evaluated / "metrics.json").read_text())["info"]["targets"] == "age, site"
+    (out / "encoder.json").write_text(json.dumps({**spec, "evaluation": {"targets": ["agee"]}}))
+    with pytest.raises(ExportError, match=r"encoder.json: 'evaluation' must be"):
+        read_spec(out)

@@ -67,7 +67,7 @@ class EvalOptions:
     """What to evaluate and how (CLI flags of ``medssl evaluate``)."""
 
     protocol: str = "default"
-    targets: tuple[str, ...] = ()  #: () → the run config's eval.targets (+ "label" for finetune/fewshot when present)
+    targets: tuple[str, ...] = ()  #: () → the run config's (an export's recorded) eval.targets (+ "label" for finetune/fewshot when present)
     seed: int | None = None  #: None → the run's seed
     n_boot: int = 1000  #: bootstrap replicates for the 95 % intervals (0: none)
     fractions: tuple[float, ...] = DEFAULT_FRACTIONS
