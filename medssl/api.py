@@ -200,14 +200,15 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> Path:
 
 
 def check_run_dir(cfg: RunConfig, run_dir: Path) -> tuple[Path, dict] | None:
-    """Refuse a fresh run into a directory that holds checkpoints (they would be mixed with the new ones), and a
-    resume whose checkpoint another encoder / method config wrote, before the run writes anything.
+    """Refuse a fresh run into a directory that holds checkpoints (they would be mixed with the new ones), a
+    resume whose checkpoint another encoder / method config wrote, and a resume from a checkpoint older than the
+    directory's latest (:func:`~medssl.train.checkpoint.refuse_newer`), before the run writes anything.
 
     Returns:
         ``(path, state)`` of the checkpoint to resume from (handed to :meth:`Trainer.resume`, so it is read
         once), or None for a fresh start.
     """
-    from medssl.train.checkpoint import list_checkpoints, load_checkpoint, resume_path
+    from medssl.train.checkpoint import list_checkpoints, load_checkpoint, refuse_newer, resume_path
 
     ckpts = list_checkpoints(run_dir / "checkpoints")
     if not cfg.train.resume and ckpts:
@@ -221,6 +222,7 @@ def check_run_dir(cfg: RunConfig, run_dir: Path) -> tuple[Path, dict] | None:
     if saved_card and os.path.abspath(saved_card) == cfg.data.card:  # a run that stored its card path relative
         cfg.data.card = saved_card
     check_compatible(state, to_dict(cfg), str(path))
+    refuse_newer(run_dir / "checkpoints", int(state.get("step", 0)), path)  # --resume PATH of an older checkpoint
     return path, state
 
 

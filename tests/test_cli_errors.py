@@ -64,6 +64,25 @@ def test_a_resume_that_changes_what_is_trained_is_refused_but_epochs_may_change(
     assert "drop those overrides" in err and _digest(run) == before
 
 
+def test_a_resume_from_an_older_checkpoint_of_the_run_is_refused_before_anything_is_written(tiny_run, tmp_path,
+                                                                                              capsys):
+    """`--resume RUN/checkpoints/step-1.pt` while the run already holds step 2: continuing there would overwrite
+    step 2 and prune the resumed run's own checkpoints (tests/train/test_trainer_resume.py); refused with the newer
+    checkpoint named, the run directory unchanged."""
+    import shutil
+
+    run, args = tiny_run
+    copy = shutil.copytree(run, tmp_path / "r", ignore=shutil.ignore_patterns("eval-*"))
+    args = [a for a in args if not a.startswith("output_dir=")] + [f"output_dir={copy}"]
+    assert main(["pretrain", *args, "train.epochs=2", "--resume", "auto"]) == 0  # one step per epoch
+    first, second = (p.name for p in sorted((copy / "checkpoints").glob("step-*.pt")))
+    before = _digest(copy)
+    assert main(["pretrain", *args, "train.epochs=3", "--resume", str(copy / "checkpoints" / first)]) == 2
+    err = capsys.readouterr().err
+    assert f"holds 1 checkpoint(s) newer than {copy / 'checkpoints' / first} (step 1): {second}" in err
+    assert "Resume into another output_dir" in err and _digest(copy) == before
+
+
 def test_a_missing_resume_checkpoint_is_named(tiny_run, tmp_path, capsys):
     _, args = tiny_run
     missing = tmp_path / "nope.pt"

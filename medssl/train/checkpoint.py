@@ -92,6 +92,25 @@ def resume_path(how: str, folder: str | Path) -> Path | None:
     return Path(how) if how != "auto" else (list_checkpoints(folder) or [None])[-1]
 
 
+def refuse_newer(folder: str | Path, step: int, source: str | Path) -> None:
+    """Refuse to continue from ``source`` (a checkpoint of step ``step``) into ``folder`` when ``folder`` holds
+    checkpoints of later steps (``--resume PATH`` of an older one): the continued run would overwrite them when it
+    reaches their steps, and until then keep-last-k pruning, which keeps the highest steps, would delete its own new
+    checkpoints instead, while ``--resume auto``, export and evaluate would pick up the old ones.
+
+    Raises:
+        CheckpointError: naming the newer checkpoints and what to do.
+    """
+    newer = [p for p in list_checkpoints(folder) if int(_NAME.search(p.name).group(1)) > step]
+    if newer:
+        names = ", ".join(p.name for p in newer[:3]) + (" …" if len(newer) > 3 else "")
+        raise CheckpointError(f"{folder} holds {len(newer)} checkpoint(s) newer than {source} (step {step}): {names}. "
+                              f"Continuing from step {step} there would mix two runs (the newer ones would be kept and "
+                              "then overwritten, the resumed run's own checkpoints pruned). Resume into another "
+                              "output_dir, or move the newer step-*.pt out of that folder first (--resume auto "
+                              "continues from the latest)")
+
+
 def load_checkpoint(path: str | Path) -> dict:
     """Load with ``weights_only=True`` (no arbitrary unpickling)."""
     if not Path(path).is_file():

@@ -28,8 +28,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from medssl.config import ConfigError
-from medssl.train.checkpoint import (CheckpointError, list_checkpoints, load_checkpoint, resume_path, rng_state,
-                                     save_checkpoint, set_rng_state, write_atomic)
+from medssl.train.checkpoint import (CheckpointError, list_checkpoints, load_checkpoint, refuse_newer, resume_path,
+                                     rng_state, save_checkpoint, set_rng_state, write_atomic)
 from medssl.train.distributed import DistInfo, any_rank, shard, worker_ignores_sigterm
 from medssl.train.optim import autocast_dtype, build_optimizer, warmup_cosine
 
@@ -209,11 +209,12 @@ class Trainer:
 
     def resume(self, how: str, loaded: tuple[Path, dict] | None = None) -> bool:
         """``how`` = "auto" (latest in run_dir, if any) or a checkpoint path; ``loaded`` = ``(path, state)``
-        already read by the caller (not read again). Returns True if resumed."""
+        already read by the caller (not read again). Returns True if resumed (refused: :func:`refuse_newer`)."""
         path, state = loaded or (resume_path(how, self.ckpt_dir), None)
         if path is None:
             return False
         self.load_state_dict(load_checkpoint(path) if state is None else state, source=str(path))
+        refuse_newer(self.ckpt_dir, self.step, path)  # its later checkpoints would be overwritten, its own pruned
         log = self.run_dir / "metrics.jsonl"
         if self.dist.is_main and log.exists():  # drop rows logged after the checkpoint (they will be redone)
             rows = [x for x in log.read_text().splitlines() if _logged_step(x) <= self.step]

@@ -196,3 +196,23 @@ def test_each_torchrun_rank_resumes_the_cuda_rng_state_of_its_own_gpu(monkeypatc
     gens.update({0: fresh.clone(), 1: fresh.clone()})  # rank 1's new process, seeded, before the resume
     set_rng_state(saved, torch.device("cuda", 1))
     assert torch.equal(gens[1], drawn)  # what rank 1 had: it drew exactly as rank 0 did
+
+
+def test_a_resume_from_an_older_checkpoint_into_a_folder_with_newer_ones_is_refused(tmp_path):
+    """`--resume PATH` of step 3 while checkpoints/ holds step 6: the continued run (here stretched to more epochs,
+    a change a resume may make) overwrote the old step 6 on reaching it, and until then keep-last-k pruning, which
+    keeps the highest steps, deleted the resumed run's new checkpoints and left step 6 for --resume auto and export.
+    Refused, nothing changed; the same checkpoint resumes into another folder, and the latest one in place."""
+    from medssl.train.checkpoint import CheckpointError
+
+    _trainer(tmp_path / "run", epochs=2).fit()  # 3 steps per epoch: step-3, step-6
+    ckpts = list_checkpoints(tmp_path / "run" / "checkpoints")
+    before = {p.name: p.read_bytes() for p in ckpts}
+    with pytest.raises(CheckpointError, match=r"holds 1 checkpoint\(s\) newer than .*step-00000003.pt \(step 3\): "
+                                              r"step-00000006.pt\. .*Resume into another output_dir"):
+        _trainer(tmp_path / "run", epochs=4).resume(str(ckpts[0]))
+    assert {p.name: p.read_bytes() for p in list_checkpoints(tmp_path / "run" / "checkpoints")} == before
+    elsewhere = _trainer(tmp_path / "elsewhere", epochs=4)
+    assert elsewhere.resume(str(ckpts[0])) and elsewhere.step == 3
+    latest = _trainer(tmp_path / "run", epochs=4)
+    assert latest.resume(str(ckpts[1])) and latest.step == 6
