@@ -311,10 +311,26 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
     try:
         validate(cfg, for_training)
     except ConfigError as e:  # name the file the value may come from (a run's config.yaml, a recipe)
-        if path is None:
-            raise
-        raise ConfigError(f"{e} (config {path}{' with overrides ' + ' '.join(overrides) if overrides else ''})") from None
+        where = f" (config {path}{' with overrides ' + ' '.join(overrides) if overrides else ''})" if path else ""
+        raise ConfigError(f"{e}{where}{_resume_note(cfg) if for_training else ''}") from None
     return cfg
+
+
+def _resume_note(cfg: RunConfig) -> str:
+    """What to do when a resume (``train.resume`` set) is refused for a setting refused only for training: the
+    usual fix (change it) is refused too, as the checkpoint's settings must match (``check_compatible``)."""
+    from medssl.config_checks import validate
+
+    if not cfg.train.resume:
+        return ""
+    try:
+        validate(cfg, for_training=False)
+    except ConfigError:
+        return ""  # refused for reading a run too: the message's own fix applies
+    return (". With --resume: a run trained with this setting before medssl refused it cannot be continued (a resume "
+            "keeps the settings the run was trained with, so changing it is refused too); `medssl evaluate` and "
+            "`medssl export` still read that run. To train further, start a new run (another output_dir, no "
+            "--resume) with the setting changed")
 
 
 def to_dict(cfg: RunConfig) -> dict:

@@ -298,7 +298,8 @@ def test_a_run_trained_before_a_setting_was_refused_can_still_be_evaluated_and_e
     """Today's config checks refuse settings a method ignores (a FairKL weight for Models Genesis / MAE, …) before
     training. A run trained with one before (its config.yaml and checkpoints say so) could then no longer be loaded
     for evaluation or export (ConfigError, naming no file), although its weights are those of a normal run; editing
-    config.yaml did not help, as the checkpoint's config must agree for export."""
+    config.yaml did not help, as the checkpoint's config must agree for export. Resuming it is refused, and the
+    message now says that the run cannot be continued (its own fix, "remove it", is refused as another run's)."""
     import shutil
 
     import yaml
@@ -322,6 +323,17 @@ def test_a_run_trained_before_a_setting_was_refused_can_still_be_evaluated_and_e
     assert main(["export", str(old), "--out", str(tmp_path / "exp")]) == 0, capsys.readouterr().err
     with pytest.raises(ConfigError, match="method.fairkl_weight: genesis has no contrastive loss"):
         load_config(old / "config.yaml")  # training with it (a resume) is still refused
+    # resuming it named config.yaml and the setting, but its fix ("remove it") is refused as another run's
+    assert main(["pretrain", str(old / "config.yaml"), f"output_dir={old}", "method.fairkl_weight=0", "--resume",
+                 "auto"]) == 2
+    assert "was written with method.fairkl_weight=1.0; this run has method.fairkl_weight=0.0" in capsys.readouterr().err
+    assert main(["pretrain", str(old / "config.yaml"), f"output_dir={old}", "--resume", "auto"]) == 2
+    err = capsys.readouterr().err
+    assert f"method.fairkl_weight: genesis has no contrastive loss and would ignore it; remove it (its options go in " \
+           f"method.options) (config {old / 'config.yaml'} with overrides output_dir={old} train.resume=auto). With --resume: a run " \
+           "trained with this setting before medssl refused it cannot be continued" in err
+    assert "`medssl evaluate` and `medssl export` still read that run" in err and "another output_dir, no --resume" in err
+    assert "With --resume" not in str(pytest.raises(ConfigError, load_config, old / "config.yaml").value)  # fresh run
 
 
 def test_an_export_evaluates_the_targets_of_its_run_by_default(tmp_path, capsys):
