@@ -93,7 +93,8 @@ def compare_table(runs: list[str | Path], encoders: tuple[str, ...] = ("pretrain
 def plot_compare(runs: list[str | Path], path: str | Path, encoders: tuple[str, ...] = ("pretrained",),
                  per_row: int = 4) -> Path | None:
     """One bar chart per metric shared by at least two columns, ``per_row`` panels a row (every such metric;
-    error bars: the 95 % CI, or ± SD over seeds for few-label points). Returns the file written (``path``,
+    error bars: the 95 % CI, or ± SD over seeds for few-label points). Each column (run) has one colour in
+    every panel, named in a legend above the panels. Returns the file written (``path``,
     ``.png`` added when it has no suffix), or None when no metric is shared."""
     import math
     import textwrap
@@ -101,6 +102,7 @@ def plot_compare(runs: list[str | Path], path: str | Path, encoders: tuple[str, 
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.patches
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -112,18 +114,27 @@ def plot_compare(runs: list[str | Path], path: str | Path, encoders: tuple[str, 
     nrows = math.ceil(len(shared) / ncols)
     width = 1.2 + 0.32 * max(len(per) for _, per in shared)  # inches per panel
     chars = max(12, int(width / 0.075))  # characters a title line holds at 8 pt (~0.07 in each)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, 3.6 * nrows), squeeze=False)
+    # one colour per column over the whole figure (a run keeps its colour in panels where another lacks the metric)
+    drawn = [c for c in columns if any(c in per and per[c]["value"] is not None for _, per in shared)]
+    cmap = plt.get_cmap("tab10" if len(drawn) <= 10 else "tab20")  # colours repeat beyond 20 columns
+    colour = {c: cmap(i % cmap.N) for i, c in enumerate(drawn)}
+    per_line = max(1, min(len(drawn), int(width * ncols / (0.5 + 0.065 * max(map(len, drawn))))))
+    legend_h = 0.1 + 0.2 * math.ceil(len(drawn) / per_line)  # inches above the panels (7 pt entries)
+    fig_h = 3.6 * nrows + legend_h
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, fig_h), squeeze=False)
     for ax, (metric, per) in zip(axes.flat, shared):
         cols = [c for c in columns if c in per and per[c]["value"] is not None]
         vals = np.array([per[c]["value"] for c in cols])
         err = np.array([_error_bar(per[c], v) for c, v in zip(cols, vals)]).T
-        ax.bar(range(len(cols)), vals, yerr=err, capsize=3, color=plt.get_cmap("tab10")(np.arange(len(cols)) % 10))
+        ax.bar(range(len(cols)), vals, yerr=err, capsize=3, color=[colour[c] for c in cols])
         ax.set_xticks(range(len(cols)))
         ax.set_xticklabels(cols, rotation=60, ha="right", fontsize=7)
         ax.set_title(textwrap.fill(metric, chars), fontsize=8)  # wrap=True wraps at the figure's edge, not the panel's
     for ax in list(axes.flat)[len(shared):]:
         ax.axis("off")
-    fig.tight_layout()
+    handles = [matplotlib.patches.Patch(color=colour[c]) for c in drawn]
+    fig.legend(handles, drawn, loc="upper center", ncol=per_line, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - legend_h / fig_h))
     path = Path(path)
     if not path.suffix:  # matplotlib adds its default format's suffix: return the file it writes
         path = path.with_name(f"{path.name}.{matplotlib.rcParams['savefig.format']}")

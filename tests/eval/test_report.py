@@ -158,7 +158,7 @@ def test_compare_plot_draws_every_shared_metric_on_a_readable_grid(tmp_path):
     path = plot_compare([tmp_path / "simclr", tmp_path / "yaware"], tmp_path / "cmp.png")
     height, width = matplotlib.image.imread(path).shape[:2]
     rows = -(-n_shared // 4)
-    assert width <= 4 * (1.2 + 0.32 * 2) * 100 + 1 and height == rows * 360  # 4 panels a row, 3.6 in per row
+    assert width <= 4 * (1.2 + 0.32 * 2) * 100 + 1 and height == rows * 360 + 30  # 4 a row, 3.6 in a row, legend 0.3 in
     assert _error_bar({"ci": [4.0, 6.0]}, 5.0) == [1.0, 1.0] and _error_bar({"std": 0.5}, 9.0) == [0.5, 0.5]
     assert _error_bar({"ci": None}, 1.0) == [0.0, 0.0]
     # a --plot path without a suffix: matplotlib writes NAME.png, and the path returned (printed) is that file

@@ -57,3 +57,42 @@ def test_a_figure_that_fails_to_draw_leaves_metrics_and_report_of_the_same_evalu
     with pytest.raises(RuntimeError, match="drawing failed"):
         write_report(tmp_path, _results(7.0))
     assert {n: (tmp_path / n).read_text() for n in before} == before
+
+
+def test_compare_plot_gives_each_run_one_colour_in_every_panel(tmp_path, monkeypatch):
+    """Bars were coloured by position in each panel: with run "b" lacking the few-label metrics, run "c" was drawn
+    in b's colour in those panels. Each column now has one colour over the whole figure, named in a legend."""
+    import matplotlib.figure
+    from matplotlib.colors import to_hex
+
+    from medssl.eval.compare import plot_compare
+
+    for name in ("a", "b", "c"):
+        r = _results(5.0)
+        if name != "b":
+            r["fewshot"] = {"pretrained": {"age": {"metric": "mae", "summary": [
+                {"fraction": 0.5, "n_subjects": 10, "mean": 6.0, "std": 0.5}]}}}
+        (tmp_path / name).mkdir()
+        write_report(tmp_path / name, r)
+    saved = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
+                        lambda fig, path, *a, **k: (saved.append(fig), open(path, "wb").close()))
+    plot_compare([tmp_path / n for n in ("a", "b", "c")], tmp_path / "cmp.png")
+    fig = saved[0]
+    fig.canvas.draw()  # tick labels are filled in at draw time
+    colour, panels = {}, 0
+    for ax in fig.axes:
+        names = [t.get_text() for t in ax.get_xticklabels()]
+        bars = [p for p in ax.patches if p.get_height() > 0]
+        if not names or not bars:
+            continue
+        panels += 1
+        assert len(names) == len(bars)
+        for name, bar in zip(names, bars):
+            colour.setdefault(name, set()).add(to_hex(bar.get_facecolor()))
+    assert panels >= 2 and set(colour) == {"a", "b", "c"}
+    assert all(len(c) == 1 for c in colour.values()), colour  # one colour per run, whatever panel
+    assert len({next(iter(c)) for c in colour.values()}) == 3  # and different runs, different colours
+    legend = fig.legends[0]
+    named = {t.get_text(): to_hex(h.get_facecolor()) for t, h in zip(legend.get_texts(), legend.legend_handles)}
+    assert named == {n: next(iter(c)) for n, c in colour.items()}
