@@ -176,7 +176,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str | Path 
     arguments = {"spatial_dims": cfg.encoder.spatial_dims, "in_channels": cfg.encoder.in_channels,
                  **cfg.encoder.options}
     input_spec = input_spec_from_config(cfg)
-    if getattr(method, "input_rescaling", ""):  # e.g. Models Genesis rescales each sample to [0, 1]
+    if getattr(method, "input_rescaling", ""):  # e.g. Models Genesis rescales each scan to [0, 1]
         input_spec["method_rescaling"] = method.input_rescaling
     return save_encoder(method.encoder, out_dir, cfg.encoder.name, arguments, input_spec, pretraining,
                         evaluation={"targets": list(cfg.eval.targets)})  # what `evaluate RUN` uses by default

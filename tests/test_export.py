@@ -67,7 +67,7 @@ def test_spec_describes_architecture_input_and_provenance_without_patient_data(e
     assert spec["input"]["shape"] == [24, 24, 24] and spec["input"]["crop_size"] == [16, 16, 16]
     assert spec["input"]["normalise"] == "zscore" and spec["input"]["modality"] == "MR"
     assert spec["input"]["orientation"] == "RAS" and spec["input"]["data_card"] == "synthetic"
-    assert spec["input"]["method_rescaling"] == "per-sample min-max to [0, 1]"  # Models Genesis saw [0, 1] crops
+    assert spec["input"]["method_rescaling"] == "per-scan min-max to [0, 1]"  # Models Genesis saw [0, 1] scans
     assert spec["pretraining"]["config_hash"] == config_hash(load_config(run / "config.yaml"))
     assert spec["pretraining"]["method"] == "genesis" and spec["pretraining"]["checkpoint_step"] > 0
     text = (out / "encoder.json").read_text()
@@ -227,7 +227,7 @@ def test_a_genesis_encoder_is_evaluated_on_the_0_1_input_it_pretrained_on(export
     for source, extra in ((run, {}), (out, {"data": "synthetic", "root": str(cohort)})):
         seen.clear()
         res = api.evaluate(source, progress=False, out=str(tmp_path / source.name), **extra)
-        assert res["info"]["encoder input"] == "per-sample min-max to [0, 1] (as in pretraining)"
+        assert res["info"]["encoder input"] == "per-scan min-max to [0, 1] (as in pretraining)"
         assert len(seen) == 2 and all(isinstance(enc, MinMaxInput) for enc, _ in seen)  # pretrained + random init
         enc, image = seen[0]
         with torch.no_grad():

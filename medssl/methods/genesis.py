@@ -33,9 +33,10 @@ def minmax_per_sample(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 
 
 class MinMaxInput(nn.Module):
-    """An encoder fed the input Models Genesis pretrained it on: each sample min-max rescaled to [0, 1].
+    """An encoder fed the input Models Genesis pretrained it on: each scan min-max rescaled to [0, 1].
 
-    ``(B, C, *S)`` in any range → ``encoder(minmax_per_sample(x))`` ``(B, D)``. Evaluation wraps a Genesis
+    ``(B, C, *S)`` whole scans in any range → ``encoder(minmax_per_sample(x))`` ``(B, D)`` (pretraining
+    rescales the whole scan too, before cropping). Evaluation wraps a Genesis
     encoder (and its random-init baseline) in it; an export records the rescaling as
     ``input.method_rescaling`` for code that loads the plain weights. The encoder is held as ``net``,
     and :meth:`blocks` are its blocks, so fine-tuning freezes and trains the same layers as unwrapped.
@@ -63,9 +64,9 @@ class ModelsGenesis(Method):
         encoder: a CNN encoder with ``forward_pyramid`` (resnet*, densenet*, alexnet).
         views: optional :class:`~medssl.transforms.views.ViewPipeline` (random sub-volume crops,
             flips; the API passes the ``augment`` section) applied before corrupting.
-        rescale: min-max rescale every sample to [0, 1] first (the corruptions and the sigmoid
-            output assume [0, 1]; keep True unless the data are already in [0, 1]: with False a batch
-            outside [0, 1] is a ValueError).
+        rescale: min-max rescale every scan to [0, 1] before the views crop it (the corruptions and
+            the sigmoid output assume [0, 1]; keep True unless the data are already in [0, 1]: with False
+            a batch outside [0, 1] is a ValueError).
         nonlinear_prob, shuffle_prob, paint_prob, outpaint_prob: corruption probabilities
             (paper defaults 0.9, 0.5, 0.9, 0.8; see :class:`GenesisCorruption`).
         decoder_channels: decoder channels per level, fine → coarse (default: the encoder's).
@@ -94,18 +95,26 @@ class ModelsGenesis(Method):
     @property
     def input_rescaling(self) -> str:
         """How the encoder's inputs were rescaled during pretraining (recorded by ``medssl export``)."""
-        return "per-sample min-max to [0, 1]" if self.rescale else ""
+        return "per-scan min-max to [0, 1]" if self.rescale else ""
 
     def restore(self, corrupted: torch.Tensor) -> torch.Tensor:
         """(B, C, *S) corrupted in [0, 1] → restored (B, C, *S) in (0, 1)."""
         return torch.sigmoid(self.decoder(self.encoder.forward_pyramid(corrupted), corrupted.shape[2:]))
 
     def corrupt(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Views (if any), rescaling and corruption: (B, C, *S) → (corrupted, target)."""
+        """Rescaling of each whole scan, views (if any) and corruption: (B, C, *S) → (corrupted, target).
+
+        With ``rescale`` each scan is min-max rescaled before the views crop it, as in the paper's pipeline
+        (CT clipped to [-1000, 1000] HU and scaled to [0, 1], then sub-volumes cropped) and as evaluation's
+        :class:`MinMaxInput` rescales the whole scan, so a crop without the scan's brightest tissue is not
+        stretched to [0, 1]; views that leave [0, 1] (noise, bias field) are clamped back to it.
+        """
+        if self.rescale:
+            x = minmax_per_sample(x.float())
         if self.views is not None:
             x = self.views(x, generator)
         if self.rescale:
-            x = minmax_per_sample(x.float())
+            x = x.clamp(0, 1)
         else:
             lo, hi = (float(v) for v in torch.aminmax(x.detach()))  # one sync per step
             if lo < -1e-3 or hi > 1 + 1e-3:

@@ -79,3 +79,28 @@ def test_rescale_false_refuses_inputs_outside_0_1():
     assert torch.isfinite(method.training_step({"image": x}, torch.Generator().manual_seed(0)).loss)  # in [0, 1]
     with pytest.raises(ValueError, match=r"rescale: false.*\[-1, 2\].*rescale: true"):
         method.training_step({"image": x * 3 - 1}, torch.Generator().manual_seed(0))
+
+
+def test_pretraining_rescales_the_whole_scan_as_evaluation_does_not_each_crop():
+    """Pretraining min-max rescaled each random crop, evaluation (MinMaxInput) each whole scan: a crop without the
+    scan's bright tissue was stretched to [0, 1] in pretraining, not at evaluation. The paper's pipeline rescales
+    the scan (CT: [-1000, 1000] HU → [0, 1]) and then crops sub-volumes; pretraining now does the same."""
+    from medssl.methods.genesis import MinMaxInput
+
+    scan = blobs(2, 3, 16) * 0.2
+    scan[:, :, 8:] += 5.0  # bright tissue in the far half only
+    crop = lambda x, g: x[:, :, :8, :8, :8]  # noqa: E731  (a fixed crop: the dim half)
+    method = ModelsGenesis(build_encoder("resnet10", width=4), views=crop)
+    _, target = method.corrupt(scan * 7 - 3, torch.Generator().manual_seed(0))  # any intensity unit
+    seen_at_evaluation = MinMaxInput(torch.nn.Identity())(scan)  # what evaluation gives the encoder
+    assert torch.allclose(target, seen_at_evaluation[:, :, :8, :8, :8], atol=1e-6)
+    assert target.max() < 0.1  # not stretched to [0, 1]
+
+
+def test_views_that_leave_0_1_are_clamped_after_the_scan_is_rescaled():
+    """Intensity augmentations (noise, bias field) after the whole-scan rescaling can leave [0, 1], where the
+    sigmoid output cannot follow: the views' output is clamped to [0, 1]."""
+    method = ModelsGenesis(build_encoder("resnet10", width=4), views=lambda x, g: x * 1.5 - 0.2)
+    x = blobs(2, 3, 16) * 3 - 1
+    _, target = method.corrupt(x, torch.Generator().manual_seed(0))
+    assert torch.allclose(target, (minmax_per_sample(x) * 1.5 - 0.2).clamp(0, 1))
