@@ -3,7 +3,8 @@
 A card's ``manifest`` is one table or a list of tables with the same columns (e.g.
 CheXpert's ``train.csv`` + ``valid.csv``). ``join`` adds the columns of other tables
 matched on ``key`` column(s) (left join: unmatched rows get empty values), e.g. MIMIC-CXR's
-split and metadata tables on ``dicom_id``. ``select`` keeps rows whose column holds one of
+split and metadata tables on ``dicom_id``; a joined column the table already has (MIMIC-CXR's
+``subject_id``) keeps the table's value, and a row where the joined value differs is a problem. ``select`` keeps rows whose column holds one of
 the listed values (e.g. frontal views only). ``split_files`` reads official split lists
 (one file name per line, as NIH ChestX-ray14's ``train_val_list.txt``, or one root-relative
 path or subject id). Ids are compared by :func:`id_key` everywhere (joins, split lists).
@@ -144,10 +145,20 @@ def _join(rows: list[Row], header: list[str], root: Path, spec: dict,
                                 + "; a joined table needs one row per key")
         index[k], first[k] = jr, (i, written)
     added = [c for c in jheader if c not in header]
+    repeated = [c for c in jheader if c in header and c not in on]  # kept from the manifest (or an earlier join)
     for row in rows:
-        match = index.get(_key(row.values, on), {})
+        k = _key(row.values, on)
+        match = index.get(k, {})
         for c in added:
             row.values[c] = match.get(c, "")
+        for c in repeated:
+            theirs, have = match.get(c, "").strip(), row.values.get(c, "")
+            if theirs and id_key(theirs) != id_key(have):  # a value of the joined table that would be lost
+                reason = (f"column {c!r} is {have.strip()!r} here but {theirs!r} in joined table {table} row "
+                          f"{first[k][0]}; the value here is used: make the tables agree (or rename the column in one)")
+                if bad_rows is None:
+                    raise ManifestError(f"{row.where}: {reason}")
+                bad_rows.append((row.where, reason))
     return header + added
 
 
@@ -157,7 +168,9 @@ def load_rows(manifest: str | list, root: Path, join: list | None = None, select
 
     ``bad_rows``: collects the rows with a wrong field count of the manifest and of every
     joined table (see :func:`read_numbered_table`) instead of raising at the first; such a
-    joined row matches nothing.
+    joined row matches nothing. A joined column named like a column already in the table is not
+    added; the rows where the joined table has another (non-empty) value are collected too, naming
+    both rows and values (ids compared as in joins: "007" = "7").
 
     Returns:
         ``(rows, header, source)``; ``source`` names the table(s).

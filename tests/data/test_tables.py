@@ -180,3 +180,25 @@ def test_a_joined_key_written_two_ways_names_both_rows(tmp_path):
     with pytest.raises(ManifestError, match=r"j.csv row 4: key \{'id': '2'\} appears twice \(row 2 as \{'id': '02'\}; "
                                             r"numeric ids match without leading zeros\); a joined table needs one row"):
         build_manifest(card, tmp_path)
+
+
+def test_a_joined_column_that_repeats_a_manifest_column_with_another_value_is_reported(tmp_path, capsys):
+    """A joined table's column with the name of a manifest column was dropped without a word (MIMIC-CXR's tables
+    repeat subject_id and study_id): where its value differs the user silently got the manifest's. Now a problem
+    names both tables' rows and both values; equal repeats (also "007" vs "7") and unmatched rows stay silent."""
+    _scans(tmp_path, ["1", "2", "3"])
+    (tmp_path / "p.csv").write_text("id,study,age\n1,7,30\n2,8,31\n3,9,\n")
+    (tmp_path / "meta.csv").write_text("id,study,site,age\n1,007,A,30\n2,5,B,31\n3,9,C,44\n")
+    card = _card(tmp_path, more=", session: study, site: site", extra="join: [{table: meta.csv, key: id}]\n")
+    assert main(["data", "check", card, "--root", str(tmp_path), "--no-read", "--strict"]) == 1
+    out = capsys.readouterr().out
+    assert (f"{tmp_path / 'p.csv'} row 3: column 'study' is '8' here but '5' in joined table {tmp_path / 'meta.csv'} "
+            "row 3") in out, out
+    assert f"{tmp_path / 'p.csv'} row 4: column 'age' is '' here but '44'" in out  # a value the join would have given
+    assert "row 2: column" not in out and "2 problem(s)" in out  # '7' and '007', '30' and '30': the same
+    assert [(r.session, r.site) for r in scan_manifest(_load(card), tmp_path).records] == [
+        ("7", "A"), ("8", "B"), ("9", "C")]  # the manifest's value is kept, the other columns are joined
+    with pytest.raises(ManifestError, match=r"p.csv row 3: column 'study' is '8' here but '5'"):
+        build_manifest(_load(card), tmp_path)
+    (tmp_path / "meta.csv").write_text("id,study,site\n1,7,A\n2,8,B\n")  # equal repeats, an unmatched row: silent
+    assert [r.site for r in build_manifest(_load(card), tmp_path)] == ["A", "B", ""]
