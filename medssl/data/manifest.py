@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import re
-import string
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from medssl.atomic import atomic_write
 from medssl.config import _did_you_mean
 from medssl.data.card import DataCard
-from medssl.data.tables import ROOT_HINT, ManifestError, Row, SplitLists, id_key, load_rows, read_table
+from medssl.data.tables import (ROOT_HINT, ManifestError, Row, SplitLists, _inside, _template_fields, id_key, load_rows,
+                                 read_table, spaces_hint)
 
 MISSING_AGE = ("", "n/a", "na", "nan", "none", "null")
 #: site / sex / label cells that mean "unknown" (BIDS writes n/a; pandas' str(NaN) is nan) → "" (code -1)
@@ -106,16 +105,6 @@ def parse_age(text: str) -> float:
     if age > MAX_AGE:
         raise ValueError(f"is above {MAX_AGE:g} years (months or days instead of years?)")
     return age
-
-
-def _inside(root: Path, rel: str) -> Path | None:
-    """``root / rel`` normalised lexically (symlinks are not followed), or None if it leaves root."""
-    path = Path(os.path.normpath(root / rel))
-    return path if path == root or root in path.parents else None
-
-
-def _template_fields(template: str) -> set[str]:
-    return {name.split(".")[0].split("[")[0] for _, name, _, _ in string.Formatter().parse(template) if name}
 
 
 def _record(card: DataCard, values: dict, path: Path, where: str, problems: list[Problem]) -> Record | None:
@@ -220,7 +209,8 @@ def _scan_table(card: DataCard, root: Path, problems: list[Problem]) -> tuple[li
     records = []
     for row in rows:
         values = _role_values(card, row.values)
-        rels = [values["path"].strip()] if (values.get("path") or "").strip() else _format_paths(card, templates, row)
+        from_column = bool((values.get("path") or "").strip())
+        rels = [values["path"].strip()] if from_column else _format_paths(card, templates, row)
         if not rels:
             problems.append(Problem(row.where, f"empty path in column {card.columns.get('path')!r}"))
             continue
@@ -237,7 +227,9 @@ def _scan_table(card: DataCard, root: Path, problems: list[Problem]) -> tuple[li
         if rec is None:
             continue
         if not path.exists():
-            problems.append(Problem(row.where, f"file {path} does not exist (subject {rec.subject!r})", str(path), "missing"))
+            hint = "" if from_column else spaces_hint(root, templates, row)
+            problems.append(Problem(row.where, f"file {path} does not exist (subject {rec.subject!r}){hint}", str(path),
+                                    "missing"))
         records.append(rec)
     if not rows and not problems:  # (rows with a wrong field count are problems already)
         raise ManifestError(f"{source}: no rows left after select {card.select}")

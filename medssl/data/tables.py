@@ -15,6 +15,8 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import os
+import string
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,6 +162,29 @@ def _join(rows: list[Row], header: list[str], root: Path, spec: dict,
                     raise ManifestError(f"{row.where}: {reason}")
                 bad_rows.append((row.where, reason))
     return header + added
+
+
+def _inside(root: Path, rel: str) -> Path | None:
+    """``root / rel`` normalised lexically (symlinks are not followed), or None if it leaves root."""
+    path = Path(os.path.normpath(root / rel))
+    return path if path == root or root in path.parents else None
+
+
+def _template_fields(template: str) -> set[str]:
+    return {name.split(".")[0].split("[")[0] for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def spaces_hint(root: Path, templates: list[str], row: Row) -> str:
+    """For a missing file: the template's cells of ``row`` with spaces at their ends (kept in the file name),
+    and the file named without them where it exists; "" when no such cell."""
+    cols = sorted({f for t in templates for f in _template_fields(t) if row.values[f] != row.values[f].strip()})
+    if not cols:
+        return ""
+    stripped = {**row.values, **{c: row.values[c].strip() for c in cols}}
+    found = [p for p in (_inside(root, t.format(**stripped)) for t in templates) if p is not None and p.exists()]
+    cells = ", ".join(f"column {c!r} holds {row.values[c]!r}" for c in cols)
+    return (f"; {cells} with spaces at its ends, kept in the file name"
+            + (f"; {found[0]} exists: strip the spaces in the table" if found else ""))
 
 
 def load_rows(manifest: str | list, root: Path, join: list | None = None, select: dict | None = None,

@@ -202,3 +202,21 @@ def test_a_joined_column_that_repeats_a_manifest_column_with_another_value_is_re
         build_manifest(_load(card), tmp_path)
     (tmp_path / "meta.csv").write_text("id,study,site\n1,7,A\n2,8,B\n")  # equal repeats, an unmatched row: silent
     assert [r.site for r in build_manifest(_load(card), tmp_path)] == ["A", "B", ""]
+
+
+def test_a_missing_file_named_from_a_cell_with_spaces_at_its_ends_says_so(tmp_path, capsys):
+    """A path_template filled from ' 002 ' looked for a file named with the spaces: the error showed them inside
+    the path but not why. It now names the column, the cell and the file without the spaces (which files are
+    found is unchanged)."""
+    _scans(tmp_path, ["001", "002"])
+    (tmp_path / "p.csv").write_text("id,age\n001,30\n 002 ,31\n003,32\n")
+    card = _card(tmp_path)
+    scan = scan_manifest(_load(card), tmp_path)
+    assert [(p.where.rsplit(" ", 1)[-1], p.kind) for p in scan.problems] == [("3", "missing"), ("4", "missing")]
+    spaced, plain = (p.reason for p in scan.problems)
+    assert spaced.startswith(f"file {tmp_path / ' 002 .nii.gz'} does not exist (subject '002'); column 'id' holds "
+                             f"' 002 ' with spaces at its ends, kept in the file name; {tmp_path / '002.nii.gz'} exists: "
+                             "strip the spaces in the table"), spaced
+    assert plain == f"file {tmp_path / '003.nii.gz'} does not exist (subject '003')"  # no spaces: no hint
+    assert main(["data", "check", card, "--root", str(tmp_path), "--no-read"]) == 0
+    assert "column 'id' holds ' 002 ' with spaces" in capsys.readouterr().out
