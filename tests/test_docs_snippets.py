@@ -7,7 +7,8 @@ a test id names the doc, the block's index and its first line. A block that need
 folder is marked ``<!-- snippet: setup NAME as PATH -->``: the test copies the export of a real 1-step
 pretraining run (``EXPORTS[NAME]``, on a tiny synthetic cohort, built once per session) to PATH first.
 
-Every `medssl …` command in a ```bash block is parsed (not run) by the CLI's own argparse parser, so a
+A ```yaml block is valid YAML, and one that is a data card (``name:`` and ``dimensionality:``) loads with
+``load_card``. Every `medssl …` command in a ```bash block is parsed (not run) by the CLI's own argparse parser, so a
 renamed or removed flag in the docs fails here.
 """
 
@@ -62,6 +63,7 @@ def _id(block) -> str:
 
 PYTHON = _blocks("python")
 BASH = _blocks("bash")
+YAML = _blocks("yaml")
 
 
 def test_the_docs_have_python_snippets():
@@ -114,6 +116,19 @@ def test_python_snippet_runs(block, tmp_path, monkeypatch, exports):
         shutil.copytree(exports(mark["setup"]), tmp_path / mark["path"])
     monkeypatch.chdir(tmp_path)
     exec(compile(code, f"{doc.relative_to(ROOT)}:{line} (python block {index})", "exec"), {"__name__": "__snippet__"})
+
+
+@pytest.mark.parametrize("block", YAML, ids=[_id(b) for b in YAML])
+def test_yaml_snippet_loads(block, tmp_path):
+    import yaml
+
+    from medssl.data.card import load_card
+
+    doc, _, line, code, _ = block
+    data = yaml.safe_load(code)
+    if isinstance(data, dict) and {"name", "dimensionality"} <= set(data):
+        (tmp_path / "card.yaml").write_text(code)
+        load_card(tmp_path / "card.yaml")
 
 
 def _medssl_commands(code: str) -> list[list[str]]:
