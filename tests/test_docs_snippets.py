@@ -84,6 +84,18 @@ def test_blocks_marks_and_commands_are_found(tmp_path):
     assert _medssl_commands(shell) == [["list"], ["pretrain", "a.yaml", "x=1"]]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Snippets run on one torch thread (the CI budget): the augmentation example took 0.4 s on one thread
+    and 14 s on two while other processes kept both cores of the 2-core VM busy."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def exports(tmp_path_factory):
     """``export(name)``: the folder of ``EXPORTS[name]``, pretrained for one step and exported on first use."""
