@@ -5,7 +5,9 @@ a test id names the doc, the block's index and its first line. A block that need
 (a GPU, a full data set, hours) is marked in the Markdown on the line right above it with
 ``<!-- snippet: skip (why) -->`` and is reported as skipped with that reason. A block that reads an export
 folder is marked ``<!-- snippet: setup NAME as PATH -->``: the test copies the export of a real 1-step
-pretraining run (``EXPORTS[NAME]``, on a tiny synthetic cohort, built once per session) to PATH first.
+pretraining run (``EXPORTS[NAME]``, on a tiny synthetic cohort, built once per session) to PATH first. A block
+that reads the shared real data is marked ``<!-- snippet: shared data/ixi -->`` and skips when that folder is
+absent (:func:`shared_data.shared_path`).
 
 A ```yaml block is valid YAML, and one that is a data card (``name:`` and ``dimensionality:``) loads with
 ``load_card``. Every `medssl …` command in a ```bash block is parsed (not run) by the CLI's own argparse parser, so a
@@ -20,11 +22,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from shared_data import shared_path
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^(\s*)```(\w*)\s*$")
-MARK = re.compile(r"^\s*<!--\s*snippet:\s*(skip\s*\((?P<skip>.+)\)|setup\s+(?P<setup>\w+)\s+as\s+(?P<path>\S+))\s*-->\s*$")
+MARK = re.compile(r"^\s*<!--\s*snippet:\s*(skip\s*\((?P<skip>.+)\)|setup\s+(?P<setup>\w+)\s+as\s+(?P<path>\S+)"
+                  r"|shared\s+(?P<shared>\S+))\s*-->\s*$")
 #: the exports a snippet may ask for: key=value overrides of a 1-step run on a 32³ synthetic cohort
 EXPORTS = {"densenet121_export": ["encoder.name=densenet121", "encoder.options.width=4", "method.name=simclr"],
            "vit_mae_export": ["encoder.name=vit_tiny", "encoder.options.img_size=[32,32,32]",
@@ -75,11 +79,13 @@ def test_blocks_marks_and_commands_are_found(tmp_path):
     doc = tmp_path / "x.md"
     doc.write_text("text\n\n<!-- snippet: skip (needs a CUDA GPU) -->\n```python\na = 1\n```\n\n"
                    "* item\n\n  <!-- snippet: setup vit_mae_export as out/e -->\n  ```python\n  b = 2\n  ```\n"
+                   "<!-- snippet: shared data/no-such-folder -->\n```python\nc = 3\n```\n"
                    "```\nmedssl not-a-command\n```\n```bash\nCUDA_VISIBLE_DEVICES=0 .venv/bin/medssl list  # all\n"
                    "pip install medssl torch\ntorchrun --nproc_per_node=2 -m medssl.cli pretrain \\\n  a.yaml x=1\n```\n")
-    (a, _, line_a, code_a, mark_a), (_, index_b, _, code_b, mark_b) = _blocks("python", [doc])
+    (a, _, line_a, code_a, mark_a), (_, index_b, _, code_b, mark_b), (_, _, _, _, mark_c) = _blocks("python", [doc])
     assert (line_a, code_a, mark_a["skip"]) == (4, "a = 1", "needs a CUDA GPU")
     assert (index_b, code_b, mark_b["setup"], mark_b["path"]) == (1, "b = 2", "vit_mae_export", "out/e")
+    assert mark_c["shared"] == "data/no-such-folder"
     [(_, _, _, shell, _)] = _blocks("bash", [doc])
     assert _medssl_commands(shell) == [["list"], ["pretrain", "a.yaml", "x=1"]]
 
@@ -123,7 +129,9 @@ def exports(tmp_path_factory):
 def test_python_snippet_runs(block, tmp_path, monkeypatch, exports):
     doc, index, line, code, mark = block
     if mark and mark["skip"]:
-        pytest.skip(mark["skip"])
+        pytest.skip(f"{doc.relative_to(ROOT)}:{line}: {mark['skip']}")
+    if mark and mark["shared"]:
+        shared_path(*mark["shared"].split("/"))  # skips when absent
     if mark and mark["setup"]:
         shutil.copytree(exports(mark["setup"]), tmp_path / mark["path"])
     monkeypatch.chdir(tmp_path)
