@@ -47,6 +47,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from medssl.encoders.base import encoder_blocks  # mode="last" trains the last of these blocks
 from medssl.train.optim import autocast_dtype
+from medssl.train.trainer import resolve_device
 
 TASKS = ("regression", "classification", "multilabel")
 MODES = ("full", "last", "head")
@@ -66,7 +67,7 @@ class FinetuneOptions:
     epochs: int = 30
     batch_size: int = 16
     patience: int = 5  #: epochs without validation-loss improvement before stopping
-    device: str = "cpu"
+    device: str = "cpu"  #: "cpu", "cuda", "cuda:N" or "auto" (CUDA when visible); a missing GPU is a DeviceError
     seed: int = 0
     bf16: bool = True  #: bf16 autocast on a GPU with native bf16 (ignored on CPU, V100/T4: see autocast_dtype)
     num_workers: int = 0
@@ -199,7 +200,8 @@ def finetune(encoder: nn.Module, train: Dataset, y_train: np.ndarray, val: Datas
         :class:`FinetuneResult` with the best-validation model (eval mode) and the history.
     """
     opt = options or FinetuneOptions()
-    device = torch.device(opt.device)
+    device = resolve_device(opt.device, key="FinetuneOptions.device", fix="device='cpu' or 'auto'")
+    opt = replace(opt, device=str(device))  # "auto" resolved, as recorded in the result
     y_train, y_val = np.asarray(y_train), np.asarray(y_val)
     if len(y_train) != len(train) or len(y_val) != len(val):
         raise ValueError(f"targets ({len(y_train)}, {len(y_val)}) do not match the datasets ({len(train)}, {len(val)})")

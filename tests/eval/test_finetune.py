@@ -160,3 +160,15 @@ def test_a_negative_learning_rate_or_decay_is_refused(field):
     with pytest.raises(ValueError, match=f"fine-tuning {field} must be >= 0, got -0.001"):
         FinetuneOptions(**{field: -1e-3})
     assert getattr(FinetuneOptions(**{field: 0.0}), field) == 0.0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a CUDA GPU")
+def test_a_missing_gpu_is_a_device_error_and_auto_falls_back_to_the_cpu(data):
+    """docs/evaluation.md's example passed device="cuda": on a CPU machine that was torch's bare
+    "Torch not compiled with CUDA enabled" AssertionError; the CLI already gave medssl's DeviceError."""
+    from medssl.train.trainer import DeviceError
+    tr, ytr, va, yva, _, _ = data
+    with pytest.raises(DeviceError, match=r"FinetuneOptions.device=cuda but no CUDA GPU is visible; use device='cpu'"):
+        finetune(make_tiny_encoder(), tr, ytr, va, yva, FinetuneOptions(device="cuda", epochs=1))
+    res = finetune(make_tiny_encoder(), tr, ytr, va, yva, FinetuneOptions(device="auto", epochs=1, batch_size=12))
+    assert res.options.device == "cpu" and next(res.model.parameters()).device.type == "cpu"
