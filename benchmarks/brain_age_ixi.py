@@ -54,7 +54,8 @@ from medssl.eval.finetune import FinetuneOptions
 from medssl.eval.probes import regression_probe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_runs import add_data_root, apply_set, command_line, machine, merge_seeds, write_result  # next to this script
+from seed_runs import (add_data_root, apply_set, command_line, machine, merge_seeds, merged_wall,  # next to this script
+                       wall_line, write_result)
 from peers import usable, versions  # benchmarks/peers; optional packages are imported only when a peer runs
 from brain_age_data import QUICK, Budget, age_folds, load_ixi, write_resampled_copy
 from brain_age_encoders import (cnn, features, finetune_fold, ft_augment, peer_encoder_kwargs, pretrain, pretrain_peer,
@@ -189,8 +190,9 @@ def main(argv: list[str] | None = None) -> dict:
               "summary": summary, "verdict": verdict(summary), "targets": TARGETS, "per_seed": per_seed,
               "quick": a.quick, "machine": info, "wall_seconds": round(time.time() - t0, 1),
               "command": command_line("brain_age_ixi.py", argv)}
-    if a.merge:  # the peers of the merged runs (their machine record already lists the packages)
+    if a.merge:  # the peers of the merged runs (their machine record already lists the packages), their wall times
         result.update({k: results[0][k] for k in ("peers", "peers_skipped") if k in results[0]})
+        result.update(merged_wall(a.merge, results, per_seed, "wall_seconds"))
     elif a.peers:
         result.update(peers=list(peers), peers_skipped=skipped)
         result["machine"]["peer_packages"] = versions()
@@ -199,7 +201,7 @@ def main(argv: list[str] | None = None) -> dict:
     result["figure"] = str(fig)
     write_result(result, out, a.json)
     print(f"\n{format_table(summary, len(per_seed))}\n\n" + "\n".join(f"{k}: {v}" for k, v in result["verdict"].items())
-          + f"\n\nbudget: {asdict(b)}\nwall time {result['wall_seconds']:.0f} s on {info['device']}; "
+          + f"\n\nbudget: {asdict(b)}\n{wall_line(result)} on {info['device']}; "
             f"JSON {out / 'result.json'}; figure {fig}")
     return result
 

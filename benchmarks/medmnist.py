@@ -50,7 +50,8 @@ from medssl.eval.fewshot import subsample_subjects
 from medssl.eval.finetune import FinetuneOptions
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_runs import add_data_root, apply_set, command_line, machine, merge_seeds, write_result  # next to this script
+from seed_runs import (add_data_root, apply_set, command_line, machine, merge_seeds, merged_wall,  # next to this script
+                       wall_line, write_result)
 from peers import usable, versions  # benchmarks/peers; optional packages are imported only when a peer runs
 from medmnist_data import CARDS, DEFAULTS, QUICK, Budget, Images, load_splits
 from medmnist_pretrain import (make_encoder, make_vit, method_names, peer_encoder_kwargs, pretrain_mae, pretrain_peers,
@@ -108,12 +109,12 @@ def run_seed(data: dict, dataset: str, b: Budget, seed: int, out_dir: Path, devi
 
 def merge_runs(paths: list[str], dataset: str) -> tuple[list[dict], Budget, bool, dict, dict]:
     """Per-seed results of earlier result JSONs (checked to share dataset and budget) sorted by seed, their
-    budget, quick flag, ``{path: wall seconds}`` and the first run's machine record."""
+    budget, quick flag, wall times (:func:`seed_runs.merged_wall`) and the first run's machine record."""
     per_seed, results = merge_seeds(paths, same=("dataset", "budget", "quick"))
     if results[0]["dataset"] != dataset:
         raise SystemExit(f"--merge {paths[0]}: dataset {results[0]['dataset']!r}, not --dataset {dataset!r}")
     budget = {**results[0]["budget"], "fractions": tuple(results[0]["budget"]["fractions"])}
-    walls = {p: r["wall_seconds"] for p, r in zip(paths, results)}
+    walls = merged_wall(paths, results, per_seed, "seconds")
     return per_seed, Budget(**budget), results[0]["quick"], walls, results[0]["machine"]
 
 
@@ -176,18 +177,15 @@ def main(argv: list[str] | None = None) -> dict:
         result.update(peers=peer_names(per_seed), peers_skipped=skipped)
         result["machine"]["peer_packages"] = versions()
     if a.merge:
-        result.update(merged_from=a.merge, wall_seconds_per_run=walls,
-                      machine={**merged_machine, "note": "merged from separate runs"})
+        result.update(**walls, machine={**merged_machine, "note": "merged from separate runs"})
     suffix = "".join(f"_{m}" for m in method_names(b) if m != "simclr") + ("_peers" if peer_names(per_seed) else "")
     fig = Path(a.figure) if a.figure else (out if a.quick else REPO / "docs" / "img") / f"medmnist_{a.dataset}{suffix}.png"
     plot(result, fig)
     result["figure"] = str(fig)
     write_result(result, out, a.json)
     m = result["machine"]
-    wall = (f"wall time per merged run {', '.join(f'{v:.0f} s' for v in result['wall_seconds_per_run'].values())}"
-            if a.merge else f"wall time {result['wall_seconds']:.0f} s")
     print(f"\n{format_table(a.dataset, summary, len(a.seeds), table_rows(per_seed))}\n\nfew-label curve (test AUC, mean ± SD over seeds)\n"
-          f"{format_curve(per_seed, b.fractions)}\n\nbudget: {asdict(b)}\n{wall} on {m['device']} "
+          f"{format_curve(per_seed, b.fractions)}\n\nbudget: {asdict(b)}\n{wall_line(result)} on {m['device']} "
           f"({m['torch_threads']} torch thread(s)); JSON {out / 'result.json'}; figure {fig}")
     return result
 

@@ -73,6 +73,30 @@ def merge_seeds(paths: list[str], same: tuple[str, ...] = ("budget",)) -> tuple[
     return sorted(per_seed, key=lambda s: s["seed"]), results
 
 
+def merged_wall(paths: list[str], results: list[dict], per_seed: list[dict], seed_key: str) -> dict:
+    """Wall time (s) of the runs ``--merge`` joins (``results``, read from ``paths``) for the merged JSON.
+
+    ``wall_seconds_per_run`` ``{path: s}`` and ``wall_seconds_per_seed`` ``{seed: s}`` (each seed's own
+    ``seed_key``); ``wall_seconds`` is the longest run (the elapsed time when the runs were parallel
+    processes, a lower bound otherwise) and ``wall_seconds_sum`` their sum (process time: the elapsed
+    time had they run one after another). A run that is itself a merge counts with its own sum.
+    """
+    runs = {p: float(r.get("wall_seconds", 0.0)) for p, r in zip(paths, results)}
+    total = sum(float(r.get("wall_seconds_sum", r.get("wall_seconds", 0.0))) for r in results)
+    return {"wall_seconds": max(runs.values()), "wall_seconds_sum": round(total, 1), "wall_seconds_per_run": runs,
+            "wall_seconds_per_seed": {str(s["seed"]): s.get(seed_key) for s in per_seed}, "merged_from": list(paths)}
+
+
+def wall_line(result: dict) -> str:
+    """``wall time … s`` of a result; for a merge, each merged run's, the longest and the sum (not elapsed)."""
+    if "wall_seconds_sum" not in result:
+        return f"wall time {result['wall_seconds']:.0f} s"
+    runs = result["wall_seconds_per_run"].values()
+    return (f"wall time of the {len(runs)} merged run(s) {', '.join(f'{v:.0f} s' for v in runs)}: longest "
+            f"{result['wall_seconds']:.0f} s (the elapsed time if they ran in parallel), sum "
+            f"{result['wall_seconds_sum']:.0f} s (process time)")
+
+
 def fit_resumable(trainer, resume: bool = False, finished_only: bool = False) -> dict:
     """``trainer.fit()`` after resuming from the latest checkpoint in its run folder when ``resume``.
 
