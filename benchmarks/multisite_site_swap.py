@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from multisite_rows import RANDOM  # noqa: E402 - the study's row label of the random-init encoder
-from seed_runs import command_line, pyplot, save_figure  # noqa: E402
+from seed_runs import command_line, host, pyplot, save_figure  # noqa: E402
 
 SWAPS = {"none": (), "blur": ("blur_sigma_mm",), "noise": ("noise_sigma",), "bias": ("bias_linear", "bias_quadratic"),
          "intensity": ("intensity_scale", "intensity_offset", "gamma"), "pose": ("pose_shift_mm", "pose_rotation_deg")}
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
                          for lab, v in per.items()}
     fig = Path(a.figure or out / "figure.png")
     res = {"study": str(study), "site": a.site, "donor": a.donor, "summary": summary, "wall_seconds": time.time() - t0,
-           "figure": str(fig), "command": command_line("multisite_site_swap.py", argv)}
+           "figure": str(fig), "command": command_line("multisite_site_swap.py", argv), "machine": host()}
     print_table(res)
     plot(res, fig)
     (out / "result.json").write_text(json.dumps(res, indent=2))

@@ -59,6 +59,7 @@ from multisite_ixi import run_ixi  # noqa: E402
 from multisite_report import plot, print_table, summarise  # noqa: E402
 from multisite_rows import REPO  # noqa: E402
 from multisite_synthetic import run_synthetic, synthetic_sites  # noqa: E402
+from seed_runs import cpu_name, git_commit  # noqa: E402
 
 from peers import usable, versions  # noqa: E402 - benchmarks/peers; optional packages load on use
 
@@ -66,8 +67,9 @@ from peers import usable, versions  # noqa: E402 - benchmarks/peers; optional pa
 def machine(threads: int) -> dict:
     import torch
 
-    info = {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
-            "torch_threads_per_process": threads, "load_average_1_5_15_min_at_end": list(os.getloadavg())}
+    info = {"platform": platform.platform(), "cpu": cpu_name(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
+            "torch_threads_per_process": threads, "load_average_1_5_15_min_at_end": list(os.getloadavg()),
+            "medssl_commit": git_commit()}
     if torch.cuda.is_available():  # called after the worker pool is done (no CUDA in the forking parent)
         info["gpu"] = torch.cuda.get_device_name(0)
     return info

@@ -6,7 +6,8 @@
   each, e.g. run in parallel), refusing runs with different budgets or a repeated seed;
 * :func:`fit_resumable` — one pretraining run that a SIGTERM stops cleanly and ``--resume`` continues
   (a finished run's weights are reused without further steps);
-* :func:`machine` — the machine record stored next to every result;
+* :func:`machine` and :func:`host` — the machine record stored next to every result (CPU model, threads,
+  GPU, and the medssl commit that ran, :func:`git_commit`);
 * :func:`command_line` and :func:`write_result` — the command stored in a result, and the result
   written to ``<out>/result.json`` (and to ``--json`` when given);
 * :func:`add_data_root` — the ``--data-root`` argument (default ``$MEDSSL_SHARED/data`` or ``../shared/data``);
@@ -19,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
@@ -26,6 +28,7 @@ from pathlib import Path
 import torch
 
 TRUE, FALSE = ("true", "1"), ("false", "0")
+REPO = Path(__file__).resolve().parents[1]  #: the medssl checkout these scripts belong to
 SHARED = Path(os.environ.get("MEDSSL_SHARED", Path(__file__).resolve().parents[2] / "shared"))  #: the shared data folder
 
 
@@ -135,10 +138,38 @@ def write_result(result: dict, out: Path, also: str = "") -> Path:
     return path
 
 
+def git_commit(repo: Path = REPO) -> str:
+    """The commit checked out in ``repo`` (40 hex digits), with ``+dirty`` when tracked files differ from
+    it; ``"unknown"`` outside a git checkout (e.g. an exported copy) or without git."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True,
+                              timeout=30).stdout.strip()
+    try:
+        return git("rev-parse", "HEAD") + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux; elsewhere what :mod:`platform` says)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def host() -> dict:
+    """Platform, CPU model and core count, torch version and threads, and the medssl commit that ran."""
+    return {"platform": platform.platform(), "cpu": cpu_name(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "medssl_commit": git_commit()}
+
+
 def machine(device: str) -> dict:
-    """Device, torch threads, platform and torch version (and the GPU's name on CUDA)."""
-    info = {"device": device, "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-            "torch": torch.__version__}
+    """:func:`host` and the device (with the GPU's name on CUDA)."""
+    info = {"device": device, **host()}
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name()
     return info

@@ -31,8 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import sys
 import time
 from dataclasses import replace
@@ -50,7 +48,7 @@ from medssl.train.trainer import Trainer, TrainerOptions
 from medssl.transforms.views import build_view_pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_runs import add_data_root, command_line, pyplot, save_figure, write_result  # noqa: E402 - next to this script
+from seed_runs import add_data_root, command_line, machine, pyplot, save_figure, write_result  # noqa: E402 - next to this script
 from brain_age_data import Budget, load_ixi  # noqa: E402 - the data loading and Budget of brain_age_ixi.py
 from brain_age_encoders import cnn  # noqa: E402 - and its encoder
 
@@ -220,8 +218,7 @@ def main(argv: list[str] | None = None) -> dict:
               "chance_ntxent": math.log(2 * a.batch - 1), "rows": {},
               "variants": {k: {"description": VARIANTS[k][0], "preset": VARIANTS[k][1], "overrides": VARIANTS[k][2],
                                "physical_units": VARIANTS[k][3]} for k in a.variants},
-              "machine": {"torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-                          "cpu_count": os.cpu_count(), "torch": torch.__version__},
+              "machine": machine("cpu"),
               "command": command_line("view_strength.py", argv)}
     for seed in a.seeds:
         for key in a.variants:

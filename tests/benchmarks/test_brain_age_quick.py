@@ -150,6 +150,7 @@ def test_baselines_only_run_trains_nothing(tmp_path):
                          "--set", "methods=", "scratch=false"])
     assert list(res["summary"]) == ["mean", "voxels", "random_cnn_probe"] and res["verdict"] == {}
     assert not list(out.glob("seed*")) and Path(res["figure"]).is_file()
+    assert res["machine"]["cpu"] and res["machine"]["medssl_commit"] and res["budget"]["limit"] == 24
     # --merge of two processes' seeds (here the same run relabelled seed 3): one table over both, no training
     twin = json.loads((out / "result.json").read_text())
     twin["per_seed"] = [{**twin["per_seed"][0], "seed": 3}]

@@ -52,6 +52,7 @@ def test_ixi_quick(tmp_path):
                       "--ixi-dir", str(folder), "--out", str(tmp_path), "--json", str(tmp_path / "r.json")])
     on_disk = json.loads((tmp_path / "r.json").read_text())
     assert Path(on_disk["figure"]).stat().st_size > 10_000 and on_disk["wall_seconds"] > 0
+    assert on_disk["seeds"] == [0] and on_disk["machine"]["cpu"] and on_disk["machine"]["medssl_commit"]
     rows = {r["label"]: r for r in on_disk["rows"]}
     assert set(rows) == {"MLP eps-SupInfoNCE + FairKL(site)", f"MLP {_part('rows').RANDOM}",
                          "Ridge on log ROI volumes (no encoder)", "Ridge after ComBat (IOP unharmonised)",
@@ -137,6 +138,7 @@ def test_site_swap_reproduces_the_study_and_alters_only_the_swapped_site(tmp_pat
             swap.site_errors(original, kind, codes["site-D"], [0, 1, 2]), abs=1e-9)
         assert res["summary"]["none"][label]["bias_per_seed"] == pytest.approx([bias], abs=1e-9)
     assert Path(res["figure"]) == tmp_path / "swap" / "figure.png" and Path(res["figure"]).stat().st_size > 10_000
+    assert res["machine"]["medssl_commit"] and res["command"].startswith("python benchmarks/multisite_site_swap.py")
     again = swap.main(["--from-json", str(tmp_path / "swap" / "result.json"), "--figure", str(tmp_path / "f.png")])
     assert again["summary"] == res["summary"] and (tmp_path / "f.png").stat().st_size > 10_000
 

@@ -70,3 +70,27 @@ def test_write_result_writes_both_copies_and_the_command_is_the_one_run(tmp_path
     sr.write_result({"x": 1}, tmp_path)  # no --json: only result.json
     assert json.loads(path.read_text()) == {"x": 1} and json.loads((tmp_path / "also.json").read_text())["mae"] == 7.5
     assert sr.command_line("medmnist.py", ["--quick", "--seeds", "0"]) == "python benchmarks/medmnist.py --quick --seeds 0"
+
+
+def test_machine_names_the_cpu_and_the_commit_that_ran(tmp_path):
+    """A result must say which medssl code produced it: the checked-out commit, ``+dirty`` with uncommitted
+    changes to tracked files, ``unknown`` outside a checkout; and the CPU model next to the thread count."""
+    import subprocess
+
+    sr = _seed_runs()
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (repo / "a.txt").write_text("1")
+    subprocess.run([*git, "add", "a.txt"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
+    head = (repo / ".git" / (repo / ".git" / "HEAD").read_text().split(": ")[1].strip()).read_text().strip()
+    assert sr.git_commit(repo) == head and len(head) == 40
+    (repo / "untracked.txt").write_text("x")  # untracked files (run folders) do not make the code dirty
+    assert sr.git_commit(repo) == head
+    (repo / "a.txt").write_text("2")
+    assert sr.git_commit(repo) == head + "+dirty"
+    assert sr.git_commit(tmp_path / "nowhere") == "unknown"
+    m = sr.machine("cpu")
+    assert m["device"] == "cpu" and m["cpu"] and m["torch_threads"] >= 1 and m["medssl_commit"] == sr.git_commit()

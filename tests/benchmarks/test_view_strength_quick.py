@@ -22,3 +22,4 @@ def test_quick_run_trains_each_variant_and_reports_chance(tmp_path):
         assert [r["seed"] for r in rows] == [0] and all(math.isfinite(r["last10"]) for r in rows)
     assert on_disk["variants"]["physical"]["physical_units"] and not on_disk["variants"]["brain_mri"]["physical_units"]
     assert res["figure"].endswith(".png")
+    assert on_disk["machine"]["cpu"] and on_disk["machine"]["medssl_commit"] and on_disk["command"].endswith("r.json")
