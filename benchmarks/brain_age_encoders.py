@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
 from pathlib import Path
@@ -35,7 +36,7 @@ from medssl.transforms.views import build_view_pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from brain_age_data import Budget, inner_split  # next to this file
-from seed_runs import fit_resumable
+from seed_runs import fit_resumable, run_config
 from peers import PEERS  # benchmarks/peers; optional packages are imported only when a peer runs
 from peers.common import resnet_kwargs_of, unit_range  # the peers' input: each scan min-max rescaled to [0, 1] (as MinMaxInput)
 
@@ -61,7 +62,12 @@ def pretrain(name: str, data: dict, rows: np.ndarray, b: Budget, seed: int, run_
     ``finished_only``: load a finished run of this budget or stop, never train (:func:`seed_runs.fit_resumable`)."""
     crop = (b.crop,) * 3
     epochs = b.ssl_epochs
+    rows = np.asarray(rows, dtype=np.int64)  # the scans trained on, and the settings --resume checks (run_config)
+    settings = {"method": name, "spacing": b.spacing, "crop": b.crop, "scans": len(rows),
+                "scans_sha1": hashlib.sha1(rows.tobytes()).hexdigest()[:12]}
+    settings.update({"vit": b.vit, "patch": b.patch} if name == "mae" else {"width": b.width})
     if name in ("simclr", "yaware"):
+        settings.update(preset=b.preset, physical_units=b.physical_units, **({"sigma": b.sigma} if name == "yaware" else {}))
         encoder = cnn(b, seed)
         views = build_view_pipeline(b.preset, 3, crop, spacing=(b.spacing,) * 3 if b.physical_units else None)
         if name == "simclr":
@@ -86,7 +92,8 @@ def pretrain(name: str, data: dict, rows: np.ndarray, b: Budget, seed: int, run_
                           weight_decay=0.05 if name == "mae" else 1e-4, warmup_epochs=max(1.0, epochs / 20),
                           keep_checkpoints=1, checkpoint_epochs=epochs, seed=seed, progress=False,
                           log_every=50)
-    summary = fit_resumable(Trainer(method, dataset, run_dir, opts, torch.device(device)), resume, finished_only)
+    trainer = Trainer(method, dataset, run_dir, opts, torch.device(device), config=run_config(opts, **settings))
+    summary = fit_resumable(trainer, resume, finished_only)
     enc = MinMaxInput(method.encoder) if name == "genesis" else method.encoder
     return {"encoder": enc, "summary": {k: v for k, v in summary.items() if isinstance(v, (int, float, str))}}
 

@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a Budget field")
     p.add_argument("--resume", action="store_true",
                    help="continue each pretraining from the latest checkpoint in <out>/seed<S>_<method>[_fold<K>] "
-                        "(after a SIGTERM stop; a finished run's encoder is reused without further steps)")
+                        "(after a SIGTERM stop; a finished run's encoder is reused without further steps; a checkpoint of other "
+                        "pretraining settings is refused, ssl_epochs may grow)")
     p.add_argument("--cache", default="", help="preprocessed-scan cache folder (default <out>/cache); runs in parallel "
                    "can share one built beforehand with --prepare-only")
     p.add_argument("--prepare-only", action="store_true", help="only build the cache, then exit")

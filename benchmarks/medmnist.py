@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> dict:
                         "table, JSON and figure (e.g. seeds run as parallel processes)")
     p.add_argument("--resume", action="store_true",
                    help="continue SSL pretraining from the latest checkpoint in <out>/<method>_seed<S>/checkpoints "
-                        "(after a SIGTERM stop; a finished run's encoder is reused without further steps)")
+                        "(after a SIGTERM stop; a finished run's encoder is reused without further steps; a checkpoint of other "
+                        "pretraining settings is refused, ssl_epochs may grow)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a Budget field, e.g. ssl_epochs=20")
     p.add_argument("--peers", nargs="*", default=[], metavar="PEER",
                    help="also run these peer SimCLR recipes (benchmarks/peers: monai_stock, lightly, nidl) with the same "

@@ -27,7 +27,7 @@ from medssl.transforms.views import build_view_pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from medmnist_data import Budget, Images  # next to this file
-from seed_runs import fit_resumable
+from seed_runs import fit_resumable, run_config
 from peers import PEERS  # benchmarks/peers; optional packages are imported only when a peer runs
 from peers.common import resnet_kwargs_of
 
@@ -51,9 +51,12 @@ def method_names(b: Budget) -> tuple[str, ...]:
     return names
 
 
-def fit(method, train_x: np.ndarray, opts: TrainerOptions, run_dir: Path, device: str, resume: bool = False) -> dict:
-    """Pretrain ``method`` on ``train_x`` (:func:`seed_runs.fit_resumable`)."""
-    return fit_resumable(Trainer(method, Images(train_x), run_dir, opts, torch.device(device)), resume)
+def fit(method, train_x: np.ndarray, opts: TrainerOptions, run_dir: Path, device: str, resume: bool = False,
+        **settings) -> dict:
+    """Pretrain ``method`` on ``train_x`` (:func:`seed_runs.fit_resumable`); ``settings`` (network, views) and the
+    images' shape are what ``--resume`` checks against the checkpoint, besides ``opts`` (:func:`seed_runs.run_config`)."""
+    config = run_config(opts, method=type(method).__name__, images=list(train_x.shape), **settings)
+    return fit_resumable(Trainer(method, Images(train_x), run_dir, opts, torch.device(device), config=config), resume)
 
 
 def pretrain_mae(train_x: np.ndarray, spatial_dims: int, b: Budget, seed: int, run_dir: Path, device: str,
@@ -67,7 +70,8 @@ def pretrain_mae(train_x: np.ndarray, spatial_dims: int, b: Budget, seed: int, r
     method = MAE(encoder, views, decoder_dim=128, decoder_depth=2, decoder_heads=4)
     opts = TrainerOptions(epochs=b.mae_epochs, batch_size=b.ssl_batch, lr=b.mae_lr, weight_decay=0.05,
                           warmup_epochs=min(2.0, b.mae_epochs / 4), keep_checkpoints=1, seed=seed, progress=False)
-    return {"encoder": method.encoder, "summary": fit(method, train_x, opts, run_dir, device, resume)}
+    return {"encoder": method.encoder,
+            "summary": fit(method, train_x, opts, run_dir, device, resume, vit=b.vit, vit_layers=b.vit_layers, patch=b.patch)}
 
 
 def pretrain_simclr(train_x: np.ndarray, spatial_dims: int, b: Budget, seed: int, run_dir: Path, device: str,
@@ -79,7 +83,8 @@ def pretrain_simclr(train_x: np.ndarray, spatial_dims: int, b: Budget, seed: int
                     proj_dim=64)
     opts = TrainerOptions(epochs=b.ssl_epochs, batch_size=b.ssl_batch, lr=b.ssl_lr, weight_decay=1e-4,
                           warmup_epochs=min(1.0, b.ssl_epochs / 4), keep_checkpoints=1, seed=seed, progress=False)
-    return {"encoder": method.encoder, "summary": fit(method, train_x, opts, run_dir, device, resume)}
+    return {"encoder": method.encoder, "summary": fit(method, train_x, opts, run_dir, device, resume, width=b.width,
+                                                      conv1_stride=b.conv1_stride, crop=b.crop, preset=b.preset)}
 
 
 def peer_encoder_kwargs(b: Budget) -> dict:

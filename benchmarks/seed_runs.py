@@ -4,8 +4,9 @@
   field's type, with an error naming the pair when it cannot be;
 * :func:`merge_seeds` — ``--merge`` of per-seed result JSONs written by separate processes (one seed
   each, e.g. run in parallel), refusing runs with different budgets or a repeated seed;
-* :func:`fit_resumable` — one pretraining run that a SIGTERM stops cleanly and ``--resume`` continues
-  (a finished run's weights are reused without further steps);
+* :func:`fit_resumable` and :func:`run_config` — one pretraining run that a SIGTERM stops cleanly and
+  ``--resume`` continues (a finished run's weights are reused without further steps; a checkpoint of
+  other settings, or past this budget's last step, is refused);
 * :func:`machine` and :func:`host` — the machine record stored next to every result (CPU model, threads,
   GPU, and the medssl commit that ran, :func:`git_commit`);
 * :func:`command_line` and :func:`write_result` — the command stored in a result, and the result
@@ -26,6 +27,9 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
+
+from medssl.train.checkpoint import CheckpointError, load_checkpoint, resume_path
+from medssl.train.trainer import check_compatible
 
 TRUE, FALSE = ("true", "1"), ("false", "0")
 REPO = Path(__file__).resolve().parents[1]  #: the medssl checkout these scripts belong to
@@ -100,15 +104,42 @@ def wall_line(result: dict) -> str:
             f"{result['wall_seconds_sum']:.0f} s (process time)")
 
 
+def run_config(opts, **settings) -> dict:
+    """The ``config`` a benchmark gives its :class:`~medssl.train.trainer.Trainer`: what shapes the run's
+    training, stored in each checkpoint and compared on ``--resume`` (:func:`fit_resumable`). ``opts``
+    (TrainerOptions) gives epochs (which may change on resume), batch, lr, weight decay and seed;
+    ``settings`` the rest (method, network, views, the images trained on)."""
+    train = {k: getattr(opts, k) for k in ("epochs", "batch_size", "lr", "weight_decay", "seed")}
+    return {"train": train, "benchmark": settings}
+
+
+RESUME_FIX = ("pass that run's own --set values (ssl_epochs may grow), or give another --out for a new run; "
+              "nothing was trained")
+
+
 def fit_resumable(trainer, resume: bool = False, finished_only: bool = False) -> dict:
     """``trainer.fit()`` after resuming from the latest checkpoint in its run folder when ``resume``.
 
     A SIGTERM stop (the trainer saved a checkpoint) ends the whole benchmark with a message saying how
     to continue. A resumed run's summary gets ``resumed_at_step`` and the last logged ``final_loss``.
+    A checkpoint written with other settings than ``trainer.config`` (:func:`run_config`; all but
+    ``train.epochs``), or past this budget's last step, is refused, naming what differs, so that a
+    result never mixes two budgets (checkpoints without a config, from before, are not compared).
     ``finished_only``: only load a finished run; a checkpoint at another step than this budget's total
     (an interrupted run, or a budget that is not the run's) is refused before any step is trained.
     """
-    resumed_at = trainer.step if resume and trainer.resume("auto") else None
+    path = resume_path("auto", trainer.ckpt_dir) if resume else None
+    if path is not None:
+        state = load_checkpoint(path)
+        try:
+            check_compatible(state, trainer.config, str(path), fix=RESUME_FIX)
+        except CheckpointError as e:
+            raise SystemExit(f"--resume: {e}") from None
+        if int(state["step"]) > trainer.total_steps:
+            raise SystemExit(f"--resume: {path} is at step {state['step']}, past the {trainer.total_steps} steps of "
+                             f"this budget (the run had more epochs); {RESUME_FIX}")
+        trainer.resume("auto", loaded=(path, state))
+    resumed_at = trainer.step if path is not None else None
     if finished_only and resumed_at != trainer.total_steps:
         at = "no checkpoint" if resumed_at is None else f"a checkpoint at step {resumed_at}"
         raise SystemExit(f"{trainer.run_dir}: {at}, not a finished run of {trainer.total_steps} steps at this "

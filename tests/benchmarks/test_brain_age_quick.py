@@ -192,6 +192,8 @@ def test_resume_reuses_the_fold_encoders_and_lpft_keeps_the_probe_rows(tmp_path)
     assert np.all(np.isfinite(again["pred"]["yaware_ft"]))
     for fold in again["folds"]:  # epoch 0 (the probe) + at least one fine-tuning epoch, in years
         assert len(fold["finetune_val_mae"]["yaware_ft"]) >= 2 and 0 <= fold["finetune_best_epoch"]["yaware_ft"]
+    with pytest.raises(SystemExit, match="benchmark.sigma=5.0; this run has benchmark.sigma=3.0"):  # another budget
+        _bench().main([*common, "--resume", "--set", "methods=yaware", "scratch=false", "sigma=3"])
     with pytest.raises(SystemExit, match="ft_head_init=zeros"):
         _bench().main([*common, "--set", "ft_head_init=zeros"])
     with pytest.raises(SystemExit, match="ft_augment=rotate"):

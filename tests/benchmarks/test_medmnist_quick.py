@@ -152,3 +152,23 @@ def test_fractions_without_the_full_training_set_are_refused_before_any_work(tmp
         _bench().main(["--dataset", "pneumonia", "--quick", "--seeds", "0", "--data-root", str(_data_root()),
                        "--out", str(tmp_path / "run"), "--set", f"fractions={fractions}"])
     assert not list((tmp_path / "run").glob("*_seed0"))  # nothing was pretrained
+
+
+def test_resume_refuses_a_checkpoint_of_another_budget(tmp_path):
+    """--resume into a run folder of other pretraining settings used to continue (or, with fewer epochs, reuse)
+    that run's weights under this budget's name; now it stops naming the settings, and still continues a run of
+    the same settings with more epochs."""
+    pre, data = _part("pretrain"), _part("data")
+    x = np.random.default_rng(0).random((16, 1, 12, 12), dtype=np.float32)
+    b = data.Budget(width=4, ssl_epochs=2, ssl_batch=8, crop=12, preset="none")
+    run = tmp_path / "simclr_seed0"
+    first = pre.pretrain_simclr(x, 2, b, 0, run, "cpu")["summary"]
+    assert first["steps"] == 4
+    for change, named in ((dict(crop=8), "benchmark.crop=12"), (dict(ssl_lr=1e-2), "train.lr=0.002"),
+                          (dict(width=8), "benchmark.width=4"), (dict(ssl_epochs=1), "step 4, past the 2 steps")):
+        with pytest.raises(SystemExit, match=named):
+            pre.pretrain_simclr(x, 2, data.Budget(**{**b.__dict__, **change}), 0, run, "cpu", resume=True)
+    with pytest.raises(SystemExit, match="benchmark.images=\\[16, 1, 12, 12\\]"):  # other images (dataset or limit)
+        pre.pretrain_simclr(x[:8], 2, b, 0, run, "cpu", resume=True)
+    longer = pre.pretrain_simclr(x, 2, data.Budget(**{**b.__dict__, "ssl_epochs": 3}), 0, run, "cpu", resume=True)
+    assert longer["summary"]["resumed_at_step"] == 4 and longer["summary"]["steps"] == 6
