@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from medssl.train.checkpoint import CheckpointError, load_checkpoint, resume_path
+from medssl.train.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, resume_path
 from medssl.train.trainer import check_compatible
 
 TRUE, FALSE = ("true", "1"), ("false", "0")
@@ -125,10 +125,16 @@ def fit_resumable(trainer, resume: bool = False, finished_only: bool = False) ->
     A checkpoint written with other settings than ``trainer.config`` (:func:`run_config`; all but
     ``train.epochs``), or past this budget's last step, is refused, naming what differs, so that a
     result never mixes two budgets (checkpoints without a config, from before, are not compared).
+    Without ``resume``, a run folder that already holds checkpoints is refused: the fresh run's own
+    checkpoint would be pruned in favour of the earlier run's at a later step, next to the new log.
     ``finished_only``: only load a finished run; a checkpoint at another step than this budget's total
     (an interrupted run, or a budget that is not the run's) is refused before any step is trained.
     """
     path = resume_path("auto", trainer.ckpt_dir) if resume else None
+    if not resume and list_checkpoints(trainer.ckpt_dir):  # a fresh run would keep the old run's later checkpoint
+        raise SystemExit(f"{trainer.run_dir} already holds checkpoints of an earlier run (latest "
+                         f"{list_checkpoints(trainer.ckpt_dir)[-1].name}); pass --resume to reuse or continue it (its "
+                         f"settings are checked), or give another --out (or delete that folder); nothing was trained")
     if path is not None:
         state = load_checkpoint(path)
         try:
