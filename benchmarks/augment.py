@@ -20,6 +20,7 @@ import glob
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -28,6 +29,9 @@ import torch
 import torch.nn.functional as F
 
 from medssl.transforms.views import build_view_pipeline
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from seed_runs import command_line, machine  # noqa: E402 - next to this script
 
 SHARED = Path(os.environ.get("MEDSSL_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared"))
 IXI_GLOB = str(SHARED / "data" / "ixi_t1_hh_2mm" / "images" / "*.nii.gz")
@@ -283,7 +287,10 @@ def main(argv=None) -> dict:
     if args.grid:
         write_grid(args.grid)
     if not args.no_speed:
+        t0 = time.time()
         res = cuda_throughput(args) if args.device.startswith("cuda") else cpu_comparison(args)
+        res.update(machine=machine(args.device), wall_seconds=round(time.time() - t0, 1),
+                   command=command_line("augment.py", argv))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(res, indent=2))

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from augment import COMPARED, monai_compose  # noqa: E402  (same transform set as the augmentation benchmark)
+from seed_runs import command_line, machine  # noqa: E402
 
 from medssl.encoders import build_encoder  # noqa: E402
 from medssl.losses import NTXentLoss  # noqa: E402
@@ -161,6 +162,7 @@ def main(argv=None) -> dict:
         a.encoder_options = '{"width": 8}'
         if a.cache == ap.get_default("cache"):
             a.cache = "/tmp/medssl_throughput_quick.npy"
+    t0 = time.time()
     dev = torch.device(a.device)
     torch.backends.cudnn.benchmark = True
     cache = make_cache(Path(a.cache), max(2 * a.batch, 8), a.shape)
@@ -180,7 +182,8 @@ def main(argv=None) -> dict:
 
     g = torch.Generator(device=dev).manual_seed(0)
     fixed = torch.randn(a.batch, 2, 1, *a.crop, device=dev)
-    res = {"encoder": a.encoder, "options": a.encoder_options, "crop": a.crop, "batch": a.batch, "device": str(dev)}
+    res = {"encoder": a.encoder, "options": a.encoder_options, "crop": a.crop, "batch": a.batch, "device": str(dev),
+           "shape": a.shape, "steps": a.steps, "workers": a.workers}
     res["a_model_only"] = run_steps(model_step, iter(lambda: fixed, None), 3, a.steps, dev)
     if a.pipelines == ["a"]:
         fpv = flops_per_view(method.encoder, a.crop, dev)
@@ -231,6 +234,7 @@ def main(argv=None) -> dict:
           f"(b)/(c) = {res['ratio_b_over_c']:.1f}x   (b2)/(c) = {res['ratio_b2_over_c']:.1f}x   "
           f"{res['gflop_per_view_fwd_bwd']:.1f} GFLOP/view   ceiling {res['matmul_ceiling_tflops']:.0f} TFLOP/s   "
           f"MFU (a) {100 * res['mfu_model_only']:.1f}%  (b) {100 * res['mfu_end_to_end']:.1f}%")
+    res.update(machine=machine(str(dev)), wall_seconds=round(time.time() - t0, 1), command=command_line("throughput.py", argv))
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2))
     return res

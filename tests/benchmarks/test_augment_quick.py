@@ -34,4 +34,6 @@ def test_quick_run_times_both_pipelines_in_the_same_run_and_writes_the_grid(tmp_
     assert names == ["spatial", "bias_field", "gamma", "gaussian_blur", "gaussian_noise", "cutout"]  # COMPARED's
     assert all(math.isfinite(v) and v >= 0 for v in stages.values())
     assert json.loads((tmp_path / "r.json").read_text()) == res
+    assert res["machine"]["cpu"] and res["machine"]["medssl_commit"] and res["wall_seconds"] > 0
+    assert res["command"] == f"python benchmarks/augment.py --quick --json {tmp_path / 'r.json'} --grid {tmp_path / 'views.png'}"
     assert (tmp_path / "views.png").stat().st_size > 50_000  # two rows of six images

@@ -24,6 +24,8 @@ def test_quick_run_measures_every_pipeline_and_its_ratios(tmp_path, extra):
     assert res["gflop_per_view_fwd_bwd"] > 0 and math.isnan(res["matmul_ceiling_tflops"])  # no ceiling on CPU
     on_disk = json.loads((tmp_path / "r.json").read_text())
     assert all(on_disk[k] == res[k] for k in (*PIPELINES, "ratio_b_over_a", "crop", "batch"))
+    assert on_disk["steps"] == 2 and on_disk["shape"] == [32] * 3 and on_disk["wall_seconds"] > 0  # budget, wall time
+    assert on_disk["machine"]["cpu"] and on_disk["machine"]["medssl_commit"] and "--quick" in on_disk["command"]
 
 
 def test_views_ahead_schedules_batch_k_plus_1_before_step_k_and_yields_every_batch(monkeypatch):
