@@ -54,7 +54,7 @@ from medssl.eval.finetune import FinetuneOptions
 from medssl.eval.probes import regression_probe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_runs import (add_data_root, apply_set, command_line, machine, merge_seeds, merged_wall,  # next to this script
+from seed_runs import (add_data_root, apply_set, command_line, machine, merge_seeds, merged_runs,  # next to this script
                        wall_line, write_result)
 from peers import usable, versions  # benchmarks/peers; optional packages are imported only when a peer runs
 from brain_age_data import QUICK, Budget, age_folds, load_ixi, write_resampled_copy
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> dict:
               "command": command_line("brain_age_ixi.py", argv)}
     if a.merge:  # the peers of the merged runs (their machine record already lists the packages), their wall times
         result.update({k: results[0][k] for k in ("peers", "peers_skipped") if k in results[0]})
-        result.update(merged_wall(a.merge, results, per_seed, "wall_seconds"))
+        result.update(merged_runs(a.merge, results, per_seed, "wall_seconds"))
     elif a.peers:
         result.update(peers=list(peers), peers_skipped=skipped)
         result["machine"]["peer_packages"] = versions()

@@ -50,7 +50,7 @@ from medssl.eval.fewshot import subsample_subjects
 from medssl.eval.finetune import FinetuneOptions
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_runs import (add_data_root, apply_set, command_line, machine, merge_seeds, merged_wall,  # next to this script
+from seed_runs import (add_data_root, apply_set, command_line, machine, merge_seeds, merged_runs,  # next to this script
                        wall_line, write_result)
 from peers import usable, versions  # benchmarks/peers; optional packages are imported only when a peer runs
 from medmnist_data import CARDS, DEFAULTS, QUICK, Budget, Images, load_splits
@@ -109,12 +109,12 @@ def run_seed(data: dict, dataset: str, b: Budget, seed: int, out_dir: Path, devi
 
 def merge_runs(paths: list[str], dataset: str) -> tuple[list[dict], Budget, bool, dict, dict]:
     """Per-seed results of earlier result JSONs (checked to share dataset and budget) sorted by seed, their
-    budget, quick flag, wall times (:func:`seed_runs.merged_wall`) and the first run's machine record."""
+    budget, quick flag, wall times, commands and machines (:func:`seed_runs.merged_runs`) and the first run's machine record."""
     per_seed, results = merge_seeds(paths, same=("dataset", "budget", "quick"))
     if results[0]["dataset"] != dataset:
         raise SystemExit(f"--merge {paths[0]}: dataset {results[0]['dataset']!r}, not --dataset {dataset!r}")
     budget = {**results[0]["budget"], "fractions": tuple(results[0]["budget"]["fractions"])}
-    walls = merged_wall(paths, results, per_seed, "seconds")
+    walls = merged_runs(paths, results, per_seed, "seconds")
     return per_seed, Budget(**budget), results[0]["quick"], walls, results[0]["machine"]
 
 

@@ -80,18 +80,22 @@ def merge_seeds(paths: list[str], same: tuple[str, ...] = ("budget",)) -> tuple[
     return sorted(per_seed, key=lambda s: s["seed"]), results
 
 
-def merged_wall(paths: list[str], results: list[dict], per_seed: list[dict], seed_key: str) -> dict:
-    """Wall time (s) of the runs ``--merge`` joins (``results``, read from ``paths``) for the merged JSON.
+def merged_runs(paths: list[str], results: list[dict], per_seed: list[dict], seed_key: str) -> dict:
+    """Wall times (s), commands and machines of the runs ``--merge`` joins (``results``, read from ``paths``).
 
     ``wall_seconds_per_run`` ``{path: s}`` and ``wall_seconds_per_seed`` ``{seed: s}`` (each seed's own
     ``seed_key``); ``wall_seconds`` is the longest run (the elapsed time when the runs were parallel
     processes, a lower bound otherwise) and ``wall_seconds_sum`` their sum (process time: the elapsed
     time had they run one after another). A run that is itself a merge counts with its own sum.
+    ``commands_per_run`` and ``machine_per_run`` ``{path: …}``: what ran where (the merge's own command
+    and machine only say how the JSON was put together).
     """
     runs = {p: float(r.get("wall_seconds", 0.0)) for p, r in zip(paths, results)}
     total = sum(float(r.get("wall_seconds_sum", r.get("wall_seconds", 0.0))) for r in results)
     return {"wall_seconds": max(runs.values()), "wall_seconds_sum": round(total, 1), "wall_seconds_per_run": runs,
-            "wall_seconds_per_seed": {str(s["seed"]): s.get(seed_key) for s in per_seed}, "merged_from": list(paths)}
+            "wall_seconds_per_seed": {str(s["seed"]): s.get(seed_key) for s in per_seed}, "merged_from": list(paths),
+            "commands_per_run": {p: r.get("command") for p, r in zip(paths, results)},
+            "machine_per_run": {p: r.get("machine") for p, r in zip(paths, results)}}
 
 
 def wall_line(result: dict) -> str:

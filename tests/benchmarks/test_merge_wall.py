@@ -17,6 +17,7 @@ def _brain_age_run(path, seed: int, wall: float, seed_wall: float) -> str:
     pred = {"mean": [45.0] * 4, "voxels": [32.0, 41.0, 47.0, 62.0], "random_cnn_probe": [35.0, 38.0, 52.0, 55.0]}
     mae = {k: sum(abs(p - a) for p, a in zip(v, age)) / 4 for k, v in pred.items()}
     path.write_text(json.dumps({"benchmark": "brain_age_ixi", "budget": budget, "quick": False, "machine": MACHINE,
+                                "command": f"python benchmarks/brain_age_ixi.py --seeds {seed}",
                                 "wall_seconds": wall, "per_seed": [{"seed": seed, "mae": mae, "pred": pred, "age": age,
                                                                     "wall_seconds": seed_wall}]}))
     return str(path)
@@ -31,6 +32,8 @@ def test_brain_age_merge_carries_the_runs_wall_times(tmp_path, capsys):
     assert on_disk["wall_seconds"] == 1603.0 and on_disk["wall_seconds_sum"] == 2411.0  # longest run; sum of both
     assert on_disk["wall_seconds_per_run"] == dict(zip(paths, (1603.0, 808.0)))
     assert on_disk["wall_seconds_per_seed"] == {"0": 803.0, "1": 1598.0} and res["wall_seconds"] == 1603.0
+    assert on_disk["commands_per_run"] == {p: f"python benchmarks/brain_age_ixi.py --seeds {s}" for p, s in zip(paths, (1, 0))}
+    assert on_disk["machine_per_run"] == {p: MACHINE for p in paths}  # the merge's own command is not what trained
     printed = capsys.readouterr().out
     assert ("wall time of the 2 merged run(s) 1603 s, 808 s: longest 1603 s (the elapsed time if they ran in "
             "parallel), sum 2411 s (process time) on cpu") in printed and "wall time 0 s" not in printed
