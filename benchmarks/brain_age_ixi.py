@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.time()
     info = machine(a.device)
     if a.merge:
-        per_seed, results = merge_seeds(a.merge, same=("budget", "quick", "peers"))
+        per_seed, results = merge_seeds(a.merge, same=("budget", "quick", "peers"), out=out)
         b, info, a.quick = Budget(**results[0]["budget"]), results[0]["machine"], results[0]["quick"]
     else:
         data = load_ixi(Path(a.data_root), b, Path(a.cache) if a.cache else out / "cache")

@@ -107,10 +107,10 @@ def run_seed(data: dict, dataset: str, b: Budget, seed: int, out_dir: Path, devi
     return res
 
 
-def merge_runs(paths: list[str], dataset: str) -> tuple[list[dict], Budget, bool, dict, dict]:
+def merge_runs(paths: list[str], dataset: str, out: Path) -> tuple[list[dict], Budget, bool, dict, dict]:
     """Per-seed results of earlier result JSONs (checked to share dataset and budget) sorted by seed, their
     budget, quick flag, wall times, commands and machines (:func:`seed_runs.merged_runs`) and the first run's machine record."""
-    per_seed, results = merge_seeds(paths, same=("dataset", "budget", "quick"))
+    per_seed, results = merge_seeds(paths, same=("dataset", "budget", "quick"), out=out)
     if results[0]["dataset"] != dataset:
         raise SystemExit(f"--merge {paths[0]}: dataset {results[0]['dataset']!r}, not --dataset {dataset!r}")
     budget = {**results[0]["budget"], "fractions": tuple(results[0]["budget"]["fractions"])}
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     if a.merge:
-        per_seed, b, a.quick, walls, merged_machine = merge_runs(a.merge, a.dataset)
+        per_seed, b, a.quick, walls, merged_machine = merge_runs(a.merge, a.dataset, out)
         a.seeds = [s["seed"] for s in per_seed]
     else:
         data = load_splits(a.dataset, Path(a.data_root), b.limit)

@@ -62,12 +62,16 @@ def apply_set(budget, pairs: list[str]):
     return budget
 
 
-def merge_seeds(paths: list[str], same: tuple[str, ...] = ("budget",)) -> tuple[list[dict], list[dict]]:
+def merge_seeds(paths: list[str], same: tuple[str, ...] = ("budget",), out: Path | None = None) -> tuple[list[dict], list[dict]]:
     """Per-seed rows of the result JSONs at ``paths`` sorted by seed, and the JSONs themselves.
 
     Every JSON must agree with the first on the keys ``same`` (the budget, and e.g. the dataset) and no
-    seed may appear twice; otherwise the merge stops naming the file.
+    seed may appear twice; otherwise the merge stops naming the file. The merge is written to
+    ``out/result.json``, which must not be one of ``paths`` (that run's own result would be replaced).
     """
+    if out is not None and any(Path(p).resolve() == (Path(out) / "result.json").resolve() for p in paths):
+        raise SystemExit(f"--merge: {Path(out) / 'result.json'} is one of the merged results and would be overwritten "
+                         "by the merge; give the merge its own --out folder")
     results = [json.loads(Path(p).read_text()) for p in paths]
     for path, r in zip(paths, results):
         for key in same:

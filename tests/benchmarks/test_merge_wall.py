@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
+import pytest
 from benchmark_module import load_benchmark
 
 MACHINE = {"device": "cpu", "torch_threads": 1, "platform": "test", "torch": "0"}
@@ -62,3 +63,21 @@ def test_medmnist_merge_carries_the_runs_wall_times(tmp_path, capsys):
     assert on_disk["wall_seconds"] == 1436.0 and on_disk["wall_seconds_sum"] == 2856.0
     assert on_disk["wall_seconds_per_seed"] == {"0": 1418.0, "1": 1433.0} and on_disk["merged_from"] == paths
     assert "wall time of the 2 merged run(s) 1420 s, 1436 s: longest 1436 s" in capsys.readouterr().out
+
+
+
+def test_merge_never_overwrites_one_of_its_inputs(tmp_path):
+    """A merge into the --out folder of one of the merged runs replaced that run's result.json with the merge."""
+    (tmp_path / "s0").mkdir()
+    mine = _medmnist_run(tmp_path / "s0" / "result.json", 0, 1420.0, 1418.0)
+    other = _medmnist_run(tmp_path / "b.json", 1, 1436.0, 1433.0)
+    before = (tmp_path / "s0" / "result.json").read_text()
+    with pytest.raises(SystemExit, match="s0/result.json is one of the merged results"):
+        load_benchmark("medmnist").main(["--dataset", "pneumonia", "--merge", mine, other, "--out", str(tmp_path / "s0"),
+                                         "--figure", str(tmp_path / "m.png")])
+    assert (tmp_path / "s0" / "result.json").read_text() == before
+    (tmp_path / "ixi").mkdir()
+    mine = _brain_age_run(tmp_path / "ixi" / "result.json", 0, 808.0, 803.0)
+    with pytest.raises(SystemExit, match="ixi/result.json is one of the merged results"):
+        load_benchmark("brain_age_ixi").main(["--merge", _brain_age_run(tmp_path / "s1.json", 1, 1603.0, 1598.0), mine,
+                                              "--out", str(tmp_path / "ixi"), "--figure", str(tmp_path / "m.png")])
