@@ -27,7 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from seed_runs import pyplot, save_figure  # next to this script
+from seed_runs import command_line, host, pyplot, save_figure  # next to this script
 
 STUDY = {
     "SimCLR": "method.name=simclr;method.loss={temperature: 0.1}",
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
     a = ap.parse_args(argv)
     from medssl.data.synthetic import write_synthetic_cohort
 
-    out = Path(a.out)
+    out, t0 = Path(a.out), time.time()
     cohort = out / f"cohort-seed{a.cohort_seed}"
     subjects, side = (QUICK["subjects"], QUICK["shape"]) if a.quick else (a.subjects, 48)
     # a kept cohort is reused only when it is this one (otherwise FileExistsError says so)
@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> dict:
     r = summary[0]
     print(f"{'random init (same encoder)':34s} {_mean_sd(r['random_age_mae'], 8, 2)} {_mean_sd(r['random_site_bacc'], 9, 3)}")
     res = {"cohort": {"seed": a.cohort_seed, "subjects": subjects, "shape": side}, "common": common, "rows": rows,
-           "summary": summary}
+           "summary": summary, "seeds": a.seeds, "wall_seconds": round(time.time() - t0, 1), "machine": host(),
+           "command": command_line("demo_sweep.py", argv)}
     (out / "sweep.json").write_text(json.dumps(res, indent=2))
     plot(summary, out / "sweep.png")
     return res

@@ -56,6 +56,8 @@ def test_quick_run_trains_each_variant_and_probes_it_next_to_the_same_random_enc
     assert second["random_site_bacc"] == pytest.approx(first["random_site_bacc"])
     assert [(s["label"], s["n"], s["age_mae"][1]) for s in res["summary"]] == [("simclr", 1, None), ("yaware", 1, None)]
     assert json.loads((tmp_path / "sweep.json").read_text()) == json.loads(json.dumps(res))
+    assert res["seeds"] == [0] and res["wall_seconds"] > 0 and res["machine"]["medssl_commit"]
+    assert res["command"].startswith("python benchmarks/demo_sweep.py --quick --jobs 1")
     assert (tmp_path / "sweep.png").stat().st_size > 5_000
     with pytest.raises(FileExistsError, match="different synthetic cohort"):
         sweep.main(["--out", str(tmp_path), "--subjects", "60", "--jobs", "1"])
