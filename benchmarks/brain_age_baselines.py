@@ -106,7 +106,7 @@ def run(data_root: Path, cache_root: Path, spacings, widths, seeds, quick: bool)
             print(f"  {spacing:g} mm, width {width}: {time.time() - t:.0f} s", flush=True)
         for (key, width), preds in found.items():
             mae = [float(np.abs(p - ages).mean()) for p in preds]
-            rows.append({"spacing": spacing, "grid": data["shape"], "width": width, "variant": key,
+            rows.append({"spacing": spacing, "grid": data["shape"], "width": width, "variant": key, "folds": budget.folds,
                          "mae_mean": float(np.mean(mae)), "mae_sd": float(np.std(mae, ddof=1)) if len(mae) > 1 else
                          float("nan"), "mae_per_seed": [round(m, 3) for m in mae],
                          "pred": [p.round(3).tolist() for p in preds], "age": ages.tolist()})
@@ -114,7 +114,8 @@ def run(data_root: Path, cache_root: Path, spacings, widths, seeds, quick: bool)
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = ["| spacing | width | features + Ridge (5-fold CV) | MAE (y) | per seed |", "|---|---|---|---|---|"]
+    folds = rows[0].get("folds", 5)  # (JSONs from before folds were stored: the default 5)
+    lines = [f"| spacing | width | features + Ridge ({folds}-fold CV) | MAE (y) | per seed |", "|---|---|---|---|---|"]
     order = {k: i for i, k in enumerate(("mean", "histogram") + VARIANTS)}
     for r in sorted(rows, key=lambda r: (-r["spacing"], r["width"] or 0, order[r["variant"]])):
         sd = "" if np.isnan(r["mae_sd"]) else f" ± {r['mae_sd']:.2f}"
@@ -140,7 +141,7 @@ def plot(rows: list[dict], path: Path) -> None:
                     label=f"{variant}" + (f", width {width}" if width else ""))
     ax.axhline(6.0, color="C3", lw=0.8, ls="-.", label="~6 y quoted in issue #9")
     ax.set_xlabel("grid spacing (mm)")
-    ax.set_ylabel("age MAE (years), 5-fold CV")
+    ax.set_ylabel(f"age MAE (years), {rows[0].get('folds', 5)}-fold CV")
     ax.set_title("IXI brain age without training: random-init ResNet-18 + Ridge")
     ax.invert_xaxis()
     ax.legend(fontsize=7, ncol=2)

@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> dict:
     plot(result, fig)
     result["figure"] = str(fig)
     write_result(result, out, a.json)
-    print(f"\n{format_table(summary, len(per_seed))}\n\n" + "\n".join(f"{k}: {v}" for k, v in result["verdict"].items())
+    print(f"\n{format_table(summary, len(per_seed), b.folds)}\n\n" + "\n".join(f"{k}: {v}" for k, v in result["verdict"].items())
           + f"\n\nbudget: {asdict(b)}\n{wall_line(result)} on {info['device']}; "
             f"JSON {out / 'result.json'}; figure {fig}")
     return result

@@ -52,8 +52,8 @@ def verdict(summary: dict) -> dict:
     return out
 
 
-def format_table(summary: dict, n_seeds: int) -> str:
-    lines = [f"| method (IXI T1, {n_seeds} seed(s), 5-fold CV MAE in years) | MAE | per seed |", "|---|---|---|"]
+def format_table(summary: dict, n_seeds: int, folds: int = 5) -> str:
+    lines = [f"| method (IXI T1, {n_seeds} seed(s), {folds}-fold CV MAE in years) | MAE | per seed |", "|---|---|---|"]
     for key, label, _ in rows_of(summary):
         s = summary[key]
         sd = f" ± {s['mae_sd']:.2f}" if n_seeds > 1 else ""
@@ -78,7 +78,7 @@ def plot(result: dict, path: Path) -> None:
         a.axvline(t, color="C2", ls=style, lw=1)
     a.set_yticks(range(len(rows)), [label for _, label, _ in rows], fontsize=8)
     a.invert_yaxis()
-    a.set_xlabel("age MAE (years), 5-fold CV (green: targets 5.0 probe / 4.5 fine-tuned)")
+    a.set_xlabel(f"age MAE (years), {result['budget']['folds']}-fold CV (green: targets 5.0 probe / 4.5 fine-tuned)")
     a.set_title(f"IXI brain age, {len(per_seed)} seed(s): grey baselines, blue probes, purple peers, "
                 f"orange fine-tuned", fontsize=9)
     # the fine-tuned rows; with finetune=false the probes; baselines only: the CNN from scratch, or the random probe

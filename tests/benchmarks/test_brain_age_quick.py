@@ -141,7 +141,7 @@ def test_quick_run_with_peers_and_probes_only(tmp_path):
         assert len(seed["peer_pretrain"]["nidl_yaware_folds"]) == res["budget"]["folds"]
 
 
-def test_baselines_only_run_trains_nothing(tmp_path):
+def test_baselines_only_run_trains_nothing(tmp_path, capsys):
     """A probe-baselines run (the resolution/width study in docs/benchmarks_brain_age.md) writes no training
     run folder and still gives a table, a figure and an empty verdict."""
     shared_path("data", "ixi_t1_hh_2mm", "participants.tsv")
@@ -151,6 +151,7 @@ def test_baselines_only_run_trains_nothing(tmp_path):
     assert list(res["summary"]) == ["mean", "voxels", "random_cnn_probe"] and res["verdict"] == {}
     assert not list(out.glob("seed*")) and Path(res["figure"]).is_file()
     assert res["machine"]["cpu"] and res["machine"]["medssl_commit"] and res["budget"]["limit"] == 24
+    assert "| method (IXI T1, 1 seed(s), 3-fold CV MAE in years) |" in capsys.readouterr().out  # --quick: 3 folds
     # --merge of two processes' seeds (here the same run relabelled seed 3): one table over both, no training
     twin = json.loads((out / "result.json").read_text())
     twin["per_seed"] = [{**twin["per_seed"][0], "seed": 3}]
