@@ -172,7 +172,7 @@ def _figures(run_dir: Path, results: dict) -> list[str]:
     lines: list[str] = []
     map_rows = []
     for enc, m in results.get("maps", {}).items():
-        colours = {"age": (m["age"], None)} if "age" in m else {}
+        colours = {"age": (m["age"], None)} if "age" in m and np.isfinite(m["age"]).any() else {}
         for field, title in (("site", "site"), ("label", "diagnosis")):
             if field in m and (m[field] >= 0).any():
                 colours[title] = (m[field], _names(results, field, range(int(m[field].max()) + 1)))

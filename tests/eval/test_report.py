@@ -386,3 +386,24 @@ def test_figures_of_an_earlier_evaluation_that_this_one_does_not_draw_are_remove
     assert drawn == {"age_pred_vs_true.png"} and "![age](age_pred_vs_true.png)" in report
     assert all(f"({name})" in report for name in drawn) and not any(f"({n})" in report for n in figures - drawn)
     assert (tmp_path / "my_notes.png").read_bytes() == b"the user's own"
+
+
+def test_embedding_map_has_no_age_panel_when_no_scan_has_an_age(tmp_path, monkeypatch):
+    """PNG radiographs with a label table and no ages: the map showed a 'coloured by age' panel of
+    grey dots beside an 'age (years)' colour bar from 0 to 1, an age scale the data do not have."""
+    import matplotlib.figure
+
+    saved = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",  # keeps the figure; writes a file, as savefig does
+                        lambda fig, path, *a, **k: (saved.append(fig), open(path, "wb").close()))
+    xy = np.random.default_rng(0).normal(size=(12, 2))
+    maps = {"xy": xy, "method": "tsne", "explained": None, "age": np.full(12, np.nan), "label": np.arange(12) % 2}
+    r = {"protocol": "linear", "info": {}, "vocab": {"label": ["normal", "pneumonia"]}, "maps": {"pretrained": maps}}
+    write_report(tmp_path, r)
+    titles = [ax.get_title() for ax in saved[0].axes if ax.get_title()]
+    assert titles == ["pretrained coloured by diagnosis"]
+    assert not any("age" in ax.get_ylabel() for ax in saved[0].axes)  # no age colour bar
+    maps["age"][3] = 40.0  # one scan with an age: the panel is drawn
+    saved.clear()
+    write_report(tmp_path, r)
+    assert [ax.get_title() for ax in saved[0].axes if ax.get_title()][0] == "pretrained coloured by age"
