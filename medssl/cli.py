@@ -33,17 +33,24 @@ def _cmd_synth(a: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_pretrain(a: argparse.Namespace) -> None:
+def _cmd_pretrain(a: argparse.Namespace) -> int | None:
     from medssl.api import evaluate, pretrain
     from medssl.config import load_config
     from medssl.eval.report import format_table
-    from medssl.train.checkpoint import stopped_early
+    from medssl.train.checkpoint import list_checkpoints, stopped_early
 
     config, overrides = a.config, list(a.overrides)
     if config is not None and "=" in config and not Path(config).is_file():
         config, overrides = None, [config, *overrides]  # `medssl pretrain key=value …` without a YAML file
     cfg = load_config(config, [*overrides, *([f"train.resume={a.resume}"] if a.resume else [])])
-    run_dir = pretrain(cfg)
+    try:
+        run_dir = pretrain(cfg)
+    except KeyboardInterrupt:  # Ctrl-C stops at once (SIGTERM is the signal that checkpoints the current step)
+        latest = (list_checkpoints(Path(cfg.output_dir) / "checkpoints") or [None])[-1]
+        print(f"interrupted; the latest checkpoint is {latest}: continue with --resume auto (the steps after it are "
+              "trained again)" if latest else "interrupted before the first checkpoint: run the same command again",
+              file=sys.stderr)
+        return 130
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun: rank 0 reports (and evaluates) once
         return
     step = stopped_early(run_dir)

@@ -196,3 +196,34 @@ def test_pretrain_evaluate_stopped_by_sigterm_exits_without_evaluating(small_coh
     assert "stopped early at step 1" in out and "--resume auto" in out
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-00000001.pt"]
     assert not (run / "metrics.json").exists() and not (run / "report.md").exists()
+
+
+def test_ctrl_c_in_pretrain_names_the_checkpoint_to_resume_from(small_cohort, tmp_path, monkeypatch, capsys):
+    """Ctrl-C (SIGINT) during `medssl pretrain` ended in a KeyboardInterrupt traceback from inside the backward
+    pass, saying neither what was kept nor how to go on. Now: exit status 130 and a line naming the latest
+    checkpoint and --resume auto; following it continues from that step and finishes the run."""
+    import json
+
+    from medssl.cli import main
+    from medssl.train.trainer import Trainer
+
+    step = Trainer._optimizer_step
+
+    def step_then_ctrl_c(self, *args):
+        out = step(self, *args)
+        if self.step == 4:  # 30 training subjects / batch 8: 3 steps an epoch, checkpoint at step 3
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+    run = tmp_path / "run"
+    args = ["pretrain", f"data.root={small_cohort}", f"output_dir={run}", "data.shape=[24,24,24]",
+            "augment.crop_size=[20,20,20]", "train.batch_size=8", "train.progress=false", "train.epochs=2",
+            "encoder.options.width=8", "method.name=simclr", "data.test_fraction=0.25"]
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "_optimizer_step", step_then_ctrl_c)
+        assert main(args) == 130
+    err = capsys.readouterr().err
+    assert f"the latest checkpoint is {run / 'checkpoints' / 'step-00000003.pt'}" in err and "--resume auto" in err
+    assert "Traceback" not in err
+    assert main([*args, "--resume", "auto"]) == 0
+    assert "resumed at step 3/6" in capsys.readouterr().out
+    assert json.loads((run / "train_summary.json").read_text())["steps"] == 6
