@@ -77,7 +77,8 @@ def plot_embedding_maps(rows: list[tuple[str, np.ndarray, dict[str, tuple[np.nda
     Args:
         rows: ``xy`` (N, 2) map coordinates; ``colours`` ``{name: (values, category_names)}`` with
             ``category_names`` None for continuous values (NaN = missing, drawn grey), else int
-            codes (−1 = missing) and their names.
+            codes (−1 = missing) and their names. A row with no colouring (``{}``: no scan has an
+            age, site or label) is one uncoloured panel, without a colour bar.
         path: output PNG.
         axes_names: per row, the (x, y) axis names (:func:`axis_labels`); none if not given.
     """
@@ -86,15 +87,18 @@ def plot_embedding_maps(rows: list[tuple[str, np.ndarray, dict[str, tuple[np.nda
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n_cols = max(len(c) for _, _, c in rows)
+    n_cols = max(1, *(len(c) for _, _, c in rows))
     fig, axes = plt.subplots(len(rows), n_cols, figsize=(4.2 * n_cols, 3.8 * len(rows)), squeeze=False)
     for r, (ax_row, (title, xy, colours)) in enumerate(zip(axes, rows)):
-        for ax in ax_row[len(colours):]:
+        for ax in ax_row[max(1, len(colours)):]:
             ax.axis("off")
+        labels = dict(zip(("xlabel", "ylabel"), axes_names[r])) if axes_names else {}
+        if not colours:
+            ax_row[0].scatter(xy[:, 0], xy[:, 1], s=10)
+            ax_row[0].set(title=title, xticks=[], yticks=[], **labels)
         for ax, (name, (values, names)) in zip(ax_row, colours.items()):
             _panel(ax, fig, plt, xy, np.asarray(values), names, name)
-            ax.set(title=f"{title} coloured by {name}".strip(), xticks=[], yticks=[],
-                   **(dict(zip(("xlabel", "ylabel"), axes_names[r])) if axes_names else {}))
+            ax.set(title=f"{title} coloured by {name}".strip(), xticks=[], yticks=[], **labels)
     fig.tight_layout()
     path = Path(path)
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90))  # an earlier map is replaced whole

@@ -176,7 +176,7 @@ def _figures(run_dir: Path, results: dict) -> list[str]:
         for field, title in (("site", "site"), ("label", "diagnosis")):
             if field in m and (m[field] >= 0).any():
                 colours[title] = (m[field], _names(results, field, range(int(m[field].max()) + 1)))
-        map_rows.append((enc, m["xy"], colours or {"-": (np.zeros(len(m["xy"])), None)}))
+        map_rows.append((enc, m["xy"], colours))
     if map_rows:
         maps = results["maps"]
         method = next(iter(maps.values()))["method"]

@@ -407,3 +407,20 @@ def test_embedding_map_has_no_age_panel_when_no_scan_has_an_age(tmp_path, monkey
     saved.clear()
     write_report(tmp_path, r)
     assert [ax.get_title() for ax in saved[0].axes if ax.get_title()][0] == "pretrained coloured by age"
+
+
+def test_embedding_map_without_any_metadata_has_no_colour_bar(tmp_path, monkeypatch):
+    """An unlabelled CT cohort (no age, site or label): each map was titled 'coloured by -' beside a colour bar
+    from -0.1 to 0.1 that coloured nothing. Now one plain panel per encoder, titled with the encoder."""
+    import matplotlib.figure
+
+    saved = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: saved.append(fig))
+    rng = np.random.default_rng(0)
+    maps = {enc: {"xy": rng.normal(size=(8, 2)), "method": "pca", "explained": np.array([0.5, 0.2]),
+                  "age": np.full(8, np.nan)} for enc in ("pretrained", "random init")}
+    write_report(tmp_path, {"protocol": "default", "info": {}, "maps": maps})
+    fig = saved[0]
+    assert [ax.get_title() for ax in fig.axes] == ["pretrained", "random init"]  # two panels, no colour bar axes
+    assert [len(ax.collections[0].get_offsets()) for ax in fig.axes] == [8, 8]
+    assert "![maps](embedding_map.png)" in (tmp_path / "report.md").read_text()
