@@ -214,8 +214,8 @@ def bootstrap_ci(metric: Callable[..., float], *arrays: np.ndarray, n_boot: int 
 
     Rows are resampled with replacement (whole subjects at a time when ``groups`` holds
     subject ids, so repeated scans do not narrow the interval; :func:`bootstrap_draws`).
-    Replicates where the metric is undefined (NaN, e.g. an AUC whose resample lacks a class)
-    are ignored.
+    Replicates where the metric is undefined (NaN, e.g. an AUC whose resample lacks a class;
+    R² and Pearson r of a resample whose truths are all equal) are ignored.
 
     Args:
         metric: function of the arrays (e.g. :func:`mae`), returning a float.
@@ -238,6 +238,9 @@ def bootstrap_ci(metric: Callable[..., float], *arrays: np.ndarray, n_boot: int 
         values = fast(arrays[0][draws], arrays[1][draws])
     else:
         values = np.array([metric(*(a[d] for a in arrays)) for d in draws], float)
+    if metric in (r2, pearson_r):  # a resample of one repeated truth has no R² / r (the point value's 0 is a convention)
+        constant = [np.ptp(arrays[0][d]) == 0 for d in draws]
+        values = np.where(constant, np.nan, values)
     return percentile_interval(values, level)
 
 

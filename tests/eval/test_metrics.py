@@ -118,3 +118,16 @@ def test_vectorised_bootstrap_equals_the_plain_loop(metric, monkeypatch):
     monkeypatch.setattr(M, "_VECTORISED", {})
     slow = M.bootstrap_ci(metric, y, p, n_boot=300, seed=2)
     assert fast == pytest.approx(slow, rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("groups", [None, np.array([0, 1, 2, 2])])
+def test_r2_and_r_intervals_leave_out_resamples_of_one_repeated_age(groups):
+    """Three test subjects: a resample of one subject's age has no R² (SS_tot = 0), but it counted as R² = 0,
+    so a walk-through's report showed R² [-2.497, 0.000]. Undefined replicates are now left out, as for AUC."""
+    y, p = np.array([20.0, 40.0, 60.0, 60.0]), np.array([45.0, 30.0, 35.0, 38.0])  # a poor fit: R² mostly < 0
+    draws = M.bootstrap_draws(len(y), 400, np.random.default_rng(0), groups)
+    for metric in (M.r2, M.pearson_r):
+        naive = [metric(y[d], p[d]) for d in draws if len(set(y[d])) > 1]
+        assert len(naive) < len(draws)  # some resamples hold one age only
+        lo, hi = M.bootstrap_ci(metric, y, p, n_boot=400, seed=0, groups=groups)
+        assert (lo, hi) == pytest.approx(tuple(np.percentile(naive, [2.5, 97.5])))
