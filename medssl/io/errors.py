@@ -119,39 +119,57 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return text[:300]
 
 
-class _HeldRecords(logging.Filter):
-    """Holds back this thread's records on a logger and its children, to re-emit them scrubbed."""
+class _HoldFilter(logging.Filter):
+    """Holds back the records of a thread inside ``scrubbed_warnings(logger=...)`` for that block to re-emit
+    scrubbed; every other record passes. One instance, attached to a logger and its children at their first
+    scrubbed block and left there (inert outside blocks): logging walks a logger's filter list by index, so
+    removing a filter while another thread's record is between filters makes that record skip the next one.
 
-    def __init__(self, name: str | None) -> None:
+    The filter runs in the thread that logs, so the record goes to that thread's innermost open block
+    (``record.thread`` is not used: it is None under ``logging.logThreads = False``)."""
+
+    def __init__(self) -> None:
         super().__init__()
-        self.records: list[logging.LogRecord] = []
-        self._thread = threading.get_ident()
-        children = [] if name is None else [lg for key, lg in list(logging.Logger.manager.loggerDict.items())
-                                            if key.startswith(f"{name}.") and isinstance(lg, logging.Logger)]
-        self._loggers = [] if name is None else [logging.getLogger(name), *children]
-        for lg in self._loggers:
-            lg.addFilter(self)
+        self.local = threading.local()  # .blocks: this thread's open blocks, innermost last: (logger, records)
+        self.lock = threading.Lock()
+
+    def blocks(self) -> list[tuple[str, list[logging.LogRecord]]]:
+        if not hasattr(self.local, "blocks"):
+            self.local.blocks = []
+        return self.local.blocks
+
+    def attach(self, name: str) -> None:
+        """Attach to logger ``name`` and those of its children that exist now (once each)."""
+        with self.lock:
+            for key, lg in [(name, logging.getLogger(name)), *list(logging.Logger.manager.loggerDict.items())]:
+                if (key == name or key.startswith(f"{name}.")) and isinstance(lg, logging.Logger) \
+                        and self not in lg.filters:
+                    lg.addFilter(self)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.thread not in (None, self._thread):  # another thread's read: its own filter holds it
-            return True
-        self.records.append(record)
-        return False
+        for name, records in reversed(self.blocks()):
+            if record.name == name or record.name.startswith(f"{name}."):
+                records.append(record)
+                return False
+        return True
 
-    def release(self, secrets: list[str]) -> None:
-        """Detach, then pass each held record on to its logger with message and exception redacted."""
-        for lg in self._loggers:
-            lg.removeFilter(self)
-        for record in self.records:
-            try:
-                text = redact(record.getMessage(), secrets)
-            except Exception:  # noqa: BLE001 - a record whose arguments do not fit its format
-                text = redact(str(record.msg), secrets)
-            exc = record.exc_info[1] if record.exc_info else None
-            if exc is not None:  # the traceback is dropped: only the scrubbed exception line is kept
-                text += f" [{type(exc).__name__}: {redact(str(exc), secrets)}]"
-            record.msg, record.args, record.exc_info, record.exc_text, record.stack_info = text, (), None, None, None
-            logging.getLogger(record.name).handle(record)
+
+_HOLD = _HoldFilter()
+
+
+def _release(records: list[logging.LogRecord], secrets: list[str]) -> None:
+    """Pass each held record on to its logger with message and exception redacted (an enclosing block of this
+    thread holds it again and scrubs it with its own secrets too)."""
+    for record in records:
+        try:
+            text = redact(record.getMessage(), secrets)
+        except Exception:  # noqa: BLE001 - a record whose arguments do not fit its format
+            text = redact(str(record.msg), secrets)
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:  # the traceback is dropped: only the scrubbed exception line is kept
+            text += f" [{type(exc).__name__}: {redact(str(exc), secrets)}]"
+        record.msg, record.args, record.exc_info, record.exc_text, record.stack_info = text, (), None, None, None
+        logging.getLogger(record.name).handle(record)
 
 
 @contextlib.contextmanager
@@ -160,17 +178,25 @@ def scrubbed_warnings(secrets: Callable[[], Iterable[str]] | None = None, logger
 
     With ``logger`` (e.g. ``"pydicom"``), the records sent to that logger and its children by this
     thread inside the block are held back too and passed on redacted when the block ends, also
-    when it raises. ``secrets`` is called inside the block, so values it reads are covered too.
+    when it raises (other threads' blocks hold their own; :class:`_HoldFilter`). ``secrets`` is called
+    inside the block, so values it reads are covered too.
     """
-    held, values = _HeldRecords(logger), []
+    held: list[logging.LogRecord] = []
+    values: list[str] = []
+    if logger is not None:
+        _HOLD.attach(logger)
+        _HOLD.blocks().append((logger, held))
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
                 yield
             finally:
-                values = list(secrets()) if (secrets and (caught or held.records)) else []
+                values = list(secrets()) if (secrets and (caught or held)) else []
     finally:
-        held.release(values)
+        if logger is not None:
+            blocks = _HOLD.blocks()
+            del blocks[next(i for i in range(len(blocks) - 1, -1, -1) if blocks[i][1] is held)]
+        _release(held, values)
     for w in caught:
         warnings.warn(redact(str(w.message), values), w.category, stacklevel=3)
