@@ -9,6 +9,17 @@ from medssl.eval.compare import collect, compare_table
 from medssl.eval.report import format_table, summary_entries, write_report
 
 
+def _capture_figures(monkeypatch) -> list:
+    """Replace Figure.savefig: keep each figure for inspection and write an empty file in its place, as
+    savefig writes one (the report saves through atomic_write, which renames that file)."""
+    import matplotlib.figure
+
+    saved = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
+                        lambda fig, path, *a, **k: (saved.append(fig), open(path, "wb").close()))
+    return saved
+
+
 def _results(mae: float, with_openbhb: bool = False) -> dict:
     r = {"protocol": "default", "info": {"method": "simclr"}, "vocab": {"site": ["A", "B"]},
          "probes": {"pretrained": {"age": {"mae": mae, "mae_ci": [mae - 1, mae + 1], "r2": 0.5, "rmse": mae + 1,
@@ -327,8 +338,6 @@ def test_corrected_gap_sd_is_not_ranked_as_lower_is_better():
 def test_compare_plot_titles_do_not_run_into_each_other(tmp_path, monkeypatch):
     """A fewshot evaluation compared with --random-init (2 bars a panel, 1.84 in wide): the title
     'label balanced acc. (chance 0.50) ↑ @ 10% labels (472 subj.)' ran over the next panel's title."""
-    import matplotlib.figure
-
     from medssl.eval.compare import plot_compare
 
     for name in ("a", "b"):
@@ -337,9 +346,7 @@ def test_compare_plot_titles_do_not_run_into_each_other(tmp_path, monkeypatch):
             {"fraction": f, "n_subjects": int(4708 * f), "mean": 0.7, "std": 0.02} for f in (0.01, 0.1, 1.0)]}}}
         (tmp_path / name).mkdir()
         write_report(tmp_path / name, r)
-    saved = []
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",  # keeps the figure; writes a file, as savefig does
-                        lambda fig, path, *a, **k: (saved.append(fig), open(path, "wb").close()))
+    saved = _capture_figures(monkeypatch)
     plot_compare([tmp_path / "a", tmp_path / "b"], tmp_path / "cmp.png")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -391,11 +398,7 @@ def test_figures_of_an_earlier_evaluation_that_this_one_does_not_draw_are_remove
 def test_embedding_map_has_no_age_panel_when_no_scan_has_an_age(tmp_path, monkeypatch):
     """PNG radiographs with a label table and no ages: the map showed a 'coloured by age' panel of
     grey dots beside an 'age (years)' colour bar from 0 to 1, an age scale the data do not have."""
-    import matplotlib.figure
-
-    saved = []
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",  # keeps the figure; writes a file, as savefig does
-                        lambda fig, path, *a, **k: (saved.append(fig), open(path, "wb").close()))
+    saved = _capture_figures(monkeypatch)
     xy = np.random.default_rng(0).normal(size=(12, 2))
     maps = {"xy": xy, "method": "tsne", "explained": None, "age": np.full(12, np.nan), "label": np.arange(12) % 2}
     r = {"protocol": "linear", "info": {}, "vocab": {"label": ["normal", "pneumonia"]}, "maps": {"pretrained": maps}}
@@ -412,10 +415,7 @@ def test_embedding_map_has_no_age_panel_when_no_scan_has_an_age(tmp_path, monkey
 def test_embedding_map_without_any_metadata_has_no_colour_bar(tmp_path, monkeypatch):
     """An unlabelled CT cohort (no age, site or label): each map was titled 'coloured by -' beside a colour bar
     from -0.1 to 0.1 that coloured nothing. Now one plain panel per encoder, titled with the encoder."""
-    import matplotlib.figure
-
-    saved = []
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: saved.append(fig))
+    saved = _capture_figures(monkeypatch)
     rng = np.random.default_rng(0)
     maps = {enc: {"xy": rng.normal(size=(8, 2)), "method": "pca", "explained": np.array([0.5, 0.2]),
                   "age": np.full(8, np.nan)} for enc in ("pretrained", "random init")}
