@@ -185,10 +185,11 @@ def write_result(result: dict, out: Path, also: str = "") -> Path:
 
 def git_commit(repo: Path = REPO) -> str:
     """The commit checked out in ``repo`` (40 hex digits), with ``+dirty`` when tracked files differ from
-    it; ``"unknown"`` outside a git checkout (e.g. an exported copy) or without git."""
+    it; ``"unknown"`` outside a git checkout (e.g. an exported copy) or without git. Read-only: without
+    ``--no-optional-locks``, ``git status`` rewrites a stale ``.git/index`` under ``index.lock``."""
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True,
-                              timeout=30).stdout.strip()
+        return subprocess.run(["git", "--no-optional-locks", "-C", str(repo), *args], capture_output=True, text=True,
+                              check=True, timeout=30).stdout.strip()
     try:
         return git("rev-parse", "HEAD") + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
     except (OSError, subprocess.SubprocessError):

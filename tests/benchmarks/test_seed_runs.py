@@ -94,3 +94,24 @@ def test_machine_names_the_cpu_and_the_commit_that_ran(tmp_path):
     assert sr.git_commit(tmp_path / "nowhere") == "unknown"
     m = sr.machine("cpu")
     assert m["device"] == "cpu" and m["cpu"] and m["torch_threads"] >= 1 and m["medssl_commit"] == sr.git_commit()
+
+
+def test_git_commit_never_writes_the_checkouts_index(tmp_path):
+    """Every benchmark result (and every test that builds one) asks git for the commit; a plain `git status`
+    refreshes stale stat data by rewriting .git/index under index.lock, so a benchmark could make the user's
+    own `git add` / `git commit` in that checkout fail on the lock. The index must be left byte for byte."""
+    import os
+    import subprocess
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (repo / "a.txt").write_text("1")
+    subprocess.run([*git, "add", "a.txt"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
+    later = (repo / "a.txt").stat().st_mtime + 60
+    os.utime(repo / "a.txt", (later, later))  # same content, newer time: the index's stat data is stale
+    index = (repo / ".git" / "index").read_bytes()
+    assert not _seed_runs().git_commit(repo).endswith("+dirty")  # content unchanged: not dirty
+    assert (repo / ".git" / "index").read_bytes() == index
