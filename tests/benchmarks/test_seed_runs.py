@@ -72,12 +72,10 @@ def test_write_result_writes_both_copies_and_the_command_is_the_one_run(tmp_path
     assert sr.command_line("medmnist.py", ["--quick", "--seeds", "0"]) == "python benchmarks/medmnist.py --quick --seeds 0"
 
 
-def test_machine_names_the_cpu_and_the_commit_that_ran(tmp_path):
-    """A result must say which medssl code produced it: the checked-out commit, ``+dirty`` with uncommitted
-    changes to tracked files, ``unknown`` outside a checkout; and the CPU model next to the thread count."""
+def _one_commit_repo(tmp_path):
+    """A git checkout with one committed file ``a.txt``; returns (folder, HEAD's hash)."""
     import subprocess
 
-    sr = _seed_runs()
     repo = tmp_path / "repo"
     repo.mkdir()
     git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
@@ -85,7 +83,15 @@ def test_machine_names_the_cpu_and_the_commit_that_ran(tmp_path):
     (repo / "a.txt").write_text("1")
     subprocess.run([*git, "add", "a.txt"], check=True)
     subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
-    head = (repo / ".git" / (repo / ".git" / "HEAD").read_text().split(": ")[1].strip()).read_text().strip()
+    head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    return repo, head
+
+
+def test_machine_names_the_cpu_and_the_commit_that_ran(tmp_path):
+    """A result must say which medssl code produced it: the checked-out commit, ``+dirty`` with uncommitted
+    changes to tracked files, ``unknown`` outside a checkout; and the CPU model next to the thread count."""
+    sr = _seed_runs()
+    repo, head = _one_commit_repo(tmp_path)
     assert sr.git_commit(repo) == head and len(head) == 40
     (repo / "untracked.txt").write_text("x")  # untracked files (run folders) do not make the code dirty
     assert sr.git_commit(repo) == head
@@ -101,15 +107,8 @@ def test_git_commit_never_writes_the_checkouts_index(tmp_path):
     refreshes stale stat data by rewriting .git/index under index.lock, so a benchmark could make the user's
     own `git add` / `git commit` in that checkout fail on the lock. The index must be left byte for byte."""
     import os
-    import subprocess
 
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run([*git, "init", "-q"], check=True)
-    (repo / "a.txt").write_text("1")
-    subprocess.run([*git, "add", "a.txt"], check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
+    repo, _ = _one_commit_repo(tmp_path)
     later = (repo / "a.txt").stat().st_mtime + 60
     os.utime(repo / "a.txt", (later, later))  # same content, newer time: the index's stat data is stale
     index = (repo / ".git" / "index").read_bytes()
