@@ -9,17 +9,6 @@ from medssl.eval.compare import collect, compare_table
 from medssl.eval.report import format_table, summary_entries, write_report
 
 
-def _capture_figures(monkeypatch) -> list:
-    """Replace Figure.savefig: keep each figure for inspection and write an empty file in its place, as
-    savefig writes one (the report saves through atomic_write, which renames that file)."""
-    import matplotlib.figure
-
-    saved = []
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
-                        lambda fig, path, *a, **k: (saved.append(fig), open(path, "wb").close()))
-    return saved
-
-
 def _results(mae: float, with_openbhb: bool = False) -> dict:
     r = {"protocol": "default", "info": {"method": "simclr"}, "vocab": {"site": ["A", "B"]},
          "probes": {"pretrained": {"age": {"mae": mae, "mae_ci": [mae - 1, mae + 1], "r2": 0.5, "rmse": mae + 1,
@@ -335,30 +324,6 @@ def test_corrected_gap_sd_is_not_ranked_as_lower_is_better():
     assert row["better"] == "" and "↓" not in row["metric"] and "not an accuracy metric" in row["metric"]
 
 
-def test_compare_plot_titles_do_not_run_into_each_other(tmp_path, monkeypatch):
-    """A fewshot evaluation compared with --random-init (2 bars a panel, 1.84 in wide): the title
-    'label balanced acc. (chance 0.50) ↑ @ 10% labels (472 subj.)' ran over the next panel's title."""
-    from medssl.eval.compare import plot_compare
-
-    for name in ("a", "b"):
-        r = _results(5.0)
-        r["fewshot"] = {"pretrained": {"label": {"metric": "balanced_accuracy", "chance": 0.5, "summary": [
-            {"fraction": f, "n_subjects": int(4708 * f), "mean": 0.7, "std": 0.02} for f in (0.01, 0.1, 1.0)]}}}
-        (tmp_path / name).mkdir()
-        write_report(tmp_path / name, r)
-    saved = _capture_figures(monkeypatch)
-    plot_compare([tmp_path / "a", tmp_path / "b"], tmp_path / "cmp.png")
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    fig = saved[0]
-    renderer = FigureCanvasAgg(fig).get_renderer()
-    boxes = [ax.title.get_window_extent(renderer) for ax in fig.axes if ax.get_title()]
-    assert len(boxes) > 4
-    for i, a in enumerate(boxes):
-        for b in boxes[i + 1:]:
-            assert not a.overlaps(b), (a, b)
-
-
 @pytest.mark.parametrize("word", ["metrics", "report"])
 def test_a_write_that_fails_midway_keeps_the_earlier_metrics_and_report_whole(tmp_path, disk_full_on, word):
     """metrics.json and report.md were written in place: a full disk or a kill mid-write left half a file, which
@@ -393,34 +358,3 @@ def test_figures_of_an_earlier_evaluation_that_this_one_does_not_draw_are_remove
     assert drawn == {"age_pred_vs_true.png"} and "![age](age_pred_vs_true.png)" in report
     assert all(f"({name})" in report for name in drawn) and not any(f"({n})" in report for n in figures - drawn)
     assert (tmp_path / "my_notes.png").read_bytes() == b"the user's own"
-
-
-def test_embedding_map_has_no_age_panel_when_no_scan_has_an_age(tmp_path, monkeypatch):
-    """PNG radiographs with a label table and no ages: the map showed a 'coloured by age' panel of
-    grey dots beside an 'age (years)' colour bar from 0 to 1, an age scale the data do not have."""
-    saved = _capture_figures(monkeypatch)
-    xy = np.random.default_rng(0).normal(size=(12, 2))
-    maps = {"xy": xy, "method": "tsne", "explained": None, "age": np.full(12, np.nan), "label": np.arange(12) % 2}
-    r = {"protocol": "linear", "info": {}, "vocab": {"label": ["normal", "pneumonia"]}, "maps": {"pretrained": maps}}
-    write_report(tmp_path, r)
-    titles = [ax.get_title() for ax in saved[0].axes if ax.get_title()]
-    assert titles == ["pretrained coloured by diagnosis"]
-    assert not any("age" in ax.get_ylabel() for ax in saved[0].axes)  # no age colour bar
-    maps["age"][3] = 40.0  # one scan with an age: the panel is drawn
-    saved.clear()
-    write_report(tmp_path, r)
-    assert [ax.get_title() for ax in saved[0].axes if ax.get_title()][0] == "pretrained coloured by age"
-
-
-def test_embedding_map_without_any_metadata_has_no_colour_bar(tmp_path, monkeypatch):
-    """An unlabelled CT cohort (no age, site or label): each map was titled 'coloured by -' beside a colour bar
-    from -0.1 to 0.1 that coloured nothing. Now one plain panel per encoder, titled with the encoder."""
-    saved = _capture_figures(monkeypatch)
-    rng = np.random.default_rng(0)
-    maps = {enc: {"xy": rng.normal(size=(8, 2)), "method": "pca", "explained": np.array([0.5, 0.2]),
-                  "age": np.full(8, np.nan)} for enc in ("pretrained", "random init")}
-    write_report(tmp_path, {"protocol": "default", "info": {}, "maps": maps})
-    fig = saved[0]
-    assert [ax.get_title() for ax in fig.axes] == ["pretrained", "random init"]  # two panels, no colour bar axes
-    assert [len(ax.collections[0].get_offsets()) for ax in fig.axes] == [8, 8]
-    assert "![maps](embedding_map.png)" in (tmp_path / "report.md").read_text()

@@ -17,6 +17,15 @@ def _results(mae: float) -> dict:
                                               "pred": np.arange(3.0) + mae}}}, "test_age": np.arange(3.0)}
 
 
+def _capture_figures(monkeypatch) -> list:
+    """Replace Figure.savefig: keep each figure for inspection and write an empty file in its place, as
+    savefig writes one (the report saves through atomic_write, which renames that file)."""
+    saved = []
+    monkeypatch.setattr(Figure, "savefig",
+                        lambda fig, path, *a, **k: (saved.append(fig), open(path, "wb").close()))
+    return saved
+
+
 def test_a_figure_write_that_fails_midway_keeps_the_earlier_figure(tmp_path, monkeypatch):
     """The figures were saved in place: a full disk or kill mid-write left a truncated PNG beside the report
     (and a truncated comparison plot). Half of the new PNG is written, then ENOSPC: the earlier file stays."""
@@ -62,10 +71,7 @@ def test_a_figure_that_fails_to_draw_leaves_metrics_and_report_of_the_same_evalu
 def test_compare_plot_gives_each_run_one_colour_in_every_panel(tmp_path, monkeypatch):
     """Bars were coloured by position in each panel: with run "b" lacking the few-label metrics, run "c" was drawn
     in b's colour in those panels. Each column now has one colour over the whole figure, named in a legend."""
-    import matplotlib.figure
     from matplotlib.colors import to_hex
-
-    from medssl.eval.compare import plot_compare
 
     for name in ("a", "b", "c"):
         r = _results(5.0)
@@ -74,9 +80,7 @@ def test_compare_plot_gives_each_run_one_colour_in_every_panel(tmp_path, monkeyp
                 {"fraction": 0.5, "n_subjects": 10, "mean": 6.0, "std": 0.5}]}}}
         (tmp_path / name).mkdir()
         write_report(tmp_path / name, r)
-    saved = []
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
-                        lambda fig, path, *a, **k: (saved.append(fig), open(path, "wb").close()))
+    saved = _capture_figures(monkeypatch)
     plot_compare([tmp_path / n for n in ("a", "b", "c")], tmp_path / "cmp.png")
     fig = saved[0]
     fig.canvas.draw()  # tick labels are filled in at draw time
@@ -96,3 +100,56 @@ def test_compare_plot_gives_each_run_one_colour_in_every_panel(tmp_path, monkeyp
     legend = fig.legends[0]
     named = {t.get_text(): to_hex(h.get_facecolor()) for t, h in zip(legend.get_texts(), legend.legend_handles)}
     assert named == {n: next(iter(c)) for n, c in colour.items()}
+
+
+def test_compare_plot_titles_do_not_run_into_each_other(tmp_path, monkeypatch):
+    """A fewshot evaluation compared with --random-init (2 bars a panel, 1.84 in wide): the title
+    'label balanced acc. (chance 0.50) ↑ @ 10% labels (472 subj.)' ran over the next panel's title."""
+    for name in ("a", "b"):
+        r = _results(5.0)
+        r["fewshot"] = {"pretrained": {"label": {"metric": "balanced_accuracy", "chance": 0.5, "summary": [
+            {"fraction": f, "n_subjects": int(4708 * f), "mean": 0.7, "std": 0.02} for f in (0.01, 0.1, 1.0)]}}}
+        (tmp_path / name).mkdir()
+        write_report(tmp_path / name, r)
+    saved = _capture_figures(monkeypatch)
+    plot_compare([tmp_path / "a", tmp_path / "b"], tmp_path / "cmp.png")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = saved[0]
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    boxes = [ax.title.get_window_extent(renderer) for ax in fig.axes if ax.get_title()]
+    assert len(boxes) > 4
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), (a, b)
+
+
+def test_embedding_map_has_no_age_panel_when_no_scan_has_an_age(tmp_path, monkeypatch):
+    """PNG radiographs with a label table and no ages: the map showed a 'coloured by age' panel of
+    grey dots beside an 'age (years)' colour bar from 0 to 1, an age scale the data do not have."""
+    saved = _capture_figures(monkeypatch)
+    xy = np.random.default_rng(0).normal(size=(12, 2))
+    maps = {"xy": xy, "method": "tsne", "explained": None, "age": np.full(12, np.nan), "label": np.arange(12) % 2}
+    r = {"protocol": "linear", "info": {}, "vocab": {"label": ["normal", "pneumonia"]}, "maps": {"pretrained": maps}}
+    write_report(tmp_path, r)
+    titles = [ax.get_title() for ax in saved[0].axes if ax.get_title()]
+    assert titles == ["pretrained coloured by diagnosis"]
+    assert not any("age" in ax.get_ylabel() for ax in saved[0].axes)  # no age colour bar
+    maps["age"][3] = 40.0  # one scan with an age: the panel is drawn
+    saved.clear()
+    write_report(tmp_path, r)
+    assert [ax.get_title() for ax in saved[0].axes if ax.get_title()][0] == "pretrained coloured by age"
+
+
+def test_embedding_map_without_any_metadata_has_no_colour_bar(tmp_path, monkeypatch):
+    """An unlabelled CT cohort (no age, site or label): each map was titled 'coloured by -' beside a colour bar
+    from -0.1 to 0.1 that coloured nothing. Now one plain panel per encoder, titled with the encoder."""
+    saved = _capture_figures(monkeypatch)
+    rng = np.random.default_rng(0)
+    maps = {enc: {"xy": rng.normal(size=(8, 2)), "method": "pca", "explained": np.array([0.5, 0.2]),
+                  "age": np.full(8, np.nan)} for enc in ("pretrained", "random init")}
+    write_report(tmp_path, {"protocol": "default", "info": {}, "maps": maps})
+    fig = saved[0]
+    assert [ax.get_title() for ax in fig.axes] == ["pretrained", "random init"]  # two panels, no colour bar axes
+    assert [len(ax.collections[0].get_offsets()) for ax in fig.axes] == [8, 8]
+    assert "![maps](embedding_map.png)" in (tmp_path / "report.md").read_text()
