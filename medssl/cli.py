@@ -36,6 +36,7 @@ def _cmd_synth(a: argparse.Namespace) -> int:
 def _cmd_pretrain(a: argparse.Namespace) -> int | None:
     from medssl.api import evaluate, pretrain
     from medssl.config import load_config
+    from medssl.config_checks import refuse_other_run_folder
     from medssl.eval.report import format_table
     from medssl.train.checkpoint import list_checkpoints, stopped_early
 
@@ -43,6 +44,7 @@ def _cmd_pretrain(a: argparse.Namespace) -> int | None:
     if config is not None and "=" in config and not Path(config).is_file():
         config, overrides = None, [config, *overrides]  # `medssl pretrain key=value …` without a YAML file
     cfg = load_config(config, [*overrides, *([f"train.resume={a.resume}"] if a.resume else [])])
+    refuse_other_run_folder(config, cfg, overrides)  # a copied or moved run folder's config.yaml
     try:
         run_dir = pretrain(cfg)
     except KeyboardInterrupt:  # Ctrl-C stops at once (SIGTERM is the signal that checkpoints the current step)

@@ -213,3 +213,26 @@ def absolute_data_paths(cfg: RunConfig) -> None:
         value = getattr(d, key)
         if value and not os.path.isabs(os.path.expanduser(os.path.expandvars(value))):
             setattr(d, key, os.path.abspath(os.path.expanduser(os.path.expandvars(value))))
+
+
+def refuse_other_run_folder(path: str | os.PathLike | None, cfg: RunConfig, overrides: typing.Sequence[str]) -> None:
+    """Refuse to train from a run folder's own ``config.yaml`` (a file beside that run's ``checkpoints/`` or
+    ``manifest.tsv``) whose ``output_dir`` names another folder, unless ``output_dir`` is given as an override.
+
+    The folder was copied or moved (or ``output_dir`` is relative and the command runs from elsewhere): training
+    would continue in, or start afresh at, the stored ``output_dir``, not in the folder the user named.
+    """
+    if path is None or any(o.split("=", 1)[0].strip() == "output_dir" for o in overrides):
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not any(os.path.exists(os.path.join(folder, mark)) for mark in ("checkpoints", "manifest.tsv")):
+        return  # a recipe, not a run's config
+    if os.path.realpath(folder) == os.path.realpath(cfg.output_dir):
+        return
+    relative = "" if os.path.isabs(cfg.output_dir) else f" (= {os.path.abspath(cfg.output_dir)}, from the current folder)"
+    gone = "" if os.path.exists(cfg.output_dir) else ", which does not exist"
+    raise ConfigError(f"{path} is the config of the run folder {folder}, but its output_dir is {cfg.output_dir}{relative}"
+                      f"{gone}: the run folder was copied or moved{' (or the command runs from another folder)' if relative else ''}."
+                      f" Training would write into {cfg.output_dir}, not {folder}. Say "
+                      f"which: output_dir={folder} to train in this folder, or output_dir={cfg.output_dir} to train "
+                      "in the folder the config names")
