@@ -216,8 +216,9 @@ def absolute_data_paths(cfg: RunConfig) -> None:
 
 
 def refuse_other_run_folder(path: str | os.PathLike | None, cfg: RunConfig, overrides: typing.Sequence[str]) -> None:
-    """Refuse to train from a run folder's own ``config.yaml`` (a file beside that run's ``checkpoints/`` or
-    ``manifest.tsv``) whose ``output_dir`` names another folder, unless ``output_dir`` is given as an override.
+    """Refuse to train from a run folder's own ``config.yaml`` (a file beside that run's ``checkpoints/``) whose
+    ``output_dir`` names another folder, unless ``output_dir`` is given as an override. (``manifest.tsv`` alone is
+    no mark: a prepared data folder has one too, and a config kept there is a recipe.)
 
     The folder was copied or moved (or ``output_dir`` is relative and the command runs from elsewhere): training
     would continue in, or start afresh at, the stored ``output_dir``, not in the folder the user named.
@@ -225,7 +226,7 @@ def refuse_other_run_folder(path: str | os.PathLike | None, cfg: RunConfig, over
     if path is None or any(o.split("=", 1)[0].strip() == "output_dir" for o in overrides):
         return
     folder = os.path.dirname(os.path.abspath(path))
-    if not any(os.path.exists(os.path.join(folder, mark)) for mark in ("checkpoints", "manifest.tsv")):
+    if not os.path.isdir(os.path.join(folder, "checkpoints")):
         return  # a recipe, not a run's config
     if os.path.realpath(folder) == os.path.realpath(cfg.output_dir):
         return

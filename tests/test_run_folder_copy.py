@@ -72,12 +72,14 @@ def test_a_relative_output_dir_read_from_another_folder_is_refused(run, tmp_path
 
 
 def test_a_recipe_or_the_runs_own_config_is_not_refused(run, tmp_path, monkeypatch):
-    """A config.yaml copied alone (a recipe for a new run) has no checkpoints/ or manifest.tsv beside it; the run's
+    """A config.yaml copied alone (a recipe for a new run) has no checkpoints/ beside it; the run's
     own config.yaml names its own folder, also when reached through a relative path."""
-    recipe = tmp_path / "recipe"
+    recipe = tmp_path / "recipe"  # kept in a prepared data folder, whose manifest.tsv marks no run
     recipe.mkdir()
-    shutil.copy(run / "config.yaml", recipe / "config.yaml")
-    assert main(["pretrain", str(recipe / "config.yaml"), f"output_dir={tmp_path / 'new'}", "train.epochs=1"]) == 0
+    text = (run / "config.yaml").read_text()
+    (recipe / "config.yaml").write_text(text.replace(f"output_dir: {run}", f"output_dir: {tmp_path / 'new'}"))
+    (recipe / "manifest.tsv").write_text("path\tsubject\n")
+    assert main(["pretrain", str(recipe / "config.yaml"), "train.epochs=1"]) == 0
     monkeypatch.chdir(tmp_path)
     assert main(["pretrain", "new/config.yaml", "train.epochs=2", "--resume", "auto"]) == 0
     assert len(_steps(tmp_path / "new")) == 2
