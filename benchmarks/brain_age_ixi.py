@@ -55,7 +55,7 @@ from medssl.eval.probes import regression_probe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from seed_runs import (add_data_root, apply_set, command_line, machine, merge_seeds, merged_runs,  # next to this script
-                       wall_line, write_result)
+                       refuse_earlier_runs, wall_line, write_result)
 from peers import usable, versions  # benchmarks/peers; optional packages are imported only when a peer runs
 from brain_age_data import QUICK, Budget, age_folds, load_ixi, write_resampled_copy
 from brain_age_encoders import (cnn, features, finetune_fold, ft_augment, peer_encoder_kwargs, pretrain, pretrain_peer,
@@ -64,6 +64,15 @@ from brain_age_rows import LABEL_FREE, active_rows, peer_rows
 from brain_age_report import TARGETS, format_table, plot, summarise, verdict
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pretrain_folders(b: Budget, seeds: list[int]) -> list[str]:
+    """The pretraining run folders (under ``--out``) of a run: ``seed<S>_<method>`` per label-free method and
+    ``seed<S>_yaware_fold<K>`` per fold, as :func:`run_seed` names them."""
+    rows = {r[0] for r in active_rows(b.methods, b.scratch, b.finetune)}
+    names = [m for m in LABEL_FREE if f"{m}_probe" in rows]
+    names += [f"yaware_fold{k}" for k in range(b.folds)] if "yaware_probe" in rows else []
+    return [f"seed{s}_{name}" for s in seeds for name in names]
 
 
 def run_seed(data: dict, b: Budget, seed: int, out: Path, device: str, resume: bool = False,
@@ -177,6 +186,8 @@ def main(argv: list[str] | None = None) -> dict:
         per_seed, results = merge_seeds(a.merge, same=("budget", "quick", "peers"), out=out)
         b, info, a.quick = Budget(**results[0]["budget"]), results[0]["machine"], results[0]["quick"]
     else:
+        if not (a.resume or a.prepare_only):  # every folder checked before the first one trains
+            refuse_earlier_runs([out / f for f in pretrain_folders(b, a.seeds)])
         data = load_ixi(Path(a.data_root), b, Path(a.cache) if a.cache else out / "cache")
         if a.prepare_only:
             return {}

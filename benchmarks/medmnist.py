@@ -51,7 +51,7 @@ from medssl.eval.finetune import FinetuneOptions
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from seed_runs import (add_data_root, apply_set, command_line, machine, merge_seeds, merged_runs,  # next to this script
-                       wall_line, write_result)
+                       refuse_earlier_runs, wall_line, write_result)
 from peers import usable, versions  # benchmarks/peers; optional packages are imported only when a peer runs
 from medmnist_data import CARDS, DEFAULTS, QUICK, Budget, Images, load_splits
 from medmnist_pretrain import (make_encoder, make_vit, method_names, peer_encoder_kwargs, pretrain_mae, pretrain_peers,
@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> dict:
         per_seed, b, a.quick, walls, merged_machine = merge_runs(a.merge, a.dataset, out)
         a.seeds = [s["seed"] for s in per_seed]
     else:
+        if not a.resume:  # every method's and seed's folder (run_seed's names) checked before the first one trains
+            refuse_earlier_runs([out / f"{m}_seed{s}" for s in a.seeds for m in method_names(b)])
         data = load_splits(a.dataset, Path(a.data_root), b.limit)
         peers, skipped = usable(a.peers, data["train"][0].ndim - 2)
         print(f"{a.dataset}MNIST: train/val/test = {', '.join(str(len(v[1])) for v in data.values())}; "

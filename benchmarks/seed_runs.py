@@ -6,7 +6,8 @@
   each, e.g. run in parallel), refusing runs with different budgets or a repeated seed;
 * :func:`fit_resumable` and :func:`run_config` — one pretraining run that a SIGTERM stops cleanly and
   ``--resume`` continues (a finished run's weights are reused without further steps; a checkpoint of
-  other settings, or past this budget's last step, is refused);
+  other settings, or past this budget's last step, is refused); :func:`refuse_earlier_runs` checks all of a
+  fresh run's pretraining folders before any training;
 * :func:`machine` and :func:`host` — the machine record stored next to every result (CPU model, threads,
   GPU, and the medssl commit that ran, :func:`git_commit`);
 * :func:`command_line` and :func:`write_result` — the command stored in a result, and the result
@@ -123,6 +124,18 @@ def run_config(opts, **settings) -> dict:
 
 RESUME_FIX = ("pass that run's own --set values (ssl_epochs may grow), or give another --out for a new run; "
               "nothing was trained")
+
+
+def refuse_earlier_runs(folders: list[Path]) -> None:
+    """Stop a fresh run (no ``--resume``) before any training when any of its pretraining ``folders`` already
+    holds checkpoints, naming every such folder (:func:`fit_resumable` would only refuse each one when reached,
+    after the folders before it had trained)."""
+    held = [(Path(f), list_checkpoints(Path(f) / "checkpoints")) for f in folders]
+    held = [f"{f} (latest {ckpts[-1].name})" for f, ckpts in held if ckpts]
+    if held:
+        raise SystemExit(f"{len(held)} pretraining folder(s) of this run already hold checkpoints of an earlier run: "
+                         f"{'; '.join(held)}; pass --resume to reuse or continue them (their settings are checked), or "
+                         "give another --out (or delete those folders); nothing was trained")
 
 
 def fit_resumable(trainer, resume: bool = False, finished_only: bool = False) -> dict:

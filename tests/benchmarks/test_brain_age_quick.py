@@ -59,6 +59,8 @@ def test_quick_run_end_to_end_without_label_leakage(tmp_path):
         mean_pred[te] = np.delete(age, te).mean()
     assert math.isclose(seed["mae"]["mean"], np.abs(mean_pred - age).mean(), abs_tol=2e-3)
     assert (out / "seed0_simclr" / "metrics.jsonl").is_file() and (out / "seed0_yaware_fold2" / "metrics.jsonl").is_file()
+    quick = _part("data").Budget(**{**_part("data").QUICK, "limit": 24})  # the folders the up-front check looks at
+    assert sorted(p.name for p in out.glob("seed*")) == sorted(_bench().pretrain_folders(quick, [0]))
     assert math.isnan(on_disk["summary"]["mean"]["mae_sd"])  # one seed: no SD, never a fake 0
 
 
@@ -238,3 +240,19 @@ def test_encoder_lr_grid_keeps_the_run_with_the_lowest_validation_loss(tmp_path)
     expected = [alone[chosen[fold_of[s]]]["pred"]["scratch_ft"][i] for i, s in enumerate(grid["subjects"])]
     assert grid["pred"]["scratch_ft"] == expected
     assert alone[1e-2]["pred"]["scratch_ft"] != alone[1e-6]["pred"]["scratch_ft"]
+
+
+def test_fresh_run_names_every_folder_with_checkpoints_before_training(tmp_path):
+    """Without --resume, checkpoints in a later pretraining folder (here fold 1 of y-aware, and seed 1's SimCLR)
+    stop the run before the first folder trains, naming each such folder; they were refused only when reached,
+    after SimCLR and y-aware fold 0 had trained under a message saying nothing was trained."""
+    shared_path("data", "ixi_t1_hh_2mm", "participants.tsv")
+    out = tmp_path / "run"
+    for folder in ("seed0_yaware_fold1", "seed1_simclr"):
+        (out / folder / "checkpoints").mkdir(parents=True)
+        (out / folder / "checkpoints" / "step-00000003.pt").write_bytes(b"")
+    with pytest.raises(SystemExit, match=r"2 pretraining folder\(s\).*seed0_yaware_fold1 \(latest step-00000003.pt\); "
+                                         r".*seed1_simclr \(latest .*nothing was trained"):
+        _bench().main(["--quick", "--seeds", "0", "1", "--data-root", str(SHARED / "data"), "--out", str(out),
+                       "--set", "methods=simclr,yaware"])
+    assert sorted(p.name for p in out.iterdir()) == ["seed0_yaware_fold1", "seed1_simclr"]  # nothing trained, no cache

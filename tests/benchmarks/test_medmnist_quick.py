@@ -177,3 +177,15 @@ def test_resume_refuses_a_checkpoint_of_another_budget(tmp_path):
     with pytest.raises(SystemExit, match="simclr_seed0 already holds checkpoints of an earlier run \\(latest step-00000006"):
         pre.pretrain_simclr(x, 2, data.Budget(**{**b.__dict__, "ssl_epochs": 1}), 0, run, "cpu")
     assert (run / "metrics.jsonl").read_text() == log and [p.name for p in (run / "checkpoints").iterdir()] == ["step-00000006.pt"]
+
+
+def test_fresh_run_names_every_folder_with_checkpoints_before_training(tmp_path):
+    """Without --resume, checkpoints in MAE's folder stop the run before SimCLR (the first method) trains, naming
+    the folder; they were refused only once SimCLR had trained."""
+    out = tmp_path / "run"
+    (out / "mae_seed0" / "checkpoints").mkdir(parents=True)
+    (out / "mae_seed0" / "checkpoints" / "step-00000002.pt").write_bytes(b"")
+    with pytest.raises(SystemExit, match=r"1 pretraining folder\(s\).*mae_seed0 \(latest step-00000002.pt\).*nothing was trained"):
+        _bench().main(["--dataset", "pneumonia", "--quick", "--seeds", "0", "--data-root", str(_data_root()),
+                       "--out", str(out), "--set", "methods=simclr,mae"])
+    assert [p.name for p in out.iterdir()] == ["mae_seed0"]
