@@ -55,7 +55,7 @@ from medssl.eval.probes import regression_probe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from seed_runs import (add_data_root, apply_set, command_line, machine, merge_seeds, merged_runs,  # next to this script
-                       refuse_earlier_runs, wall_line, write_result)
+                       refuse_earlier_runs, run_folder, wall_line, write_result)
 from peers import usable, versions  # benchmarks/peers; optional packages are imported only when a peer runs
 from brain_age_data import QUICK, Budget, age_folds, load_ixi, write_resampled_copy
 from brain_age_encoders import (cnn, features, finetune_fold, ft_augment, peer_encoder_kwargs, pretrain, pretrain_peer,
@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> dict:
     add_data_root(p, "ixi_t1_hh_2mm/")
     p.add_argument("--quick", action="store_true", help="smoke run: 24 scans at 8 mm, 3 folds, 1 epoch, tiny networks")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--out", default="", help="run folder (default runs/brain_age_ixi[_quick])")
+    p.add_argument("--out", default="", help="run folder (default runs/brain_age_ixi[_quick]; a --quick run "
+                   "without --out or --resume replaces runs/brain_age_ixi_quick, keeping its scan cache)")
     p.add_argument("--json", default="", help="also write the result JSON here")
     p.add_argument("--figure", default="", help="default docs/img/brain_age_ixi.png (--quick: <out>/brain_age_ixi.png)")
     p.add_argument("--device", default="cpu")
@@ -178,8 +179,9 @@ def main(argv: list[str] | None = None) -> dict:
     if a.write_copy:
         write_resampled_copy(Path(a.data_root), Path(a.write_copy) / "ixi_t1_hh_2mm", b.spacing)
         return {}
-    out = Path(a.out or REPO / "runs" / f"brain_age_ixi{'_quick' if a.quick else ''}")
-    out.mkdir(parents=True, exist_ok=True)
+    default = REPO / "runs" / f"brain_age_ixi{'_quick' if a.quick else ''}"  # a fresh --quick run replaces it
+    out = run_folder(a.out, default, a.quick and not (a.resume or a.merge or a.prepare_only),
+                     keep=Path(a.cache) if a.cache else default / "cache")
     t0 = time.time()
     info = machine(a.device)
     if a.merge:

@@ -51,7 +51,7 @@ from medssl.eval.finetune import FinetuneOptions
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from seed_runs import (add_data_root, apply_set, command_line, machine, merge_seeds, merged_runs,  # next to this script
-                       refuse_earlier_runs, wall_line, write_result)
+                       refuse_earlier_runs, run_folder, wall_line, write_result)
 from peers import usable, versions  # benchmarks/peers; optional packages are imported only when a peer runs
 from medmnist_data import CARDS, DEFAULTS, QUICK, Budget, Images, load_splits
 from medmnist_pretrain import (make_encoder, make_vit, method_names, peer_encoder_kwargs, pretrain_mae, pretrain_peers,
@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> dict:
     add_data_root(p, "medmnist_*")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (subset, 1 epoch, narrow CNN)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--out", default="", help="run folder (checkpoints, result.json); default runs/medmnist_<dataset>")
+    p.add_argument("--out", default="", help="run folder (checkpoints, result.json); default runs/medmnist_<dataset>, "
+                   "with --quick runs/medmnist_<dataset>_quick, which a --quick run without --out or --resume replaces")
     p.add_argument("--json", default="", help="also write the result JSON here")
     p.add_argument("--figure", default="", help="figure path (default docs/img/medmnist_<dataset>[_mae][_peers].png; "
                                                 "--quick: <out>/medmnist_<dataset>.png)")
@@ -155,8 +156,8 @@ def main(argv: list[str] | None = None) -> dict:
         FinetuneOptions(head_init=b.ft_head_init)
     except ValueError as e:
         raise SystemExit(f"--set ft_head_init={b.ft_head_init}: {e}") from None
-    out = Path(a.out or REPO / "runs" / f"medmnist_{a.dataset}{'_quick' if a.quick else ''}")
-    out.mkdir(parents=True, exist_ok=True)
+    default = REPO / "runs" / f"medmnist_{a.dataset}{'_quick' if a.quick else ''}"  # a fresh --quick run replaces it
+    out = run_folder(a.out, default, a.quick and not (a.resume or a.merge))
     t0 = time.time()
     if a.merge:
         per_seed, b, a.quick, walls, merged_machine = merge_runs(a.merge, a.dataset, out)

@@ -12,6 +12,7 @@
   GPU, and the medssl commit that ran, :func:`git_commit`);
 * :func:`command_line` and :func:`write_result` — the command stored in a result, and the result
   written to ``<out>/result.json`` (and to ``--json`` when given);
+* :func:`run_folder` — ``--out``, or the benchmark's default folder, which a fresh ``--quick`` run replaces;
 * :func:`add_data_root` — the ``--data-root`` argument (default ``$MEDSSL_SHARED/data`` or ``../shared/data``);
 * :func:`pyplot` and :func:`save_figure` — matplotlib without a display, and a figure written to its path.
 """
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 from dataclasses import fields, replace
@@ -232,6 +234,27 @@ def machine(device: str) -> dict:
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name()
     return info
+
+
+def run_folder(out: str, default: Path, replace_default: bool = False, keep: Path | None = None) -> Path:
+    """The run folder, created: ``out`` (``--out``) when given, else ``default``. With ``replace_default`` (a fresh
+    ``--quick`` run: it trains, without ``--resume``) the default folder is replaced: everything an earlier run
+    left there goes (pretraining folders, result, figure) except ``keep`` (the scan cache), so the documented smoke
+    command can be run again without mixing two runs (as ``medssl demo`` starts its run afresh). An explicit
+    ``--out`` is never emptied: a fresh run there refuses checkpoints of an earlier run (:func:`refuse_earlier_runs`)."""
+    path = Path(out or default)
+    if not out and replace_default and path.is_dir():
+        gone = [e for e in path.iterdir() if keep is None or not Path(keep).resolve().is_relative_to(e.resolve())]
+        if gone:
+            print(f"--quick without --out: replacing the earlier quick run in {path}"
+                  + (f" (keeping {keep})" if keep is not None and Path(keep).exists() else ""), flush=True)
+        for entry in gone:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def add_data_root(parser: argparse.ArgumentParser, holds: str) -> None:

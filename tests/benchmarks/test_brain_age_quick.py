@@ -256,3 +256,22 @@ def test_fresh_run_names_every_folder_with_checkpoints_before_training(tmp_path)
         _bench().main(["--quick", "--seeds", "0", "1", "--data-root", str(SHARED / "data"), "--out", str(out),
                        "--set", "methods=simclr,yaware"])
     assert sorted(p.name for p in out.iterdir()) == ["seed0_yaware_fold1", "seed1_simclr"]  # nothing trained, no cache
+
+
+def test_quick_without_out_replaces_its_default_folder_but_keeps_the_cache(tmp_path, monkeypatch):
+    """`--quick` without --out starts its default folder afresh (an earlier quick run's checkpoints there were
+    refused), keeping the scan cache; the same folder given as --out is still refused."""
+    shared_path("data", "ixi_t1_hh_2mm", "participants.tsv")
+    bench = _bench()
+    monkeypatch.setattr(bench, "REPO", tmp_path)  # default folder: tmp_path/runs/brain_age_ixi_quick
+    default = tmp_path / "runs" / "brain_age_ixi_quick"
+    (default / "seed0_simclr" / "checkpoints").mkdir(parents=True)  # an earlier quick run's
+    (default / "seed0_simclr" / "checkpoints" / "step-00000099.pt").write_bytes(b"")
+    (default / "cache").mkdir()
+    (default / "cache" / "marker").write_text("kept")
+    smoke = ["--quick", "--data-root", str(SHARED / "data"), "--set", "methods=simclr", "scratch=false", "finetune=false"]
+    with pytest.raises(SystemExit, match="seed0_simclr \\(latest step-00000099.pt\\)"):
+        bench.main([*smoke, "--out", str(default)])
+    res = bench.main(smoke)
+    assert (default / "cache" / "marker").read_text() == "kept" and "resumed_at_step" not in res["per_seed"][0]["pretrain"]["simclr"]
+    assert [p.name for p in (default / "seed0_simclr" / "checkpoints").iterdir()] == ["step-00000003.pt"]  # 24 scans / 8

@@ -189,3 +189,25 @@ def test_fresh_run_names_every_folder_with_checkpoints_before_training(tmp_path)
         _bench().main(["--dataset", "pneumonia", "--quick", "--seeds", "0", "--data-root", str(_data_root()),
                        "--out", str(out), "--set", "methods=simclr,mae"])
     assert [p.name for p in out.iterdir()] == ["mae_seed0"]
+
+
+def test_quick_without_out_replaces_its_default_folder_and_out_still_refuses(tmp_path, monkeypatch):
+    """The documented smoke command (`--quick`, no --out) can run twice in a row: the second run replaces the
+    default quick folder (it was refused: the first run's checkpoints were there); an explicit --out holding
+    checkpoints is still refused, and --resume keeps the default folder's run."""
+    bench = _bench()
+    monkeypatch.setattr(bench, "REPO", tmp_path)  # default folder: tmp_path/runs/medmnist_pneumonia_quick
+    smoke = ["--dataset", "pneumonia", "--quick", "--seeds", "0", "--n-boot", "5", "--data-root", str(_data_root()),
+             "--set", "fractions=1.0", "ssl_finetune=false", "scratch=false"]
+    default = tmp_path / "runs" / "medmnist_pneumonia_quick"
+    bench.main(smoke)
+    (default / "mae_seed0").mkdir()  # a folder the second run does not write: an earlier run's, it goes too
+    log = (default / "simclr_seed0" / "metrics.jsonl").read_text()
+    again = bench.main(smoke)
+    assert sorted(p.name for p in default.iterdir()) == ["medmnist_pneumonia.png", "result.json", "simclr_seed0"]
+    assert "resumed_at_step" not in again["per_seed"][0]["ssl_pretrain"]  # a fresh run, not the first one's weights
+    assert (default / "simclr_seed0" / "metrics.jsonl").read_text().count("\n") == log.count("\n")
+    resumed = bench.main([*smoke, "--resume"])
+    assert resumed["per_seed"][0]["ssl_pretrain"]["resumed_at_step"] == again["per_seed"][0]["ssl_pretrain"]["steps"]
+    with pytest.raises(SystemExit, match="simclr_seed0 \\(latest step-.*pass --resume"):
+        bench.main([*smoke, "--out", str(default)])
