@@ -67,12 +67,16 @@ def collect(runs: list[str | Path], encoders: tuple[str, ...] = ("pretrained",))
             labels[label] = path
     for label, path in labels.items():
         results = read_metrics(path)
+        # OpenBHB scores depend on which sites were held out (--external-sites): name them, so that scores of
+        # other external sites get their own rows instead of sharing a row and a bar panel
+        external = next(iter(results.get("openbhb", {}).values()), {}).get("external_site_names")
+        where = f" [external: {', '.join(map(str, external))}]" if external else ""
         for e in summary_entries(results, full=True):
             baseline = e["encoder"].startswith("predict")
             if e["encoder"] not in encoders and not baseline:
                 continue
             col = label if len(encoders) == 1 or baseline else f"{label} [{e['encoder']}]"
-            metric = f"{e['metric']}, baseline: {e['encoder']}" if baseline else e["metric"]
+            metric = (f"{e['metric']}, baseline: {e['encoder']}" if baseline else e["metric"]) + where
             if col not in columns:
                 columns.append(col)
             table.setdefault(metric, {})[col] = e

@@ -358,3 +358,17 @@ def test_figures_of_an_earlier_evaluation_that_this_one_does_not_draw_are_remove
     assert drawn == {"age_pred_vs_true.png"} and "![age](age_pred_vs_true.png)" in report
     assert all(f"({name})" in report for name in drawn) and not any(f"({n})" in report for n in figures - drawn)
     assert (tmp_path / "my_notes.png").read_bytes() == b"the user's own"
+
+
+def test_compare_keeps_openbhb_scores_of_different_external_sites_apart(tmp_path):
+    """`evaluate A --protocol openbhb --external-sites site-C site-D` and `evaluate B --protocol openbhb` (external
+    site-D): compare put both L_c and external MAEs in one row and one bar panel, as if scored on the same sites."""
+    for name, external in (("a", ["C", "D"]), ("b", ["D"]), ("c", ["D"])):
+        r = _results(5.0, with_openbhb=True)
+        del r["probes"], r["baselines"]
+        r["openbhb"]["pretrained"] |= {"ext_mae_age": 9.0, "challenge_metric": 8.0, "external_site_names": external}
+        (tmp_path / name).mkdir()
+        write_report(tmp_path / name, r)
+    _, table = collect([tmp_path / n for n in ("a", "b", "c")])
+    rows = {m: sorted(per) for m, per in table.items() if m.startswith("external age MAE")}
+    assert rows == {"external age MAE (years) ↓ [external: C, D]": ["a"], "external age MAE (years) ↓ [external: D]": ["b", "c"]}
