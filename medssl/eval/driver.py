@@ -34,10 +34,11 @@ from medssl.eval.finetune import FinetuneOptions, finetune_and_score
 from medssl.eval.probes import mean_predictor_mae
 
 NOTES = {
-    "probes": "Probes: standardisation + ridge (age; α by leave-one-subject-out CV) or logistic regression (site, sex, "
-              "label; C by subject-grouped stratified 5-fold CV, balanced accuracy), fitted on the training subjects only "
-              "and scored once on the held-out subjects. Brain-age gap: linear bias correction fitted on out-of-fold "
-              "predictions of the training subjects.",
+    "probes": "Probes: standardisation + ridge (age; α by leave-one-subject-out CV, or by subject-grouped 5-fold CV when "
+              "subjects have several scans) or logistic regression (site, sex, label; C by subject-grouped stratified "
+              "5-fold CV, fewer when a class has fewer training subjects, balanced accuracy), fitted on the training "
+              "subjects only and scored once on the held-out subjects (the folds each probe used: the probe settings table). "
+              "Brain-age gap: linear bias correction fitted on out-of-fold predictions of the training subjects.",
     "knn": "kNN probe: standardised, L2-normalised embeddings; k chosen by subject-grouped CV on the training subjects.",
     "mlp": "MLP probe: one hidden layer (256 ReLU units), Adam (300 epochs) on standardised embeddings; L2 penalty by "
            "grouped CV.",

@@ -372,3 +372,19 @@ def test_compare_keeps_openbhb_scores_of_different_external_sites_apart(tmp_path
     _, table = collect([tmp_path / n for n in ("a", "b", "c")])
     rows = {m: sorted(per) for m, per in table.items() if m.startswith("external age MAE")}
     assert rows == {"external age MAE (years) ↓ [external: C, D]": ["a"], "external age MAE (years) ↓ [external: D]": ["b", "c"]}
+
+
+def test_probe_note_does_not_claim_leave_one_subject_out_when_subjects_have_several_scans():
+    """Two radiographs per patient: the report's note said "α by leave-one-subject-out CV" while its settings
+    table said "cross-validation on train (5 folds)" (and 4 folds for a label with 4 subjects in a class)."""
+    from medssl.eval.driver import EvalOptions, run_protocol
+
+    rng = np.random.default_rng(2)
+    feats = {"features": rng.normal(size=(40, 4)).astype(np.float32), "age": rng.uniform(20, 80, 40),
+             "subject": np.array([f"p{i // 2}" for i in range(40)])}
+    res = run_protocol(EvalOptions(protocol="linear", n_boot=0, map_method="none"), {"e": feats},
+                       np.arange(40) % 8 >= 2, {}, 0, ["age"])
+    assert res["probes"]["e"]["age"]["selection"] == "cross-validation on train (5 folds)"
+    note = next(n for n in res["notes"] if n.startswith("Probes:"))
+    assert "subject-grouped 5-fold CV when subjects have several scans" in note
+    assert "fewer when a class has fewer training subjects" in note
