@@ -98,7 +98,8 @@ def plot_compare(runs: list[str | Path], path: str | Path, encoders: tuple[str, 
                  per_row: int = 4) -> Path | None:
     """One bar chart per metric shared by at least two columns, ``per_row`` panels a row (every such metric;
     error bars: the 95 % CI, or ± SD over seeds for few-label points). Each column (run) has one colour in
-    every panel, named in a legend above the panels. Returns the file written (``path``,
+    every panel, named in a legend above the panels (with random-init twins: one hue per run/protocol, the twin
+    in its light shade). Returns the file written (``path``,
     ``.png`` added when it has no suffix), or None when no metric is shared."""
     import math
     import textwrap
@@ -120,8 +121,14 @@ def plot_compare(runs: list[str | Path], path: str | Path, encoders: tuple[str, 
     chars = max(12, int(width / 0.075))  # characters a title line holds at 8 pt (~0.07 in each)
     # one colour per column over the whole figure (a run keeps its colour in panels where another lacks the metric)
     drawn = [c for c in columns if any(c in per and per[c]["value"] is not None for _, per in shared)]
-    cmap = plt.get_cmap("tab10" if len(drawn) <= 10 else "tab20")  # colours repeat beyond 20 columns
-    colour = {c: cmap(i % cmap.N) for i, c in enumerate(drawn)}
+    if len(encoders) == 1:
+        cmap = plt.get_cmap("tab10" if len(drawn) <= 10 else "tab20")  # colours repeat beyond 20 columns
+        colour = {c: cmap(i % cmap.N) for i, c in enumerate(drawn)}
+    else:  # a hue per run/protocol (its baseline too: never in the same panel), the random-init twin its light shade
+        split = {c: c[:-1].rsplit(" [", 1) if c.endswith("]") and " [" in c else (c, encoders[0]) for c in drawn}
+        groups = list(dict.fromkeys(g for g, _ in split.values()))  # hues repeat beyond 10 runs/protocols
+        colour = {c: plt.get_cmap("tab20")(2 * (groups.index(g) % 10) + min(1, encoders.index(e) if e in encoders else 0))
+                  for c, (g, e) in split.items()}
     per_line = max(1, min(len(drawn), int(width * ncols / (0.5 + 0.065 * max(map(len, drawn))))))
     legend_h = 0.1 + 0.2 * math.ceil(len(drawn) / per_line)  # inches above the panels (7 pt entries)
     fig_h = 3.6 * nrows + legend_h

@@ -153,3 +153,30 @@ def test_embedding_map_without_any_metadata_has_no_colour_bar(tmp_path, monkeypa
     assert [ax.get_title() for ax in fig.axes] == ["pretrained", "random init"]  # two panels, no colour bar axes
     assert [len(ax.collections[0].get_offsets()) for ax in fig.axes] == [8, 8]
     assert "![maps](embedding_map.png)" in (tmp_path / "report.md").read_text()
+
+
+def test_compare_plot_with_random_init_pairs_shades_only_within_a_run(tmp_path, monkeypatch):
+    """4 runs with --random-init (12 columns, tab20): colours were dealt in column order, so the light shade
+    paired with run a's baseline column was run b's pretrained column. A random-init twin now takes the light
+    shade of its own run's hue, and columns of different runs never share a hue."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    names = ("a", "b", "c", "d")
+    for name in names:
+        r = _results(5.0)
+        r["probes"]["random init"] = {"age": dict(r["probes"]["pretrained"]["age"], mae=7.0)}
+        r["baselines"] = {"mean_predictor_mae": 12.0}
+        (tmp_path / name).mkdir()
+        write_report(tmp_path / name, r)
+    saved = _capture_figures(monkeypatch)
+    plot_compare([tmp_path / n for n in names], tmp_path / "cmp.png", ("pretrained", "random init"))
+    legend = saved[0].legends[0]
+    named = {t.get_text(): to_hex(h.get_facecolor()) for t, h in zip(legend.get_texts(), legend.legend_handles)}
+    assert len(named) == 12
+    palette = [to_hex(c) for c in colormaps["tab20"].colors]
+    hue = {col: palette.index(c) // 2 for col, c in named.items()}
+    for n in names:
+        assert palette.index(named[f"{n} [random init]"]) == palette.index(named[f"{n} [pretrained]"]) + 1
+        assert hue[n] == hue[f"{n} [pretrained]"] == hue[f"{n} [random init]"]
+    assert len({hue[n] for n in names}) == 4
