@@ -357,7 +357,10 @@ def evaluate(run_dir: str | Path, progress: bool = True, protocol: str = "defaul
     targets = list(opts.targets or cfg.eval.targets)
     if protocol in ("finetune", "fewshot") and not opts.targets:  # downstream tasks: age and diagnosis, not site
         targets = [t for t in targets if t != "site"] + (["label"] if "label" not in targets and vocab["label"] else [])
-    results = run_protocol(opts, feats, train_mask, vocab, seed, targets, encoders, {"all": ds}, str(dev), val_mask)
+    manifest = run_dir / "manifest.tsv"  # the run's pretraining split, also when evaluated on other data
+    seen = sorted({r.site for r in read_manifest(manifest) if r.split == "train"}) if kind == "run" and \
+        manifest.is_file() else None
+    results = run_protocol(opts, feats, train_mask, vocab, seed, targets, encoders, {"all": ds}, str(dev), val_mask, seen)
     results["info"] = {"protocol": protocol, "source": f"{kind} {run_dir}", "method": cfg.method.name if kind == "run"
                        else "(export)", "encoder": cfg.encoder.name, "data card": prepared.card_name,
                        "train subjects": len(set(prepared.records[i].subject for i in prepared.train)),

@@ -117,7 +117,7 @@ def _without(feats: dict[str, dict], drop: np.ndarray) -> dict[str, dict]:
 
 def run_protocol(opts: EvalOptions, feats: dict[str, dict], train_mask: np.ndarray, vocab: dict, seed: int,
                  targets: list[str], encoders=None, datasets: dict | None = None, device: str = "cpu",
-                 val_mask: np.ndarray | None = None) -> dict:
+                 val_mask: np.ndarray | None = None, pretrain_sites: list[str] | None = None) -> dict:
     """The results of ``opts.protocol`` for every encoder.
 
     Args:
@@ -134,6 +134,8 @@ def run_protocol(opts: EvalOptions, feats: dict[str, dict], train_mask: np.ndarr
         val_mask: (N,) True for rows of an official validation split (None / all False: none).
             The probes choose their hyper-parameter on them, fine-tuning early-stops on them;
             site / openbhb leave them out.
+        pretrain_sites: names of the sites in the encoder's pretraining split (``openbhb``: is an external
+            site among them?); None: the training rows of ``feats``, the run's own split.
 
     Returns:
         The results dict for :func:`medssl.eval.report.write_report` (minus ``info``), with
@@ -166,7 +168,9 @@ def run_protocol(opts: EvalOptions, feats: dict[str, dict], train_mask: np.ndarr
         results["openbhb"] = {n: PR.openbhb_protocol(f, train_mask, ext, opts.n_boot, seed) for n, f in feats.items()}
         for o in results["openbhb"].values():
             o["external_site_names"] = [vocab["site"][c] for c in o["external_sites"]] if vocab.get("site") else []
-        seen = bool(np.any(train_mask & np.isin(first["site"], next(iter(results["openbhb"].values()))["external_sites"])))
+        o = next(iter(results["openbhb"].values()))
+        seen = bool(np.any(train_mask & np.isin(first["site"], o["external_sites"]))) if pretrain_sites is None \
+            else bool(set(o["external_site_names"]) & set(pretrain_sites))
         if seen:
             results["notes"].append("The encoder's pretraining split contained scans of the external site(s) (without "
                                     "labels); in the OpenBHB challenge those sites are unseen at every stage.")
@@ -276,7 +280,7 @@ def _target_rows(feats: dict, target: str, train_mask: np.ndarray, val_mask: np.
 
 def _finetune_targets(opts: EvalOptions, encoder, feats: dict, train_mask: np.ndarray, targets: list[str],
                       dataset: Dataset, seed: int, device: str, label_names: list[str] | None = None,
-                      val_mask: np.ndarray | None = None) -> dict:
+                      val_mask: np.ndarray | None = None, pretrain_sites: list[str] | None = None) -> dict:
     """Fine-tune one copy of ``encoder`` per target (age → regression, label → classes / findings)."""
     out = {}
     for target in targets:

@@ -219,3 +219,27 @@ def test_another_root_never_rebuilds_the_runs_prepared_cache(run, tmp_path):
                  options=EvalOptions(n_boot=0, random_init=False, map_method="none"))
         assert digest() == before, protocol
         assert (copy / f"eval-{protocol}" / "cache" / "images.npy").is_file()
+
+
+def test_openbhb_on_another_card_warns_only_when_pretraining_saw_the_external_site(run, tmp_path):
+    """The faithful OpenBHB setting of docs/evaluation.md: pretrain on a card without the external site, evaluate
+    with --data on the card that has it. The note "pretraining split contained scans of the external site(s)" was
+    decided from the evaluated card's own split, so it was stated for that run too."""
+    from medssl.api import REPO_ROOT, evaluate, pretrain
+    from medssl.config import load_config
+    from medssl.eval.driver import EvalOptions
+
+    run_dir, cohort = run
+    card = tmp_path / "no_c.yaml"
+    card.write_text((REPO_ROOT / "data_cards" / "synthetic.yaml").read_text().replace("name: synthetic", "name: no_c")
+                    + "select: {site: [site-A, site-B]}\n")
+    cfg = load_config(REPO_ROOT / "configs" / "pretrain" / "simclr.yaml",
+                      [f"data.card={card}", f"data.root={cohort}", f"output_dir={tmp_path / 'no_c_run'}", *TINY])
+    unseen = pretrain(cfg, progress=False)
+    warning = "pretraining split contained scans of the external site(s)"
+    opts = EvalOptions(n_boot=0, random_init=False, map_method="none")
+    for source, warned in ((unseen, False), (run_dir, True)):
+        res = evaluate(source, progress=False, protocol="openbhb", data="synthetic", root=str(cohort), options=opts,
+                       out=tmp_path / f"eval-{source.name}")
+        assert res["openbhb"]["pretrained"]["external_site_names"] == ["site-C"]
+        assert any(warning in n for n in res["notes"]) == warned, (source, res["notes"])
