@@ -330,7 +330,7 @@ def evaluate(run_dir: str | Path, progress: bool = True, protocol: str = "defaul
     dev = resolve_device(device, "--device") if device else \
         resolve_device(cfg.train.device, "the run's train.device", "--device cpu (or auto) for this evaluation")
     seed = cfg.seed if opts.seed is None else opts.seed
-    keep = run_splits(run_dir) if kind == "run" and not data else None  # the run's own data: its split
+    keep = run_splits(run_dir) if kind == "run" else None  # subjects the run knows keep its split (also with --data)
     prepared = prepare_data(cfg, prep_dir, progress=False, keep_splits=keep)
     idx = prepared.train + prepared.test + prepared.val  # no val rows: the rows (and feature cache) as before
     ds = CachedScans(prepared.images, prepared.records, idx, prepared.coder)

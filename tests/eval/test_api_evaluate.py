@@ -243,3 +243,30 @@ def test_openbhb_on_another_card_warns_only_when_pretraining_saw_the_external_si
                        out=tmp_path / f"eval-{source.name}")
         assert res["openbhb"]["pretrained"]["external_site_names"] == ["site-C"]
         assert any(warning in n for n in res["notes"]) == warned, (source, res["notes"])
+
+
+def test_evaluating_a_run_on_another_card_keeps_the_runs_split_for_its_subjects(run, tmp_path):
+    """`evaluate RUN --data CARD` drew a fresh split of the card: a subject the encoder pretrained on (the run's
+    training split) could land in the evaluation's test split (the pretraining saw its scans). Subjects the run
+    knows keep its split; the card's other subjects are split as before."""
+    from medssl.api import REPO_ROOT, evaluate, pretrain
+    from medssl.config import load_config
+    from medssl.data.manifest import read_manifest
+    from medssl.eval.driver import EvalOptions
+
+    _, cohort = run
+    card = tmp_path / "no_a.yaml"
+    card.write_text((REPO_ROOT / "data_cards" / "synthetic.yaml").read_text().replace("name: synthetic", "name: no_a")
+                    + "select: {site: [site-B, site-C]}\n")  # site-A, new to the evaluation, is drawn first
+    cfg = load_config(REPO_ROOT / "configs" / "pretrain" / "simclr.yaml",
+                      [f"data.card={card}", f"data.root={cohort}", f"output_dir={tmp_path / 'no_a_run'}", "seed=5",
+                       *TINY])
+    unseen = pretrain(cfg, progress=False)
+    out = tmp_path / "eval-full"
+    evaluate(unseen, progress=False, protocol="default", data="synthetic", root=str(cohort), out=out,
+             options=EvalOptions(n_boot=0, random_init=False, map_method="none"))
+    pretrained = {r.subject: r.split for r in read_manifest(unseen / "manifest.tsv")}
+    evaluated = {r.subject: r.split for r in read_manifest(out / "manifest.tsv")}
+    assert set(pretrained) < set(evaluated)  # site-A subjects are new to the evaluation
+    assert {s: evaluated[s] for s in pretrained} == pretrained
+    assert {evaluated[s] for s in set(evaluated) - set(pretrained)} == {"train", "test"}
