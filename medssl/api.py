@@ -152,7 +152,7 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> Path:
     Under ``torchrun`` every process calls this; rank 0 prepares the data cache and writes
     files while the others wait, then all train together (DDP).
     """
-    from medssl.train.distributed import barrier, init_distributed
+    from medssl.train.distributed import barrier, init_distributed, shutdown_distributed
 
     dist_info, device = init_distributed(resolve_device(cfg.train.device))
     if cfg.train.batch_size % dist_info.world_size:  # the global batch is split evenly (distributed.shard)
@@ -195,7 +195,7 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> Path:
     summary = trainer.fit()
     if dist_info.is_main:
         atomic_write(run_dir / "train_summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))
-    barrier(dist_info)
+    shutdown_distributed(dist_info)
     return run_dir
 
 

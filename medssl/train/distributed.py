@@ -69,6 +69,15 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
+def shutdown_distributed(info: DistInfo) -> None:
+    """Wait for every rank, then leave the process group. A gloo group left to the interpreter's exit can abort
+    the process ("terminate called without an active exception", exit -6) after a finished run, which torchrun
+    then reports as a failure."""
+    if info.enabled and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
     """Whether ``flag`` holds on any rank, the same answer on every rank (one MAX all-reduce of a flag under DDP),
     so that all ranks stop together instead of one leaving the others waiting in the next collective."""

@@ -23,7 +23,7 @@ from torch import nn
 
 from medssl.losses import YAwareLoss
 from medssl.methods import ContrastiveMethod
-from medssl.train.distributed import init_distributed
+from medssl.train.distributed import init_distributed, shutdown_distributed
 from medssl.train.trainer import Trainer, TrainerOptions
 from medssl.transforms.views import build_view_pipeline
 
@@ -114,6 +114,7 @@ def main() -> None:
     if a.params and t.dist.is_main:
         torch.save({k: v.detach().clone() for k, v in t.method.state_dict().items()}, a.params)
     print("summary", summary, flush=True)
+    shutdown_distributed(t.dist)  # as medssl.api.pretrain ends
 
 
 if __name__ == "__main__":
