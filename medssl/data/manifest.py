@@ -150,9 +150,8 @@ class _Roles:
         self.regex = re.compile(card.path_regex) if card.path_regex else None
         self.split_lists = SplitLists(card.split_files, root)
 
-    def __call__(self, values: dict, path: Path, where: str) -> dict | str:
-        """Completed role values, or the reason why they cannot be (the path does not match
-        path_regex; a split list id matches two subjects); ``where`` names the row or file."""
+    def __call__(self, values: dict, path: Path) -> dict | str:
+        """Completed role values, or the reason why the path does not match path_regex."""
         rel = path.relative_to(self.root).as_posix() if self.root in path.parents else str(path)
         out = dict(values)
         if self.regex is not None:
@@ -163,9 +162,7 @@ class _Roles:
                 if v is not None and not (out.get(role) or "").strip():
                     out[role] = v
         if self.split_lists and not (out.get("split") or "").strip():
-            out["split"], problem = self.split_lists.lookup(rel, (out.get("subject") or "").strip(), where)
-            if problem:
-                return problem
+            out["split"] = self.split_lists.lookup(rel, (out.get("subject") or "").strip())
         return out
 
     def unused(self) -> list[Problem]:
@@ -219,7 +216,7 @@ def _scan_table(card: DataCard, root: Path, problems: list[Problem]) -> tuple[li
             problems.append(Problem(row.where, f"path {rels[0]!r} escapes the data root {root}; paths must stay inside it"))
             continue
         path = next((p for p in paths if p.exists()), paths[0])
-        values = roles(values, path, row.where)
+        values = roles(values, path)
         if isinstance(values, str):
             problems.append(Problem(row.where, values, str(path)))
             continue
@@ -263,7 +260,7 @@ def _scan_files(card: DataCard, root: Path, problems: list[Problem]) -> tuple[li
         if path is None:
             problems.append(Problem(rel, f"escapes the data root {root}", str(f)))
             continue
-        values = roles({}, path, rel)
+        values = roles({}, path)
         if isinstance(values, str):
             problems.append(Problem(rel, values, str(path)))
             continue

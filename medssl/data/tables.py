@@ -265,7 +265,8 @@ class SplitLists:
     """The card's official split lists (``split_files``), looked up scan by scan.
 
     An entry names a scan by root-relative path or file name, or else by its subject id,
-    compared as the joins compare keys (:func:`id_key`: "2" lists subject "002").
+    compared as the joins compare keys (:func:`id_key`: "2" lists subject "002"; two subjects
+    of one id written two ways are a problem of the manifest, ``_one_id_two_ways``).
     """
 
     def __init__(self, split_files: dict, root: Path) -> None:
@@ -274,30 +275,20 @@ class SplitLists:
         self.entry_of_id: dict[str, str] = {}  # id_key → the entry with that id
         for entry in self.split_of:
             self.entry_of_id.setdefault(id_key(entry), entry)
-        self.by_id: dict[str, tuple[str, str]] = {}  # id_key → (subject, where) that took its split by that id
         self.asked = self.found = 0  # scans looked up; found in a list
 
     def __bool__(self) -> bool:
         return bool(self.split_of)
 
-    def lookup(self, rel: str, subject: str, where: str) -> tuple[str, str]:
-        """``(official split value or "", problem or "")`` of the scan at root-relative ``rel``.
-
-        The problem: the scan is listed only by an id that another subject of the table has too
-        ("02" and "2"), naming both subjects and ``where`` (the row or file) each was found.
-        """
+    def lookup(self, rel: str, subject: str) -> str:
+        """The official split value of the scan at root-relative ``rel`` of ``subject``, or ""."""
         self.asked += 1
         split = self.split_of.get(rel, self.split_of.get(rel.rsplit("/", 1)[-1]))
         entry = self.entry_of_id.get(id_key(subject)) if split is None and subject.strip() else None
         if entry is not None:
             split = self.split_of[entry]
-            other, other_where = self.by_id.setdefault(id_key(subject), (subject, where))
-            if other != subject:
-                return "", (f"split list {self.files[split]}: its id {entry!r} matches subjects {subject!r} (here) and "
-                            f"{other!r} ({other_where}), as numeric ids match without leading zeros; give the two "
-                            "subjects distinct ids, or list file names in the split list")
         self.found += split is not None
-        return split or "", ""
+        return split or ""
 
     def unused(self) -> list[tuple[str, str]]:
         """``[(the lists, reason)]`` when scans were looked up and none was found in a list."""
