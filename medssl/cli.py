@@ -38,7 +38,7 @@ def _cmd_pretrain(a: argparse.Namespace) -> int | None:
     from medssl.config import load_config
     from medssl.config_checks import refuse_other_run_folder
     from medssl.eval.report import format_table
-    from medssl.train.checkpoint import list_checkpoints, stopped_early
+    from medssl.train.checkpoint import resume_path, stopped_early
 
     config, overrides = a.config, list(a.overrides)
     if config is not None and "=" in config and not Path(config).is_file():
@@ -48,7 +48,7 @@ def _cmd_pretrain(a: argparse.Namespace) -> int | None:
     try:
         run_dir = pretrain(cfg)
     except KeyboardInterrupt:  # Ctrl-C stops at once (SIGTERM is the signal that checkpoints the current step)
-        latest = (list_checkpoints(Path(cfg.output_dir) / "checkpoints") or [None])[-1]
+        latest = resume_path("auto", Path(cfg.output_dir) / "checkpoints")  # what --resume auto would continue from
         print(f"interrupted; the latest checkpoint is {latest}: continue with --resume auto (the steps after it are "
               "trained again)" if latest else "interrupted before the first checkpoint: run the same command again",
               file=sys.stderr)

@@ -280,7 +280,7 @@ def _target_rows(feats: dict, target: str, train_mask: np.ndarray, val_mask: np.
 
 def _finetune_targets(opts: EvalOptions, encoder, feats: dict, train_mask: np.ndarray, targets: list[str],
                       dataset: Dataset, seed: int, device: str, label_names: list[str] | None = None,
-                      val_mask: np.ndarray | None = None, pretrain_sites: list[str] | None = None) -> dict:
+                      val_mask: np.ndarray | None = None) -> dict:
     """Fine-tune one copy of ``encoder`` per target (age → regression, label → classes / findings)."""
     out = {}
     for target in targets:

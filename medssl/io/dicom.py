@@ -194,8 +194,9 @@ def _window_header(ds: pydicom.Dataset, center: float, width: float, function: s
     for kw in ("PhotometricInterpretation", "BitsStored", "PixelRepresentation", "ModalityLUTSequence"):
         if kw in ds:
             setattr(out, kw, ds[kw].value)
-    if rescale(ds) is not None:
-        out.RescaleSlope, out.RescaleIntercept = rescale(ds)
+    pair = rescale(ds)
+    if pair is not None:
+        out.RescaleSlope, out.RescaleIntercept = pair
     out.WindowCenter, out.WindowWidth = center, width
     if function:
         out.VOILUTFunction = function

@@ -271,8 +271,8 @@ def _read_series(folder: Path, series_uid: str | None, spacing_rtol: float, recu
             volume[:, :, k] = modality_values(pixels, ds).T
     check_array(folder, volume)
     affine = _affine(ds0, p0, _position(ds0, p0), step)
-    meta = safe_meta(first, shape=volume.shape, window="none", spacing_source=spacing_2d(ds0, p0)[1], n_ignored_files=len(ignored),
-                     ignored_files=ignored,
+    meta = safe_meta(first, shape=volume.shape, window="none", spacing_source=spacing_2d(ds0, p0)[1],
+                     n_ignored_files=len(ignored), ignored_files=ignored,
                      rescaled=rescale(first) is not None or "ModalityLUTSequence" in first)
     vol = Volume(volume[None], affine, meta)
     vol.meta["spacing"] = vol.spacing
