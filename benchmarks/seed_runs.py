@@ -154,10 +154,8 @@ def fit_resumable(trainer, resume: bool = False, finished_only: bool = False) ->
     (an interrupted run, or a budget that is not the run's) is refused before any step is trained.
     """
     path = resume_path("auto", trainer.ckpt_dir) if resume else None
-    if not resume and list_checkpoints(trainer.ckpt_dir):  # a fresh run would keep the old run's later checkpoint
-        raise SystemExit(f"{trainer.run_dir} already holds checkpoints of an earlier run (latest "
-                         f"{list_checkpoints(trainer.ckpt_dir)[-1].name}); pass --resume to reuse or continue it (its "
-                         f"settings are checked), or give another --out (or delete that folder); nothing was trained")
+    if not resume:  # a fresh run would keep the old run's later checkpoint
+        refuse_earlier_runs([trainer.run_dir])
     if path is not None:
         state = load_checkpoint(path)
         try:
