@@ -179,6 +179,33 @@ def modality_range(ds: pydicom.Dataset) -> tuple[float, float]:
     return (min(lo, hi), max(lo, hi))
 
 
+def padding_mask(pixels: np.ndarray, ds: pydicom.Dataset) -> np.ndarray | None:
+    """Stored pixels that are padding (PS3.3 C.7.5.1.1.2), bool, shape of ``pixels``: equal to
+    PixelPaddingValue, or between it and PixelPaddingRangeLimit (inclusive). ``None`` without one."""
+    if ds.get("PixelPaddingValue") in (None, ""):
+        return None
+    ends = [int(ds.PixelPaddingValue), int(ds.get("PixelPaddingRangeLimit", ds.PixelPaddingValue))]
+    bits = int(ds.get("BitsAllocated", 16))
+    if int(ds.get("PixelRepresentation", 0)) == 1:  # a signed value written as US (e.g. 63536 for -2000)
+        ends = [v - 2**bits if v >= 2 ** (bits - 1) else v for v in ends]
+    lo, hi = min(ends), max(ends)
+    return (pixels >= lo) & (pixels <= hi)
+
+
+def fill_padding(values: np.ndarray, mask: np.ndarray, path: str | Path) -> int:
+    """Set the padding pixels of ``values`` (modality values, any shape; changed in place) to the nearest end
+    of the other pixels' range (C.7.5.1.1.2: padding lies outside it), e.g. CT padding of -3024 HU to the
+    image's minimum (air). Returns the number of padding pixels; all padding is a :class:`BadFileError`."""
+    n = int(mask.sum())
+    if n == mask.size:
+        raise BadFileError(path, "every pixel equals the PixelPaddingValue (or lies in its range): the image holds "
+                                 "no data; exclude it or fix the header")
+    if n:
+        real = values[~mask]
+        values[mask] = np.clip(values[mask], real.min(), real.max())
+    return n
+
+
 def _lut_range(item: pydicom.Dataset) -> tuple[float, float]:
     data = item.LUTData
     if isinstance(data, bytes):
@@ -282,8 +309,8 @@ def safe_meta(ds: pydicom.Dataset, **extra) -> dict:
 def read_dicom(path: str | Path, *, voi="auto", color: str = "luminance", spatial_dims: int = 2) -> Volume:
     """Read one single-frame DICOM image (radiograph or one slice).
 
-    Pipeline for grayscale images: Modality LUT (Rescale Slope/Intercept, e.g. → HU), then
-    the VOI step chosen by ``voi``, then MONOCHROME1 inversion so that high = bright (not
+    Pipeline for grayscale images: Modality LUT (Rescale Slope/Intercept, e.g. → HU), pixel
+    padding to the image's range (:func:`fill_padding`), then the VOI step chosen by ``voi``, then MONOCHROME1 inversion so that high = bright (not
     for ``"none"`` on CT/MR/PT/…: their modality values stay quantitative, as in
     :func:`~medssl.io.dicom_series.read_dicom_series`).
 
@@ -339,6 +366,9 @@ def _read_dicom(path: Path, ds: pydicom.Dataset, voi, color: str, spatial_dims: 
         meta.update(color=color, window="none" if voi == "none" else "full_range")
     else:
         values = modality_values(pixels, ds)
+        mask = padding_mask(pixels, ds)
+        if mask is not None:
+            meta["padding_pixels"] = fill_padding(values, mask, path)
         mode = voi if voi != "auto" else ("file" if ds.get("Modality") in RADIOGRAPHIC_MODALITIES else "none")
         if mode == "none":
             image, meta["window"] = values, "none"

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from medssl.io.dicom import (cs, decode_pixels, guarded, hash_uid, modality_values, positive_spacing, read_header,
-                             rescale, safe_meta, spacing_2d)
+from medssl.io.dicom import (cs, decode_pixels, fill_padding, guarded, hash_uid, modality_values, padding_mask,
+                             positive_spacing, read_header, rescale, safe_meta, spacing_2d)
 from medssl.io.errors import BadFileError, check_array
 from medssl.io.volume import Volume
 
@@ -236,7 +236,8 @@ def read_dicom_series(folder: str | Path, *, series_uid: str | None = None, spac
 
     Returns:
         Volume with array ``(1, cols, rows, n_slices)`` float32 in modality units (Rescale
-        Slope/Intercept applied: Hounsfield units for CT); affine voxel → RAS mm built from
+        Slope/Intercept applied: Hounsfield units for CT; PixelPaddingValue pixels set to the nearest
+        end of the volume's other values, :func:`~medssl.io.dicom.fill_padding`); affine voxel → RAS mm built from
         ImageOrientationPatient, PixelSpacing (else ImagerPixelSpacing, as in
         :func:`~medssl.io.dicom.read_dicom`) and the first/last ImagePositionPatient (so
         gantry tilt appears as shear), converted from DICOM LPS.
@@ -261,6 +262,7 @@ def _read_series(folder: Path, series_uid: str | None, spacing_rtol: float, recu
     p0, ds0 = group[0]
     first = read_header(p0)
     volume = np.empty((int(ds0.Columns), int(ds0.Rows), len(group)), dtype=np.float32)
+    padding = None  # (cols, rows, n) bool once a slice declares a PixelPaddingValue
     for k, (p, _) in enumerate(group):
         with guarded(p, [first]):
             ds = first if k == 0 else read_header(p)
@@ -269,11 +271,16 @@ def _read_series(folder: Path, series_uid: str | None, spacing_rtol: float, recu
                 raise BadFileError(p, f"expected one grayscale {ds0.Rows}x{ds0.Columns} slice, "
                                       f"got pixels of shape {pixels.shape}")
             volume[:, :, k] = modality_values(pixels, ds).T
+            mask = padding_mask(pixels, ds)
+            if mask is not None:
+                padding = np.zeros(volume.shape, bool) if padding is None else padding
+                padding[:, :, k] = mask.T
+    extra = {} if padding is None else {"padding_pixels": fill_padding(volume, padding, folder)}  # one range per volume
     check_array(folder, volume)
     affine = _affine(ds0, p0, _position(ds0, p0), step)
     meta = safe_meta(first, shape=volume.shape, window="none", spacing_source=spacing_2d(ds0, p0)[1],
                      n_ignored_files=len(ignored), ignored_files=ignored,
-                     rescaled=rescale(first) is not None or "ModalityLUTSequence" in first)
+                     rescaled=rescale(first) is not None or "ModalityLUTSequence" in first, **extra)
     vol = Volume(volume[None], affine, meta)
     vol.meta["spacing"] = vol.spacing
     return vol

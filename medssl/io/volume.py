@@ -18,7 +18,7 @@ SAFE_METADATA_KEYS = frozenset(
      "body_part", "rescaled", "window",
      # added with the DICOM / ITK / PNG / MedMNIST readers (see docs/io.md):
      "spacing_source", "inverted", "transfer_syntax", "patient_orientation", "color",
-     "n_ignored_files", "ignored_files", "split", "index", "label"}
+     "n_ignored_files", "ignored_files", "split", "index", "label", "padding_pixels"}
 )
 
 
