@@ -44,16 +44,23 @@ def _direction_cosines(ds: pydicom.Dataset, path: Path) -> tuple[np.ndarray, np.
         raise BadFileError(path, "ImageOrientationPatient is missing or malformed; the slice has no "
                                  "patient geometry (read it as a 2D image with read_dicom)") from None
     row, col = iop[:3], iop[3:]
-    if iop.size != 6 or min(np.linalg.norm(row), np.linalg.norm(col)) < 0.5:
-        raise BadFileError(path, f"ImageOrientationPatient {iop.round(4).tolist()} is not two unit vectors")
+    # unit within 1%, perpendicular within 0.6°: parallel or zero cosines gave a singular or sheared affine
+    if (iop.size != 6 or not np.isfinite(iop).all() or max(abs(np.linalg.norm(row) - 1), abs(np.linalg.norm(col) - 1)) > 0.01
+            or abs(row @ col) > 0.01):
+        raise BadFileError(path, f"ImageOrientationPatient {iop.round(4).tolist()} is not two perpendicular unit "
+                                 "vectors (row, column cosines): the slice has no valid patient geometry; fix the "
+                                 "header, or read the file as a 2D image (read_dicom, spatial_dims=2)")
     return row / np.linalg.norm(row), col / np.linalg.norm(col)
 
 
 def _position(ds: pydicom.Dataset, path: Path) -> np.ndarray:
     try:
-        return np.asarray([float(v) for v in ds.ImagePositionPatient], dtype=np.float64)
+        pos = np.asarray([float(v) for v in ds.ImagePositionPatient], dtype=np.float64)
     except (AttributeError, TypeError, ValueError):
         raise BadFileError(path, "ImagePositionPatient is missing or malformed") from None
+    if pos.size != 3 or not np.isfinite(pos).all():
+        raise BadFileError(path, f"ImagePositionPatient {pos.round(3).tolist()} is not three finite coordinates (mm)")
+    return pos
 
 
 def _pixel_spacing(ds: pydicom.Dataset, path: Path) -> tuple[float, float]:

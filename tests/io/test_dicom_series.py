@@ -10,7 +10,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from medssl.io import BadFileError, read_dicom_series, read_image
+from medssl.io import BadFileError, read_dicom, read_dicom_series, read_image
 from medssl.io.dicom import hash_uid
 from medssl.io.dicom_series import LPS_TO_RAS
 
@@ -307,3 +307,46 @@ def test_anisotropic_pixel_spacing_matches_simpleitk(pydicom_file, tmp_path):
     np.testing.assert_allclose(vol.spacing, (0.7, 0.4, 2.5), atol=1e-4)  # axis 0 runs along a row
     one = sorted(folder.iterdir())[0]
     np.testing.assert_allclose(read_image(one).spacing, sitk.ReadImage(str(one)).GetSpacing()[:2])
+
+
+@pytest.mark.parametrize("iop", [[1, 0, 0, 1, 0, 0],  # parallel cosines: the affine was singular (0 mm slices)
+                                 [1, 0, 0, 0.9, 0.43589, 0],  # 26° apart: a sheared in-plane frame
+                                 [0.6, 0, 0, 0, 0.6, 0], [float("nan"), 0, 0, 0, 1, 0], [0, 0, 0, 0, 1, 0]])
+def test_a_degenerate_orientation_is_refused_naming_the_file_in_every_3d_read(pydicom_file, tmp_path, iop):
+    files = sorted(pydicom_file(CT5N).iterdir())
+    folder = _copy_shuffled(files, tmp_path / "many", 0)
+    for f in folder.iterdir():
+        ds = pydicom.dcmread(f)
+        ds.ImageOrientationPatient = iop
+        ds.save_as(f)
+    (tmp_path / "one").mkdir()
+    one = tmp_path / "one" / "a.dcm"
+    shutil.copy(sorted(folder.iterdir())[0], one)
+    for read, named in [(lambda: read_dicom(one, spatial_dims=3), one), (lambda: read_dicom_series(one.parent), one),
+                        (lambda: read_dicom_series(folder), sorted(folder.iterdir())[0])]:
+        with pytest.raises(BadFileError, match=rf"{named.name}: ImageOrientationPatient .* is not two perpendicular unit"):
+            read()
+    assert read_dicom(one).array.shape == (1, 16, 16)  # the 2D read the message suggests needs no geometry
+
+
+def test_orientation_written_to_six_digits_is_accepted(pydicom_file, tmp_path):
+    """A tilted frame rounded to the precision scanners write keeps working (the check has a tolerance)."""
+    a = np.deg2rad(17.0)
+    iop = [round(v, 5) for v in (1, 0, 0, 0, np.cos(a), -np.sin(a))]
+    folder = _copy_shuffled(sorted(pydicom_file(CT5N).iterdir()), tmp_path / "tilt", 0)
+    for f in folder.iterdir():
+        ds = pydicom.dcmread(f)
+        ds.ImageOrientationPatient = iop
+        ds.save_as(f)
+    vol = read_dicom(sorted(folder.iterdir())[0], spatial_dims=3)
+    np.testing.assert_allclose(vol.affine[:3, 1] / vol.spacing[1], LPS_TO_RAS[:3, :3] @ iop[3:], atol=1e-5)
+
+
+@pytest.mark.parametrize("ipp", [[0.0, float("nan"), 1.0], [float("inf"), 0.0, 1.0]])
+def test_a_non_finite_position_is_refused_naming_the_file(pydicom_file, tmp_path, ipp):
+    ds = pydicom.dcmread(sorted(pydicom_file(CT5N).iterdir())[0])
+    ds.ImagePositionPatient = ipp
+    ds.save_as(tmp_path / "a.dcm")
+    for read in (lambda: read_dicom(tmp_path / "a.dcm", spatial_dims=3), lambda: read_dicom_series(tmp_path)):
+        with pytest.raises(BadFileError, match=r"a\.dcm: ImagePositionPatient .* is not three finite"):
+            read()
