@@ -296,3 +296,17 @@ def test_an_empty_window_is_no_window(pydicom_file, tmp_path):
     vol = read_dicom(path)
     np.testing.assert_allclose(vol.array[0], (1.0 - (values - lo) / (hi - lo)).T, atol=1e-6)  # MONOCHROME1
     assert vol.meta["window"] == "full_range" and vol.meta["inverted"] is True
+
+
+def test_grayscale_ultrasound_keeps_stored_values_under_auto(pydicom_file, tmp_path):
+    """docs/io.md: voi="auto" windows only radiographic modalities; a grayscale US keeps 0–255, "file" → [0, 1]."""
+    ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    stored = (np.arange(ds.Rows * ds.Columns) % 256).astype(np.uint8).reshape(ds.Rows, ds.Columns)
+    ds.Modality, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = "US", 8, 8, 7, 0
+    for kw in ("RescaleSlope", "RescaleIntercept", "PixelPaddingValue", "WindowCenter", "WindowWidth"):
+        if kw in ds:
+            del ds[kw]
+    ds.PixelData = stored.tobytes()
+    ds.save_as(tmp_path / "us.dcm")
+    np.testing.assert_array_equal(read_dicom(tmp_path / "us.dcm").array[0], stored.T)
+    np.testing.assert_allclose(read_dicom(tmp_path / "us.dcm", voi="file").array[0], stored.T / 255.0, atol=1e-7)
