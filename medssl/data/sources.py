@@ -17,6 +17,9 @@ from pathlib import Path
 #: headers whose pixels are in other files (MetaImage ``.mhd``, detached NRRD ``.nhdr``)
 DETACHED_HEADERS = (".mhd", ".nhdr")
 _HEADER_BYTES = 1 << 16  # a detached header is a few hundred bytes; never read more than this
+#: bumped when the DICOM readers return other values for the same files (2: PixelPaddingValue filled, no
+#: longer -3024 HU), so that the DICOM rows of a cache built before are rebuilt once and no other row is
+DICOM_REVISION = 2
 
 
 def _stat(path: str | os.PathLike) -> str:
@@ -141,17 +144,19 @@ def source_signature(path: str | os.PathLike) -> str:
     A plain file keeps the signature of caches built before folders and detached headers
     were covered (``"size|mtime_ns"``), so those caches stay valid; a folder or detached
     header gets a new form, so a cache built with the old, incomplete signature is rebuilt
-    once.
+    once. A DICOM series folder or file (``.dcm``, ``.dicom``, no suffix) also carries
+    :data:`DICOM_REVISION`.
     """
     path = os.fspath(path)
     if os.path.isdir(path):
-        h = hashlib.sha256(b"dir\n")
+        h = hashlib.sha256(f"dir\ndicom{DICOM_REVISION}\n".encode())
         for name in _folder_files(path):
             h.update(f"{name}|{_stat(os.path.join(path, name))}\n".encode())
         return "dir:" + h.hexdigest()[:20]
     files = source_files(path)
     if files is None or files == [os.path.basename(path)]:
-        return _stat(path)
+        dicom = os.path.splitext(path)[1].lower() in ("", ".dcm", ".dicom")
+        return f"dicom{DICOM_REVISION}:{_stat(path)}" if dicom else _stat(path)
     folder = os.path.dirname(path)
     h = hashlib.sha256(b"files\n")
     for name in files:

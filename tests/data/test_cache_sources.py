@@ -260,3 +260,35 @@ def test_an_older_cache_of_plain_files_is_reused_and_one_of_folders_is_rebuilt(t
     res = build_cache(folders, load, (1, 2, 2), tmp_path / "d", settings="s", progress=False)
     assert res.n_built == 2 and res.valid.all()
     assert build_cache(folders, load, (1, 2, 2), tmp_path / "d", settings="s", progress=False).n_built == 0
+
+
+def _pre_padding_signature(path: str) -> str:
+    """source_signature as medssl wrote it before DICOM pixel padding was filled (reproduced here)."""
+    if not os.path.isdir(path):
+        st = os.stat(path)
+        return f"{st.st_size}|{st.st_mtime_ns}"
+    h = hashlib.sha256(b"dir\n")
+    for name in sorted(n for n in os.listdir(path) if not n.startswith(".")):  # flat series folders
+        st = os.stat(os.path.join(path, name))
+        h.update(f"{name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return "dir:" + h.hexdigest()[:20]
+
+
+def test_dicom_rows_cached_before_pixel_padding_was_filled_are_rebuilt(ct_card, tmp_path):
+    # Those rows hold the padding as tissue (-3024 HU in a GE CT); unchanged files would have kept them forever.
+    card, root = ct_card
+    cache = _prepare(card, root, tmp_path / "c")
+    index_path = tmp_path / "c" / "index.json"
+    index = json.loads(index_path.read_text())
+    index["sources"] = [_pre_padding_signature(str(root / k)) for k in ("a", "b")]
+    index["fingerprint"] = "written-by-an-older-medssl"
+    index_path.write_text(json.dumps(index))
+    again = _prepare(card, root, tmp_path / "c")
+    assert (again.n_built, again.n_reused) == (2, 0)
+    np.testing.assert_array_equal(np.asarray(again.images), np.asarray(cache.images))
+    assert _prepare(card, root, tmp_path / "c").n_built == 0  # then reused as before
+    one = root / "a" / "000.dcm"
+    assert source_signature(one) != _pre_padding_signature(str(one))  # single DICOM files too
+    npy = tmp_path / "x.npy"
+    np.save(npy, np.zeros(2))
+    assert source_signature(npy) == _pre_padding_signature(str(npy))  # other formats keep their rows
