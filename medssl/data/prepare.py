@@ -1,4 +1,4 @@
-"""Decode → orient → resample → crop/pad → normalise every scan of a card, once, into the cache.
+"""Decode → orient → resample → crop → normalise → pad every scan of a card, once, into the cache.
 
 :class:`ScanLoader` turns one :class:`~medssl.data.manifest.Record` into the preprocessed
 ``(C, *shape)`` array (it is picklable, so a process pool can run it);

@@ -1,4 +1,4 @@
-"""Deterministic per-sample preprocessing: orient → resample → crop/pad → normalise.
+"""Deterministic per-sample preprocessing: orient → resample → crop → normalise → pad.
 
 Runs once per scan on the CPU (and is cached); random augmentation happens later on whole
 batches (:mod:`medssl.transforms.views`). Built on nibabel (exact axis reordering, no
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.transforms import (NormalizeIntensity, ResizeWithPadOrCrop, ScaleIntensity, ScaleIntensityRangePercentiles,
-                               Spacing)
+                               SpatialPad, Spacing)
 
 from medssl.io.volume import Volume
 
@@ -47,13 +47,16 @@ class Preprocessor:
     """Deterministic preprocessing of one :class:`Volume` into a fixed-shape array.
 
     Args:
-        shape: output spatial shape (voxels), centre crop or pad. Padded voxels take the scan's
+        shape: output spatial shape (voxels): axes longer than it are centre-cropped, then the scan is
+            normalised, then shorter axes are centre-padded. Padded voxels take the normalised scan's
             minimum per channel (its background: air in CT, about 0 in MR), not 0, which in CT is
-            water (HU 0) and would look like tissue after normalisation.
+            water (HU 0) and would look like tissue.
         spacing: resample to this voxel size in mm (empty = keep the file's spacing).
-        normalise: "zscore" (whole-volume mean/std), "minmax" (0.5–99.5 percentiles → [0, 1],
-            clipped), "range" (the volume's own min and max → [0, 1], no clipping: MONAI's
-            ``ScaleIntensity``, what MONAI/nidl-style recipes feed their networks) or "none".
+        normalise: "zscore" (mean/std), "minmax" (0.5–99.5 percentiles → [0, 1], clipped), "range"
+            (the volume's own min and max → [0, 1], no clipping: MONAI's ``ScaleIntensity``, what
+            MONAI/nidl-style recipes feed their networks) or "none". Statistics are those of the
+            scan's voxels kept by the crop, never of padding: otherwise the amount of padding (the
+            target shape against the scan's field of view) would shift every normalised value.
         orientation: canonical axis codes applied first ("" = keep file orientation).
 
     Returns (``__call__``): float32 array ``(C, *shape)``.
@@ -63,8 +66,9 @@ class Preprocessor:
     spacing: list[float] = field(default_factory=list)
     normalise: str = "zscore"
     orientation: str = "RAS"
-    #: what padded voxels hold (recorded in cache settings: caches padded with 0 by older versions are rebuilt)
-    pad: str = field(default="scan minimum", init=False)
+    #: what padded voxels hold, and when (recorded in cache settings: caches of older versions, padded with 0
+    #: or padded before normalising, are rebuilt)
+    pad: str = field(default="normalised scan minimum, padding after normalisation", init=False)
 
     def __call__(self, volume: Volume) -> np.ndarray:
         if self.orientation:
@@ -72,7 +76,8 @@ class Preprocessor:
         x = MetaTensor(torch.from_numpy(volume.array), affine=torch.as_tensor(volume.affine))
         if self.spacing:
             x = Spacing(pixdim=self.spacing, mode="bilinear")(x)
-        x = _crop_or_pad_with_minimum(x, self.shape)
+        resize = ResizeWithPadOrCrop(spatial_size=self.shape, mode="constant")
+        x = resize.cropper(x)
         if self.normalise == "zscore":
             x = NormalizeIntensity(channel_wise=True)(x)
         elif self.normalise == "minmax":
@@ -81,19 +86,19 @@ class Preprocessor:
             x = ScaleIntensity(minv=0.0, maxv=1.0, channel_wise=True)(x)
         elif self.normalise != "none":
             raise ValueError(f"normalise must be zscore, minmax, range or none, got {self.normalise!r}")
-        return np.asarray(x.as_tensor() if isinstance(x, MetaTensor) else x, dtype=np.float32)
+        x = _pad_with_minimum(x.as_tensor() if isinstance(x, MetaTensor) else torch.as_tensor(x), resize.padder)
+        return np.asarray(x, dtype=np.float32)
 
     def fingerprint(self) -> str:
         """Hash of the settings; a cache built with other settings is invalid."""
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _crop_or_pad_with_minimum(x: torch.Tensor, shape: list[int]) -> torch.Tensor:
-    """MONAI's centre crop / pad of ``x`` ``(C, *spatial)`` to ``shape``, padded voxels set to each channel's minimum."""
-    resize = ResizeWithPadOrCrop(spatial_size=shape, mode="constant")
-    out = resize(x)
-    if all(n >= s for n, s in zip(x.shape[1:], shape)):  # crop only: nothing padded
+def _pad_with_minimum(x: torch.Tensor, padder: SpatialPad) -> torch.Tensor:
+    """MONAI's centre pad of ``x`` ``(C, *spatial)`` (``padder``), padded voxels set to each channel's minimum."""
+    out = padder(x)
+    if out.shape == x.shape:  # nothing padded
         return out
-    lo = x.reshape(x.shape[0], -1).amin(dim=1).view(-1, *[1] * len(shape))  # before cropping: the whole scan's
-    inside = resize(torch.ones_like(x[:1])).bool()  # False where padded (same placement as the scan's)
+    lo = x.reshape(x.shape[0], -1).amin(dim=1).view(-1, *[1] * (x.ndim - 1))
+    inside = padder(torch.ones_like(x[:1])).bool()  # False where padded (same placement as the scan's)
     return torch.where(inside, out, lo.to(out.dtype))

@@ -32,22 +32,40 @@ def test_2d_reorientation_flips_axes_and_keeps_world_coordinates():
 
 @pytest.mark.parametrize("normalise", ["zscore", "minmax", "none"])
 def test_crop_pad_and_normalise(normalise):
-    """Centre crop / pad to the naive slice (10 → 8 drops one voxel each side, 12 → 8 two, 6 → 8 pads one slice
-    of the scan's minimum each side), then the naive whole-volume formula of each normalisation (padding included)."""
+    """Centre crop to the naive slice (10 → 8 drops one voxel each side, 12 → 8 two), the naive formula of each
+    normalisation on the cropped scan, then 6 → 8 pads one slice of its (normalised) minimum each side: the
+    padding does not enter the statistics."""
     rng = np.random.default_rng(1)
     x = rng.normal(5, 2, (1, 10, 12, 6)).astype(np.float32)
     out = Preprocessor(shape=[8, 8, 8], normalise=normalise)(Volume(x, np.eye(4)))
     assert out.shape == (1, 8, 8, 8) and out.dtype == np.float32
-    p = np.pad(x[:, 1:9, 2:10, :].astype(np.float64), ((0, 0), (0, 0), (0, 0), (1, 1)), constant_values=x.min())
+    c = x[:, 1:9, 2:10, :].astype(np.float64)
     if normalise == "zscore":
-        expected = (p - p.mean()) / p.std()
+        c = (c - c.mean()) / c.std()
     elif normalise == "minmax":
-        lo, hi = np.percentile(p, [0.5, 99.5])
-        expected = np.clip((p - lo) / (hi - lo), 0, 1)
+        lo, hi = np.percentile(c, [0.5, 99.5])
+        c = np.clip((c - lo) / (hi - lo), 0, 1)
         assert out.min() == 0 and out.max() == 1
-    else:
-        expected = p
+    expected = np.pad(c, ((0, 0), (0, 0), (0, 0), (1, 1)), constant_values=c.min())
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_zscore_of_a_real_scan_does_not_depend_on_the_padding():
+    """A real IXI T1 (RAS grid 90×120×120 at 2 mm) padded to the card's 96×120×120, or to 96×128×128, before
+    z-scoring had the padded background in its mean / SD: tissue shifted by 0.05 SD on average (max 0.19) at
+    96×120×120 and 0.15 (max 0.6) at 96×128×128, so one scan got other intensities for another target shape
+    (and scans of different fields of view were normalised differently). The scan's voxels must be the naive
+    (x - mean) / SD of the scan itself, whatever the shape; the padding is its minimum."""
+    from medssl.io import read_nifti
+    from tests.shared_data import shared_path
+
+    vol = read_nifti(next(iter(sorted(shared_path("data", "ixi_t1_hh_2mm", "images").glob("*.nii.gz")))))
+    x = to_canonical(vol).array.astype(np.float64)  # (1, 90, 120, 120)
+    z = (x - x.mean()) / x.std()
+    for shape in ([96, 120, 120], [96, 128, 128]):
+        out = Preprocessor(shape=shape, normalise="zscore")(vol)
+        pads = [((s - n) // 2, s - n - (s - n) // 2) for n, s in zip(x.shape[1:], shape)]
+        np.testing.assert_allclose(out, np.pad(z, [(0, 0), *pads], constant_values=z.min()), atol=2e-4)
 
 
 def test_range_is_plain_min_max_without_clipping():
@@ -69,13 +87,17 @@ def test_fingerprint_changes_with_settings():
 
 def test_padding_takes_the_scan_minimum_not_zero():
     """A CT scan in HU (air -1024) padded with 0 got slabs of water (HU 0) around it, tissue-like after
-    normalisation (0.716 on a real 3-slice CT). Padded voxels take the channel's minimum: the background."""
+    normalisation (0.716 on a real 3-slice CT). Padded voxels take the channel's minimum (of the cropped scan):
+    the background."""
     rng = np.random.default_rng(3)
     ct = rng.uniform(-1024, 1500, (2, 8, 8, 4)).astype(np.float32)
     ct[1] += 5000  # a second channel with another minimum
     out = Preprocessor(shape=[6, 8, 8], normalise="none", orientation="")(Volume(ct, np.eye(4)))
-    lo = ct.reshape(2, -1).min(axis=1)
+    lo = ct[:, 1:7].reshape(2, -1).min(axis=1)
     expected = np.stack([np.pad(ct[c, 1:7], ((0, 0), (0, 0), (2, 2)), constant_values=lo[c]) for c in range(2)])
     np.testing.assert_array_equal(out, expected)
     z = Preprocessor(shape=[6, 8, 8], normalise="zscore", orientation="")(Volume(ct[:1], np.eye(4)))
-    np.testing.assert_allclose(z, (expected[:1] - expected[:1].mean()) / expected[:1].std(), rtol=1e-4, atol=1e-4)
+    c = ct[:1, 1:7].astype(np.float64)
+    c = (c - c.mean()) / c.std()
+    np.testing.assert_allclose(z, np.pad(c, ((0, 0), (0, 0), (0, 0), (2, 2)), constant_values=c.min()),
+                               rtol=1e-4, atol=1e-4)
