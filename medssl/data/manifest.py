@@ -21,8 +21,9 @@ from medssl.data.tables import (ROOT_HINT, ManifestError, Row, SplitLists, _insi
                                  read_table, spaces_hint)
 
 MISSING_AGE = ("", "n/a", "na", "nan", "none", "null")
-#: site / sex / label cells that mean "unknown" (BIDS writes n/a; pandas' str(NaN) is nan) → "" (code -1)
-MISSING_CATEGORY = ("", "n/a", "nan")
+#: site / sex / label cells that mean "unknown" (BIDS writes n/a; R's write.csv NA; pandas' str(NaN) is nan) → ""
+#: (code -1). Not "none" / "null", which MISSING_AGE takes: "none" can be a label (no finding).
+MISSING_CATEGORY = ("", "n/a", "na", "nan")
 
 
 def natural_order(text: str) -> tuple:

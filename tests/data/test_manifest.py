@@ -392,3 +392,17 @@ def test_files_mode_merges_repeated_subject_rows_that_agree_and_names_those_that
     assert "keep one row per subject in IXI.csv" in scan.problems[0].reason
     (tmp_path / "IXI004-T1.nii.gz").write_bytes(b"x")  # a scan without a row: the message says what to do
     assert "add a row for it" in scan_manifest(card, tmp_path).problems[-1].reason
+
+
+def test_r_na_in_categorical_columns_is_missing_like_in_the_age_column(tmp_path):
+    """R's write.csv / write.table write a missing value as NA: the age column read it as missing, but sex /
+    site / label made 'NA' one more class (a third sex, a site 'NA'), silently. It is missing (code -1) too."""
+    from medssl.data.dataset import MetadataCoder
+
+    _table(tmp_path, ["s1\t30\tA\tF\tCN", "s2\tNA\tNA\tNA\tna", "s3\t40\tB\tM\tAD"],
+           header="participant_id\tage\tsite\tsex\tdx")
+    columns = {"subject": "participant_id", "age": "age", "site": "site", "sex": "sex", "label": "dx"}
+    recs = build_manifest(_card(columns=columns), tmp_path)
+    assert math.isnan(recs[1].age)
+    assert [(r.site, r.sex, r.label) for r in recs] == [("A", "F", "CN"), ("", "", ""), ("B", "M", "AD")]
+    assert MetadataCoder(recs).vocab == {"site": ["A", "B"], "sex": ["F", "M"], "label": ["AD", "CN"]}
