@@ -12,6 +12,7 @@ path or subject id). Ids are compared by :func:`id_key` everywhere (joins, split
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
@@ -41,12 +42,25 @@ class Row:
 
 
 def _utf8(raw: bytes, what: str) -> str:
-    """``raw`` as UTF-8 text, without a BOM; else an error naming ``what`` and the first bad byte."""
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ManifestError(f"{what} is not UTF-8 text (byte {e.start}: {raw[e.start:e.start + 1]!r}); "
-                            "re-save it as UTF-8 (e.g. 'CSV UTF-8' in a spreadsheet)") from None
+    """``raw`` as text: UTF-8 (a BOM is dropped), or UTF-16 when a byte-order mark says so (Excel's "Unicode
+    Text"); else an error naming ``what`` and the first bad byte, or the NUL characters of UTF-16 without a BOM."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            text = raw.decode("utf-16")
+        except UnicodeDecodeError as e:
+            raise ManifestError(f"{what} starts with a UTF-16 byte-order mark but is not UTF-16 text ({e.reason} at "
+                                f"byte {e.start}); re-save it as UTF-8 (e.g. 'CSV UTF-8' in a spreadsheet)") from None
+    else:
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise ManifestError(f"{what} is not UTF-8 text (byte {e.start}: {raw[e.start:e.start + 1]!r}); "
+                                "re-save it as UTF-8 (e.g. 'CSV UTF-8' in a spreadsheet)") from None
+    if "\x00" in text:
+        raise ManifestError(f"{what} holds NUL characters (character {text.index(chr(0))}): UTF-16 text without a "
+                            "byte-order mark, or not a text table; re-save it as UTF-8 (e.g. 'CSV UTF-8' in a "
+                            "spreadsheet)")
+    return text
 
 
 def read_table(path: Path) -> tuple[list[str], list[dict]]:
@@ -74,7 +88,7 @@ def read_numbered_table(path: Path, bad_rows: list[tuple[str, str]] | None = Non
 
     Raises:
         ManifestError: missing or unreadable file, a spreadsheet workbook (.xlsx …), text that
-            is not UTF-8, a header split by another delimiter (';' of a European Excel), a column name
+            is neither UTF-8 nor UTF-16 with a byte-order mark, a header split by another delimiter (';' of a European Excel), a column name
             given twice, a row with more or fewer fields than the header (named by number;
             only without ``bad_rows``).
     """
@@ -234,7 +248,7 @@ def load_split_files(split_files: dict, root: Path) -> dict[str, str]:
     name, a root-relative path or a subject id.
 
     Raises:
-        ManifestError: a list file is missing or not UTF-8 text (a BOM is fine), or an entry is
+        ManifestError: a list file is missing or not UTF-8 text (a BOM is fine; UTF-16 needs one), or an entry is
             listed under two splits (also when written differently as an id, as :func:`id_key`
             compares them: "002" and "2").
     """

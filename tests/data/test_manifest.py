@@ -267,7 +267,9 @@ def test_a_scan_listed_for_two_subjects_is_refused(tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     ("participant_id\tage\tsite\tsex\ns1\t30\tZürich\tF\n".encode("latin-1"), r"not UTF-8 text \(byte \d+: b'\\xfc'\).*re-save it as UTF-8"),
-    ("participant_id\tage\tsite\tsex\ns1\t30\tA\tF\n".encode("utf-16"), "not UTF-8 text"),
+    ("participant_id\tage\tsite\tsex\ns1\t30\tA\tF\n".encode("utf-16-le"),  # no BOM: columns 'p\x00a\x00…' were named
+     r"participants.tsv holds NUL characters \(character 1\): UTF-16 text without a byte-order mark.*re-save it as UTF-8"),
+    (b"\xff\xfeparticipant_id\n\x00\xdc", r"starts with a UTF-16 byte-order mark but is not UTF-16 text"),
     (b"participant_id\tage\tsite\tsex\ns1\t30\tA\tF\textra\n", r"row 2: 5 fields but the header has 4; a field holding"),
     (b"participant_id\tage\tsite\tsex\ns1\t30\tA\n", r"row 2: 3 fields but the header has 4"),
     (b"participant_id\tage\tsite\tage\ns1\t30\tA\t31\n", r"column\(s\) \['age'\] appear more than once"),
@@ -277,6 +279,27 @@ def test_malformed_tables_name_the_table_and_row(tmp_path, content, message):
     (tmp_path / "s1.nii.gz").write_bytes(b"x")
     with pytest.raises(ManifestError, match=message):
         build_manifest(_card(), tmp_path)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-8-sig"])
+@pytest.mark.parametrize("gz", [False, True])
+def test_utf16_tables_marked_by_a_bom_read_as_their_utf8_copy(tmp_path, encoding, gz):
+    """Excel's "Unicode Text" export is UTF-16 (little-endian) with a byte-order mark, tab-separated, with CRLF:
+    it was refused as "not UTF-8 text (byte 0: b'\\xff')". A BOM names the encoding unambiguously, so such a
+    table (either byte order, also gzip-compressed) gives the records of the same table in UTF-8."""
+    import gzip
+
+    text = "participant_id\tage\tsite\tsex\r\ns1\t30\tZürich\tF\r\n\r\ns2\t41.5\tA\tM\r\n"
+    if encoding == "utf-16-be":
+        raw = b"\xfe\xff" + text.encode("utf-16-be")
+    else:
+        raw = text.encode(encoding)  # utf-16: BOM + little-endian on this machine, as Excel writes
+    name = "participants.tsv.gz" if gz else "participants.tsv"
+    (tmp_path / name).write_bytes(gzip.compress(raw) if gz else raw)
+    (tmp_path / "s1.nii.gz").write_bytes(b"x")
+    (tmp_path / "s2.nii.gz").write_bytes(b"x")
+    recs = build_manifest(_card(manifest=name), tmp_path)
+    assert [(r.subject, r.age, r.site, r.sex) for r in recs] == [("s1", 30.0, "Zürich", "F"), ("s2", 41.5, "A", "M")]
 
 
 def test_utf8_tables_with_bom_crlf_and_blank_lines_still_read(tmp_path):
