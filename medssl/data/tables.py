@@ -76,9 +76,10 @@ def read_table(path: Path) -> tuple[list[str], list[dict]]:
 
 
 def read_numbered_table(path: Path, bad_rows: list[tuple[str, str]] | None = None
-                        ) -> tuple[list[str], list[tuple[int, dict]]]:
+                        ) -> tuple[list[str], list[tuple[str, dict]]]:
     """:func:`read_table` with each row's 1-based number in the file (header = row 1, blank lines counted),
-    the number a spreadsheet or editor shows: ``(header, [(number, {column: text})])``.
+    the number a spreadsheet shows: ``(header, [(number, {column: text})])``. The number is text: ``"7"``, or
+    ``"7 (line 9)"`` below a quoted field with line breaks, where an editor's line numbers run ahead.
 
     Args:
         path: the table.
@@ -105,7 +106,11 @@ def read_numbered_table(path: Path, bad_rows: list[tuple[str, str]] | None = Non
     except (OSError, EOFError) as e:
         raise ManifestError(f"metadata table {path} cannot be read ({e}); is it a complete .gz file?") from None
     text = _utf8(raw, f"metadata table {path}")
-    lines = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    lines, starts = [], [1]  # records, and the line of the file each starts on (the one after the last read)
+    for cells in reader:
+        lines.append(cells)
+        starts.append(reader.line_num + 1)
     header = [h.strip() for h in (lines[0] if lines else [])]
     other = [d for d in ";\t,|" if d != delimiter and len(header) == 1 and d in header[0]]
     if other:
@@ -117,16 +122,17 @@ def read_numbered_table(path: Path, bad_rows: list[tuple[str, str]] | None = Non
     if twice:
         raise ManifestError(f"metadata table {path}: column(s) {twice} appear more than once in the header; rename them")
     rows = []
-    for number, cells in enumerate(lines[1:], start=2):
+    for number, (cells, line) in enumerate(zip(lines[1:], starts[1:]), start=2):
         if not any(c.strip() for c in cells):
             continue  # blank line
+        label = str(number) if line == number else f"{number} (line {line})"
         if len(cells) != len(header):
             reason = f"{len(cells)} fields but the header has {len(header)}; a field holding the delimiter must be quoted"
             if bad_rows is None:
-                raise ManifestError(f"metadata table {path} row {number}: {reason}")
-            bad_rows.append((f"{path} row {number}", reason))
+                raise ManifestError(f"metadata table {path} row {label}: {reason}")
+            bad_rows.append((f"{path} row {label}", reason))
             continue
-        rows.append((number, {h: c for h, c in zip(header, cells) if h}))
+        rows.append((label, {h: c for h, c in zip(header, cells) if h}))
     return [h for h in header if h], rows
 
 

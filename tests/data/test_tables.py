@@ -219,3 +219,22 @@ def test_a_missing_file_named_from_a_cell_with_spaces_at_its_ends_says_so(tmp_pa
     assert plain == f"file {tmp_path / '003.nii.gz'} does not exist (subject '003')"  # no spaces: no hint
     assert main(["data", "check", card, "--root", str(tmp_path), "--no-read"]) == 0
     assert "column 'id' holds ' 002 ' with spaces" in capsys.readouterr().out
+
+
+def test_a_row_below_a_quoted_field_with_line_breaks_names_its_line_too(tmp_path):
+    """Rows are numbered as a spreadsheet shows them (a quoted field with a line break is one cell of one row), but
+    an editor's line numbers run ahead after such a field: "row 3" sent the user to the line of the note. Below such
+    a field the message names the row and the line it starts on; above it, the row alone (row = line)."""
+    _scans(tmp_path, ["1", "2", "3"])
+    (tmp_path / "p.csv").write_text('id,age,note\n1,30,"first line\nsecond line\nthird"\n2,old,\n3,40,a,b\n')
+    card = _card(tmp_path)
+    scan = scan_manifest(_load(card), tmp_path)
+    assert sorted(p.where for p in scan.problems) == [f"{tmp_path / 'p.csv'} row 3 (line 5)",
+                                                        f"{tmp_path / 'p.csv'} row 4 (line 6)"]
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[5 - 1].startswith("2,old") and lines[6 - 1].startswith("3,40,a,b")  # what the editor shows there
+    with pytest.raises(ManifestError, match=r"p.csv row 4 \(line 6\): 4 fields but the header has 3"):
+        build_manifest(_load(card), tmp_path)
+    (tmp_path / "p.csv").write_text('id,age,note\n1,30,\n2,old,"a\nb"\n')  # a row on the line of its number
+    [problem] = scan_manifest(_load(card), tmp_path).problems
+    assert problem.where == f"{tmp_path / 'p.csv'} row 3"
