@@ -4,7 +4,8 @@ A card's ``manifest`` is one table or a list of tables with the same columns (e.
 CheXpert's ``train.csv`` + ``valid.csv``). ``join`` adds the columns of other tables
 matched on ``key`` column(s) (left join: unmatched rows get empty values), e.g. MIMIC-CXR's
 split and metadata tables on ``dicom_id``; a joined column the table already has (MIMIC-CXR's
-``subject_id``) keeps the table's value, and a row where the joined value differs is a problem. ``select`` keeps rows whose column holds one of
+``subject_id``) keeps the table's value, and a row where the joined value differs is a problem (of the rows
+``select`` keeps). ``select`` keeps rows whose column holds one of
 the listed values (e.g. frontal views only). ``split_files`` reads official split lists
 (one file name per line, as NIH ChestX-ray14's ``train_val_list.txt``, or one root-relative
 path or subject id). Ids are compared by :func:`id_key` everywhere (joins, split lists).
@@ -146,8 +147,10 @@ def _key(row: dict, on: list[str]) -> tuple:
     return tuple(id_key(row.get(c, "")) for c in on)
 
 
-def _join(rows: list[Row], header: list[str], root: Path, spec: dict,
+def _join(rows: list[Row], header: list[str], root: Path, spec: dict, conflicts: list[tuple[Row, str]],
           bad_rows: list[tuple[str, str]] | None = None) -> list[str]:
+    """Add the columns of the joined table ``spec`` to ``rows``; returns the new header. A row whose repeated
+    column differs from the joined table's value is appended to ``conflicts`` (reported after ``select``)."""
     if not isinstance(spec, dict) or set(spec) - {"table", "key"} or not spec.get("table") or not spec.get("key"):
         raise ManifestError(f"join entry {spec!r} must be {{table: <file>, key: <column or [columns]>}}")
     on = [spec["key"]] if isinstance(spec["key"], str) else list(spec["key"])
@@ -176,11 +179,9 @@ def _join(rows: list[Row], header: list[str], root: Path, spec: dict,
         for c in repeated:
             theirs, have = match.get(c, "").strip(), row.values.get(c, "")
             if theirs and id_key(theirs) != id_key(have):  # a value of the joined table that would be lost
-                reason = (f"column {c!r} is {have.strip()!r} here but {theirs!r} in joined table {table} row "
-                          f"{first[k][0]}; the value here is used: make the tables agree (or rename the column in one)")
-                if bad_rows is None:
-                    raise ManifestError(f"{row.where}: {reason}")
-                bad_rows.append((row.where, reason))
+                conflicts.append((row, f"column {c!r} is {have.strip()!r} here but {theirs!r} in joined table {table} "
+                                       f"row {first[k][0]}; the value here is used: make the tables agree (or rename "
+                                       "the column in one)"))
     return header + added
 
 
@@ -214,8 +215,9 @@ def load_rows(manifest: str | list, root: Path, join: list | None = None, select
     ``bad_rows``: collects the rows with a wrong field count of the manifest and of every
     joined table (see :func:`read_numbered_table`) instead of raising at the first; such a
     joined row matches nothing. A joined column named like a column already in the table is not
-    added; the rows where the joined table has another (non-empty) value are collected too, naming
-    both rows and values (ids compared as in joins: "007" = "7").
+    added; the rows (of those ``select`` keeps) where the joined table has another (non-empty) value are
+    collected too, naming both rows and values (ids compared as in joins: "007" = "7"), or raised without
+    ``bad_rows``.
 
     Returns:
         ``(rows, header, source)``; ``source`` names the table(s).
@@ -238,14 +240,21 @@ def load_rows(manifest: str | list, root: Path, join: list | None = None, select
         rows += [Row(f"{path} row {i}", r) for i, r in rs]
         if not rs and len(bad_rows or []) == n_bad:
             raise ManifestError(f"{path}: no rows")
+    conflicts: list[tuple[Row, str]] = []
     for spec in join or []:
-        header = _join(rows, header, root, spec, bad_rows)
+        header = _join(rows, header, root, spec, conflicts, bad_rows)
     for col, values in (select or {}).items():
         if col not in header:
             raise ManifestError(f"the card's select.{col} names a column that is not in {tables[0]}."
                                 f"{_did_you_mean(str(col), header)} Columns are {header}")
         keep = {str(v) for v in (values if isinstance(values, list) else [values])}
         rows = [r for r in rows if r.values.get(col, "").strip() in keep]
+    kept = {id(r) for r in rows}
+    for row, reason in conflicts:  # only rows select keeps: a dropped row's values are no part of the data
+        if id(row) in kept:
+            if bad_rows is None:
+                raise ManifestError(f"{row.where}: {reason}")
+            bad_rows.append((row.where, reason))
     return rows, header, ", ".join(str(root / t) for t in tables)
 
 

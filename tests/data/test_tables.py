@@ -238,3 +238,23 @@ def test_a_row_below_a_quoted_field_with_line_breaks_names_its_line_too(tmp_path
     (tmp_path / "p.csv").write_text('id,age,note\n1,30,\n2,old,"a\nb"\n')  # a row on the line of its number
     [problem] = scan_manifest(_load(card), tmp_path).problems
     assert problem.where == f"{tmp_path / 'p.csv'} row 3"
+
+
+def test_a_join_conflict_in_a_row_that_select_drops_does_not_stop_the_run(tmp_path, capsys):
+    """The join's repeated-column check ran before ``select``: a conflicting value in a row the card leaves out (a
+    lateral view of a frontal-only card) stopped training and failed ``data check --strict`` although that row is
+    no part of the data. Conflicts are reported for the rows ``select`` keeps (as before for those)."""
+    _scans(tmp_path, ["1", "2", "3"])
+    (tmp_path / "p.csv").write_text("id,study,view,age\n1,7,PA,30\n2,8,LATERAL,31\n3,9,PA,32\n")
+    (tmp_path / "meta.csv").write_text("id,study,site\n1,7,A\n2,5,B\n3,9,C\n")  # row 3: study 5 ≠ 8, a lateral view
+    card = _card(tmp_path, more=", session: study, site: site",
+                 extra="join: [{table: meta.csv, key: id}]\nselect: {view: PA}\n")
+    assert [(r.subject, r.site) for r in build_manifest(_load(card), tmp_path)] == [("1", "A"), ("3", "C")]
+    assert main(["data", "check", card, "--root", str(tmp_path), "--no-read", "--strict"]) == 0
+    capsys.readouterr()
+    (tmp_path / "meta.csv").write_text("id,study,site\n1,7,A\n2,5,B\n3,6,C\n")  # and a kept row: still an error
+    with pytest.raises(ManifestError, match=r"p.csv row 4: column 'study' is '9' here but '6' in joined table"):
+        build_manifest(_load(card), tmp_path)
+    assert main(["data", "check", card, "--root", str(tmp_path), "--no-read", "--strict"]) == 1
+    out = capsys.readouterr().out
+    assert "row 4: column 'study'" in out and "row 3: column" not in out, out
