@@ -57,7 +57,8 @@ from medmnist_data import CARDS, DEFAULTS, QUICK, Budget, Images, load_splits
 from medmnist_pretrain import (make_encoder, make_vit, method_names, peer_encoder_kwargs, pretrain_mae, pretrain_peers,
                                pretrain_simclr)
 from medmnist_scoring import finetune_score, linear_probe
-from medmnist_report import PAPER, TARGETS, format_curve, format_table, peer_names, plot, summarise, table_rows
+from medmnist_report import (PAPER, TARGETS, format_curve, format_table, peer_names, peers_left_out, plot, summarise,
+                             table_rows)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -180,8 +181,10 @@ def main(argv: list[str] | None = None) -> dict:
     if a.peers and not a.merge:
         result.update(peers=peer_names(per_seed), peers_skipped=skipped)
         result["machine"]["peer_packages"] = versions()
+    left_out = peers_left_out(per_seed)
     if a.merge:
-        result.update(**walls, machine={**merged_machine, "note": "merged from separate runs"})
+        result.update(**walls, machine={**merged_machine, "note": "merged from separate runs"},
+                      peers=peer_names(per_seed), **({"peers_left_out": left_out} if left_out else {}))
     suffix = "".join(f"_{m}" for m in method_names(b) if m != "simclr") + ("_peers" if peer_names(per_seed) else "")
     fig = Path(a.figure) if a.figure else (out if a.quick else REPO / "docs" / "img") / f"medmnist_{a.dataset}{suffix}.png"
     plot(result, fig)
@@ -191,6 +194,9 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\n{format_table(a.dataset, summary, len(a.seeds), table_rows(per_seed))}\n\nfew-label curve (test AUC, mean ± SD over seeds)\n"
           f"{format_curve(per_seed, b.fractions)}\n\nbudget: {asdict(b)}\n{wall_line(result)} on {m['device']} "
           f"({m['torch_threads']} torch thread(s)); JSON {out / 'result.json'}; figure {fig}")
+    if left_out:
+        print("peer row(s) left out of the table (not scored in every merged seed): " + "; ".join(
+            f"{n} (scored in seed(s) {v['scored_in_seeds']}, missing in {v['missing_in_seeds']})" for n, v in left_out.items()))
     return result
 
 

@@ -2,6 +2,7 @@
 
 * :data:`PAPER` / :data:`TARGETS` — the published MedMNIST v2 numbers and the issue's targets;
 * :data:`ROWS`, :func:`table_rows` and :func:`peer_names` — the rows a run scored, in table order;
+  :func:`peers_left_out` — peers a merge has in some seeds only (no row; the merge says so);
 * :func:`summarise` — AUC and ACC of each row at one label fraction, mean ± SD over seeds;
 * :func:`format_table` / :func:`format_curve` — the Markdown tables printed at the end of a run;
 * :func:`plot` — test AUC at 100 % labels and the few-label curve.
@@ -40,6 +41,18 @@ def peer_names(per_seed: list[dict]) -> list[str]:
     """Peers scored in every seed (``per_seed[i]["peer_pretrain"]``), in run order."""
     names = [set(s.get("peer_pretrain", {})) for s in per_seed]
     return [n for n in per_seed[0].get("peer_pretrain", {}) if all(n in x for x in names)]
+
+
+def peers_left_out(per_seed: list[dict]) -> dict[str, dict]:
+    """Peers scored in some seeds but not all (a ``--merge`` of runs with different ``--peers`` or packages):
+    ``{peer: {"scored_in_seeds": [...], "missing_in_seeds": [...]}}``; they get no table row."""
+    kept, out = set(peer_names(per_seed)), {}
+    for s in per_seed:
+        for n in s.get("peer_pretrain", {}):
+            if n not in kept and n not in out:
+                has = [t["seed"] for t in per_seed if n in t.get("peer_pretrain", {})]
+                out[n] = {"scored_in_seeds": has, "missing_in_seeds": [t["seed"] for t in per_seed if t["seed"] not in has]}
+    return out
 
 
 def table_rows(per_seed: list[dict]) -> tuple:

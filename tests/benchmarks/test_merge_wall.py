@@ -81,3 +81,20 @@ def test_merge_never_overwrites_one_of_its_inputs(tmp_path):
     with pytest.raises(SystemExit, match="ixi/result.json is one of the merged results"):
         load_benchmark("brain_age_ixi").main(["--merge", _brain_age_run(tmp_path / "s1.json", 1, 1603.0, 1598.0), mine,
                                               "--out", str(tmp_path / "ixi"), "--figure", str(tmp_path / "m.png")])
+
+
+def test_medmnist_merge_says_which_peer_rows_some_seeds_lack(tmp_path, capsys):
+    """Seeds run on machines with different peer packages: the peer scored in one seed only had no row in the
+    merged table and nothing said so. The merge now names it, with the seeds that have it, in the printout and JSON."""
+    paths = [_medmnist_run(tmp_path / "a.json", 0, 1420.0, 1418.0), _medmnist_run(tmp_path / "b.json", 1, 1436.0, 1433.0)]
+    run = json.loads((tmp_path / "b.json").read_text())  # seed 1 also ran the peer lightly
+    run["per_seed"][0]["peer_pretrain"] = {"lightly": {"seconds": 1.0, "history": []}}
+    run["per_seed"][0]["few_label"]["1.0"]["lightly_probe"] = {"auc": 0.7, "acc": 0.6}
+    (tmp_path / "b.json").write_text(json.dumps(run))
+    res = load_benchmark("medmnist").main(["--dataset", "pneumonia", "--merge", *paths, "--out", str(tmp_path / "m"),
+                                           "--figure", str(tmp_path / "m.png")])
+    assert "lightly_probe" not in res["summary"]  # a row needs every seed (mean ± SD over the same seeds)
+    on_disk = json.loads((tmp_path / "m" / "result.json").read_text())
+    assert on_disk["peers_left_out"] == {"lightly": {"scored_in_seeds": [1], "missing_in_seeds": [0]}}
+    assert ("peer row(s) left out of the table (not scored in every merged seed): lightly (scored in seed(s) [1], "
+            "missing in [0])") in capsys.readouterr().out
