@@ -11,7 +11,7 @@
 * :func:`machine` and :func:`host` — the machine record stored next to every result (CPU model, threads,
   GPU, and the medssl commit that ran, :func:`git_commit`);
 * :func:`command_line` and :func:`write_result` — the command stored in a result, and the result
-  written to ``<out>/result.json`` (and to ``--json`` when given);
+  written to ``<out>/result.json`` (and to ``--json`` when given; an earlier one is kept as ``result.<k>.json``);
 * :func:`run_folder` — ``--out``, or the benchmark's default folder, which a fresh ``--quick`` run replaces;
 * :func:`add_data_root` — the ``--data-root`` argument (default ``$MEDSSL_SHARED/data`` or ``../shared/data``);
 * :func:`pyplot` and :func:`save_figure` — matplotlib without a display, and a figure written to its path.
@@ -187,9 +187,17 @@ def command_line(script: str, argv: list[str] | None) -> str:
 
 def write_result(result: dict, out: Path, also: str = "") -> Path:
     """Write ``result`` as JSON to ``out/result.json`` and, when ``also`` is given, there too (NumPy
-    scalars as floats). Returns the path under ``out``."""
+    scalars as floats). An earlier ``out/result.json`` (a run before, e.g. a ``--resume`` with other
+    fine-tuning settings on the same checkpoints) is kept as ``out/result.<k>.json``, the first free k ≥ 1,
+    and the move is printed. Returns the path under ``out``."""
     text = json.dumps(result, indent=1, default=float)
     path = Path(out) / "result.json"
+    if path.exists():
+        k = 1
+        while (Path(out) / f"result.{k}.json").exists():
+            k += 1
+        path.rename(Path(out) / f"result.{k}.json")
+        print(f"the earlier {path} is kept as {Path(out) / f'result.{k}.json'}", flush=True)
     path.write_text(text)
     if also:
         Path(also).write_text(text)

@@ -114,3 +114,16 @@ def test_git_commit_never_writes_the_checkouts_index(tmp_path):
     index = (repo / ".git" / "index").read_bytes()
     assert not _seed_runs().git_commit(repo).endswith("+dirty")  # content unchanged: not dirty
     assert (repo / ".git" / "index").read_bytes() == index
+
+
+def test_write_result_keeps_the_earlier_result_of_its_folder(tmp_path, capsys):
+    """A second run into the same --out (e.g. --resume with other fine-tuning settings on the same checkpoints)
+    replaced the earlier result.json: its numbers were lost. The earlier one is now kept as result.<k>.json."""
+    sr = _seed_runs()
+    sr.write_result({"run": 1}, tmp_path)
+    sr.write_result({"run": 2}, tmp_path)
+    sr.write_result({"run": 3}, tmp_path)
+    assert json.loads((tmp_path / "result.json").read_text()) == {"run": 3}
+    assert json.loads((tmp_path / "result.1.json").read_text()) == {"run": 1}
+    assert json.loads((tmp_path / "result.2.json").read_text()) == {"run": 2}
+    assert f"the earlier {tmp_path / 'result.json'} is kept as {tmp_path / 'result.2.json'}" in capsys.readouterr().out
