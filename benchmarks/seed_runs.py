@@ -12,7 +12,8 @@
   GPU, and the medssl commit that ran, :func:`git_commit`);
 * :func:`command_line` and :func:`write_result` — the command stored in a result, and the result
   written to ``<out>/result.json`` (and to ``--json`` when given; an earlier one is kept as ``result.<k>.json``);
-* :func:`run_folder` — ``--out``, or the benchmark's default folder, which a fresh ``--quick`` run replaces;
+* :func:`run_folder` — ``--out``, or the benchmark's default folder, which a fresh ``--quick`` run replaces (only
+  when a quick run made it: :data:`QUICK_MARK`);
 * :func:`add_data_root` — the ``--data-root`` argument (default ``$MEDSSL_SHARED/data`` or ``../shared/data``);
 * :func:`pyplot` and :func:`save_figure` — matplotlib without a display, and a figure written to its path.
 """
@@ -242,15 +243,26 @@ def machine(device: str) -> dict:
     return info
 
 
+QUICK_MARK = ".medssl-quick-run"  #: written into a default --quick folder: only a folder holding it is emptied
+
+
 def run_folder(out: str, default: Path, replace_default: bool = False, keep: Path | None = None) -> Path:
     """The run folder, created: ``out`` (``--out``) when given, else ``default``. With ``replace_default`` (a fresh
     ``--quick`` run: it trains, without ``--resume``) the default folder is replaced: everything an earlier run
     left there goes (pretraining folders, result, figure) except ``keep`` (the scan cache), so the documented smoke
-    command can be run again without mixing two runs (as ``medssl demo`` starts its run afresh). An explicit
-    ``--out`` is never emptied: a fresh run there refuses checkpoints of an earlier run (:func:`refuse_earlier_runs`)."""
+    command can be run again without mixing two runs (as ``medssl demo`` starts its run afresh). Only a folder that
+    such a run made (it holds :data:`QUICK_MARK`) is emptied; other files there stop the run, named, before anything
+    is deleted. An explicit ``--out`` is never emptied: a fresh run there refuses checkpoints of an earlier run
+    (:func:`refuse_earlier_runs`)."""
     path = Path(out or default)
     if not out and replace_default and path.is_dir():
         gone = [e for e in path.iterdir() if keep is None or not Path(keep).resolve().is_relative_to(e.resolve())]
+        if gone and not (path / QUICK_MARK).is_file():
+            names = sorted(e.name for e in gone)
+            raise SystemExit(f"{path} holds {', '.join(names[:5])}{' …' if len(names) > 5 else ''} but was not made "
+                             f"by a --quick run (no {QUICK_MARK}), and a --quick run without --out empties its default "
+                             "folder: move those files elsewhere (or delete the folder), or give --out; nothing was "
+                             "deleted")
         if gone:
             print(f"--quick without --out: replacing the earlier quick run in {path}"
                   + (f" (keeping {keep})" if keep is not None and Path(keep).exists() else ""), flush=True)
@@ -260,6 +272,8 @@ def run_folder(out: str, default: Path, replace_default: bool = False, keep: Pat
             else:
                 entry.unlink()
     path.mkdir(parents=True, exist_ok=True)
+    if not out and replace_default:
+        (path / QUICK_MARK).write_text("made by a --quick run of a medssl benchmark; the next one empties this folder\n")
     return path
 
 

@@ -265,7 +265,8 @@ def test_quick_without_out_replaces_its_default_folder_but_keeps_the_cache(tmp_p
     bench = _bench()
     monkeypatch.setattr(bench, "REPO", tmp_path)  # default folder: tmp_path/runs/brain_age_ixi_quick
     default = tmp_path / "runs" / "brain_age_ixi_quick"
-    (default / "seed0_simclr" / "checkpoints").mkdir(parents=True)  # an earlier quick run's
+    (default / "seed0_simclr" / "checkpoints").mkdir(parents=True)  # an earlier quick run's (its mark file below)
+    (default / ".medssl-quick-run").write_text("")
     (default / "seed0_simclr" / "checkpoints" / "step-00000099.pt").write_bytes(b"")
     (default / "cache").mkdir()
     (default / "cache" / "marker").write_text("kept")

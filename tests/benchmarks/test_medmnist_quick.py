@@ -204,7 +204,8 @@ def test_quick_without_out_replaces_its_default_folder_and_out_still_refuses(tmp
     (default / "mae_seed0").mkdir()  # a folder the second run does not write: an earlier run's, it goes too
     log = (default / "simclr_seed0" / "metrics.jsonl").read_text()
     again = bench.main(smoke)
-    assert sorted(p.name for p in default.iterdir()) == ["medmnist_pneumonia.png", "result.json", "simclr_seed0"]
+    assert sorted(p.name for p in default.iterdir()) == [".medssl-quick-run", "medmnist_pneumonia.png", "result.json",
+                                                         "simclr_seed0"]
     assert "resumed_at_step" not in again["per_seed"][0]["ssl_pretrain"]  # a fresh run, not the first one's weights
     assert (default / "simclr_seed0" / "metrics.jsonl").read_text().count("\n") == log.count("\n")
     resumed = bench.main([*smoke, "--resume"])

@@ -127,3 +127,24 @@ def test_write_result_keeps_the_earlier_result_of_its_folder(tmp_path, capsys):
     assert json.loads((tmp_path / "result.1.json").read_text()) == {"run": 1}
     assert json.loads((tmp_path / "result.2.json").read_text()) == {"run": 2}
     assert f"the earlier {tmp_path / 'result.json'} is kept as {tmp_path / 'result.2.json'}" in capsys.readouterr().out
+
+
+def test_a_quick_run_empties_only_a_default_folder_an_earlier_quick_run_made(tmp_path, capsys):
+    """`--quick` without --out emptied its default folder whatever it held (a user's file there was deleted).
+    It now empties only a folder that a quick run made (its mark file); any other stays as it was, named."""
+    sr = _seed_runs()
+    default = tmp_path / "runs" / "x_quick"
+    default.mkdir(parents=True)
+    (default / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit, match=r"x_quick holds notes.txt but was not made by a --quick run.*nothing was "
+                                         r"deleted"):
+        sr.run_folder("", default, replace_default=True)
+    assert (default / "notes.txt").read_text() == "mine"
+    fresh = tmp_path / "runs" / "y_quick"
+    assert sr.run_folder("", fresh, replace_default=True) == fresh  # made here: marked
+    (fresh / "simclr_seed0").mkdir()
+    (fresh / "result.json").write_text("{}")
+    sr.run_folder("", fresh, replace_default=True)  # an earlier quick run's folder: emptied
+    assert sorted(p.name for p in fresh.iterdir()) == [sr.QUICK_MARK]
+    assert sr.run_folder(str(default), default, replace_default=True) == default  # --out: never emptied
+    assert (default / "notes.txt").read_text() == "mine"
