@@ -258,8 +258,10 @@ def _evaluation_source(path: Path, protocol: str, data: str | None, root: str | 
     The default protocol on a run's own data writes into the run directory (as always);
     other protocols write into ``RUN/eval-<protocol>``, and evaluations on another data card
     (``data``) into ``RUN/eval-<protocol>-<card>`` with their own manifest and cache (another
-    ``root`` alone: ``RUN/eval-<protocol>``, its manifest and cache there too). ``out``
-    replaces that folder (an export stays as it was shared: no manifest, cache or features in it).
+    ``root`` alone: ``RUN/eval-<protocol>``, its manifest and cache there too). An export is
+    evaluated beside its folder, ``EXPORT-eval-<protocol>-<card>``, never into it: the manifest,
+    cache and features name subjects and data paths, and the export stays as it was shared.
+    ``out`` replaces that folder.
     """
     if (path / "config.yaml").is_file():
         cfg, method = _load_run_method(path)
@@ -291,7 +293,8 @@ def _evaluation_source(path: Path, protocol: str, data: str | None, root: str | 
     if protocol == "default" and kind == "run" and not data and not root and not out:
         return cfg, encoder, path, path, kind, rescaling  # the run's own data: its manifest, cache and report
     card_name = Path(str(cfg.data.card)).stem
-    out_dir = Path(out) if out else path / (f"eval-{protocol}" + (f"-{card_name}" if data else ""))
+    name = f"eval-{protocol}" + (f"-{card_name}" if data else "")
+    out_dir = Path(out) if out else path / name if kind == "run" else path.resolve().parent / f"{path.resolve().name}-{name}"
     return cfg, encoder, (path if kind == "run" and not data and not root else out_dir), out_dir, kind, rescaling
 
 
@@ -309,7 +312,8 @@ def evaluate(run_dir: str | Path, progress: bool = True, protocol: str = "defaul
         options: :class:`medssl.eval.driver.EvalOptions` (its ``protocol`` is overridden).
         device: "cpu" / "cuda" / "auto" (default: the run's ``train.device``).
         out: write the report there (for an export also its manifest, cache and features,
-            which name subjects and data paths) instead of under ``run_dir``.
+            which name subjects and data paths) instead of under ``run_dir`` (for an export:
+            beside it, ``EXPORT-eval-<protocol>-<card>``).
 
     Returns:
         The results dict (see :mod:`medssl.eval.report`); ``info["output directory"]`` says

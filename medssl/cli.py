@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default=None, help="cpu | cuda | auto (default: the run's train.device)")
     e.add_argument("--out", default=None, metavar="DIR",
                    help="write the report (for an export also its manifest, cache and features) here instead of "
-                        "under RUN_OR_EXPORT; keeps an export folder shareable")
+                        "under RUN, or beside EXPORT (EXPORT-eval-<protocol>-<card>; never into the export folder)")
     f = e.add_argument_group("fine-tuning (--protocol finetune)")
     f.add_argument("--finetune-mode", default="full", choices=["full", "last", "head"])
     f.add_argument("--last-blocks", type=int, default=1, help="trained blocks with --finetune-mode last")

@@ -98,10 +98,14 @@ def test_evaluate_an_export_on_a_data_card(run):
     run_dir, cohort = run
     out = export.export_run(run_dir, run_dir.parent / "export")
     assert main(["evaluate", str(out), "--n-boot", "0", "--no-random-init"]) == 2  # an export needs --data
+    before = sorted(p.name for p in out.iterdir())
     assert main(["evaluate", str(out), "--data", "synthetic", "--root", str(cohort), "--n-boot", "0",
                  "--no-random-init", "--map", "none"]) == 0
-    m = _metrics(out / "eval-default-synthetic")
+    # without --out: beside the export, never into it (it wrote the manifest, naming subjects, into the export)
+    assert sorted(p.name for p in out.iterdir()) == before
+    m = _metrics(out.parent / "export-eval-default-synthetic")
     assert m["info"]["source"].startswith("export") and "age" in m["probes"]["pretrained"]
+    assert (out.parent / "export-eval-default-synthetic" / "manifest.tsv").is_file()
     shared = export.export_run(run_dir, run_dir.parent / "export2")
     before = sorted(p.name for p in shared.iterdir())
     assert main(["evaluate", str(shared), "--data", "synthetic", "--root", str(cohort), "--n-boot", "0",

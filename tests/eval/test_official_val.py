@@ -227,7 +227,7 @@ def test_evaluate_uses_the_split_column_of_a_card(tmp_path):
     assert info["validation subjects"] == 6 and info["hyper-parameter selection"] == "official validation split (n=6)"
     assert res["probes"]["pretrained"]["age"]["selection"] == "official validation split (n=6)"
     assert len(res["probes"]["pretrained"]["age"]["pred"]) == 6 == info["test subjects"]
-    assert "official validation split (n=6)" in (export / "eval-default-with_val" / "report.md").read_text()
+    assert "official validation split (n=6)" in (tmp_path / "export-eval-default-with_val" / "report.md").read_text()
     ft = evaluate(export, protocol="finetune", options=EvalOptions(
         n_boot=0, targets=("age",), random_init=False, finetune=FinetuneOptions(epochs=1, batch_size=8)), **kw)
     assert ft["finetune"]["pretrained"]["age"]["n_val"] == 6 and ft["finetune"]["pretrained"]["age"]["n_fit"] == 18
@@ -247,7 +247,7 @@ def test_pneumoniamnist_card_probe_c_is_chosen_on_the_official_val_split(tmp_pat
                    options=EvalOptions(targets=("label",), n_boot=0, map_method="none", random_init=False))
     assert res["info"]["hyper-parameter selection"] == "official validation split (n=524)"
     assert res["info"]["validation subjects"] == 524 and res["info"]["test subjects"] == 624
-    out_dir = export / "eval-default-shared_pneumoniamnist"
+    out_dir = tmp_path / "export-eval-default-shared_pneumoniamnist"  # beside the export, never in it
     split = np.array([r.split for r in read_manifest(out_dir / "manifest.tsv")])
     (cache,) = (out_dir / "features").glob("pretrained-*.npz")
     with np.load(cache) as z:
