@@ -8,7 +8,8 @@ An export folder holds
   as given in the spec's ``monai`` entry (DenseNet: after ``class_layers.out = nn.Identity()``);
 * ``encoder.json`` — the architecture (registry name and arguments), the input it was
   trained with (spatial dims, channels, shape, crop, spacing in mm, orientation,
-  normalisation, modality, data card name), the pretraining method, config hash,
+  normalisation, the card's reader options that set intensities such as DICOM ``voi``,
+  modality, data card name), the pretraining method, config hash,
   checkpoint step, the run's default evaluation targets (``eval.targets``, which
   ``medssl evaluate EXPORT`` uses without ``--targets``), medssl version and the SHA-256
   of the weights file.
@@ -121,8 +122,17 @@ def _with_defaults(architecture: str, arguments: dict) -> dict:
     return {**defaults, **arguments}
 
 
+#: reader options of a data card that decide the intensities a file is read as (DICOM ``voi``: the file's window,
+#: stored values or a given window; ``color``: luminance or RGB); recorded in the spec's ``input.reader_options``
+READER_INPUT_OPTIONS = ("voi", "color")
+
+
 def input_spec_from_config(cfg) -> dict:
-    """Input geometry and intensity preprocessing of a run (from its config and data card)."""
+    """Input geometry and intensity preprocessing of a run (from its config and data card).
+
+    ``spacing_mm`` is the voxel size the scans were resampled to (None: each scan's own grid); a DICOM without
+    PixelSpacing / ImagerPixelSpacing was read as 1 mm pixels. ``reader_options`` holds the card's
+    :data:`READER_INPUT_OPTIONS` ({}: the readers' defaults, e.g. DICOM ``voi="auto"``)."""
     from medssl.config import ConfigError
     from medssl.data.card import load_card
     from medssl.data.prepare import make_preprocessor
@@ -134,7 +144,8 @@ def input_spec_from_config(cfg) -> dict:
     try:  # the card gives modality, orientation and name; a card that moved away is not fatal
         card = load_card(d.card)
         pre = make_preprocessor(card, d.shape, d.spacing, d.normalise)
-        spec.update(orientation=pre.orientation or "file", modality=card.modality, data_card=card.name)
+        spec.update(orientation=pre.orientation or "file", modality=card.modality, data_card=card.name,
+                    reader_options={k: v for k, v in card.reader_options.items() if k in READER_INPUT_OPTIONS})
     except (ConfigError, OSError):
         spec.update(data_card=Path(str(d.card)).stem)  # the name only, never the card's path
     return spec
