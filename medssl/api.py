@@ -365,6 +365,10 @@ def evaluate(run_dir: str | Path, progress: bool = True, protocol: str = "defaul
     seen = sorted({r.site for r in read_manifest(manifest) if r.split == "train"}) if kind == "run" and \
         manifest.is_file() else None
     results = run_protocol(opts, feats, train_mask, vocab, seed, targets, encoders, {"all": ds}, str(dev), val_mask, seen)
+    if kind == "export":  # the card reads its files its own way: say so when pretraining read them otherwise
+        from medssl.export import reader_note
+
+        results["notes"] += reader_note(run_dir, load_card(cfg.data.card))
     results["info"] = {"protocol": protocol, "source": f"{kind} {run_dir}", "method": cfg.method.name if kind == "run"
                        else "(export)", "encoder": cfg.encoder.name, "data card": prepared.card_name,
                        "train subjects": len(set(prepared.records[i].subject for i in prepared.train)),

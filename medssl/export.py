@@ -125,6 +125,22 @@ def _with_defaults(architecture: str, arguments: dict) -> dict:
 #: reader options of a data card that decide the intensities a file is read as (DICOM ``voi``: the file's window,
 #: stored values or a given window; ``color``: luminance or RGB); recorded in the spec's ``input.reader_options``
 READER_INPUT_OPTIONS = ("voi", "color")
+_READER_DEFAULTS = {"voi": "auto", "color": "luminance"}  #: read_dicom's / read_png's defaults of those options
+
+
+def reader_note(export: str | Path, card) -> list[str]:
+    """``[note]`` when ``card`` (a :class:`~medssl.data.card.DataCard`) reads intensities with other
+    :data:`READER_INPUT_OPTIONS` than the card the export's encoder pretrained on (defaults filled in on both
+    sides); ``[]`` when they agree or the export predates ``input.reader_options``."""
+    was = read_spec(export).get("input", {}).get("reader_options")
+    if not isinstance(was, dict):
+        return []
+    was = {**_READER_DEFAULTS, **was}
+    now = {**_READER_DEFAULTS, **{k: v for k, v in card.reader_options.items() if k in READER_INPUT_OPTIONS}}
+    if was == now:
+        return []
+    return [f"The encoder pretrained on scans read with reader options {was}; card {card.name} reads its files with "
+            f"{now}, so their intensities may differ from pretraining (the card's reader_options set them)."]
 
 
 def input_spec_from_config(cfg) -> dict:
@@ -326,4 +342,4 @@ def _check_fits(skeleton: nn.Module, weights: Path, what: str) -> None:
 
 
 __all__ = ["ExportError", "encoder_state_dict", "export_run", "input_spec_from_config", "load_encoder", "read_spec",
-           "save_encoder"]
+           "reader_note", "save_encoder"]
