@@ -372,35 +372,3 @@ def test_an_export_evaluates_the_targets_of_its_run_by_default(tmp_path, capsys)
     (out / "encoder.json").write_text(json.dumps({**spec, "evaluation": {"targets": ["agee"]}}))
     with pytest.raises(ExportError, match=r"encoder.json: 'evaluation' must be"):
         read_spec(out)
-
-
-@pytest.mark.parametrize(("card", "options"), [("mimic_cxr", {"voi": "auto"}), ("chexpert", {"color": "luminance"}),
-                                              ("synthetic", {})])
-def test_the_spec_records_how_the_reader_turned_files_into_intensities(card, options):
-    """encoder.json gave shape, spacing and normalisation but not the card's reader options (DICOM ``voi``: the
-    file's window or the stored values; ``color``), so scans re-read for the encoder could not be preprocessed as
-    in pretraining from encoder.json alone. The spec now records them (names and values from the card, no data)."""
-    from medssl.export import input_spec_from_config
-
-    dims = 3 if card == "synthetic" else 2
-    cfg = load_config(None, [f"data.card={card}", f"data.shape=[{','.join(['32'] * dims)}]",
-                             f"encoder.spatial_dims={dims}", f"augment.crop_size=[{','.join(['28'] * dims)}]"])
-    assert input_spec_from_config(cfg)["reader_options"] == options
-
-
-def test_evaluating_an_export_on_a_card_that_reads_intensities_otherwise_says_so(exported, tmp_path):
-    """`evaluate EXPORT --data CARD` reads the card's files with the card's reader options: a card that windows
-    (or not) differently from the pretraining card gave other intensities without a word. The report's notes say so;
-    the readers' defaults (voi auto, color luminance) count as given."""
-    from medssl.api import REPO_ROOT
-    from medssl.data.card import load_card
-    from medssl.export import reader_note
-
-    _, out, _ = exported  # pretrained on the synthetic card: reader defaults
-    assert reader_note(out, load_card("mimic_cxr")) == []  # voi: auto, the DICOM default
-    assert reader_note(out, load_card("chexpert")) == []  # color: luminance, the default
-    card = (REPO_ROOT / "data_cards" / "mimic_cxr.yaml").read_text().replace("voi: auto", "voi: none")
-    (tmp_path / "raw_cxr.yaml").write_text(card)
-    (note,) = reader_note(out, load_card(str(tmp_path / "raw_cxr.yaml")))
-    assert "{'voi': 'auto', 'color': 'luminance'}" in note and "{'voi': 'none', 'color': 'luminance'}" in note
-    assert "card mimic_cxr" in note
