@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from medssl.atomic import atomic_write
@@ -24,36 +22,6 @@ _NAME = re.compile(r"step-(\d+)\.pt$")
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used here (other architecture, other config, corrupt)."""
-
-
-def rng_state(device: torch.device | None = None) -> dict:
-    """RNG states of torch (CPU, CUDA), numpy and python as weights_only-safe objects.
-
-    ``device``: the GPU this process trains on; its CUDA state (dropout's) is also kept on its own, for
-    :func:`set_rng_state` to put on the resuming process's GPU (under torchrun rank 0 writes the checkpoint,
-    and its copy of GPU r's state is not rank r's: rank 0 never draws there)."""
-    np_state = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
-             "python_pos": random.getstate()[2] if random.getstate()[2] is not None else -1,
-             "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)), "numpy_pos": int(np_state[2])}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-        if device is not None and torch.device(device).type == "cuda":
-            state["cuda_run"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state: dict, device: torch.device | None = None) -> None:
-    """Restore :func:`rng_state`; ``device`` (the GPU this process trains on) gets the saving process's own GPU
-    state: every rank seeds and draws alike (``torch.manual_seed(seed)``, same dropout shapes), so rank 0's is
-    what each rank had at the checkpoint."""
-    torch.set_rng_state(state["torch"])
-    random.setstate((3, tuple(state["python"]), None if state["python_pos"] == -1 else state["python_pos"]))
-    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
-    if "cuda" in state and torch.cuda.is_available():  # saved per visible GPU: a node with fewer restores its own
-        torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])
-        if "cuda_run" in state and device is not None and torch.device(device).type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_run"], device)
 
 
 def write_atomic(state: dict, path: str | Path) -> Path:

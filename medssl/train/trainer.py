@@ -4,9 +4,10 @@ The trainer knows nothing about contrastive vs. reconstruction objectives: it ca
 method (``method(batch, generator)`` = ``training_step``) and optimises the returned loss.
 
 Determinism: the global batches of epoch ``e`` come from a permutation drawn from
-``(seed, e)``; the view generator is re-seeded from ``(seed, step, rank)`` before every step.
-A run resumed from a checkpoint at any step therefore sees exactly the batches and views of an
-uninterrupted run, and ends with identical parameters on CPU.
+``(seed, e)``; the view generator and torch's global RNG (dropout's) are re-seeded from
+``(seed, step, rank)`` before every step. A run resumed from a checkpoint at any step therefore sees
+exactly the batches, views and dropout masks of an uninterrupted run, and ends with identical parameters
+on CPU; the checkpoint needs no RNG state.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from tqdm.auto import tqdm
 
 from medssl.config import ConfigError
 from medssl.train.checkpoint import (CheckpointError, list_checkpoints, load_checkpoint, refuse_newer, resume_path,
-                                     rng_state, save_checkpoint, set_rng_state, write_atomic)
-from medssl.train.distributed import DistInfo, any_rank, shard, worker_ignores_sigterm
+                                     save_checkpoint, write_atomic)
+from medssl.train.distributed import DistInfo, any_rank, seed_step, shard, worker_ignores_sigterm
 from medssl.train.optim import autocast_dtype, build_optimizer, warmup_cosine
 
 
@@ -185,7 +186,6 @@ class Trainer:
     def state_dict(self) -> dict:
         return {"model": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "step": self.step, "best": self.best,
-                "rng": rng_state(self.device),
                 "config": json.dumps(self.config, sort_keys=True), "method_class": type(self.method).__name__}
 
     def load_state_dict(self, state: dict, source: str = "checkpoint") -> None:
@@ -204,8 +204,7 @@ class Trainer:
         sched = self.scheduler
         for group, base, factor in zip(self.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas):
             group["lr"] = base * factor(sched.last_epoch)
-        self.step, self.best = int(state["step"]), float(state.get("best", math.inf))
-        set_rng_state(state["rng"], self.device)
+        self.step, self.best = int(state["step"]), float(state.get("best", math.inf))  # an older one's "rng": unused
 
     def resume(self, how: str, loaded: tuple[Path, dict] | None = None) -> bool:
         """``how`` = "auto" (latest in run_dir, if any) or a checkpoint path; ``loaded`` = ``(path, state)``
@@ -302,7 +301,7 @@ class Trainer:
             while self.step < self.total_steps and not self._stopping:
                 epoch, first = divmod(self.step, self.steps_per_epoch)
                 micro = [shard(b, self.dist) for b in self._epoch_batches(epoch)[first * k:]]
-                # own generator, not the global torch RNG (dropout's, restored by a checkpoint): a mid-epoch resume is exact
+                # own generator, not the global torch RNG (dropout's, seeded per step): a mid-epoch resume is exact
                 loader = iter(DataLoader(self.dataset, batch_sampler=micro, num_workers=self.opt.num_workers,
                                          pin_memory=self.device.type == "cuda" and self.opt.num_workers > 0,
                                          worker_init_fn=worker_ignores_sigterm,
@@ -364,6 +363,7 @@ class Trainer:
     def _optimizer_step(self, micro_batches: list[dict], gen: torch.Generator) -> tuple[float, dict, int]:
         """One optimiser step over ``grad_accum_steps`` micro-batches; returns (loss, logs, views)."""
         self.optimizer.zero_grad(set_to_none=True)
+        seed_step(self.opt.seed, self.step, self.dist.rank)  # dropout: this rank's own masks, the same after a resume
         total, logs, views = 0.0, {}, 0
         for i, batch in enumerate(micro_batches):
             batch = {key: v.to(self.device, non_blocking=True) for key, v in batch.items()}

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -101,6 +102,32 @@ def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path)
         assert p.wait(timeout=300) == 0, p.stdout.read()
     _same(tmp_path / "one.pt", tmp_path / "two.pt")
     assert not (tmp_path / "two.pt").with_name("two.pt.rank1").exists()
+
+
+def _ddp(*args, port: str):
+    return [_run(*args, env={"RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+                             "MASTER_PORT": port, "OMP_NUM_THREADS": "1"}) for r in range(2)]
+
+
+def test_ddp_ranks_draw_their_own_dropout_masks_and_a_resume_draws_them_again(tmp_path):
+    """Every rank seeds alike, so draws from torch's global RNG (dropout masks, anything without a generator)
+    were the same on every rank at every step although each rank holds other samples: a correlation that one
+    process on the global batch does not have. Each rank now draws its own, and a 2-process run resumed from a
+    checkpoint draws what the uninterrupted run drew at the same steps."""
+    for p in _ddp(tmp_path / "full", "--epochs", 2, "--draws", tmp_path / "full.pt", port=str(_free_port())):
+        assert p.wait(timeout=300) == 0, p.stdout.read()
+    full = [torch.load(f"{tmp_path / 'full.pt'}.rank{r}", weights_only=True) for r in range(2)]
+    assert full[0].shape == (8, 4)  # 2 epochs of 4 steps, one draw of 4 numbers per step
+    for step in range(8):
+        assert not torch.equal(full[0][step], full[1][step]), f"step {step + 1}: both ranks drew the same mask"
+    assert len({tuple(d.tolist()) for d in full[0]}) == 8  # and a new one every step
+    shutil.copytree(tmp_path / "full", tmp_path / "cut")
+    (tmp_path / "cut" / "checkpoints" / "step-00000008.pt").unlink()  # killed after the step-4 checkpoint
+    for p in _ddp(tmp_path / "cut", "--epochs", 2, "--resume", "auto", "--draws", tmp_path / "cut.pt",
+                  port=str(_free_port())):
+        assert p.wait(timeout=300) == 0, p.stdout.read()
+    for r in range(2):
+        assert torch.equal(torch.load(f"{tmp_path / 'cut.pt'}.rank{r}", weights_only=True), full[r][4:]), f"rank {r}"
 
 
 def test_ddp_non_finite_weights_at_the_monitor_stop_every_rank_with_the_reason(tmp_path):

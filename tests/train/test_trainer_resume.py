@@ -1,5 +1,5 @@
 """Trainer: logs and TensorBoard of resumed runs, the rebuilt schedule, exact resume with dropout, gradient
-accumulation, out-of-memory message, CUDA RNG states across node sizes."""
+accumulation, out-of-memory message."""
 
 import json
 import math
@@ -83,8 +83,8 @@ class DropoutEncoder(TinyEncoder):
 
 
 def test_mid_epoch_resume_is_exact_with_dropout(tmp_path):
-    """Dropout (encoder.options={dropout: …} of ViT/DenseNet) draws from the global torch RNG, which a checkpoint
-    restores. Creating the resumed epoch's DataLoader drew its base seed from that RNG too, one draw the
+    """Dropout (encoder.options={dropout: …} of ViT/DenseNet) draws from the global torch RNG, which the trainer
+    re-seeds from (seed, step, rank) before every step (a checkpoint holds no RNG state). Creating the resumed epoch's DataLoader drew its base seed from that RNG too, one draw the
     uninterrupted run never made mid-epoch, so every resume from a mid-epoch checkpoint ended elsewhere."""
     full = _trainer(tmp_path / "full", epochs=2, encoder=DropoutEncoder, checkpoint_every=1)
     full.fit()
@@ -147,55 +147,6 @@ def test_cuda_out_of_memory_names_the_batch_the_crop_the_views_and_what_to_reduc
     assert not list_checkpoints(tmp_path / "checkpoints")
 
 
-def test_a_checkpoint_from_a_node_with_more_gpus_resumes_on_fewer(monkeypatch):
-    """rng_state() keeps one CUDA RNG state per visible GPU (each torchrun process sees all 8 of its node). A resume
-    where fewer are visible (requeued on a smaller node, or continued on one GPU) set a state for each saved GPU:
-    torch.cuda.default_generators[idx] raised IndexError. The states of the GPUs that exist are restored, in order.
-    (No GPU here: torch.cuda's per-device setter is replaced by one that fails like it for a missing device.)"""
-    from medssl.train.checkpoint import rng_state, set_rng_state
-
-    state = rng_state()
-    state["cuda"] = [torch.full((16,), i, dtype=torch.uint8) for i in range(8)]  # saved on an 8-GPU node
-    restored = {}
-
-    def set_one(new_state, device="cuda"):
-        index = torch.device(device).index if isinstance(device, (str, torch.device)) else device
-        if index >= 2:
-            raise IndexError("tuple index out of range")  # torch.cuda.default_generators[idx]
-        restored[index] = int(new_state[0])
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    monkeypatch.setattr(torch.cuda.random, "set_rng_state", set_one)
-    set_rng_state(state)
-    assert restored == {0: 0, 1: 1}
-
-
-def test_each_torchrun_rank_resumes_the_cuda_rng_state_of_its_own_gpu(monkeypatch):
-    """Under torchrun rank 0 writes the checkpoint; rng_state() kept its process's state of every visible GPU, and
-    rank r restored GPU r's from it: a state rank 0 never drew from, not the one rank r had (dropout masks after
-    a DDP resume then differed from the uninterrupted run's). Every rank seeds and draws alike, so the state of
-    the saving process's own GPU is every rank's. (No GPU here: torch.cuda's RNG getters/setters are stand-ins.)"""
-    from medssl.train.checkpoint import rng_state, set_rng_state
-
-    fresh, drawn = torch.zeros(16, dtype=torch.uint8), torch.full((16,), 7, dtype=torch.uint8)
-    gens = {0: drawn.clone(), 1: fresh.clone()}  # rank 0's process at the checkpoint: only its own GPU 0 was used
-
-    def index(device):
-        return device if isinstance(device, int) else torch.device(device).index or 0
-
-    def set_one(new_state, device="cuda"):
-        gens[index(device)] = new_state.clone()
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [gens[0].clone(), gens[1].clone()])
-    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": gens[index(device)].clone())
-    monkeypatch.setattr(torch.cuda.random, "set_rng_state", set_one)
-    monkeypatch.setattr(torch.cuda, "set_rng_state", set_one)
-    saved = rng_state(torch.device("cuda", 0))
-    gens.update({0: fresh.clone(), 1: fresh.clone()})  # rank 1's new process, seeded, before the resume
-    set_rng_state(saved, torch.device("cuda", 1))
-    assert torch.equal(gens[1], drawn)  # what rank 1 had: it drew exactly as rank 0 did
 
 
 def test_a_resume_from_an_older_checkpoint_into_a_folder_with_newer_ones_is_refused(tmp_path):

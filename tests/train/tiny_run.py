@@ -2,11 +2,12 @@
 
     python tests/train/tiny_run.py RUN_DIR --epochs 3 [--checkpoint-every 1] [--resume auto]
         [--params OUT.pt] [--sleep 0.0] [--nan-after-step N --checkpoint-epochs K] [--num-workers W]
-        [--nan-loss-at RANK:STEP]
+        [--nan-loss-at RANK:STEP] [--draws OUT.pt]
 
 ``--nan-after-step N`` puts NaN into a weight after step N (a finite loss up to then) and adds
 a monitor on rank 0 that reports a better ``best_metric`` every epoch. ``--nan-loss-at R:S`` makes
-the loss of rank R NaN at step S (only there: a per-rank loss failing on one process).
+the loss of rank R NaN at step S (only there: a per-rank loss failing on one process). ``--draws OUT.pt``
+records, per step, one draw from torch's global RNG (what dropout uses) and saves them as ``OUT.pt.rank<R>``.
 
 Under torchrun-style env vars (RANK, WORLD_SIZE, MASTER_ADDR/PORT) it trains with DDP (gloo).
 The encoder has no BatchNorm (SyncBatchNorm needs a GPU), and the view pipeline is the
@@ -58,9 +59,12 @@ class SlowMethod(ContrastiveMethod):
     nan_after_step = 0
     nan_loss_at = (-1, 0)  # (rank, step)
     rank, step = 0, 0
+    draws = None  # a list when --draws is given
 
     def forward(self, batch, generator):
         out = super().forward(batch, generator)
+        if self.draws is not None:
+            self.draws.append(torch.rand(4))  # as a dropout mask is drawn (global RNG, no generator)
         if (self.rank, self.step + 1) == self.nan_loss_at:
             out.loss = out.loss * float("nan")
         return out
@@ -106,11 +110,16 @@ def main() -> None:
     ap.add_argument("--checkpoint-epochs", type=int, default=1)
     ap.add_argument("--num-workers", type=int, default=0)
     ap.add_argument("--nan-loss-at", default="")
+    ap.add_argument("--draws", default="")
     a = ap.parse_args()
     t = build(a.run_dir, a.epochs, a.checkpoint_every, a.sleep, a.nan_after_step, a.checkpoint_epochs, a.num_workers,
               a.nan_loss_at)
     t.resume(a.resume)
+    if a.draws:
+        t.method.draws = []
     summary = t.fit()
+    if a.draws:
+        torch.save(torch.stack(t.method.draws), f"{a.draws}.rank{t.dist.rank}")
     if a.params and t.dist.is_main:
         torch.save({k: v.detach().clone() for k, v in t.method.state_dict().items()}, a.params)
     print("summary", summary, flush=True)
