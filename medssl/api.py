@@ -152,7 +152,7 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> Path:
     Under ``torchrun`` every process calls this; rank 0 prepares the data cache and writes
     files while the others wait, then all train together (DDP).
     """
-    from medssl.train.distributed import barrier, init_distributed, shutdown_distributed
+    from medssl.train.distributed import barrier, init_distributed, patient_group, shutdown_distributed
 
     dist_info, device = init_distributed(resolve_device(cfg.train.device))
     if cfg.train.batch_size % dist_info.world_size:  # the global batch is split evenly (distributed.shard)
@@ -160,6 +160,7 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> Path:
                           f"the {dist_info.world_size} processes; use a multiple of {dist_info.world_size}")
     absolute_data_paths(cfg)  # config.yaml must find the card and data from any folder (evaluate, export)
     run_dir, resume_from = Path(cfg.output_dir), None
+    waiting = patient_group(dist_info)  # the others wait for the cache beyond the process group's 30 minutes
     if dist_info.is_main:
         resume_from = check_run_dir(cfg, run_dir)  # before anything is written: a refused run leaves it as it was
         check_cache_dir(cfg, run_dir)  # the card's dimensionality, the cache's settings, outputs replacing inputs:
@@ -168,7 +169,7 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> Path:
         save_config(cfg, run_dir / "config.yaml")
         # a resumed run keeps its split even if the table changed since (no test subject enters pretraining)
         data = prepare_data(cfg, run_dir, progress, keep_splits=run_splits(run_dir) if resume_from else None)
-    barrier(dist_info)
+    barrier(dist_info, waiting)
     if not dist_info.is_main:  # the cache exists now (memory-mapped, not rebuilt); rank 0's split, whatever the table
         data = prepare_data(cfg, run_dir, progress=False, keep_splits=run_splits(run_dir))
     torch.manual_seed(cfg.seed)

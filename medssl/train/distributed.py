@@ -65,9 +65,31 @@ def shard(batch_indices: list[int], info: DistInfo) -> list[int]:
     return batch_indices[info.rank * per:(info.rank + 1) * per]
 
 
-def barrier(info: DistInfo) -> None:
+#: how long the other ranks wait at :func:`barrier` on a :func:`patient_group` for rank 0 (``medssl.api.pretrain``:
+#: checking the run and building the data cache) instead of the process group's 30 minutes
+PREPARE_TIMEOUT = datetime.timedelta(hours=24)
+
+
+def patient_group(info: DistInfo, timeout: datetime.timedelta = PREPARE_TIMEOUT) -> dist.ProcessGroup | None:
+    """A second group of every rank (the process group's backend) whose collectives wait up to ``timeout``, for the
+    others to wait at :func:`barrier` while rank 0 does something long (a cohort's cache takes hours). Call it on
+    every rank at the same point, before rank 0 starts: its first barrier, run here while all ranks are present,
+    sets up the group's connections (NCCL makes them at the first collective, through the rendezvous store, whose
+    own waits are bounded by the 30 minutes). None without DDP."""
+    if not (info.enabled and dist.is_initialized()):
+        return None
+    group = dist.new_group(timeout=timeout)
+    dist.barrier(group=group)
+    return group
+
+
+def barrier(info: DistInfo, group: dist.ProcessGroup | None = None) -> None:
+    """Wait for every rank: on the process group (its 30-minute limit), or on ``group`` (a :func:`patient_group`,
+    left afterwards)."""
     if info.enabled and dist.is_initialized():
-        dist.barrier()
+        dist.barrier(group=group)
+        if group is not None:
+            dist.destroy_process_group(group)
 
 
 def shutdown_distributed(info: DistInfo) -> None:
