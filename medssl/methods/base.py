@@ -10,7 +10,8 @@ from torch import nn
 
 @dataclass
 class StepOutput:
-    """What a training step returns: a scalar loss and floats to log."""
+    """What a training step returns: a scalar loss and the terms to log, as 0-dim tensors (detached; the trainer
+    reads them from the device once per optimiser step, after the backward passes) or floats."""
 
     loss: torch.Tensor
     logs: dict = field(default_factory=dict)

@@ -75,14 +75,14 @@ class ContrastiveMethod(Method):
         z = self.embed(self.make_views(batch["image"], generator))
         labels = self.labels(batch)
         loss = self.loss(z, labels)
-        logs = {"contrastive": float(loss.detach())}
+        logs = {"contrastive": loss.detach()}
         if self.fairkl is not None and self.fairkl_weight > 0:
             # FairKL targets: class labels when given, else None = each sample its own class (FairKL numbers
             # the samples after gathering across ranks, so ids never collide under DDP).
             target = labels if labels is not None and not self.continuous else None
             reg = self.fairkl(z, target, batch[self.bias_key])
             loss = loss + self.fairkl_weight * reg
-            logs["fairkl"] = float(reg.detach())
+            logs["fairkl"] = reg.detach()
         return StepOutput(loss=loss, logs=logs)
 
 

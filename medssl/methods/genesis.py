@@ -126,4 +126,4 @@ class ModelsGenesis(Method):
     def training_step(self, batch: dict, generator: torch.Generator) -> StepOutput:
         corrupted, target = self.corrupt(batch["image"], generator)
         loss = F.mse_loss(self.restore(corrupted).float(), target.float())
-        return StepOutput(loss=loss, logs={"mse_restore": float(loss.detach())})
+        return StepOutput(loss=loss, logs={"mse_restore": loss.detach()})

@@ -97,7 +97,7 @@ class MAE(Method):
             x = self.views(x, generator)
         pred, pm, _ = self.forward_masked(x, generator)
         loss = masked_patch_mse(pred, self.targets(x), pm.mask)
-        return StepOutput(loss=loss, logs={"mse_masked": float(loss.detach())})
+        return StepOutput(loss=loss, logs={"mse_masked": loss.detach()})
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:

@@ -32,6 +32,7 @@ from medssl.config import ConfigError
 from medssl.train.checkpoint import (CheckpointError, list_checkpoints, load_checkpoint, refuse_newer, resume_path,
                                      save_checkpoint, write_atomic)
 from medssl.train.distributed import DistInfo, any_rank, seed_step, shard, worker_ignores_sigterm
+from medssl.train.oom import explain_oom
 from medssl.train.optim import autocast_dtype, build_optimizer, warmup_cosine
 
 
@@ -364,20 +365,24 @@ class Trainer:
         """One optimiser step over ``grad_accum_steps`` micro-batches; returns (loss, logs, views)."""
         self.optimizer.zero_grad(set_to_none=True)
         seed_step(self.opt.seed, self.step, self.dist.rank)  # dropout: this rank's own masks, the same after a resume
-        total, logs, views = 0.0, {}, 0
+        total, logs, views, k = 0.0, {}, 0, len(micro_batches)
         for i, batch in enumerate(micro_batches):
             batch = {key: v.to(self.device, non_blocking=True) for key, v in batch.items()}
             gen.manual_seed(((self.opt.seed * 1_000_003 + self.step) * 64 + i) * 4096 + self.dist.rank)
-            sync = i == len(micro_batches) - 1 or not self.dist.enabled
-            with (contextlib.nullcontext() if sync else self.model.no_sync()), self._oom_context(batch):
+            sync = i == k - 1 or not self.dist.enabled
+            with (contextlib.nullcontext() if sync else self.model.no_sync()), explain_oom(self.step, batch, self.method):
                 with torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype else contextlib.nullcontext():
                     out = self.model(batch, gen)
                 loss = out.loss.float()
-                (loss / len(micro_batches)).backward()  # also when NaN: DDP's other ranks wait in its all-reduce
-            total += float(loss.detach()) / len(micro_batches)
-            for key, value in out.logs.items():  # each term averaged over the micro-batches, like the loss
-                logs[key] = logs.get(key, 0.0) + float(value) / len(micro_batches)
+                (loss / k).backward()  # also when NaN: DDP's other ranks wait in its all-reduce
+            # the loss and each term averaged over the micro-batches, in float64 on the device (what float() / k
+            # summed in Python gives, to the bit) and read once per step, below: nothing waits for the device before
+            total = total + loss.detach().double() / k
+            for key, value in out.logs.items():
+                logs[key] = logs.get(key, 0.0) + torch.as_tensor(value, dtype=torch.float64, device=self.device) / k
             views += batch["image"].shape[0] * getattr(self.method, "n_views", 1)
+        total, *values = torch.stack([total, *logs.values()]).tolist()  # the step's one read from the device
+        logs = dict(zip(logs, values))
         self._check_finite_loss(total)  # before the update: the weights stay those of the last good step
         if self.opt.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.method.parameters(), self.opt.grad_clip)
@@ -386,14 +391,3 @@ class Trainer:
         self.step += 1
         self.method.on_step_end(self.step, self.total_steps)
         return total, logs, views
-
-    @contextlib.contextmanager
-    def _oom_context(self, batch: dict):
-        try:
-            yield
-        except torch.cuda.OutOfMemoryError:
-            shape, crop = tuple(batch["image"].shape), getattr(getattr(self.method, "views", None), "crop_size", None)
-            raise RuntimeError(
-                f"CUDA out of memory at step {self.step + 1} with a per-GPU batch of {shape[0]} scans of shape {shape[1:]}"
-                f"{f' cropped to {tuple(crop)}' if crop else ''} (× {getattr(self.method, 'n_views', 1)} views). Reduce "
-                "train.batch_size (raise train.grad_accum_steps), augment.crop_size or the encoder; or train.precision=bf16") from None

@@ -93,6 +93,7 @@ def test_supinfonce_with_fairkl_is_the_weighted_sum_of_the_two_losses_on_the_sam
     assert out.logs["contrastive"] == pytest.approx(contrastive.item(), rel=1e-6)
     assert out.loss.item() == pytest.approx((contrastive + weight * fair).item(), rel=1e-6)
     assert ("fairkl" in out.logs) == (weight > 0)
+    assert all(torch.is_tensor(v) and not v.requires_grad for v in out.logs.values())  # read by the trainer, not here
     if weight:
         assert out.logs["fairkl"] == pytest.approx(fair.item(), rel=1e-6)
 
