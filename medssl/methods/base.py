@@ -11,7 +11,8 @@ from torch import nn
 @dataclass
 class StepOutput:
     """What a training step returns: a scalar loss and the terms to log, as 0-dim tensors (detached; the trainer
-    reads them from the device once per optimiser step, after the backward passes) or floats."""
+    reads them from the device once per optimiser step, after the backward passes) or floats. Under DDP each is
+    logged as its mean over the ranks, so every rank must return the same keys."""
 
     loss: torch.Tensor
     logs: dict = field(default_factory=dict)

@@ -123,6 +123,16 @@ def seed_step(seed: int, step: int, rank: int) -> None:
     torch.manual_seed(int.from_bytes(digest, "little"))
 
 
+def mean_over_ranks(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Mean of ``t`` (any shape, on this rank's device) over the ranks: one SUM all-reduce under DDP (``t`` itself
+    without), so NaN/Inf on any rank makes the result non-finite on every rank. Every rank passes the same shape."""
+    if not info.enabled:
+        return t
+    t = t.clone()
+    dist.all_reduce(t)
+    return t / info.world_size
+
+
 def worker_ignores_sigterm(worker_id: int) -> None:  # noqa: ARG001 - DataLoader's worker_init_fn signature
     """DataLoader ``worker_init_fn``: the worker leaves SIGTERM to the training process, which finishes its step,
     checkpoints and then ends its workers (torchrun stops a process with ``os.killpg``, and Slurm signals every

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from medssl.config import ConfigError
 from medssl.train.checkpoint import (CheckpointError, list_checkpoints, load_checkpoint, refuse_newer, resume_path,
                                      save_checkpoint, write_atomic)
-from medssl.train.distributed import DistInfo, any_rank, seed_step, shard, worker_ignores_sigterm
+from medssl.train.distributed import DistInfo, any_rank, mean_over_ranks, seed_step, shard, worker_ignores_sigterm
 from medssl.train.oom import explain_oom
 from medssl.train.optim import autocast_dtype, build_optimizer, warmup_cosine
 
@@ -257,10 +257,10 @@ class Trainer:
     def _request_stop(self, signum, frame) -> None:  # noqa: ARG002 - signal handler signature
         self._stop_requested = True
 
-    def _check_finite_loss(self, loss: float) -> None:
+    def _check_finite_loss(self, loss: float, mean: float) -> None:
         """Raise :class:`NonFiniteLossError` on every rank when any rank's loss is NaN/Inf (per-rank losses such
-        as MAE's can fail on one rank alone)."""
-        if any_rank(not math.isfinite(loss), self.dist, self.device):
+        as MAE's can fail on one rank alone): ``loss`` is this rank's, ``mean`` the mean over the ranks."""
+        if not math.isfinite(mean):
             where = f"loss is {loss}" if not math.isfinite(loss) else "another process's loss is NaN/Inf"
             raise NonFiniteLossError(f"{where} at step {self.step + 1}; training stopped. {self._last_checkpoint()}. "
                                      "Lower train.lr, enable train.grad_clip, or check the inputs for NaN")
@@ -381,9 +381,11 @@ class Trainer:
             for key, value in out.logs.items():
                 logs[key] = logs.get(key, 0.0) + torch.as_tensor(value, dtype=torch.float64, device=self.device) / k
             views += batch["image"].shape[0] * getattr(self.method, "n_views", 1)
-        total, *values = torch.stack([total, *logs.values()]).tolist()  # the step's one read from the device
+        # means over the ranks (a per-rank loss such as MAE's: the global batch's), and the step's one read
+        own, total, *values = torch.cat([total[None], mean_over_ranks(torch.stack([total, *logs.values()]),
+                                                                      self.dist)]).tolist()
         logs = dict(zip(logs, values))
-        self._check_finite_loss(total)  # before the update: the weights stay those of the last good step
+        self._check_finite_loss(own, total)  # before the update: the weights stay those of the last good step
         if self.opt.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.method.parameters(), self.opt.grad_clip)
         self.optimizer.step()

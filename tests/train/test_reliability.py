@@ -102,6 +102,12 @@ def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path)
         assert p.wait(timeout=300) == 0, p.stdout.read()
     _same(tmp_path / "one.pt", tmp_path / "two.pt")
     assert not (tmp_path / "two.pt").with_name("two.pt.rank1").exists()
+    # the logged numbers are the global batch's too: the gathered loss, and a per-rank term (as MAE's loss is) was
+    # rank 0's half of the batch alone; it is now the mean over the ranks
+    rows = {n: [json.loads(x) for x in (tmp_path / n / "metrics.jsonl").read_text().splitlines()] for n in ("one", "two")}
+    assert [r["step"] for r in rows["two"]] == [r["step"] for r in rows["one"]] == list(range(1, 9))
+    for key in ("loss", "contrastive", "image_mean"):
+        assert [r[key] for r in rows["two"]] == pytest.approx([r[key] for r in rows["one"]], rel=1e-6, abs=1e-7), key
 
 
 def _ddp(*args, port: str):

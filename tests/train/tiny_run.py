@@ -63,6 +63,7 @@ class SlowMethod(ContrastiveMethod):
 
     def forward(self, batch, generator):
         out = super().forward(batch, generator)
+        out.logs["image_mean"] = batch["image"].mean()  # a per-rank term (as MAE's loss is): this rank's scans only
         if self.draws is not None:
             self.draws.append(torch.rand(4))  # as a dropout mask is drawn (global RNG, no generator)
         if (self.rank, self.step + 1) == self.nan_loss_at:
