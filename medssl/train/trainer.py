@@ -368,7 +368,8 @@ class Trainer:
         total, logs, views, k = 0.0, {}, 0, len(micro_batches)
         for i, batch in enumerate(micro_batches):
             batch = {key: v.to(self.device, non_blocking=True) for key, v in batch.items()}
-            gen.manual_seed(((self.opt.seed * 1_000_003 + self.step) * 64 + i) * 4096 + self.dist.rank)
+            # distinct for every (step, micro-batch, rank < 4096); the factor 64 kept for k ≤ 64 (their runs' views)
+            gen.manual_seed(((self.opt.seed * 1_000_003 + self.step) * max(64, k) + i) * 4096 + self.dist.rank)
             sync = i == k - 1 or not self.dist.enabled
             with (contextlib.nullcontext() if sync else self.model.no_sync()), explain_oom(self.step, batch, self.method):
                 with torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype else contextlib.nullcontext():

@@ -175,3 +175,25 @@ def test_a_resume_from_an_older_checkpoint_into_a_folder_with_newer_ones_is_refu
     assert elsewhere.resume(str(ckpts[0])) and elsewhere.step == 3
     latest = _trainer(tmp_path / "run", epochs=4)
     assert latest.resume(str(ckpts[1])) and latest.step == 6
+
+
+def test_every_micro_batch_of_a_run_gets_its_own_view_seed_also_past_64_accumulation_steps(tmp_path):
+    """The view generator was seeded with ((seed·1_000_003 + step)·64 + micro-batch)·4096 + rank, so with
+    train.grad_accum_steps > 64 micro-batch 64 of step s got the seed of micro-batch 0 of step s+1 (the same
+    crops, flips and noise on other scans). Runs with at most 64 keep their seeds (and so their results)."""
+    from trainer_helpers import Items
+
+    from medssl.train.trainer import Trainer, TrainerOptions
+
+    def seeds_of(t):
+        seeds, training_step = [], t.method.training_step
+        t.method.training_step = lambda batch, g: (seeds.append(g.initial_seed()), training_step(batch, g))[1]
+        t.fit()
+        return seeds
+
+    k, method = 65, _trainer(tmp_path / "x").method
+    opts = TrainerOptions(epochs=1, batch_size=2, grad_accum_steps=k, progress=False)
+    seeds = seeds_of(Trainer(method, Items(n=2 * k * 2), tmp_path / "long", opts, torch.device("cpu")))  # 2 steps
+    assert len(seeds) == 2 * k and len(set(seeds)) == 2 * k
+    kept = seeds_of(_trainer(tmp_path / "kept", epochs=1, grad_accum_steps=3))  # 24 scans, batch 8: 1 step of 3
+    assert kept == [i * 4096 for i in range(3)]  # seed 0, step 0, rank 0: the formula as before
