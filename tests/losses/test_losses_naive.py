@@ -129,3 +129,13 @@ def test_fairkl_matches_naive_group_statistics(seed):
     check(lambda f: FairKLLoss()(f, None, bias), lambda f: naive.fairkl_group(f, distinct, bias), features)
     # ...and one view with all labels distinct: no positive pair at all.
     check(lambda f: FairKLLoss()(f[:, :1], distinct, bias), lambda f: naive.fairkl_group(f[:, :1], distinct, bias), features)
+    # One view, each class scanned once at each of two sites: no bias-aligned positive pair, so the
+    # (mu_pc - mu_pa)^2 and sd terms must be dropped, not computed against an empty group's mean 0.
+    pairs, alternating = torch.arange(10) // 2, torch.arange(10) % 2
+    check(lambda f: FairKLLoss()(f[:, :1], pairs, alternating), lambda f: naive.fairkl_group(f[:, :1], pairs, alternating),
+          features)
+    # A one-site batch (no bias-conflicting pair at all), and site = class (no pc, no na group: every term
+    # is dropped, the loss is 0 with zero gradient, not mu_pa^2 + mu_nc^2 against empty groups).
+    for sites in (torch.zeros(10, dtype=torch.long), labels3):
+        check(lambda f: FairKLLoss()(f, labels3, sites),
+              lambda f: torch.as_tensor(naive.fairkl_group(f, labels3, sites), dtype=f.dtype), features)
