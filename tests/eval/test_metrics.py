@@ -41,6 +41,9 @@ def test_brain_age_gap_bias_correction_hand_computed():
     np.testing.assert_allclose(g["gap"], [12.0, -12.0])
     np.testing.assert_allclose(g["corrected_gap"], [2.0, -2.0])
     assert g["gap_age_r"] == pytest.approx(-1.0) and g["corrected_gap_mean"] == pytest.approx(0.0)
+    # population SDs (ddof=0) of the raw gaps (12, -12) and of the corrected gaps (2, -2)
+    assert g["gap_std"] == pytest.approx(12.0) and g["corrected_gap_std"] == pytest.approx(2.0)
+    assert g["gap_mean"] == pytest.approx(0.0) and g["corrected_gap_age_r"] == pytest.approx(-1.0)
 
 
 def test_bias_correction_removes_age_dependence_of_the_gap():
@@ -60,6 +63,7 @@ def test_classification_metrics_match_sklearn():
     p[0] = 3  # a predicted class absent from y_true
     assert M.balanced_accuracy(y, p) == pytest.approx(skm.balanced_accuracy_score(y, p))
     assert M.f1_macro(y, p) == pytest.approx(skm.f1_score(y, p, average="macro"))
+    assert M.classification_metrics(y, p)["accuracy"] == pytest.approx(skm.accuracy_score(y, p))
     proba = rng.dirichlet(np.ones(3), 80)
     assert M.multiclass_auc(y, proba) == pytest.approx(skm.roc_auc_score(y, proba, multi_class="ovr", average="macro"))
 
