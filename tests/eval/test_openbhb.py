@@ -31,6 +31,22 @@ def test_pair_cases_match_the_kit(openbhb_reference):
             assert scores[k] == pytest.approx(v, rel=1e-12), (k, case)
 
 
+def test_rows_of_unknown_site_leave_the_site_bacc(openbhb_reference):
+    """The kit drops internal rows whose true site is missing (-1 or NaN) from bacc_site; they must not
+    count as one more site that is never predicted (which would lower the BAcc and the challenge score)."""
+    case = openbhb_reference["pair_cases"][0]
+    site = np.repeat(np.arange(4.0), 4)
+    pred_site = (site + 1) % 4
+    pred_site[: case["n_internal_correct_of_16"]] = site[: case["n_internal_correct_of_16"]]
+    age_int = np.linspace(20, 60, 16)
+    known = openbhb_scores(age_int, age_int + 1.0, site, pred_site, np.full(4, 40.0), np.full(4, 40.0 + case["ext_mae"]))
+    site_u, pred_u = np.r_[site, -1, np.nan, -1], np.r_[pred_site, 0, 1, 2]
+    age_u = np.r_[age_int, 30.0, 40.0, 50.0]
+    with_unknown = openbhb_scores(age_u, age_u + 1.0, site_u, pred_u, np.full(4, 40.0), np.full(4, 40.0 + case["ext_mae"]))
+    assert with_unknown["bacc_site"] == pytest.approx(case["scores"]["bacc_site"], rel=1e-12)
+    assert with_unknown["challenge_metric"] == pytest.approx(known["challenge_metric"], rel=1e-12)
+
+
 def test_e2e_cases_reproduce_predictions_selection_and_scores(openbhb_reference):
     sets = {s["id"]: s for s in openbhb_reference["e2e_input_sets"]}
     for case in openbhb_reference["e2e_cases"]:
