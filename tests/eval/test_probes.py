@@ -256,3 +256,63 @@ def test_knn_regression_is_a_cosine_neighbourhood_mean_with_k_chosen_on_validati
     val_mae = {k: np.abs(_naive_cosine_knn(x[fit], age[fit], x[val], k) - age[val]).mean() for k in P.KNN_KS}
     assert res["k"] == min(val_mae, key=val_mae.get)
     np.testing.assert_allclose(res["pred"], _naive_cosine_knn(x[fit], age[fit], x[te], res["k"]), rtol=1e-12)
+
+
+def _naive_percentiles(values):
+    values = np.asarray(values, float)
+    return list(np.percentile(values[np.isfinite(values)], [2.5, 97.5]))
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")  # sklearn, on resamples
+def test_classification_report_equals_an_independent_logistic_fit_and_naive_bootstrap():
+    """Class codes that are not 0..K-1, a test split without one training class: predictions, confusion,
+    chance (1 / #training classes), F1 / BAcc intervals and the binary AUC interval from plain loops."""
+    from sklearn import metrics as skm
+
+    x, _, cls, subj = _data()
+    tr, te = _split(len(x))
+    codes = np.array([2, 5, 9])[cls]
+    te = te & (codes != 9)  # class 9 is trained on but absent from the test rows
+    res = P.classification_probe(x[tr], codes[tr], x[te], codes[te], groups=subj[tr], n_boot=60, seed=3)
+    ref = make_pipeline(StandardScaler(), sklearn.linear_model.LogisticRegression(C=res["C"], max_iter=2000))
+    pred = ref.fit(x[tr], codes[tr]).predict(x[te])
+    np.testing.assert_array_equal(res["pred"], pred)
+    assert res["classes"] == [2, 5, 9] and res["chance"] == pytest.approx(1 / 3)
+    assert res["confusion"] == skm.confusion_matrix(codes[te], pred, labels=[2, 5, 9]).tolist()  # rows: true
+    draws = np.random.default_rng(3).integers(0, te.sum(), size=(60, te.sum()))
+    y = codes[te]
+    assert res["balanced_accuracy_ci"] == pytest.approx(_naive_percentiles(
+        [skm.balanced_accuracy_score(y[d], pred[d]) for d in draws]))
+    assert res["f1_macro_ci"] == pytest.approx(_naive_percentiles(
+        [skm.f1_score(y[d], pred[d], average="macro") for d in draws]))
+    knn = P.knn_probe(x[tr], codes[tr], x[te], codes[te], "classification", groups=subj[tr], n_boot=0)
+    assert set(knn["pred"]) <= {2, 5, 9}  # class codes, not column indices
+    assert knn["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, knn["pred"]))
+
+    binary = P.classification_probe(x[tr], codes[tr] == 5, x[te], codes[te] == 5, groups=subj[tr], n_boot=60, seed=3)
+    score = ref.set_params(logisticregression__C=binary["C"]).fit(x[tr], codes[tr] == 5).predict_proba(x[te])[:, 1]
+    assert binary["auc"] == pytest.approx(skm.roc_auc_score(y == 5, score))
+    assert binary["auc_ci"] == pytest.approx(_naive_percentiles(
+        [skm.roc_auc_score(y[d] == 5, score[d]) if len(set(y[d])) == 2 else np.nan for d in draws]))
+
+
+def test_regression_report_intervals_bias_fit_and_mean_floor_from_plain_formulas():
+    """RMSE / MAE intervals from a naive bootstrap loop; the brain-age bias (α, β) fitted on out-of-fold
+    predictions of the training rows (not the refitted model's in-sample ones); the mean-predictor floor."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import cross_val_predict
+
+    x, age, _, subj = _data()
+    tr, te = _split(len(x))
+    res = P.regression_probe(x[tr], age[tr], x[te], age[te], groups=subj[tr], n_boot=60, seed=4, bias_correction=True)
+    pred, y = res["pred"], age[te]
+    draws = np.random.default_rng(4).integers(0, len(y), size=(60, len(y)))
+    assert res["rmse_ci"] == pytest.approx(_naive_percentiles([np.sqrt(np.mean((y[d] - pred[d]) ** 2)) for d in draws]))
+    assert res["mae_ci"] == pytest.approx(_naive_percentiles([np.mean(np.abs(y[d] - pred[d])) for d in draws]))
+    oof = cross_val_predict(make_pipeline(StandardScaler(), RidgeCV(alphas=P.RIDGE_ALPHAS)), x[tr], age[tr],
+                            cv=P.inner_folds(age[tr], subj[tr], False, 4))
+    slope, intercept = np.polyfit(age[tr], oof, 1)
+    gap = res["brain_age_gap"]
+    assert (gap["bias_slope"], gap["bias_intercept"]) == pytest.approx((slope, intercept))
+    np.testing.assert_allclose(gap["corrected_gap"], pred - (slope * y + intercept))
+    assert P.mean_predictor_mae([1.0, 2.0, 9.0], [4.0, 4.0]) == 0.0  # the mean (4), not the median (2)
