@@ -109,6 +109,9 @@ def test_cluster_bootstrap_ignores_repeated_scans(reg):
     single = M.bootstrap_ci(M.mae, y, p, n_boot=300, seed=5)
     clustered = M.bootstrap_ci(M.mae, np.repeat(y, 2), np.repeat(p, 2), n_boot=300, seed=5, groups=groups)
     assert clustered == pytest.approx(single)
+    # subject ids as they come from a manifest (strings; sorted like the integers above): same draws
+    ids = np.array([f"sub-{g:03d}" for g in groups])
+    assert M.bootstrap_ci(M.mae, np.repeat(y, 2), np.repeat(p, 2), n_boot=300, seed=5, groups=ids) == clustered
 
 
 @pytest.mark.parametrize("metric", [M.mae, M.rmse, M.r2, M.pearson_r, M.balanced_accuracy, M.f1_macro])
