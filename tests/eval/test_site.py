@@ -92,6 +92,9 @@ def test_leave_site_out_evaluation_scores_every_site():
     assert sorted(res["per_site"]) == ["0", "1", "2"] and res["skipped"] == []
     assert all(m["n_test"] == 50 and m["n_train"] == 100 for m in res["per_site"].values())
     assert res["pooled"]["mae"] < 8
+    # min_train skips folds with *fewer* training rows: 100 rows are enough for min_train=100
+    assert leave_site_out(x, age, site, subj, min_train=100)["skipped"] == []
+    assert leave_site_out(x, age, site, subj, min_train=101)["skipped"] == ["0", "1", "2"]
     assert all(m["n_unseen_features"] == 0 for m in res["per_site"].values())
     site_names = np.asarray(site).astype(str)
     naive = {s: np.abs(age[site_names == s] - age[site_names != s].mean()) for s in ("0", "1", "2")}
