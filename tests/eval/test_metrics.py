@@ -127,6 +127,18 @@ def test_vectorised_bootstrap_equals_the_plain_loop(metric, monkeypatch):
     assert fast == pytest.approx(slow, rel=1e-12, abs=1e-12)
 
 
+@pytest.mark.parametrize("metric", [M.f1_macro, M.balanced_accuracy])
+def test_vectorised_bootstrap_leaves_out_a_class_absent_from_a_resample(metric, monkeypatch):
+    """A class with one row is missing from about a third of the resamples; there F1 / BAcc average over
+    the classes that are present, so the vectorised replicates must not count it as a score of 0."""
+    y = np.r_[np.zeros(10, int), np.ones(10, int), [2]]
+    p = y.copy()
+    p[:3] = 1
+    fast = M.bootstrap_ci(metric, y, p, n_boot=300, seed=2)
+    monkeypatch.setattr(M, "_VECTORISED", {})
+    assert fast == pytest.approx(M.bootstrap_ci(metric, y, p, n_boot=300, seed=2), rel=1e-12, abs=1e-12)
+
+
 @pytest.mark.parametrize("groups", [None, np.array([0, 1, 2, 2])])
 def test_r2_and_r_intervals_leave_out_resamples_of_one_repeated_age(groups):
     """Three test subjects: a resample of one subject's age has no R² (SS_tot = 0), but it counted as R² = 0,
