@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", default="", help="run folder (default runs/brain_age_ixi[_quick]; a --quick run "
                    "without --out or --resume replaces runs/brain_age_ixi_quick, keeping its scan cache)")
     p.add_argument("--json", default="", help="also write the result JSON here")
-    p.add_argument("--figure", default="", help="default docs/img/brain_age_ixi.png (--quick: <out>/brain_age_ixi.png)")
+    p.add_argument("--figure", default="", help="default <out>/brain_age_ixi.png; give docs/img/brain_age_ixi.png to update the published figure")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     p.add_argument("--merge", nargs="+", default=[], metavar="JSON", help="no training: merge earlier runs' seeds")
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict:
     elif a.peers:
         result.update(peers=list(peers), peers_skipped=skipped)
         result["machine"]["peer_packages"] = versions()
-    fig = Path(a.figure) if a.figure else (out if a.quick else REPO / "docs" / "img") / "brain_age_ixi.png"
+    fig = Path(a.figure) if a.figure else out / "brain_age_ixi.png"
     plot(result, fig)
     result["figure"] = str(fig)
     write_result(result, out, a.json)

@@ -128,8 +128,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", default="", help="run folder (checkpoints, result.json); default runs/medmnist_<dataset>, "
                    "with --quick runs/medmnist_<dataset>_quick, which a --quick run without --out or --resume replaces")
     p.add_argument("--json", default="", help="also write the result JSON here")
-    p.add_argument("--figure", default="", help="figure path (default docs/img/medmnist_<dataset>[_mae][_peers].png; "
-                                                "--quick: <out>/medmnist_<dataset>.png)")
+    p.add_argument("--figure", default="", help="figure path (default <out>/medmnist_<dataset>[_mae][_peers].png; "
+                                                "give a docs/img/ path to update a published figure)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     p.add_argument("--n-boot", type=int, default=1000)
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
         result.update(**walls, machine={**merged_machine, "note": "merged from separate runs"},
                       peers=peer_names(per_seed), **({"peers_left_out": left_out} if left_out else {}))
     suffix = "".join(f"_{m}" for m in method_names(b) if m != "simclr") + ("_peers" if peer_names(per_seed) else "")
-    fig = Path(a.figure) if a.figure else (out if a.quick else REPO / "docs" / "img") / f"medmnist_{a.dataset}{suffix}.png"
+    fig = Path(a.figure) if a.figure else out / f"medmnist_{a.dataset}{suffix}.png"
     plot(result, fig)
     result["figure"] = str(fig)
     write_result(result, out, a.json)

@@ -166,6 +166,11 @@ def test_baselines_only_run_trains_nothing(tmp_path, capsys):
     (tmp_path / "twin.json").write_text(json.dumps({**twin, "peers": ["monai_stock"]}))
     with pytest.raises(SystemExit, match=r"twin.json: peers \['monai_stock'\] differs from None"):
         _bench().main(["--merge", str(out / "result.json"), str(tmp_path / "twin.json"), "--out", str(tmp_path / "m2")])
+    # a full-budget merge without --figure draws into its own --out, never over the published docs/img figure
+    for path, run in ((out / "result.json", json.loads((out / "result.json").read_text())), (tmp_path / "twin.json", twin)):
+        path.write_text(json.dumps({**run, "quick": False}))
+    full = _bench().main(["--merge", str(out / "result.json"), str(tmp_path / "twin.json"), "--out", str(tmp_path / "m3")])
+    assert Path(full["figure"]) == tmp_path / "m3" / "brain_age_ixi.png" and Path(full["figure"]).is_file()
 
 
 def test_verdict_needs_a_win_on_every_seed():
