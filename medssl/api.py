@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from medssl.atomic import atomic_write
-from medssl.config import ConfigError, RunConfig, config_hash, load_config, save_config, to_dict
+from medssl.config import (ConfigError, RunConfig, check_config, config_hash, load_config, save_config,
+                           to_dict)
 from medssl.config_checks import absolute_data_paths, view_spacing
 from medssl.data.card import load_card
 from medssl.data.dataset import CachedScans, MetadataCoder, preload
@@ -150,10 +151,13 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> Path:
     """Pretrain per ``cfg``; writes the run directory and returns its path.
 
     Under ``torchrun`` every process calls this; rank 0 prepares the data cache and writes
-    files while the others wait, then all train together (DDP).
+    files while the others wait, then all train together (DDP). ``cfg`` is checked first as
+    :func:`~medssl.config.load_config` checks a file (:func:`~medssl.config.check_config`), so a key
+    misspelt or a value of the wrong type set in Python is a ``ConfigError`` naming it.
     """
     from medssl.train.distributed import barrier, init_distributed, patient_group, shutdown_distributed
 
+    check_config(cfg)  # a RunConfig built or changed in Python has not been through load_config's checks
     dist_info, device = init_distributed(resolve_device(cfg.train.device))
     if cfg.train.batch_size % dist_info.world_size:  # the global batch is split evenly (distributed.shard)
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} is the global batch and must divide evenly among "

@@ -316,6 +316,28 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
     return cfg
 
 
+def check_config(cfg: RunConfig, for_training: bool = True) -> RunConfig:
+    """Check a config built or changed in Python as :func:`load_config` checks a file and its overrides.
+
+    An attribute that is no key (``cfg.train.epoch = 5``, a typo Python accepts silently), a wrong type
+    (``cfg.train.epochs = "5"``) or value (a crop larger than ``data.shape``) is a :class:`ConfigError`
+    naming the key. Values are coerced in place as when loaded (an int for a float, a tuple for a list), so
+    ``config.yaml`` reads back the same. Returns ``cfg``.
+    """
+    checked = _build(RunConfig, _attributes(cfg))
+    from medssl.config_checks import validate  # it imports this module
+
+    validate(checked, for_training)
+    for f in dataclasses.fields(RunConfig):
+        setattr(cfg, f.name, getattr(checked, f.name))
+    return cfg
+
+
+def _attributes(obj: Any) -> dict:
+    """A config object as a nested dict of every attribute it holds, also one assigned in Python that is no key."""
+    return {k: _attributes(v) if dataclasses.is_dataclass(v) else v for k, v in vars(obj).items()}
+
+
 def _resume_note(cfg: RunConfig) -> str:
     """What to do when a resume (``train.resume`` set) is refused for a setting refused only for training: the
     usual fix (change it) is refused too, as the checkpoint's settings must match (``check_compatible``)."""

@@ -5,7 +5,7 @@ import re
 import pytest
 import yaml
 
-from medssl.config import ConfigError, RunConfig, load_config, parse_override, save_config
+from medssl.config import ConfigError, RunConfig, config_hash, load_config, parse_override, save_config
 from medssl.data.card import load_card
 
 
@@ -201,3 +201,33 @@ def test_a_value_error_names_the_config_file_it_came_from(tmp_path):
         load_config(cfg)
     with pytest.raises(ConfigError, match=r"\(config .*config.yaml with overrides train.epochs=2\)"):
         load_config(cfg, ["train.epochs=2"])
+
+
+@pytest.mark.parametrize("section, key, value, words", [
+    ("train", "epochs", "2", "train.epochs: expected int"),                    # a string where the schema wants an int
+    ("train", "epoch", 3, "unknown config key 'train.epoch'. Did you mean 'epochs'"),  # Python accepts any attribute
+    ("augment", "crop_size", [64, 64, 64], "augment.crop_size [64, 64, 64] is larger than data.shape"),
+    ("method", "loss", {"temprature": 0.1}, "unknown option method.loss.temprature"),
+])
+def test_pretrain_checks_a_config_changed_in_python(tmp_path, section, key, value, words):
+    """medssl.api.pretrain(cfg) on a RunConfig changed in Python: a wrong type, a misspelt key, a crop larger
+    than the scan or a misspelt loss option is a ConfigError naming the key before anything is written (it was a
+    TypeError deep in training, a typo trained silently with the default, a crop too large trained)."""
+    from medssl.api import pretrain
+
+    cfg = load_config(overrides=[f"output_dir={tmp_path / 'run'}", f"data.root={tmp_path / 'no-cohort'}"])
+    setattr(getattr(cfg, section), key, value)
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        pretrain(cfg, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_check_config_coerces_values_as_loading_does():
+    """Values set in Python are coerced as a config file's are, so config.yaml reads back the same config."""
+    from medssl.config import check_config
+
+    cfg = load_config()
+    cfg.train.lr, cfg.data.shape = 1, (48, 48, 40)
+    assert check_config(cfg) is cfg
+    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float) and cfg.data.shape == [48, 48, 40]
+    assert config_hash(cfg) == config_hash(load_config(overrides=["train.lr=1.0", "data.shape=[48,48,40]"]))
