@@ -1,0 +1,71 @@
+"""An export's ``input`` spec reproduces medssl's own embedding of a scan (docs/encoders.md, "Export").
+
+Checked on a 2D PNG run, where the trap is: medssl's reader transposes the stored pixel array and divides 8-bit
+values by 255, which ``normalise: none`` in ``encoder.json`` does not say by itself.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from monai.networks.nets import ResNet
+from PIL import Image
+from safetensors.torch import load_file
+
+import medssl
+from medssl.api import pretrain
+from medssl.config import load_config
+from medssl.data.manifest import read_manifest
+from medssl.export import export_run
+from medssl.io import read_image
+from medssl.transforms.preprocess import Preprocessor
+
+
+@pytest.fixture(scope="module")
+def png_export(tmp_path_factory):
+    """A 1-step 2D run on 8 PNGs of 20×12 pixels (cropped to 16 along the rows, padded to 16 down the columns),
+    ``normalise: none``, exported: ``(run, export)``."""
+    tmp = tmp_path_factory.mktemp("png_export")
+    rng = np.random.default_rng(0)
+    rows = ["file,id"]
+    for i in range(8):
+        yy, xx = np.mgrid[0:12, 0:20]
+        img = (120 + 80 * np.sin(xx / (2 + i)) * np.cos(yy / 3) + rng.normal(0, 10, (12, 20))).clip(0, 255)
+        Image.fromarray(img.astype(np.uint8)).save(tmp / f"img{i}.png")  # 12 rows × 20 columns
+        rows.append(f"img{i}.png,s{i}")
+    (tmp / "table.csv").write_text("\n".join(rows) + "\n")
+    (tmp / "card.yaml").write_text("name: pngs\nmodality: DX\ndimensionality: 2\nmanifest: table.csv\n"
+                                   "columns: {path: file, subject: id}\n")
+    cfg = load_config(overrides=[f"data.card={tmp / 'card.yaml'}", f"data.root={tmp}", f"output_dir={tmp / 'run'}",
+                                 "data.shape=[16,16]", "data.normalise=none", "encoder.spatial_dims=2",
+                                 "encoder.name=resnet10", "encoder.options={width: 4, conv1_stride: 1}",
+                                 "augment.preset=none", "augment.crop_size=[16,16]", "train.batch_size=4",
+                                 "train.epochs=1", "train.device=cpu", "train.progress=false"])
+    run = pretrain(cfg, progress=False)
+    return run, export_run(run, tmp / "export")
+
+
+def test_the_documented_recipe_reproduces_medssls_input_and_embedding(png_export):
+    run, export = png_export
+    spec = json.loads((export / "encoder.json").read_text())
+    inp = spec["input"]
+    assert (inp["normalise"], inp["orientation"], inp["shape"]) == ("none", "file", [16, 16])
+    pre = Preprocessor(shape=inp["shape"], spacing=inp["spacing_mm"] or [], normalise=inp["normalise"],
+                       orientation="" if inp.get("orientation", "file") == "file" else inp["orientation"])
+    records = read_manifest(run / "manifest.tsv")
+    cache = np.load(run / "cache" / "images.npy", mmap_mode="r")  # rows in manifest order, float16
+    encoder = medssl.load_encoder(export)
+    net = ResNet(**spec["monai"]["kwargs"]).eval()
+    net.load_state_dict(load_file(export / "encoder.safetensors"), strict=True)
+    for i in range(3):
+        x = torch.from_numpy(pre(read_image(records[i].path)))[None]  # (1, 1, 16, 16)
+        cached = torch.from_numpy(np.asarray(cache[i], dtype=np.float32))[None]
+        torch.testing.assert_close(x, cached, atol=1e-3, rtol=0)  # float16 rounding of values in [0, 1]
+        raw = np.asarray(Image.open(records[i].path), dtype=np.float32)  # (12 rows, 20 columns), 0-255
+        assert raw.shape == (12, 20) and x.shape[-2:] == (16, 16)
+        assert np.allclose(raw[:, 2:18].T / 255, x[0, 0, :, 2:14].numpy(), atol=1e-6)  # transposed, ÷255
+        with torch.no_grad():
+            ref = encoder(cached)
+            torch.testing.assert_close(encoder(x), ref, atol=1e-3 * float(ref.abs().max()), rtol=0)
+            torch.testing.assert_close(net(x), encoder(x), atol=1e-5, rtol=1e-5)
