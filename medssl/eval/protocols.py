@@ -81,7 +81,8 @@ def why_skipped(feats: dict, target: str, train_mask: np.ndarray, min_train: int
     if tr.sum() < min_train:
         return f"{int(tr.sum())} training scan(s) have a value, at least {min_train} are needed"
     if te.sum() < 2:
-        return f"{int(te.sum())} held-out scan(s) have a value, at least 2 are needed (a larger data.test_fraction?)"
+        return (f"{int(te.sum())} held-out scan(s) have a value, at least 2 are needed (a larger data.test_fraction; "
+                "a card's official test split is kept as it is, and data.limit keeps only the card's first N scans)")
     if task_of(feats, target) == "classification" and len(np.unique(np.asarray(feats[target])[tr])) < 2:
         return "the training scans hold a single class"
     return None

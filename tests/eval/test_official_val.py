@@ -269,8 +269,9 @@ def test_targets_that_cannot_be_evaluated_are_reported_with_the_reason_never_dro
     res = run_protocol(EvalOptions(n_boot=0, map_method="none"), {"e": feats}, tr, {"label": ["no", "yes"]}, 0,
                        ["label", "age", "sex", "site"], val_mask=va)
     assert set(res["probes"]["e"]) == {"label", "site"}
-    assert res["skipped_targets"] == {"age": "1 held-out scan(s) have a value, at least 2 are needed "
-                                             "(a larger data.test_fraction?)",
+    assert res["skipped_targets"] == {"age": "1 held-out scan(s) have a value, at least 2 are needed (a larger "
+                                             "data.test_fraction; a card's official test split is kept as it is, "
+                                             "and data.limit keeps only the card's first N scans)",
                                       "sex": "the training scans hold a single class"}
     assert any(n.startswith("Target 'age' was not evaluated: 1 held-out scan(s)") for n in res["notes"])
     res["info"] = {}
