@@ -82,6 +82,9 @@ class EvalOptions:
     finetune: FinetuneOptions = field(default_factory=FinetuneOptions)
 
     def __post_init__(self) -> None:
+        for name in ("targets", "external_sites"):  # from Python, targets="age" means ("age",), not ("a", "g", "e")
+            if isinstance(getattr(self, name), str):
+                setattr(self, name, (getattr(self, name),))
         if self.protocol not in PR.PROTOCOLS:
             raise ValueError(f"unknown protocol {self.protocol!r}; valid: {', '.join(PR.PROTOCOLS)}")
         check_targets("--targets", self.targets)

@@ -86,3 +86,12 @@ def test_evaluation_options_out_of_range_are_refused_before_any_work(kwargs, mes
 
     with pytest.raises(ValueError, match=message):
         EvalOptions(**kwargs)
+
+
+def test_one_target_or_external_site_given_as_a_string_is_that_name():
+    """EvalOptions(targets="age") from Python was read letter by letter: "--targets: ['a', 'e', 'g'] not valid";
+    external_sites="site-D" named the sites 's', 'i', … ."""
+    from medssl.eval.driver import EvalOptions
+
+    opts = EvalOptions(targets="age", external_sites="site-D")
+    assert (opts.targets, opts.external_sites) == (("age",), ("site-D",))
