@@ -287,6 +287,8 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
     """Build a validated :class:`RunConfig` from defaults, a YAML file and overrides. ``for_training=False``
     reads back a trained run's config (evaluation, export): settings refused only because training would
     ignore them or learn nothing from them (:func:`~medssl.config_checks.validate`) do not stop it."""
+    if isinstance(overrides, str):  # iterated, it would be one override per letter ("override 't' must look …")
+        raise ConfigError(f"overrides must be a list of key=value strings, e.g. [{overrides!r}], not a string")
     data = dataclasses.asdict(RunConfig())
     if path is not None:
         path = Path(path)

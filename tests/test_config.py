@@ -231,3 +231,10 @@ def test_check_config_coerces_values_as_loading_does():
     assert check_config(cfg) is cfg
     assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float) and cfg.data.shape == [48, 48, 40]
     assert config_hash(cfg) == config_hash(load_config(overrides=["train.lr=1.0", "data.shape=[48,48,40]"]))
+
+
+def test_overrides_given_as_one_string_say_that_a_list_is_expected():
+    """load_config(None, "train.epochs=3") iterated the string: "override 't' must look like key=value"."""
+    with pytest.raises(ConfigError, match=re.escape("overrides must be a list of key=value strings, e.g. "
+                                                    "['train.epochs=3'], not a string")):
+        load_config(None, "train.epochs=3")
