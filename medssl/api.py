@@ -218,7 +218,7 @@ def check_run_dir(cfg: RunConfig, run_dir: Path) -> tuple[Path, dict] | None:
     ckpts = list_checkpoints(run_dir / "checkpoints")
     if not cfg.train.resume and ckpts:
         raise ConfigError(f"output_dir {run_dir} already holds checkpoints (latest: {ckpts[-1].name}); continue "
-                          "that run with --resume auto, or choose another output_dir")
+                          "that run with --resume auto (in Python: cfg.train.resume = 'auto'), or choose another output_dir")
     path = resume_path(cfg.train.resume, run_dir / "checkpoints")
     if path is None:
         return None  # no --resume, or --resume auto with nothing to resume: a fresh start

@@ -238,3 +238,14 @@ def test_overrides_given_as_one_string_say_that_a_list_is_expected():
     with pytest.raises(ConfigError, match=re.escape("overrides must be a list of key=value strings, e.g. "
                                                     "['train.epochs=3'], not a string")):
         load_config(None, "train.epochs=3")
+
+
+def test_a_fresh_python_run_into_a_folder_with_checkpoints_names_the_python_setting_that_resumes(tmp_path):
+    """From Python the refusal said only `--resume auto`, a flag of the command line."""
+    from medssl.api import pretrain
+
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "step-00000004.pt").write_bytes(b"")
+    cfg = load_config(overrides=[f"output_dir={tmp_path / 'run'}"])
+    with pytest.raises(ConfigError, match=re.escape("--resume auto (in Python: cfg.train.resume = 'auto')")):
+        pretrain(cfg, progress=False)
