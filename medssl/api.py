@@ -303,7 +303,7 @@ def _evaluation_source(path: Path, protocol: str, data: str | None, root: str | 
     return cfg, encoder, (path if kind == "run" and not data and not root else out_dir), out_dir, kind, rescaling
 
 
-def evaluate(run_dir: str | Path, progress: bool = True, protocol: str = "default", data: str | None = None,
+def evaluate(run_dir: str | Path, progress: bool = True, protocol: str | None = None, data: str | None = None,
              root: str | None = None, options=None, device: str | None = None, out: str | Path | None = None) -> dict:
     """Evaluate a run's encoder (or an exported one) with one protocol; write metrics.json + report.md.
 
@@ -311,10 +311,11 @@ def evaluate(run_dir: str | Path, progress: bool = True, protocol: str = "defaul
         run_dir: run directory (``medssl pretrain``) or export folder (``medssl export``).
         progress: progress bars for feature extraction.
         protocol: default | linear | knn | mlp | site | openbhb | fewshot | finetune
-            (:mod:`medssl.eval.driver`); ``default`` = linear probes + PCA map, fast.
+            (:mod:`medssl.eval.driver`); ``default`` = linear probes + PCA map, fast. None: ``options.protocol``
+            (``default`` without options); a protocol given both ways must agree.
         data, root: evaluate on this data card / data root instead of the run's (required
             for exports).
-        options: :class:`medssl.eval.driver.EvalOptions` (its ``protocol`` is overridden).
+        options: :class:`medssl.eval.driver.EvalOptions`.
         device: "cpu" / "cuda" / "auto" (default: the run's ``train.device``).
         out: write the report there (for an export also its manifest, cache and features,
             which name subjects and data paths) instead of under ``run_dir`` (for an export:
@@ -333,7 +334,11 @@ def evaluate(run_dir: str | Path, progress: bool = True, protocol: str = "defaul
     from medssl.eval.features import feature_cache_path
 
     t0 = time.time()
-    opts = _replace(options or EvalOptions(), protocol=protocol)
+    opts = options or EvalOptions()
+    if protocol is not None and opts.protocol not in ("default", protocol):  # it was silently replaced by `protocol`
+        raise ValueError(f"protocol={protocol!r} but options.protocol={opts.protocol!r}: give the protocol once")
+    protocol = protocol or opts.protocol
+    opts = _replace(opts, protocol=protocol)
     run_dir = Path(run_dir)
     cfg, encoder, prep_dir, out_dir, kind, rescaling = _evaluation_source(run_dir, protocol, data, root, out)
     dev = resolve_device(device, "--device") if device else \

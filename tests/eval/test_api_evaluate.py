@@ -274,3 +274,18 @@ def test_evaluating_a_run_on_another_card_keeps_the_runs_split_for_its_subjects(
     assert set(pretrained) < set(evaluated)  # site-A subjects are new to the evaluation
     assert {s: evaluated[s] for s in pretrained} == pretrained
     assert {evaluated[s] for s in set(evaluated) - set(pretrained)} == {"train", "test"}
+
+
+def test_the_protocol_of_the_options_is_the_one_evaluated_from_python(run):
+    """evaluate(run, options=EvalOptions(protocol="knn")) ran the default linear probes (the `protocol` argument,
+    "default", replaced the options' silently)."""
+    from medssl.api import evaluate
+    from medssl.eval.driver import EvalOptions
+
+    run_dir, _ = run
+    res = evaluate(run_dir, progress=False, options=EvalOptions(protocol="knn", n_boot=0, targets=("age",),
+                                                                map_method="none", random_init=False))
+    assert res["info"]["protocol"] == "knn" and "k" in res["probes"]["pretrained"]["age"]
+    assert res["info"]["output directory"] == str(run_dir / "eval-knn")
+    with pytest.raises(ValueError, match="protocol='mlp' but options.protocol='knn'"):
+        evaluate(run_dir, progress=False, protocol="mlp", options=EvalOptions(protocol="knn"))
