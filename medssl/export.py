@@ -214,7 +214,10 @@ def read_spec(path: str | Path) -> dict:
     path = Path(path)
     spec_path = path / SPEC_FILE if path.is_dir() else path
     if not spec_path.is_file():
-        raise ExportError(f"{spec_path} not found; pass a folder written by `medssl export`")
+        run = path.is_dir() and (path / "config.yaml").is_file() and (path / "checkpoints").is_dir()
+        raise ExportError(f"{spec_path} not found; pass a folder written by `medssl export`" + (
+            f" ({path} is a run directory: export it first, `medssl export {path} --out DIR` or "
+            "medssl.export.export_run(RUN, DIR); medssl.api.load_run_encoder(RUN) returns a run's encoder)" if run else ""))
     try:
         spec = json.loads(spec_path.read_text())
     except json.JSONDecodeError as e:

@@ -108,6 +108,12 @@ def test_export_cli_errors_are_clean(tmp_path, capsys):
     assert "no config.yaml" in capsys.readouterr().err
 
 
+def test_loading_a_run_directory_as_an_export_says_to_export_it_first(exported):
+    run, _, _ = exported
+    with pytest.raises(ExportError, match=r"is a run directory: export it first, `medssl export .* --out DIR`"):
+        medssl.load_encoder(run)
+
+
 def test_an_export_to_a_file_path_is_a_clean_error(exported, tmp_path, capsys):
     """`medssl export RUN --out FILE` was a FileExistsError traceback from mkdir."""
     run, _, _ = exported
