@@ -15,6 +15,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import os
 import re
 import types
 import typing
@@ -183,6 +184,8 @@ def _check_value(key: str, value: Any, tp: Any) -> Any:
         return float(value)
     if tp is dict and value is None:
         return {}
+    if tp is str and isinstance(value, os.PathLike):  # a pathlib.Path set in Python (output_dir, data.root, …)
+        return os.fspath(value)
     if tp in (int, float, str, bool, dict):
         if isinstance(value, bool) and tp is not bool:
             raise ConfigError(f"{key}: expected {tp.__name__}, got boolean {value!r}")

@@ -226,10 +226,14 @@ def test_check_config_coerces_values_as_loading_does():
     """Values set in Python are coerced as a config file's are, so config.yaml reads back the same config."""
     from medssl.config import check_config
 
+    from pathlib import Path
+
     cfg = load_config()
-    cfg.train.lr, cfg.data.shape = 1, (48, 48, 40)
+    cfg.train.lr, cfg.data.shape, cfg.output_dir = 1, (48, 48, 40), Path("runs") / "x"
     assert check_config(cfg) is cfg
     assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float) and cfg.data.shape == [48, 48, 40]
+    assert cfg.output_dir == "runs/x"  # a pathlib.Path is a str key's value (yaml.safe_dump could not write it)
+    cfg.output_dir = "runs/default"
     assert config_hash(cfg) == config_hash(load_config(overrides=["train.lr=1.0", "data.shape=[48,48,40]"]))
 
 
