@@ -34,6 +34,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,8 +91,17 @@ def cache_fingerprint(items: Sequence[Any], settings: str, sources: Sequence[str
     return h.hexdigest()[:20]
 
 
+#: why a cache build stops in a worker that is importing the user's script (spawn re-runs its top level)
+MAIN_GUARD_HINT = ("worker processes (workers > 1, data.num_workers > 0) are started with 'spawn' and re-run the top "
+                   "level of the script that started them: put the script's code under `if __name__ == \"__main__\":` "
+                   "(or build with one process: workers=1, data.num_workers=0)")
+
+
 @contextlib.contextmanager
 def _locked(cache_dir: Path) -> Iterator[None]:
+    if getattr(multiprocessing.current_process(), "_inheriting", False):  # a spawned worker importing __main__: it
+        # would wait for the lock its parent holds while the parent waits for it, for ever
+        raise RuntimeError(f"a cache build was started while a worker process was starting; {MAIN_GUARD_HINT}")
     if fcntl is None:
         yield
         return
@@ -164,7 +174,12 @@ def _results(items: Sequence[Any], todo: list[int], load: Callable, workers: int
                     return
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
-                    yield fut.result()
+                    try:
+                        result = fut.result()
+                    except BrokenProcessPool as e:
+                        raise RuntimeError(f"a cache worker process ended abruptly ({e}); if it printed that it was "
+                                           f"started while importing your script: {MAIN_GUARD_HINT}") from None
+                    yield result
         finally:
             for fut in pending:
                 fut.cancel()

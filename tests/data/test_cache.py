@@ -252,3 +252,23 @@ def test_values_beyond_float16_make_the_file_bad_not_inf_in_the_cache(tmp_path):
     assert np.isfinite(res.images[[0, 2]].astype(np.float32)).all()
     np.save(paths[1], np.full((1, 4, 4), 65504.0, dtype=np.float32))  # the largest float16 is kept
     assert float(build_cache(paths, np.load, (1, 4, 4), tmp_path / "c3", settings="a", progress=False).images[1].max()) == 65504
+
+
+def test_a_script_without_a_main_guard_stops_with_the_fix_instead_of_hanging(tmp_path):
+    """A script calling prepare_card(..., workers=2) at its top level (no `if __name__ == "__main__":`) hung for
+    ever: each spawned worker re-ran the script, waited for the cache lock its parent held, and the parent waited for
+    the workers. It now stops in seconds, saying what to do."""
+    script = tmp_path / "prepare_script.py"
+    script.write_text(textwrap.dedent(f"""
+        from medssl.data.card import load_card
+        from medssl.data.prepare import prepare_card
+        from medssl.data.synthetic import write_synthetic_cohort
+        root = write_synthetic_cohort({str(tmp_path / 'cohort')!r}, n_subjects=4, n_sites=2, shape=(16, 16, 16),
+                                      progress=False)
+        prepare_card(load_card("synthetic"), {str(tmp_path / 'cache')!r}, root=root, workers=2, progress=False)
+    """))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env,
+                          cwd=tmp_path)
+    assert proc.returncode != 0
+    assert 'put the script\'s code under `if __name__ == "__main__":`' in proc.stderr
