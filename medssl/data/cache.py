@@ -92,9 +92,9 @@ def cache_fingerprint(items: Sequence[Any], settings: str, sources: Sequence[str
 
 
 #: why a cache build stops in a worker that is importing the user's script (spawn re-runs its top level)
-MAIN_GUARD_HINT = ("worker processes (workers > 1, data.num_workers > 0) are started with 'spawn' and re-run the top "
+MAIN_GUARD_HINT = ("cache-building processes (workers > 1, data.num_workers > 1) are started with 'spawn' and re-run the top "
                    "level of the script that started them: put the script's code under `if __name__ == \"__main__\":` "
-                   "(or build with one process: workers=1, data.num_workers=0)")
+                   "(or build with one process: workers=1, data.num_workers=1)")
 
 
 @contextlib.contextmanager
