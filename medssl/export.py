@@ -143,12 +143,28 @@ def reader_note(export: str | Path, card) -> list[str]:
             f"{now}, so their intensities may differ from pretraining (the card's reader_options set them)."]
 
 
+def pixels_2d_spec() -> dict:
+    """How medssl's 2D readers turn a stored image into the array the ``input`` preprocessing starts from
+    (``input.pixels`` of a 2D export), for users without medssl: ``layout: transpose``: channels first, then the
+    stored pixel array transposed (``array[c, i, j] = stored[j, i]``, where PIL's ``np.asarray(image)``, a MedMNIST
+    ``.npz`` image and pydicom's ``pixel_array`` are (rows, columns)); ``divisor_by_bits``: PNG / JPEG / MedMNIST
+    values are divided by it per bit depth (→ [0, 1]; a DICOM is windowed by ``reader_options.voi`` instead);
+    ``rgb_to_luminance``: the (R, G, B) weights that turn a colour PNG / JPEG into one channel (``color: luminance``,
+    the default)."""
+    from medssl.io.png import _FULL_SCALE, LUMA_WEIGHTS
+
+    return {"layout": "transpose", "divisor_by_bits": {"1": _FULL_SCALE["1"], "8": _FULL_SCALE["L"],
+                                                       "16": _FULL_SCALE["I;16"]},
+            "rgb_to_luminance": list(LUMA_WEIGHTS)}
+
+
 def input_spec_from_config(cfg) -> dict:
     """Input geometry and intensity preprocessing of a run (from its config and data card).
 
     ``spacing_mm`` is the voxel size the scans were resampled to (None: each scan's own grid); a DICOM without
     PixelSpacing / ImagerPixelSpacing was read as 1 mm pixels. ``reader_options`` holds the card's
-    :data:`READER_INPUT_OPTIONS` ({}: the readers' defaults, e.g. DICOM ``voi="auto"``)."""
+    :data:`READER_INPUT_OPTIONS` ({}: the readers' defaults, e.g. DICOM ``voi="auto"``). A 2D run's ``pixels``
+    says how the reader turns a stored image into its array (:func:`pixels_2d_spec`)."""
     from medssl.config import ConfigError
     from medssl.data.card import load_card
     from medssl.data.prepare import make_preprocessor
@@ -157,6 +173,8 @@ def input_spec_from_config(cfg) -> dict:
     spec = {"spatial_dims": cfg.encoder.spatial_dims, "in_channels": cfg.encoder.in_channels,
             "shape": list(d.shape), "crop_size": list(cfg.augment.crop_size),
             "spacing_mm": list(d.spacing) or None, "normalise": d.normalise, "augment_preset": cfg.augment.preset}
+    if cfg.encoder.spatial_dims == 2:
+        spec["pixels"] = pixels_2d_spec()
     try:  # the card gives modality, orientation and name; a card that moved away is not fatal
         card = load_card(d.card)
         pre = make_preprocessor(card, d.shape, d.spacing, d.normalise)

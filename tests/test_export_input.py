@@ -69,3 +69,56 @@ def test_the_documented_recipe_reproduces_medssls_input_and_embedding(png_export
             ref = encoder(cached)
             torch.testing.assert_close(encoder(x), ref, atol=1e-3 * float(ref.abs().max()), rtol=0)
             torch.testing.assert_close(net(x), encoder(x), atol=1e-5, rtol=1e-5)
+
+
+def test_a_2d_export_says_how_to_read_a_real_pneumoniamnist_png_without_medssl(tmp_path):
+    """encoder.json's ``input.pixels`` (layout, divisor per bit depth) rebuilds medssl's input from a PNG with
+    PIL / numpy only: PneumoniaMNIST images saved as PNGs, a 1-step run on them, its export, and the embedding of
+    the rebuilt input (plain MONAI ResNet) equal to medssl's within float16 rounding; MONAI's own LoadImage
+    (PILReader) returns the same transposed layout, unscaled."""
+    from monai.transforms import LoadImage
+
+    from shared_data import shared_path
+
+    with np.load(shared_path("data", "medmnist_pneumoniamnist_reconstructed", "pneumoniamnist.npz")) as npz:
+        images = npz["test_images"][:8]  # (8, 28, 28) uint8, rows × columns
+    rows = ["file,id"]
+    for i, img in enumerate(images):
+        Image.fromarray(img).save(tmp_path / f"xr{i}.png")
+        rows.append(f"xr{i}.png,s{i}")
+    (tmp_path / "table.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "card.yaml").write_text("name: pneumonia_png\nmodality: DX\ndimensionality: 2\nmanifest: table.csv\n"
+                                        "columns: {path: file, subject: id}\n")
+    cfg = load_config(overrides=[f"data.card={tmp_path / 'card.yaml'}", f"data.root={tmp_path}",
+                                 f"output_dir={tmp_path / 'run'}", "data.shape=[28,28]", "data.normalise=none",
+                                 "encoder.spatial_dims=2", "encoder.name=resnet10",
+                                 "encoder.options={width: 4, conv1_stride: 1}", "augment.preset=none",
+                                 "augment.crop_size=[28,28]", "train.batch_size=4", "train.epochs=1",
+                                 "train.device=cpu", "train.progress=false"])
+    run = pretrain(cfg, progress=False)
+    export = export_run(run, tmp_path / "export")
+    spec = json.loads((export / "encoder.json").read_text())
+    inp = spec["input"]
+    assert (inp["normalise"], inp["shape"], inp["pixels"]["layout"]) == ("none", [28, 28], "transpose")
+    net = ResNet(**spec["monai"]["kwargs"]).eval()
+    net.load_state_dict(load_file(export / "encoder.safetensors"), strict=True)
+    records = read_manifest(run / "manifest.tsv")
+    cache = np.load(run / "cache" / "images.npy", mmap_mode="r")  # rows in manifest order, float16
+    encoder = medssl.load_encoder(export)
+    for i in range(3):
+        pixels = np.asarray(Image.open(records[i].path))  # (28 rows, 28 columns) uint8, as stored
+        assert np.array_equal(pixels, images[int(records[i].subject[1:])])
+        bits = str(8 * pixels.dtype.itemsize)
+        x = (pixels.T if inp["pixels"]["layout"] == "transpose" else pixels) / inp["pixels"]["divisor_by_bits"][bits]
+        x = torch.from_numpy(x.astype(np.float32))[None, None]  # (1, 1, 28, 28)
+        monai_read = np.asarray(LoadImage(image_only=True, reader="PILReader")(records[i].path))
+        assert np.array_equal(monai_read, pixels.T.astype(np.float32))  # MONAI: transposed too, values 0-255
+        cached = torch.from_numpy(np.asarray(cache[i], dtype=np.float32))[None]
+        torch.testing.assert_close(x, cached, atol=1e-3, rtol=0)
+        with torch.no_grad():
+            ref = encoder(cached)
+            torch.testing.assert_close(net(x), ref, atol=1e-3 * float(ref.abs().max()), rtol=0)
+    wide = images[0].astype(np.uint16) * 256 + 7  # a 16-bit PNG (low byte set): its divisor is 65535
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    np.testing.assert_allclose(read_image(tmp_path / "wide.png").array[0],
+                               wide.T / inp["pixels"]["divisor_by_bits"]["16"], rtol=0, atol=1e-7)

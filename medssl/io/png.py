@@ -16,6 +16,8 @@ RASTER_SUFFIXES = (".png", ".jpg", ".jpeg")
 _FULL_SCALE = {"1": 1.0, "L": 255.0, "LA": 255.0, "P": 255.0, "PA": 255.0, "RGB": 255.0, "RGBA": 255.0,
                "CMYK": 255.0, "YCbCr": 255.0, "I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0,
                "I": 65535.0, "F": 1.0}
+#: ITU-R BT.601 luma weights of (R, G, B): ``color="luminance"`` turns an RGB image into one channel with them.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 def _refuse_16_bit_colour(path: Path) -> None:
@@ -78,7 +80,7 @@ def read_png(path: str | Path, *, color: str = "luminance",
         raise BadFileError(path, f"unsupported Pillow image mode {mode!r}")
     values = pixels.astype(np.float64) / _FULL_SCALE[mode]
     if values.ndim == 3:
-        gray = values @ np.array([0.299, 0.587, 0.114])
+        gray = values @ np.array(LUMA_WEIGHTS)
         channels = gray[None] if color == "luminance" else np.moveaxis(values[..., :3], -1, 0)
     else:
         channels = values[None] if color == "luminance" else np.repeat(values[None], 3, axis=0)
