@@ -118,8 +118,10 @@ def _regression_report(y_test, pred, n_boot: int, seed: int, groups_test) -> dic
 def _classification_report(y_test, pred, proba, classes, n_boot: int, seed: int, groups_test) -> dict:
     out = M.classification_metrics(y_test, pred, proba, classes)
     out["chance"] = 1.0 / len(classes)
-    out["classes"] = [int(c) if np.issubdtype(np.asarray(classes).dtype, np.integer) else str(c) for c in classes]
-    out["confusion"] = [[int(np.sum((y_test == a) & (pred == b))) for b in classes] for a in classes]
+    # a class only in the test rows (never predicted) counts in balanced accuracy: it is a row of the matrix too
+    labels = np.concatenate([classes, np.setdiff1d(np.unique(y_test), classes)])
+    out["classes"] = [int(c) if np.issubdtype(labels.dtype, np.integer) else str(c) for c in labels]
+    out["confusion"] = [[int(np.sum((y_test == a) & (pred == b))) for b in labels] for a in labels]
     if n_boot:
         M.with_ci(out, CLASSIFICATION_CI, y_test, pred, n_boot=n_boot, seed=seed, groups=groups_test)
         if proba is not None and len(classes) == 2:
@@ -177,7 +179,9 @@ def classification_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.nd
 
     Returns:
         ``{"balanced_accuracy", "f1_macro", "accuracy", "auc", "chance" (1/#training classes),
-        "classes", "confusion" (rows: true, columns: predicted), "<metric>_ci", "C", "selection", "pred"}``.
+        "classes" (the training classes, then any class only in the test rows), "confusion" (rows: true,
+        columns: predicted, over ``classes``: its sum is the number of test rows), "<metric>_ci", "C",
+        "selection", "pred"}``.
     """
     folds = None if val is not None else inner_folds(y_train, groups, True, seed)
     model, params, selection = _search(make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),

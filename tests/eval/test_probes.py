@@ -54,6 +54,27 @@ def test_classification_probes_learn_the_class(probe):
     assert np.sum(res["confusion"]) == te.sum()
 
 
+@pytest.mark.parametrize("probe", ["logistic", "knn"])
+def test_a_class_only_in_the_test_rows_has_its_confusion_row(probe):
+    """Test rows of a class the probe never trained on (a small site whose subjects all fell into the test split)
+    count in balanced accuracy, so they are rows of the confusion matrix too: its sum is the number of test rows,
+    and its per-row recalls average to the balanced accuracy (sklearn's confusion matrix over all labels)."""
+    from sklearn import metrics as skm
+
+    x, _, cls, subj = _data()
+    tr, te = _split(len(x))
+    codes = np.array(["site-A", "site-B", "site-C"])[cls]
+    tr = tr & (codes != "site-C")  # site-C: test rows only
+    args = (x[tr], codes[tr], x[te], codes[te])
+    res = (P.classification_probe(*args, groups=subj[tr], n_boot=0) if probe == "logistic"
+           else P.knn_probe(*args, "classification", groups=subj[tr], n_boot=0))
+    assert res["classes"] == ["site-A", "site-B", "site-C"] and res["chance"] == pytest.approx(1 / 2)
+    cm = np.asarray(res["confusion"])
+    assert cm.sum() == te.sum() and cm[2].sum() == np.sum(codes[te] == "site-C") > 0 and cm[:, 2].sum() == 0
+    assert cm.tolist() == skm.confusion_matrix(codes[te], res["pred"], labels=res["classes"]).tolist()
+    assert res["balanced_accuracy"] == pytest.approx(np.mean(np.diag(cm) / cm.sum(1)))
+
+
 def test_inner_folds_never_split_a_subject():
     _, _, cls, subj = _data()
     for classification in (False, True):
