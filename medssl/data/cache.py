@@ -91,17 +91,28 @@ def cache_fingerprint(items: Sequence[Any], settings: str, sources: Sequence[str
     return h.hexdigest()[:20]
 
 
+def main_guard_hint(processes: str, one_process: str) -> str:
+    """What to do when ``processes`` (started with spawn) re-ran a script without a main guard."""
+    return (f"{processes} are started with 'spawn' and re-run the top level of the script that started them: put "
+            f"the script's code under `if __name__ == \"__main__\":` (or {one_process})")
+
+
 #: why a cache build stops in a worker that is importing the user's script (spawn re-runs its top level)
-MAIN_GUARD_HINT = ("cache-building processes (workers > 1, data.num_workers > 1) are started with 'spawn' and re-run the top "
-                   "level of the script that started them: put the script's code under `if __name__ == \"__main__\":` "
-                   "(or build with one process: workers=1, data.num_workers=1)")
+MAIN_GUARD_HINT = main_guard_hint("cache-building processes (workers > 1, data.num_workers > 1)",
+                                  "build with one process: workers=1, data.num_workers=1")
+
+
+def stop_in_starting_worker(what: str, hint: str = MAIN_GUARD_HINT) -> None:
+    """RuntimeError when called in a spawned worker that is still importing its parent's script: the script has
+    no main guard, so its top level runs again there and ``what`` would start workers of its own (or wait for a
+    lock its parent holds while the parent waits for this worker, for ever)."""
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise RuntimeError(f"{what} was started while a worker process was starting; {hint}")
 
 
 @contextlib.contextmanager
 def _locked(cache_dir: Path) -> Iterator[None]:
-    if getattr(multiprocessing.current_process(), "_inheriting", False):  # a spawned worker importing __main__: it
-        # would wait for the lock its parent holds while the parent waits for it, for ever
-        raise RuntimeError(f"a cache build was started while a worker process was starting; {MAIN_GUARD_HINT}")
+    stop_in_starting_worker("a cache build")
     if fcntl is None:
         yield
         return

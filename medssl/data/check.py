@@ -22,6 +22,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from medssl.config import ConfigError
+from medssl.data.cache import main_guard_hint, stop_in_starting_worker
 from medssl.data.card import DataCard
 from medssl.data.manifest import ManifestError, Problem, Record, scan_manifest
 from medssl.data.reader import ScanReader, make_reader
@@ -117,12 +118,17 @@ def _inspect_in_worker(dims: int, channels: int, record: Record):
     return _inspect(_READER, dims, channels, record)
 
 
+#: what to do when data check's processes re-ran a script without a main guard
+CHECK_GUARD_HINT = main_guard_hint("data check's reading processes (workers > 1)", "check with workers=1")
+
+
 def _read_all(reader: ScanReader, dims: int, channels: int, todo: list[Record], workers: int,
-              bar) -> list[tuple]:
-    """:func:`_inspect` of every record, in order. A worker process that dies (killed for
-    memory, a crash in a native library) leaves the records it had not answered as problems."""
+              bar) -> tuple[list[tuple], list[str]]:
+    """``(outcomes, warnings)``: :func:`_inspect` of every record, in order. A worker process that dies (killed
+    for memory, a crash in a native library, a script without a main guard) leaves the records it had not answered
+    as problems, and a warning saying so."""
     if workers <= 1:
-        return [(bar.update(), _inspect(reader, dims, channels, r))[1] for r in todo]
+        return [(bar.update(), _inspect(reader, dims, channels, r))[1] for r in todo], []
     outcomes = []
     ctx = multiprocessing.get_context("spawn")
     try:
@@ -135,7 +141,9 @@ def _read_all(reader: ScanReader, dims: int, channels: int, todo: list[Record], 
         reason = (f"not checked: a worker process died ({type(e).__name__}) while reading this or a nearby "
                   "file; rerun with --workers 1 to find the file")
         outcomes += [(None, Problem(r.key, reason, r.path, "file"), {}) for r in todo[len(outcomes):]]
-    return outcomes
+        return outcomes, [f"a reading process ended abruptly; if it printed that it was started while a worker "
+                          f"process was starting: {CHECK_GUARD_HINT}"]
+    return outcomes, []
 
 
 def _note_warnings(notes: dict[str, list[str]]) -> list[str]:
@@ -188,6 +196,8 @@ def check_card(card: DataCard, root: str | Path | None = None, *, read_files: bo
     Returns:
         :class:`CheckReport`; ``report.ok`` is False when anything is bad.
     """
+    if workers > 1:
+        stop_in_starting_worker("a data check with worker processes", CHECK_GUARD_HINT)
     root_path = card.resolve_root(root)
     report = CheckReport(card=card.name, root=str(root_path))
     try:
@@ -215,7 +225,7 @@ def check_card(card: DataCard, root: str | Path | None = None, *, read_files: bo
         return report
     channels = card.preprocessing.get("channels", 1)  # (a positive int: checked when the card loads)
     bar = tqdm(total=len(todo), desc="check", unit="file", disable=not progress)
-    outcomes = _read_all(reader, card.dimensionality, channels, todo, workers, bar)
+    outcomes, pool_warnings = _read_all(reader, card.dimensionality, channels, todo, workers, bar)
     bar.close()
     notes: dict[str, list[str]] = {}
     for record, (info, problem, file_notes) in zip(todo, outcomes, strict=True):
@@ -227,7 +237,7 @@ def check_card(card: DataCard, root: str | Path | None = None, *, read_files: bo
         for kind, text in file_notes.items():
             notes.setdefault(kind, []).append(record.key if kind == "spacing" else f"{record.key}: {text}")
     report.problems = _merge_shared_file_problems(report.problems)
-    report.warnings += _note_warnings(notes)
+    report.warnings += _note_warnings(notes) + pool_warnings
     report.n_files_read = len(todo)
     return report
 

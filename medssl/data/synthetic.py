@@ -27,6 +27,7 @@ import csv
 import json
 import shutil
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import cached_property
 from multiprocessing import get_context
@@ -259,6 +260,11 @@ def write_synthetic_cohort(out_dir: str | Path, n_subjects: int = 200, n_sites: 
                                seed=int(seed), fov_mm=float(fov_mm))
     if int(workers) < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if workers > 1:  # before touching out_dir: in a worker re-running an unguarded script, the parent is writing it
+        from medssl.data.cache import main_guard_hint, stop_in_starting_worker
+
+        hint = main_guard_hint("the cohort writer's processes (workers > 1)", "write with workers=1")
+        stop_in_starting_worker("a synthetic cohort with worker processes", hint)
     out = Path(out_dir)
     if _check_out_dir(out, spec, overwrite):
         return out
@@ -273,11 +279,16 @@ def write_synthetic_cohort(out_dir: str | Path, n_subjects: int = 200, n_sites: 
             rows.append(_write_one(job))
             bar.update()
     else:
-        with ProcessPoolExecutor(max_workers=int(workers), mp_context=get_context("spawn")) as pool:
-            rows = []
-            for row in pool.map(_write_one, jobs, chunksize=max(1, min(16, spec.n_subjects // (4 * workers)))):
-                rows.append(row)
-                bar.update()
+        try:
+            with ProcessPoolExecutor(max_workers=int(workers), mp_context=get_context("spawn")) as pool:
+                rows = []
+                for row in pool.map(_write_one, jobs, chunksize=max(1, min(16, spec.n_subjects // (4 * workers)))):
+                    rows.append(row)
+                    bar.update()
+        except BrokenProcessPool as e:
+            raise RuntimeError(f"a cohort writer process ended abruptly ({e}); {out} is left incomplete (rerun to "
+                               f"regenerate it); if it printed that it was started while a worker process was "
+                               f"starting: {hint}") from None
     bar.close()
     _write_tsv(out / TRUTH_RELPATH, rows, list(rows[0]))
     (out / "participants.json").write_text(json.dumps(_PARTICIPANTS_JSON, indent=2) + "\n")

@@ -238,3 +238,29 @@ def test_the_cli_names_every_bad_file_however_many(tmp_path, capsys):
     assert main(["data", "check", str(tmp_path / "card.yaml"), "--root", str(tmp_path), "--strict"]) == 1
     out = capsys.readouterr().out
     assert all(f"s{i:03d}.nii.gz does not exist" in out for i in range(250)) and "more" not in out
+
+
+def test_a_script_without_a_main_guard_is_told_so_in_the_report(tmp_path):
+    """check_card(..., workers=2) at a script's top level (no `if __name__ == "__main__":`): each spawned reader
+    re-ran the script and died, and the report listed every file as 'not checked … rerun with --workers 1 to find the
+    file', as if the files were at fault. The workers now stop with the fix and the report warns with it."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "check_script.py"
+    script.write_text(textwrap.dedent(f"""
+        from medssl.data.card import load_card
+        from medssl.data.check import check_card, format_report
+        from medssl.data.synthetic import write_synthetic_cohort
+        root = write_synthetic_cohort({str(tmp_path / 'cohort')!r}, n_subjects=4, n_sites=2, shape=(16, 16, 16),
+                                      progress=False)
+        print(format_report(check_card(load_card("synthetic"), root, workers=2, progress=False)))
+    """))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env,
+                          cwd=tmp_path)
+    guard = 'put the script\'s code under `if __name__ == "__main__":` (or check with workers=1)'
+    assert "warning: a reading process ended abruptly" in proc.stdout and guard in proc.stdout
+    assert "a data check with worker processes was started while a worker process was starting" in proc.stderr

@@ -299,3 +299,29 @@ def test_invalid_parameters_are_named(tmp_path, kwargs, name):
     with pytest.raises(ValueError, match=name):
         write_synthetic_cohort(tmp_path / "x", progress=False, **{"n_subjects": 2, **kwargs})
     assert not (tmp_path / "x").exists()
+
+
+def test_a_script_without_a_main_guard_stops_with_the_fix(tmp_path):
+    """write_synthetic_cohort(..., workers=2) at a script's top level (no `if __name__ == "__main__":`): each spawned
+    worker re-ran the script, deleted and rewrote the dataset_description.json its parent had just written, and died;
+    the parent ended on a bare BrokenProcessPool. The workers now stop before touching the folder, and the parent's
+    error says what to do."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "synth_script.py"
+    script.write_text(textwrap.dedent(f"""
+        from medssl.data.synthetic import write_synthetic_cohort
+        write_synthetic_cohort({str(tmp_path / 'cohort')!r}, n_subjects=4, n_sites=2, shape=(16, 16, 16), workers=2,
+                               progress=False)
+    """))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env,
+                          cwd=tmp_path)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("RuntimeError: a cohort writer process ended abruptly")
+    assert 'put the script\'s code under `if __name__ == "__main__":` (or write with workers=1)' in last
+    assert not (tmp_path / "cohort" / "participants.tsv").exists()
