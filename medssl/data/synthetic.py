@@ -260,7 +260,7 @@ def write_synthetic_cohort(out_dir: str | Path, n_subjects: int = 200, n_sites: 
                                seed=int(seed), fov_mm=float(fov_mm))
     if int(workers) < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    if workers > 1:  # before touching out_dir: in a worker re-running an unguarded script, the parent is writing it
+    if int(workers) > 1:  # before touching out_dir: in a worker re-running an unguarded script, the parent is writing it
         from medssl.data.cache import main_guard_hint, stop_in_starting_worker
 
         hint = main_guard_hint("the cohort writer's processes (workers > 1)", "write with workers=1")
