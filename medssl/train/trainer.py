@@ -368,8 +368,9 @@ class Trainer:
         total, logs, views, k = 0.0, {}, 0, len(micro_batches)
         for i, batch in enumerate(micro_batches):
             batch = {key: v.to(self.device, non_blocking=True) for key, v in batch.items()}
-            # distinct for every (step, micro-batch, rank < 4096); the factor 64 kept for k ≤ 64 (their runs' views)
-            gen.manual_seed(((self.opt.seed * 1_000_003 + self.step) * max(64, k) + i) * 4096 + self.dist.rank)
+            # distinct for every (step, micro-batch, rank < 4096); the factor 64 kept for k ≤ 64 (their runs' views);
+            # modulo 2**64, what manual_seed takes (a seed from ~7e7 overflowed; torch wrapped negative ones alike)
+            gen.manual_seed((((self.opt.seed * 1_000_003 + self.step) * max(64, k) + i) * 4096 + self.dist.rank) % 2**64)
             sync = i == k - 1 or not self.dist.enabled
             with (contextlib.nullcontext() if sync else self.model.no_sync()), explain_oom(self.step, batch, self.method):
                 with torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype else contextlib.nullcontext():

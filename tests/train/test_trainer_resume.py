@@ -197,3 +197,16 @@ def test_every_micro_batch_of_a_run_gets_its_own_view_seed_also_past_64_accumula
     assert len(seeds) == 2 * k and len(set(seeds)) == 2 * k
     kept = seeds_of(_trainer(tmp_path / "kept", epochs=1, grad_accum_steps=3))  # 24 scans, batch 8: 1 step of 3
     assert kept == [i * 4096 for i in range(3)]  # seed 0, step 0, rank 0: the formula as before
+
+
+@pytest.mark.parametrize("seed", [123_456_789, 2**31 - 1])
+def test_a_large_seed_trains_and_keeps_its_view_seeds_modulo_2_to_the_64(tmp_path, seed):
+    """The view seed ((seed·1_000_003 + step)·max(64, k) + i)·4096 + rank passed 2**64 for seeds from about
+    7·10⁷ (e.g. 2**31 - 1, a usual 'random' seed), and torch.Generator.manual_seed then stopped the first step
+    with 'Overflow when unpacking long long'. It is taken modulo 2**64, which keeps every seed torch accepted
+    before (negative ones included: torch itself wraps them so)."""
+    t = _trainer(tmp_path / "run", epochs=1, seed=seed, grad_accum_steps=3)
+    seeds, training_step = [], t.method.training_step
+    t.method.training_step = lambda batch, g: (seeds.append(g.initial_seed()), training_step(batch, g))[1]
+    assert t.fit()["steps"] == 1
+    assert seeds == [((seed * 1_000_003) * 64 + i) * 4096 % 2**64 for i in range(3)]  # the naive formula, wrapped
