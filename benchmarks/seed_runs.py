@@ -259,10 +259,11 @@ def run_folder(out: str, default: Path, replace_default: bool = False, keep: Pat
         gone = [e for e in path.iterdir() if keep is None or not Path(keep).resolve().is_relative_to(e.resolve())]
         if gone and not (path / QUICK_MARK).is_file():
             names = sorted(e.name for e in gone)
-            raise SystemExit(f"{path} holds {', '.join(names[:5])}{' …' if len(names) > 5 else ''} but was not made "
-                             f"by a --quick run (no {QUICK_MARK}), and a --quick run without --out empties its default "
-                             "folder: move those files elsewhere (or delete the folder), or give --out; nothing was "
-                             "deleted")
+            raise SystemExit(f"{path} holds {', '.join(names[:5])}{' …' if len(names) > 5 else ''} but not the mark a "
+                             f"--quick run leaves in the folder it makes ({QUICK_MARK}; quick runs before 2026-11-25 "
+                             "left none), and a --quick run without --out empties its default folder: if they are an "
+                             f"earlier quick run's, create {path / QUICK_MARK} (an empty file) and run again; else move "
+                             "them elsewhere, or give --out; nothing was deleted")
         if gone:
             print(f"--quick without --out: replacing the earlier quick run in {path}"
                   + (f" (keeping {keep})" if keep is not None and Path(keep).exists() else ""), flush=True)

@@ -136,10 +136,19 @@ def test_a_quick_run_empties_only_a_default_folder_an_earlier_quick_run_made(tmp
     default = tmp_path / "runs" / "x_quick"
     default.mkdir(parents=True)
     (default / "notes.txt").write_text("mine")
-    with pytest.raises(SystemExit, match=r"x_quick holds notes.txt but was not made by a --quick run.*nothing was "
-                                         r"deleted"):
+    with pytest.raises(SystemExit, match=r"x_quick holds notes.txt but not the mark a --quick run leaves.*nothing was "
+                                         r"deleted") as stop:
         sr.run_folder("", default, replace_default=True)
     assert (default / "notes.txt").read_text() == "mine"
+    # a folder of a quick run made before the mark existed is not said to be no quick run's: the message names the
+    # mark file that lets the next quick run replace it (it said 'was not made by a --quick run', 'delete the folder',
+    # which also deletes the scan cache that a quick run keeps)
+    assert "quick runs before 2026-11-25 left none" in str(stop.value)
+    assert f"create {default / '.medssl-quick-run'} (an empty file) and run again" in str(stop.value)
+    older = tmp_path / "runs" / "z_quick"  # an earlier quick run's, made before the mark: what the message says works
+    (older / "simclr_seed0").mkdir(parents=True)
+    (older / ".medssl-quick-run").write_text("")
+    assert sr.run_folder("", older, replace_default=True) == older and not (older / "simclr_seed0").exists()
     fresh = tmp_path / "runs" / "y_quick"
     assert sr.run_folder("", fresh, replace_default=True) == fresh  # made here: marked
     (fresh / "simclr_seed0").mkdir()
