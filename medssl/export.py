@@ -125,18 +125,21 @@ def _with_defaults(architecture: str, arguments: dict) -> dict:
 #: reader options of a data card that decide the intensities a file is read as (DICOM ``voi``: the file's window,
 #: stored values or a given window; ``color``: luminance or RGB); recorded in the spec's ``input.reader_options``
 READER_INPUT_OPTIONS = ("voi", "color")
-_READER_DEFAULTS = {"voi": "auto", "color": "luminance"}  #: read_dicom's / read_png's defaults of those options
 
 
 def reader_note(export: str | Path, card) -> list[str]:
     """``[note]`` when ``card`` (a :class:`~medssl.data.card.DataCard`) reads intensities with other
     :data:`READER_INPUT_OPTIONS` than the card the export's encoder pretrained on (defaults filled in on both
     sides); ``[]`` when they agree or the export predates ``input.reader_options``."""
+    from medssl.io.dicom import read_dicom
+    from medssl.io.read import reader_options
+
     was = read_spec(export).get("input", {}).get("reader_options")
     if not isinstance(was, dict):
         return []
-    was = {**_READER_DEFAULTS, **was}
-    now = {**_READER_DEFAULTS, **{k: v for k, v in card.reader_options.items() if k in READER_INPUT_OPTIONS}}
+    defaults = {k: reader_options(read_dicom)[k].default for k in READER_INPUT_OPTIONS}  # read_png's color alike
+    was = {**defaults, **was}
+    now = {**defaults, **{k: v for k, v in card.reader_options.items() if k in READER_INPUT_OPTIONS}}
     if was == now:
         return []
     return [f"The encoder pretrained on scans read with reader options {was}; card {card.name} reads its files with "
