@@ -27,6 +27,7 @@ from medssl.data.cache import CacheResult, build_cache
 from medssl.data.card import DataCard
 from medssl.data.manifest import Record, build_manifest, write_manifest
 from medssl.data.reader import ScanReader, make_reader
+from medssl.data.sources import DICOM_REVISION
 from medssl.io.errors import BadFileError
 from medssl.transforms.preprocess import Preprocessor
 
@@ -97,9 +98,12 @@ class ScanLoader:
         """Everything that changes the cached arrays (hashed into the cache fingerprint)."""
         g = self.reader.geometry
         geometry = None if g is None else [np.asarray(g[0]).round(6).tolist(), g[1]]
+        # `format: dicom` reads files of any name (UID-named ones too), whose source signatures need not carry
+        # DICOM_REVISION (sources.source_signature): a revision of the DICOM reader rebuilds such a cache here
+        revision = {"dicom_revision": DICOM_REVISION} if self.reader.fmt == "dicom" else {}
         return json.dumps({"preprocessing": asdict(self.preprocessor), "dims": self.dimensionality,
                            "channels": self.channels, "format": self.reader.fmt, "reader": self.reader.reader_options,
-                           "geometry": geometry}, sort_keys=True, default=str)
+                           "geometry": geometry, **revision}, sort_keys=True, default=str)
 
 
 def make_loader(card: DataCard, preprocessor: Preprocessor, channels: int = 1, root=None) -> ScanLoader:

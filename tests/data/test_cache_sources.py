@@ -292,3 +292,31 @@ def test_dicom_rows_cached_before_pixel_padding_was_filled_are_rebuilt(ct_card, 
     npy = tmp_path / "x.npy"
     np.save(npy, np.zeros(2))
     assert source_signature(npy) == _pre_padding_signature(str(npy))  # other formats keep their rows
+
+
+def test_rows_of_a_format_dicom_card_with_other_file_names_cached_before_padding_was_filled_are_rebuilt(tmp_path):
+    # `format: dicom` reads files of any name, e.g. the UID-named files of many exports ("1.2.840.….320"); their
+    # source signature does not say DICOM (the suffix is not .dcm), so the reader's revision is in the settings
+    root = tmp_path / "data"
+    root.mkdir()
+    names = ["1.2.840.113619.2.55.3.320", "1.2.840.113619.2.55.3.321"]
+    for name, f in zip(names, sorted(CT5N.iterdir())):
+        shutil.copy(f, root / name)
+    (root / "ct.tsv").write_text("subject\tpath\n" + "".join(f"s{i}\t{n}\n" for i, n in enumerate(names)))
+    card = load_card(_card(tmp_path, "dimensionality: 2\nformat: dicom\nmanifest: ct.tsv\n"
+                                      "columns: {subject: subject, path: path}\n"
+                                      "preprocessing: {shape: [16, 16], normalise: none}"))
+    cache = _prepare(card, root, tmp_path / "c")
+    assert cache.n_built == 2 and _prepare(card, root, tmp_path / "c").n_built == 0
+    index_path = tmp_path / "c" / "index.json"
+    index = json.loads(index_path.read_text())  # as medssl wrote it before DICOM pixel padding was filled
+    settings = json.loads(index["settings"])
+    settings.pop("dicom_revision", None)
+    index["settings"] = json.dumps(settings, sort_keys=True, default=str)
+    index["sources"] = [_pre_padding_signature(str(root / n)) for n in names]
+    index["fingerprint"] = "written-by-an-older-medssl"
+    index_path.write_text(json.dumps(index))
+    again = _prepare(card, root, tmp_path / "c")
+    assert (again.n_built, again.n_reused) == (2, 0)
+    np.testing.assert_array_equal(np.asarray(again.images), np.asarray(cache.images))
+    assert _prepare(card, root, tmp_path / "c").n_built == 0  # then reused as before
