@@ -85,6 +85,9 @@ class EvalOptions:
         for name in ("targets", "external_sites"):  # from Python, targets="age" means ("age",), not ("a", "g", "e")
             if isinstance(getattr(self, name), str):
                 setattr(self, name, (getattr(self, name),))
+        for name in ("fractions", "seeds"):  # fractions=0.1, seeds=3: that one (a number is not iterable)
+            if isinstance(getattr(self, name), (int, float)):
+                setattr(self, name, (getattr(self, name),))
         if self.protocol not in PR.PROTOCOLS:
             raise ValueError(f"unknown protocol {self.protocol!r}; valid: {', '.join(PR.PROTOCOLS)}")
         check_targets("--targets", self.targets)

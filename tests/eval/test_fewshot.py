@@ -95,3 +95,14 @@ def test_one_target_or_external_site_given_as_a_string_is_that_name():
 
     opts = EvalOptions(targets="age", external_sites="site-D")
     assert (opts.targets, opts.external_sites) == (("age",), ("site-D",))
+
+
+def test_one_fraction_or_seed_given_as_a_number_is_that_one():
+    """EvalOptions(fractions=0.1) stopped with "'float' object is not iterable", and seeds=3 was accepted and then
+    failed in the few-shot protocol, after the features were computed ("'int' object is not iterable")."""
+    from medssl.eval.driver import EvalOptions
+
+    opts = EvalOptions(protocol="fewshot", fractions=0.1, seeds=3)
+    assert (opts.fractions, opts.seeds) == ((0.1,), (3,))
+    with pytest.raises(ValueError, match=r"--fractions must be label fractions in \(0, 1\], got \[2\]"):
+        EvalOptions(fractions=2)
