@@ -274,15 +274,23 @@ def _pre_padding_signature(path: str) -> str:
     return "dir:" + h.hexdigest()[:20]
 
 
+def _as_written_before_padding(index_path, sources) -> None:
+    """Rewrite a cache index as medssl wrote it before DICOM pixel padding was filled: the sources' old signatures,
+    no DICOM revision in the settings, an older fingerprint."""
+    index = json.loads(index_path.read_text())
+    settings = json.loads(index["settings"])
+    settings.pop("dicom_revision", None)
+    index["settings"] = json.dumps(settings, sort_keys=True, default=str)
+    index["sources"] = [_pre_padding_signature(str(p)) for p in sources]
+    index["fingerprint"] = "written-by-an-older-medssl"
+    index_path.write_text(json.dumps(index))
+
+
 def test_dicom_rows_cached_before_pixel_padding_was_filled_are_rebuilt(ct_card, tmp_path):
     # Those rows hold the padding as tissue (-3024 HU in a GE CT); unchanged files would have kept them forever.
     card, root = ct_card
     cache = _prepare(card, root, tmp_path / "c")
-    index_path = tmp_path / "c" / "index.json"
-    index = json.loads(index_path.read_text())
-    index["sources"] = [_pre_padding_signature(str(root / k)) for k in ("a", "b")]
-    index["fingerprint"] = "written-by-an-older-medssl"
-    index_path.write_text(json.dumps(index))
+    _as_written_before_padding(tmp_path / "c" / "index.json", [root / k for k in ("a", "b")])
     again = _prepare(card, root, tmp_path / "c")
     assert (again.n_built, again.n_reused) == (2, 0)
     np.testing.assert_array_equal(np.asarray(again.images), np.asarray(cache.images))
@@ -308,14 +316,7 @@ def test_rows_of_a_format_dicom_card_with_other_file_names_cached_before_padding
                                       "preprocessing: {shape: [16, 16], normalise: none}"))
     cache = _prepare(card, root, tmp_path / "c")
     assert cache.n_built == 2 and _prepare(card, root, tmp_path / "c").n_built == 0
-    index_path = tmp_path / "c" / "index.json"
-    index = json.loads(index_path.read_text())  # as medssl wrote it before DICOM pixel padding was filled
-    settings = json.loads(index["settings"])
-    settings.pop("dicom_revision", None)
-    index["settings"] = json.dumps(settings, sort_keys=True, default=str)
-    index["sources"] = [_pre_padding_signature(str(root / n)) for n in names]
-    index["fingerprint"] = "written-by-an-older-medssl"
-    index_path.write_text(json.dumps(index))
+    _as_written_before_padding(tmp_path / "c" / "index.json", [root / n for n in names])
     again = _prepare(card, root, tmp_path / "c")
     assert (again.n_built, again.n_reused) == (2, 0)
     np.testing.assert_array_equal(np.asarray(again.images), np.asarray(cache.images))

@@ -281,27 +281,6 @@ def test_malformed_tables_name_the_table_and_row(tmp_path, content, message):
         build_manifest(_card(), tmp_path)
 
 
-@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-8-sig"])
-@pytest.mark.parametrize("gz", [False, True])
-def test_utf16_tables_marked_by_a_bom_read_as_their_utf8_copy(tmp_path, encoding, gz):
-    """Excel's "Unicode Text" export is UTF-16 (little-endian) with a byte-order mark, tab-separated, with CRLF:
-    it was refused as "not UTF-8 text (byte 0: b'\\xff')". A BOM names the encoding unambiguously, so such a
-    table (either byte order, also gzip-compressed) gives the records of the same table in UTF-8."""
-    import gzip
-
-    text = "participant_id\tage\tsite\tsex\r\ns1\t30\tZürich\tF\r\n\r\ns2\t41.5\tA\tM\r\n"
-    if encoding == "utf-16-be":
-        raw = b"\xfe\xff" + text.encode("utf-16-be")
-    else:
-        raw = text.encode(encoding)  # utf-16: BOM + little-endian on this machine, as Excel writes
-    name = "participants.tsv.gz" if gz else "participants.tsv"
-    (tmp_path / name).write_bytes(gzip.compress(raw) if gz else raw)
-    (tmp_path / "s1.nii.gz").write_bytes(b"x")
-    (tmp_path / "s2.nii.gz").write_bytes(b"x")
-    recs = build_manifest(_card(manifest=name), tmp_path)
-    assert [(r.subject, r.age, r.site, r.sex) for r in recs] == [("s1", 30.0, "Zürich", "F"), ("s2", 41.5, "A", "M")]
-
-
 def test_utf8_tables_with_bom_crlf_and_blank_lines_still_read(tmp_path):
     (tmp_path / "participants.tsv").write_bytes("\ufeffparticipant_id\tage\tsite\tsex\r\ns1\t30\tZürich\tF\r\n\r\n".encode())
     (tmp_path / "s1.nii.gz").write_bytes(b"x")
@@ -416,16 +395,3 @@ def test_files_mode_merges_repeated_subject_rows_that_agree_and_names_those_that
     (tmp_path / "IXI004-T1.nii.gz").write_bytes(b"x")  # a scan without a row: the message says what to do
     assert "add a row for it" in scan_manifest(card, tmp_path).problems[-1].reason
 
-
-def test_r_na_in_categorical_columns_is_missing_like_in_the_age_column(tmp_path):
-    """R's write.csv / write.table write a missing value as NA: the age column read it as missing, but sex /
-    site / label made 'NA' one more class (a third sex, a site 'NA'), silently. It is missing (code -1) too."""
-    from medssl.data.dataset import MetadataCoder
-
-    _table(tmp_path, ["s1\t30\tA\tF\tCN", "s2\tNA\tNA\tNA\tna", "s3\t40\tB\tM\tAD"],
-           header="participant_id\tage\tsite\tsex\tdx")
-    columns = {"subject": "participant_id", "age": "age", "site": "site", "sex": "sex", "label": "dx"}
-    recs = build_manifest(_card(columns=columns), tmp_path)
-    assert math.isnan(recs[1].age)
-    assert [(r.site, r.sex, r.label) for r in recs] == [("A", "F", "CN"), ("", "", ""), ("B", "M", "AD")]
-    assert MetadataCoder(recs).vocab == {"site": ["A", "B"], "sex": ["F", "M"], "label": ["AD", "CN"]}

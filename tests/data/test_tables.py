@@ -258,3 +258,35 @@ def test_a_join_conflict_in_a_row_that_select_drops_does_not_stop_the_run(tmp_pa
     assert main(["data", "check", card, "--root", str(tmp_path), "--no-read", "--strict"]) == 1
     out = capsys.readouterr().out
     assert "row 4: column 'study'" in out and "row 3: column" not in out, out
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-8-sig"])
+@pytest.mark.parametrize("gz", [False, True])
+def test_utf16_tables_marked_by_a_bom_read_as_their_utf8_copy(tmp_path, encoding, gz):
+    """Excel's "Unicode Text" export is UTF-16 (little-endian) with a byte-order mark, tab-separated, with CRLF:
+    it was refused as "not UTF-8 text (byte 0: b'\\xff')". A BOM names the encoding unambiguously, so such a
+    table (either byte order, also gzip-compressed) gives the records of the same table in UTF-8."""
+    import gzip
+
+    text = "id\tage\tsite\tsex\r\ns1\t30\tZürich\tF\r\n\r\ns2\t41.5\tA\tM\r\n"
+    raw = b"\xfe\xff" + text.encode("utf-16-be") if encoding == "utf-16-be" else text.encode(encoding)  # utf-16: BOM + LE
+    name = "p.tsv.gz" if gz else "p.tsv"
+    (tmp_path / name).write_bytes(gzip.compress(raw) if gz else raw)
+    _scans(tmp_path, ["s1", "s2"])
+    recs = build_manifest(_load(_card(tmp_path, manifest=name, more=", site: site, sex: sex")), tmp_path)
+    assert [(r.subject, r.age, r.site, r.sex) for r in recs] == [("s1", 30.0, "Zürich", "F"), ("s2", 41.5, "A", "M")]
+
+
+def test_r_na_in_categorical_columns_is_missing_like_in_the_age_column(tmp_path):
+    """R's write.csv / write.table write a missing value as NA: the age column read it as missing, but sex /
+    site / label made 'NA' one more class (a third sex, a site 'NA'), silently. It is missing (code -1) too."""
+    import math
+
+    from medssl.data.dataset import MetadataCoder
+
+    (tmp_path / "p.csv").write_text("id,age,site,sex,dx\ns1,30,A,F,CN\ns2,NA,NA,NA,na\ns3,40,B,M,AD\n")
+    _scans(tmp_path, ["s1", "s2", "s3"])
+    recs = build_manifest(_load(_card(tmp_path, more=", site: site, sex: sex, label: dx")), tmp_path)
+    assert math.isnan(recs[1].age)
+    assert [(r.site, r.sex, r.label) for r in recs] == [("A", "F", "CN"), ("", "", ""), ("B", "M", "AD")]
+    assert MetadataCoder(recs).vocab == {"site": ["A", "B"], "sex": ["F", "M"], "label": ["AD", "CN"]}
