@@ -194,7 +194,7 @@ def _add_data_commands(sub) -> None:
     c.add_argument("--workers", type=int, default=1, help="processes reading files in parallel (default: 1)")
     c.add_argument("--no-read", action="store_true", help="check the table and file existence only (no decoding)")
     c.set_defaults(func=_cmd_data_check)
-    p = dsub.add_parser("prepare", help="decode, orient, resample, crop/pad and normalise every scan once into a cache")
+    p = dsub.add_parser("prepare", help="decode, orient, resample, crop, normalise and pad every scan once into a cache")
     _add_card_arguments(p)
     p.add_argument("--out", required=True, help="cache folder (reuse it in a run with data.cache_dir=OUT)")
     p.add_argument("--workers", type=int, default=1, help="preprocessing processes (default: 1)")
