@@ -123,6 +123,16 @@ def seed_step(seed: int, step: int, rank: int) -> None:
     torch.manual_seed(int.from_bytes(digest, "little"))
 
 
+def world_size_note(saved: int, info: DistInfo, source: str) -> None:
+    """On rank 0, say that the checkpoint ``source`` was written by ``saved`` processes when this run has another
+    number. Allowed (``train.batch_size`` is global: the same batches per step), but views and dropout masks are
+    drawn per rank (:func:`seed_step`), so the resumed run does not repeat an uninterrupted ``saved``-process one."""
+    if saved != info.world_size and info.is_main:
+        print(f"note: {source} was written by {saved} process(es), this run has {info.world_size}: the same global "
+              f"batches, but views and dropout masks are drawn per process, so it will not repeat an uninterrupted "
+              f"{saved}-process run exactly (resume with {saved} processes for that)")
+
+
 def mean_over_ranks(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """Mean of ``t`` (any shape, on this rank's device) over the ranks: one SUM all-reduce under DDP (``t`` itself
     without), so NaN/Inf on any rank makes the result non-finite on every rank. Every rank passes the same shape."""

@@ -31,7 +31,8 @@ from tqdm.auto import tqdm
 from medssl.config import ConfigError
 from medssl.train.checkpoint import (CheckpointError, list_checkpoints, load_checkpoint, refuse_newer, resume_path,
                                      save_checkpoint, write_atomic)
-from medssl.train.distributed import DistInfo, any_rank, mean_over_ranks, seed_step, shard, worker_ignores_sigterm
+from medssl.train.distributed import (DistInfo, any_rank, mean_over_ranks, seed_step, shard, world_size_note,
+                                     worker_ignores_sigterm)
 from medssl.train.oom import explain_oom
 from medssl.train.optim import autocast_dtype, build_optimizer, warmup_cosine
 
@@ -185,8 +186,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
-        return {"model": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "step": self.step, "best": self.best,
+        return {"model": self.method.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
+                "scheduler": self.scheduler.state_dict(), "best": self.best, "world_size": self.dist.world_size,
                 "config": json.dumps(self.config, sort_keys=True), "method_class": type(self.method).__name__}
 
     def load_state_dict(self, state: dict, source: str = "checkpoint") -> None:
@@ -206,6 +207,7 @@ class Trainer:
         for group, base, factor in zip(self.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas):
             group["lr"] = base * factor(sched.last_epoch)
         self.step, self.best = int(state["step"]), float(state.get("best", math.inf))  # an older one's "rng": unused
+        world_size_note(int(state.get("world_size", self.dist.world_size)), self.dist, source)  # older ones: none
 
     def resume(self, how: str, loaded: tuple[Path, dict] | None = None) -> bool:
         """``how`` = "auto" (latest in run_dir, if any) or a checkpoint path; ``loaded`` = ``(path, state)``

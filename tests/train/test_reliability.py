@@ -136,6 +136,22 @@ def test_ddp_ranks_draw_their_own_dropout_masks_and_a_resume_draws_them_again(tm
         assert torch.equal(torch.load(f"{tmp_path / 'cut.pt'}.rank{r}", weights_only=True), full[r][4:]), f"rank {r}"
 
 
+def test_a_2_process_run_resumed_by_1_process_says_it_is_not_the_exact_continuation(tmp_path):
+    """A resume may change the number of processes (train.batch_size is global: the same batches per step), but
+    views and dropout masks are drawn per rank, so it does not repeat the uninterrupted run (docs/training.md).
+    Before, it continued without a word; the checkpoint now records its world size and the resume says so."""
+    for p in _ddp(tmp_path / "two", "--epochs", 1, port=str(_free_port())):
+        assert p.wait(timeout=300) == 0, p.stdout.read()
+    shutil.copytree(tmp_path / "two", tmp_path / "same")
+    one = _run(tmp_path / "two", "--epochs", 2, "--resume", "auto")
+    out = one.communicate(timeout=300)[0]
+    assert one.returncode == 0 and "'steps': 8" in out, out
+    assert "step-00000004.pt was written by 2 process(es), this run has 1" in out and "will not repeat" in out, out
+    for p in _ddp(tmp_path / "same", "--epochs", 2, "--resume", "auto", port=str(_free_port())):
+        out = p.communicate(timeout=300)[0]
+        assert p.returncode == 0 and "'steps': 8" in out and "note:" not in out, out
+
+
 def test_ddp_non_finite_weights_at_the_monitor_stop_every_rank_with_the_reason(tmp_path):
     """NaN weights found when rank 0 would write best.pt (no step checkpoint due that epoch) stop every rank
     with the NaN/Inf message; before, rank 0 alone raised and the others failed on the next collective
