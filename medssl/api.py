@@ -159,9 +159,10 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> Path:
 
     check_config(cfg)  # a RunConfig built or changed in Python has not been through load_config's checks
     dist_info, device = init_distributed(resolve_device(cfg.train.device))
-    if cfg.train.batch_size % dist_info.world_size:  # the global batch is split evenly (distributed.shard)
-        raise ConfigError(f"train.batch_size={cfg.train.batch_size} is the global batch and must divide evenly among "
-                          f"the {dist_info.world_size} processes; use a multiple of {dist_info.world_size}")
+    if (b := cfg.train.batch_size) % (w := dist_info.world_size):  # the global batch is split evenly (shard)
+        raise ConfigError(f"train.batch_size={b} is the global batch and must divide evenly among the {w} processes; "
+                          f"use a multiple of {w}" + (f" (a resumed run keeps its batch: resume it with a number "
+                                                      f"of processes that divides {b})" if cfg.train.resume else ""))
     absolute_data_paths(cfg)  # config.yaml must find the card and data from any folder (evaluate, export)
     run_dir, resume_from = Path(cfg.output_dir), None
     waiting = patient_group(dist_info)  # the others wait for the cache beyond the process group's 30 minutes

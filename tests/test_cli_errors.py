@@ -362,6 +362,12 @@ def test_a_global_batch_that_does_not_divide_among_the_processes_is_refused_befo
     assert main(["pretrain", "train.batch_size=8", f"output_dir={out}"]) == 2
     assert "train.batch_size=8 is the global batch and must divide evenly among the 3 processes" in capsys.readouterr().err
     assert not out.exists()
+    # a resume cannot change its batch (check_compatible refuses train.batch_size=9): it says what can change
+    assert main(["pretrain", "train.batch_size=8", f"output_dir={out}", "--resume", "auto"]) == 2
+    err = capsys.readouterr().err
+    assert "use a multiple of 3 (a resumed run keeps its batch: resume it with a number of processes that divides 8)" \
+        in err, err
+    assert not out.exists()
 
 
 def test_data_command_errors_name_the_subcommand(tmp_path, capsys):
