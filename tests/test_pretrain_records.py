@@ -44,6 +44,20 @@ def test_no_scan_with_the_bias_column_is_a_config_error(tmp_path):
         pretrain_indices(load_config(overrides=["method.name=supinfonce", "method.fairkl_weight=1.0"]), data, tmp_path)
 
 
+def test_fairkl_on_a_bias_column_with_one_value_says_it_removes_no_bias(tmp_path, capsys):
+    """FairKL on site with a one-site cohort (IXI's shared copy: all HH) trained without a word, although every
+    pair is bias-aligned and nothing is debiased; the run now says so (two sites: no note)."""
+    cfg = load_config(overrides=["method.name=supinfonce", "method.fairkl_weight=1.0"])
+    data = _data()
+    for r in data.records:
+        r.site = "HH"
+    assert pretrain_indices(cfg, data, tmp_path) == [0, 1, 2, 3]
+    out = capsys.readouterr().out
+    assert "all 4 training scans have site 'HH'" in out and "method.fairkl_weight=0" in out
+    pretrain_indices(cfg, _data(), tmp_path)  # sites A and B among the kept scans
+    assert "FairKL has no bias" not in capsys.readouterr().out
+
+
 def test_each_listed_scan_names_what_it_lacks_and_the_error_names_the_absent_column(tmp_path, capsys):
     """supinfonce + label_column=label + FairKL on AdrenalMNIST3D (labels on every scan, no site): every row of
     excluded_from_pretraining.tsv said 'missing ['label', 'site']', the console '1188 training scan(s) lack

@@ -62,6 +62,12 @@ def pretrain_indices(cfg: RunConfig, data: PreparedData, run_dir: Path) -> list[
                           f"training scans of data card {cfg.data.card!r} has a value of {absent} (listed in "
                           "excluded_from_pretraining.tsv); use a card with that column, method.fairkl_weight=0, or a "
                           "label-free method such as simclr")
+    bias_values = {getattr(data.records[i], m.bias_column) for i in keep} if m.bias_column in need else set()
+    if len(bias_values) == 1 and m.fairkl_weight > 0:
+        print(f"note: method.fairkl_weight={m.fairkl_weight} debiases method.bias_column={m.bias_column!r}, but all "
+              f"{len(keep)} training scans have {m.bias_column} {bias_values.pop()!r}: with one value FairKL has no "
+              f"bias to remove (no bias-conflicting pairs). Set method.fairkl_weight=0, or use a card with several "
+              f"{m.bias_column} values")
     return keep
 
 
