@@ -212,3 +212,43 @@ def test_half_precision_views_equal_the_float32_views_rounded(dtype, shape, tr):
     y = tr.apply(x.to(dtype), p)
     step = (ref.to(dtype).float() - ref).abs().max()  # rounding of a value in this range
     assert y.dtype == dtype and (y.float() - ref).abs().max() <= 2.5 * step
+
+
+def test_crop_aspect_factors_keep_the_region_volume():
+    """Per-axis aspect factors have geometric mean 1: the region volume is (size * s)^D whatever the ratio."""
+    crop = RandomResizedCrop((8, 10, 12), scale=(0.5, 1.5), ratio=(0.5, 2.0))
+    region = crop.sample_params((64, 1, 40, 40, 40), gen(3))["region"]
+    side = (region.prod(1) / (8 * 10 * 12)) ** (1 / 3)  # = s, drawn in scale
+    assert ((side >= 0.5 - 1e-4) & (side <= 1.5 + 1e-4)).all()
+    aspect = region / torch.tensor([8.0, 10.0, 12.0]) / side[:, None]
+    assert torch.allclose(aspect.log().sum(1), torch.zeros(64), atol=1e-4) and aspect.std() > 0.1
+
+
+def test_flips_are_drawn_per_sample_and_axis():
+    p = RandomFlip(0.5).sample_params((256, 1, 8, 8, 8), gen(4))["flip"].float()
+    assert torch.allclose(p.mean(0), torch.full((3,), 0.5), atol=0.1)
+    assert 0.15 < (p[:, 0] != p[:, 1]).float().mean() < 0.85  # axes independent
+    assert p[:, 0].std() > 0.4  # samples differ, not one draw for the whole batch
+
+
+def test_fused_anisotropic_resized_crop_then_affine_equals_two_resamplings_of_a_ramp():
+    """Trilinear interpolation of a linear ramp is exact, so one fused resampling (crop with per-axis
+    zoom, then rotation/zoom/shift) must equal the crop resampled, then the affine on it."""
+    axes = torch.meshgrid(*[torch.arange(s, dtype=torch.float64) for s in (40, 44, 36)], indexing="ij")
+    x = (1.0 * axes[0] + 2.0 * axes[1] - 3.0 * axes[2])[None, None].expand(2, 1, 40, 44, 36).contiguous()
+    crop = RandomResizedCrop((12, 14, 10), scale=(1.5, 1.8), ratio=(0.6, 1.7))
+    aff = RandomAffine(1.0, rotate=10.0, scale=(1.8, 2.0), translate=0.03)
+    cp, ap = crop.sample_params(x.shape, gen(5)), aff.sample_params((2, 1, 12, 14, 10), gen(6))
+    assert (cp["region"].max(1).values / cp["region"].min(1).values > 1.2).all()  # anisotropic zoom
+    fused = fused_spatial(x, crop, [aff], [ap], cp)
+    assert torch.allclose(fused, aff.apply(crop.apply(x, cp), ap), atol=1e-6)
+
+
+def test_samples_the_affine_does_not_select_are_the_plain_crop():
+    x = blob_phantom((20, 20, 20), batch=8)
+    crop, aff = RandomResizedCrop((12, 12, 12)), RandomAffine(0.5, rotate=30.0, scale=(1.2, 1.4))
+    cp, ap = crop.sample_params(x.shape, gen(7)), aff.sample_params((8, 1, 12, 12, 12), gen(8))
+    keep = ap["apply"]
+    assert 0 < int(keep.sum()) < 8
+    fused, plain = fused_spatial(x, crop, [aff], [ap], cp), crop.apply(x, cp)
+    assert torch.equal(fused[~keep], plain[~keep]) and (fused[keep] - plain[keep]).abs().amax((1, 2, 3, 4)).min() > 0.01
