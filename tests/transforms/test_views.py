@@ -140,3 +140,11 @@ def test_ranges_outside_their_domain_fail_when_the_pipeline_is_built(override, m
     """Not at the first batch (gamma's log-uniform draw) or silently (a box larger than the view)."""
     with pytest.raises(ValueError, match=message):
         AugmentParams(**override)
+
+
+def test_views_of_one_sample_get_independent_crops():
+    """Crop only ("none" preset): each of the V views of a sample is cropped at its own random place."""
+    x = torch.arange(4 * 24 * 24 * 24, dtype=torch.float32).reshape(4, 1, 24, 24, 24)
+    v = make_views(build_view_pipeline("none", 3, (8, 8, 8)), x, 2, gen(3))
+    corner = v[:, :, 0, 0, 0, 0]  # the crop origin's value encodes its position
+    assert (corner[:, 0] != corner[:, 1]).all()
