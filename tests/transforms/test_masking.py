@@ -62,3 +62,14 @@ def test_errors():
         patchify(torch.zeros(1, 1, 30, 32), 16)
     with pytest.raises(ValueError, match="mask_ratio"):
         random_patch_mask(1, 10, 1.0, gen(0))
+
+
+def test_mask_to_image_with_anisotropic_patches_puts_each_patch_at_its_place():
+    grid, patch = (2, 3, 4), (8, 4, 2)
+    mask = random_patch_mask(3, 24, 0.5, gen(2)).mask
+    img = mask_to_image(mask, grid, patch)
+    assert img.shape == (3, 1, 16, 12, 8)
+    for b in range(3):  # naive loop over the row-major patch grid
+        for idx, (i, j, k) in enumerate((i, j, k) for i in range(2) for j in range(3) for k in range(4)):
+            block = img[b, 0, i * 8:(i + 1) * 8, j * 4:(j + 1) * 4, k * 2:(k + 1) * 2]
+            assert torch.all(block == mask[b, idx])
