@@ -144,3 +144,20 @@ def test_built_from_config_with_views_from_the_augment_section():
         build_method(load_config(None, base + ["method.options.views=1"]))
     with pytest.raises(ConfigError, match=r"augment.crop_size=\[12, 16, 16\] is not a multiple of .*patch_size"):
         load_config(None, base + ["augment.crop_size=[12,16,16]"])  # refused with the config, before any step
+
+
+def test_reconstruction_of_a_perfect_normalised_prediction_is_the_input(monkeypatch):
+    """With norm_pix_loss the decoder predicts per-patch normalised voxels; a prediction equal to the
+    normalised target must be mapped back to the input itself (round trip through each patch's mean/std)."""
+    mae = make_mae(dims=2, norm_pix_loss=True).eval()
+    x = torch.randn(2, 1, 16, 16) * 3 + 5
+    real = mae.forward_masked
+
+    def perfect(inp, generator):
+        _, pm, grid = real(inp, generator)
+        return mae.targets(inp), pm, grid
+
+    monkeypatch.setattr(mae, "forward_masked", perfect)
+    rec = mae.reconstruct(x, torch.Generator().manual_seed(0))
+    assert rec["mask"].mean().item() == pytest.approx(0.75)
+    assert torch.allclose(rec["reconstruction"], x, atol=1e-4)
