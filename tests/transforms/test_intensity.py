@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -145,3 +147,19 @@ def test_subset_application_equals_transforming_the_selected_samples_alone(tr):
     sub = {k: v[idx] for k, v in p.items()}
     assert torch.allclose(y[idx], tr._apply(x[idx], sub), atol=1e-6)
     assert torch.equal(y[~p["apply"]], x[~p["apply"]])
+
+
+def test_scale_shift_draws_span_their_symmetric_ranges():
+    p = RandomScaleShift(1.0, scale=(0.8, 1.2), shift=0.3).sample_params((2000, 1, 4, 4), gen(5))
+    assert 0.8 <= p["scale"].min() < 0.82 and 1.18 < p["scale"].max() <= 1.2
+    assert -0.3 <= p["shift"].min() < -0.28 and 0.28 < p["shift"].max() <= 0.3
+    assert abs(p["shift"].mean()) < 0.02
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_bias_field_uses_every_term_up_to_the_total_degree(dims):
+    """Coefficients are non-zero exactly for the C(order + D, D) products with total degree <= order."""
+    tr = RandomBiasField(1.0, coeff=0.3, order=3)
+    c = tr.sample_params((4, 1) + (8,) * dims, gen(6))["coeffs"]
+    degree = sum(np.meshgrid(*[np.arange(4)] * dims, indexing="ij"))
+    assert torch.equal(c[0] != 0, torch.from_numpy(degree <= 3)) and int((c[0] != 0).sum()) == math.comb(3 + dims, dims)
