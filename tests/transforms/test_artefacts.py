@@ -106,3 +106,34 @@ def test_cutout_boxes_reach_both_edges_equally_like_monai():
     y = RandomCutout(1.0, holes=1, size=(0.5, 0.5), fill=1.0)(torch.zeros(4000, 1, 10, 10), gen(0))
     first, last = (y[:, 0, 0].amax(1) > 0).float().mean(), (y[:, 0, -1].amax(1) > 0).float().mean()
     assert abs(first - 1 / 6) < 0.03 and abs(last - 1 / 6) < 0.03, (first, last)  # 1 of 6 starts covers each edge
+
+
+def test_ghosting_keeps_an_image_that_is_constant_along_the_phase_encoding_axis():
+    """Such an image has only the DC line along that axis, and the DC line is not attenuated."""
+    x = torch.rand(1, 1, 1, 24).expand(2, 1, 16, 24).contiguous()
+    tr = RandomGhosting(1.0)
+    y = tr.apply(x, _forced(tr, x, count=3, intensity=0.7, axis=0))
+    assert torch.allclose(y, x, atol=1e-5)
+
+
+@pytest.mark.parametrize("tr,values", [(RandomLowResolution(1.0), {"factor": 2.5}),
+                                       (RandomGhosting(1.0), {"count": 3, "intensity": 0.6, "axis": 1}),
+                                       (RandomMotion(1.0, shift=3.0), {})])
+def test_kspace_artefacts_follow_each_samples_own_offset(tr, values):
+    """The magnitude is taken from each sample's own minimum: adding a constant to one sample adds it to its output."""
+    x = blob_phantom((16, 16), batch=1)
+    pair = torch.cat([x, x + 5.0])
+    p = _forced(tr, pair, 3, **values)
+    for k, v in p.items():  # the same artefact on both samples
+        if k != "apply" and v.ndim > 0 and v.shape[0] == 2:
+            v[1] = v[0]
+    y = tr.apply(pair, p)
+    assert (y[0] - x[0]).abs().max() > 0.01 and torch.allclose(y[1], y[0] + 5.0, atol=1e-4)
+
+
+def test_motion_lines_are_acquired_from_the_lowest_to_the_highest_frequency():
+    from medssl.transforms.artefacts import _line_positions
+
+    for n in (7, 8):
+        order = torch.fft.fftfreq(n).argsort()  # fft positions of -kmax .. +kmax
+        assert torch.allclose(_line_positions(n, "cpu")[order], torch.arange(n) / n)
