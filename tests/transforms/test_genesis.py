@@ -102,3 +102,23 @@ def test_painting_boxes_start_anywhere_from_the_first_to_the_last_fitting_voxel(
     params = GenesisCorruption().sample_params((3000, 1, 10, 10), gen(0))
     end = params["box_start"] + params["box_size"]
     assert params["box_start"].min() == 0 and end.max() == 10 and (end <= 10).all()
+
+
+def test_pixel_shuffling_touches_the_drawn_fraction_of_tiles_only():
+    """Shuffling only: the share of changed 4x4 tiles is the drawn fraction (0.25), not all tiles, not 1 - f."""
+    x = torch.rand(8, 1, 64, 64, generator=gen(1))  # distinct values: a shuffled tile differs
+    tr = GenesisCorruption(nonlinear_prob=0.0, shuffle_prob=1.0, paint_prob=0.0, shuffle_block=(4, 4),
+                           shuffle_fraction=(0.25, 0.25))
+    p = tr.sample_params(x.shape, gen(2))
+    p["offset"][:] = 0
+    y = tr.apply(x, p)
+    changed = (y != x).reshape(8, 16, 4, 16, 4).any(4).any(2).float()  # (B, tile rows, tile cols)
+    assert abs(changed.mean().item() - 0.25) < 0.04
+
+
+def test_out_painting_always_keeps_at_least_one_window():
+    """Out-painting replaces everything outside the windows: with no window it would leave only noise."""
+    x = _unit((16, 16), batch=64)
+    tr = GenesisCorruption(nonlinear_prob=0.0, shuffle_prob=0.0, paint_prob=1.0, outpaint_prob=1.0, windows=1)
+    y = tr.apply(x, tr.sample_params(x.shape, gen(3)))
+    assert (y == x).reshape(64, -1).any(1).all()
