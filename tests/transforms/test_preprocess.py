@@ -101,3 +101,12 @@ def test_padding_takes_the_scan_minimum_not_zero():
     c = (c - c.mean()) / c.std()
     np.testing.assert_allclose(z, np.pad(c, ((0, 0), (0, 0), (0, 0), (2, 2)), constant_values=c.min()),
                                rtol=1e-4, atol=1e-4)
+
+
+def test_zscore_is_per_channel():
+    """Channels of different scale (stacked MR contrasts) are each normalised to mean 0, SD 1."""
+    rng = np.random.default_rng(4)
+    x = np.stack([rng.normal(5, 2, (8, 8, 8)), rng.normal(300, 80, (8, 8, 8))]).astype(np.float32)
+    out = Preprocessor(shape=[8, 8, 8])(Volume(x, np.eye(4))).astype(np.float64)
+    expected = (x - x.mean((1, 2, 3), keepdims=True)) / x.std((1, 2, 3), keepdims=True)
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
