@@ -252,3 +252,12 @@ def test_samples_the_affine_does_not_select_are_the_plain_crop():
     assert 0 < int(keep.sum()) < 8
     fused, plain = fused_spatial(x, crop, [aff], [ap], cp), crop.apply(x, cp)
     assert torch.equal(fused[~keep], plain[~keep]) and (fused[keep] - plain[keep]).abs().amax((1, 2, 3, 4)).min() > 0.01
+
+
+def test_crop_larger_than_the_image_is_centred_with_border_padding():
+    """Axis 0: 10 from 8 is centred (one padded row each side, border values); axis 1: 9 from 9 is the whole axis."""
+    x = torch.arange(72.0).reshape(1, 1, 8, 9)
+    crop = RandomResizedCrop((10, 9))
+    y = crop.apply(x, crop.sample_params(x.shape, gen(0)))
+    assert torch.allclose(y[..., 1:9, :], x, atol=1e-4)  # interpolated at whole-voxel positions
+    assert torch.allclose(y[..., 0, :], x[..., 0, :], atol=1e-4) and torch.allclose(y[..., 9, :], x[..., 7, :], atol=1e-4)
