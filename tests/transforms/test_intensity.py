@@ -163,3 +163,9 @@ def test_bias_field_uses_every_term_up_to_the_total_degree(dims):
     c = tr.sample_params((4, 1) + (8,) * dims, gen(6))["coeffs"]
     degree = sum(np.meshgrid(*[np.arange(4)] * dims, indexing="ij"))
     assert torch.equal(c[0] != 0, torch.from_numpy(degree <= 3)) and int((c[0] != 0).sum()) == math.comb(3 + dims, dims)
+
+
+def test_gamma_is_log_uniform():
+    """log(gamma) ~ U(log 0.5, log 2): gamma and 1 / gamma equally likely, median 1."""
+    g = RandomGamma(1.0, gamma=(0.5, 2.0)).sample_params((4000, 1, 4, 4), gen(7))["gamma"]
+    assert abs(g.median().item() - 1.0) < 0.05 and abs((g < 1).float().mean().item() - 0.5) < 0.03
