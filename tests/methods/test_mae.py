@@ -161,3 +161,10 @@ def test_reconstruction_of_a_perfect_normalised_prediction_is_the_input(monkeypa
     rec = mae.reconstruct(x, torch.Generator().manual_seed(0))
     assert rec["mask"].mean().item() == pytest.approx(0.75)
     assert torch.allclose(rec["reconstruction"], x, atol=1e-4)
+
+
+def test_mask_ratio_is_the_one_configured():
+    mae = make_mae(mask_ratio=0.5)
+    with torch.no_grad():
+        _, pm, _ = mae.forward_masked(torch.randn(2, 1, 16, 16, 16), torch.Generator().manual_seed(0))
+    assert torch.equal(pm.mask.sum(1), torch.tensor([32.0, 32.0]))  # half of the 4³ patches
