@@ -77,7 +77,7 @@ def local_pixel_shuffle(x: torch.Tensor, block: Sequence[int], offset: Sequence[
     Args:
         x: (B, C, *S).
         block: tile side per spatial axis (voxels).
-        offset: grid origin per axis (voxels, < block).
+        offset: grid origin per axis (voxels, < block and <= shape - block, so at least one tile fits).
         selected: (B, T) bool, which of the T tiles (row-major over the tile grid) to shuffle.
         generator: drives the permutations.
 
@@ -155,6 +155,7 @@ class GenesisCorruption:
         nd, w = len(spatial), self.windows
         block = torch.randint(self.shuffle_block[0], self.shuffle_block[1] + 1, (nd,), generator=generator, device=device)
         block = torch.minimum(block, torch.tensor(spatial, device=device))
+        room = torch.minimum(block, torch.tensor(spatial, device=device) - block + 1)  # offsets leaving >= 1 tile
         outpaint = bernoulli(b, self.outpaint_prob, generator, device)
         frac_in = uniform((b, w, nd), *self.inpaint_size, generator, device)
         frac_out = uniform((b, w, nd), *self.outpaint_size, generator, device)
@@ -163,7 +164,7 @@ class GenesisCorruption:
         return {
             "shuffle": bernoulli(b, self.shuffle_prob, generator, device),
             "block": block,
-            "offset": (torch.rand(nd, generator=generator, device=device) * block).long(),
+            "offset": (torch.rand(nd, generator=generator, device=device) * room).long(),
             "shuffle_fraction": uniform(b, *self.shuffle_fraction, generator, device),
             "nonlinear": bernoulli(b, self.nonlinear_prob, generator, device),
             "p1": torch.rand((b, 2), generator=generator, device=device),

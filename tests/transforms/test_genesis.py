@@ -122,3 +122,13 @@ def test_out_painting_always_keeps_at_least_one_window():
     tr = GenesisCorruption(nonlinear_prob=0.0, shuffle_prob=0.0, paint_prob=1.0, outpaint_prob=1.0, windows=1)
     y = tr.apply(x, tr.sample_params(x.shape, gen(3)))
     assert (y == x).reshape(64, -1).any(1).all()
+
+
+def test_pixel_shuffling_happens_on_axes_shorter_than_two_blocks():
+    """The tile grid's offset leaves room for at least one tile: on a 6-voxel axis with blocks up to 8 every
+    call shuffles (an offset past shape - block left no tile at all, so most calls did nothing)."""
+    x = torch.rand(2, 1, 6, 32, generator=gen(0))
+    tr = GenesisCorruption(nonlinear_prob=0.0, shuffle_prob=1.0, paint_prob=0.0, shuffle_block=(8, 8),
+                           shuffle_fraction=(1.0, 1.0))
+    for seed in range(10):
+        assert not torch.equal(tr(x, gen(seed))[0], x)
