@@ -102,6 +102,12 @@ MAIN_GUARD_HINT = main_guard_hint("cache-building processes (workers > 1, data.n
                                   "build with one process: workers=1, data.num_workers=1")
 
 
+def died_in_starting_worker(hint: str = MAIN_GUARD_HINT) -> str:
+    """The end of a "worker process ended abruptly" message: the cause to look for first, a script without a
+    main guard (:func:`stop_in_starting_worker` printed it in the worker), and what to do."""
+    return f"if it printed that it was started while a worker process was starting: {hint}"
+
+
 def stop_in_starting_worker(what: str, hint: str = MAIN_GUARD_HINT) -> None:
     """RuntimeError when called in a spawned worker that is still importing its parent's script: the script has
     no main guard, so its top level runs again there and ``what`` would start workers of its own (or wait for a
@@ -188,8 +194,8 @@ def _results(items: Sequence[Any], todo: list[int], load: Callable, workers: int
                     try:
                         result = fut.result()
                     except BrokenProcessPool as e:
-                        raise RuntimeError(f"a cache worker process ended abruptly ({e}); if it printed that it was "
-                                           f"started while importing your script: {MAIN_GUARD_HINT}") from None
+                        raise RuntimeError(f"a cache worker process ended abruptly ({e}); "
+                                           f"{died_in_starting_worker()}") from None
                     yield result
         finally:
             for fut in pending:

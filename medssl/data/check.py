@@ -22,7 +22,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from medssl.config import ConfigError
-from medssl.data.cache import main_guard_hint, stop_in_starting_worker
+from medssl.data.cache import died_in_starting_worker, main_guard_hint, stop_in_starting_worker
 from medssl.data.card import DataCard
 from medssl.data.manifest import ManifestError, Problem, Record, scan_manifest
 from medssl.data.reader import ScanReader, make_reader
@@ -141,8 +141,7 @@ def _read_all(reader: ScanReader, dims: int, channels: int, todo: list[Record], 
         reason = (f"not checked: a worker process died ({type(e).__name__}) while reading this or a nearby "
                   "file; rerun with --workers 1 to find the file")
         outcomes += [(None, Problem(r.key, reason, r.path, "file"), {}) for r in todo[len(outcomes):]]
-        return outcomes, [f"a reading process ended abruptly; if it printed that it was started while a worker "
-                          f"process was starting: {CHECK_GUARD_HINT}"]
+        return outcomes, [f"a reading process ended abruptly; {died_in_starting_worker(CHECK_GUARD_HINT)}"]
     return outcomes, []
 
 

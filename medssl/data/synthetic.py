@@ -261,7 +261,7 @@ def write_synthetic_cohort(out_dir: str | Path, n_subjects: int = 200, n_sites: 
     if int(workers) < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     if int(workers) > 1:  # before touching out_dir: in a worker re-running an unguarded script, the parent is writing it
-        from medssl.data.cache import main_guard_hint, stop_in_starting_worker
+        from medssl.data.cache import died_in_starting_worker, main_guard_hint, stop_in_starting_worker
 
         hint = main_guard_hint("the cohort writer's processes (workers > 1)", "write with workers=1")
         stop_in_starting_worker("a synthetic cohort with worker processes", hint)
@@ -287,8 +287,7 @@ def write_synthetic_cohort(out_dir: str | Path, n_subjects: int = 200, n_sites: 
                     bar.update()
         except BrokenProcessPool as e:
             raise RuntimeError(f"a cohort writer process ended abruptly ({e}); {out} is left incomplete (rerun to "
-                               f"regenerate it); if it printed that it was started while a worker process was "
-                               f"starting: {hint}") from None
+                               f"regenerate it); {died_in_starting_worker(hint)}") from None
     bar.close()
     _write_tsv(out / TRUTH_RELPATH, rows, list(rows[0]))
     (out / "participants.json").write_text(json.dumps(_PARTICIPANTS_JSON, indent=2) + "\n")
