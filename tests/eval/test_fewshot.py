@@ -40,6 +40,29 @@ def test_classification_subsets_keep_every_class():
         subsample_subjects(rows, subjects, 0.0, seed=0)
 
 
+def test_classification_subsets_are_stratified_per_class_nested_and_use_the_given_rows():
+    """Per class, exactly min(n_c, max(2, ceil(f · n_c))) subjects are kept (n_c: the class's training subjects),
+    nested across fractions. The training rows here are not the first rows of the table (subjects 40..99 in
+    shuffled order, one of them labelled on its second scan only), so a class looked up by position in the full
+    table instead of in ``rows`` gives other counts."""
+    import math
+
+    subjects, cls = _table(seed=1)
+    rng = np.random.default_rng(2)
+    rows = rng.permutation(np.flatnonzero(subjects >= 40))
+    rows = rows[rows != np.flatnonzero(subjects == 41)[0]]  # subject 41: its second scan only
+    subject_class = {int(s): int(c) for s, c in zip(subjects[rows], cls[rows])}
+    n_class = np.bincount(list(subject_class.values()), minlength=3)
+    prev = set()
+    for fraction in (0.05, 0.2, 0.5, 1.0):
+        sub = subsample_subjects(rows, subjects, fraction, seed=7, y=cls)
+        chosen = set(subjects[sub].tolist())
+        assert set(sub.tolist()) <= set(rows.tolist()) and prev <= chosen
+        kept = np.bincount([subject_class[s] for s in chosen], minlength=3)
+        assert kept.tolist() == [min(n, max(2, math.ceil(fraction * n))) for n in n_class], fraction
+        prev = chosen
+
+
 def test_curve_fits_only_on_training_rows_and_summarises_seeds():
     subjects, cls = _table()
     train_rows, test_rows = np.arange(150), np.arange(150, 200)
