@@ -135,3 +135,23 @@ def test_a_small_cohort_keeps_one_test_subject():
             assert Counter(subject_split(recs, fraction, seed=seed))["test"] == 1
     singles = [Record(f"/d/{i}.nii.gz", f"s{i}", site=f"site-{i}") for i in range(3)]  # no group of two: as before
     assert set(subject_split(singles, 0.1, seed=0)) == {"train"}
+
+
+def test_test_subjects_per_stratum_follow_the_documented_largest_remainder_rule():
+    """Naive formula of the docstring: floor(f · n_group) per stratum (at least 1), then the subjects missing to
+    round(f · n_subjects) go to the strata with the largest remainders f · n_group − count; when the raises exceed
+    that total, the strata with the smallest f · n_group stay train-only."""
+    def split_counts(sizes, fraction, seed=0):
+        recs = [Record(f"/d/{g}_{i}.nii.gz", f"s{g}_{i}", site=f"site-{g}") for g, n in enumerate(sizes) for i in range(n)]
+        split = subject_split(recs, fraction, seed=seed)
+        return [sum(s == "test" for r, s in zip(recs, split) if r.site == f"site-{g}") for g in range(len(sizes))]
+
+    # ideal 1.75, 1.25, 2.5 → floors 1, 1, 2; round(5.5) = 6: the 2 missing go to remainders 0.75 and 0.5
+    assert split_counts((7, 5, 10), 0.25) == [2, 1, 3]
+    # one stratum: round(0.29 · 20) = round(5.8) = 6 test subjects (not the floor, 5)
+    assert split_counts((20,), 0.29) == [6]
+    # ideal 0.2 (2 subjects) and 0.3 (3 subjects), raised to 1 each: 4 raises, total round(0.1 · 10) = 1 → one
+    # of the two 3-subject strata keeps its test subject, the 2-subject strata stay train-only
+    for seed in range(3):
+        counts = split_counts((2, 3, 2, 3), 0.1, seed)
+        assert sum(counts) == 1 and counts[0] == counts[2] == 0
