@@ -201,3 +201,21 @@ def test_two_writers_of_one_feature_cache_do_not_share_a_temporary_file(tmp_path
     with np.load(path) as z:
         np.testing.assert_array_equal(z["features"], out["features"])
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+
+
+def test_rows_of_a_subset_keep_their_order_index_subject_and_age():
+    """A CachedScans exposing some records in another order (a split, e.g. indices 5, 2, 4): row i of every
+    output column is exposed record i (its image through the encoder in eval mode, its record index, subject
+    and age), not record i of the table."""
+    from medssl.data.dataset import CachedScans, MetadataCoder
+    from medssl.data.manifest import Record
+
+    images = np.random.default_rng(1).normal(size=(6, 1, 8, 8, 8)).astype(np.float32)
+    recs = [Record(f"/d/{i}.nii.gz", f"sub-{i}", age=20.0 + i) for i in range(6)]
+    enc, order = make_tiny_encoder(), [5, 2, 4]
+    out = extract_features(enc, CachedScans(images, recs, order, MetadataCoder(recs)), batch_size=2)
+    assert out["index"].tolist() == order and out["subject"].tolist() == ["sub-5", "sub-2", "sub-4"]
+    np.testing.assert_allclose(out["age"], [25.0, 22.0, 24.0])
+    with torch.no_grad():
+        ref = enc.eval()(torch.from_numpy(images[order])).numpy()
+    np.testing.assert_allclose(out["features"], ref, rtol=1e-5, atol=1e-6)
