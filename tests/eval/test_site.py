@@ -170,3 +170,45 @@ def test_the_site_protocol_on_single_site_data_says_so_instead_of_an_empty_repor
         run_protocol(EvalOptions(protocol="site", n_boot=0, map_method="none"), {"e": feats}, train, {}, 0, ["age", "site"])
     feats["site"] = np.where(np.arange(n) % 2 == 0, 0, 1)  # two sites: the protocol runs
     assert "prediction" in site_effect(feats, train, 0, 0, ["age"])
+
+
+def test_leave_site_out_chooses_alpha_by_subject_grouped_cv():
+    """Two near-identical scans per subject and more features than training rows: row-level CV would score each
+    scan against its twin (another α); each fold's α is the one of a naive subject-grouped CV loop."""
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from medssl.eval.probes import RIDGE_ALPHAS, inner_folds
+
+    rng = np.random.default_rng(0)
+    age_s = rng.uniform(20, 80, 60)
+    base = rng.normal(size=(60, 100))
+    base[:, 0] += (age_s - 50) / 20
+    idx = np.repeat(np.arange(60), 2)
+    x, age, site, subj = base[idx] + 0.05 * rng.normal(size=(120, 100)), age_s[idx], idx % 3, idx.astype(str)
+    res = leave_site_out(x, age, site, subj)
+    for s in ("0", "1", "2"):
+        tr = site.astype(str) != s
+        xt, yt = x[tr], age[tr]
+        mae = [np.mean([np.abs(make_pipeline(StandardScaler(), Ridge(alpha=a)).fit(xt[f], yt[f]).predict(xt[v]) - yt[v]).mean()
+                        for f, v in inner_folds(yt, subj[tr], False, 0)]) for a in RIDGE_ALPHAS]
+        assert res["per_site"][s]["alpha"] == RIDGE_ALPHAS[int(np.argmin(mae))]
+
+
+def test_combat_baseline_is_fitted_on_the_training_rows_only():
+    """The ComBat probes equal probes on features harmonised by a ComBat fitted by hand on the training rows
+    (a ComBat that also saw the test rows' site means and variances gives other numbers)."""
+    from medssl.eval.probes import classification_probe, regression_probe
+
+    x, age, site, subj = _site_data(shift=2.0)
+    x[:, 4:] *= 1 + site[:, None]  # a scale effect too
+    tr = np.random.default_rng(1).random(len(x)) < 0.6
+    res = harmonisation_baseline(x[tr], x[~tr], site[tr], site[~tr], {"age": (age[tr], age[~tr], "regression")},
+                                 groups=subj[tr])
+    combat = ComBat().fit(x[tr], site[tr])
+    h_tr, h_te = combat.transform(x[tr], site[tr]), combat.transform(x[~tr], site[~tr])
+    ref_age = regression_probe(h_tr, age[tr], h_te, age[~tr], groups=subj[tr], n_boot=0)
+    ref_site = classification_probe(h_tr, site[tr], h_te, site[~tr], groups=subj[tr], n_boot=0)
+    assert res["combat"]["age"]["mae"] == pytest.approx(ref_age["mae"], rel=1e-9)
+    assert res["combat"]["site"]["balanced_accuracy"] == pytest.approx(ref_site["balanced_accuracy"], rel=1e-9)
