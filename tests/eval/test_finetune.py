@@ -172,3 +172,39 @@ def test_a_missing_gpu_is_a_device_error_and_auto_falls_back_to_the_cpu(data):
         finetune(make_tiny_encoder(), tr, ytr, va, yva, FinetuneOptions(device="cuda", epochs=1))
     res = finetune(make_tiny_encoder(), tr, ytr, va, yva, FinetuneOptions(device="auto", epochs=1, batch_size=12))
     assert res.options.device == "cpu" and next(res.model.parameters()).device.type == "cpu"
+
+
+def test_every_epoch_trains_on_every_training_row_once_in_a_new_order(data):
+    """The augmentation hook sees the training batches: each epoch is a permutation of the training rows (a
+    new one each epoch, not the dataset order), and a training set smaller than one batch is still trained
+    on (one batch, nothing dropped)."""
+    tr, ytr, va, yva, *_ = data
+    images = torch.stack([d["image"] for d in tr])
+
+    def run(n, batch_size, epochs):
+        seen = []
+
+        def augment(x, generator):
+            seen.extend(int(torch.argmin(((images - xi) ** 2).flatten(1).sum(1))) for xi in x)
+            return x
+
+        finetune(make_tiny_encoder(), tr[:n], ytr[:n], va, yva,
+                 FinetuneOptions(epochs=epochs, batch_size=batch_size, patience=epochs), augment=augment)
+        return [seen[e * n:(e + 1) * n] for e in range(epochs)], len(seen)
+
+    (first, second), total = run(36, 12, 2)
+    assert total == 72 and sorted(first) == sorted(second) == list(range(36))
+    assert first != second and first != list(range(36))
+    _, total = run(8, 16, 2)
+    assert total == 16
+
+
+def test_encoder_lr_ties_keep_the_earlier_lr_and_history_metric_is_in_target_units(data):
+    """finetune_encoder_lrs: equal criteria keep the first lr of the grid (as documented). The history's
+    val_metric is the validation MAE in years of the model of that epoch (here: the kept, best one)."""
+    tr, ytr, va, yva, *_ = data
+    opts = FinetuneOptions(epochs=2, patience=2, batch_size=12)
+    best, scores = finetune_encoder_lrs(make_tiny_encoder(), tr, ytr, va, yva, (1e-3, 1e-2), opts, criterion=lambda r: 1.0)
+    assert scores == {1e-3: 1.0, 1e-2: 1.0} and best.options.lr_encoder == 1e-3
+    mae = float(np.mean(np.abs(predict(best, va) - yva)))
+    assert best.history[best.best_epoch - 1]["val_metric"] == pytest.approx(mae, rel=1e-5)
