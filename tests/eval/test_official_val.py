@@ -301,3 +301,55 @@ def test_when_no_requested_target_can_be_evaluated_the_ones_that_can_are_named()
     both = run_protocol(EvalOptions(protocol="knn", n_boot=0, map_method="none"), {"e": feats}, tr,
                         {"label": ["no", "yes"]}, 0, ["age", "label"], val_mask=va)
     assert "--targets" not in both["skipped_targets"]["age"]  # something was evaluated: no hint
+
+
+def test_fewshot_points_choose_on_the_val_rows_with_their_own_seed_on_stratified_subsets(monkeypatch):
+    """Every point of a curve chooses its hyper-parameter on the full validation split, fits with the curve's
+    seed, and (classes) on a subset with max(2, ceil(f · n_c)) training subjects of each class."""
+    import math
+
+    from medssl.eval import protocols as PR
+
+    feats, tr, va = _feats(5)
+    feats["label"] = (feats["features"][:, 1] > 1.0).astype(int)  # a rare class (~16 %)
+    calls = []
+    real = PR._probe
+
+    def spy(*args, **kw):
+        calls.append((args[5], args[2], args[7], kw["va"]))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(PR, "_probe", spy)
+    fewshot_protocol(feats, tr, ["label", "age"], fractions=(0.1, 1.0), seeds=(0, 1), val_mask=va)
+    assert [(task, seed) for task, _, seed, _ in calls] == [("classification", 0), ("classification", 1),
+                                                             ("classification", 0), ("regression", 0),
+                                                             ("regression", 1), ("regression", 0)]
+    assert all(np.array_equal(v, va) for *_, v in calls)
+    n_class = np.bincount(feats["label"][tr])
+    for _, rows, _, _ in calls[:2]:
+        assert np.bincount(feats["label"][rows], minlength=2).tolist() == [max(2, math.ceil(0.1 * n)) for n in n_class]
+
+
+def test_probes_get_the_subjects_of_their_rows_and_a_one_class_val_split_is_not_used(monkeypatch):
+    """Two scans per subject: the probe's inner CV and bootstrap get the subjects of the training / test rows.
+    Validation rows of a single class cannot score balanced accuracy: C falls back to cross-validation."""
+    feats, tr, va = _feats(6)
+    feats["subject"] = np.array([f"s{i // 2:03d}" for i in range(len(tr))])
+    seen = {}
+
+    def spy(name, real):
+        def probe(*args, **kw):
+            seen[name] = kw
+            return real(*args, **kw)
+        return probe
+
+    for name in ("classification_probe", "regression_probe"):
+        monkeypatch.setattr(P, name, spy(name, getattr(P, name)))
+    probe_targets(feats, tr, ["label", "age"], n_boot=0, val_mask=va)
+    te = ~tr & ~va
+    for kw in seen.values():
+        assert kw["groups"].tolist() == feats["subject"][tr].tolist()
+        assert kw["groups_test"].tolist() == feats["subject"][te].tolist()
+    one_class = dict(feats, label=np.where(va, 0, feats["label"]))
+    res = probe_targets(one_class, tr, ["label"], n_boot=0, val_mask=va)["label"]
+    assert res["selection"].startswith("cross-validation on train")
