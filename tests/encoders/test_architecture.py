@@ -1,0 +1,89 @@
+"""The documented architecture options act on the network: stem stride / kernel / max-pool of
+the ResNets (checked through the strides of the pyramid and the receptive field of one voxel)
+and the ViT sizes (checked against the parameter count of the paper's transformer block)."""
+
+import pytest
+import torch
+
+from medssl.encoders import build_encoder
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("stride, no_max_pool, strides", [(2, False, (2, 4, 8, 16, 32)), (1, True, (1, 1, 2, 4, 8)),
+                                                          (1, False, (1, 2, 4, 8, 16)), (2, True, (2, 2, 4, 8, 16))])
+def test_resnet_pyramid_has_the_documented_strides(dims, stride, no_max_pool, strides):
+    """Docstring: stem /2, layer1 /4, layer2 /8, layer3 /16, layer4 /32 with the paper's stem; conv1_stride=1
+    removes the stem's /2, no_max_pool the max-pool's /2 (the sizes of a 32-voxel input are 32 / stride)."""
+    enc = build_encoder("resnet10", spatial_dims=dims, width=2, conv1_stride=stride, no_max_pool=no_max_pool).eval()
+    with torch.no_grad():
+        maps = enc.forward_pyramid(torch.randn(1, 1, *[32] * dims))
+    assert [tuple(m.shape[2:]) for m in maps] == [(32 // s,) * dims for s in strides]
+
+
+@pytest.mark.parametrize("kernel, stride, reached", [(7, 2, [15, 16, 17]), (3, 2, [16]), (7, 1, list(range(29, 36))),
+                                                     (3, 1, [31, 32, 33])])
+def test_resnet_stem_kernel_and_stride_set_which_outputs_one_voxel_reaches(kernel, stride, reached):
+    """A change of input voxel 32 (of 64) changes stem output i exactly where the stem's window covers it:
+    |stride * i - 32| <= kernel // 2 (padding kernel // 2), the naive receptive field of one convolution."""
+    enc = build_encoder("resnet10", spatial_dims=2, width=2, conv1_kernel=kernel, conv1_stride=stride).eval()
+    x = torch.randn(1, 1, 64, 8)
+    y = x.clone()
+    y[0, 0, 32, 4] += 10.0
+    with torch.no_grad():
+        diff = (enc.forward_pyramid(y)[0] - enc.forward_pyramid(x)[0]).abs().amax(dim=(0, 1, 3))
+    assert torch.nonzero(diff > 1e-6).flatten().tolist() == reached
+
+
+@pytest.mark.parametrize("name, dims", [("vit_small", 3), ("vit_base", 2)])
+def test_vit_sizes_give_the_papers_parameter_count(name, dims):
+    """Per transformer block of width D with MLP 4·D and qkv bias (ViT / MAE): qkv 3D² + 3D, projection D² + D,
+    MLP 8D² + 5D, two LayerNorms 4D, i.e. 12D² + 13D; ViT-S has 12 blocks of D = 384, ViT-B 12 of D = 768 (the
+    ~86M parameters of ViT-B/16 less its patch embedding and head). Only trainable parameters count (MONAI's
+    unused cross-attention norm is frozen)."""
+    enc = build_encoder(name, spatial_dims=dims, img_size=32, patch_size=16)
+    d, layers = {"vit_small": (384, 12), "vit_base": (768, 12)}[name]
+    blocks = sum(p.numel() for p in enc.net.blocks.parameters() if p.requires_grad)
+    assert blocks == layers * (12 * d * d + 13 * d)
+    assert enc.out_dim == d and len(enc.net.blocks) == layers
+    heads = {b.attn.num_heads for b in enc.net.blocks}
+    assert heads == {d // 64}  # head width 64 in ViT-S and ViT-B
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_resnet_for_small_inputs_matches_plain_monai_and_its_maps_are_rectified(dims):
+    """The small-input stem (stride 1, no max-pool, as for 28³ MedMNIST) gives the plain MONAI ResNet's
+    embedding; there the stem's ReLU is not hidden by a max-pool (max-pool and ReLU commute). Every level of
+    the pyramid ends in a ReLU (stem, residual blocks), so every map is non-negative."""
+    from monai.networks.nets import ResNet
+
+    torch.manual_seed(0)
+    enc = build_encoder("resnet10", spatial_dims=dims, width=2, conv1_kernel=3, conv1_stride=1, no_max_pool=True)
+    with torch.no_grad():  # BatchNorm statistics away from their initial (0, 1)
+        enc.train()(torch.randn(4, 1, *[12] * dims) + 2)
+    enc.eval()
+    plain = ResNet(**enc.monai_kwargs()).eval()
+    plain.load_state_dict(enc.plain_module().state_dict(), strict=True)
+    x = torch.randn(2, 1, *[12] * dims)
+    with torch.no_grad():
+        torch.testing.assert_close(enc(x), plain(x), rtol=1e-5, atol=1e-6)
+        assert all(m.min() >= 0 for m in enc.forward_pyramid(x))
+
+
+def test_vit_positions_of_a_non_cubic_grid_are_resampled_axis_by_axis():
+    """Built for 16 × 24 × 32 (patch grid 2 × 3 × 4), the positions for a 24³ input (grid 3 × 3 × 3) are the
+    naive separable linear resampling (half-voxel centres, ends clamped, with np.interp) of the built grid's,
+    each axis kept apart (a grid read in the wrong axis order mixes them)."""
+    import numpy as np
+
+    enc = build_encoder("vit_small", spatial_dims=3, img_size=(16, 24, 32), patch_size=8, hidden_size=12,
+                        num_layers=1, num_heads=2, pos_embed="learnable")
+    with torch.no_grad():
+        enc.net.patch_embedding.position_embeddings.normal_()
+    pos = enc.net.patch_embedding.position_embeddings.detach().numpy().reshape(2, 3, 4, 12)
+    expected = pos
+    for axis, size in enumerate((3, 3, 3)):
+        n = expected.shape[axis]
+        coords = np.clip((np.arange(size) + 0.5) * n / size - 0.5, 0, n - 1)
+        expected = np.apply_along_axis(lambda v: np.interp(coords, np.arange(n), v), axis, expected)
+    got = enc.position_embeddings((3, 3, 3)).detach().numpy()
+    np.testing.assert_allclose(got, expected.reshape(1, 27, 12), atol=1e-5)
