@@ -110,3 +110,22 @@ def test_zscore_is_per_channel():
     out = Preprocessor(shape=[8, 8, 8])(Volume(x, np.eye(4))).astype(np.float64)
     expected = (x - x.mean((1, 2, 3), keepdims=True)) / x.std((1, 2, 3), keepdims=True)
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("target", [(1.0, 0.5, 1.5), (4.0, 2.5, 1.0)])  # each divides the extent
+def test_resampling_to_a_spacing_samples_the_scan_at_the_new_grid_points(target):
+    """A scan that is linear in world coordinates (mm), f = 1·x + 10·y + 100·z on an anisotropic 2 × 1 × 3 mm grid,
+    resampled to ``target`` mm keeps the first voxel centre and covers the same extent: (n - 1)·old / new + 1
+    voxels per axis (for new spacings that divide the extent), and (linear interpolation being exact on a linear function) voxel (a, b, c) holds
+    f(a·new_x, b·new_y, c·new_z). Any mix-up of axes, of spacings or of the interpolation shows."""
+    n, old = (9, 6, 5), (2.0, 1.0, 3.0)
+    affine = np.diag([*old, 1.0])
+    affine[:3, 3] = [10.0, -5.0, 3.0]
+    slope = np.array([1.0, 10.0, 100.0])
+    scan = sum(s * np.arange(m)[tuple(slice(None) if a == i else None for i in range(3))] * sp
+               for a, (s, m, sp) in enumerate(zip(slope, n, old)))
+    shape = [int(round((m - 1) * o / t)) + 1 for m, o, t in zip(n, old, target)]
+    out = Preprocessor(shape=shape, spacing=list(target), normalise="none", orientation="")(
+        Volume(scan[None].astype(np.float32), affine))
+    grid = np.meshgrid(*[np.arange(m) * t for m, t in zip(shape, target)], indexing="ij")
+    np.testing.assert_allclose(out[0], sum(s * g for s, g in zip(slope, grid)), atol=1e-3)
