@@ -350,3 +350,17 @@ def test_a_non_finite_position_is_refused_naming_the_file(pydicom_file, tmp_path
     for read in (lambda: read_dicom(tmp_path / "a.dcm", spatial_dims=3), lambda: read_dicom_series(tmp_path)):
         with pytest.raises(BadFileError, match=r"a\.dcm: ImagePositionPatient .* is not three finite"):
             read()
+
+
+def test_real_ct_affine_is_in_ras_written_out(shared_data):
+    """The LPS → RAS sign flip checked without medssl's own constant (the SimpleITK comparison above uses it):
+    an axial CT (ImageOrientationPatient 1,0,0 / 0,1,0) has rows running to the patient's left, columns to
+    posterior and, sorted along the normal, slices to superior: axis codes "LPS" in RAS+ world space. Voxel
+    (0, 0, 0) is the lowest slice's (03.dcm, z = -128.69 mm) ImagePositionPatient with x and y negated."""
+    folder = shared_data / "dicom_ct_liver_3slice"
+    vol = read_dicom_series(folder)
+    assert vol.orientation == "LPS"
+    lowest = pydicom.dcmread(folder / "03.dcm", stop_before_pixels=True)
+    x, y, z = (float(v) for v in lowest.ImagePositionPatient)
+    np.testing.assert_allclose(vol.affine[:3, 3], [-x, -y, z], atol=1e-4)
+    np.testing.assert_allclose(vol.affine[:3, :3], np.diag([-0.810547, -0.810547, 1.0]), atol=1e-5)
