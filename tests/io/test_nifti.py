@@ -93,3 +93,22 @@ def test_2d_nifti_gets_in_plane_affine(tmp_path):
     assert vol.array.shape == (1, 4, 3)
     np.testing.assert_allclose(vol.affine, [[0.5, 0, 10], [0, 0.7, -4], [0, 0, 1]])
     np.testing.assert_allclose(vol.spacing, (0.5, 0.7))
+
+
+def test_2d_orientation_of_a_rotated_in_plane_affine(tmp_path):
+    """Axis codes read off the columns of the in-plane affine, written out: column 0 = (0, 1.5) mm runs to
+    Anterior, column 1 = (-0.5, 0) mm to Left, so "AL" (a transposed affine would give "PR"); reoriented, the
+    image is "RA" and each voxel keeps its world position."""
+    from medssl.transforms.preprocess import to_canonical
+
+    data = np.arange(12, dtype=np.float32).reshape(4, 3, 1)
+    affine = np.array([[0, -0.5, 0, 10], [1.5, 0, 0, -4], [0, 0, 3, 2], [0, 0, 0, 1.0]])
+    nib.save(nib.Nifti1Image(data, affine), str(tmp_path / "rotated.nii"))
+    vol = read_nifti(tmp_path / "rotated.nii", expect_spatial_dims=2)
+    assert vol.orientation == "AL" and vol.spacing == pytest.approx((1.5, 0.5))
+    ras = to_canonical(vol)
+    assert ras.orientation == "RA" and ras.spatial_shape == (3, 4)
+    for i, j in np.ndindex(4, 3):  # voxel (i, j) of the file is where the reoriented affine puts the same value
+        world = vol.affine @ [i, j, 1]
+        k = np.linalg.solve(ras.affine, world).round().astype(int)
+        assert ras.array[0, k[0], k[1]] == data[i, j, 0]
