@@ -122,3 +122,20 @@ def test_a_2d_export_says_how_to_read_a_real_pneumoniamnist_png_without_medssl(t
     Image.fromarray(wide).save(tmp_path / "wide.png")
     np.testing.assert_allclose(read_image(tmp_path / "wide.png").array[0],
                                wide.T / inp["pixels"]["divisor_by_bits"]["16"], rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("spacing", [[], [2.0, 1.5, 3.0]])
+def test_the_input_spec_gives_the_spacing_and_shape_the_run_preprocessed_to(spacing):
+    """``input.spacing_mm`` is the voxel size the run resampled every scan to (None: each scan's own grid), the one
+    its cache was built with (``api`` builds the Preprocessor from the same config): an export that said None for a
+    2 mm run would have users feed scans at their native resolution."""
+    from medssl.data.card import load_card
+    from medssl.data.prepare import make_preprocessor
+    from medssl.export import input_spec_from_config
+
+    cfg = load_config(None, ["data.shape=[24,20,16]", "augment.crop_size=[16,16,16]",
+                             f"data.spacing=[{','.join(map(str, spacing))}]"])
+    spec = input_spec_from_config(cfg)
+    pre = make_preprocessor(load_card(cfg.data.card), cfg.data.shape, cfg.data.spacing, cfg.data.normalise)
+    assert spec["spacing_mm"] == (spacing or None) == (pre.spacing or None)
+    assert spec["shape"] == pre.shape == [24, 20, 16] and spec["orientation"] == pre.orientation == "RAS"
