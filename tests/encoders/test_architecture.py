@@ -87,3 +87,21 @@ def test_vit_positions_of_a_non_cubic_grid_are_resampled_axis_by_axis():
         expected = np.apply_along_axis(lambda v: np.interp(coords, np.arange(n), v), axis, expected)
     got = enc.position_embeddings((3, 3, 3)).detach().numpy()
     np.testing.assert_allclose(got, expected.reshape(1, 27, 12), atol=1e-5)
+
+
+@pytest.mark.parametrize("name, side", [("densenet121", 32), ("alexnet", 72), ("resnet10", 32)])
+def test_the_stem_level_of_every_cnn_pyramid_is_rectified(name, side):
+    """The finest pyramid map (a U-Net decoder's highest-resolution skip, Models Genesis) is the stem after its
+    ReLU, as in the papers (conv, BN, ReLU, then pooling). Taking it before the ReLU leaves the embedding unchanged
+    (max-pooling and ReLU commute), so only the map itself shows it; for DenseNet it is MONAI's own
+    conv0 → norm0 → relu0."""
+    torch.manual_seed(0)
+    enc = build_encoder(name, spatial_dims=2, width=2).eval()
+    x = torch.randn(2, 1, side, side)
+    with torch.no_grad():
+        maps = enc.forward_pyramid(x)
+        assert maps[0].min() >= 0 and maps[0].max() > 0 and maps[-1].min() >= 0
+        if name.startswith("densenet"):
+            stem = torch.nn.Sequential(*list(enc.net.features.children())[:3])
+            assert [type(m).__name__ for m in stem] == ["Conv2d", "BatchNorm2d", "ReLU"]
+            torch.testing.assert_close(maps[0], stem(x))
