@@ -21,7 +21,8 @@ def read_nifti(path: str | Path, expect_spatial_dims: int = 3) -> Volume:
         path: file path.
         expect_spatial_dims: 3 for volumes; a 4D file with a single volume along axis 4 is
             accepted, a true 4D series is an error. 2 for 2D images (stored as (X, Y) or
-            (X, Y, 1)); the affine is then the in-plane 3x3 part.
+            (X, Y, 1)); the affine is then the 3x3 pixel → mm map in the image plane (rows of the two world
+            axes the plane spans: x, y for an axial slice, y, z sagittal, x, z coronal).
 
     Returns:
         Volume with array ``(1, X, Y, Z)`` float32 (scl_slope/inter applied), the file's
@@ -62,10 +63,18 @@ def read_nifti(path: str | Path, expect_spatial_dims: int = 3) -> Volume:
         raise BadFileError(path, f"expected a {expect_spatial_dims}D image, got shape {data.shape}; "
                            "select one volume (e.g. with fslroi) or use a reader for series")
     check_array(path, data)
-    # a 2D volume needs the in-plane 3x3 affine (rows/cols x, y and translation)
-    affine = img.affine if expect_spatial_dims == 3 else img.affine[np.ix_([0, 1, 3], [0, 1, 3])]
+    affine = img.affine if expect_spatial_dims == 3 else _plane_affine(img.affine)
     check_affine(path, affine)
     return Volume(array=data[None], affine=affine, meta={"source_format": "nifti", "shape": tuple(data.shape)})
+
+
+def _plane_affine(affine: np.ndarray) -> np.ndarray:
+    """The 3x3 pixel → mm affine of a 2D slice from its 4x4 NIfTI affine: columns of the two image axes and the
+    translation, rows of the two world axes the slice plane spans (the world axis most aligned with the slice
+    normal is dropped: x, y for an axial slice, y, z sagittal, x, z coronal), so the pixel size is kept."""
+    normal = np.cross(affine[:3, 0], affine[:3, 1])
+    rows = [a for a in range(3) if a != int(np.argmax(np.abs(normal)))] + [3]
+    return affine[np.ix_(rows, [0, 1, 3])]
 
 
 def write_nifti(volume: Volume, path: str | Path, dtype: np.dtype | None = None) -> Path:

@@ -112,3 +112,20 @@ def test_2d_orientation_of_a_rotated_in_plane_affine(tmp_path):
         world = vol.affine @ [i, j, 1]
         k = np.linalg.solve(ras.affine, world).round().astype(int)
         assert ras.array[0, k[0], k[1]] == data[i, j, 0]
+
+
+def test_2d_sagittal_slice_of_a_real_scan_keeps_its_pixel_size(shared_data, tmp_path):
+    """A 2D NIfTI whose plane is not the world x-y plane: a sagittal slice of a real IXI T1 (PSR: axes 0 and 1 run
+    to posterior and superior, 2 mm), cut with nibabel's slicer. Rows x, y of its affine gave pixel size (2, 0)
+    and the slice was refused as having "broken" spacing. The plane spans world y and z: the in-plane affine is
+    nibabel's rows y, z (voxel (i, j) lands where nibabel puts it), the pixel size nibabel's zooms."""
+    f = sorted((shared_data / "ixi_t1_hh_2mm" / "images").glob("*.nii.gz"))[0]
+    sl = nib.load(str(f)).slicer[:, :, 45:46]
+    nib.save(sl, str(tmp_path / "sagittal.nii.gz"))
+    vol = read_nifti(tmp_path / "sagittal.nii.gz", expect_spatial_dims=2)
+    assert vol.array.shape == (1, 120, 120)
+    saved = nib.load(str(tmp_path / "sagittal.nii.gz"))  # nibabel rescales the slice's uint8 when saving it
+    np.testing.assert_array_equal(vol.array[0], saved.get_fdata(dtype=np.float32)[..., 0])
+    np.testing.assert_allclose(vol.spacing, sl.header.get_zooms()[:2], atol=1e-5)
+    for ij in ([0, 0], [7, 3], [119, 60]):
+        np.testing.assert_allclose(vol.affine @ [*ij, 1], (sl.affine @ [*ij, 0, 1])[[1, 2, 3]], atol=1e-4)
