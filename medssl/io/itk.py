@@ -43,7 +43,9 @@ def read_itk(path: str | Path, *, expect_spatial_dims: int | None = None) -> Vol
     Args:
         path: ``.nrrd``, ``.nhdr``, ``.mha`` or ``.mhd`` (with its raw data file next to it).
         expect_spatial_dims: 2 or 3 to require that; ``None`` accepts either. A 4D image
-            with a single time point is read as 3D; a true 4D image is an error.
+            with a single time point is read as 3D; a true 4D image is an error. With 2, a 3D
+            image of one slice (size (W, H, 1)) is read as 2D (its in-plane geometry), as
+            :func:`~medssl.io.nifti.read_nifti` reads (X, Y, 1).
 
     Returns:
         Volume with array ``(C, X, Y[, Z])`` float32 (C = components per pixel, 1 for
@@ -75,6 +77,8 @@ def read_itk(path: str | Path, *, expect_spatial_dims: int | None = None) -> Vol
     dims = image.GetDimension()
     if dims == 4 and image.GetSize()[3] == 1:
         data, dims = data[0], 3
+    if dims == 3 and expect_spatial_dims == 2 and image.GetSize()[2] == 1:  # a 2D image stored as one slice
+        data, dims = data[0], 2
     if dims not in (2, 3) or (expect_spatial_dims is not None and dims != expect_spatial_dims):
         want = f"{expect_spatial_dims}D" if expect_spatial_dims else "2D or 3D"
         raise BadFileError(path, f"expected a {want} image, got {dims}D of size {image.GetSize()}; "

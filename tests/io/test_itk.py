@@ -118,3 +118,24 @@ def test_complex_voxels_are_refused_not_cut_to_their_real_part(tmp_path, suffix)
     assert sitk.GetArrayFromImage(sitk.ReadImage(str(path)))[0, 0, 0] == 1j  # the file holds it
     with pytest.raises(BadFileError, match=rf"c\{suffix}: voxels are complex .*one real channel"):
         read_itk(path)
+
+
+def test_a_2d_image_stored_as_one_slice_3d_reads_as_2d_like_a_nifti(tmp_path):
+    """2D images are often written as 3D files with one slice (size (W, H, 1), e.g. radiographs as .mha). With
+    expect_spatial_dims=2 read_nifti takes (X, Y, 1) as 2D, read_itk refused it ("expected a 2D image, got 3D"):
+    it now gives the same Volume as the genuine 2D file with those pixels and in-plane geometry."""
+    gray = np.random.default_rng(3).normal(size=(3, 4)).astype(np.float32)  # (y, x)
+    flat = sitk.GetImageFromArray(gray)
+    flat.SetSpacing((0.5, 0.25))
+    flat.SetOrigin((4.0, -2.0))
+    sitk.WriteImage(flat, str(tmp_path / "flat.mha"))
+    slab = sitk.GetImageFromArray(gray[None])  # (z=1, y, x)
+    slab.SetSpacing((0.5, 0.25, 3.0))
+    slab.SetOrigin((4.0, -2.0, 7.0))
+    sitk.WriteImage(slab, str(tmp_path / "slab.mha"))
+    ref, vol = read_itk(tmp_path / "flat.mha"), read_itk(tmp_path / "slab.mha", expect_spatial_dims=2)
+    assert vol.array.shape == ref.array.shape == (1, 4, 3)
+    np.testing.assert_array_equal(vol.array, ref.array)
+    np.testing.assert_allclose(vol.affine, ref.affine)
+    np.testing.assert_allclose(vol.affine, [[0.5, 0, 4.0], [0, 0.25, -2.0], [0, 0, 1]])
+    assert read_itk(tmp_path / "slab.mha").spatial_shape == (4, 3, 1)  # without expect_spatial_dims: 3D
