@@ -109,3 +109,78 @@ def test_auto_precision_is_bf16_only_on_gpus_with_native_bf16(monkeypatch, capab
     assert autocast_dtype("auto", torch.device("cpu")) is None
     assert _uses_bf16(gpu, FinetuneOptions()) is (expected is not None)
     assert not _uses_bf16(gpu, FinetuneOptions(bf16=False)) and not _uses_bf16(torch.device("cpu"), FinetuneOptions())
+
+
+def test_sgd_is_nesterov_with_decay_on_weights_only_as_a_naive_loop():
+    """train.optimizer=sgd: Nesterov momentum (Sutskever et al. 2013, torch's form: b ← m·b + g, step g + m·b) with
+    weight decay g ← g + wd·w on ndim > 1 tensors only; biases and BatchNorm parameters take the plain gradient."""
+    from medssl.train.optim import build_optimizer
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2)).double()
+    opt = build_optimizer(model, "sgd", lr=0.1, weight_decay=0.2, momentum=0.9)
+    ref, bufs, x = [p.detach().clone() for p in model.parameters()], {}, torch.randn(16, 5, dtype=torch.float64)
+    for _ in range(4):
+        opt.zero_grad()
+        model(x).pow(2).sum().backward()
+        for i, (w, p) in enumerate(zip(ref, model.parameters())):
+            g = p.grad + (0.2 * w if w.ndim > 1 else 0.0)
+            bufs[i] = g.clone() if i not in bufs else 0.9 * bufs[i] + g
+            w -= 0.1 * (g + 0.9 * bufs[i])
+        opt.step()
+        for w, p in zip(ref, model.parameters()):
+            assert torch.allclose(p, w, rtol=1e-10, atol=1e-12)
+
+
+def test_adamw_decays_weights_but_not_biases_or_norm_parameters():
+    """With zero gradients AdamW's adaptive step is 0, so one step is its decoupled decay alone (Loshchilov &
+    Hutter, ICLR 2019): w ← (1 - lr·wd)·w for weights; biases and BatchNorm scales/shifts stay as they are."""
+    from medssl.train.optim import build_optimizer
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    with torch.no_grad():
+        model[1].weight.uniform_(0.5, 2.0), model[1].bias.uniform_(-1.0, 1.0)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = build_optimizer(model, "adamw", lr=0.1, weight_decay=0.5)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    for name, p in model.named_parameters():
+        expected = before[name] * (1 - 0.1 * 0.5) if p.ndim > 1 else before[name]
+        assert torch.allclose(p, expected, rtol=1e-6, atol=0), name
+
+
+def test_grad_clip_scales_the_global_gradient_norm_down_to_the_limit(tmp_path):
+    """train.grad_clip=c: one SGD step (no momentum) equals w - lr · min(1, c / ||g||) · g with ||g|| the norm of
+    all gradients together, computed here by hand on a copy of the model; a limit above ||g|| changes nothing."""
+    import copy
+
+    from medssl.methods.base import Method, StepOutput
+    from medssl.train.trainer import Trainer, TrainerOptions
+
+    class Regression(Method):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.encoder = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+
+        def training_step(self, batch, generator):
+            return StepOutput(((self.encoder(batch["image"]).squeeze(1) - batch["age"]) ** 2).mean())
+
+    g = torch.Generator().manual_seed(1)
+    batch = {"image": torch.randn(8, 8, generator=g), "age": 10 * torch.randn(8, generator=g)}
+    data = [{"image": batch["image"][i], "age": batch["age"][i]} for i in range(8)]
+    naive = Regression()
+    naive.training_step(batch, None).loss.backward()
+    grads = [p.grad.clone() for p in naive.parameters()]
+    norm = torch.sqrt(sum((gr ** 2).sum() for gr in grads)).item()
+    assert norm > 1.0  # the clip below acts
+    for clip in (0.5, 10 * norm):
+        opts = TrainerOptions(epochs=1, batch_size=8, optimizer="sgd", lr=0.1, momentum=0.0, weight_decay=0.0,
+                              warmup_epochs=0, grad_clip=clip, progress=False)
+        t = Trainer(copy.deepcopy(Regression()), data, tmp_path / str(clip), opts, torch.device("cpu"))
+        t._optimizer_step([batch], torch.Generator())
+        scale = min(1.0, clip / norm)
+        for p, w, gr in zip(t.method.parameters(), naive.parameters(), grads):
+            assert torch.allclose(p, w.detach() - 0.1 * scale * gr, rtol=1e-5, atol=1e-6)
