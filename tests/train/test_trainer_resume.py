@@ -1,5 +1,5 @@
 """Trainer: logs and TensorBoard of resumed runs, the rebuilt schedule, exact resume with dropout, gradient
-accumulation, out-of-memory message."""
+accumulation, out-of-memory message, the epochs' data order."""
 
 import json
 import math
@@ -210,3 +210,42 @@ def test_a_large_seed_trains_and_keeps_its_view_seeds_modulo_2_to_the_64(tmp_pat
     t.method.training_step = lambda batch, g: (seeds.append(g.initial_seed()), training_step(batch, g))[1]
     assert t.fit()["steps"] == 1
     assert seeds == [((seed * 1_000_003) * 64 + i) * 4096 % 2**64 for i in range(3)]  # the naive formula, wrapped
+
+
+def _record_indices(t):
+    """Make ``t`` append the scan indices of every micro-batch it trains on to the returned list."""
+    seen, step = [], t.method.training_step
+    t.method.training_step = lambda batch, generator: (seen.append(batch["index"].tolist()), step(batch, generator))[1]
+    return seen
+
+
+def test_every_epoch_sees_each_scan_once_in_a_new_order(tmp_path):
+    """The epoch generator draws a permutation per (seed, epoch): each epoch covers every scan exactly once (24
+    scans, 3 steps of 8), the epochs' batches differ from one another, and another train.seed gives other batches."""
+    def epochs(seed):
+        t = _trainer(tmp_path / f"seed{seed}", epochs=3, seed=seed)
+        seen = _record_indices(t)
+        t.fit()
+        return [[tuple(b) for b in seen[e * 3:(e + 1) * 3]] for e in range(3)]
+
+    runs = epochs(0)
+    for batches in runs:
+        assert sorted(i for b in batches for i in b) == list(range(24))
+    assert len({frozenset(frozenset(b) for b in batches) for batches in runs}) == 3  # three different partitions
+    assert epochs(1)[0] != runs[0]
+
+
+def test_mid_epoch_resume_with_gradient_accumulation_trains_on_the_same_micro_batches(tmp_path):
+    """train.grad_accum_steps=2 (4 × 2 scans per step, 3 steps per epoch): a run resumed from any step checkpoint
+    trains on exactly the micro-batches the uninterrupted run trained on after that step, and ends with its weights."""
+    full = _trainer(tmp_path / "full", epochs=2, batch_size=4, grad_accum_steps=2, checkpoint_every=1)
+    seen_full = _record_indices(full)
+    full.fit()
+    assert len(seen_full) == 12
+    for ckpt in list_checkpoints(tmp_path / "full" / "checkpoints")[:-1]:  # steps 1-5, mid-epoch ones included
+        resumed = _trainer(tmp_path / ckpt.stem, epochs=2, batch_size=4, grad_accum_steps=2, checkpoint_every=1)
+        assert resumed.resume(str(ckpt))
+        seen = _record_indices(resumed)
+        resumed.fit()
+        assert seen == seen_full[2 * int(ckpt.stem.split("-")[1]):], ckpt.name
+        assert torch.equal(_params(full), _params(resumed)), ckpt.name

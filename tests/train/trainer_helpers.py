@@ -29,13 +29,13 @@ class Items(torch.utils.data.Dataset):
 
 
 def _trainer(run_dir, epochs=3, config=None, poison=False, checkpoint_epochs=1, compile=False, encoder=TinyEncoder,
-             **options):
+             batch_size=8, n=24, **options):
     torch.manual_seed(0)
     views = build_view_pipeline("brain_mri", 3, (10, 10, 10))
     method = ContrastiveMethod(encoder(), NTXentLoss(temperature=0.5), views, proj_hidden_dim=16, proj_dim=8)
-    opts = TrainerOptions(epochs=epochs, batch_size=8, lr=1e-2, progress=False, log_every=1, keep_checkpoints=100,
+    opts = TrainerOptions(epochs=epochs, batch_size=batch_size, lr=1e-2, progress=False, log_every=1, keep_checkpoints=100,
                           checkpoint_epochs=checkpoint_epochs, compile=compile, **options)
-    return Trainer(method, Items(poison=poison), run_dir, opts, torch.device("cpu"), config=config or {"encoder": {"n": "tiny"}})
+    return Trainer(method, Items(n, poison=poison), run_dir, opts, torch.device("cpu"), config=config or {"encoder": {"n": "tiny"}})
 
 
 def _params(t):
