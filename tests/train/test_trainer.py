@@ -255,5 +255,30 @@ def test_bf16_precision_on_cpu_with_the_brain_mri_views(tmp_path):
     """train.precision=bf16 on CPU: the views are built in float32 outside autocast, the model runs in bf16."""
     t = _trainer(tmp_path, epochs=1, precision="bf16")
     assert t.autocast_dtype == torch.bfloat16
+    dtypes = []  # what the encoder's convolution computes in: bf16 under autocast, not float32
+    t.method.encoder.conv.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
     summary = t.fit()
     assert summary["steps"] == 3 and math.isfinite(summary["final_loss"])
+    assert dtypes and set(dtypes) == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in t.method.parameters())  # the weights stay float32
+
+
+def test_sigterm_in_the_middle_of_an_epoch_stops_at_that_step(tmp_path):
+    """SIGTERM during step 1 of a 3-step epoch: fit returns after that step with its checkpoint alone, instead of
+    training (and checkpointing) the rest of the epoch past the scheduler's grace period."""
+    t = _trainer(tmp_path, epochs=2)
+    t.method.on_step_end = lambda step, total: step == 1 and os.kill(os.getpid(), signal.SIGTERM)
+    summary = t.fit()
+    assert summary["stopped_early"] and summary["steps"] == 1 and t.step == 1
+    assert _steps(tmp_path / "checkpoints") == [1]
+
+
+def test_a_checkpoint_one_step_newer_is_refused_and_the_same_step_is_not(tmp_path):
+    """refuse_newer: any later step counts, the very next one too; the checkpoint's own step does not."""
+    from medssl.train.checkpoint import refuse_newer
+
+    for step in (5, 6):
+        save_checkpoint({"step": step}, tmp_path, step, keep=10)
+    refuse_newer(tmp_path, 6, "step-00000006.pt")
+    with pytest.raises(CheckpointError, match=r"holds 1 checkpoint\(s\) newer than .*\(step 5\): step-00000006.pt"):
+        refuse_newer(tmp_path, 5, tmp_path / "step-00000005.pt")
