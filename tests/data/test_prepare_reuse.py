@@ -1,14 +1,16 @@
-"""A prepared cache reused by runs: skipped-file lists kept true, the hint of `data prepare`, caches of other settings refused."""
+"""A prepared cache reused by runs: skipped-file lists kept true, the hint of `data prepare`, caches of other settings refused, a
+card's voxel size part of the settings."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from medssl.cli import main
 from medssl.config import ConfigError, load_config
-from medssl.data.card import load_card
+from medssl.data.card import DataCard, load_card
 from medssl.data.prepare import make_loader, make_preprocessor, prepare_card
 from medssl.io.errors import BadFileError
 
@@ -120,3 +122,43 @@ def test_pretrain_into_the_data_root_holding_the_cards_table_writes_nothing_ther
     with pytest.raises(ConfigError, match=r"manifest\.tsv.*card synthetic's table"):
         pretrain(cfg, progress=False)
     assert sorted(p.name for p in cohort_copy.iterdir()) == before  # no config.yaml, cache or manifest written
+
+
+
+def _voxel_size_card(root, kind: str, voxel_mm: float) -> DataCard:
+    """A 3-scan card whose files give no voxel size of their own, so the card sets it: PNG ``reader_options.spacing``
+    or npy ``geometry.spacing``; the preprocessing resamples to 1 mm, so the cached arrays depend on it. The files
+    are written once (rewriting them would change their signatures and rebuild the cache for that reason)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        pixels, path = rng.integers(0, 256, size=(8, 8), dtype=np.uint8), root / f"s{i}.{kind}"
+        if path.exists():
+            continue
+        if kind == "png":
+            Image.fromarray(pixels).save(path)
+        else:
+            np.save(path, pixels[None].astype(np.float32))
+    table = root / "t.tsv"
+    if not table.exists():
+        table.write_text("id\n" + "".join(f"s{i}\n" for i in range(3)))
+    where = {"reader_options": {"spacing": voxel_mm}} if kind == "png" else {"geometry": {"spacing": [voxel_mm] * 2}}
+    return DataCard(name=kind, modality="DX", dimensionality=2, format=kind, manifest="t.tsv", columns={"subject": "id"},
+                    path_template=f"{{id}}.{kind}", preprocessing={"shape": [8, 8], "spacing": [1.0, 1.0],
+                                                                   "normalise": "none"}, **where)
+
+
+@pytest.mark.parametrize("kind", ["png", "npy"])
+def test_a_card_that_changes_the_voxel_size_rebuilds_the_cache(tmp_path, kind):
+    """The card's reader_options and npy geometry are cache settings: preparing the same files into the same cache
+    folder with another voxel size gives the rows a fresh cache of those settings holds, not the old rows."""
+    root = tmp_path / "data"
+    root.mkdir()
+    first = prepare_card(_voxel_size_card(root, kind, 1.0), tmp_path / "c", root=root, progress=False)
+    old = np.array(first.cache.images)
+    assert prepare_card(_voxel_size_card(root, kind, 1.0), tmp_path / "c", root=root, progress=False).cache.n_built == 0
+    again = prepare_card(_voxel_size_card(root, kind, 0.5), tmp_path / "c", root=root, progress=False)
+    fresh = prepare_card(_voxel_size_card(root, kind, 0.5), tmp_path / "fresh", root=root, progress=False)
+    assert not np.array_equal(np.array(fresh.cache.images), old)  # 0.5 mm pixels resampled to 1 mm: half the size
+    assert again.cache.n_built == 3 and np.array_equal(np.array(again.cache.images), np.array(fresh.cache.images))
