@@ -290,3 +290,12 @@ def test_r_na_in_categorical_columns_is_missing_like_in_the_age_column(tmp_path)
     assert math.isnan(recs[1].age)
     assert [(r.site, r.sex, r.label) for r in recs] == [("A", "F", "CN"), ("", "", ""), ("B", "M", "AD")]
     assert MetadataCoder(recs).vocab == {"site": ["A", "B"], "sex": ["F", "M"], "label": ["AD", "CN"]}
+
+
+def test_select_matches_cells_padded_by_a_spreadsheet_export_and_numbers_written_in_yaml(tmp_path):
+    """`select` compares each cell without the spaces an export leaves around it ("1, PA, 30"), and a value the
+    card's YAML reads as a number (select: {fold: [1, 3]}) with the table's text."""
+    _scans(tmp_path, ["1", "2", "3", "4"])
+    (tmp_path / "p.csv").write_text("id,view,fold,age\n1, PA,1,30\n2,LATERAL ,1,31\n3,PA ,3,32\n4,PA,2,33\n")
+    card = _card(tmp_path, extra="select: {view: PA, fold: [1, 3]}\n")
+    assert [r.subject for r in build_manifest(_load(card), tmp_path)] == ["1", "3"]
