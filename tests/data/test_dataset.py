@@ -37,3 +37,16 @@ def test_items_of_a_subset_are_their_rows_images_and_metadata(cohort_copy, tmp_p
         for field in ("site", "sex", "label"):
             code = int(item[field])
             assert (coder.vocab[field][code] if code >= 0 else "") == getattr(rec, field), (field, i, j)
+
+
+def test_missing_metadata_is_nan_and_minus_one_never_a_real_value():
+    """A record without age, site, sex or label gives age NaN and code -1 (which the losses refuse and the probes
+    leave out), not 0, which would be age 0 or the first site / class."""
+    from medssl.data.manifest import Record
+
+    recs = [Record(path="a.nii.gz", subject="a", age=30.0, site="X", sex="F", label="1"),
+            Record(path="b.nii.gz", subject="b")]
+    ds = CachedScans(np.zeros((2, 1, 2, 2), np.float16), recs, [1, 0], MetadataCoder(recs))
+    missing, known = ds[0], ds[1]
+    assert math.isnan(missing["age"]) and [int(missing[f]) for f in ("site", "sex", "label")] == [-1, -1, -1]
+    assert known["age"] == 30.0 and [int(known[f]) for f in ("site", "sex", "label")] == [0, 0, 0]
