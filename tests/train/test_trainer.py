@@ -282,3 +282,16 @@ def test_a_checkpoint_one_step_newer_is_refused_and_the_same_step_is_not(tmp_pat
     refuse_newer(tmp_path, 6, "step-00000006.pt")
     with pytest.raises(CheckpointError, match=r"holds 1 checkpoint\(s\) newer than .*\(step 5\): step-00000006.pt"):
         refuse_newer(tmp_path, 5, tmp_path / "step-00000005.pt")
+
+
+def test_checkpoint_every_and_monitor_every_count_steps_and_epochs_from_one(tmp_path):
+    """train.checkpoint_every=2 writes steps 2, 4, 6, … (plus the last epoch's end; checkpoint_epochs=4 here), and
+    train.monitor_every=2 monitors after epochs 2 and 4 (steps 6 and 12 at 3 steps per epoch), not after epoch 1.
+    Every other test used N = 1, for which an off-by-one in either count does not show."""
+    t = _trainer(tmp_path, epochs=4, checkpoint_every=2, checkpoint_epochs=4)
+    monitored = []
+    t.monitor = lambda encoder: monitored.append(t.step) or {"best_metric": 1.0}
+    t.opt.monitor_every = 2
+    t.fit()
+    assert _steps(tmp_path / "checkpoints") == [2, 4, 6, 8, 10, 12]
+    assert monitored == [6, 12]
