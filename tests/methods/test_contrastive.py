@@ -117,6 +117,25 @@ def test_yaware_with_fairkl_gives_fairkl_each_sample_as_its_own_class():
     assert out.loss.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
+def test_metadata_columns_reach_the_kernel_in_the_configured_order():
+    """method.metadata=[age, sex] with one bandwidth per column: the loss gets (B, 2) metadata with age first, so
+    sigma 5 applies to ages and 0.5 to sex codes (the same columns swapped give another loss)."""
+    from medssl.losses import YAwareLoss
+
+    torch.manual_seed(0)
+    loss = YAwareLoss(0.1, [5.0, 0.5])
+    method = ContrastiveMethod(BatchNormEncoder(), loss, build_view_pipeline("none", 3, (8, 8, 8)), proj_hidden_dim=12,
+                               proj_dim=4, label_keys=["age", "sex"], continuous=True)
+    batch = {**_batch([0, 0, 0, 0], [0, 1, 0, 1]), "age": torch.tensor([30.0, 33.0, 50.0, 52.0]),
+             "sex": torch.tensor([0, 1, 1, 0])}
+    out = method.training_step(batch, torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        z = method.embed(method.make_views(batch["image"], torch.Generator().manual_seed(4)))
+    age, sex = batch["age"], batch["sex"].float()
+    assert out.loss.item() == pytest.approx(loss(z, torch.stack([age, sex], 1)).item(), rel=1e-6)
+    assert out.loss.item() != pytest.approx(loss(z, torch.stack([sex, age], 1)).item(), rel=1e-3)
+
+
 
 KERNEL_METHODS = ["yaware", "contrastive_regression"]
 SMALL = ["encoder.options={width: 2}", "augment.preset=none", "augment.crop_size=[8,8,8]", "data.shape=[8,8,8]"]
