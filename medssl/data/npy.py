@@ -77,7 +77,7 @@ def read_npy(path: str | Path, affine: np.ndarray, expect_shape: tuple[int, ...]
     if expect_shape is not None and tuple(arr.shape[1:]) != tuple(expect_shape):
         raise BadFileError(path, f"spatial shape {tuple(arr.shape[1:])} differs from the geometry reference "
                                  f"{tuple(expect_shape)}; the card's geometry does not apply to this file")
-    array = check_array(path, np.asarray(arr, dtype=np.float32))
+    array = check_array(path, np.array(arr, dtype=np.float32))  # a copy: the memmap is read-only and keeps the file open
     vol = Volume(array, affine, {"source_format": "npy", "shape": tuple(array.shape[1:])})
     vol.meta["spacing"] = vol.spacing
     return vol

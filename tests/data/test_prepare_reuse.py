@@ -162,3 +162,23 @@ def test_a_card_that_changes_the_voxel_size_rebuilds_the_cache(tmp_path, kind):
     fresh = prepare_card(_voxel_size_card(root, kind, 0.5), tmp_path / "fresh", root=root, progress=False)
     assert not np.array_equal(np.array(fresh.cache.images), old)  # 0.5 mm pixels resampled to 1 mm: half the size
     assert again.cache.n_built == 3 and np.array_equal(np.array(again.cache.images), np.array(fresh.cache.images))
+
+
+def test_a_float32_npy_scan_is_read_into_memory_and_preprocessed_without_warning(tmp_path):
+    """A float32 .npy was handed on as np.load's read-only memmap: torch.from_numpy in the
+    preprocessing warned 'The given NumPy array is not writable' for every scan, and the Volume
+    kept the file open. The scan is now read into a writable in-memory array (values unchanged)."""
+    import warnings
+
+    from medssl.data.npy import read_npy
+    from medssl.transforms.preprocess import Preprocessor
+
+    scan = np.random.default_rng(0).normal(size=(1, 6, 7, 8)).astype(np.float32)
+    np.save(tmp_path / "a.npy", scan)
+    vol = read_npy(tmp_path / "a.npy", np.eye(4))
+    assert vol.array.flags.writeable and not isinstance(vol.array, np.memmap)
+    np.testing.assert_array_equal(vol.array, scan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = Preprocessor(shape=[6, 7, 8], normalise="none")(vol)
+    np.testing.assert_allclose(out, scan, atol=1e-6)
