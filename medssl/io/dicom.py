@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_modality_lut, apply_voi, apply_windowing, get_decoder
+from pydicom.pixels import apply_modality_lut, apply_windowing, get_decoder
 
 from medssl.io.errors import BadFileError, MissingDecoderError, check_array, redact, scrubbed_warnings
 from medssl.io.volume import Volume
@@ -206,12 +206,17 @@ def fill_padding(values: np.ndarray, mask: np.ndarray, path: str | Path) -> int:
     return n
 
 
-def _lut_range(item: pydicom.Dataset) -> tuple[float, float]:
+def _voi_lut(ds: pydicom.Dataset, values: np.ndarray) -> np.ndarray:
+    """The first VOI LUT applied to modality values (rounded), mapped from its entries' range to [0, 1]. LUT Data
+    is US values or OW words in the file's byte order; not pydicom's apply_voi: it wraps an 8-bit table at 256."""
+    item = ds.VOILUTSequence[0]
+    n, first = int(item.LUTDescriptor[0]) or 2**16, int(item.LUTDescriptor[1])
     data = item.LUTData
     if isinstance(data, bytes):
-        data = np.frombuffer(data, dtype=np.uint8 if int(item.LUTDescriptor[2]) <= 8 else np.uint16)
-    data = np.asarray(data, dtype=np.float64).ravel()
-    return float(data.min()), float(data.max())
+        data = np.frombuffer(data, dtype="<u2" if ds.original_encoding[1] is not False else ">u2", count=n)
+    table = np.asarray(data, np.float64).ravel()[:n]
+    out = table[np.clip(np.rint(values).astype(np.int64) - first, 0, len(table) - 1)]
+    return (out - table.min()) / max(table.max() - table.min(), 1e-12)
 
 
 def _window_header(ds: pydicom.Dataset, center: float, width: float, function: str = "") -> pydicom.Dataset:
@@ -242,9 +247,7 @@ def apply_display(ds: pydicom.Dataset, values: np.ndarray, voi, path: str | Path
         ds = _window_header(ds, center, max(width, 1.0))  # the caller's header is not changed
         tag = f"c={center:g},w={width:g}"
     elif voi == "file" and ds.get("VOILUTSequence"):
-        lo, hi = _lut_range(ds.VOILUTSequence[0])
-        out = apply_voi(np.rint(values).astype(np.int64), ds, index=0)  # a LUT is indexed by integers
-        return (np.asarray(out, np.float64) - lo) / max(hi - lo, 1e-12), "voi_lut"
+        return _voi_lut(ds, values), "voi_lut"
     elif voi == "file" and all(ds.get(k) not in (None, "") for k in ("WindowCenter", "WindowWidth")):  # empty: none
         c, w = (float(ds[k].value[0] if ds[k].VM > 1 else ds[k].value) for k in ("WindowCenter", "WindowWidth"))
         if not (math.isfinite(c) and math.isfinite(w) and w >= 1):

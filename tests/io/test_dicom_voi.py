@@ -1,0 +1,114 @@
+"""VOI step of read_dicom against naive formulas: VOI LUT data as pydicom reads it, the first of several
+windows, the VOI LUT Functions, and a Modality LUT Sequence (PS3.3 C.11.1, C.11.2)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.pixels import apply_modality_lut
+
+from medssl.io import read_dicom
+
+CR = "dicomdirtests/77654033/CR1/6154"  # real CR, MONOCHROME1, window 1600/2800, slope 0.684
+
+
+def _voi_lut(bits: int, first: int, n: int, low: int) -> tuple[pydicom.Dataset, np.ndarray]:
+    """A VOI LUT item of ``n`` entries from ``low`` up to the top of ``bits`` bits, and its table."""
+    top = 2**bits - 1
+    table = (low + np.sqrt(np.arange(n) / (n - 1)) * (top - low)).astype(np.uint16)
+    item = pydicom.Dataset()
+    item.LUTDescriptor = [n, first, bits]
+    return item, table
+
+
+@pytest.mark.parametrize("name, bits, vr", [("MR_small.dcm", 16, "OW"), ("MR_small_bigendian.dcm", 16, "OW"),
+                                            ("MR_small.dcm", 8, "OW"), ("MR_small.dcm", 8, "US")])
+def test_a_voi_lut_maps_every_entry_and_its_range_to_0_1(pydicom_file, tmp_path, name, bits, vr):
+    # LUT Data in OW is one 16-bit word per entry in the file's byte order; the output range was taken from the
+    # raw bytes as little-endian uint16 (uint8 for 8-bit entries), so a big-endian file or an 8-bit table came out
+    # squeezed into a small part of [0, 1]. And pydicom's apply_voi indexes an 8-bit table with uint8 indices:
+    # entry 256 and later (a 12-bit → 8-bit display LUT has 4096) wrapped round to entries 0, 1, …
+    ds = pydicom.dcmread(pydicom_file(name))
+    first, n = 100, 1500
+    item, table = _voi_lut(bits, first, n, low=200)
+    order = ">u2" if "bigendian" in name else "<u2"
+    item.add_new(0x00283006, vr, table.astype(order).tobytes() if vr == "OW" else table.tolist())
+    ds.VOILUTSequence = pydicom.Sequence([item])
+    ds.save_as(tmp_path / "lut.dcm")
+    x = ds.pixel_array.astype(np.int64)
+    out = table[np.clip(x - first, 0, n - 1)].astype(np.float64)  # naive table lookup
+    expected = (out - table.min()) / (table.max() - table.min())  # the table's range → [0, 1]
+    vol = read_dicom(tmp_path / "lut.dcm", voi="file")
+    assert vol.meta["window"] == "voi_lut"
+    np.testing.assert_allclose(vol.array[0], expected.T, atol=1e-6)
+
+
+def test_a_voi_lut_after_a_fractional_rescale_looks_up_the_rounded_value(pydicom_file, tmp_path):
+    ds = pydicom.dcmread(pydicom_file("MR_small.dcm"))
+    ds.RescaleSlope, ds.RescaleIntercept = 0.7, 0.25  # modality values with fractions
+    first, n = 50, 1600
+    item, table = _voi_lut(16, first, n, low=0)
+    table = (np.arange(n) * 7 % 4096).astype(np.uint16)  # neighbours differ: rounding matters
+    item.add_new(0x00283006, "US", table.tolist())
+    ds.VOILUTSequence = pydicom.Sequence([item])
+    ds.save_as(tmp_path / "lut.dcm")
+    values = ds.pixel_array * 0.7 + 0.25
+    idx = np.clip(np.floor(values + 0.5).astype(np.int64) - first, 0, n - 1)  # round half up (no .5 occurs here)
+    assert not np.any(np.isclose(values % 1, 0.5))
+    expected = (table[idx] - table.min()) / float(table.max() - table.min())
+    np.testing.assert_allclose(read_dicom(tmp_path / "lut.dcm", voi="file").array[0], expected.T, atol=1e-6)
+
+
+def _window(x, center, width):
+    """PS3.3 C.11.2.1.2.1 LINEAR, mapped to [0, 1]."""
+    return np.clip((x - (center - 0.5)) / (width - 1) + 0.5, 0.0, 1.0)
+
+
+def test_of_several_windows_the_first_is_used(pydicom_file, tmp_path):
+    ds = pydicom.dcmread(pydicom_file(CR))
+    values = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    ds.WindowCenter, ds.WindowWidth = [1200, 1600, 2000], [1500, 2800, 900]
+    ds.save_as(tmp_path / "w.dcm")
+    vol = read_dicom(tmp_path / "w.dcm")
+    np.testing.assert_allclose(vol.array[0], (1.0 - _window(values, 1200, 1500)).T, atol=1e-6)  # MONOCHROME1
+    assert vol.meta["window"] == "c=1200,w=1500"
+
+
+@pytest.mark.parametrize("function", ["SIGMOID", "LINEAR_EXACT"])
+def test_the_voi_lut_function_of_the_file_is_applied(pydicom_file, tmp_path, function):
+    ds = pydicom.dcmread(pydicom_file("MR_small.dcm"))
+    ds.Modality, ds.WindowCenter, ds.WindowWidth, ds.VOILUTFunction = "DX", 900, 1200, function
+    ds.save_as(tmp_path / "f.dcm")
+    x = ds.pixel_array.astype(np.float64)
+    if function == "SIGMOID":  # C.11.2.1.3.1
+        expected = 1.0 / (1.0 + np.exp(-4.0 * (x - 900) / 1200))
+    else:  # C.11.2.1.3.2
+        expected = np.clip((x - 900) / 1200 + 0.5, 0.0, 1.0)
+    np.testing.assert_allclose(read_dicom(tmp_path / "f.dcm").array[0], expected.T, atol=1e-6)
+
+
+def test_a_modality_lut_sequence_replaces_the_rescale_and_sets_the_range(pydicom_file, tmp_path):
+    ds = pydicom.dcmread(pydicom_file("MR_small.dcm"))  # stored 127..2145, signed 16 bit
+    first, n = 100, 2100
+    table = (4095 - np.arange(n) * 3 % 4096).astype(np.uint16)
+    item = pydicom.Dataset()
+    item.LUTDescriptor, item.ModalityLUTType = [n, first, 16], "US"
+    item.add_new(0x00283006, "US", table.tolist())
+    ds.ModalityLUTSequence = pydicom.Sequence([item])
+    ds.RescaleSlope, ds.RescaleIntercept = 2.0, -10.0  # must not be applied: the LUT replaces them (C.11.1)
+    del ds.WindowCenter, ds.WindowWidth
+    ds.save_as(tmp_path / "mlut.dcm")
+    naive = table[np.clip(ds.pixel_array.astype(np.int64) - first, 0, n - 1)].astype(np.float64)
+    np.testing.assert_array_equal(apply_modality_lut(ds.pixel_array, ds), naive)  # pydicom agrees
+    vol = read_dicom(tmp_path / "mlut.dcm")
+    np.testing.assert_array_equal(vol.array[0], naive.T)
+    assert vol.meta["rescaled"] is True and vol.meta["window"] == "none"
+    full = read_dicom(tmp_path / "mlut.dcm", voi="file")  # no window: the LUT's 16-bit output range → [0, 1]
+    np.testing.assert_allclose(full.array[0], naive.T / 65535.0, atol=1e-7)
+
+
+def test_a_file_without_rescale_is_not_marked_rescaled(pydicom_file):
+    vol = read_dicom(pydicom_file("MR_small.dcm"))
+    np.testing.assert_array_equal(vol.array[0], pydicom.dcmread(pydicom_file("MR_small.dcm")).pixel_array.T)
+    assert vol.meta["rescaled"] is False
