@@ -108,3 +108,54 @@ def test_16_bit_colour_png_is_refused_not_cut_to_8_bits(tmp_path):
         assert img.mode == "RGB" and np.asarray(img).dtype == np.uint8  # the premise: precision lost
     with pytest.raises(BadFileError, match=r"rgb16\.png: a 16-bit colour .* would cut to 8 bits"):
         read_png(path)
+
+
+def _png(path, pixels: np.ndarray, bit_depth: int, color_type: int, palette: np.ndarray | None = None) -> None:
+    """A PNG written byte by byte (no Pillow): ``pixels`` (H, W[, samples]), big-endian samples, filter 0."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    h, w = pixels.shape[:2]
+    rows = pixels.astype(">u2" if bit_depth == 16 else np.uint8).reshape(h, -1)
+    if bit_depth == 1:
+        rows = np.packbits(rows, axis=1)
+    raw = b"".join(b"\x00" + r.tobytes() for r in rows)
+    ihdr = struct.pack(">IIBBBBB", w, h, bit_depth, color_type, 0, 0, 0)
+    plte = chunk(b"PLTE", palette.astype(np.uint8).tobytes()) if palette is not None else b""
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + plte + chunk(b"IDAT", zlib.compress(raw))
+                     + chunk(b"IEND", b""))
+
+
+def test_one_bit_png_reads_as_0_and_1(tmp_path):
+    bits = np.random.default_rng(4).integers(0, 2, size=(5, 8), dtype=np.uint8)
+    _png(tmp_path / "b.png", bits, 1, 0)
+    np.testing.assert_array_equal(read_png(tmp_path / "b.png").array[0], bits.T.astype(np.float32))
+
+
+def test_colour_palette_png_is_looked_up_in_its_palette(tmp_path):
+    palette = np.random.default_rng(5).integers(0, 256, size=(6, 3))
+    index = np.random.default_rng(6).integers(0, 6, size=(4, 7), dtype=np.uint8)
+    _png(tmp_path / "p.png", index, 8, 3, palette)
+    rgb = palette[index] / 255.0  # naive lookup (H, W, 3)
+    np.testing.assert_allclose(read_png(tmp_path / "p.png", color="rgb").array, rgb.transpose(2, 1, 0), atol=1e-7)
+    np.testing.assert_allclose(read_png(tmp_path / "p.png").array[0], _luma(rgb).T, atol=1e-6)
+
+
+def test_grey_alpha_png_drops_the_alpha(tmp_path):
+    grey = np.random.default_rng(7).integers(0, 256, size=(3, 5), dtype=np.uint8)
+    _png(tmp_path / "la.png", np.stack([grey, 255 - grey], axis=-1), 8, 4)
+    np.testing.assert_allclose(read_png(tmp_path / "la.png").array[0], grey.T / 255.0, atol=1e-7)
+    np.testing.assert_allclose(read_png(tmp_path / "la.png", color="rgb").array, np.repeat(grey.T[None] / 255.0, 3, 0),
+                               atol=1e-7)
+
+
+def test_16_bit_grey_alpha_png_is_refused_not_cut_to_8_bits(tmp_path):
+    grey = np.random.default_rng(8).integers(0, 65536, size=(3, 5))
+    _png(tmp_path / "la16.png", np.stack([grey, grey], axis=-1), 16, 4)
+    with pytest.raises(BadFileError, match=r"la16\.png: a 16-bit colour \(or grey \+ alpha\) PNG"):
+        read_png(tmp_path / "la16.png")
+    _png(tmp_path / "g16.png", grey, 16, 0)  # the same writer, 16-bit grey: read in full
+    np.testing.assert_allclose(read_png(tmp_path / "g16.png").array[0], grey.T / 65535.0, rtol=1e-6)
