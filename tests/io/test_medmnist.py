@@ -102,6 +102,9 @@ def test_bad_npz(tmp_path):
     _fake_npz(tmp_path / "f.npz", np.zeros((2, 4, 4), np.float64), np.zeros((2, 1), np.uint8))
     with pytest.raises(BadFileError, match="dtype float64"):
         load_medmnist_split(tmp_path / "f.npz", "test")
+    _fake_npz(tmp_path / "n.npz", np.zeros((3, 4, 4), np.uint8), np.zeros((2, 1), np.uint8))
+    with pytest.raises(BadFileError, match=r"n\.npz: 3 images but 2 labels in split 'test'"):
+        load_medmnist_split(tmp_path / "n.npz", "test")
     raw = good.read_bytes()
     (tmp_path / "t.npz").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(BadFileError, match=r"t\.npz: .*(corrupt|truncated)"):
