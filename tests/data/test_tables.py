@@ -299,3 +299,43 @@ def test_select_matches_cells_padded_by_a_spreadsheet_export_and_numbers_written
     (tmp_path / "p.csv").write_text("id,view,fold,age\n1, PA,1,30\n2,LATERAL ,1,31\n3,PA ,3,32\n4,PA,2,33\n")
     card = _card(tmp_path, extra="select: {view: PA, fold: [1, 3]}\n")
     assert [r.subject for r in build_manifest(_load(card), tmp_path)] == ["1", "3"]
+
+
+def test_header_names_with_spaces_at_their_ends_are_found(tmp_path):
+    (tmp_path / "p.csv").write_text(" id , age \ns1,30\ns2,41\n")
+    _scans(tmp_path, ["s1", "s2"])
+    assert [(r.subject, r.age) for r in build_manifest(_load(_card(tmp_path)), tmp_path)] == [("s1", 30.0), ("s2", 41.0)]
+
+
+def test_a_tab_table_is_tab_separated(tmp_path):
+    (tmp_path / "p.tab").write_text("id\tage\ns1\t30\ns2\t41\n")
+    _scans(tmp_path, ["s1", "s2"])
+    recs = build_manifest(_load(_card(tmp_path, manifest="p.tab")), tmp_path)
+    assert [(r.subject, r.age) for r in recs] == [("s1", 30.0), ("s2", 41.0)]
+
+
+def test_tables_of_one_manifest_with_other_columns_or_no_rows_are_errors(tmp_path):
+    (tmp_path / "a.csv").write_text("id,age\ns1,30\n")
+    (tmp_path / "b.csv").write_text("id,years\ns2,41\n")
+    (tmp_path / "c.csv").write_text("id,age\n\n")
+    _scans(tmp_path, ["s1", "s2"])
+    with pytest.raises(ManifestError, match=r"b\.csv: columns \['id', 'years'\] differ from those of a\.csv"):
+        build_manifest(_load(_card(tmp_path, manifest="[a.csv, b.csv]")), tmp_path)
+    with pytest.raises(ManifestError, match=r"c\.csv: no rows"):
+        build_manifest(_load(_card(tmp_path, manifest="[a.csv, c.csv]")), tmp_path)
+
+
+def test_a_split_list_of_file_names_finds_scans_in_sub_folders(tmp_path):
+    """NIH ChestX-ray14: the lists name files (00000001_000.png), the scans lie in images_001/images/."""
+    (tmp_path / "p.csv").write_text("file,pid,age\n00000001_000.png,1,30\n00000002_000.png,2,41\n")
+    for f in ("00000001_000.png", "00000002_000.png"):
+        (tmp_path / "images_001" / "images").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "images_001" / "images" / f).write_bytes(b"x")
+    (tmp_path / "train_val_list.txt").write_text("00000001_000.png\n")
+    (tmp_path / "test_list.txt").write_text("00000002_000.png\n")
+    (tmp_path / "card.yaml").write_text(
+        "name: t\nmodality: DX\ndimensionality: 2\nmanifest: p.csv\ncolumns: {subject: pid, age: age}\n"
+        "path_template: 'images_001/images/{file}'\nsplit_files: {train_val: train_val_list.txt, test: test_list.txt}\n"
+        "splits: {train: [train_val], test: [test]}\n")
+    recs = build_manifest(_load(str(tmp_path / "card.yaml")), tmp_path)
+    assert [(r.subject, r.split) for r in recs] == [("1", "train"), ("2", "test")]
