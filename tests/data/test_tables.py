@@ -339,3 +339,13 @@ def test_a_split_list_of_file_names_finds_scans_in_sub_folders(tmp_path):
         "splits: {train: [train_val], test: [test]}\n")
     recs = build_manifest(_load(str(tmp_path / "card.yaml")), tmp_path)
     assert [(r.subject, r.split) for r in recs] == [("1", "train"), ("2", "test")]
+
+
+def test_age_cells_with_spaces_at_their_ends_are_read(tmp_path):
+    """Spreadsheet exports pad cells (' 45', 'NA '); the age is read as the same number, NA as missing."""
+    import math
+
+    (tmp_path / "p.csv").write_text("id,age\ns1, 45\ns2,61.5 \ns3, NA \n")
+    _scans(tmp_path, ["s1", "s2", "s3"])
+    ages = [r.age for r in build_manifest(_load(_card(tmp_path)), tmp_path)]
+    assert ages[:2] == [45.0, 61.5] and math.isnan(ages[2])
