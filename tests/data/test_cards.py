@@ -77,6 +77,15 @@ BASE = "name: x\nmodality: MR\ndimensionality: 3\n"
      r"split_files.train must be a list file, one name per line \(one text value\), got \['a.txt', 'b.txt'\]"),
     ("manifest: t.tsv\ncolumns: {subject: id, age: [age, years]}\npath_template: a\n", r"columns.age must be a column name"),
     ("manifest: t.tsv\ncolumns: {subject: }\npath_template: a\n", r"columns.subject must be a column name.*got None"),
+    ("manifest: t.tsv\ncolumns: {subject: id, age: ' '}\npath_template: a\n", r"columns.age must be a column name.*got ' '"),
+    ("manifest: t.tsv\ncolumns: {subject: id}\npath_template: a\npreprocessing: {spacing: [1, 0, 1]}\n",
+     "spacing must be a list of 3 positive numbers"),
+    ("manifest: t.tsv\ncolumns: {subject: id}\npath_template: a\npreprocessing: {channels: true}\n",
+     "channels must be a positive integer"),
+    ("files: '*.nii.gz'\npath_regex: '(?P<subject>x)'\nmanifest: t.tsv\ncolumns: {age: age}\n",
+     "the manifest is joined on subject: set columns.subject"),
+    ("manifest: t.tsv\ncolumns: {subject: id}\n", "give either path_template or a columns.path column"),
+    ("manifest: t.tsv\ncolumns: {age: age}\npath_template: a\n", r"columns.subject \(or a \(\?P<subject>...\) group"),
 ])
 def test_card_validation_errors(tmp_path, extra, message):
     text = BASE.replace("dimensionality: 3\n", "") if extra.startswith("dimensionality") else BASE
@@ -92,7 +101,7 @@ def test_relative_root_is_resolved_against_the_card_folder(tmp_path, monkeypatch
     (tmp_path / "data" / "A.nii.gz").write_bytes(b"x")
     p = tmp_path / "cards" / "c.yaml"
     p.write_text(BASE + "root: ../data\nmanifest: t.tsv\ncolumns: {subject: id}\npath_template: '{id}.nii.gz'\n")
-    monkeypatch.chdir(tmp_path / "cards")
+    monkeypatch.chdir(tmp_path)  # not the card's folder: "../data" from here is another folder
     card = load_card(p)
     assert card.resolve_root() == (tmp_path / "data").resolve()
     monkeypatch.setenv("MY_DATA", str(tmp_path / "data"))
