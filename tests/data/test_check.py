@@ -264,3 +264,40 @@ def test_a_script_without_a_main_guard_is_told_so_in_the_report(tmp_path):
     guard = 'put the script\'s code under `if __name__ == "__main__":` (or check with workers=1)'
     assert "warning: a reading process ended abruptly" in proc.stdout and guard in proc.stdout
     assert "a data check with worker processes was started while a worker process was starting" in proc.stderr
+
+
+def test_counts_ages_subjects_and_site_warnings_match_the_table(tmp_path):
+    """Summary figures against a hand count of a small table (files not read)."""
+    root = tmp_path / "data"
+    root.mkdir()
+    rows = [("s1", "ses1", "A", "12"), ("s1", "ses2", "B", "31.5"), ("s2", "ses1", "A", ""), ("s3", "ses1", "", "70"),
+            ("s4", "ses1", "C", "n/a"), ("s5", "ses1", "A", "30"), ("s6", "ses1", "A", "44")]
+    (root / "t.csv").write_text("id,ses,site,age\n" + "".join(",".join(r) + "\n" for r in rows))
+    for sid, ses, _, _ in rows[:-2]:
+        (root / f"{sid}_{ses}.nii.gz").write_bytes(b"x")  # s5 and s6 have no file: two problems
+    card = _card(tmp_path, "dimensionality: 3\nmanifest: t.csv\ncolumns: {subject: id, session: ses, site: site, age: age}\n"
+                           "path_template: '{id}_{ses}.nii.gz'")
+    report = check_card(load_card(card), root, read_files=False, progress=False)
+    assert report.n_records == 7 and report.n_subjects == 6
+    assert report.counts["site"] == {"A": 4, "B": 1, "C": 1, "(empty)": 1}
+    assert report.ages == {"n": 5, "missing": 2, "min": 12.0, "max": 70.0}
+    assert report.warnings == ["1 subject(s) appear at more than one site (e.g. 's1'); leave-site-out folds drop them "
+                               "from training when their other site is tested", "site(s) with a single scan: B, C"]
+    text = format_report(report, max_problems=1)
+    assert "bad rows / files (2):" in text and "s5_ses1.nii.gz does not exist" in text
+    assert "s6_ses1" not in text and "  … and 1 more" in text
+
+
+def test_an_image_of_other_dimensionality_than_the_card_is_a_problem(tmp_path):
+    """MedMNIST 2D images under a card that says dimensionality 3 (the .npz reader takes either)."""
+    root = tmp_path / "data"
+    root.mkdir()
+    images = np.random.default_rng(0).integers(0, 255, (2, 6, 6), dtype=np.uint8)
+    np.savez(root / "set.npz", **{f"{s}_images": images for s in ("train", "val", "test")},
+             **{f"{s}_labels": np.zeros((2, 1), np.uint8) for s in ("train", "val", "test")})
+    card = _card(tmp_path, "dimensionality: 3\nformat: medmnist\nnpz: set.npz\npreprocessing: {normalise: none}\n"
+                           "splits: {train: [train], val: [val], test: [test]}")
+    report = check_card(load_card(card), root, progress=False)
+    assert report.n_files_read == 6 and report.geometry["shape"] == {"6×6": 6}
+    assert [(p.where.endswith("and 5 more record(s) of that file"), p.reason) for p in report.problems] == [
+        (True, "image is 2D but the card says dimensionality 3")]
