@@ -19,7 +19,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from medssl.data.cache import build_cache, cache_fingerprint
-from medssl.data.sources import detached_data_files, source_files, source_signature
+from medssl.data.sources import DICOM_REVISION, detached_data_files, source_files, source_signature
 from medssl.data.card import load_card
 from medssl.data.prepare import prepare_card
 
@@ -321,3 +321,13 @@ def test_rows_of_a_format_dicom_card_with_other_file_names_cached_before_padding
     assert (again.n_built, again.n_reused) == (2, 0)
     np.testing.assert_array_equal(np.asarray(again.images), np.asarray(cache.images))
     assert _prepare(card, root, tmp_path / "c").n_built == 0  # then reused as before
+
+
+def test_a_descending_numbered_pattern_and_dicom_files_without_a_suffix(tmp_path):
+    h = _mhd(tmp_path / "m", np.zeros(120))
+    (tmp_path / "m" / "img.mhd").write_text(MHD.format(data="z%02d.raw 3 1 -1"))  # last to first, both included
+    assert [p.name for p in detached_data_files(h)] == ["z03.raw", "z02.raw", "z01.raw"]
+    slice_file = tmp_path / "IM000001"  # DICOM files from scanners and PACS often have no suffix
+    slice_file.write_bytes(b"x")
+    assert source_signature(slice_file).startswith(f"dicom{DICOM_REVISION}:")
+    assert source_signature(tmp_path / "m" / "img.raw").count(":") == 0  # other files: size|mtime only
