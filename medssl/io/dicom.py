@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_modality_lut, apply_windowing, get_decoder
+from pydicom.pixels import apply_windowing, get_decoder
 
 from medssl.io.errors import BadFileError, MissingDecoderError, check_array, redact, scrubbed_warnings
 from medssl.io.volume import Volume
@@ -158,12 +158,24 @@ def rescale(ds: pydicom.Dataset) -> tuple[float, float] | None:
     return 1.0 if slope in (None, "") else float(slope), 0.0 if inter in (None, "") else float(inter)
 
 
+def lut_lookup(ds: pydicom.Dataset, item: pydicom.Dataset, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(looked-up values, table)``, float64, of a Modality or VOI LUT item (PS3.3 C.11): each value rounded, minus
+    the first mapped value, clipped to the table. LUT Data is US values or OW words in the file's byte order. Not
+    pydicom's lookups: they wrap an 8-bit VOI table at entry 256 and refuse a 12-bit Modality LUT."""
+    n, first = int(item.LUTDescriptor[0]) or 2**16, int(item.LUTDescriptor[1])
+    data = item.LUTData
+    if isinstance(data, bytes):
+        data = np.frombuffer(data, dtype="<u2" if ds.original_encoding[1] is not False else ">u2", count=n)
+    table = np.asarray(data, np.float64).ravel()[:n]
+    return table[np.clip(np.rint(values).astype(np.int64) - first, 0, len(table) - 1)], table
+
+
 def modality_values(pixels: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
     """Stored values → modality values (PS3.3 C.11.1, e.g. HU), float64, same shape: the Modality LUT
-    Sequence, else Rescale Slope / Intercept (:func:`rescale`), else the stored values."""
-    pair = rescale(ds)
-    if pair is None:
-        return np.asarray(apply_modality_lut(pixels, ds), np.float64)
+    Sequence (:func:`lut_lookup`), else Rescale Slope / Intercept (:func:`rescale`), else the stored values."""
+    if ds.get("ModalityLUTSequence"):
+        return lut_lookup(ds, ds.ModalityLUTSequence[0], pixels)[0]
+    pair = rescale(ds) or (1.0, 0.0)
     return np.asarray(pixels, np.float64) * pair[0] + pair[1]
 
 
@@ -206,19 +218,6 @@ def fill_padding(values: np.ndarray, mask: np.ndarray, path: str | Path) -> int:
     return n
 
 
-def _voi_lut(ds: pydicom.Dataset, values: np.ndarray) -> np.ndarray:
-    """The first VOI LUT applied to modality values (rounded), mapped from its entries' range to [0, 1]. LUT Data
-    is US values or OW words in the file's byte order; not pydicom's apply_voi: it wraps an 8-bit table at 256."""
-    item = ds.VOILUTSequence[0]
-    n, first = int(item.LUTDescriptor[0]) or 2**16, int(item.LUTDescriptor[1])
-    data = item.LUTData
-    if isinstance(data, bytes):
-        data = np.frombuffer(data, dtype="<u2" if ds.original_encoding[1] is not False else ">u2", count=n)
-    table = np.asarray(data, np.float64).ravel()[:n]
-    out = table[np.clip(np.rint(values).astype(np.int64) - first, 0, len(table) - 1)]
-    return (out - table.min()) / max(table.max() - table.min(), 1e-12)
-
-
 def _window_header(ds: pydicom.Dataset, center: float, width: float, function: str = "") -> pydicom.Dataset:
     """A new header with only what :func:`apply_windowing` reads (the rescale as :func:`rescale`
     resolves it), plus one window (LINEAR unless ``function`` names the file's VOI LUT Function)."""
@@ -247,7 +246,8 @@ def apply_display(ds: pydicom.Dataset, values: np.ndarray, voi, path: str | Path
         ds = _window_header(ds, center, max(width, 1.0))  # the caller's header is not changed
         tag = f"c={center:g},w={width:g}"
     elif voi == "file" and ds.get("VOILUTSequence"):
-        return _voi_lut(ds, values), "voi_lut"
+        out, table = lut_lookup(ds, ds.VOILUTSequence[0], values)  # the table's range → [0, 1]
+        return (out - table.min()) / max(table.max() - table.min(), 1e-12), "voi_lut"
     elif voi == "file" and all(ds.get(k) not in (None, "") for k in ("WindowCenter", "WindowWidth")):  # empty: none
         c, w = (float(ds[k].value[0] if ds[k].VM > 1 else ds[k].value) for k in ("WindowCenter", "WindowWidth"))
         if not (math.isfinite(c) and math.isfinite(w) and w >= 1):

@@ -88,24 +88,30 @@ def test_the_voi_lut_function_of_the_file_is_applied(pydicom_file, tmp_path, fun
     np.testing.assert_allclose(read_dicom(tmp_path / "f.dcm").array[0], expected.T, atol=1e-6)
 
 
-def test_a_modality_lut_sequence_replaces_the_rescale_and_sets_the_range(pydicom_file, tmp_path):
+@pytest.mark.parametrize("bits", [16, 12])
+def test_a_modality_lut_sequence_replaces_the_rescale_and_sets_the_range(pydicom_file, tmp_path, bits):
+    # 12-bit entries (PS3.3 C.11.1.1.1 allows 8 to 16) crashed pydicom's apply_modality_lut ("data type 'uint12' not
+    # understood"), so such a file was refused as malformed, "please report it as a medssl bug".
     ds = pydicom.dcmread(pydicom_file("MR_small.dcm"))  # stored 127..2145, signed 16 bit
     first, n = 100, 2100
     table = (4095 - np.arange(n) * 3 % 4096).astype(np.uint16)
     item = pydicom.Dataset()
-    item.LUTDescriptor, item.ModalityLUTType = [n, first, 16], "US"
+    item.LUTDescriptor, item.ModalityLUTType = [n, first, bits], "US"
     item.add_new(0x00283006, "US", table.tolist())
     ds.ModalityLUTSequence = pydicom.Sequence([item])
     ds.RescaleSlope, ds.RescaleIntercept = 2.0, -10.0  # must not be applied: the LUT replaces them (C.11.1)
     del ds.WindowCenter, ds.WindowWidth
     ds.save_as(tmp_path / "mlut.dcm")
     naive = table[np.clip(ds.pixel_array.astype(np.int64) - first, 0, n - 1)].astype(np.float64)
-    np.testing.assert_array_equal(apply_modality_lut(ds.pixel_array, ds), naive)  # pydicom agrees
+    if bits == 16:
+        np.testing.assert_array_equal(apply_modality_lut(ds.pixel_array, ds), naive)  # pydicom agrees
     vol = read_dicom(tmp_path / "mlut.dcm")
     np.testing.assert_array_equal(vol.array[0], naive.T)
     assert vol.meta["rescaled"] is True and vol.meta["window"] == "none"
-    full = read_dicom(tmp_path / "mlut.dcm", voi="file")  # no window: the LUT's 16-bit output range → [0, 1]
-    np.testing.assert_allclose(full.array[0], naive.T / 65535.0, atol=1e-7)
+    full = read_dicom(tmp_path / "mlut.dcm", voi="file")  # no window: the LUT's output range (bits) → [0, 1]
+    np.testing.assert_allclose(full.array[0], naive.T / (2.0**bits - 1), atol=1e-7)
+    windowed = read_dicom(tmp_path / "mlut.dcm", voi=(2000, 1000))
+    np.testing.assert_allclose(windowed.array[0], _window(naive, 2000, 1000).T, atol=1e-6)
 
 
 def test_a_file_without_rescale_is_not_marked_rescaled(pydicom_file):
