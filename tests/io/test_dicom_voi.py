@@ -8,7 +8,7 @@ import pydicom
 import pytest
 from pydicom.pixels import apply_modality_lut
 
-from medssl.io import read_dicom
+from medssl.io import read_dicom, read_dicom_series
 
 CR = "dicomdirtests/77654033/CR1/6154"  # real CR, MONOCHROME1, window 1600/2800, slope 0.684
 
@@ -110,6 +110,9 @@ def test_a_modality_lut_sequence_replaces_the_rescale_and_sets_the_range(pydicom
     assert vol.meta["rescaled"] is True and vol.meta["window"] == "none"
     full = read_dicom(tmp_path / "mlut.dcm", voi="file")  # no window: the LUT's output range (bits) → [0, 1]
     np.testing.assert_allclose(full.array[0], naive.T / (2.0**bits - 1), atol=1e-7)
+    (tmp_path / "one").mkdir()
+    ds.save_as(tmp_path / "one" / "mlut.dcm")
+    np.testing.assert_array_equal(read_dicom_series(tmp_path / "one").array[0, ..., 0], naive.T)
     windowed = read_dicom(tmp_path / "mlut.dcm", voi=(2000, 1000))
     np.testing.assert_allclose(windowed.array[0], _window(naive, 2000, 1000).T, atol=1e-6)
 
