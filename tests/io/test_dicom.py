@@ -214,6 +214,14 @@ def test_color_luminance_and_rgb(pydicom_file):
     assert gray3.array.shape[0] == 3 and np.array_equal(gray3.array[0], gray3.array[2])
 
 
+def test_16_bit_rgb_is_divided_by_its_full_range(pydicom_file):
+    path = pydicom_file("SC_rgb_rle_16bit.dcm")  # RLE, 16 bits stored per sample, values up to 65535
+    rgb = pydicom.dcmread(path).pixel_array.astype(np.float64)
+    np.testing.assert_allclose(read_dicom(path, color="rgb").array, rgb.transpose(2, 1, 0) / 65535.0, atol=1e-7)
+    luma = (0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]) / 65535.0
+    np.testing.assert_allclose(read_dicom(path).array[0], luma.T, atol=1e-6)
+
+
 def test_palette_color(pydicom_file):
     path = pydicom_file("examples_palette.dcm")
     ds = pydicom.dcmread(path)
