@@ -73,3 +73,19 @@ def test_an_image_of_padding_only_is_an_error_naming_the_file(pydicom_file, tmp_
     ds.save_as(tmp_path / "blank.dcm")
     with pytest.raises(BadFileError, match=r"blank\.dcm: every pixel equals the PixelPaddingValue"):
         read_dicom(tmp_path / "blank.dcm")
+
+
+def test_a_12_bit_signed_image_with_its_padding_written_as_us_in_16_bits(pydicom_file, tmp_path):
+    """PixelPaddingValue of a signed image written as US holds the value's 16-bit (Bits Allocated) two's complement."""
+    ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    pixels = ds.pixel_array // 2  # 64..1095: inside 12-bit signed
+    pixels[:10, :10] = -2000
+    ds.PixelData, ds.BitsStored, ds.HighBit = pixels.astype(np.int16).tobytes(), 12, 11
+    del ds.PixelPaddingValue
+    ds.add_new(0x00280120, "US", 65536 - 2000)
+    ds.save_as(tmp_path / "ct12.dcm")
+    hu = pixels.astype(np.float64) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    expected = np.where(pixels == -2000, hu[pixels != -2000].min(), hu)
+    vol = read_dicom(tmp_path / "ct12.dcm")
+    assert vol.meta["padding_pixels"] == 100
+    np.testing.assert_array_equal(vol.array[0], expected.T)
