@@ -332,7 +332,7 @@ def test_a_split_list_of_file_names_finds_scans_in_sub_folders(tmp_path):
         (tmp_path / "images_001" / "images").mkdir(parents=True, exist_ok=True)
         (tmp_path / "images_001" / "images" / f).write_bytes(b"x")
     (tmp_path / "train_val_list.txt").write_text("00000001_000.png\n")
-    (tmp_path / "test_list.txt").write_text("00000002_000.png\n")
+    (tmp_path / "test_list.txt").write_text("00000002_000.png \n")  # a space at the end of the line
     (tmp_path / "card.yaml").write_text(
         "name: t\nmodality: DX\ndimensionality: 2\nmanifest: p.csv\ncolumns: {subject: pid, age: age}\n"
         "path_template: 'images_001/images/{file}'\nsplit_files: {train_val: train_val_list.txt, test: test_list.txt}\n"
@@ -349,3 +349,15 @@ def test_age_cells_with_spaces_at_their_ends_are_read(tmp_path):
     _scans(tmp_path, ["s1", "s2", "s3"])
     ages = [r.age for r in build_manifest(_load(_card(tmp_path)), tmp_path)]
     assert ages[:2] == [45.0, 61.5] and math.isnan(ages[2])
+
+
+def test_a_join_on_two_key_columns_matches_both(tmp_path):
+    (tmp_path / "p.csv").write_text("id,ses,age\ns1,1,30\ns1,2,31\ns2,1,40\n")
+    (tmp_path / "scores.csv").write_text("id,ses,site\ns1,2,B\ns1,1,A\ns2,1,C\n")  # one row per (id, ses)
+    for sid, ses in (("s1", 1), ("s1", 2), ("s2", 1)):
+        (tmp_path / f"{sid}_{ses}.nii.gz").write_bytes(b"x")
+    (tmp_path / "card.yaml").write_text(
+        "name: t\nmodality: MR\ndimensionality: 3\nmanifest: p.csv\njoin: [{table: scores.csv, key: [id, ses]}]\n"
+        "columns: {subject: id, session: ses, age: age, site: site}\npath_template: '{id}_{ses}.nii.gz'\n")
+    recs = build_manifest(_load(str(tmp_path / "card.yaml")), tmp_path)
+    assert [(r.subject, r.session, r.site) for r in recs] == [("s1", "1", "A"), ("s1", "2", "B"), ("s2", "1", "C")]
