@@ -8,7 +8,8 @@ inner fold) — sees the training rows only. The test rows are used once, to sco
 
 With ``val=(x_val, y_val)`` (a data set's official validation split) the hyper-parameter is
 chosen on those rows instead: each grid value is fitted on the training rows and scored once
-on the validation rows (same grid, same score as the cross-validation); the best (the first
+on the validation rows (same grid; the cross-validation's score, except that ridge's
+leave-one-subject-out CV scores the squared error and the validation rows the MAE); the best (the first
 on ties) is refitted on the training rows alone. Validation rows never enter a fit.
 ``tests/eval/test_official_val.py`` checks the choice against a naive loop.
 
