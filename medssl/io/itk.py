@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from medssl.io.errors import BadFileError, check_affine, check_array
-from medssl.io.volume import Volume
+from medssl.io.volume import Volume, plane_affine
 
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 #: ITK physical space (LPS) → nibabel world space (RAS): negate x and y.
@@ -19,13 +19,17 @@ def itk_affine(image, dims: int) -> np.ndarray:
     """Voxel → world affine of the first ``dims`` axes of a SimpleITK image.
 
     3D: ITK's LPS physical space converted to RAS+. 2D: ITK's in-plane coordinates as
-    stored (a 2D image has no patient frame; see docs/io.md).
+    stored (a 2D image has no patient frame; see docs/io.md); for a one-slice 3D image the rows
+    of its slice plane (:func:`~medssl.io.volume.plane_affine`), 3x3.
     """
     n = image.GetDimension()
-    direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(n, n)[:dims, :dims]
-    lin = direction @ np.diag(np.asarray(image.GetSpacing(), dtype=np.float64)[:dims])
-    affine = np.eye(dims + 1)
-    affine[:dims, :dims], affine[:dims, dims] = lin, np.asarray(image.GetOrigin())[:dims]
+    k = 3 if dims == 2 and n >= 3 else dims  # a one-slice 3D image read as 2D: its geometry in 3D first
+    direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(n, n)[:k, :k]
+    lin = direction @ np.diag(np.asarray(image.GetSpacing(), dtype=np.float64)[:k])
+    affine = np.eye(k + 1)
+    affine[:k, :k], affine[:k, k] = lin, np.asarray(image.GetOrigin())[:k]
+    if k != dims:
+        return plane_affine(affine)
     return LPS_TO_RAS @ affine if dims == 3 else affine
 
 

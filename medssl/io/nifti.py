@@ -11,7 +11,7 @@ import numpy as np
 from nibabel.spatialimages import HeaderDataError
 
 from medssl.io.errors import BadFileError, check_affine, check_array
-from medssl.io.volume import Volume
+from medssl.io.volume import Volume, plane_affine
 
 
 def read_nifti(path: str | Path, expect_spatial_dims: int = 3) -> Volume:
@@ -63,18 +63,9 @@ def read_nifti(path: str | Path, expect_spatial_dims: int = 3) -> Volume:
         raise BadFileError(path, f"expected a {expect_spatial_dims}D image, got shape {data.shape}; "
                            "select one volume (e.g. with fslroi) or use a reader for series")
     check_array(path, data)
-    affine = img.affine if expect_spatial_dims == 3 else _plane_affine(img.affine)
+    affine = img.affine if expect_spatial_dims == 3 else plane_affine(img.affine)
     check_affine(path, affine)
     return Volume(array=data[None], affine=affine, meta={"source_format": "nifti", "shape": tuple(data.shape)})
-
-
-def _plane_affine(affine: np.ndarray) -> np.ndarray:
-    """The 3x3 pixel → mm affine of a 2D slice from its 4x4 NIfTI affine: columns of the two image axes and the
-    translation, rows of the two world axes the slice plane spans (the world axis most aligned with the slice
-    normal is dropped: x, y for an axial slice, y, z sagittal, x, z coronal), so the pixel size is kept."""
-    normal = np.cross(affine[:3, 0], affine[:3, 1])
-    rows = [a for a in range(3) if a != int(np.argmax(np.abs(normal)))] + [3]
-    return affine[np.ix_(rows, [0, 1, 3])]
 
 
 def write_nifti(volume: Volume, path: str | Path, dtype: np.dtype | None = None) -> Path:

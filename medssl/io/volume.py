@@ -72,3 +72,13 @@ class Volume:
         a3[:2, :2] = self.affine[:2, :2]
         a3[:2, 3] = self.affine[:2, 2]
         return "".join(nib.aff2axcodes(a3))[:2]
+
+
+def plane_affine(affine: np.ndarray) -> np.ndarray:
+    """The 3x3 pixel → mm affine of a 2D slice from its 4x4 affine (NIfTI, or a one-slice ITK image read as 2D):
+    columns of the two image axes and the translation, rows of the two world axes the slice plane spans (the world
+    axis most aligned with the slice normal is dropped: x, y for an axial slice, y, z sagittal, x, z coronal), so the
+    pixel size of a slice in a world plane is kept (an oblique slice gets its projection onto that plane)."""
+    normal = np.cross(affine[:3, 0], affine[:3, 1])
+    rows = [a for a in range(3) if a != int(np.argmax(np.abs(normal)))] + [3]
+    return affine[np.ix_(rows, [0, 1, 3])]

@@ -139,3 +139,21 @@ def test_a_2d_image_stored_as_one_slice_3d_reads_as_2d_like_a_nifti(tmp_path):
     np.testing.assert_allclose(vol.affine, ref.affine)
     np.testing.assert_allclose(vol.affine, [[0.5, 0, 4.0], [0, 0.25, -2.0], [0, 0, 1]])
     assert read_itk(tmp_path / "slab.mha").spatial_shape == (4, 3, 1)  # without expect_spatial_dims: 3D
+
+
+@pytest.mark.parametrize("direction, expected", [
+    ((0, 0, 1, 1, 0, 0, 0, 1, 0), [[0.5, 0, 20.0], [0, 0.8, 30.0], [0, 0, 1]]),  # sagittal: i → y, j → z
+    ((1, 0, 0, 0, 0, -1, 0, 1, 0), [[0.5, 0, 10.0], [0, 0.8, 30.0], [0, 0, 1]]),  # coronal: i → x, j → z
+])
+def test_a_one_slice_3d_image_off_the_xy_plane_keeps_its_pixel_size(tmp_path, direction, expected):
+    """A sagittal or coronal one-slice file read as 2D took rows x, y of its direction, so one pixel axis got 0 mm
+    and the file was refused as having a broken spacing; its plane's rows are taken instead, as read_nifti does
+    (written out: ITK coordinates, origin (10, 20, 30), spacing (0.5, 0.8))."""
+    img = sitk.GetImageFromArray(np.arange(35, dtype=np.float32).reshape(1, 5, 7))
+    img.SetSpacing((0.5, 0.8, 2.0))
+    img.SetOrigin((10.0, 20.0, 30.0))
+    img.SetDirection(direction)
+    sitk.WriteImage(img, str(tmp_path / "slice.mha"))
+    vol = read_itk(tmp_path / "slice.mha", expect_spatial_dims=2)
+    np.testing.assert_allclose(vol.affine, expected)
+    assert vol.spacing == pytest.approx((0.5, 0.8))
