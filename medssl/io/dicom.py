@@ -200,7 +200,7 @@ def apply_display(ds: pydicom.Dataset, values: np.ndarray, voi, path: str | Path
         ds = _window_header(ds, center, max(width, 1.0))  # the caller's header is not changed
         tag = f"c={center:g},w={width:g}"
     elif voi == "file" and ds.get("VOILUTSequence"):
-        out, table = lut_lookup(ds, ds.VOILUTSequence[0], values)  # the table's range → [0, 1]
+        out, table = lut_lookup(ds, ds.VOILUTSequence[0], values, modality_range(ds)[0] < 0)  # its range → [0, 1]
         return (out - table.min()) / max(table.max() - table.min(), 1e-12), "voi_lut"
     elif voi == "file" and all(ds.get(k) not in (None, "") for k in ("WindowCenter", "WindowWidth")):  # empty: none
         c, w = (float(ds[k].value[0] if ds[k].VM > 1 else ds[k].value) for k in ("WindowCenter", "WindowWidth"))

@@ -22,11 +22,17 @@ def rescale(ds: pydicom.Dataset) -> tuple[float, float] | None:
     return 1.0 if slope in (None, "") else float(slope), 0.0 if inter in (None, "") else float(inter)
 
 
-def lut_lookup(ds: pydicom.Dataset, item: pydicom.Dataset, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def lut_lookup(ds: pydicom.Dataset, item: pydicom.Dataset, values: np.ndarray,
+               signed: bool) -> tuple[np.ndarray, np.ndarray]:
     """``(looked-up values, table)``, float64, of a Modality or VOI LUT item (PS3.3 C.11): each value rounded, minus
     the first mapped value, clipped to the table. LUT Data is US values or OW words in the file's byte order. Not
-    pydicom's lookups: they wrap an 8-bit VOI table at entry 256 and refuse a 12-bit Modality LUT."""
+    pydicom's lookups: they wrap an 8-bit VOI table at entry 256 and refuse a 12-bit Modality LUT.
+
+    ``signed``: the LUT's input may be negative, so its first mapped value is signed (C.11.1.1, C.11.2.1.1); one
+    written as US (explicit VR gives all three values one VR: -1024 as 64512) is read back as negative."""
     n, first = int(item.LUTDescriptor[0]) or 2**16, int(item.LUTDescriptor[1])
+    if signed and first >= 2**15:
+        first -= 2**16
     data = item.LUTData
     if isinstance(data, bytes):
         data = np.frombuffer(data, dtype="<u2" if ds.original_encoding[1] is not False else ">u2", count=n)
@@ -38,7 +44,7 @@ def modality_values(pixels: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
     """Stored values → modality values (PS3.3 C.11.1, e.g. HU), float64, same shape: the Modality LUT
     Sequence (:func:`lut_lookup`), else Rescale Slope / Intercept (:func:`rescale`), else the stored values."""
     if ds.get("ModalityLUTSequence"):
-        return lut_lookup(ds, ds.ModalityLUTSequence[0], pixels)[0]
+        return lut_lookup(ds, ds.ModalityLUTSequence[0], pixels, int(ds.get("PixelRepresentation", 0)) == 1)[0]
     pair = rescale(ds) or (1.0, 0.0)
     return np.asarray(pixels, np.float64) * pair[0] + pair[1]
 

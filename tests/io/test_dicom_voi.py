@@ -121,3 +121,34 @@ def test_a_file_without_rescale_is_not_marked_rescaled(pydicom_file):
     vol = read_dicom(pydicom_file("MR_small.dcm"))
     np.testing.assert_array_equal(vol.array[0], pydicom.dcmread(pydicom_file("MR_small.dcm")).pixel_array.T)
     assert vol.meta["rescaled"] is False
+
+
+@pytest.mark.parametrize("step", ["modality", "voi"])
+def test_a_negative_first_mapped_value_written_as_us_is_signed(pydicom_file, tmp_path, step):
+    # PS3.3 C.11.1.1 / C.11.2.1.1: the first value mapped is signed when the LUT's input is (a signed Pixel
+    # Representation; for the VOI LUT a rescale that may give negative values, e.g. HU). Explicit VR gives the
+    # three values one VR, so -1024 is often written as US 64512: it was taken as 64512, every value mapped to
+    # the table's first entry and the image came out constant.
+    ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))  # signed 16 bit, stored 128..2191, rescale 1 / -1024
+    first, n = -1024, 2048
+    table = (np.arange(n) * 5 % 4096).astype(np.uint16)
+    item = pydicom.Dataset()
+    item.add_new(0x00283002, "US", [n, first + 2**16, 16])
+    item.add_new(0x00283006, "US", table.tolist())
+    if step == "modality":
+        item.ModalityLUTType = "HU"
+        del ds.RescaleSlope, ds.RescaleIntercept
+        ds.ModalityLUTSequence = pydicom.Sequence([item])
+        x = ds.pixel_array.astype(np.int64)  # the LUT's input: stored values
+    else:
+        ds.VOILUTSequence = pydicom.Sequence([item])
+        x = ds.pixel_array.astype(np.int64) - 1024  # the LUT's input: HU
+    ds.save_as(tmp_path / "lut.dcm")
+    seq = "ModalityLUTSequence" if step == "modality" else "VOILUTSequence"
+    assert pydicom.dcmread(tmp_path / "lut.dcm")[seq][0].LUTDescriptor[1] == 64512  # as the file holds it
+    out = table[np.clip(x - first, 0, n - 1)].astype(np.float64)  # naive table lookup
+    if step == "modality":
+        np.testing.assert_array_equal(read_dicom(tmp_path / "lut.dcm", voi="none").array[0], out.T)
+    else:
+        expected = (out - table.min()) / (table.max() - table.min())
+        np.testing.assert_allclose(read_dicom(tmp_path / "lut.dcm", voi="file").array[0], expected.T, atol=1e-6)
