@@ -25,8 +25,9 @@ def rescale(ds: pydicom.Dataset) -> tuple[float, float] | None:
 def lut_lookup(ds: pydicom.Dataset, item: pydicom.Dataset, values: np.ndarray,
                signed: bool) -> tuple[np.ndarray, np.ndarray]:
     """``(looked-up values, table)``, float64, of a Modality or VOI LUT item (PS3.3 C.11): each value rounded, minus
-    the first mapped value, clipped to the table. LUT Data is US values or OW words in the file's byte order. Not
-    pydicom's lookups: they wrap an 8-bit VOI table at entry 256 and refuse a 12-bit Modality LUT.
+    the first mapped value, clipped to the table. LUT Data is US values or OW words in the file's byte order, one
+    entry per word or two 8-bit entries per word (CP-522); fewer entries than the LUT Descriptor's is a ValueError.
+    Not pydicom's lookups: they wrap an 8-bit VOI table at entry 256 and refuse a 12-bit Modality LUT.
 
     ``signed``: the LUT's input may be negative, so its first mapped value is signed (C.11.1.1, C.11.2.1.1); one
     written as US (explicit VR gives all three values one VR: -1024 as 64512) is read back as negative."""
@@ -34,9 +35,14 @@ def lut_lookup(ds: pydicom.Dataset, item: pydicom.Dataset, values: np.ndarray,
     if signed and first >= 2**15:
         first -= 2**16
     data = item.LUTData
-    if isinstance(data, bytes):
-        data = np.frombuffer(data, dtype="<u2" if ds.original_encoding[1] is not False else ">u2", count=n)
-    table = np.asarray(data, np.float64).ravel()[:n]
+    if isinstance(data, bytes):  # OW: 16-bit words in the file's byte order
+        data = np.frombuffer(data, dtype="<u2" if ds.original_encoding[1] is not False else ">u2")
+    words = np.asarray(data, np.int64).ravel()
+    if int(item.LUTDescriptor[2]) == 8 and len(words) < n:  # 8-bit entries two per word, low byte first (CP-522)
+        words = np.stack([words & 0xFF, words >> 8], axis=-1).ravel()
+    if len(words) < n:
+        raise ValueError(f"LUT Data holds {len(words)} entries, fewer than the {n} of its LUT Descriptor")
+    table = words[:n].astype(np.float64)
     return table[np.clip(np.rint(values).astype(np.int64) - first, 0, len(table) - 1)], table
 
 

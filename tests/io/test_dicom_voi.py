@@ -8,7 +8,7 @@ import pydicom
 import pytest
 from pydicom.pixels import apply_modality_lut
 
-from medssl.io import read_dicom, read_dicom_series
+from medssl.io import BadFileError, read_dicom, read_dicom_series
 
 CR = "dicomdirtests/77654033/CR1/6154"  # real CR, MONOCHROME1, window 1600/2800, slope 0.684
 
@@ -152,3 +152,27 @@ def test_a_negative_first_mapped_value_written_as_us_is_signed(pydicom_file, tmp
     else:
         expected = (out - table.min()) / (table.max() - table.min())
         np.testing.assert_allclose(read_dicom(tmp_path / "lut.dcm", voi="file").array[0], expected.T, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["MR_small.dcm", "MR_small_bigendian.dcm"])
+def test_an_8_bit_voi_lut_packed_two_entries_per_word_is_read(pydicom_file, tmp_path, name):
+    # PS3.3 C.11.2.1.1 (CP-522): 8-bit entries are stored as with 8 bits allocated, two per 16-bit OW word, the first
+    # in the low byte. Reading n 16-bit words from n bytes raised, and the file was refused as malformed, "please
+    # report it as a medssl bug". (One entry per word, high byte zero, is read as before: the test above.)
+    ds = pydicom.dcmread(pydicom_file(name))
+    first, n = 100, 1501  # odd: the last word holds one entry and a zero byte
+    table = (np.arange(n) * 7 % 256).astype(np.uint8)
+    pairs = np.append(table, 0).reshape(-1, 2)
+    words = pairs[:, 0].astype(np.uint16) | pairs[:, 1].astype(np.uint16) << 8  # low byte first
+    item = pydicom.Dataset()
+    item.LUTDescriptor = [n, first, 8]
+    item.add_new(0x00283006, "OW", words.astype(">u2" if "bigendian" in name else "<u2").tobytes())
+    ds.VOILUTSequence = pydicom.Sequence([item])
+    ds.save_as(tmp_path / "lut.dcm")
+    out = table[np.clip(ds.pixel_array.astype(np.int64) - first, 0, n - 1)].astype(np.float64)
+    expected = (out - table.min()) / (table.max() - table.min())
+    np.testing.assert_allclose(read_dicom(tmp_path / "lut.dcm", voi="file").array[0], expected.T, atol=1e-6)
+    item.LUTDescriptor = [2 * n, first, 8]  # more entries than the data holds: an error naming the file
+    ds.save_as(tmp_path / "short.dcm")
+    with pytest.raises(BadFileError, match=r"short\.dcm.*LUT Data holds 1502 entries, fewer than the 3002"):
+        read_dicom(tmp_path / "short.dcm", voi="file")
