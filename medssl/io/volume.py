@@ -80,5 +80,6 @@ def plane_affine(affine: np.ndarray) -> np.ndarray:
     axis most aligned with the slice normal is dropped: x, y for an axial slice, y, z sagittal, x, z coronal), so the
     pixel size of a slice in a world plane is kept (an oblique slice gets its projection onto that plane)."""
     normal = np.cross(affine[:3, 0], affine[:3, 1])
-    rows = [a for a in range(3) if a != int(np.argmax(np.abs(normal)))] + [3]
+    drop = int(np.argmax(np.abs(normal))) if normal.any() else 2  # no plane (a zero column): rows x, y, as stored
+    rows = [a for a in range(3) if a != drop] + [3]
     return affine[np.ix_(rows, [0, 1, 3])]

@@ -129,3 +129,16 @@ def test_2d_sagittal_slice_of_a_real_scan_keeps_its_pixel_size(shared_data, tmp_
     np.testing.assert_allclose(vol.spacing, sl.header.get_zooms()[:2], atol=1e-5)
     for ij in ([0, 0], [7, 3], [119, 60]):
         np.testing.assert_allclose(vol.affine @ [*ij, 1], (sl.affine @ [*ij, 0, 1])[[1, 2, 3]], atol=1e-4)
+
+
+def test_a_2d_nifti_with_a_zero_column_is_refused_naming_its_real_pixel_size(tmp_path):
+    """A zero column (pixdim 0 in an sform) has no slice normal: np.argmax of the zero normal dropped world x, so
+    column 0's 1 mm (along x) vanished too and the error claimed a voxel size of (0, 0) mm. Rows x, y are kept
+    for such an affine: the message names the (1, 0) mm the header holds."""
+    img = nib.Nifti1Image(np.ones((4, 3, 1), np.float32), None)
+    img.header.set_sform(np.diag([1.0, 0.0, 2.0, 1.0]), code=1)  # column 1 zero; nibabel cannot write it as a qform
+    img.header.set_qform(None)
+    img.update_header = lambda: None  # keep the sform as set (nibabel would rebuild it from the affine)
+    nib.save(img, str(tmp_path / "flat.nii"))
+    with pytest.raises(BadFileError, match=r"flat\.nii: voxel size \(1\.0, 0\.0\) mm"):
+        read_nifti(tmp_path / "flat.nii", expect_spatial_dims=2)
