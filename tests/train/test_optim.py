@@ -8,6 +8,22 @@ import torch
 from medssl.train.optim import warmup_cosine
 
 
+def _regression():
+    """A small seeded MLP regressing age from an 8-vector, as a :class:`Method` (per-sample mean squared loss)."""
+    from medssl.methods.base import Method, StepOutput
+
+    class Regression(Method):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.encoder = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+
+        def training_step(self, batch, generator):
+            return StepOutput(((self.encoder(batch["image"]).squeeze(1) - batch["age"]) ** 2).mean())
+
+    return Regression()
+
+
 def _lrs(warmup, total, final_fraction):
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
     sched, lrs = warmup_cosine(opt, warmup, total, final_fraction), []
@@ -63,17 +79,7 @@ def test_lars_matches_a_naive_reimplementation_and_leaves_biases_and_norms_unada
 def test_two_accumulated_micro_batches_step_like_one_batch_of_twice_the_size(tmp_path, optimizer, clip):
     """train.grad_accum_steps=2 × B: the micro-batch losses are averaged (not summed), so with a per-sample
     mean loss, no BatchNorm (and a clipped global norm), each step equals one step on the 2B batch."""
-    from medssl.methods.base import Method, StepOutput
     from medssl.train.trainer import Trainer, TrainerOptions
-
-    class Regression(Method):
-        def __init__(self):
-            super().__init__()
-            torch.manual_seed(0)
-            self.encoder = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
-
-        def training_step(self, batch, generator):
-            return StepOutput(((self.encoder(batch["image"]).squeeze(1) - batch["age"]) ** 2).mean())
 
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(16, 8, generator=g), torch.randn(16, generator=g)
@@ -82,7 +88,7 @@ def test_two_accumulated_micro_batches_step_like_one_batch_of_twice_the_size(tmp
     def weights(batch_size, accum):
         opts = TrainerOptions(epochs=1, batch_size=batch_size, grad_accum_steps=accum, optimizer=optimizer, lr=0.1,
                               weight_decay=0.1, warmup_epochs=0, grad_clip=clip, progress=False)
-        t = Trainer(Regression(), data, tmp_path / f"{batch_size}", opts, torch.device("cpu"))
+        t = Trainer(_regression(), data, tmp_path / f"{batch_size}", opts, torch.device("cpu"))
         for start in range(0, 16, batch_size * accum):
             t._optimizer_step([{"image": x[i:i + batch_size], "age": y[i:i + batch_size]}
                                for i in range(start, start + batch_size * accum, batch_size)], torch.Generator())
@@ -156,22 +162,12 @@ def test_grad_clip_scales_the_global_gradient_norm_down_to_the_limit(tmp_path):
     all gradients together, computed here by hand on a copy of the model; a limit above ||g|| changes nothing."""
     import copy
 
-    from medssl.methods.base import Method, StepOutput
     from medssl.train.trainer import Trainer, TrainerOptions
-
-    class Regression(Method):
-        def __init__(self):
-            super().__init__()
-            torch.manual_seed(0)
-            self.encoder = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
-
-        def training_step(self, batch, generator):
-            return StepOutput(((self.encoder(batch["image"]).squeeze(1) - batch["age"]) ** 2).mean())
 
     g = torch.Generator().manual_seed(1)
     batch = {"image": torch.randn(8, 8, generator=g), "age": 10 * torch.randn(8, generator=g)}
     data = [{"image": batch["image"][i], "age": batch["age"][i]} for i in range(8)]
-    naive = Regression()
+    naive = _regression()
     naive.training_step(batch, None).loss.backward()
     grads = [p.grad.clone() for p in naive.parameters()]
     norm = torch.sqrt(sum((gr ** 2).sum() for gr in grads)).item()
@@ -179,7 +175,7 @@ def test_grad_clip_scales_the_global_gradient_norm_down_to_the_limit(tmp_path):
     for clip in (0.5, 10 * norm):
         opts = TrainerOptions(epochs=1, batch_size=8, optimizer="sgd", lr=0.1, momentum=0.0, weight_decay=0.0,
                               warmup_epochs=0, grad_clip=clip, progress=False)
-        t = Trainer(copy.deepcopy(Regression()), data, tmp_path / str(clip), opts, torch.device("cpu"))
+        t = Trainer(copy.deepcopy(_regression()), data, tmp_path / str(clip), opts, torch.device("cpu"))
         t._optimizer_step([batch], torch.Generator())
         scale = min(1.0, clip / norm)
         for p, w, gr in zip(t.method.parameters(), naive.parameters(), grads):
