@@ -179,7 +179,7 @@ def site_effect(feats: dict, train_mask: np.ndarray, seed: int = 0, n_boot: int 
     counts = np.unique(site[tr], return_counts=True)[1]
     if len(counts) >= 2 and counts.min() >= 2 and te_seen.sum() >= 2:
         out["harmonisation"] = harmonisation_baseline(x[tr], x[te_seen], site[tr], site[te_seen], probe_targets_, covariates,
-                                                      subjects[tr], seed)
+                                                      subjects[tr], seed, groups_test=subjects[te_seen])
         out["harmonisation"]["left_out"] = left_out  # ComBat needs every row's value: said, not silently dropped
     return out
 

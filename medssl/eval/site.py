@@ -69,7 +69,8 @@ def leave_site_out(x: np.ndarray, y: np.ndarray, sites: np.ndarray, subjects: np
         x: (N, D) embeddings. y: (N,) targets (years for regression, int codes for classes).
         sites, subjects: (N,) site and subject of each row.
         task: "regression" (ridge) or "classification" (logistic).
-        seed, n_boot: probe seed and bootstrap replicates per site (0: no intervals).
+        seed, n_boot: probe seed and bootstrap replicates per site (0: no intervals; they resample the
+            held-out site's subjects, so a subject scanned twice counts once).
         min_train: skip folds with fewer training rows (reported in ``"skipped"``).
 
     Returns:
@@ -110,7 +111,8 @@ def leave_site_out(x: np.ndarray, y: np.ndarray, sites: np.ndarray, subjects: np
 def harmonisation_baseline(x_train: np.ndarray, x_test: np.ndarray, site_train: np.ndarray, site_test: np.ndarray,
                            targets: dict[str, tuple[np.ndarray, np.ndarray, str]],
                            covariates: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
-                           groups: np.ndarray | None = None, seed: int = 0, n_boot: int = 0) -> dict:
+                           groups: np.ndarray | None = None, seed: int = 0, n_boot: int = 0,
+                           groups_test: np.ndarray | None = None) -> dict:
     """Probes on raw vs ComBat-harmonised embeddings (ComBat fitted on the training rows).
 
     A covariate that is also the probed target is left out of ComBat for that target: the
@@ -124,6 +126,8 @@ def harmonisation_baseline(x_train: np.ndarray, x_test: np.ndarray, site_train: 
             is always probed (``"site"``).
         covariates: ``{name: (c_train, c_test)}`` biological covariates to preserve (age, sex…).
         groups: training subject ids (grouped CV). seed, n_boot: probe settings.
+        groups_test: test subject ids: the intervals (``n_boot`` > 0) resample subjects, as every interval
+            of the protocol does (without them, rows: a subject's repeated scans would narrow the interval).
 
     Returns:
         ``{"raw": {target: metrics}, "combat": {target: metrics}, "covariates": {target: [names]}}``
@@ -141,9 +145,10 @@ def harmonisation_baseline(x_train: np.ndarray, x_test: np.ndarray, site_train: 
         out["covariates"][name] = used
         for key, (a, b) in (("raw", (x_train, x_test)), ("combat", (h_tr, h_te))):
             if task == "regression":
-                res = regression_probe(a, y_tr, b, y_te, groups=groups, seed=seed, n_boot=n_boot)
+                res = regression_probe(a, y_tr, b, y_te, groups=groups, seed=seed, n_boot=n_boot, groups_test=groups_test)
             else:
-                res = classification_probe(a, y_tr, b, y_te, seed=seed, groups=groups, n_boot=n_boot)
+                res = classification_probe(a, y_tr, b, y_te, seed=seed, groups=groups, n_boot=n_boot,
+                                           groups_test=groups_test)
             res.pop("pred")
             out[key][name] = res
     return out
