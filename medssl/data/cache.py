@@ -4,7 +4,7 @@ Layout of a cache folder::
 
     images.npy    (N, C, *shape) float16, written with numpy's open_memmap
     done.npy      (N,) bool; which rows are written (makes building resumable)
-    index.json    fingerprint (preprocessing settings + source files), keys, skipped files
+    index.json    fingerprint (preprocessing settings + output shape + source files), keys, skipped files
     .lock         held while a process builds (DDP ranks / concurrent runs wait on it)
 
 Reading uses ``np.load(mmap_mode="r")``: pages are shared through the OS page cache, so
@@ -82,10 +82,19 @@ def row_sources(items: Sequence[Any]) -> list[str]:
     return [stats[_item_file(it)] for it in items]
 
 
-def cache_fingerprint(items: Sequence[Any], settings: str, sources: Sequence[str] | None = None) -> str:
-    """Hash of the preprocessing settings and every source (key, :func:`row_sources`: size and mtime of
-    every file the item is read from). ``sources``: the items' :func:`row_sources`, if already known."""
+def cache_fingerprint(items: Sequence[Any], settings: str, out_shape: Sequence[int] | None,
+                      sources: Sequence[str] | None = None) -> str:
+    """Hash of the preprocessing settings, the output shape ``out_shape`` (C, *shape) and every source (key,
+    :func:`row_sources`: size and mtime of every file the item is read from). ``sources``: the items'
+    :func:`row_sources`, if already known.
+
+    The shape is hashed whoever calls (``cache_records``' settings hold it too, a direct :func:`build_cache`
+    call's need not). ``out_shape=None`` gives the fingerprint of caches written before it was: such a cache
+    is still used when the shape its ``index.json`` records is the one asked for (:func:`build_cache`).
+    """
     h = hashlib.sha256(settings.encode())
+    if out_shape is not None:
+        h.update(f"shape={[int(s) for s in out_shape]}\n".encode())
     for it, sig in zip(items, row_sources(items) if sources is None else sources, strict=True):
         h.update(f"{item_key(it)}|{sig}\n".encode())
     return h.hexdigest()[:20]
@@ -250,9 +259,12 @@ SKIP_HINT = ("fix or remove the file, or leave bad files out and list them: data
 
 def _build(items, load, out_shape, cache_dir, settings, on_bad_file, progress, workers, checkpoint_every) -> CacheResult:
     keys, sources = [item_key(it) for it in items], row_sources(items)
-    fp = cache_fingerprint(items, settings, sources)
+    fp = cache_fingerprint(items, settings, out_shape, sources)
     index_path, img_path, done_path = cache_dir / "index.json", cache_dir / "images.npy", cache_dir / "done.npy"
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
+    if index.get("fingerprint") not in ("", fp) and index.get("shape") == list(out_shape) \
+            and index.get("fingerprint") == cache_fingerprint(items, settings, None, sources):
+        fp = index["fingerprint"]  # written before the shape was hashed, with this shape: still these rows
     fresh = index.get("fingerprint") != fp or not img_path.exists() or not done_path.exists()
     head = _prefix_done(index, keys, sources, settings, out_shape, img_path, done_path) if fresh else None
     if head is not None:  # e.g. data.limit on a prepared cache: served from its first rows, the cache kept whole

@@ -272,3 +272,32 @@ def test_a_script_without_a_main_guard_stops_with_the_fix_instead_of_hanging(tmp
                           cwd=tmp_path)
     assert proc.returncode != 0
     assert 'put the script\'s code under `if __name__ == "__main__":`' in proc.stderr
+
+
+def test_another_output_shape_rebuilds_and_caches_fingerprinted_without_it_are_kept(tmp_path):
+    """A direct build_cache call with the same items and settings but another ``out_shape`` matched the
+    fingerprint (settings and sources only) and was handed the old (N, 1, 4, 4) rows; the shape is now part
+    of the fingerprint. A cache whose index.json holds the fingerprint without the shape (written before)
+    is still served as it is, nothing decoded or rewritten."""
+    import hashlib
+
+    paths = _files(tmp_path, 3)
+    build_cache(paths, np.load, (1, 4, 4), tmp_path / "c", settings="a", progress=False)
+    flat = build_cache(paths, lambda p: np.load(p).reshape(1, 2, 8), (1, 2, 8), tmp_path / "c", settings="a",
+                       progress=False)
+    assert flat.images.shape == (3, 1, 2, 8) and flat.n_built == 3
+    assert [float(flat.images[i].mean()) for i in range(3)] == [0, 1, 2]
+    index_path = tmp_path / "c" / "index.json"
+    index = json.loads(index_path.read_text())
+    old = hashlib.sha256(b"a")  # the fingerprint as written before: settings, then one line per item
+    for p, sig in zip(paths, index["sources"]):
+        old.update(f"{p}|{sig}\n".encode())
+    index["fingerprint"] = old.hexdigest()[:20]
+    index_path.write_text(json.dumps(index))
+    stamp = (tmp_path / "c" / "images.npy").stat().st_mtime_ns, index_path.read_text()
+    calls = []
+    res = build_cache(paths, lambda p: calls.append(p) or np.load(p).reshape(1, 2, 8), (1, 2, 8), tmp_path / "c",
+                      settings="a", progress=False)
+    assert calls == [] and (res.n_built, res.n_reused) == (0, 0) and res.valid.all()
+    np.testing.assert_array_equal(res.images, flat.images)
+    assert ((tmp_path / "c" / "images.npy").stat().st_mtime_ns, index_path.read_text()) == stamp

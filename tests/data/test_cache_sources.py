@@ -244,7 +244,7 @@ def test_an_older_cache_of_plain_files_is_reused_and_one_of_folders_is_rebuilt(t
     for i in range(3):
         files.append(str(tmp_path / f"f{i}.npy"))
         np.save(files[-1], np.full((1, 2, 2), i, dtype=np.float32))
-    assert cache_fingerprint(files, "s") == _old_fingerprint(files, "s")  # unchanged for plain files
+    assert cache_fingerprint(files, "s", None) == _old_fingerprint(files, "s")  # unchanged for plain files
     calls = []
     build_cache(files, lambda p: calls.append(p) or np.load(p), (1, 2, 2), tmp_path / "c", settings="s", progress=False)
     _age_index(tmp_path / "c", _old_fingerprint(files, "s"))
