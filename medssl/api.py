@@ -180,7 +180,7 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> Path:
     torch.manual_seed(cfg.seed)
     method = build_method(cfg)
     images = preload(data.images, cfg.data.preload, device)
-    dataset = CachedScans(images, data.records, pretrain_indices(cfg, data, run_dir), data.coder)
+    dataset = CachedScans(images, data.records, pretrain_indices(cfg, data, run_dir, dist_info.is_main), data.coder)
     t = cfg.train
     opts = TrainerOptions(epochs=t.epochs, batch_size=t.batch_size, grad_accum_steps=t.grad_accum_steps,
                           optimizer=t.optimizer, lr=t.lr, weight_decay=t.weight_decay, momentum=t.momentum,

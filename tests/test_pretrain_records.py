@@ -114,3 +114,56 @@ def test_run_files_are_replaced_whole_or_not_at_all(small_cohort, tmp_path, monk
     with pytest.raises(OSError, match="No space left"):
         pretrain(load_config(overrides=[*args, "train.epochs=7"]), progress=False)
     assert (tmp_path / "run" / name).read_text() == before
+
+
+class _Chosen(Exception):
+    """Raised with the indices pretrain_indices returned: the run stops there."""
+
+
+def test_under_ddp_only_rank_0_lists_and_prints_the_scans_left_out(small_cohort, tmp_path, monkeypatch, capsys):
+    """Under torchrun every rank printed 'N training scan(s) lack a value …' and wrote the same
+    excluded_from_pretraining.tsv. medssl.api.pretrain runs here as rank 0, then as rank 1, of 2 processes
+    (init_distributed faked, no process group: the barriers wait for nobody), with one training scan's age
+    removed, and stops once the scans are chosen: rank 0 prints and writes the list, rank 1 neither, and both
+    train on the same scans."""
+    import math
+
+    import medssl.api as api
+    from medssl.train import distributed
+
+    real = api.pretrain_indices
+
+    def first_scan_without_age(cfg, data, run_dir, *args, **kwargs):
+        data.records[data.train[0]].age = math.nan
+        raise _Chosen(real(cfg, data, run_dir, *args, **kwargs))
+    monkeypatch.setattr(api, "pretrain_indices", first_scan_without_age)
+    run, kept = tmp_path / "run", {}
+    for rank in (0, 1):
+        monkeypatch.setattr(distributed, "init_distributed", lambda device, r=rank: (distributed.DistInfo(r, 2, r), device))
+        cfg = load_config(overrides=[f"data.root={small_cohort}", f"output_dir={run}", "data.shape=[24,24,24]",
+                                     "augment.crop_size=[20,20,20]", "train.batch_size=8", "encoder.options.width=8",
+                                     "method.name=yaware", "train.progress=false"])
+        with pytest.raises(_Chosen) as chosen:
+            api.pretrain(cfg, progress=False)
+        kept[rank], out = chosen.value.args[0], capsys.readouterr().out
+        listed = run / "excluded_from_pretraining.tsv"
+        if rank == 0:
+            assert "1 training scan(s) lack a value of ['age']" in out and len(listed.read_text().splitlines()) == 2
+            listed.unlink()
+        else:
+            assert "lack a value" not in out and not listed.exists()
+    assert kept[0] == kept[1] and len(kept[0]) > 0
+
+
+def test_without_report_the_same_scans_are_chosen_silently(tmp_path, capsys):
+    """report=False (DDP ranks other than 0): the same indices, no list written, neither the list's line nor
+    the one-bias-value note printed."""
+    cfg = load_config(overrides=["method.name=supinfonce", "method.label_column=label", "method.fairkl_weight=1.0"])
+    data = _data()
+    for r in data.records:
+        r.site = "HH"
+    assert pretrain_indices(cfg, data, tmp_path / "quiet", report=False) == [0, 2, 3]
+    assert capsys.readouterr().out == "" and not (tmp_path / "quiet").exists()
+    assert pretrain_indices(cfg, data, tmp_path) == [0, 2, 3]
+    out = capsys.readouterr().out
+    assert "1 training scan(s) lack a value of ['label']" in out and "FairKL has no bias" in out

@@ -27,11 +27,14 @@ if TYPE_CHECKING:
     from medssl.api import PreparedData
 
 
-def pretrain_indices(cfg: RunConfig, data: PreparedData, run_dir: Path) -> list[int]:
+def pretrain_indices(cfg: RunConfig, data: PreparedData, run_dir: Path, report: bool = True) -> list[int]:
     """Training records usable by the method; scans lacking required metadata are listed, not hidden.
 
     Required: ``method.metadata`` (kernel methods), ``method.label_column`` (class labels) and
     ``method.bias_column`` (FairKL); a missing class or bias code (-1) would act as one more class.
+
+    ``report``: write ``excluded_from_pretraining.tsv`` and print the notes. Under DDP only rank 0
+    reports (``medssl.api.pretrain``); every rank gets the same indices (and the same error).
     """
     m, method = cfg.method, METHODS.get(cfg.method.name)
     sources = {f"method.metadata={m.metadata}": list(m.metadata)} if method.uses == "metadata" else {}
@@ -50,8 +53,8 @@ def pretrain_indices(cfg: RunConfig, data: PreparedData, run_dir: Path) -> list[
             dropped[i] = missing
         else:
             keep.append(i)
-    if dropped:
-        lacking = sorted({k for missing in dropped.values() for k in missing})
+    lacking = sorted({k for missing in dropped.values() for k in missing})
+    if dropped and report:
         path = run_dir / "excluded_from_pretraining.tsv"
         text = "path\treason\n" + "".join(f"{data.records[i].path}\tmissing {missing}\n" for i, missing in dropped.items())
         atomic_write(path, lambda tmp: tmp.write_text(text))
@@ -63,7 +66,7 @@ def pretrain_indices(cfg: RunConfig, data: PreparedData, run_dir: Path) -> list[
                           "excluded_from_pretraining.tsv); use a card with that column, method.fairkl_weight=0, or a "
                           "label-free method such as simclr")
     bias_values = {getattr(data.records[i], m.bias_column) for i in keep} if m.bias_column in need else set()
-    if len(bias_values) == 1 and m.fairkl_weight > 0:
+    if len(bias_values) == 1 and m.fairkl_weight > 0 and report:
         print(f"note: method.fairkl_weight={m.fairkl_weight} debiases method.bias_column={m.bias_column!r}, but all "
               f"{len(keep)} training scans have {m.bias_column} {bias_values.pop()!r}: with one value FairKL has no "
               f"bias to remove (no bias-conflicting pairs). Set method.fairkl_weight=0, or use a card with several "
