@@ -344,7 +344,7 @@ class Trainer:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
         return {"steps": self.step, "final_loss": None if math.isnan(last_loss) else last_loss,  # JSON has no NaN
-                "seconds": time.time() - t_start, "stopped_early": self._stopping,
+                "seconds": time.time() - t_start, "stopped_early": self._stopping and self.step < self.total_steps,
                 "best_metric": self.best if self.best < math.inf else None}
 
     def _log(self, log, writer, row: dict) -> None:

@@ -295,3 +295,15 @@ def test_checkpoint_every_and_monitor_every_count_steps_and_epochs_from_one(tmp_
     t.fit()
     assert _steps(tmp_path / "checkpoints") == [2, 4, 6, 8, 10, 12]
     assert monitored == [6, 12]
+
+
+def test_sigterm_in_the_very_last_step_is_a_finished_run(tmp_path):
+    """SIGTERM during the last step: that step completes the run, so it is not 'stopped early' (which made
+    `medssl pretrain --evaluate` and the demo skip the evaluation of a fully trained encoder); the run's last
+    checkpoint is written once. (A signal one step earlier still stops early:
+    test_sigterm_in_the_middle_of_an_epoch_stops_at_that_step.)"""
+    t = _trainer(tmp_path, epochs=1)  # 3 steps
+    t.method.on_step_end = lambda step, total: step == total and os.kill(os.getpid(), signal.SIGTERM)
+    summary = t.fit()
+    assert (summary["steps"], summary["stopped_early"]) == (3, False)
+    assert _steps(tmp_path / "checkpoints") == [3]
