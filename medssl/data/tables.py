@@ -67,6 +67,9 @@ def _utf8(raw: bytes, what: str) -> str:
 def read_table(path: Path) -> tuple[list[str], list[dict]]:
     """Read a TSV (``.tsv``/``.tab``) or CSV table, optionally gzip-compressed (``.gz``).
 
+    A ``.txt`` table whose header line holds tabs and no commas is tab-separated (Excel's "Unicode Text"),
+    any other ``.txt`` comma-separated.
+
     Returns ``(header, rows)``; rows as ``{column: text}``, blank lines left out, and so are
     columns without a name in the header (pandas' index, a spreadsheet's empty trailing
     columns: no card can name them; they still count in each row's number of fields).
@@ -95,7 +98,7 @@ def read_numbered_table(path: Path, bad_rows: list[tuple[str, str]] | None = Non
             only without ``bad_rows``).
     """
     name = path.name[:-3] if path.name.endswith(".gz") else path.name
-    delimiter = "\t" if name.endswith((".tsv", ".tab")) else ","
+    delimiter = "\t" if name.lower().endswith((".tsv", ".tab")) else ","
     if name.lower().endswith(WORKBOOKS):
         raise ManifestError(f"metadata table {path} is a spreadsheet workbook; medssl reads text tables: save the sheet as "
                             "'CSV UTF-8 (Comma delimited)' (or pandas.read_excel(...).to_csv(...)) and name that .csv in "
@@ -107,6 +110,9 @@ def read_numbered_table(path: Path, bad_rows: list[tuple[str, str]] | None = Non
     except (OSError, EOFError) as e:
         raise ManifestError(f"metadata table {path} cannot be read ({e}); is it a complete .gz file?") from None
     text = _utf8(raw, f"metadata table {path}")
+    first_line = text.split("\n", 1)[0]
+    if name.lower().endswith(".txt") and "\t" in first_line and "," not in first_line:
+        delimiter = "\t"  # Excel's "Unicode Text" (.txt: UTF-16 with a BOM, tab-separated)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     lines, starts = [], [1]  # records, and the line of the file each starts on (the one after the last read)
     for cells in reader:
@@ -117,7 +123,8 @@ def read_numbered_table(path: Path, bad_rows: list[tuple[str, str]] | None = Non
     if other:
         raise ManifestError(f"metadata table {path}: the header is one column {header[0]!r} that holds {other[0]!r}: the "
                             f"table looks {other[0]!r}-separated, but a {Path(name).suffix or 'text'} table is read as "
-                            f"{delimiter!r}-separated (.tsv / .tab: tabs, any other: commas); save it comma-separated as "
+                            f"{delimiter!r}-separated (.tsv / .tab: tabs, .txt: tabs if its header has tabs and no commas, any "
+                            "other: commas); save it comma-separated as "
                             ".csv ('CSV UTF-8 (Comma delimited)'; a European Excel writes ';') or tab-separated as .tsv")
     twice = sorted({h for h in header if h and header.count(h) > 1})
     if twice:
