@@ -53,7 +53,11 @@ def inner_folds(y: np.ndarray, groups: np.ndarray | None, classification: bool, 
         groups: (N,) subject ids (None: one subject per row).
         classification: stratify by class (each fold keeps every class when counts allow); folds
             whose training part holds a single class (a class with one training subject, held out)
-            are left out, since a classifier cannot be fitted on them.
+            are left out, since a classifier cannot be fitted on them. A class with one training subject
+            is in one validation fold at most: with three or more classes the folds are stratified on the
+            classes of several subjects (each is in every validation fold); with two, the other folds
+            validate on one class only (scikit-learn warns "A single label was found") and C is chosen
+            on that class's rows, which is all such data can tell.
         seed: shuffling seed.
         n_splits: at most this many folds (fewer when there are few subjects / small classes).
     """
@@ -62,10 +66,14 @@ def inner_folds(y: np.ndarray, groups: np.ndarray | None, classification: bool, 
     k = min(n_splits, n_groups)
     if classification:
         # subjects per class (stratifying on rows would split a class whose rows are one subject's scans)
-        pairs = np.unique(np.stack([np.unique(groups, return_inverse=True)[1], np.unique(y, return_inverse=True)[1]]), axis=1)
-        k_strat = min(k, int(np.bincount(pairs[1]).min()))
+        codes = np.unique(y, return_inverse=True)[1]
+        per_class = np.bincount(np.unique(np.stack([np.unique(groups, return_inverse=True)[1], codes]), axis=1)[1])
+        several = per_class >= 2
+        # a class of one subject can be in one validation fold only: stratify on the others (it counts as the largest)
+        strata = y if several.all() else np.where(several[codes], codes, np.argmax(per_class))
+        k_strat = min(k, int(per_class[several].min())) if several.sum() >= 2 else 0
         if k_strat >= 2:
-            return _fittable(list(StratifiedGroupKFold(k_strat, shuffle=True, random_state=seed).split(y, y, groups)), y)
+            return _fittable(list(StratifiedGroupKFold(k_strat, shuffle=True, random_state=seed).split(y, strata, groups)), y)
     if k < 2:
         raise ValueError(f"a probe needs at least 2 training subjects for its inner cross-validation, got {n_groups}")
     # seeded shuffle of the subjects (GroupKFold's own shuffle needs scikit-learn >= 1.6)
