@@ -58,7 +58,7 @@ class ComBat:
 
     def _site_design(self, sites: np.ndarray) -> np.ndarray:
         sites = np.asarray(sites).astype(str)
-        unknown = sorted(set(sites) - set(self.sites_))
+        unknown = sorted(set(sites.tolist()) - set(self.sites_))  # plain str: messages name 'z', not np.str_('z')
         if unknown:
             raise ValueError(f"ComBat was fitted on sites {self.sites_}; cannot harmonise unseen site(s) {unknown} "
                              "(leave-site-out evaluation cannot use ComBat on the held-out site)")
@@ -68,7 +68,7 @@ class ComBat:
         """Estimate site effects from (N, D) features ``x`` of sites ``sites`` (N,) with covariates (N, Q)."""
         x = np.asarray(x, float)
         n = len(x)
-        self.sites_ = sorted(set(np.asarray(sites).astype(str)))
+        self.sites_ = sorted(set(np.asarray(sites).astype(str).tolist()))
         batch = self._site_design(sites)
         counts = batch.sum(0)
         if len(self.sites_) < 2 or counts.min() < 2:
