@@ -41,7 +41,8 @@ def _accuracy(y: np.ndarray, pred: np.ndarray) -> float:
 
 
 def linear_probe(feats: dict, rows: np.ndarray, seed: int, n_boot: int) -> dict:
-    """Standardisation + logistic regression on ``rows`` of train; C by validation AUC; scored on test."""
+    """Standardisation + logistic regression on ``rows`` of train; C by validation AUC (on a tie the smallest C,
+    the strongest regularisation); scored on test."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
