@@ -1,0 +1,170 @@
+"""Each number of the evaluation report and of ``medssl compare`` sits under its own name, interval and direction
+(``medssl/eval/report.py``, ``compare.py``): hand-made results with distinct values for every field."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from medssl.eval.compare import _error_bar, collect, compare_table
+from medssl.eval.report import (_finetune_tables, _legend, _names, _openbhb_table, _plain, _site_tables, format_table,
+                                summary_entries, summary_rows, write_report)
+
+
+def _by_metric(results: dict, full: bool = True) -> dict:
+    return {(e["encoder"], e["metric"]): e for e in summary_entries(results, full)}
+
+
+def test_metrics_json_writes_infinities_as_null_too():
+    """Strict JSON has no Infinity token either (an R² of a constant truth, a ratio over 0)."""
+    plain = _plain({"a": float("inf"), "b": -np.inf, "c": np.float32(2.5), "d": [np.nan, 1.0], "pred": [1.0]})
+    assert plain == {"a": None, "b": None, "c": 2.5, "d": [None, 1.0]}
+    json.dumps(plain, allow_nan=False)
+
+
+def test_probe_rows_pair_each_value_with_its_own_interval_and_direction():
+    reg = {"mae": 5.0, "mae_ci": [4.0, 6.5], "r2": 0.5, "r2_ci": [0.3, 0.6], "rmse": 6.0, "rmse_ci": [5.0, 7.0],
+           "pearson_r": 0.7, "pearson_r_ci": [0.6, 0.8]}
+    cls = {"balanced_accuracy": 0.8, "balanced_accuracy_ci": [0.7, 0.9], "chance": 0.5, "auc": 0.85,
+           "auc_ci": [0.75, 0.95], "f1_macro": 0.78, "f1_macro_ci": [0.68, 0.88]}
+    rows = _by_metric({"probes": {"pretrained": {"age": reg, "sex": cls, "site": dict(cls, auc=float("nan"))}}})
+    expect = {"age MAE (years) ↓": (5.0, [4.0, 6.5], "lower"), "age R² ↑": (0.5, [0.3, 0.6], "higher"),
+              "age RMSE (years) ↓": (6.0, [5.0, 7.0], "lower"), "age Pearson r ↑": (0.7, [0.6, 0.8], "higher"),
+              "sex balanced acc. (chance 0.50) ↑": (0.8, [0.7, 0.9], "higher"), "sex AUC ↑": (0.85, [0.75, 0.95], "higher"),
+              "sex macro F1 ↑": (0.78, [0.68, 0.88], "higher"),
+              # site: less scanner information in the embeddings is better
+              "site balanced acc. (chance 0.50) ↓": (0.8, [0.7, 0.9], "lower"), "site macro F1 ↓": (0.78, [0.68, 0.88], "lower")}
+    assert {m: (e["value"], e["ci"], e["better"]) for (_, m), e in rows.items()} == expect  # no NaN AUC row for site
+
+
+def test_site_openbhb_fewshot_and_finetune_rows_carry_their_own_numbers():
+    lso = {"age": {"pooled": {"mae": 9.0, "mean_predictor_mae": 12.0}}, "sex": {"pooled": {"balanced_accuracy": 0.6}}}
+    combat = {"age": {"mae": 7.5, "r2": 0.2}}
+    site = {enc: {"leave_site_out": lso, "harmonisation": {"combat": combat}} for enc in ("pretrained", "random init")}
+    openbhb = {"challenge_metric": 6.1, "mae_age": 4.1, "rmse_age": 5.1, "bacc_site": 0.41, "ext_mae_age": 7.1,
+               "site_chance": 0.25, "mean_predictor_mae_int": 11.0, "mean_predictor_mae_ext": 13.0}
+    fewshot = {"age": {"metric": "mae", "summary": [{"fraction": 0.1, "n_subjects": 5, "mean": 8.0, "std": 0.4}]},
+               "sex": {"metric": "balanced_accuracy", "chance": 0.5,
+                       "summary": [{"fraction": 0.5, "n_subjects": 20, "mean": 0.7, "std": 0.05}]}}
+    ft = {"age": {"mae": 3.0, "r2": 0.9, "rmse": 4.0, "pearson_r": 0.95}}
+    results = {"site": site, "openbhb": {"pretrained": openbhb}, "fewshot": {"pretrained": fewshot},
+               "finetune": {"pretrained": ft}}
+    rows = _by_metric(results)
+    value = {k: e["value"] for k, e in rows.items()}
+    assert value[("pretrained", "age MAE, leave-site-out (years) ↓")] == 9.0
+    assert [(e["encoder"], e["metric"]) for e in summary_entries(results) if "leave-site-out" in e["metric"]
+            and e["encoder"] == "predict train mean"] == [("predict train mean", "age MAE, leave-site-out (years) ↓")]
+    assert value[("predict train mean", "age MAE, leave-site-out (years) ↓")] == 12.0
+    assert value[("pretrained", "sex balanced acc., leave-site-out ↑")] == 0.6
+    assert value[("pretrained", "age MAE (years) ↓ after ComBat")] == 7.5
+    assert not any("R²" in m and "ComBat" in m for _, m in rows)
+    assert {m: value[("pretrained", m)] for m in ("OpenBHB L_c = MAE_ext·BAcc^0.3 ↓", "internal age MAE (years) ↓",
+            "internal age RMSE (years) ↓", "internal site BAcc (chance 0.25) ↓", "external age MAE (years) ↓")} == {
+        "OpenBHB L_c = MAE_ext·BAcc^0.3 ↓": 6.1, "internal age MAE (years) ↓": 4.1, "internal age RMSE (years) ↓": 5.1,
+        "internal site BAcc (chance 0.25) ↓": 0.41, "external age MAE (years) ↓": 7.1}
+    assert value[("predict train mean", "internal age MAE (years) ↓")] == 11.0
+    assert value[("predict train mean", "external age MAE (years) ↓")] == 13.0
+    few_mae = rows[("pretrained", "age MAE (years) ↓ @ 10% labels (5 subj.)")]
+    few_bacc = rows[("pretrained", "sex balanced acc. (chance 0.50) ↑ @ 50% labels (20 subj.)")]
+    assert (few_mae["value"], few_mae["std"], few_mae["better"]) == (8.0, 0.4, "lower")
+    assert (few_bacc["value"], few_bacc["std"], few_bacc["better"]) == (0.7, 0.05, "higher")
+    assert value[("pretrained", "age MAE (years) ↓ (fine-tuned)")] == 3.0
+    assert value[("pretrained", "age Pearson r ↑ (fine-tuned)")] == 0.95
+    text = dict(((a, b), c) for a, b, c in summary_rows({"fewshot": {"pretrained": fewshot}}))
+    assert text[("pretrained", "age MAE (years) ↓ @ 10% labels (5 subj.)")] == "8.000 ± 0.400"
+    assert _legend([("", "", v) for v in text.values()]) == "; ±: SD over subsampling seeds"
+
+
+def test_values_and_intervals_print_lower_bound_first_with_digits_by_size():
+    r = {"probes": {"pretrained": {"age": {"mae": 12.345, "mae_ci": [10.0, 15.5], "r2": 0.25, "r2_ci": [0.125, 0.5]}}}}
+    text = {m: v for _, m, v in summary_rows(r)}
+    assert text == {"age MAE (years) ↓": "12.35 [10.00, 15.50]", "age R² ↑": "0.250 [0.125, 0.500]"}
+    r = {"probes": {"pretrained": {"age": {"mae": 5.0, "r2": 0.25}}}}
+    assert format_table(r).splitlines()[1].split("|")[3].strip() == "value"  # no interval anywhere: no "[95% CI]"
+
+
+def test_site_tables_put_raw_then_combat_and_openbhb_table_its_own_counts():
+    h = {"covariates": {"age": ["sex"]}, "raw": {"age": {"mae": 7.25}, "sex": {"balanced_accuracy": 0.6}},
+         "combat": {"age": {"mae": 5.5}, "sex": {"balanced_accuracy": 0.75}}}
+    lines = _site_tables({"site": {"pretrained": {"harmonisation": h}}})
+    assert "| age MAE (years) | 7.250 | 5.500 |" in lines and "| sex balanced acc. | 0.600 | 0.750 |" in lines
+    assert lines[lines.index("| target | raw | ComBat |") + 1] == "|---|---|---|"
+    o = {"n_train": 300, "n_internal": 80, "n_external": 45, "external_site_names": ["IOP"], "selected_age_alpha": 10.0,
+         "selected_site_C": 0.1}
+    assert "| pretrained | 300 | 80 | 45 | IOP | 10 | 0.1 |" in _openbhb_table({"openbhb": {"pretrained": o}})
+
+
+def test_codes_are_named_from_the_vocabulary_and_unknown_codes_stay_codes():
+    results = {"vocab": {"site": ["Guys", "HH", "IOP"]}}
+    assert _names(results, "site", [0, 2, 1, 3, -1]) == ["Guys", "IOP", "HH", "3", "-1"]
+
+
+def test_collapse_flag_starts_below_a_tenth_of_the_test_ages_sd():
+    """docs/evaluation.md: an age model whose prediction SD is below 10 % of the test ages' SD is flagged; a
+    classifier only when every test scan gets the same class."""
+    age = np.array([20.0, 40.0, 60.0, 80.0])  # SD 22.36
+    flagged = lambda pred, target="age", **m: "predicts" in "\n".join(_finetune_tables(
+        {"test_age": age, "finetune": {"pretrained": {target: {"pred": np.asarray(pred), **m}}}}))
+    assert flagged(50 + 0.09 * (age - 50)) and not flagged(50 + 0.11 * (age - 50))
+    assert flagged([1, 1, 1, 1], "label", chance=0.5) and not flagged([1, 1, 0, 1], "label", chance=0.5)
+
+
+def _age(mae: float) -> dict:
+    return {"age": {"mae": mae, "r2": 0.5, "rmse": mae + 1, "pearson_r": 0.7}}
+
+
+def _run(tmp_path, name: str, mae: float, protocols: tuple = ()) -> None:
+    r = {"protocol": "default", "info": {}, "probes": {"pretrained": _age(mae), "random init": _age(mae + 10)},
+         "baselines": {"mean_predictor_mae": 12.0}}
+    write_report(tmp_path / name, r)
+    for i, p in enumerate(protocols):
+        write_report(tmp_path / name / f"eval-{p}", dict(r, probes={"pretrained": _age(mae + i + 1)}))
+
+
+def test_compare_keeps_runs_of_the_same_folder_name_and_names_protocol_folders(tmp_path):
+    """Two runs called ``simclr`` in different places are two columns (neither is dropped); a protocol folder
+    ``eval-linear`` is the column ``<run>/linear``."""
+    _run(tmp_path / "a", "simclr", 5.0, protocols=("linear",))
+    _run(tmp_path / "b", "simclr", 7.0)
+    columns, table = collect([tmp_path / "a" / "simclr", tmp_path / "b" / "simclr"])
+    assert columns == ["simclr", "simclr/linear", f"{tmp_path / 'b' / 'simclr'}:simclr"]
+    assert [table["age MAE (years) ↓"][c]["value"] for c in columns] == [5.0, 6.0, 7.0]
+
+
+def test_compare_with_random_init_keeps_one_baseline_column_per_run(tmp_path):
+    _run(tmp_path, "simclr", 5.0)
+    _run(tmp_path, "yaware", 4.0)
+    columns, table = collect([tmp_path / "simclr", tmp_path / "yaware"], ("pretrained", "random init"))
+    assert table["age MAE (years) ↓"]["yaware [random init]"]["value"] == 14.0
+    assert {c: e["value"] for c, e in table["age MAE (years) ↓, baseline: predict train mean"].items()} == {
+        "simclr": 12.0, "yaware": 12.0}
+    assert "age MAE (years) ↓" in table and not any("predict train mean" in c for c in columns)
+
+
+def test_compare_table_marks_a_missing_metric_in_its_own_column(tmp_path):
+    _run(tmp_path, "simclr", 5.0)
+    write_report(tmp_path / "few", {"protocol": "fewshot", "info": {}, "fewshot": {"pretrained": {"age": {
+        "metric": "mae", "summary": [{"fraction": 0.5, "n_subjects": 3, "mean": 6.0, "std": None}]}}}})
+    text = compare_table([tmp_path / "simclr", tmp_path / "few"])
+    row = next(line for line in text.splitlines() if line.startswith("| age MAE (years) ↓ @"))
+    assert [c.strip() for c in row.split("|")[2:4]] == ["—", "6.000"]  # under 'few', not under 'simclr'
+
+
+def test_error_bars_follow_an_asymmetric_interval():
+    assert _error_bar({"ci": [4.0, 7.0]}, 5.0) == [1.0, 2.0]
+    assert _error_bar({"ci": [None, None], "std": 0.3}, 5.0) == [0.3, 0.3]
+
+
+def test_compare_plot_leaves_out_a_metric_only_one_run_has_a_value_for(tmp_path):
+    from medssl.eval.compare import plot_compare
+
+    for name, l_c in (("a", 6.0), ("b", float("nan"))):
+        write_report(tmp_path / name, {"protocol": "openbhb", "info": {}, "openbhb": {"pretrained": {
+            "challenge_metric": l_c, "mae_age": 4.0, "rmse_age": 5.0, "bacc_site": 0.4, "ext_mae_age": 7.0,
+            "site_chance": 0.25}}})
+    assert plot_compare([tmp_path / "a", tmp_path / "b"], tmp_path / "p.png") is not None  # other metrics shared
+    write_report(tmp_path / "c", {"protocol": "openbhb", "info": {}, "openbhb": {"pretrained": {
+        "challenge_metric": 5.0, "mae_age": float("nan"), "rmse_age": float("nan"), "bacc_site": float("nan"),
+        "ext_mae_age": float("nan"), "site_chance": 0.25}}})
+    assert plot_compare([tmp_path / "b", tmp_path / "c"], tmp_path / "q.png") is None  # each has values the other lacks
