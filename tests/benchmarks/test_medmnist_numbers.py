@@ -121,6 +121,7 @@ def test_table_prints_auc_then_acc_with_sample_sd_and_the_published_numbers():
     per_seed = _seeds(aucs, accs)
     table = report.format_table("pneumonia", report.summarise(per_seed), 3, report.table_rows(per_seed))
     (am, asd), (cm, csd) = _naive(aucs["ssl_probe"]), _naive(accs["ssl_probe"])
+    assert table.splitlines()[0] == "| method (pneumonia, test split, 3 seed(s)) | AUC | ACC |"
     assert f"| SimCLR + linear probe | {am:.3f} ± {asd:.3f} | {cm:.3f} ± {csd:.3f} |" in table.splitlines()
     # Yang et al., Sci Data 2023, Table 3 (as docs/benchmarks_medmnist.md lists them): AUC then ACC
     assert "| MedMNIST v2 ResNet-18 (28) (published) | 0.944 | 0.854 |" in table
@@ -166,3 +167,35 @@ def test_figure_error_bars_are_the_sample_sd_over_seeds(monkeypatch):
     (low, high), = [seg[:, 1] for seg in curve.lines[2][0].get_segments()[1:]]  # the 100 % point
     mean, sd = _naive(aucs["ssl_probe"])
     assert (low, high) == pytest.approx((mean - sd, mean + sd))
+
+
+def test_finetuning_keeps_the_encoder_lr_best_on_validation_and_scores_it_on_test(monkeypatch):
+    """Training is replaced by fixed scores per encoder lr: 1e-4 ranks the validation images best, 1e-3 the test
+    images. The kept run is 1e-4 (the test split never enters the choice), scored once on test."""
+    import medssl.eval.finetune as F
+    from sklearn.metrics import roc_auc_score
+
+    scoring = _part("scoring")
+    rng = np.random.default_rng(0)
+    yv, ys = np.arange(20) % 2, np.arange(30) % 2
+    good = lambda y: np.clip(0.35 * y + rng.uniform(0, 0.65, len(y)), 0, 1)
+    scores = {(1e-3, 20): rng.uniform(0, 1, 20), (1e-3, 30): good(ys), (1e-4, 20): good(yv), (1e-4, 30): rng.uniform(0, 1, 30)}
+    fitted = []
+
+    def fake_finetune(encoder, train, y_train, val, y_val, options, augment=None):
+        fitted.append((len(train), len(val), options.lr_encoder))
+        return F.FinetuneResult(model=None, history=[{"epoch": 1}], best_epoch=1, options=options)
+
+    monkeypatch.setattr(F, "finetune", fake_finetune)
+    monkeypatch.setattr(scoring, "predict", lambda r, images: np.c_[1 - scores[r.options.lr_encoder, len(images)],
+                                                                    scores[r.options.lr_encoder, len(images)]])
+    img = lambda n: np.zeros((n, 1, 28, 28), np.float32)
+    data = {"train": (img(40), np.arange(40) % 2), "val": (img(20), yv), "test": (img(30), ys)}
+    b = _part("data").Budget(ft_augment=False)
+    out = scoring.finetune_score(None, data, np.arange(12), b, 1.0, 0, "cpu", 20, encoder_lrs=(1e-3, 1e-4))
+    val = {lr: roc_auc_score(yv, scores[lr, 20]) for lr in (1e-3, 1e-4)}
+    assert val[1e-4] > val[1e-3] and roc_auc_score(ys, scores[1e-3, 30]) > roc_auc_score(ys, scores[1e-4, 30])
+    assert fitted == [(12, 20, 1e-3), (12, 20, 1e-4)]  # the label fraction's rows; the whole official val split
+    assert out["lr_encoder"] == 1e-4 and out["val_auc"] == pytest.approx(val[1e-4])
+    assert out["val_auc_per_encoder_lr"] == {str(k): pytest.approx(v) for k, v in val.items()}
+    assert out["auc"] == pytest.approx(roc_auc_score(ys, scores[1e-4, 30])) and out["n_train"] == 12
