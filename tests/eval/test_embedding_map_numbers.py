@@ -29,3 +29,16 @@ def test_the_age_colour_bar_states_its_unit(tmp_path, monkeypatch):
     xy = np.random.default_rng(0).normal(size=(6, 2))
     plot_embedding_map(xy, {"age": (np.linspace(20, 70, 6), None), "score": (np.arange(6.0), None)}, tmp_path / "m.png")
     assert [ax.get_ylabel() for ax in saved[0].axes[2:]] == ["age (years)", "score"]  # the two colour bars
+
+
+def test_only_missing_codes_are_drawn_grey(tmp_path, monkeypatch):
+    """Code −1 (no site recorded) is grey; code 0 is a site like the others, in its own colour."""
+    from matplotlib.colors import to_rgba
+
+    saved = []
+    monkeypatch.setattr(Figure, "savefig", lambda fig, path, *a, **k: (saved.append(fig), open(path, "wb").close()))
+    xy = np.random.default_rng(0).normal(size=(6, 2))
+    plot_embedding_map(xy, {"site": (np.array([0, 0, 1, 1, -1, -1]), ["Guys", "HH"])}, tmp_path / "m.png")
+    colour = {c.get_label(): tuple(c.get_facecolor()[0]) for c in saved[0].axes[0].collections}
+    grey = to_rgba("lightgrey")
+    assert colour["missing"] == grey and colour["Guys"] != grey and colour["HH"] != grey

@@ -168,3 +168,28 @@ def test_compare_plot_leaves_out_a_metric_only_one_run_has_a_value_for(tmp_path)
         "challenge_metric": 5.0, "mae_age": float("nan"), "rmse_age": float("nan"), "bacc_site": float("nan"),
         "ext_mae_age": float("nan"), "site_chance": 0.25}}})
     assert plot_compare([tmp_path / "b", tmp_path / "c"], tmp_path / "q.png") is None  # each has values the other lacks
+
+
+def test_leave_site_out_and_finetune_tables_put_each_count_in_its_column():
+    lso = {"age": {"per_site": {"Guys": {"mae": 6.5, "n_test": 10, "n_train": 40, "mean_predictor_mae": 9.25,
+                                         "n_unseen_features": 2},
+                                "HH": {"balanced_accuracy": 0.625, "n_test": 12, "n_train": 38}}}}
+    lines = _site_tables({"site": {"pretrained": {"leave_site_out": lso}}})
+    assert "| Guys | 10 | 40 | MAE 6.50 y | MAE 9.25 y | 2 |" in lines and "| HH | 12 | 38 | BAcc 0.625 | — | — |" in lines
+    settings = {"mode": "full", "lr_encoder": 1e-4, "lr_head": 1e-3, "batch_size": 16, "best_epoch": 3, "epochs_run": 5,
+                "epochs": 30}
+    rows = _finetune_tables({"finetune": {"pretrained": {"age": {"finetune": settings, "n_fit": 34, "n_val": 8}}}})
+    assert "| pretrained | age | full | 0.0001 / 0.001 | 16 | 3 of 5 (max 30) | 34 / 8 |" in rows
+
+
+def test_macro_auc_keeps_its_interval_and_an_infinite_value_reads_n_a():
+    rows = _by_metric({"probes": {"pretrained": {"dx": {"auc_macro": 0.8, "auc_macro_ci": [0.7, 0.9]}}}})
+    e = rows[("pretrained", "dx macro AUC ↑")]
+    assert (e["value"], e["ci"], e["better"]) == (0.8, [0.7, 0.9], "higher")
+    assert summary_rows({"probes": {"pretrained": {"age": {"mae": float("inf"), "r2": 0.5}}}})[0][2] == "n/a"
+
+
+def test_compare_names_a_metrics_json_given_directly_after_its_run(tmp_path):
+    _run(tmp_path, "simclr", 5.0)
+    columns, table = collect([tmp_path / "simclr" / "metrics.json"])
+    assert columns == ["simclr"] and table["age MAE (years) ↓"]["simclr"]["value"] == 5.0
