@@ -13,6 +13,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from medssl.losses import gather_with_grad
+from medssl.losses.distributed import gather_no_grad
 from medssl.registry import LOSSES
 
 WORLD, N_LOCAL, VIEWS, D_IN, D_OUT = 2, 5, 2, 6, 4
@@ -83,12 +84,13 @@ def worker(rank, port, out_dir):
             key = f"{name}/{which}"
             results[key] = loss_and_grads(model, x[rows], pick(labels, which, rows), name, kwargs)
             results[key + "/local"] = loss_and_grads(model, x[rows], pick(labels, which, rows), name, kwargs, gather=False)
-        # Unequal local batches must fail loudly on every rank.
-        try:
-            gather_with_grad(torch.zeros(3 + rank, 2))
-            results["unequal"] = "no error"
-        except ValueError as err:
-            results["unequal"] = str(err)
+        # Unequal local batches must fail loudly on every rank (embeddings and labels alike).
+        for key, gather in (("unequal", gather_with_grad), ("unequal/no_grad", gather_no_grad)):
+            try:
+                gather(torch.zeros(3 + rank, 2))
+                results[key] = "no error"
+            except ValueError as err:
+                results[key] = str(err)
         # A missing class code (-1) on one rank only must stop every rank (checked after the gather).
         for name, kwargs in (("supcon", {"temperature": 0.2}), ("fairkl", {"temperature": 1.0})):
             codes = labels["classes"][rows].clone()

@@ -39,6 +39,7 @@ def test_two_process_ddp_equals_single_process_on_full_batch(tmp_path):
         assert not torch.allclose(local_grads[0], ref_grads[0], rtol=1e-3, atol=1e-6), name
     for rank in ranks:
         assert "same batch size on every rank, got [3, 4]" in rank["unequal"]
+        assert "same batch size on every rank, got [3, 4]" in rank["unequal/no_grad"]
         assert "class codes are missing" in rank["missing/supcon"] and f"rows [{N_LOCAL}]" in rank["missing/supcon"]
         assert rank["missing/fairkl"].startswith("FairKLLoss (bias_labels): class codes are missing")
 

@@ -1,0 +1,95 @@
+"""Documented contracts no other loss test pinned: the defaults of docs/losses.md, refused
+arguments, the stop-gradient on positive weights, empty rows of the log-sum-exp."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import medssl.losses as L
+from medssl.losses.core import contrastive_core, weighted_logsumexp
+from medssl.registry import LOSSES
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "losses.md"
+# docs/losses.md "defaults" column token → constructor argument and value
+TOKENS = {r"T=([\d.]+)": ("temperature", float), r"σ=([\d.]+)": ("sigma", float), r"ε=([\d.]+)": ("epsilon", float),
+          r"kld=([\d.]+)": ("kld", float), r"form=\"(\w+)\"": ("form", str)}
+WORDS = {"rbf": ("kernel", "rbf"), "row": ("weight_normalisation", "row"), "out": ("form", "out")}
+
+
+def documented_defaults():
+    rows = {}
+    for line in DOCS.read_text().splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) == 7 and re.fullmatch(r"`\w+`", cells[1]) and cells[1].strip("`") in LOSSES.list():
+            rows[cells[1].strip("`")] = cells[4].replace("`", "")
+    return rows
+
+
+def test_constructor_defaults_are_the_documented_ones():
+    rows = documented_defaults()
+    assert sorted(rows) == LOSSES.list()
+    for name, text in rows.items():
+        params = inspect.signature(LOSSES.get(name)).parameters
+        expected = {}
+        for part in (p.strip() for p in text.split(",")):
+            for pattern, (arg, cast) in TOKENS.items():
+                if (match := re.fullmatch(pattern, part)):
+                    expected[arg] = cast(match.group(1))
+            if part in WORDS:
+                expected[WORDS[part][0]] = WORDS[part][1]
+        assert "temperature" in expected, (name, text)
+        for arg, value in expected.items():
+            assert params[arg].default == value, (name, arg)
+
+
+def test_refused_arguments():
+    features = torch.randn(4, 2, 3, dtype=torch.float64)
+    # T / 0 made the loss infinite at the first step.
+    with pytest.raises(ValueError, match="base_temperature must be > 0"):
+        L.SupConLoss(0.1, base_temperature=0.0)
+    # ε >= 0 (docstrings): a negative margin rewards positives that are *less* similar than negatives.
+    for cls in (L.EpsSupInfoNCELoss, L.EpsSupConLoss):
+        with pytest.raises(ValueError, match="epsilon must be a finite number >= 0"):
+            cls(epsilon=-0.1)
+    # sigma = inf made every kernel weight 1: every sample a positive of every other, silently.
+    with pytest.raises(ValueError, match="positive finite"):
+        L.YAwareLoss(sigma=math.inf)
+    with pytest.raises(ValueError, match="floating point"):
+        L.NTXentLoss()(features.long())
+
+
+def test_positive_weights_carry_no_gradient():
+    """contrastive_core: ``pos_weight`` is "no gradient" (attraction weights, not a learnable input)."""
+    g = torch.Generator().manual_seed(0)
+    s = torch.randn(6, 6, generator=g, dtype=torch.float64)
+    w = torch.rand(6, 6, generator=g, dtype=torch.float64)
+    for kw in ({}, {"normalisation": "column"}, {"denominator": "lower"}):
+        weights = ((w + w.T) / 2).requires_grad_(True)
+        value = contrastive_core(s, weights, **kw).sum()
+        assert not value.requires_grad, kw
+
+
+def test_empty_rows_of_the_weighted_logsumexp_are_zero_with_zero_gradient():
+    """weighted_logsumexp: "rows with nothing to sum get value 0 and nonempty=False; their gradient is 0"."""
+    x = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], dtype=torch.float64, requires_grad=True)
+    weight = torch.tensor([[0.0, 1.0, 2.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    value, nonempty = weighted_logsumexp(x, weight)
+    assert nonempty.tolist() == [True, False]
+    assert value[0].item() == pytest.approx(math.log(math.exp(2.0) + 2 * math.exp(3.0)), rel=1e-12)
+    assert value[1].item() == 0.0
+    value[1].backward()
+    assert torch.count_nonzero(x.grad) == 0
+
+
+def test_anchor_without_negatives_has_zero_gradient():
+    """One class only: no anchor has a negative, DecoupledLoss is 0 and so is its gradient (not NaN)."""
+    f = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
+    value = L.DecoupledLoss(0.1)(f, torch.zeros(4, dtype=torch.long))
+    value.backward()
+    assert value.item() == 0.0 and torch.count_nonzero(f.grad) == 0
