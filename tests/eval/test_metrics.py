@@ -150,3 +150,11 @@ def test_r2_and_r_intervals_leave_out_resamples_of_one_repeated_age(groups):
         assert len(naive) < len(draws)  # some resamples hold one age only
         lo, hi = M.bootstrap_ci(metric, y, p, n_boot=400, seed=0, groups=groups)
         assert (lo, hi) == pytest.approx(tuple(np.percentile(naive, [2.5, 97.5])))
+
+
+def test_r2_of_a_constant_truth_and_intervals_of_one_row_follow_sklearn_and_the_docstring():
+    """sklearn's r2_score: 1.0 for a perfect fit of a constant truth, 0.0 otherwise; bootstrap_ci: NaN for < 2 rows."""
+    const = np.full(3, 5.0)
+    assert M.r2(const, const) == skm.r2_score(const, const) == 1.0
+    assert M.r2(const, [4.0, 5.0, 6.0]) == skm.r2_score(const, [4.0, 5.0, 6.0]) == 0.0
+    assert np.isnan(M.bootstrap_ci(M.mae, [30.0], [32.0], n_boot=50)).all()
