@@ -62,12 +62,14 @@ def test_equal_similarities_give_the_closed_form(dtype, t, n, v):
 def test_released_code_term_1e6_at_low_temperature(dtype):
     """denominator_eps adds 1e-6·e^{1/T} (the released code's +1e-6 after its row-max shift): at T = 0.01
     that term is e^{133} times the others, which must not overflow float32 (one denominator per
-    positive in ε-SupInfoNCE 'out', one shared denominator in ε-SupCon)."""
+    positive in ε-SupInfoNCE 'out', one shared denominator in its 'in' form and in ε-SupCon)."""
     n, v, t, eps = 2, 2, 0.01, 0.25
     m = n * v
     s = -1.0 / (m - 1) / t
     tiny = math.log(1e-6) + 1 / t
-    for loss, terms in ((L.EpsSupInfoNCELoss(t, epsilon=eps, denominator_eps=1e-6), [s - eps, math.log(m - v) + s, tiny]),
+    one_positive = [s - eps, math.log(m - v) + s, tiny]  # V = 2: the 'in' form's mean over positives is e^s
+    for loss, terms in ((L.EpsSupInfoNCELoss(t, epsilon=eps, denominator_eps=1e-6), one_positive),
+                        (L.EpsSupInfoNCELoss(t, epsilon=eps, form="in", denominator_eps=1e-6), one_positive),
                         (L.EpsSupConLoss(t, epsilon=eps, denominator_eps=1e-6),
                          [math.log(v - 1) + s - eps, math.log(m - v) + s, tiny])):
         log_den = torch.logsumexp(torch.tensor(terms, dtype=torch.float64), 0).item()
