@@ -93,3 +93,19 @@ def test_anchor_without_negatives_has_zero_gradient():
     value = L.DecoupledLoss(0.1)(f, torch.zeros(4, dtype=torch.long))
     value.backward()
     assert value.item() == 0.0 and torch.count_nonzero(f.grad) == 0
+
+
+def test_fairkl_group_of_one_pair_has_std_zero_and_a_finite_gradient():
+    """One view; classes {0,1} {2,3} {4,5}; only samples 0 and 1 share a class at different sites: the
+    bias-conflicting positive group is one pair, whose similarity std is 0 (the naive loop's value). The
+    sqrt is guarded so the gradient stays finite (d sqrt / d var is infinite at 0)."""
+    import losses_naive as naive
+
+    g = torch.Generator().manual_seed(4)
+    features = torch.randn(6, 1, 5, generator=g, dtype=torch.float64)
+    labels, bias = torch.tensor([0, 0, 1, 1, 2, 2]), torch.tensor([0, 1, 0, 0, 1, 1])
+    f = features.clone().requires_grad_(True)
+    value = L.FairKLLoss()(f, labels, bias)
+    value.backward()
+    assert value.item() == pytest.approx(naive.fairkl_group(features, labels, bias).item(), rel=1e-5)
+    assert torch.isfinite(f.grad).all()
