@@ -67,8 +67,8 @@ def _utf8(raw: bytes, what: str) -> str:
 def read_table(path: Path) -> tuple[list[str], list[dict]]:
     """Read a TSV (``.tsv``/``.tab``) or CSV table, optionally gzip-compressed (``.gz``).
 
-    A ``.txt`` table whose header line holds tabs and no commas is tab-separated (Excel's "Unicode Text"),
-    any other ``.txt`` comma-separated.
+    A ``.txt`` table whose header has more columns split at tabs than at commas is tab-separated (Excel's
+    "Unicode Text"; a column name may hold a comma), any other ``.txt`` comma-separated.
 
     Returns ``(header, rows)``; rows as ``{column: text}``, blank lines left out, and so are
     columns without a name in the header (pandas' index, a spreadsheet's empty trailing
@@ -77,6 +77,17 @@ def read_table(path: Path) -> tuple[list[str], list[dict]]:
     """
     header, numbered = read_numbered_table(path)
     return header, [row for _, row in numbered]
+
+
+def _more_at_tabs(text: str) -> bool:
+    """Whether the header (first record, quotes respected) of ``text`` has more columns split at tabs than at
+    commas: a column name may hold a comma ('age, years'), which must not make a tab-separated .txt comma-separated."""
+    def columns(delimiter: str) -> int:
+        try:
+            return len(next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), []))
+        except csv.Error:  # e.g. a quote that this delimiter leaves open to the end of the file
+            return 0
+    return columns("\t") > columns(",")
 
 
 def read_numbered_table(path: Path, bad_rows: list[tuple[str, str]] | None = None
@@ -110,8 +121,7 @@ def read_numbered_table(path: Path, bad_rows: list[tuple[str, str]] | None = Non
     except (OSError, EOFError) as e:
         raise ManifestError(f"metadata table {path} cannot be read ({e}); is it a complete .gz file?") from None
     text = _utf8(raw, f"metadata table {path}")
-    first_line = text.split("\n", 1)[0]
-    if name.lower().endswith(".txt") and "\t" in first_line and "," not in first_line:
+    if name.lower().endswith(".txt") and _more_at_tabs(text):
         delimiter = "\t"  # Excel's "Unicode Text" (.txt: UTF-16 with a BOM, tab-separated)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     lines, starts = [], [1]  # records, and the line of the file each starts on (the one after the last read)
@@ -123,8 +133,8 @@ def read_numbered_table(path: Path, bad_rows: list[tuple[str, str]] | None = Non
     if other:
         raise ManifestError(f"metadata table {path}: the header is one column {header[0]!r} that holds {other[0]!r}: the "
                             f"table looks {other[0]!r}-separated, but a {Path(name).suffix or 'text'} table is read as "
-                            f"{delimiter!r}-separated (.tsv / .tab: tabs, .txt: tabs if its header has tabs and no commas, any "
-                            "other: commas); save it comma-separated as "
+                            f"{delimiter!r}-separated (.tsv / .tab: tabs, .txt: tabs if its header has more columns at "
+                            "tabs than at commas, any other: commas); save it comma-separated as "
                             ".csv ('CSV UTF-8 (Comma delimited)'; a European Excel writes ';') or tab-separated as .tsv")
     twice = sorted({h for h in header if h and header.count(h) > 1})
     if twice:

@@ -120,8 +120,8 @@ def test_one_subject_id_written_two_ways_is_a_problem_not_two_subjects(tmp_path)
 @pytest.mark.parametrize("name, content, message", [
     ("p.csv", b"id;age\r\n001;30,5\r\n",  # a European Excel's "CSV": ';' between fields, ',' in decimals
      r"p.csv: the header is one column 'id;age' that holds ';': the table looks ';'-separated, but a .csv table is "
-     r"read as ','-separated \(.tsv / .tab: tabs, .txt: tabs if its header has tabs and no commas, any other: "
-     r"commas\); save it comma-separated"),
+     r"read as ','-separated \(.tsv / .tab: tabs, .txt: tabs if its header has more columns at tabs than at commas, "
+     r"any other: commas\); save it comma-separated"),
     ("p.csv", b"id\tage\n001\t30\n", r"looks '\\t'-separated, but a .csv table is read as ','-separated.*or tab-separated as .tsv"),
     ("p.tsv", b"id,age\n001,30\n", r"looks ','-separated, but a .tsv table is read as '\\t'-separated"),
     ("p.xlsx", b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00\x9a", r"p.xlsx is a spreadsheet workbook.*save the sheet as "

@@ -29,13 +29,14 @@ def _records(tmp_path, name: str, raw: bytes):
 def test_a_tab_separated_txt_table_is_read_as_tab_separated(tmp_path, name, encoding):
     """Excel's "Unicode Text" is saved as .txt (UTF-16 LE + BOM, tabs, CRLF; a cell may hold a comma): it was
     read as comma-separated and refused ("the header is one column 'id\\tage\\tsite' … save it … as .tsv").
-    A .txt whose header holds tabs and no commas is tab-separated, in any of the encodings medssl reads."""
+    A .txt whose header has more columns at tabs than at commas is tab-separated, in any of the encodings medssl reads."""
     text = "id\tage\tsite\r\n" + "".join(f"{s}\t{a}\t{site}\r\n" for s, a, site in ROWS)
     assert _records(tmp_path, name, text.encode(encoding)) == ROWS  # utf-16: BOM + little-endian
 
 
 def test_a_comma_separated_txt_table_stays_comma_separated(tmp_path):
-    """A header with commas (and a tab inside a quoted name) is read with commas, as before."""
+    """A header with commas (and a tab inside a quoted name) is read with commas, as before: it has more
+    columns at commas than at tabs."""
     text = 'id,age,site,"note\tx"\ns1,30,"Zürich, CH",a\tb\n'
     header, rows = read_table(_write(tmp_path, "p.txt", text.encode()))
     assert header == ["id", "age", "site", "note\tx"] and rows == [{"id": "s1", "age": "30", "site": "Zürich, CH",
@@ -56,3 +57,14 @@ def test_other_delimiters_and_tabs_in_a_csv_are_still_refused_with_the_hint(tmp_
     """Only a .txt chooses tabs by its header: a ';'-separated .txt and a tab-separated .csv keep their errors."""
     with pytest.raises(ManifestError, match=message):
         read_table(_write(tmp_path, name, content))
+
+
+@pytest.mark.parametrize("header", ['id\t"age, years"\tsite', "id\tage, years\tsite"])
+def test_a_tab_separated_txt_whose_header_names_a_column_with_a_comma_is_tab_separated(tmp_path, header):
+    """Excel's "Unicode Text" of a sheet with a column named 'age, years' (quoted or not): the comma in the header
+    made the .txt comma-separated, so its header became 2 columns 'id\t"age' and 'years"\tsite', a row with one
+    comma (here in 'Zürich, CH') was read into them and the others refused. The header has more columns at tabs
+    than at commas: tab-separated."""
+    text = f"{header}\r\ns1\t30\tZürich, CH\r\n"
+    header_, rows = read_table(_write(tmp_path, "p.txt", text.encode("utf-16")))
+    assert header_ == ["id", "age, years", "site"] and rows == [{"id": "s1", "age, years": "30", "site": "Zürich, CH"}]
