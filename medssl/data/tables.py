@@ -108,14 +108,15 @@ def read_numbered_table(path: Path, bad_rows: list[tuple[str, str]] | None = Non
             given twice, a row with more or fewer fields than the header (named by number;
             only without ``bad_rows``).
     """
-    name = path.name[:-3] if path.name.endswith(".gz") else path.name
+    gz = path.name.lower().endswith(".gz")  # suffixes in any case (Windows: P.TSV.GZ)
+    name = path.name[:-3] if gz else path.name
     delimiter = "\t" if name.lower().endswith((".tsv", ".tab")) else ","
     if name.lower().endswith(WORKBOOKS):
         raise ManifestError(f"metadata table {path} is a spreadsheet workbook; medssl reads text tables: save the sheet as "
                             "'CSV UTF-8 (Comma delimited)' (or pandas.read_excel(...).to_csv(...)) and name that .csv in "
                             "the card")
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
+        raw = gzip.decompress(path.read_bytes()) if gz else path.read_bytes()
     except FileNotFoundError:
         raise ManifestError(f"metadata table {path} does not exist; {ROOT_HINT} and the card's manifest") from None
     except (OSError, EOFError) as e:

@@ -68,3 +68,12 @@ def test_a_tab_separated_txt_whose_header_names_a_column_with_a_comma_is_tab_sep
     text = f"{header}\r\ns1\t30\tZürich, CH\r\n"
     header_, rows = read_table(_write(tmp_path, "p.txt", text.encode("utf-16")))
     assert header_ == ["id", "age, years", "site"] and rows == [{"id": "s1", "age, years": "30", "site": "Zürich, CH"}]
+
+
+@pytest.mark.parametrize("name", ["p.TSV.GZ", "p.txt.GZ", "p.CSV.Gz"])
+def test_an_upper_case_gz_suffix_is_decompressed(tmp_path, name):
+    """.tsv / .TXT were matched in any case, .gz only in lower case: 'p.TSV.GZ' was read as text and refused as
+    "not UTF-8 text (byte 1: b'\\x8b')" (gzip's magic), and its .tsv suffix was not seen either."""
+    sep = "," if ".CSV" in name else "\t"
+    header, rows = read_table(_write(tmp_path, name, gzip.compress(f"id{sep}age\ns1{sep}30\n".encode())))
+    assert header == ["id", "age"] and rows == [{"id": "s1", "age": "30"}]
