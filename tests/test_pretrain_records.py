@@ -167,3 +167,24 @@ def test_without_report_the_same_scans_are_chosen_silently(tmp_path, capsys):
     assert pretrain_indices(cfg, data, tmp_path) == [0, 2, 3]
     out = capsys.readouterr().out
     assert "1 training scan(s) lack a value of ['label']" in out and "FairKL has no bias" in out
+
+
+@pytest.mark.parametrize("second", [["method.name=simclr"], ["method.name=supinfonce", "method.label_column=label"]])
+def test_a_list_left_by_an_earlier_attempt_does_not_outlive_it(tmp_path, second):
+    """A first attempt whose scans all lack the label stops with the error that suggests a label-free method, and
+    lists every scan in excluded_from_pretraining.tsv; no checkpoint was written, so the same output_dir is used
+    again. The second attempt (simclr, or the table completed) trains on every scan, but the old list stayed and
+    said they were left out. A reporting call now removes a list it does not replace."""
+    data = _data()
+    for r in data.records:
+        r.label = ""
+    with pytest.raises(ConfigError, match="label-free method"):
+        pretrain_indices(load_config(overrides=["method.name=supinfonce", "method.label_column=label"]), data, tmp_path)
+    listed = tmp_path / "excluded_from_pretraining.tsv"
+    assert len(listed.read_text().splitlines()) == 5
+    for r, label in zip(data.records, ["ad", "cn", "cn", "ad"]):
+        r.label = label
+    pretrain_indices(load_config(overrides=second), data, tmp_path, report=False)  # DDP ranks > 0 leave it to rank 0
+    assert listed.exists()
+    assert pretrain_indices(load_config(overrides=second), data, tmp_path) == [0, 1, 2, 3]
+    assert not listed.exists()

@@ -33,7 +33,8 @@ def pretrain_indices(cfg: RunConfig, data: PreparedData, run_dir: Path, report: 
     Required: ``method.metadata`` (kernel methods), ``method.label_column`` (class labels) and
     ``method.bias_column`` (FairKL); a missing class or bias code (-1) would act as one more class.
 
-    ``report``: write ``excluded_from_pretraining.tsv`` and print the notes. Under DDP only rank 0
+    ``report``: write ``excluded_from_pretraining.tsv`` (or remove an earlier attempt's, when no scan is left
+    out) and print the notes. Under DDP only rank 0
     reports (``medssl.api.pretrain``); every rank gets the same indices (and the same error).
     """
     m, method = cfg.method, METHODS.get(cfg.method.name)
@@ -43,10 +44,9 @@ def pretrain_indices(cfg: RunConfig, data: PreparedData, run_dir: Path, report: 
     if method.default_loss and m.fairkl_weight > 0:
         sources[f"method.bias_column={m.bias_column!r} (fairkl_weight > 0)"] = [m.bias_column]
     need = sorted({k for keys in sources.values() for k in keys})
-    if not need:
-        return data.train
+    path = run_dir / "excluded_from_pretraining.tsv"
     keep, dropped = [], {}
-    for i in data.train:
+    for i in data.train if need else ():
         r = data.records[i]
         missing = [k for k in need if k == "age" and math.isnan(r.age) or k != "age" and not getattr(r, k)]
         if missing:
@@ -54,8 +54,11 @@ def pretrain_indices(cfg: RunConfig, data: PreparedData, run_dir: Path, report: 
         else:
             keep.append(i)
     lacking = sorted({k for missing in dropped.values() for k in missing})
+    if report and not dropped:  # an earlier attempt's list (another method, a table since completed) would name
+        path.unlink(missing_ok=True)  # scans this run uses
+    if not need:
+        return data.train
     if dropped and report:
-        path = run_dir / "excluded_from_pretraining.tsv"
         text = "path\treason\n" + "".join(f"{data.records[i].path}\tmissing {missing}\n" for i, missing in dropped.items())
         atomic_write(path, lambda tmp: tmp.write_text(text))
         print(f"{len(dropped)} training scan(s) lack a value of {lacking} and are not used for pretraining; see {path}")
