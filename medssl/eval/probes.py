@@ -54,10 +54,10 @@ def inner_folds(y: np.ndarray, groups: np.ndarray | None, classification: bool, 
         classification: stratify by class (each fold keeps every class when counts allow); folds
             whose training part holds a single class (a class with one training subject, held out)
             are left out, since a classifier cannot be fitted on them. A class with one training subject
-            is in one validation fold at most: with three or more classes the folds are stratified on the
-            classes of several subjects (each is in every validation fold); with two, the other folds
-            validate on one class only (scikit-learn warns "A single label was found") and C is chosen
-            on that class's rows, which is all such data can tell.
+            is in one validation fold at most: with three or more classes the folds, as many as the classes
+            of several subjects allow, are stratified (each of those is in every validation fold); with two,
+            the other folds validate on one class only (scikit-learn warns "A single label was found") and C
+            is chosen on that class's rows, which is all such data can tell.
         seed: shuffling seed.
         n_splits: at most this many folds (fewer when there are few subjects / small classes).
     """
@@ -69,11 +69,15 @@ def inner_folds(y: np.ndarray, groups: np.ndarray | None, classification: bool, 
         codes = np.unique(y, return_inverse=True)[1]
         per_class = np.bincount(np.unique(np.stack([np.unique(groups, return_inverse=True)[1], codes]), axis=1)[1])
         several = per_class >= 2
-        # a class of one subject can be in one validation fold only: stratify on the others (it counts as the largest)
-        strata = y if several.all() else np.where(several[codes], codes, np.argmax(per_class))
+        # a class of one subject can be in one validation fold only: the folds' number follows the others, and it
+        # keeps its own stratum (counted with the largest class, it could take the place of that class's subject
+        # in a fold and leave another fold without that class)
         k_strat = min(k, int(per_class[several].min())) if several.sum() >= 2 else 0
         if k_strat >= 2:
-            return _fittable(list(StratifiedGroupKFold(k_strat, shuffle=True, random_state=seed).split(y, strata, groups)), y)
+            with warnings.catch_warnings():  # "The least populated class in y has only 1 members": said above
+                warnings.filterwarnings("ignore", "The least populated class", UserWarning)
+                folds = list(StratifiedGroupKFold(k_strat, shuffle=True, random_state=seed).split(y, y, groups))
+            return _fittable(folds, y)
     if k < 2:
         raise ValueError(f"a probe needs at least 2 training subjects for its inner cross-validation, got {n_groups}")
     # seeded shuffle of the subjects (GroupKFold's own shuffle needs scikit-learn >= 1.6)

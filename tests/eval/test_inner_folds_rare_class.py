@@ -4,7 +4,8 @@ Such a class can be in one validation fold only (no splitter can do better), and
 cannot fit it. With two classes every other fold then validates on one class (scikit-learn warns "A single
 label was found") and C is chosen on that class alone: an inherent limit, left as it is. With three or more
 classes the folds were unstratified (GroupKFold), so validation folds also missed classes that have several
-subjects; they are now stratified on those classes.
+subjects; they are now stratified, as many folds as those classes allow (the single subject keeps its own
+stratum: counted with the largest class it could leave a fold without that class).
 """
 
 import warnings
@@ -55,3 +56,20 @@ def test_a_multiclass_probe_with_a_rare_class_validates_on_every_other_class():
         res = P.classification_probe(x, y, x[:6], y[:6], groups=subjects, n_boot=0)
     assert not [w for w in caught if "single label" in str(w.message)]
     assert res["classes"] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("counts", [(3, 3, 1), (4, 4, 1), (5, 5, 1), (4, 4, 4, 1), (3, 3, 3, 1), (6, 4, 1)])
+def test_a_largest_class_of_as_many_subjects_as_folds_is_in_every_validation_fold(counts):
+    """The single-subject class was stratified as one more subject of the largest class. When that class has as
+    many subjects as there are folds (balanced groups, (3, 3, 1): 3 folds), the extra one could take a fold's
+    place: for about half of the seeds a validation fold held no subject of the largest class. The single
+    subject now keeps its own stratum; no "least populated class" warning leaks out of inner_folds."""
+    y, subjects = _classes(counts)
+    several = {c for c, n in enumerate(counts) if n >= 2}
+    for seed in range(20):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            folds = P.inner_folds(y, subjects, True, seed)
+        assert len(folds) == min(5, min(n for n in counts if n >= 2))
+        for _, val in folds:
+            assert several <= set(y[val].tolist()), (seed, sorted(set(y[val].tolist())))
