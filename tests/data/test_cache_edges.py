@@ -1,0 +1,99 @@
+"""Cache edges found by mutating medssl/data/cache.py: rows never built are not reused, an
+interrupted prepared cache is not served as a prefix, a lost or mismatched done.npy rebuilds,
+and a misspelt on_bad_file is refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medssl.data.cache import build_cache
+from medssl.io.errors import BadFileError
+
+
+def _files(tmp_path, n):
+    paths = []
+    for i in range(n):
+        p = tmp_path / f"f{i}.npy"
+        np.save(p, np.full((1, 4, 4), i + 1, dtype=np.float32))
+        paths.append(str(p))
+    return paths
+
+
+def _expected(paths):
+    return np.stack([np.load(p) for p in paths]).astype(np.float16)
+
+
+def test_a_skipped_row_is_not_reused_as_a_row_of_zeros_when_scans_are_added(tmp_path):
+    """The previous cache's row of a skipped file was never written (zeros, done False): after a scan
+    is added it is decoded again (still bad: skipped again), never copied over and marked valid."""
+    paths = _files(tmp_path, 4)
+
+    def load(p):
+        if p.endswith("f1.npy"):
+            raise BadFileError(p, "truncated")
+        return np.load(p)
+
+    build_cache(paths[:3], load, (1, 4, 4), tmp_path / "c", settings="a", on_bad_file="skip", progress=False)
+    res = build_cache(paths, load, (1, 4, 4), tmp_path / "c", settings="a", on_bad_file="skip", progress=False)
+    assert res.valid.tolist() == [True, False, True, True] and (res.n_reused, res.n_built) == (2, 1)
+    assert res.skipped == [{"path": paths[1], "reason": "truncated", "key": paths[1]}]
+
+
+def test_a_row_an_interrupted_build_left_undone_is_built_not_reused(tmp_path):
+    paths = _files(tmp_path, 4)
+
+    def stops_at_f1(p):
+        if p.endswith("f1.npy"):
+            raise KeyboardInterrupt
+        return np.load(p)
+
+    with pytest.raises(KeyboardInterrupt):
+        build_cache(paths[:3], stops_at_f1, (1, 4, 4), tmp_path / "c", settings="a", progress=False)
+    res = build_cache(paths, np.load, (1, 4, 4), tmp_path / "c", settings="a", progress=False)
+    assert res.valid.all() and (res.n_reused, res.n_built) == (1, 3)
+    np.testing.assert_array_equal(res.images, _expected(paths))
+
+
+def test_the_first_rows_of_an_interrupted_prepared_cache_are_built_not_served_invalid(tmp_path):
+    """data.limit=3 on a prepare that stopped after its first scan: rows 1 and 2 are not done, so the
+    prefix is not served (it would mark them invalid, silently training on fewer scans)."""
+    paths = _files(tmp_path, 5)
+
+    def stops_at_f1(p):
+        if p.endswith("f1.npy"):
+            raise KeyboardInterrupt
+        return np.load(p)
+
+    with pytest.raises(KeyboardInterrupt):
+        build_cache(paths, stops_at_f1, (1, 4, 4), tmp_path / "c", settings="a", progress=False)
+    head = build_cache(paths[:3], np.load, (1, 4, 4), tmp_path / "c", settings="a", progress=False)
+    assert head.valid.tolist() == [True, True, True] and head.skipped == []
+    np.testing.assert_array_equal(head.images, _expected(paths[:3]))
+
+
+def test_a_lost_done_file_rebuilds_instead_of_crashing(tmp_path):
+    paths = _files(tmp_path, 3)
+    build_cache(paths, np.load, (1, 4, 4), tmp_path / "c", settings="a", progress=False)
+    (tmp_path / "c" / "done.npy").unlink()
+    res = build_cache(paths, np.load, (1, 4, 4), tmp_path / "c", settings="a", progress=False)
+    assert res.valid.all() and res.n_built == 3
+    np.testing.assert_array_equal(res.images, _expected(paths))
+
+
+def test_a_done_file_of_another_length_reuses_nothing(tmp_path):
+    """A done.npy that does not match index.json (e.g. copied from another cache) is not trusted."""
+    paths = _files(tmp_path, 4)
+    build_cache(paths[:3], np.load, (1, 4, 4), tmp_path / "c", settings="a", progress=False)
+    np.save(tmp_path / "c" / "done.npy", np.ones(2, bool))
+    res = build_cache(paths, np.load, (1, 4, 4), tmp_path / "c", settings="a", progress=False)
+    assert res.valid.all() and (res.n_reused, res.n_built) == (0, 4)
+    np.testing.assert_array_equal(res.images, _expected(paths))
+
+
+@pytest.mark.parametrize("policy", ["Error", "ignore", "skip "])
+def test_a_misspelt_bad_file_policy_is_refused_before_anything_is_built(tmp_path, policy):
+    paths = _files(tmp_path, 2)
+    with pytest.raises(ValueError, match=rf"on_bad_file must be 'error' or 'skip', got {policy!r}"):
+        build_cache(paths, np.load, (1, 4, 4), tmp_path / "c", settings="a", on_bad_file=policy, progress=False)
+    assert not (tmp_path / "c").exists()
