@@ -1,0 +1,67 @@
+"""Preprocessing settings from a card and a run, found by mutating medssl/data/prepare.py."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from medssl.config import ConfigError
+from medssl.data.card import DataCard
+from medssl.data.prepare import (make_loader, make_preprocessor, prepare_card, refuse_other_settings,
+                                 refuse_overwriting_inputs)
+from medssl.io import Volume
+
+
+def _card(dims=3, **kw) -> DataCard:
+    pre = {"shape": [8] * dims, "spacing": [2.0] * dims, "normalise": "none"}
+    return DataCard(name="c", modality="MR", dimensionality=dims, format="npy", manifest="t.tsv",
+                    columns={"subject": "id"}, path_template="{id}.npy", preprocessing=pre, **kw)
+
+
+def test_an_empty_run_spacing_keeps_each_scans_own_and_none_takes_the_cards():
+    """data.spacing=[] (the config default) means 'keep'; only an unset spacing (data prepare
+    without --spacing) comes from the card."""
+    assert make_preprocessor(_card(), [8, 8, 8], []).spacing == []
+    assert make_preprocessor(_card(), [8, 8, 8]).spacing == [2.0, 2.0, 2.0]
+    assert make_preprocessor(_card(), None, [1, 1, 1]).shape == [8, 8, 8]
+
+
+@pytest.mark.parametrize("spacing, words", [([1.0, 1.0], r"card 'c' is 3D: spacing needs 3 values \(mm\), got \[1.0, 1.0\]"),
+                                            ([1.0, math.inf, 1.0], r"data.spacing must be 3 positive voxel sizes"),
+                                            ([1.0, -1.0, 1.0], r"data.spacing must be 3 positive voxel sizes")])
+def test_a_spacing_of_the_wrong_length_or_not_finite_is_refused(spacing, words):
+    with pytest.raises(ConfigError, match=words):
+        make_preprocessor(_card(), [8, 8, 8], spacing)
+
+
+def test_a_2d_image_keeps_its_file_orientation():
+    """A radiograph has no patient frame: an in-plane affine whose first axis runs to -x is not flipped."""
+    pixels = np.arange(64, dtype=np.float32).reshape(1, 8, 8)
+    vol = Volume(pixels, np.diag([-1.0, 1.0, 1.0]))
+    out = make_preprocessor(_card(2), [8, 8], [])(vol)
+    np.testing.assert_array_equal(out, pixels)
+
+
+def test_a_run_with_other_channels_is_refused_naming_encoder_in_channels(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "t.tsv").write_text("id\na\nb\n")
+    for name in "ab":
+        np.save(root / f"{name}.npy", np.ones((1, 8, 8), np.float32))
+    card = _card(2, geometry={"spacing": [1.0, 1.0]})
+    prepare_card(card, tmp_path / "c", root=root, spacing=[1.0, 1.0], progress=False)
+    same = make_loader(card, make_preprocessor(card, None, [1.0, 1.0]), 1, root)
+    refuse_other_settings(tmp_path / "c", same)  # the same settings: reused
+    other = make_loader(card, make_preprocessor(card, None, [1.0, 1.0]), 3, root)
+    with pytest.raises(ConfigError, match=r"encoder.in_channels: 1 there, 3 in this run"):
+        refuse_other_settings(tmp_path / "c", other)
+
+
+def test_a_cache_file_that_is_a_card_input_is_refused(tmp_path):
+    """Preparing into the data root of a card whose split list is called index.json would replace it."""
+    card = _card(split_files={"test": "index.json"})
+    with pytest.raises(ConfigError, match=r"index\.json would overwrite card c's split list \(test\)"):
+        refuse_overwriting_inputs(card, tmp_path, tmp_path / "out", tmp_path)
+    refuse_overwriting_inputs(card, tmp_path, tmp_path / "out", tmp_path / "cache")
