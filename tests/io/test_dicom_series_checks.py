@@ -127,3 +127,39 @@ def test_sub_folders_are_read_only_when_recursive(pydicom_file, tmp_path):
     assert read_dicom_series(tmp_path / "a").array.shape == (1, 16, 16, 5)
     with pytest.raises(BadFileError, match="contains 2 image series"):
         read_dicom_series(tmp_path / "a", recursive=True)
+
+
+def test_a_series_mapped_by_a_modality_lut_is_marked_rescaled(pydicom_file, tmp_path):
+    """A Modality LUT Sequence (no RescaleSlope/Intercept) is a rescale too: values are the table's, meta says so."""
+    files = _copy(_by_position(pydicom_file), tmp_path / "a")
+    stored = np.stack([pydicom.dcmread(f).pixel_array for f in files])
+    first, n = int(stored.min()), int(stored.max() - stored.min()) + 1
+    table = (np.arange(n) * 3 % 4096).astype(np.uint16)
+    for f in files:
+        ds = pydicom.dcmread(f)
+        item = pydicom.Dataset()
+        item.LUTDescriptor, item.ModalityLUTType = [n, first, 16], "US"
+        item.add_new(0x00283006, "US", table.tolist())
+        ds.ModalityLUTSequence = pydicom.Sequence([item])
+        for kw in ("RescaleSlope", "RescaleIntercept", "RescaleType"):
+            if kw in ds:
+                delattr(ds, kw)
+        ds.save_as(f)
+    vol = read_dicom_series(tmp_path / "a")
+    np.testing.assert_array_equal(vol.array[0], table[stored - first].transpose(2, 1, 0))
+    assert vol.meta["rescaled"] is True
+
+
+def test_a_nan_in_float_pixel_data_is_refused_naming_the_folder(pydicom_file, tmp_path):
+    files = _copy(_by_position(pydicom_file), tmp_path / "a")
+    for i, f in enumerate(files):
+        ds = pydicom.dcmread(f)
+        pixels = ds.pixel_array.astype(np.float32)
+        pixels[3, 4] = np.nan if i == 2 else pixels[3, 4]
+        del ds.PixelData
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 32, 32, 31
+        ds.FloatPixelData = pixels.tobytes()
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+        ds.save_as(f)
+    with pytest.raises(BadFileError, match=r"a: 1 voxels are NaN or Inf"):
+        read_dicom_series(tmp_path / "a")
