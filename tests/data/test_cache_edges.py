@@ -97,3 +97,33 @@ def test_a_misspelt_bad_file_policy_is_refused_before_anything_is_built(tmp_path
     with pytest.raises(ValueError, match=rf"on_bad_file must be 'error' or 'skip', got {policy!r}"):
         build_cache(paths, np.load, (1, 4, 4), tmp_path / "c", settings="a", on_bad_file=policy, progress=False)
     assert not (tmp_path / "c").exists()
+
+
+def test_a_bad_file_is_named_as_the_reader_names_it_not_as_the_scan(tmp_path):
+    """A DICOM series scan is a folder; the reader names the damaged slice inside it, and so must the
+    strict build's error and the skip build's list (the folder alone leaves the user searching)."""
+    paths = _files(tmp_path, 2)
+    slice_file = str(tmp_path / "series" / "03.dcm")
+
+    def load(p):
+        if p.endswith("f1.npy"):
+            raise BadFileError(slice_file, "lacks ImagePositionPatient")
+        return np.load(p)
+
+    with pytest.raises(BadFileError) as err:
+        build_cache(paths, load, (1, 4, 4), tmp_path / "c1", settings="a", progress=False)
+    assert str(err.value.path) == slice_file and err.value.reason.startswith("lacks ImagePositionPatient; ")
+    res = build_cache(paths, load, (1, 4, 4), tmp_path / "c2", settings="a", on_bad_file="skip", progress=False)
+    assert res.skipped == [{"path": slice_file, "reason": "lacks ImagePositionPatient", "key": paths[1]}]
+
+
+def test_the_count_of_non_finite_values_is_the_count_of_nan_and_inf(tmp_path):
+    paths = _files(tmp_path, 1)
+
+    def load(p):
+        a = np.load(p)
+        a[0, 0, :2] = [np.nan, np.inf]
+        return a
+
+    with pytest.raises(BadFileError, match=r"f0\.npy: preprocessing produced 2 NaN/Inf value\(s\)"):
+        build_cache(paths, load, (1, 4, 4), tmp_path / "c", settings="a", progress=False)
