@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from medssl.io import Volume, read_image, read_itk, read_nifti, write_nifti
+from medssl.io import BadFileError, Volume, read_image, read_itk, read_nifti, write_nifti
 
 
 def _oblique_affine() -> np.ndarray:
@@ -64,3 +64,15 @@ def test_a_detached_nrrd_header_is_read_as_nrrd(tmp_path):
     vol = read_itk(tmp_path / "x.nhdr")
     assert vol.meta["source_format"] == "nrrd" and vol.array.shape == (1, 4, 3, 2)
     np.testing.assert_array_equal(read_image(tmp_path / "x.nhdr").array[0], data.transpose(2, 1, 0))
+
+
+def test_a_nifti_with_a_zero_sized_axis_is_refused_with_its_header_shape(tmp_path):
+    nib.save(nib.Nifti1Image(np.zeros((0, 4, 4), np.float32), np.eye(4)), str(tmp_path / "z.nii"))
+    with pytest.raises(BadFileError, match=r"z\.nii: image has zero voxels \(header shape \(0, 4, 4\)\)"):
+        read_nifti(tmp_path / "z.nii")
+
+
+def test_a_folder_named_like_an_nrrd_is_not_a_regular_file(tmp_path):
+    (tmp_path / "x.nrrd").mkdir()
+    with pytest.raises(BadFileError, match=r"x\.nrrd: is not a regular file"):
+        read_itk(tmp_path / "x.nrrd")
