@@ -65,3 +65,25 @@ def test_a_cache_file_that_is_a_card_input_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"index\.json would overwrite card c's split list \(test\)"):
         refuse_overwriting_inputs(card, tmp_path, tmp_path / "out", tmp_path)
     refuse_overwriting_inputs(card, tmp_path, tmp_path / "out", tmp_path / "cache")
+
+
+def test_prepare_takes_the_channel_count_from_the_card(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "t.tsv").write_text("id\na\n")
+    rgb = np.stack([np.full((8, 8), v, np.float32) for v in (1.0, 2.0, 3.0)])
+    np.save(root / "a.npy", rgb)
+    card = _card(2, geometry={"spacing": [1.0, 1.0]})
+    card.preprocessing["channels"] = 3
+    res = prepare_card(card, tmp_path / "c", root=root, spacing=[1.0, 1.0], progress=False)
+    assert res.cache.images.shape == (1, 3, 8, 8)
+    np.testing.assert_array_equal(res.cache.images[0], rgb)
+
+
+def test_a_card_voxel_size_changed_by_a_hundredth_of_a_mm_changes_the_settings(tmp_path):
+    """The npy geometry enters the cache settings to 6 decimals: 1.00 and 1.02 mm are other preprocessing."""
+    (tmp_path / "t.tsv").write_text("id\na\n")
+    np.save(tmp_path / "a.npy", np.ones((1, 8, 8), np.float32))
+    settings = [make_loader(c, make_preprocessor(c, None, [1.0, 1.0]), 1, tmp_path).settings()
+                for c in (_card(2, geometry={"spacing": [v, v]}) for v in (1.0, 1.02, 1.0))]
+    assert settings[0] != settings[1] and settings[0] == settings[2]
