@@ -163,3 +163,15 @@ def test_a_nan_in_float_pixel_data_is_refused_naming_the_folder(pydicom_file, tm
         ds.save_as(f)
     with pytest.raises(BadFileError, match=r"a: 1 voxels are NaN or Inf"):
         read_dicom_series(tmp_path / "a")
+
+
+def test_an_upper_case_dcm_without_its_marker_is_named_not_dropped(pydicom_file, tmp_path):
+    """``IMG.DCM`` is a slice candidate like ``img.dcm``: without its DICM marker it is an error naming it;
+    skipping it would silently drop the end slice (the remaining steps are uniform)."""
+    files = _copy(_by_position(pydicom_file), tmp_path / "a", names=["a.dcm", "b.dcm", "c.dcm", "d.dcm", "E.DCM"])
+    raw = bytearray(files[-1].read_bytes())
+    raw[128:132] = bytes(4)
+    files[-1].write_bytes(bytes(raw))
+    with pytest.raises(BadFileError) as err:
+        read_dicom_series(tmp_path / "a")
+    assert err.value.path == files[-1] and err.value.reason.startswith("unreadable slice candidate")
