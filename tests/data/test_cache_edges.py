@@ -127,3 +127,32 @@ def test_the_count_of_non_finite_values_is_the_count_of_nan_and_inf(tmp_path):
 
     with pytest.raises(BadFileError, match=r"f0\.npy: preprocessing produced 2 NaN/Inf value\(s\)"):
         build_cache(paths, load, (1, 4, 4), tmp_path / "c", settings="a", progress=False)
+
+
+def test_two_builders_of_one_cache_take_turns(tmp_path):
+    """Two runs (or DDP ranks) building the same cache at once: the second waits on the lock, then finds
+    every row built; each scan is decoded once and both see the same rows."""
+    import threading
+    import time
+
+    paths = _files(tmp_path, 6)
+    calls, results = [], [None, None]
+    start = threading.Barrier(2)
+
+    def slow(p):
+        calls.append(p)
+        time.sleep(0.03)
+        return np.load(p)
+
+    def build(k):
+        start.wait()
+        results[k] = build_cache(paths, slow, (1, 4, 4), tmp_path / "c", settings="a", progress=False)
+
+    threads = [threading.Thread(target=build, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(calls) == sorted(paths) and sorted(r.n_built for r in results) == [0, 6]
+    for r in results:
+        np.testing.assert_array_equal(r.images, _expected(paths))

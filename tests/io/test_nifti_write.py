@@ -59,10 +59,13 @@ def test_a_one_slice_3d_nifti_stays_3d(tmp_path):
 
 def test_a_detached_nrrd_header_is_read_as_nrrd(tmp_path):
     data = np.arange(24, dtype=np.int16).reshape(2, 3, 4)  # sitk order (z, y, x)
-    sitk.WriteImage(sitk.GetImageFromArray(data), str(tmp_path / "x.nhdr"))
+    img = sitk.GetImageFromArray(data)
+    img.SetSpacing((0.5, 0.75, 2.0))  # x, y, z
+    sitk.WriteImage(img, str(tmp_path / "x.nhdr"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.nhdr", "x.raw"]  # the data in a file beside it
     vol = read_itk(tmp_path / "x.nhdr")
     assert vol.meta["source_format"] == "nrrd" and vol.array.shape == (1, 4, 3, 2)
+    np.testing.assert_allclose(vol.meta["spacing"], (0.5, 0.75, 2.0))
     np.testing.assert_array_equal(read_image(tmp_path / "x.nhdr").array[0], data.transpose(2, 1, 0))
 
 
@@ -76,3 +79,9 @@ def test_a_folder_named_like_an_nrrd_is_not_a_regular_file(tmp_path):
     (tmp_path / "x.nrrd").mkdir()
     with pytest.raises(BadFileError, match=r"x\.nrrd: is not a regular file"):
         read_itk(tmp_path / "x.nrrd")
+
+
+def test_a_single_volume_4d_nifti_reports_its_3d_shape(tmp_path):
+    nib.save(nib.Nifti1Image(np.ones((3, 4, 5, 1), np.float32), np.eye(4)), str(tmp_path / "t.nii"))
+    vol = read_nifti(tmp_path / "t.nii")
+    assert vol.array.shape == (1, 3, 4, 5) and vol.meta["shape"] == (3, 4, 5)
