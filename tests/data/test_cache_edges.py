@@ -156,3 +156,15 @@ def test_two_builders_of_one_cache_take_turns(tmp_path):
     assert sorted(calls) == sorted(paths) and sorted(r.n_built for r in results) == [0, 6]
     for r in results:
         np.testing.assert_array_equal(r.images, _expected(paths))
+
+
+def test_an_added_scan_with_another_output_shape_rebuilds_every_row(tmp_path):
+    """Sources changed and another ``out_shape`` with the same settings string (a direct build_cache call):
+    no row of the old (1, 4, 4) cache may be copied into the new (1, 2, 8) one; every row is decoded."""
+    paths = _files(tmp_path, 3)
+    build_cache(paths[:2], np.load, (1, 4, 4), tmp_path / "c", settings="a", progress=False)
+    calls = []
+    res = build_cache(paths, lambda p: calls.append(p) or np.load(p).reshape(1, 2, 8), (1, 2, 8), tmp_path / "c",
+                      settings="a", progress=False)
+    assert sorted(calls) == paths and (res.n_reused, res.n_built) == (0, 3)
+    np.testing.assert_array_equal(res.images, _expected(paths).reshape(3, 1, 2, 8))
