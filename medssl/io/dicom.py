@@ -68,17 +68,19 @@ def safe_reason(exc: BaseException, ds: pydicom.Dataset | None = None) -> str:
 @contextlib.contextmanager
 def guarded(path: str | Path, holder: list | None = None):
     """Scrub warnings; turn unexpected errors (a malformed header value surfaces as
-    ``ValueError("... 'value'")``) into a :class:`BadFileError` without header values of
-    ``holder[0]`` (the header, once read) or quoted parts."""
+    ``ValueError("... 'value'")``) into a :class:`BadFileError` without header values of the
+    headers in ``holder`` (filled inside the block, once read) or quoted parts."""
+    def secrets() -> list[str]:
+        return [v for ds in holder or () for v in phi_values(ds)]
+
     try:
-        with scrubbed_warnings(lambda: phi_values(holder[0] if holder else None), logger="pydicom"):
+        with scrubbed_warnings(secrets, logger="pydicom"):
             yield
     except BadFileError:
         raise
     except Exception as e:  # noqa: BLE001
-        ds = holder[0] if holder else None
-        raise BadFileError(path, f"malformed DICOM content ({safe_reason(e, ds)}); if other tools read "
-                                 "this file, please report it as a medssl bug") from None
+        raise BadFileError(path, f"malformed DICOM content ({type(e).__name__}: {redact(str(e), secrets())}); if "
+                                 "other tools read this file, please report it as a medssl bug") from None
 
 
 def cs(ds: pydicom.Dataset, keyword: str, default: str = "?") -> str:

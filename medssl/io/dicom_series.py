@@ -271,8 +271,10 @@ def _read_series(folder: Path, series_uid: str | None, spacing_rtol: float, recu
     volume = np.empty((int(ds0.Columns), int(ds0.Rows), len(group)), dtype=np.float32)
     padding = None  # (cols, rows, n) bool once a slice declares a PixelPaddingValue
     for k, (p, _) in enumerate(group):
-        with guarded(p, [first]):
+        holder = [first]  # and this slice's header once read: its own values (SOPInstanceUID, dates…) are scrubbed too
+        with guarded(p, holder):
             ds = first if k == 0 else read_header(p)
+            holder.append(ds)
             pixels = decode_pixels(ds, p)
             if pixels.shape != (int(ds0.Rows), int(ds0.Columns)):
                 raise BadFileError(p, f"expected one grayscale {ds0.Rows}x{ds0.Columns} slice, "
