@@ -43,7 +43,8 @@ def reader_for(path: str | Path) -> Callable[..., Volume]:
     """The reader :func:`read_image` would use for ``path``.
 
     Rules: a folder → :func:`read_dicom_series`; a known suffix (see :data:`READERS`);
-    a file without suffix carrying the DICOM ``DICM`` marker → :func:`read_dicom`.
+    any other file carrying the DICOM ``DICM`` marker (no suffix, or a name such as
+    ``IM_0001.1`` or the file's SOPInstanceUID) → :func:`read_dicom`.
 
     Raises:
         BadFileError: the path does not exist or its type is not supported.
@@ -57,11 +58,11 @@ def reader_for(path: str | Path) -> Callable[..., Volume]:
     suffix = ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
     if suffix in READERS:
         return READERS[suffix]
-    if suffix == "" and pydicom.misc.is_dicom(path):
+    if pydicom.misc.is_dicom(path):  # DICOM files are often named by number or UID: "IM_0001.1", "1.2.840…"
         return read_dicom
     supported = ", ".join(sorted(READERS))
     raise BadFileError(path, f"unsupported file type {suffix or '(no extension)'!r}; supported: {supported}, "
-                             "DICOM files without extension, or a folder holding one DICOM series")
+                             "DICOM files of any name (with the DICM marker), or a folder holding one DICOM series")
 
 
 def read_image(path: str | Path, **kw) -> Volume:
