@@ -64,8 +64,9 @@ def check_array(path: str | Path, array: np.ndarray) -> np.ndarray:
 
 def numpy_load_reason(error: Exception, what: str, fix: str = "") -> str:
     """Why ``np.load(..., allow_pickle=False)`` failed, in words: pickled objects are refused on
-    purpose (loading them could run code from the file), anything else is damage (``fix`` appended)."""
-    if "allow_pickle" in str(error):
+    purpose (loading them could run code from the file), anything else is damage (``fix`` appended).
+    With ``mmap_mode`` numpy refuses an object array before it reads the flag ("Python objects in dtype")."""
+    if "allow_pickle" in str(error) or "Python objects in dtype" in str(error):
         return (f"the {what} holds pickled Python objects, which medssl never loads (they could run code); "
                 "save plain numeric arrays instead")
     return f"cannot read the {what} ({type(error).__name__}: {error}); the file is corrupt or truncated{fix}"
