@@ -24,6 +24,14 @@ def test_a_secret_containing_another_is_replaced_whole():
     assert out == "patient <redacted> seen"
 
 
+@pytest.mark.parametrize("message, expected", [
+    ("value cut at its start Qzxvbn^W' and more", "value cut at its start Qzxvbn^W<redacted>"),  # a closing quote alone
+    ("b'Qzxvbn^W'", "b<redacted>"),
+])
+def test_a_quote_that_opens_nothing_redacts_the_rest(message, expected):
+    assert redact(message) == expected
+
+
 def test_redacted_text_is_at_most_300_characters():
     assert len(redact("x" * 1000)) == 300
     assert redact("short message") == "short message"
