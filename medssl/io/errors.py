@@ -175,7 +175,8 @@ def _release(records: list[logging.LogRecord], secrets: list[str]) -> None:
 
 @contextlib.contextmanager
 def scrubbed_warnings(secrets: Callable[[], Iterable[str]] | None = None, logger: str | None = None):
-    """Re-emit the warnings raised inside the block, passed through :func:`redact`.
+    """Re-emit the warnings raised inside the block, passed through :func:`redact`, when the block ends,
+    also when it raises (a warning before a bad file's error is kept, not lost).
 
     With ``logger`` (e.g. ``"pydicom"``), the records sent to that logger and its children by this
     thread inside the block are held back too and passed on redacted when the block ends, also
@@ -184,6 +185,7 @@ def scrubbed_warnings(secrets: Callable[[], Iterable[str]] | None = None, logger
     """
     held: list[logging.LogRecord] = []
     values: list[str] = []
+    caught: list[warnings.WarningMessage] = []
     if logger is not None:
         _HOLD.attach(logger)
         _HOLD.blocks().append((logger, held))
@@ -199,5 +201,5 @@ def scrubbed_warnings(secrets: Callable[[], Iterable[str]] | None = None, logger
             blocks = _HOLD.blocks()
             del blocks[next(i for i in range(len(blocks) - 1, -1, -1) if blocks[i][1] is held)]
         _release(held, values)
-    for w in caught:
-        warnings.warn(redact(str(w.message), values), w.category, stacklevel=3)
+        for w in caught:
+            warnings.warn(redact(str(w.message), values), w.category, stacklevel=3)

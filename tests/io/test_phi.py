@@ -121,6 +121,11 @@ def test_unquoted_values_in_library_errors_are_redacted(pydicom_file, tmp_path, 
     monkeypatch.setattr(pydicom.Dataset, "pixel_array", property(leaky))
     e = _clean_error(lambda: read_dicom(path))
     assert "<redacted>" in str(e)
+    with warnings.catch_warnings(record=True) as caught:  # the warning before the error is kept, scrubbed
+        warnings.simplefilter("always")
+        with pytest.raises(BadFileError):
+            read_dicom(path)
+    assert [str(w.message) for w in caught if "looks odd" in str(w.message)] == ["frame of <redacted> / <redacted> looks odd"]
 
 
 def test_missing_decoder_error_is_clean(pydicom_file, tmp_path, monkeypatch):
