@@ -34,8 +34,8 @@ def pretrain_indices(cfg: RunConfig, data: PreparedData, run_dir: Path, report: 
     ``method.bias_column`` (FairKL); a missing class or bias code (-1) would act as one more class.
 
     ``report``: write ``excluded_from_pretraining.tsv`` (or remove an earlier attempt's, when no scan is left
-    out) and print the notes. Under DDP only rank 0
-    reports (``medssl.api.pretrain``); every rank gets the same indices (and the same error).
+    out) and print the notes. Under DDP only rank 0 reports (``medssl.api.pretrain``); every rank gets the
+    same indices (and the same error).
     """
     m, method = cfg.method, METHODS.get(cfg.method.name)
     sources = {f"method.metadata={m.metadata}": list(m.metadata)} if method.uses == "metadata" else {}
