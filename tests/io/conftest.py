@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
 
@@ -40,3 +41,14 @@ def nibabel_file():
 
     base = Path(nibabel.__file__).parent / "tests" / "data"
     return lambda name: _package_file(base, name)
+
+
+@pytest.fixture
+def oblique_affine() -> np.ndarray:
+    """(4, 4) voxel-to-RAS affine: 20° about z, voxels (0.9, 1.1, 2.5) mm, first axis flipped, an offset."""
+    theta = np.deg2rad(20.0)
+    rot = np.array([[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0], [0, 0, 1]])
+    affine = np.eye(4)
+    affine[:3, :3] = rot @ np.diag([0.9, 1.1, 2.5]) @ np.diag([-1, 1, 1])
+    affine[:3, 3] = [12.5, -30.0, 7.25]
+    return affine

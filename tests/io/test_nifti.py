@@ -9,26 +9,17 @@ import pytest
 from medssl.io import BadFileError, Volume, read_image, read_nifti, write_nifti
 
 
-def _oblique_affine() -> np.ndarray:
-    theta = np.deg2rad(20.0)
-    rot = np.array([[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0], [0, 0, 1]])
-    affine = np.eye(4)
-    affine[:3, :3] = rot @ np.diag([0.9, 1.1, 2.5]) @ np.diag([-1, 1, 1])
-    affine[:3, 3] = [12.5, -30.0, 7.25]
-    return affine
-
-
 @pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
-def test_round_trip_values_affine_spacing(tmp_path, suffix):
+def test_round_trip_values_affine_spacing(tmp_path, suffix, oblique_affine):
     rng = np.random.default_rng(0)
     data = rng.normal(size=(7, 9, 5)).astype(np.float32)
-    vol = Volume(data[None], _oblique_affine())
+    vol = Volume(data[None], oblique_affine)
     path = write_nifti(vol, tmp_path / f"x{suffix}")
     back = read_nifti(path)
     np.testing.assert_array_equal(back.array, data[None])
-    np.testing.assert_allclose(back.affine, _oblique_affine(), atol=1e-5)
+    np.testing.assert_allclose(back.affine, oblique_affine, atol=1e-5)
     np.testing.assert_allclose(back.spacing, (0.9, 1.1, 2.5), atol=1e-5)
-    assert back.orientation == "".join(nib.aff2axcodes(_oblique_affine()))
+    assert back.orientation == "".join(nib.aff2axcodes(oblique_affine))
     assert back.meta["source_format"] == "nifti" and back.meta["shape"] == (7, 9, 5)
 
 

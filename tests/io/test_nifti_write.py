@@ -11,32 +11,23 @@ import SimpleITK as sitk
 from medssl.io import BadFileError, Volume, read_image, read_itk, read_nifti, write_nifti
 
 
-def _oblique_affine() -> np.ndarray:
-    theta = np.deg2rad(20.0)
-    rot = np.array([[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0], [0, 0, 1]])
-    affine = np.eye(4)
-    affine[:3, :3] = rot @ np.diag([0.9, 1.1, 2.5]) @ np.diag([-1, 1, 1])
-    affine[:3, 3] = [12.5, -30.0, 7.25]
-    return affine
-
-
-def test_written_header_is_scanner_space_in_mm_for_qform_and_sform_readers(tmp_path):
+def test_written_header_is_scanner_space_in_mm_for_qform_and_sform_readers(tmp_path, oblique_affine):
     """Both qform and sform carry the affine with code 1 (scanner), units are mm: a tool that
     reads only the quaternion (nibabel get_qform) or scales spacing by the units (ITK) sees
     the same geometry; SimpleITK's LPS geometry is the affine with x and y negated."""
     data = np.arange(7 * 9 * 5, dtype=np.float32).reshape(7, 9, 5)
-    path = write_nifti(Volume(data[None], _oblique_affine()), tmp_path / "x.nii.gz")
+    path = write_nifti(Volume(data[None], oblique_affine), tmp_path / "x.nii.gz")
     hdr = nib.load(str(path)).header
     assert (int(hdr["qform_code"]), int(hdr["sform_code"])) == (1, 1)
     assert hdr.get_xyzt_units() == ("mm", "sec")
-    np.testing.assert_allclose(hdr.get_qform(), _oblique_affine(), atol=1e-5)
-    np.testing.assert_allclose(hdr.get_sform(), _oblique_affine(), atol=1e-5)
+    np.testing.assert_allclose(hdr.get_qform(), oblique_affine, atol=1e-5)
+    np.testing.assert_allclose(hdr.get_sform(), oblique_affine, atol=1e-5)
     img = sitk.ReadImage(str(path))
     np.testing.assert_allclose(img.GetSpacing(), (0.9, 1.1, 2.5), atol=1e-5)
     lps = np.diag([-1.0, -1.0, 1.0])
-    np.testing.assert_allclose(img.GetOrigin(), lps @ _oblique_affine()[:3, 3], atol=1e-4)
+    np.testing.assert_allclose(img.GetOrigin(), lps @ oblique_affine[:3, 3], atol=1e-4)
     np.testing.assert_allclose(np.reshape(img.GetDirection(), (3, 3)) @ np.diag(img.GetSpacing()),
-                               lps @ _oblique_affine()[:3, :3], atol=1e-5)
+                               lps @ oblique_affine[:3, :3], atol=1e-5)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(img).transpose(2, 1, 0), data)
 
 
