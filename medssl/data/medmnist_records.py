@@ -22,6 +22,7 @@ import numpy as np
 from medssl.data.card import DataCard
 from medssl.data.manifest import ManifestError, Problem, Record, _inside
 from medssl.data.tables import ROOT_HINT
+from medssl.io.errors import numpy_load_reason
 
 NPZ_SPLITS = ("train", "val", "test")
 
@@ -38,7 +39,7 @@ def medmnist_labels(path, split: str) -> np.ndarray:
                 raise ManifestError(f"{path}: no '{split}_labels' array (keys: {sorted(npz.files)}); is this a MedMNIST .npz?")
             labels = npz[f"{split}_labels"]
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as e:
-        raise ManifestError(f"{path}: cannot read the MedMNIST file ({type(e).__name__}: {e}); re-download it") from None
+        raise ManifestError(f"{path}: {numpy_load_reason(e, 'MedMNIST file', ', re-download it')}") from None
     labels = labels.astype(np.int64).reshape(len(labels), -1)
     return labels[:, 0] if labels.shape[1] == 1 else labels
 
