@@ -24,6 +24,15 @@ def _expected(paths):
     return np.stack([np.load(p) for p in paths]).astype(np.float16)
 
 
+def _stops_at(name):
+    """A loader interrupted (Ctrl-C) when it reaches the file ``name``."""
+    def load(p):
+        if p.endswith(name):
+            raise KeyboardInterrupt
+        return np.load(p)
+    return load
+
+
 def test_a_skipped_row_is_not_reused_as_a_row_of_zeros_when_scans_are_added(tmp_path):
     """The previous cache's row of a skipped file was never written (zeros, done False): after a scan
     is added it is decoded again (still bad: skipped again), never copied over and marked valid."""
@@ -43,13 +52,8 @@ def test_a_skipped_row_is_not_reused_as_a_row_of_zeros_when_scans_are_added(tmp_
 def test_a_row_an_interrupted_build_left_undone_is_built_not_reused(tmp_path):
     paths = _files(tmp_path, 4)
 
-    def stops_at_f1(p):
-        if p.endswith("f1.npy"):
-            raise KeyboardInterrupt
-        return np.load(p)
-
     with pytest.raises(KeyboardInterrupt):
-        build_cache(paths[:3], stops_at_f1, (1, 4, 4), tmp_path / "c", settings="a", progress=False)
+        build_cache(paths[:3], _stops_at("f1.npy"), (1, 4, 4), tmp_path / "c", settings="a", progress=False)
     res = build_cache(paths, np.load, (1, 4, 4), tmp_path / "c", settings="a", progress=False)
     assert res.valid.all() and (res.n_reused, res.n_built) == (1, 3)
     np.testing.assert_array_equal(res.images, _expected(paths))
@@ -60,13 +64,8 @@ def test_the_first_rows_of_an_interrupted_prepared_cache_are_built_not_served_in
     prefix is not served (it would mark them invalid, silently training on fewer scans)."""
     paths = _files(tmp_path, 5)
 
-    def stops_at_f1(p):
-        if p.endswith("f1.npy"):
-            raise KeyboardInterrupt
-        return np.load(p)
-
     with pytest.raises(KeyboardInterrupt):
-        build_cache(paths, stops_at_f1, (1, 4, 4), tmp_path / "c", settings="a", progress=False)
+        build_cache(paths, _stops_at("f1.npy"), (1, 4, 4), tmp_path / "c", settings="a", progress=False)
     head = build_cache(paths[:3], np.load, (1, 4, 4), tmp_path / "c", settings="a", progress=False)
     assert head.valid.tolist() == [True, True, True] and head.skipped == []
     np.testing.assert_array_equal(head.images, _expected(paths[:3]))
