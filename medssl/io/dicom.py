@@ -60,9 +60,9 @@ def phi_values(ds: pydicom.Dataset | None) -> list[str]:
     return [v for v in set(values) if len(v) >= 3]
 
 
-def safe_reason(exc: BaseException, ds: pydicom.Dataset | None = None) -> str:
-    """``"TypeName: message"`` of an exception, scrubbed with :func:`redact`."""
-    return f"{type(exc).__name__}: {redact(str(exc), phi_values(ds))}"
+def safe_reason(exc: BaseException, *headers: pydicom.Dataset | None) -> str:
+    """``"TypeName: message"`` of an exception, scrubbed with :func:`redact` of the ``headers``' values."""
+    return f"{type(exc).__name__}: {redact(str(exc), [v for ds in headers for v in phi_values(ds)])}"
 
 
 @contextlib.contextmanager
@@ -79,8 +79,8 @@ def guarded(path: str | Path, holder: list | None = None):
     except BadFileError:
         raise
     except Exception as e:  # noqa: BLE001
-        raise BadFileError(path, f"malformed DICOM content ({type(e).__name__}: {redact(str(e), secrets())}); if "
-                                 "other tools read this file, please report it as a medssl bug") from None
+        raise BadFileError(path, f"malformed DICOM content ({safe_reason(e, *(holder or ()))}); if other tools read "
+                                 "this file, please report it as a medssl bug") from None
 
 
 def cs(ds: pydicom.Dataset, keyword: str, default: str = "?") -> str:
