@@ -47,3 +47,32 @@ def test_compare_plots_nothing_for_a_fewshot_and_a_finetune_evaluation_of_a_labe
     doc = re.sub(r"\s+", " ", (DOCS / "evaluation.md").read_text())
     assert ("e.g. a `fewshot` and a `finetune` evaluation of `label` alone, it writes no figure and says so; "
             "with age both hold the train-mean baseline, and the figure shows that panel alone") in doc
+
+
+def _table(doc: str, header: str) -> list[str]:
+    """The rows of the Markdown table whose header line starts with ``header``."""
+    lines = (DOCS / doc).read_text().splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith(header))
+    rows = []
+    for ln in lines[start + 2:]:
+        if not ln.startswith("|"):
+            break
+        rows.append(ln)
+    return rows
+
+
+def test_every_key_of_encoder_json_is_in_the_table_of_encoders_md(tmp_path):
+    """docs/encoders.md, "Export": the table of ``encoder.json`` names each top-level key the export writes
+    (it left out ``format``, which ``load_encoder`` checks first), and no other."""
+    import json
+
+    from medssl.encoders import build_encoder
+    from medssl.export import save_encoder
+
+    args = {"spatial_dims": 2, "in_channels": 1, "width": 4}
+    save_encoder(build_encoder("resnet10", **args), tmp_path, "resnet10", args, input_spec={"spatial_dims": 2},
+                 pretraining={"method": "simclr"}, evaluation={"targets": ["age"]})
+    written = set(json.loads((tmp_path / "encoder.json").read_text()))
+    documented = {k for row in _table("encoders.md", "| key | content |")
+                  for k in re.findall(r"`(\w+)`", row.split("|")[1])}
+    assert documented == written
