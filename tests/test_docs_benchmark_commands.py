@@ -98,7 +98,7 @@ class _Parsed(Exception):
 
 
 @pytest.fixture(scope="module")
-def parse(request):
+def parse():
     """``parse(script, argv)``: the namespace ``benchmarks/<script>.py``'s own parser makes of ``argv``."""
     modules = {}
     real = argparse.ArgumentParser.parse_args

@@ -5,6 +5,7 @@ Each test names the sentence it pins, so that a change of behaviour fails here u
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -76,3 +77,55 @@ def test_every_key_of_encoder_json_is_in_the_table_of_encoders_md(tmp_path):
     documented = {k for row in _table("encoders.md", "| key | content |")
                   for k in re.findall(r"`(\w+)`", row.split("|")[1])}
     assert documented == written
+
+
+def _cell_values(cell: str) -> list:
+    """``0.3 (4, 0.1–0.25, mean)`` → ``[0.3, 4.0, (0.1, 0.25), "mean"]``; ``0.5, (0,)`` → ``[0.5, (0,)]``;
+    ``(0.8, 1.0)`` → ``[(0.8, 1.0)]``; ``all`` and ``None`` → None; ``2 vox`` → 2.0."""
+    def one(text: str):
+        text = text.strip().removesuffix(" vox")
+        if text in ("all", "None"):
+            return None
+        if "–" in text:
+            return tuple(float(v) for v in text.split("–"))
+        if text.startswith("("):
+            return tuple(float(v) for v in text.strip("()").split(",") if v.strip())
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+    head, _, inner = cell.strip().partition(" (")
+    if not inner or head.endswith(","):  # "(1, 1)", "0.5, (0,)", "0.5, all"
+        return [one(part) for part in re.split(r",\s+(?![^(]*\))", cell.strip())]
+    return [one(head)] + [one(part) for part in inner.removesuffix(")").split(", ")]
+
+
+def test_the_preset_table_of_augmentations_md_holds_the_presets_values():
+    """docs/augmentations.md, "Presets and parameters": every value of the table is the preset's
+    (``medssl.transforms.presets.PRESETS``); a probability of 0 stands for the whole row."""
+    from medssl.transforms.presets import PRESETS, AugmentParams
+
+    fields = {f.name for f in dataclasses.fields(AugmentParams)}
+    rows = _table("augmentations.md", "| key | none | brain_mri | ct | chest_xray |")
+    checked = 0
+    for row in rows:
+        key, *cells = [c.strip() for c in row.strip("|").split("|")][:5]
+        first, _, inner = key.partition(" (")
+        names = [n.strip() for n in first.split(",")]
+        prefix = names[0].removesuffix("_prob")
+        names += [f"{prefix}_{n}" if f"{prefix}_{n}" in fields else n for n in inner.rstrip(")").split(", ") if inner]
+        assert set(names) <= fields, row
+        for preset, cell in zip(("none", "brain_mri", "ct", "chest_xray"), cells):
+            values = _cell_values(cell)
+            if values == [0.0] and names[0].endswith("_prob"):
+                names_here = names[:1]
+            else:
+                assert len(values) == len(names), f"{row}: {cell!r} has {len(values)} values for {names}"
+                names_here = names
+            for name, value in zip(names_here, values):
+                real = getattr(PRESETS[preset], name)
+                real = tuple(float(v) for v in real) if isinstance(real, tuple) else real
+                assert real == value, f"augmentations.md: {name} of {preset} is {real!r}, the table says {value!r}"
+                checked += 1
+    assert checked >= 90
