@@ -129,3 +129,47 @@ def test_the_preset_table_of_augmentations_md_holds_the_presets_values():
                 assert real == value, f"augmentations.md: {name} of {preset} is {real!r}, the table says {value!r}"
                 checked += 1
     assert checked >= 90
+
+
+def test_the_config_key_table_names_every_choice_of_a_key():
+    """docs/training.md, "Every config key": a key with a fixed set of values lists each of them (the schema's
+    ``Literal`` choices, the registered methods, the augmentation presets, the evaluation targets); the
+    defaults are checked by tests/test_config.py."""
+    import typing
+
+    from medssl import registry
+    from medssl.config import EVAL_TARGETS, RunConfig
+    from medssl.transforms.presets import list_presets
+
+    rows = {m.group(1): m.group(2) for row in _table("training.md", "| key | default | meaning |")
+            if (m := re.match(r"^\| `([\w.]+)` \| `[^`]*` \| (.*) \|$", row))}
+    choices = {"method.name": registry.list_methods(), "augment.preset": list_presets(), "eval.targets": EVAL_TARGETS}
+    for section in dataclasses.fields(RunConfig):
+        if dataclasses.is_dataclass(section.default_factory if section.default_factory is not dataclasses.MISSING
+                                    else None):
+            for name, tp in typing.get_type_hints(section.default_factory).items():
+                if typing.get_origin(tp) is typing.Literal and f"{section.name}.{name}" != "method.metadata":
+                    choices[f"{section.name}.{name}"] = [c for c in typing.get_args(tp) if c != ""]
+    assert len(choices) >= 11
+    for key, values in choices.items():
+        listed = set(re.findall(r"`([\w-]+)`", rows[key]))
+        assert set(values) <= listed, f"training.md, {key}: {sorted(set(values) - listed)} missing from {rows[key]!r}"
+
+
+def test_counts_the_docs_state_are_those_shipped():
+    """README.md "30 data cards", docs/losses.md "nine registered losses", docs/data.md "the 18 MedMNIST v2 sets"
+    and data_cards/README.md "the 12 2D and 6 3D MedMNIST v2 sets": a card or loss added or removed must change
+    the sentence too."""
+    from medssl import registry
+    from medssl.data.card import list_cards, load_card
+
+    cards = list_cards()
+    medmnist = [c for c in cards if c.startswith("medmnist_")]
+    dims = [load_card(c).dimensionality for c in medmnist]
+    words = {9: "nine"}
+    root = DOCS.parent
+    assert f"; {len(cards)} data cards (" in (root / "README.md").read_text()
+    assert f"core, {words.get(len(registry.list_losses()))} registered losses." in (DOCS / "losses.md").read_text()
+    assert f"\n{len(medmnist)} MedMNIST v2 sets," in (DOCS / "data.md").read_text()
+    assert (f"the {dims.count(2)} 2D and {dims.count(3)} 3D MedMNIST v2 sets"
+            in (root / "data_cards" / "README.md").read_text())
