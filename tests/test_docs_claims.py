@@ -173,3 +173,16 @@ def test_counts_the_docs_state_are_those_shipped():
     assert f"\n{len(medmnist)} MedMNIST v2 sets," in (DOCS / "data.md").read_text()
     assert (f"the {dims.count(2)} 2D and {dims.count(3)} 3D MedMNIST v2 sets"
             in (root / "data_cards" / "README.md").read_text())
+
+
+def test_the_card_schema_of_data_cards_readme_names_every_key_format_and_role():
+    """data_cards/README.md is the card schema: every key a card may hold (``DataCard`` fields, the
+    ``preprocessing`` and ``geometry`` keys), every ``format`` and every role appear in it, in backticks."""
+    from medssl.data.card import FORMATS, GEOMETRY_KEYS, PREPROCESSING_KEYS, ROLES, DataCard
+
+    text = (DOCS.parent / "data_cards" / "README.md").read_text()
+    spans = re.findall(r"`([^`]+)`", text)  # `format: medmnist`, `geometry: {reference: <NIfTI …>}`, `path`
+    named = {w for span in spans for w in re.findall(r"(\w+):", span)} | {s for s in spans if re.fullmatch(r"\w+", s)}
+    keys = {f.name for f in dataclasses.fields(DataCard)} - {"source_file"}  # set by load_card, not by a card
+    missing = sorted((keys | set(PREPROCESSING_KEYS) | set(GEOMETRY_KEYS) | set(FORMATS) | set(ROLES)) - named)
+    assert not missing, f"data_cards/README.md does not name {missing}"
