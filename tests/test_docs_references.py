@@ -196,3 +196,12 @@ def test_inline_overrides_name_config_keys_with_valid_values():
                 except Exception as e:  # ConfigError, or a YAML value cut by the span's spaces
                     wrong.append(f"{doc.relative_to(ROOT)}: `{word}`: {e}")
     assert checked >= 15 and not wrong, "\n".join(wrong)
+
+
+def test_test_functions_named_in_the_docs_exist():
+    """``test_two_process_ddp_equals_one_process_with_the_same_global_batch`` and the like: a test the docs cite
+    as evidence is still there under that name."""
+    named = {n for doc in DOCS for n in re.findall(r"`(test_\w+)`", doc.read_text(encoding="utf-8"))}
+    defined = {n for f in (ROOT / "tests").rglob("*.py") for n in re.findall(r"^\s*def (test_\w+)", f.read_text(),
+                                                                          flags=re.M)}
+    assert len(named) >= 3 and named <= defined, sorted(named - defined)
