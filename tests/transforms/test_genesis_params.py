@@ -64,6 +64,14 @@ def test_each_corruption_touches_only_the_samples_drawn_for_it():
         assert torch.equal(changed, drawn), key
 
 
+def test_every_sample_is_shuffled_by_its_own_permutations():
+    """The same image in every row, every tile shuffled: the samples come out different (permutations drawn per
+    sample and tile, not one set for the whole batch)."""
+    x = torch.rand(1, 1, 16, 16, generator=gen(6)).expand(6, 1, 16, 16)
+    y = _only(shuffle_prob=1.0, shuffle_fraction=(1.0, 1.0))(x, gen(7))[0].flatten(1)
+    assert y.unique(dim=0).shape[0] == 6
+
+
 def test_every_sample_gets_its_own_curve_reversed_for_half_of_them():
     """Bézier transform only, the same image in every row: each sample has its own control points (its own curve,
     not one per batch), and about half come out in reverse intensity order (docs: flipped to a decreasing curve
