@@ -62,3 +62,26 @@ def test_paint_and_outpaint_probabilities_reach_the_corruption():
         _smooth(n=6), torch.Generator().manual_seed(3))
     changed = (corrupted != target).flatten(1).float().mean(1)
     assert (changed > 0).all() and (changed < 5 / 27 + 0.02).all(), changed
+
+
+def test_only_a_rescaling_run_records_its_rescaling():
+    """``input_rescaling`` (written into exports, read by evaluation to wrap the encoder) names the per-scan min-max
+    only when pretraining did it; with ``rescale: false`` the inputs were used as they came."""
+    assert "min-max" in _method().input_rescaling and _method(rescale=False).input_rescaling == ""
+
+
+def test_a_wrapped_genesis_encoder_takes_a_fine_tuning_head():
+    """Fine-tuning puts ``nn.Linear(encoder.out_dim, n)`` on the evaluated encoder, which for Models Genesis is the
+    MinMaxInput wrapper: it exposes the encoder's out_dim, spatial_dims and in_channels, and the head's output is
+    the head applied to the encoder's features of the rescaled scan."""
+    from medssl.eval.finetune import EncoderWithHead
+    from medssl.methods.genesis import MinMaxInput
+
+    enc = build_encoder("resnet10", width=4).eval()
+    wrapped = MinMaxInput(enc)
+    assert (wrapped.out_dim, wrapped.spatial_dims, wrapped.in_channels) == (enc.out_dim, enc.spatial_dims,
+                                                                             enc.in_channels)
+    model = EncoderWithHead(wrapped, 3, torch.Generator().manual_seed(0)).eval()
+    x = _smooth(n=2) * 40 - 7
+    with torch.no_grad():
+        assert torch.allclose(model(x), model.head(enc(minmax_per_sample(x))), atol=1e-6)
