@@ -129,3 +129,13 @@ def test_one_fraction_or_seed_given_as_a_number_is_that_one():
     assert (opts.fractions, opts.seeds) == ((0.1,), (3,))
     with pytest.raises(ValueError, match=r"--fractions must be label fractions in \(0, 1\], got \[2\]"):
         EvalOptions(fractions=2)
+
+
+def test_subject_counts_round_up_and_the_subset_comes_back_sorted():
+    """ceil(f · n) subjects, also where rounding to nearest would give fewer (0.3 · 75 = 22.5 → 23; 0.02 · 75 = 1.5
+    → 2 raised to 3), and the returned rows are sorted whatever the order of ``rows``."""
+    subjects, _ = _table()
+    rows = np.random.default_rng(3).permutation(150)
+    for fraction, n in ((0.3, 23), (0.7, 53), (0.02, 3)):
+        sub = subsample_subjects(rows, subjects, fraction, seed=1)
+        assert len(set(subjects[sub])) == n and np.all(np.diff(sub) > 0)
