@@ -146,3 +146,21 @@ def test_fine_tuning_curves_keep_every_class_and_run_each_point_with_its_own_see
     for c in calls:
         kept = [len(set(feats["subject"][c["fit"]][c["y_fit"] == k])) for k in (0, 1)]
         assert kept == [max(2, math.ceil(0.1 * n)) for n in n_class]
+
+
+def test_fewshot_selection_notes_and_skips_say_what_was_run(calls):
+    """Few-label curves: probes alone choose by cross-validation (no fine-tuning split is named); with fine-tuning
+    curves and an official validation split the notes say that fine-tuning early-stops on it; a multi-label target
+    is skipped with its reason."""
+    feats = _feats(n=60)
+    feats["label"], _ = D.multilabel_matrix(["a|b", "b", "a", "none"] * 15)
+    split = np.repeat(["train", "val", "test"], [30, 14, 16])
+    tr, va = split == "train", split == "val"
+    opts = EvalOptions(protocol="fewshot", n_boot=0, map_method="none", fractions=(1.0,), seeds=(0,))
+    probes_only = run_protocol(opts, {"e": feats}, tr, {}, 0, ["age", "label"])
+    assert probes_only["selection"] == "cross-validation on train"
+    assert probes_only["skipped_targets"] == {"label": "few-label curves cover single-label targets only"}
+    with_ft = run_protocol(EvalOptions(protocol="fewshot", n_boot=0, map_method="none", fractions=(1.0,), seeds=(0,),
+                                       fewshot_finetune=True), {"e": feats}, tr, {}, 0, ["age"], {"e": object()},
+                           {"all": list(range(60))}, val_mask=va)
+    assert D.NOTES["val_finetune"].format(n=14) in with_ft["notes"] and len(calls) == 1
