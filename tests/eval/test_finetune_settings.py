@@ -112,3 +112,33 @@ def test_training_batches_use_batch_statistics_even_for_an_encoder_handed_over_i
     assert int(after["net.1.num_batches_tracked"] - before["net.1.num_batches_tracked"]) == 3 * res.best_epoch >= 3
     assert not torch.equal(after["net.1.running_mean"], before["net.1.running_mean"])
     assert not enc.training and all(torch.equal(v, enc.state_dict()[k]) for k, v in before.items())
+
+
+def test_last_mode_trains_only_the_last_blocks_of_net_and_multilabel_heads_have_one_output_per_label(data):
+    """mode="last": a module of the encoder outside ``net`` (here a projection after it) is frozen with the earlier
+    blocks; n_trainable counts the last block only. Three findings: three head outputs and probabilities."""
+    from torch import nn
+
+    tr, ytr, va, yva, te, yte = data
+
+    class _WithProjection(nn.Module):
+        spatial_dims, in_channels, out_dim = 3, 1, 4
+
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.net = nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv3d(4, 8, 3, padding=1))
+            self.proj = nn.Linear(8, 4)
+
+        def forward(self, x):
+            return self.proj(self.net(x).mean(dim=(2, 3, 4)))
+
+    enc = _WithProjection()
+    res = finetune(enc, tr, ytr, va, yva, FinetuneOptions(mode="last", last_blocks=1, epochs=1, lr_encoder=1e-2))
+    assert res.n_trainable == sum(p.numel() for p in enc.net[2].parameters())
+    assert torch.equal(res.model.encoder.proj.weight, enc.proj.weight)
+    assert not torch.equal(res.model.encoder.net[2].weight, enc.net[2].weight)
+    ml = lambda y: np.c_[y > 50, y > 35, y < 30].astype(int)  # noqa: E731
+    out = finetune_and_score(make_tiny_encoder(), tr, ml(ytr), va, ml(yva), te, ml(yte),
+                             FinetuneOptions(task="multilabel", epochs=1, batch_size=12), n_boot=0)
+    assert out["pred"].shape == (len(te), 3) and np.all((out["pred"] > 0) & (out["pred"] < 1))
