@@ -11,7 +11,8 @@ from medssl.transforms.masking import (RandomPatchMasking, keep_tokens, mask_to_
 
 
 @pytest.mark.parametrize("num_patches,ratio,keep", [(196, 0.75, 49), (216, 0.75, 54), (64, 0.5, 32), (10, 0.9, 1),
-                                                    (50, 0.0, 50), (7, 0.75, 1)])
+                                                    (50, 0.0, 50), (7, 0.75, 1),
+                                                    (100, 0.9, 10), (5, 0.9, 1), (3, 0.5, 1)])
 def test_mask_has_the_requested_ratio(num_patches, ratio, keep):
     pm = random_patch_mask(5, num_patches, ratio, gen(0))
     assert pm.ids_keep.shape == (5, keep) and pm.mask.shape == (5, num_patches)
@@ -73,3 +74,30 @@ def test_mask_to_image_with_anisotropic_patches_puts_each_patch_at_its_place():
         for idx, (i, j, k) in enumerate((i, j, k) for i in range(2) for j in range(3) for k in range(4)):
             block = img[b, 0, i * 8:(i + 1) * 8, j * 4:(j + 1) * 4, k * 2:(k + 1) * 2]
             assert torch.all(block == mask[b, idx])
+
+
+def test_kept_patches_are_in_grid_order_and_the_shuffle_is_kept_then_masked():
+    """MAE's conventions written out: ids_keep lists each sample's visible patches in increasing patch index,
+    ids_shuffle starts with them and continues with exactly the masked patches."""
+    pm = random_patch_mask(4, 40, 0.6, gen(5))
+    for b in range(4):
+        visible = [i for i in range(40) if pm.mask[b, i] == 0]
+        assert pm.ids_keep[b].tolist() == visible
+        assert pm.ids_shuffle[b, :16].tolist() == visible
+        assert sorted(pm.ids_shuffle[b, 16:].tolist()) == [i for i in range(40) if pm.mask[b, i] == 1]
+
+
+def test_masks_without_a_generator_differ_between_calls():
+    """No generator: fresh randomness each call (a torch.Generator never seeded repeats the same masks)."""
+    a, b = (random_patch_mask(2, 64, 0.75).mask for _ in range(2))
+    assert not torch.equal(a, b)
+
+
+def test_masking_module_uses_its_own_ratio_and_refuses_a_full_mask():
+    x = torch.randn(3, 1, 16, 16)
+    kept, pm = RandomPatchMasking(patch_size=4, mask_ratio=0.25)(x, gen(0))
+    assert kept.shape == (3, 12, 16) and torch.equal(pm.mask.sum(1), torch.full((3,), 4.0))
+    patches = patchify(x, 4)  # the kept tokens are the input's visible patches
+    assert torch.equal(kept, torch.stack([patches[b][pm.mask[b] == 0] for b in range(3)]))
+    with pytest.raises(ValueError, match="mask_ratio"):
+        RandomPatchMasking(patch_size=4, mask_ratio=1.0)
