@@ -37,7 +37,7 @@ def masked_patch_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
         mask: (B, L), 1 = masked (counted), 0 = visible (ignored).
 
     Returns:
-        scalar: ``sum_b,l mask · mean_P (pred - target)^2 / sum mask``.
+        scalar: ``sum_b,l mask · mean_P (pred - target)^2 / sum mask`` (0 when no patch is masked).
     """
     per_patch = (pred.float() - target.float()).square().mean(-1)
     return (per_patch * mask).sum() / mask.sum().clamp(min=1)

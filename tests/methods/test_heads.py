@@ -54,3 +54,24 @@ def test_unet_decoder_output_depends_on_every_level_of_the_pyramid():
         for level in range(3):
             changed = [m + (5.0 if i == level else 0.0) * torch.randn_like(m) for i, m in enumerate(maps)]
             assert (dec(changed, (32, 32)) - ref).abs().amax() > 1e-4, level
+
+
+def test_mae_decoder_positions_follow_the_grid_it_is_given():
+    """The same number of patches on two grids, (2, 3, 4) then (4, 3, 2): each call adds its own grid's sin-cos
+    embedding (a decoder used on another crop size must not reuse the first grid's positions)."""
+    torch.manual_seed(0)
+    dec = MAEDecoder(encoder_dim=10, patch_dim=7, dim=12, depth=1, num_heads=2).eval()
+    pm = random_patch_mask(1, 24, 0.5, torch.Generator().manual_seed(1))
+    latent = torch.randn(1, 12, 10)
+    with torch.no_grad():
+        dec(latent, pm.ids_restore, (2, 3, 4))
+        full = torch.cat([dec.embed(latent), dec.mask_token.expand(1, 12, 12)], 1)
+        x = full.gather(1, pm.ids_restore[..., None].expand(-1, -1, 12)) + sincos_position_embedding((4, 3, 2), 12)
+        for blk in dec.blocks:
+            x = blk(x)
+        torch.testing.assert_close(dec(latent, pm.ids_restore, (4, 3, 2)), dec.pred(dec.norm(x)), rtol=1e-5, atol=1e-5)
+
+
+def test_unet_decoder_last_block_has_half_the_finest_channels():
+    dec = UNetDecoder([8, 6, 4], out_channels=2, spatial_dims=3, channels=[10, 6])
+    assert dec.out.in_channels == 5 and dec.out.out_channels == 2  # documented: half the finest level's 10

@@ -168,3 +168,58 @@ def test_mask_ratio_is_the_one_configured():
     with torch.no_grad():
         _, pm, _ = mae.forward_masked(torch.randn(2, 1, 16, 16, 16), torch.Generator().manual_seed(0))
     assert torch.equal(pm.mask.sum(1), torch.tensor([32.0, 32.0]))  # half of the 4³ patches
+
+
+def test_normalised_targets_of_low_variance_and_constant_patches():
+    """The MAE code's target ``(p - mean) / sqrt(var + 1e-6)`` (unbiased var), written out with numpy on patches
+    whose variance is of the order of eps, where eps matters; a constant patch gives zeros, not NaN."""
+    rng = np.random.default_rng(0)
+    p = 3.0 + 1e-3 * rng.standard_normal((2, 3, 64))
+    p[1, 2] = 7.0
+    expected = (p - p.mean(-1, keepdims=True)) / np.sqrt(p.var(-1, ddof=1, keepdims=True) + 1e-6)
+    out = normalise_patches(torch.tensor(p))
+    assert torch.isfinite(out).all() and not out[1, 2].any()
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-6, atol=1e-9)
+
+
+def test_masked_loss_with_no_masked_patch_is_zero_not_nan():
+    """The limit of mask ratio 0: no masked patch, nothing to reconstruct: the loss is 0 (and finite)."""
+    pred, target = torch.randn(2, 5, 8), torch.randn(2, 5, 8)
+    loss = masked_patch_mse(pred, target, torch.zeros(2, 5))
+    assert torch.isfinite(loss) and loss.item() == 0.0
+    one = torch.zeros(2, 5)
+    one[1, 3] = 1.0  # a single masked patch: its own mean squared error
+    assert masked_patch_mse(pred, target, one).item() == pytest.approx(((pred[1, 3] - target[1, 3]) ** 2).mean().item())
+
+
+def test_defaults_are_the_papers():
+    """He et al.'s setting, as the docstring says: mask ratio 0.75, per-patch normalised targets, decoder 512 wide,
+    8 blocks, 16 heads; a mask ratio of 1 (nothing visible to the encoder) is refused when the method is built."""
+    torch.manual_seed(0)
+    decoder = MAE(build_encoder("vit_tiny", spatial_dims=3, in_channels=1, **VIT)).decoder
+    assert len(decoder.blocks) == 8 and decoder.embed.out_features == 512 and decoder.blocks[0].attn.num_heads == 16
+    mae = make_mae()  # a small decoder, the other defaults
+    x = torch.randn(2, 1, 16, 16, 16)
+    out = mae.training_step({"image": x}, torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        pred, pm, _ = mae.forward_masked(x, torch.Generator().manual_seed(2))
+    assert torch.equal(pm.mask.sum(1), torch.tensor([48.0, 48.0]))
+    assert out.loss.item() == pytest.approx(naive_loss(pred, x, pm.mask, 4, norm=True), rel=1e-4)
+    with pytest.raises(ValueError, match="mask_ratio"):
+        make_mae(mask_ratio=1.0)
+
+
+def test_the_loss_is_computed_on_the_views_of_the_batch():
+    """With views, the masked patches and the targets are those of the augmented batch (a 16³ crop of 24³ inputs),
+    drawn from the same generator: the loss is the paper's formula on the view."""
+    from medssl.transforms.views import build_view_pipeline
+
+    mae = make_mae(views=build_view_pipeline("none", 3, (16, 16, 16)), norm_pix_loss=True)
+    x = torch.randn(2, 1, 24, 24, 24)
+    loss = mae.training_step({"image": x}, torch.Generator().manual_seed(4)).loss
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        view = mae.views(x, g)
+        pred, pm, _ = mae.forward_masked(view, g)
+    assert view.shape == (2, 1, 16, 16, 16) and not torch.equal(view, x[:, :, :16, :16, :16])
+    assert loss.item() == pytest.approx(naive_loss(pred, view, pm.mask, 4, norm=True), rel=1e-4)
