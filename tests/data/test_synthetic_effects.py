@@ -1,0 +1,131 @@
+"""Synthetic cohort: the planted effects' direction and size against docs/synthetic.md, one effect at a time.
+
+Volumes come from the renderer's partial-volume maps (the truth table's measures, not the formulas' inputs) of
+one controlled subject whose other traits are held fixed; an effect is isolated by switching the others off
+through the module's named constants. The trait statistics are checked on thousands of drawn subjects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+import medssl.data.synthetic_anatomy as anatomy
+from medssl.data.synthetic import SyntheticCohortSpec, subject_traits
+
+SPEC = SyntheticCohortSpec(n_subjects=1, shape=(48, 48, 48))
+
+
+def _render(**change) -> tuple[np.ndarray, dict]:
+    """Noiseless tissue image and truth of one fixed subject (site A, CN, no pose) with some traits changed."""
+    base = anatomy.sample_traits(0, 0, SPEC.sites[0], np.random.default_rng(11))
+    base = dataclasses.replace(base, diagnosis="CN", pose_shift_mm=(0.0, 0.0, 0.0), pose_rotation_deg=(0.0, 0.0, 0.0))
+    return anatomy.render_tissue(dataclasses.replace(base, **change), SPEC.axes_mm(), 224.0 / 48,
+                                 np.random.default_rng(12))
+
+
+def _truth(**change) -> dict:
+    return _render(**change)[1]
+
+
+def test_age_effects_have_the_documented_direction_and_size(monkeypatch):
+    young, old = _truth(age=20.0), _truth(age=85.0)
+    assert old["icv_ml"] == pytest.approx(young["icv_ml"])  # the skull does not shrink
+    assert 2.6 < old["ventricle_ml"] / young["ventricle_ml"] < 3.8  # documented ×3.2 from 20 to 85 y
+    assert 0.78 < old["hippocampus_ml"] / young["hippocampus_ml"] < 0.92  # documented −13 % at 85 y
+    monkeypatch.setattr(anatomy, "SULCUS_THRESHOLD_20", 99.0)  # no sulci: the cortical shell alone
+    shell_young, shell_old = _truth(age=20.0), _truth(age=85.0)
+    # sulcal CSF: ≈ 10 % of the cortical shell at 20 y, ≈ 30 % at 85 y
+    assert 0.04 < 1 - young["gm_ml"] / shell_young["gm_ml"] < 0.15
+    assert 0.20 < 1 - old["gm_ml"] / shell_old["gm_ml"] < 0.40
+    assert 0.75 < shell_old["brain_ml"] / shell_young["brain_ml"] < 0.86  # brain volume ≈ −20 % at 85 y
+    monkeypatch.setattr(anatomy, "BRAIN_SHRINK_PER_YEAR", 0.0)  # the same brain: only the cortex thins (−26 %)
+    same_young, same_old = _truth(age=20.0), _truth(age=85.0)
+    assert same_old["brain_ml"] == pytest.approx(same_young["brain_ml"], rel=1e-3)
+    assert 0.68 < same_old["gm_ml"] / same_young["gm_ml"] < 0.82
+
+
+def test_ad_effects_have_the_documented_direction_and_size():
+    cn, ad = _truth(age=75.0), _truth(age=75.0, diagnosis="AD")
+    assert 0.55 < ad["hippocampus_ml"] / cn["hippocampus_ml"] < 0.75  # × 0.70, and the larger horns take more
+    assert 1.10 < ad["ventricle_ml"] / cn["ventricle_ml"] < 1.20  # × 1.15
+    assert ad["brain_ml"] < cn["brain_ml"] and ad["icv_ml"] == pytest.approx(cn["icv_ml"])
+    assert ad["gm_ml"] / cn["gm_ml"] < 0.95  # the temporal cortex up to 50 % thinner (the brain factor: ≈ 0.97)
+
+
+def test_truth_thickness_and_the_subject_texture():
+    """truth.tsv's thickness is the formula's t (7 mm at 20 y, −26 % at 85 y) × head_scale; the image is multiplied
+    by 1 + 0.04·T, so white matter (1.0 before it) is brighter than 1 in about a third of its voxels."""
+    assert _truth(age=20.0, gm_noise=0.0, head_scale=1.1)["gm_thickness_mm"] == pytest.approx(7.7)
+    assert _truth(age=85.0, gm_noise=0.0, head_scale=1.0)["gm_thickness_mm"] == pytest.approx(7.0 * 0.74)
+    img = _render(age=40.0)[0]
+    assert 0.15 < (img > 1.03).sum() / (img > 0.9).sum() < 0.45 and img.max() < 1.25
+
+
+def test_ventricle_asymmetry_is_the_log_ratio_of_left_and_right_volumes():
+    """Documented: log(left/right ventricle volume) is the trait (SD 0.10). Measured as in test_synthetic: CSF
+    fraction in the deep box per hemisphere, minus the same subject with vanishing ventricles."""
+    axes = SPEC.axes_mm()
+    sel = [np.abs(axes[0]) < 24, np.abs(axes[1]) < 40, (axes[2] > -6) & (axes[2] < 36)]
+    left = axes[0][sel[0]] < 0
+
+    def log_left_right(asymmetry: float) -> float:
+        csf = [np.clip((1.0 - _render(age=60.0, ventricle_asymmetry=asymmetry, **kw)[0][np.ix_(*sel)]) / 0.88, 0, 1)
+               for kw in ({}, {"ventricle_noise": -9.0})]
+        own = csf[0] - csf[1]
+        return math.log(own[left].sum() / own[~left].sum())
+
+    assert abs(abs(log_left_right(0.4) - log_left_right(0.0)) - 0.4) < 0.1
+
+
+def test_pose_shift_moves_the_head_by_that_many_mm():
+    axes = SPEC.axes_mm()
+
+    def centre(img: np.ndarray) -> np.ndarray:
+        w = img / img.sum()
+        return np.array([(w.sum(axis=tuple(j for j in range(3) if j != i)) * axes[i]).sum() for i in range(3)])
+
+    moved = centre(_render(pose_shift_mm=(10.0, 0.0, -6.0))[0]) - centre(_render()[0])
+    np.testing.assert_allclose(moved, [10.0, 0.0, -6.0], atol=1.5)
+
+
+def test_ad_probability_is_the_documented_curve():
+    assert anatomy.ad_probability(30.0) == pytest.approx(0.02, abs=0.005)
+    assert anatomy.ad_probability(72.0) == pytest.approx(0.27, abs=0.005)
+    assert anatomy.ad_probability(85.0) == pytest.approx(0.47, abs=0.01)
+
+
+def test_trait_statistics_match_the_documented_distributions():
+    spec = SyntheticCohortSpec(n_subjects=3000, n_sites=3, shape=(16, 16, 16), seed=4)
+    traits = [subject_traits(spec, i) for i in range(spec.n_subjects)]
+    age = np.array([t.age for t in traits])
+    assert np.all((age >= 20.0) & (age <= 85.0)) and np.array_equal(age, np.round(age, 1))
+    assert np.mean(age != np.round(age)) > 0.5  # one decimal, not whole years
+    male = np.array([t.sex == "M" for t in traits])
+    assert abs(male.mean() - 0.5) < 4 * math.sqrt(0.25 / len(male))  # ≈ 50 % each
+    head = np.log([t.head_scale for t in traits])
+    assert abs(head[male].mean() - head[~male].mean() - math.log(1.04)) < 0.006  # male heads +4 % (linear)
+    for k, site in enumerate(spec.sites):  # pose: the site's mean + N(0, 2) per axis
+        mine = [t for t in traits if t.site == k]
+        assert len(mine) == 1000
+        for attr in ("pose_shift_mm", "pose_rotation_deg"):
+            mean = np.mean([getattr(t, attr) for t in mine], axis=0)
+            np.testing.assert_allclose(mean, getattr(site, attr), atol=5 * 2.0 / math.sqrt(1000))
+        assert np.mean([t.age for t in mine]) == pytest.approx(site.mean_age, abs=1.5)
+
+
+def test_smooth_field_has_unit_variance_everywhere_and_does_not_depend_on_the_grid():
+    axes = tuple(np.array([-60.0, -54.0, -6.0, 0.0, 60.0]) for _ in range(3))  # centre and edges of ±60 mm
+    draws = np.stack([anatomy.smooth_field(axes, 12.0, np.random.default_rng(s), 60.0) for s in range(1500)])
+    assert np.all(np.abs(draws.mean(0)) < 0.12)  # 4.6 standard errors
+    assert np.all((draws.var(0) > 0.85) & (draws.var(0) < 1.15)), draws.var(0)
+    # stationary: points 6 mm apart correlate as two Gaussian bumps of width 0.6 × 12 mm, at the centre and edge
+    for near, far in ((3, 2), (0, 1)):
+        r = np.corrcoef(draws[:, near, 3, 3], draws[:, far, 3, 3])[0, 1]
+        assert abs(r - math.exp(-36 / (4 * 7.2**2))) < 0.1, (near, r)
+    sub = tuple(a[[0, 4]] for a in axes)  # the same world points on a coarser grid: the same values
+    np.testing.assert_allclose(anatomy.smooth_field(sub, 12.0, np.random.default_rng(0), 60.0),
+                               draws[0][np.ix_([0, 4], [0, 4], [0, 4])], rtol=1e-5, atol=1e-5)
