@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pytest
 
-from medssl.data.synthetic import SyntheticCohortSpec, write_synthetic_cohort
+from medssl.data.synthetic import SyntheticCohortSpec, generate_subject, write_synthetic_cohort
 from medssl.data.synthetic_sites import SITE_PRESETS, SiteProfile, _site_letter, apply_scanner, site_profiles
 from medssl.io import read_nifti
 
@@ -72,6 +72,18 @@ def test_blur_sigma_is_in_mm_along_its_own_axis():
     centre = (d * np.arange(n - 1)).sum() / d.sum()
     assert math.sqrt((d * (np.arange(n - 1) - centre) ** 2).sum() / d.sum()) == pytest.approx(2.0, abs=0.2)
     assert np.count_nonzero(np.diff(along_x) > 1.0) == 1
+
+
+def test_each_subject_is_scanned_with_its_own_sites_signature():
+    """Subjects 0, 1, 2 are at sites A, B, C: the background outside the head (the corners) is each site's
+    offset + Rayleigh mean σ·scale·√(π/2) (σ × U(0.85, 1.15) per subject): 4.5, 21.4 and 12.3 grey levels."""
+    spec = SyntheticCohortSpec(n_subjects=3, n_sites=3, shape=(24, 24, 24), seed=2)
+    for i, site in enumerate(SITE_PRESETS[:3]):
+        img = generate_subject(spec, i).image.astype(float)
+        corners = np.concatenate([img[x, y, z].ravel() for x in (slice(0, 4), slice(-4, None))
+                                  for y in (slice(0, 4), slice(-4, None)) for z in (slice(0, 4), slice(-4, None))])
+        rayleigh = site.noise_sigma * site.intensity_scale * math.sqrt(math.pi / 2)
+        assert abs(corners.mean() - site.intensity_offset - rayleigh) < 0.2 * rayleigh + 0.5, (site.name, corners.mean())
 
 
 def test_site_table():
