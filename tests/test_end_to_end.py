@@ -188,3 +188,26 @@ def test_demo_stopped_by_sigterm_does_not_evaluate_the_partial_run(tmp_path, cap
     assert main(["demo", "--out", str(tmp_path), "--subjects", "4", *SMALL]) == 0
     out = capsys.readouterr().out
     assert "stopped early at step 3 (SIGTERM); nothing evaluated" in out and "--resume auto" in out
+
+
+def test_demo_writes_its_cohort_with_the_run_config_and_readme_settings(tmp_path, monkeypatch, capsys):
+    """The demo's cohort: 3 sites (README), the run's seed and data.shape (so overrides reach the data), and
+    300 subjects when none are asked for (README); pretraining is replaced by a stub stopped at step 1."""
+    from pathlib import Path
+
+    import medssl.demo as demo_module
+
+    def stopped(cfg, progress=True):
+        run = Path(cfg.output_dir)
+        run.mkdir(parents=True)
+        (run / "train_summary.json").write_text(json.dumps({"steps": 1, "stopped_early": True}))
+        return run
+
+    monkeypatch.setattr(demo_module, "pretrain", stopped)
+    assert demo(tmp_path, ("seed=5", "data.shape=[16,20,16]", "augment.crop_size=[16,16,16]"), subjects=4) == {}
+    params = json.loads((tmp_path / "cohort" / "dataset_description.json").read_text())["GeneratedBy"][0]["Parameters"]
+    assert (params["n_subjects"], params["n_sites"], params["seed"], params["shape"]) == (4, 3, 5, [16, 20, 16])
+    asked = []
+    monkeypatch.setattr(demo_module, "demo_cohort", lambda cohort, subjects, shape, seed: asked.append(subjects))
+    demo(tmp_path / "default")
+    assert asked == [300]
