@@ -45,6 +45,15 @@ def test_contrast_gamma_and_intensity_scale():
     assert 120 * 0.25 * 0.9 < out.mean() < 120 * 0.25 * 1.1 and out.std() < 1.0
 
 
+def test_values_are_rounded_to_the_nearest_grey_level():
+    """A ramp of tissue values without noise: scale·T rounded (not truncated) to uint8, so the fitted line through
+    the output has no offset (truncation would shift it by −0.5)."""
+    tissue = np.linspace(0.1, 1.0, 20000).reshape(20, 20, 50)
+    out = _scan(tissue, noise_sigma=1e-4, intensity_scale=200.0)
+    slope, intercept = np.polyfit(tissue.ravel(), out.ravel(), 1)
+    assert 200 * 0.88 < slope < 200 * 1.12 and abs(intercept) < 0.1, (slope, intercept)
+
+
 def test_bias_field_follows_the_formula_along_each_world_axis():
     """exp(b·x/100 + q(|x|²/100² − 1)): b = (0.3, 0, 0) brightens +x by e^0.6 relative to −x and leaves y and z
     flat (per-subject jitter N(0, 0.03) per axis); q = 0.2 brightens the periphery by e^0.2 over the centre."""
