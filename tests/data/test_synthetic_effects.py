@@ -42,6 +42,8 @@ def test_age_effects_have_the_documented_direction_and_size(monkeypatch):
     assert 0.04 < 1 - young["gm_ml"] / shell_young["gm_ml"] < 0.15
     assert 0.20 < 1 - old["gm_ml"] / shell_old["gm_ml"] < 0.40
     assert 0.75 < shell_old["brain_ml"] / shell_young["brain_ml"] < 0.86  # brain volume ≈ −20 % at 85 y
+    for with_sulci, without in ((young, shell_young), (old, shell_old)):  # sulcal CSF is neither brain nor grey matter
+        assert without["brain_ml"] - with_sulci["brain_ml"] == pytest.approx(without["gm_ml"] - with_sulci["gm_ml"])
     monkeypatch.setattr(anatomy, "BRAIN_SHRINK_PER_YEAR", 0.0)  # the same brain: only the cortex thins (−26 %)
     same_young, same_old = _truth(age=20.0), _truth(age=85.0)
     assert same_old["brain_ml"] == pytest.approx(same_young["brain_ml"], rel=1e-3)

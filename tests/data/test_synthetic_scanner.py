@@ -68,6 +68,7 @@ def test_bias_field_follows_the_formula_along_each_world_axis():
     quad = _scan(np.full((1, 1, 3), 0.8), [np.zeros(1)] * 2 + [line.reshape(1, 1, 3)], bias_quadratic=0.2).ravel()
     assert quad[0] / quad[1] == pytest.approx(math.exp(0.2), rel=0.08) and quad[2] / quad[1] == pytest.approx(
         math.exp(0.2), rel=0.08)
+    assert quad[1] == pytest.approx(100 * 0.8 * math.exp(-0.2), rel=0.09)  # at the centre: exp(−q)
 
 
 def test_blur_sigma_is_in_mm_along_its_own_axis():
