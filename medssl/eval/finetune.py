@@ -345,9 +345,12 @@ def finetune_and_score(encoder: nn.Module, train: Dataset, y_train: np.ndarray, 
     """:func:`finetune`, then score once on ``test``.
 
     Returns:
-        Regression: MAE, RMSE, R², Pearson r (+ ``_ci``); classification: balanced accuracy,
-        F1, accuracy, AUC, chance (+ ``_ci``); multilabel: macro and per-class AUC / F1 (+
-        ``auc_macro_ci``). Plus ``"history"``, ``"finetune"`` (settings, best epoch) and ``"pred"``.
+        Regression: MAE, RMSE, R², Pearson r (+ ``_ci``); classification: as the linear probe
+        (:func:`medssl.eval.probes.classification_probe`): balanced accuracy, F1, accuracy, AUC,
+        chance (1/#training classes), ``classes`` and ``confusion`` (+ ``_ci``), the model choosing among
+        the classes of ``y_train`` (the head's outputs for other codes, never trained towards, are left out and the
+        others' probabilities renormalised); multilabel: macro and per-class AUC / F1 (+ ``auc_macro_ci``).
+        Plus ``"history"``, ``"finetune"`` (settings, best epoch) and ``"pred"`` (class codes for classification).
     """
     from medssl.eval import metrics as M
 
@@ -359,14 +362,12 @@ def finetune_and_score(encoder: nn.Module, train: Dataset, y_train: np.ndarray, 
         out = M.with_ci(M.regression_metrics(y_test, pred), {"mae": M.mae, "rmse": M.rmse, "r2": M.r2}, y_test, pred,
                         n_boot=n_boot, seed=seed, groups=groups_test) if n_boot else M.regression_metrics(y_test, pred)
         out["pred"] = pred
-    elif result.options.task == "classification":
-        labels = pred.argmax(1)
-        out = M.classification_metrics(y_test, labels, pred)
-        out["chance"] = 1.0 / pred.shape[1]
-        if n_boot:
-            M.with_ci(out, {"balanced_accuracy": M.balanced_accuracy}, y_test, labels, n_boot=n_boot, seed=seed,
-                      groups=groups_test)
-        out["pred"] = labels
+    elif result.options.task == "classification":  # scored as the linear probe: over the training classes
+        from medssl.eval.probes import _classification_report
+
+        classes = np.unique(np.asarray(y_train))  # a head output no training row has is no choice (never trained to)
+        proba = pred[:, classes] / pred[:, classes].sum(1, keepdims=True)
+        out = _classification_report(y_test, classes[proba.argmax(1)], proba, classes, n_boot, seed, groups_test)
     else:
         out = M.multilabel_metrics(y_test, pred, names=class_names)
         if n_boot:

@@ -1,0 +1,66 @@
+"""Fine-tuned classifiers report as the linear probe does when a class code is absent from the training rows
+(a class seen only in the test rows, or a code no training scan has): the head's output for such a code was never
+trained towards, so it is no choice; chance is 1 / #training classes; ``classes`` and ``confusion`` are given."""
+
+import numpy as np
+import pytest
+from eval_helpers import make_image_dataset, make_tiny_encoder
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+from medssl.eval.driver import EvalOptions, run_protocol
+from medssl.eval.features import extract_features
+from medssl.eval.finetune import FinetuneOptions, finetune, finetune_and_score, predict
+from medssl.eval.report import summary_rows
+
+
+@pytest.fixture(scope="module")
+def data():
+    """Age tertiles as classes 0, 1, 2; the training and validation rows hold no class 1 (the test rows do)."""
+    ds, age = make_image_dataset(60, seed=1)
+    y = np.digitize(age, np.quantile(age, [1 / 3, 2 / 3]))
+    keep = [i for i in range(48) if y[i] != 1]
+    tr, va = [i for i in keep if i < 36], [i for i in keep if i >= 36]
+    return [ds[i] for i in tr], y[tr], [ds[i] for i in va], y[va], ds[48:], y[48:]
+
+
+def test_a_code_absent_from_training_is_no_prediction_and_chance_counts_the_training_classes(data):
+    """Naive recomputation from the same (deterministic) fine-tuned model: probabilities of the training classes
+    (0, 2) renormalised, the prediction their argmax; balanced accuracy (scikit-learn), binary AUC of class 2 against
+    every other test row, chance 1/2, classes [0, 2, 1] and the confusion matrix as the probe orders them."""
+    tr, ytr, va, yva, te, yte = data
+    assert set(ytr) == set(yva) == {0, 2} and 1 in yte
+    opts = FinetuneOptions(task="classification", mode="head", epochs=2, lr_head=1e-2, batch_size=8, seed=2)
+    out = finetune_and_score(make_tiny_encoder(), tr, ytr, va, yva, te, yte, opts, n_boot=50)
+    proba = predict(finetune(make_tiny_encoder(), tr, ytr, va, yva, opts), te)[:, [0, 2]]
+    proba = proba / proba.sum(1, keepdims=True)
+    pred = np.array([0, 2])[proba.argmax(1)]
+    np.testing.assert_array_equal(out["pred"], pred)
+    assert out["chance"] == 0.5 and out["classes"] == [0, 2, 1]
+    assert out["confusion"] == [[int(np.sum((yte == a) & (pred == b))) for b in (0, 2, 1)] for a in (0, 2, 1)]
+    assert out["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(yte, pred))
+    assert out["auc"] == pytest.approx(roc_auc_score(yte == 2, proba[:, 1]))
+    assert {"balanced_accuracy_ci", "f1_macro_ci", "auc_ci"} <= set(out)
+
+
+def test_the_probe_and_the_fine_tuned_model_state_the_same_chance_for_the_same_split(data):
+    """Through the driver (``medssl evaluate``'s path): on one split whose training rows lack class 1, the probe's
+    and the fine-tuned model's balanced-accuracy rows name the same chance (1/2), and both give the test-only class
+    its row in the confusion matrix (every test scan counted once)."""
+    ds, age = make_image_dataset(48)
+    y = np.where(age > 50, 2, 0)
+    y[30:36] = 1  # class 1: test rows only
+    enc = make_tiny_encoder()
+    feats = {"features": extract_features(enc, ds)["features"], "age": age, "label": y,
+             "site": np.zeros(48, int), "subject": np.array([f"s{i:02d}" for i in range(48)])}
+    tr, vocab = np.arange(48) < 30, {"label": ["a", "b", "c"], "site": ["x"]}
+    rows, confusion = {}, {}
+    for protocol, section in (("default", "probes"), ("finetune", "finetune")):
+        opts = EvalOptions(protocol=protocol, n_boot=0, map_method="none",
+                           finetune=FinetuneOptions(mode="head", epochs=2, lr_head=1e-2, batch_size=8))
+        res = run_protocol(opts, {"pretrained": feats}, tr, vocab, 0, ["label"], {"pretrained": enc}, {"all": ds})
+        rows[protocol] = [m for _, m, _ in summary_rows(res) if "balanced acc." in m]
+        confusion[protocol] = res[section]["pretrained"]["label"].get("confusion")
+    assert rows["default"] == ["label balanced acc. (chance 0.50) ↑"]
+    assert rows["finetune"] == ["label balanced acc. (chance 0.50) ↑ (fine-tuned)"]
+    for cm in map(np.asarray, confusion.values()):
+        assert cm.shape == (3, 3) and cm.sum() == 18 and cm[2].sum() == 6 and cm[:, 2].sum() == 0
