@@ -301,7 +301,8 @@ def _finetune_targets(opts: EvalOptions, encoder, feats: dict, train_mask: np.nd
 
 def _finetune_curves(opts: EvalOptions, encoder, feats: dict, train_mask: np.ndarray, targets: list[str],
                      dataset: Dataset, device: str, val_mask: np.ndarray | None = None) -> dict:
-    """Few-label curves of fine-tuning (age, single-label diagnosis): :func:`label_fraction_curve`.
+    """Few-label curves of fine-tuning (age, single-label diagnosis): :func:`label_fraction_curve` (+ ``"chance"``
+    for classes, as the probe curves).
     With ``val_mask`` every point early-stops on the full validation split."""
     from medssl.eval.fewshot import label_fraction_curve
 
@@ -318,6 +319,8 @@ def _finetune_curves(opts: EvalOptions, encoder, feats: dict, train_mask: np.nda
 
         out[target] = label_fraction_curve(fit_score, tr_rows, np.asarray(feats["subject"]), metric, opts.fractions,
                                            opts.seeds, None if task == "regression" else np.asarray(feats[target]))
+        if task == "classification":  # as the probe curves (and fine-tuning's own scores): 1 / training classes
+            out[target]["chance"] = 1.0 / len(np.unique(np.asarray(feats[target])[tr_rows]))
     return out
 
 

@@ -64,3 +64,31 @@ def test_the_probe_and_the_fine_tuned_model_state_the_same_chance_for_the_same_s
     assert rows["finetune"] == ["label balanced acc. (chance 0.50) ↑ (fine-tuned)"]
     for cm in map(np.asarray, confusion.values()):
         assert cm.shape == (3, 3) and cm.sum() == 18 and cm[2].sum() == 6 and cm[:, 2].sum() == 0
+
+
+def test_fine_tuning_few_label_curves_state_the_probes_chance_and_the_figure_keeps_its_line(tmp_path, monkeypatch):
+    """--fewshot-finetune: the fine-tuned curve of a class target states chance (1 / #training classes, as the probe
+    curve) in its rows, and the figure, which took the chance line from the last curve drawn (the fine-tuned one),
+    still draws it at 1/3."""
+    from matplotlib.figure import Figure
+
+    from medssl.eval import driver as D
+    from medssl.eval.report import write_report
+
+    monkeypatch.setattr(D, "finetune_and_score", lambda *a, **k: {"balanced_accuracy": 0.5})
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 3
+    feats = {"features": rng.normal(size=(60, 4)) + y[:, None], "label": y, "site": np.zeros(60, int),
+             "subject": np.array([f"s{i:02d}" for i in range(60)])}
+    tr = np.arange(60) < 40
+    opts = EvalOptions(protocol="fewshot", n_boot=0, map_method="none", fewshot_finetune=True, fractions=(0.5, 1.0),
+                       seeds=(0,))
+    res = run_protocol(opts, {"e": feats}, tr, {"label": ["a", "b", "c"]}, 0, ["label"], {"e": object()},
+                       {"all": list(range(60))})
+    assert res["fewshot"]["e fine-tuned"]["label"]["chance"] == res["fewshot"]["e"]["label"]["chance"] == 1 / 3
+    assert all("(chance 0.33)" in m for enc, m, _ in summary_rows(res) if enc == "e fine-tuned")
+    saved = []
+    monkeypatch.setattr(Figure, "savefig", lambda fig, path, *a, **k: (saved.append(fig), open(path, "wb").close()))
+    write_report(tmp_path, res)
+    (ax,) = [ax for fig in saved for ax in fig.axes if ax.get_xlabel().startswith("labelled training")]
+    assert [tuple(line.get_ydata()) for line in ax.get_lines() if line.get_label() == "chance"] == [(1 / 3, 1 / 3)]
