@@ -284,6 +284,11 @@ def _target_rows(feats: dict, target: str, train_mask: np.ndarray, val_mask: np.
     return np.flatnonzero(tr), np.flatnonzero(te), None if va is None else np.flatnonzero(va)
 
 
+def _one_class(feats: dict, target: str, tr_rows: np.ndarray) -> bool:
+    """A class target whose training rows hold a single class: nothing to fine-tune (the probes skip it too)."""
+    return PR.task_of(feats, target) == "classification" and len(np.unique(np.asarray(feats[target])[tr_rows])) < 2
+
+
 def _finetune_targets(opts: EvalOptions, encoder, feats: dict, train_mask: np.ndarray, targets: list[str],
                       dataset: Dataset, seed: int, device: str, label_names: list[str] | None = None,
                       val_mask: np.ndarray | None = None) -> dict:
@@ -293,7 +298,8 @@ def _finetune_targets(opts: EvalOptions, encoder, feats: dict, train_mask: np.nd
         if target not in ("age", "label") or target not in feats:
             continue
         tr_rows, te_rows, va_rows = _target_rows(feats, target, train_mask, val_mask)
-        if len(np.unique(np.asarray(feats["subject"])[tr_rows])) >= 3 and len(te_rows) >= 2:
+        if len(np.unique(np.asarray(feats["subject"])[tr_rows])) >= 3 and len(te_rows) >= 2 and \
+                not _one_class(feats, target, tr_rows):
             out[target] = _finetune_rows(opts, encoder, feats, target, tr_rows, te_rows, dataset, seed, device,
                                          label_names, opts.n_boot, va_rows)
     return out
@@ -311,6 +317,8 @@ def _finetune_curves(opts: EvalOptions, encoder, feats: dict, train_mask: np.nda
         if target not in ("age", "label") or target not in feats or PR.task_of(feats, target) == "multilabel":
             continue
         tr_rows, te_rows, va_rows = _target_rows(feats, target, train_mask, val_mask)
+        if _one_class(feats, target, tr_rows):
+            continue
         task = PR.task_of(feats, target)
         metric = "mae" if task == "regression" else "balanced_accuracy"
 

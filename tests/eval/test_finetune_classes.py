@@ -92,3 +92,23 @@ def test_fine_tuning_few_label_curves_state_the_probes_chance_and_the_figure_kee
     write_report(tmp_path, res)
     (ax,) = [ax for fig in saved for ax in fig.axes if ax.get_xlabel().startswith("labelled training")]
     assert [tuple(line.get_ydata()) for line in ax.get_lines() if line.get_label() == "chance"] == [(1 / 3, 1 / 3)]
+
+
+def test_a_target_whose_training_rows_hold_one_class_is_not_fine_tuned_and_the_reason_is_given(monkeypatch):
+    """The training scans hold class 0 only (the test scans 0 and 1): the probe leaves the target out with the reason;
+    fine-tuning (also its few-label curves) did run, a one-output head, and reported 'balanced acc. (chance 1.00)
+    0.500'. It is now left out as the probe leaves it, with the same reason, and no fine-tuning run is made."""
+    from medssl.eval import driver as D
+
+    runs = []
+    monkeypatch.setattr(D, "finetune_and_score", lambda *a, **k: runs.append(1) or {"balanced_accuracy": 0.5})
+    y = (np.arange(48) >= 40).astype(int)
+    feats = {"features": np.random.default_rng(0).normal(size=(48, 4)), "label": y, "site": np.zeros(48, int),
+             "subject": np.array([f"s{i:02d}" for i in range(48)])}
+    tr, why = np.arange(48) < 30, "the training scans hold a single class"
+    for protocol in ("default", "finetune", "fewshot"):
+        opts = EvalOptions(protocol=protocol, n_boot=0, map_method="none", fewshot_finetune=True, seeds=(0,))
+        res = run_protocol(opts, {"e": feats}, tr, {"label": ["a", "b"]}, 0, ["label"], {"e": object()},
+                           {"all": list(range(48))})
+        assert res["skipped_targets"]["label"].startswith(why) and summary_rows(res) == []
+    assert runs == []
