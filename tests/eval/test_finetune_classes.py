@@ -112,3 +112,25 @@ def test_a_target_whose_training_rows_hold_one_class_is_not_fine_tuned_and_the_r
                            {"all": list(range(48))})
         assert res["skipped_targets"]["label"].startswith(why) and summary_rows(res) == []
     assert runs == []
+
+
+def test_the_probes_auc_with_a_test_only_class_is_as_docs_evaluation_md_says():
+    """Two training classes (0, 2): the binary AUC of class 2 against every other test scan, class 1's included;
+    three (0, 1, 2) and a test-only class 3: the mean of the one-vs-rest AUCs of the training classes (scikit-learn,
+    from a logistic regression refitted with the probe's C); chance 1 / #training classes either way."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from medssl.eval.probes import classification_probe
+
+    rng = np.random.default_rng(3)
+    for train_classes, test_only in (((0, 2), 1), ((0, 1, 2), 3)):
+        y_tr, y_te = np.repeat(train_classes, 12), np.r_[np.repeat(train_classes, 4), [test_only] * 4]
+        x_tr, x_te = (rng.normal(size=(len(y), 3)) + 0.7 * y[:, None] for y in (y_tr, y_te))
+        out = classification_probe(x_tr, y_tr, x_te, y_te, n_boot=0)
+        proba = make_pipeline(StandardScaler(), LogisticRegression(C=out["C"], max_iter=2000)).fit(x_tr, y_tr) \
+            .predict_proba(x_te)
+        aucs = [roc_auc_score(y_te == c, proba[:, k]) for k, c in enumerate(train_classes)]
+        assert out["auc"] == pytest.approx(aucs[1] if len(train_classes) == 2 else np.mean(aucs))
+        assert out["chance"] == 1 / len(train_classes) and out["classes"] == [*train_classes, test_only]
