@@ -284,9 +284,11 @@ def _target_rows(feats: dict, target: str, train_mask: np.ndarray, val_mask: np.
     return np.flatnonzero(tr), np.flatnonzero(te), None if va is None else np.flatnonzero(va)
 
 
-def _one_class(feats: dict, target: str, tr_rows: np.ndarray) -> bool:
-    """A class target whose training rows hold a single class: nothing to fine-tune (the probes skip it too)."""
-    return PR.task_of(feats, target) == "classification" and len(np.unique(np.asarray(feats[target])[tr_rows])) < 2
+def _fine_tunable(feats: dict, target: str, tr_rows: np.ndarray, te_rows: np.ndarray) -> bool:
+    """At least 3 training subjects and 2 test scans with a value of ``target``, and for a class target 2 training
+    classes (the probes skip a single one too); otherwise :func:`skipped_targets` says why it was left out."""
+    one_class = PR.task_of(feats, target) == "classification" and len(np.unique(np.asarray(feats[target])[tr_rows])) < 2
+    return len(np.unique(np.asarray(feats["subject"])[tr_rows])) >= 3 and len(te_rows) >= 2 and not one_class
 
 
 def _finetune_targets(opts: EvalOptions, encoder, feats: dict, train_mask: np.ndarray, targets: list[str],
@@ -298,8 +300,7 @@ def _finetune_targets(opts: EvalOptions, encoder, feats: dict, train_mask: np.nd
         if target not in ("age", "label") or target not in feats:
             continue
         tr_rows, te_rows, va_rows = _target_rows(feats, target, train_mask, val_mask)
-        if len(np.unique(np.asarray(feats["subject"])[tr_rows])) >= 3 and len(te_rows) >= 2 and \
-                not _one_class(feats, target, tr_rows):
+        if _fine_tunable(feats, target, tr_rows, te_rows):
             out[target] = _finetune_rows(opts, encoder, feats, target, tr_rows, te_rows, dataset, seed, device,
                                          label_names, opts.n_boot, va_rows)
     return out
@@ -317,7 +318,7 @@ def _finetune_curves(opts: EvalOptions, encoder, feats: dict, train_mask: np.nda
         if target not in ("age", "label") or target not in feats or PR.task_of(feats, target) == "multilabel":
             continue
         tr_rows, te_rows, va_rows = _target_rows(feats, target, train_mask, val_mask)
-        if _one_class(feats, target, tr_rows):
+        if not _fine_tunable(feats, target, tr_rows, te_rows):  # as the finetune protocol (a curve needs test scans)
             continue
         task = PR.task_of(feats, target)
         metric = "mae" if task == "regression" else "balanced_accuracy"

@@ -54,3 +54,21 @@ def test_an_inner_split_without_a_validation_subject_keeps_one(calls):
                      None, 0)
     (fit, val, _), = calls
     assert val == [6, 7] and fit == list(range(6))
+
+
+def test_fine_tuning_curves_need_the_test_scans_the_finetune_protocol_needs(calls):
+    """--fewshot-finetune on a label with 0 or 1 labelled test scans: the probe curve is left out with the reason;
+    the fine-tuning curve ran anyway (0 scans: a torch.cat error; 1 scan: 'balanced acc. 0.000' from one scan, the
+    reason dropped). It is now left out as the finetune protocol leaves it, the probes' reason given, nothing run."""
+    from medssl.eval.report import summary_rows
+
+    feats = _feats(n=48)
+    tr = np.arange(48) < 30
+    opts = EvalOptions(protocol="fewshot", n_boot=0, map_method="none", fewshot_finetune=True, seeds=(0,),
+                       fractions=(1.0,))
+    for n_test in (0, 1):
+        feats["label"] = np.where(tr, np.arange(48) % 2, np.where(np.arange(48) < 30 + n_test, 1, -1))
+        res = run_protocol(opts, {"e": feats}, tr, {"label": ["a", "b"]}, 0, ["label"], {"e": object()},
+                           {"all": list(range(48))})
+        assert res["skipped_targets"]["label"].startswith(f"{n_test} held-out scan(s) have a value")
+        assert summary_rows(res) == [] and calls == []
