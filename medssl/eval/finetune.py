@@ -363,11 +363,11 @@ def finetune_and_score(encoder: nn.Module, train: Dataset, y_train: np.ndarray, 
                         n_boot=n_boot, seed=seed, groups=groups_test) if n_boot else M.regression_metrics(y_test, pred)
         out["pred"] = pred
     elif result.options.task == "classification":  # scored as the linear probe: over the training classes
-        from medssl.eval.probes import _classification_report
+        from medssl.eval.probes import classification_report
 
         classes = np.unique(np.asarray(y_train))  # a head output no training row has is no choice (never trained to)
         proba = pred[:, classes] / pred[:, classes].sum(1, keepdims=True)
-        out = _classification_report(y_test, classes[proba.argmax(1)], proba, classes, n_boot, seed, groups_test)
+        out = classification_report(y_test, classes[proba.argmax(1)], proba, classes, n_boot, seed, groups_test)
     else:
         out = M.multilabel_metrics(y_test, pred, names=class_names)
         if n_boot:

@@ -128,7 +128,18 @@ def _regression_report(y_test, pred, n_boot: int, seed: int, groups_test) -> dic
     return out
 
 
-def _classification_report(y_test, pred, proba, classes, n_boot: int, seed: int, groups_test) -> dict:
+def classification_report(y_test, pred, proba, classes, n_boot: int, seed: int, groups_test) -> dict:
+    """Scores of class predictions, as every classifier of medssl reports them (probes and fine-tuning).
+
+    Args:
+        y_test: (N,) true classes; pred: (N,) predicted classes (one of ``classes``);
+        proba: (N, K) scores, column k for ``classes[k]`` (the training classes), or None;
+        n_boot, seed, groups_test: bootstrap resamples (0: no intervals), their seed, subjects of the rows.
+
+    Returns:
+        metrics, ``chance`` (1/K), ``classes`` (training classes, then any class only in ``y_test``),
+        ``confusion`` over them (rows: true), ``<metric>_ci`` and ``pred``.
+    """
     out = M.classification_metrics(y_test, pred, proba, classes)
     out["chance"] = 1.0 / len(classes)
     # a class only in the test rows (never predicted) counts in balanced accuracy: it is a row of the matrix too
@@ -203,7 +214,7 @@ def classification_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.nd
     proba = model.predict_proba(x_test)
     classes = model.classes_
     pred = classes[proba.argmax(1)]
-    out = _classification_report(np.asarray(y_test), pred, proba, classes, n_boot, seed, groups_test)
+    out = classification_report(np.asarray(y_test), pred, proba, classes, n_boot, seed, groups_test)
     out["C"], out["selection"] = float(params["logisticregression__C"]), selection
     return out
 
@@ -314,7 +325,7 @@ def _predict_report(model, x_test, y_test, classification: bool, n_boot: int, se
     if not classification:
         return _regression_report(y_test, model.predict(x_test), n_boot, seed, groups_test)
     proba = model.predict_proba(x_test)
-    return _classification_report(np.asarray(y_test), model.classes_[proba.argmax(1)], proba, model.classes_,
+    return classification_report(np.asarray(y_test), model.classes_[proba.argmax(1)], proba, model.classes_,
                                   n_boot, seed, groups_test)
 
 
