@@ -1,4 +1,5 @@
-"""Fixtures for the evaluator tests: ../shared files (skipped when absent) and the real IXI table."""
+"""Fixtures for the evaluator tests: ../shared files (skipped when absent), the real IXI table, a small image split
+and a spy on the driver's fine-tuning runs."""
 
 from __future__ import annotations
 
@@ -39,6 +40,35 @@ def ixi_table() -> dict:
             "sex": np.array([demog[r["ID"]]["Sex"] == "M" for r in rows], float),
             "site": np.array([r["ID"].split("-")[1] for r in rows]),
             "subject": np.array([r["ID"] for r in rows])}
+
+
+@pytest.fixture(scope="module")
+def data():
+    """``(train, y_train, val, y_val, test, y_test)``: 36 / 12 / 12 scans of ``make_image_dataset(60, seed=1)``
+    (items and ages in years), shared by the fine-tuning and probe-head tests."""
+    from eval_helpers import make_image_dataset
+
+    ds, age = make_image_dataset(60, seed=1)
+    return ds[:36], age[:36], ds[36:48], age[36:48], ds[48:], age[48:]
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """The arguments of every fine-tuning run of the evaluation driver (``finetune_and_score`` replaced by a spy
+    that records them); each run scores MAE 1 / balanced accuracy 0.5."""
+    from medssl.eval import driver as D
+
+    seen = []
+
+    def spy(encoder, train, y_train, val, y_val, test, y_test, options, groups_test, n_boot, class_names):
+        seen.append({"fit": list(train.indices), "val": list(val.indices), "test": list(test.indices),
+                     "y_fit": np.asarray(y_train), "y_val": np.asarray(y_val), "y_test": np.asarray(y_test),
+                     "groups_test": groups_test, "class_names": class_names, "task": options.task,
+                     "seed": options.seed})
+        return {"mae": 1.0, "balanced_accuracy": 0.5}
+
+    monkeypatch.setattr(D, "finetune_and_score", spy)
+    return seen
 
 
 @pytest.fixture(autouse=True)

@@ -30,3 +30,8 @@ def make_image_dataset(n: int = 48, seed: int = 0):
     images = torch.randn(n, 1, 8, 8, 8, generator=g) * 0.5 + ((age - 50) / 20).view(n, 1, 1, 1, 1)
     images[:, :, :, :, :4] *= 1.5  # left-right asymmetry, so that a flip changes the embedding
     return [{"image": images[i], "age": age[i], "index": torch.tensor(i)} for i in range(n)], age.numpy().astype(float)
+
+
+def state_copy(module) -> dict:
+    """A detached copy of ``module.state_dict()`` (to compare weights before / after training)."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}

@@ -10,22 +10,6 @@ from medssl.eval import driver as D
 from medssl.eval.driver import EvalOptions, run_protocol
 
 
-@pytest.fixture
-def calls(monkeypatch):
-    """The arguments of every fine-tuning run; each scores MAE 1 / balanced accuracy 0.5."""
-    seen = []
-
-    def spy(encoder, train, y_train, val, y_val, test, y_test, options, groups_test, n_boot, class_names):
-        seen.append({"fit": list(train.indices), "val": list(val.indices), "test": list(test.indices),
-                     "y_fit": np.asarray(y_train), "y_val": np.asarray(y_val), "y_test": np.asarray(y_test),
-                     "groups_test": groups_test, "class_names": class_names, "task": options.task,
-                     "seed": options.seed})
-        return {"mae": 1.0, "balanced_accuracy": 0.5}
-
-    monkeypatch.setattr(D, "finetune_and_score", spy)
-    return seen
-
-
 def _feats(n: int = 40, seed: int = 0) -> dict:
     """Two scans per subject, fractional ages (years), two sites."""
     rng = np.random.default_rng(seed)

@@ -4,26 +4,16 @@ import numpy as np
 import pytest
 import torch
 
-from eval_helpers import make_image_dataset, make_tiny_encoder
+from eval_helpers import make_tiny_encoder, state_copy
 from medssl.eval.finetune import (FinetuneOptions, encoder_blocks, finetune, finetune_and_score, finetune_encoder_lrs,
                                   predict)
 from medssl.eval.probes import mean_predictor_mae
 
 
-@pytest.fixture(scope="module")
-def data():
-    ds, age = make_image_dataset(60, seed=1)
-    return ds[:36], age[:36], ds[36:48], age[36:48], ds[48:], age[48:]
-
-
-def _params(module):
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
 def test_full_finetuning_learns_age_and_leaves_the_callers_encoder_untouched(data):
     tr, ytr, va, yva, te, yte = data
     enc = make_tiny_encoder()
-    before = _params(enc)
+    before = state_copy(enc)
     res = finetune_and_score(enc, tr, ytr, va, yva, te, yte,
                              FinetuneOptions(epochs=12, lr_encoder=3e-3, lr_head=3e-2, batch_size=12, patience=12), n_boot=50)
     assert res["mae"] < 0.5 * mean_predictor_mae(ytr, yte)
@@ -35,7 +25,7 @@ def test_full_finetuning_learns_age_and_leaves_the_callers_encoder_untouched(dat
 def test_head_mode_freezes_the_encoder_and_last_mode_trains_only_the_last_blocks(data):
     tr, ytr, va, yva, *_ = data
     enc = make_tiny_encoder()
-    before = _params(enc)
+    before = state_copy(enc)
     head = finetune(enc, tr, ytr, va, yva, FinetuneOptions(mode="head", epochs=2, lr_head=1e-2))
     assert head.n_trainable == 0
     assert all(torch.equal(before[k], v) for k, v in head.model.encoder.state_dict().items())  # incl. BN statistics
@@ -56,7 +46,7 @@ def test_frozen_norm_stats_keep_the_pretrained_statistics_and_train_the_rest(dat
     even at lr 0), while BatchNorm scale/shift and the convolutions are trained."""
     tr, ytr, va, yva, *_ = data
     enc = make_tiny_encoder()
-    before = _params(enc)
+    before = state_copy(enc)
     stats = [k for k in before if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
     assert len(stats) == 6
     still = finetune(enc, tr, ytr, va, yva, FinetuneOptions(epochs=1, lr_encoder=0.0, lr_head=0.0, weight_decay=0.0))

@@ -4,21 +4,11 @@ returned model's mode, the training loss of an epoch, the options' limits and th
 import numpy as np
 import pytest
 import torch
-from eval_helpers import make_image_dataset, make_tiny_encoder
+from eval_helpers import make_image_dataset, make_tiny_encoder, state_copy
 from sklearn.metrics import roc_auc_score
 
 from medssl.eval import metrics as M
 from medssl.eval.finetune import FinetuneOptions, encoder_blocks, finetune, finetune_and_score, predict
-
-
-@pytest.fixture(scope="module")
-def data():
-    ds, age = make_image_dataset(60, seed=1)
-    return ds[:36], age[:36], ds[36:48], age[36:48], ds[48:], age[48:]
-
-
-def _state(module):
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
 def test_each_learning_rate_moves_its_own_part_and_the_model_comes_back_in_eval_mode(data):
@@ -105,7 +95,7 @@ def test_training_batches_use_batch_statistics_even_for_an_encoder_handed_over_i
     epoch by default, also when the caller's encoder is in eval mode, and the caller's module keeps its mode."""
     tr, ytr, va, yva, *_ = data
     enc = make_tiny_encoder().eval()
-    before = _state(enc)
+    before = state_copy(enc)
     res = finetune(enc, tr, ytr, va, yva, FinetuneOptions(epochs=2, patience=2, lr_encoder=0.0, lr_head=0.0,
                                                           weight_decay=0.0, batch_size=12))
     after = res.model.encoder.state_dict()

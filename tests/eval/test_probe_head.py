@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from eval_helpers import make_image_dataset, make_tiny_encoder
+from eval_helpers import make_tiny_encoder
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import log_loss
 from sklearn.pipeline import make_pipeline
@@ -12,12 +12,6 @@ from sklearn.preprocessing import StandardScaler
 from medssl.eval.finetune import FinetuneOptions, finetune, predict
 from medssl.eval.probe_head import fit_probe_head, fold_standardisation
 from medssl.eval.probes import LOGISTIC_CS, RIDGE_ALPHAS
-
-
-@pytest.fixture(scope="module")
-def data():
-    ds, age = make_image_dataset(60, seed=1)
-    return ds[:36], age[:36], ds[36:48], age[36:48], ds[48:], age[48:]
 
 
 def _features(encoder, ds):
