@@ -39,3 +39,21 @@ def test_a_medmnist_file_named_like_a_cache_file_is_refused_not_overwritten(tmp_
     with pytest.raises(ConfigError, match=r"overwrite card m's MedMNIST file"):
         prepare_card(card, tmp_path, root=tmp_path, progress=False)
     assert (tmp_path / "images.npy").read_bytes() == data
+
+
+def test_a_run_rebuilds_a_dicom_cache_of_an_older_reader_revision_instead_of_refusing_it(tmp_path, monkeypatch):
+    """A `format: dicom` cache prepared before a DICOM reader revision differs from the run's settings only in
+    dicom_revision, which no run key sets: the run rebuilds it (what the revision is for), no setting is named;
+    a changed shape is named alone, not with the settings that are the same."""
+    import json
+
+    from medssl.data.prepare import refuse_other_settings
+
+    card = replace(load_card("synthetic"), format="dicom")
+    old = make_loader(card, make_preprocessor(card, [8, 8, 8])).settings()
+    (tmp_path / "index.json").write_text(json.dumps({"settings": old}))
+    monkeypatch.setattr(prepare, "DICOM_REVISION", sources.DICOM_REVISION + 1)
+    refuse_other_settings(tmp_path, make_loader(card, make_preprocessor(card, [8, 8, 8])))
+    with pytest.raises(ConfigError) as e:
+        refuse_other_settings(tmp_path, make_loader(card, make_preprocessor(card, [6, 8, 8])))
+    assert "(data.shape: [8, 8, 8] there, [6, 8, 8] in this run);" in str(e.value)
