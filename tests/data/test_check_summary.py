@@ -88,3 +88,19 @@ def test_a_card_whose_npy_geometry_is_unusable_is_one_problem_not_a_crash(tmp_pa
     report = check_card(card, tmp_path, progress=False)
     assert [(p.where, p.reason) for p in report.problems] == [
         ("geometry", "geometry.spacing must have 3 values (mm), got [1.0, 1.0]")]
+
+
+def test_the_report_counts_records_per_sex_label_and_split(tmp_path):
+    from medssl.data.card import DataCard
+    from medssl.data.check import check_card, format_report
+
+    rows = [("a", "F", "AD", "train"), ("b", "M", "CN", "train"), ("c", "F", "CN", "test"), ("d", "", "CN", "train")]
+    (tmp_path / "t.tsv").write_text("id\tsex\tdx\tsplit\n" + "".join("\t".join(r) + "\n" for r in rows))
+    for sid, *_ in rows:
+        (tmp_path / f"{sid}.nii.gz").write_bytes(b"x")
+    card = DataCard(name="c", modality="MR", dimensionality=3, manifest="t.tsv", path_template="{id}.nii.gz",
+                    columns={"subject": "id", "sex": "sex", "label": "dx", "split": "split"})
+    report = check_card(card, tmp_path, read_files=False, progress=False)
+    assert report.counts["sex"] == {"F": 2, "M": 1, "(empty)": 1}
+    assert report.counts["label"] == {"CN": 3, "AD": 1} and report.counts["split"] == {"train": 3, "test": 1}
+    assert "\nsex:     F: 2, M: 1, (empty): 1\n" in format_report(report)
