@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -283,4 +284,8 @@ def test_ctrl_c_in_pretrain_names_the_checkpoint_to_resume_from(small_cohort, tm
     assert "Traceback" not in err
     assert main([*args, "--resume", "auto"]) == 0
     assert "resumed at step 3/6" in capsys.readouterr().out
-    assert json.loads((run / "train_summary.json").read_text())["steps"] == 6
+    summary = json.loads((run / "train_summary.json").read_text())
+    assert summary["steps"] == 6 and summary["stopped_early"] is False
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "training.md").read_text(encoding="utf-8")
+    row = next(line for line in docs.splitlines() if line.startswith("| summary |"))
+    assert set(summary) == set(re.findall(r"`(\w+)`", row)), "docs/training.md's summary row names other keys"
