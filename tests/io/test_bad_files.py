@@ -10,7 +10,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from medssl.io import BadFileError, read_dicom, read_dicom_series, read_image, read_nifti, reader_for
+from medssl.io import BadFileError, ReaderOptionError, read_dicom, read_dicom_series, read_image, read_nifti, reader_for
 from medssl.io.errors import check_array
 
 
@@ -140,8 +140,10 @@ def test_missing_file_in_each_reader(tmp_path):
 
 
 def test_unknown_reader_option(pydicom_file):
-    with pytest.raises(TypeError, match=r"read_dicom .* does not take \['split'\]; its options: voi, color"):
+    """A settings error, importable from medssl.io as docs/io.md names it; a TypeError, and not a bad file."""
+    with pytest.raises(ReaderOptionError, match=r"read_dicom .* does not take \['split'\]; its options: voi, color"):
         read_image(pydicom_file("CT_small.dcm"), split="train")
+    assert issubclass(ReaderOptionError, TypeError) and not issubclass(ReaderOptionError, BadFileError)
 
 
 def _nifti_with_sform(tmp_path, name, sform):
