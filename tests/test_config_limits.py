@@ -17,6 +17,8 @@ from medssl.config import ConfigError, load_config, parse_override
     ("data.test_fraction=0", "data.test_fraction must be in (0, 1), got 0.0"),
     ("train.checkpoint_epochs=0", "train.checkpoint_epochs must be >= 1, got 0"),
     ("train.grad_accum_steps=0", "train.grad_accum_steps must be >= 1, got 0"),
+    ("train.keep_checkpoints=0", "train.keep_checkpoints must be >= 1, got 0"),  # would keep no checkpoint
+    ("train.monitor_every=-1", "train.monitor_every must be >= 0 (0: off), got -1"),
     ("data.limit=-1", "data.limit must be >= 0 (0: off), got -1"),
     ("data.num_workers=-1", "data.num_workers must be >= 0 (0: off), got -1"),
     ("train.lr=0", "train.lr must be > 0, got 0.0"),
@@ -31,6 +33,8 @@ def test_each_out_of_range_value_is_refused_with_its_own_message(override, words
 @pytest.mark.parametrize("override, key, value", [
     ("train.device=cuda:1", ("train", "device"), "cuda:1"),  # a GPU index is accepted (checked when training starts)
     ("data.test_fraction=0.5", ("data", "test_fraction"), 0.5),
+    ("train.keep_checkpoints=1", ("train", "keep_checkpoints"), 1),
+    ("train.monitor_every=0", ("train", "monitor_every"), 0),
     ("data.spacing=[1,1,2.5]", ("data", "spacing"), [1.0, 1.0, 2.5]),
     ("augment.crop_size=[48,48,48]", ("augment", "crop_size"), [48, 48, 48]),  # as large as data.shape is fine
 ])
