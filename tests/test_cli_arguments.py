@@ -68,3 +68,22 @@ def test_list_of_one_kind_prints_only_that_kind(capsys):
     assert main(["list"]) == 0
     assert [line.split(":")[0] for line in capsys.readouterr().out.splitlines()] == ["encoders", "methods", "losses",
                                                                                      "cards"]
+
+
+def test_every_evaluation_flag_reaches_its_option(recorded, tmp_path):
+    """Each flag with a value other than its default: one parsed but not passed on would leave the default."""
+    assert main(["evaluate", str(tmp_path), "--protocol", "finetune", "--data", "card", "--root", "r", "--targets", "age",
+                 "--seed", "3", "--n-boot", "7", "--fractions", "0.5", "1.0", "--seeds", "4", "5", "--fewshot-finetune",
+                 "--external-sites", "s1", "--map", "tsne", "--tta-flip", "--device", "cpu", "--out", "o",
+                 "--finetune-mode", "last", "--last-blocks", "2", "--lr-encoder", "0.01", "--lr-head", "0.02",
+                 "--head-init", "probe", "--freeze-norm-stats", "--epochs", "4", "--batch-size", "6",
+                 "--patience", "2"]) == 2
+    kw = recorded["evaluate"]
+    assert {k: kw[k] for k in ("protocol", "data", "root", "device", "out")} == \
+        {"protocol": "finetune", "data": "card", "root": "r", "device": "cpu", "out": "o"}
+    o = kw["options"]
+    assert (o.protocol, o.targets, o.seed, o.n_boot, o.fractions, o.seeds, o.fewshot_finetune, o.external_sites,
+            o.map_method, o.tta_flip) == ("finetune", ("age",), 3, 7, (0.5, 1.0), (4, 5), True, ("s1",), "tsne", True)
+    ft = o.finetune
+    assert (ft.mode, ft.last_blocks, ft.lr_encoder, ft.lr_head, ft.head_init, ft.freeze_norm_stats, ft.epochs,
+            ft.batch_size, ft.patience) == ("last", 2, 0.01, 0.02, "probe", True, 4, 6, 2)
