@@ -1,0 +1,46 @@
+"""Every ``train.*`` setting reaches the training loop: :func:`medssl.api.pretrain` copies the config's train
+section into :class:`~medssl.train.trainer.TrainerOptions` field by field, and a field left out there falls back
+to the loop's own default, which equals the config's default, so only a non-default value shows it (found by
+mutating medssl/api.py: dropping e.g. ``momentum=t.momentum`` let every test pass)."""
+
+import dataclasses
+
+import pytest
+
+import medssl.api
+from medssl.config import load_config
+from medssl.data.synthetic import write_synthetic_cohort
+from medssl.train.trainer import TrainerOptions
+
+# a value other than the default for every train setting TrainerOptions takes
+NON_DEFAULT = {"epochs": 3, "batch_size": 4, "grad_accum_steps": 2, "optimizer": "sgd", "lr": 0.05, "weight_decay": 0.02,
+               "momentum": 0.8, "warmup_epochs": 0.5, "final_lr_fraction": 0.3, "grad_clip": 2.5, "precision": "fp32",
+               "compile": True, "keep_checkpoints": 3, "checkpoint_every": 7, "checkpoint_epochs": 2,
+               "monitor_every": 2, "progress": False}
+
+
+class Recorded(Exception):
+    pass
+
+
+def test_every_train_setting_and_the_seed_reach_the_trainer_options(tmp_path, monkeypatch):
+    assert all(NON_DEFAULT[k] != getattr(TrainerOptions(), k) for k in NON_DEFAULT)  # else a dropped one would pass
+    write_synthetic_cohort(tmp_path / "c", n_subjects=8, n_sites=2, shape=(16, 16, 16), seed=0)
+    seen = {}
+
+    def trainer(method, dataset, run_dir, opts, *args, **kwargs):
+        seen["opts"] = opts
+        raise Recorded
+
+    monkeypatch.setattr(medssl.api, "Trainer", trainer)
+    cfg = load_config(None, [f"data.root={tmp_path / 'c'}", f"output_dir={tmp_path / 'r'}", "data.shape=[16,16,16]",
+                             "augment.crop_size=[16,16,16]", "encoder.options.width=4", "method.name=simclr",
+                             "data.test_fraction=0.25", "train.device=cpu", "seed=11",
+                             *(f"train.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in NON_DEFAULT.items())])
+    with pytest.raises(Recorded):
+        medssl.api.pretrain(cfg, progress=True)
+    opts = seen["opts"]
+    assert {k: getattr(opts, k) for k in NON_DEFAULT} == NON_DEFAULT
+    assert opts.seed == 11
+    train_fields = {f.name for f in dataclasses.fields(cfg.train)}
+    assert {f.name for f in dataclasses.fields(TrainerOptions)} & train_fields == set(NON_DEFAULT)  # none unchecked
