@@ -139,3 +139,15 @@ def test_the_input_spec_gives_the_spacing_and_shape_the_run_preprocessed_to(spac
     pre = make_preprocessor(load_card(cfg.data.card), cfg.data.shape, cfg.data.spacing, cfg.data.normalise)
     assert spec["spacing_mm"] == (spacing or None) == (pre.spacing or None)
     assert spec["shape"] == pre.shape == [24, 20, 16] and spec["orientation"] == pre.orientation == "RAS"
+
+
+def test_the_input_spec_records_the_runs_channels_normalisation_and_crop():
+    """The channels, intensity normalisation and training crop in ``input`` are the run's own (config values other
+    than the defaults): an export of a 2-channel run that said 1 channel would have users feed it one."""
+    from medssl.export import input_spec_from_config
+
+    cfg = load_config(None, ["encoder.in_channels=2", "data.normalise=minmax", "data.shape=[24,24,24]",
+                             "augment.crop_size=[20,18,16]"])
+    spec = input_spec_from_config(cfg)
+    assert (spec["spatial_dims"], spec["in_channels"], spec["normalise"]) == (3, 2, "minmax")
+    assert (spec["shape"], spec["crop_size"]) == ([24, 24, 24], [20, 18, 16])
