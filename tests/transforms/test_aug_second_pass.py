@@ -54,3 +54,48 @@ def test_zero_views_are_refused_with_a_clear_message():
     pipe = build_view_pipeline("none", 2, (4, 4))
     with pytest.raises(ValueError, match="n_views must be >= 1"):
         make_views(pipe, torch.zeros(2, 1, 6, 6), 0, gen(0))
+
+
+def test_brain_mri_views_ghost_and_move_along_any_phase_encoding_axis():
+    pipe = build_view_pipeline("brain_mri", 3, (6, 6, 6), {"ghosting_prob": 1.0, "motion_prob": 1.0})
+    params = pipe.sample_params((200, 1, 8, 8, 8), gen(4))
+    for name in ("ghosting", "motion"):
+        (key,) = [k for k in params if k.endswith(name)]
+        assert set(params[key]["axis"].tolist()) == {0, 1, 2}
+
+
+@pytest.mark.parametrize("prob", [0.3, 0.5])
+def test_flip_probability_below_one_half_still_flips_some_views(prob):
+    # full-size crop, flips only: each view is the scan or its mirror image along axis 0, both occur
+    x = torch.randn(1, 1, 5, 6)
+    pipe = build_view_pipeline("none", 2, (5, 6), {"flip_prob": prob, "flip_axes": (0,)})
+    v = make_views(pipe, x, 40, gen(5))[0]
+    same = [torch.allclose(vi, x[0], atol=1e-5) for vi in v]
+    mirrored = [torch.allclose(vi, x[0].flip(1), atol=1e-5) for vi in v]
+    assert all(a or b for a, b in zip(same, mirrored)) and any(same) and any(mirrored)
+
+
+def test_cutout_fill_value_of_the_preset_reaches_the_views():
+    x = torch.ones(4, 1, 12, 12)
+    pipe = build_view_pipeline("none", 2, (12, 12), {"dropout_prob": 1.0, "dropout_fill": -7.0})
+    v = pipe(x, gen(6))
+    assert (v == -7.0).flatten(1).any(1).all() and set(v.unique().tolist()) == {-7.0, 1.0}
+
+
+def test_brain_mri_bias_field_has_the_documented_legendre_order_3():
+    # docs/augmentations.md preset table: bias field "Legendre order 3" -> cubic terms present, none above
+    pipe = build_view_pipeline("brain_mri", 3, (6, 6, 6), {"bias_prob": 1.0})
+    params = pipe.sample_params((2, 1, 8, 8, 8), gen(7))
+    (key,) = [k for k in params if k.endswith("bias_field")]
+    c = params[key]["coeffs"]
+    degree = sum(torch.meshgrid(*[torch.arange(n) for n in c.shape[1:]], indexing="ij"))
+    assert degree.max() >= 3 and c[:, degree == 3].abs().min() > 0 and (c[:, degree > 3] == 0).all()
+
+
+def test_brain_mri_rician_noise_uses_its_own_documented_std_range():
+    # docs/augmentations.md preset table: rician std 0-0.05 (Gaussian noise has its own range)
+    pipe = build_view_pipeline("brain_mri", 3, (6, 6, 6), {"rician_prob": 1.0, "noise_std": (0.5, 1.0)})
+    params = pipe.sample_params((200, 1, 8, 8, 8), gen(8))
+    (key,) = [k for k in params if k.endswith("rician_noise")]
+    std = params[key]["std"]
+    assert std.min() >= 0 and 0.045 < std.max() <= 0.05
