@@ -176,7 +176,7 @@ class RandomAffine(SpatialTransform):
     Args:
         prob: probability per sample.
         rotate: maximum absolute rotation in degrees in each rotation plane (3 planes in 3D).
-        scale: range of the zoom factor (``> 1`` enlarges anatomy); isotropic unless
+        scale: range of the zoom factor (``> 1`` enlarges anatomy), drawn log-uniformly; isotropic unless
             ``isotropic=False`` (then one factor per axis).
         translate: maximum absolute shift as a fraction of the extent along each axis.
         voxel_scale: optional per-axis factor (reference spacing / data spacing): only its ratios

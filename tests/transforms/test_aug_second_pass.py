@@ -8,6 +8,7 @@ from aug_helpers import blob_phantom, forced_params, gen
 
 from medssl.transforms.artefacts import RandomCutout, RandomGhosting, RandomMotion
 from medssl.transforms.intensity import RandomGamma
+from medssl.transforms.spatial import RandomAffine
 from medssl.transforms.views import build_view_pipeline, make_views
 
 
@@ -99,3 +100,8 @@ def test_brain_mri_rician_noise_uses_its_own_documented_std_range():
     (key,) = [k for k in params if k.endswith("rician_noise")]
     std = params[key]["std"]
     assert std.min() >= 0 and 0.045 < std.max() <= 0.05
+
+
+def test_affine_zoom_is_log_uniform_so_zoom_in_and_out_are_equally_likely():
+    zoom = RandomAffine(1.0, scale=(0.5, 2.0)).sample_params((4000, 1, 4, 4), gen(9))["zoom"][:, 0]
+    assert abs(zoom.median().item() - 1.0) < 0.05 and abs((zoom < 1).float().mean().item() - 0.5) < 0.03
