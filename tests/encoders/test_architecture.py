@@ -24,13 +24,19 @@ def test_resnet_pyramid_has_the_documented_strides(dims, stride, no_max_pool, st
                                                      (3, 1, [31, 32, 33])])
 def test_resnet_stem_kernel_and_stride_set_which_outputs_one_voxel_reaches(kernel, stride, reached):
     """A change of input voxel 32 (of 64) changes stem output i exactly where the stem's window covers it:
-    |stride * i - 32| <= kernel // 2 (padding kernel // 2), the naive receptive field of one convolution."""
+    |stride * i - 32| <= kernel // 2 (padding kernel // 2), the naive receptive field of one convolution.
+    The stem level is rectified, so a change of one sign can leave a covered output at 0 in both channels (it did
+    for 12 of 100 random initialisations of the 3 x 3 / 2 stem): both signs are tried, on a fixed seed."""
+    torch.manual_seed(0)
     enc = build_encoder("resnet10", spatial_dims=2, width=2, conv1_kernel=kernel, conv1_stride=stride).eval()
     x = torch.randn(1, 1, 64, 8)
-    y = x.clone()
-    y[0, 0, 32, 4] += 10.0
+    diff = torch.zeros(64 // stride)
     with torch.no_grad():
-        diff = (enc.forward_pyramid(y)[0] - enc.forward_pyramid(x)[0]).abs().amax(dim=(0, 1, 3))
+        base = enc.forward_pyramid(x)[0]
+        for change in (1e3, -1e3):
+            y = x.clone()
+            y[0, 0, 32, 4] += change
+            diff = torch.maximum(diff, (enc.forward_pyramid(y)[0] - base).abs().amax(dim=(0, 1, 3)))
     assert torch.nonzero(diff > 1e-6).flatten().tolist() == reached
 
 
