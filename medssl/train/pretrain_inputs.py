@@ -44,9 +44,8 @@ def pretrain_indices(cfg: RunConfig, data: PreparedData, run_dir: Path, report: 
     if method.default_loss and m.fairkl_weight > 0:
         sources[f"method.bias_column={m.bias_column!r} (fairkl_weight > 0)"] = [m.bias_column]
     need = sorted({k for keys in sources.values() for k in keys})
-    path = run_dir / "excluded_from_pretraining.tsv"
     keep, dropped = [], {}
-    for i in data.train if need else ():
+    for i in data.train:  # nothing needed: every scan kept
         r = data.records[i]
         missing = [k for k in need if k == "age" and math.isnan(r.age) or k != "age" and not getattr(r, k)]
         if missing:
@@ -54,6 +53,7 @@ def pretrain_indices(cfg: RunConfig, data: PreparedData, run_dir: Path, report: 
         else:
             keep.append(i)
     lacking = sorted({k for missing in dropped.values() for k in missing})
+    path = run_dir / "excluded_from_pretraining.tsv"
     if report and not dropped:  # an earlier attempt's list (another method, a table since completed) would name
         path.unlink(missing_ok=True)  # scans this run uses
     if not need:
