@@ -6,6 +6,7 @@ evaluation targets. :func:`~medssl.config.load_config` runs :func:`validate` on 
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import typing
 from typing import Any
@@ -80,7 +81,7 @@ def validate(cfg: RunConfig, for_training: bool = True) -> None:
         if name not in reg:
             raise ConfigError(f"{key}: {reg.unknown_message(name)}")
     _check_options("encoder.options", cfg.encoder.options, ENCODERS.get(cfg.encoder.name), ("spatial_dims", "in_channels"))
-    _check_patch_grid(cfg, ENCODERS.get(cfg.encoder.name))
+    _check_patch_grid(cfg, ENCODERS.get(cfg.encoder.name), METHODS.get(cfg.method.name))
     check_targets("eval.targets", cfg.eval.targets)
     _validate_views(cfg)
     method = METHODS.get(cfg.method.name)
@@ -119,10 +120,11 @@ def validate(cfg: RunConfig, for_training: bool = True) -> None:
                           "(e.g. site), or method.fairkl_weight=0")
 
 
-def _check_patch_grid(cfg: RunConfig, factory: Any) -> None:
+def _check_patch_grid(cfg: RunConfig, factory: Any, method: Any) -> None:
     """A ViT (an encoder with a ``patch_size``) embeds views of ``augment.crop_size`` in pretraining and whole
     scans of ``data.shape`` in the online monitor and ``medssl evaluate``: both must be multiples of the patch
-    size, said now rather than after pretraining."""
+    size, said now rather than after pretraining. A method with ``norm_pix_loss`` (MAE) on, the default, needs
+    patches of more than one value (their variance normalises the targets)."""
     param = inspect.signature(factory).parameters.get("patch_size")
     if param is None:
         return
@@ -130,6 +132,12 @@ def _check_patch_grid(cfg: RunConfig, factory: Any) -> None:
     ps = [int(patch)] * nd if isinstance(patch, int) else [int(p) for p in patch]
     if len(ps) != nd:
         return  # the encoder refuses it with its own message
+    norm = inspect.signature(method).parameters.get("norm_pix_loss")
+    if norm is not None and cfg.method.options.get("norm_pix_loss", norm.default) and \
+            math.prod(ps) * cfg.encoder.in_channels < 2:
+        from medssl.methods.mae import one_value_patch_message
+
+        raise ConfigError(one_value_patch_message(ps, cfg.encoder.in_channels))
     for key, shape, up in (("data.shape", cfg.data.shape, True), ("augment.crop_size", cfg.augment.crop_size, False)):
         if any(s % p for s, p in zip(shape, ps)):
             fit = [-(-s // p) * p if up else max(p, s // p * p) for s, p in zip(shape, ps)]

@@ -29,6 +29,16 @@ def normalise_patches(patches: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return (patches - mean) / (var + eps).sqrt()
 
 
+def one_value_patch_message(patch_size, in_channels: int) -> str:
+    """The refusal of per-patch normalised targets for patches of one value (``patch_size`` 1 on every
+    axis, one channel): the unbiased variance of one value is 0/0, so every target and the loss would be NaN.
+    Shared by :class:`MAE` and the config check, which says it before any data is prepared."""
+    return (f"method.options.norm_pix_loss=true normalises each patch by its voxels' (unbiased) variance, but "
+            f"encoder.options.patch_size {list(patch_size)} with encoder.in_channels {in_channels} gives patches of "
+            "one value, whose variance is undefined: every target and the loss would be NaN. Use a patch_size "
+            "larger than 1 on some axis, or method.options.norm_pix_loss=false (raw voxel targets)")
+
+
 def masked_patch_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean squared error over the masked patches only.
 
@@ -54,7 +64,8 @@ class MAE(Method):
             must be divisible by the patch size.
         mask_ratio: fraction of patches masked, in (0, 1) (0.75 in the paper).
         norm_pix_loss: targets are per-patch normalised voxels (paper's default for its best
-            models); False = raw voxels.
+            models); False = raw voxels. Refused for patches of one value (patch size 1, one
+            channel), which have no variance.
         decoder_dim, decoder_depth, decoder_heads: decoder size (paper: 512, 8, 16).
 
     ``training_step`` logs ``mse_masked`` (the loss). ``reconstruct`` gives images for figures.
@@ -69,6 +80,8 @@ class MAE(Method):
                              f"{type(encoder).__name__}; CNN encoders can use method.name=genesis instead")
         if not 0.0 < mask_ratio < 1.0:
             raise ValueError(f"MAE mask_ratio must be in (0, 1), got {mask_ratio}")
+        if norm_pix_loss and encoder.patch_dim < 2:
+            raise ValueError(one_value_patch_message(encoder.patch_size, encoder.in_channels))
         if views is not None:
             encoder.patch_grid(views.crop_size)  # fail now, not at the first step, if crops do not fit the patches
         self.encoder, self.views = encoder, views

@@ -223,3 +223,25 @@ def test_the_loss_is_computed_on_the_views_of_the_batch():
         pred, pm, _ = mae.forward_masked(view, g)
     assert view.shape == (2, 1, 16, 16, 16) and not torch.equal(view, x[:, :, :16, :16, :16])
     assert loss.item() == pytest.approx(naive_loss(pred, view, pm.mask, 4, norm=True), rel=1e-4)
+
+
+@pytest.mark.filterwarnings(r"ignore:var\(\). degrees of freedom:UserWarning")
+def test_normalised_targets_of_one_voxel_patches_are_refused_early():
+    """A one-value patch (patch_size 1, one channel) has no unbiased variance: its normalised target is
+    0/0 = NaN, and so would be the loss. Refused by the config check (before any data is prepared) and by
+    the constructor used alone, naming the keys; raw targets and several channels stay allowed."""
+    from medssl.config import ConfigError, load_config
+
+    one = {**VIT, "img_size": 4, "patch_size": 1}
+    assert torch.isnan(normalise_patches(torch.randn(1, 3, 1))).all()  # the symptom the check prevents
+    with pytest.raises(ValueError, match=r"method.options.norm_pix_loss.*encoder.options.patch_size"):
+        MAE(build_encoder("vit_tiny", spatial_dims=2, in_channels=1, **one), **DECODER)
+    MAE(build_encoder("vit_tiny", spatial_dims=2, in_channels=1, **one), norm_pix_loss=False, **DECODER)
+    MAE(build_encoder("vit_tiny", spatial_dims=2, in_channels=2, **one), **DECODER)  # 2 values per patch
+    base = ["encoder.name=vit_tiny", "method.name=mae", "encoder.spatial_dims=2", "data.shape=[8,8]",
+            "augment.preset=none", "augment.crop_size=[4,4]", "encoder.options={img_size: 4, patch_size: 1, "
+            "hidden_size: 48, num_layers: 1, num_heads: 2}"]
+    with pytest.raises(ConfigError, match=r"norm_pix_loss.*patch_size \[1, 1\].*in_channels 1.*NaN"):
+        load_config(None, base)
+    load_config(None, base + ["method.options={norm_pix_loss: false}"])
+    load_config(None, base + ["encoder.in_channels=2"])
