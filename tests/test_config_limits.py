@@ -136,3 +136,20 @@ def test_empty_metadata_of_a_kernel_method_is_refused_for_training_only():
     with pytest.raises(ConfigError, match="method.metadata is empty"):
         load_config(overrides=overrides)
     assert load_config(overrides=overrides, for_training=False).method.metadata == []
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["data.spacing=[1.0,1.0]"], "data.spacing must be [] or 3 positive values in mm, got [1.0, 1.0]"),
+    (["data.spacing=[1.0,-1.0,1.0]"], "data.spacing must be [] or 3 positive values in mm, got [1.0, -1.0, 1.0]"),
+    (["encoder.spatial_dims=2", "data.shape=[64,64]", "augment.crop_size=[48,48]", "augment.preset=none",
+      "data.spacing=[1.0,1.0,1.0]"], "data.spacing must be [] or 2 positive values in mm, got [1.0, 1.0, 1.0]"),
+])
+def test_spacing_needs_one_positive_value_per_axis(overrides, words):
+    """A 2-value spacing on a 3D run, a 3-value one on a 2D run, a negative value: each refused with the
+    number of values the run needs; [] (each scan's native spacing) and a matching list are accepted."""
+    with pytest.raises(ConfigError) as e:
+        load_config(overrides=overrides)
+    assert words in str(e.value), str(e.value)
+    assert load_config(overrides=overrides[:-1] + ["data.spacing=[]"]).data.spacing == []
+    n = 2 if "encoder.spatial_dims=2" in overrides else 3
+    assert load_config(overrides=overrides[:-1] + [f"data.spacing={[0.5] * n}"]).data.spacing == [0.5] * n
