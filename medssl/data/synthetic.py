@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import json
+import numbers
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -46,6 +47,15 @@ PARTICIPANT_COLUMNS = ("participant_id", "age", "sex", "site", "diagnosis")
 TRUTH_RELPATH = Path("derivatives") / "medssl-synthetic" / "truth.tsv"
 
 
+def _whole(name: str, value, what: str = "a whole number") -> int:
+    """``value`` as an int: ints (numpy's too) and integral floats (10.0) are taken; fractions (2.5), bools and
+    strings are refused rather than truncated, or left to fail later."""
+    if isinstance(value, (numbers.Integral, float, np.floating)) and not isinstance(value, (bool, np.bool_)) \
+            and float(value).is_integer():
+        return int(value)
+    raise ValueError(f"{name} must be {what}, got {value!r} (10.0 is taken as 10; fractions, bools and strings are not)")
+
+
 @dataclass(frozen=True)
 class SyntheticCohortSpec:
     """Everything that determines a synthetic cohort (same spec → same bytes of image data).
@@ -57,6 +67,9 @@ class SyntheticCohortSpec:
         seed: cohort seed (non-negative int).
         fov_mm: field of view (mm) along every axis; voxel size is ``fov_mm / shape``
             (3.5 mm at 64³, 4.67 mm at 48³). The head is ≈ 140 × 176 × 156 mm.
+
+    ``n_subjects``, ``n_sites``, ``seed`` and the ``shape`` sizes are whole numbers: integral floats
+    (10.0) are stored as ints; fractions (2.5), bools and strings raise ``ValueError``.
     """
 
     n_subjects: int = 200
@@ -66,14 +79,16 @@ class SyntheticCohortSpec:
     fov_mm: float = 224.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        object.__setattr__(self, "shape", tuple(_whole("shape", s, "whole sizes in voxels") for s in self.shape))
         if len(self.shape) != 3 or min(self.shape) < 16:
             raise ValueError(f"shape must be three sizes >= 16 voxels, got {self.shape}")
-        if int(self.n_subjects) < 1:
+        for name in ("n_subjects", "n_sites", "seed"):
+            object.__setattr__(self, name, _whole(name, getattr(self, name)))
+        if self.n_subjects < 1:
             raise ValueError(f"n_subjects must be >= 1, got {self.n_subjects}")
-        if int(self.n_sites) < 1:
+        if self.n_sites < 1:
             raise ValueError(f"n_sites must be >= 1, got {self.n_sites}")
-        if int(self.seed) < 0:
+        if self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed}")
         if not 150.0 <= float(self.fov_mm) <= 400.0:
             raise ValueError(f"fov_mm must be in [150, 400] mm so the head fits, got {self.fov_mm}")
@@ -256,8 +271,8 @@ def write_synthetic_cohort(out_dir: str | Path, n_subjects: int = 200, n_sites: 
     """
     from tqdm.auto import tqdm
 
-    spec = SyntheticCohortSpec(n_subjects=int(n_subjects), n_sites=int(n_sites), shape=tuple(shape),
-                               seed=int(seed), fov_mm=float(fov_mm))
+    spec = SyntheticCohortSpec(n_subjects=n_subjects, n_sites=n_sites, shape=tuple(shape), seed=seed,
+                               fov_mm=float(fov_mm))  # the spec takes 10.0 as 10 and refuses 2.5
     if int(workers) < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     if int(workers) > 1:  # before touching out_dir: in a worker re-running an unguarded script, the parent is writing it

@@ -10,6 +10,7 @@ import csv
 import dataclasses
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -298,6 +299,24 @@ def test_a_participants_table_cut_short_is_not_taken_for_a_complete_cohort(tmp_p
 def test_invalid_parameters_are_named(tmp_path, kwargs, name):
     with pytest.raises(ValueError, match=name):
         write_synthetic_cohort(tmp_path / "x", progress=False, **{"n_subjects": 2, **kwargs})
+    assert not (tmp_path / "x").exists()
+
+
+def test_whole_number_parameters_are_cast_and_fractions_or_bools_refused(tmp_path):
+    """Integral floats (10.0, as JSON or arithmetic gives them) and numpy integers give the same spec as
+    ints (same parameters, so the same cohort); 2.5, True or a string is refused naming the field (before,
+    2.5 became 2 through write_synthetic_cohort, or a float spec failed later in range())."""
+    ints = SyntheticCohortSpec(n_subjects=10, n_sites=3, shape=(16, 16, 16), seed=5)
+    cast = SyntheticCohortSpec(n_subjects=10.0, n_sites=np.int64(3), shape=(16.0, 16, 16), seed=5.0)
+    assert cast == ints and json.dumps(cast.parameters()) == json.dumps(ints.parameters())
+    assert all(type(v) is int for v in (cast.n_subjects, cast.n_sites, cast.seed, *cast.shape))
+    for name, bad in [("n_subjects", 2.5), ("n_subjects", True), ("n_sites", 1.5), ("seed", 0.5), ("seed", False),
+                      ("seed", "5"), ("shape", (16, 16.5, 16))]:
+        shown = re.escape(repr(bad[1] if name == "shape" else bad))
+        with pytest.raises(ValueError, match=f"{name} must be .*whole.*got {shown}"):
+            SyntheticCohortSpec(**{"n_subjects": 10, name: bad})
+    with pytest.raises(ValueError, match="n_subjects must be .*whole"):
+        write_synthetic_cohort(tmp_path / "x", n_subjects=2.5, shape=(16, 16, 16), progress=False)
     assert not (tmp_path / "x").exists()
 
 
