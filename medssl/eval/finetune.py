@@ -91,7 +91,9 @@ class FinetuneOptions:
 @dataclass
 class FinetuneResult:
     model: nn.Module  #: encoder + head, best validation epoch, eval mode
-    history: list[dict]  #: per epoch: epoch, train_loss, val_loss, val_metric (epoch 0: the probe, LP-FT)
+    #: per epoch: epoch, train_loss, val_loss, val_metric (MAE, balanced accuracy over the training classes, or
+    #: macro AUC); epoch 0: the probe (LP-FT)
+    history: list[dict]
     best_epoch: int  #: 0: the probe-initialised model before any fine-tuning step was best
     options: FinetuneOptions
     target_mean: float = 0.0  #: regression target standardisation (training rows)
@@ -213,6 +215,7 @@ def finetune(encoder: nn.Module, train: Dataset, y_train: np.ndarray, val: Datas
     else:
         mean, std = 0.0, 1.0
         n_out = int(max(y_train.max(), y_val.max())) + 1 if opt.task == "classification" else y_train.shape[1]
+    classes = np.unique(y_train).astype(np.int64) if opt.task == "classification" else None  # val_metric's choices
     model = EncoderWithHead(copy.deepcopy(encoder), n_out, gen).to(device)
     t_train, t_val = _targets(y_train, opt, mean, std), _targets(y_val, opt, mean, std)
     extra = _init_head_from_probe(model, train, t_train, val, t_val, opt, device) if opt.head_init == "probe" else {}
@@ -237,7 +240,7 @@ def finetune(encoder: nn.Module, train: Dataset, y_train: np.ndarray, val: Datas
             raise FloatingPointError(f"fine-tuning: validation loss is {val_loss} at epoch {epoch}; lower lr_encoder/"
                                      f"lr_head (now {opt.lr_encoder}/{opt.lr_head})")
         history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                        "val_metric": _val_metric(val_out, y_val, opt, mean, std)})
+                        "val_metric": _val_metric(val_out, y_val, opt, mean, std, classes)})
         if val_loss < best - 1e-12:
             best, bad, best_epoch = val_loss, 0, epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -316,13 +319,16 @@ def _init_head_from_probe(model: EncoderWithHead, train: Dataset, t_train: torch
     return {"probe_" + k: v for k, v in info.items()}
 
 
-def _val_metric(out: torch.Tensor, y: np.ndarray, opt: FinetuneOptions, mean: float, std: float) -> float:
+def _val_metric(out: torch.Tensor, y: np.ndarray, opt: FinetuneOptions, mean: float, std: float,
+                classes: np.ndarray | None = None) -> float:
+    """Validation MAE (target units), balanced accuracy of the argmax over ``classes`` (the training rows'
+    codes, as the test report chooses; the other outputs were never trained towards) or macro AUC."""
     from medssl.eval import metrics as M
 
     if opt.task == "regression":
         return M.mae(y, out.squeeze(1).numpy() * std + mean)
     if opt.task == "classification":
-        return M.balanced_accuracy(y, out.argmax(1).numpy())
+        return M.balanced_accuracy(y, classes[out[:, classes].argmax(1).numpy()])
     return M.multilabel_metrics(y, torch.sigmoid(out).numpy())["auc_macro"]
 
 

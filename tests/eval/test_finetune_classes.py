@@ -134,3 +134,34 @@ def test_the_probes_auc_with_a_test_only_class_is_as_docs_evaluation_md_says():
         aucs = [roc_auc_score(y_te == c, proba[:, k]) for k, c in enumerate(train_classes)]
         assert out["auc"] == pytest.approx(aucs[1] if len(train_classes) == 2 else np.mean(aucs))
         assert out["chance"] == 1 / len(train_classes) and out["classes"] == [*train_classes, test_only]
+
+
+def test_the_validation_metric_chooses_among_the_training_classes_as_the_test_report_does(data):
+    """Classes 0 and 2 in the training rows, a 3-output head: with the head still at its (seeded) initialisation
+    the untrained output 1 wins the argmax on validation rows. The history's val_metric (early stopping, encoder lr)
+    is the balanced accuracy of the argmax over the training classes (naive, scikit-learn), the metric the test
+    report gives when the validation rows are scored as test rows; over all three outputs it would be 0."""
+    tr, ytr, va, yva, _, _ = data
+    opts = FinetuneOptions(task="classification", mode="head", epochs=1, lr_head=1e-7, batch_size=8, seed=4)
+    result = finetune(make_tiny_encoder(), tr, ytr, va, yva, opts)
+    proba, classes = predict(result, va), np.array([0, 2])
+    assert (proba.argmax(1) == 1).any()  # the case: an output no training row has wins on a validation row
+    naive = balanced_accuracy_score(yva, classes[proba[:, classes].argmax(1)])
+    assert naive > 0.5 > np.mean([np.mean(proba.argmax(1)[yva == c] == c) for c in classes])
+    assert result.history[result.best_epoch - 1]["val_metric"] == pytest.approx(naive)
+    report = finetune_and_score(make_tiny_encoder(), tr, ytr, va, yva, va, yva, opts, n_boot=0)
+    assert report["balanced_accuracy"] == pytest.approx(naive)
+
+
+def test_the_validation_metric_is_unchanged_when_every_class_has_training_rows():
+    """Classes 0, 1, 2 (age tertiles) all in the training rows (every published run): val_metric is the balanced
+    accuracy of the argmax over all the head's outputs, as before (naive, from the kept model's outputs, which
+    here choose each of the three classes on some validation row)."""
+    ds, age = make_image_dataset(48, seed=2)
+    y = np.digitize(age, np.quantile(age, [1 / 3, 2 / 3]))
+    opts = FinetuneOptions(task="classification", mode="head", epochs=1, lr_head=1e-7, batch_size=8, seed=9)
+    result = finetune(make_tiny_encoder(2), ds[:32], y[:32], ds[32:], y[32:], opts)
+    pred = predict(result, ds[32:]).argmax(1)
+    assert set(y[:32]) == set(pred) == {0, 1, 2}
+    naive = np.mean([np.mean(pred[y[32:] == c] == c) for c in (0, 1, 2)])
+    assert result.history[0]["val_metric"] == pytest.approx(naive)
