@@ -93,3 +93,33 @@ def test_evaluate_and_export_of_a_copy_use_the_copy_and_leave_the_original_as_it
     assert main(["export", str(copy), "--out", str(tmp_path / "export")]) == 0
     assert (copy / "metrics.json").is_file() and (copy / "cache").is_dir() and (tmp_path / "export").is_dir()
     assert _digest(run) == before
+
+
+@pytest.mark.parametrize("spelling, is_output_dir", [
+    ("output_dir={f}", True), (" output_dir ={f}", True), ("output_dir = {f}", True), ("\toutput_dir\t= {f}", True),
+    ("OUTPUT_DIR={f}", False), ("output-dir={f}", False), ("output_dir.x={f}", False), ("data.output_dir={f}", False),
+])
+def test_the_run_folder_check_and_the_loader_read_the_same_override_spellings_as_output_dir(tmp_path, spelling,
+                                                                                           is_output_dir):
+    """The check skips its refusal exactly when load_config's override parser sets output_dir (it strips the key,
+    as the loader does; key=value split at the first '='): both accept spaces around the key and the value, and
+    neither takes another key for it. Pinned so that they cannot drift apart."""
+    from medssl.config import ConfigError, load_config, save_config
+    from medssl.config_checks import refuse_other_run_folder
+
+    copy, other = tmp_path / "copy", tmp_path / "original"
+    (copy / "checkpoints").mkdir(parents=True)
+    save_config(load_config(None, [f"output_dir={other}"]), copy / "config.yaml")
+    override = spelling.format(f=copy)
+    try:
+        sets = load_config(copy / "config.yaml", [override]).output_dir == str(copy)
+    except ConfigError:
+        sets = False  # the loader refuses the key: it sets nothing
+    cfg = load_config(copy / "config.yaml")  # the stored output_dir, for the check
+    try:
+        refuse_other_run_folder(copy / "config.yaml", cfg, [override])
+        skipped = True
+    except ConfigError as e:
+        assert f"output_dir={copy}" in str(e)
+        skipped = False
+    assert sets == skipped == is_output_dir
