@@ -11,7 +11,7 @@ import os
 import typing
 from typing import Any
 
-from medssl.config import EVAL_TARGETS, ConfigError, MethodConfig, RunConfig, _did_you_mean
+from medssl.config import EVAL_TARGETS, ConfigError, MethodConfig, RunConfig, _did_you_mean, parse_override
 
 
 def _check_options(key: str, options: dict, factory: Any, skip: typing.Iterable[str] = ()) -> None:
@@ -231,7 +231,7 @@ def refuse_other_run_folder(path: str | os.PathLike | None, cfg: RunConfig, over
     The folder was copied or moved (or ``output_dir`` is relative and the command runs from elsewhere): training
     would continue in, or start afresh at, the stored ``output_dir``, not in the folder the user named.
     """
-    if path is None or any(o.split("=", 1)[0].strip() == "output_dir" for o in overrides):
+    if path is None or any(parse_override(o)[0] == ["output_dir"] for o in overrides):  # as load_config reads it
         return
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(os.path.join(folder, "checkpoints")):
