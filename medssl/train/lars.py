@@ -17,7 +17,10 @@ class LARS(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):  # noqa: D102 - torch.optim API
-        loss = closure() if closure is not None else None
+        loss = None
+        if closure is not None:  # step runs under no_grad; the closure's backward needs autograd (as torch.optim)
+            with torch.enable_grad():
+                loss = closure()
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
