@@ -41,6 +41,8 @@ def test_refusal_names_the_first_three_newer_checkpoints(tmp_path):
                                               r"step-00000003\.pt, step-00000004\.pt, step-00000005\.pt …\."):
         refuse_newer(tmp_path, 2, "old.pt")
     refuse_newer(tmp_path / "elsewhere", 2, "old.pt")  # an empty (or missing) output folder is fine
+    with pytest.raises(CheckpointError, match=r"\(step 3\): step-00000004\.pt, step-00000005\.pt, step-00000006\.pt\. "):
+        refuse_newer(tmp_path, 3, "old.pt")  # exactly three: all named, no ellipsis
 
 
 def test_a_folder_given_as_checkpoint_is_named_as_missing_not_corrupt(tmp_path):

@@ -103,3 +103,21 @@ def test_after_the_last_step_the_lr_stays_at_the_final_fraction_and_that_default
         lrs.append(opt.param_groups[0]["lr"])
     assert lrs[8] == pytest.approx(2.0 * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 7 / 8))))  # step 9
     assert lrs[9:] == pytest.approx([2.0 * 0.01] * 7)  # step 10 = total_steps, and beyond
+
+
+def test_lars_momentum_does_not_depend_on_how_gradients_are_zeroed():
+    """zero_grad(set_to_none=False) zeroes the .grad tensors in place and backward accumulates into them: LARS's
+    momentum buffers must be copies (biases and norm parameters take the plain gradient, the very .grad tensor),
+    so both ways of zeroing give the same weights."""
+    weights = []
+    for set_to_none in (True, False):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4)).double()
+        opt = build_optimizer(model, "lars", lr=0.1, weight_decay=0.01, momentum=0.9)
+        x = torch.randn(6, 3, dtype=torch.float64)
+        for _ in range(3):
+            opt.zero_grad(set_to_none=set_to_none)
+            model(x).pow(3).sum().backward()
+            opt.step()
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.equal(weights[0], weights[1])
