@@ -156,6 +156,9 @@ def test_fine_tuning_blocks_cover_every_parameter(name):
     blocks = encoder_blocks(enc)
     assert len(blocks) >= 4
     assert sum(p.numel() for b in blocks for p in b.parameters()) == sum(p.numel() for p in enc.parameters())
+    assert all(any(True for _ in b.parameters()) for b in blocks)  # "last k blocks" counts blocks with weights
+    if name == "densenet121":  # conv0, norm0, 4 dense blocks, 3 transitions, norm5
+        assert len(blocks) == 10
 
 
 @pytest.mark.parametrize("dims", [2, 3])
@@ -203,3 +206,14 @@ def test_vit_positions_on_another_grid_are_the_separable_linear_resampling_of_th
     with torch.no_grad():  # the tokens of a 32 x 24 x 40 input carry exactly those positions
         patches = enc.net.patch_embedding.patch_embeddings(x).flatten(2).transpose(1, 2)
         np.testing.assert_allclose(enc.embed(x).numpy(), patches.numpy() + expected.reshape(1, 60, 48), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["resnet10", "densenet121", "alexnet", "vit_tiny"])
+def test_a_batch_with_the_wrong_channels_or_axes_is_refused_with_the_expected_shape(name):
+    """The encoder names the shape it expects (B, in_channels, *S) instead of failing inside a convolution."""
+    options, side = small(name)
+    enc = build_encoder(name, spatial_dims=2, in_channels=2, **options).eval()
+    with torch.no_grad():
+        for bad in (torch.randn(1, 1, side, side), torch.randn(1, 2, side, side, side)):
+            with pytest.raises(ValueError, match=r"expects a \(B, 2, \*S\) batch with 2 spatial axes"):
+                enc(bad)
