@@ -40,19 +40,19 @@ def test_resnet_stem_kernel_and_stride_set_which_outputs_one_voxel_reaches(kerne
     assert torch.nonzero(diff > 1e-6).flatten().tolist() == reached
 
 
-@pytest.mark.parametrize("name, dims", [("vit_small", 3), ("vit_base", 2)])
+@pytest.mark.parametrize("name, dims", [("vit_tiny", 3), ("vit_small", 3), ("vit_base", 2)])
 def test_vit_sizes_give_the_papers_parameter_count(name, dims):
     """Per transformer block of width D with MLP 4·D and qkv bias (ViT / MAE): qkv 3D² + 3D, projection D² + D,
     MLP 8D² + 5D, two LayerNorms 4D, i.e. 12D² + 13D; ViT-S has 12 blocks of D = 384, ViT-B 12 of D = 768 (the
-    ~86M parameters of ViT-B/16 less its patch embedding and head). Only trainable parameters count (MONAI's
-    unused cross-attention norm is frozen)."""
+    ~86M parameters of ViT-B/16 less its patch embedding and head), DeiT's ViT-Ti 12 of D = 192. Only trainable
+    parameters count (MONAI's unused cross-attention norm is frozen)."""
     enc = build_encoder(name, spatial_dims=dims, img_size=32, patch_size=16)
-    d, layers = {"vit_small": (384, 12), "vit_base": (768, 12)}[name]
+    d, layers = {"vit_tiny": (192, 12), "vit_small": (384, 12), "vit_base": (768, 12)}[name]
     blocks = sum(p.numel() for p in enc.net.blocks.parameters() if p.requires_grad)
     assert blocks == layers * (12 * d * d + 13 * d)
     assert enc.out_dim == d and len(enc.net.blocks) == layers
     heads = {b.attn.num_heads for b in enc.net.blocks}
-    assert heads == {d // 64}  # head width 64 in ViT-S and ViT-B
+    assert heads == {d // 64}  # head width 64 in ViT-Ti, ViT-S and ViT-B (3, 6, 12 heads)
 
 
 @pytest.mark.parametrize("dims", [2, 3])
