@@ -24,7 +24,7 @@ def test_projection_head_is_linear_batchnorm_relu_linear():
 def test_mae_decoder_puts_each_token_at_its_patch_before_the_positions_are_added():
     """Written out patch by patch: the full sequence holds the projected latent of kept patch ids_keep[i] at
     position ids_keep[i] and the mask token elsewhere, plus the fixed sin-cos embedding of its grid cell; then
-    the blocks, the norm and the prediction layer."""
+    the blocks, a layer norm (written out) and the prediction layer."""
     torch.manual_seed(0)
     grid = (2, 3, 4)
     dec = MAEDecoder(encoder_dim=10, patch_dim=7, dim=12, depth=1, num_heads=2).eval()
@@ -38,8 +38,10 @@ def test_mae_decoder_puts_each_token_at_its_patch_before_the_positions_are_added
     x = full + pos
     for blk in dec.blocks:
         x = blk(x)
+    x = (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + dec.norm.eps)  # LayerNorm
     with torch.no_grad():
-        torch.testing.assert_close(dec(latent, pm.ids_restore, grid), dec.pred(dec.norm(x)), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(dec(latent, pm.ids_restore, grid), dec.pred(x * dec.norm.weight + dec.norm.bias),
+                                   rtol=1e-5, atol=1e-5)
 
 
 def test_unet_decoder_output_depends_on_every_level_of_the_pyramid():
@@ -75,3 +77,61 @@ def test_mae_decoder_positions_follow_the_grid_it_is_given():
 def test_unet_decoder_last_block_has_half_the_finest_channels():
     dec = UNetDecoder([8, 6, 4], out_channels=2, spatial_dims=3, channels=[10, 6])
     assert dec.out.in_channels == 5 and dec.out.out_channels == 2  # documented: half the finest level's 10
+
+
+def test_projection_head_defaults_are_the_documented_method_defaults():
+    """``ProjectionHead(in_dim)`` alone builds the default config's head (docs/training.md: hidden 512, out 128)."""
+    from medssl.config import MethodConfig
+
+    head = ProjectionHead(16)
+    assert (head[0].in_features, head[0].out_features, head[3].out_features) == (16, 512, 128)
+    assert (MethodConfig().proj_hidden_dim, MethodConfig().proj_dim) == (512, 128)
+
+
+def test_unet_decoder_levels_are_two_conv_bn_relu_layers_at_each_skips_size():
+    """Ronneberger et al.: each level is two 3x3 conv-BN-ReLU layers; default channels are the skips' (coarse to
+    fine 6, 4 for skips 4, 6, 8), the last block runs at the input size with half the finest channels."""
+    dec = UNetDecoder([4, 6, 8], out_channels=1, spatial_dims=2).eval()
+    for block in [*dec.levels, dec.final]:
+        assert [type(m).__name__ for m in block] == ["Conv2d", "BatchNorm2d", "ReLU"] * 2
+        assert {m.kernel_size for m in block if isinstance(m, torch.nn.Conv2d)} == {(3, 3)}
+    assert [b[3].out_channels for b in dec.levels] + [dec.final[3].out_channels] == [6, 4, 2]
+    seen = []
+    for block in [*dec.levels, dec.final]:
+        block.register_forward_hook(lambda m, args, out: seen.append(tuple(args[0].shape[1:])))
+    maps = [torch.randn(1, 4, 16, 16), torch.randn(1, 6, 8, 8), torch.randn(1, 8, 4, 4)]
+    with torch.no_grad():
+        dec(maps, (32, 32))
+    assert seen == [(14, 8, 8), (10, 16, 16), (4, 32, 32)]
+
+
+def test_unet_decoder_upsampling_is_linear_with_half_voxel_centres():
+    """Each axis resampled linearly, output sample i at input coordinate (i + 0.5) n / size - 0.5 clamped to the
+    ends (align_corners=False), written with np.interp."""
+    import numpy as np
+
+    dec = UNetDecoder([2, 2], out_channels=1, spatial_dims=2)
+    x = torch.randn(1, 2, 4, 3)
+    expected = x.numpy()
+    for axis, size in ((2, 8), (3, 7)):
+        n = expected.shape[axis]
+        coords = np.clip((np.arange(size) + 0.5) * n / size - 0.5, 0, n - 1)
+        expected = np.apply_along_axis(lambda v: np.interp(coords, np.arange(n), v), axis, expected)
+    np.testing.assert_allclose(dec._up(x, (8, 7)).numpy(), expected, atol=1e-6)
+
+
+def test_mae_decoder_blocks_have_the_papers_parameter_count():
+    """Per block of width D with MLP hidden m = mlp_ratio D and qkv bias (MAE's decoder blocks): qkv 3D^2 + 3D,
+    projection D^2 + D, MLP 2Dm + m + D, two LayerNorms 4D; then a final LayerNorm (2D)."""
+    d, m = 12, 24
+    dec = MAEDecoder(encoder_dim=10, patch_dim=7, dim=d, depth=2, num_heads=2, mlp_ratio=2.0)
+    trainable = sum(p.numel() for p in dec.blocks.parameters() if p.requires_grad)
+    assert trainable == 2 * (4 * d * d + 4 * d + 2 * d * m + m + d + 4 * d)
+    assert sum(p.numel() for p in dec.norm.parameters()) == 2 * d
+
+
+def test_mae_decoder_mask_token_starts_as_the_papers_small_gaussian():
+    """MAE's reference code draws the mask token from N(0, 0.02²) (not zeros, not unit variance)."""
+    torch.manual_seed(0)
+    token = MAEDecoder(encoder_dim=8, patch_dim=4, dim=512, depth=0, num_heads=8).mask_token.detach()
+    assert 0.017 < float(token.std()) < 0.023 and abs(float(token.mean())) < 0.003
