@@ -55,10 +55,11 @@ def unseen_features(x_train: np.ndarray, x_test: np.ndarray, ratio: float = UNSE
     Typically a ReLU channel of the encoder that is silent on the training sites and fires on the
     held-out one. The probes standardise with the training SD, so such a feature enters the
     held-out predictions multiplied by up to ``SD_test / SD_train``; one of them can move the
-    leave-site-out MAE by hundreds of years. Shapes: (N, D), (M, D) → (K,) column indices.
+    leave-site-out MAE by hundreds of years. A feature constant on both sides is not one of them.
+    Shapes: (N, D), (M, D) → (K,) column indices.
     """
     sd_train, sd_test = np.std(x_train, axis=0), np.std(x_test, axis=0)
-    return np.flatnonzero(sd_test > ratio * sd_train)
+    return np.flatnonzero((sd_test >= ratio * sd_train) & (sd_test > 0))
 
 
 def leave_site_out(x: np.ndarray, y: np.ndarray, sites: np.ndarray, subjects: np.ndarray, task: str = "regression",
