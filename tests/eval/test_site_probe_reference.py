@@ -96,3 +96,19 @@ def test_leave_site_out_skips_a_class_fold_whose_training_sites_hold_one_class()
     label = (site == 0).astype(int)
     res = leave_site_out(x, label, site, subj, task="classification")
     assert res["skipped"] == ["0"] and sorted(res["per_site"]) == ["1", "2"]
+
+
+def test_harmonisation_baseline_site_probe_uses_subject_grouped_cv_and_subject_intervals():
+    """The ComBat table's raw site row is the site probe above: the same C (subject-grouped CV), score and
+    subject interval as the naive refit (without subject groups it chose C by row-level CV, without test
+    subjects its interval resampled twin scans as independent ones)."""
+    from medssl.eval.site import harmonisation_baseline
+
+    x, site, subj, _ = _twins()
+    tr = subj.astype(int) % 3 != 0
+    res = harmonisation_baseline(x[tr], x[~tr], site[tr], site[~tr], {}, groups=subj[tr], seed=3, n_boot=N_BOOT,
+                                 groups_test=subj[~tr])["raw"]["site"]
+    c, pred = _naive(x[tr], site[tr], subj[tr], x[~tr], seed=3)
+    assert res["C"] == c
+    assert res["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(site[~tr], pred), abs=1e-12)
+    assert res["balanced_accuracy_ci"] == pytest.approx(_subject_ci(site[~tr], pred, subj[~tr], seed=3), abs=1e-12)
