@@ -112,3 +112,16 @@ def test_harmonisation_baseline_site_probe_uses_subject_grouped_cv_and_subject_i
     assert res["C"] == c
     assert res["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(site[~tr], pred), abs=1e-12)
     assert res["balanced_accuracy_ci"] == pytest.approx(_subject_ci(site[~tr], pred, subj[~tr], seed=3), abs=1e-12)
+
+
+def test_the_site_protocol_site_probe_uses_subject_grouped_cv_and_subject_intervals():
+    """`medssl evaluate --protocol site`'s site prediction is the probe above on the training / test scans."""
+    from medssl.eval.protocols import site_effect
+
+    x, site, subj, _ = _twins()
+    tr = subj.astype(int) % 3 != 0
+    res = site_effect({"features": x, "site": site, "subject": subj}, tr, seed=3, n_boot=N_BOOT, targets=[])
+    c, pred = _naive(x[tr], site[tr], subj[tr], x[~tr], seed=3)
+    assert res["prediction"]["C"] == c
+    assert res["prediction"]["balanced_accuracy_ci"] == pytest.approx(_subject_ci(site[~tr], pred, subj[~tr], seed=3),
+                                                                      abs=1e-12)
