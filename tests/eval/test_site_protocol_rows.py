@@ -43,3 +43,33 @@ def test_combat_runs_on_the_training_sites_test_scans_and_needs_two_training_sca
     one = np.r_[np.arange(60) % 4 != 0, [True] + [False] * 5]  # site 3: one training scan
     out = site_effect(_feats(site), one, 0, 0, ["age"])
     assert "harmonisation" not in out and "prediction" in out
+
+
+def test_the_protocol_seed_reaches_the_leave_site_out_probes():
+    """Twin scans per subject, more features than subjects: each fold's α comes from a subject-grouped CV whose
+    shuffle depends on the seed (here seeds 0 and 1 choose other α for two of the three folds); the protocol's
+    folds are those of its own seed."""
+    from medssl.eval.site import leave_site_out
+
+    rng = np.random.default_rng(0)
+    age_s = rng.uniform(20, 80, 36)
+    base = rng.normal(size=(36, 40))
+    base[:, 0] += (age_s - 50) / 20
+    idx = np.repeat(np.arange(36), 2)
+    x, age, site, subj = base[idx] + 0.05 * rng.normal(size=(72, 40)), age_s[idx], idx % 3, idx.astype(str)
+    feats = {"features": x, "site": site, "subject": subj, "age": age}
+    got = site_effect(feats, idx % 4 != 0, 1, 0, ["age"])["leave_site_out"]["age"]["per_site"]
+    ref = leave_site_out(x, age, site, subj, seed=1)["per_site"]
+    assert [got[s]["alpha"] for s in "012"] == [ref[s]["alpha"] for s in "012"]
+
+
+def test_openbhb_site_chance_counts_the_training_sites_not_those_of_the_internal_test():
+    from medssl.eval.openbhb import run_openbhb
+
+    rng = np.random.default_rng(0)
+    site = np.arange(90) % 3
+    x = rng.normal(size=(90, 4)) + np.eye(3, 4)[site]
+    age = rng.uniform(20, 80, 90)
+    tr, te = np.arange(90) < 60, (np.arange(90) >= 60) & (site < 2)  # the internal test holds 2 of the 3 sites
+    res = run_openbhb(x[tr], age[tr], site[tr], x[te], age[te], site[te])
+    assert res["n_sites_train"] == 3 and res["site_chance"] == pytest.approx(1 / 3)
