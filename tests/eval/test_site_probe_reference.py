@@ -125,3 +125,19 @@ def test_the_site_protocol_site_probe_uses_subject_grouped_cv_and_subject_interv
     assert res["prediction"]["C"] == c
     assert res["prediction"]["balanced_accuracy_ci"] == pytest.approx(_subject_ci(site[~tr], pred, subj[~tr], seed=3),
                                                                       abs=1e-12)
+
+
+def test_harmonisation_baseline_age_probe_uses_the_given_seed():
+    """The raw age row is the ridge probe of the same rows at the caller's seed: its interval's bootstrap draws
+    (and any grouped-CV shuffle) come from that seed (a probe at seed 0 draws others)."""
+    from medssl.eval.probes import regression_probe
+    from medssl.eval.site import harmonisation_baseline
+
+    x, site, subj, _ = _twins(n=36)
+    age = 20 + 60 * np.random.default_rng(2).random(len(x) // 2).repeat(2)
+    x[:, -1] += age / 10
+    tr = subj.astype(int) % 3 != 0
+    res = harmonisation_baseline(x[tr], x[~tr], site[tr], site[~tr], {"age": (age[tr], age[~tr], "regression")},
+                                 groups=subj[tr], seed=5, n_boot=N_BOOT, groups_test=subj[~tr])["raw"]["age"]
+    ref = regression_probe(x[tr], age[tr], x[~tr], age[~tr], groups=subj[tr], seed=5, n_boot=N_BOOT, groups_test=subj[~tr])
+    assert res["alpha"] == ref["alpha"] and res["mae_ci"] == pytest.approx(ref["mae_ci"], abs=1e-12)
