@@ -6,6 +6,7 @@ import pytest
 
 import medssl.api
 import medssl.eval.compare
+import medssl.eval.report
 from medssl.cli import main
 from medssl.config import ConfigError
 
@@ -87,3 +88,25 @@ def test_every_evaluation_flag_reaches_its_option(recorded, tmp_path):
     ft = o.finetune
     assert (ft.mode, ft.last_blocks, ft.lr_encoder, ft.lr_head, ft.head_init, ft.freeze_norm_stats, ft.epochs,
             ft.batch_size, ft.patience) == ("last", 2, 0.01, 0.02, "probe", True, 4, 6, 2)
+
+
+def test_a_config_file_whose_name_holds_an_equals_sign_is_read_as_the_config(recorded, tmp_path, monkeypatch):
+    """`medssl pretrain lr=0.1.yaml train.lr=0.5`: an existing file is the config even with '=' in its name;
+    only a word that is no file is taken for the first override."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lr=0.1.yaml").write_text("train:\n  epochs: 7\n  lr: 0.1\n")
+    assert main(["pretrain", "lr=0.1.yaml", "train.lr=0.5"]) == 2
+    assert (recorded["pretrain"].train.epochs, recorded["pretrain"].train.lr) == (7, 0.5)
+
+
+@pytest.mark.parametrize("rank, reports", [("0", True), ("1", False), ("3", False)])
+def test_only_rank_0_reports_and_evaluates_after_pretraining(monkeypatch, tmp_path, capsys, rank, reports):
+    """Under torchrun every process runs `medssl pretrain`; rank 0 alone prints and runs --evaluate."""
+    evaluated = []
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setattr(medssl.api, "pretrain", lambda cfg, *a, **k: tmp_path)
+    monkeypatch.setattr(medssl.api, "evaluate", lambda run, **k: evaluated.append(run) or {})
+    monkeypatch.setattr(medssl.eval.report, "format_table", lambda results: "TABLE")
+    assert main(["pretrain", "train.epochs=1", "--evaluate"]) == 0
+    assert (evaluated == [tmp_path]) is reports
+    assert (capsys.readouterr().out == f"pretraining done: {tmp_path}\nTABLE\n") is reports
