@@ -110,3 +110,15 @@ def test_only_rank_0_reports_and_evaluates_after_pretraining(monkeypatch, tmp_pa
     assert main(["pretrain", "train.epochs=1", "--evaluate"]) == 0
     assert (evaluated == [tmp_path]) is reports
     assert (capsys.readouterr().out == f"pretraining done: {tmp_path}\nTABLE\n") is reports
+
+
+def test_a_file_exists_error_without_a_path_is_not_reported_as_folder_none(monkeypatch, capsys):
+    """main() turns an OS error on an output folder into 'cannot use the folder PATH'; an error raised with its own
+    message (no filename) is not dressed up as 'cannot use the folder None: a file of that name exists'."""
+    def pretrain(cfg, *a, **k):
+        raise FileExistsError("its own message")
+
+    monkeypatch.setattr(medssl.api, "pretrain", pretrain)
+    with pytest.raises(FileExistsError, match="its own message"):
+        main(["pretrain", "train.epochs=1"])
+    assert "folder None" not in capsys.readouterr().err
