@@ -289,3 +289,31 @@ def test_the_protocol_of_the_options_is_the_one_evaluated_from_python(run):
     assert res["info"]["output directory"] == str(run_dir / "eval-knn")
     with pytest.raises(ValueError, match="protocol='mlp' but options.protocol='knn'"):
         evaluate(run_dir, progress=False, protocol="mlp", options=EvalOptions(protocol="knn"))
+
+
+def test_openbhb_counts_only_the_runs_training_sites_as_seen_in_pretraining(run, tmp_path):
+    """Pretraining sees the run's training split only: a site whose scans the run's manifest puts in its test split
+    alone was never seen, so `--protocol openbhb` with it external does not warn. The info counts the
+    evaluation's test subjects (those of its manifest's test split)."""
+    import csv
+    import shutil
+
+    from medssl.api import evaluate
+    from medssl.data.manifest import read_manifest
+    from medssl.eval.driver import EvalOptions
+
+    run_dir, cohort = run
+    copy = shutil.copytree(run_dir, tmp_path / "run", ignore=shutil.ignore_patterns("eval-*", "cache", "features"))
+    rows = list(csv.DictReader((copy / "manifest.tsv").open(), delimiter="\t"))
+    for r in rows:  # as if the run had held out every site-C subject
+        r["split"] = "test" if r["site"] == "site-C" else r["split"]
+    with (copy / "manifest.tsv").open("w", newline="") as f:
+        w = csv.DictWriter(f, list(rows[0]), delimiter="\t")
+        w.writeheader()
+        w.writerows(rows)
+    opts = EvalOptions(n_boot=0, random_init=False, map_method="none", external_sites=("site-C",))
+    res = evaluate(copy, progress=False, protocol="openbhb", data="synthetic", root=str(cohort), options=opts)
+    assert not any("pretraining split contained" in n for n in res["notes"]), res["notes"]
+    records = read_manifest(copy / "eval-openbhb-synthetic" / "manifest.tsv")
+    assert res["info"]["test subjects"] == len({r.subject for r in records if r.split == "test"}) > 0
+    assert res["info"]["train subjects"] == len({r.subject for r in records if r.split == "train"}) > 0
