@@ -42,3 +42,13 @@ def test_the_split_is_seeded_by_the_run_and_stratified_by_site_and_label(cohort,
             assert n_test[group] in ({low, high} if size == 1 else {max(1, low), max(1, high)}), (group, size)
         assert sum(n_test.values()) == round(FRACTION * len(split))
     assert splits[0] != splits[1]
+
+
+def test_a_stale_list_of_skipped_files_is_removed_when_no_file_is_skipped(cohort, tmp_path):
+    """An earlier attempt's skipped_files.json would name files this run now uses (prepare_data's docstring: the
+    list is written when files are skipped)."""
+    run = tmp_path / "run0"
+    run.mkdir()
+    (run / "skipped_files.json").write_text('[{"path": "sub-000/anat/sub-000_T1w.nii.gz", "reason": "unreadable"}]')
+    _split(cohort, tmp_path, 0)
+    assert not (run / "skipped_files.json").exists() and (run / "manifest.tsv").is_file()
