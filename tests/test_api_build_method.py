@@ -1,5 +1,5 @@
 """api.build_method hands the augment section to the views (docs/training.md: ``augment.overrides`` changes preset
-parameters, e.g. ``{flip_prob: 0.5, dropout_prob: 0}``)."""
+parameters, e.g. ``{flip_prob: 0.5, dropout_prob: 0}``); api.check_cache_dir checks the run's own data.cache_dir."""
 
 from medssl.api import REPO_ROOT, build_method
 from medssl.config import load_config
@@ -16,3 +16,28 @@ def test_augment_overrides_change_the_preset_parameters_of_the_views():
     assert (views.params.flip_prob, views.params.bias_prob) == (0.25, 0)
     assert views.params.gamma_prob == preset.gamma_prob  # the rest is the preset's
     assert "RandomBiasField" not in [type(t).__name__ for t in views.others]
+
+
+def test_a_run_whose_cache_dir_would_replace_a_card_input_is_refused_before_writing(tmp_path):
+    """data.cache_dir = the data root of a card whose split list is index.json (a cache file's name): pretraining
+    refuses it (api.check_cache_dir), and an output folder beside the data is fine."""
+    import pytest
+
+    from medssl.api import check_cache_dir
+    from medssl.config import ConfigError
+
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "t.tsv").write_text("id\na\n")
+    (root / "index.json").write_text('["a"]')
+    card = tmp_path / "c.yaml"
+    card.write_text("name: c\nmodality: MR\ndimensionality: 3\nformat: npy\nmanifest: t.tsv\ncolumns: {subject: id}\n"
+                    "path_template: '{id}.npy'\nsplit_files: {test: index.json}\n"
+                    "geometry: {spacing: [1.0, 1.0, 1.0]}\npreprocessing: {shape: [16, 16, 16], normalise: none}\n")
+    overrides = [f"data.card={card}", f"data.root={root}", "data.shape=[16,16,16]", "augment.crop_size=[14,14,14]"]
+    cfg = load_config(REPO_ROOT / "configs" / "pretrain" / "simclr.yaml", [*overrides, f"data.cache_dir={root}"])
+    with pytest.raises(ConfigError, match=r"index\.json would overwrite card c's split list \(test\)"):
+        check_cache_dir(cfg, tmp_path / "run")
+    assert (root / "index.json").read_text() == '["a"]' and not (tmp_path / "run").exists()
+    check_cache_dir(load_config(REPO_ROOT / "configs" / "pretrain" / "simclr.yaml",
+                                [*overrides, f"data.cache_dir={tmp_path / 'cache'}"]), tmp_path / "run")
