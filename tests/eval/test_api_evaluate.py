@@ -317,3 +317,18 @@ def test_openbhb_counts_only_the_runs_training_sites_as_seen_in_pretraining(run,
     records = read_manifest(copy / "eval-openbhb-synthetic" / "manifest.tsv")
     assert res["info"]["test subjects"] == len({r.subject for r in records if r.split == "test"}) > 0
     assert res["info"]["train subjects"] == len({r.subject for r in records if r.split == "train"}) > 0
+
+
+def test_an_evaluation_seed_replaces_the_runs_seed(run, tmp_path):
+    """EvalOptions(seed=…) (`--seed`) seeds the evaluation instead of the run's seed: the report says so and the
+    bootstrap intervals are those of that seed (the same call at the run's seed draws others)."""
+    from medssl.api import evaluate
+    from medssl.eval.driver import EvalOptions
+
+    run_dir, _ = run
+    res = {seed: evaluate(run_dir, progress=False, options=EvalOptions(n_boot=20, random_init=False, map_method="none",
+                                                                        targets=("age",), seed=seed),
+                          out=tmp_path / f"s{seed}") for seed in (None, 7)}
+    assert res[None]["info"]["seed"] == 0 and res[7]["info"]["seed"] == 7
+    ci = {s: r["probes"]["pretrained"]["age"]["mae_ci"] for s, r in res.items()}
+    assert ci[7] != ci[None]
