@@ -332,3 +332,4 @@ def test_an_evaluation_seed_replaces_the_runs_seed(run, tmp_path):
     assert res[None]["info"]["seed"] == 0 and res[7]["info"]["seed"] == 7
     ci = {s: r["probes"]["pretrained"]["age"]["mae_ci"] for s, r in res.items()}
     assert ci[7] != ci[None]
+    assert set(res[7]["probes"]) == {"pretrained"}  # random_init=False (--no-random-init) overrides the run's True
