@@ -41,3 +41,14 @@ def test_a_run_whose_cache_dir_would_replace_a_card_input_is_refused_before_writ
     assert (root / "index.json").read_text() == '["a"]' and not (tmp_path / "run").exists()
     check_cache_dir(load_config(REPO_ROOT / "configs" / "pretrain" / "simclr.yaml",
                                 [*overrides, f"data.cache_dir={tmp_path / 'cache'}"]), tmp_path / "run")
+
+
+def test_label_column_and_fairkl_weight_reach_the_method():
+    """docs/training.md: ``method.label_column`` names the class labels of supinfonce (``""`` = label-free);
+    ``method.fairkl_weight`` 0 = FairKL off (supinfonce.yaml uses 1.0)."""
+    tiny = ["data.shape=[16,16,16]", "augment.crop_size=[14,14,14]", "encoder.options.width=4"]
+    path = REPO_ROOT / "configs" / "pretrain" / "supinfonce.yaml"
+    m = build_method(load_config(path, [*tiny, "method.label_column=sex"]))
+    assert m.label_keys == ["sex"] and m.fairkl is not None and m.fairkl_weight == 1.0 and m.bias_key == "site"
+    m = build_method(load_config(path, [*tiny, "method.fairkl_weight=0"]))
+    assert m.label_keys == [] and m.fairkl is None

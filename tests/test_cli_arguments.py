@@ -122,3 +122,20 @@ def test_a_file_exists_error_without_a_path_is_not_reported_as_folder_none(monke
     with pytest.raises(FileExistsError, match="its own message"):
         main(["pretrain", "train.epochs=1"])
     assert "folder None" not in capsys.readouterr().err
+
+
+def test_command_defaults_are_those_the_docs_state():
+    """README: `medssl demo` writes a cohort of 300 subjects from 3 sites; docs/evaluation.md: `--n-boot`, default
+    1000 replicates. The numbers are read from the documents."""
+    import re
+    from pathlib import Path
+
+    from medssl.cli import parse_args
+
+    docs = Path(__file__).resolve().parents[1]
+    readme = (docs / "README.md").read_text()
+    evaluation = (docs / "docs" / "evaluation.md").read_text()
+    subjects = int(re.search(r"writes a synthetic cohort of (\d+) subjects", readme).group(1))
+    n_boot = int(re.search(r"\(`--n-boot`,\s+default (\d+) replicates\)", evaluation).group(1))
+    assert (subjects, n_boot) == (300, 1000)
+    assert parse_args(["demo"]).subjects == subjects and parse_args(["evaluate", "run"]).n_boot == n_boot

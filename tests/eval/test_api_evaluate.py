@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from medssl.cli import main
 
@@ -333,3 +334,18 @@ def test_an_evaluation_seed_replaces_the_runs_seed(run, tmp_path):
     ci = {s: r["probes"]["pretrained"]["age"]["mae_ci"] for s, r in res.items()}
     assert ci[7] != ci[None]
     assert set(res[7]["probes"]) == {"pretrained"}  # random_init=False (--no-random-init) overrides the run's True
+    assert res[7]["info"]["sites"] == 3  # the cohort's site-A, site-B, site-C
+
+
+def test_the_random_init_baseline_is_seeded_by_the_evaluation(run, tmp_path):
+    """The random-init twin is drawn from the evaluation's seed: the same evaluation twice (the process's random
+    state moved on in between) scores it identically."""
+    from medssl.api import evaluate
+    from medssl.eval.driver import EvalOptions
+
+    run_dir, _ = run
+    opts = EvalOptions(n_boot=0, random_init=True, map_method="none", targets=("age",))
+    first = evaluate(run_dir, progress=False, options=opts, out=tmp_path / "a")["probes"]["random init"]["age"]
+    torch.rand(100)
+    again = evaluate(run_dir, progress=False, options=opts, out=tmp_path / "b")["probes"]["random init"]["age"]
+    assert first["mae"] == again["mae"] and first["alpha"] == again["alpha"]
