@@ -35,3 +35,16 @@ def make_image_dataset(n: int = 48, seed: int = 0):
 def state_copy(module) -> dict:
     """A detached copy of ``module.state_dict()`` (to compare weights before / after training)."""
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def twin_scan_cohort(n_subjects: int, n_features: int, seed: int = 0):
+    """``(x, age, site, subject)``: two noisy scans per subject (2·n rows), feature 0 carries age (years),
+    sites 0, 1, 2 in turn; with more features than subjects the probes' α depends on the CV folds."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    age_s = rng.uniform(20, 80, n_subjects)
+    base = rng.normal(size=(n_subjects, n_features))
+    base[:, 0] += (age_s - 50) / 20
+    idx = np.repeat(np.arange(n_subjects), 2)
+    return base[idx] + 0.05 * rng.normal(size=(2 * n_subjects, n_features)), age_s[idx], idx % 3, idx.astype(str)

@@ -181,12 +181,9 @@ def test_leave_site_out_chooses_alpha_by_subject_grouped_cv():
 
     from medssl.eval.probes import RIDGE_ALPHAS, inner_folds
 
-    rng = np.random.default_rng(0)
-    age_s = rng.uniform(20, 80, 60)
-    base = rng.normal(size=(60, 100))
-    base[:, 0] += (age_s - 50) / 20
-    idx = np.repeat(np.arange(60), 2)
-    x, age, site, subj = base[idx] + 0.05 * rng.normal(size=(120, 100)), age_s[idx], idx % 3, idx.astype(str)
+    from eval_helpers import twin_scan_cohort
+
+    x, age, site, subj = twin_scan_cohort(60, 100)
     res = leave_site_out(x, age, site, subj)
     for s in ("0", "1", "2"):
         tr = site.astype(str) != s
