@@ -175,15 +175,14 @@ def fill_padding(values: np.ndarray, mask: np.ndarray, path: str | Path) -> int:
 
 
 def _window_header(ds: pydicom.Dataset, center: float, width: float, function: str = "") -> pydicom.Dataset:
-    """A new header with only what :func:`apply_windowing` reads (the rescale as :func:`rescale`
-    resolves it), plus one window (LINEAR unless ``function`` names the file's VOI LUT Function)."""
+    """A new header with only what :func:`apply_windowing` reads, plus one window (LINEAR unless ``function`` names
+    the file's VOI LUT Function). No rescale: the window's output range is then the stored (or Modality LUT) range,
+    low → high, which :func:`apply_display` maps to [0, 1]; with the rescale, a negative Rescale Slope would make
+    pydicom's range high → low and invert every window."""
     out = pydicom.Dataset()
     for kw in ("PhotometricInterpretation", "BitsStored", "PixelRepresentation", "ModalityLUTSequence"):
         if kw in ds:
             setattr(out, kw, ds[kw].value)
-    pair = rescale(ds)
-    if pair is not None:
-        out.RescaleSlope, out.RescaleIntercept = pair
     out.WindowCenter, out.WindowWidth = center, width
     if function:
         out.VOILUTFunction = function
@@ -214,7 +213,7 @@ def apply_display(ds: pydicom.Dataset, values: np.ndarray, voi, path: str | Path
     else:
         lo, hi = modality_range(ds)
         return np.clip((values - lo) / max(hi - lo, 1e-12), 0.0, 1.0), "full_range"
-    lo, hi = modality_range(ds)
+    lo, hi = modality_range(ds)  # the header's: stored (or Modality LUT) range, as apply_windowing's output
     return (apply_windowing(np.asarray(values, np.float64), ds, index=0) - lo) / max(hi - lo, 1e-12), tag
 
 
