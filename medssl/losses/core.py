@@ -197,6 +197,8 @@ def contrastive_core(
     if denominator == "lower":
         if combine != "outside":
             raise ValueError("denominator='lower' has one denominator per positive; use combine='outside'")
+        # Diagonal → 0: a masked one (±inf, NaN) would reach the gradient through logaddexp / logcumsumexp.
+        logits = torch.where(offdiag, logits, torch.zeros_like(logits))
         lower, has_lower = lower_logsumexp(logits, pos_weight.detach(), binary)
         log_den = logits - margin
         log_den = torch.where(has_lower, torch.logaddexp(log_den, lower), log_den)

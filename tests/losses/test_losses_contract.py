@@ -113,17 +113,18 @@ def test_fairkl_group_of_one_pair_has_std_zero_and_a_finite_gradient():
 
 def test_the_diagonal_of_the_logits_is_ignored():
     """contrastive_core: "logits (M, M) s_ab (diagonal ignored)": a diagonal masked with -inf / NaN / +inf (as
-    callers often mask self-similarities) gives the value of a finite diagonal and finite gradients. "lower" is
-    checked with -inf only: its sorted cumulative sum carries +inf / NaN into the gradient (values stay right)."""
+    callers often mask self-similarities) gives the value of a finite diagonal and finite gradients."""
     g = torch.Generator().manual_seed(6)
     s0 = torch.randn(7, 7, generator=g, dtype=torch.float64)
     w = torch.rand(7, 7, generator=g, dtype=torch.float64)
     w = (w + w.T) / 2
-    shared = ({}, {"normalisation": "column"}, {"combine": "inside"}, {"denom_weight": 1 - w})
-    cases = [(kw, d) for kw in shared for d in (-math.inf, math.nan, math.inf)] + [({"denominator": "lower"}, -math.inf)]
-    for kw, d in cases:
+    configs = ({}, {"normalisation": "column"}, {"combine": "inside"}, {"denom_weight": 1 - w}, {"denominator": "lower"},
+               {"denominator": "lower", "margin": 0.3}, {"denominator": "lower", "binary": True, "pos_weight": w > 0.5})
+    for kw, d in [(kw, d) for kw in configs for d in (-math.inf, math.nan, math.inf)]:
+        kw = dict(kw)
+        weights = kw.pop("pos_weight", w).double()
         s = s0.clone().fill_diagonal_(d).requires_grad_(True)
-        value = contrastive_core(s, w, **kw)
-        torch.testing.assert_close(value, contrastive_core(s0, w, **kw), rtol=1e-12, atol=1e-12, msg=f"{kw} {d}")
+        value = contrastive_core(s, weights, **kw)
+        torch.testing.assert_close(value, contrastive_core(s0, weights, **kw), rtol=1e-12, atol=1e-12, msg=f"{kw} {d}")
         value.sum().backward()
         assert torch.isfinite(s.grad).all() and torch.count_nonzero(s.grad.diagonal()) == 0, (kw, d)
