@@ -1,6 +1,6 @@
 """Edge cases of the Modality / VOI steps (PS3.3 C.11.1, C.11.2) against naive formulas and pydicom's own
 lookups: a negative Rescale Slope, a window of width 1, 65536-entry and signed-first LUTs, and an unsigned image
-whose VOI LUT starts above 32767, a LUT entry above its bit depth."""
+whose VOI LUT starts above 32767, a LUT entry above its bit depth, several VOI LUTs."""
 
 from __future__ import annotations
 
@@ -112,3 +112,20 @@ def test_the_full_range_output_stays_in_0_1_for_a_lut_entry_above_its_bit_depth(
     out, tag = apply_display(ds, values, "file")
     assert tag == "full_range"
     np.testing.assert_allclose(out, [[0.0, 1000 / 4095, 1.0, 1.0]])
+
+
+def test_of_several_voi_luts_the_first_is_used():
+    # PS3.3 C.11.2: the VOI LUT Sequence may hold several items (like several windows); the first one is applied.
+    ds = pydicom.Dataset()
+    ds.BitsStored, ds.PixelRepresentation, ds.PhotometricInterpretation = 16, 0, "MONOCHROME2"
+    tables = [np.arange(300) * 2, 4095 - np.arange(300) * 5]
+    items = []
+    for table in tables:
+        item = pydicom.Dataset()
+        item.LUTDescriptor, item.LUTData = [300, 100, 16], [int(v) for v in table]
+        items.append(item)
+    ds.VOILUTSequence = pydicom.Sequence(items)
+    values = np.array([[50.0, 100.0, 250.0, 399.0]])
+    first = tables[0][np.clip(values.astype(np.int64) - 100, 0, 299)]
+    out, _ = apply_display(ds, values, "file")
+    np.testing.assert_allclose(out, (first - tables[0].min()) / (tables[0].max() - tables[0].min()), atol=1e-12)
