@@ -19,10 +19,10 @@ DETACHED_HEADERS = (".mhd", ".nhdr")
 _HEADER_BYTES = 1 << 16  # a detached header is a few hundred bytes; never read more than this
 #: bumped when the DICOM readers return other values for the same files (2: PixelPaddingValue filled, no
 #: longer -3024 HU; 3: VOI LUT Data read in the file's byte order, 8-bit tables past entry 255; 4: a LUT's
-#: negative first mapped value written as US), so that the DICOM rows of a cache built before are rebuilt once and
-#: no other row is (a ``format: dicom`` card's files, of any name, carry it in the cache settings:
-#: prepare.ScanLoader.settings)
-DICOM_REVISION = 4
+#: negative first mapped value written as US; 5: a negative Rescale Slope no longer inverts the display
+#: window), so that the DICOM rows of a cache built before are rebuilt once and no other row is (a
+#: ``format: dicom`` card's files, of any name, carry it in the cache settings: prepare.ScanLoader.settings)
+DICOM_REVISION = 5
 
 
 def _stat(path: str | os.PathLike) -> str:
