@@ -6,6 +6,7 @@ name, and test modules are not importable under pytest's ``--import-mode=importl
 
 from __future__ import annotations
 
+import datetime
 import os
 
 import torch
@@ -74,7 +75,10 @@ def pick(all_labels, which, rows):
 
 def worker(rank, port, out_dir):
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
+    # A collective one rank never joins (a regression that desynchronises the ranks) fails after a minute instead of
+    # hanging for gloo's default 30 minutes.
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
+                            timeout=datetime.timedelta(seconds=60))
     try:
         x, labels = global_batch()
         rows = slice(rank * N_LOCAL, (rank + 1) * N_LOCAL)
