@@ -12,13 +12,9 @@ from pydicom.uid import JPEGExtended12Bit, JPEGLSLossless
 from medssl.io import BadFileError, MissingDecoderError, read_dicom, read_dicom_series, read_image
 from medssl.io.dicom_series import LPS_TO_RAS
 
+from dicom_reference import linear_window
+
 CR = "dicomdirtests/77654033/CR1/6154"  # real CR, MONOCHROME1, window 1600/2800, slope 0.684
-
-
-def _naive_linear_window(x, center, width):
-    """DICOM PS3.3 C.11.2.1.2.1 (LINEAR), mapped to [0, 1]."""
-    y = ((x - (center - 0.5)) / (width - 1) + 0.5)
-    return np.clip(y, 0.0, 1.0)
 
 
 def test_nih_chest_xray(shared_data):
@@ -39,7 +35,7 @@ def test_cr_monochrome1_window_rescale_inversion(pydicom_file):
     ds = pydicom.dcmread(path)
     assert ds.PhotometricInterpretation == "MONOCHROME1"
     hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
-    expected = 1.0 - _naive_linear_window(hu, float(ds.WindowCenter), float(ds.WindowWidth))
+    expected = 1.0 - linear_window(hu, float(ds.WindowCenter), float(ds.WindowWidth))
     vol = read_dicom(path)  # CR → voi="auto" uses the file's window
     np.testing.assert_allclose(vol.array[0], expected.T, atol=1e-6)
     assert vol.meta["inverted"] is True and vol.meta["window"] == "c=1600,w=2800"
@@ -86,7 +82,7 @@ def test_ct_slice_hounsfield_and_explicit_window(pydicom_file):
     assert vol.meta["window"] == "none" and vol.meta["rescaled"] is True
     np.testing.assert_allclose(vol.spacing, [float(v) for v in ds.PixelSpacing][::-1])
     win = read_dicom(path, voi=(40, 400))
-    np.testing.assert_allclose(win.array[0], _naive_linear_window(hu, 40, 400).T, atol=1e-6)
+    np.testing.assert_allclose(win.array[0], linear_window(hu, 40, 400).T, atol=1e-6)
     assert win.meta["window"] == "c=40,w=400" and 0.0 <= win.array.min() and win.array.max() <= 1.0
 
 
@@ -107,7 +103,7 @@ def test_a_rescale_with_one_of_the_pair_missing_is_applied(pydicom_file, tmp_pat
     np.testing.assert_array_equal(vol.array[0], expected)
     assert vol.meta["rescaled"] is True
     np.testing.assert_array_equal(read_dicom_series(tmp_path / "one").array[0, ..., 0], expected)
-    np.testing.assert_allclose(read_dicom(path, voi=(40, 400)).array[0], _naive_linear_window(expected, 40, 400),
+    np.testing.assert_allclose(read_dicom(path, voi=(40, 400)).array[0], linear_window(expected, 40, 400),
                                atol=1e-6)
     signed = int(ds.PixelRepresentation) == 1
     lo, hi = (-(2 ** (ds.BitsStored - 1)), 2 ** (ds.BitsStored - 1) - 1) if signed else (0, 2**ds.BitsStored - 1)
@@ -129,7 +125,7 @@ def test_monochrome1_ct_keeps_hounsfield_units(pydicom_file, tmp_path):
         assert "inverted" not in vol.meta and vol.meta["window"] == "none"
     np.testing.assert_array_equal(read_dicom_series(tmp_path / "one").array, read_dicom(path, spatial_dims=3).array)
     win = read_dicom(path, voi=(40, 400))
-    np.testing.assert_allclose(win.array[0], 1.0 - _naive_linear_window(hu, 40, 400).T, atol=1e-6)
+    np.testing.assert_allclose(win.array[0], 1.0 - linear_window(hu, 40, 400).T, atol=1e-6)
     assert win.meta["inverted"] is True
 
 

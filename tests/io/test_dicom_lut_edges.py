@@ -12,14 +12,7 @@ from medssl.io import read_dicom
 from medssl.io.dicom import apply_display
 from medssl.io.dicom_lut import modality_values
 
-
-def _linear(x, center, width):
-    """PS3.3 C.11.2.1.2.1 LINEAR, written piecewise with its 0.5 and 1 terms, output in [0, 1]."""
-    out = np.empty_like(x, dtype=np.float64)
-    low, high = center - 0.5 - (width - 1) / 2, center - 0.5 + (width - 1) / 2
-    for i, v in np.ndenumerate(x):
-        out[i] = 0.0 if v <= low else 1.0 if v > high else (v - (center - 0.5)) / (width - 1) + 0.5
-    return out
+from dicom_reference import linear_window
 
 
 def test_a_negative_rescale_slope_keeps_high_modality_values_bright(pydicom_file, tmp_path):
@@ -34,7 +27,7 @@ def test_a_negative_rescale_slope_keeps_high_modality_values_bright(pydicom_file
     np.testing.assert_allclose(apply_modality_lut(ds.pixel_array, ds), values)  # pydicom agrees on the modality step
     for voi in ("file", (-1000, 1001)):
         vol = read_dicom(tmp_path / "neg.dcm", voi=voi)
-        np.testing.assert_allclose(vol.array[0], _linear(values, -1000, 1001).T, atol=1e-6)
+        np.testing.assert_allclose(vol.array[0], linear_window(values, -1000, 1001).T, atol=1e-6)
     del ds.WindowCenter, ds.WindowWidth
     ds.save_as(tmp_path / "full.dcm")
     lo, hi = 32767 * -1.0 + 100.0, -32768 * -1.0 + 100.0  # the stored range through the slope, ordered
@@ -51,7 +44,7 @@ def test_a_window_of_width_1_is_a_threshold_at_center_minus_half(pydicom_file, t
     expected = (ds.pixel_array > 600).astype(np.float64)
     assert 0 < expected.mean() < 1
     np.testing.assert_array_equal(vol.array[0], expected.T)
-    np.testing.assert_array_equal(_linear(ds.pixel_array, 600.5, 1), expected)
+    np.testing.assert_array_equal(linear_window(ds.pixel_array, 600.5, 1), expected)
     # A caller's window narrower than 1 (read_dicom accepts any width > 0) is read as width 1, not refused.
     narrow = read_dicom(tmp_path / "w1.dcm", voi=(600.5, 0.25))
     np.testing.assert_array_equal(narrow.array, vol.array)

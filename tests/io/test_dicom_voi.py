@@ -10,6 +10,8 @@ from pydicom.pixels import apply_modality_lut
 
 from medssl.io import BadFileError, read_dicom, read_dicom_series
 
+from dicom_reference import linear_window
+
 CR = "dicomdirtests/77654033/CR1/6154"  # real CR, MONOCHROME1, window 1600/2800, slope 0.684
 
 
@@ -60,18 +62,13 @@ def test_a_voi_lut_after_a_fractional_rescale_looks_up_the_rounded_value(pydicom
     np.testing.assert_allclose(read_dicom(tmp_path / "lut.dcm", voi="file").array[0], expected.T, atol=1e-6)
 
 
-def _window(x, center, width):
-    """PS3.3 C.11.2.1.2.1 LINEAR, mapped to [0, 1]."""
-    return np.clip((x - (center - 0.5)) / (width - 1) + 0.5, 0.0, 1.0)
-
-
 def test_of_several_windows_the_first_is_used(pydicom_file, tmp_path):
     ds = pydicom.dcmread(pydicom_file(CR))
     values = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
     ds.WindowCenter, ds.WindowWidth = [1200, 1600, 2000], [1500, 2800, 900]
     ds.save_as(tmp_path / "w.dcm")
     vol = read_dicom(tmp_path / "w.dcm")
-    np.testing.assert_allclose(vol.array[0], (1.0 - _window(values, 1200, 1500)).T, atol=1e-6)  # MONOCHROME1
+    np.testing.assert_allclose(vol.array[0], (1.0 - linear_window(values, 1200, 1500)).T, atol=1e-6)  # MONOCHROME1
     assert vol.meta["window"] == "c=1200,w=1500"
 
 
@@ -114,7 +111,7 @@ def test_a_modality_lut_sequence_replaces_the_rescale_and_sets_the_range(pydicom
     ds.save_as(tmp_path / "one" / "mlut.dcm")
     np.testing.assert_array_equal(read_dicom_series(tmp_path / "one").array[0, ..., 0], naive.T)
     windowed = read_dicom(tmp_path / "mlut.dcm", voi=(2000, 1000))
-    np.testing.assert_allclose(windowed.array[0], _window(naive, 2000, 1000).T, atol=1e-6)
+    np.testing.assert_allclose(windowed.array[0], linear_window(naive, 2000, 1000).T, atol=1e-6)
 
 
 def test_a_file_without_rescale_is_not_marked_rescaled(pydicom_file):
