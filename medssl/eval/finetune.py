@@ -320,7 +320,7 @@ def _init_head_from_probe(model: EncoderWithHead, train: Dataset, t_train: torch
 
 
 def _val_metric(out: torch.Tensor, y: np.ndarray, opt: FinetuneOptions, mean: float, std: float,
-                classes: np.ndarray | None = None) -> float:
+                classes: np.ndarray | None) -> float:
     """Validation MAE (target units), balanced accuracy of the argmax over ``classes`` (the training rows'
     codes, as the test report chooses; the other outputs were never trained towards) or macro AUC."""
     from medssl.eval import metrics as M

@@ -45,7 +45,7 @@ def pretrain_indices(cfg: RunConfig, data: PreparedData, run_dir: Path, report: 
         sources[f"method.bias_column={m.bias_column!r} (fairkl_weight > 0)"] = [m.bias_column]
     need = sorted({k for keys in sources.values() for k in keys})
     keep, dropped = [], {}
-    for i in data.train:  # nothing needed: every scan kept
+    for i in data.train:  # with nothing needed, `missing` is empty and every scan is kept
         r = data.records[i]
         missing = [k for k in need if k == "age" and math.isnan(r.age) or k != "age" and not getattr(r, k)]
         if missing:
