@@ -9,7 +9,6 @@ final name. They contain only tensors and plain Python containers and are loaded
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -25,15 +24,10 @@ class CheckpointError(RuntimeError):
 
 
 def write_atomic(state: dict, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename into place
-    (:func:`~medssl.atomic.atomic_write`; the temporary file is removed when any of it fails)."""
-    def write(tmp: Path) -> None:
-        torch.save(state, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-
+    """``torch.save`` to a temporary file in the same folder, then rename into place, both fsynced
+    (:func:`~medssl.atomic.atomic_write` with ``durable=True``; the temporary file is removed when any of it fails)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write(path, write)
+    return atomic_write(path, lambda tmp: torch.save(state, tmp), durable=True)
 
 
 def save_checkpoint(state: dict, folder: str | Path, step: int, keep: int = 2) -> Path:

@@ -62,14 +62,17 @@ def test_stopped_early_only_when_the_summary_says_so(tmp_path, summary, expected
 
 
 def test_checkpoint_is_synced_to_disk_before_it_is_renamed_into_place(tmp_path, monkeypatch):
-    """write_atomic's contract (a power cut after the rename must not leave an empty file under the final
-    name): the temporary file's bytes are fsync'ed before os.replace."""
+    """write_atomic's contract (a power cut after the rename must leave neither an empty file nor the old
+    name): the temporary file's bytes are fsync'ed before os.replace, and its folder after it (the rename
+    is an entry of the folder; POSIX)."""
     events = []
     real_fsync, real_replace = os.fsync, os.replace
     monkeypatch.setattr(os, "fsync", lambda fd: events.append(("fsync", os.fstat(fd).st_ino)) or real_fsync(fd))
     monkeypatch.setattr(os, "replace", lambda a, b: events.append(("replace", os.stat(a).st_ino)) or real_replace(a, b))
     final = write_atomic({"w": torch.ones(3)}, tmp_path / "deep" / "ck.pt")  # its folder is created
-    assert [e[0] for e in events] == ["fsync", "replace"] and events[0][1] == events[1][1] == final.stat().st_ino
+    assert [e[0] for e in events] == ["fsync", "replace", "fsync"]
+    assert events[0][1] == events[1][1] == final.stat().st_ino
+    assert events[2][1] == final.parent.stat().st_ino
     assert torch.equal(load_checkpoint(final)["w"], torch.ones(3))
 
 
