@@ -213,8 +213,16 @@ def _add_card_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", default=None, help="data root (overrides the card's root)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """No abbreviated long options (``--fewshot`` must not quietly mean ``--fewshot-finetune``); the
+    sub-command parsers are of this class too (argparse makes them of the parent's type)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="medssl", description="Self-supervised learning for 2D and 3D medical scans.")
+    p = _Parser(prog="medssl", description="Self-supervised learning for 2D and 3D medical scans.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     d = sub.add_parser("demo", help="end-to-end demo on a synthetic multi-site brain cohort (~3 min on 2 CPU cores)",

@@ -7,7 +7,7 @@ import pytest
 import medssl.api
 import medssl.eval.compare
 import medssl.eval.report
-from medssl.cli import main
+from medssl.cli import main, parse_args
 from medssl.config import ConfigError
 
 
@@ -139,3 +139,17 @@ def test_command_defaults_are_those_the_docs_state():
     n_boot = int(re.search(r"\(`--n-boot`,\s+default (\d+) replicates\)", evaluation).group(1))
     assert (subjects, n_boot) == (300, 1000)
     assert parse_args(["demo"]).subjects == subjects and parse_args(["evaluate", "run"]).n_boot == n_boot
+
+
+@pytest.mark.parametrize("argv, unknown", [
+    (["evaluate", "run", "--fewshot"], "--fewshot"),                         # would be --fewshot-finetune
+    (["evaluate", "run", "--last", "2"], "--last 2"),                        # would be --last-blocks
+    (["pretrain", "cfg.yaml", "--eval"], "--eval"),                          # would be --evaluate
+    (["data", "prepare", "card", "--out", "c", "--work", "2"], "--work 2"),  # nested: would be --workers
+])
+def test_an_abbreviated_flag_is_refused_not_taken_for_the_long_one(argv, unknown, capsys):
+    """argparse's default takes any unique prefix of a long option; a prefix or typo must not quietly turn
+    on another option (here each prefix is unique, so the old parser accepted it)."""
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(argv)
+    assert exit_.value.code == 2 and f"unrecognized arguments: {unknown}" in capsys.readouterr().err
