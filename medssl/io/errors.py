@@ -106,15 +106,15 @@ def check_affine(path: str | Path, affine: np.ndarray) -> np.ndarray:
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Replace quoted substrings and every string in ``secrets`` by ``<redacted>`` (max 300 chars).
+    """Replace quoted substrings and every string in ``secrets`` (in any letter case) by ``<redacted>`` (max 300 chars).
 
     Library messages quote offending values (``invalid literal for int(): 'Smith^J'``); a
     header value that reaches a message this way must not leak, so quoted spans go too. The
     secrets go first: the quote pass may cut a value at an apostrophe inside it (``'St James' Hospital'``),
     after which the whole value would no longer be found.
     """
-    for secret in sorted(set(secrets), key=len, reverse=True):
-        text = text.replace(secret, "<redacted>")
+    for secret in sorted(set(filter(None, secrets)), key=len, reverse=True):  # in any case: a library may upper-case
+        text = re.sub(re.escape(secret), "<redacted>", text, flags=re.IGNORECASE)
     text = text[:_SCANNED]  # an unclosed quote scans to the end: quadratic in a long message full of quotes
     text = _STRAY_QUOTE.sub("<redacted>", _QUOTED.sub("<redacted>", text))
     return text[:300]

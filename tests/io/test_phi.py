@@ -199,6 +199,15 @@ def test_a_header_value_with_an_apostrophe_is_redacted_whole():
     assert "Wbnm" not in out and "Qzxv" not in out and out.startswith("bad value <redacted>")
 
 
+def test_a_header_value_is_redacted_in_any_letter_case_and_an_empty_one_changes_nothing():
+    # A library may upper- or lower-case a value it quotes without quotes (a name in a DICOM-style error):
+    # the case-sensitive replace let 'QZXVBN^WERT' through for the header value 'Qzxvbn^Wert'.
+    from medssl.io.errors import redact
+
+    out = redact("no match for QZXVBN^WERT or qzxvbn^wert; the sum 1+1 (a.b)", ["Qzxvbn^Wert", "", "1+1", "a.b"])
+    assert out == "no match for <redacted> or <redacted>; the sum <redacted> (<redacted>)"
+    assert redact("plain text", [""]) == "plain text"
+
 
 def test_redaction_time_is_bounded_on_a_long_message_full_of_quotes():
     # Every unclosed opening quote scanned to the end of the message: quadratic (90 k characters took ~20 s).
