@@ -53,6 +53,9 @@ class AlexNetEncoder(StagedConvEncoder):
 
     The state dict keys are ``features.<i>.*`` of one ``nn.Sequential``; there is no MONAI
     equivalent, so exported weights load into this class (``medssl.load_encoder``).
+
+    Initialisation: convolution weights He-normal over the fan-out, std = sqrt(2 / (C_out · k^d)) (He et al.,
+    2015; torchvision's ResNet convention), their biases and BatchNorm PyTorch's defaults.
     """
 
     def __init__(self, spatial_dims: int = 3, in_channels: int = 1, width: int = 64, checkpointing: bool = False,

@@ -111,3 +111,20 @@ def test_the_stem_level_of_every_cnn_pyramid_is_rectified(name, side):
             stem = torch.nn.Sequential(*list(enc.net.features.children())[:3])
             assert [type(m).__name__ for m in stem] == ["Conv2d", "BatchNorm2d", "ReLU"]
             torch.testing.assert_close(maps[0], stem(x))
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_alexnet_convolutions_are_he_normal_over_the_fan_out(spatial_dims):
+    """The docstring's initialisation: std = sqrt(2 / (C_out * k^d)) for every convolution (fan_in would give
+    sqrt(2 / (C_in * k^d)): a factor sqrt(C_out / C_in) of 4 on the first layer, 1.4 / 1.2 / 0.8 later)."""
+    from medssl.encoders.alexnet import AlexNetEncoder
+
+    torch.manual_seed(0)
+    enc = AlexNetEncoder(spatial_dims=spatial_dims, width=16)
+    convs = [m for m in enc.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d))]
+    assert len(convs) == 5
+    for conv in convs:
+        c_out, k = conv.weight.shape[0], conv.weight.shape[2]
+        expected = (2.0 / (c_out * k ** spatial_dims)) ** 0.5
+        assert abs(conv.weight.std().item() / expected - 1) < 0.1, (conv, conv.weight.std().item(), expected)
+        assert abs(conv.weight.mean().item()) < 0.1 * expected
