@@ -157,3 +157,24 @@ def test_smooth_field_has_unit_variance_everywhere_and_does_not_depend_on_the_gr
     sub = tuple(a[[0, 4]] for a in axes)  # the same world points on a coarser grid: the same values
     np.testing.assert_allclose(anatomy.smooth_field(sub, 12.0, np.random.default_rng(0), 60.0),
                                draws[0][np.ix_([0, 4], [0, 4], [0, 4])], rtol=1e-5, atol=1e-5)
+
+
+def test_reference_statistics_of_seed_0_are_those_the_docs_state():
+    """docs/synthetic.md's "Reference statistics" first two bullets (seed 0, 300 subjects), recomputed from the
+    drawn traits: age mean and SD (ddof 0) per site, AD count and share per site, share of men."""
+    import re
+    from pathlib import Path
+
+    text = re.sub(r"\s+", " ", (Path(__file__).resolve().parents[2] / "docs" / "synthetic.md").read_text())
+    traits = [subject_traits(SyntheticCohortSpec(n_subjects=300, shape=(48, 48, 48), seed=0), i) for i in range(300)]
+    site = np.array([t.site for t in traits])
+    age = np.array([t.age for t in traits])
+    ad = np.array([t.diagnosis == "AD" for t in traits])
+    ages = ", ".join(f"{'ABC'[s]} {age[site == s].mean():.1f} ± {age[site == s].std():.1f}" for s in range(3))
+    assert f"Age by site (mean ± SD over the site's subjects, ddof 0): {ages} years" in text
+    site_mean = np.array([age[site == s].mean() for s in site])
+    r2 = 1 - np.sum((age - site_mean) ** 2) / np.sum((age - age.mean()) ** 2)
+    assert f"predicting each subject's site-mean age already gives R² = {r2:.2f}." in text
+    shares = ", ".join(f"{'ABC'[s]} {100 * ad[site == s].mean():.0f} %" for s in range(3))
+    male = 100 * np.mean([t.sex == "M" for t in traits])
+    assert f"AD: {ad.sum()} of 300 ({shares}). Male {male:.0f} %." in text
