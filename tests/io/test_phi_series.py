@@ -1,5 +1,6 @@
 """A DICOM series read scrubs each slice's own header values (they differ per slice: SOPInstanceUID, dates) and
-turns a malformed value met while checking the slices' geometry into a clean BadFileError."""
+turns a malformed value met while checking the slices' geometry into a clean BadFileError; the folder scan and the
+several-series listing leak no header value either."""
 
 from __future__ import annotations
 
@@ -64,3 +65,30 @@ def test_a_malformed_pixel_spacing_is_a_clean_bad_file_error(pydicom_file, tmp_p
             read_dicom_series(tmp_path / "s")
     blob = str(err.value) + "".join(str(w.message) for w in caught)
     assert "Qzxvbn" not in blob and "Wyrmtrude" not in blob
+
+
+def test_an_error_while_sorting_out_a_header_is_scrubbed_of_that_headers_values(pydicom_file, tmp_path, monkeypatch):
+    # The folder scan reads each header to tell slices from other objects; an unquoted value in an error raised
+    # there (a library naming the patient) must be redacted like one raised while decoding.
+    _series(pydicom_file, tmp_path / "s")
+
+    def leaky(ds):
+        raise RuntimeError(f"odd object of {ds.PatientName}")
+
+    monkeypatch.setattr(series_mod, "_not_a_slice", leaky)
+    with pytest.raises(BadFileError, match="malformed DICOM content") as err:
+        read_dicom_series(tmp_path / "s")
+    assert "<redacted>" in str(err.value) and "Qzxvbn" not in str(err.value) and "Wyrmtrude" not in str(err.value)
+
+
+def test_a_malformed_modality_is_not_quoted_in_the_series_listing(pydicom_file, tmp_path):
+    # The several-series error lists each series' Modality: a value that is not a Code String (here a name) is
+    # shown as '?', never as written.
+    headers = _series(pydicom_file, tmp_path / "s", Modality=NAME)
+    assert str(headers[-1].Modality) == NAME
+    ds = pydicom.dcmread(tmp_path / "s" / "4.dcm")
+    ds.SeriesInstanceUID = pydicom.uid.generate_uid()
+    ds.save_as(tmp_path / "s" / "4.dcm")
+    with pytest.raises(BadFileError, match=r"contains 2 image series: .*\(\?, 1 files\)") as err:
+        read_dicom_series(tmp_path / "s")
+    assert "Qzxvbn" not in str(err.value) and "Wyrmtrude" not in str(err.value)
