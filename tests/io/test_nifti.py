@@ -133,3 +133,16 @@ def test_a_2d_nifti_with_a_zero_column_is_refused_naming_its_real_pixel_size(tmp
     nib.save(img, str(tmp_path / "flat.nii"))
     with pytest.raises(BadFileError, match=r"flat\.nii: voxel size \(1\.0, 0\.0\) mm"):
         read_nifti(tmp_path / "flat.nii", expect_spatial_dims=2)
+
+
+def test_scl_slope_and_scl_inter_are_both_applied(tmp_path):
+    """NIfTI-1: value = scl_slope * stored + scl_inter. The IXI files have scl_inter 0, so only the slope was
+    checked; here both are written into the header bytes (offsets 112 and 116) of a plain int16 file."""
+    import struct
+
+    stored = np.arange(-12, 12, dtype=np.int16).reshape(2, 3, 4)
+    nib.save(nib.Nifti1Image(stored, np.eye(4)), str(tmp_path / "s.nii"))
+    raw = bytearray((tmp_path / "s.nii").read_bytes())
+    raw[112:120] = struct.pack("<ff", 0.5, -100.0)
+    (tmp_path / "s.nii").write_bytes(bytes(raw))
+    np.testing.assert_array_equal(read_nifti(tmp_path / "s.nii").array[0], stored * 0.5 - 100.0)

@@ -25,7 +25,8 @@ def test_a_dicom_file_named_with_another_suffix_is_read_by_its_marker(pydicom_fi
     np.testing.assert_array_equal(read_image(tmp_path / name).array, read_dicom(pydicom_file("CT_small.dcm")).array)
 
 
-@pytest.mark.parametrize("name, reader", [("SCAN.PNG", read_png), ("BRAIN.NII.GZ", read_nifti), ("T1.Nii", read_nifti)])
+@pytest.mark.parametrize("name, reader", [("SCAN.PNG", read_png), ("BRAIN.NII.GZ", read_nifti), ("T1.Nii", read_nifti),
+                                          ("x.dicom", read_dicom), ("CT.DICOM", read_dicom)])
 def test_an_upper_case_suffix_picks_the_same_reader(tmp_path, name, reader):
     (tmp_path / name).write_bytes(b"not read here")  # the choice is made from the name alone
     assert reader_for(tmp_path / name) is reader
