@@ -311,7 +311,8 @@ def test_anisotropic_pixel_spacing_matches_simpleitk(pydicom_file, tmp_path):
 
 @pytest.mark.parametrize("iop", [[1, 0, 0, 1, 0, 0],  # parallel cosines: the affine was singular (0 mm slices)
                                  [1, 0, 0, 0.9, 0.43589, 0],  # 26° apart: a sheared in-plane frame
-                                 [0.6, 0, 0, 0, 0.6, 0], [float("nan"), 0, 0, 0, 1, 0], [0, 0, 0, 0, 1, 0]])
+                                 [0.6, 0, 0, 0, 0.6, 0], [float("nan"), 0, 0, 0, 1, 0], [0, 0, 0, 0, 1, 0],
+                                 [1, 0, 0, 0, 1]])  # five values
 def test_a_degenerate_orientation_is_refused_naming_the_file_in_every_3d_read(pydicom_file, tmp_path, iop):
     files = sorted(pydicom_file(CT5N).iterdir())
     folder = _copy_shuffled(files, tmp_path / "many", 0)
@@ -342,7 +343,7 @@ def test_orientation_written_to_six_digits_is_accepted(pydicom_file, tmp_path):
     np.testing.assert_allclose(vol.affine[:3, 1] / vol.spacing[1], LPS_TO_RAS[:3, :3] @ iop[3:], atol=1e-5)
 
 
-@pytest.mark.parametrize("ipp", [[0.0, float("nan"), 1.0], [float("inf"), 0.0, 1.0]])
+@pytest.mark.parametrize("ipp", [[0.0, float("nan"), 1.0], [float("inf"), 0.0, 1.0], [0.0, 1.0]])
 def test_a_non_finite_position_is_refused_naming_the_file(pydicom_file, tmp_path, ipp):
     ds = pydicom.dcmread(sorted(pydicom_file(CT5N).iterdir())[0])
     ds.ImagePositionPatient = ipp

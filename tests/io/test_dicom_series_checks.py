@@ -1,6 +1,7 @@
 """DICOM series checks pinned by mutation testing: the spacing tolerance, a step that is too
 small (an extra slice), file names in the messages, a slightly tilted slice, a two-frame
-object, a different slice size, a nearly perpendicular frame and ``recursive=``.
+object, a different slice size, a nearly perpendicular frame, ``recursive=``, a colour slice and a lower-case
+``dicomdir``.
 
 All built from pydicom's real CT5N series (5 cardiac CT slices, 16x16, 2.5 mm apart, axial)."""
 
@@ -175,3 +176,24 @@ def test_an_upper_case_dcm_without_its_marker_is_named_not_dropped(pydicom_file,
     with pytest.raises(BadFileError) as err:
         read_dicom_series(tmp_path / "a")
     assert err.value.path == files[-1] and err.value.reason.startswith("unreadable slice candidate")
+
+
+def test_a_colour_slice_in_a_series_is_refused_naming_its_shape(pydicom_file, tmp_path):
+    """An RGB image (a screen capture) with the series' UID and geometry: refused by the grayscale check, naming
+    the file and its pixel shape, not a "please report a medssl bug" from a failed array assignment."""
+    files = _copy(_by_position(pydicom_file), tmp_path / "a")
+    ds = pydicom.dcmread(files[4])
+    ds.PixelData = np.repeat((ds.pixel_array % 256).astype(np.uint8)[..., None], 3, axis=2).tobytes()
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.save_as(files[4])
+    with pytest.raises(BadFileError, match=r"s4\.dcm: expected one grayscale 16x16 slice, got pixels of shape "
+                                           r"\(16, 16, 3\)"):
+        read_dicom_series(tmp_path / "a")
+
+
+def test_a_lower_case_dicomdir_is_skipped_as_a_dicomdir(pydicom_file, tmp_path):
+    """Media written on case-insensitive file systems often carry ``dicomdir``."""
+    _copy(_by_position(pydicom_file), tmp_path / "a")
+    shutil.copy(pydicom_file("dicomdirtests/DICOMDIR"), tmp_path / "a" / "dicomdir")
+    assert read_dicom_series(tmp_path / "a").meta["ignored_files"] == {"dicomdir": "DICOMDIR"}

@@ -1,6 +1,7 @@
 """DICOM series geometry pinned by mutation testing: an oblique sagittal series ordered along its slice normal
 (PS3.3 C.7.6.2: normal = row cosines x column cosines), gantry tilt kept as shear, cosines stored slightly off unit
-length, near-duplicate positions, a slice with another column count or a 1 % different PixelSpacing.
+length, near-duplicate positions, a slice with another column count or a 1 % different PixelSpacing, non-square
+slices.
 
 All built from pydicom's real CT5N series (5 cardiac CT slices, 16x16, PixelSpacing 0.488281 mm, 2.5 mm apart)."""
 
@@ -140,3 +141,25 @@ def test_a_pixel_spacing_one_percent_off_is_refused(pydicom_file, tmp_path):
     spacing[-1] = [round(PS * 1.00001, 7)] * 2  # a last-digit difference is accepted
     assert read_dicom_series(_write(files, folder, [f"s{k}.dcm" for k in range(5)], PixelSpacing=spacing)
                              ).array.shape == (1, 16, 16, 5)
+
+
+def test_a_series_of_non_square_slices_matches_simpleitk(pydicom_file, tmp_path):
+    """Every shipped series has square slices (16x16, 512x512): 16 rows x 11 columns, anisotropic pixels, must give
+    array axes (columns, rows, slices) with each slice's pixels transposed, the same voxels and affine as SimpleITK."""
+    files = _by_position(pydicom_file)
+    folder = tmp_path / "rect"
+    folder.mkdir()
+    for k, f in enumerate(files):
+        ds = pydicom.dcmread(f)
+        ds.PixelData = np.ascontiguousarray(ds.pixel_array[:, 2:13]).tobytes()
+        ds.Columns, ds.PixelSpacing = 11, [0.4, 0.7]
+        ds.save_as(folder / f"s{(3 * k) % 5}.dcm")
+    vol = read_dicom_series(folder)
+    assert vol.array.shape == (1, 11, 16, 5)
+    _check_each_slice_at_its_position(vol, folder)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+    ref = reader.Execute()
+    np.testing.assert_array_equal(vol.array[0], sitk.GetArrayFromImage(ref).transpose(2, 1, 0))
+    np.testing.assert_allclose(vol.spacing, ref.GetSpacing(), atol=1e-5)
+    np.testing.assert_allclose(vol.spacing, (0.7, 0.4, 2.5), atol=1e-5)
