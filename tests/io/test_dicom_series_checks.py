@@ -1,7 +1,7 @@
 """DICOM series checks pinned by mutation testing: the spacing tolerance, a step that is too
 small (an extra slice), file names in the messages, a slightly tilted slice, a two-frame
-object, a different slice size, a nearly perpendicular frame, ``recursive=``, a colour slice and a lower-case
-``dicomdir``.
+object, a different slice size, a nearly perpendicular frame, ``recursive=``, a colour slice, a lower-case
+``dicomdir``, a truncated slice under ``series_uid=`` and the ignored-files summary.
 
 All built from pydicom's real CT5N series (5 cardiac CT slices, 16x16, 2.5 mm apart, axial)."""
 
@@ -14,6 +14,7 @@ import pydicom
 import pytest
 
 from medssl.io import BadFileError, read_dicom_series
+from medssl.io.dicom_series import ignored_summary
 
 CT5N = "dicomdirtests/98892001/CT5N"
 
@@ -197,3 +198,20 @@ def test_a_lower_case_dicomdir_is_skipped_as_a_dicomdir(pydicom_file, tmp_path):
     _copy(_by_position(pydicom_file), tmp_path / "a")
     shutil.copy(pydicom_file("dicomdirtests/DICOMDIR"), tmp_path / "a" / "dicomdir")
     assert read_dicom_series(tmp_path / "a").meta["ignored_files"] == {"dicomdir": "DICOMDIR"}
+
+
+def test_a_truncated_slice_is_not_skipped_as_another_series_when_one_is_chosen(pydicom_file, tmp_path):
+    """A truncated end slice has lost its SeriesInstanceUID too: it cannot be "another series", so choosing the
+    series with series_uid= must still name it, not read the 4 remaining (uniform) slices."""
+    files = _copy(_by_position(pydicom_file), tmp_path / "a")
+    uid = str(pydicom.dcmread(files[0]).SeriesInstanceUID)
+    files[4].write_bytes(files[4].read_bytes()[:700])
+    with pytest.raises(BadFileError) as err:
+        read_dicom_series(tmp_path / "a", series_uid=uid)
+    assert err.value.path == files[4] and "damaged or truncated slice" in err.value.reason
+
+
+def test_the_ignored_files_summary_names_three_files_per_reason():
+    ignored = {f"n{i}.txt": "not DICOM" for i in range(4)} | {"seg.dcm": "non-image object (Modality SEG)"}
+    assert ignored_summary(ignored) == "4 not DICOM: n0.txt, n1.txt, n2.txt, …; 1 non-image object (Modality SEG): seg.dcm"
+    assert ignored_summary({}) == "none"
