@@ -146,3 +146,19 @@ def test_scl_slope_and_scl_inter_are_both_applied(tmp_path):
     raw[112:120] = struct.pack("<ff", 0.5, -100.0)
     (tmp_path / "s.nii").write_bytes(bytes(raw))
     np.testing.assert_array_equal(read_nifti(tmp_path / "s.nii").array[0], stored * 0.5 - 100.0)
+
+
+def test_the_sform_wins_over_a_different_qform_and_the_qform_is_used_without_one(tmp_path, oblique_affine):
+    """NIfTI-1 (and nibabel's img.affine): with sform_code > 0 the sform is the voxel-to-world map, else the qform.
+    Every other test writes the same matrix into both, so a reader of the wrong one went unnoticed."""
+    qform = np.diag([1.2, 1.2, 3.0, 1.0])
+    qform[:3, 3] = [-40.0, 10.0, 5.0]
+    img = nib.Nifti1Image(np.zeros((4, 5, 6), np.float32), None)
+    img.set_qform(qform, code=1)
+    img.set_sform(oblique_affine, code=2)
+    nib.save(img, str(tmp_path / "both.nii"))
+    np.testing.assert_allclose(read_nifti(tmp_path / "both.nii").affine, oblique_affine, atol=1e-5)
+    np.testing.assert_allclose(nib.load(str(tmp_path / "both.nii")).affine, oblique_affine, atol=1e-5)
+    img.set_sform(oblique_affine, code=0)
+    nib.save(img, str(tmp_path / "qform.nii"))
+    np.testing.assert_allclose(read_nifti(tmp_path / "qform.nii").affine, qform, atol=1e-5)
