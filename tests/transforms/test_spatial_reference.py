@@ -1,0 +1,96 @@
+"""Spatial transforms against naive references: resized crops of a linear ramp, border padding, translations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from aug_helpers import blob_phantom, gen
+from scipy import stats
+
+from medssl.transforms.spatial import RandomAffine, RandomElastic, RandomResizedCrop, fused_spatial
+
+SLOPES = (1.0, 7.0)
+
+
+def _ramp(shape) -> torch.Tensor:
+    i, j = np.meshgrid(*[np.arange(s, dtype=np.float64) for s in shape], indexing="ij")
+    return torch.from_numpy(SLOPES[0] * i + SLOPES[1] * j)[None, None]
+
+
+def _ramp_crop(start, region, size, in_shape) -> np.ndarray:
+    """Output voxel q (a cell of side region / size) samples input position start + (q + 0.5) region / size - 0.5
+    (voxel centres, align_corners=False); bilinear is exact on a ramp; border padding clamps to [0, n - 1]."""
+    pos = [np.clip(s + (np.arange(k) + 0.5) * r / k - 0.5, 0, n - 1)
+           for s, r, k, n in zip(start, region, size, in_shape)]
+    return SLOPES[0] * pos[0][:, None] + SLOPES[1] * pos[1][None, :]
+
+
+def test_a_resized_crop_inside_the_image_samples_its_region_at_the_crop_resolution():
+    """Region side 0.6 x crop side: the ramp's slope in the view is 0.6 x its slope (anatomy enlarged), and the
+    region lies inside the image wherever it is placed."""
+    in_shape, size = (24, 20), (8, 10)
+    x = _ramp(in_shape).expand(16, 1, *in_shape)
+    crop = RandomResizedCrop(size, scale=(0.6, 0.6))
+    p = crop.sample_params(x.shape, gen(1))
+    y = crop.apply(x, p)
+    s_in = torch.tensor(in_shape, dtype=torch.float32)
+    start = p["centre"] - p["region"] / 2 + s_in / 2
+    assert torch.allclose(p["region"], torch.tensor([4.8, 6.0]).expand(16, 2))
+    assert (start >= 0).all() and (start + p["region"] <= s_in + 1e-4).all()
+    for b in range(16):
+        ref = _ramp_crop(start[b].double().tolist(), (4.8, 6.0), size, in_shape)
+        np.testing.assert_allclose(y[b, 0].numpy(), ref, atol=1e-4)
+
+
+def test_a_resized_crop_larger_than_the_image_is_centred_on_it():
+    """Region 1.25 x (8, 8) = 10 voxels from an 8 x 9 image: start (8 - 10) / 2 and (9 - 10) / 2, border values
+    beyond the edges (docs: 'centred where it is larger than the input')."""
+    crop = RandomResizedCrop((8, 8), scale=(1.25, 1.25))
+    x = _ramp((8, 9))
+    y = crop.apply(x, crop.sample_params(x.shape, gen(2)))
+    np.testing.assert_allclose(y[0, 0].numpy(), _ramp_crop((-1.0, -0.5), (10.0, 10.0), (8, 8), (8, 9)), atol=1e-4)
+
+
+def test_resized_crops_are_placed_uniformly_where_they_fit():
+    """docs/augmentations.md (crop_scale): the region is placed uniformly where it fits, with continuous offsets
+    unless it is a plain crop; the offset / room of 4000 non-integer regions is U(0, 1), per sample and axis."""
+    crop = RandomResizedCrop((10, 10), scale=(0.55, 0.55))  # region 5.5 in 30 voxels: room 24.5
+    p = crop.sample_params((4000, 1, 30, 30), gen(3))
+    u = ((p["centre"] - p["region"] / 2 + 15) / 24.5).double().numpy()
+    assert stats.kstest(u.ravel(), "uniform").pvalue > 1e-3 and u.max() <= 1 + 1e-6
+    assert abs(np.corrcoef(u[:, 0], u[:, 1])[0, 1]) < 0.1
+
+
+@pytest.mark.parametrize("tr", [RandomAffine(1.0, rotate=45.0, scale=(0.6, 0.7)), RandomElastic(1.0, magnitude=4.0)],
+                         ids=["affine", "elastic"])
+def test_alone_the_spatial_transforms_pad_with_border_values(tr):
+    """Module docs: padding_mode='border' (z-scored backgrounds are not 0): a constant image of 3 stays 3 when a
+    rotation with zoom-out or a warp brings in positions from outside the image."""
+    x = torch.full((2, 1, 12, 14), 3.0)
+    y = tr(x, gen(4))
+    assert torch.allclose(y, x, atol=1e-5)
+
+
+def test_translation_is_a_fraction_of_each_axis_own_extent():
+    """shift 0.1 on a 20 x 30 image: 2 voxels along axis 0 and 3 along axis 1 (a roll inside the image)."""
+    x = torch.randn(1, 1, 20, 30, generator=gen(5))
+    aff = RandomAffine(1.0, rotate=0.0, scale=(1.0, 1.0), translate=0.5)
+    p = aff.sample_params(x.shape, gen(0))
+    p["shift"][:] = torch.tensor([0.1, 0.1])
+    y = aff.apply(x, p)
+    assert torch.allclose(y[..., 2:, 3:], x[..., :-2, :-3], atol=1e-5)
+
+
+def test_fused_views_the_affine_does_not_select_ignore_its_translation():
+    """An unselected sample's drawn shift must not move its view: it is the plain crop, bit for bit."""
+    x = blob_phantom((20, 20), batch=8)
+    crop, aff = RandomResizedCrop((12, 12)), RandomAffine(0.5, rotate=0.0, scale=(1.0, 1.0), translate=0.25)
+    cp, ap = crop.sample_params(x.shape, gen(6)), aff.sample_params((8, 1, 12, 12), gen(7))
+    keep = ap["apply"]
+    assert 0 < int(keep.sum()) < 8 and (ap["shift"][~keep].abs() * 12 > 0.5).any()
+    fused, plain = fused_spatial(x, crop, [aff], [ap], cp), crop.apply(x, cp)
+    assert torch.equal(fused[~keep], plain[~keep])
+    assert not math.isclose(float((fused[keep] - plain[keep]).abs().max()), 0.0)
