@@ -129,3 +129,13 @@ def test_resampling_to_a_spacing_samples_the_scan_at_the_new_grid_points(target)
         Volume(scan[None].astype(np.float32), affine))
     grid = np.meshgrid(*[np.arange(m) * t for m, t in zip(shape, target)], indexing="ij")
     np.testing.assert_allclose(out[0], sum(s * g for s, g in zip(slope, grid)), atol=1e-3)
+
+
+def test_odd_crop_and_pad_differences_follow_monai_centring():
+    """An odd difference cannot be split evenly: MONAI's centre crop (start = n // 2 - shape // 2) keeps 11 -> 8 as
+    slice 1:9, its centre pad puts 5 -> 8 as (1 before, 2 after), and the minimum must fill exactly those padded
+    voxels (a mask misplaced by one voxel on the odd side shows; the even cases above are symmetric)."""
+    x = np.random.default_rng(6).normal(5, 2, (1, 11, 7, 5)).astype(np.float32)
+    out = Preprocessor(shape=[8, 7, 8], normalise="none", orientation="")(Volume(x, np.eye(4)))
+    c = x[:, 1:9]
+    np.testing.assert_array_equal(out, np.pad(c, ((0, 0), (0, 0), (0, 0), (1, 2)), constant_values=c.min()))
