@@ -120,3 +120,9 @@ def test_cutout_mask_path_keeps_the_dtype_and_equals_the_slice_path(fill):
     p = tr.sample_params(x.shape, gen(7))
     y = tr.apply_mask(x, p)
     assert y.dtype == torch.float16 and torch.equal(y, tr.apply_slices(x, p))
+
+
+def test_low_resolution_draws_one_factor_per_axis():
+    """docs/augmentations.md (lowres_factor): one factor per axis, independently (not one per sample for all axes)."""
+    f = RandomLowResolution(1.0, factor=(1.5, 3.0)).sample_params((2000, 1, 8, 8, 8), gen(8))["factor"].double().numpy()
+    assert (f[:, 0] != f[:, 1]).all() and abs(np.corrcoef(f[:, 0], f[:, 2])[0, 1]) < 0.1

@@ -94,3 +94,41 @@ def test_fused_views_the_affine_does_not_select_ignore_its_translation():
     fused, plain = fused_spatial(x, crop, [aff], [ap], cp), crop.apply(x, cp)
     assert torch.equal(fused[~keep], plain[~keep])
     assert not math.isclose(float((fused[keep] - plain[keep]).abs().max()), 0.0)
+
+
+def test_a_sub_voxel_translation_is_interpolated_not_rounded_to_a_crop():
+    """shift 0.015 x 20 = 0.3 voxel along axis 0: the view is the ramp moved by 0.3 voxel (bilinear is exact on a
+    ramp), not a whole-voxel copy."""
+    x = _ramp((20, 16))
+    aff = RandomAffine(1.0, rotate=0.0, scale=(1.0, 1.0), translate=0.5)
+    p = aff.sample_params(x.shape, gen(0))
+    p["shift"][:] = torch.tensor([0.015, 0.0])
+    y = aff.apply(x, p)
+    np.testing.assert_allclose(y[0, 0].numpy(), _ramp_crop((-0.3, 0.0), (20, 16), (20, 16), (20, 16)), atol=1e-4)
+
+
+def _keys_upsample(c: np.ndarray, size: int, a: float = -0.75) -> np.ndarray:
+    """Naive cubic convolution (Keys 1981, a = -0.75 as in PyTorch) of the rows of ``c`` (..., G) to ``size`` points
+    spanning the same ends (align_corners=True), indices clamped at the edges."""
+    def w(s):
+        s = np.abs(s)
+        return np.where(s <= 1, (a + 2) * s**3 - (a + 3) * s**2 + 1,
+                        np.where(s < 2, a * s**3 - 5 * a * s**2 + 8 * a * s - 4 * a, 0.0))
+    g = c.shape[-1]
+    u = np.arange(size) * (g - 1) / (size - 1)
+    base = np.floor(u).astype(int)
+    out = np.zeros(c.shape[:-1] + (size,))
+    for k in range(-1, 3):
+        out += c[..., np.clip(base + k, 0, g - 1)] * w(u - (base + k))
+    return out
+
+
+def test_in_2d_the_elastic_field_is_the_bicubic_interpolation_of_the_control_points():
+    """RandomElastic docstring: offsets interpolated bicubically in 2D: the field equals a naive separable Keys cubic
+    convolution of the control lattice (bilinear would be a plain tent between control points)."""
+    el = RandomElastic(1.0, magnitude=2.0, grid=5)
+    p = el.sample_params((2, 1, 17, 13), gen(8))
+    field = el.displacement(p, (17, 13)).double().numpy()
+    c = p["control"].double().numpy()  # (B, 2, 5, 5)
+    ref = np.swapaxes(_keys_upsample(np.swapaxes(_keys_upsample(c, 13), -1, -2), 17), -1, -2)
+    np.testing.assert_allclose(field, ref, atol=1e-5)
