@@ -10,7 +10,7 @@ import torch
 from aug_helpers import blob_phantom, gen
 from scipy import stats
 
-from medssl.transforms.spatial import RandomAffine, RandomElastic, RandomResizedCrop, fused_spatial
+from medssl.transforms.spatial import RandomAffine, RandomElastic, RandomFlip, RandomResizedCrop, fused_spatial
 
 SLOPES = (1.0, 7.0)
 
@@ -132,3 +132,19 @@ def test_in_2d_the_elastic_field_is_the_bicubic_interpolation_of_the_control_poi
     c = p["control"].double().numpy()  # (B, 2, 5, 5)
     ref = np.swapaxes(_keys_upsample(np.swapaxes(_keys_upsample(c, 13), -1, -2), 17), -1, -2)
     np.testing.assert_allclose(field, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_plain_crops_and_flips_of_any_float_batch_are_exact_slices_in_its_dtype(dtype):
+    """Whole-voxel crops with flips are copied, not interpolated: the view is the numpy slice, in the batch's dtype."""
+    x = torch.randn(3, 2, 11, 9, generator=gen(9)).to(dtype)
+    crop = RandomResizedCrop((6, 5))
+    p = crop.sample_params(x.shape, gen(10))
+    y = crop.apply(x, p)
+    start = (p["centre"] - p["region"] / 2 + torch.tensor([11.0, 9.0]) / 2).round().long()
+    assert y.dtype == dtype
+    for b, (s0, s1) in enumerate(start.tolist()):
+        np.testing.assert_array_equal(y[b].float().numpy(), x[b, :, s0:s0 + 6, s1:s1 + 5].float().numpy())
+    flip = RandomFlip(1.0, axes=(1,))
+    z = flip.apply(y, flip.sample_params(y.shape, gen(11)))
+    assert z.dtype == dtype and torch.equal(z, y.flip(3))
