@@ -139,3 +139,14 @@ def test_odd_crop_and_pad_differences_follow_monai_centring():
     out = Preprocessor(shape=[8, 7, 8], normalise="none", orientation="")(Volume(x, np.eye(4)))
     c = x[:, 1:9]
     np.testing.assert_array_equal(out, np.pad(c, ((0, 0), (0, 0), (0, 0), (1, 2)), constant_values=c.min()))
+
+
+def test_zscore_counts_the_zero_background_like_any_voxel():
+    """docs/augmentations.md: brain_mri data is 'z-scored over the whole volume (background negative)': a head in
+    air (zeros around it) is normalised by the mean / SD of every kept voxel, zeros included (not a foreground-only
+    z-score, which would leave the background at 0)."""
+    x = np.zeros((1, 8, 8, 8), np.float32)
+    x[0, 2:6, 2:6, 2:6] = np.random.default_rng(7).uniform(50, 150, (4, 4, 4))
+    out = Preprocessor(shape=[8, 8, 8], normalise="zscore", orientation="")(Volume(x, np.eye(4)))
+    np.testing.assert_allclose(out, (x - x.mean()) / x.std(), rtol=1e-5, atol=1e-5)
+    assert out[0, 0, 0, 0] < 0
