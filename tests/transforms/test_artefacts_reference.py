@@ -126,3 +126,11 @@ def test_low_resolution_draws_one_factor_per_axis():
     """docs/augmentations.md (lowres_factor): one factor per axis, independently (not one per sample for all axes)."""
     f = RandomLowResolution(1.0, factor=(1.5, 3.0)).sample_params((2000, 1, 8, 8, 8), gen(8))["factor"].double().numpy()
     assert (f[:, 0] != f[:, 1]).all() and abs(np.corrcoef(f[:, 0], f[:, 2])[0, 1]) < 0.1
+
+
+def test_anisotropic_low_resolution_thickens_one_axis_drawn_per_sample():
+    """anisotropic=True: exactly one axis per sample keeps a factor (> 1), drawn per sample among all the axes."""
+    f = RandomLowResolution(1.0, factor=(1.5, 3.0), anisotropic=True).sample_params((300, 1, 8, 8, 8), gen(9))["factor"]
+    thick = f > 1
+    assert (thick.sum(1) == 1).all() and (f[~thick] == 1).all()
+    assert set(thick.float().argmax(1).tolist()) == {0, 1, 2}

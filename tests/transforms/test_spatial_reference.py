@@ -148,3 +148,25 @@ def test_plain_crops_and_flips_of_any_float_batch_are_exact_slices_in_its_dtype(
     flip = RandomFlip(1.0, axes=(1,))
     z = flip.apply(y, flip.sample_params(y.shape, gen(11)))
     assert z.dtype == dtype and torch.equal(z, y.flip(3))
+
+
+@pytest.mark.parametrize("k,plane", [(0, (1, 2)), (1, (0, 2)), (2, (0, 1))])
+def test_each_3d_angle_turns_its_documented_plane(k, plane):
+    """rotation_matrix docs: angles k = 0, 1, 2 rotate the planes of axes (1, 2), (0, 2), (0, 1). A quarter turn of
+    angle k alone is rot90 on that plane, in the same direction as the 2D rotation (test_spatial.py)."""
+    x = torch.randn(1, 1, 10, 10, 10, generator=gen(12))
+    aff = RandomAffine(1.0, rotate=0.0, scale=(1.0, 1.0))
+    p = aff.sample_params(x.shape, gen(0))
+    p["angles"][:] = 0.0
+    p["angles"][:, k] = math.pi / 2
+    y = aff.apply(x, p)
+    assert torch.allclose(y, torch.rot90(x, 3, (2 + plane[0], 2 + plane[1])), atol=1e-5)
+
+
+def test_fused_views_refuse_a_second_elastic_warp():
+    """fused_spatial takes one displacement field: a second RandomElastic would silently replace the first."""
+    x = torch.randn(2, 1, 8, 8)
+    crop, el = RandomResizedCrop((8, 8)), RandomElastic(1.0)
+    ps = [el.sample_params(x.shape, gen(s)) for s in (1, 2)]
+    with pytest.raises(ValueError, match="one RandomElastic"):
+        fused_spatial(x, crop, [el, el], ps, crop.sample_params(x.shape, gen(3)))
