@@ -24,10 +24,12 @@ from medssl.transforms.base import Params, RandomTransform, check_voxel_scale, p
 
 
 def kspace_magnitude(x: torch.Tensor, fn) -> torch.Tensor:
-    """``|ifftn(fn(fftn(x - min)))| + min`` per sample over the spatial axes."""
+    """``|ifftn(fn(fftn(x - min)))| + min`` per sample over the spatial axes, in float32 (a half-precision
+    batch is rounded once, at the end)."""
     dims = tuple(range(2, x.ndim))
-    lo = per_sample(x.reshape(x.shape[0], -1).amin(1), x)
-    k = torch.fft.fftn((x - lo).float(), dim=dims)
+    xf = x.float()
+    lo = per_sample(xf.reshape(x.shape[0], -1).amin(1), xf)
+    k = torch.fft.fftn(xf - lo, dim=dims)
     return (torch.fft.ifftn(fn(k), dim=dims).abs() + lo).to(x.dtype)
 
 
