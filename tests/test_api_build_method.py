@@ -52,3 +52,20 @@ def test_label_column_and_fairkl_weight_reach_the_method():
     assert m.label_keys == ["sex"] and m.fairkl is not None and m.fairkl_weight == 1.0 and m.bias_key == "site"
     m = build_method(load_config(path, [*tiny, "method.fairkl_weight=0"]))
     assert m.label_keys == [] and m.fairkl is None
+
+
+def test_bias_column_n_views_and_views_per_pass_reach_the_method():
+    """docs/training.md: ``method.bias_column`` is FairKL's bias (default site), ``method.n_views`` the views per
+    sample, ``method.views_per_pass`` one encoder pass or one per view: a step on a batch without a site column
+    draws 3 views and reads FairKL's bias from sex."""
+    import torch
+
+    tiny = ["data.shape=[16,16,16]", "augment.crop_size=[14,14,14]", "encoder.options.width=4"]
+    path = REPO_ROOT / "configs" / "pretrain" / "supinfonce.yaml"
+    m = build_method(load_config(path, [*tiny, "method.bias_column=sex", "method.n_views=3",
+                                        "method.views_per_pass=separate"]))
+    assert (m.bias_key, m.n_views, m.views_per_pass) == ("sex", 3, "separate")
+    batch = {"image": torch.rand(4, 1, 16, 16, 16), "sex": torch.tensor([0, 1, 1, 0])}
+    assert m.make_views(batch["image"], torch.Generator().manual_seed(0)).shape[1] == 3
+    out = m.training_step(batch, torch.Generator().manual_seed(0))
+    assert torch.isfinite(out.loss) and "fairkl" in out.logs
