@@ -1,0 +1,93 @@
+"""Edges of medssl/config_checks.py that no other test pinned (found by mutating it: each case let a mutant through):
+the crop one voxel larger than the scan, settings a generative method ignores in a config read for evaluation,
+factories taking ``**kwargs``, and ``~`` / ``$VARS`` in data paths."""
+
+import re
+
+import pytest
+
+from medssl.config import ConfigError, RunConfig, load_config
+
+
+def test_a_crop_one_voxel_larger_than_the_scan_is_refused_naming_both_keys():
+    """docs/training.md: the views are crops of data.shape; one voxel more than the scan cannot be cut."""
+    with pytest.raises(ConfigError, match=re.escape("augment.crop_size [16, 16, 17] is larger than data.shape "
+                                                    "[16, 16, 16]")):
+        load_config(overrides=["data.shape=[16,16,16]", "augment.crop_size=[16,16,17]"])
+    assert load_config(overrides=["data.shape=[16,16,16]", "augment.crop_size=[16,16,16]"]).augment.crop_size == [16] * 3
+
+
+@pytest.mark.parametrize("setting, key", [("method.fairkl_weight=1.0", "method.fairkl_weight"),
+                                          ("method.loss={temperature: 0.2}", "method.loss")])
+def test_a_generative_runs_contrastive_setting_is_refused_for_training_only(setting, key):
+    """validate(for_training=False) (evaluate / export read a trained run's config that way) keeps a run trained
+    before the refusal readable; training with it is refused, naming the key."""
+    base = ["method.name=genesis", "data.shape=[16,16,16]", "augment.crop_size=[16,16,16]", setting]
+    with pytest.raises(ConfigError, match=re.escape(f"{key}: genesis has no contrastive loss and would ignore it")):
+        load_config(overrides=base)
+    cfg = load_config(overrides=base, for_training=False)
+    assert cfg.method.name == "genesis" and (cfg.method.fairkl_weight == 1.0 or cfg.method.loss == {"temperature": 0.2})
+
+
+def test_an_encoder_whose_factory_takes_keyword_arguments_accepts_any_option(monkeypatch):
+    """A factory with ``**kwargs`` (a user's registered encoder) takes options the signature does not list: the
+    check cannot know them and leaves them to the factory; a factory without it refuses an unknown option by name."""
+    from medssl.registry import ENCODERS
+
+    ENCODERS.list()  # the registering packages are imported before the stand-in is added
+
+    def flexible(spatial_dims, in_channels, **options):
+        raise AssertionError("not built by the config check")
+
+    def strict(spatial_dims, in_channels, depth=2):
+        raise AssertionError("not built by the config check")
+
+    monkeypatch.setitem(ENCODERS._items, "flexible_test_encoder", flexible)
+    monkeypatch.setitem(ENCODERS._items, "strict_test_encoder", strict)
+    cfg = load_config(overrides=["encoder.name=flexible_test_encoder", "encoder.options={depth: 3, widths: [4, 8]}"])
+    assert cfg.encoder.options == {"depth": 3, "widths": [4, 8]}
+    load_config(overrides=["encoder.name=strict_test_encoder", "encoder.options={depth: 3}"])
+    with pytest.raises(ConfigError, match=re.escape("unknown option encoder.options.widths")):
+        load_config(overrides=["encoder.name=strict_test_encoder", "encoder.options={widths: [4, 8]}"])
+
+
+def test_data_paths_with_home_or_variables_are_kept_as_written(tmp_path, monkeypatch):
+    """absolute_data_paths expands ``~`` and ``$VARS`` only to decide whether a path is relative: a path that is
+    absolute once expanded is stored as written (config.yaml keeps ``$DATA``, which another machine sets), and a
+    relative one is made absolute against the current folder."""
+    from medssl.config_checks import absolute_data_paths
+
+    monkeypatch.setenv("MEDSSL_TEST_DATA", str(tmp_path / "scans"))
+    monkeypatch.chdir(tmp_path)
+    cfg = RunConfig()
+    cfg.data.root, cfg.data.cache_dir = "$MEDSSL_TEST_DATA/ixi", "~/medssl-cache"
+    absolute_data_paths(cfg)
+    assert (cfg.data.root, cfg.data.cache_dir) == ("$MEDSSL_TEST_DATA/ixi", "~/medssl-cache")
+    cfg.data.root = "$MEDSSL_TEST_UNSET_VARIABLE/ixi"  # unset: left as it is by expandvars, so relative
+    absolute_data_paths(cfg)
+    assert cfg.data.root == str(tmp_path / "$MEDSSL_TEST_UNSET_VARIABLE" / "ixi")
+
+
+def test_a_patch_size_of_the_wrong_length_is_left_to_the_encoders_own_message():
+    """The patch-grid check compares data.shape with a patch_size of one value per axis; one of another length is
+    the ViT's to refuse (it names the number of entries), not a "not a multiple" message suggesting a 2-value
+    data.shape for 3D scans."""
+    from medssl.encoders import build_encoder
+
+    vit = ["data.shape=[16,16,16]", "augment.crop_size=[16,16,16]", "encoder.name=vit_tiny", "method.name=mae",
+           "encoder.options={img_size: 16, patch_size: [5, 5], hidden_size: 24, num_layers: 1, num_heads: 2}"]
+    cfg = load_config(overrides=vit)
+    with pytest.raises(ValueError, match=re.escape("ViT patch_size (5, 5) must have 3 entries for spatial_dims=3")):
+        build_encoder(cfg.encoder.name, 3, 1, **cfg.encoder.options)
+
+
+def test_a_2d_shape_for_a_3d_encoder_says_how_to_configure_2d_images():
+    """A data.shape with 2 values under the default encoder.spatial_dims=3 names both keys to change; a shape
+    that fits no dimensionality (4 values) gets no such hint."""
+    with pytest.raises(ConfigError) as e:
+        load_config(overrides=["data.shape=[64,64]"])
+    assert str(e.value) == ("data.shape must list 3 positive sizes, got [64, 64] (encoder.spatial_dims is 3; for 2D "
+                            "images set encoder.spatial_dims=2 and give data.shape and augment.crop_size 2 values each)")
+    with pytest.raises(ConfigError) as e:
+        load_config(overrides=["data.shape=[64,64,64,2]"])
+    assert str(e.value) == "data.shape must list 3 positive sizes, got [64, 64, 64, 2]"
