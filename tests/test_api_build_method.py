@@ -69,3 +69,24 @@ def test_bias_column_n_views_and_views_per_pass_reach_the_method():
     assert m.make_views(batch["image"], torch.Generator().manual_seed(0)).shape[1] == 3
     out = m.training_step(batch, torch.Generator().manual_seed(0))
     assert torch.isfinite(out.loss) and "fairkl" in out.logs
+
+
+def test_contrastive_methods_get_method_n_views_and_generative_ones_the_augment_sections_views():
+    """docs/training.md: ``method.n_views`` (default 2) augmented views per scan for contrastive methods; MAE and
+    Models Genesis draw one view (random crop + flip) per scan from the augment section (configs/pretrain/mae3d_brain.yaml:
+    "MAE uses crops and flips only")."""
+    import torch
+
+    tiny = ["data.shape=[16,16,16]", "augment.crop_size=[12,12,12]", "encoder.options.width=4"]
+    simclr = REPO_ROOT / "configs" / "pretrain" / "simclr.yaml"
+    assert build_method(load_config(simclr, tiny)).n_views == 2
+    m = build_method(load_config(simclr, [*tiny, "method.n_views=3"]))
+    assert m.n_views == 3 and m.make_views(torch.zeros(2, 1, 16, 16, 16), torch.Generator()).shape == (2, 3, 1, 12, 12, 12)
+    vit = ["data.shape=[16,16,16]", "augment.crop_size=[8,8,8]", "encoder.name=vit_tiny",
+           "encoder.options={img_size: 8, patch_size: 4, hidden_size: 24, num_layers: 1, num_heads: 2}"]
+    for path, tail in (("mae3d_brain.yaml", vit), ("genesis3d_mri.yaml", ["data.shape=[16,16,16]",
+                                                                          "augment.crop_size=[12,12,12]", "encoder.options.width=4"])):
+        cfg = load_config(REPO_ROOT / "configs" / "pretrain" / path, tail)
+        views = build_method(cfg).views
+        assert views is not None and tuple(views.crop_size) == tuple(cfg.augment.crop_size)
+        assert views.params.flip_prob == 0.5  # the config's augment.overrides

@@ -44,3 +44,32 @@ def test_every_train_setting_and_the_seed_reach_the_trainer_options(tmp_path, mo
     assert opts.seed == 11
     train_fields = {f.name for f in dataclasses.fields(cfg.train)}
     assert {f.name for f in dataclasses.fields(TrainerOptions)} & train_fields == set(NON_DEFAULT)  # none unchecked
+
+
+
+def test_data_num_workers_reach_the_loader_unless_the_cache_is_a_device_tensor(tmp_path, monkeypatch):
+    """docs/training.md: ``data.num_workers`` DataLoader workers; with ``data.preload=gpu`` the cache is one tensor on
+    the device and the DataLoader must use ``num_workers=0`` (medssl.data.dataset.CachedScans). The GPU copy is
+    stood in for by a CPU tensor of the cache, as ``preload`` returns it on a CUDA device."""
+    import numpy as np
+    import torch
+
+    write_synthetic_cohort(tmp_path / "c", n_subjects=8, n_sites=2, shape=(16, 16, 16), seed=0)
+    seen = {}
+
+    def trainer(method, dataset, run_dir, opts, *args, **kwargs):
+        seen["opts"], seen["images"] = opts, dataset.images
+        raise Recorded
+
+    monkeypatch.setattr(medssl.api, "Trainer", trainer)
+    base = [f"data.root={tmp_path / 'c'}", f"data.cache_dir={tmp_path / 'cache'}", "data.shape=[16,16,16]",
+            "augment.crop_size=[16,16,16]", "encoder.options.width=4", "method.name=simclr", "data.test_fraction=0.25",
+            "train.device=cpu"]
+    for run, workers, tensor_cache in (("r0", 0, False), ("r1", 2, False), ("r2", 2, True)):  # r0 builds the cache
+        if tensor_cache:
+            monkeypatch.setattr(medssl.api, "preload", lambda images, where, device: torch.from_numpy(np.array(images)))
+        cfg = load_config(None, [*base, f"output_dir={tmp_path / run}", f"data.num_workers={workers}"])
+        with pytest.raises(Recorded):
+            medssl.api.pretrain(cfg, progress=False)
+        assert torch.is_tensor(seen["images"]) is tensor_cache
+        assert seen["opts"].num_workers == (0 if tensor_cache else workers), run
