@@ -153,3 +153,22 @@ def test_an_abbreviated_flag_is_refused_not_taken_for_the_long_one(argv, unknown
     with pytest.raises(SystemExit) as exit_:
         parse_args(argv)
     assert exit_.value.code == 2 and f"unrecognized arguments: {unknown}" in capsys.readouterr().err
+
+
+def test_fine_tuning_flag_defaults_are_those_the_docs_state_and_the_python_apis():
+    """docs/evaluation.md states the defaults of --lr-encoder, --lr-head, --patience, --epochs and --batch-size; the
+    command line and FinetuneOptions (the Python API) must both have them (found by mutating medssl/cli.py: another
+    --patience or --lr-encoder default let every test pass)."""
+    import re
+    from pathlib import Path
+
+    from medssl.eval.finetune import FinetuneOptions
+
+    text = " ".join((Path(__file__).resolve().parents[1] / "docs" / "evaluation.md").read_text().split())
+    docs = {flag: float(re.search(rf"`--{flag}`[^0-9`]*([0-9][0-9.e-]*)", text).group(1))
+            for flag in ("lr-encoder", "lr-head", "patience", "epochs", "batch-size")}
+    assert docs == {"lr-encoder": 1e-4, "lr-head": 1e-3, "patience": 5, "epochs": 30, "batch-size": 16}
+    args, ft = parse_args(["evaluate", "run"]), FinetuneOptions()
+    for flag, value in docs.items():
+        name = flag.replace("-", "_")
+        assert getattr(args, name) == getattr(ft, name) == value, flag
