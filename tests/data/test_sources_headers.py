@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from medssl.data.sources import detached_data_files, source_files
+from medssl.data.sources import detached_data_files, source_files, source_signature
 
 NRRD = "NRRD0004\ntype: float\ndimension: 3\nsizes: 6 5 4\nencoding: raw\n"
 
@@ -43,3 +43,35 @@ def test_a_nrrd_list_of_data_files_ends_at_the_blank_line(tmp_path):
     n.write_text(NRRD + "data file: LIST\na.raw\nb.raw\n\nnot-a-file.raw\n")
     assert detached_data_files(n) == [tmp_path / "a.raw", tmp_path / "b.raw"]
     assert source_files(n) == ["vol.nhdr", "a.raw", "b.raw"]
+
+
+def test_a_numbered_pattern_names_up_to_100001_files_and_more_falls_back(tmp_path):
+    """``name%0Nd first last step`` lists first..last inclusive (MetaIO); a pattern of more than 100,000 steps is
+    taken for a bad header (fallback: the files with the header's stem) rather than listed."""
+    h = tmp_path / "img.mhd"
+    head = "ObjectType = Image\nNDims = 3\nDimSize = 2 2 12\nElementType = MET_UCHAR\n"
+    h.write_text(head + "ElementDataFile = s%03d.raw 1 12 1\n")
+    assert detached_data_files(h) == [tmp_path / f"s{i:03d}.raw" for i in range(1, 13)]
+    h.write_text(head + "ElementDataFile = s%06d.raw 0 100000 1\n")
+    files = detached_data_files(h)
+    assert len(files) == 100_001 and files[-1] == tmp_path / "s100000.raw"
+    (tmp_path / "img.raw").write_bytes(b"\0" * 8)
+    h.write_text(head + "ElementDataFile = s%06d.raw 0 100001 1\n")
+    assert detached_data_files(h) is None and source_files(h) == ["img.mhd", "img.raw"]
+
+
+def test_a_list_of_no_data_files_is_no_data_file(tmp_path):
+    """``data file: LIST`` followed by the blank line names no file: ``None`` (the docstring), so the signature
+    falls back to the files with the header's stem instead of covering the header alone."""
+    n = tmp_path / "vol.nhdr"
+    n.write_text(NRRD + "data file: LIST\n\n")
+    (tmp_path / "vol.raw").write_bytes(b"\0" * 8)
+    assert detached_data_files(n) is None
+    assert source_files(n) == ["vol.nhdr", "vol.raw"]
+
+
+def test_a_header_in_a_folder_that_does_not_exist_is_one_missing_file(tmp_path):
+    """Neither the header nor its folder can be read: the header alone, whose signature says "missing" as a plain
+    missing file's does (a cache row of it is rebuilt once the file appears)."""
+    h = tmp_path / "absent" / "img.mhd"
+    assert source_files(h) == ["img.mhd"] and source_signature(h) == source_signature(tmp_path / "gone.nii") == "missing"
