@@ -91,3 +91,38 @@ def test_a_2d_shape_for_a_3d_encoder_says_how_to_configure_2d_images():
     with pytest.raises(ConfigError) as e:
         load_config(overrides=["data.shape=[64,64,64,2]"])
     assert str(e.value) == "data.shape must list 3 positive sizes, got [64, 64, 64, 2]"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("augment.preset=brainn", "augment: unknown augmentation preset 'brainn'. Did you mean 'brain_mri'?"),
+    ("augment.overrides={flipp_prob: 0.5}", "augment: unknown augmentation parameter 'flipp_prob' in overrides for "
+                                            "preset 'brain_mri'. Did you mean 'flip_prob'?"),
+])
+def test_a_bad_preset_or_override_is_a_config_error_naming_the_augment_section(override, message):
+    """The view pipeline's own ValueError becomes a ConfigError that says which section of the config it is about."""
+    with pytest.raises(ConfigError) as e:
+        load_config(overrides=[override])
+    assert str(e.value).startswith(message), str(e.value)
+
+
+@pytest.mark.parametrize("option", ["spatial_dims", "in_channels"])
+def test_the_encoders_dimensionality_and_channels_are_no_encoder_options(option):
+    """They are encoder.spatial_dims / encoder.in_channels, passed to the factory by build_encoder: as an option
+    too they would reach it twice (a TypeError when the run starts)."""
+    with pytest.raises(ConfigError) as e:
+        load_config(overrides=[f"encoder.options={{{option}: 2}}"])
+    assert f"unknown option encoder.options.{option}." in str(e.value)
+    assert option not in str(e.value).split("Valid options: ")[1].split(", ")
+
+
+def test_a_generative_methods_options_are_checked_against_its_constructor():
+    """method.options are keyword arguments of the method (Models Genesis: rescale, the corruption probabilities,
+    decoder_channels); a misspelt one is a ConfigError with a suggestion, not a TypeError when the run starts, and
+    the encoder (built from the encoder section) is no option."""
+    base = ["method.name=genesis", "data.shape=[16,16,16]", "augment.crop_size=[16,16,16]"]
+    assert load_config(overrides=[*base, "method.options={rescale: false}"]).method.options == {"rescale": False}
+    for option, hint in (("rescal", " Did you mean 'rescale'?"), ("encoder", "")):
+        with pytest.raises(ConfigError) as e:
+            load_config(overrides=[*base, f"method.options={{{option}: 1}}"])
+        assert str(e.value).startswith(f"unknown option method.options.{option}.{hint} Valid options: rescale, "), \
+            str(e.value)
