@@ -61,7 +61,16 @@ def test_data_num_workers_reach_the_loader_unless_the_cache_is_a_device_tensor(t
         seen["opts"], seen["images"] = opts, dataset.images
         raise Recorded
 
+    real_cache_records = medssl.api.cache_records
+
+    def cache_records(*args, workers, **kwargs):  # docs/data.md: the cache is built with max(1, data.num_workers)
+        seen["cache workers"] = workers
+        cache = real_cache_records(*args, workers=workers, **kwargs)
+        seen["built"] = cache.n_built
+        return cache
+
     monkeypatch.setattr(medssl.api, "Trainer", trainer)
+    monkeypatch.setattr(medssl.api, "cache_records", cache_records)
     base = [f"data.root={tmp_path / 'c'}", f"data.cache_dir={tmp_path / 'cache'}", "data.shape=[16,16,16]",
             "augment.crop_size=[16,16,16]", "encoder.options.width=4", "method.name=simclr", "data.test_fraction=0.25",
             "train.device=cpu"]
@@ -73,3 +82,4 @@ def test_data_num_workers_reach_the_loader_unless_the_cache_is_a_device_tensor(t
             medssl.api.pretrain(cfg, progress=False)
         assert torch.is_tensor(seen["images"]) is tensor_cache
         assert seen["opts"].num_workers == (0 if tensor_cache else workers), run
+        assert seen["cache workers"] == max(1, workers) and seen["built"] == (8 if run == "r0" else 0), run
