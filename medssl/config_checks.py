@@ -215,12 +215,11 @@ def absolute_data_paths(cfg: RunConfig) -> None:
     absolute, in place, when they are relative (``$VARS`` and ``~`` expanded first), so that the run's
     ``config.yaml`` still finds them when ``evaluate``, ``export`` or a resume runs from another folder."""
     d = cfg.data
-    if os.path.splitext(d.card)[1] in (".yaml", ".yml") and not os.path.isabs(d.card):
-        d.card = os.path.abspath(d.card)
-    for key in ("root", "cache_dir"):
+    for key in ("card", "root", "cache_dir"):
         value = getattr(d, key)
-        if value and not os.path.isabs(os.path.expanduser(os.path.expandvars(value))):
-            setattr(d, key, os.path.abspath(os.path.expanduser(os.path.expandvars(value))))
+        expanded = os.path.expanduser(os.path.expandvars(value))
+        if value and not os.path.isabs(expanded) and (key != "card" or os.path.splitext(value)[1] in (".yaml", ".yml")):
+            setattr(d, key, os.path.abspath(expanded))
 
 
 def refuse_other_run_folder(path: str | os.PathLike | None, cfg: RunConfig, overrides: typing.Sequence[str]) -> None:

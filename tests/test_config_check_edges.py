@@ -3,6 +3,7 @@ the crop one voxel larger than the scan, settings a generative method ignores in
 factories taking ``**kwargs``, and ``~`` / ``$VARS`` in data paths."""
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -126,3 +127,25 @@ def test_a_generative_methods_options_are_checked_against_its_constructor():
             load_config(overrides=[*base, f"method.options={{{option}: 1}}"])
         assert str(e.value).startswith(f"unknown option method.options.{option}.{hint} Valid options: rescale, "), \
             str(e.value)
+
+
+def test_a_card_path_with_home_or_variables_is_found_as_data_root_is(tmp_path, monkeypatch):
+    """``data.card=~/cards/x.yaml`` (or ``$CARDS/x.yaml``) loads the card there, as ``data.root`` expands the same
+    way; a relative card path is made absolute (expanded), a card given by name is left alone."""
+    import shutil
+
+    from medssl.config_checks import absolute_data_paths
+    from medssl.data.card import load_card
+
+    (tmp_path / "cards").mkdir()
+    shutil.copy(Path(__file__).resolve().parents[1] / "data_cards" / "ixi.yaml", tmp_path / "cards" / "mine.yaml")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("MEDSSL_TEST_CARDS", str(tmp_path / "cards"))
+    assert load_card("~/cards/mine.yaml").name == load_card("$MEDSSL_TEST_CARDS/mine.yaml").name == load_card("ixi").name
+    monkeypatch.chdir(tmp_path)
+    cfg = RunConfig()
+    for card, stored in (("~/cards/mine.yaml", "~/cards/mine.yaml"), ("cards/mine.yaml", str(tmp_path / "cards" / "mine.yaml")),
+                         ("ixi", "ixi")):
+        cfg.data.card = card
+        absolute_data_paths(cfg)
+        assert cfg.data.card == stored

@@ -104,7 +104,7 @@ def list_cards() -> list[str]:
 
 
 def _locate(name_or_path: str | Path) -> Path:
-    p = Path(name_or_path)
+    p = Path(os.path.expandvars(str(name_or_path))).expanduser()  # as data.root: ~/cards/x.yaml, $CARDS/x.yaml
     if p.suffix in (".yaml", ".yml"):
         if not p.is_file():
             raise ConfigError(f"data card file {p} does not exist")
@@ -268,7 +268,7 @@ def _validate_reader_options(p: Path, fmt: str, options: dict) -> None:
 
 
 def load_card(name_or_path: str | Path) -> DataCard:
-    """Load a card by name (``"ixi"``) or path (``"my_cards/site.yaml"``).
+    """Load a card by name (``"ixi"``) or path (``"my_cards/site.yaml"``; ``~`` and ``$VARS`` expanded).
 
     Raises:
         ConfigError: unknown card (with did-you-mean), unknown or missing keys, invalid values;
