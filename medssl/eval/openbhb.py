@@ -48,6 +48,9 @@ def challenge_score(ext_mae: float, bacc: float) -> float:
         ext_mae: age MAE on the external test (unseen sites), years.
         bacc: site balanced accuracy on the internal test, as a fraction in [0, 1].
     """
+    if bacc != bacc:  # NaN: openbhb_scores found no row to score
+        raise ValueError("bacc is NaN: no internal-test row has a known site (rows with site -1 / NaN are left out "
+                         "of the site balanced accuracy), so L_c cannot be computed")
     if not 0.0 <= bacc <= 1.0:
         raise ValueError(f"bacc must be a fraction in [0, 1] (not a percentage), got {bacc}")
     return float(ext_mae) * float(bacc) ** BACC_EXPONENT

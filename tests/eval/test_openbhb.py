@@ -16,6 +16,9 @@ def test_published_resnet18_lexp_score():
     assert challenge_score(2.0, 1.0) == 2.0 and challenge_score(2.0, 0.0) == 0.0
     with pytest.raises(ValueError, match="fraction"):
         challenge_score(3.761, 5.1)  # a percentage, not a fraction
+    ages = np.array([30.0, 40.0])
+    with pytest.raises(ValueError, match="no internal-test row has a known site"):  # was "must be a fraction, got nan"
+        openbhb_scores(ages, ages, np.array([-1, np.nan]), np.array([0, 1]), ages, ages + 1)
 
 
 def test_pair_cases_match_the_kit(openbhb_reference):
