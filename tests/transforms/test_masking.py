@@ -61,6 +61,9 @@ def test_mask_to_image_and_module():
 def test_errors():
     with pytest.raises(ValueError, match="divisible"):
         patchify(torch.zeros(1, 1, 30, 32), 16)
+    for shape in ((32, 30), (16, 16, 12)):  # every axis is checked, not only the first
+        with pytest.raises(ValueError, match="divisible"):
+            patch_grid(shape, 8)
     with pytest.raises(ValueError, match="mask_ratio"):
         random_patch_mask(1, 10, 1.0, gen(0))
 
