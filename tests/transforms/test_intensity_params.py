@@ -4,6 +4,7 @@ across samples and axes, and the defaults they share with AugmentParams (mutatio
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from aug_helpers import forced_params, gen
 from numpy.polynomial import legendre
@@ -80,3 +81,17 @@ def test_gamma_and_bias_field_leave_a_constant_sample_unchanged():
     for tr, values in ((RandomGamma(1.0), {"gamma": [0.5, 0.5]}), (RandomBiasField(1.0), {})):
         y = tr.apply(x, forced_params(tr, x, **values))
         assert torch.equal(y[0], x[0]) and torch.isfinite(y).all(), tr.name
+
+
+def test_gamma_matches_monai_adjust_contrast_sample_by_sample_over_all_channels():
+    """The docstring's reference: MONAI ``AdjustContrast(gamma)`` on each (C, *S) sample, whose min and range are
+    those of all its channels."""
+    monai_transforms = pytest.importorskip("monai.transforms")
+    x = torch.randn(3, 2, 5, 6, 4)
+    x[:, 1] += 2.0  # the channels have different ranges
+    gammas = [0.6, 1.0, 1.8]
+    tr = RandomGamma(1.0)
+    y = tr.apply(x, forced_params(tr, x, gamma=gammas))
+    for b, g in enumerate(gammas):
+        ref = torch.as_tensor(monai_transforms.AdjustContrast(gamma=g)(x[b].clone()))
+        assert torch.allclose(y[b], ref, atol=1e-5), g

@@ -55,3 +55,10 @@ def test_views_of_one_sample_draw_their_own_intensity_parameters():
     (key,) = [k for k in pipe.sample_params(x.shape, gen(0), n_views=2) if k.endswith("gamma")]
     g = pipe.sample_params(x.shape, gen(0), n_views=2)[key]["gamma"]
     assert g.shape == (6,) and len(set(g.tolist())) == 6
+
+
+def test_make_views_without_a_generator_differ_between_calls():
+    """No generator: a fresh random seed per call (an unseeded torch.Generator repeats the same views)."""
+    x = torch.rand(2, 1, 10, 10)
+    pipe = build_view_pipeline("none", 2, (5, 5), {"gamma_prob": 1.0, "noise_prob": 1.0})
+    assert not torch.equal(make_views(pipe, x, 2), make_views(pipe, x, 2))
