@@ -38,6 +38,8 @@ Range = tuple[float, float]
 
 #: ranges whose lower bound must be > 0 (log-uniform draws, zoom factors, crop scales)
 POSITIVE_RANGES = ("crop_scale", "crop_ratio", "scale", "gamma", "intensity_scale", "lowres_factor")
+#: standard-deviation ranges, whose lower bound must be >= 0 (a negative blur sigma was quietly no blur)
+NON_NEGATIVE_RANGES = ("blur_sigma", "noise_std", "rician_std")
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,8 @@ class AugmentParams:
             if f.name in POSITIVE_RANGES and not v[0] > 0:
                 raise ValueError(f"augmentation parameter {f.name}={v!r} must be positive (it is drawn log-uniformly "
                                  "or divides)")
+            if f.name in NON_NEGATIVE_RANGES and not v[0] >= 0:
+                raise ValueError(f"augmentation parameter {f.name}={v!r} is a standard deviation: use 0 <= low <= high")
         if not (0 < self.dropout_size[0] and self.dropout_size[1] <= 1):
             raise ValueError(f"augmentation parameter dropout_size={self.dropout_size!r} is a fraction of the view "
                              "side: use 0 < low <= high <= 1")

@@ -135,6 +135,9 @@ def test_benchmark_quick_smoke(tmp_path):
     ({"scale": (-1.0, 1.0)}, r"scale=\(-1.0, 1.0\) must be positive"),
     ({"dropout_size": (0.5, 1.5)}, r"dropout_size=\(0.5, 1.5\) is a fraction of the view side"),
     ({"dropout_size": (0.0, 0.2)}, "use 0 < low <= high <= 1"),
+    ({"blur_sigma": (-1.0, 1.0)}, r"blur_sigma=\(-1.0, 1.0\) is a standard deviation"),  # was: no blur below 0
+    ({"noise_std": (-0.1, 0.1)}, r"noise_std=\(-0.1, 0.1\) is a standard deviation"),
+    ({"rician_std": (-0.05, 0.0)}, r"rician_std=\(-0.05, 0.0\) is a standard deviation: use 0 <= low <= high"),
 ])
 def test_ranges_outside_their_domain_fail_when_the_pipeline_is_built(override, message):
     """Not at the first batch (gamma's log-uniform draw) or silently (a box larger than the view)."""
