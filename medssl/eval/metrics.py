@@ -157,7 +157,7 @@ def multilabel_metrics(y_true: np.ndarray, score: np.ndarray, threshold: float =
     Args:
         y_true: (N, K) 0/1 matrix.
         score: (N, K) probabilities (sigmoid outputs).
-        threshold: decision threshold for F1.
+        threshold: decision threshold for F1 (a score ≥ ``threshold`` is a positive call).
         names: K class names (default ``"0".."K-1"``).
 
     Returns:
