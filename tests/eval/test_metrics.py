@@ -78,6 +78,17 @@ def test_binary_auc_with_ties_matches_sklearn():
     assert M.multiclass_auc(y, two) == pytest.approx(skm.roc_auc_score(y, s))
 
 
+def test_two_class_auc_scores_the_second_class_against_every_other_test_scan():
+    """docs/evaluation.md: with two training classes, AUC is the second class against every other test scan, a
+    test-only class included (not the mean of both one-vs-rest AUCs, which differs once a third class is present)."""
+    rng = np.random.default_rng(8)
+    y = rng.integers(0, 3, 60)  # class 2 never seen in training: no column of its own
+    p1 = np.clip(0.5 + 0.2 * (y == 1) - 0.1 * (y == 2) + rng.normal(0, 0.2, 60), 0, 1)
+    proba = np.c_[1 - p1, p1]
+    assert M.multiclass_auc(y, proba) == pytest.approx(skm.roc_auc_score(y == 1, p1), rel=1e-12)
+    assert M.classification_metrics(y, (p1 > 0.5).astype(int), proba)["auc"] == pytest.approx(skm.roc_auc_score(y == 1, p1))
+
+
 def test_multilabel_metrics_match_sklearn_per_class():
     rng = np.random.default_rng(4)
     y = (rng.random((70, 4)) < [0.5, 0.3, 0.1, 0.0]).astype(int)  # last finding never present

@@ -44,6 +44,18 @@ def test_pearson_interval_counts_a_resample_of_one_repeated_prediction_as_r_0():
     assert lo == 0.0  # the replicates of r = 0 are the low end
 
 
+def test_pearson_interval_leaves_out_resamples_of_one_repeated_truth():
+    """Nine test subjects of one age and one older: a resample without the older one has no r (its 0 is only
+    the point value's convention) and is left out, as the docstring says, instead of counting as r = 0."""
+    y = np.r_[np.full(9, 30.0), 60.0]
+    p = np.linspace(25.0, 70.0, 10)
+    draws = _naive_subject_draws(np.arange(10), 400, seed=2)
+    naive = [stats.pearsonr(y[d], p[d])[0] for d in draws if np.ptp(y[d]) > 0]
+    assert 50 < len(draws) - len(naive) < 250
+    lo, hi = M.bootstrap_ci(M.pearson_r, y, p, n_boot=400, seed=2)
+    assert (lo, hi) == pytest.approx(tuple(np.percentile(naive, [2.5, 97.5])), rel=1e-9)
+
+
 def test_multilabel_f1_counts_a_score_at_the_threshold_as_positive():
     """The documented rule ``score ≥ threshold``: scores of exactly 0.5 (a logit of 0) are positive calls."""
     y = np.array([[1], [1], [0], [0]])
@@ -51,3 +63,9 @@ def test_multilabel_f1_counts_a_score_at_the_threshold_as_positive():
     f1 = M.multilabel_metrics(y, s)["per_class"]["0"]["f1"]
     assert f1 == pytest.approx(skm.f1_score(y[:, 0], [1, 1, 1, 0]))  # 2 TP, 1 FP: 2·2/(2·2+1) = 0.8
     assert f1 == pytest.approx(0.8)
+
+
+def test_multilabel_counts_the_positives_of_each_finding():
+    y = np.array([[1, 0, 1], [1, 0, 0], [0, 0, 1], [1, 1, 1]])
+    per = M.multilabel_metrics(y, np.full((4, 3), 0.3), names=["a", "b", "c"])["per_class"]
+    assert [per[k]["n_positive"] for k in "abc"] == [3, 1, 3]
