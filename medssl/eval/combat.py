@@ -32,7 +32,8 @@ class ComBat:
 
     Args:
         empirical_bayes: shrink the per-site estimates (True, the ComBat default) or use the
-            raw per-site location/scale estimates (False; "L/S" adjustment).
+            raw per-site location/scale estimates (False; "L/S" adjustment). The shrinkage priors
+            are estimated across features: it needs at least 2 features with residual variance.
         tol: relative convergence tolerance of the empirical-Bayes iterations.
         max_iter: iteration cap (reached only in pathological cases; raises).
 
@@ -86,6 +87,10 @@ class ComBat:
         self.active_ = self.var_pooled_ > 1e-12 * max(float(self.var_pooled_.max()), 1e-300)
         if not self.active_.any():
             raise ValueError("every feature is constant within sites after the covariates; nothing to harmonise")
+        if self.empirical_bayes and self.active_.sum() < 2:  # the priors are sample variances across features
+            raise ValueError(f"empirical-Bayes ComBat estimates its priors across features and needs at least 2 "
+                             f"features with residual variance (got {int(self.active_.sum())}); use "
+                             "ComBat(empirical_bayes=False) to harmonise a single feature")
         self.var_pooled_ = np.where(self.active_, self.var_pooled_, 1.0)
         z = self._standardise(x, cov)[:, self.active_]
         gamma_hat = np.linalg.solve(batch.T @ batch, batch.T @ z)

@@ -49,3 +49,17 @@ def test_covariates_must_be_finite_and_separable_from_the_sites():
         ComBat().fit(x, site, np.where(np.arange(20) == 4, np.nan, age))
     with pytest.raises(ValueError, match="collinear with the sites"):
         ComBat().fit(x, site, (site == "b").astype(float))  # constant within each site
+
+
+def test_empirical_bayes_needs_two_features_and_says_so():
+    """The priors of γ and δ² are moments across features (sample variances, ddof=1): with one feature that varies
+    they are NaN, and fit ran 10 000 NaN iterations into 'did not converge', a message that hid the cause.
+    Now a ValueError says why; location/scale ComBat (no priors) still harmonises a single feature."""
+    rng = np.random.default_rng(4)
+    site = np.repeat(["a", "b"], 10)
+    x = rng.normal(size=(20, 1)) + (site == "b")[:, None] * 2.0
+    for feats in (x, np.c_[x, np.full(20, 3.0)]):  # one feature, or one beside a constant one
+        with pytest.raises(ValueError, match=r"at least 2 features with residual variance \(got 1\).*empirical_bayes=False"):
+            ComBat().fit(feats, site)
+    h = ComBat(empirical_bayes=False).fit_transform(x, site)
+    assert h[site == "a"].mean() == pytest.approx(h[site == "b"].mean(), abs=1e-10)
