@@ -106,7 +106,8 @@ def read_numbered_table(path: Path, bad_rows: list[tuple[str, str]] | None = Non
         ManifestError: missing or unreadable file, a spreadsheet workbook (.xlsx …), text that
             is neither UTF-8 nor UTF-16 with a byte-order mark, a header split by another delimiter (';' of a European Excel), a column name
             given twice, a row with more or fewer fields than the header (named by number;
-            only without ``bad_rows``).
+            only without ``bad_rows``), a quote never closed that makes the rest of the file one field
+            larger than csv's field size limit (named by the row it opens in).
     """
     gz = path.name.lower().endswith(".gz")  # suffixes in any case (Windows: P.TSV.GZ)
     name = path.name[:-3] if gz else path.name
@@ -126,9 +127,15 @@ def read_numbered_table(path: Path, bad_rows: list[tuple[str, str]] | None = Non
         delimiter = "\t"  # Excel's "Unicode Text" (.txt: UTF-16 with a BOM, tab-separated)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     lines, starts = [], [1]  # records, and the line of the file each starts on (the one after the last read)
-    for cells in reader:
-        lines.append(cells)
-        starts.append(reader.line_num + 1)
+    try:
+        for cells in reader:
+            lines.append(cells)
+            starts.append(reader.line_num + 1)
+    except csv.Error as e:  # a quote never closed: the rest of the file is one field, past csv's size limit
+        row, line = len(lines) + 1, starts[len(lines)]
+        raise ManifestError(f"metadata table {path} row {row}" + (f" (line {line})" if line != row else "")
+                            + f": {e}: a field opened with a quote (\") that is never closed takes in the rest of "
+                            "the file; close the quote or remove it") from None
     header = [h.strip() for h in (lines[0] if lines else [])]
     other = [d for d in ";\t,|" if d != delimiter and len(header) == 1 and d in header[0]]
     if other:
