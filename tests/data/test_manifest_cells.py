@@ -71,3 +71,25 @@ def test_select_without_a_manifest_is_refused_when_the_card_loads(tmp_path):
                                         "path_regex: '(?P<subject>[^.]+)'\nselect: {view: [PA]}\n")
     with pytest.raises(ConfigError, match="join / select apply to the manifest table; give `manifest` too"):
         load_card(str(tmp_path / "card.yaml"))
+
+
+def test_blank_lines_in_two_split_lists_are_no_entry_of_either(tmp_path):
+    """Each list has an empty line (and one of spaces) between its names: not the entry '' listed in two lists."""
+    (tmp_path / "train.txt").write_text("s1.nii.gz\n\n   \n")
+    (tmp_path / "test.txt").write_text("\ns2.nii.gz\n\n")
+    records = _scan(tmp_path, "id\ns1\ns2\n", columns={"subject": "id"},
+                    split_files={"train": "train.txt", "test": "test.txt"})
+    assert [(r.subject, r.split) for r in records] == [("s1", "train"), ("s2", "test")]
+
+
+def test_a_listed_path_wins_over_a_listed_file_name(tmp_path):
+    """a/x.nii.gz is listed by its path under train, and 'x.nii.gz' (a file name, so every x.nii.gz) under test: the
+    path is the more precise entry, so a/x is train and b/x, named only by its file name, is test."""
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "x.nii.gz").write_bytes(b"x")
+    (tmp_path / "train.txt").write_text("a/x.nii.gz\n")
+    (tmp_path / "test.txt").write_text("x.nii.gz\n")
+    records = _scan(tmp_path, "id\tdir\ns1\ta\ns2\tb\n", files=(), path_template="{dir}/x.nii.gz",
+                    columns={"subject": "id"}, split_files={"train": "train.txt", "test": "test.txt"})
+    assert [(r.subject, r.split) for r in records] == [("s1", "train"), ("s2", "test")]
