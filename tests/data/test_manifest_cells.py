@@ -93,3 +93,23 @@ def test_a_listed_path_wins_over_a_listed_file_name(tmp_path):
     records = _scan(tmp_path, "id\tdir\ns1\ta\ns2\tb\n", files=(), path_template="{dir}/x.nii.gz",
                     columns={"subject": "id"}, split_files={"train": "train.txt", "test": "test.txt"})
     assert [(r.subject, r.split) for r in records] == [("s1", "train"), ("s2", "test")]
+
+
+def test_a_join_on_a_column_missing_from_either_table_names_the_column(tmp_path):
+    """Without the check every row's key would be '' and match nothing (or a row with an empty key)."""
+    from medssl.data.tables import ManifestError, load_rows
+
+    (tmp_path / "t.tsv").write_text("id\tage\ns1\t30\n")
+    (tmp_path / "j.tsv").write_text("subject\tsite\ns1\tA\n")
+    for key, table in (("subject", "manifest"), ("id", "j.tsv")):
+        with pytest.raises(ManifestError, match=rf"join on '{key}': column not in .*{table}"):
+            load_rows("t.tsv", tmp_path, join=[{"table": "j.tsv", "key": key}])
+
+
+def test_a_template_that_escapes_the_root_is_a_problem_even_when_another_template_stays_inside(tmp_path):
+    (tmp_path / "t.tsv").write_text("id\ns1\n")
+    (tmp_path / "s1.nii.gz").write_bytes(b"x")
+    card = DataCard(name="t", modality="MR", dimensionality=3, manifest="t.tsv", columns={"subject": "id"},
+                    path_template=["../{id}.nii.gz", "{id}.nii.gz"])
+    scan = scan_manifest(card, tmp_path)
+    assert scan.records == [] and ["escapes the data root" in p.reason for p in scan.problems] == [True]

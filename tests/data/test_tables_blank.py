@@ -34,3 +34,8 @@ def test_only_ascii_digits_make_a_numeric_id():
     assert id_key(" 002 ") == id_key("2") == "2"
     assert id_key("٠٠٢") == "٠٠٢"
     assert id_key("²") == "²"
+
+
+def test_the_id_zero_is_a_number_too():
+    """'0', '00' and '000' are one id, 0 (not the empty id that an empty cell has)."""
+    assert id_key("000") == id_key("0") == "0" != id_key("")
