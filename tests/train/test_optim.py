@@ -159,7 +159,8 @@ def test_adamw_decays_weights_but_not_biases_or_norm_parameters():
 
 def test_grad_clip_scales_the_global_gradient_norm_down_to_the_limit(tmp_path):
     """train.grad_clip=c: one SGD step (no momentum) equals w - lr · min(1, c / ||g||) · g with ||g|| the norm of
-    all gradients together, computed here by hand on a copy of the model; a limit above ||g|| changes nothing."""
+    all gradients together, computed here by hand on a copy of the model; a limit above ||g|| changes nothing, nor does
+    0 (off: not a limit of 0, which would zero every gradient)."""
     import copy
 
     from medssl.train.trainer import Trainer, TrainerOptions
@@ -172,11 +173,11 @@ def test_grad_clip_scales_the_global_gradient_norm_down_to_the_limit(tmp_path):
     grads = [p.grad.clone() for p in naive.parameters()]
     norm = torch.sqrt(sum((gr ** 2).sum() for gr in grads)).item()
     assert norm > 1.0  # the clip below acts
-    for clip in (0.5, 10 * norm):
+    for clip in (0.5, 10 * norm, 0.0):
         opts = TrainerOptions(epochs=1, batch_size=8, optimizer="sgd", lr=0.1, momentum=0.0, weight_decay=0.0,
                               warmup_epochs=0, grad_clip=clip, progress=False)
         t = Trainer(copy.deepcopy(_regression()), data, tmp_path / str(clip), opts, torch.device("cpu"))
         t._optimizer_step([batch], torch.Generator())
-        scale = min(1.0, clip / norm)
+        scale = min(1.0, clip / norm) if clip else 1.0
         for p, w, gr in zip(t.method.parameters(), naive.parameters(), grads):
             assert torch.allclose(p, w.detach() - 0.1 * scale * gr, rtol=1e-5, atol=1e-6)
