@@ -16,7 +16,9 @@ def _state(overrides):
 
 @pytest.mark.parametrize("override", ["train.checkpoint_every=5", "train.checkpoint_epochs=2", "train.keep_checkpoints=4",
                                       "train.monitor_every=1", "train.epochs=20", "data.num_workers=2",
-                                      "data.root=/elsewhere", "eval.batch_size=8", "train.device=cpu"])
+                                      "data.root=/elsewhere", "eval.batch_size=8", "train.device=cpu", "train.precision=bf16",
+                                      "train.compile=true", "train.progress=false", "data.cache_dir=/elsewhere",
+                                      "data.preload=ram", "output_dir=/elsewhere", "train.resume=auto"])
 def test_a_resume_may_change_where_and_how_often_it_runs(override):
     check_compatible(_state([]), to_dict(load_config(overrides=[override])))
 
