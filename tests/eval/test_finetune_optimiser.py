@@ -1,0 +1,41 @@
+"""Fine-tuning's optimiser and initial head, against docs/evaluation.md and plain torch: weight decay 1e-4 on every
+trained parameter, a small random head drawn from the run's seed."""
+
+import pytest
+import torch
+from eval_helpers import make_tiny_encoder
+
+from medssl.eval.finetune import FinetuneOptions, finetune
+
+
+def test_adamw_decays_every_trained_parameter_by_the_documented_default(data, monkeypatch):
+    """AdamW, weight decay 1e-4 (the default) on every trained parameter: the head and, in mode "full", every
+    encoder parameter, biases and BatchNorm scales included."""
+    tr, ytr, va, yva, *_ = data
+    seen = {}
+    original = torch.optim.AdamW.__init__
+
+    def spy(self, groups, **kw):
+        seen["groups"] = [{"params": list(g["params"]), **{k: v for k, v in g.items() if k != "params"}} for g in groups]
+        seen["kw"] = kw
+        original(self, seen["groups"], **kw)
+
+    monkeypatch.setattr(torch.optim.AdamW, "__init__", spy)
+    enc = make_tiny_encoder()
+    res = finetune(enc, tr, ytr, va, yva, FinetuneOptions(epochs=1))
+    assert FinetuneOptions().weight_decay == 1e-4 and seen["kw"].get("weight_decay") == 1e-4
+    assert all(g.get("weight_decay", 1e-4) == 1e-4 for g in seen["groups"])
+    trained = {id(p) for g in seen["groups"] for p in g["params"]}
+    assert trained == {id(p) for p in res.model.parameters()}  # encoder (biases, BatchNorm) and head
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_the_initial_head_is_a_small_gaussian_drawn_from_the_runs_seed(data, seed):
+    """With nothing trained (learning rates and decay 0) the kept head is the initial one: weights 0.01 · N(0, 1)
+    from a generator seeded with ``seed`` (the first draw of the run), bias 0."""
+    tr, ytr, va, yva, *_ = data
+    res = finetune(make_tiny_encoder(), tr, ytr, va, yva,
+                   FinetuneOptions(epochs=1, lr_encoder=0.0, lr_head=0.0, weight_decay=0.0, seed=seed))
+    expected = torch.randn((1, 8), generator=torch.Generator().manual_seed(seed)) * 0.01
+    torch.testing.assert_close(res.model.head.weight, expected, rtol=0, atol=0)
+    assert torch.all(res.model.head.bias == 0)
