@@ -139,3 +139,28 @@ def test_subject_counts_round_up_and_the_subset_comes_back_sorted():
     for fraction, n in ((0.3, 23), (0.7, 53), (0.02, 3)):
         sub = subsample_subjects(rows, subjects, fraction, seed=1)
         assert len(set(subjects[sub])) == n and np.all(np.diff(sub) > 0)
+
+
+def test_the_full_fraction_is_the_probe_and_chance_counts_the_training_classes():
+    """At fraction 1.0 the curve's point is the linear probe of the default protocol on the same rows (same seed),
+    and a class with test scans only does not count in the curve's chance (docs: 1/#training classes)."""
+    from medssl.eval.protocols import fewshot_protocol, probe_targets
+
+    rng = np.random.default_rng(6)
+    n = 90
+    subjects = np.repeat(np.arange(n // 3), 3).astype(str)
+    label = np.repeat(rng.integers(0, 2, n // 3), 3)
+    train = np.arange(n) < 60
+    label[~train & (np.arange(n) % 9 < 3)] = 2  # class 2: test subjects only
+    age = np.repeat(rng.uniform(20, 80, n // 3), 3)
+    x = rng.normal(size=(n, 5))
+    x[:, 0] += (age - 50) / 15
+    x[:, 1] += 2 * label
+    feats = {"features": x, "age": age, "label": label, "subject": subjects}
+    curves = fewshot_protocol(feats, train, ["age", "label"], fractions=(1.0,), seeds=(2, 0))
+    probes = probe_targets(feats, train, ["age", "label"], seed=2, n_boot=0)
+    assert curves["age"]["points"][0]["mae"] == pytest.approx(probes["age"]["mae"], rel=1e-12)
+    point = curves["label"]["points"][0]
+    assert point["balanced_accuracy"] == pytest.approx(probes["label"]["balanced_accuracy"], rel=1e-12)
+    assert (point["n_subjects"], point["seed"]) == (20, 2)
+    assert curves["label"]["chance"] == probes["label"]["chance"] == 0.5
