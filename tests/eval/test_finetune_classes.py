@@ -165,3 +165,17 @@ def test_the_validation_metric_is_unchanged_when_every_class_has_training_rows()
     assert set(y[:32]) == set(pred) == {0, 1, 2}
     naive = np.mean([np.mean(pred[y[32:] == c] == c) for c in (0, 1, 2)])
     assert result.history[0]["val_metric"] == pytest.approx(naive)
+
+
+def test_a_class_in_the_validation_rows_only_is_no_choice_of_the_validation_metric():
+    """Class 1 in validation rows but no training row: the history's val_metric still chooses among the training
+    classes 0 and 2 (class 1's rows count, with recall 0), as scikit-learn's balanced accuracy of that argmax."""
+    ds, age = make_image_dataset(60, seed=1)
+    y = np.digitize(age, np.quantile(age, [1 / 3, 2 / 3]))
+    tr = [i for i in range(36) if y[i] != 1]
+    opts = FinetuneOptions(task="classification", mode="head", epochs=1, lr_head=1e-7, batch_size=8, seed=4)
+    result = finetune(make_tiny_encoder(), [ds[i] for i in tr], y[tr], ds[36:48], y[36:48], opts)
+    proba, classes = predict(result, ds[36:48]), np.array([0, 2])
+    assert 1 in y[36:48] and (proba.argmax(1) == 1).any()  # the case: the untrained output 1 wins on some rows
+    naive = balanced_accuracy_score(y[36:48], classes[proba[:, classes].argmax(1)])
+    assert result.history[0]["val_metric"] == pytest.approx(naive)

@@ -39,3 +39,19 @@ def test_the_initial_head_is_a_small_gaussian_drawn_from_the_runs_seed(data, see
     expected = torch.randn((1, 8), generator=torch.Generator().manual_seed(seed)) * 0.01
     torch.testing.assert_close(res.model.head.weight, expected, rtol=0, atol=0)
     assert torch.all(res.model.head.bias == 0)
+
+
+def test_the_encoder_lr_grid_scores_each_run_by_its_best_epoch_not_its_last(data):
+    """finetune_encoder_lrs' default criterion is the run's best validation loss (docs: "keeps the run with the
+    best validation loss"): runs that early-stop after worse epochs are scored by their best one, as a run with
+    that lr alone gives it."""
+    from medssl.eval.finetune import finetune_encoder_lrs
+
+    tr, ytr, va, yva, *_ = data
+    enc, lrs = make_tiny_encoder(), (3e-1, 1e-2)
+    opts = FinetuneOptions(epochs=6, patience=1, lr_head=3e-1, batch_size=8, seed=2)
+    alone = {lr: finetune(enc, tr, ytr, va, yva, FinetuneOptions(**{**opts.__dict__, "lr_encoder": lr})) for lr in lrs}
+    best_loss = {lr: min(h["val_loss"] for h in r.history) for lr, r in alone.items()}
+    assert any(r.history[-1]["val_loss"] > best_loss[lr] for lr, r in alone.items())  # the case: a worse last epoch
+    best, scores = finetune_encoder_lrs(enc, tr, ytr, va, yva, lrs, opts)
+    assert scores == best_loss and best.options.lr_encoder == min(best_loss, key=best_loss.get)
