@@ -55,3 +55,17 @@ def test_the_encoder_lr_grid_scores_each_run_by_its_best_epoch_not_its_last(data
     assert any(r.history[-1]["val_loss"] > best_loss[lr] for lr, r in alone.items())  # the case: a worse last epoch
     best, scores = finetune_encoder_lrs(enc, tr, ytr, va, yva, lrs, opts)
     assert scores == best_loss and best.options.lr_encoder == min(best_loss, key=best_loss.get)
+
+
+@pytest.mark.parametrize("extra", [0, 1])
+def test_last_mode_refuses_no_block_and_more_blocks_than_the_encoder_has(data, extra):
+    """mode="last" trains 1 … #blocks blocks: --last-blocks 0 would quietly be mode "head" (nothing of the encoder
+    trained) and #blocks + 1 would count blocks that do not exist; both stop with the encoder's block count."""
+    from medssl.eval.finetune import encoder_blocks
+
+    tr, ytr, va, yva, *_ = data
+    enc = make_tiny_encoder()
+    n = len(encoder_blocks(enc))
+    bad = 0 if extra == 0 else n + 1
+    with pytest.raises(ValueError, match=f"last_blocks={bad} but the encoder has {n} blocks"):
+        finetune(enc, tr, ytr, va, yva, FinetuneOptions(mode="last", last_blocks=bad, epochs=1))
