@@ -159,3 +159,34 @@ def test_16_bit_grey_alpha_png_is_refused_not_cut_to_8_bits(tmp_path):
         read_png(tmp_path / "la16.png")
     _png(tmp_path / "g16.png", grey, 16, 0)  # the same writer, 16-bit grey: read in full
     np.testing.assert_allclose(read_png(tmp_path / "g16.png").array[0], grey.T / 65535.0, rtol=1e-6)
+
+
+def test_16_bit_rgba_png_is_refused_not_cut_to_8_bits(tmp_path):
+    rgba = np.random.default_rng(3).integers(0, 65536, (3, 4, 4), dtype=np.uint16)
+    _png(tmp_path / "rgba16.png", rgba, 16, 6)  # colour type 6: RGB + alpha
+    with Image.open(tmp_path / "rgba16.png") as img:
+        assert img.mode == "RGBA" and np.asarray(img).dtype == np.uint8  # the premise: precision lost
+    with pytest.raises(BadFileError, match=r"rgba16\.png: a 16-bit colour"):
+        read_png(tmp_path / "rgba16.png")
+
+
+def test_16_bit_grey_png_read_as_mode_i_as_pillow_9_does(tmp_path, monkeypatch):
+    # Pillow < 10 opened a 16-bit grey PNG as mode "I" (32-bit int) instead of "I;16"; pyproject allows pillow>=9.
+    from PIL import PngImagePlugin
+
+    monkeypatch.setitem(PngImagePlugin._MODES, (16, 0), ("I", "I;16B"))
+    img = np.array([[0, 1, 255, 256], [4095, 32768, 65534, 65535]], np.uint16)
+    _png(tmp_path / "g16.png", img, 16, 0)
+    with Image.open(tmp_path / "g16.png") as pil:
+        assert pil.mode == "I" and np.array_equal(np.asarray(pil), img)
+    np.testing.assert_allclose(read_png(tmp_path / "g16.png").array[0], img.T / 65535.0, rtol=1e-6)
+
+
+def test_a_multi_picture_jpeg_is_a_jpeg(tmp_path):
+    # Pillow names a JPEG with an MPF (multi-picture, e.g. a camera's stereo / preview pair) format "MPO".
+    img = np.random.default_rng(4).integers(0, 256, (8, 8), dtype=np.uint8)
+    Image.fromarray(img).convert("RGB").save(tmp_path / "m.jpg", "MPO", save_all=True,
+                                             append_images=[Image.fromarray(img[::-1]).convert("RGB")])
+    with Image.open(tmp_path / "m.jpg") as pil:
+        assert pil.format == "MPO"
+    assert read_png(tmp_path / "m.jpg").meta["source_format"] == "jpeg"
