@@ -275,7 +275,7 @@ def test_bad_slice_thickness_of_a_single_slice_is_an_error(pydicom_file, tmp_pat
         read_dicom(path, spatial_dims=3)
 
 
-@pytest.mark.parametrize("width", [0, -5])
+@pytest.mark.parametrize("width", [0, 0.5, -5])  # C.11.2.1.2: a width of at least 1
 def test_a_window_width_below_one_names_the_window_and_the_fix(pydicom_file, tmp_path, width):
     ds = pydicom.dcmread(pydicom_file(CR))
     ds.WindowWidth = width
