@@ -87,3 +87,17 @@ def test_a_card_voxel_size_changed_by_a_hundredth_of_a_mm_changes_the_settings(t
     settings = [make_loader(c, make_preprocessor(c, None, [1.0, 1.0]), 1, tmp_path).settings()
                 for c in (_card(2, geometry={"spacing": [v, v]}) for v in (1.0, 1.02, 1.0))]
     assert settings[0] != settings[1] and settings[0] == settings[2]
+
+
+def test_a_run_whose_card_sets_another_voxel_size_is_refused_naming_the_geometry(tmp_path):
+    """The card's npy geometry changes the cached rows (they are resampled from it): a run with a card of
+    another voxel size is refused like any other setting, not handed a silent rebuild of the prepared rows."""
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "t.tsv").write_text("id\na\n")
+    np.save(root / "a.npy", np.arange(64, dtype=np.float32).reshape(1, 8, 8))
+    card = _card(2, geometry={"spacing": [1.0, 1.0]})
+    prepare_card(card, tmp_path / "c", root=root, spacing=[1.0, 1.0], progress=False)
+    other = _card(2, geometry={"spacing": [0.5, 0.5]})
+    with pytest.raises(ConfigError, match=r"the card.s geometry: \[\[\[1\.0, .* there, \[\[\[0\.5, .* in this run"):
+        refuse_other_settings(tmp_path / "c", make_loader(other, make_preprocessor(other, None, [1.0, 1.0]), 1, root))
