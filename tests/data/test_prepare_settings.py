@@ -101,3 +101,24 @@ def test_a_run_whose_card_sets_another_voxel_size_is_refused_naming_the_geometry
     other = _card(2, geometry={"spacing": [0.5, 0.5]})
     with pytest.raises(ConfigError, match=r"the card.s geometry: \[\[\[1\.0, .* there, \[\[\[0\.5, .* in this run"):
         refuse_other_settings(tmp_path / "c", make_loader(other, make_preprocessor(other, None, [1.0, 1.0]), 1, root))
+
+
+@pytest.mark.parametrize("change, named", [({"reader_options": {"spacing": 0.5}}, r"the card's reader: \{'spacing': 1\.0\} there, "
+                                                                                  r"\{'spacing': 0\.5\} in this run"),
+                                           ({"format": "auto"}, r"the card's format: png there, auto in this run")],
+                         ids=["reader_options", "format"])
+def test_a_run_whose_card_reads_the_files_otherwise_is_refused_naming_it(tmp_path, change, named):
+    """The card's reader options and format are cache settings too: a run with other ones is refused, naming them."""
+    from PIL import Image
+
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "t.tsv").write_text("id\na\n")
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(root / "a.png")
+    kw = {"name": "c", "modality": "DX", "dimensionality": 2, "manifest": "t.tsv", "columns": {"subject": "id"},
+          "path_template": "{id}.png", "preprocessing": {"shape": [8, 8], "normalise": "none"}}
+    card = DataCard(**kw, format="png", reader_options={"spacing": 1.0})
+    prepare_card(card, tmp_path / "c", root=root, progress=False)
+    other = DataCard(**{**kw, "format": "png", "reader_options": {"spacing": 1.0}, **change})
+    with pytest.raises(ConfigError, match=named):
+        refuse_other_settings(tmp_path / "c", make_loader(other, make_preprocessor(other), 1, root))
