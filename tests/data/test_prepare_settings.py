@@ -12,6 +12,7 @@ from medssl.data.card import DataCard
 from medssl.data.prepare import (make_loader, make_preprocessor, prepare_card, refuse_other_settings,
                                  refuse_overwriting_inputs)
 from medssl.io import Volume
+from medssl.io.errors import BadFileError
 
 
 def _card(dims=3, **kw) -> DataCard:
@@ -122,3 +123,17 @@ def test_a_run_whose_card_reads_the_files_otherwise_is_refused_naming_it(tmp_pat
     other = DataCard(**{**kw, "format": "png", "reader_options": {"spacing": 1.0}, **change})
     with pytest.raises(ConfigError, match=named):
         refuse_other_settings(tmp_path / "c", make_loader(other, make_preprocessor(other), 1, root))
+
+
+@pytest.mark.filterwarnings(r"ignore:std\(\)")
+@pytest.mark.parametrize("spacing, error", [([1.0, 1.0, 1.0], "RuntimeError"), ([], "IndexError")], ids=["resample", "keep"])
+def test_a_scan_with_an_empty_axis_is_a_bad_file_whichever_error_the_preprocessing_raises(spacing, error):
+    """A decoded scan with no voxels along an axis makes torch raise RuntimeError (resampling) or IndexError
+    (normalising); either is the file's fault, so the loader reports a BadFileError (a skip build lists it)."""
+    from medssl.data.manifest import Record
+    from medssl.data.prepare import ScanLoader
+
+    empty = Volume(np.ones((1, 0, 8, 8), np.float32), np.diag([2.0, 1.0, 1.0, 1.0]))
+    loader = ScanLoader(lambda record: empty, make_preprocessor(_card(), None, spacing, "zscore"), 3)
+    with pytest.raises(BadFileError, match=rf"preprocessing failed \({error}"):
+        loader(Record(subject="s", path="s.npy"))
