@@ -132,10 +132,9 @@ def read_numbered_table(path: Path, bad_rows: list[tuple[str, str]] | None = Non
             lines.append(cells)
             starts.append(reader.line_num + 1)
     except csv.Error as e:  # a quote never closed: the rest of the file is one field, past csv's size limit
-        row, line = len(lines) + 1, starts[len(lines)]
-        raise ManifestError(f"metadata table {path} row {row}" + (f" (line {line})" if line != row else "")
-                            + f": {e}: a field opened with a quote (\") that is never closed takes in the rest of "
-                            "the file; close the quote or remove it") from None
+        raise ManifestError(f"metadata table {path} row {_row_label(len(lines) + 1, starts[len(lines)])}: {e}: a field "
+                            "opened with a quote (\") that is never closed takes in the rest of the file; close the "
+                            "quote or remove it") from None
     header = [h.strip() for h in (lines[0] if lines else [])]
     other = [d for d in ";\t,|" if d != delimiter and len(header) == 1 and d in header[0]]
     if other:
@@ -151,7 +150,7 @@ def read_numbered_table(path: Path, bad_rows: list[tuple[str, str]] | None = Non
     for number, (cells, line) in enumerate(zip(lines[1:], starts[1:]), start=2):
         if not any(c.strip() for c in cells):
             continue  # blank line
-        label = str(number) if line == number else f"{number} (line {line})"
+        label = _row_label(number, line)
         if len(cells) != len(header):
             reason = f"{len(cells)} fields but the header has {len(header)}; a field holding the delimiter must be quoted"
             if bad_rows is None:
@@ -160,6 +159,11 @@ def read_numbered_table(path: Path, bad_rows: list[tuple[str, str]] | None = Non
             continue
         rows.append((label, {h: c for h, c in zip(header, cells) if h}))
     return [h for h in header if h], rows
+
+
+def _row_label(number: int, line: int) -> str:
+    """``"7"``, or ``"7 (line 9)"`` when quoted line breaks above put the row on another line of the file."""
+    return str(number) if line == number else f"{number} (line {line})"
 
 
 def id_key(value: str) -> str:
