@@ -219,6 +219,14 @@ def test_sigterm_always_leaves_a_checkpoint_of_the_current_step(tmp_path, where)
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["step"] == 6
 
 
+def test_a_tied_monitor_value_keeps_the_earlier_best_checkpoint(tmp_path):
+    """best.pt is replaced only by a strictly lower best_metric (docs/training.md): on a tie the earlier
+    epoch's weights stay."""
+    t = _scripted_monitor(_trainer(tmp_path / "run", epochs=4, checkpoint_epochs=3), [5.0, 3.0, 3.0, 3.0])
+    assert t.fit()["best_metric"] == 3.0
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["step"] == 6
+
+
 class BNEncoder(TinyEncoder):
     def __init__(self):
         super().__init__()
