@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import re
 import typing
 from typing import Any
 
@@ -199,8 +200,10 @@ def _validate_views(cfg: RunConfig) -> None:
         build_view_pipeline(preset=cfg.augment.preset, spatial_dims=cfg.encoder.spatial_dims,
                             crop_size=tuple(cfg.augment.crop_size), overrides=dict(cfg.augment.overrides),
                             spacing=spacing)
-    except ValueError as e:
-        raise ConfigError(f"augment: {e}") from None
+    except ValueError as e:  # a bad value set in augment.overrides is named by its key (presets are valid)
+        bad = re.match(r"augmentation parameter (\w+)=", str(e))
+        where = f"augment.overrides.{bad[1]}" if bad and bad[1] in cfg.augment.overrides else "augment"
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def check_targets(key: str, targets: typing.Iterable[str]) -> None:

@@ -98,6 +98,10 @@ def test_a_2d_shape_for_a_3d_encoder_says_how_to_configure_2d_images():
     ("augment.preset=brainn", "augment: unknown augmentation preset 'brainn'. Did you mean 'brain_mri'?"),
     ("augment.overrides={flipp_prob: 0.5}", "augment: unknown augmentation parameter 'flipp_prob' in overrides for "
                                             "preset 'brain_mri'. Did you mean 'flip_prob'?"),
+    ("augment.overrides={blur_sigma: [-1, 1]}", "augment.overrides.blur_sigma: augmentation parameter "
+                                                "blur_sigma=(-1, 1) is a standard deviation"),
+    ("augment.overrides={flip_prob: 0.5, interpolation: cubic}", "augment.overrides.interpolation: augmentation "
+                                                                 "parameter interpolation='cubic': use"),
 ])
 def test_a_bad_preset_or_override_is_a_config_error_naming_the_augment_section(override, message):
     """The view pipeline's own ValueError becomes a ConfigError that says which section of the config it is about."""
