@@ -43,16 +43,19 @@ def kernel_weights(metadata: Tensor, sigma: float | Sequence[float], kernel: str
     """Pairwise kernel weights ``K(y_a - y_b)``.
 
     Args:
-        metadata: (M,) or (M, K) float metadata (e.g. age in years).
+        metadata: (M,) or (M, K) metadata (e.g. age in years); integer metadata are used as
+            numbers, in the default float dtype.
         sigma: bandwidth, a float or one value per metadata dimension (same unit as metadata).
         kernel: ``"rbf"``, ``"gaussian"`` or ``"cauchy"``.
 
     Returns:
-        (M, M) weights in the dtype of ``metadata`` (diagonal included: ``K(0)``).
+        (M, M) weights in the (float) dtype of ``metadata`` (diagonal included: ``K(0)``).
     """
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}; choose one of {KERNELS}")
     y = metadata if metadata.dim() == 2 else metadata[:, None]
+    if not y.is_floating_point():  # int64 bandwidths would truncate sigma (2.5 -> 2, 0.5 -> 0: NaN weights)
+        y = y.to(torch.get_default_dtype())
     scale = bandwidths(sigma, y.shape[1], y.device, y.dtype)
     # Difference first, then scale: equal metadata gaps give bit-identical weights (ties matter
     # for L^thr's strict comparisons).

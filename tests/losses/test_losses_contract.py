@@ -128,3 +128,14 @@ def test_the_diagonal_of_the_logits_is_ignored():
         torch.testing.assert_close(value, contrastive_core(s0, weights, **kw), rtol=1e-12, atol=1e-12, msg=f"{kw} {d}")
         value.sum().backward()
         assert torch.isfinite(s.grad).all() and torch.count_nonzero(s.grad.diagonal()) == 0, (kw, d)
+
+
+def test_kernel_weights_take_integer_metadata_as_numbers():
+    """docs/losses.md: "Integer labels are used as numbers." kernel_weights on whole-year ages built its
+    bandwidths in the metadata's dtype, so an int64 sigma truncated 2.5 to 2 and 0.5 to 0 (every weight NaN)."""
+    years = [20, 25, 31]
+    for sigma in (2.5, 0.5, 3):
+        expected = torch.tensor([[math.exp(-((a - b) / sigma) ** 2 / 2) for b in years] for a in years])
+        weights = L.kernel_weights(torch.tensor(years), sigma, "rbf")
+        assert weights.is_floating_point(), sigma
+        torch.testing.assert_close(weights, expected.to(weights.dtype), rtol=1e-6, atol=1e-12, msg=str(sigma))
