@@ -139,3 +139,85 @@ def test_kernel_weights_take_integer_metadata_as_numbers():
         weights = L.kernel_weights(torch.tensor(years), sigma, "rbf")
         assert weights.is_floating_point(), sigma
         torch.testing.assert_close(weights, expected.to(weights.dtype), rtol=1e-6, atol=1e-12, msg=str(sigma))
+
+
+def _kernel_inputs(seed=8, n=6):
+    g = torch.Generator().manual_seed(seed)
+    features = torch.randn(n, 2, 5, generator=g, dtype=torch.float64)
+    ages = 20 + 40 * torch.rand(n, generator=g, dtype=torch.float64)
+    return features, ages, torch.stack([ages, torch.rand(n, generator=g, dtype=torch.float64)], 1)
+
+
+def test_one_float_or_int_sigma_serves_every_metadata_column():
+    """kernels.py: "a float is used for every dimension"; a YAML ``sigma: 3`` arrives as an int."""
+    import losses_naive as naive
+
+    features, _, meta = _kernel_inputs()
+    for sigma in (3.0, 3):
+        for name in ("rbf", "gaussian", "cauchy"):
+            expected = torch.tensor(naive.weight_matrix(meta, list(range(6)), 3.0, name), dtype=torch.float64)
+            torch.testing.assert_close(L.kernel_weights(meta, sigma, name), expected, rtol=1e-12, atol=0)
+        torch.testing.assert_close(L.YAwareLoss(0.2, sigma)(features, meta), naive.yaware(features, meta, 0.2, 3.0),
+                                   rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="unknown kernel 'laplace'"):  # not a silent rbf
+        L.kernel_weights(meta, 3.0, "laplace")
+
+
+def test_kernel_loss_arguments_are_checked_when_built_and_named_when_called():
+    features, ages, _ = _kernel_inputs()
+    with pytest.raises(ValueError, match="weight_normalisation must be"):
+        L.YAwareLoss(weight_normalisation="columns")
+    with pytest.raises(ValueError, match="form must be"):
+        L.ThresholdLoss(form="published")
+    with pytest.raises(ValueError, match="delta_reduction must be"):
+        L.ThresholdLoss(form="released", delta_reduction="max")
+    # Two bandwidths (tuple or list) for (N,) ages: the message names the labels' shape.
+    for sigma in ((5.0, 0.5), [5.0, 0.5]):
+        for cls in (L.YAwareLoss, L.ThresholdLoss, L.ExpLoss):
+            with pytest.raises(ValueError, match=r"sigma has 2 values but labels are \(N,\)"):
+                cls(sigma=sigma)(features, ages)
+    # Every missing age is named, not only the first.
+    ages[[1, 4]] = math.nan
+    with pytest.raises(ValueError, match=r"rows \[1, 4\]"):
+        L.YAwareLoss()(features, ages)
+    text = repr(L.ExpLoss(0.2, 3.0, "cauchy"))
+    assert "temperature=0.2" in text and "sigma=3.0" in text and "kernel='cauchy'" in text
+
+
+def test_released_threshold_sums_the_counts_by_default():
+    """ThresholdLoss docstring: ``delta_reduction="sum"`` (default) or ``"mean"`` (counts / M)."""
+    import losses_naive as naive
+
+    features, ages, _ = _kernel_inputs(9, n=7)
+    value = L.ThresholdLoss(0.1, 3.0, form="released")(features, ages)
+    torch.testing.assert_close(value, naive.threshold_released(features, ages, 0.1, 3.0, "rbf", "sum"), rtol=1e-10, atol=0)
+    assert abs(value - naive.threshold_released(features, ages, 0.1, 3.0, "rbf", "mean")) > 1e-3
+
+
+def test_exp_loss_formula_holds_where_a_gaussian_weight_exceeds_one():
+    """L^exp's ``s (1 - w)`` as written, not clipped at w = 1: a gaussian kernel with sigma < 1/sqrt(2 pi) has
+    K(0) > 1 (docs/losses.md: the density; its scale matters only for L^exp), so 1 - w is negative there."""
+    import losses_naive as naive
+
+    features, _, _ = _kernel_inputs(10)
+    ages = torch.tensor([30.0, 30.1, 30.25, 31.0, 40.0, 40.2], dtype=torch.float64)
+    assert L.kernel_weights(ages, 0.2, "gaussian").diagonal().min() > 1.9
+    f1, f2 = features.clone().requires_grad_(True), features.clone().requires_grad_(True)
+    ours, ref = L.ExpLoss(0.5, 0.2, "gaussian")(f1, ages), naive.exp_loss(f2, ages, 0.5, 0.2, "gaussian")
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
+    ours.backward()
+    ref.backward()
+    torch.testing.assert_close(f1.grad, f2.grad, rtol=1e-8, atol=1e-10)
+
+
+def test_without_labels_the_other_view_has_weight_one_whatever_the_kernel():
+    """kernelised.py: ``labels=None`` falls back to sample identity (weight 1 for the other view, 0 elsewhere),
+    not to K(0) of the kernel (0.2 for a gaussian with sigma 2): L^exp's (1 - w) sees the difference. The
+    naive loop gets identity weights from an rbf on ages 10^9 apart."""
+    import losses_naive as naive
+
+    features, _, _ = _kernel_inputs(11)
+    far = torch.arange(6, dtype=torch.float64) * 1e9
+    for name in ("rbf", "gaussian", "cauchy"):
+        torch.testing.assert_close(L.ExpLoss(0.2, 2.0, name)(features, None), naive.exp_loss(features, far, 0.2, 2.0, "rbf"),
+                                   rtol=1e-10, atol=1e-12, msg=name)
