@@ -12,7 +12,8 @@ from medssl.transforms.masking import (RandomPatchMasking, keep_tokens, mask_to_
 
 @pytest.mark.parametrize("num_patches,ratio,keep", [(196, 0.75, 49), (216, 0.75, 54), (64, 0.5, 32), (10, 0.9, 1),
                                                     (50, 0.0, 50), (7, 0.75, 1),
-                                                    (100, 0.9, 10), (5, 0.9, 1), (3, 0.5, 1)])
+                                                    (100, 0.9, 10), (5, 0.9, 1), (3, 0.5, 1),
+                                                    (101, 0.01, 99)])
 def test_mask_has_the_requested_ratio(num_patches, ratio, keep):
     pm = random_patch_mask(5, num_patches, ratio, gen(0))
     assert pm.ids_keep.shape == (5, keep) and pm.mask.shape == (5, num_patches)
@@ -104,3 +105,39 @@ def test_masking_module_uses_its_own_ratio_and_refuses_a_full_mask():
     assert torch.equal(kept, torch.stack([patches[b][pm.mask[b] == 0] for b in range(3)]))
     with pytest.raises(ValueError, match="mask_ratio"):
         RandomPatchMasking(patch_size=4, mask_ratio=1.0)
+
+
+def test_masks_are_maes_random_masking_of_the_generators_noise():
+    """MAE's random_masking written out: noise = rand(B, L) from the generator, ascending argsort, the first
+    L_keep (smallest noise) are kept; the same seed gives the paper code's masks (ids_keep then in grid order)."""
+    pm = random_patch_mask(3, 30, 0.7, gen(6))
+    noise = torch.rand((3, 30), generator=gen(6))
+    keep = torch.argsort(noise, dim=1)[:, :9]
+    assert torch.equal(pm.ids_keep, keep.sort(1).values)
+    expected = torch.ones(3, 30)
+    expected.scatter_(1, keep, 0.0)
+    assert torch.equal(pm.mask, expected)
+
+
+def test_defaults_are_maes_ratio_and_a_patch_size_of_the_wrong_length_is_refused():
+    """docs/augmentations.md: ``random_patch_mask(B, L, mask_ratio=0.75, ...)``, MAE's 0.75 also for the module;
+    a patch size with one entry per axis, never zipped short against the image's axes."""
+    assert random_patch_mask(2, 64, generator=gen(0)).mask.sum(1).tolist() == [48.0, 48.0]
+    kept, pm = RandomPatchMasking(patch_size=4)(torch.randn(2, 1, 16, 16), gen(0))
+    assert kept.shape == (2, 4, 16) and pm.mask.sum(1).tolist() == [12.0, 12.0]
+    with pytest.raises(ValueError, match="must have 3 entries"):
+        patch_grid((16, 16, 16), (8, 8))
+    with pytest.raises(ValueError, match="must have 2 entries"):
+        patch_grid((16, 16), (8, 8, 8))
+    with pytest.raises(ValueError, match="must have 2 entries"):
+        mask_to_image(torch.zeros(1, 4), (2, 2), (4, 4, 4))
+
+
+def test_a_generator_on_another_device_than_the_batch_is_refused():
+    """The masks are drawn on the batch's device with the caller's generator: a CPU generator with a batch
+    elsewhere is a clear error (checked on the 'meta' device, so no GPU is needed), not masks on the wrong device."""
+    x = torch.zeros(2, 1, 8, 8, device="meta")
+    with pytest.raises(ValueError, match="Generator lives on cpu but the batch is on meta"):
+        RandomPatchMasking(patch_size=4)(x, gen(0))
+    with pytest.raises(ValueError, match="Generator lives on cpu but the batch is on meta"):
+        random_patch_mask(2, 4, 0.5, gen(0), device="meta")
