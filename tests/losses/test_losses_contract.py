@@ -60,6 +60,12 @@ def test_refused_arguments():
     # sigma = inf made every kernel weight 1: every sample a positive of every other, silently.
     with pytest.raises(ValueError, match="positive finite"):
         L.YAwareLoss(sigma=math.inf)
+    # ...and every one of several bandwidths is checked, not only when all are bad (a 0 divides by zero).
+    for sigma in ((5.0, 0.0), (math.nan, 0.5)):
+        with pytest.raises(ValueError, match="positive finite"):
+            L.ExpLoss(sigma=sigma)
+        with pytest.raises(ValueError, match="positive finite"):
+            L.kernel_weights(torch.zeros(3, 2), sigma, "rbf")
     with pytest.raises(ValueError, match="floating point"):
         L.NTXentLoss()(features.long())
 
