@@ -95,6 +95,10 @@ def test_masks_without_a_generator_differ_between_calls():
     """No generator: fresh randomness each call (a torch.Generator never seeded repeats the same masks)."""
     a, b = (random_patch_mask(2, 64, 0.75).mask for _ in range(2))
     assert not torch.equal(a, b)
+    # ...from a generator of its own: the global torch stream (other draws of a run) is left where it was.
+    state = torch.get_rng_state()
+    random_patch_mask(2, 64, 0.75)
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_masking_module_uses_its_own_ratio_and_refuses_a_full_mask():
