@@ -9,6 +9,7 @@ NT-Xent-like objectives). Integer labels are used as numbers (e.g. age in whole 
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Sequence
 
 import torch
@@ -27,9 +28,9 @@ class _KernelLoss(ContrastiveLoss):
         super().__init__(temperature, base_temperature, gather_distributed)
         if kernel not in KERNELS:
             raise ValueError(f"{type(self).__name__}: unknown kernel {kernel!r}; choose one of {KERNELS}")
-        n_dims = 1 if isinstance(sigma, (int, float)) else len(sigma)
+        n_dims = 1 if isinstance(sigma, (numbers.Real, str, bytes)) else len(sigma)
         bandwidths(sigma, n_dims, torch.device("cpu"), torch.float64)  # validates early
-        self.sigma = float(sigma) if isinstance(sigma, (int, float)) else tuple(float(s) for s in sigma)
+        self.sigma = float(sigma) if isinstance(sigma, numbers.Real) else tuple(float(s) for s in sigma)
         self.kernel = kernel
 
     def extra_repr(self) -> str:

@@ -18,6 +18,7 @@ their ``sigma = s`` is our ``sigma = 1 / sqrt(s)``.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Sequence
 
 import torch
@@ -28,7 +29,9 @@ KERNELS = ("rbf", "gaussian", "cauchy")
 
 def bandwidths(sigma: float | Sequence[float], n_dims: int, device: torch.device, dtype: torch.dtype) -> Tensor:
     """Per-dimension bandwidths as a (K,) tensor; a float is used for every dimension."""
-    values = [float(sigma)] * n_dims if isinstance(sigma, (int, float)) else [float(s) for s in sigma]
+    if isinstance(sigma, (str, bytes)):  # a quoted YAML value: its characters are no bandwidths
+        raise ValueError(f"sigma must be a number or one number per metadata column, got the string {sigma!r}")
+    values = [float(sigma)] * n_dims if isinstance(sigma, numbers.Real) else [float(s) for s in sigma]
     if len(values) != n_dims:
         raise ValueError(
             f"sigma has {len(values)} value(s) but the metadata has {n_dims} dimension(s); "

@@ -227,3 +227,21 @@ def test_without_labels_the_other_view_has_weight_one_whatever_the_kernel():
     for name in ("rbf", "gaussian", "cauchy"):
         torch.testing.assert_close(L.ExpLoss(0.2, 2.0, name)(features, None), naive.exp_loss(features, far, 0.2, 2.0, "rbf"),
                                    rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_sigma_is_a_number_or_numbers_never_the_characters_of_a_string():
+    """A quoted YAML ``sigma: '10'`` reached the loss as a string and was read character by character: '10' failed
+    as "got [1.0, 0.0]", '2.5' on float('.'), and '5' passed as (5.0,). NumPy scalars are numbers (they raised
+    TypeError on len())."""
+    import losses_naive as naive
+    import numpy as np
+
+    for bad in ("10", "5", "2.5"):
+        with pytest.raises(ValueError, match=f"sigma must be a number.*'{bad}'"):
+            L.ThresholdLoss(sigma=bad)
+        with pytest.raises(ValueError, match="sigma must be a number"):
+            L.kernel_weights(torch.zeros(3), bad, "rbf")
+    features, ages, _ = _kernel_inputs(12)
+    for sigma in (np.float32(3.0), np.int64(3)):
+        torch.testing.assert_close(L.YAwareLoss(0.2, sigma)(features, ages), naive.yaware(features, ages, 0.2, 3.0),
+                                   rtol=1e-10, atol=1e-12)
