@@ -148,9 +148,9 @@ def test_built_from_config_with_views_from_the_augment_section():
 
 def test_reconstruction_of_a_perfect_normalised_prediction_is_the_input(monkeypatch):
     """With norm_pix_loss the decoder predicts per-patch normalised voxels; a prediction equal to the
-    normalised target must be mapped back to the input itself (round trip through each patch's mean/std)."""
+    normalised target must be mapped back to the input itself (round trip through each patch's mean/std). The std
+    is sqrt(var + 1e-6), the target's own: on patches of variance ~1e-6 a plain sqrt(var) is off by ~30 %."""
     mae = make_mae(dims=2, norm_pix_loss=True).eval()
-    x = torch.randn(2, 1, 16, 16) * 3 + 5
     real = mae.forward_masked
 
     def perfect(inp, generator):
@@ -158,9 +158,11 @@ def test_reconstruction_of_a_perfect_normalised_prediction_is_the_input(monkeypa
         return mae.targets(inp), pm, grid
 
     monkeypatch.setattr(mae, "forward_masked", perfect)
-    rec = mae.reconstruct(x, torch.Generator().manual_seed(0))
-    assert rec["mask"].mean().item() == pytest.approx(0.75)
-    assert torch.allclose(rec["reconstruction"], x, atol=1e-4)
+    for scale, atol in ((3.0, 1e-4), (1e-3, 2e-5)):
+        x = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(1)) * scale + 5
+        rec = mae.reconstruct(x, torch.Generator().manual_seed(0))
+        assert rec["mask"].mean().item() == pytest.approx(0.75)
+        assert torch.allclose(rec["reconstruction"], x, atol=atol), scale
 
 
 def test_mask_ratio_is_the_one_configured():
