@@ -247,3 +247,11 @@ def test_normalised_targets_of_one_voxel_patches_are_refused_early():
         load_config(None, base)
     load_config(None, base + ["method.options={norm_pix_loss: false}"])
     load_config(None, base + ["encoder.in_channels=2"])
+
+
+def test_a_generator_on_another_device_than_the_batch_is_refused_before_the_encoder_runs():
+    """The mask is drawn on the batch's device with the step's generator: a CPU generator with a batch elsewhere
+    is the masking's clear error ('meta' device: no GPU needed), not a device mismatch inside the encoder."""
+    mae = make_mae()
+    with pytest.raises(ValueError, match="Generator lives on cpu but the batch is on meta"):
+        mae.forward_masked(torch.zeros(1, 1, 16, 16, 16, device="meta"), torch.Generator().manual_seed(0))
