@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from medssl.io import BadFileError, load_medmnist_split, read_image, read_medmnist
+from medssl.io.medmnist import SPLITS
 
 PNEU = "medmnist_pneumoniamnist_reconstructed/pneumoniamnist.npz"
 ADRENAL = "medmnist_adrenalmnist3d/adrenalmnist3d.npz"
@@ -133,3 +134,111 @@ def test_npz_with_a_damaged_zip_entry_is_a_bad_file(tmp_path, field, value, word
         load_medmnist_split(path, "train")
     with pytest.raises(BadFileError, match=r"d\.npz: "):
         read_medmnist(path, "train", 0)
+
+
+def test_single_read_meta_is_plain_python_and_arrays_are_c_contiguous(tmp_path):
+    """meta holds Python ints (JSON-safe) and the documented fields; both readers return C-contiguous float32."""
+    stored = np.arange(2 * 3 * 4 * 5, dtype=np.uint8).reshape(2, 3, 4, 5)  # (N, D, H, W)
+    path = _fake_npz(tmp_path / "m.npz", stored, np.array([[0], [1]], np.uint8))
+    vol = read_medmnist(path, "val", np.int64(1))
+    assert vol.meta["source_format"] == "medmnist" and vol.meta["split"] == "val"
+    assert type(vol.meta["index"]) is int and vol.meta["index"] == 1
+    assert type(vol.meta["label"]) is int and vol.meta["label"] == 1
+    assert vol.meta["shape"] == (5, 4, 3) and vol.meta["spacing"] == (1.0, 1.0, 1.0)  # (W, H, D), 1 "mm"
+    np.testing.assert_array_equal(vol.affine, np.eye(4))
+    assert vol.array.flags.c_contiguous
+    np.testing.assert_array_equal(vol.array[0], stored[1].transpose(2, 1, 0) / np.float32(255))
+    images, _ = load_medmnist_split(path, "val")
+    assert images.flags.c_contiguous and images.shape == (2, 1, 5, 4, 3)
+
+
+def test_negative_index_is_out_of_range_not_counted_from_the_end(tmp_path):
+    path = _fake_npz(tmp_path / "g.npz", np.zeros((2, 4, 4), np.uint8), np.zeros((2, 1), np.uint8))
+    with pytest.raises(IndexError, match="index -1 is out of range"):
+        read_medmnist(path, "train", -1)
+
+
+def test_missing_file_or_folder_in_read_medmnist(tmp_path):
+    with pytest.raises(BadFileError, match=r"gone\.npz: file does not exist"):
+        read_medmnist(tmp_path / "gone.npz", "train", 0)
+    (tmp_path / "dir.npz").mkdir()
+    for load in (lambda p: read_medmnist(p, "train", 0), lambda p: load_medmnist_split(p, "train")):
+        with pytest.raises(BadFileError, match=r"dir\.npz: is not a regular file"):
+            load(tmp_path / "dir.npz")
+
+
+def test_cache_sees_a_rewrite_of_the_same_size_or_the_same_time_and_another_folder(tmp_path, monkeypatch):
+    """The cache key is (absolute path, mtime, size): a change of any one of them is a new file."""
+    import os
+
+    def write(folder, value, n=2, mtime_ns=10**18):
+        folder.mkdir(exist_ok=True)
+        path = folder / "m.npz"
+        np.savez(path, **{f"{s}_{k}": np.full((n, 4, 4) if k == "images" else (n, 1), value, np.uint8)
+                          for s in SPLITS for k in ("images", "labels")})  # uncompressed: size depends on n only
+        os.utime(path, ns=(mtime_ns, mtime_ns))
+        return path
+
+    path = write(tmp_path / "a", 0)
+    assert read_medmnist(path, "train", 0).meta["label"] == 0
+    size = path.stat().st_size
+    write(tmp_path / "a", 1, mtime_ns=2 * 10**18)  # same size, newer
+    assert path.stat().st_size == size and read_medmnist(path, "train", 0).meta["label"] == 1
+    write(tmp_path / "a", 2, n=3, mtime_ns=2 * 10**18)  # same time, another size
+    assert read_medmnist(path, "train", 0).meta["label"] == 2
+    write(tmp_path / "b", 3, n=3, mtime_ns=2 * 10**18)  # same relative name, size and time in another folder
+    monkeypatch.chdir(tmp_path / "a")
+    assert read_medmnist("m.npz", "train", 0).meta["label"] == 2
+    monkeypatch.chdir(tmp_path / "b")
+    assert read_medmnist("m.npz", "train", 0).meta["label"] == 3
+
+
+def test_only_a_last_axis_of_3_is_colour(tmp_path):
+    """(N, H, 3) is grey 2D of width 3, (N, D, H, 1) a 3D volume of width 1; 5D arrays are refused."""
+    grey = np.arange(2 * 5 * 3, dtype=np.uint8).reshape(2, 5, 3)
+    images, _ = load_medmnist_split(_fake_npz(tmp_path / "g.npz", grey, np.zeros((2, 1), np.uint8)), "test")
+    np.testing.assert_array_equal(images[:, 0], grey.transpose(0, 2, 1) / np.float32(255))
+    thin = np.arange(2 * 4 * 5, dtype=np.uint8).reshape(2, 4, 5, 1)
+    images, _ = load_medmnist_split(_fake_npz(tmp_path / "t.npz", thin, np.zeros((2, 1), np.uint8)), "test")
+    np.testing.assert_array_equal(images[:, 0], thin.transpose(0, 3, 2, 1) / np.float32(255))
+    _fake_npz(tmp_path / "5d.npz", np.zeros((2, 3, 3, 3, 3), np.uint8), np.zeros((2, 1), np.uint8))
+    with pytest.raises(BadFileError, match=r"5d\.npz: 'test_images' has shape \(2, 3, 3, 3, 3\)"):
+        load_medmnist_split(tmp_path / "5d.npz", "test")
+
+
+def _member_data(path, name):
+    """(offset, size) of a member's stored bytes in a zip (local header: 30 bytes + name + extra field)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo(name)
+    raw = path.read_bytes()
+    start = info.header_offset + 30 + int.from_bytes(raw[info.header_offset + 26:info.header_offset + 28], "little") \
+        + int.from_bytes(raw[info.header_offset + 28:info.header_offset + 30], "little")
+    return start, info.compress_size
+
+
+def test_damaged_members_and_missing_arrays_are_bad_files(tmp_path):
+    """A .npy under a .npz name, a split without its labels, a bad CRC, an invalid deflate stream: BadFileError."""
+    np.save(tmp_path / "a.npy", np.zeros((2, 4, 4), np.uint8))
+    (tmp_path / "a.npy").rename(tmp_path / "a.npz")
+    with pytest.raises(BadFileError, match=r"a\.npz: not a \.npz \(zip\) archive"):
+        load_medmnist_split(tmp_path / "a.npz", "train")
+    np.savez(tmp_path / "i.npz", val_labels=np.zeros((2, 1), np.uint8), train_images=np.zeros((2, 4, 4), np.uint8))
+    with pytest.raises(BadFileError, match=r"i\.npz: no 'train_images' / 'train_labels' arrays \(keys: "
+                                           r"\['train_images', 'val_labels'\]\)"):  # sorted
+        load_medmnist_split(tmp_path / "i.npz", "train")
+    np.savez(tmp_path / "crc.npz", train_images=np.zeros((2, 4, 4), np.uint8), train_labels=np.zeros((2, 1), np.uint8))
+    raw = bytearray((tmp_path / "crc.npz").read_bytes())
+    start, size = _member_data(tmp_path / "crc.npz", "train_images.npy")
+    raw[start + size - 1] ^= 0xFF  # last pixel byte: the CRC-32 no longer matches
+    (tmp_path / "crc.npz").write_bytes(bytes(raw))
+    with pytest.raises(BadFileError, match=r"crc\.npz: cannot read the \.npz \(BadZipFile: .*CRC"):
+        load_medmnist_split(tmp_path / "crc.npz", "train")
+    path = _fake_npz(tmp_path / "z.npz", np.zeros((2, 4, 4), np.uint8), np.zeros((2, 1), np.uint8))
+    raw = bytearray(path.read_bytes())
+    start, size = _member_data(path, "test_images.npy")
+    raw[start:start + size] = b"\xff" * size  # block type 3 (reserved): not a deflate stream
+    path.write_bytes(bytes(raw))
+    with pytest.raises(BadFileError, match=r"z\.npz: cannot read the \.npz \(error: .*invalid block type"):
+        load_medmnist_split(path, "test")
