@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 
 from medssl.data.card import DataCard
-from medssl.data.manifest import ManifestError
+from medssl.data.manifest import ManifestError, scan_manifest
 from medssl.data.medmnist_records import medmnist_labels, medmnist_records
 
 
-def _card(npz="set.npz", splits=None):
-    return DataCard(name="m", modality="CT", dimensionality=2, format="medmnist", npz=npz, splits=splits or {})
+def _card(npz="set.npz", splits=None, obtain=""):
+    return DataCard(name="m", modality="CT", dimensionality=2, format="medmnist", npz=npz, splits=splits or {},
+                    obtain=obtain)
 
 
 def test_labels_are_int64_and_squeezed_only_for_single_label(tmp_path, medmnist_file):
@@ -49,3 +50,62 @@ def test_errors_name_the_problem(tmp_path, medmnist_file):
     np.savez(tmp_path / "novel.npz", train_images=np.zeros((1, 2, 2)), train_labels=np.zeros((1, 1)))
     with pytest.raises(ManifestError, match="no 'val_labels' array"):
         medmnist_records(_card(npz="novel.npz"), tmp_path, [])
+
+
+def test_merged_splits_keep_one_subject_per_image(tmp_path, medmnist_file):
+    """With val mapped into train, val's images stay subjects of their own ("val-000000", not a second
+    "train-000000"), so no two images share a subject and leak across a subject-level split."""
+    medmnist_file(tmp_path / "set.npz", sizes=(3, 2, 1))
+    recs, _ = medmnist_records(_card(splits={"train": ["train", "val"], "test": ["test"]}), tmp_path, [])
+    assert len({r.subject for r in recs}) == len(recs) == 6
+    assert [r.subject for r in recs if r.npz_split == "val"] == ["val-000000", "val-000001"]
+
+
+def test_record_path_and_scan_source_are_the_normalised_file(tmp_path, medmnist_file):
+    medmnist_file(tmp_path / "set.npz", sizes=(1, 1, 1))
+    (tmp_path / "sub").mkdir()
+    card = _card(npz="sub/../set.npz")
+    recs, source = medmnist_records(card, tmp_path, [])
+    assert source == str(tmp_path / "set.npz") and {r.path for r in recs} == {str(tmp_path / "set.npz")}
+    assert scan_manifest(card, tmp_path).source == str(tmp_path / "set.npz")
+
+
+def test_a_missing_file_says_how_to_obtain_it(tmp_path):
+    with pytest.raises(ManifestError, match=r"absent\.npz does not exist; .*how to obtain it: pip install medmnist"):
+        medmnist_records(_card(npz="absent.npz", obtain="pip install medmnist"), tmp_path, [])
+
+
+def _member_data(path, name):
+    """(offset, size) of a member's stored bytes in a zip (local header: 30 bytes + name + extra field)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo(name)
+    raw = path.read_bytes()
+    h = info.header_offset
+    return h + 30 + int.from_bytes(raw[h + 26:h + 28], "little") + int.from_bytes(raw[h + 28:h + 30], "little"), \
+        info.compress_size
+
+
+def test_damaged_labels_and_a_folder_are_manifest_errors(tmp_path, medmnist_file):
+    """An empty file, a bad CRC, an invalid deflate stream, a folder: ManifestError naming the file."""
+    (tmp_path / "empty.npz").write_bytes(b"")  # an interrupted download
+    with pytest.raises(ManifestError, match=r"empty\.npz: .*re-download it"):
+        medmnist_labels(tmp_path / "empty.npz", "train")
+    np.savez(tmp_path / "crc.npz", train_labels=np.zeros((4, 1), np.uint8))
+    raw = bytearray((tmp_path / "crc.npz").read_bytes())
+    start, size = _member_data(tmp_path / "crc.npz", "train_labels.npy")
+    raw[start + size - 1] ^= 1  # last label byte: the CRC-32 no longer matches
+    (tmp_path / "crc.npz").write_bytes(bytes(raw))
+    with pytest.raises(ManifestError, match=r"crc\.npz: cannot read the MedMNIST file \(BadZipFile: .*CRC"):
+        medmnist_labels(tmp_path / "crc.npz", "train")
+    medmnist_file(tmp_path / "z.npz")
+    raw = bytearray((tmp_path / "z.npz").read_bytes())
+    start, size = _member_data(tmp_path / "z.npz", "val_labels.npy")
+    raw[start:start + size] = b"\xff" * size  # block type 3 (reserved): not a deflate stream
+    (tmp_path / "z.npz").write_bytes(bytes(raw))
+    with pytest.raises(ManifestError, match=r"z\.npz: cannot read the MedMNIST file \(error: .*invalid block type"):
+        medmnist_labels(tmp_path / "z.npz", "val")
+    (tmp_path / "dir.npz").mkdir()
+    with pytest.raises(ManifestError, match=r"dir\.npz: cannot read the MedMNIST file \(IsADirectoryError"):
+        medmnist_labels(tmp_path / "dir.npz", "train")
