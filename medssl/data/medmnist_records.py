@@ -33,6 +33,9 @@ def medmnist_labels(path, split: str) -> np.ndarray:
     Raises:
         ManifestError: unreadable file or missing ``{split}_labels`` array.
     """
+    if not zipfile.is_zipfile(path):  # np.load would call any other file "pickled" (or return a .npy's array)
+        raise ManifestError(f"{path}: not a .npz (zip) archive; the file is corrupt, truncated or another format, "
+                            "re-download it")
     try:
         with np.load(path, allow_pickle=False) as npz:
             if f"{split}_labels" not in npz.files:

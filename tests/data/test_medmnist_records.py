@@ -107,5 +107,17 @@ def test_damaged_labels_and_a_folder_are_manifest_errors(tmp_path, medmnist_file
     with pytest.raises(ManifestError, match=r"z\.npz: cannot read the MedMNIST file \(error: .*invalid block type"):
         medmnist_labels(tmp_path / "z.npz", "val")
     (tmp_path / "dir.npz").mkdir()
-    with pytest.raises(ManifestError, match=r"dir\.npz: cannot read the MedMNIST file \(IsADirectoryError"):
+    with pytest.raises(ManifestError, match=r"dir\.npz: not a \.npz \(zip\) archive"):
         medmnist_labels(tmp_path / "dir.npz", "train")
+
+
+def test_a_file_that_is_not_a_zip_is_named_so_not_called_pickled(tmp_path):
+    """An HTML error page saved by a failed download, or a .npy under a .npz name: "not a .npz (zip) archive",
+    as the image reader says (it was "holds pickled Python objects" and a raw TypeError)."""
+    (tmp_path / "page.npz").write_text("<html><body>404 Not Found</body></html>")
+    np.save(tmp_path / "arr.npy", np.zeros((2, 1), np.uint8))
+    (tmp_path / "arr.npy").rename(tmp_path / "arr.npz")
+    for name in ("page.npz", "arr.npz"):
+        with pytest.raises(ManifestError, match=rf"{name[:-4]}\.npz: not a \.npz \(zip\) archive") as err:
+            medmnist_labels(tmp_path / name, "train")
+        assert "pickled" not in str(err.value)
