@@ -14,6 +14,7 @@ Multi-label sets (ChestMNIST) get an empty ``label``: read the label vectors wit
 
 from __future__ import annotations
 
+import math
 import zipfile
 import zlib
 
@@ -43,7 +44,7 @@ def medmnist_labels(path, split: str) -> np.ndarray:
             labels = npz[f"{split}_labels"]
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as e:
         raise ManifestError(f"{path}: {numpy_load_reason(e, 'MedMNIST file', ', re-download it')}") from None
-    labels = labels.astype(np.int64).reshape(len(labels), -1)
+    labels = labels.astype(np.int64).reshape(len(labels), math.prod(labels.shape[1:]))  # -1: no shape for 0 rows
     return labels[:, 0] if labels.shape[1] == 1 else labels
 
 

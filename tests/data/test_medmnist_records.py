@@ -121,3 +121,11 @@ def test_a_file_that_is_not_a_zip_is_named_so_not_called_pickled(tmp_path):
         with pytest.raises(ManifestError, match=rf"{name[:-4]}\.npz: not a \.npz \(zip\) archive") as err:
             medmnist_labels(tmp_path / name, "train")
         assert "pickled" not in str(err.value)
+
+
+def test_an_empty_split_gives_no_records_not_a_reshape_error(tmp_path, medmnist_file):
+    medmnist_file(tmp_path / "set.npz", sizes=(3, 0, 2))
+    y = medmnist_labels(tmp_path / "set.npz", "val")
+    assert y.shape == (0,) and y.dtype == np.int64
+    recs, _ = medmnist_records(_card(), tmp_path, [])
+    assert [r.subject for r in recs] == ["train-000000", "train-000001", "train-000002", "test-000000", "test-000001"]
