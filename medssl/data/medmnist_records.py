@@ -14,7 +14,6 @@ Multi-label sets (ChestMNIST) get an empty ``label``: read the label vectors wit
 
 from __future__ import annotations
 
-import math
 import zipfile
 import zlib
 
@@ -24,6 +23,7 @@ from medssl.data.card import DataCard
 from medssl.data.manifest import ManifestError, Problem, Record, _inside
 from medssl.data.tables import ROOT_HINT
 from medssl.io.errors import numpy_load_reason
+from medssl.io.medmnist import label_rows
 
 NPZ_SPLITS = ("train", "val", "test")
 
@@ -44,8 +44,10 @@ def medmnist_labels(path, split: str) -> np.ndarray:
             labels = npz[f"{split}_labels"]
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as e:
         raise ManifestError(f"{path}: {numpy_load_reason(e, 'MedMNIST file', ', re-download it')}") from None
-    labels = labels.astype(np.int64).reshape(len(labels), math.prod(labels.shape[1:]))  # -1: no shape for 0 rows
-    return labels[:, 0] if labels.shape[1] == 1 else labels
+    try:
+        return label_rows(labels, f"{split}_labels")
+    except ValueError as e:
+        raise ManifestError(f"{path}: {e}") from None
 
 
 def medmnist_records(card: DataCard, root, problems: list[Problem]) -> tuple[list[Record], str]:

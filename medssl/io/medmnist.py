@@ -10,6 +10,7 @@ MedMNIST images carry no physical spacing: the affine is the identity (1 "mm" pe
 from __future__ import annotations
 
 import functools
+import math
 import zipfile
 import zlib
 from pathlib import Path
@@ -22,6 +23,22 @@ from medssl.io.volume import Volume
 SPLITS = ("train", "val", "test")
 #: uint8 → float32 in [0, 1], correctly rounded (same values as ``v / 255`` in any reader).
 _TO_UNIT = (np.arange(256) / 255.0).astype(np.float32)
+
+
+def label_rows(labels, key: str) -> np.ndarray:
+    """``(N,)`` or ``(N, K)`` int64 class indices from the ``key`` (``{split}_labels``) member of a file.
+
+    Raises:
+        ValueError: not an array with one row per image, or values that are not whole numbers
+            (the int64 cast would turn 0.7 into 0 and NaN into -2**63 without a word).
+    """
+    if not isinstance(labels, np.ndarray) or labels.ndim == 0:
+        raise ValueError(f"'{key}' is not an array with one row per image")
+    if labels.dtype.kind not in "biu" and not (labels.dtype.kind == "f" and np.isfinite(labels).all()
+                                                and (labels == np.round(labels)).all()):
+        raise ValueError(f"'{key}' holds non-integer values ({labels.dtype}); MedMNIST labels are class indices")
+    labels = labels.astype(np.int64).reshape(len(labels), math.prod(labels.shape[1:]))  # -1: no shape for 0 rows
+    return labels[:, 0] if labels.shape[1] == 1 else labels
 
 
 def _load_raw(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -41,6 +58,12 @@ def _load_raw(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError,
             NotImplementedError, RuntimeError) as e:  # zipfile: damaged flags (encrypted) or compression method
         raise BadFileError(path, numpy_load_reason(e, ".npz", ", re-download it")) from None
+    if not isinstance(images, np.ndarray):  # np.load gives a member that is no .npy as bytes
+        raise BadFileError(path, f"'{split}_images' is not a .npy array; is this a MedMNIST .npz?")
+    try:
+        labels = label_rows(labels, f"{split}_labels")
+    except ValueError as e:
+        raise BadFileError(path, str(e)) from None
     if images.dtype != np.uint8:
         raise BadFileError(path, f"'{split}_images' has dtype {images.dtype}; MedMNIST images are uint8")
     if images.ndim not in (3, 4) or images.shape[0] == 0:
@@ -48,8 +71,7 @@ def _load_raw(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
                                  "(N, H, W, 3) or (N, D, H, W) with N > 0")
     if labels.shape[0] != images.shape[0]:
         raise BadFileError(path, f"{images.shape[0]} images but {labels.shape[0]} labels in split '{split}'")
-    labels = labels.astype(np.int64).reshape(len(labels), -1)
-    return images, (labels[:, 0] if labels.shape[1] == 1 else labels)
+    return images, labels
 
 
 @functools.lru_cache(maxsize=2)

@@ -129,3 +129,11 @@ def test_an_empty_split_gives_no_records_not_a_reshape_error(tmp_path, medmnist_
     assert y.shape == (0,) and y.dtype == np.int64
     recs, _ = medmnist_records(_card(), tmp_path, [])
     assert [r.subject for r in recs] == ["train-000000", "train-000001", "train-000002", "test-000000", "test-000001"]
+
+
+@pytest.mark.parametrize("labels", [np.array([[0.7], [1.0]]), np.array([[np.nan], [0.0]]), np.uint8(1)])
+def test_labels_that_are_not_class_indices_are_a_manifest_error(tmp_path, labels):
+    """0.7 became label "0" and NaN "-9223372036854775808" without a word; a 0-d array raised a raw TypeError."""
+    np.savez(tmp_path / "set.npz", train_labels=labels)
+    with pytest.raises(ManifestError, match=r"set\.npz: 'train_labels' (holds non-integer values|is not an array)"):
+        medmnist_labels(tmp_path / "set.npz", "train")

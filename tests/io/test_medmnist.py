@@ -242,3 +242,36 @@ def test_damaged_members_and_missing_arrays_are_bad_files(tmp_path):
     path.write_bytes(bytes(raw))
     with pytest.raises(BadFileError, match=r"z\.npz: cannot read the \.npz \(error: .*invalid block type"):
         load_medmnist_split(path, "test")
+
+
+@pytest.mark.parametrize("labels, words", [
+    (np.array([[0.7], [1.0]]), r"'train_labels' holds non-integer values \(float64\)"),  # the int64 cast made 0.7 a 0
+    (np.array([[np.nan], [1.0]], np.float32), r"'train_labels' holds non-integer values \(float32\)"),  # and NaN -2**63
+    (np.uint8(1), r"'train_labels' is not an array with one row per image"),  # raised a raw IndexError
+    (b"raw bytes", r"'train_labels' is not an array with one row per image"),  # a member that is no .npy: bytes
+])
+def test_labels_that_are_not_class_indices_are_refused(tmp_path, labels, words):
+    import zipfile
+
+    path = tmp_path / "l.npz"
+    with zipfile.ZipFile(path, "w") as z:  # np.load gives a member that is no .npy as bytes
+        z.writestr("train_images.npy", _npy(np.zeros((2, 4, 4), np.uint8)))
+        z.writestr("train_labels.npy", labels if isinstance(labels, bytes) else _npy(labels))
+        z.writestr("val_images.npy", b"raw bytes")  # images that are no .npy either
+        z.writestr("val_labels.npy", _npy(np.zeros((2, 1), np.uint8)))
+    with pytest.raises(BadFileError, match=rf"l\.npz: {words}"):
+        load_medmnist_split(path, "train")
+    with pytest.raises(BadFileError, match=rf"l\.npz: {words}"):
+        read_medmnist(path, "train", 0)
+    with pytest.raises(BadFileError, match=r"l\.npz: 'val_images' is not a \.npy array"):
+        load_medmnist_split(path, "val")
+    np.savez(tmp_path / "w.npz", train_images=np.zeros((2, 4, 4), np.uint8), train_labels=np.array([[1.0], [0.0]]))
+    assert load_medmnist_split(tmp_path / "w.npz", "train")[1].tolist() == [1, 0]  # whole-number floats stay accepted
+
+
+def _npy(array) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
