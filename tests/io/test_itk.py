@@ -157,3 +157,45 @@ def test_a_one_slice_3d_image_off_the_xy_plane_keeps_its_pixel_size(tmp_path, di
     vol = read_itk(tmp_path / "slice.mha", expect_spatial_dims=2)
     np.testing.assert_allclose(vol.affine, expected)
     assert vol.spacing == pytest.approx((0.5, 0.8))
+
+
+def _mha(path, matrix="1 0 0 0 1 0 0 0 1", spacing="1 1 1"):
+    """A hand-written MetaImage (4x3x2 float32 ones) with this TransformMatrix and ElementSpacing."""
+    header = (f"ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\nCompressedData = False\n"
+              f"TransformMatrix = {matrix}\nOffset = 0 0 0\nElementSpacing = {spacing}\nDimSize = 4 3 2\n"
+              "ElementType = MET_FLOAT\nElementDataFile = LOCAL\n")
+    path.write_bytes(header.encode() + np.ones(24, np.float32).tobytes())
+    return path
+
+
+def test_meta_of_an_upper_case_nrrd_and_a_broken_spacing(tmp_path):
+    """``X.NRRD`` is an NRRD; meta shape is the spatial shape; a 0.1 µm voxel is refused (check_affine)."""
+    sitk.WriteImage(sitk.GetImageFromArray(np.ones((2, 3, 4), np.float32)), str(tmp_path / "u.nrrd"))
+    (tmp_path / "u.nrrd").rename(tmp_path / "U.NRRD")
+    vol = read_itk(tmp_path / "U.NRRD")
+    assert vol.meta["source_format"] == "nrrd" and vol.meta["shape"] == (4, 3, 2) == vol.array.shape[1:]
+    assert read_itk(_mha(tmp_path / "ok.mha")).meta == {"source_format": "metaimage", "shape": (4, 3, 2),
+                                                         "spacing": (1.0, 1.0, 1.0)}
+    with pytest.raises(BadFileError, match=r"tiny\.mha: voxel size \(0\.0, 1\.0, 1\.0\) mm is zero or below"):
+        read_itk(_mha(tmp_path / "tiny.mha", spacing="0.0000001 1 1"))
+
+
+def test_2d_direction_and_4d_single_time_point_geometry(tmp_path):
+    """A 2D image's own direction is kept (in-plane, no LPS flip); a 4D file of one time point gets the geometry of
+    its first three axes (written out: flip(LPS→RAS) · direction[:3, :3] · diag(spacing[:3]), origin[:3])."""
+    img = sitk.GetImageFromArray(np.arange(12, dtype=np.float32).reshape(3, 4))
+    img.SetSpacing((0.5, 0.25))
+    img.SetOrigin((4.0, -2.0))
+    img.SetDirection((0.0, -1.0, 1.0, 0.0))  # i → +y, j → -x
+    sitk.WriteImage(img, str(tmp_path / "rot.mha"))
+    np.testing.assert_allclose(read_itk(tmp_path / "rot.mha").affine, [[0, -0.25, 4.0], [0.5, 0, -2.0], [0, 0, 1]])
+    four = sitk.JoinSeries([sitk.GetImageFromArray(np.ones((3, 4, 5), np.float32))])  # size (5, 4, 3, 1)
+    four.SetSpacing((0.7, 1.3, 2.0, 9.0))
+    four.SetOrigin((10.0, -20.0, 5.0, 100.0))
+    direction = np.eye(4)
+    direction[:3, :3] = _rotation(25)
+    four.SetDirection(tuple(direction.ravel()))
+    sitk.WriteImage(four, str(tmp_path / "four.nrrd"))
+    vol, flip = read_itk(tmp_path / "four.nrrd"), np.diag([-1.0, -1.0, 1.0])
+    np.testing.assert_allclose(vol.affine[:3, :3], flip @ _rotation(25) @ np.diag([0.7, 1.3, 2.0]), atol=1e-6)
+    np.testing.assert_allclose(vol.affine[:3, 3], [-10.0, 20.0, 5.0], atol=1e-6)
