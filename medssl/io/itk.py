@@ -35,9 +35,12 @@ def itk_affine(image, dims: int) -> np.ndarray:
 
 def _itk_reason(message: str) -> str:
     """The informative line of an ITK exception: not the C++ source location, not the stale
-    ``Reason: No such file or directory`` errno ITK appends to read failures, no object address."""
+    ``Reason: No such file or directory`` errno ITK appends to read failures, not the rows of a matrix
+    printed after the error line (a refused direction), no object address."""
     lines = [ln.strip() for ln in message.strip().splitlines()[1:]]
     lines = [ln for ln in lines if ln and not ln.startswith("Reason: No such file")]
+    if lines and not re.search(r"[A-Za-z]", lines[-1]):  # numbers only: take the error line above them
+        lines = [ln for ln in lines if "ERROR" in ln] or lines
     return re.sub(r"\(0x[0-9a-f]+\)", "", lines[-1] if lines else message.strip())[:200]
 
 

@@ -199,3 +199,11 @@ def test_2d_direction_and_4d_single_time_point_geometry(tmp_path):
     vol, flip = read_itk(tmp_path / "four.nrrd"), np.diag([-1.0, -1.0, 1.0])
     np.testing.assert_allclose(vol.affine[:3, :3], flip @ _rotation(25) @ np.diag([0.7, 1.3, 2.0]), atol=1e-6)
     np.testing.assert_allclose(vol.affine[:3, 3], [-10.0, 20.0, 5.0], atol=1e-6)
+
+
+def test_a_singular_direction_is_named_not_a_matrix_row(tmp_path):
+    """ITK refuses parallel axes with the old and new matrices after its message; the reason shown was the last
+    matrix row ("(0 0 1)"), it is now ITK's error line."""
+    with pytest.raises(BadFileError, match=r"par\.mha: SimpleITK cannot read it \(.*Bad direction, determinant is 0") as err:
+        read_itk(_mha(tmp_path / "par.mha", matrix="1 0 0 1 0 0 0 0 1"))  # i and j both along x
+    assert "0x" not in str(err.value)
