@@ -247,6 +247,8 @@ def test_damaged_members_and_missing_arrays_are_bad_files(tmp_path):
 @pytest.mark.parametrize("labels, words", [
     (np.array([[0.7], [1.0]]), r"'train_labels' holds non-integer values \(float64\)"),  # the int64 cast made 0.7 a 0
     (np.array([[np.nan], [1.0]], np.float32), r"'train_labels' holds non-integer values \(float32\)"),  # and NaN -2**63
+    (np.array([[np.inf], [1.0]]), r"'train_labels' holds non-integer values \(float64\)"),
+    (np.array([[1 + 1j], [0]]), r"'train_labels' holds non-integer values \(complex128\)"),
     (np.uint8(1), r"'train_labels' is not an array with one row per image"),  # raised a raw IndexError
     (b"raw bytes", r"'train_labels' is not an array with one row per image"),  # a member that is no .npy: bytes
 ])
