@@ -97,3 +97,15 @@ def test_defaults_with_the_documented_overrides_are_the_published_budgets(result
     ours = asdict(replace(_data().DEFAULTS[dataset], **documented))
     ours = {k: list(v) if isinstance(v, tuple) else v for k, v in ours.items()}
     assert {k: ours[k] for k in published} == published
+
+
+def test_defaults_are_the_shorter_budgets_the_docs_state():
+    """docs/benchmarks_medmnist.md: "PneumoniaMNIST: ssl_epochs=4 ft_epochs=4 patience=2; AdrenalMNIST3D: width 8,
+    stride 2, ssl_epochs=8 ft_epochs=10; fine-tuning augmentation on"."""
+    text = " ".join((DOCS / "benchmarks_medmnist.md").read_text().split())
+    assert ("PneumoniaMNIST: `ssl_epochs=4 ft_epochs=4 patience=2`; AdrenalMNIST3D: width 8, stride 2, "
+            "`ssl_epochs=8 ft_epochs=10`; fine-tuning augmentation on") in text
+    defaults = _data().DEFAULTS
+    p, a = defaults["pneumonia"], defaults["adrenal"]
+    assert (p.ssl_epochs, p.ft_epochs, p.patience, p.ft_augment) == (4, 4, 2, True)
+    assert (a.width, a.conv1_stride, a.ssl_epochs, a.ft_epochs, a.ft_augment) == (8, 2, 8, 10, True)
