@@ -44,7 +44,7 @@ class Budget:
     ssl_finetune: bool = True  #: fine-tune the SSL encoders (false: only the from-scratch rows, e.g. with --resume)
     patience: int = 2
     ft_augment: bool = True  #: flips (3D only) + small affine on fine-tuning batches (see ft_augment)
-    limit: int = 0  #: use only the first N images of each split (0 = all; --quick)
+    limit: int = 0  #: use only N images of each split: a seed-0 random subset kept in file order (0 = all; --quick)
     fractions: tuple = FRACTIONS
     methods: str = "simclr"  #: SSL methods (comma-separated): simclr (ResNet-18), mae (ViT); baselines follow them
     vit: str = "vit_tiny"  #: MAE encoder (192-dim tokens, 3 heads)
@@ -94,7 +94,7 @@ def load_splits(dataset: str, data_root: Path, limit: int = 0) -> dict[str, tupl
     for split in ("train", "val", "test"):
         x, y = load_medmnist_split(path, split)
         y = y.reshape(-1)
-        if limit:  # class-balanced enough for a smoke run: every limit-th image of a shuffled order
+        if limit:  # roughly class-balanced for a smoke run: the first limit of a seed-0 permutation, in file order
             keep = np.sort(np.random.default_rng(0).permutation(len(y))[:limit])
             x, y = x[keep], y[keep]
         out[split] = (np.ascontiguousarray(x, dtype=np.float32), y.astype(np.int64))
