@@ -109,6 +109,10 @@ def validate(cfg: RunConfig, for_training: bool = True) -> None:
     _check_loss_fits(cfg.method, method, loss_name, for_training)
     if not for_training:
         return
+    try:  # the loss's own value checks (temperature, sigma, kernel, …) now, not after the data are prepared
+        LOSSES.get(loss_name)(**{k: v for k, v in cfg.method.loss.items() if k != "name"})
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"method.loss: {e}") from None
     label_free = method.uses == "none" or method.uses == "class" and not cfg.method.label_column or loss_name == "ntxent"
     if label_free and cfg.method.n_views < 2:  # no positive anywhere: loss 0 and zero gradient at every step
         raise ConfigError(f"method.n_views={cfg.method.n_views}: the only positives are the other views of each sample "

@@ -153,3 +153,16 @@ def test_a_card_path_with_home_or_variables_is_found_as_data_root_is(tmp_path, m
         cfg.data.card = card
         absolute_data_paths(cfg)
         assert cfg.data.card == stored
+
+
+@pytest.mark.parametrize("override, message", [
+    ("method.loss.temperature=-1", "method.loss: YAwareLoss: temperature must be > 0 and finite, got -1"),
+    ("method.loss.kernel=foo", "method.loss: YAwareLoss: unknown kernel 'foo'"),
+    ('method.loss.sigma="10"', "method.loss: sigma must be a number or one number per metadata column, got the "
+                               "string '10'"),  # a quoted YAML number
+])
+def test_a_bad_loss_value_is_refused_when_the_config_is_loaded(override, message):
+    """The loss's own checks run at load time, before any data are prepared (they ran when the method was built)."""
+    with pytest.raises(ConfigError) as e:
+        load_config(overrides=["method.name=yaware", "method.metadata=[age]", override])
+    assert str(e.value).startswith(message), str(e.value)
