@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from medssl.eval.compare import _error_bar, collect, compare_table
 from medssl.eval.report import (_finetune_tables, _legend, _names, _openbhb_table, _plain, _site_tables, format_table,
@@ -193,3 +194,104 @@ def test_compare_names_a_metrics_json_given_directly_after_its_run(tmp_path):
     _run(tmp_path, "simclr", 5.0)
     columns, table = collect([tmp_path / "simclr" / "metrics.json"])
     assert columns == ["simclr"] and table["age MAE (years) ↓"]["simclr"]["value"] == 5.0
+
+
+def test_metrics_json_holds_no_per_subject_array_and_writes_a_tuple_or_array_nan_as_null(tmp_path):
+    """docs/evaluation.md: metrics.json holds every number, no per-subject predictions. Seven test subjects: no list of
+    seven values is left anywhere (probe and brain-age-gap arrays, OpenBHB's predictions and ages, maps, test ages);
+    a (nan, nan) interval as bootstrap_ci returns it, an array holding NaN and numpy integer keys are strict JSON."""
+    n, nan = 7, float("nan")
+    ages = np.linspace(20.0, 80.0, n)
+    gap = {"gap_std": 2.0, "corrected_gap_std": 1.5, "corrected_gap_age_r": 0.1, "gap": ages - 50,
+           "corrected_gap": ages - 49}
+    results = {"protocol": "openbhb", "info": {}, "test_age": ages,
+               "probes": {"e": {"age": {"mae": 5.0, "mae_ci": (nan, nan), "r2": 0.5, "rmse": 6.0, "pearson_r": 0.7,
+                                        "pred": ages + 1, "brain_age_gap": gap}}},
+               "openbhb": {"e": {"challenge_metric": 6.0, "mae_age": 4.0, "rmse_age": 5.0, "bacc_site": 0.5,
+                                 "ext_mae_age": 7.0, "site_chance": 0.5, "pred_int": ages, "pred_ext": ages + 2,
+                                 "site_pred_int": np.zeros(n, int), "age_int": ages, "age_ext": ages - 1}},
+               "shares": np.array([0.5, nan]), "per_code": {np.int64(3): 1.0}}
+    write_report(tmp_path, results)
+    metrics = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+
+    def lists(obj):
+        if isinstance(obj, dict):
+            return [x for v in obj.values() for x in lists(v)]
+        return [obj] + [x for v in obj for x in lists(v)] if isinstance(obj, list) else []
+
+    assert not [x for x in lists(metrics) if len(x) == n]
+    assert set(metrics["probes"]["e"]["age"]["brain_age_gap"]) == {"gap_std", "corrected_gap_std", "corrected_gap_age_r"}
+    assert metrics["probes"]["e"]["age"]["mae_ci"] == [None, None] and metrics["shares"] == [0.5, None]
+    assert metrics["per_code"] == {"3": 1.0}
+
+
+def test_the_terminal_table_keeps_the_headline_rows_and_the_report_all_of_them():
+    """summary_entries(full=False) (the terminal table) has MAE and R² of a regression and the balanced accuracy of a
+    classification; RMSE, Pearson r, AUC and macro F1 only in the report's table (full=True)."""
+    cls = {"balanced_accuracy": 0.8, "chance": 0.5, "auc": 0.85, "f1_macro": 0.78}
+    reg = {"mae": 5.0, "r2": 0.5, "rmse": 6.0, "pearson_r": 0.7}
+    results = {"probes": {"e": {"age": reg, "sex": cls}}}
+    assert [e["metric"] for e in summary_entries(results)] == ["age MAE (years) ↓", "age R² ↑",
+                                                              "sex balanced acc. (chance 0.50) ↑"]
+    assert len(summary_entries(results, full=True)) == 7
+
+
+def test_site_prediction_row_keeps_its_interval_and_less_site_information_ranks_better():
+    site = {"prediction": {"balanced_accuracy": 0.9, "balanced_accuracy_ci": [0.8, 0.95], "chance": 0.25}}
+    (e,) = summary_entries({"site": {"e": site}})
+    assert (e["metric"], e["value"], e["ci"], e["better"]) == ("site balanced acc. (chance 0.25) ↓", 0.9, [0.8, 0.95],
+                                                               "lower")
+
+
+def test_two_decimals_from_ten_up_whatever_the_sign():
+    """Values (and their intervals) print 3 decimals below 10 in magnitude, 2 from 10 up: 9.5, 10, −12.5, −3.25."""
+    def text(value, ci=None):
+        return summary_rows({"probes": {"e": {"age": {"mae": 1.0, "r2": value, "r2_ci": ci}}}})[1][2]
+
+    assert text(9.5) == "9.500" and text(10.0) == "10.00" and text(-12.5, [-20.0, -5.0]) == "-12.50 [-20.00, -5.00]"
+    assert text(-3.25, [-4.0, -2.5]) == "-3.250 [-4.000, -2.500]"
+
+
+def test_terminal_table_is_aligned_and_states_intervals_and_targets_not_evaluated():
+    """docs/evaluation.md: a target that cannot be evaluated is listed under the table as `not evaluated: TARGET
+    (why)`; the value column is headed 'value [95% CI]' when some value has an interval."""
+    results = {"probes": {"pretrained": {"age": {"mae": 5.0, "mae_ci": [4.0, 6.0], "r2": 0.5}}},
+               "skipped_targets": {"sex": "the data have no such column"}}
+    lines = format_table(results).splitlines()
+    assert lines[-1] == "not evaluated: sex (the data have no such column)"
+    table = lines[:-1]
+    assert [i for i, line in enumerate(table) if line.startswith("+")] == [0, 2, len(table) - 1]
+    assert len({len(line) for line in table}) == 1  # every line as wide as the borders
+    bars = {tuple(i for i, c in enumerate(line) if c in "|+") for line in table}
+    assert len(bars) == 1  # column separators under the borders' corners
+    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in table if line.startswith("|")]
+    assert cells == [["encoder", "metric", "value [95% CI]"], ["pretrained", "age MAE (years) ↓", "5.000 [4.000, 6.000]"],
+                     ["pretrained", "age R² ↑", "0.500"]]
+
+
+def test_codes_that_are_not_integers_are_printed_as_they_are():
+    assert _names({"vocab": {"site": ["Guys", "HH"]}}, "site", ["GE", "1"]) == ["GE", "1"]
+
+
+def test_combat_table_states_its_covariates_and_what_it_left_out():
+    """docs/evaluation.md: the report says which covariates ComBat kept and which columns it left out, and why."""
+    h = {"covariates": {"age": ["sex"], "sex": ["age"]}, "raw": {"age": {"mae": 7.0}}, "combat": {"age": {"mae": 5.0}},
+         "left_out": {"diagnosis": "a single value among the training subjects"}}
+    text = "\n".join(_site_tables({"site": {"pretrained": {"harmonisation": h}}}))
+    assert "covariates kept: {'age': ['sex'], 'sex': ['age']})" in text
+    assert "* diagnosis is not a ComBat target or covariate here: a single value among the training subjects" in text
+
+
+def test_report_states_its_protocol_every_setting_its_notes_and_a_figures_section(tmp_path):
+    results = {"protocol": "linear", "info": {"method": "simclr", "encoder": "resnet18", "test subjects": 12},
+               "notes": ["Probes: ridge.", "Intervals: none."], "test_age": np.array([20.0, 40.0, 60.0]),
+               "probes": {"e": {"age": {"mae": 5.0, "r2": 0.5, "rmse": 6.0, "pearson_r": 0.7,
+                                        "pred": np.array([25.0, 35.0, 65.0])}}}}
+    write_report(tmp_path, results)
+    lines = (tmp_path / "report.md").read_text().splitlines()
+    assert lines[0] == "# medssl evaluation report — protocol `linear`"
+    assert {"| method | simclr |", "| encoder | resnet18 |", "| test subjects | 12 |"} <= set(lines)
+    notes = lines.index("## How these numbers were obtained")
+    assert lines[notes + 2: notes + 4] == ["- Probes: ridge.", "- Intervals: none."]
+    assert lines.index("## Figures") < lines.index("![age](age_pred_vs_true.png)")
+
