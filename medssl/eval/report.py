@@ -40,8 +40,9 @@ def _plain(obj):
 
 def _entry(enc: str, metric: str, value, ci=None, better: str = "") -> dict:
     value = None if value is None or not np.isfinite(float(value)) else float(value)  # NaN → n/a, null in JSON
-    return {"encoder": enc, "metric": metric, "value": value,
-            "ci": list(ci) if ci is not None else None, "better": better}
+    if ci is not None:  # a NaN bound (no interval could be drawn) is None, as metrics.json (and compare) has it
+        ci = [None if b is None or not np.isfinite(float(b)) else float(b) for b in ci]
+    return {"encoder": enc, "metric": metric, "value": value, "ci": ci, "better": better}
 
 
 def _probe_entries(enc: str, target: str, m: dict, full: bool) -> list[dict]:

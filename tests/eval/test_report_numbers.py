@@ -295,3 +295,21 @@ def test_report_states_its_protocol_every_setting_its_notes_and_a_figures_sectio
     assert lines[notes + 2: notes + 4] == ["- Probes: ridge.", "- Intervals: none."]
     assert lines.index("## Figures") < lines.index("![age](age_pred_vs_true.png)")
 
+
+def test_an_interval_that_could_not_be_drawn_is_left_out_of_the_report_as_compare_leaves_it_out(tmp_path):
+    """OpenBHB with a single external scan: openbhb_intervals gives every score NaN bounds (a test set of < 2 rows).
+    report.md printed '4.000 [nan, nan]' under a heading announcing bootstrap intervals, while `medssl compare` of the
+    same folder (metrics.json: null bounds) printed 4.000. Both now print the value alone."""
+    from medssl.eval.openbhb import openbhb_intervals
+
+    ci = openbhb_intervals(np.array([30.0, 50.0, 70.0]), np.array([32.0, 47.0, 75.0]), np.array([0, 1, 0]),
+                           np.array([0, 1, 1]), np.array([60.0]), np.array([55.0]), n_boot=20)
+    assert all(np.isnan(b) for bounds in ci.values() for b in bounds)
+    o = {"challenge_metric": 6.0, "mae_age": 4.0, "rmse_age": 5.0, "bacc_site": 0.5, "ext_mae_age": 5.0,
+         "site_chance": 0.5, **ci}
+    write_report(tmp_path, {"protocol": "openbhb", "info": {}, "openbhb": {"pretrained": o}})
+    report = (tmp_path / "report.md").read_text()
+    assert "| pretrained | internal age MAE (years) ↓ | 4.000 |" in report and "## Metrics (held-out subjects)\n" in report
+    assert "nan" not in report and "nan" not in format_table({"openbhb": {"pretrained": o}})
+    row = next(line for line in compare_table([tmp_path]).splitlines() if "internal age MAE" in line)
+    assert row.split("|")[2].strip() == "4.000"
