@@ -93,7 +93,8 @@ def summary_entries(results: dict, full: bool = False) -> list[dict]:
                     rows.append(_entry("predict train mean", f"{target} MAE, leave-site-out (years) ↓",
                                        lso["pooled"]["mean_predictor_mae"], None, "lower"))
             elif "pooled" in lso:
-                rows.append(_entry(enc, f"{target} balanced acc., leave-site-out ↑", lso["pooled"]["balanced_accuracy"]))
+                rows.append(_entry(enc, f"{target} balanced acc., leave-site-out ↑", lso["pooled"]["balanced_accuracy"], None,
+                                   "higher"))
         for target, m in s.get("harmonisation", {}).get("combat", {}).items():
             rows += [dict(r, metric=r["metric"] + " after ComBat") for r in _probe_entries(enc, target, m, False)[:1]]
     for enc, o in results.get("openbhb", {}).items():

@@ -313,3 +313,25 @@ def test_an_interval_that_could_not_be_drawn_is_left_out_of_the_report_as_compar
     assert "nan" not in report and "nan" not in format_table({"openbhb": {"pretrained": o}})
     row = next(line for line in compare_table([tmp_path]).splitlines() if "internal age MAE" in line)
     assert row.split("|")[2].strip() == "4.000"
+
+
+def test_every_ranked_row_is_ranked_as_its_arrow_says():
+    """A row's ``better`` is "lower" when its name ends in ↓, "higher" with ↑, "" (unranked) without an arrow. The
+    leave-site-out balanced accuracy ('sex balanced acc., leave-site-out ↑') had better "" (unranked)."""
+    lso = {"age": {"pooled": {"mae": 9.0, "mean_predictor_mae": 12.0}}, "sex": {"pooled": {"balanced_accuracy": 0.6}}}
+    reg = {"mae": 5.0, "r2": 0.5, "rmse": 6.0, "pearson_r": 0.7,
+           "brain_age_gap": {"corrected_gap_std": 1.0, "corrected_gap_age_r": 0.1}}
+    cls = {"balanced_accuracy": 0.8, "chance": 0.5, "auc": 0.85, "f1_macro": 0.78}
+    results = {"probes": {"e": {"age": reg, "sex": cls, "site": cls, "dx": {"auc_macro": 0.7}}},
+               "site": {"e": {"prediction": cls, "leave_site_out": lso,
+                              "harmonisation": {"combat": {"age": reg, "sex": cls}}}},
+               "openbhb": {"e": {"challenge_metric": 6.0, "mae_age": 4.0, "rmse_age": 5.0, "bacc_site": 0.5,
+                                 "ext_mae_age": 7.0, "site_chance": 0.5, "mean_predictor_mae_int": 9.0}},
+               "fewshot": {"e": {"age": {"metric": "mae", "summary": [{"fraction": 0.5, "n_subjects": 4, "mean": 6.0,
+                                                                        "std": 0.5}]}}},
+               "finetune": {"e": {"age": reg, "sex": cls}}, "baselines": {"mean_predictor_mae": 12.0}}
+    entries = summary_entries(results, full=True)
+    assert len(entries) == 36
+    for e in entries:
+        arrow = "↓" if "↓" in e["metric"] else "↑" if "↑" in e["metric"] else ""
+        assert e["better"] == {"↓": "lower", "↑": "higher", "": ""}[arrow], e["metric"]
