@@ -180,3 +180,61 @@ def test_compare_plot_with_random_init_pairs_shades_only_within_a_run(tmp_path, 
         assert palette.index(named[f"{n} [random init]"]) == palette.index(named[f"{n} [pretrained]"]) + 1
         assert hue[n] == hue[f"{n} [pretrained]"] == hue[f"{n} [random init]"]
     assert len({hue[n] for n in names}) == 4
+
+
+def test_each_figure_gets_the_data_of_its_section(tmp_path, monkeypatch):
+    """Spies on the figure functions: the OpenBHB internal and external panels pair each test set's own ages with its
+    predictions; the confusion matrices' classes are named from the site vocabulary (probe and site protocol alike);
+    the few-label curves and each fine-tuning history are drawn, and the report shows each figure."""
+    from medssl.eval import report
+
+    seen = {}
+    for name in ("plot_pred_vs_true", "plot_confusion", "plot_fewshot"):
+        monkeypatch.setattr(report.plots, name, lambda arg, path, *a, _n=name: seen.setdefault(_n, arg) or path)
+    monkeypatch.setattr(report.plots, "plot_training_curves", lambda run, hist, path: seen.setdefault("hist", hist) or path)
+    age_int, age_ext = np.array([30.0, 50.0, 70.0]), np.array([25.0, 85.0])
+    o = {"challenge_metric": 6.0, "mae_age": 4.0, "rmse_age": 5.0, "bacc_site": 0.5, "ext_mae_age": 7.0,
+         "site_chance": 0.5, "pred_int": age_int + 1, "pred_ext": age_ext - 2, "age_int": age_int, "age_ext": age_ext}
+    cm = {"confusion": [[3, 1], [0, 4]], "classes": [2, 0], "balanced_accuracy": 0.9, "chance": 0.5}
+    history = [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.2}]
+    few = {"age": {"metric": "mae", "summary": [{"fraction": 0.5, "n_subjects": 4, "mean": 6.0, "std": 0.5}]}}
+    r = {"protocol": "default", "info": {}, "vocab": {"site": ["Guys", "HH", "IOP"]}, "openbhb": {"e": o},
+         "probes": {"e": {"site": dict(cm, f1_macro=0.9)}}, "site": {"e": {"prediction": cm}}, "fewshot": {"e": few},
+         "finetune": {"e": {"age": {"mae": 3.0, "r2": 0.9, "rmse": 4.0, "pearson_r": 0.95, "history": history}}}}
+    write_report(tmp_path, r)
+    (t_int, y_int, p_int), (t_ext, y_ext, p_ext) = seen["plot_pred_vs_true"]
+    assert (t_int, t_ext) == ("e internal", "e external")
+    np.testing.assert_array_equal(np.c_[y_int, p_int], np.c_[age_int, age_int + 1])
+    np.testing.assert_array_equal(np.c_[y_ext, p_ext], np.c_[age_ext, age_ext - 2])
+    assert [names for _, _, names in seen["plot_confusion"]] == [["IOP", "Guys"], ["IOP", "Guys"]]
+    assert seen["plot_fewshot"] == {"e": few} and seen["hist"] == {"e age": history}
+    report_md = (tmp_path / "report.md").read_text()
+    for figure in ("age_pred_vs_true.png", "site_confusion.png", "fewshot_curves.png", "training_curve.png"):
+        assert f"]({figure})" in report_md
+
+
+def test_embedding_maps_name_every_class_colour_age_on_a_scale_and_state_each_encoders_shares(tmp_path, monkeypatch):
+    """The map of a single-site cohort (every site code 0) still has its site panel; the diagnosis legend names every
+    class of the vocabulary up to the largest code; age is a colour scale in years; the heading names the map
+    method and the PC shares are given for every encoder."""
+    saved = _capture_figures(monkeypatch)
+    rng = np.random.default_rng(0)
+    maps = {enc: {"xy": rng.normal(size=(9, 2)), "method": "pca", "explained": np.array([share, 0.2]),
+                  "age": np.linspace(20.0, 80.0, 9), "site": np.zeros(9, int), "label": np.arange(9) % 3}
+            for enc, share in (("pretrained", 0.61), ("random init", 0.34))}
+    r = {"protocol": "default", "info": {}, "vocab": {"site": ["Guys"], "label": ["CN", "MCI", "AD"]}, "maps": maps}
+    write_report(tmp_path, r)
+    fig = saved[0]
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == [f"{enc} coloured by {c}" for enc in maps for c in ("age", "site", "diagnosis")]
+    legends = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes if ax.get_legend()]
+    assert legends == [["Guys"], ["CN", "MCI", "AD"]] * 2
+    bars = [ax for ax in fig.axes if ax.get_ylabel() == "age (years)"]
+    assert len(bars) == 2 and all(ax.get_ylim() == pytest.approx((20.0, 80.0)) for ax in bars)
+    report_md = (tmp_path / "report.md").read_text()
+    assert "### Embedding maps (PCA; a row per encoder)" in report_md
+    assert "variance on PC1 / PC2: pretrained 61 % / 20 %; random init 34 % / 20 %." in report_md
+    for m in maps.values():
+        m["method"] = "tsne"
+    write_report(tmp_path, r)
+    assert "### Embedding maps (TSNE; a row per encoder)" in (tmp_path / "report.md").read_text()
