@@ -178,3 +178,113 @@ def test_reference_statistics_of_seed_0_are_those_the_docs_state():
     shares = ", ".join(f"{'ABC'[s]} {100 * ad[site == s].mean():.0f} %" for s in range(3))
     male = 100 * np.mean([t.sex == "M" for t in traits])
     assert f"AD: {ad.sum()} of 300 ({shares}). Male {male:.0f} %." in text
+
+
+def test_trait_spreads_are_the_documented_standard_deviations():
+    """docs/synthetic.md's noise terms, on 3000 drawn subjects (SD estimates within 8 %, ≈ 6 standard errors): head size
+    exp(N(0, 0.03)) within sex, aspect exp(N(0, 0.025)) per axis, brain factor 1 + N(0, 0.015), thickness exp(N(0,
+    0.08)), ventricle ε N(0, 0.15), log left/right ventricles N(0, 0.10), hippocampus exp(N(0, 0.08)), pose shift
+    N(0, 2 mm) and rotation N(0, 2°) per axis around the site's mean."""
+    spec = SyntheticCohortSpec(n_subjects=3000, n_sites=3, shape=(16, 16, 16), seed=4)
+    traits = [subject_traits(spec, i) for i in range(spec.n_subjects)]
+    male = np.array([t.sex == "M" for t in traits])
+    head = np.log([t.head_scale for t in traits])
+    sd = {"head": np.sqrt((head[male].var() * male.sum() + head[~male].var() * (~male).sum()) / len(traits)),
+          **{f"aspect {a}": np.log([t.head_aspect[a] for t in traits]).std() for a in range(3)},
+          **{name: np.std([getattr(t, name) for t in traits]) for name in
+             ("brain_noise", "gm_noise", "ventricle_noise", "ventricle_asymmetry", "hippo_noise")}}
+    for attr in ("pose_shift_mm", "pose_rotation_deg"):
+        off = np.array([np.subtract(getattr(t, attr), getattr(spec.sites[t.site], attr)) for t in traits])
+        sd |= {f"{attr} {a}": off[:, a].std() for a in range(3)}
+    documented = {"head": 0.03, **{f"aspect {a}": 0.025 for a in range(3)}, "brain_noise": 0.015, "gm_noise": 0.08,
+                  "ventricle_noise": 0.15, "ventricle_asymmetry": 0.10, "hippo_noise": 0.08,
+                  **{f"pose_shift_mm {a}": 2.0 for a in range(3)}, **{f"pose_rotation_deg {a}": 2.0 for a in range(3)}}
+    assert {k: round(v / documented[k], 2) for k, v in sd.items() if abs(v / documented[k] - 1) > 0.08} == {}
+
+
+def _phantom(monkeypatch, point, line=None, axis=1, voxel_mm=0.25, **change):
+    """Noiseless tissue of a plain subject (20 y, CN, head size 1, no individual noise, no pose) with every random
+    field switched off (no deformation, folding, sulci or texture): the documented geometry table, exactly. At a
+    world point (mean of a 0.25 mm cube around it), or along a line of values on ``axis`` through that point."""
+    monkeypatch.setattr(anatomy, "smooth_field",
+                        lambda axes, lattice, rng, half: np.zeros([len(a) for a in axes], np.float32))
+    t = dataclasses.replace(anatomy.sample_traits(0, 0, SPEC.sites[0], np.random.default_rng(11)), age=20.0,
+                            diagnosis="CN", head_scale=1.0, head_aspect=(1.0, 1.0, 1.0), brain_noise=0.0, gm_noise=0.0,
+                            ventricle_noise=0.0, ventricle_asymmetry=0.0, hippo_noise=0.0,
+                            pose_shift_mm=(0.0, 0.0, 0.0), pose_rotation_deg=(0.0, 0.0, 0.0))
+    pair = np.array([-0.125, 0.125])
+    axes = [c + pair for c in point]
+    if line is not None:
+        axes[axis] = line
+    img = anatomy.render_tissue(dataclasses.replace(t, **change), tuple(axes), voxel_mm, np.random.default_rng(12))[0]
+    return img.mean(axis=tuple(a for a in range(3) if a != axis)) if line is not None else float(img.mean())
+
+
+@pytest.mark.parametrize("point, value, change", [
+    ((0, 85.5, 0), 0.70, {}), ((0, 80, 0), 0.10, {}), ((0, 75.75, 0), 0.12, {}),  # scalp 83-88, skull 77-83, CSF gap
+    ((0, 76.5, 0), 0.12, {}), ((0, 74, 0), 0.60, {}),  # 0.5 mm from the skull (77) and from the brain (74.5)
+    ((0, 71, 0), 0.60, {}), ((0, 66, 0), 1.00, {}), ((0, 95, 0), 0.0, {}),  # grey matter 7 mm inside 74.5, white
+    ((0, 66, 0), 0.60, {"age": 85.0}), ((0, 71, 0), 0.12, {"age": 85.0}),  # 85 y: brain × 0.9285, cortex 5.18 mm
+    ((11, -10, 0), 0.80, {}), ((-11, -23, 0), 0.80, {}),  # thalami (±11, −10, 0), semi-axes (9, 15, 9)
+    ((27, -18, -16), 0.62, {}), ((-27, -33, -16), 0.62, {}),  # hippocampi (±27, −18, −16), (6, 17, 6)
+    ((33, -16, -11), 0.12, {}), ((-33, -5, -11), 0.12, {}),  # temporal horns (±33, −16, −11), (3, 12, 3)
+    ((8, 0, 12), 0.12, {}), ((-8, -22, 12 - 0.012 * 22**2), 0.12, {}),  # ventricles (±8, 0, 12), (6, 24, 9), bent
+    ((8, 22, 12), 1.00, {}),  # the bend lowers the ventricle 5.8 mm at y = 22: white matter above it
+    ((10.86, 20, 12 - 0.012 / 1.477 * 400), 0.12, {"age": 85.0}),  # v = exp(0.018·65 / 3) = 1.477 at 85 y
+])
+def test_tissue_values_and_geometry_are_those_of_the_documented_table(monkeypatch, point, value, change):
+    assert _phantom(monkeypatch, point, **change) == pytest.approx(value, abs=1e-3)
+
+
+def test_a_rigid_pose_moves_the_template_to_world_as_R_p_plus_shift(monkeypatch):
+    """docs/synthetic.md: p = Rᵀ(x_world − shift) / size, R the rotation about x, then y, then z (extrinsic, as scipy's
+    from_euler('xyz')): the thalamus edge point (−11, −23, 0) of the template is found at R p + shift."""
+    from scipy.spatial.transform import Rotation
+
+    deg, shift = (25.0, -15.0, 40.0), np.array([3.0, -2.0, 5.0])
+    np.testing.assert_allclose(anatomy._rotation(deg), Rotation.from_euler("xyz", deg, degrees=True).as_matrix())
+    world = Rotation.from_euler("xyz", deg, degrees=True).apply([-11.0, -23.0, 0.0]) + shift
+    assert _phantom(monkeypatch, world, pose_rotation_deg=deg, pose_shift_mm=tuple(shift)) == pytest.approx(0.80)
+
+
+def test_partial_volume_ramps_are_one_voxel_wide_in_world_mm_whatever_the_head_size(monkeypatch):
+    """The scalp's outer edge of a head 1.25 × the template, rendered for 4 mm voxels on a 0.05 mm line: the linear
+    ramp spans 4 world mm (10 %→90 % of the scalp value over 3.2 mm), centred on the surface at 88 × 1.25 = 110 mm."""
+    y = np.arange(100.0, 120.0, 0.05)
+    profile = _phantom(monkeypatch, (0, 0, 0), line=y, voxel_mm=4.0, head_scale=1.25)
+    outer = y > 107.0
+    ten, ninety = (y[outer][np.argmin(np.abs(profile[outer] - f * 0.70))] for f in (0.1, 0.9))
+    assert ten - ninety == pytest.approx(3.2, abs=0.1) and (ten + ninety) / 2 == pytest.approx(110.0, abs=0.1)
+
+
+@pytest.mark.parametrize("age, diagnosis", [(20.0, "CN"), (85.0, "CN"), (75.0, "AD")])
+def test_deep_structures_grow_and_shrink_with_age_and_ad_at_the_documented_rates(monkeypatch, age, diagnosis):
+    """Lengths on 0.02 mm lines of the plain subject: both ventricles along x through (0, 0, 12) span 2 × 12v mm,
+    v³ = exp(0.018·Δ) (× 1.15 with AD); a hippocampus along y through (27, ·, −16) 34h mm, h³ = (1 − 0.002·Δ) (× 0.70
+    with AD); a temporal horn along y through (33, ·, −11) 24k mm, k³ = exp(0.012·Δ) (× 3 with AD)."""
+    years, ad = age - 20.0, diagnosis == "AD"
+    v = math.exp(0.018 * years) * (1.15 if ad else 1.0)
+    h = (1 - 0.002 * years) * (0.70 if ad else 1.0)
+    k = math.exp(0.012 * years) * (3.0 if ad else 1.0)
+    line = np.arange(-45.0, 45.0, 0.02)
+    for through, axis, value, length in (((0, 0, 12), 0, 0.12, 24 * v ** (1 / 3)),
+                                         ((27, 0, -16), 1, 0.62, 34 * h ** (1 / 3)),
+                                         ((33, 0, -11), 1, 0.12, 24 * k ** (1 / 3))):
+        profile = _phantom(monkeypatch, through, line=line, axis=axis, voxel_mm=0.02, age=age, diagnosis=diagnosis)
+        assert np.sum(np.abs(profile - value) < 0.005) * 0.02 == pytest.approx(length, abs=0.1), (through, length)
+
+
+def test_smooth_field_correlation_is_that_of_its_gaussian_bumps_at_the_documented_width():
+    """Var-normalised bumps exp(−½((x − c)/(0.6 × 12 mm))²) every 12 mm: two points 12 mm apart (lattice nodes, at the
+    centre and at the edge of ±60 mm) correlate as the normalised bumps' dot product, 0.445 (width 0.5 × 12: 0.26)."""
+    centres = 12.0 * np.arange(-6, 7)
+
+    def naive(x1: float, x2: float) -> float:
+        a, b = (np.exp(-0.5 * ((x - centres) / 7.2) ** 2) for x in (x1, x2))
+        return float(a @ b / np.sqrt((a @ a) * (b @ b)))
+
+    axes = (np.array([-60.0, -48.0, 0.0, 12.0]), np.zeros(1), np.zeros(1))
+    draws = np.stack([anatomy.smooth_field(axes, 12.0, np.random.default_rng(s), 60.0)[:, 0, 0] for s in range(1500)])
+    for i, j in ((2, 3), (0, 1)):
+        r = np.corrcoef(draws[:, i], draws[:, j])[0, 1]
+        assert abs(r - naive(axes[0][i], axes[0][j])) < 0.06, (i, j, r)
