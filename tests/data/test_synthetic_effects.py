@@ -288,3 +288,24 @@ def test_smooth_field_correlation_is_that_of_its_gaussian_bumps_at_the_documente
     for i, j in ((2, 3), (0, 1)):
         r = np.corrcoef(draws[:, i], draws[:, j])[0, 1]
         assert abs(r - naive(axes[0][i], axes[0][j])) < 0.06, (i, j, r)
+
+
+def test_truth_volumes_of_the_phantom_are_its_ellipsoids_volumes(monkeypatch):
+    """truth.tsv's volumes are partial-volume sums: on the phantom (2 mm grid) the intracranial volume is the
+    ellipsoid inside the skull, semi-axes (70, 88, 78) − 11 mm; the brain (56.5, 74.5, 64.5); the ventricles two
+    (6, 24, 9) ellipsoids (bending shears, keeping the volume); the hippocampi two (6, 17, 6) ellipsoids."""
+    monkeypatch.setattr(anatomy, "smooth_field",
+                        lambda axes, lattice, rng, half: np.zeros([len(a) for a in axes], np.float32))
+    t = dataclasses.replace(anatomy.sample_traits(0, 0, SPEC.sites[0], np.random.default_rng(11)), age=20.0,
+                            diagnosis="CN", head_scale=1.0, head_aspect=(1.0, 1.0, 1.0), brain_noise=0.0, gm_noise=0.0,
+                            ventricle_noise=0.0, ventricle_asymmetry=0.0, hippo_noise=0.0,
+                            pose_shift_mm=(0.0, 0.0, 0.0), pose_rotation_deg=(0.0, 0.0, 0.0))
+    grid = np.arange(-99.0, 100.0, 2.0)
+    truth = anatomy.render_tissue(t, (grid, grid, grid), 2.0, np.random.default_rng(12))[1]
+    ml = {name: 4 / 3 * math.pi * math.prod(semi) * n / 1000 for name, semi, n in (
+        ("icv_ml", (59, 77, 67), 1), ("brain_ml", (56.5, 74.5, 64.5), 1), ("ventricle_ml", (6, 24, 9), 2),
+        ("hippocampus_ml", (6, 17, 6), 2))}
+    assert truth["icv_ml"] == pytest.approx(ml["icv_ml"], rel=0.005)
+    assert truth["brain_ml"] == pytest.approx(ml["brain_ml"], rel=0.005)
+    assert truth["ventricle_ml"] == pytest.approx(ml["ventricle_ml"], rel=0.02)
+    assert truth["hippocampus_ml"] == pytest.approx(ml["hippocampus_ml"], rel=0.02)
