@@ -140,3 +140,54 @@ def test_anisotropic_grid_files_truth_table_and_field_of_view(tmp_path):
     for fov in (100.0, 500.0):
         with pytest.raises(ValueError, match="fov_mm"):
             SyntheticCohortSpec(fov_mm=fov)
+
+
+def test_site_presets_and_drawn_sites_are_those_of_the_docs_table():
+    """docs/synthetic.md's site table, row by row: every number of site-A…D (ages Beta(a, b) → mean, scale, offset, γ,
+    σ, bias b and q, blur, pose) is its preset's; site-E, … draw a, b first from default_rng([7919, k]), and every
+    drawn value lies in its documented range."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "synthetic.md").read_text().replace("−", "-")
+    for s in SITE_PRESETS:
+        row = next(line for line in text.splitlines() if line.startswith(f"| {s.name} |"))
+        documented = [float(v) for v in re.findall(r"[-+]?\d+(?:\.\d+)?", row.split("|", 2)[2])]
+        preset = [*s.age_beta, round(s.mean_age, 1), s.intensity_scale, s.intensity_offset, s.gamma, s.noise_sigma,
+                  *s.bias_linear, s.bias_quadratic, *s.blur_sigma_mm, *s.pose_shift_mm, *s.pose_rotation_deg]
+        assert documented == preset, s.name
+    drawn = site_profiles(40)[4:]
+    for k, s in enumerate(drawn, start=4):
+        r = np.random.default_rng([7919, k])
+        assert s.age_beta == (r.uniform(1.2, 5.0), r.uniform(1.2, 5.0))
+        assert all(abs(v) <= 0.25 for v in s.bias_linear) and abs(s.bias_quadratic) <= 0.15
+        assert all(abs(v) <= 5.0 for v in s.pose_rotation_deg)
+    assert max(abs(s.bias_quadratic) for s in drawn) > 0.1 and max(abs(v) for s in drawn for v in s.bias_linear) > 0.2
+    assert max(abs(v) for s in drawn for v in s.pose_rotation_deg) > 4.0
+
+
+def test_per_subject_jitter_of_scale_noise_and_bias_is_the_documented_one():
+    """docs/synthetic.md: per subject, scale × N(1, 0.03), σ × U(0.85, 1.15), b + N(0, 0.03) per axis. Over 300
+    subjects (scanner streams): white matter without noise gives the scale (SD 0.03 within 15 %); the background's
+    Rayleigh mean gives σ·scale (between 0.85 and 1.15 of the site's, near both ends); a bias along x gives b_x as half
+    the log ratio of x = +100 mm over x = −100 mm (SD 0.03 within 15 %)."""
+    scale, sigma, b = [], [], []
+    x = np.array([-100.0, 100.0], np.float32).reshape(2, 1, 1)
+    for seed in range(300):
+        scale.append(_scan(np.ones((2, 2, 2)), noise_sigma=1e-5, intensity_scale=200.0, seed=seed).mean() / 200.0)
+        dark = _scan(np.zeros((24, 24, 24)), noise_sigma=0.1, intensity_scale=200.0, seed=seed)
+        sigma.append(dark.mean() / (0.1 * 200.0 * math.sqrt(math.pi / 2)) / scale[-1])
+        out = _scan(np.full((2, 1, 1), 0.8), (x, 0.0, 0.0), noise_sigma=1e-5, intensity_scale=200.0, seed=seed)
+        b.append(math.log(out[1, 0, 0] / out[0, 0, 0]) / 2)
+    assert np.std(scale) == pytest.approx(0.03, rel=0.15) and np.mean(scale) == pytest.approx(1.0, abs=0.01)
+    assert 0.83 < min(sigma) < 0.88 and 1.12 < max(sigma) < 1.17
+    assert np.std(b) == pytest.approx(0.03, rel=0.15) and abs(np.mean(b)) < 0.01
+
+
+def test_a_blur_of_under_a_third_of_a_voxel_is_applied():
+    """docs/synthetic.md: every site blurs by its σ (mm). σ = 0.58 mm at 2 mm voxels (0.29 voxel): the voxel beside a
+    step from 0 to 250 gets the kernel's neighbour weight e^(−0.5/0.29²) / (1 + 2e^(−0.5/0.29²)) ≈ 0.0026 of it,
+    0.65, which rounds to 1 grey level; unblurred it stays 0."""
+    edge = np.broadcast_to((np.arange(12) >= 6).astype(np.float32)[:, None, None], (12, 4, 4))
+    out = _scan(edge, noise_sigma=1e-5, intensity_scale=250.0, blur_sigma_mm=(0.58, 0.0, 0.0)).mean((1, 2))
+    assert out[5] == 1.0 and out[4] == 0.0, out
