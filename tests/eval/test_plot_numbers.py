@@ -80,3 +80,84 @@ def test_the_age_figure_of_an_evaluation_titles_the_mae_its_metrics_report(figur
     (ax,) = [a for fig in figures for a in fig.axes if a.get_title().startswith("e: MAE")]
     assert ax.get_title() == f"e: MAE {res['probes']['e']['age']['mae']:.2f}"
     np.testing.assert_allclose(ax.collections[0].get_offsets()[:, 0], feats["age"][split == "test"])
+
+
+def test_pred_vs_true_panels_share_one_scale_with_the_identity_line_and_skip_empty_panels(figures, tmp_path):
+    """Every panel has the same x and y limits, holding every true and predicted value of every panel strictly inside
+    (predictions outside the true range too); each draws the dashed identity line across them; a panel without scans
+    is left out, and with none there is no figure."""
+    a = ("probe", np.array([30.0, 40.0]), np.array([10.0, 45.0]))  # a prediction far below the true ages
+    b = ("fine-tuned", np.array([60.0, 70.0]), np.array([90.0, 62.0]))
+    plots.plot_pred_vs_true([a, ("empty", np.array([]), np.array([])), b], tmp_path / "a.png")
+    axes = figures[0].axes
+    assert [ax.get_title().split(":")[0] for ax in axes] == ["probe", "fine-tuned"]
+    for ax, (_, y, pred) in zip(axes, (a, b)):
+        np.testing.assert_array_equal(ax.collections[0].get_offsets(), np.c_[y, pred])  # each scan its own point
+        lo, hi = ax.get_xlim()
+        assert ax.get_ylim() == (lo, hi) and axes[0].get_xlim() == (lo, hi) and lo < 10.0 and hi > 90.0
+        assert (ax.get_xlabel(), ax.get_ylabel()) == ("true (years)", "predicted (years)")
+        (line,) = ax.lines
+        np.testing.assert_allclose(line.get_xdata(), [lo, hi])
+        np.testing.assert_allclose(line.get_ydata(), [lo, hi])
+        assert line.get_linestyle() == "--"
+    assert plots.plot_pred_vs_true([("empty", [], [])], tmp_path / "b.png") is None and len(figures) == 1
+
+
+def test_confusion_matrix_names_rows_and_columns_in_class_order_and_an_empty_row_stays_white(figures, tmp_path):
+    """Rows are the true classes and columns the predicted ones, both labelled with the class names in order; a class
+    with no test scan (a row of zeros) is shaded 0, not NaN; the colour scale is the row share 0…1, and a cell above
+    0.6 of its row gets white text."""
+    cm = [[5, 1, 0], [0, 0, 0], [1, 0, 9]]
+    plots.plot_confusion([("probe", cm, ["Guys", "HH", "IOP"])], tmp_path / "c.png")
+    (ax,) = figures[0].axes
+    figures[0].canvas.draw()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["Guys", "HH", "IOP"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["Guys", "HH", "IOP"]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("predicted", "true")
+    image = ax.images[0]
+    np.testing.assert_array_equal(np.asarray(image.get_array())[1], [0.0, 0.0, 0.0])
+    assert image.get_clim() == (0, 1)
+    white = {(int(t.get_position()[1]), int(t.get_position()[0])) for t in ax.texts if t.get_color() == "white"}
+    assert white == {(0, 0), (2, 2)}  # 5/6 and 9/10 of their rows; 1/6 and 1/10 are not
+    assert plots.plot_confusion([], tmp_path / "d.png") is None
+
+
+def test_fewshot_curve_draws_each_encoder_with_its_seed_sd_on_a_log_axis_ticked_at_the_fractions(figures, tmp_path):
+    """Error bars of ± the SD over seeds (none where a fraction has a single seed), one line per encoder named after
+    it, a panel per target, log-scaled fractions ticked at the fractions that were run, the metric on the y axis."""
+    summary = [{"fraction": 0.01, "n_subjects": 3, "mean": 9.0, "std": 1.5},
+               {"fraction": 0.1, "n_subjects": 30, "mean": 7.0, "std": 0.5},
+               {"fraction": 1.0, "n_subjects": 300, "mean": 5.0, "std": None}]
+    curves = {enc: {"age": {"metric": "mae", "summary": summary}} for enc in ("pretrained", "random init")}
+    curves["pretrained"]["label"] = {"metric": "balanced_accuracy", "summary": summary[1:2], "chance": 0.5}
+    plots.plot_fewshot(curves, tmp_path / "f.png")
+    age, label = figures[0].axes
+    assert (age.get_title(), label.get_title()) == ("age", "label")
+    assert (age.get_ylabel(), label.get_ylabel()) == ("MAE (years) ↓", "balanced accuracy ↑")
+    assert age.get_xscale() == "log" and [t.get_text() for t in age.get_xticklabels()] == ["1%", "10%", "100%"]
+    assert [t.get_text() for t in age.get_legend().get_texts()] == ["pretrained", "random init"]
+    bars = age.containers[0].lines[2][0].get_segments()  # the vertical error bars of the first encoder
+    assert [(s[0][0], s[0][1], s[1][1]) for s in bars if len(s)] == [(1.0, 7.5, 10.5), (10.0, 6.5, 7.5)]
+
+
+def test_training_curves_leave_out_rows_that_log_no_loss(figures, tmp_path):
+    """metrics.jsonl also holds the monitor's rows (step and monitor/… metrics, no loss): the pretraining curve is the
+    loss rows only; a fine-tuning panel has its epochs on x and both losses named in a legend."""
+    rows = [{"step": 1, "loss": 4.0}, {"step": 1, "monitor/knn": 0.3}, {"step": 2, "loss": 3.0}, {"epoch": 1, "lr": 0.1}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    hist = [{"epoch": 1, "train_loss": 0.9, "val_loss": 0.7}]
+    plots.plot_training_curves(tmp_path, {"pretrained age": hist}, tmp_path / "t.png")
+    pre, ft = figures[0].axes
+    np.testing.assert_array_equal(np.c_[pre.lines[0].get_data()], [[1, 4.0], [2, 3.0]])
+    assert (pre.get_xlabel(), ft.get_xlabel(), ft.get_title()) == ("step", "epoch", "fine-tuning pretrained age")
+    assert [t.get_text() for t in ft.get_legend().get_texts()] == ["train loss", "validation loss"]
+    assert ft.lines[0].get_marker() == "o"  # a lone epoch is a visible point
+    assert plots.plot_training_curves(tmp_path / "none", {"e age": []}, tmp_path / "u.png") is None
+
+
+def test_report_figures_are_saved_at_100_dpi(tmp_path):
+    """One pred-vs-true panel is 4.0 × 3.8 in: 400 × 380 pixels."""
+    import matplotlib.image
+
+    path = plots.plot_pred_vs_true([("probe", np.array([20.0, 60.0]), np.array([25.0, 55.0]))], tmp_path / "a.png")
+    assert matplotlib.image.imread(path).shape[:2] == (380, 400)
