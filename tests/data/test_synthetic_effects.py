@@ -309,3 +309,23 @@ def test_truth_volumes_of_the_phantom_are_its_ellipsoids_volumes(monkeypatch):
     assert truth["brain_ml"] == pytest.approx(ml["brain_ml"], rel=0.005)
     assert truth["ventricle_ml"] == pytest.approx(ml["ventricle_ml"], rel=0.02)
     assert truth["hippocampus_ml"] == pytest.approx(ml["hippocampus_ml"], rel=0.02)
+
+
+def test_the_subject_texture_is_a_4_percent_field_on_a_20_mm_lattice(monkeypatch):
+    """docs/synthetic.md: the image is multiplied by 1 + 0.04·T(x), T a unit-variance random field on a 20 mm lattice.
+    The phantom with the texture alone, at two white-matter points 20 mm apart over 1500 anatomy streams: SD 0.04 at
+    each, and the correlation of the bumps exp(−½((x − c)/(0.6 × 20 mm))²) every 20 mm (0.56; a 10 mm lattice: 0.22)."""
+    field = anatomy.smooth_field
+    monkeypatch.setattr(anatomy, "smooth_field", lambda axes, lattice, rng, half: field(axes, lattice, rng, half)
+                        if lattice == 20.0 else np.zeros([len(a) for a in axes], np.float32))
+    t = dataclasses.replace(anatomy.sample_traits(0, 0, SPEC.sites[0], np.random.default_rng(11)), age=20.0,
+                            diagnosis="CN", head_scale=1.0, head_aspect=(1.0, 1.0, 1.0), brain_noise=0.0, gm_noise=0.0,
+                            ventricle_noise=0.0, ventricle_asymmetry=0.0, hippo_noise=0.0,
+                            pose_shift_mm=(0.0, 0.0, 0.0), pose_rotation_deg=(0.0, 0.0, 0.0))
+    pair = np.array([-0.125, 0.125])
+    axes = (pair, np.array([30.0, 50.0]), pair)
+    values = np.array([anatomy.render_tissue(t, axes, 0.25, np.random.default_rng(s))[0][0, :, 0] for s in range(1500)])
+    centres = 20.0 * np.arange(-20, 21)
+    a, b = (np.exp(-0.5 * ((y - centres) / 12.0) ** 2) for y in (30.0, 50.0))
+    assert np.all(np.abs(values.std(axis=0) / 0.04 - 1) < 0.08) and np.abs(values.mean(axis=0) - 1).max() < 0.004
+    assert abs(np.corrcoef(values.T)[0, 1] - a @ b / np.sqrt((a @ a) * (b @ b))) < 0.06
