@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from medssl.eval.compare import _error_bar, collect, compare_table
-from medssl.eval.report import (_finetune_tables, _legend, _names, _openbhb_table, _plain, _site_tables, format_table,
-                                summary_entries, summary_rows, write_report)
+from medssl.eval.report import (_finetune_tables, _legend, _names, _openbhb_table, _plain, _probe_settings_table, _site_tables,
+                                format_table, summary_entries, summary_rows, write_report)
 
 
 def _by_metric(results: dict, full: bool = True) -> dict:
@@ -335,3 +335,15 @@ def test_every_ranked_row_is_ranked_as_its_arrow_says():
     for e in entries:
         arrow = "↓" if "↓" in e["metric"] else "↑" if "↑" in e["metric"] else ""
         assert e["better"] == {"↓": "lower", "↑": "higher", "": ""}[arrow], e["metric"]
+
+
+def test_legend_knn_setting_and_unseen_feature_footnote():
+    """The heading names the intervals when any row has one (here the second); a kNN probe's k is in the settings
+    table like α and C; the leave-site-out footnote gives docs/evaluation.md's ≥ 10× spread for unseen features."""
+    rows = summary_rows({"probes": {"e": {"age": {"mae": 5.0, "r2": 0.5, "r2_ci": [0.4, 0.6]}}}})
+    assert _legend(rows) == "; […]: 95 % bootstrap CI over test subjects"
+    table = _probe_settings_table({"probes": {"e": {"age": {"mae": 5.0, "k": 5, "selection": "5-fold CV on train"}}}})
+    assert "| e | age | k = 5 | 5-fold CV on train |" in table
+    lso = {"age": {"per_site": {"Guys": {"mae": 6.5, "n_test": 10, "n_train": 40}}}}
+    text = "\n".join(_site_tables({"site": {"e": {"leave_site_out": lso}}}))
+    assert "features whose spread on the held-out site is ≥ 10× their spread on the training sites" in text
