@@ -95,6 +95,20 @@ def worker(rank, port, out_dir):
                 results[key] = "no error"
             except ValueError as err:
                 results[key] = str(err)
+        # A size past 255 on one rank (the sizes must not wrap around in a small dtype).
+        try:
+            gather_no_grad(torch.zeros(3 + 256 * rank))
+            results["unequal/259"] = "no error"
+        except ValueError as err:
+            results["unequal/259"] = str(err)
+        # Non-contiguous tensors in, and a non-contiguous gradient back (gloo needs contiguous buffers).
+        leaf = (torch.arange(12.0, dtype=torch.float64).reshape(4, 3) + 100 * rank).requires_grad_()
+        z = gather_with_grad(leaf.T)  # (3, 4) rows of a transpose
+        weights = (rank + 1) * torch.arange(24.0, dtype=torch.float64).reshape(4, 6)
+        (z.T * weights).sum().backward()  # dL/dz = weights.T, a transpose
+        results["noncontig"] = (z.detach(), leaf.grad)
+        codes = torch.arange(10).reshape(5, 2) + 100 * rank
+        results["noncontig/no_grad"] = gather_no_grad(codes[:, 1])
         # A missing class code (-1) on one rank only must stop every rank (checked after the gather).
         for name, kwargs in (("supcon", {"temperature": 0.2}), ("fairkl", {"temperature": 1.0})):
             codes = labels["classes"][rows].clone()
