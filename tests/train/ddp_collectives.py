@@ -23,4 +23,5 @@ if __name__ == "__main__":
            "any": any_rank(r == 1, info, device), "none": any_rank(False, info, device),
            "all": any_rank(True, info, device)}
     shutdown_distributed(info)
+    out["left"] = not torch.distributed.is_initialized()
     print(json.dumps(out), flush=True)

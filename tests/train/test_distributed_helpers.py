@@ -19,6 +19,8 @@ def test_each_rank_takes_its_contiguous_slice_and_together_they_are_the_batch():
     assert shard(batch, DistInfo()) == batch
     with pytest.raises(ValueError, match=r"train.batch_size=8 is not divisible by the 3 processes; use a multiple of 3"):
         shard(batch, DistInfo(0, 3, 0))
+    with pytest.raises(ValueError, match=r"train.batch_size=7 is not divisible by the 2 processes"):  # remainder 1
+        shard(batch[:7], DistInfo(1, 2, 1))
 
 
 def test_rank_info_main_is_global_rank_0_and_ddp_needs_two_processes():
@@ -104,3 +106,4 @@ def test_two_gloo_ranks_agree_on_the_mean_and_on_any_flag():
         assert g["info"] == [r, 2, 0]  # two nodes of one process each: the rank is RANK, not LOCAL_RANK
         assert g["mean"] == [1.5, 15.0] and g["own"] == [r + 1.0, 10.0 * (r + 1)]
         assert (g["any"], g["none"], g["all"]) == (True, False, True)
+        assert g["left"]  # shutdown_distributed left the process group
