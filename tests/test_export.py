@@ -70,6 +70,7 @@ def test_spec_describes_architecture_input_and_provenance_without_patient_data(e
     assert spec["input"]["method_rescaling"] == "per-scan min-max to [0, 1]"  # Models Genesis saw [0, 1] scans
     assert spec["pretraining"]["config_hash"] == config_hash(load_config(run / "config.yaml"))
     assert spec["pretraining"]["method"] == "genesis" and spec["pretraining"]["checkpoint_step"] > 0
+    assert (spec["pretraining"]["method_options"], spec["pretraining"]["seed"]) == ({"rescale": True}, 0)  # RUN's
     text = (out / "encoder.json").read_text()
     manifest = (run / "manifest.tsv").read_text().splitlines()
     header = manifest[0].split("\t")
