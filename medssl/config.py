@@ -267,6 +267,19 @@ def load_yaml(text: str):
     return yaml.load(text, Loader=_UniqueKeyLoader)
 
 
+def read_yaml_text(path: Path) -> str:
+    """A YAML file's text, read as UTF-8 (YAML's encoding) whatever the machine's locale.
+
+    Raises:
+        ConfigError: the file is not UTF-8 text (names the file and the first bad byte's offset).
+    """
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+                          "save it as UTF-8") from None
+
+
 def _first_line(error: yaml.YAMLError) -> str:
     """PyYAML's message on one line, with the line/column where it found the problem."""
     mark = getattr(error, "problem_mark", None)
@@ -298,7 +311,7 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         try:
-            loaded = load_yaml(path.read_text()) or {}
+            loaded = load_yaml(read_yaml_text(path)) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML ({_first_line(e)}); check the indentation there") from None
         if not isinstance(loaded, dict):

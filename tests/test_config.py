@@ -253,3 +253,21 @@ def test_a_fresh_python_run_into_a_folder_with_checkpoints_names_the_python_sett
     cfg = load_config(overrides=[f"output_dir={tmp_path / 'run'}"])
     with pytest.raises(ConfigError, match=re.escape("--resume auto (in Python: cfg.train.resume = 'auto')")):
         pretrain(cfg, progress=False)
+
+
+@pytest.mark.parametrize("kind", ["config", "card"])
+def test_a_yaml_file_that_is_not_utf8_names_the_file_and_the_byte(tmp_path, kind):
+    """A config or data card saved in another encoding (here Latin-1 'ô' = 0xf4) is a ConfigError naming the file
+    and the first byte that is not UTF-8, not a bare UnicodeDecodeError; a UTF-8 byte-order mark is read."""
+    from medssl.data.card import load_card
+
+    load = load_config if kind == "config" else load_card
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("# scanner: Siemens Avanto, Hôpital\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as e:
+        load(bad)
+    assert str(e.value) == f"{bad}: not UTF-8 text (byte 0xf4 at offset 28); save it as UTF-8"
+    if kind == "config":
+        bom = tmp_path / "bom.yaml"
+        bom.write_bytes(b"\xef\xbb\xbftrain:\n  epochs: 3\n")
+        assert load_config(bom).train.epochs == 3

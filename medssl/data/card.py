@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from medssl.config import NORMALISATIONS, ConfigError, _did_you_mean, _first_line, load_yaml
+from medssl.config import NORMALISATIONS, ConfigError, _did_you_mean, _first_line, load_yaml, read_yaml_text
 
 ROLES = ("subject", "session", "site", "age", "sex", "label", "path", "split")
 FORMATS = ("auto", "nifti", "dicom", "dicom_series", "itk", "png", "medmnist", "npy")
@@ -276,7 +276,7 @@ def load_card(name_or_path: str | Path) -> DataCard:
     """
     p = _locate(name_or_path)
     try:
-        raw = load_yaml(p.read_text()) or {}
+        raw = load_yaml(read_yaml_text(p)) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML ({_first_line(e)})") from None
     if not isinstance(raw, dict):
