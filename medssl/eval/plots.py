@@ -75,6 +75,7 @@ def plot_fewshot(curves: dict[str, dict[str, dict]], path: str | Path) -> Path |
     plt = _plt()
     fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 3.5), squeeze=False)
     for ax, target in zip(axes[0], targets):
+        ticks: set[float] = set()  # every encoder's fractions (they may have been run at different ones)
         for enc, per in curves.items():
             if target not in per:
                 continue
@@ -82,12 +83,13 @@ def plot_fewshot(curves: dict[str, dict[str, dict]], path: str | Path) -> Path |
             f = np.array([p["fraction"] for p in s]) * 100
             m, sd = np.array([p["mean"] for p in s]), np.array([np.nan if p["std"] is None else p["std"] for p in s])
             ax.errorbar(f, m, yerr=sd, marker="o", capsize=3, label=enc)
+            ticks.update(f.tolist())
             metric, chance = per[target]["metric"], per[target].get("chance")
         if chance is not None:
             ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
         ax.set(xscale="log", xlabel="labelled training subjects (%)", title=target,
                ylabel={"mae": "MAE (years) ↓", "balanced_accuracy": "balanced accuracy ↑"}.get(metric, metric))
-        ax.set_xticks(f, [f"{x:g}%" for x in f])  # the fractions that were run, not powers of ten
+        ax.set_xticks(sorted(ticks), [f"{x:g}%" for x in sorted(ticks)])  # the fractions run, not powers of ten
         ax.minorticks_off()
         ax.legend(fontsize=8)
     return _save(fig, Path(path))

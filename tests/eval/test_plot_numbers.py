@@ -161,3 +161,13 @@ def test_report_figures_are_saved_at_100_dpi(tmp_path):
 
     path = plots.plot_pred_vs_true([("probe", np.array([20.0, 60.0]), np.array([25.0, 55.0]))], tmp_path / "a.png")
     assert matplotlib.image.imread(path).shape[:2] == (380, 400)
+
+
+def test_fewshot_ticks_are_every_encoders_fractions(figures, tmp_path):
+    """Encoders evaluated at different fractions (runs merged from two evaluations) each get their points ticked,
+    not only the last encoder's."""
+    point = lambda fraction: {"fraction": fraction, "n_subjects": 1, "mean": 0.7, "std": None}  # noqa: E731
+    curves = {"pretrained": {"label": {"metric": "balanced_accuracy", "summary": [point(0.05), point(1.0)]}},
+              "random init": {"label": {"metric": "balanced_accuracy", "summary": [point(0.1), point(1.0)]}}}
+    plots.plot_fewshot(curves, tmp_path / "f.png")
+    assert [t.get_text() for t in figures[0].axes[0].get_xticklabels()] == ["5%", "10%", "100%"]
