@@ -155,3 +155,216 @@ def test_medmnist_quick_with_peers(tmp_path):
     hist = seed0["peer_pretrain"]["monai_stock"]["history"]
     assert len(hist) == on_disk["budget"]["ssl_epochs"] and hist[0]["steps"] == 96 // 32
     assert Path(res["figure"]).name == "medmnist_pneumonia_peers.png" and Path(res["figure"]).is_file()
+
+
+def test_input_checks_refuse_what_the_recipes_cannot_train_on():
+    """(N, 1, *S) with 2 or 3 spatial axes and N ≥ 2 (a contrastive batch); float32 out, values kept."""
+    from peers.common import as_shape, check_images
+
+    for bad, dims in ((np.zeros((4, 1, 2, 2, 2, 2)), 4), (np.zeros((4, 3, 8, 8)), 2), (np.zeros((4, 1, 8, 8, 8)), 2),
+                      (np.zeros((1, 1, 8, 8)), 2)):
+        with pytest.raises(ValueError):
+            check_images(bad, dims)
+    x = np.linspace(0, 1, 2 * 36).reshape(2, 1, 6, 6)  # float64, the smallest contrastive set
+    t = check_images(x, 2)
+    assert t.dtype == torch.float32 and np.allclose(t.numpy(), x)
+    assert as_shape(28, 3) == (28, 28, 28) and as_shape((8, 16), 2) == (8, 16)
+    with pytest.raises(ValueError, match="entries"):
+        as_shape((8, 8), 3)
+
+
+def test_unit_range_rescales_each_image_on_its_own():
+    from peers.common import unit_range
+
+    x = np.random.default_rng(0).normal(size=(3, 1, 5, 5)) * np.array([1, 10, 100])[:, None, None, None]
+    lo, hi = x.min(axis=(1, 2, 3), keepdims=True), x.max(axis=(1, 2, 3), keepdims=True)
+    assert np.allclose(unit_range(x), (x - lo) / (hi - lo), atol=1e-6) and unit_range(x).dtype == np.float32
+
+
+def test_seed_everything_seeds_python_numpy_and_torch_for_any_seed():
+    import random
+
+    from peers.common import seed_everything
+
+    seed_everything(12345)
+    got = (random.random(), np.random.random(), torch.rand(1).item())
+    want = (random.Random(12345).random(), np.random.RandomState(12345).random(),
+            torch.rand(1, generator=torch.Generator().manual_seed(12345)).item())
+    assert got == want
+    seed_everything(2**40 + 7)  # NumPy takes < 2**32 only; torch and Python any int
+    assert torch.rand(1).item() == torch.rand(1, generator=torch.Generator().manual_seed(2**40 + 7)).item()
+
+
+def test_only_a_resnet18_is_translated_and_monai_resnet18_fixes_its_three_arguments():
+    from peers.common import monai_resnet18, resnet_kwargs_of
+
+    from medssl.encoders import build_encoder
+
+    for other in ("resnet10", "resnet34", "resnet50"):
+        with pytest.raises(ValueError, match="ResNet-18"):
+            resnet_kwargs_of(build_encoder(other, 2, 1, width=8))
+    torch.manual_seed(1)  # medssl's default stem (7×7, stride 2, max-pool), not the benchmarks' one
+    ours = build_encoder("resnet18", 2, 1, width=16).eval()
+    torch.manual_seed(1)
+    theirs = monai_resnet18(2, resnet_kwargs_of(ours)).eval()
+    x = torch.randn(2, 1, 24, 24)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), theirs(x), atol=1e-5)
+    for fixed in ("spatial_dims", "n_input_channels", "feed_forward"):
+        with pytest.raises(ValueError, match=fixed):
+            monai_resnet18(2, {fixed: 1})
+
+
+def test_embedding_dim_leaves_the_mode_and_batch_norm_statistics_alone():
+    from peers.common import embedding_dim, monai_resnet18
+
+    net = monai_resnet18(2, SMALL).train()
+    stats = {k: v.clone() for k, v in net.state_dict().items()}
+    assert embedding_dim(net, (28, 28)) == 64 and net.training  # 512 · widen_factor 0.125
+    assert all(torch.equal(stats[k], v) for k, v in net.state_dict().items())
+
+
+def test_two_views_are_two_independent_draws_of_one_image():
+    from peers.common import TwoViews
+
+    images = torch.arange(3.0).reshape(3, 1, 1)
+    ds = TwoViews(images, lambda x: x + 1 + torch.rand(()))
+    v1, v2 = ds[2]
+    assert len(ds) == 3 and not torch.equal(v1, v2) and 3 <= v1.item() < 4 and 3 <= v2.item() < 4
+
+
+def test_train_two_views_is_the_plain_loop_written_out():
+    """Per batch: loss(head(enc(v1)), head(enc(v2))), fresh gradients, one step; history: mean loss per epoch."""
+    from peers.common import train_two_views
+
+    def loss_fn(a, b):  # asymmetric on purpose: the first argument is view 1
+        return ((a - 2 * b) ** 2).mean()
+
+    batches = [(torch.randn(4, 3, generator=torch.Generator().manual_seed(i)),
+                torch.randn(4, 3, generator=torch.Generator().manual_seed(10 + i))) for i in range(3)]
+    torch.manual_seed(0)
+    enc, head = torch.nn.Linear(3, 5), torch.nn.Linear(5, 2)
+    ref_enc, ref_head = torch.nn.Linear(3, 5), torch.nn.Linear(5, 2)
+    ref_enc.load_state_dict(enc.state_dict())
+    ref_head.load_state_dict(head.state_dict())
+    history = []
+    train_two_views(enc, head, loss_fn, torch.optim.SGD([*enc.parameters(), *head.parameters()], lr=0.05), batches,
+                    2, "cpu", history)
+    ref_params = [*ref_enc.parameters(), *ref_head.parameters()]
+    means = []
+    for _ in range(2):
+        losses = []
+        for v1, v2 in batches:
+            loss = loss_fn(ref_head(ref_enc(v1)), ref_head(ref_enc(v2)))
+            grads = torch.autograd.grad(loss, ref_params)
+            with torch.no_grad():
+                for p, g in zip(ref_params, grads):
+                    p -= 0.05 * g
+            losses.append(loss.item())
+        means.append(sum(losses) / len(losses))
+    assert all(torch.allclose(p, q, atol=1e-6) for p, q in zip([*enc.parameters(), *head.parameters()], ref_params))
+    assert [h["epoch"] for h in history] == [0, 1] and [h["steps"] for h in history] == [3, 3]
+    assert [h["loss"] for h in history] == pytest.approx(means, rel=1e-5)
+    train_two_views(enc, head, loss_fn, torch.optim.SGD(enc.parameters(), lr=0.05), batches, 0, "cpu", history)
+    assert len(history) == 2  # 0 epochs: no step, no entry
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_monai_stock_views_are_the_documented_transforms(spatial_dims):
+    """The view pipeline of docs/benchmarks_medmnist.md (Peers) and the module docstring, parameter for parameter."""
+    from monai import transforms as T
+    from peers.monai_stock import build_views
+
+    crop = (12, 10, 8)[:spatial_dims]
+    view = build_views(spatial_dims, crop, seed=1)
+    kinds = [type(t) for t in view.transforms]
+    assert kinds == [T.RandScaleCrop, T.Resize, *[T.RandFlip] * spatial_dims, T.RandAffine, T.RandAdjustContrast,
+                     T.RandGaussianNoise, T.EnsureType]
+    crop_t, resize, *flips = view.transforms[:2 + spatial_dims]
+    affine, contrast, noise = view.transforms[2 + spatial_dims:-1]
+    assert (crop_t.roi_scale, crop_t.max_roi_scale, crop_t.random_size) == (0.5, 1.0, True)
+    assert tuple(resize.spatial_size) == crop and resize.mode == ("bilinear" if spatial_dims == 2 else "trilinear")
+    assert [(f.prob, f.flipper.spatial_axis) for f in flips] == [(0.5, a) for a in range(spatial_dims)]
+    grid = affine.rand_affine_grid
+    assert affine.prob == 0.5 and len(grid.rotate_range) == (1 if spatial_dims == 2 else 3)
+    assert all(r == pytest.approx(math.radians(15)) for r in grid.rotate_range)
+    assert tuple(grid.scale_range) == (0.1,) * spatial_dims
+    assert (contrast.prob, tuple(contrast.gamma)) == (0.5, (0.7, 1.5)) and (noise.prob, noise.std) == (0.5, 0.05)
+    x = torch.from_numpy(_images(1, (20,) * spatial_dims)[0])
+    a = [view(x) for _ in range(2)]
+    b = [v(x) for v in (build_views(spatial_dims, crop, seed=1),) for _ in range(2)]
+    assert a[0].shape == (1, *crop) and a[0].dtype == torch.float32 and not torch.equal(a[0], a[1])
+    assert all(torch.equal(p, q) for p, q in zip(a, b))  # seeded: the same draws again
+    assert not torch.equal(build_views(spatial_dims, crop, seed=2)(x), a[0])
+
+
+def test_monai_stock_steps_loss_head_and_optimiser_are_the_documented_ones(monkeypatch):
+    """ContrastiveLoss(τ=0.1) on two different 128-d projections of `batch` images, N // batch steps (last partial
+    batch dropped, a batch above N is N), Adam over encoder and head at the given lr without weight decay."""
+    import monai.data
+    import monai.losses
+
+    calls, optimisers = [], []
+
+    class Loss(monai.losses.ContrastiveLoss):
+        def forward(self, a, b):
+            out = super().forward(a, b)
+            calls.append((self.temperature, a.shape, b.shape, torch.equal(a, b), out.item()))
+            return out
+
+    class Adam(torch.optim.Adam):
+        def __init__(self, params, **kw):
+            super().__init__(params, **kw)
+            optimisers.append(self)
+
+    class Loader(monai.data.DataLoader):
+        def __init__(self, dataset, **kw):
+            super().__init__(dataset, **kw)
+            loaders.append((dataset[0][0].shape, kw["shuffle"], kw["drop_last"], kw["generator"].initial_seed()))
+
+    loaders = []
+    monkeypatch.setattr(monai.losses, "ContrastiveLoss", Loss)
+    monkeypatch.setattr(torch.optim, "Adam", Adam)
+    monkeypatch.setattr(monai.data, "DataLoader", Loader)
+    x, history = _images(11, (16, 16)), []
+    narrow = {**SMALL, "widen_factor": 1 / 16}  # D = 512 / 16 = 32
+    enc = PEERS["monai_stock"].pretrain(x, 2, 2, 4, 3e-3, seed=3, crop=12, encoder_kwargs=narrow, history=history)
+    assert [h["steps"] for h in history] == [2, 2] and len(calls) == 4  # 11 // 4
+    assert loaders == [((1, 12, 12), True, True, 3)]  # views of side `crop`, shuffled by the run's seed
+    assert all(c[:4] == (0.1, (4, 128), (4, 128), False) for c in calls)
+    assert [h["loss"] for h in history] == pytest.approx([np.mean([c[4] for c in calls[:2]]),
+                                                          np.mean([c[4] for c in calls[2:]])])
+    (opt,) = optimisers
+    group = opt.param_groups[0]
+    n_head = 32 * 32 + 32 + 32 * 128 + 128  # Linear(D, D) → ReLU → Linear(D, 128), D = 32
+    assert (group["lr"], group["weight_decay"]) == (3e-3, 0)
+    assert sum(p.numel() for p in group["params"]) == sum(p.numel() for p in enc.parameters()) + n_head
+    PEERS["monai_stock"].pretrain(x, 2, 1, 64, 3e-3, seed=0, crop=12, encoder_kwargs=narrow, history=history)
+    assert history[-1]["steps"] == 1 and calls[-1][1] == (11, 128)
+
+
+def test_usable_keeps_order_drops_repeats_and_names_what_cannot_run():
+    from peers import usable, versions
+
+    ok, skipped = usable(["monai_stock", "lightly", "monai_stock"], 3)
+    assert ok == ("monai_stock",) and set(skipped) == {"lightly"} and "spatial_dims" in skipped["lightly"]
+    names = ["nidl", "lightly", "monai_stock"]  # nidl is 3D only; lightly runs where it is installed
+    ok, skipped = usable(names, 2)
+    assert [n for n in names if n in ok] == list(ok) and [n for n in names if n in skipped] == list(skipped)
+    with pytest.raises(SystemExit, match="unknown peer.*'simclr'.*known: monai_stock"):
+        usable(["monai_stock", "simclr"], 2)
+    import importlib.util
+
+    import monai
+
+    v = versions()
+    assert v["monai"] == monai.__version__
+    assert all((v[pkg] is None) == (importlib.util.find_spec(pkg) is None) for pkg in v)  # None: not installed
+
+
+def test_lightly_and_nidl_refuse_bad_settings_before_needing_their_packages():
+    """Checked first, so a wrong call fails the same way with or without lightly / nidl installed."""
+    with pytest.raises(ValueError, match="square"):
+        PEERS["lightly"].pretrain(_images(4, (28, 28)), 2, 1, 4, 1e-3, seed=0, crop=(28, 20))
+    with pytest.raises(ValueError, match="bandwidth"):
+        PEERS["nidl"].pretrain(_images(4, (8, 8, 8)), 3, 1, 4, 1e-3, seed=0, aux=np.arange(4.0))
