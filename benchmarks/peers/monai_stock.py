@@ -14,7 +14,7 @@ loader, two independently augmented copies per image, ``monai.losses.Contrastive
   drawn twice per image: ``RandScaleCrop(roi_scale=0.5, max_roi_scale=1, random_size=True)``
   then ``Resize(crop)`` (= random resized crop), ``RandFlip(p=0.5)`` along every axis,
   ``RandAffine(p=0.5, rotation ±15°, scale ±10 %)``, ``RandAdjustContrast(p=0.5, γ ∈ [0.7, 1.5])``,
-  ``RandGaussianNoise(p=0.5, σ=0.05)``. Intensities stay in [0, 1]-ish (no normalisation), as
+  ``RandGaussianNoise(p=0.5, std=0.05)`` (σ drawn from [0, 0.05] per image: MONAI's ``sample_std``). Intensities stay in [0, 1]-ish (no normalisation), as
   the probe later sees the raw images.
 * **Head**: Linear(D, D) → ReLU → Linear(D, 128) (the SimCLR paper's MLP).
 * **Loss**: ``monai.losses.ContrastiveLoss(temperature=0.1)`` on the two views' projections.
