@@ -87,7 +87,10 @@ def test_synthetic_quick(tmp_path):
         _check_scores(rows[label])
         r = rows[label]
         assert r["n_external"] == 2 * n_site and r["n_train"] + r["n_internal"] == 3 * n_site
-    assert rows["y-aware"]["steps"] >= 1 and math.isfinite(rows["y-aware"]["final_loss"])
+    assert math.isfinite(rows["y-aware"]["final_loss"])
+    # the docs' quick row: 21 / 9 / 20 subjects, 1 epoch at batch 8 of ⌊21 / 8⌋ = 2 steps (the last partial batch dropped)
+    assert [rows["y-aware"][k] for k in ("n_train", "n_internal", "n_external")] == [21, 9, 20]
+    assert rows["y-aware"]["steps"] == 2
     with open(Path(rows["y-aware"]["run_dir"]) / "manifest.tsv", newline="") as f:  # what pretraining read
         seen = list(csv.DictReader(f, delimiter="\t"))
     assert {r["site"] for r in seen} == set(synthetic.SYN_INTERNAL) and len(seen) == 3 * n_site
