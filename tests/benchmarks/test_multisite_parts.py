@@ -204,3 +204,15 @@ def test_a_peer_run_pretrains_on_the_internal_training_scans_and_is_probed_on_th
     assert (row["label"], row["steps"], row["final_loss"]) == ("nidl y-aware (peer)", 3, 1.5)
     np.testing.assert_allclose(x_tr, unit[train].reshape(len(train), -1)[:, :5], atol=1e-6)
     assert age_int.tolist() == [20.0 + i for i in internal]
+    synthetic._synthetic_peer_run({**job, "peer": "", "yaware": False})  # the control: the random row's weights
+    from medssl.api import build_method
+    from medssl.config import load_config
+    from peers.common import monai_resnet18, resnet_kwargs_of
+
+    import torch
+
+    kwargs = resnet_kwargs_of(build_method(load_config(synthetic.DEMO_CONFIG)).encoder)
+    torch.manual_seed(5)  # evaluate()'s random-init twin of a seed-5 run
+    net = monai_resnet18(3, kwargs).eval()
+    with torch.no_grad():
+        np.testing.assert_allclose(seen["probes"][0], net(torch.from_numpy(unit[train]).float()).numpy(), atol=1e-5)
