@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--figure", default=None, help="figure PNG (default OUT/figure.png)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
     ap.add_argument("--jobs", type=int, default=1, help="synthetic: parallel runs (processes)")
-    ap.add_argument("--common", default="", help="synthetic: config overrides for every run, separated by ;")
+    ap.add_argument("--common", default="", help="synthetic: config overrides for every run, separated by ; (a variant's own overrides come after them and win)")
     ap.add_argument("--cohort-seed", type=int, default=0)
     ap.add_argument("--validation", action="store_true",
                     help="synthetic: unseen sites F and G of a 7-site cohort (D and E left out), to compare recipes "
