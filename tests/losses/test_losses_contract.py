@@ -245,3 +245,24 @@ def test_sigma_is_a_number_or_numbers_never_the_characters_of_a_string():
     for sigma in (np.float32(3.0), np.int64(3)):
         torch.testing.assert_close(L.YAwareLoss(0.2, sigma)(features, ages), naive.yaware(features, ages, 0.2, 3.0),
                                    rtol=1e-10, atol=1e-12)
+
+
+def test_eps_and_fairkl_arguments_are_refused_by_name():
+    """ε = inf (docstring: a finite number >= 0), an unknown std_over, (N, K) labels or bias labels, a missing class
+    code (-1) among FairKL's target labels, (1, N, V, D) features: each a ValueError saying so, never a loss computed
+    with a silently reinterpreted argument; a float class label names the loss that refused it."""
+    f = torch.randn(6, 2, 4, dtype=torch.float64)
+    labels, bias = torch.tensor([0, 0, 1, 1, 2, 2]), torch.tensor([0, 1, 0, 1, 0, 1])
+    with pytest.raises(ValueError, match="EpsSupInfoNCELoss: epsilon must be a finite number >= 0, got inf"):
+        L.EpsSupInfoNCELoss(epsilon=math.inf)
+    with pytest.raises(ValueError, match="std_over must be 'group' or 'matrix', got 'grup'"):
+        L.FairKLLoss(std_over="grup")
+    for bad_labels, bad_bias in ((labels, torch.stack([bias, bias], 1)), (torch.stack([labels, labels], 1), bias)):
+        with pytest.raises(ValueError, match=r"bias_labels must be given as an \(N,\) class tensor, labels as \(N,\)"):
+            L.FairKLLoss()(f, bad_labels, bad_bias)
+    with pytest.raises(ValueError, match=r"FairKLLoss \(labels\): class codes are missing .* rows \[5\]"):
+        L.FairKLLoss()(f, torch.tensor([0, 0, 1, 1, 2, -1]), bias)
+    with pytest.raises(ValueError, match=r"features must be \(N, V, D\) or \(N, D\), got \(1, 6, 2, 4\)"):
+        L.FairKLLoss()(f[None], labels, bias)
+    with pytest.raises(ValueError, match="^EpsSupInfoNCELoss: class labels must be a"):
+        L.EpsSupInfoNCELoss()(f, labels.double())
