@@ -99,7 +99,7 @@ class EpsSupInfoNCELoss(_BinaryPositives):
         temperature: T (paper: 0.1).
         epsilon: margin ε >= 0 (0 = no margin; the paper tunes e.g. 0.1, 0.25, 0.5).
         form: ``"out"`` or ``"in"``.
-        denominator_eps: 1e-6 reproduces the released code's ``+1e-6`` after its row-max
+        denominator_eps: finite, >= 0; 1e-6 reproduces the released code's ``+1e-6`` after its row-max
             shift (see :func:`contrastive_core`); 0 (default) is the exact formula.
     """
 
@@ -117,6 +117,8 @@ class EpsSupInfoNCELoss(_BinaryPositives):
             raise ValueError(f"EpsSupInfoNCELoss: form must be 'out' or 'in', got {form!r}")
         if not (epsilon >= 0 and math.isfinite(epsilon)):
             raise ValueError(f"EpsSupInfoNCELoss: epsilon must be a finite number >= 0, got {epsilon}")
+        if not (denominator_eps >= 0 and math.isfinite(denominator_eps)):
+            raise ValueError(f"EpsSupInfoNCELoss: denominator_eps must be a finite number >= 0, got {denominator_eps}")
         self.epsilon, self.form, self.denominator_eps = float(epsilon), form, float(denominator_eps)
 
     def anchor_losses(self, logits: Tensor, labels: Tensor | None, n: int, n_views: int) -> Tensor:
@@ -156,6 +158,8 @@ class EpsSupConLoss(_BinaryPositives):
         super().__init__(temperature, base_temperature, gather_distributed)
         if not (epsilon >= 0 and math.isfinite(epsilon)):
             raise ValueError(f"EpsSupConLoss: epsilon must be a finite number >= 0, got {epsilon}")
+        if not (denominator_eps >= 0 and math.isfinite(denominator_eps)):
+            raise ValueError(f"EpsSupConLoss: denominator_eps must be a finite number >= 0, got {denominator_eps}")
         self.epsilon, self.denominator_eps = float(epsilon), float(denominator_eps)
 
     def anchor_losses(self, logits: Tensor, labels: Tensor | None, n: int, n_views: int) -> Tensor:

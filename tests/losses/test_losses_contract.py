@@ -266,3 +266,13 @@ def test_eps_and_fairkl_arguments_are_refused_by_name():
         L.FairKLLoss()(f[None], labels, bias)
     with pytest.raises(ValueError, match="^EpsSupInfoNCELoss: class labels must be a"):
         L.EpsSupInfoNCELoss()(f, labels.double())
+
+
+def test_a_negative_or_non_finite_denominator_eps_is_refused():
+    """denominator_eps adds eps * e^{max_k s_ak} to each denominator: a negative one was silently taken as 0 (no term;
+    abs() or a sign slip passed every test) and NaN too. Both ε-losses refuse it, as they refuse a bad ε."""
+    for cls in (L.EpsSupInfoNCELoss, L.EpsSupConLoss):
+        for bad in (-1e-6, math.nan, math.inf):
+            with pytest.raises(ValueError, match=f"{cls.__name__}: denominator_eps must be a finite number >= 0"):
+                cls(denominator_eps=bad)
+        assert cls(denominator_eps=0.0).denominator_eps == 0.0 and cls(denominator_eps=1e-6).denominator_eps == 1e-6
