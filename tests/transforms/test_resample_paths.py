@@ -60,3 +60,21 @@ def test_a_sub_voxel_shift_is_interpolated_not_rounded_to_a_crop():
         t[:, 0] = 0.5
         out = resample(x, torch.eye(d).expand(2, d, d).clone(), t, shape)
         assert torch.allclose(out[:, :, :-1], (x[:, :, :-1] + x[:, :, 1:]) / 2, atol=1e-5), shape
+
+
+def test_nearest_mode_copies_the_nearest_voxel_in_3d_on_cpu():
+    """mode="nearest" on a 3D float32 CPU batch (the case the trilinear fast path serves for "bilinear"): a shift of
+    (0.7, 0.3, -0.2) voxel reads the nearest voxel, x[i + 1, j, k], the last slab repeating the border, never a blend."""
+    x = torch.randn(2, 1, 6, 5, 4, generator=gen(5))
+    t = torch.tensor([0.7, 0.3, -0.2]).expand(2, 3).clone()
+    out = resample(x, torch.eye(3).expand(2, 3, 3).clone(), t, (6, 5, 4), mode="nearest")
+    assert torch.equal(out[:, :, :-1], x[:, :, 1:]) and torch.equal(out[:, :, -1], x[:, :, -1])
+
+
+def test_a_map_within_1e_4_voxel_of_an_integer_crop_reads_the_nearest_crop():
+    """p = q + t with t = 0.99997 along axis 0 (within the 1e-4 tolerance of the exact path): the view is the crop
+    that starts at the nearest integer, x[3:9] of a 10-voxel axis (the interpolated value is within 3e-5 voxel of it),
+    not the one a truncation towards zero gives (x[2:8])."""
+    x = torch.randn(1, 1, 10, 9, generator=gen(6))
+    out = resample(x, torch.eye(2)[None], torch.tensor([[0.99997, 0.0]]), (6, 5))
+    assert torch.equal(out, x[:, :, 3:9, 2:7])

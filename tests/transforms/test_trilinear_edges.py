@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from aug_helpers import gen
@@ -43,3 +44,22 @@ def test_flat_index_beyond_float32_precision_reads_the_right_voxel():
     # e.g. voxel (256, 254, 253) is at the odd flat index 2^24 + 65277
     out = affine_trilinear_(x, torch.eye(3), torch.tensor([127.0, 126.0, 126.0]), torch.empty(1, 2, 2, 2))
     assert torch.allclose(out, x[:, 255:257, 253:255, 253:255], atol=1e-6)
+
+
+def test_a_zoom_ending_exactly_on_the_last_voxel_matches_np_interp():
+    """Axis 0 read at 2, 2.5, 3 of a 4-voxel axis (zoom 0.5, shift 1): the highest coordinate is exactly the last
+    voxel, whose upper neighbour does not exist, so the border clamp must apply although no coordinate is past it;
+    each line along axis 0 is the naive 1D linear interpolation (np.interp, float64)."""
+    x = torch.randn(1, 4, 3, 5, generator=gen(13))
+    A, t = torch.diag(torch.tensor([0.5, 1.0, 1.0])), torch.tensor([1.0, 0.0, 0.0])
+    out = affine_trilinear_(x, A, t, torch.empty(1, 3, 3, 5))
+    ref = np.apply_along_axis(lambda line: np.interp([2.0, 2.5, 3.0], np.arange(4), line), 0, x[0].double().numpy())
+    assert np.abs(out[0].double().numpy() - ref).max() < 1e-6
+
+
+def test_an_output_with_another_channel_count_is_refused():
+    """out must have x's channels: with more, the extra ones were left unwritten (torch.empty garbage), silently."""
+    x = torch.randn(2, 4, 4, 4, generator=gen(14))
+    for channels in (1, 3):
+        with pytest.raises(ValueError, match="same C"):
+            affine_trilinear_(x, torch.eye(3) * 0.9, torch.zeros(3), torch.empty(channels, 3, 3, 3))
