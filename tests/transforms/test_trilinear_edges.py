@@ -63,3 +63,22 @@ def test_an_output_with_another_channel_count_is_refused():
     for channels in (1, 3):
         with pytest.raises(ValueError, match="same C"):
             affine_trilinear_(x, torch.eye(3) * 0.9, torch.zeros(3), torch.empty(channels, 3, 3, 3))
+
+
+def test_a_last_partial_slab_is_written_without_a_warning(monkeypatch):
+    """9 output rows in slabs of 2: the last slab has 1 row; its buffers are sliced to that size (a larger slice was
+    resized by index_select with a UserWarning at every view), and the values are grid_sample's."""
+    import warnings
+
+    import medssl.transforms.trilinear as trilinear
+
+    s_in, s_out = (7, 6, 5), (9, 4, 3)
+    monkeypatch.setattr(trilinear, "SLAB_VOXELS", 2 * 4 * 3)
+    x = torch.randn(1, *s_in, generator=gen(15))
+    A, t = torch.eye(3) * 0.7, torch.tensor([0.2, -0.1, 0.3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = affine_trilinear_(x, A, t, torch.empty(1, *s_out))
+    ref = F.grid_sample(x[None], sampling_grid(A[None], t[None], s_in, s_out), mode="bilinear",
+                        padding_mode="border", align_corners=False)[0]
+    assert torch.allclose(out, ref, atol=1e-5)
