@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from zip_damage import break_deflate, flip_last_byte
 
 from medssl.data.card import DataCard
 from medssl.data.manifest import ManifestError, scan_manifest
@@ -75,35 +76,17 @@ def test_a_missing_file_says_how_to_obtain_it(tmp_path):
         medmnist_records(_card(npz="absent.npz", obtain="pip install medmnist"), tmp_path, [])
 
 
-def _member_data(path, name):
-    """(offset, size) of a member's stored bytes in a zip (local header: 30 bytes + name + extra field)."""
-    import zipfile
-
-    with zipfile.ZipFile(path) as z:
-        info = z.getinfo(name)
-    raw = path.read_bytes()
-    h = info.header_offset
-    return h + 30 + int.from_bytes(raw[h + 26:h + 28], "little") + int.from_bytes(raw[h + 28:h + 30], "little"), \
-        info.compress_size
-
-
 def test_damaged_labels_and_a_folder_are_manifest_errors(tmp_path, medmnist_file):
     """An empty file, a bad CRC, an invalid deflate stream, a folder: ManifestError naming the file."""
     (tmp_path / "empty.npz").write_bytes(b"")  # an interrupted download
     with pytest.raises(ManifestError, match=r"empty\.npz: .*re-download it"):
         medmnist_labels(tmp_path / "empty.npz", "train")
     np.savez(tmp_path / "crc.npz", train_labels=np.zeros((4, 1), np.uint8))
-    raw = bytearray((tmp_path / "crc.npz").read_bytes())
-    start, size = _member_data(tmp_path / "crc.npz", "train_labels.npy")
-    raw[start + size - 1] ^= 1  # last label byte: the CRC-32 no longer matches
-    (tmp_path / "crc.npz").write_bytes(bytes(raw))
+    flip_last_byte(tmp_path / "crc.npz", "train_labels.npy", 1)  # last label byte: the CRC-32 no longer matches
     with pytest.raises(ManifestError, match=r"crc\.npz: cannot read the MedMNIST file \(BadZipFile: .*CRC"):
         medmnist_labels(tmp_path / "crc.npz", "train")
     medmnist_file(tmp_path / "z.npz")
-    raw = bytearray((tmp_path / "z.npz").read_bytes())
-    start, size = _member_data(tmp_path / "z.npz", "val_labels.npy")
-    raw[start:start + size] = b"\xff" * size  # block type 3 (reserved): not a deflate stream
-    (tmp_path / "z.npz").write_bytes(bytes(raw))
+    break_deflate(tmp_path / "z.npz", "val_labels.npy")  # block type 3 (reserved): not a deflate stream
     with pytest.raises(ManifestError, match=r"z\.npz: cannot read the MedMNIST file \(error: .*invalid block type"):
         medmnist_labels(tmp_path / "z.npz", "val")
     (tmp_path / "dir.npz").mkdir()

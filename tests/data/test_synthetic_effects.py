@@ -202,16 +202,22 @@ def test_trait_spreads_are_the_documented_standard_deviations():
     assert {k: round(v / documented[k], 2) for k, v in sd.items() if abs(v / documented[k] - 1) > 0.08} == {}
 
 
+def _plain_subject(monkeypatch):
+    """A plain subject (20 y, CN, head size 1, no individual noise, no pose) with every random field switched off
+    (no deformation, folding, sulci or texture)."""
+    monkeypatch.setattr(anatomy, "smooth_field",
+                        lambda axes, lattice, rng, half: np.zeros([len(a) for a in axes], np.float32))
+    return dataclasses.replace(anatomy.sample_traits(0, 0, SPEC.sites[0], np.random.default_rng(11)), age=20.0,
+                               diagnosis="CN", head_scale=1.0, head_aspect=(1.0, 1.0, 1.0), brain_noise=0.0,
+                               gm_noise=0.0, ventricle_noise=0.0, ventricle_asymmetry=0.0, hippo_noise=0.0,
+                               pose_shift_mm=(0.0, 0.0, 0.0), pose_rotation_deg=(0.0, 0.0, 0.0))
+
+
 def _phantom(monkeypatch, point, line=None, axis=1, voxel_mm=0.25, **change):
     """Noiseless tissue of a plain subject (20 y, CN, head size 1, no individual noise, no pose) with every random
     field switched off (no deformation, folding, sulci or texture): the documented geometry table, exactly. At a
     world point (mean of a 0.25 mm cube around it), or along a line of values on ``axis`` through that point."""
-    monkeypatch.setattr(anatomy, "smooth_field",
-                        lambda axes, lattice, rng, half: np.zeros([len(a) for a in axes], np.float32))
-    t = dataclasses.replace(anatomy.sample_traits(0, 0, SPEC.sites[0], np.random.default_rng(11)), age=20.0,
-                            diagnosis="CN", head_scale=1.0, head_aspect=(1.0, 1.0, 1.0), brain_noise=0.0, gm_noise=0.0,
-                            ventricle_noise=0.0, ventricle_asymmetry=0.0, hippo_noise=0.0,
-                            pose_shift_mm=(0.0, 0.0, 0.0), pose_rotation_deg=(0.0, 0.0, 0.0))
+    t = _plain_subject(monkeypatch)
     pair = np.array([-0.125, 0.125])
     axes = [c + pair for c in point]
     if line is not None:
@@ -294,12 +300,7 @@ def test_truth_volumes_of_the_phantom_are_its_ellipsoids_volumes(monkeypatch):
     """truth.tsv's volumes are partial-volume sums: on the phantom (2 mm grid) the intracranial volume is the
     ellipsoid inside the skull, semi-axes (70, 88, 78) − 11 mm; the brain (56.5, 74.5, 64.5); the ventricles two
     (6, 24, 9) ellipsoids (bending shears, keeping the volume); the hippocampi two (6, 17, 6) ellipsoids."""
-    monkeypatch.setattr(anatomy, "smooth_field",
-                        lambda axes, lattice, rng, half: np.zeros([len(a) for a in axes], np.float32))
-    t = dataclasses.replace(anatomy.sample_traits(0, 0, SPEC.sites[0], np.random.default_rng(11)), age=20.0,
-                            diagnosis="CN", head_scale=1.0, head_aspect=(1.0, 1.0, 1.0), brain_noise=0.0, gm_noise=0.0,
-                            ventricle_noise=0.0, ventricle_asymmetry=0.0, hippo_noise=0.0,
-                            pose_shift_mm=(0.0, 0.0, 0.0), pose_rotation_deg=(0.0, 0.0, 0.0))
+    t = _plain_subject(monkeypatch)
     grid = np.arange(-99.0, 100.0, 2.0)
     truth = anatomy.render_tissue(t, (grid, grid, grid), 2.0, np.random.default_rng(12))[1]
     ml = {name: 4 / 3 * math.pi * math.prod(semi) * n / 1000 for name, semi, n in (

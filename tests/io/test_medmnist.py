@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from zip_damage import break_deflate, flip_last_byte
 
 from medssl.io import BadFileError, load_medmnist_split, read_image, read_medmnist
 from medssl.io.medmnist import SPLITS
@@ -206,18 +207,6 @@ def test_only_a_last_axis_of_3_is_colour(tmp_path):
         load_medmnist_split(tmp_path / "5d.npz", "test")
 
 
-def _member_data(path, name):
-    """(offset, size) of a member's stored bytes in a zip (local header: 30 bytes + name + extra field)."""
-    import zipfile
-
-    with zipfile.ZipFile(path) as z:
-        info = z.getinfo(name)
-    raw = path.read_bytes()
-    start = info.header_offset + 30 + int.from_bytes(raw[info.header_offset + 26:info.header_offset + 28], "little") \
-        + int.from_bytes(raw[info.header_offset + 28:info.header_offset + 30], "little")
-    return start, info.compress_size
-
-
 def test_damaged_members_and_missing_arrays_are_bad_files(tmp_path):
     """A .npy under a .npz name, a split without its labels, a bad CRC, an invalid deflate stream: BadFileError."""
     np.save(tmp_path / "a.npy", np.zeros((2, 4, 4), np.uint8))
@@ -229,17 +218,11 @@ def test_damaged_members_and_missing_arrays_are_bad_files(tmp_path):
                                            r"\['train_images', 'val_labels'\]\)"):  # sorted
         load_medmnist_split(tmp_path / "i.npz", "train")
     np.savez(tmp_path / "crc.npz", train_images=np.zeros((2, 4, 4), np.uint8), train_labels=np.zeros((2, 1), np.uint8))
-    raw = bytearray((tmp_path / "crc.npz").read_bytes())
-    start, size = _member_data(tmp_path / "crc.npz", "train_images.npy")
-    raw[start + size - 1] ^= 0xFF  # last pixel byte: the CRC-32 no longer matches
-    (tmp_path / "crc.npz").write_bytes(bytes(raw))
+    flip_last_byte(tmp_path / "crc.npz", "train_images.npy", 0xFF)  # last pixel byte: the CRC-32 no longer matches
     with pytest.raises(BadFileError, match=r"crc\.npz: cannot read the \.npz \(BadZipFile: .*CRC"):
         load_medmnist_split(tmp_path / "crc.npz", "train")
     path = _fake_npz(tmp_path / "z.npz", np.zeros((2, 4, 4), np.uint8), np.zeros((2, 1), np.uint8))
-    raw = bytearray(path.read_bytes())
-    start, size = _member_data(path, "test_images.npy")
-    raw[start:start + size] = b"\xff" * size  # block type 3 (reserved): not a deflate stream
-    path.write_bytes(bytes(raw))
+    break_deflate(path, "test_images.npy")  # block type 3 (reserved): not a deflate stream
     with pytest.raises(BadFileError, match=r"z\.npz: cannot read the \.npz \(error: .*invalid block type"):
         load_medmnist_split(path, "test")
 
