@@ -115,3 +115,33 @@ def test_view_agreement_pairs_the_two_views_of_each_scan_across_batches():
 
 def test_only_the_physical_row_rescales_to_the_data_spacing():
     assert [k for k, v in _vs().VARIANTS.items() if v[3]] == ["physical"]
+
+
+def test_train_variant_rounds_steps_up_to_epochs_and_averages_the_first_and_last_ten_losses(tmp_path, monkeypatch):
+    """Trainer faked: 50 scans, batch 8 = 6 steps per epoch, so 20 steps = 4 epochs; first/last 10 written naively."""
+    vs, seen = _vs(), {}
+    losses = [float(v) for v in np.linspace(5.0, 1.0, 24) ** 1.5]
+
+    class FakeTrainer:
+        def __init__(self, method, data, run_dir, opts, device):
+            seen.update(opts=opts, scans=len(data))
+            self.run_dir = run_dir
+
+        def fit(self):
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "metrics.jsonl").write_text("".join(f'{{"step": {i}, "loss": {v}}}\n'
+                                                                for i, v in enumerate(losses)))
+            return {"stopped_early": seen.get("stop", False)}
+
+    monkeypatch.setattr(vs, "Trainer", FakeTrainer)
+    monkeypatch.setattr(vs, "CachedScans", lambda images, records, rows, coder: list(rows))
+    b = vs.Budget(crop=20, width=4)
+    data = {"records": list(range(50)), "images": None, "coder": None}
+    row = vs.train_variant("none", data, b, 20, 8, 3, tmp_path / "run")
+    assert seen["opts"].epochs == 4 and seen["opts"].batch_size == 8 and seen["opts"].seed == 3
+    assert seen["opts"].lr == b.ssl_lr and seen["scans"] == 50
+    assert row["steps"] == 24 and row["first10"] == pytest.approx(sum(losses[:10]) / 10)
+    assert row["last10"] == pytest.approx(sum(losses[-10:]) / 10)
+    seen["stop"] = True  # a SIGTERM mid-row ends the study rather than reporting a cut-short row
+    with pytest.raises(SystemExit, match="SIGTERM during row none"):
+        vs.train_variant("none", data, b, 20, 8, 3, tmp_path / "run2")
