@@ -145,3 +145,22 @@ def test_train_variant_rounds_steps_up_to_epochs_and_averages_the_first_and_last
     seen["stop"] = True  # a SIGTERM mid-row ends the study rather than reporting a cut-short row
     with pytest.raises(SystemExit, match="SIGTERM during row none"):
         vs.train_variant("none", data, b, 20, 8, 3, tmp_path / "run2")
+
+
+def test_main_runs_every_row_for_every_seed_with_that_seeds_encoder_and_views(tmp_path, monkeypatch):
+    """Data, agreement and training faked: rows keep seed order; agreement and training get each seed."""
+    vs, calls = _vs(), []
+    monkeypatch.setattr(vs, "load_ixi", lambda root, b, cache: {"records": [0] * 12, "images": None, "shape": (4, 4, 4)})
+    monkeypatch.setattr(vs, "cnn", lambda b, seed: ("cnn", seed))
+    monkeypatch.setattr(vs, "view_agreement", lambda enc, images, pipe, seed: calls.append(("agree", enc, seed)) or
+                        {k: {"retrieval": 0.5} for k in ("encoder", "voxels")})
+    monkeypatch.setattr(vs, "train_variant", lambda key, data, b, steps, batch, seed, run_dir: calls.append(
+        ("train", key, seed, steps, batch)) or {"losses": [3.0, 2.0], "first10": 3.0 + seed, "last10": 2.0,
+                                                "steps": 2, "seconds": 0.0})
+    monkeypatch.setattr(vs, "plot", lambda result, path: None)
+    res = vs.main(["--data-root", str(tmp_path), "--out", str(tmp_path / "o"), "--variants", "none", "physical",
+                   "--seeds", "5", "7", "--steps", "9", "--batch", "4"])
+    assert calls == [c for s in (5, 7) for k in ("none", "physical")
+                     for c in (("agree", ("cnn", s), s), ("train", k, s, 9, 4))]
+    assert [r["seed"] for r in res["rows"]["physical"]] == [5, 7] and res["chance_ntxent"] == pytest.approx(math.log(7))
+    assert res["summary"]["none"]["first10"] == pytest.approx(9.0)
