@@ -60,3 +60,49 @@ def test_run_encoder_is_loaded_never_trained_and_reproduces_the_benchmarks_fold0
         bench.main([*common, "--set", "methods=yaware", "ssl_epochs=3"])
     after = {p.name: p.read_bytes() for p in [folder / "metrics.jsonl", *(folder / "checkpoints").glob("*.pt")]}
     assert after == before
+
+
+def _perturb(label, x, seed=0):
+    bench = load_benchmark("brain_age_sensitivity")
+    return bench.PERTURBATIONS[label][0](x, torch.Generator().manual_seed(seed), tuple(x.shape[2:]))
+
+
+def test_flip_is_left_right_and_the_half_voxel_shift_is_the_mean_with_the_rolled_neighbour():
+    """The scans are RAS (brain_age_data.py): the first spatial axis is left-right, the axis the fine-tuning
+    flips use (flip_axes (0,)). The half-voxel shift averages each voxel with its neighbour along the axis of the
+    1-voxel roll, so a constant scan stays constant."""
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=(2, 1, 4, 5, 6)).astype(np.float32))
+    np.testing.assert_array_equal(_perturb("left-right flip", x).numpy(), x.numpy()[:, :, ::-1])
+    rolled = _perturb("roll by 1 voxel", x).numpy()
+    axes = [ax for ax in (2, 3, 4) if np.array_equal(rolled, np.roll(x.numpy(), 1, axis=ax))]
+    assert len(axes) == 1
+    half = _perturb("half-voxel shift (mean of 2 neighbours)", x).numpy()
+    np.testing.assert_allclose(half, 0.5 * (x.numpy() + np.roll(x.numpy(), 1, axis=axes[0])), atol=1e-6)
+    ones = torch.ones(1, 1, 4, 5, 6)
+    for label in ("half-voxel shift (mean of 2 neighbours)", "Gaussian blur, σ = 0.5 voxel"):
+        np.testing.assert_allclose(_perturb(label, ones).numpy(), 1.0, atol=1e-6, err_msg=label)  # replicate padding
+
+
+def test_blur_row_uses_the_sigma_its_label_states():
+    x = torch.zeros(1, 1, 9, 9, 9)
+    x[0, 0, 4, 4, 4] = 1.0
+    k = np.exp(-np.arange(-2, 3) ** 2 / (2 * 0.5 ** 2))
+    k /= k.sum()
+    y = _perturb("Gaussian blur, σ = 0.5 voxel", x)[0, 0, 2:7, 2:7, 2:7].numpy()
+    np.testing.assert_allclose(y, np.einsum("i,j,k->ijk", k, k, k), atol=1e-6)
+
+
+def test_every_affine_row_moves_every_scan_and_translation_stays_within_3_percent():
+    """Each affine perturbation is applied to every scan (probability 1); "translation ≤ 3 %" moves a central
+    blob's centre of mass by at most 3 % of the grid (plus interpolation slack)."""
+    n, size = 8, 24
+    g = np.arange(size) - (size - 1) / 2
+    blob = np.exp(-(g[:, None, None] ** 2 + g[None, :, None] ** 2 + g[None, None, :] ** 2) / (2 * 3.0 ** 2))
+    x = torch.from_numpy(np.repeat(blob[None, None], n, 0).astype(np.float32))
+    for label in ("rotation ≤ 1°", "rotation ≤ 5°", "scale 0.95–1.05", "translation ≤ 3 %"):
+        y = _perturb(label, x, seed=3)
+        assert all(not torch.allclose(y[i], x[i], atol=1e-4) for i in range(n)), label
+    y = _perturb("translation ≤ 3 %", x, seed=3).numpy()[:, 0]
+    for v in y:
+        com = [float((v.sum(axis=tuple(a for a in range(3) if a != ax)) * g).sum() / v.sum()) for ax in range(3)]
+        assert max(abs(c) for c in com) <= 0.03 * size + 0.1, com
