@@ -106,3 +106,51 @@ def test_every_affine_row_moves_every_scan_and_translation_stays_within_3_percen
     for v in y:
         com = [float((v.sum(axis=tuple(a for a in range(3) if a != ax)) * g).sum() / v.sum()) for ax in range(3)]
         assert max(abs(c) for c in com) <= 0.03 * size + 0.1, com
+
+
+def _naive_probe(xtr, ytr, xte, yte, n_boot=0):
+    """Least squares with an intercept: a stand-in probe written out here."""
+    w = np.linalg.lstsq(np.c_[xtr, np.ones(len(xtr))], ytr, rcond=None)[0]
+    pred = np.c_[xte, np.ones(len(xte))] @ w
+    return {"pred": pred, "mae": float(np.abs(pred - yte).mean())}
+
+
+def test_run_seed_fits_the_probe_on_unchanged_training_embeddings_and_scores_the_seeds_perturbation(monkeypatch):
+    bench = load_benchmark("brain_age_sensitivity")
+    rng = np.random.default_rng(0)
+    n = 20
+    ages = np.r_[np.nan, rng.uniform(20, 80, n)]
+    data = {"images": rng.normal(size=(n + 1, 1, 4, 4, 4)).astype(np.float32), "ages": ages, "shape": [4, 4, 4],
+            "labelled": np.arange(1, n + 1)}
+    lin = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
+    torch.nn.init.normal_(lin[1].weight, generator=torch.Generator().manual_seed(1))
+    te = np.arange(0, n, 4)
+    monkeypatch.setattr(bench, "fold0_encoders", lambda *a: {"lin": lin})
+    monkeypatch.setattr(bench, "age_folds", lambda a, k, seed: [te])
+    monkeypatch.setattr(bench, "regression_probe", _naive_probe)
+    noise = lambda x, g, s: x + torch.randn(x.shape, generator=g)
+    monkeypatch.setattr(bench, "PERTURBATIONS", {"noise": (noise, False)})
+    out = {s: bench.run_seed(data, bench.Budget(), s, None) for s in (0, 1)}
+    x = data["images"][1:]
+    tr = np.setdiff1d(np.arange(n), te)
+    with torch.no_grad():
+        f0 = lin(torch.from_numpy(x)).numpy()
+        f = lin(noise(torch.from_numpy(x), torch.Generator().manual_seed(1), None)).numpy()
+    y = ages[1:]
+    p0, p = _naive_probe(f0[tr], y[tr], f0[te], y[te])["pred"], _naive_probe(f0[tr], y[tr], f[te], y[te])["pred"]
+    row = out[1]["rows"]["noise"]["lin"]
+    assert (out[1]["n_train"], out[1]["n_test"]) == (len(tr), len(te))
+    sd = np.mean([np.std(f0[:, j]) for j in range(3)])  # between-subject SD of each dimension
+    assert row["feature_shift_sd"] == pytest.approx(np.abs(f - f0).mean() / sd, rel=1e-4)
+    assert row["prediction_change_y"] == pytest.approx(np.abs(p - p0).mean(), rel=1e-4)
+    assert row["test_mae_y"] == pytest.approx(np.abs(p - y[te]).mean(), rel=1e-4)
+    assert out[0]["rows"]["noise"]["lin"] != row  # each seed draws its own perturbation
+
+
+def test_table_gives_the_mean_over_seeds():
+    bench = load_benchmark("brain_age_sensitivity")
+    per_seed = [{"encoders": ["e"], "rows": {label: {"image_corr": c, "e": {"feature_shift_sd": s, "prediction_change_y": d}}
+                                             for label in bench.PERTURBATIONS}}
+                for c, s, d in ((0.1, 1.0, 3.0), (0.2, 2.0, 4.0), (0.9, 6.0, 11.0))]
+    line = bench.format_table(per_seed).splitlines()[2]
+    assert line == f"| {next(iter(bench.PERTURBATIONS))} | 0.400 | 3.00 | 6.00 |"
