@@ -158,3 +158,33 @@ def test_study_variants_default_to_all_and_refuse_unknown_names():
     with pytest.raises(SystemExit, match="unknown \\['nope'\\]"):
         rows.study_variants([name, "nope"])
     assert rows.split_overrides(" a=1 ; ;b=2;") == ["a=1", "b=2"]
+
+
+def test_verdict_compares_genesis_with_the_random_cnn_and_leaves_peers_out():
+    """Models Genesis trains the ResNet-18, so its probe is compared with the random-init CNN (not the ViT); peer
+    recipes are not medssl's SSL probes, so they are neither "the best SSL probe" nor given a random-init rival."""
+    verdict = load_benchmark("brain_age_report").verdict
+    summary = {"random_cnn_probe": _row(8.0, 8.0), "random_vit_probe": _row(4.0, 4.0), "genesis_probe": _row(6.0, 6.0),
+               "nidl_probe": _row(1.0, 1.0)}
+    v = verdict(summary)
+    assert v["every SSL probe beats its random-init encoder"] == "genesis_probe 6.00 vs 8.00 (lower on 2/2 seeds): True"
+    assert v["best SSL probe <= 5.0 y"] == "genesis_probe 6.00: False"
+
+
+def test_table_rows_keep_the_documented_order_and_the_figure_shows_the_first_seed(monkeypatch):
+    """brain_age_rows.py: baselines, then probes, then fine-tuned rows, whatever order the summary has; the scatter
+    is the first seed's, of the best probe when nothing was fine-tuned (brain_age_report.plot's docstring)."""
+    report = load_benchmark("brain_age_report")
+    age = [30.0, 40.0, 50.0, 60.0]
+    preds = {"simclr_probe": [32.0, 41.0, 50.0, 60.0], "random_cnn_probe": [45.0] * 4, "mean": [45.0] * 4,
+             "voxels": [44.0] * 4}
+    per_seed = [{"seed": s, "age": age, "pred": {k: list(np.add(v, s)) for k, v in preds.items()},
+                 "mae": {k: float(np.mean(np.abs(np.add(v, s) - np.array(age)))) for k, v in preds.items()}}
+                for s in (7, 2)]
+    summary = report.summarise(per_seed)
+    labels = [line.split(" | ")[0][2:] for line in report.format_table(summary, 2).splitlines()[2:]]
+    assert labels == ["training-fold mean age", "Ridge on downsampled raw voxels", "random-init ResNet-18 + Ridge probe", "SimCLR + Ridge probe"]
+    drawn = []
+    monkeypatch.setattr(report, "save_figure", lambda fig, path: drawn.append(fig))
+    report.plot({"summary": summary, "per_seed": per_seed, "budget": {"folds": 5}}, "unused.png")
+    assert drawn[0].axes[1].get_legend().get_texts()[0].get_text() == "simclr_probe (seed 7), MAE 7.75"
