@@ -4,7 +4,10 @@ the histogram is a density of the head voxels, and the y-aware runs are handed t
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+import pytest
 import torch
 from benchmark_module import load_benchmark
 from sklearn.linear_model import RidgeCV
@@ -144,3 +147,26 @@ def test_y_aware_runs_are_handed_their_folds_training_scans_and_no_held_out_age_
     again, _, _ = _run_seed(monkeypatch, tmp_path / "again", moved)
     for key, pred in out["pred"].items():
         assert np.allclose(np.array(again["pred"][key])[te], np.array(pred)[te], atol=1e-3), key
+
+
+def test_seed_mae_is_the_mean_absolute_error_of_the_pooled_out_of_fold_predictions(monkeypatch, tmp_path):
+    """docs: a seed's MAE is over the pooled out-of-fold predictions of every subject with an age; the JSON keeps
+    those subjects' ages only and the predictions to 10⁻³ y."""
+    ages = np.random.default_rng(3).uniform(20, 80, 30)
+    out, _, _ = _run_seed(monkeypatch, tmp_path, ages)
+    assert out["age"] == ages.tolist()
+    folds = _folds(len(ages), 5)
+    for key, pred in out["pred"].items():
+        assert not np.isnan(pred).any(), key
+        assert out["mae"][key] == pytest.approx(sum(abs(p - a) for p, a in zip(pred, ages)) / len(ages), abs=2e-3), key
+        assert all(round(p, 3) == p for p in pred), key
+    train_mean = {int(i): ages[np.setdiff1d(np.arange(30), te)].mean() for te in folds for i in te}
+    assert out["pred"]["mean"] == pytest.approx([train_mean[i] for i in range(30)], abs=1e-3)
+
+
+def test_pretrain_folders_name_one_yaware_run_per_fold():
+    bench = load_benchmark("brain_age_ixi", "bench_brain_age_ixi")
+    b = load_benchmark("brain_age_data").Budget(methods="genesis,yaware", folds=4)
+    assert bench.pretrain_folders(b, [2]) == ["seed2_genesis", *(f"seed2_yaware_fold{k}" for k in range(4))]
+    probes_only = replace(b, methods="genesis", finetune=False)  # the probe alone still needs the pretraining
+    assert bench.pretrain_folders(probes_only, [0, 1]) == ["seed0_genesis", "seed1_genesis"]
