@@ -154,3 +154,13 @@ def test_table_gives_the_mean_over_seeds():
                 for c, s, d in ((0.1, 1.0, 3.0), (0.2, 2.0, 4.0), (0.9, 6.0, 11.0))]
     line = bench.format_table(per_seed).splitlines()[2]
     assert line == f"| {next(iter(bench.PERTURBATIONS))} | 0.400 | 3.00 | 6.00 |"
+
+
+def test_random_init_encoder_is_the_main_benchmarks_of_the_same_seed():
+    """brain_age_ixi.run_seed's random-init row uses ``cnn(b, 10_000 + seed)``; the study must measure that encoder."""
+    bench = load_benchmark("brain_age_sensitivity")
+    b = bench.replace(bench.Budget(), **bench.QUICK)
+    ours = bench.fold0_encoders({}, b, 2, None, np.arange(3))["random-init"].state_dict()
+    main = load_benchmark("brain_age_encoders").cnn(b, 10_002).state_dict()
+    assert ours.keys() == main.keys() and all(torch.equal(ours[k], main[k]) for k in ours)
+    assert not torch.equal(ours[next(iter(ours))], load_benchmark("brain_age_encoders").cnn(b, 10_000).state_dict()[next(iter(ours))])
