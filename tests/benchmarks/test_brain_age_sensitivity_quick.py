@@ -94,7 +94,8 @@ def test_blur_row_uses_the_sigma_its_label_states():
 
 def test_every_affine_row_moves_every_scan_and_translation_stays_within_3_percent():
     """Each affine perturbation is applied to every scan (probability 1); "translation ≤ 3 %" moves a central
-    blob's centre of mass by at most 3 % of the grid (plus interpolation slack)."""
+    blob's centre of mass by at most 3 % of the grid and "scale 0.95–1.05" its width by about 5 % (plus
+    interpolation slack)."""
     n, size = 8, 24
     g = np.arange(size) - (size - 1) / 2
     blob = np.exp(-(g[:, None, None] ** 2 + g[None, :, None] ** 2 + g[None, None, :] ** 2) / (2 * 3.0 ** 2))
@@ -106,6 +107,9 @@ def test_every_affine_row_moves_every_scan_and_translation_stays_within_3_percen
     for v in y:
         com = [float((v.sum(axis=tuple(a for a in range(3) if a != ax)) * g).sum() / v.sum()) for ax in range(3)]
         assert max(abs(c) for c in com) <= 0.03 * size + 0.1, com
+    sd = lambda v: np.sqrt((v * (g[:, None, None] ** 2 + g[None, :, None] ** 2 + g[None, None, :] ** 2)).sum() / v.sum())
+    widths = [sd(v) / sd(blob) for v in _perturb("scale 0.95–1.05", x, seed=3).numpy()[:, 0]]
+    assert all(0.93 <= w <= 1.07 for w in widths), widths  # a zoom by 0.95–1.05 (or its inverse), plus slack
 
 
 def _naive_probe(xtr, ytr, xte, yte, n_boot=0):
