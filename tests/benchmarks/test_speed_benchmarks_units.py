@@ -98,13 +98,13 @@ def test_encoder_timing_counts_the_timed_steps_only(monkeypatch):
 
         def forward(self, x):
             clock.spend(1.0)
-            calls.append(tuple(x.shape))
+            calls.append((tuple(x.shape), self.w.grad is None))  # gradients of the last step cleared
             return x.flatten(1).mean(1, keepdim=True) * self.w
 
     monkeypatch.setattr(bench, "time", clock.module())
     monkeypatch.setattr(bench, "build_encoder", lambda *a, **k: Tiny())
     r = bench.measure("tiny", {}, 3, 4, 3, torch.device("cpu"), steps=5, warmup=2, bf16=False)
-    assert calls == [(3, 1, 4, 4, 4)] * 7
+    assert calls == [((3, 1, 4, 4, 4), True)] * 7
     assert r["samples_per_s"] == pytest.approx(3.0) and r["ms_per_step"] == pytest.approx(1000.0)
     assert r["params_m"] == pytest.approx(2e-6)
 
@@ -117,15 +117,32 @@ def test_encoder_grid_skips_what_does_not_fit(monkeypatch):
 
     def fake_measure(name, options, dims, crop, batch, device, steps, warmup, bf16):
         seen.append((name, crop, batch, options.get("checkpointing", False), options.get("channels_last", False)))
+        assert options.get("patch_size", 16) == 16
         assert (dims, steps, warmup, bf16) == (3, 4, 3, True)
         return {"status": "ok", "samples_per_s": 1.0, "ms_per_step": 1.0, "peak_mib": None, "params_m": 0.0}
 
     monkeypatch.setattr(bench, "measure", fake_measure)
-    bench.main(["--device", "cpu", "--encoders", "vit_tiny", "alexnet", "--crops", "68", "69", "80",
+    bench.main(["--device", "cpu", "--encoders", "vit_tiny", "alexnet", "--crops", "68", "69", "72", "80",
                 "--batches", "2", "--variants", "plain", "cl", "ckpt+cl", "--steps", "4"])
     assert seen == [("vit_tiny", 80, 2, False, False),
                     ("alexnet", 69, 2, False, False), ("alexnet", 69, 2, False, True), ("alexnet", 69, 2, True, True),
+                    ("alexnet", 72, 2, False, False), ("alexnet", 72, 2, False, True), ("alexnet", 72, 2, True, True),
                     ("alexnet", 80, 2, False, False), ("alexnet", 80, 2, False, True), ("alexnet", 80, 2, True, True)]
+
+
+def test_encoder_quick_grid_is_two_steps_after_one_warm_up_in_fp32(monkeypatch):
+    """--quick as docs/benchmarks.md runs it: 2 timed steps after 1 warm-up, no autocast, batch 2, ViT patch 8."""
+    bench = load_benchmark("encoders")
+    seen = []
+
+    def fake_measure(name, options, dims, crop, batch, device, steps, warmup, bf16):
+        seen.append((name, crop, batch, steps, warmup, bf16, options.get("patch_size")))
+        return {"status": "ok", "samples_per_s": 1.0, "ms_per_step": 1.0, "peak_mib": None, "params_m": 0.0}
+
+    monkeypatch.setattr(bench, "measure", fake_measure)
+    bench.main(["--quick"])
+    assert {s[3:6] for s in seen} == {(2, 1, False)} and {s[2] for s in seen} == {2}
+    assert [s[6] for s in seen if s[0] == "vit_tiny"] == [8, 8]
 
 
 # ----------------------------------------------------------------------------- cache
@@ -139,6 +156,37 @@ def test_cache_read_timing_excludes_dropping_pages(monkeypatch):
     assert bench._time_reads(lambda i: clock.spend(1.0 + i), order) == pytest.approx(1 + 5 / 4)
     assert bench._time_reads(lambda i: clock.spend(1.0), order, lambda i: [f"a{i}", f"b{i}"]) == pytest.approx(1.0)
     assert dropped == [f"{p}{i}" for i in order for p in "ab"]
+
+
+def test_cache_run_times_the_same_random_records_on_every_path(monkeypatch, tmp_path):
+    """Decode reads are the first --slow-reads of the cache reads' random order (which covers every volume), the
+    cold cache the first 4×; cold reads drop the file they read: the cache file, the record's .nii.gz."""
+    from shared_data import shared_path
+
+    bench = load_benchmark("cache")
+    seen = {}
+
+    def fake_time_reads(fn, order, cold_files=None):
+        name = fn.__name__ + ("+drop" if cold_files else "")
+        seen[name] = (list(order), cold_files and [cold_files(i) for i in order])
+        return {"cached": 1.0, "decode_pre": 30.0, "decode_only": 10.0, "cached_cold+drop": 2.0, "decode_pre+drop": 30.0}[name]
+
+    monkeypatch.setattr(bench, "_time_reads", fake_time_reads)
+    root = shared_path("data", "ixi_t1_hh_2mm")
+    res = bench.main(["--quick", "--cold", "--workers", "1", "--root", str(root), "--cache", str(tmp_path / "c")])
+    order = seen["cached"][0]
+    assert len(order) == 100 and sorted(set(order)) == list(range(8)) and seen["cached"][1] is None
+    assert seen["decode_pre"][0] == seen["decode_only"][0] == order[:12]
+    assert seen["cached_cold+drop"] == (order[:48], [[str(tmp_path / "c" / "images.npy")]] * 48)
+    assert set(seen) == {"cached", "decode_pre", "decode_only", "cached_cold+drop", "decode_pre+drop"}
+    from medssl.data.card import load_card
+    from medssl.data.manifest import build_manifest
+
+    paths = [r.path for r in build_manifest(load_card("shared_ixi"), root)]
+    assert seen["decode_pre+drop"] == (order[:12], [[paths[i]] for i in order[:12]])
+    assert res["speedup_vs_cache"] == {"decode + preprocess": 30.0, "nibabel decode only": 10.0,
+                                       "decode + preprocess (cold)": 15.0}
+    assert res["build"]["scans_per_s"] == pytest.approx(8 / res["build"]["seconds"], rel=0.02)
 
 
 # ----------------------------------------------------------------------------- augment
