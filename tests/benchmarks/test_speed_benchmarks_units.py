@@ -201,10 +201,11 @@ def test_cpu_comparison_baseline_makes_one_view_per_sample(monkeypatch):
     """MONAI (per sample, 2 s wall / 1 s CPU each) against the batch pipeline (0.5 s wall / 0.25 s CPU per view):
     both per view, ratios MONAI over medssl."""
     bench = load_benchmark("augment")
-    clock, monai_calls = Clock(), []
+    clock, monai_calls, ours_calls = Clock(), [], []
 
     class Pipe:
         def __call__(self, x, g):
+            ours_calls.append(x.shape[0])
             clock.spend(0.5 * x.shape[0], 0.25 * x.shape[0])
 
     def compose(sample):
@@ -215,11 +216,13 @@ def test_cpu_comparison_baseline_makes_one_view_per_sample(monkeypatch):
     monkeypatch.setattr(bench, "load_ixi", lambda n: [torch.zeros(1, 6, 6, 6)] * n)
     monkeypatch.setattr(bench, "build_view_pipeline", lambda *a, **k: Pipe())
     monkeypatch.setattr(bench, "monai_compose", lambda crop, seed: compose)
-    monkeypatch.setattr(bench, "stage_times", lambda *a: {})
+    monkeypatch.setattr(bench, "stage_times", lambda *a: {"spatial (0 moved/3)": 0.6})  # seconds per batch
     monkeypatch.setattr(bench, "resampler_times", lambda *a: (1.0, 1.0))
     args = SimpleNamespace(shape=(4, 4, 4), crop=(2, 2, 2), batch=3, repeats=2)
     res = bench.cpu_comparison(args)
     assert monai_calls == [(1, 4, 4, 4)] * (1 + 2 * 3)  # one warm-up sample, then the batch in each round
+    assert ours_calls == [2, 3, 3, 3, 3]  # warm-up on two samples; medssl pipeline and full preset in each round
+    assert res["medssl_stage_cpu_ms_per_view"] == {"spatial (0 moved/3)": pytest.approx(200.0)}
     assert (res["medssl_wall_s_per_view"], res["medssl_cpu_s_per_view"]) == (0.5, 0.25)
     assert (res["monai_wall_s_per_view"], res["monai_cpu_s_per_view"]) == (2.0, 1.0)
     assert res["speedup_cpu_time"] == res["speedup_wall"] == 4.0 and res["speedup_cpu_time_per_round"] == [4.0, 4.0]
@@ -228,13 +231,15 @@ def test_cpu_comparison_baseline_makes_one_view_per_sample(monkeypatch):
 def test_cuda_throughput_counts_two_views_per_sample(monkeypatch):
     """views/s: batch views per pipeline call, 2 × batch per ``views(x, 2)``; warm-up calls not timed."""
     bench = load_benchmark("augment")
-    clock, synced = Clock(), []
+    clock, synced, counts = Clock(), [], []
 
     class Pipe:
         def __call__(self, x, g):
+            counts.append(1)
             clock.spend(1.0)
 
         def views(self, x, n, g):
+            counts.append(n)
             clock.spend(1.5 * n)
 
     monkeypatch.setattr(bench, "time", clock.module())
@@ -249,3 +254,17 @@ def test_cuda_throughput_counts_two_views_per_sample(monkeypatch):
         assert res[name]["views_per_s_1view"] == pytest.approx(8.0)
         assert res[name]["views_per_s_2views"] == pytest.approx(16 / 3)
     assert len(synced) == 2 * 2 * 2 * 2  # before and after each timed call
+    assert counts == ([1, 2] * 3 + [1] * 2 + [2] * 2) * 2  # 3 warm-up rounds, then 2 timed calls of each
+
+
+def test_monai_baseline_uses_the_compared_probabilities_and_axes():
+    """The MONAI Compose draws the same transforms as COMPARED (the values written out in the module docs)."""
+    from monai import transforms as T
+
+    bench = load_benchmark("augment")
+    comp = {type(t): t for t in bench.monai_compose((16, 16, 16), 0).transforms}
+    assert comp[T.RandFlip].prob == 0.5 and comp[T.RandFlip].flipper.spatial_axis == 0
+    assert comp[T.RandGaussianNoise].prob == 0.3 and comp[T.RandGaussianNoise].std == 0.1
+    assert comp[T.RandAffine].prob == 0.5 and comp[T.RandAdjustContrast].prob == 0.3
+    assert comp[T.RandGaussianSmooth].prob == 0.2 and comp[T.RandBiasField].prob == 0.3
+    assert comp[T.RandCoarseDropout].prob == 0.3 and comp[T.RandSpatialCrop].roi_size == (16, 16, 16)
