@@ -268,3 +268,40 @@ def test_monai_baseline_uses_the_compared_probabilities_and_axes():
     assert comp[T.RandAffine].prob == 0.5 and comp[T.RandAdjustContrast].prob == 0.3
     assert comp[T.RandGaussianSmooth].prob == 0.2 and comp[T.RandBiasField].prob == 0.3
     assert comp[T.RandCoarseDropout].prob == 0.3 and comp[T.RandSpatialCrop].roi_size == (16, 16, 16)
+
+
+def test_resize_batch_fills_the_batch_with_the_distinct_volumes_in_turn():
+    bench = load_benchmark("augment")
+    vols = [torch.full((1, 2, 2, 2), float(v)) for v in (1, 2, 3)]
+    out = bench.resize_batch(vols, (3, 3, 3), 5)
+    assert out.shape == (5, 1, 3, 3, 3)
+    assert [float(o.mean()) for o in out] == [1.0, 2.0, 3.0, 1.0, 2.0]
+
+
+def test_stage_times_synchronises_before_reading_the_clock_after_every_stage(monkeypatch):
+    """On CUDA the clock is read only after a sync: spatial step and each later transform."""
+    import medssl.transforms.spatial as spatial
+
+    bench = load_benchmark("augment")
+    clock, reads, synced = Clock(), [], []
+
+    class T:
+        def __init__(self, name):
+            self.name = name
+
+        def apply(self, y, p, inplace):
+            clock.spend(1.0)
+            return y
+
+    pipe = SimpleNamespace(spatial=[], others=[T("gamma"), T("cutout")], crop=None, mode=None, padding_mode=None,
+                           sample_params=lambda shape, g, d: {"crop": None, "0:gamma": {"apply": torch.ones(2)},
+                                                             "1:cutout": {"apply": torch.zeros(2)}})
+    monkeypatch.setattr(spatial, "fused_spatial", lambda x, *a: (clock.spend(2.0), x)[1])
+
+    def read():
+        reads.append(clock.wall)
+        return clock.wall
+
+    out = bench.stage_times(pipe, torch.zeros(2, 1, 2, 2, 2), None, lambda: synced.append(clock.wall), read)
+    assert out == {"spatial (0 moved/2)": 2.0, "gamma (2/2)": 1.0, "cutout (0/2)": 1.0}
+    assert all(t in synced for t in reads)  # every clock reading follows a sync at that time
