@@ -44,6 +44,49 @@ def test_loss_timing_excludes_the_warm_up_run_and_memory_is_the_rss_delta(monkey
     assert r["ms"] == pytest.approx(2000.0) and r["mib"] == pytest.approx(2048.0) and r["finite"]
 
 
+def test_loss_timing_on_cuda_syncs_around_each_timed_run_and_reads_allocator_peak(monkeypatch):
+    """With the CUDA path faked on CPU: every clock reading follows a sync; memory = max allocated - allocated."""
+    bench = load_benchmark("losses")
+    clock, synced, reads = Clock(), [], []
+    costs = iter([100.0, 1.0, 3.0, 0.0])
+
+    def fake_case(name, m, dim, temperature, device):
+        return (lambda f: (clock.spend(next(costs)), f.square().sum())[1]), torch.ones(m // 2, 2, dim)
+
+    def read():
+        reads.append(clock.wall)
+        return clock.wall
+
+    monkeypatch.setattr(bench, "time", SimpleNamespace(perf_counter=read))
+    monkeypatch.setattr(bench, "make_case", fake_case)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda d=None: synced.append(clock.wall))
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda d=None: None)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda d=None: 2**20)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda d=None: 5 * 2**20)
+    r = bench.measure("ntxent", 8, 4, 0.1, "cuda", repeats=2)
+    assert r["ms"] == pytest.approx(2000.0) and r["mib"] == pytest.approx(4.0)
+    assert reads and all(t in synced for t in reads)
+
+
+def test_threshold_check_really_compares_with_the_naive_form_on_tied_ages(monkeypatch):
+    """The printed max |diff| is ours minus the naive O(M^3) L^thr, on 32 subjects whose ages are tied."""
+    from medssl.losses import ThresholdLoss
+
+    bench = load_benchmark("losses")
+    seen = []
+
+    def fake_naive(f, ages, temperature):
+        seen.append((f, ages, temperature))
+        return torch.tensor(1000.0, dtype=torch.float64)
+
+    monkeypatch.setattr(bench, "naive_threshold", fake_naive)
+    diff = bench.check_naive_threshold("cpu")
+    (f, ages, temperature), = seen
+    assert temperature == 0.1 and f.dtype == ages.dtype == torch.float64 and f.shape == (32, 2, 16)
+    assert len(set(ages.tolist())) < 32 and torch.equal(ages, ages.round())  # integer ages, some tied
+    assert diff == pytest.approx(1000.0 - ThresholdLoss(0.1, 2.0)(f, ages).item())
+
+
 def test_naive_case_is_skipped_only_when_it_needs_more_than_the_limit(monkeypatch):
     """naive L^thr at 2N = 512 needs 5 · 512³ B = 0.625 GiB: run under a 0.625 GiB limit, skipped under 0.62."""
     bench = load_benchmark("losses")
