@@ -267,17 +267,20 @@ def load_yaml(text: str):
     return yaml.load(text, Loader=_UniqueKeyLoader)
 
 
-def read_yaml_text(path: Path) -> str:
-    """A YAML file's text, read as UTF-8 (YAML's encoding) whatever the machine's locale.
+def load_yaml_file(path: Path, hint: str = ""):
+    """:func:`load_yaml` of a file, read as UTF-8 (YAML's encoding) whatever the machine's locale.
 
     Raises:
-        ConfigError: the file is not UTF-8 text (names the file and the first bad byte's offset).
+        ConfigError: naming the file: not UTF-8 text (the first bad byte's offset), or not valid YAML
+            (where PyYAML found the problem, then ``hint``).
     """
     try:
-        return path.read_text(encoding="utf-8")
+        return load_yaml(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
                           "save it as UTF-8") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({_first_line(e)}){hint}") from None
 
 
 def _first_line(error: yaml.YAMLError) -> str:
@@ -310,10 +313,7 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
-        try:
-            loaded = load_yaml(read_yaml_text(path)) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({_first_line(e)}); check the indentation there") from None
+        loaded = load_yaml_file(path, "; check the indentation there") or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections (data:, train:, …)")
         try:

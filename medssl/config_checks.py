@@ -8,7 +8,6 @@ from __future__ import annotations
 import inspect
 import math
 import os
-import re
 import typing
 from typing import Any
 
@@ -197,6 +196,7 @@ def view_spacing(cfg: RunConfig) -> list[float] | None:
 
 
 def _validate_views(cfg: RunConfig) -> None:
+    from medssl.transforms.presets import AugmentParamError
     from medssl.transforms.views import build_view_pipeline
 
     spacing = view_spacing(cfg)
@@ -205,9 +205,8 @@ def _validate_views(cfg: RunConfig) -> None:
                             crop_size=tuple(cfg.augment.crop_size), overrides=dict(cfg.augment.overrides),
                             spacing=spacing)
     except ValueError as e:  # a bad value set in augment.overrides is named by its key (presets are valid)
-        bad = re.match(r"augmentation parameter (\w+)=", str(e))
-        where = f"augment.overrides.{bad[1]}" if bad and bad[1] in cfg.augment.overrides else "augment"
-        raise ConfigError(f"{where}: {e}") from None
+        overridden = isinstance(e, AugmentParamError) and e.param in cfg.augment.overrides
+        raise ConfigError(f"{'augment.overrides.' + e.param if overridden else 'augment'}: {e}") from None
 
 
 def check_targets(key: str, targets: typing.Iterable[str]) -> None:

@@ -23,9 +23,7 @@ import string
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import yaml
-
-from medssl.config import NORMALISATIONS, ConfigError, _did_you_mean, _first_line, load_yaml, read_yaml_text
+from medssl.config import NORMALISATIONS, ConfigError, _did_you_mean, load_yaml_file
 
 ROLES = ("subject", "session", "site", "age", "sex", "label", "path", "split")
 FORMATS = ("auto", "nifti", "dicom", "dicom_series", "itk", "png", "medmnist", "npy")
@@ -275,10 +273,7 @@ def load_card(name_or_path: str | Path) -> DataCard:
             the message names the card file and the key.
     """
     p = _locate(name_or_path)
-    try:
-        raw = load_yaml(read_yaml_text(p)) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML ({_first_line(e)})") from None
+    raw = load_yaml_file(p) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: a data card is a YAML mapping of keys (see data_cards/README.md)")
     _validate(p, raw)

@@ -42,6 +42,15 @@ POSITIVE_RANGES = ("crop_scale", "crop_ratio", "scale", "gamma", "intensity_scal
 NON_NEGATIVE_RANGES = ("blur_sigma", "noise_std", "rician_std")
 
 
+
+class AugmentParamError(ValueError):
+    """An invalid augmentation parameter value; ``param`` is its field name (so a caller can name the config key
+    that set it, e.g. ``augment.overrides.blur_sigma``)."""
+
+    def __init__(self, param: str, value: Any, why: str) -> None:
+        super().__init__(f"augmentation parameter {param}={value!r}{why}")
+        self.param = param
+
 @dataclass(frozen=True)
 class AugmentParams:
     """All knobs of the view pipeline; ``*_prob`` are per-sample probabilities.
@@ -103,27 +112,26 @@ class AugmentParams:
         for f in fields(self):
             v = getattr(self, f.name)
             if f.name.endswith("_prob") and not (isinstance(v, (int, float)) and 0.0 <= v <= 1.0):
-                raise ValueError(f"augmentation parameter {f.name}={v!r} must be a probability in [0, 1]")
+                raise AugmentParamError(f.name, v, " must be a probability in [0, 1]")
             if f.type in ("Range", Range) and not (isinstance(v, tuple) and len(v) == 2 and v[0] <= v[1]):
-                raise ValueError(f"augmentation parameter {f.name}={v!r} must be a (low, high) pair with low <= high")
+                raise AugmentParamError(f.name, v, " must be a (low, high) pair with low <= high")
             if f.name in POSITIVE_RANGES and not v[0] > 0:
-                raise ValueError(f"augmentation parameter {f.name}={v!r} must be positive (it is drawn log-uniformly "
-                                 "or divides)")
+                raise AugmentParamError(f.name, v, " must be positive (it is drawn log-uniformly or divides)")
             if f.name in NON_NEGATIVE_RANGES and not v[0] >= 0:
-                raise ValueError(f"augmentation parameter {f.name}={v!r} is a standard deviation: use 0 <= low <= high")
+                raise AugmentParamError(f.name, v, " is a standard deviation: use 0 <= low <= high")
         if not (0 < self.dropout_size[0] and self.dropout_size[1] <= 1):
-            raise ValueError(f"augmentation parameter dropout_size={self.dropout_size!r} is a fraction of the view "
-                             "side: use 0 < low <= high <= 1")
+            raise AugmentParamError("dropout_size", self.dropout_size,
+                                    " is a fraction of the view side: use 0 < low <= high <= 1")
         if self.interpolation not in ("bilinear", "nearest"):
-            raise ValueError(f"augmentation parameter interpolation={self.interpolation!r}: use 'bilinear' or 'nearest'")
+            raise AugmentParamError("interpolation", self.interpolation, ": use 'bilinear' or 'nearest'")
         if self.padding_mode not in ("border", "zeros", "reflection"):
-            raise ValueError(f"augmentation parameter padding_mode={self.padding_mode!r}: use 'border', 'zeros' or 'reflection'")
+            raise AugmentParamError("padding_mode", self.padding_mode, ": use 'border', 'zeros' or 'reflection'")
         ref = self.reference_spacing_mm
         if ref is not None and not (isinstance(ref, (int, float)) and not isinstance(ref, bool) and 0 < ref < float("inf")):
-            raise ValueError(f"augmentation parameter reference_spacing_mm={ref!r}: use a positive number of mm, "
-                             f"or None (strengths never rescaled to the data spacing)")
+            raise AugmentParamError("reference_spacing_mm", ref, ": use a positive number of mm, or None (strengths "
+                                    "never rescaled to the data spacing)")
         if not (self.dropout_fill == "mean" or isinstance(self.dropout_fill, (int, float))):
-            raise ValueError(f"augmentation parameter dropout_fill={self.dropout_fill!r}: use a number or 'mean'")
+            raise AugmentParamError("dropout_fill", self.dropout_fill, ": use a number or 'mean'")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -193,4 +201,4 @@ def list_presets() -> list[str]:
     return sorted(PRESETS)
 
 
-__all__ = ["AugmentParams", "PRESETS", "PRESET_DIMS", "get_preset", "list_presets"]
+__all__ = ["AugmentParamError", "AugmentParams", "PRESETS", "PRESET_DIMS", "get_preset", "list_presets"]
